@@ -1,0 +1,1086 @@
+//! The REST dispatcher: parses Kubernetes API paths, authenticates, authorizes and runs each verb.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::Cluster;
+use crate::auth::{self, Attributes, UserInfo};
+use crate::errors::{ApiError, ApiResult};
+use crate::faults::Verdict;
+use crate::resources::{GroupResource, ResourceType};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::now_rfc3339;
+use crate::{crd, discovery, exec, gc, kubelet, logs, patch, watch};
+
+/// Largest request body accepted (the real server's limit is 3 MiB for most objects).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The axum router serving the whole API of one cluster.
+pub fn router(cluster: Arc<Cluster>) -> Router {
+    Router::new().fallback(dispatch).with_state(cluster)
+}
+
+/// A parsed resource request.
+#[derive(Debug, Clone)]
+pub struct ResourceRequest {
+    /// The served type.
+    pub rt: ResourceType,
+    /// Namespace from the path.
+    pub namespace: Option<String>,
+    /// Object name from the path.
+    pub name: Option<String>,
+    /// Subresource from the path.
+    pub sub: Option<String>,
+}
+
+/// Query parameters in order, percent-decoded.
+pub type Query = Vec<(String, String)>;
+
+/// First value of a query parameter.
+pub fn q<'a>(query: &'a Query, key: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn q_bool(query: &Query, key: &str) -> bool {
+    matches!(q(query, key), Some("true") | Some("1"))
+}
+
+fn parse_query(raw: Option<&str>) -> Query {
+    raw.map(|r| {
+        url_decode_pairs(r)
+    })
+    .unwrap_or_default()
+}
+
+fn url_decode_pairs(raw: &str) -> Query {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect()
+}
+
+fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// JSON response helper.
+pub fn json_response(code: StatusCode, v: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+}
+
+async fn dispatch(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    match cluster.faults.before(&path).await {
+        Verdict::Serve => {}
+        Verdict::Fail(e) => return e.into_response(),
+        Verdict::Close => {
+            // An erroring body makes hyper drop the connection mid-response, as a crashed server would.
+            let body = Body::from_stream(futures::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("injected connection close"))
+            }));
+            return Response::builder().status(200).body(body).unwrap_or_default();
+        }
+    }
+    match handle(cluster, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let query = parse_query(parts.uri.query());
+    let method = parts.method.clone();
+
+    // Liveness endpoints answer without authentication, as on real clusters.
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        return Ok((StatusCode::OK, "ok").into_response());
+    }
+    let user = auth::authenticate(&cluster, &parts.headers)?;
+
+    if path.starts_with("/kubesim") {
+        let body = read_body(body).await?;
+        return kubesim_admin(&cluster, &user, &method, &path, &query, body).await;
+    }
+
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Non-resource paths.
+    let resource_prefix = match segs.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => Some(("", "v1", rest)),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => Some((*g, *v, rest)),
+        _ => None,
+    };
+    let Some((group, version, rest)) = resource_prefix else {
+        let attrs = Attributes { verb: &method.as_str().to_lowercase(), path: Some(&path), ..Default::default() };
+        let verb = non_resource_verb(&method);
+        let attrs = Attributes { verb, ..attrs };
+        if !auth::authorize(&cluster, &user, &attrs) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.username, verb, path),
+            ));
+        }
+        return discovery::serve(&cluster, &path, &parts.headers, &query);
+    };
+
+    let rr = parse_resource_path(&cluster, group, version, rest)?;
+    let watch = method == Method::GET && rr.name.is_none() && q_bool(&query, "watch");
+    let verb = request_verb(&method, &rr, watch);
+    let gr = rr.rt.group_resource();
+    let attrs = Attributes {
+        verb,
+        group: &rr.rt.group,
+        resource: &rr.rt.plural,
+        subresource: rr.sub.as_deref(),
+        namespace: rr.namespace.as_deref(),
+        name: rr.name.as_deref(),
+        path: None,
+    };
+    if !auth::authorize(&cluster, &user, &attrs) {
+        return Err(auth::forbidden(&user, &attrs));
+    }
+
+    // Streaming subresources take the raw request.
+    if let (Some(sub), Some(name), Some(ns)) = (rr.sub.as_deref(), rr.name.as_deref(), rr.namespace.as_deref()) {
+        if gr.group.is_empty() && gr.resource == "pods" && matches!(sub, "exec" | "attach") {
+            let pod = cluster.store.get(&gr, ns, name).ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+                .await
+                .map_err(|_| ApiError::bad_request("Upgrade request required: exec needs a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)"))?;
+            return exec::exec(cluster.clone(), pod, query, ws);
+        }
+        if gr.group.is_empty() && gr.resource == "pods" && sub == "log" {
+            let pod = cluster.store.get(&gr, ns, name).ok_or_else(|| ApiError::not_found(&gr, name))?;
+            return logs::serve_log(cluster.clone(), pod, query).await;
+        }
+    }
+
+    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let table = accept.contains("as=Table");
+    let body = read_body(body).await?;
+    let ctx = Ctx { cluster: &cluster, user: &user, rr: &rr, query: &query, headers: &parts.headers };
+
+    if rr.rt.virtual_only {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let obj = decode_body(&parts.headers, &body)?;
+        let out = auth::review(&cluster, &user, &rr.rt.kind, rr.namespace.as_deref(), obj)?;
+        return Ok(json_response(StatusCode::CREATED, &out));
+    }
+
+    match (method.clone(), rr.name.is_some(), rr.sub.as_deref()) {
+        (Method::GET, false, None) if watch => watch::serve(&ctx, table),
+        (Method::GET, false, None) => {
+            let list = ctx.list()?;
+            Ok(json_response(StatusCode::OK, &if table { discovery::to_table(&rr.rt, &list, &query) } else { list }))
+        }
+        (Method::GET, true, None) | (Method::GET, true, Some("status")) => {
+            let obj = ctx.get_current()?;
+            let out = if table { discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query) } else { obj };
+            Ok(json_response(StatusCode::OK, &out))
+        }
+        (Method::POST, false, None) => {
+            let obj = decode_body(&parts.headers, &body)?;
+            let created = ctx.create(obj)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (Method::POST, true, Some("token")) if gr.resource == "serviceaccounts" => {
+            let obj = decode_body(&parts.headers, &body)?;
+            let ns = rr.namespace.as_deref().unwrap_or_default();
+            let name = rr.name.as_deref().unwrap_or_default();
+            Ok(json_response(StatusCode::CREATED, &auth::token_request(&cluster, ns, name, &obj)?))
+        }
+        (Method::PUT, true, sub) => {
+            let obj = decode_body(&parts.headers, &body)?;
+            let (out, created) = ctx.replace(obj, sub)?;
+            Ok(json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &out))
+        }
+        (Method::PATCH, true, sub) => {
+            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let (out, created) = ctx.patch(&ct, &body, sub)?;
+            Ok(json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &out))
+        }
+        (Method::DELETE, true, None) => {
+            let opts = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            ctx.delete(&opts)
+        }
+        (Method::DELETE, false, None) => {
+            let opts = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            ctx.delete_collection(&opts)
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn non_resource_verb(m: &Method) -> &'static str {
+    match *m {
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "get",
+    }
+}
+
+fn request_verb(m: &Method, rr: &ResourceRequest, watch: bool) -> &'static str {
+    if let Some(sub) = rr.sub.as_deref() {
+        if matches!(sub, "exec" | "attach" | "portforward") {
+            // Kubernetes ≥ 1.30 authorizes WebSocket upgrades (GET) of these as `create`.
+            return "create";
+        }
+    }
+    match *m {
+        Method::GET | Method::HEAD if rr.name.is_some() => "get",
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if rr.name.is_some() => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "get",
+    }
+}
+
+fn parse_resource_path(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> ApiResult<ResourceRequest> {
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let lookup = |plural: &str| cluster.registry.lookup(group, version, plural).ok_or_else(not_found);
+    let (rt, namespace, name, sub) = match rest {
+        ["namespaces", ns, res, tail @ ..] if !(group.is_empty() && matches!(*res, "status" | "finalize") && tail.is_empty()) => {
+            let rt = lookup(res)?;
+            if !rt.namespaced {
+                return Err(not_found());
+            }
+            (rt, Some(ns.to_string()), tail.first().map(|s| s.to_string()), tail.get(1).map(|s| s.to_string()))
+        }
+        [res, tail @ ..] => {
+            let rt = lookup(res)?;
+            (rt, None, tail.first().map(|s| s.to_string()), tail.get(1).map(|s| s.to_string()))
+        }
+        [] => return Err(not_found()),
+    };
+    if rest.len() > 5 {
+        return Err(not_found());
+    }
+    if rt.namespaced && namespace.is_none() && name.is_some() {
+        return Err(not_found());
+    }
+    if let Some(s) = &sub {
+        if !rt.has_subresource(s) {
+            return Err(not_found());
+        }
+    }
+    Ok(ResourceRequest { rt, namespace, name, sub })
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"))
+}
+
+/// Decodes a JSON or YAML request body into an object.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if ct.contains("protobuf") {
+        return Err(ApiError::unsupported_media(ct));
+    }
+    let v: Value = if ct.contains("yaml") {
+        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    Ok(v)
+}
+
+/// The context of one resource request.
+pub struct Ctx<'a> {
+    /// The cluster.
+    pub cluster: &'a Arc<Cluster>,
+    /// Who asks.
+    pub user: &'a UserInfo,
+    /// What is asked for.
+    pub rr: &'a ResourceRequest,
+    /// Query parameters.
+    pub query: &'a Query,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// Validates a DNS-1123 subdomain (most object names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Validates a DNS-1123 label (namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    is_dns_subdomain(s) && s.len() <= 63 && !s.contains('.')
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    (0..5).map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char).collect()
+}
+
+impl Ctx<'_> {
+    fn gr(&self) -> GroupResource {
+        self.rr.rt.group_resource()
+    }
+
+    fn ns(&self) -> &str {
+        self.rr.namespace.as_deref().unwrap_or_default()
+    }
+
+    fn name(&self) -> &str {
+        self.rr.name.as_deref().unwrap_or_default()
+    }
+
+    fn dry_run(&self) -> bool {
+        q(self.query, "dryRun").is_some()
+    }
+
+    fn get_current(&self) -> ApiResult<Value> {
+        self.cluster.store.get(&self.gr(), self.ns(), self.name()).ok_or_else(|| ApiError::not_found(&self.gr(), self.name()))
+    }
+
+    /// Lists with selectors and pagination.
+    pub fn list(&self) -> ApiResult<Value> {
+        let rt = &self.rr.rt;
+        let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
+        let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
+        let (mut items, rv) = self.cluster.store.list(&self.gr(), self.rr.namespace.as_deref());
+        items.retain(|o| labels.matches(o) && fields.matches(o));
+        let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
+            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cont)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            items.retain(|o| {
+                let (ns, n) = crate::store::ns_name(o);
+                format!("{ns}/{n}") > decoded
+            });
+        }
+        if limit > 0 && items.len() > limit {
+            let remaining = items.len() - limit;
+            items.truncate(limit);
+            if let Some(last) = items.last() {
+                let (ns, n) = crate::store::ns_name(last);
+                meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}")));
+                meta["remainingItemCount"] = json!(remaining);
+            }
+        }
+        for it in items.iter_mut() {
+            if it.get("apiVersion").is_none() {
+                it["apiVersion"] = json!(rt.api_version());
+                it["kind"] = json!(rt.kind);
+            }
+        }
+        Ok(json!({
+            "apiVersion": rt.api_version(),
+            "kind": format!("{}List", rt.kind),
+            "metadata": meta,
+            "items": items,
+        }))
+    }
+
+    fn check_namespace_for_write(&self, ns: &str) -> ApiResult<()> {
+        let nsgr = GroupResource::new("", "namespaces");
+        match self.cluster.store.get(&nsgr, "", ns) {
+            None => Err(ApiError::not_found(&nsgr, ns)),
+            Some(n) if n["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    self.gr(),
+                    self.name()
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Fills and checks type and metadata of a body against the request.
+    fn normalize(&self, obj: &mut Value, creating: bool) -> ApiResult<()> {
+        let rt = &self.rr.rt;
+        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+            if k != rt.kind {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({}) does not match the expected API version ({})",
+                    obj["apiVersion"].as_str().unwrap_or(""),
+                    rt.api_version()
+                )));
+            }
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        let md = &mut obj["metadata"];
+        if rt.namespaced {
+            let url_ns = self.ns();
+            match md.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => md["namespace"] = json!(url_ns),
+            }
+        } else if let Some(m) = md.as_object_mut() {
+            m.remove("namespace");
+        }
+        if creating {
+            let has_name = md.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            if !has_name {
+                match md.get("generateName").and_then(Value::as_str) {
+                    Some(g) if !g.is_empty() => md["name"] = json!(format!("{g}{}", random_suffix())),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            &rt.kind,
+                            &rt.group,
+                            "",
+                            vec![("metadata.name".into(), "Required value: name or generateName is required".into())],
+                        ));
+                    }
+                }
+            }
+            if let Some(m) = md.as_object_mut() {
+                for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "uid", "creationTimestamp", "selfLink"] {
+                    m.remove(k);
+                }
+            }
+        } else if let Some(name) = &self.rr.name {
+            match md.get("name").and_then(Value::as_str) {
+                Some(n) if n != name => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
+                }
+                _ => md["name"] = json!(name),
+            }
+        }
+        let name = md["name"].as_str().unwrap_or_default().to_string();
+        let valid = match rt.kind.as_str() {
+            "Namespace" => is_dns_label(&name),
+            // RBAC names are path segments, not DNS names (e.g. `system:controller:x`).
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+                !name.is_empty() && !name.contains('/') && !name.contains('%') && name != "." && name != ".."
+            }
+            _ => is_dns_subdomain(&name),
+        };
+        if !valid {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                &name,
+                vec![(
+                    "metadata.name".into(),
+                    format!(
+                        "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                    ),
+                )],
+            ));
+        }
+        if let Some(labels) = md.get("labels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                if !v.is_string() {
+                    return Err(ApiError::bad_request(format!("metadata.labels.{k}: label values must be strings")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn field_manager(&self, default: &str) -> String {
+        q(self.query, "fieldManager")
+            .map(str::to_string)
+            .or_else(|| {
+                self.headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
+            })
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    /// Creates an object through admission.
+    pub fn create(&self, mut obj: Value) -> ApiResult<Value> {
+        self.normalize(&mut obj, true)?;
+        let rt = &self.rr.rt;
+        if rt.namespaced {
+            self.check_namespace_for_write(self.ns())?;
+        }
+        admit_create(self.cluster, self.user, rt, &mut obj, self.query)?;
+        let manager = self.field_manager("unknown");
+        patch::record_update_manager(&mut obj, None, &manager, &rt.api_version(), "Update");
+        if self.dry_run() {
+            return Ok(obj);
+        }
+        let created = self.cluster.store.create(&self.gr(), obj)?;
+        after_create(self.cluster, rt, &created)?;
+        Ok(created)
+    }
+
+    /// PUT of an object or its status. Returns the object and whether it was created.
+    pub fn replace(&self, mut obj: Value, sub: Option<&str>) -> ApiResult<(Value, bool)> {
+        self.normalize(&mut obj, false)?;
+        let rt = &self.rr.rt;
+        let current = match self.cluster.store.get(&self.gr(), self.ns(), self.name()) {
+            Some(c) => c,
+            None => {
+                if sub.is_none() && matches!(rt.kind.as_str(), "Lease" | "Endpoints") {
+                    return self.create(obj).map(|o| (o, true));
+                }
+                return Err(ApiError::not_found(&self.gr(), self.name()));
+            }
+        };
+        let expected = obj["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        let manager = self.field_manager("unknown");
+        let updated = self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
+        Ok((updated, false))
+    }
+
+    /// Shared tail of PUT and PATCH: subresource rules, generation, finalizers, admission, store.
+    fn apply_update(
+        &self,
+        current: &Value,
+        mut new: Value,
+        sub: Option<&str>,
+        expected_rv: Option<&str>,
+        manager: &str,
+        operation: &str,
+    ) -> ApiResult<Value> {
+        let rt = &self.rr.rt;
+        match sub {
+            Some("status") => {
+                // Only the status changes through the status subresource.
+                let status = new.get("status").cloned().unwrap_or(Value::Null);
+                new = current.clone();
+                if status.is_null() {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                } else {
+                    new["status"] = status;
+                }
+            }
+            Some("finalize") if rt.kind == "Namespace" => {
+                let fins = new["spec"]["finalizers"].clone();
+                new = current.clone();
+                new["spec"]["finalizers"] = fins;
+            }
+            Some(other) => return Err(ApiError::bad_request(format!("subresource {other} cannot be updated"))),
+            None => {
+                if rt.has_subresource("status") && rt.schema.is_some() {
+                    // CRDs with a status subresource ignore status on the main resource.
+                    new["status"] = current.get("status").cloned().unwrap_or(Value::Null);
+                    if new["status"].is_null() {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+        }
+        // Server-owned metadata stays.
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            let v = current["metadata"].get(k).cloned();
+            match v {
+                Some(v) => new["metadata"][k] = v,
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(k);
+                    }
+                }
+            }
+        }
+        if rt.kind == "Namespace" && sub.is_none() {
+            new["status"] = current["status"].clone();
+        }
+        // A deleting object only loses finalizers, it gains none.
+        if current["metadata"]["deletionTimestamp"].is_string() {
+            let old: Vec<Value> = current["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            if let Some(fins) = new["metadata"]["finalizers"].as_array() {
+                if let Some(added) = fins.iter().find(|f| !old.contains(f)) {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        &rt.group,
+                        self.name(),
+                        vec![("metadata.finalizers".into(), format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{}]", added.as_str().unwrap_or_default()))],
+                    ));
+                }
+            }
+        }
+        let spec_changed = strip_meta_status(current) != strip_meta_status(&new);
+        if spec_changed && sub.is_none() {
+            let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            new["metadata"]["generation"] = json!(g + 1);
+        }
+        admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
+        patch::record_update_manager(&mut new, Some(current), manager, &rt.api_version(), operation);
+        if self.dry_run() {
+            return Ok(new);
+        }
+        let stored = self.cluster.store.update(&self.gr(), new, expected_rv)?;
+        after_update(self.cluster, rt, &stored)?;
+        if stored["metadata"]["deletionTimestamp"].is_string()
+            && stored["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        {
+            gc::finish_deletion(self.cluster, &rt.group_resource(), &stored);
+        }
+        Ok(stored)
+    }
+
+    /// PATCH of every supported type. Returns the object and whether apply created it.
+    pub fn patch(&self, content_type: &str, body: &[u8], sub: Option<&str>) -> ApiResult<(Value, bool)> {
+        let rt = &self.rr.rt;
+        let ct = content_type.split(';').next().unwrap_or("").trim();
+        if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
+            let manager = q(self.query, "fieldManager")
+                .ok_or_else(|| ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?
+                .to_string();
+            let force = q_bool(self.query, "force");
+            let mut applied: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            if !applied.is_object() {
+                return Err(ApiError::bad_request("apply patch must be an object"));
+            }
+            match self.cluster.store.get(&self.gr(), self.ns(), self.name()) {
+                None if sub.is_none() => {
+                    self.normalize(&mut applied, false)?;
+                    let mut obj = applied.clone();
+                    patch::strip_directives(&mut obj);
+                    if rt.namespaced {
+                        self.check_namespace_for_write(self.ns())?;
+                    }
+                    admit_create(self.cluster, self.user, rt, &mut obj, self.query)?;
+                    patch::record_apply_manager(&mut obj, &applied, &manager, &rt.api_version(), None);
+                    if self.dry_run() {
+                        return Ok((obj, true));
+                    }
+                    let created = self.cluster.store.create(&self.gr(), obj)?;
+                    after_create(self.cluster, rt, &created)?;
+                    return Ok((created, true));
+                }
+                None => return Err(ApiError::not_found(&self.gr(), self.name())),
+                Some(current) => {
+                    self.normalize(&mut applied, false)?;
+                    let merged = patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
+                    let expected = applied["metadata"]["resourceVersion"].as_str().map(str::to_string);
+                    let out = self.apply_update(&current, merged, sub, expected.as_deref(), &manager, "Apply")?;
+                    return Ok((out, false));
+                }
+            }
+        }
+        let current = self.get_current()?;
+        let patch_doc: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patched = match ct {
+            "application/json-patch+json" => patch::json_patch(&current, &patch_doc)?,
+            "application/merge-patch+json" => patch::merge_patch(&current, &patch_doc),
+            "application/strategic-merge-patch+json" => {
+                if rt.schema.is_some() {
+                    return Err(ApiError::unsupported_media(
+                        "application/strategic-merge-patch+json (strategic merge patch is not supported for custom resources)",
+                    ));
+                }
+                patch::strategic_merge(&current, &patch_doc)?
+            }
+            other => return Err(ApiError::unsupported_media(other)),
+        };
+        let mut patched = patched;
+        if !patched.is_object() {
+            return Err(ApiError::bad_request("patch produced a non-object"));
+        }
+        // A resourceVersion inside the patch is a precondition.
+        let expected = patch_doc["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        self.normalize(&mut patched, false)?;
+        let manager = self.field_manager("unknown");
+        let out = self.apply_update(&current, patched, sub, expected.as_deref(), &manager, "Update")?;
+        Ok((out, false))
+    }
+
+    /// DELETE of one object.
+    pub fn delete(&self, opts: &Value) -> ApiResult<Response> {
+        let current = self.get_current()?;
+        if let Some(uid) = opts["preconditions"]["uid"].as_str() {
+            if current["metadata"]["uid"].as_str() != Some(uid) {
+                return Err(ApiError::conflict(&self.gr(), self.name()));
+            }
+        }
+        if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
+            if current["metadata"]["resourceVersion"].as_str() != Some(rv) {
+                return Err(ApiError::conflict(&self.gr(), self.name()));
+            }
+        }
+        if self.dry_run() || opts["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
+            return Ok(json_response(StatusCode::OK, &current));
+        }
+        let policy = opts["propagationPolicy"]
+            .as_str()
+            .or_else(|| q(self.query, "propagationPolicy"))
+            .unwrap_or("Background")
+            .to_string();
+        let orphan = opts["orphanDependents"].as_bool().unwrap_or(false) || policy == "Orphan";
+        let policy = if orphan { "Orphan".to_string() } else { policy };
+        let (obj, gone) = gc::delete(self.cluster, &self.rr.rt, &current, &policy)?;
+        if gone && !self.rr.rt.namespaced && self.rr.rt.kind != "Namespace" || gone {
+            Ok(json_response(StatusCode::OK, &obj))
+        } else {
+            Ok(json_response(StatusCode::ACCEPTED, &obj))
+        }
+    }
+
+    /// DELETE of a collection (with selectors).
+    pub fn delete_collection(&self, opts: &Value) -> ApiResult<Response> {
+        let list = self.list()?;
+        let policy = opts["propagationPolicy"].as_str().unwrap_or("Background").to_string();
+        let mut out = Vec::new();
+        if let Some(items) = list["items"].as_array() {
+            for it in items {
+                if !self.dry_run() {
+                    let (o, _) = gc::delete(self.cluster, &self.rr.rt, it, &policy)?;
+                    out.push(o);
+                } else {
+                    out.push(it.clone());
+                }
+            }
+        }
+        let mut l = list;
+        l["items"] = json!(out);
+        Ok(json_response(StatusCode::OK, &l))
+    }
+}
+
+/// Creates an object as the admin through the full admission path (seeds, bootstrap, tests).
+pub fn create_internal(cluster: &Arc<Cluster>, obj: Value) -> ApiResult<Value> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let (group, _version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let rt = cluster
+        .registry
+        .by_kind(group, kind)
+        .ok_or_else(|| ApiError::bad_request(format!("no kind \"{kind}\" is registered for version \"{api_version}\"")))?;
+    let namespace = if rt.namespaced {
+        Some(obj["metadata"]["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or("default").to_string())
+    } else {
+        None
+    };
+    let rr = ResourceRequest { rt, namespace, name: None, sub: None };
+    let admin = UserInfo::admin();
+    let query = Query::new();
+    let headers = HeaderMap::new();
+    let ctx = Ctx { cluster, user: &admin, rr: &rr, query: &query, headers: &headers };
+    ctx.create(obj)
+}
+
+fn strip_meta_status(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+/// Admission for new objects: defaults, per-kind rules, CRD schemas, RBAC escalation checks.
+pub fn admit_create(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, obj: &mut Value, query: &Query) -> ApiResult<()> {
+    obj["metadata"]["generation"] = json!(1);
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "Pod") => {
+            validate_pod(rt, obj)?;
+            if obj["spec"]["serviceAccountName"].as_str().is_none_or(str::is_empty) {
+                obj["spec"]["serviceAccountName"] = json!("default");
+            }
+            kubelet::admit_pod(cluster, obj);
+        }
+        ("", "Secret") => {
+            normalize_secret(obj)?;
+            if obj["type"] == "kubernetes.io/service-account-token" {
+                auth::fill_legacy_token(cluster, obj)?;
+            }
+        }
+        ("", "ConfigMap") => {
+            if let Some(d) = obj.get("data").and_then(Value::as_object) {
+                if d.values().any(|v| !v.is_string()) {
+                    return Err(ApiError::bad_request("ConfigMap data values must be strings"));
+                }
+            }
+        }
+        ("", "Service") => {
+            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) && obj["spec"]["type"] != "ExternalName" {
+                let n = cluster.store.current_rv();
+                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1));
+                obj["spec"]["clusterIPs"] = json!([obj["spec"]["clusterIP"].clone()]);
+            }
+            if obj["spec"]["type"].is_null() {
+                obj["spec"]["type"] = json!("ClusterIP");
+            }
+        }
+        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
+        ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
+        _ => {}
+    }
+    if rt.schema.is_some() {
+        if rt.has_subresource("status") {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        let strict = q(query, "fieldValidation") == Some("Strict");
+        crd::validate_custom(rt, obj, strict)?;
+    }
+    Ok(())
+}
+
+fn admit_update(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, current: &Value, new: &mut Value, sub: Option<&str>) -> ApiResult<()> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Secret") => {
+            normalize_secret(new)?;
+            if new["type"] != current["type"] && !current["type"].is_null() {
+                return Err(ApiError::invalid(&rt.kind, "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("type".into(), "Invalid value: field is immutable".into())]));
+            }
+        }
+        ("", "Pod") if sub.is_none() => {
+            if new["spec"]["containers"] != current["spec"]["containers"] {
+                let strip = |v: &Value| -> Value {
+                    v["spec"]["containers"].as_array().map(|cs| cs.iter().map(|c| { let mut c = c.clone(); if let Some(m) = c.as_object_mut() { m.remove("image"); } c }).collect::<Vec<_>>().into()).unwrap_or(Value::Null)
+                };
+                if strip(new) != strip(current) {
+                    return Err(ApiError::invalid("Pod", "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]));
+                }
+            }
+        }
+        ("rbac.authorization.k8s.io", _) => {
+            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding") && new["roleRef"] != current["roleRef"] {
+                return Err(ApiError::invalid(&rt.kind, &rt.group, new["metadata"]["name"].as_str().unwrap_or_default(), vec![("roleRef".into(), "Invalid value: cannot change roleRef".into())]));
+            }
+            auth::check_rbac_write(cluster, user, &rt.group_resource(), new)?
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, new)?,
+        ("apps", _) | ("batch", _) if sub.is_none() => simulate_workload_status(rt, new),
+        _ => {}
+    }
+    if rt.schema.is_some() {
+        crd::validate_custom(rt, new, false)?;
+    }
+    Ok(())
+}
+
+fn after_create(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => {
+            let ns = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+            let _ = cluster.store.create(&GroupResource::new("", "serviceaccounts"), sa);
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::established(cluster, obj)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn after_update(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" && !obj["metadata"]["deletionTimestamp"].is_string() {
+        crd::register(cluster, obj)?;
+    }
+    Ok(())
+}
+
+fn validate_pod(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let containers = obj["spec"]["containers"].as_array();
+    let mut causes = Vec::new();
+    match containers {
+        None => causes.push(("spec.containers".to_string(), "Required value".to_string())),
+        Some(cs) if cs.is_empty() => causes.push(("spec.containers".to_string(), "Required value".to_string())),
+        Some(cs) => {
+            for (i, c) in cs.iter().enumerate() {
+                if c["name"].as_str().is_none_or(|n| !is_dns_label(n)) {
+                    causes.push((format!("spec.containers[{i}].name"), "Required value".into()));
+                }
+                if c["image"].as_str().is_none_or(str::is_empty) {
+                    causes.push((format!("spec.containers[{i}].image"), "Required value".into()));
+                }
+            }
+        }
+    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.kind, "", name, causes)) }
+}
+
+fn normalize_secret(obj: &mut Value) -> ApiResult<()> {
+    if obj["type"].as_str().is_none_or(str::is_empty) {
+        obj["type"] = json!("Opaque");
+    }
+    if let Some(sd) = obj.get("stringData").and_then(Value::as_object).cloned() {
+        for (k, v) in sd {
+            let s = v.as_str().ok_or_else(|| ApiError::bad_request("stringData values must be strings"))?;
+            obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
+        }
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("stringData");
+        }
+    }
+    if let Some(d) = obj.get("data").and_then(Value::as_object) {
+        for (k, v) in d {
+            let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+            if !ok {
+                return Err(ApiError::bad_request(format!("Secret data[{k}] is not valid base64")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Workload controllers are not simulated; their status reports everything ready so `helm --wait`
+/// and `kubectl rollout status` complete.
+fn simulate_workload_status(rt: &ResourceType, obj: &mut Value) {
+    let gen_ = obj["metadata"]["generation"].clone();
+    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+    match rt.kind.as_str() {
+        "Deployment" => {
+            obj["status"] = json!({
+                "observedGeneration": gen_, "replicas": replicas, "updatedReplicas": replicas,
+                "readyReplicas": replicas, "availableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "lastUpdateTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "lastUpdateTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}
+                ]
+            });
+        }
+        "StatefulSet" => {
+            obj["status"] = json!({"observedGeneration": gen_, "replicas": replicas, "readyReplicas": replicas, "currentReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas});
+        }
+        "DaemonSet" => {
+            obj["status"] = json!({"observedGeneration": gen_, "currentNumberScheduled": 1, "desiredNumberScheduled": 1, "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1, "numberMisscheduled": 0});
+        }
+        "Job" => {
+            if obj["status"]["succeeded"].is_null() {
+                obj["status"] = json!({"succeeded": 1, "startTime": now_rfc3339(), "completionTime": now_rfc3339(), "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}]});
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Admin-only test endpoints under `/kubesim/`: faults, logs, compaction.
+async fn kubesim_admin(cluster: &Arc<Cluster>, user: &UserInfo, method: &Method, path: &str, query: &Query, body: Bytes) -> ApiResult<Response> {
+    if !user.groups.iter().any(|g| g == "system:masters") {
+        return Err(ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot use the kubesim test API", user.username)));
+    }
+    match (method.clone(), path) {
+        (Method::GET, "/kubesim/faults") => Ok(json_response(StatusCode::OK, &serde_json::to_value(cluster.faults.get()).unwrap_or_default())),
+        (Method::PUT, "/kubesim/faults") => {
+            let cfg: crate::faults::FaultConfig = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
+            cluster.faults.set(cfg);
+            Ok(json_response(StatusCode::OK, &serde_json::to_value(cluster.faults.get()).unwrap_or_default()))
+        }
+        (Method::DELETE, "/kubesim/faults") => {
+            cluster.faults.clear();
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::POST, "/kubesim/compact") => {
+            cluster.store.compact();
+            Ok(json_response(StatusCode::OK, &json!({"resourceVersion": cluster.store.current_rv().to_string()})))
+        }
+        (Method::POST, "/kubesim/logs") => {
+            let ns = q(query, "namespace").unwrap_or("default");
+            let pod = q(query, "pod").ok_or_else(|| ApiError::bad_request("pod is required"))?;
+            let container = q(query, "container").ok_or_else(|| ApiError::bad_request("container is required"))?;
+            let text = String::from_utf8_lossy(&body);
+            for line in text.lines() {
+                cluster.logs.append(ns, pod, container, line);
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        let q = url_decode_pairs("command=sh&command=-c&command=echo%20hi%2Bx&tty=true");
+        assert_eq!(q[2].1, "echo hi+x");
+        assert_eq!(q.len(), 4);
+        assert_eq!(pct_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_subdomain("a.b-c"));
+        assert!(!is_dns_subdomain("A"));
+        assert!(!is_dns_label("a.b"));
+        assert!(!is_dns_subdomain("-a"));
+    }
+}

@@ -1,0 +1,410 @@
+//! CustomResourceDefinitions: serving their kinds, and validating, defaulting and pruning custom objects.
+//!
+//! `x-kubernetes-validations` (CEL) rules are not evaluated; everything else the structural schema
+//! says (types, required, enum, bounds, lengths, patterns, items, maps, defaults, pruning) is.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::Cluster;
+use crate::errors::{ApiError, ApiResult};
+use crate::resources::{GroupResource, ResourceType};
+use crate::store::now_rfc3339;
+
+fn crd_invalid(name: &str, causes: Vec<(String, String)>) -> ApiError {
+    ApiError::invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
+}
+
+/// Checks a CRD and fills its status as the apiextensions controller would.
+pub fn admit_crd(cluster: &Cluster, crd: &mut Value) -> ApiResult<()> {
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default();
+    let mut causes = Vec::new();
+    if group.is_empty() {
+        causes.push(("spec.group".into(), "Required value".into()));
+    }
+    if plural.is_empty() {
+        causes.push(("spec.names.plural".into(), "Required value".into()));
+    }
+    if spec["names"]["kind"].as_str().is_none_or(str::is_empty) {
+        causes.push(("spec.names.kind".into(), "Required value".into()));
+    }
+    if name != format!("{plural}.{group}") {
+        causes.push(("metadata.name".into(), format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group")));
+    }
+    if !matches!(spec["scope"].as_str(), Some("Namespaced") | Some("Cluster")) {
+        causes.push(("spec.scope".into(), "Unsupported value: supported values: \"Cluster\", \"Namespaced\"".into()));
+    }
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+    } else if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        if v["schema"]["openAPIV3Schema"].is_null() {
+            causes.push((format!("spec.versions[{i}].schema.openAPIV3Schema"), "Required value: schemas are required".into()));
+        }
+    }
+    // A built-in kind cannot be shadowed.
+    if let Some(existing) = cluster.registry.all().into_iter().find(|t| t.group == group && t.plural == plural) {
+        if existing.schema.is_none() {
+            causes.push(("spec.group".into(), format!("Invalid value: \"{group}\": is a built-in group")));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(crd_invalid(&name, causes));
+    }
+    let now = now_rfc3339();
+    crd["status"] = json!({
+        "acceptedNames": spec["names"].clone(),
+        "storedVersions": versions.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>(),
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    });
+    Ok(())
+}
+
+/// Builds the served type of a CRD (its storage version).
+pub fn to_type(crd: &Value) -> Option<ResourceType> {
+    let spec = &crd["spec"];
+    let v = spec["versions"].as_array()?.iter().find(|v| v["storage"] == true)?;
+    let names = &spec["names"];
+    let kind = names["kind"].as_str()?.to_string();
+    let strs = |v: &Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default() };
+    let mut subresources = Vec::new();
+    if v["subresources"]["status"].is_object() {
+        subresources.push("status".to_string());
+    }
+    if v["subresources"]["scale"].is_object() {
+        subresources.push("scale".to_string());
+    }
+    Some(ResourceType {
+        group: spec["group"].as_str()?.to_string(),
+        version: v["name"].as_str()?.to_string(),
+        singular: names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase()),
+        kind,
+        plural: names["plural"].as_str()?.to_string(),
+        namespaced: spec["scope"] == "Namespaced",
+        short_names: strs(&names["shortNames"]),
+        verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].iter().map(|s| s.to_string()).collect(),
+        subresources,
+        categories: strs(&names["categories"]),
+        schema: Some(v["schema"]["openAPIV3Schema"].clone()),
+        printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+        virtual_only: false,
+    })
+}
+
+/// Starts serving a newly created CRD.
+pub fn established(cluster: &Arc<Cluster>, crd: &Value) -> ApiResult<()> {
+    register(cluster, crd)
+}
+
+/// Serves (or re-serves after an update) a CRD's kind.
+pub fn register(cluster: &Arc<Cluster>, crd: &Value) -> ApiResult<()> {
+    let t = to_type(crd).ok_or_else(|| ApiError::internal("CRD without a storage version"))?;
+    cluster.registry.upsert(t);
+    Ok(())
+}
+
+/// Stops serving a deleted CRD and drops its objects.
+pub fn removed(cluster: &Arc<Cluster>, crd: &Value) {
+    if let Some(t) = to_type(crd) {
+        let gr: GroupResource = t.group_resource();
+        cluster.registry.remove(&t.group, &t.plural);
+        let (items, _) = cluster.store.list(&gr, None);
+        for o in items {
+            let (ns, name) = crate::store::ns_name(&o);
+            cluster.store.remove(&gr, &ns, &name);
+        }
+    }
+}
+
+/// Validates a custom object against its type's schema after defaulting and pruning.
+/// With `strict`, unknown fields are an error instead of being pruned.
+pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool) -> ApiResult<()> {
+    let Some(schema) = &rt.schema else { return Ok(()) };
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let mut unknown = Vec::new();
+    let mut causes = Vec::new();
+    if let Some(m) = obj.as_object_mut() {
+        for (k, v) in m.iter_mut() {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            match schema["properties"].get(k) {
+                Some(s) => walk(s, v, k, &mut causes, &mut unknown),
+                None if schema["x-kubernetes-preserve-unknown-fields"] == true => {}
+                None => unknown.push(k.clone()),
+            }
+        }
+        // Defaults and pruning at the root.
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, s) in props {
+                if !m.contains_key(k) {
+                    if let Some(d) = s.get("default") {
+                        m.insert(k.clone(), d.clone());
+                    }
+                }
+            }
+        }
+        if let Some(req) = schema["required"].as_array() {
+            for r in req.iter().filter_map(Value::as_str) {
+                if !m.contains_key(r) {
+                    causes.push((r.to_string(), "Required value".into()));
+                }
+            }
+        }
+    }
+    if strict && !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+    }
+    prune(schema, obj, true, &unknown);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&rt.kind, &rt.group, &name, causes))
+    }
+}
+
+fn prune(_schema: &Value, obj: &mut Value, _root: bool, unknown: &[String]) {
+    for path in unknown {
+        remove_path(obj, path);
+    }
+}
+
+fn remove_path(obj: &mut Value, path: &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = obj;
+    for p in parts {
+        cur = match (p.strip_suffix(']').and_then(|x| x.split_once('[')), cur) {
+            (Some((field, idx)), c) => {
+                let Ok(i) = idx.parse::<usize>() else { return };
+                let c = if field.is_empty() { c } else { &mut c[field] };
+                match c.get_mut(i) {
+                    Some(x) => x,
+                    None => return,
+                }
+            }
+            (None, c) => match c.get_mut(p) {
+                Some(x) => x,
+                None => return,
+            },
+        };
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+/// Validates `v` at `path` against `s`, applying defaults inside objects and collecting unknown fields.
+fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Vec<(String, String)>, unknown: &mut Vec<String>) {
+    if v.is_null() {
+        if s["nullable"] != true {
+            causes.push((path.into(), format!("Invalid value: \"null\": {path} in body must be of type {}: \"null\"", s["type"].as_str().unwrap_or("object"))));
+        }
+        return;
+    }
+    let int_or_string = s["x-kubernetes-int-or-string"] == true;
+    if let Some(t) = s["type"].as_str() {
+        let actual = type_name(v);
+        let ok = actual == t || (t == "number" && actual == "integer") || (int_or_string && matches!(actual, "integer" | "string"));
+        if !ok {
+            causes.push((path.into(), format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\"")));
+            return;
+        }
+    }
+    if let Some(en) = s["enum"].as_array() {
+        if !en.contains(v) {
+            let opts: Vec<String> = en.iter().map(short).collect();
+            causes.push((path.into(), format!("Unsupported value: {}: supported values: {}", short(v), opts.join(", "))));
+        }
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = s["minimum"].as_f64() {
+            let excl = s["exclusiveMinimum"] == true;
+            if n < min || (excl && n == min) {
+                causes.push((path.into(), format!("Invalid value: {v}: {path} in body should be greater than {}{min}", if excl { "" } else { "or equal to " })));
+            }
+        }
+        if let Some(max) = s["maximum"].as_f64() {
+            let excl = s["exclusiveMaximum"] == true;
+            if n > max || (excl && n == max) {
+                causes.push((path.into(), format!("Invalid value: {v}: {path} in body should be less than {}{max}", if excl { "" } else { "or equal to " })));
+            }
+        }
+    }
+    if let Some(st) = v.as_str() {
+        let len = st.chars().count() as u64;
+        if let Some(max) = s["maxLength"].as_u64() {
+            if len > max {
+                causes.push((path.into(), format!("Too long: may not be more than {max} bytes")));
+            }
+        }
+        if let Some(min) = s["minLength"].as_u64() {
+            if len < min {
+                causes.push((path.into(), format!("Invalid value: {}: {path} in body should be at least {min} chars long", short(v))));
+            }
+        }
+        if let Some(p) = s["pattern"].as_str() {
+            match regex::Regex::new(p) {
+                Ok(re) if !re.is_match(st) => causes.push((path.into(), format!("Invalid value: {}: {path} in body should match '{p}'", short(v)))),
+                _ => {}
+            }
+        }
+        if s["format"] == "date-time" && chrono::DateTime::parse_from_rfc3339(st).is_err() {
+            causes.push((path.into(), format!("Invalid value: {}: {path} in body must be of type date-time: {}", short(v), short(v))));
+        }
+    }
+    match v {
+        Value::Array(items) => {
+            let n = items.len() as u64;
+            if let Some(max) = s["maxItems"].as_u64() {
+                if n > max {
+                    causes.push((path.into(), format!("Too many: {n}: must have at most {max} items")));
+                }
+            }
+            if let Some(min) = s["minItems"].as_u64() {
+                if n < min {
+                    causes.push((path.into(), format!("Invalid value: {n}: {path} in body should have at least {min} items")));
+                }
+            }
+            if s["uniqueItems"] == true || s["x-kubernetes-list-type"] == "set" {
+                for (i, a) in items.iter().enumerate() {
+                    if items[..i].contains(a) {
+                        causes.push((format!("{path}[{i}]"), format!("Duplicate value: {}", short(a))));
+                    }
+                }
+            }
+            if let Some(is) = s.get("items") {
+                for (i, it) in items.iter_mut().enumerate() {
+                    walk(is, it, &format!("{path}[{i}]"), causes, unknown);
+                }
+            }
+        }
+        Value::Object(m) => walk_object(s, m, path, causes, unknown),
+        _ => {}
+    }
+}
+
+fn walk_object(s: &Value, m: &mut Map<String, Value>, path: &str, causes: &mut Vec<(String, String)>, unknown: &mut Vec<String>) {
+    let preserve = s["x-kubernetes-preserve-unknown-fields"] == true;
+    let props = s["properties"].as_object();
+    if let Some(props) = props {
+        for (k, ps) in props {
+            if !m.contains_key(k) {
+                if let Some(d) = ps.get("default") {
+                    m.insert(k.clone(), d.clone());
+                }
+            }
+        }
+    }
+    for (k, v) in m.iter_mut() {
+        let child = format!("{path}.{k}");
+        if let Some(ps) = props.and_then(|p| p.get(k)) {
+            walk(ps, v, &child, causes, unknown);
+        } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
+            walk(ap, v, &child, causes, unknown);
+        } else if !preserve && s["additionalProperties"] != true && (props.is_some() || s["type"] == "object") && !s["x-kubernetes-embedded-resource"].as_bool().unwrap_or(false) {
+            unknown.push(child);
+        }
+    }
+    if let Some(req) = s["required"].as_array() {
+        for r in req.iter().filter_map(Value::as_str) {
+            if !m.contains_key(r) {
+                causes.push((format!("{path}.{r}"), "Required value".into()));
+            }
+        }
+    }
+    if let Some(max) = s["maxProperties"].as_u64() {
+        if m.len() as u64 > max {
+            causes.push((path.into(), format!("Too many: {}: must have at most {max} items", m.len())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(schema: Value) -> ResourceType {
+        let crd = json!({"spec": {"group": "g.io", "names": {"kind": "Thing", "plural": "things"}, "scope": "Cluster",
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}, "subresources": {"status": {}}}]}});
+        to_type(&crd).unwrap()
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "required": ["size"], "properties": {
+                "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                "mode": {"type": "string", "enum": ["a", "b"], "default": "a"},
+                "names": {"type": "array", "minItems": 1, "items": {"type": "string", "maxLength": 5, "pattern": "^[a-z]+$"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }},
+            "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+        }})
+    }
+
+    #[test]
+    fn defaults_prunes_and_accepts() {
+        let t = rt(schema());
+        let mut o = json!({"apiVersion": "g.io/v1", "kind": "Thing", "metadata": {"name": "x"},
+            "spec": {"size": 3, "extra": 1, "names": ["ab"], "labels": {"a": "b"}, "free": {"any": {"thing": 1}}}});
+        validate_custom(&t, &mut o, false).unwrap();
+        assert_eq!(o["spec"]["mode"], "a");
+        assert!(o["spec"].get("extra").is_none());
+        assert_eq!(o["spec"]["free"]["any"]["thing"], 1);
+    }
+
+    #[test]
+    fn rejects_with_field_paths() {
+        let t = rt(schema());
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": 11, "mode": "z", "names": ["TOOLONG"]}});
+        let e = validate_custom(&t, &mut o, false).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("spec.size"), "{}", e.message);
+        assert!(e.message.contains("Unsupported value: \"z\""), "{}", e.message);
+        assert!(e.message.contains("spec.names[0]"), "{}", e.message);
+        let mut missing = json!({"metadata": {"name": "x"}, "spec": {}});
+        let e = validate_custom(&t, &mut missing, false).unwrap_err();
+        assert!(e.message.contains("spec.size: Required value"), "{}", e.message);
+        let mut wrong_type = json!({"metadata": {"name": "x"}, "spec": {"size": "3"}});
+        assert!(validate_custom(&t, &mut wrong_type, false).is_err());
+    }
+
+    #[test]
+    fn strict_reports_unknown_fields() {
+        let t = rt(schema());
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": 3, "bogus": true}});
+        let e = validate_custom(&t, &mut o, true).unwrap_err();
+        assert!(e.message.contains("unknown field \"spec.bogus\""), "{}", e.message);
+    }
+}

@@ -1,0 +1,189 @@
+//! Kubernetes `Status` errors with the reasons, codes and wording of the real API server.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::resources::GroupResource;
+
+/// An API error that renders as a `metav1.Status` body.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason} ({code}): {message}")]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// Machine-readable reason (`NotFound`, `AlreadyExists`, …).
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Optional `details` object.
+    pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header (429 and some 5xx).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A generic error with a code, reason and message.
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    fn with_details(mut self, gr: &GroupResource, name: &str) -> Self {
+        let mut d = json!({ "name": name, "kind": gr.resource });
+        if !gr.group.is_empty() {
+            d["group"] = json!(gr.group);
+        }
+        self.details = Some(d);
+        self
+    }
+
+    /// `404 NotFound`: `pods "x" not found`.
+    pub fn not_found(gr: &GroupResource, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{gr} \"{name}\" not found")).with_details(gr, name)
+    }
+
+    /// `409 AlreadyExists`.
+    pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
+        Self::new(409, "AlreadyExists", format!("{gr} \"{name}\" already exists")).with_details(gr, name)
+    }
+
+    /// `409 Conflict` for a stale resourceVersion.
+    pub fn conflict(gr: &GroupResource, name: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {gr} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        )
+        .with_details(gr, name)
+    }
+
+    /// `422 Invalid` with field causes.
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<(String, String)>) -> Self {
+        let msgs: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let message = if msgs.len() == 1 {
+            format!("{qualified} \"{name}\" is invalid: {}", msgs[0])
+        } else {
+            format!("{qualified} \"{name}\" is invalid: [{}]", msgs.join(", "))
+        };
+        let mut e = Self::new(422, "Invalid", message);
+        e.details = Some(json!({
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>(),
+        }));
+        e
+    }
+
+    /// `400 BadRequest`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// `401 Unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// `403 Forbidden` in the wording of the RBAC authorizer.
+    pub fn forbidden(user: &str, verb: &str, gr: &GroupResource, sub: Option<&str>, name: Option<&str>, ns: Option<&str>) -> Self {
+        let res = match sub {
+            Some(s) => format!("{}/{}", gr.resource, s),
+            None => gr.resource.clone(),
+        };
+        let group = if gr.group.is_empty() {
+            "\"\"".to_string()
+        } else {
+            format!("\"{}\"", gr.group)
+        };
+        let named = match name {
+            Some(n) => format!("{} \"{}\"", gr, n),
+            None => gr.to_string(),
+        };
+        let scope = match ns {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let mut e = Self::new(
+            403,
+            "Forbidden",
+            format!("{named} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group {group} {scope}"),
+        );
+        let mut d = json!({ "kind": gr.resource });
+        if let Some(n) = name {
+            d["name"] = json!(n);
+        }
+        if !gr.group.is_empty() {
+            d["group"] = json!(gr.group);
+        }
+        e.details = Some(d);
+        e
+    }
+
+    /// `405 MethodNotAllowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    }
+
+    /// `410 Gone` for an expired watch or list resourceVersion.
+    pub fn gone(rv: &str) -> Self {
+        Self::new(410, "Expired", format!("too old resource version: {rv}"))
+    }
+
+    /// `415 UnsupportedMediaType`.
+    pub fn unsupported_media(ct: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {ct}"))
+    }
+
+    /// `500 InternalError`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+    }
+
+    /// The `metav1.Status` body.
+    pub fn status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let mut resp = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Result alias for API operations.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,231 @@
+//! Deletion semantics: finalizers, propagation policies, the garbage collector and namespace termination.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::Cluster;
+use crate::errors::ApiResult;
+use crate::resources::{GroupResource, ResourceType};
+use crate::store::now_rfc3339;
+use crate::{crd, kubelet};
+
+/// Wakes the background collector after deletions.
+#[derive(Debug, Default)]
+pub struct Collector {
+    wake: Notify,
+}
+
+impl Collector {
+    /// Asks for a sweep soon.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+}
+
+fn type_of(cluster: &Cluster, gr: &GroupResource) -> Option<ResourceType> {
+    cluster.registry.all().into_iter().find(|t| t.group == gr.group && t.plural == gr.resource)
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// Deletes an object with a propagation policy (`Background`, `Foreground`, `Orphan`).
+/// Returns the object and whether it is gone (false while finalizers hold it).
+pub fn delete(cluster: &Arc<Cluster>, rt: &ResourceType, current: &Value, policy: &str) -> ApiResult<(Value, bool)> {
+    let gr = rt.group_resource();
+    let (ns, name) = crate::store::ns_name(current);
+    if current["metadata"]["deletionTimestamp"].is_string() {
+        return Ok((current.clone(), false));
+    }
+    let uid = current["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    if policy == "Orphan" {
+        orphan_dependents(cluster, &uid);
+    }
+    let mut fins = finalizers(current);
+    if policy == "Foreground" && !fins.iter().any(|f| f == "foregroundDeletion") {
+        fins.push("foregroundDeletion".into());
+    }
+    let is_namespace = gr.group.is_empty() && gr.resource == "namespaces";
+    if !fins.is_empty() || is_namespace {
+        let mut obj = current.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        if !fins.is_empty() {
+            obj["metadata"]["finalizers"] = json!(fins);
+        }
+        if is_namespace {
+            obj["status"]["phase"] = json!("Terminating");
+        }
+        let stored = cluster.store.update(&gr, obj, None)?;
+        cluster.gc.poke();
+        return Ok((stored, false));
+    }
+    let removed = cluster.store.remove(&gr, &ns, &name).unwrap_or_else(|| current.clone());
+    post_remove(cluster, &gr, &removed);
+    Ok((removed, true))
+}
+
+/// Removes an object whose deletion was waiting for finalizers that are now gone.
+pub fn finish_deletion(cluster: &Arc<Cluster>, gr: &GroupResource, obj: &Value) {
+    let (ns, name) = crate::store::ns_name(obj);
+    if gr.group.is_empty() && gr.resource == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+        // The namespace controller still has to empty it.
+        cluster.gc.poke();
+        return;
+    }
+    if let Some(removed) = cluster.store.remove(gr, &ns, &name) {
+        post_remove(cluster, gr, &removed);
+    }
+}
+
+fn post_remove(cluster: &Arc<Cluster>, gr: &GroupResource, obj: &Value) {
+    let (ns, name) = crate::store::ns_name(obj);
+    if gr.group.is_empty() && gr.resource == "pods" {
+        kubelet::pod_deleted(cluster, &ns, &name);
+    }
+    if gr.group == "apiextensions.k8s.io" && gr.resource == "customresourcedefinitions" {
+        crd::removed(cluster, obj);
+    }
+    cluster.gc.poke();
+}
+
+fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
+    for (gr, obj) in cluster.store.all_objects() {
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
+        if !refs.iter().any(|r| r["uid"] == owner_uid) {
+            continue;
+        }
+        let kept: Vec<Value> = refs.iter().filter(|r| r["uid"] != owner_uid).cloned().collect();
+        let mut o = obj.clone();
+        if kept.is_empty() {
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.remove("ownerReferences");
+            }
+        } else {
+            o["metadata"]["ownerReferences"] = json!(kept);
+        }
+        let _ = cluster.store.update(&gr, o, None);
+    }
+}
+
+/// One pass of garbage collection and namespace termination. Returns whether anything changed.
+pub fn sweep(cluster: &Arc<Cluster>) -> bool {
+    let all = cluster.store.all_objects();
+    let uids: HashSet<String> = all.iter().filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_string)).collect();
+    let mut dependents: HashMap<String, usize> = HashMap::new();
+    let mut changed = false;
+    for (gr, obj) in &all {
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
+        if refs.is_empty() {
+            continue;
+        }
+        for r in refs {
+            if let Some(u) = r["uid"].as_str() {
+                *dependents.entry(u.to_string()).or_default() += 1;
+            }
+        }
+        let live: Vec<&Value> = refs.iter().filter(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u))).collect();
+        if live.is_empty() {
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                if let Some(rt) = type_of(cluster, gr) {
+                    if delete(cluster, &rt, obj, "Background").is_ok() {
+                        changed = true;
+                    }
+                }
+            }
+        } else if live.len() < refs.len() {
+            let mut o = obj.clone();
+            o["metadata"]["ownerReferences"] = json!(live);
+            if cluster.store.update(gr, o, None).is_ok() {
+                changed = true;
+            }
+        }
+    }
+    // Foreground deletions finish once no dependents are left; their dependents are deleted first.
+    for (gr, obj) in &all {
+        if obj["metadata"]["deletionTimestamp"].is_null() || !finalizers(obj).iter().any(|f| f == "foregroundDeletion") {
+            continue;
+        }
+        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+        if dependents.get(uid).copied().unwrap_or(0) > 0 {
+            for (dgr, d) in &all {
+                let owned = d["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == uid));
+                if owned && d["metadata"]["deletionTimestamp"].is_null() {
+                    if let Some(rt) = type_of(cluster, dgr) {
+                        let _ = delete(cluster, &rt, d, "Background");
+                        changed = true;
+                    }
+                }
+            }
+            continue;
+        }
+        let mut o = obj.clone();
+        let fins: Vec<String> = finalizers(obj).into_iter().filter(|f| f != "foregroundDeletion").collect();
+        o["metadata"]["finalizers"] = json!(fins);
+        if let Ok(stored) = cluster.store.update(gr, o, None) {
+            changed = true;
+            if fins.is_empty() {
+                finish_deletion(cluster, gr, &stored);
+            }
+        }
+    }
+    // Terminating namespaces: delete their content, then the namespace.
+    let nsgr = GroupResource::new("", "namespaces");
+    for (gr, ns_obj) in &all {
+        if *gr != nsgr || ns_obj["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let ns = ns_obj["metadata"]["name"].as_str().unwrap_or_default();
+        let content: Vec<&(GroupResource, Value)> = all.iter().filter(|(_, o)| o["metadata"]["namespace"].as_str() == Some(ns)).collect();
+        if content.is_empty() {
+            let mut o = ns_obj.clone();
+            o["spec"]["finalizers"] = json!([]);
+            if let Ok(stored) = cluster.store.update(&nsgr, o, None) {
+                changed = true;
+                if finalizers(&stored).is_empty() {
+                    if let Some(removed) = cluster.store.remove(&nsgr, "", ns) {
+                        post_remove(cluster, &nsgr, &removed);
+                    }
+                }
+            }
+        } else {
+            for (cgr, o) in content {
+                if o["metadata"]["deletionTimestamp"].is_null() {
+                    if let Some(rt) = type_of(cluster, cgr) {
+                        let _ = delete(cluster, &rt, o, "Background");
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// Runs the collector until the cluster is dropped.
+pub fn spawn(cluster: &Arc<Cluster>) {
+    let weak = Arc::downgrade(cluster);
+    tokio::spawn(async move {
+        loop {
+            let Some(c) = weak.upgrade() else { return };
+            for _ in 0..20 {
+                if !sweep(&c) {
+                    break;
+                }
+            }
+            let notified = async {
+                c.gc.wake.notified().await;
+            };
+            // Periodic sweeps also catch changes no deletion announced (e.g. an ownerReference to a uid
+            // that never existed).
+            let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+            drop(c);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}

