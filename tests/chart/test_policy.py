@@ -1,9 +1,13 @@
 """Policy tests over every manifest of every case of the values matrix: the
 chart's security promises (spec "Security" section, issue 7) as checks."""
-import pytest
+import os
+import subprocess
 
-from chartlib import (CASES, NAMESPACE, POD_KINDS, RELEASE, config_of, find, one, pod_labels,
-                      pod_spec)
+import pytest
+import yaml
+
+from chartlib import (CASES, CHART, NAMESPACE, POD_KINDS, RELEASE, REPO, config_of, find, helm, one,
+                      pod_labels, pod_spec, values_file)
 
 PODEXEC = "janus-pod-exec"
 RBAC_KINDS = {"Role", "ClusterRole"}
@@ -304,15 +308,31 @@ def test_crd(case, renderer):
 
 def test_crd_template_is_files_crd_yaml(renderer):
     """The template adds labels and the keep annotation, nothing else."""
-    import yaml
-
-    from chartlib import CHART
-
     source = yaml.safe_load((CHART / "files" / "crd.yaml").read_text())
     rendered = one(renderer.case("defaults"), "CustomResourceDefinition",
                    "accessrequests.k8s-janus.opsmode.io")
     assert rendered["spec"] == source["spec"]
     assert rendered["apiVersion"] == source["apiVersion"]
+
+
+def janus_binary():
+    """$JANUS_BIN, else a built target/{release,debug}/janus."""
+    candidates = [os.environ.get("JANUS_BIN")] + [REPO / "target" / p / "janus" for p in ("release", "debug")]
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return str(c)
+    return None
+
+
+def test_crd_is_what_janus_crd_prints():
+    """files/crd.yaml is the generated CRD (regenerate: scripts/update-chart-crd.sh)."""
+    binary = janus_binary()
+    if binary is None:
+        pytest.skip("no janus binary built (set JANUS_BIN or build target/*/janus)")
+    printed = subprocess.run([binary, "crd"], capture_output=True, text=True, check=True).stdout
+    chart = yaml.safe_load((CHART / "files" / "crd.yaml").read_text())
+    assert chart == yaml.safe_load(printed), \
+        f"charts/k8s-janus/files/crd.yaml differs from `{binary} crd`: run scripts/update-chart-crd.sh"
 
 
 # ---------------------------------------------------------------- services and network
@@ -421,8 +441,6 @@ def test_pss_restricted_namespace_labels(renderer, tmp_path):
 
 def test_notes(tmp_path):
     """NOTES: how to reach the UI, the bootstrap password, the PSS labels."""
-    from chartlib import CHART, helm, values_file
-
     def notes(values):
         out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
                    "-f", str(values_file(tmp_path, values))).stdout

@@ -2,6 +2,7 @@
 `helm template`, and validates with kubernetes-validate in strict mode against
 the oldest and the newest Kubernetes version it has schemas for."""
 import pytest
+import yaml
 from kubernetes_validate import utils as kv
 
 from chartlib import CASES, CHART, KUBE_OLDEST, helm, kube_newest, values_file
@@ -51,8 +52,6 @@ def test_kube_version_constraint(renderer):
 
 
 def test_chart_metadata():
-    import yaml
-
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["name"] == "k8s-janus"

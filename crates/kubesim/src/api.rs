@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Request, State};
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -46,7 +46,10 @@ pub type Query = Vec<(String, String)>;
 
 /// First value of a query parameter.
 pub fn q<'a>(query: &'a Query, key: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn q_bool(query: &Query, key: &str) -> bool {
@@ -54,10 +57,7 @@ fn q_bool(query: &Query, key: &str) -> bool {
 }
 
 fn parse_query(raw: Option<&str>) -> Query {
-    raw.map(|r| {
-        url_decode_pairs(r)
-    })
-    .unwrap_or_default()
+    raw.map(|r| url_decode_pairs(r)).unwrap_or_default()
 }
 
 fn url_decode_pairs(raw: &str) -> Query {
@@ -81,7 +81,9 @@ fn pct_decode(s: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -104,7 +106,12 @@ fn pct_decode(s: &str) -> String {
 
 /// JSON response helper.
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn dispatch(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
@@ -117,7 +124,10 @@ async fn dispatch(State(cluster): State<Arc<Cluster>>, req: Request) -> Response
             let body = Body::from_stream(futures::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other("injected connection close"))
             }));
-            return Response::builder().status(200).body(body).unwrap_or_default();
+            return Response::builder()
+                .status(200)
+                .body(body)
+                .unwrap_or_default();
         }
     }
     match handle(cluster, req).await {
@@ -151,14 +161,21 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         _ => None,
     };
     let Some((group, version, rest)) = resource_prefix else {
-        let attrs = Attributes { verb: &method.as_str().to_lowercase(), path: Some(&path), ..Default::default() };
+        let attrs = Attributes {
+            verb: &method.as_str().to_lowercase(),
+            path: Some(&path),
+            ..Default::default()
+        };
         let verb = non_resource_verb(&method);
         let attrs = Attributes { verb, ..attrs };
         if !auth::authorize(&cluster, &user, &attrs) {
             return Err(ApiError::new(
                 403,
                 "Forbidden",
-                format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.username, verb, path),
+                format!(
+                    "forbidden: User \"{}\" cannot {} path \"{}\"",
+                    user.username, verb, path
+                ),
             ));
         }
         return discovery::serve(&cluster, &path, &parts.headers, &query);
@@ -182,24 +199,45 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
     }
 
     // Streaming subresources take the raw request.
-    if let (Some(sub), Some(name), Some(ns)) = (rr.sub.as_deref(), rr.name.as_deref(), rr.namespace.as_deref()) {
+    if let (Some(sub), Some(name), Some(ns)) = (
+        rr.sub.as_deref(),
+        rr.name.as_deref(),
+        rr.namespace.as_deref(),
+    ) {
         if gr.group.is_empty() && gr.resource == "pods" && matches!(sub, "exec" | "attach") {
-            let pod = cluster.store.get(&gr, ns, name).ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let pod = cluster
+                .store
+                .get(&gr, ns, name)
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
             let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
                 .await
                 .map_err(|_| ApiError::bad_request("Upgrade request required: exec needs a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)"))?;
             return exec::exec(cluster.clone(), pod, query, ws);
         }
         if gr.group.is_empty() && gr.resource == "pods" && sub == "log" {
-            let pod = cluster.store.get(&gr, ns, name).ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let pod = cluster
+                .store
+                .get(&gr, ns, name)
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
             return logs::serve_log(cluster.clone(), pod, query).await;
         }
     }
 
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let table = accept.contains("as=Table");
     let body = read_body(body).await?;
-    let ctx = Ctx { cluster: &cluster, user: &user, rr: &rr, query: &query, headers: &parts.headers };
+    let ctx = Ctx {
+        cluster: &cluster,
+        user: &user,
+        rr: &rr,
+        query: &query,
+        headers: &parts.headers,
+    };
 
     if rr.rt.virtual_only {
         if method != Method::POST {
@@ -214,11 +252,22 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         (Method::GET, false, None) if watch => watch::serve(&ctx, table),
         (Method::GET, false, None) => {
             let list = ctx.list()?;
-            Ok(json_response(StatusCode::OK, &if table { discovery::to_table(&rr.rt, &list, &query) } else { list }))
+            Ok(json_response(
+                StatusCode::OK,
+                &if table {
+                    discovery::to_table(&rr.rt, &list, &query)
+                } else {
+                    list
+                },
+            ))
         }
         (Method::GET, true, None) | (Method::GET, true, Some("status")) => {
             let obj = ctx.get_current()?;
-            let out = if table { discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query) } else { obj };
+            let out = if table {
+                discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query)
+            } else {
+                obj
+            };
             Ok(json_response(StatusCode::OK, &out))
         }
         (Method::POST, false, None) => {
@@ -230,24 +279,54 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
             let obj = decode_body(&parts.headers, &body)?;
             let ns = rr.namespace.as_deref().unwrap_or_default();
             let name = rr.name.as_deref().unwrap_or_default();
-            Ok(json_response(StatusCode::CREATED, &auth::token_request(&cluster, ns, name, &obj)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &auth::token_request(&cluster, ns, name, &obj)?,
+            ))
         }
         (Method::PUT, true, sub) => {
             let obj = decode_body(&parts.headers, &body)?;
             let (out, created) = ctx.replace(obj, sub)?;
-            Ok(json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &out))
+            Ok(json_response(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &out,
+            ))
         }
         (Method::PATCH, true, sub) => {
-            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let (out, created) = ctx.patch(&ct, &body, sub)?;
-            Ok(json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &out))
+            Ok(json_response(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &out,
+            ))
         }
         (Method::DELETE, true, None) => {
-            let opts = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                decode_body(&parts.headers, &body)?
+            };
             ctx.delete(&opts)
         }
         (Method::DELETE, false, None) => {
-            let opts = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                decode_body(&parts.headers, &body)?
+            };
             ctx.delete_collection(&opts)
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -285,20 +364,48 @@ fn request_verb(m: &Method, rr: &ResourceRequest, watch: bool) -> &'static str {
     }
 }
 
-fn parse_resource_path(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> ApiResult<ResourceRequest> {
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
-    let lookup = |plural: &str| cluster.registry.lookup(group, version, plural).ok_or_else(not_found);
+fn parse_resource_path(
+    cluster: &Cluster,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> ApiResult<ResourceRequest> {
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    let lookup = |plural: &str| {
+        cluster
+            .registry
+            .lookup(group, version, plural)
+            .ok_or_else(not_found)
+    };
     let (rt, namespace, name, sub) = match rest {
-        ["namespaces", ns, res, tail @ ..] if !(group.is_empty() && matches!(*res, "status" | "finalize") && tail.is_empty()) => {
+        ["namespaces", ns, res, tail @ ..]
+            if !(group.is_empty() && matches!(*res, "status" | "finalize") && tail.is_empty()) =>
+        {
             let rt = lookup(res)?;
             if !rt.namespaced {
                 return Err(not_found());
             }
-            (rt, Some(ns.to_string()), tail.first().map(|s| s.to_string()), tail.get(1).map(|s| s.to_string()))
+            (
+                rt,
+                Some(ns.to_string()),
+                tail.first().map(|s| s.to_string()),
+                tail.get(1).map(|s| s.to_string()),
+            )
         }
         [res, tail @ ..] => {
             let rt = lookup(res)?;
-            (rt, None, tail.first().map(|s| s.to_string()), tail.get(1).map(|s| s.to_string()))
+            (
+                rt,
+                None,
+                tail.first().map(|s| s.to_string()),
+                tail.get(1).map(|s| s.to_string()),
+            )
         }
         [] => return Err(not_found()),
     };
@@ -313,25 +420,45 @@ fn parse_resource_path(cluster: &Cluster, group: &str, version: &str, rest: &[&s
             return Err(not_found());
         }
     }
-    Ok(ResourceRequest { rt, namespace, name, sub })
+    Ok(ResourceRequest {
+        rt,
+        namespace,
+        name,
+        sub,
+    })
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"))
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
+    })
 }
 
 /// Decodes a JSON or YAML request body into an object.
 pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    if ct.contains("protobuf") {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if ct.contains("cbor") {
         return Err(ApiError::unsupported_media(ct));
     }
+    if ct.contains("protobuf") {
+        // kubectl >= 1.32 and helm send built-in kinds as protobuf.
+        return crate::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")));
+    }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
@@ -359,7 +486,8 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -374,7 +502,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
-    (0..5).map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 impl Ctx<'_> {
@@ -395,7 +525,10 @@ impl Ctx<'_> {
     }
 
     fn get_current(&self) -> ApiResult<Value> {
-        self.cluster.store.get(&self.gr(), self.ns(), self.name()).ok_or_else(|| ApiError::not_found(&self.gr(), self.name()))
+        self.cluster
+            .store
+            .get(&self.gr(), self.ns(), self.name())
+            .ok_or_else(|| ApiError::not_found(&self.gr(), self.name()))
     }
 
     /// Lists with selectors and pagination.
@@ -403,9 +536,14 @@ impl Ctx<'_> {
         let rt = &self.rr.rt;
         let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
-        let (mut items, rv) = self.cluster.store.list(&self.gr(), self.rr.namespace.as_deref());
+        let (mut items, rv) = self
+            .cluster
+            .store
+            .list(&self.gr(), self.rr.namespace.as_deref());
         items.retain(|o| labels.matches(o) && fields.matches(o));
-        let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let limit: usize = q(self.query, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
             let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -423,7 +561,9 @@ impl Ctx<'_> {
             items.truncate(limit);
             if let Some(last) = items.last() {
                 let (ns, n) = crate::store::ns_name(last);
-                meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}")));
+                meta["continue"] = json!(
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}"))
+                );
                 meta["remainingItemCount"] = json!(remaining);
             }
         }
@@ -490,22 +630,37 @@ impl Ctx<'_> {
             m.remove("namespace");
         }
         if creating {
-            let has_name = md.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let has_name = md
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             if !has_name {
                 match md.get("generateName").and_then(Value::as_str) {
-                    Some(g) if !g.is_empty() => md["name"] = json!(format!("{g}{}", random_suffix())),
+                    Some(g) if !g.is_empty() => {
+                        md["name"] = json!(format!("{g}{}", random_suffix()))
+                    }
                     _ => {
                         return Err(ApiError::invalid(
                             &rt.kind,
                             &rt.group,
                             "",
-                            vec![("metadata.name".into(), "Required value: name or generateName is required".into())],
+                            vec![(
+                                "metadata.name".into(),
+                                "Required value: name or generateName is required".into(),
+                            )],
                         ));
                     }
                 }
             }
             if let Some(m) = md.as_object_mut() {
-                for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "uid", "creationTimestamp", "selfLink"] {
+                for k in [
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "resourceVersion",
+                    "uid",
+                    "creationTimestamp",
+                    "selfLink",
+                ] {
                     m.remove(k);
                 }
             }
@@ -524,7 +679,11 @@ impl Ctx<'_> {
             "Namespace" => is_dns_label(&name),
             // RBAC names are path segments, not DNS names (e.g. `system:controller:x`).
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
-                !name.is_empty() && !name.contains('/') && !name.contains('%') && name != "." && name != ".."
+                !name.is_empty()
+                    && !name.contains('/')
+                    && !name.contains('%')
+                    && name != "."
+                    && name != ".."
             }
             _ => is_dns_subdomain(&name),
         };
@@ -544,7 +703,9 @@ impl Ctx<'_> {
         if let Some(labels) = md.get("labels").and_then(Value::as_object) {
             for (k, v) in labels {
                 if !v.is_string() {
-                    return Err(ApiError::bad_request(format!("metadata.labels.{k}: label values must be strings")));
+                    return Err(ApiError::bad_request(format!(
+                        "metadata.labels.{k}: label values must be strings"
+                    )));
                 }
             }
         }
@@ -594,9 +755,12 @@ impl Ctx<'_> {
                 return Err(ApiError::not_found(&self.gr(), self.name()));
             }
         };
-        let expected = obj["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        let expected = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
         let manager = self.field_manager("unknown");
-        let updated = self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
+        let updated =
+            self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
         Ok((updated, false))
     }
 
@@ -629,7 +793,11 @@ impl Ctx<'_> {
                 new = current.clone();
                 new["spec"]["finalizers"] = fins;
             }
-            Some(other) => return Err(ApiError::bad_request(format!("subresource {other} cannot be updated"))),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "subresource {other} cannot be updated"
+                )));
+            }
             None => {
                 if rt.has_subresource("status") && rt.schema.is_some() {
                     // CRDs with a status subresource ignore status on the main resource.
@@ -643,7 +811,13 @@ impl Ctx<'_> {
             }
         }
         // Server-owned metadata stays.
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             let v = current["metadata"].get(k).cloned();
             match v {
                 Some(v) => new["metadata"][k] = v,
@@ -659,14 +833,23 @@ impl Ctx<'_> {
         }
         // A deleting object only loses finalizers, it gains none.
         if current["metadata"]["deletionTimestamp"].is_string() {
-            let old: Vec<Value> = current["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            let old: Vec<Value> = current["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if let Some(fins) = new["metadata"]["finalizers"].as_array() {
                 if let Some(added) = fins.iter().find(|f| !old.contains(f)) {
                     return Err(ApiError::invalid(
                         &rt.kind,
                         &rt.group,
                         self.name(),
-                        vec![("metadata.finalizers".into(), format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{}]", added.as_str().unwrap_or_default()))],
+                        vec![(
+                            "metadata.finalizers".into(),
+                            format!(
+                                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{}]",
+                                added.as_str().unwrap_or_default()
+                            ),
+                        )],
                     ));
                 }
             }
@@ -677,14 +860,22 @@ impl Ctx<'_> {
             new["metadata"]["generation"] = json!(g + 1);
         }
         admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
-        patch::record_update_manager(&mut new, Some(current), manager, &rt.api_version(), operation);
+        patch::record_update_manager(
+            &mut new,
+            Some(current),
+            manager,
+            &rt.api_version(),
+            operation,
+        );
         if self.dry_run() {
             return Ok(new);
         }
         let stored = self.cluster.store.update(&self.gr(), new, expected_rv)?;
         after_update(self.cluster, rt, &stored)?;
         if stored["metadata"]["deletionTimestamp"].is_string()
-            && stored["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+            && stored["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty())
         {
             gc::finish_deletion(self.cluster, &rt.group_resource(), &stored);
         }
@@ -692,7 +883,12 @@ impl Ctx<'_> {
     }
 
     /// PATCH of every supported type. Returns the object and whether apply created it.
-    pub fn patch(&self, content_type: &str, body: &[u8], sub: Option<&str>) -> ApiResult<(Value, bool)> {
+    pub fn patch(
+        &self,
+        content_type: &str,
+        body: &[u8],
+        sub: Option<&str>,
+    ) -> ApiResult<(Value, bool)> {
         let rt = &self.rr.rt;
         let ct = content_type.split(';').next().unwrap_or("").trim();
         if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
@@ -700,7 +896,8 @@ impl Ctx<'_> {
                 .ok_or_else(|| ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?
                 .to_string();
             let force = q_bool(self.query, "force");
-            let mut applied: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            let mut applied: Value = serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
             if !applied.is_object() {
                 return Err(ApiError::bad_request("apply patch must be an object"));
             }
@@ -713,7 +910,13 @@ impl Ctx<'_> {
                         self.check_namespace_for_write(self.ns())?;
                     }
                     admit_create(self.cluster, self.user, rt, &mut obj, self.query)?;
-                    patch::record_apply_manager(&mut obj, &applied, &manager, &rt.api_version(), None);
+                    patch::record_apply_manager(
+                        &mut obj,
+                        &applied,
+                        &manager,
+                        &rt.api_version(),
+                        None,
+                    );
                     if self.dry_run() {
                         return Ok((obj, true));
                     }
@@ -724,15 +927,26 @@ impl Ctx<'_> {
                 None => return Err(ApiError::not_found(&self.gr(), self.name())),
                 Some(current) => {
                     self.normalize(&mut applied, false)?;
-                    let merged = patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
-                    let expected = applied["metadata"]["resourceVersion"].as_str().map(str::to_string);
-                    let out = self.apply_update(&current, merged, sub, expected.as_deref(), &manager, "Apply")?;
+                    let merged =
+                        patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
+                    let expected = applied["metadata"]["resourceVersion"]
+                        .as_str()
+                        .map(str::to_string);
+                    let out = self.apply_update(
+                        &current,
+                        merged,
+                        sub,
+                        expected.as_deref(),
+                        &manager,
+                        "Apply",
+                    )?;
                     return Ok((out, false));
                 }
             }
         }
         let current = self.get_current()?;
-        let patch_doc: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_doc: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let patched = match ct {
             "application/json-patch+json" => patch::json_patch(&current, &patch_doc)?,
             "application/merge-patch+json" => patch::merge_patch(&current, &patch_doc),
@@ -751,10 +965,19 @@ impl Ctx<'_> {
             return Err(ApiError::bad_request("patch produced a non-object"));
         }
         // A resourceVersion inside the patch is a precondition.
-        let expected = patch_doc["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        let expected = patch_doc["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
         self.normalize(&mut patched, false)?;
         let manager = self.field_manager("unknown");
-        let out = self.apply_update(&current, patched, sub, expected.as_deref(), &manager, "Update")?;
+        let out = self.apply_update(
+            &current,
+            patched,
+            sub,
+            expected.as_deref(),
+            &manager,
+            "Update",
+        )?;
         Ok((out, false))
     }
 
@@ -792,7 +1015,10 @@ impl Ctx<'_> {
     /// DELETE of a collection (with selectors).
     pub fn delete_collection(&self, opts: &Value) -> ApiResult<Response> {
         let list = self.list()?;
-        let policy = opts["propagationPolicy"].as_str().unwrap_or("Background").to_string();
+        let policy = opts["propagationPolicy"]
+            .as_str()
+            .unwrap_or("Background")
+            .to_string();
         let mut out = Vec::new();
         if let Some(items) = list["items"].as_array() {
             for it in items {
@@ -815,20 +1041,38 @@ pub fn create_internal(cluster: &Arc<Cluster>, obj: Value) -> ApiResult<Value> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default();
     let (group, _version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let kind = obj["kind"].as_str().unwrap_or_default();
-    let rt = cluster
-        .registry
-        .by_kind(group, kind)
-        .ok_or_else(|| ApiError::bad_request(format!("no kind \"{kind}\" is registered for version \"{api_version}\"")))?;
+    let rt = cluster.registry.by_kind(group, kind).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "no kind \"{kind}\" is registered for version \"{api_version}\""
+        ))
+    })?;
     let namespace = if rt.namespaced {
-        Some(obj["metadata"]["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or("default").to_string())
+        Some(
+            obj["metadata"]["namespace"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+        )
     } else {
         None
     };
-    let rr = ResourceRequest { rt, namespace, name: None, sub: None };
+    let rr = ResourceRequest {
+        rt,
+        namespace,
+        name: None,
+        sub: None,
+    };
     let admin = UserInfo::admin();
     let query = Query::new();
     let headers = HeaderMap::new();
-    let ctx = Ctx { cluster, user: &admin, rr: &rr, query: &query, headers: &headers };
+    let ctx = Ctx {
+        cluster,
+        user: &admin,
+        rr: &rr,
+        query: &query,
+        headers: &headers,
+    };
     ctx.create(obj)
 }
 
@@ -844,18 +1088,30 @@ fn strip_meta_status(v: &Value) -> Value {
 }
 
 /// Admission for new objects: defaults, per-kind rules, CRD schemas, RBAC escalation checks.
-pub fn admit_create(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, obj: &mut Value, query: &Query) -> ApiResult<()> {
+pub fn admit_create(
+    cluster: &Cluster,
+    user: &UserInfo,
+    rt: &ResourceType,
+    obj: &mut Value,
+    query: &Query,
+) -> ApiResult<()> {
     obj["metadata"]["generation"] = json!(1);
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             obj["spec"]["finalizers"] = json!(["kubernetes"]);
             obj["status"] = json!({"phase": "Active"});
         }
         ("", "Pod") => {
             validate_pod(rt, obj)?;
-            if obj["spec"]["serviceAccountName"].as_str().is_none_or(str::is_empty) {
+            if obj["spec"]["serviceAccountName"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
                 obj["spec"]["serviceAccountName"] = json!("default");
             }
             kubelet::admit_pod(cluster, obj);
@@ -869,21 +1125,28 @@ pub fn admit_create(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, obj: 
         ("", "ConfigMap") => {
             if let Some(d) = obj.get("data").and_then(Value::as_object) {
                 if d.values().any(|v| !v.is_string()) {
-                    return Err(ApiError::bad_request("ConfigMap data values must be strings"));
+                    return Err(ApiError::bad_request(
+                        "ConfigMap data values must be strings",
+                    ));
                 }
             }
         }
         ("", "Service") => {
-            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) && obj["spec"]["type"] != "ExternalName" {
+            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
+                && obj["spec"]["type"] != "ExternalName"
+            {
                 let n = cluster.store.current_rv();
-                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1));
+                obj["spec"]["clusterIP"] =
+                    json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1));
                 obj["spec"]["clusterIPs"] = json!([obj["spec"]["clusterIP"].clone()]);
             }
             if obj["spec"]["type"].is_null() {
                 obj["spec"]["type"] = json!("ClusterIP");
             }
         }
-        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?,
+        ("rbac.authorization.k8s.io", _) => {
+            auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
         _ => {}
@@ -900,18 +1163,44 @@ pub fn admit_create(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, obj: 
     Ok(())
 }
 
-fn admit_update(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, current: &Value, new: &mut Value, sub: Option<&str>) -> ApiResult<()> {
+fn admit_update(
+    cluster: &Cluster,
+    user: &UserInfo,
+    rt: &ResourceType,
+    current: &Value,
+    new: &mut Value,
+    sub: Option<&str>,
+) -> ApiResult<()> {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Secret") => {
             normalize_secret(new)?;
             if new["type"] != current["type"] && !current["type"].is_null() {
-                return Err(ApiError::invalid(&rt.kind, "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("type".into(), "Invalid value: field is immutable".into())]));
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    "",
+                    new["metadata"]["name"].as_str().unwrap_or_default(),
+                    vec![("type".into(), "Invalid value: field is immutable".into())],
+                ));
             }
         }
         ("", "Pod") if sub.is_none() => {
             if new["spec"]["containers"] != current["spec"]["containers"] {
                 let strip = |v: &Value| -> Value {
-                    v["spec"]["containers"].as_array().map(|cs| cs.iter().map(|c| { let mut c = c.clone(); if let Some(m) = c.as_object_mut() { m.remove("image"); } c }).collect::<Vec<_>>().into()).unwrap_or(Value::Null)
+                    v["spec"]["containers"]
+                        .as_array()
+                        .map(|cs| {
+                            cs.iter()
+                                .map(|c| {
+                                    let mut c = c.clone();
+                                    if let Some(m) = c.as_object_mut() {
+                                        m.remove("image");
+                                    }
+                                    c
+                                })
+                                .collect::<Vec<_>>()
+                                .into()
+                        })
+                        .unwrap_or(Value::Null)
                 };
                 if strip(new) != strip(current) {
                     return Err(ApiError::invalid("Pod", "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]));
@@ -919,8 +1208,18 @@ fn admit_update(cluster: &Cluster, user: &UserInfo, rt: &ResourceType, current: 
             }
         }
         ("rbac.authorization.k8s.io", _) => {
-            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding") && new["roleRef"] != current["roleRef"] {
-                return Err(ApiError::invalid(&rt.kind, &rt.group, new["metadata"]["name"].as_str().unwrap_or_default(), vec![("roleRef".into(), "Invalid value: cannot change roleRef".into())]));
+            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding")
+                && new["roleRef"] != current["roleRef"]
+            {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    new["metadata"]["name"].as_str().unwrap_or_default(),
+                    vec![(
+                        "roleRef".into(),
+                        "Invalid value: cannot change roleRef".into(),
+                    )],
+                ));
             }
             auth::check_rbac_write(cluster, user, &rt.group_resource(), new)?
         }
@@ -939,7 +1238,9 @@ fn after_create(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiRe
         ("", "Namespace") => {
             let ns = obj["metadata"]["name"].as_str().unwrap_or_default();
             let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-            let _ = cluster.store.create(&GroupResource::new("", "serviceaccounts"), sa);
+            let _ = cluster
+                .store
+                .create(&GroupResource::new("", "serviceaccounts"), sa);
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::established(cluster, obj)?,
         _ => {}
@@ -948,7 +1249,10 @@ fn after_create(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiRe
 }
 
 fn after_update(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiResult<()> {
-    if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" && !obj["metadata"]["deletionTimestamp"].is_string() {
+    if rt.group == "apiextensions.k8s.io"
+        && rt.kind == "CustomResourceDefinition"
+        && !obj["metadata"]["deletionTimestamp"].is_string()
+    {
         crd::register(cluster, obj)?;
     }
     Ok(())
@@ -960,19 +1264,31 @@ fn validate_pod(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     let mut causes = Vec::new();
     match containers {
         None => causes.push(("spec.containers".to_string(), "Required value".to_string())),
-        Some(cs) if cs.is_empty() => causes.push(("spec.containers".to_string(), "Required value".to_string())),
+        Some(cs) if cs.is_empty() => {
+            causes.push(("spec.containers".to_string(), "Required value".to_string()))
+        }
         Some(cs) => {
             for (i, c) in cs.iter().enumerate() {
                 if c["name"].as_str().is_none_or(|n| !is_dns_label(n)) {
-                    causes.push((format!("spec.containers[{i}].name"), "Required value".into()));
+                    causes.push((
+                        format!("spec.containers[{i}].name"),
+                        "Required value".into(),
+                    ));
                 }
                 if c["image"].as_str().is_none_or(str::is_empty) {
-                    causes.push((format!("spec.containers[{i}].image"), "Required value".into()));
+                    causes.push((
+                        format!("spec.containers[{i}].image"),
+                        "Required value".into(),
+                    ));
                 }
             }
         }
     }
-    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.kind, "", name, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&rt.kind, "", name, causes))
+    }
 }
 
 fn normalize_secret(obj: &mut Value) -> ApiResult<()> {
@@ -981,7 +1297,9 @@ fn normalize_secret(obj: &mut Value) -> ApiResult<()> {
     }
     if let Some(sd) = obj.get("stringData").and_then(Value::as_object).cloned() {
         for (k, v) in sd {
-            let s = v.as_str().ok_or_else(|| ApiError::bad_request("stringData values must be strings"))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| ApiError::bad_request("stringData values must be strings"))?;
             obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
         }
         if let Some(m) = obj.as_object_mut() {
@@ -990,9 +1308,13 @@ fn normalize_secret(obj: &mut Value) -> ApiResult<()> {
     }
     if let Some(d) = obj.get("data").and_then(Value::as_object) {
         for (k, v) in d {
-            let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+            let ok = v
+                .as_str()
+                .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
             if !ok {
-                return Err(ApiError::bad_request(format!("Secret data[{k}] is not valid base64")));
+                return Err(ApiError::bad_request(format!(
+                    "Secret data[{k}] is not valid base64"
+                )));
             }
         }
     }
@@ -1031,16 +1353,37 @@ fn simulate_workload_status(rt: &ResourceType, obj: &mut Value) {
 }
 
 /// Admin-only test endpoints under `/kubesim/`: faults, logs, compaction.
-async fn kubesim_admin(cluster: &Arc<Cluster>, user: &UserInfo, method: &Method, path: &str, query: &Query, body: Bytes) -> ApiResult<Response> {
+async fn kubesim_admin(
+    cluster: &Arc<Cluster>,
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    body: Bytes,
+) -> ApiResult<Response> {
     if !user.groups.iter().any(|g| g == "system:masters") {
-        return Err(ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot use the kubesim test API", user.username)));
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "forbidden: User \"{}\" cannot use the kubesim test API",
+                user.username
+            ),
+        ));
     }
     match (method.clone(), path) {
-        (Method::GET, "/kubesim/faults") => Ok(json_response(StatusCode::OK, &serde_json::to_value(cluster.faults.get()).unwrap_or_default())),
+        (Method::GET, "/kubesim/faults") => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::to_value(cluster.faults.get()).unwrap_or_default(),
+        )),
         (Method::PUT, "/kubesim/faults") => {
-            let cfg: crate::faults::FaultConfig = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
+            let cfg: crate::faults::FaultConfig = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
             cluster.faults.set(cfg);
-            Ok(json_response(StatusCode::OK, &serde_json::to_value(cluster.faults.get()).unwrap_or_default()))
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::to_value(cluster.faults.get()).unwrap_or_default(),
+            ))
         }
         (Method::DELETE, "/kubesim/faults") => {
             cluster.faults.clear();
@@ -1048,19 +1391,27 @@ async fn kubesim_admin(cluster: &Arc<Cluster>, user: &UserInfo, method: &Method,
         }
         (Method::POST, "/kubesim/compact") => {
             cluster.store.compact();
-            Ok(json_response(StatusCode::OK, &json!({"resourceVersion": cluster.store.current_rv().to_string()})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"resourceVersion": cluster.store.current_rv().to_string()}),
+            ))
         }
         (Method::POST, "/kubesim/logs") => {
             let ns = q(query, "namespace").unwrap_or("default");
             let pod = q(query, "pod").ok_or_else(|| ApiError::bad_request("pod is required"))?;
-            let container = q(query, "container").ok_or_else(|| ApiError::bad_request("container is required"))?;
+            let container = q(query, "container")
+                .ok_or_else(|| ApiError::bad_request("container is required"))?;
             let text = String::from_utf8_lossy(&body);
             for line in text.lines() {
                 cluster.logs.append(ns, pod, container, line);
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        _ => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
     }
 }
 

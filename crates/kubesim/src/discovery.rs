@@ -10,7 +10,12 @@ use crate::errors::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 
 fn resource_list(cluster: &Cluster, group: &str, version: &str) -> Option<Value> {
-    let types: Vec<ResourceType> = cluster.registry.all().into_iter().filter(|t| t.group == group && t.version == version).collect();
+    let types: Vec<ResourceType> = cluster
+        .registry
+        .all()
+        .into_iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -30,7 +35,10 @@ fn resource_list(cluster: &Cluster, group: &str, version: &str) -> Option<Value>
         for sub in &t.subresources {
             let (kind, verbs): (String, Vec<&str>) = match sub.as_str() {
                 "status" => (t.kind.clone(), vec!["get", "patch", "update"]),
-                "exec" | "attach" | "portforward" => (format!("Pod{}Options", capitalize(sub)), vec!["create", "get"]),
+                "exec" | "attach" | "portforward" => (
+                    format!("Pod{}Options", capitalize(sub)),
+                    vec!["create", "get"],
+                ),
                 "log" => ("Pod".into(), vec!["get"]),
                 "token" => ("TokenRequest".into(), vec!["create"]),
                 "scale" => ("Scale".into(), vec!["get", "patch", "update"]),
@@ -49,8 +57,14 @@ fn resource_list(cluster: &Cluster, group: &str, version: &str) -> Option<Value>
             resources.push(r);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn capitalize(s: &str) -> String {
@@ -67,9 +81,20 @@ fn group_obj(group: &str, version: &str) -> Value {
 }
 
 /// Serves a non-resource path.
-pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query) -> ApiResult<Response> {
+pub fn serve(
+    cluster: &Cluster,
+    path: &str,
+    _headers: &HeaderMap,
+    _query: &Query,
+) -> ApiResult<Response> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let out = match segs.as_slice() {
         ["version"] => {
             let v = cluster.config.version.trim_start_matches('v').to_string();
@@ -78,17 +103,29 @@ pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query
                 "major": parts.next().unwrap_or("1"), "minor": parts.next().unwrap_or("33"),
                 "gitVersion": cluster.config.version, "gitCommit": "kubesim", "gitTreeState": "clean",
                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
-                "emulationMajor": "1", "emulationMinor": "33", "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+
             })
         }
-        ["api"] => json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ["api"] => {
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+        }
         ["api", "v1"] => resource_list(cluster, "", "v1").ok_or_else(not_found)?,
         ["apis"] => {
-            let groups: Vec<Value> = cluster.registry.groups().iter().map(|(g, v)| group_obj(g, v)).collect();
+            let groups: Vec<Value> = cluster
+                .registry
+                .groups()
+                .iter()
+                .map(|(g, v)| group_obj(g, v))
+                .collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
         ["apis", g] => {
-            let (g, v) = cluster.registry.groups().into_iter().find(|(x, _)| x == g).ok_or_else(not_found)?;
+            let (g, v) = cluster
+                .registry
+                .groups()
+                .into_iter()
+                .find(|(x, _)| x == g)
+                .ok_or_else(not_found)?;
             let mut o = group_obj(&g, &v);
             o["kind"] = json!("APIGroup");
             o["apiVersion"] = json!("v1");
@@ -97,7 +134,9 @@ pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query
         ["apis", g, v] => resource_list(cluster, g, v).ok_or_else(not_found)?,
         ["openapi", "v2"] => openapi_v2(cluster),
         ["openapi", "v3"] => openapi_v3_index(cluster),
-        ["openapi", "v3", rest @ ..] => openapi_v3_doc(cluster, &rest.join("/")).ok_or_else(not_found)?,
+        ["openapi", "v3", rest @ ..] => {
+            openapi_v3_doc(cluster, &rest.join("/")).ok_or_else(not_found)?
+        }
         [".well-known", "openid-configuration"] => json!({
             "issuer": "https://kubernetes.default.svc.cluster.local",
             "jwks_uri": "https://kubernetes.default.svc.cluster.local/openid/v1/jwks",
@@ -115,16 +154,28 @@ pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query
 fn openapi_v2(cluster: &Cluster) -> Value {
     let mut defs = serde_json::Map::new();
     for t in cluster.registry.all() {
-        let mut d = t.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
-        d["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
-        let prefix = if t.group.is_empty() { "io.k8s.api.core".to_string() } else { t.group.split('.').rev().collect::<Vec<_>>().join(".") };
+        let mut d = t
+            .schema
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        d["x-kubernetes-group-version-kind"] =
+            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let prefix = if t.group.is_empty() {
+            "io.k8s.api.core".to_string()
+        } else {
+            t.group.split('.').rev().collect::<Vec<_>>().join(".")
+        };
         defs.insert(format!("{prefix}.{}.{}", t.version, t.kind), d);
     }
     json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": cluster.config.version}, "paths": {}, "definitions": defs})
 }
 
 fn gv_path(t: &ResourceType) -> String {
-    if t.group.is_empty() { format!("api/{}", t.version) } else { format!("apis/{}/{}", t.group, t.version) }
+    if t.group.is_empty() {
+        format!("api/{}", t.version)
+    } else {
+        format!("apis/{}/{}", t.group, t.version)
+    }
 }
 
 fn openapi_v3_index(cluster: &Cluster) -> Value {
@@ -139,7 +190,12 @@ fn openapi_v3_index(cluster: &Cluster) -> Value {
 /// One group-version's OpenAPI v3 document: schemas with GVK extensions, and paths whose write
 /// operations declare `fieldValidation`, which tells kubectl to validate on the server.
 fn openapi_v3_doc(cluster: &Cluster, gv: &str) -> Option<Value> {
-    let types: Vec<ResourceType> = cluster.registry.all().into_iter().filter(|t| gv_path(t) == gv).collect();
+    let types: Vec<ResourceType> = cluster
+        .registry
+        .all()
+        .into_iter()
+        .filter(|t| gv_path(t) == gv)
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -147,22 +203,47 @@ fn openapi_v3_doc(cluster: &Cluster, gv: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     let fv = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
     for t in &types {
-        let name = format!("{}.{}.{}", if t.group.is_empty() { "io.k8s.api.core" } else { &t.group }, t.version, t.kind);
-        let mut s = t.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
-        s["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let name = format!(
+            "{}.{}.{}",
+            if t.group.is_empty() {
+                "io.k8s.api.core"
+            } else {
+                &t.group
+            },
+            t.version,
+            t.kind
+        );
+        let mut s = t.schema.clone().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
+        s["x-kubernetes-group-version-kind"] =
+            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         schemas.insert(name.clone(), s);
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
         let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": [fv.clone()], "responses": {"200": {"description": "OK"}}});
-        let base = if t.namespaced { format!("/{gv}/namespaces/{{namespace}}/{}", t.plural) } else { format!("/{gv}/{}", t.plural) };
+        let base = if t.namespaced {
+            format!("/{gv}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("/{gv}/{}", t.plural)
+        };
         paths.insert(base.clone(), json!({"post": op("post")}));
-        paths.insert(format!("{base}/{{name}}"), json!({"put": op("put"), "patch": op("patch")}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"put": op("put"), "patch": op("patch")}),
+        );
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": cluster.config.version}, "paths": paths, "components": {"schemas": schemas}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": cluster.config.version}, "paths": paths, "components": {"schemas": schemas}}),
+    )
 }
 
 fn age(ts: &str) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else { return "<unknown>".into() };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
+        return "<unknown>".into();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -184,20 +265,41 @@ fn jsonpath_simple(obj: &Value, path: &str) -> Value {
 
 /// Converts a list to a `meta.k8s.io/v1` Table as kubectl requests for `get`.
 pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
+    ];
     let kind = rt.kind.as_str();
     let extra: Vec<(String, String)> = match kind {
-        "Pod" => vec![("Ready".into(), "string".into()), ("Status".into(), "string".into()), ("Restarts".into(), "string".into())],
+        "Pod" => vec![
+            ("Ready".into(), "string".into()),
+            ("Status".into(), "string".into()),
+            ("Restarts".into(), "string".into()),
+        ],
         "Namespace" => vec![("Status".into(), "string".into())],
-        "Secret" => vec![("Type".into(), "string".into()), ("Data".into(), "integer".into())],
+        "Secret" => vec![
+            ("Type".into(), "string".into()),
+            ("Data".into(), "integer".into()),
+        ],
         "ConfigMap" => vec![("Data".into(), "integer".into())],
         "ServiceAccount" => vec![("Secrets".into(), "integer".into())],
-        _ => rt.printer_columns.iter().filter(|c| c["name"] != "Age").map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["type"].as_str().unwrap_or("string").to_string())).collect(),
+        _ => rt
+            .printer_columns
+            .iter()
+            .filter(|c| c["name"] != "Age")
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    c["type"].as_str().unwrap_or("string").to_string(),
+                )
+            })
+            .collect(),
     };
     for (n, t) in &extra {
         cols.push(json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}));
     }
-    cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
+    cols.push(
+        json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
+    );
     let include_object = crate::api::q(query, "includeObject").unwrap_or("PartialObjectMetadata");
     let rows: Vec<Value> = list["items"].as_array().map(|items| items.iter().map(|o| {
         let md = &o["metadata"];

@@ -28,6 +28,8 @@ pub struct FaultConfig {
     pub unavailable: bool,
     /// Only requests whose path contains this string are affected (all when empty).
     pub path_contains: String,
+    /// Faults hit only the next N affected requests, then stop (unlimited when unset).
+    pub times: Option<u64>,
 }
 
 /// The fault settings of one cluster.
@@ -65,10 +67,18 @@ impl Faults {
 
     /// Applies latency and picks the verdict for one request.
     pub async fn before(&self, path: &str) -> Verdict {
-        let cfg = self.get();
-        if !cfg.path_contains.is_empty() && !path.contains(&cfg.path_contains) {
-            return Verdict::Serve;
-        }
+        let cfg = {
+            let mut g = self.cfg.lock().unwrap_or_else(|e| e.into_inner());
+            if !g.path_contains.is_empty() && !path.contains(&g.path_contains) {
+                return Verdict::Serve;
+            }
+            match g.times {
+                Some(0) => return Verdict::Serve,
+                Some(n) => g.times = Some(n - 1),
+                None => {}
+            }
+            g.clone()
+        };
         if cfg.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
         }

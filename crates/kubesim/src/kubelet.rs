@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -29,6 +30,10 @@ type PodKey = (String, String);
 struct Tracked {
     id: u64,
     pgid: i32,
+    /// The session is over and the group was killed, but some member was still alive then. It stays
+    /// tracked until the kernel has removed it, so [`Kubelet::active_processes`] never claims "gone"
+    /// early, and pod deletion can still kill stragglers.
+    ended: bool,
 }
 
 type ProcessTable = Arc<Mutex<HashMap<PodKey, Vec<Tracked>>>>;
@@ -41,17 +46,53 @@ fn lock(t: &ProcessTable) -> MutexGuard<'_, HashMap<PodKey, Vec<Tracked>>> {
 #[derive(Debug, Default)]
 pub struct Kubelet {
     procs: ProcessTable,
+    /// When each pod's processes were last killed, so a session that was being set up while its
+    /// pod was deleted is killed at registration instead of outliving the pod.
+    killed_at: Mutex<HashMap<PodKey, Instant>>,
     next_id: AtomicU64,
     next_ip: AtomicU32,
 }
 
+/// How long a pod deletion is remembered for sessions still starting up.
+const KILL_MEMORY: Duration = Duration::from_secs(300);
+
 impl Kubelet {
-    /// Records a running exec process group of a pod. The group is SIGKILLed and forgotten when the
-    /// returned guard is dropped, so a session that ends in any way (even a panic) leaves nothing behind.
-    pub fn register(&self, namespace: &str, pod: &str, pgid: i32) -> ProcessGuard {
+    /// Records a running exec process group of a pod, for a request accepted at `requested_at`. The
+    /// group is SIGKILLed when the returned guard is dropped, so a session that ends in any way (even
+    /// a panic) leaves nothing behind; and at once if the pod's processes were killed (the pod was
+    /// deleted) after the request was accepted.
+    pub fn register(
+        &self,
+        namespace: &str,
+        pod: &str,
+        pgid: i32,
+        requested_at: Instant,
+    ) -> ProcessGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = (namespace.to_string(), pod.to_string());
-        lock(&self.procs).entry(key.clone()).or_default().push(Tracked { id, pgid });
+        let killed_since = self
+            .killed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .is_some_and(|t| *t >= requested_at);
+        if killed_since {
+            tracing::info!(
+                namespace,
+                pod,
+                pgid,
+                "pod went away while exec was starting; killing the process group"
+            );
+            kill_group(pgid);
+        }
+        lock(&self.procs)
+            .entry(key.clone())
+            .or_default()
+            .push(Tracked {
+                id,
+                pgid,
+                ended: false,
+            });
         tracing::debug!(namespace, pod, pgid, "exec process registered");
         ProcessGuard {
             procs: self.procs.clone(),
@@ -61,46 +102,79 @@ impl Kubelet {
         }
     }
 
+    /// The tracked groups of one pod (or of all pods), after forgetting ended groups that are empty.
+    fn groups(&self, pod: Option<&PodKey>) -> Vec<(i32, usize)> {
+        let snapshot: Vec<Tracked> = {
+            let t = lock(&self.procs);
+            match pod {
+                Some(k) => t.get(k).cloned().unwrap_or_default(),
+                None => t.values().flatten().copied().collect(),
+            }
+        };
+        if snapshot.is_empty() {
+            return Vec::new();
+        }
+        let pgids: Vec<i32> = snapshot.iter().map(|t| t.pgid).collect();
+        let counts = group_member_counts(&pgids);
+        let gone: Vec<u64> = snapshot
+            .iter()
+            .filter(|t| t.ended && counts.get(&t.pgid).copied().unwrap_or(0) == 0)
+            .map(|t| t.id)
+            .collect();
+        if !gone.is_empty() {
+            let mut t = lock(&self.procs);
+            t.values_mut()
+                .for_each(|v| v.retain(|x| !gone.contains(&x.id)));
+            t.retain(|_, v| !v.is_empty());
+        }
+        snapshot
+            .iter()
+            .filter(|t| !gone.contains(&t.id))
+            .map(|t| (t.pgid, counts.get(&t.pgid).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Kills every exec process of one pod.
     pub fn kill_pod(&self, namespace: &str, name: &str) {
-        let groups: Vec<i32> = lock(&self.procs)
-            .get(&(namespace.to_string(), name.to_string()))
-            .map(|v| v.iter().map(|t| t.pgid).collect())
-            .unwrap_or_default();
-        for pgid in groups {
-            tracing::info!(namespace, pod = name, pgid, "killing exec process group of the pod");
+        {
+            let mut k = self.killed_at.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            k.retain(|_, t| now.duration_since(*t) < KILL_MEMORY);
+            k.insert((namespace.to_string(), name.to_string()), now);
+        }
+        for (pgid, _) in self.groups(Some(&(namespace.to_string(), name.to_string()))) {
+            tracing::info!(
+                namespace,
+                pod = name,
+                pgid,
+                "killing exec process group of the pod"
+            );
             kill_group(pgid);
         }
     }
 
     /// Kills every exec process (shutdown).
     pub fn kill_all(&self) {
-        let groups: Vec<i32> = lock(&self.procs).values().flatten().map(|t| t.pgid).collect();
-        for pgid in groups {
+        for (pgid, _) in self.groups(None) {
             kill_group(pgid);
         }
     }
 
     /// How many processes of this pod's exec sessions are alive (zombies not counted): every member of
-    /// every registered process group, so a shell's children count too. 0 once the sessions are over.
+    /// every tracked process group, so a shell's children count too, and killed processes count
+    /// until the kernel has really removed them. 0 means nothing started by exec in this pod runs.
     pub fn active_processes(&self, namespace: &str, pod: &str) -> usize {
-        let groups: Vec<i32> = lock(&self.procs)
-            .get(&(namespace.to_string(), pod.to_string()))
-            .map(|v| v.iter().map(|t| t.pgid).collect())
-            .unwrap_or_default();
-        if groups.is_empty() {
-            return 0;
-        }
-        match live_group_members(&groups) {
-            Some(n) => n,
-            // Without /proc, a group that still accepts signal 0 counts as one process.
-            None => groups.iter().filter(|&&g| killpg(Pid::from_raw(g), None).is_ok()).count(),
-        }
+        self.groups(Some(&(namespace.to_string(), pod.to_string())))
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
     }
 
-    /// The number of registered exec sessions of a pod.
+    /// The number of exec sessions of a pod that have not ended yet.
     pub fn sessions(&self, namespace: &str, pod: &str) -> usize {
-        lock(&self.procs).get(&(namespace.to_string(), pod.to_string())).map_or(0, Vec::len)
+        lock(&self.procs)
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map_or(0, |v| v.iter().filter(|t| !t.ended).count())
     }
 
     /// The next pod IP: 10.244.x.y, deterministic in creation order.
@@ -133,9 +207,20 @@ impl Drop for ProcessGuard {
     fn drop(&mut self) {
         // Background children of a finished shell would otherwise outlive the session on the host.
         kill_group(self.pgid);
+        let alive = group_member_counts(&[self.pgid])
+            .get(&self.pgid)
+            .copied()
+            .unwrap_or(0)
+            > 0;
         let mut t = lock(&self.procs);
         if let Some(v) = t.get_mut(&self.key) {
-            v.retain(|x| x.id != self.id);
+            if alive {
+                v.iter_mut()
+                    .filter(|x| x.id == self.id)
+                    .for_each(|x| x.ended = true);
+            } else {
+                v.retain(|x| x.id != self.id);
+            }
             if v.is_empty() {
                 t.remove(&self.key);
             }
@@ -156,10 +241,36 @@ pub fn kill_group(pgid: i32) {
     }
 }
 
-/// Counts live (non-zombie) processes whose process group is one of `groups`, from /proc.
-fn live_group_members(groups: &[i32]) -> Option<usize> {
-    let dir = std::fs::read_dir("/proc").ok()?;
-    let mut n = 0;
+/// Waits until no live process is left in a process group (after it was killed), so that a session
+/// ends only once what it ran is really gone.
+pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while group_member_counts(&[pgid])
+        .get(&pgid)
+        .copied()
+        .unwrap_or(0)
+        > 0
+    {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(pgid, "processes of a killed exec group are still alive");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Live (non-zombie) members per process group, for the given groups. Reads /proc; where there is
+/// none, a group that still accepts signal 0 counts as one process.
+fn group_member_counts(groups: &[i32]) -> HashMap<i32, usize> {
+    let mut counts = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        for &g in groups {
+            if killpg(Pid::from_raw(g), None).is_ok() {
+                counts.insert(g, 1);
+            }
+        }
+        return counts;
+    };
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -169,13 +280,15 @@ fn live_group_members(groups: &[i32]) -> Option<usize> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some((state, pgrp)) = parse_stat(&stat) {
-            if state != 'Z' && state != 'X' && groups.contains(&pgrp) {
-                n += 1;
-            }
+        if let Some((state, pgrp)) = parse_stat(&stat)
+            && state != 'Z'
+            && state != 'X'
+            && groups.contains(&pgrp)
+        {
+            *counts.entry(pgrp).or_insert(0) += 1;
         }
     }
-    Some(n)
+    counts
 }
 
 /// State and process group from a `/proc/PID/stat` line. The command name may contain spaces and
@@ -191,7 +304,12 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
 
 /// The pod's working directory (its "filesystem").
 pub fn pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> PathBuf {
-    cluster.config.workdir.join("pods").join(namespace).join(name)
+    cluster
+        .config
+        .workdir
+        .join("pods")
+        .join(namespace)
+        .join(name)
 }
 
 /// Whether a name can be used as one path component without escaping the work directory. API
@@ -200,7 +318,7 @@ fn safe_component(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
 }
 
-/// Creates the pod's working directory (idempotent). `None` if the names are unusable as paths.
+/// Creates the pod's working directory (idempotent); an error if the names are unusable as paths.
 pub fn ensure_pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> std::io::Result<PathBuf> {
     if !safe_component(namespace) || !safe_component(name) {
         return Err(std::io::Error::new(
@@ -215,8 +333,14 @@ pub fn ensure_pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> std::io
 
 /// Called before a new Pod is stored: fills `spec.nodeName` and a Running `status`.
 pub fn admit_pod(cluster: &Cluster, pod: &mut Value) {
-    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let namespace = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if !pod["spec"].is_object() {
         pod["spec"] = json!({});
     }
@@ -238,8 +362,14 @@ pub fn admit_pod(cluster: &Cluster, pod: &mut Value) {
 /// The status a healthy kubelet reports for a pod whose containers all started.
 fn running_status(spec: &Value, pod_ip: &str, now: &str) -> Value {
     let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-    let containers = spec["containers"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let init = spec["initContainers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let containers = spec["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let init = spec["initContainers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut status = json!({
         "phase": "Running",
         "conditions": [
@@ -258,7 +388,11 @@ fn running_status(spec: &Value, pod_ip: &str, now: &str) -> Value {
         "containerStatuses": containers.iter().map(|c| running_container(c, now)).collect::<Vec<_>>(),
     });
     if !init.is_empty() {
-        status["initContainerStatuses"] = json!(init.iter().map(|c| init_container(c, now)).collect::<Vec<_>>());
+        status["initContainerStatuses"] = json!(
+            init.iter()
+                .map(|c| init_container(c, now))
+                .collect::<Vec<_>>()
+        );
     }
     status
 }
@@ -339,11 +473,18 @@ fn image_id(image: &str) -> String {
 /// Quantities are compared as written ("1" and "1000m" differ here), which is enough for tests.
 fn qos_class(containers: &[Value], init: &[Value]) -> &'static str {
     let all: Vec<&Value> = containers.iter().chain(init.iter()).collect();
-    let resources = |c: &Value, kind: &str, res: &str| c["resources"][kind][res].as_str().map(str::to_string).or_else(|| c["resources"][kind][res].as_f64().map(|f| f.to_string()));
+    let resources = |c: &Value, kind: &str, res: &str| {
+        c["resources"][kind][res]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| c["resources"][kind][res].as_f64().map(|f| f.to_string()))
+    };
     let any = all.iter().any(|c| {
-        ["requests", "limits"]
-            .iter()
-            .any(|k| c["resources"][*k].as_object().is_some_and(|m| !m.is_empty()))
+        ["requests", "limits"].iter().any(|k| {
+            c["resources"][*k]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
     });
     if !any {
         return "BestEffort";
@@ -355,7 +496,11 @@ fn qos_class(containers: &[Value], init: &[Value]) -> &'static str {
             limit.is_some() && limit == request
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 /// Called after a Pod left the store.
@@ -373,7 +518,50 @@ fn remove_dir_logged(dir: &Path) {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the pod's working directory"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the pod's working directory")
+        }
+    }
+}
+
+/// Helpers for this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use crate::Cluster;
+
+    /// A cluster whose work directory is removed when the test ends (even by panic).
+    pub(crate) struct TestCluster {
+        cluster: Arc<Cluster>,
+        _workdir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TestCluster {
+        type Target = Arc<Cluster>;
+        fn deref(&self) -> &Arc<Cluster> {
+            &self.cluster
+        }
+    }
+
+    /// A fresh cluster in a temporary work directory.
+    pub(crate) fn cluster() -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("kubesim-test-")
+            .tempdir()
+            .unwrap();
+        let cluster = Cluster::new(crate::SimConfig {
+            name: "t".into(),
+            admin_token: "t".into(),
+            min_token_expiration_seconds: 600,
+            workdir: dir.path().to_path_buf(),
+            version: "v1.33.1".into(),
+        })
+        .unwrap();
+        TestCluster {
+            cluster,
+            _workdir: dir,
+        }
     }
 }
 
@@ -412,7 +600,12 @@ mod tests {
         assert_eq!(st["hostIP"], HOST_IP);
         assert_eq!(st["qosClass"], "BestEffort");
         for t in ["Initialized", "Ready", "ContainersReady", "PodScheduled"] {
-            let c = st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap();
+            let c = st["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap();
             assert_eq!(c["status"], "True", "{t}");
             assert_eq!(c["lastTransitionTime"], "2025-01-01T00:00:00Z");
         }
@@ -423,12 +616,26 @@ mod tests {
         assert_eq!(cs[0]["started"], true);
         assert_eq!(cs[0]["restartCount"], 0);
         assert_eq!(cs[0]["image"], "nginx:1.27");
-        assert!(cs[0]["imageID"].as_str().unwrap().starts_with("nginx@sha256:"));
-        assert_eq!(cs[0]["imageID"].as_str().unwrap().len(), "nginx@sha256:".len() + 64);
+        assert!(
+            cs[0]["imageID"]
+                .as_str()
+                .unwrap()
+                .starts_with("nginx@sha256:")
+        );
+        assert_eq!(
+            cs[0]["imageID"].as_str().unwrap().len(),
+            "nginx@sha256:".len() + 64
+        );
         let id = cs[0]["containerID"].as_str().unwrap();
-        assert!(id.starts_with("kubesim://") && id.len() == "kubesim://".len() + 64, "{id}");
+        assert!(
+            id.starts_with("kubesim://") && id.len() == "kubesim://".len() + 64,
+            "{id}"
+        );
         assert_ne!(cs[0]["containerID"], cs[1]["containerID"]);
-        assert_eq!(cs[0]["state"]["running"]["startedAt"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            cs[0]["state"]["running"]["startedAt"],
+            "2025-01-01T00:00:00Z"
+        );
         let init = st["initContainerStatuses"].as_array().unwrap();
         assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
         assert_eq!(init[0]["state"]["terminated"]["exitCode"], 0);
@@ -461,7 +668,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pgid = i32::try_from(child.id()).unwrap();
-        let guard = k.register("ns", "p", pgid);
+        let guard = k.register("ns", "p", pgid, Instant::now());
         assert_eq!(k.sessions("ns", "p"), 1);
         let deadline = Instant::now() + Duration::from_secs(5);
         // sh plus its two sleeps, once the shell has forked them.

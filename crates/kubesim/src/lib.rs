@@ -26,6 +26,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 pub mod logs;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod seed;
 pub mod selectors;
@@ -80,7 +81,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("name", &self.config.name).finish_non_exhaustive()
+        f.debug_struct("Cluster")
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,7 +217,9 @@ pub struct RunningSim {
 
 impl std::fmt::Debug for RunningSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningSim").field("addr", &self.server.addr).finish_non_exhaustive()
+        f.debug_struct("RunningSim")
+            .field("addr", &self.server.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -241,7 +246,12 @@ impl RunningSim {
 
     /// An admin kubeconfig as YAML.
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig::render(&self.cluster.config.name, &self.url(), self.ca_pem(), self.admin_token())
+        kubeconfig::render(
+            &self.cluster.config.name,
+            &self.url(),
+            self.ca_pem(),
+            self.admin_token(),
+        )
     }
 
     /// A kubeconfig for an arbitrary bearer token (e.g. a ServiceAccount's).
@@ -273,7 +283,9 @@ impl RunningSim {
 
     /// Looks up an object directly in the store.
     pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
-        self.cluster.store.get(&GroupResource::new(group, resource), ns, name)
+        self.cluster
+            .store
+            .get(&GroupResource::new(group, resource), ns, name)
     }
 
     /// Simulates an API server restart: drops every open connection and watch, keeps the state.

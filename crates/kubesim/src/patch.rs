@@ -13,7 +13,13 @@ pub fn json_patch(current: &Value, patch: &Value) -> ApiResult<Value> {
     let p: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut doc = current.clone();
-    json_patch::patch(&mut doc, &p).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+    json_patch::patch(&mut doc, &p).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
+    })?;
     Ok(doc)
 }
 
@@ -27,7 +33,12 @@ pub fn merge_patch(current: &Value, patch: &Value) -> Value {
 /// The merge key of a list field for strategic merge and apply, as declared on the built-in types.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => "name",
         "volumeMounts" | "volumeDevices" => "mountPath",
         "ownerReferences" => "uid",
         "conditions" => "type",
@@ -67,7 +78,9 @@ pub fn strip_directives(v: &mut Value) {
 pub fn strategic_merge(current: &Value, patch: &Value) -> ApiResult<Value> {
     match smp_value("", current, patch)? {
         Some(v) => Ok(v),
-        None => Err(ApiError::bad_request("a strategic merge patch cannot delete the whole object")),
+        None => Err(ApiError::bad_request(
+            "a strategic merge patch cannot delete the whole object",
+        )),
     }
 }
 
@@ -82,13 +95,22 @@ fn smp_value(field: &str, orig: &Value, patch: &Value) -> ApiResult<Option<Value
                 }
                 Some("delete") => return Ok(None),
                 Some("merge") | None => {}
-                Some(other) => return Err(ApiError::bad_request(format!("unknown patch type: {other}"))),
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown patch type: {other}"
+                    )));
+                }
             }
             let mut out = o.clone();
             for (k, pv) in p {
                 if let Some(list_field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                    if let (Some(Value::Array(cur)), Some(del)) = (out.get(list_field).cloned(), pv.as_array()) {
-                        out.insert(list_field.to_string(), Value::Array(cur.into_iter().filter(|x| !del.contains(x)).collect()));
+                    if let (Some(Value::Array(cur)), Some(del)) =
+                        (out.get(list_field).cloned(), pv.as_array())
+                    {
+                        out.insert(
+                            list_field.to_string(),
+                            Value::Array(cur.into_iter().filter(|x| !del.contains(x)).collect()),
+                        );
                     }
                     continue;
                 }
@@ -181,7 +203,13 @@ fn fields_of(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>, f
                 if prefix.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "status") {
                     continue;
                 }
-                if prefix.len() == 1 && prefix[0] == "f:metadata" && !matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences") {
+                if prefix.len() == 1
+                    && prefix[0] == "f:metadata"
+                    && !matches!(
+                        k.as_str(),
+                        "labels" | "annotations" | "finalizers" | "ownerReferences"
+                    )
+                {
                     continue;
                 }
                 prefix.push(format!("f:{k}"));
@@ -189,7 +217,11 @@ fn fields_of(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>, f
                 prefix.pop();
             }
         }
-        Value::Array(items) if merge_key(field, items).is_some_and(|k| items.iter().all(|i| i.get(k).is_some())) && !items.is_empty() => {
+        Value::Array(items)
+            if merge_key(field, items)
+                .is_some_and(|k| items.iter().all(|i| i.get(k).is_some()))
+                && !items.is_empty() =>
+        {
             let key = merge_key(field, items).unwrap_or("name");
             for it in items {
                 prefix.push(key_segment(key, it));
@@ -273,15 +305,26 @@ fn value_at<'a>(v: &'a Value, path: &FieldPath) -> Option<&'a Value> {
 }
 
 fn remove_at(v: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = v;
     for seg in parents {
         let next = if let Some(f) = seg.strip_prefix("f:") {
             cur.get_mut(f)
         } else if let Some(k) = seg.strip_prefix("k:") {
-            let Ok(kv) = serde_json::from_str::<Value>(k) else { return };
-            let Some((key, want)) = kv.as_object().and_then(|o| o.iter().next()).map(|(a, b)| (a.clone(), b.clone())) else { return };
-            cur.as_array_mut().and_then(|a| a.iter_mut().find(|i| i.get(&key) == Some(&want)))
+            let Ok(kv) = serde_json::from_str::<Value>(k) else {
+                return;
+            };
+            let Some((key, want)) = kv
+                .as_object()
+                .and_then(|o| o.iter().next())
+                .map(|(a, b)| (a.clone(), b.clone()))
+            else {
+                return;
+            };
+            cur.as_array_mut()
+                .and_then(|a| a.iter_mut().find(|i| i.get(&key) == Some(&want)))
         } else {
             None
         };
@@ -309,11 +352,25 @@ fn overlaps(a: &FieldPath, b: &FieldPath) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-fn managed_entries(obj: &Value) -> Vec<Value> {
-    obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default()
+/// Whether owning the leaf `owner` means owning `p` (the same field or one inside it).
+fn covers(owner: &FieldPath, p: &FieldPath) -> bool {
+    p.starts_with(owner)
 }
 
-fn make_entry(manager: &str, operation: &str, api_version: &str, set: &BTreeSet<FieldPath>, sub: Option<&str>) -> Value {
+fn managed_entries(obj: &Value) -> Vec<Value> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn make_entry(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    set: &BTreeSet<FieldPath>,
+    sub: Option<&str>,
+) -> Value {
     let mut e = json!({
         "manager": manager, "operation": operation, "apiVersion": api_version,
         "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(set),
@@ -325,14 +382,24 @@ fn make_entry(manager: &str, operation: &str, api_version: &str, set: &BTreeSet<
 }
 
 /// Records an Update (or Create) by `manager`: the fields it changed become its own and leave other managers.
-pub fn record_update_manager(obj: &mut Value, current: Option<&Value>, manager: &str, api_version: &str, operation: &str) {
+pub fn record_update_manager(
+    obj: &mut Value,
+    current: Option<&Value>,
+    manager: &str,
+    api_version: &str,
+    operation: &str,
+) {
     if operation == "Apply" {
         return;
     }
     let new_set = field_set(obj);
     let changed: BTreeSet<FieldPath> = match current {
         None => new_set.clone(),
-        Some(c) => new_set.iter().filter(|p| value_at(c, p) != value_at(obj, p)).cloned().collect(),
+        Some(c) => new_set
+            .iter()
+            .filter(|p| value_at(c, p) != value_at(obj, p))
+            .cloned()
+            .collect(),
     };
     let mut entries = current.map(managed_entries).unwrap_or_default();
     if changed.is_empty() && current.is_some() {
@@ -361,14 +428,28 @@ pub fn record_update_manager(obj: &mut Value, current: Option<&Value>, manager: 
 }
 
 /// Records the managedFields entry of an apply that created the object.
-pub fn record_apply_manager(obj: &mut Value, applied: &Value, manager: &str, api_version: &str, sub: Option<&str>) {
+pub fn record_apply_manager(
+    obj: &mut Value,
+    applied: &Value,
+    manager: &str,
+    api_version: &str,
+    sub: Option<&str>,
+) {
     let set = field_set(applied);
-    obj["metadata"]["managedFields"] = json!([make_entry(manager, "Apply", api_version, &set, sub)]);
+    obj["metadata"]["managedFields"] =
+        json!([make_entry(manager, "Apply", api_version, &set, sub)]);
 }
 
 /// Server-side apply of `applied` by `manager` onto `current`: conflicts with other managers' fields
 /// (unless `force`), merge, and removal of fields this manager applied before but no longer does.
-pub fn server_side_apply(current: &Value, applied: &Value, manager: &str, force: bool, rt: &ResourceType, sub: Option<&str>) -> ApiResult<Value> {
+pub fn server_side_apply(
+    current: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    rt: &ResourceType,
+    sub: Option<&str>,
+) -> ApiResult<Value> {
     let mut applied = applied.clone();
     strip_directives(&mut applied);
     let considered = match sub {
@@ -377,7 +458,12 @@ pub fn server_side_apply(current: &Value, applied: &Value, manager: &str, force:
     };
     let new_set = if sub == Some("status") {
         let mut out = BTreeSet::new();
-        fields_of(&considered["status"], &mut vec!["f:status".to_string()], &mut out, "status");
+        fields_of(
+            &considered["status"],
+            &mut vec!["f:status".to_string()],
+            &mut out,
+            "status",
+        );
         out
     } else {
         field_set(&considered)
@@ -392,15 +478,43 @@ pub fn server_side_apply(current: &Value, applied: &Value, manager: &str, force:
             continue;
         }
         for p in &new_set {
-            if set.iter().any(|q| overlaps(p, q)) && value_at(current, p) != value_at(&considered, p) && value_at(current, p).is_some() {
-                conflicts.push((e["manager"].as_str().unwrap_or("unknown").to_string(), p.clone()));
+            if set.iter().any(|q| covers(q, p))
+                && value_at(current, p) != value_at(&considered, p)
+                && value_at(current, p).is_some()
+            {
+                conflicts.push((
+                    e["manager"].as_str().unwrap_or("unknown").to_string(),
+                    p.clone(),
+                ));
             }
         }
     }
     if !conflicts.is_empty() && !force {
-        let list: Vec<String> = conflicts.iter().map(|(m, p)| format!("conflict with \"{m}\": .{}", p.iter().map(|s| s.trim_start_matches("f:").to_string()).collect::<Vec<_>>().join("."))).collect();
-        let mut e = ApiError::new(409, "Conflict", format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, list.join("\n")));
-        e.details = Some(json!({"causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{}", p.join("."))})).collect::<Vec<_>>()}));
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(m, p)| {
+                format!(
+                    "conflict with \"{m}\": .{}",
+                    p.iter()
+                        .map(|s| s.trim_start_matches("f:").to_string())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                )
+            })
+            .collect();
+        let mut e = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            ),
+        );
+        e.details = Some(
+            json!({"causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{}", p.join("."))})).collect::<Vec<_>>()}),
+        );
         return Err(e);
     }
     let mut merged = smp_value("", current, &considered)?.unwrap_or_else(|| current.clone());
@@ -411,7 +525,11 @@ pub fn server_side_apply(current: &Value, applied: &Value, manager: &str, force:
         }
         let mut set = entry_set(e);
         let before = set.len();
-        set.retain(|q| !new_set.iter().any(|p| overlaps(p, q) && value_at(current, p) != value_at(&considered, p)));
+        set.retain(|q| {
+            !new_set
+                .iter()
+                .any(|p| covers(q, p) && value_at(current, p) != value_at(&considered, p))
+        });
         if set.len() != before {
             e["fieldsV1"] = to_fields_v1(&set);
         }
@@ -423,7 +541,13 @@ pub fn server_side_apply(current: &Value, applied: &Value, manager: &str, force:
             remove_at(&mut merged, p);
         }
     }
-    entries.push(make_entry(manager, "Apply", &rt.api_version(), &new_set, sub));
+    entries.push(make_entry(
+        manager,
+        "Apply",
+        &rt.api_version(),
+        &new_set,
+        sub,
+    ));
     merged["metadata"]["managedFields"] = json!(entries);
     Ok(merged)
 }
@@ -433,7 +557,10 @@ mod tests {
     use super::*;
 
     fn deployment_type() -> ResourceType {
-        crate::resources::builtins().into_iter().find(|t| t.kind == "Deployment").unwrap()
+        crate::resources::builtins()
+            .into_iter()
+            .find(|t| t.kind == "Deployment")
+            .unwrap()
     }
 
     #[test]
@@ -446,15 +573,27 @@ mod tests {
         assert_eq!(cs[1]["image"], "z");
         assert_eq!(out["spec"]["finalizers"], json!(["f1", "f2"]));
         let del = json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}]}});
-        assert_eq!(strategic_merge(&out, &del).unwrap()["spec"]["containers"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            strategic_merge(&out, &del).unwrap()["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         let rm = json!({"$deleteFromPrimitiveList/finalizers": ["f1"]});
-        assert_eq!(strategic_merge(&json!({"finalizers": ["f1", "f2"]}), &rm).unwrap()["finalizers"], json!(["f2"]));
+        assert_eq!(
+            strategic_merge(&json!({"finalizers": ["f1", "f2"]}), &rm).unwrap()["finalizers"],
+            json!(["f2"])
+        );
     }
 
     #[test]
     fn json_and_merge_patches() {
         let cur = json!({"a": {"b": 1}, "l": [1, 2]});
-        assert_eq!(merge_patch(&cur, &json!({"a": {"b": null, "c": 2}}))["a"], json!({"c": 2}));
+        assert_eq!(
+            merge_patch(&cur, &json!({"a": {"b": null, "c": 2}}))["a"],
+            json!({"c": 2})
+        );
         let out = json_patch(&cur, &json!([{"op": "add", "path": "/l/-", "value": 3}, {"op": "replace", "path": "/a/b", "value": 5}])).unwrap();
         assert_eq!(out["l"], json!([1, 2, 3]));
         assert!(json_patch(&cur, &json!([{"op": "test", "path": "/a/b", "value": 9}])).is_err());
@@ -464,7 +603,8 @@ mod tests {
     fn apply_conflicts_force_and_removal() {
         let rt = deployment_type();
         let mut obj = json!({"metadata": {"name": "d", "labels": {"a": "1"}}, "spec": {"replicas": 1, "paused": false}});
-        record_apply_manager(&mut obj, &obj.clone(), "alice", "apps/v1", None);
+        let applied = obj.clone();
+        record_apply_manager(&mut obj, &applied, "alice", "apps/v1", None);
         // Bob changes replicas with an update: he now owns it.
         let mut upd = obj.clone();
         upd["spec"]["replicas"] = json!(3);

@@ -1,0 +1,334 @@
+//! The janus configuration file (`--config`): the chart's `janus.*` values, clusters, web and database settings.
+//!
+//! The Helm chart's ConfigMap template is the one place that writes this format; unknown keys are an
+//! error so a typo never silently falls back to a default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster k8s-janus grants access on. The first entry is the central cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Identifier, used in AccessRequests and to find the kubeconfig Secret.
+    pub name: String,
+    /// Name shown in the web UI.
+    #[serde(default)]
+    pub display_name: String,
+    /// Kubeconfig Secret name (default `<name>-kubeconfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The kubeconfig Secret of this cluster.
+    pub fn kubeconfig_secret(&self) -> String {
+        self.secret_name.clone().unwrap_or_else(|| format!("{}-kubeconfig", self.name))
+    }
+}
+
+/// OIDC settings of the web UI.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Issuer URL.
+    pub issuer_url: String,
+    /// Client id (the secret comes from `JANUS_OIDC_CLIENT_SECRET`).
+    pub client_id: String,
+    /// Email domains allowed to log in (empty: any).
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Groups whose members are admins.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Claim holding the groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// How the web UI authenticates people.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Local accounts with argon2 hashes.
+    #[default]
+    Local,
+    /// Trusted headers from an authenticating proxy (oauth2-proxy).
+    Proxy,
+    /// Native OpenID Connect.
+    Oidc,
+}
+
+/// Web UI settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebConfig {
+    /// Public URL used in links and callbacks.
+    #[serde(default)]
+    pub base_url: String,
+    /// Identity source.
+    #[serde(default)]
+    pub auth_mode: AuthMode,
+    /// Addresses (CIDRs) whose identity headers are trusted in proxy mode.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
+    /// OIDC settings when `authMode: oidc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.1/32".into()]
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { base_url: String::new(), auth_mode: AuthMode::Local, trusted_proxies: default_trusted_proxies(), oidc: None }
+    }
+}
+
+/// Database settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://user@host:port/db` (password from `JANUS_DATABASE_PASSWORD`).
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://janus.db".into() }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Namespace of the central install (token and kubeconfig Secrets, Lease).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Admins by email.
+    #[serde(default)]
+    pub admin_emails: Vec<String>,
+    /// Admins by identity-provider group.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// TTL preselected in the request form.
+    #[serde(default = "default_ttl")]
+    pub default_ttl_seconds: i64,
+    /// Shortest TTL a request may ask for.
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl_seconds: i64,
+    /// Longest TTL a request may ask for; also the cap on total lifetime with extensions.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_seconds: i64,
+    /// Let extensions push the total lifetime past `maxTtlSeconds` from activation.
+    #[serde(default)]
+    pub allow_extension_beyond_max_ttl: bool,
+    /// Idle terminal sessions are closed and the grant revoked after this long (0 disables).
+    #[serde(default = "default_idle")]
+    pub idle_timeout_seconds: i64,
+    /// Namespaces nobody may request.
+    #[serde(default)]
+    pub excluded_namespaces: Vec<String>,
+    /// IANA timezone for times in the UI.
+    #[serde(default = "default_tz")]
+    pub display_timezone: String,
+    /// Pending requests are denied automatically after this long (0 disables).
+    #[serde(default = "default_pending_expiry")]
+    pub pending_expiry_seconds: i64,
+    /// Requests in a terminal phase are deleted this long after they ended (0 disables).
+    #[serde(default = "default_retention")]
+    pub retention_seconds: i64,
+    /// TTLs an approver can pick.
+    #[serde(default)]
+    pub approval_ttl_options: Vec<i64>,
+    /// Whether an admin may approve their own request.
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    /// Audit retention in the database.
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: i64,
+    /// Clusters; the first is the central one.
+    #[serde(default = "default_clusters")]
+    pub clusters: Vec<ClusterConfig>,
+    /// Web UI settings.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Database settings.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+fn default_namespace() -> String {
+    "k8s-janus".into()
+}
+fn default_ttl() -> i64 {
+    3600
+}
+fn default_min_ttl() -> i64 {
+    600
+}
+fn default_max_ttl() -> i64 {
+    28800
+}
+fn default_idle() -> i64 {
+    900
+}
+fn default_tz() -> String {
+    "Europe/Berlin".into()
+}
+fn default_pending_expiry() -> i64 {
+    86400
+}
+fn default_retention() -> i64 {
+    86400
+}
+fn default_audit_retention() -> i64 {
+    365
+}
+fn default_clusters() -> Vec<ClusterConfig> {
+    vec![ClusterConfig { name: "central".into(), display_name: "Central".into(), secret_name: None }]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown keys.
+    #[error("invalid configuration {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_yaml::Error,
+    },
+    /// Values contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses and validates YAML.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let c: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: origin.into(), source })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Checks the relations between values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.min_ttl_seconds < 1 {
+            return bad(format!("minTtlSeconds must be at least 1, got {}", self.min_ttl_seconds));
+        }
+        if self.max_ttl_seconds < self.min_ttl_seconds {
+            return bad(format!("maxTtlSeconds ({}) is below minTtlSeconds ({})", self.max_ttl_seconds, self.min_ttl_seconds));
+        }
+        if !(self.min_ttl_seconds..=self.max_ttl_seconds).contains(&self.default_ttl_seconds) {
+            return bad(format!(
+                "defaultTtlSeconds ({}) is outside [minTtlSeconds, maxTtlSeconds] = [{}, {}]",
+                self.default_ttl_seconds, self.min_ttl_seconds, self.max_ttl_seconds
+            ));
+        }
+        for o in &self.approval_ttl_options {
+            if !(self.min_ttl_seconds..=self.max_ttl_seconds).contains(o) {
+                return bad(format!("approvalTtlOptions entry {o} is outside [minTtlSeconds, maxTtlSeconds]"));
+            }
+        }
+        if self.clusters.is_empty() {
+            return bad("clusters must list at least the central cluster".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.clusters {
+            let valid = !c.name.is_empty()
+                && c.name.len() <= 63
+                && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !c.name.starts_with('-')
+                && !c.name.ends_with('-');
+            if !valid {
+                return bad(format!("cluster name {:?} must be a DNS-1123 label", c.name));
+            }
+            if !seen.insert(&c.name) {
+                return bad(format!("cluster {:?} is listed twice", c.name));
+            }
+        }
+        for v in [self.idle_timeout_seconds, self.pending_expiry_seconds, self.retention_seconds] {
+            if v < 0 {
+                return bad("idleTimeoutSeconds, pendingExpirySeconds and retentionSeconds must not be negative".into());
+            }
+        }
+        if self.web.auth_mode == AuthMode::Oidc && self.web.oidc.is_none() {
+            return bad("web.authMode is oidc but web.oidc is missing".into());
+        }
+        Ok(())
+    }
+
+    /// Whether a namespace may never be requested (the Janus namespace always is excluded).
+    pub fn is_excluded(&self, ns: &str) -> bool {
+        ns == self.namespace || self.excluded_namespaces.iter().any(|e| e == ns)
+    }
+
+    /// The central cluster's name.
+    pub fn central(&self) -> &str {
+        self.clusters.first().map(|c| c.name.as_str()).unwrap_or("central")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_example_parse() {
+        let c = Config::default();
+        assert_eq!(c.max_ttl_seconds, 28800);
+        assert_eq!(c.min_ttl_seconds, 600);
+        assert_eq!(c.retention_seconds, 86400);
+        let example = include_str!("../../../config/janus.example.yaml");
+        let e = Config::from_yaml(example, "example").unwrap();
+        assert_eq!(e.clusters[0].kubeconfig_secret(), "central-kubeconfig");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_relations_are_errors() {
+        let e = Config::from_yaml("maxTtlSecond: 5\n", "t").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = Config::from_yaml("minTtlSeconds: 100\nmaxTtlSeconds: 50\ndefaultTtlSeconds: 60\n", "t").unwrap_err();
+        assert!(e.to_string().contains("maxTtlSeconds"), "{e}");
+        assert!(Config::from_yaml("clusters: [{name: Bad_Name}]\n", "t").is_err());
+        assert!(Config::from_yaml("clusters: [{name: a}, {name: a}]\n", "t").is_err());
+        assert!(Config::from_yaml("clusters: []\n", "t").is_err());
+    }
+
+    #[test]
+    fn the_janus_namespace_is_always_excluded() {
+        let c = Config::from_yaml("namespace: janus\nexcludedNamespaces: [kube-system]\n", "t").unwrap();
+        assert!(c.is_excluded("janus") && c.is_excluded("kube-system") && !c.is_excluded("apps"));
+    }
+}
