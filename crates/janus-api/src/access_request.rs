@@ -31,7 +31,10 @@ pub struct AccessRequestSpec {
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub cluster: String,
     /// Namespaces to grant exec access in (DNS-1123 labels, 1 to 20).
-    #[schemars(length(min = 1, max = 20), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(min = 1, max = 20),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
     pub namespaces: Vec<String>,
     /// Why access is needed; shown to approvers and kept in the audit log.
     #[schemars(length(min = 1, max = 1000))]
@@ -154,7 +157,10 @@ pub enum Phase {
 impl Phase {
     /// Terminal phases never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Expired | Phase::Denied | Phase::Revoked | Phase::Cancelled | Phase::Failed)
+        matches!(
+            self,
+            Phase::Expired | Phase::Denied | Phase::Revoked | Phase::Cancelled | Phase::Failed
+        )
     }
 }
 
@@ -243,13 +249,23 @@ mod tests {
         let v = &crd["spec"]["versions"][0];
         assert_eq!(v["name"], "v1alpha1");
         assert!(v["subresources"]["status"].is_object());
-        let cols: Vec<&str> = v["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let cols: Vec<&str> = v["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(cols, ["Requester", "Cluster", "Namespaces", "Phase", "Expires", "Age"]);
         let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(spec["properties"]["namespaces"]["minItems"], 1);
         assert!(spec["properties"]["namespaces"]["items"]["pattern"].is_string());
         assert_eq!(spec["properties"]["reason"]["maxLength"], 1000);
-        let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
         for r in ["requester", "cluster", "namespaces", "reason", "ttlSeconds"] {
             assert!(required.contains(&r), "{r} required");
         }

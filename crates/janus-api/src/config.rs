@@ -24,7 +24,9 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// The kubeconfig Secret of this cluster.
     pub fn kubeconfig_secret(&self) -> String {
-        self.secret_name.clone().unwrap_or_else(|| format!("{}-kubeconfig", self.name))
+        self.secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-kubeconfig", self.name))
     }
 }
 
@@ -88,7 +90,12 @@ fn default_trusted_proxies() -> Vec<String> {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { base_url: String::new(), auth_mode: AuthMode::Local, trusted_proxies: default_trusted_proxies(), oidc: None }
+        Self {
+            base_url: String::new(),
+            auth_mode: AuthMode::Local,
+            trusted_proxies: default_trusted_proxies(),
+            oidc: None,
+        }
     }
 }
 
@@ -102,7 +109,9 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://janus.db".into() }
+        Self {
+            url: "sqlite://janus.db".into(),
+        }
     }
 }
 
@@ -194,7 +203,11 @@ fn default_audit_retention() -> i64 {
     365
 }
 fn default_clusters() -> Vec<ClusterConfig> {
-    vec![ClusterConfig { name: "central".into(), display_name: "Central".into(), secret_name: None }]
+    vec![ClusterConfig {
+        name: "central".into(),
+        display_name: "Central".into(),
+        secret_name: None,
+    }]
 }
 
 impl Default for Config {
@@ -230,14 +243,20 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates YAML.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let c: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: origin.into(), source })?;
+        let c: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.into(),
+            source,
+        })?;
         c.validate()?;
         Ok(c)
     }
 
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
@@ -245,10 +264,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.min_ttl_seconds < 1 {
-            return bad(format!("minTtlSeconds must be at least 1, got {}", self.min_ttl_seconds));
+            return bad(format!(
+                "minTtlSeconds must be at least 1, got {}",
+                self.min_ttl_seconds
+            ));
         }
         if self.max_ttl_seconds < self.min_ttl_seconds {
-            return bad(format!("maxTtlSeconds ({}) is below minTtlSeconds ({})", self.max_ttl_seconds, self.min_ttl_seconds));
+            return bad(format!(
+                "maxTtlSeconds ({}) is below minTtlSeconds ({})",
+                self.max_ttl_seconds, self.min_ttl_seconds
+            ));
         }
         if !(self.min_ttl_seconds..=self.max_ttl_seconds).contains(&self.default_ttl_seconds) {
             return bad(format!(
@@ -258,7 +283,9 @@ impl Config {
         }
         for o in &self.approval_ttl_options {
             if !(self.min_ttl_seconds..=self.max_ttl_seconds).contains(o) {
-                return bad(format!("approvalTtlOptions entry {o} is outside [minTtlSeconds, maxTtlSeconds]"));
+                return bad(format!(
+                    "approvalTtlOptions entry {o} is outside [minTtlSeconds, maxTtlSeconds]"
+                ));
             }
         }
         if self.clusters.is_empty() {
@@ -268,7 +295,9 @@ impl Config {
         for c in &self.clusters {
             let valid = !c.name.is_empty()
                 && c.name.len() <= 63
-                && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && c.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !c.name.starts_with('-')
                 && !c.name.ends_with('-');
             if !valid {
@@ -278,9 +307,15 @@ impl Config {
                 return bad(format!("cluster {:?} is listed twice", c.name));
             }
         }
-        for v in [self.idle_timeout_seconds, self.pending_expiry_seconds, self.retention_seconds] {
+        for v in [
+            self.idle_timeout_seconds,
+            self.pending_expiry_seconds,
+            self.retention_seconds,
+        ] {
             if v < 0 {
-                return bad("idleTimeoutSeconds, pendingExpirySeconds and retentionSeconds must not be negative".into());
+                return bad(
+                    "idleTimeoutSeconds, pendingExpirySeconds and retentionSeconds must not be negative".into(),
+                );
             }
         }
         if self.web.auth_mode == AuthMode::Oidc && self.web.oidc.is_none() {

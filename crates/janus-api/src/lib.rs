@@ -5,8 +5,8 @@ pub mod config;
 pub mod names;
 
 pub use access_request::{
-    AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, Condition, Decision, Denial, Extension, Grant, Phase,
-    Revocation, Withdrawal,
+    AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, Condition, Decision, Denial, Extension, Grant,
+    Phase, Revocation, Withdrawal,
 };
 
 /// API group of every k8s-janus resource.

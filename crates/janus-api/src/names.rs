@@ -64,7 +64,11 @@ pub fn request_name_prefix(email: &str) -> String {
     while s.ends_with('-') {
         s.pop();
     }
-    if s.is_empty() { "request-".to_string() } else { format!("{s}-") }
+    if s.is_empty() {
+        "request-".to_string()
+    } else {
+        format!("{s}-")
+    }
 }
 
 #[cfg(test)]
@@ -74,7 +78,8 @@ mod tests {
     fn is_label(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     }
@@ -104,6 +109,10 @@ mod tests {
             }
         }
         assert_eq!(grant_name("r", "ns"), grant_name("r", "ns"), "deterministic");
-        assert_ne!(grant_name("a-b", "c"), grant_name("a", "b-c"), "separator is part of the hash");
+        assert_ne!(
+            grant_name("a-b", "c"),
+            grant_name("a", "b-c"),
+            "separator is part of the hash"
+        );
     }
 }

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "janus", version, about = "k8s-janus: just-in-time kubectl exec access for Kubernetes")]
+#[command(
+    name = "janus",
+    version,
+    about = "k8s-janus: just-in-time kubectl exec access for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

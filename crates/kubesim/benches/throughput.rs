@@ -36,12 +36,9 @@ async fn main() -> anyhow::Result<()> {
             for i in 0..per_task {
                 let name = format!("b-{t}-{i}");
                 let cm: ConfigMap =
-                    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}}))
-                        .expect("valid");
+                    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).expect("valid");
                 let s = Instant::now();
-                cms.create(&PostParams::default(), &cm)
-                    .await
-                    .expect("create");
+                cms.create(&PostParams::default(), &cm).await.expect("create");
                 lat.push(s.elapsed());
                 let s = Instant::now();
                 cms.get(&name).await.expect("get");
@@ -75,9 +72,7 @@ async fn main() -> anyhow::Result<()> {
         let cms = cms.clone();
         let seen = seen.clone();
         let rv = rv.clone();
-        let stream = cms
-            .watch(&WatchParams::default().labels("bench=fanout"), &rv)
-            .await?;
+        let stream = cms.watch(&WatchParams::default().labels("bench=fanout"), &rv).await?;
         ws.push(tokio::spawn(async move {
             let mut s = std::pin::pin!(stream);
             let mut n = 0;
@@ -94,9 +89,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let start = Instant::now();
     for i in 0..events {
-        let cm: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": format!("f-{i}"), "labels": {"bench": "fanout"}}}),
-        )?;
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("f-{i}"), "labels": {"bench": "fanout"}}}))?;
         cms.create(&PostParams::default(), &cm).await?;
     }
     for w in ws {

@@ -46,10 +46,7 @@ pub type Query = Vec<(String, String)>;
 
 /// First value of a query parameter.
 pub fn q<'a>(query: &'a Query, key: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn q_bool(query: &Query, key: &str) -> bool {
@@ -57,7 +54,7 @@ fn q_bool(query: &Query, key: &str) -> bool {
 }
 
 fn parse_query(raw: Option<&str>) -> Query {
-    raw.map(|r| url_decode_pairs(r)).unwrap_or_default()
+    raw.map(url_decode_pairs).unwrap_or_default()
 }
 
 fn url_decode_pairs(raw: &str) -> Query {
@@ -124,10 +121,7 @@ async fn dispatch(State(cluster): State<Arc<Cluster>>, req: Request) -> Response
             let body = Body::from_stream(futures::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other("injected connection close"))
             }));
-            return Response::builder()
-                .status(200)
-                .body(body)
-                .unwrap_or_default();
+            return Response::builder().status(200).body(body).unwrap_or_default();
         }
     }
     match handle(cluster, req).await {
@@ -199,11 +193,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
     }
 
     // Streaming subresources take the raw request.
-    if let (Some(sub), Some(name), Some(ns)) = (
-        rr.sub.as_deref(),
-        rr.name.as_deref(),
-        rr.namespace.as_deref(),
-    ) {
+    if let (Some(sub), Some(name), Some(ns)) = (rr.sub.as_deref(), rr.name.as_deref(), rr.namespace.as_deref()) {
         if gr.group.is_empty() && gr.resource == "pods" && matches!(sub, "exec" | "attach") {
             let pod = cluster
                 .store
@@ -211,7 +201,11 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 .ok_or_else(|| ApiError::not_found(&gr, name))?;
             let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
                 .await
-                .map_err(|_| ApiError::bad_request("Upgrade request required: exec needs a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)"))?;
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "Upgrade request required: exec needs a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)",
+                    )
+                })?;
             return exec::exec(cluster.clone(), pod, query, ws);
         }
         if gr.group.is_empty() && gr.resource == "pods" && sub == "log" {
@@ -288,11 +282,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
             let obj = decode_body(&parts.headers, &body)?;
             let (out, created) = ctx.replace(obj, sub)?;
             Ok(json_response(
-                if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
+                if created { StatusCode::CREATED } else { StatusCode::OK },
                 &out,
             ))
         }
@@ -305,11 +295,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 .to_string();
             let (out, created) = ctx.patch(&ct, &body, sub)?;
             Ok(json_response(
-                if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
+                if created { StatusCode::CREATED } else { StatusCode::OK },
                 &out,
             ))
         }
@@ -345,11 +331,11 @@ fn non_resource_verb(m: &Method) -> &'static str {
 }
 
 fn request_verb(m: &Method, rr: &ResourceRequest, watch: bool) -> &'static str {
-    if let Some(sub) = rr.sub.as_deref() {
-        if matches!(sub, "exec" | "attach" | "portforward") {
-            // Kubernetes ≥ 1.30 authorizes WebSocket upgrades (GET) of these as `create`.
-            return "create";
-        }
+    if let Some(sub) = rr.sub.as_deref()
+        && matches!(sub, "exec" | "attach" | "portforward")
+    {
+        // Kubernetes ≥ 1.30 authorizes WebSocket upgrades (GET) of these as `create`.
+        return "create";
     }
     match *m {
         Method::GET | Method::HEAD if rr.name.is_some() => "get",
@@ -364,25 +350,9 @@ fn request_verb(m: &Method, rr: &ResourceRequest, watch: bool) -> &'static str {
     }
 }
 
-fn parse_resource_path(
-    cluster: &Cluster,
-    group: &str,
-    version: &str,
-    rest: &[&str],
-) -> ApiResult<ResourceRequest> {
-    let not_found = || {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
-    let lookup = |plural: &str| {
-        cluster
-            .registry
-            .lookup(group, version, plural)
-            .ok_or_else(not_found)
-    };
+fn parse_resource_path(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> ApiResult<ResourceRequest> {
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let lookup = |plural: &str| cluster.registry.lookup(group, version, plural).ok_or_else(not_found);
     let (rt, namespace, name, sub) = match rest {
         ["namespaces", ns, res, tail @ ..]
             if !(group.is_empty() && matches!(*res, "status" | "finalize") && tail.is_empty()) =>
@@ -415,10 +385,10 @@ fn parse_resource_path(
     if rt.namespaced && namespace.is_none() && name.is_some() {
         return Err(not_found());
     }
-    if let Some(s) = &sub {
-        if !rt.has_subresource(s) {
-            return Err(not_found());
-        }
+    if let Some(s) = &sub
+        && !rt.has_subresource(s)
+    {
+        return Err(not_found());
     }
     Ok(ResourceRequest {
         rt,
@@ -453,12 +423,10 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")));
     }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
@@ -502,9 +470,7 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
-    (0..5)
-        .map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char).collect()
 }
 
 impl Ctx<'_> {
@@ -536,14 +502,9 @@ impl Ctx<'_> {
         let rt = &self.rr.rt;
         let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
-        let (mut items, rv) = self
-            .cluster
-            .store
-            .list(&self.gr(), self.rr.namespace.as_deref());
+        let (mut items, rv) = self.cluster.store.list(&self.gr(), self.rr.namespace.as_deref());
         items.retain(|o| labels.matches(o) && fields.matches(o));
-        let limit: usize = q(self.query, "limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
+        let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
             let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -561,9 +522,7 @@ impl Ctx<'_> {
             items.truncate(limit);
             if let Some(last) = items.last() {
                 let (ns, n) = crate::store::ns_name(last);
-                meta["continue"] = json!(
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}"))
-                );
+                meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}")));
                 meta["remainingItemCount"] = json!(remaining);
             }
         }
@@ -601,14 +560,14 @@ impl Ctx<'_> {
     /// Fills and checks type and metadata of a body against the request.
     fn normalize(&self, obj: &mut Value, creating: bool) -> ApiResult<()> {
         let rt = &self.rr.rt;
-        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
-            if k != rt.kind {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({}) does not match the expected API version ({})",
-                    obj["apiVersion"].as_str().unwrap_or(""),
-                    rt.api_version()
-                )));
-            }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str)
+            && k != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                obj["apiVersion"].as_str().unwrap_or(""),
+                rt.api_version()
+            )));
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -630,15 +589,10 @@ impl Ctx<'_> {
             m.remove("namespace");
         }
         if creating {
-            let has_name = md
-                .get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| !n.is_empty());
+            let has_name = md.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
             if !has_name {
                 match md.get("generateName").and_then(Value::as_str) {
-                    Some(g) if !g.is_empty() => {
-                        md["name"] = json!(format!("{g}{}", random_suffix()))
-                    }
+                    Some(g) if !g.is_empty() => md["name"] = json!(format!("{g}{}", random_suffix())),
                     _ => {
                         return Err(ApiError::invalid(
                             &rt.kind,
@@ -679,11 +633,7 @@ impl Ctx<'_> {
             "Namespace" => is_dns_label(&name),
             // RBAC names are path segments, not DNS names (e.g. `system:controller:x`).
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
-                !name.is_empty()
-                    && !name.contains('/')
-                    && !name.contains('%')
-                    && name != "."
-                    && name != ".."
+                !name.is_empty() && !name.contains('/') && !name.contains('%') && name != "." && name != ".."
             }
             _ => is_dns_subdomain(&name),
         };
@@ -755,12 +705,9 @@ impl Ctx<'_> {
                 return Err(ApiError::not_found(&self.gr(), self.name()));
             }
         };
-        let expected = obj["metadata"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string);
+        let expected = obj["metadata"]["resourceVersion"].as_str().map(str::to_string);
         let manager = self.field_manager("unknown");
-        let updated =
-            self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
+        let updated = self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
         Ok((updated, false))
     }
 
@@ -794,18 +741,16 @@ impl Ctx<'_> {
                 new["spec"]["finalizers"] = fins;
             }
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "subresource {other} cannot be updated"
-                )));
+                return Err(ApiError::bad_request(format!("subresource {other} cannot be updated")));
             }
             None => {
                 if rt.has_subresource("status") && rt.schema.is_some() {
                     // CRDs with a status subresource ignore status on the main resource.
                     new["status"] = current.get("status").cloned().unwrap_or(Value::Null);
-                    if new["status"].is_null() {
-                        if let Some(m) = new.as_object_mut() {
-                            m.remove("status");
-                        }
+                    if new["status"].is_null()
+                        && let Some(m) = new.as_object_mut()
+                    {
+                        m.remove("status");
                     }
                 }
             }
@@ -837,21 +782,21 @@ impl Ctx<'_> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if let Some(fins) = new["metadata"]["finalizers"].as_array() {
-                if let Some(added) = fins.iter().find(|f| !old.contains(f)) {
-                    return Err(ApiError::invalid(
-                        &rt.kind,
-                        &rt.group,
-                        self.name(),
-                        vec![(
-                            "metadata.finalizers".into(),
-                            format!(
-                                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{}]",
-                                added.as_str().unwrap_or_default()
-                            ),
-                        )],
-                    ));
-                }
+            if let Some(fins) = new["metadata"]["finalizers"].as_array()
+                && let Some(added) = fins.iter().find(|f| !old.contains(f))
+            {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    self.name(),
+                    vec![(
+                        "metadata.finalizers".into(),
+                        format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{}]",
+                            added.as_str().unwrap_or_default()
+                        ),
+                    )],
+                ));
             }
         }
         let spec_changed = strip_meta_status(current) != strip_meta_status(&new);
@@ -860,22 +805,14 @@ impl Ctx<'_> {
             new["metadata"]["generation"] = json!(g + 1);
         }
         admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
-        patch::record_update_manager(
-            &mut new,
-            Some(current),
-            manager,
-            &rt.api_version(),
-            operation,
-        );
+        patch::record_update_manager(&mut new, Some(current), manager, &rt.api_version(), operation);
         if self.dry_run() {
             return Ok(new);
         }
         let stored = self.cluster.store.update(&self.gr(), new, expected_rv)?;
         after_update(self.cluster, rt, &stored)?;
         if stored["metadata"]["deletionTimestamp"].is_string()
-            && stored["metadata"]["finalizers"]
-                .as_array()
-                .is_none_or(|f| f.is_empty())
+            && stored["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
         {
             gc::finish_deletion(self.cluster, &rt.group_resource(), &stored);
         }
@@ -883,12 +820,7 @@ impl Ctx<'_> {
     }
 
     /// PATCH of every supported type. Returns the object and whether apply created it.
-    pub fn patch(
-        &self,
-        content_type: &str,
-        body: &[u8],
-        sub: Option<&str>,
-    ) -> ApiResult<(Value, bool)> {
+    pub fn patch(&self, content_type: &str, body: &[u8], sub: Option<&str>) -> ApiResult<(Value, bool)> {
         let rt = &self.rr.rt;
         let ct = content_type.split(';').next().unwrap_or("").trim();
         if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
@@ -896,8 +828,8 @@ impl Ctx<'_> {
                 .ok_or_else(|| ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?
                 .to_string();
             let force = q_bool(self.query, "force");
-            let mut applied: Value = serde_yaml::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            let mut applied: Value =
+                serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
             if !applied.is_object() {
                 return Err(ApiError::bad_request("apply patch must be an object"));
             }
@@ -910,13 +842,7 @@ impl Ctx<'_> {
                         self.check_namespace_for_write(self.ns())?;
                     }
                     admit_create(self.cluster, self.user, rt, &mut obj, self.query)?;
-                    patch::record_apply_manager(
-                        &mut obj,
-                        &applied,
-                        &manager,
-                        &rt.api_version(),
-                        None,
-                    );
+                    patch::record_apply_manager(&mut obj, &applied, &manager, &rt.api_version(), None);
                     if self.dry_run() {
                         return Ok((obj, true));
                     }
@@ -927,26 +853,16 @@ impl Ctx<'_> {
                 None => return Err(ApiError::not_found(&self.gr(), self.name())),
                 Some(current) => {
                     self.normalize(&mut applied, false)?;
-                    let merged =
-                        patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
-                    let expected = applied["metadata"]["resourceVersion"]
-                        .as_str()
-                        .map(str::to_string);
-                    let out = self.apply_update(
-                        &current,
-                        merged,
-                        sub,
-                        expected.as_deref(),
-                        &manager,
-                        "Apply",
-                    )?;
+                    let merged = patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
+                    let expected = applied["metadata"]["resourceVersion"].as_str().map(str::to_string);
+                    let out = self.apply_update(&current, merged, sub, expected.as_deref(), &manager, "Apply")?;
                     return Ok((out, false));
                 }
             }
         }
         let current = self.get_current()?;
-        let patch_doc: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_doc: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let patched = match ct {
             "application/json-patch+json" => patch::json_patch(&current, &patch_doc)?,
             "application/merge-patch+json" => patch::merge_patch(&current, &patch_doc),
@@ -965,34 +881,25 @@ impl Ctx<'_> {
             return Err(ApiError::bad_request("patch produced a non-object"));
         }
         // A resourceVersion inside the patch is a precondition.
-        let expected = patch_doc["metadata"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string);
+        let expected = patch_doc["metadata"]["resourceVersion"].as_str().map(str::to_string);
         self.normalize(&mut patched, false)?;
         let manager = self.field_manager("unknown");
-        let out = self.apply_update(
-            &current,
-            patched,
-            sub,
-            expected.as_deref(),
-            &manager,
-            "Update",
-        )?;
+        let out = self.apply_update(&current, patched, sub, expected.as_deref(), &manager, "Update")?;
         Ok((out, false))
     }
 
     /// DELETE of one object.
     pub fn delete(&self, opts: &Value) -> ApiResult<Response> {
         let current = self.get_current()?;
-        if let Some(uid) = opts["preconditions"]["uid"].as_str() {
-            if current["metadata"]["uid"].as_str() != Some(uid) {
-                return Err(ApiError::conflict(&self.gr(), self.name()));
-            }
+        if let Some(uid) = opts["preconditions"]["uid"].as_str()
+            && current["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::conflict(&self.gr(), self.name()));
         }
-        if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
-            if current["metadata"]["resourceVersion"].as_str() != Some(rv) {
-                return Err(ApiError::conflict(&self.gr(), self.name()));
-            }
+        if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str()
+            && current["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::conflict(&self.gr(), self.name()));
         }
         if self.dry_run() || opts["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
             return Ok(json_response(StatusCode::OK, &current));
@@ -1005,7 +912,7 @@ impl Ctx<'_> {
         let orphan = opts["orphanDependents"].as_bool().unwrap_or(false) || policy == "Orphan";
         let policy = if orphan { "Orphan".to_string() } else { policy };
         let (obj, gone) = gc::delete(self.cluster, &self.rr.rt, &current, &policy)?;
-        if gone && !self.rr.rt.namespaced && self.rr.rt.kind != "Namespace" || gone {
+        if gone {
             Ok(json_response(StatusCode::OK, &obj))
         } else {
             Ok(json_response(StatusCode::ACCEPTED, &obj))
@@ -1015,10 +922,7 @@ impl Ctx<'_> {
     /// DELETE of a collection (with selectors).
     pub fn delete_collection(&self, opts: &Value) -> ApiResult<Response> {
         let list = self.list()?;
-        let policy = opts["propagationPolicy"]
-            .as_str()
-            .unwrap_or("Background")
-            .to_string();
+        let policy = opts["propagationPolicy"].as_str().unwrap_or("Background").to_string();
         let mut out = Vec::new();
         if let Some(items) = list["items"].as_array() {
             for it in items {
@@ -1098,20 +1002,14 @@ pub fn admit_create(
     obj["metadata"]["generation"] = json!(1);
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => {
-            let name = obj["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             obj["spec"]["finalizers"] = json!(["kubernetes"]);
             obj["status"] = json!({"phase": "Active"});
         }
         ("", "Pod") => {
             validate_pod(rt, obj)?;
-            if obj["spec"]["serviceAccountName"]
-                .as_str()
-                .is_none_or(str::is_empty)
-            {
+            if obj["spec"]["serviceAccountName"].as_str().is_none_or(str::is_empty) {
                 obj["spec"]["serviceAccountName"] = json!("default");
             }
             kubelet::admit_pod(cluster, obj);
@@ -1123,39 +1021,32 @@ pub fn admit_create(
             }
         }
         ("", "ConfigMap") => {
-            if let Some(d) = obj.get("data").and_then(Value::as_object) {
-                if d.values().any(|v| !v.is_string()) {
-                    return Err(ApiError::bad_request(
-                        "ConfigMap data values must be strings",
-                    ));
-                }
+            if let Some(d) = obj.get("data").and_then(Value::as_object)
+                && d.values().any(|v| !v.is_string())
+            {
+                return Err(ApiError::bad_request("ConfigMap data values must be strings"));
             }
         }
         ("", "Service") => {
-            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
-                && obj["spec"]["type"] != "ExternalName"
-            {
+            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) && obj["spec"]["type"] != "ExternalName" {
                 let n = cluster.store.current_rv();
-                obj["spec"]["clusterIP"] =
-                    json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1));
+                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1));
                 obj["spec"]["clusterIPs"] = json!([obj["spec"]["clusterIP"].clone()]);
             }
             if obj["spec"]["type"].is_null() {
                 obj["spec"]["type"] = json!("ClusterIP");
             }
         }
-        ("rbac.authorization.k8s.io", _) => {
-            auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?
-        }
+        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
         _ => {}
     }
     if rt.schema.is_some() {
-        if rt.has_subresource("status") {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.has_subresource("status")
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         let strict = q(query, "fieldValidation") == Some("Strict");
         crd::validate_custom(rt, obj, strict)?;
@@ -1183,42 +1074,35 @@ fn admit_update(
                 ));
             }
         }
-        ("", "Pod") if sub.is_none() => {
-            if new["spec"]["containers"] != current["spec"]["containers"] {
-                let strip = |v: &Value| -> Value {
-                    v["spec"]["containers"]
-                        .as_array()
-                        .map(|cs| {
-                            cs.iter()
-                                .map(|c| {
-                                    let mut c = c.clone();
-                                    if let Some(m) = c.as_object_mut() {
-                                        m.remove("image");
-                                    }
-                                    c
-                                })
-                                .collect::<Vec<_>>()
-                                .into()
-                        })
-                        .unwrap_or(Value::Null)
-                };
-                if strip(new) != strip(current) {
-                    return Err(ApiError::invalid("Pod", "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]));
-                }
+        ("", "Pod") if sub.is_none() && new["spec"]["containers"] != current["spec"]["containers"] => {
+            let strip = |v: &Value| -> Value {
+                v["spec"]["containers"]
+                    .as_array()
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| {
+                                let mut c = c.clone();
+                                if let Some(m) = c.as_object_mut() {
+                                    m.remove("image");
+                                }
+                                c
+                            })
+                            .collect::<Vec<_>>()
+                            .into()
+                    })
+                    .unwrap_or(Value::Null)
+            };
+            if strip(new) != strip(current) {
+                return Err(ApiError::invalid("Pod", "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]));
             }
         }
         ("rbac.authorization.k8s.io", _) => {
-            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding")
-                && new["roleRef"] != current["roleRef"]
-            {
+            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding") && new["roleRef"] != current["roleRef"] {
                 return Err(ApiError::invalid(
                     &rt.kind,
                     &rt.group,
                     new["metadata"]["name"].as_str().unwrap_or_default(),
-                    vec![(
-                        "roleRef".into(),
-                        "Invalid value: cannot change roleRef".into(),
-                    )],
+                    vec![("roleRef".into(), "Invalid value: cannot change roleRef".into())],
                 ));
             }
             auth::check_rbac_write(cluster, user, &rt.group_resource(), new)?
@@ -1237,10 +1121,9 @@ fn after_create(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiRe
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => {
             let ns = obj["metadata"]["name"].as_str().unwrap_or_default();
-            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-            let _ = cluster
-                .store
-                .create(&GroupResource::new("", "serviceaccounts"), sa);
+            let sa =
+                json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+            let _ = cluster.store.create(&GroupResource::new("", "serviceaccounts"), sa);
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::established(cluster, obj)?,
         _ => {}
@@ -1264,22 +1147,14 @@ fn validate_pod(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     let mut causes = Vec::new();
     match containers {
         None => causes.push(("spec.containers".to_string(), "Required value".to_string())),
-        Some(cs) if cs.is_empty() => {
-            causes.push(("spec.containers".to_string(), "Required value".to_string()))
-        }
+        Some(cs) if cs.is_empty() => causes.push(("spec.containers".to_string(), "Required value".to_string())),
         Some(cs) => {
             for (i, c) in cs.iter().enumerate() {
                 if c["name"].as_str().is_none_or(|n| !is_dns_label(n)) {
-                    causes.push((
-                        format!("spec.containers[{i}].name"),
-                        "Required value".into(),
-                    ));
+                    causes.push((format!("spec.containers[{i}].name"), "Required value".into()));
                 }
                 if c["image"].as_str().is_none_or(str::is_empty) {
-                    causes.push((
-                        format!("spec.containers[{i}].image"),
-                        "Required value".into(),
-                    ));
+                    causes.push((format!("spec.containers[{i}].image"), "Required value".into()));
                 }
             }
         }
@@ -1312,9 +1187,7 @@ fn normalize_secret(obj: &mut Value) -> ApiResult<()> {
                 .as_str()
                 .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
             if !ok {
-                return Err(ApiError::bad_request(format!(
-                    "Secret data[{k}] is not valid base64"
-                )));
+                return Err(ApiError::bad_request(format!("Secret data[{k}] is not valid base64")));
             }
         }
     }
@@ -1343,10 +1216,8 @@ fn simulate_workload_status(rt: &ResourceType, obj: &mut Value) {
         "DaemonSet" => {
             obj["status"] = json!({"observedGeneration": gen_, "currentNumberScheduled": 1, "desiredNumberScheduled": 1, "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1, "numberMisscheduled": 0});
         }
-        "Job" => {
-            if obj["status"]["succeeded"].is_null() {
-                obj["status"] = json!({"succeeded": 1, "startTime": now_rfc3339(), "completionTime": now_rfc3339(), "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}]});
-            }
+        "Job" if obj["status"]["succeeded"].is_null() => {
+            obj["status"] = json!({"succeeded": 1, "startTime": now_rfc3339(), "completionTime": now_rfc3339(), "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}]});
         }
         _ => {}
     }
@@ -1365,10 +1236,7 @@ async fn kubesim_admin(
         return Err(ApiError::new(
             403,
             "Forbidden",
-            format!(
-                "forbidden: User \"{}\" cannot use the kubesim test API",
-                user.username
-            ),
+            format!("forbidden: User \"{}\" cannot use the kubesim test API", user.username),
         ));
     }
     match (method.clone(), path) {
@@ -1399,8 +1267,7 @@ async fn kubesim_admin(
         (Method::POST, "/kubesim/logs") => {
             let ns = q(query, "namespace").unwrap_or("default");
             let pod = q(query, "pod").ok_or_else(|| ApiError::bad_request("pod is required"))?;
-            let container = q(query, "container")
-                .ok_or_else(|| ApiError::bad_request("container is required"))?;
+            let container = q(query, "container").ok_or_else(|| ApiError::bad_request("container is required"))?;
             let text = String::from_utf8_lossy(&body);
             for line in text.lines() {
                 cluster.logs.append(ns, pod, container, line);

@@ -33,27 +33,44 @@ pub fn admit_crd(cluster: &Cluster, crd: &mut Value) -> ApiResult<()> {
         causes.push(("spec.names.kind".into(), "Required value".into()));
     }
     if name != format!("{plural}.{group}") {
-        causes.push(("metadata.name".into(), format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group")));
+        causes.push((
+            "metadata.name".into(),
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced") | Some("Cluster")) {
-        causes.push(("spec.scope".into(), "Unsupported value: supported values: \"Cluster\", \"Namespaced\"".into()));
+        causes.push((
+            "spec.scope".into(),
+            "Unsupported value: supported values: \"Cluster\", \"Namespaced\"".into(),
+        ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
-    } else if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
-        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+    if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+        causes.push((
+            "spec.versions".into(),
+            "Invalid value: must have exactly one version marked as storage version".into(),
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
         if v["schema"]["openAPIV3Schema"].is_null() {
-            causes.push((format!("spec.versions[{i}].schema.openAPIV3Schema"), "Required value: schemas are required".into()));
+            causes.push((
+                format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                "Required value: schemas are required".into(),
+            ));
         }
     }
     // A built-in kind cannot be shadowed.
-    if let Some(existing) = cluster.registry.all().into_iter().find(|t| t.group == group && t.plural == plural) {
-        if existing.schema.is_none() {
-            causes.push(("spec.group".into(), format!("Invalid value: \"{group}\": is a built-in group")));
-        }
+    if let Some(existing) = cluster
+        .registry
+        .all()
+        .into_iter()
+        .find(|t| t.group == group && t.plural == plural)
+        && existing.schema.is_none()
+    {
+        causes.push((
+            "spec.group".into(),
+            format!("Invalid value: \"{group}\": is a built-in group"),
+        ));
     }
     if !causes.is_empty() {
         return Err(crd_invalid(&name, causes));
@@ -76,7 +93,11 @@ pub fn to_type(crd: &Value) -> Option<ResourceType> {
     let v = spec["versions"].as_array()?.iter().find(|v| v["storage"] == true)?;
     let names = &spec["names"];
     let kind = names["kind"].as_str()?.to_string();
-    let strs = |v: &Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default() };
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
     let mut subresources = Vec::new();
     if v["subresources"]["status"].is_object() {
         subresources.push("status".to_string());
@@ -87,12 +108,27 @@ pub fn to_type(crd: &Value) -> Option<ResourceType> {
     Some(ResourceType {
         group: spec["group"].as_str()?.to_string(),
         version: v["name"].as_str()?.to_string(),
-        singular: names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase()),
+        singular: names["singular"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| kind.to_lowercase()),
         kind,
         plural: names["plural"].as_str()?.to_string(),
         namespaced: spec["scope"] == "Namespaced",
         short_names: strs(&names["shortNames"]),
-        verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].iter().map(|s| s.to_string()).collect(),
+        verbs: [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         subresources,
         categories: strs(&names["categories"]),
         schema: Some(v["schema"]["openAPIV3Schema"].clone()),
@@ -147,10 +183,10 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool) -> ApiR
         // Defaults and pruning at the root.
         if let Some(props) = schema["properties"].as_object() {
             for (k, s) in props {
-                if !m.contains_key(k) {
-                    if let Some(d) = s.get("default") {
-                        m.insert(k.clone(), d.clone());
-                    }
+                if !m.contains_key(k)
+                    && let Some(d) = s.get("default")
+                {
+                    m.insert(k.clone(), d.clone());
                 }
             }
         }
@@ -164,7 +200,10 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool) -> ApiR
     }
     if strict && !unknown.is_empty() {
         let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
     }
     prune(schema, obj, true, &unknown);
     if causes.is_empty() {
@@ -228,73 +267,118 @@ fn short(v: &Value) -> String {
 fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Vec<(String, String)>, unknown: &mut Vec<String>) {
     if v.is_null() {
         if s["nullable"] != true {
-            causes.push((path.into(), format!("Invalid value: \"null\": {path} in body must be of type {}: \"null\"", s["type"].as_str().unwrap_or("object"))));
+            causes.push((
+                path.into(),
+                format!(
+                    "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
+                    s["type"].as_str().unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
     let int_or_string = s["x-kubernetes-int-or-string"] == true;
     if let Some(t) = s["type"].as_str() {
         let actual = type_name(v);
-        let ok = actual == t || (t == "number" && actual == "integer") || (int_or_string && matches!(actual, "integer" | "string"));
+        let ok = actual == t
+            || (t == "number" && actual == "integer")
+            || (int_or_string && matches!(actual, "integer" | "string"));
         if !ok {
-            causes.push((path.into(), format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\"")));
+            causes.push((
+                path.into(),
+                format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\""),
+            ));
             return;
         }
     }
-    if let Some(en) = s["enum"].as_array() {
-        if !en.contains(v) {
-            let opts: Vec<String> = en.iter().map(short).collect();
-            causes.push((path.into(), format!("Unsupported value: {}: supported values: {}", short(v), opts.join(", "))));
-        }
+    if let Some(en) = s["enum"].as_array()
+        && !en.contains(v)
+    {
+        let opts: Vec<String> = en.iter().map(short).collect();
+        causes.push((
+            path.into(),
+            format!("Unsupported value: {}: supported values: {}", short(v), opts.join(", ")),
+        ));
     }
     if let Some(n) = v.as_f64() {
         if let Some(min) = s["minimum"].as_f64() {
             let excl = s["exclusiveMinimum"] == true;
             if n < min || (excl && n == min) {
-                causes.push((path.into(), format!("Invalid value: {v}: {path} in body should be greater than {}{min}", if excl { "" } else { "or equal to " })));
+                causes.push((
+                    path.into(),
+                    format!(
+                        "Invalid value: {v}: {path} in body should be greater than {}{min}",
+                        if excl { "" } else { "or equal to " }
+                    ),
+                ));
             }
         }
         if let Some(max) = s["maximum"].as_f64() {
             let excl = s["exclusiveMaximum"] == true;
             if n > max || (excl && n == max) {
-                causes.push((path.into(), format!("Invalid value: {v}: {path} in body should be less than {}{max}", if excl { "" } else { "or equal to " })));
+                causes.push((
+                    path.into(),
+                    format!(
+                        "Invalid value: {v}: {path} in body should be less than {}{max}",
+                        if excl { "" } else { "or equal to " }
+                    ),
+                ));
             }
         }
     }
     if let Some(st) = v.as_str() {
         let len = st.chars().count() as u64;
-        if let Some(max) = s["maxLength"].as_u64() {
-            if len > max {
-                causes.push((path.into(), format!("Too long: may not be more than {max} bytes")));
-            }
+        if let Some(max) = s["maxLength"].as_u64()
+            && len > max
+        {
+            causes.push((path.into(), format!("Too long: may not be more than {max} bytes")));
         }
-        if let Some(min) = s["minLength"].as_u64() {
-            if len < min {
-                causes.push((path.into(), format!("Invalid value: {}: {path} in body should be at least {min} chars long", short(v))));
-            }
+        if let Some(min) = s["minLength"].as_u64()
+            && len < min
+        {
+            causes.push((
+                path.into(),
+                format!(
+                    "Invalid value: {}: {path} in body should be at least {min} chars long",
+                    short(v)
+                ),
+            ));
         }
         if let Some(p) = s["pattern"].as_str() {
             match regex::Regex::new(p) {
-                Ok(re) if !re.is_match(st) => causes.push((path.into(), format!("Invalid value: {}: {path} in body should match '{p}'", short(v)))),
+                Ok(re) if !re.is_match(st) => causes.push((
+                    path.into(),
+                    format!("Invalid value: {}: {path} in body should match '{p}'", short(v)),
+                )),
                 _ => {}
             }
         }
         if s["format"] == "date-time" && chrono::DateTime::parse_from_rfc3339(st).is_err() {
-            causes.push((path.into(), format!("Invalid value: {}: {path} in body must be of type date-time: {}", short(v), short(v))));
+            causes.push((
+                path.into(),
+                format!(
+                    "Invalid value: {}: {path} in body must be of type date-time: {}",
+                    short(v),
+                    short(v)
+                ),
+            ));
         }
     }
     match v {
         Value::Array(items) => {
             let n = items.len() as u64;
-            if let Some(max) = s["maxItems"].as_u64() {
-                if n > max {
-                    causes.push((path.into(), format!("Too many: {n}: must have at most {max} items")));
-                }
+            if let Some(max) = s["maxItems"].as_u64()
+                && n > max
+            {
+                causes.push((path.into(), format!("Too many: {n}: must have at most {max} items")));
             }
-            if let Some(min) = s["minItems"].as_u64() {
-                if n < min {
-                    causes.push((path.into(), format!("Invalid value: {n}: {path} in body should have at least {min} items")));
-                }
+            if let Some(min) = s["minItems"].as_u64()
+                && n < min
+            {
+                causes.push((
+                    path.into(),
+                    format!("Invalid value: {n}: {path} in body should have at least {min} items"),
+                ));
             }
             if s["uniqueItems"] == true || s["x-kubernetes-list-type"] == "set" {
                 for (i, a) in items.iter().enumerate() {
@@ -314,15 +398,21 @@ fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Vec<(String, String)>
     }
 }
 
-fn walk_object(s: &Value, m: &mut Map<String, Value>, path: &str, causes: &mut Vec<(String, String)>, unknown: &mut Vec<String>) {
+fn walk_object(
+    s: &Value,
+    m: &mut Map<String, Value>,
+    path: &str,
+    causes: &mut Vec<(String, String)>,
+    unknown: &mut Vec<String>,
+) {
     let preserve = s["x-kubernetes-preserve-unknown-fields"] == true;
     let props = s["properties"].as_object();
     if let Some(props) = props {
         for (k, ps) in props {
-            if !m.contains_key(k) {
-                if let Some(d) = ps.get("default") {
-                    m.insert(k.clone(), d.clone());
-                }
+            if !m.contains_key(k)
+                && let Some(d) = ps.get("default")
+            {
+                m.insert(k.clone(), d.clone());
             }
         }
     }
@@ -332,7 +422,11 @@ fn walk_object(s: &Value, m: &mut Map<String, Value>, path: &str, causes: &mut V
             walk(ps, v, &child, causes, unknown);
         } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
             walk(ap, v, &child, causes, unknown);
-        } else if !preserve && s["additionalProperties"] != true && (props.is_some() || s["type"] == "object") && !s["x-kubernetes-embedded-resource"].as_bool().unwrap_or(false) {
+        } else if !preserve
+            && s["additionalProperties"] != true
+            && (props.is_some() || s["type"] == "object")
+            && !s["x-kubernetes-embedded-resource"].as_bool().unwrap_or(false)
+        {
             unknown.push(child);
         }
     }
@@ -343,10 +437,13 @@ fn walk_object(s: &Value, m: &mut Map<String, Value>, path: &str, causes: &mut V
             }
         }
     }
-    if let Some(max) = s["maxProperties"].as_u64() {
-        if m.len() as u64 > max {
-            causes.push((path.into(), format!("Too many: {}: must have at most {max} items", m.len())));
-        }
+    if let Some(max) = s["maxProperties"].as_u64()
+        && m.len() as u64 > max
+    {
+        causes.push((
+            path.into(),
+            format!("Too many: {}: must have at most {max} items", m.len()),
+        ));
     }
 }
 

@@ -35,10 +35,7 @@ fn resource_list(cluster: &Cluster, group: &str, version: &str) -> Option<Value>
         for sub in &t.subresources {
             let (kind, verbs): (String, Vec<&str>) = match sub.as_str() {
                 "status" => (t.kind.clone(), vec!["get", "patch", "update"]),
-                "exec" | "attach" | "portforward" => (
-                    format!("Pod{}Options", capitalize(sub)),
-                    vec!["create", "get"],
-                ),
+                "exec" | "attach" | "portforward" => (format!("Pod{}Options", capitalize(sub)), vec!["create", "get"]),
                 "log" => ("Pod".into(), vec!["get"]),
                 "token" => ("TokenRequest".into(), vec!["create"]),
                 "scale" => ("Scale".into(), vec!["get", "patch", "update"]),
@@ -62,9 +59,7 @@ fn resource_list(cluster: &Cluster, group: &str, version: &str) -> Option<Value>
     } else {
         format!("{group}/{version}")
     };
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
 fn capitalize(s: &str) -> String {
@@ -81,20 +76,9 @@ fn group_obj(group: &str, version: &str) -> Value {
 }
 
 /// Serves a non-resource path.
-pub fn serve(
-    cluster: &Cluster,
-    path: &str,
-    _headers: &HeaderMap,
-    _query: &Query,
-) -> ApiResult<Response> {
+pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query) -> ApiResult<Response> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let not_found = || {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
     let out = match segs.as_slice() {
         ["version"] => {
             let v = cluster.config.version.trim_start_matches('v').to_string();
@@ -111,12 +95,7 @@ pub fn serve(
         }
         ["api", "v1"] => resource_list(cluster, "", "v1").ok_or_else(not_found)?,
         ["apis"] => {
-            let groups: Vec<Value> = cluster
-                .registry
-                .groups()
-                .iter()
-                .map(|(g, v)| group_obj(g, v))
-                .collect();
+            let groups: Vec<Value> = cluster.registry.groups().iter().map(|(g, v)| group_obj(g, v)).collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
         ["apis", g] => {
@@ -134,9 +113,7 @@ pub fn serve(
         ["apis", g, v] => resource_list(cluster, g, v).ok_or_else(not_found)?,
         ["openapi", "v2"] => openapi_v2(cluster),
         ["openapi", "v3"] => openapi_v3_index(cluster),
-        ["openapi", "v3", rest @ ..] => {
-            openapi_v3_doc(cluster, &rest.join("/")).ok_or_else(not_found)?
-        }
+        ["openapi", "v3", rest @ ..] => openapi_v3_doc(cluster, &rest.join("/")).ok_or_else(not_found)?,
         [".well-known", "openid-configuration"] => json!({
             "issuer": "https://kubernetes.default.svc.cluster.local",
             "jwks_uri": "https://kubernetes.default.svc.cluster.local/openid/v1/jwks",
@@ -154,12 +131,8 @@ pub fn serve(
 fn openapi_v2(cluster: &Cluster) -> Value {
     let mut defs = serde_json::Map::new();
     for t in cluster.registry.all() {
-        let mut d = t
-            .schema
-            .clone()
-            .unwrap_or_else(|| json!({"type": "object"}));
-        d["x-kubernetes-group-version-kind"] =
-            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let mut d = t.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+        d["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         let prefix = if t.group.is_empty() {
             "io.k8s.api.core".to_string()
         } else {
@@ -182,7 +155,10 @@ fn openapi_v3_index(cluster: &Cluster) -> Value {
     let mut paths = serde_json::Map::new();
     for t in cluster.registry.all() {
         let p = gv_path(&t);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", cluster.store.current_rv())}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", cluster.store.current_rv())}),
+        );
     }
     json!({"paths": paths})
 }
@@ -213,11 +189,11 @@ fn openapi_v3_doc(cluster: &Cluster, gv: &str) -> Option<Value> {
             t.version,
             t.kind
         );
-        let mut s = t.schema.clone().unwrap_or_else(
-            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        );
-        s["x-kubernetes-group-version-kind"] =
-            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let mut s = t
+            .schema
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        s["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         schemas.insert(name.clone(), s);
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
         let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": [fv.clone()], "responses": {"200": {"description": "OK"}}});
@@ -265,9 +241,8 @@ fn jsonpath_simple(obj: &Value, path: &str) -> Value {
 
 /// Converts a list to a `meta.k8s.io/v1` Table as kubectl requests for `get`.
 pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
-    let mut cols = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
-    ];
+    let mut cols =
+        vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
     let kind = rt.kind.as_str();
     let extra: Vec<(String, String)> = match kind {
         "Pod" => vec![
@@ -276,10 +251,7 @@ pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
             ("Restarts".into(), "string".into()),
         ],
         "Namespace" => vec![("Status".into(), "string".into())],
-        "Secret" => vec![
-            ("Type".into(), "string".into()),
-            ("Data".into(), "integer".into()),
-        ],
+        "Secret" => vec![("Type".into(), "string".into()), ("Data".into(), "integer".into())],
         "ConfigMap" => vec![("Data".into(), "integer".into())],
         "ServiceAccount" => vec![("Secrets".into(), "integer".into())],
         _ => rt
@@ -297,47 +269,68 @@ pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
     for (n, t) in &extra {
         cols.push(json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}));
     }
-    cols.push(
-        json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
-    );
+    cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
     let include_object = crate::api::q(query, "includeObject").unwrap_or("PartialObjectMetadata");
-    let rows: Vec<Value> = list["items"].as_array().map(|items| items.iter().map(|o| {
-        let md = &o["metadata"];
-        let mut cells = vec![md["name"].clone()];
-        match kind {
-            "Pod" => {
-                let cs = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-                let ready = cs.iter().filter(|c| c["ready"] == true).count();
-                let total = o["spec"]["containers"].as_array().map_or(0, |c| c.len());
-                let restarts: i64 = cs.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
-                let status = if md["deletionTimestamp"].is_string() { "Terminating".to_string() } else { o["status"]["phase"].as_str().unwrap_or("Pending").to_string() };
-                cells.extend([json!(format!("{ready}/{total}")), json!(status), json!(restarts.to_string())]);
-            }
-            "Namespace" => cells.push(o["status"]["phase"].clone()),
-            "Secret" => cells.extend([o["type"].clone(), json!(o["data"].as_object().map_or(0, |d| d.len()))]),
-            "ConfigMap" => cells.push(json!(o["data"].as_object().map_or(0, |d| d.len()))),
-            "ServiceAccount" => cells.push(json!(o["secrets"].as_array().map_or(0, |d| d.len()))),
-            _ => {
-                for c in rt.printer_columns.iter().filter(|c| c["name"] != "Age") {
-                    let v = jsonpath_simple(o, c["jsonPath"].as_str().unwrap_or(""));
-                    let v = match (&v, c["type"].as_str()) {
-                        (Value::String(s), Some("date")) => json!(age(s)),
-                        (Value::Array(a), _) => json!(a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(",")),
-                        (Value::Null, _) => json!("<none>"),
-                        _ => v.clone(),
+    let rows: Vec<Value> = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|o| {
+                    let md = &o["metadata"];
+                    let mut cells = vec![md["name"].clone()];
+                    match kind {
+                        "Pod" => {
+                            let cs = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+                            let ready = cs.iter().filter(|c| c["ready"] == true).count();
+                            let total = o["spec"]["containers"].as_array().map_or(0, |c| c.len());
+                            let restarts: i64 = cs.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
+                            let status = if md["deletionTimestamp"].is_string() {
+                                "Terminating".to_string()
+                            } else {
+                                o["status"]["phase"].as_str().unwrap_or("Pending").to_string()
+                            };
+                            cells.extend([
+                                json!(format!("{ready}/{total}")),
+                                json!(status),
+                                json!(restarts.to_string()),
+                            ]);
+                        }
+                        "Namespace" => cells.push(o["status"]["phase"].clone()),
+                        "Secret" => {
+                            cells.extend([o["type"].clone(), json!(o["data"].as_object().map_or(0, |d| d.len()))])
+                        }
+                        "ConfigMap" => cells.push(json!(o["data"].as_object().map_or(0, |d| d.len()))),
+                        "ServiceAccount" => cells.push(json!(o["secrets"].as_array().map_or(0, |d| d.len()))),
+                        _ => {
+                            for c in rt.printer_columns.iter().filter(|c| c["name"] != "Age") {
+                                let v = jsonpath_simple(o, c["jsonPath"].as_str().unwrap_or(""));
+                                let v = match (&v, c["type"].as_str()) {
+                                    (Value::String(s), Some("date")) => json!(age(s)),
+                                    (Value::Array(a), _) => json!(
+                                        a.iter()
+                                            .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                                            .collect::<Vec<_>>()
+                                            .join(",")
+                                    ),
+                                    (Value::Null, _) => json!("<none>"),
+                                    _ => v.clone(),
+                                };
+                                cells.push(v);
+                            }
+                        }
+                    }
+                    cells.push(json!(age(md["creationTimestamp"].as_str().unwrap_or(""))));
+                    let object = match include_object {
+                        "None" => Value::Null,
+                        "Object" => o.clone(),
+                        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}),
                     };
-                    cells.push(v);
-                }
-            }
-        }
-        cells.push(json!(age(md["creationTimestamp"].as_str().unwrap_or(""))));
-        let object = match include_object {
-            "None" => Value::Null,
-            "Object" => o.clone(),
-            _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}),
-        };
-        json!({"cells": cells, "object": object})
-    }).collect()).unwrap_or_default();
+                    json!({"cells": cells, "object": object})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": list["metadata"]["resourceVersion"].clone(), "continue": list["metadata"]["continue"].clone()},

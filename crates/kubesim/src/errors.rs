@@ -99,7 +99,14 @@ impl ApiError {
     }
 
     /// `403 Forbidden` in the wording of the RBAC authorizer.
-    pub fn forbidden(user: &str, verb: &str, gr: &GroupResource, sub: Option<&str>, name: Option<&str>, ns: Option<&str>) -> Self {
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        gr: &GroupResource,
+        sub: Option<&str>,
+        name: Option<&str>,
+        ns: Option<&str>,
+    ) -> Self {
         let res = match sub {
             Some(s) => format!("{}/{}", gr.resource, s),
             None => gr.resource.clone(),
@@ -120,7 +127,9 @@ impl ApiError {
         let mut e = Self::new(
             403,
             "Forbidden",
-            format!("{named} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group {group} {scope}"),
+            format!(
+                "{named} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group {group} {scope}"
+            ),
         );
         let mut d = json!({ "kind": gr.resource });
         if let Some(n) = name {
@@ -135,7 +144,11 @@ impl ApiError {
 
     /// `405 MethodNotAllowed`.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// `410 Gone` for an expired watch or list resourceVersion.
@@ -145,12 +158,22 @@ impl ApiError {
 
     /// `415 UnsupportedMediaType`.
     pub fn unsupported_media(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {ct}"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {ct}"
+            ),
+        )
     }
 
     /// `500 InternalError`.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// The `metav1.Status` body.
@@ -176,10 +199,10 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         let mut resp = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }

@@ -86,10 +86,7 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 const GROUP_GONE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Terminal size when the client sent none.
-pub const DEFAULT_TERM_SIZE: TermSize = TermSize {
-    width: 80,
-    height: 24,
-};
+pub const DEFAULT_TERM_SIZE: TermSize = TermSize { width: 80, height: 24 };
 
 /// Which channel protocol the client and server agreed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,10 +152,7 @@ pub fn encode_frame(channel: u8, payload: &[u8]) -> Bytes {
 
 /// Decodes one client → server message. `Ok(None)` for messages without content (upstream skips
 /// them); `Err` for protocol errors, after which the session ends with a Status on channel 3.
-pub fn decode_client_frame(
-    protocol: Protocol,
-    data: &Bytes,
-) -> Result<Option<ClientFrame>, String> {
+pub fn decode_client_frame(protocol: Protocol, data: &Bytes) -> Result<Option<ClientFrame>, String> {
     let Some(&channel) = data.first() else {
         return Ok(None);
     };
@@ -171,9 +165,7 @@ pub fn decode_client_frame(
         }
         let target = data[1];
         if target >= CHANNEL_COUNT {
-            return Err(format!(
-                "close is targeted for a channel {target} that is not valid"
-            ));
+            return Err(format!("close is targeted for a channel {target} that is not valid"));
         }
         return Ok(Some(ClientFrame::CloseStream(target)));
     }
@@ -194,10 +186,7 @@ pub fn decode_resize(payload: &[u8]) -> Result<TermSize, String> {
         let obj = v
             .as_object()
             .ok_or_else(|| format!("invalid resize message: expected an object, got {v}"))?;
-        let mut size = TermSize {
-            width: 0,
-            height: 0,
-        };
+        let mut size = TermSize { width: 0, height: 0 };
         for (k, val) in obj {
             let field = if k.eq_ignore_ascii_case("width") {
                 &mut size.width
@@ -209,9 +198,7 @@ pub fn decode_resize(payload: &[u8]) -> Result<TermSize, String> {
             *field = val
                 .as_u64()
                 .and_then(|n| u16::try_from(n).ok())
-                .ok_or_else(|| {
-                    format!("invalid resize message: {k} must be an integer 0-65535, got {val}")
-                })?;
+                .ok_or_else(|| format!("invalid resize message: {k} must be an integer 0-65535, got {val}"))?;
         }
         last = Some(size);
     }
@@ -317,9 +304,7 @@ pub fn status_bad_request(message: &str) -> String {
 
 /// The exit code a shell would report: the code, or 128 + signal for a killed process.
 pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The message for a command that could not be started, in the wording of runc.
@@ -409,10 +394,7 @@ pub fn select_container(pod: &Value, requested: Option<&str>) -> ApiResult<Strin
                 );
                 let init = names(&spec["initContainers"]);
                 if !init.is_empty() {
-                    msg.push_str(&format!(
-                        " or one of the init containers: [{}]",
-                        init.join(" ")
-                    ));
+                    msg.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
                 }
                 Err(ApiError::bad_request(msg))
             }
@@ -460,12 +442,9 @@ pub fn validate(pod: &Value, opts: &ExecOptions) -> ApiResult<String> {
 /// The process environment: the host's PATH, the pod identity, and the container's literal `env`.
 pub fn process_env(pod: &Value, container: &str, tty: bool) -> Vec<(String, String)> {
     let (namespace, name) = ns_name(pod);
-    let path = std::env::var("PATH")
-        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let mut env = vec![
-        ("PATH".to_string(), path),
-        ("HOSTNAME".to_string(), name.clone()),
-    ];
+    let path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let mut env = vec![("PATH".to_string(), path), ("HOSTNAME".to_string(), name.clone())];
     env.push(("POD_NAME".into(), name));
     env.push(("POD_NAMESPACE".into(), namespace));
     if tty {
@@ -565,8 +544,7 @@ impl Pty {
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut guard = self.master.writable().await?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
                 Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) => return Err(e),
@@ -677,22 +655,10 @@ impl ExecProcess {
             .kill_on_drop(true);
         match spec.tty {
             None => {
-                cmd.stdin(if spec.stdin {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .stdout(if spec.stdout {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .stderr(if spec.stderr {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .process_group(0);
+                cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+                    .stdout(if spec.stdout { Stdio::piped() } else { Stdio::null() })
+                    .stderr(if spec.stderr { Stdio::piped() } else { Stdio::null() })
+                    .process_group(0);
                 let mut child = cmd.spawn()?;
                 let pgid = child_pgid(&child)?;
                 Ok(Self {
@@ -815,11 +781,8 @@ pub fn exec(
     let (namespace, name) = ns_name(&pod);
     // The directory normally exists since admission; a restored state or a manual store write may
     // have skipped that.
-    let cwd = ensure_pod_dir(&cluster, &namespace, &name).map_err(|e| {
-        ApiError::internal(format!(
-            "cannot prepare the working directory of pod {name}: {e}"
-        ))
-    })?;
+    let cwd = ensure_pod_dir(&cluster, &namespace, &name)
+        .map_err(|e| ApiError::internal(format!("cannot prepare the working directory of pod {name}: {e}")))?;
     let mut env = process_env(&pod, &container, opts.tty);
     env.push(("HOME".into(), cwd.display().to_string()));
     let spec = ProcessSpec {
@@ -840,12 +803,10 @@ pub fn exec(
         spec,
         requested_at,
     };
-    Ok(ws
-        .protocols([protocol.name()])
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = socket.split();
-            run_session(&cluster.kubelet, session, sink, stream).await;
-        }))
+    Ok(ws.protocols([protocol.name()]).on_upgrade(move |socket| async move {
+        let (sink, stream) = socket.split();
+        run_session(&cluster.kubelet, session, sink, stream).await;
+    }))
 }
 
 /// The answer to an exec request that is not a WebSocket upgrade (SPDY from kubectl before 1.30, or
@@ -914,12 +875,7 @@ where
 
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(STDIN_FRAMES);
     let (resize_tx, mut resize_rx) = watch::channel::<Option<TermSize>>(None);
-    let mut reader = tokio::spawn(read_frames(
-        stream,
-        protocol,
-        spec.stdin.then_some(stdin_tx),
-        resize_tx,
-    ));
+    let mut reader = tokio::spawn(read_frames(stream, protocol, spec.stdin.then_some(stdin_tx), resize_tx));
     let mut tasks = AbortOnDrop(vec![writer.abort_handle(), reader.abort_handle()]);
 
     if let Some(size) = spec.tty.as_mut() {
@@ -960,9 +916,7 @@ where
         pumps.spawn(pump(err, STDERR_CHANNEL, true, out_tx.clone()));
     }
     match proc.stdin.take() {
-        Some(input) if spec.stdin => tasks
-            .0
-            .push(tokio::spawn(feed_stdin(input, stdin_rx)).abort_handle()),
+        Some(input) if spec.stdin => tasks.0.push(tokio::spawn(feed_stdin(input, stdin_rx)).abort_handle()),
         _ => drop(stdin_rx),
     }
     if let Some(pty) = proc.pty() {
@@ -1010,16 +964,10 @@ where
         Ok(status) => {
             // Leftover background children would hold the output open and outlive the session.
             proc.kill_group();
-            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                while pumps.join_next().await.is_some() {}
-            })
-            .await;
+            let drained =
+                tokio::time::timeout(DRAIN_TIMEOUT, async { while pumps.join_next().await.is_some() {} }).await;
             if drained.is_err() {
-                tracing::warn!(
-                    namespace,
-                    pod,
-                    "exec output did not end after the command exited"
-                );
+                tracing::warn!(namespace, pod, "exec output did not end after the command exited");
                 pumps.abort_all();
             }
             wait_group_gone(proc.pgid(), GROUP_GONE_TIMEOUT).await;
@@ -1027,9 +975,7 @@ where
             let status = match status {
                 Ok(s) if s.success() => status_success(),
                 Ok(s) => status_exit_code(&spec.argv, exit_code(s)),
-                Err(e) => {
-                    status_internal_error(&format!("error executing command in container: {e}"))
-                }
+                Err(e) => status_internal_error(&format!("error executing command in container: {e}")),
             };
             tracing::debug!(namespace, pod, status, "exec finished");
             finish(out_tx, writer, reader, status).await;
@@ -1047,24 +993,14 @@ async fn finish(
     status: String,
 ) {
     finish_after_reader(out_tx, writer, status).await;
-    if tokio::time::timeout(CLOSE_TIMEOUT, &mut reader)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(CLOSE_TIMEOUT, &mut reader).await.is_err() {
         reader.abort();
     }
 }
 
-async fn finish_after_reader(
-    out_tx: mpsc::Sender<Message>,
-    writer: JoinHandle<()>,
-    status: String,
-) {
+async fn finish_after_reader(out_tx: mpsc::Sender<Message>, writer: JoinHandle<()>, status: String) {
     let _ = out_tx
-        .send(Message::Binary(encode_frame(
-            ERROR_CHANNEL,
-            status.as_bytes(),
-        )))
+        .send(Message::Binary(encode_frame(ERROR_CHANNEL, status.as_bytes())))
         .await;
     let _ = out_tx
         .send(Message::Close(Some(CloseFrame {
@@ -1077,11 +1013,8 @@ async fn finish_after_reader(
 }
 
 /// Forwards queued messages to the socket; a failed send means the client is gone.
-async fn write_frames<Si>(
-    mut sink: Si,
-    mut rx: mpsc::Receiver<Message>,
-    client_gone: CancellationToken,
-) where
+async fn write_frames<Si>(mut sink: Si, mut rx: mpsc::Receiver<Message>, client_gone: CancellationToken)
+where
     Si: Sink<Message> + Unpin,
     Si::Error: Display,
 {
@@ -1253,10 +1186,7 @@ mod tests {
     }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -1271,27 +1201,15 @@ mod tests {
         );
         assert_eq!(
             d(b"\x04{\"Width\":100,\"Height\":40}", Protocol::V4),
-            Ok(Some(ClientFrame::Resize(TermSize {
-                width: 100,
-                height: 40
-            })))
+            Ok(Some(ClientFrame::Resize(TermSize { width: 100, height: 40 })))
         );
-        assert_eq!(
-            d(&[255, 0], Protocol::V5),
-            Ok(Some(ClientFrame::CloseStream(0)))
-        );
+        assert_eq!(d(&[255, 0], Protocol::V5), Ok(Some(ClientFrame::CloseStream(0))));
         // v4 has no close signal; 255 is just an unknown channel.
-        assert_eq!(
-            d(&[255, 0], Protocol::V4),
-            Ok(Some(ClientFrame::Ignored(255)))
-        );
+        assert_eq!(d(&[255, 0], Protocol::V4), Ok(Some(ClientFrame::Ignored(255))));
         assert!(d(&[255, 0, 1], Protocol::V5).is_err());
         assert!(d(&[255], Protocol::V5).is_err());
         assert!(d(&[255, 9], Protocol::V5).is_err());
-        assert_eq!(
-            d(b"\x01out", Protocol::V5),
-            Ok(Some(ClientFrame::Ignored(1)))
-        );
+        assert_eq!(d(b"\x01out", Protocol::V5), Ok(Some(ClientFrame::Ignored(1))));
         assert!(d(b"\x04{not json", Protocol::V5).is_err());
         assert_eq!(d(b"\x04", Protocol::V5), Ok(None));
     }
@@ -1300,24 +1218,12 @@ mod tests {
     fn resize_is_lenient_like_go() {
         assert_eq!(
             decode_resize(br#"{"width":10,"HEIGHT":5}"#),
-            Ok(TermSize {
-                width: 10,
-                height: 5
-            })
+            Ok(TermSize { width: 10, height: 5 })
         );
-        assert_eq!(
-            decode_resize(br#"{"Width":10}"#),
-            Ok(TermSize {
-                width: 10,
-                height: 0
-            })
-        );
+        assert_eq!(decode_resize(br#"{"Width":10}"#), Ok(TermSize { width: 10, height: 0 }));
         assert_eq!(
             decode_resize(br#"{"Width":1,"Height":1}{"Width":2,"Height":3}"#),
-            Ok(TermSize {
-                width: 2,
-                height: 3
-            })
+            Ok(TermSize { width: 2, height: 3 })
         );
         assert!(decode_resize(br#"{"Width":70000,"Height":1}"#).is_err());
         assert!(decode_resize(br#"[1]"#).is_err());
@@ -1381,10 +1287,7 @@ mod tests {
         let e = validate(&one, &with(&[("stdout", "1")])).unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
-            (
-                400,
-                "you must specify at least one command for the container"
-            )
+            (400, "you must specify at least one command for the container")
         );
         assert_eq!(
             validate(&one, &with(&[("command", "ls"), ("stdout", "1")])).unwrap(),
@@ -1399,26 +1302,15 @@ mod tests {
             e.message,
             "a container name must be specified for pod web, choose one of: [a b]"
         );
-        let e = validate(
-            &two,
-            &with(&[("command", "ls"), ("stdout", "1"), ("container", "c")]),
-        )
-        .unwrap_err();
+        let e = validate(&two, &with(&[("command", "ls"), ("stdout", "1"), ("container", "c")])).unwrap_err();
         assert_eq!(e.message, "container c is not valid for pod web");
         assert_eq!(
-            validate(
-                &two,
-                &with(&[("command", "ls"), ("stdout", "1"), ("container", "b")])
-            )
-            .unwrap(),
+            validate(&two, &with(&[("command", "ls"), ("stdout", "1"), ("container", "b")])).unwrap(),
             "b"
         );
 
         let e = validate(&one, &with(&[("command", "ls")])).unwrap_err();
-        assert_eq!(
-            e.message,
-            "you must specify at least 1 of stdin, stdout, stderr"
-        );
+        assert_eq!(e.message, "you must specify at least 1 of stdin, stdout, stderr");
 
         let pending = pod(&["app"], "Pending");
         let e = validate(&pending, &with(&[("command", "ls"), ("stdout", "1")])).unwrap_err();
@@ -1449,18 +1341,13 @@ mod tests {
             Protocol::negotiate(["v4.channel.k8s.io", "v5.channel.k8s.io"]),
             Some(Protocol::V5)
         );
-        assert_eq!(
-            Protocol::negotiate(["v4.channel.k8s.io"]),
-            Some(Protocol::V4)
-        );
+        assert_eq!(Protocol::negotiate(["v4.channel.k8s.io"]), Some(Protocol::V4));
         assert_eq!(Protocol::negotiate(["channel.k8s.io"]), None);
     }
 
     #[tokio::test]
     async fn pipes_without_tty() {
-        let mut p =
-            ExecProcess::spawn(&spec(&["sh", "-c", "echo out; echo err >&2; exit 7"], None))
-                .unwrap();
+        let mut p = ExecProcess::spawn(&spec(&["sh", "-c", "echo out; echo err >&2; exit 7"], None)).unwrap();
         let mut out = p.stdout.take().unwrap();
         let mut err = p.stderr.take().unwrap();
         let (o, e) = tokio::join!(out.read_to_end(), err.read_to_end());
@@ -1475,10 +1362,7 @@ mod tests {
         let mut input = p.stdin.take().unwrap();
         input.write_all(b"abc").await.unwrap();
         drop(input);
-        assert_eq!(
-            p.stdout.take().unwrap().read_to_end().await.unwrap(),
-            b"abc"
-        );
+        assert_eq!(p.stdout.take().unwrap().read_to_end().await.unwrap(), b"abc");
         assert!(p.wait().await.unwrap().success());
     }
 
@@ -1490,10 +1374,7 @@ mod tests {
                 "-c",
                 "test -t 0 && test -t 1 && echo tty; echo err >&2; stty size",
             ],
-            Some(TermSize {
-                width: 100,
-                height: 30,
-            }),
+            Some(TermSize { width: 100, height: 30 }),
         ))
         .unwrap();
         assert!(p.stderr.is_none());
@@ -1507,10 +1388,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = vec![0u8; 4096];
         while !acc.contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} in {acc:?}"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} in {acc:?}");
             let n = tokio::time::timeout(Duration::from_secs(10), out.read(&mut buf))
                 .await
                 .unwrap()
@@ -1530,11 +1408,7 @@ mod tests {
         let mut out = p.stdout.take().unwrap();
         let mut acc = String::new();
         read_until(&mut out, &mut acc, "24 80").await;
-        p.resize(TermSize {
-            width: 132,
-            height: 50,
-        })
-        .unwrap();
+        p.resize(TermSize { width: 132, height: 50 }).unwrap();
         p.stdin.as_mut().unwrap().write_all(b"go\n").await.unwrap();
         read_until(&mut out, &mut acc, "50 132").await;
         assert!(p.wait().await.unwrap().success());
@@ -1543,8 +1417,7 @@ mod tests {
     #[tokio::test]
     async fn killing_the_group_ends_children_too() {
         let kubelet = Kubelet::default();
-        let mut p =
-            ExecProcess::spawn(&spec(&["sh", "-c", "sleep 100 & sleep 100; wait"], None)).unwrap();
+        let mut p = ExecProcess::spawn(&spec(&["sh", "-c", "sleep 100 & sleep 100; wait"], None)).unwrap();
         let guard = kubelet.register("ns", "pod", p.pgid(), std::time::Instant::now());
         let deadline = Instant::now() + Duration::from_secs(10);
         while kubelet.active_processes("ns", "pod") < 3 {
@@ -1560,10 +1433,7 @@ mod tests {
         assert_eq!(exit_code(st), 137);
         assert!(started.elapsed() < Duration::from_secs(5));
         while kubelet.active_processes("ns", "pod") > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "background sleep survived the group kill"
-            );
+            assert!(Instant::now() < deadline, "background sleep survived the group kill");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(guard);
@@ -1590,8 +1460,7 @@ mod tests {
 
     fn start(protocol: Protocol, spec: ProcessSpec) -> Harness {
         let kubelet = Arc::new(Kubelet::default());
-        let (to_server, server_in) =
-            futures::channel::mpsc::channel::<Result<Message, axum::Error>>(16);
+        let (to_server, server_in) = futures::channel::mpsc::channel::<Result<Message, axum::Error>>(16);
         let (server_out, from_server) = futures::channel::mpsc::channel::<Message>(16);
         let k = kubelet.clone();
         let session = Session {
@@ -1601,8 +1470,7 @@ mod tests {
             spec,
             requested_at: Instant::now(),
         };
-        let done =
-            tokio::spawn(async move { run_session(&k, session, server_out, server_in).await });
+        let done = tokio::spawn(async move { run_session(&k, session, server_out, server_in).await });
         Harness {
             kubelet,
             to_server,
@@ -1622,18 +1490,15 @@ mod tests {
         /// Collects frames until the server closes: (stdout, stderr, status, saw close frame).
         async fn collect(&mut self) -> (Vec<u8>, Vec<u8>, Option<Value>, bool) {
             let (mut out, mut err, mut status, mut closed) = (Vec::new(), Vec::new(), None, false);
-            while let Some(m) =
-                tokio::time::timeout(Duration::from_secs(10), self.from_server.next())
-                    .await
-                    .unwrap()
+            while let Some(m) = tokio::time::timeout(Duration::from_secs(10), self.from_server.next())
+                .await
+                .unwrap()
             {
                 match m {
                     Message::Binary(b) => match b[0] {
                         STDOUT_CHANNEL => out.extend_from_slice(&b[1..]),
                         STDERR_CHANNEL => err.extend_from_slice(&b[1..]),
-                        ERROR_CHANNEL if b.len() > 1 => {
-                            status = Some(serde_json::from_slice(&b[1..]).unwrap())
-                        }
+                        ERROR_CHANNEL if b.len() > 1 => status = Some(serde_json::from_slice(&b[1..]).unwrap()),
                         ERROR_CHANNEL => {}
                         c => panic!("unexpected channel {c}"),
                     },
@@ -1652,17 +1517,11 @@ mod tests {
 
     #[tokio::test]
     async fn session_runs_command_and_reports_success() {
-        let mut h = start(
-            Protocol::V5,
-            spec(&["sh", "-c", "echo hi; echo oops >&2"], None),
-        );
+        let mut h = start(Protocol::V5, spec(&["sh", "-c", "echo hi; echo oops >&2"], None));
         let (out, err, status, closed) = h.collect().await;
         assert_eq!(out, b"hi\n");
         assert_eq!(err, b"oops\n");
-        assert_eq!(
-            status.unwrap(),
-            json!({"metadata": {}, "status": "Success"})
-        );
+        assert_eq!(status.unwrap(), json!({"metadata": {}, "status": "Success"}));
         assert!(closed);
         tokio::time::timeout(Duration::from_secs(5), h.done)
             .await
@@ -1714,23 +1573,18 @@ mod tests {
 
     #[tokio::test]
     async fn tty_session_uses_first_resize_and_follows_later_ones() {
-        let mut s = spec(
-            &["sh", "-c", "stty size; read x; stty size"],
-            Some(DEFAULT_TERM_SIZE),
-        );
+        let mut s = spec(&["sh", "-c", "stty size; read x; stty size"], Some(DEFAULT_TERM_SIZE));
         s.stderr = false;
         let mut h = start(Protocol::V5, s);
-        h.send(RESIZE_CHANNEL, br#"{"Width":120,"Height":40}"#)
-            .await;
+        h.send(RESIZE_CHANNEL, br#"{"Width":120,"Height":40}"#).await;
         // The first resize arrives before the shell reads it; the next one after.
         let mut acc = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !String::from_utf8_lossy(&acc).contains("40 120") {
             assert!(Instant::now() < deadline);
-            if let Some(Message::Binary(b)) =
-                tokio::time::timeout(Duration::from_secs(10), h.from_server.next())
-                    .await
-                    .unwrap()
+            if let Some(Message::Binary(b)) = tokio::time::timeout(Duration::from_secs(10), h.from_server.next())
+                .await
+                .unwrap()
             {
                 assert_eq!(b[0], STDOUT_CHANNEL);
                 acc.extend_from_slice(&b[1..]);
@@ -1751,10 +1605,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_going_away_kills_the_shell() {
-        let h = start(
-            Protocol::V5,
-            spec(&["sh", "-c", "sleep 100 & sleep 100"], None),
-        );
+        let h = start(Protocol::V5, spec(&["sh", "-c", "sleep 100 & sleep 100"], None));
         let deadline = Instant::now() + Duration::from_secs(10);
         while h.kubelet.active_processes("ns", "pod") < 2 {
             assert!(Instant::now() < deadline, "shell did not start");
@@ -1822,10 +1673,7 @@ mod tests {
         let status = status.unwrap();
         assert_eq!(status["code"], 400);
         assert!(
-            status["message"]
-                .as_str()
-                .unwrap()
-                .contains("invalid resize"),
+            status["message"].as_str().unwrap().contains("invalid resize"),
             "{status}"
         );
         assert!(closed);
@@ -1841,10 +1689,7 @@ mod tests {
         // 4 MiB through a channel of 16 frames: must arrive whole and in order.
         let mut h = start(
             Protocol::V4,
-            spec(
-                &["sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' 'a'"],
-                None,
-            ),
+            spec(&["sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' 'a'"], None),
         );
         let mut total = 0usize;
         let mut max_frame = 0usize;
@@ -1893,10 +1738,7 @@ mod tests {
                 "spec": {"containers": containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect::<Vec<_>>()},
             });
             crate::kubelet::admit_pod(cluster, &mut pod);
-            cluster
-                .store
-                .create(&GroupResource::new("", "pods"), pod)
-                .unwrap();
+            cluster.store.create(&GroupResource::new("", "pods"), pod).unwrap();
         }
 
         async fn get_pod(
@@ -2017,11 +1859,7 @@ mod tests {
 
             // stdin, closed with the v5 close signal.
             let mut p = pods
-                .exec(
-                    "web",
-                    ["cat"],
-                    &AttachParams::default().stdin(true).stderr(false),
-                )
+                .exec("web", ["cat"], &AttachParams::default().stdin(true).stderr(false))
                 .await
                 .unwrap();
             let mut stdin = p.stdin().unwrap();
@@ -2042,12 +1880,7 @@ mod tests {
                 .await
                 .unwrap();
             let mut size = p.terminal_size().unwrap();
-            size.send(TerminalSize {
-                width: 111,
-                height: 33,
-            })
-            .await
-            .unwrap();
+            size.send(TerminalSize { width: 111, height: 33 }).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
             let mut stdin = p.stdin().unwrap();
             stdin.write_all(b"\n").await.unwrap();
@@ -2059,9 +1892,8 @@ mod tests {
                 panic!("exec without a container in a two-container pod must fail");
             };
             assert!(
-                e.to_string().contains(
-                    "a container name must be specified for pod two, choose one of: [a b]"
-                ),
+                e.to_string()
+                    .contains("a container name must be specified for pod two, choose one of: [a b]"),
                 "{e}"
             );
         }
@@ -2104,22 +1936,13 @@ mod tests {
             f
         }
 
-        async fn kubectl(
-            bin: &str,
-            kc: &std::path::Path,
-            args: &[&str],
-            stdin: Option<&[u8]>,
-        ) -> std::process::Output {
+        async fn kubectl(bin: &str, kc: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
             let mut cmd = tokio::process::Command::new(bin);
             cmd.arg("--kubeconfig").arg(kc).args(args);
-            cmd.stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
             let mut child = cmd.spawn().unwrap();
             if let Some(data) = stdin {
                 let mut w = child.stdin.take().unwrap();
@@ -2164,26 +1987,12 @@ mod tests {
                 let out = kubectl(
                     bin,
                     kc.path(),
-                    &[
-                        "exec",
-                        "web",
-                        "--",
-                        "sh",
-                        "-c",
-                        "echo hi; echo err >&2; exit 3",
-                    ],
+                    &["exec", "web", "--", "sh", "-c", "echo hi; echo err >&2; exit 3"],
                     None,
                 )
                 .await;
-                assert_eq!(
-                    String::from_utf8_lossy(&out.stdout),
-                    "hi\n",
-                    "{bin}: {out:?}"
-                );
-                assert!(
-                    String::from_utf8_lossy(&out.stderr).contains("err\n"),
-                    "{bin}: {out:?}"
-                );
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{bin}: {out:?}");
+                assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"), "{bin}: {out:?}");
                 assert_eq!(out.status.code(), Some(3), "{bin}: {out:?}");
 
                 let out = kubectl(
@@ -2193,45 +2002,26 @@ mod tests {
                     Some(b"piped\n"),
                 )
                 .await;
-                assert_eq!(
-                    String::from_utf8_lossy(&out.stdout),
-                    "piped\ndone\n",
-                    "{bin}: {out:?}"
-                );
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\ndone\n", "{bin}: {out:?}");
                 assert!(out.status.success(), "{bin}: {out:?}");
 
                 // kubectl picks the first container itself; an unknown one is the server's error.
                 let out = kubectl(bin, kc.path(), &["exec", "two", "--", "true"], None).await;
                 assert!(
-                    String::from_utf8_lossy(&out.stderr)
-                        .contains("Defaulted container \"a\" out of: a, b"),
+                    String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"a\" out of: a, b"),
                     "{bin}: {out:?}"
                 );
                 assert!(out.status.success(), "{bin}: {out:?}");
-                let out = kubectl(
-                    bin,
-                    kc.path(),
-                    &["exec", "two", "-c", "zz", "--", "true"],
-                    None,
-                )
-                .await;
+                let out = kubectl(bin, kc.path(), &["exec", "two", "-c", "zz", "--", "true"], None).await;
                 assert!(
-                    String::from_utf8_lossy(&out.stderr)
-                        .contains("container zz is not valid for pod two"),
+                    String::from_utf8_lossy(&out.stderr).contains("container zz is not valid for pod two"),
                     "{bin}: {out:?}"
                 );
                 assert!(!out.status.success(), "{bin}: {out:?}");
 
-                let out = kubectl(
-                    bin,
-                    kc.path(),
-                    &["exec", "web", "--", "no-such-cmd-kubesim"],
-                    None,
-                )
-                .await;
+                let out = kubectl(bin, kc.path(), &["exec", "web", "--", "no-such-cmd-kubesim"], None).await;
                 assert!(
-                    String::from_utf8_lossy(&out.stderr)
-                        .contains("executable file not found in $PATH"),
+                    String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"),
                     "{bin}: {out:?}"
                 );
                 assert!(!out.status.success());
@@ -2270,18 +2060,8 @@ mod tests {
             }
             c.logs.append("default", "two", "b", "from b");
             let out = kubectl("kubectl", kc.path(), &["logs", "web", "--tail=2"], None).await;
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
-                "line 4\nline 5\n",
-                "{out:?}"
-            );
-            let out = kubectl(
-                "kubectl",
-                kc.path(),
-                &["logs", "web", "--tail=1", "--timestamps"],
-                None,
-            )
-            .await;
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "line 4\nline 5\n", "{out:?}");
+            let out = kubectl("kubectl", kc.path(), &["logs", "web", "--tail=1", "--timestamps"], None).await;
             let text = String::from_utf8_lossy(&out.stdout).to_string();
             let (ts, rest) = text.split_once(' ').unwrap();
             assert!(
@@ -2322,8 +2102,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(line, "live\n");
-            c.store
-                .remove(&GroupResource::new("", "pods"), "default", "web");
+            c.store.remove(&GroupResource::new("", "pods"), "default", "web");
             crate::kubelet::pod_deleted(&c, "default", "web");
             let st = tokio::time::timeout(Duration::from_secs(30), follow.wait())
                 .await

@@ -83,14 +83,22 @@ impl Faults {
             tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
         }
         if cfg.unavailable {
-            return Verdict::Fail(ApiError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request"));
+            return Verdict::Fail(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ));
         }
         let mut rng = rand::thread_rng();
         if cfg.close_rate > 0.0 && rng.gen_bool(cfg.close_rate.clamp(0.0, 1.0)) {
             return Verdict::Close;
         }
         if cfg.throttle_rate > 0.0 && rng.gen_bool(cfg.throttle_rate.clamp(0.0, 1.0)) {
-            let mut e = ApiError::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later");
+            let mut e = ApiError::new(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            );
             e.retry_after = Some(cfg.retry_after_seconds.max(1));
             return Verdict::Fail(e);
         }

@@ -27,11 +27,18 @@ impl Collector {
 }
 
 fn type_of(cluster: &Cluster, gr: &GroupResource) -> Option<ResourceType> {
-    cluster.registry.all().into_iter().find(|t| t.group == gr.group && t.plural == gr.resource)
+    cluster
+        .registry
+        .all()
+        .into_iter()
+        .find(|t| t.group == gr.group && t.plural == gr.resource)
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
-    obj["metadata"]["finalizers"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// Deletes an object with a propagation policy (`Background`, `Foreground`, `Orphan`).
@@ -73,7 +80,10 @@ pub fn delete(cluster: &Arc<Cluster>, rt: &ResourceType, current: &Value, policy
 /// Removes an object whose deletion was waiting for finalizers that are now gone.
 pub fn finish_deletion(cluster: &Arc<Cluster>, gr: &GroupResource, obj: &Value) {
     let (ns, name) = crate::store::ns_name(obj);
-    if gr.group.is_empty() && gr.resource == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+    if gr.group.is_empty()
+        && gr.resource == "namespaces"
+        && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    {
         // The namespace controller still has to empty it.
         cluster.gc.poke();
         return;
@@ -96,7 +106,9 @@ fn post_remove(cluster: &Arc<Cluster>, gr: &GroupResource, obj: &Value) {
 
 fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
     for (gr, obj) in cluster.store.all_objects() {
-        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+            continue;
+        };
         if !refs.iter().any(|r| r["uid"] == owner_uid) {
             continue;
         }
@@ -116,11 +128,16 @@ fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
 /// One pass of garbage collection and namespace termination. Returns whether anything changed.
 pub fn sweep(cluster: &Arc<Cluster>) -> bool {
     let all = cluster.store.all_objects();
-    let uids: HashSet<String> = all.iter().filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_string)).collect();
+    let uids: HashSet<String> = all
+        .iter()
+        .filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_string))
+        .collect();
     let mut dependents: HashMap<String, usize> = HashMap::new();
     let mut changed = false;
     for (gr, obj) in &all {
-        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+            continue;
+        };
         if refs.is_empty() {
             continue;
         }
@@ -129,14 +146,16 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
                 *dependents.entry(u.to_string()).or_default() += 1;
             }
         }
-        let live: Vec<&Value> = refs.iter().filter(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u))).collect();
+        let live: Vec<&Value> = refs
+            .iter()
+            .filter(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u)))
+            .collect();
         if live.is_empty() {
-            if obj["metadata"]["deletionTimestamp"].is_null() {
-                if let Some(rt) = type_of(cluster, gr) {
-                    if delete(cluster, &rt, obj, "Background").is_ok() {
-                        changed = true;
-                    }
-                }
+            if obj["metadata"]["deletionTimestamp"].is_null()
+                && let Some(rt) = type_of(cluster, gr)
+                && delete(cluster, &rt, obj, "Background").is_ok()
+            {
+                changed = true;
             }
         } else if live.len() < refs.len() {
             let mut o = obj.clone();
@@ -148,24 +167,31 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
     }
     // Foreground deletions finish once no dependents are left; their dependents are deleted first.
     for (gr, obj) in &all {
-        if obj["metadata"]["deletionTimestamp"].is_null() || !finalizers(obj).iter().any(|f| f == "foregroundDeletion") {
+        if obj["metadata"]["deletionTimestamp"].is_null() || !finalizers(obj).iter().any(|f| f == "foregroundDeletion")
+        {
             continue;
         }
         let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
         if dependents.get(uid).copied().unwrap_or(0) > 0 {
             for (dgr, d) in &all {
-                let owned = d["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == uid));
-                if owned && d["metadata"]["deletionTimestamp"].is_null() {
-                    if let Some(rt) = type_of(cluster, dgr) {
-                        let _ = delete(cluster, &rt, d, "Background");
-                        changed = true;
-                    }
+                let owned = d["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["uid"] == uid));
+                if owned
+                    && d["metadata"]["deletionTimestamp"].is_null()
+                    && let Some(rt) = type_of(cluster, dgr)
+                {
+                    let _ = delete(cluster, &rt, d, "Background");
+                    changed = true;
                 }
             }
             continue;
         }
         let mut o = obj.clone();
-        let fins: Vec<String> = finalizers(obj).into_iter().filter(|f| f != "foregroundDeletion").collect();
+        let fins: Vec<String> = finalizers(obj)
+            .into_iter()
+            .filter(|f| f != "foregroundDeletion")
+            .collect();
         o["metadata"]["finalizers"] = json!(fins);
         if let Ok(stored) = cluster.store.update(gr, o, None) {
             changed = true;
@@ -181,25 +207,28 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             continue;
         }
         let ns = ns_obj["metadata"]["name"].as_str().unwrap_or_default();
-        let content: Vec<&(GroupResource, Value)> = all.iter().filter(|(_, o)| o["metadata"]["namespace"].as_str() == Some(ns)).collect();
+        let content: Vec<&(GroupResource, Value)> = all
+            .iter()
+            .filter(|(_, o)| o["metadata"]["namespace"].as_str() == Some(ns))
+            .collect();
         if content.is_empty() {
             let mut o = ns_obj.clone();
             o["spec"]["finalizers"] = json!([]);
             if let Ok(stored) = cluster.store.update(&nsgr, o, None) {
                 changed = true;
-                if finalizers(&stored).is_empty() {
-                    if let Some(removed) = cluster.store.remove(&nsgr, "", ns) {
-                        post_remove(cluster, &nsgr, &removed);
-                    }
+                if finalizers(&stored).is_empty()
+                    && let Some(removed) = cluster.store.remove(&nsgr, "", ns)
+                {
+                    post_remove(cluster, &nsgr, &removed);
                 }
             }
         } else {
             for (cgr, o) in content {
-                if o["metadata"]["deletionTimestamp"].is_null() {
-                    if let Some(rt) = type_of(cluster, cgr) {
-                        let _ = delete(cluster, &rt, o, "Background");
-                        changed = true;
-                    }
+                if o["metadata"]["deletionTimestamp"].is_null()
+                    && let Some(rt) = type_of(cluster, cgr)
+                {
+                    let _ = delete(cluster, &rt, o, "Background");
+                    changed = true;
                 }
             }
         }

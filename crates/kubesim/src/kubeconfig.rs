@@ -27,7 +27,12 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())
 }
 
@@ -39,7 +44,11 @@ pub fn merge(configs: &[String]) -> anyhow::Result<String> {
     let mut current = None;
     for c in configs {
         let v: serde_json::Value = serde_yaml::from_str(c)?;
-        for (k, out) in [("clusters", &mut clusters), ("users", &mut users), ("contexts", &mut contexts)] {
+        for (k, out) in [
+            ("clusters", &mut clusters),
+            ("users", &mut users),
+            ("contexts", &mut contexts),
+        ] {
             if let Some(items) = v[k].as_array() {
                 out.extend(items.iter().cloned());
             }

@@ -61,13 +61,7 @@ impl Kubelet {
     /// group is SIGKILLed when the returned guard is dropped, so a session that ends in any way (even
     /// a panic) leaves nothing behind; and at once if the pod's processes were killed (the pod was
     /// deleted) after the request was accepted.
-    pub fn register(
-        &self,
-        namespace: &str,
-        pod: &str,
-        pgid: i32,
-        requested_at: Instant,
-    ) -> ProcessGuard {
+    pub fn register(&self, namespace: &str, pod: &str, pgid: i32, requested_at: Instant) -> ProcessGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = (namespace.to_string(), pod.to_string());
         let killed_since = self
@@ -88,11 +82,7 @@ impl Kubelet {
         lock(&self.procs)
             .entry(key.clone())
             .or_default()
-            .push(Tracked {
-                id,
-                pgid,
-                ended: false,
-            });
+            .push(Tracked { id, pgid, ended: false });
         tracing::debug!(namespace, pod, pgid, "exec process registered");
         ProcessGuard {
             procs: self.procs.clone(),
@@ -123,8 +113,7 @@ impl Kubelet {
             .collect();
         if !gone.is_empty() {
             let mut t = lock(&self.procs);
-            t.values_mut()
-                .for_each(|v| v.retain(|x| !gone.contains(&x.id)));
+            t.values_mut().for_each(|v| v.retain(|x| !gone.contains(&x.id)));
             t.retain(|_, v| !v.is_empty());
         }
         snapshot
@@ -143,12 +132,7 @@ impl Kubelet {
             k.insert((namespace.to_string(), name.to_string()), now);
         }
         for (pgid, _) in self.groups(Some(&(namespace.to_string(), name.to_string()))) {
-            tracing::info!(
-                namespace,
-                pod = name,
-                pgid,
-                "killing exec process group of the pod"
-            );
+            tracing::info!(namespace, pod = name, pgid, "killing exec process group of the pod");
             kill_group(pgid);
         }
     }
@@ -207,17 +191,11 @@ impl Drop for ProcessGuard {
     fn drop(&mut self) {
         // Background children of a finished shell would otherwise outlive the session on the host.
         kill_group(self.pgid);
-        let alive = group_member_counts(&[self.pgid])
-            .get(&self.pgid)
-            .copied()
-            .unwrap_or(0)
-            > 0;
+        let alive = group_member_counts(&[self.pgid]).get(&self.pgid).copied().unwrap_or(0) > 0;
         let mut t = lock(&self.procs);
         if let Some(v) = t.get_mut(&self.key) {
             if alive {
-                v.iter_mut()
-                    .filter(|x| x.id == self.id)
-                    .for_each(|x| x.ended = true);
+                v.iter_mut().filter(|x| x.id == self.id).for_each(|x| x.ended = true);
             } else {
                 v.retain(|x| x.id != self.id);
             }
@@ -245,12 +223,7 @@ pub fn kill_group(pgid: i32) {
 /// ends only once what it ran is really gone.
 pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
-    while group_member_counts(&[pgid])
-        .get(&pgid)
-        .copied()
-        .unwrap_or(0)
-        > 0
-    {
+    while group_member_counts(&[pgid]).get(&pgid).copied().unwrap_or(0) > 0 {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(pgid, "processes of a killed exec group are still alive");
             return;
@@ -304,12 +277,7 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
 
 /// The pod's working directory (its "filesystem").
 pub fn pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> PathBuf {
-    cluster
-        .config
-        .workdir
-        .join("pods")
-        .join(namespace)
-        .join(name)
+    cluster.config.workdir.join("pods").join(namespace).join(name)
 }
 
 /// Whether a name can be used as one path component without escaping the work directory. API
@@ -333,14 +301,8 @@ pub fn ensure_pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> std::io
 
 /// Called before a new Pod is stored: fills `spec.nodeName` and a Running `status`.
 pub fn admit_pod(cluster: &Cluster, pod: &mut Value) {
-    let namespace = pod["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
     if !pod["spec"].is_object() {
         pod["spec"] = json!({});
     }
@@ -362,14 +324,8 @@ pub fn admit_pod(cluster: &Cluster, pod: &mut Value) {
 /// The status a healthy kubelet reports for a pod whose containers all started.
 fn running_status(spec: &Value, pod_ip: &str, now: &str) -> Value {
     let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-    let containers = spec["containers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let init = spec["initContainers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let containers = spec["containers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let init = spec["initContainers"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut status = json!({
         "phase": "Running",
         "conditions": [
@@ -388,11 +344,7 @@ fn running_status(spec: &Value, pod_ip: &str, now: &str) -> Value {
         "containerStatuses": containers.iter().map(|c| running_container(c, now)).collect::<Vec<_>>(),
     });
     if !init.is_empty() {
-        status["initContainerStatuses"] = json!(
-            init.iter()
-                .map(|c| init_container(c, now))
-                .collect::<Vec<_>>()
-        );
+        status["initContainerStatuses"] = json!(init.iter().map(|c| init_container(c, now)).collect::<Vec<_>>());
     }
     status
 }
@@ -480,11 +432,9 @@ fn qos_class(containers: &[Value], init: &[Value]) -> &'static str {
             .or_else(|| c["resources"][kind][res].as_f64().map(|f| f.to_string()))
     };
     let any = all.iter().any(|c| {
-        ["requests", "limits"].iter().any(|k| {
-            c["resources"][*k]
-                .as_object()
-                .is_some_and(|m| !m.is_empty())
-        })
+        ["requests", "limits"]
+            .iter()
+            .any(|k| c["resources"][*k].as_object().is_some_and(|m| !m.is_empty()))
     });
     if !any {
         return "BestEffort";
@@ -496,11 +446,7 @@ fn qos_class(containers: &[Value], init: &[Value]) -> &'static str {
             limit.is_some() && limit == request
         })
     });
-    if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+    if guaranteed { "Guaranteed" } else { "Burstable" }
 }
 
 /// Called after a Pod left the store.
@@ -546,10 +492,7 @@ pub(crate) mod test_support {
 
     /// A fresh cluster in a temporary work directory.
     pub(crate) fn cluster() -> TestCluster {
-        let dir = tempfile::Builder::new()
-            .prefix("kubesim-test-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("kubesim-test-").tempdir().unwrap();
         let cluster = Cluster::new(crate::SimConfig {
             name: "t".into(),
             admin_token: "t".into(),
@@ -558,10 +501,7 @@ pub(crate) mod test_support {
             version: "v1.33.1".into(),
         })
         .unwrap();
-        TestCluster {
-            cluster,
-            _workdir: dir,
-        }
+        TestCluster { cluster, _workdir: dir }
     }
 }
 
@@ -616,26 +556,15 @@ mod tests {
         assert_eq!(cs[0]["started"], true);
         assert_eq!(cs[0]["restartCount"], 0);
         assert_eq!(cs[0]["image"], "nginx:1.27");
-        assert!(
-            cs[0]["imageID"]
-                .as_str()
-                .unwrap()
-                .starts_with("nginx@sha256:")
-        );
-        assert_eq!(
-            cs[0]["imageID"].as_str().unwrap().len(),
-            "nginx@sha256:".len() + 64
-        );
+        assert!(cs[0]["imageID"].as_str().unwrap().starts_with("nginx@sha256:"));
+        assert_eq!(cs[0]["imageID"].as_str().unwrap().len(), "nginx@sha256:".len() + 64);
         let id = cs[0]["containerID"].as_str().unwrap();
         assert!(
             id.starts_with("kubesim://") && id.len() == "kubesim://".len() + 64,
             "{id}"
         );
         assert_ne!(cs[0]["containerID"], cs[1]["containerID"]);
-        assert_eq!(
-            cs[0]["state"]["running"]["startedAt"],
-            "2025-01-01T00:00:00Z"
-        );
+        assert_eq!(cs[0]["state"]["running"]["startedAt"], "2025-01-01T00:00:00Z");
         let init = st["initContainerStatuses"].as_array().unwrap();
         assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
         assert_eq!(init[0]["state"]["terminated"]["exitCode"], 0);

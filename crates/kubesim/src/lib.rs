@@ -186,10 +186,10 @@ impl SimBuilder {
             version: "v1.33.1".into(),
         };
         let cluster = Cluster::new(config)?;
-        if let Some(state) = &self.state {
-            if state.exists() {
-                seed::load_state(&cluster, state)?;
-            }
+        if let Some(state) = &self.state
+            && state.exists()
+        {
+            seed::load_state(&cluster, state)?;
         }
         if let Some(seed) = &self.seed {
             seed::load_seed_file(&cluster, seed)?;
@@ -283,9 +283,7 @@ impl RunningSim {
 
     /// Looks up an object directly in the store.
     pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
-        self.cluster
-            .store
-            .get(&GroupResource::new(group, resource), ns, name)
+        self.cluster.store.get(&GroupResource::new(group, resource), ns, name)
     }
 
     /// Simulates an API server restart: drops every open connection and watch, keeps the state.

@@ -86,11 +86,7 @@ impl std::fmt::Debug for LogBook {
 }
 
 fn key(namespace: &str, pod: &str, container: &str) -> Key {
-    (
-        namespace.to_string(),
-        pod.to_string(),
-        container.to_string(),
-    )
+    (namespace.to_string(), pod.to_string(), container.to_string())
 }
 
 impl LogBook {
@@ -105,14 +101,7 @@ impl LogBook {
     }
 
     /// Appends a line with a given timestamp (tests of `sinceSeconds`/`sinceTime`).
-    pub fn append_at(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-        time: DateTime<Utc>,
-        line: &str,
-    ) {
+    pub fn append_at(&self, namespace: &str, pod: &str, container: &str, time: DateTime<Utc>, line: &str) {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let mut g = self.lock();
         let log = g
@@ -142,8 +131,7 @@ impl LogBook {
 
     /// Forgets a pod's logs; its followers' streams end.
     pub fn remove_pod(&self, namespace: &str, pod: &str) {
-        self.lock()
-            .retain(|(ns, p, _), _| !(ns == namespace && p == pod));
+        self.lock().retain(|(ns, p, _), _| !(ns == namespace && p == pod));
     }
 
     /// The current lines and, atomically with them, a receiver for every later line.
@@ -192,9 +180,10 @@ pub struct LogOptions {
 fn query_int(query: &[(String, String)], k: &str) -> ApiResult<Option<i64>> {
     match query.iter().find(|(key, _)| key == k) {
         None => Ok(None),
-        Some((_, v)) => v.parse::<i64>().map(Some).map_err(|_| {
-            ApiError::bad_request(format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"))
-        }),
+        Some((_, v)) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"))),
     }
 }
 
@@ -205,9 +194,7 @@ impl LogOptions {
             None => None,
             Some((_, v)) => Some(
                 DateTime::parse_from_rfc3339(v)
-                    .map_err(|e| {
-                        ApiError::bad_request(format!("parsing time \"{v}\" as RFC3339: {e}"))
-                    })?
+                    .map_err(|e| ApiError::bad_request(format!("parsing time \"{v}\" as RFC3339: {e}")))?
                     .with_timezone(&Utc),
             ),
         };
@@ -241,8 +228,7 @@ impl LogOptions {
         match (opts.since_seconds, opts.since_time) {
             (Some(_), Some(_)) => causes.push((
                 String::new(),
-                "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
-                    .to_string(),
+                "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified".to_string(),
             )),
             (Some(s), None) if s < 1 => {
                 causes.push((
@@ -260,10 +246,8 @@ impl LogOptions {
 
     /// The earliest time a line may have to be served.
     fn since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.since_time.or_else(|| {
-            self.since_seconds
-                .map(|s| now - chrono::Duration::seconds(s))
-        })
+        self.since_time
+            .or_else(|| self.since_seconds.map(|s| now - chrono::Duration::seconds(s)))
     }
 }
 
@@ -298,19 +282,13 @@ fn take_limit(mut data: Vec<u8>, remaining: &mut Option<u64>) -> Vec<u8> {
 fn text_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
     resp
 }
 
 /// `GET .../pods/{name}/log` for an existing pod object.
-pub async fn serve_log(
-    cluster: Arc<Cluster>,
-    pod: Value,
-    query: Vec<(String, String)>,
-) -> ApiResult<Response> {
+pub async fn serve_log(cluster: Arc<Cluster>, pod: Value, query: Vec<(String, String)>) -> ApiResult<Response> {
     let (namespace, name) = ns_name(&pod);
     let opts = LogOptions::from_query(&name, &query)?;
     let container = select_container(&pod, opts.container.as_deref())?;
@@ -345,18 +323,13 @@ pub async fn serve_log(
         return Ok(text_response(Body::from(body)));
     }
 
-    let (lines, rx) = cluster
-        .logs
-        .snapshot_and_subscribe(&namespace, &name, &container);
+    let (lines, rx) = cluster.logs.snapshot_and_subscribe(&namespace, &name, &container);
     let initial = take_limit(render_lines(&lines, &opts, now), &mut remaining);
     let state = Follow {
         cluster,
         namespace,
         pod: name,
-        uid: pod["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        uid: pod["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
         initial: Some(Bytes::from(initial)),
         rx,
         remaining,
@@ -434,10 +407,7 @@ mod tests {
     use serde_json::json;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn book_with(n: usize) -> LogBook {
@@ -455,11 +425,7 @@ mod tests {
         assert_eq!(lines.len(), MAX_LINES_PER_CONTAINER);
         assert_eq!(lines[0].text, "line 5");
         b.append("ns", "p", "d", "a\nb\n");
-        let texts: Vec<String> = b
-            .lines("ns", "p", "d")
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
+        let texts: Vec<String> = b.lines("ns", "p", "d").into_iter().map(|l| l.text).collect();
         assert_eq!(texts, vec!["a", "b"]);
         b.remove_pod("ns", "p");
         assert!(b.lines("ns", "p", "c").is_empty());
@@ -483,10 +449,7 @@ mod tests {
         let lines = b.snapshot("ns", "p", "c");
         let opts = |pairs: &[(&str, &str)]| LogOptions::from_query("p", &q(pairs)).unwrap();
         assert_eq!(render_lines(&lines, &opts(&[]), now), b"old\nnew1\nnew2\n");
-        assert_eq!(
-            render_lines(&lines, &opts(&[("tailLines", "2")]), now),
-            b"new1\nnew2\n"
-        );
+        assert_eq!(render_lines(&lines, &opts(&[("tailLines", "2")]), now), b"new1\nnew2\n");
         assert_eq!(render_lines(&lines, &opts(&[("tailLines", "0")]), now), b"");
         assert_eq!(
             render_lines(&lines, &opts(&[("sinceSeconds", "10")]), now),
@@ -519,14 +482,10 @@ mod tests {
         );
         let e = LogOptions::from_query("p", &q(&[("limitBytes", "0")])).unwrap_err();
         assert_eq!(e.code, 422);
-        let e = LogOptions::from_query(
-            "p",
-            &q(&[("sinceSeconds", "5"), ("sinceTime", "2025-01-01T00:00:00Z")]),
-        )
-        .unwrap_err();
+        let e = LogOptions::from_query("p", &q(&[("sinceSeconds", "5"), ("sinceTime", "2025-01-01T00:00:00Z")]))
+            .unwrap_err();
         assert!(
-            e.message
-                .contains("at most one of `sinceTime` or `sinceSeconds`"),
+            e.message.contains("at most one of `sinceTime` or `sinceSeconds`"),
             "{}",
             e.message
         );
@@ -543,16 +502,11 @@ mod tests {
             "spec": {"containers": containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect::<Vec<_>>()},
         });
         crate::kubelet::admit_pod(cluster, &mut pod);
-        cluster
-            .store
-            .create(&GroupResource::new("", "pods"), pod)
-            .unwrap()
+        cluster.store.create(&GroupResource::new("", "pods"), pod).unwrap()
     }
 
     async fn body_string(resp: Response) -> String {
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
@@ -563,9 +517,7 @@ mod tests {
         cluster.logs.append("ns", "p", "a", "from a");
         cluster.logs.append("ns", "p", "b", "from b 1");
         cluster.logs.append("ns", "p", "b", "from b 2");
-        let e = serve_log(cluster.clone(), pod.clone(), vec![])
-            .await
-            .unwrap_err();
+        let e = serve_log(cluster.clone(), pod.clone(), vec![]).await.unwrap_err();
         assert_eq!(
             e.message,
             "a container name must be specified for pod p, choose one of: [a b]"
@@ -592,18 +544,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
-            (
-                400,
-                "previous terminated container \"a\" in pod \"p\" not found"
-            )
+            (400, "previous terminated container \"a\" in pod \"p\" not found")
         );
-        let resp = serve_log(
-            cluster.clone(),
-            pod,
-            q(&[("container", "a"), ("limitBytes", "4")]),
-        )
-        .await
-        .unwrap();
+        let resp = serve_log(cluster.clone(), pod, q(&[("container", "a"), ("limitBytes", "4")]))
+            .await
+            .unwrap();
         assert_eq!(body_string(resp).await, "from");
     }
 
@@ -613,21 +558,15 @@ mod tests {
         let cluster = test_cluster();
         let pod = store_pod(&cluster, &["app"]);
         cluster.logs.append("ns", "p", "app", "before");
-        let resp = serve_log(cluster.clone(), pod, q(&[("follow", "true")]))
-            .await
-            .unwrap();
+        let resp = serve_log(cluster.clone(), pod, q(&[("follow", "true")])).await.unwrap();
         let mut body = resp.into_body().into_data_stream();
         async fn next(b: &mut axum::body::BodyDataStream) -> Option<Result<Bytes, axum::Error>> {
-            tokio::time::timeout(Duration::from_secs(5), b.next())
-                .await
-                .unwrap()
+            tokio::time::timeout(Duration::from_secs(5), b.next()).await.unwrap()
         }
         assert_eq!(&next(&mut body).await.unwrap().unwrap()[..], b"before\n");
         cluster.logs.append("ns", "p", "app", "after");
         assert_eq!(&next(&mut body).await.unwrap().unwrap()[..], b"after\n");
-        cluster
-            .store
-            .remove(&GroupResource::new("", "pods"), "ns", "p");
+        cluster.store.remove(&GroupResource::new("", "pods"), "ns", "p");
         crate::kubelet::pod_deleted(&cluster, "ns", "p");
         assert!(next(&mut body).await.is_none());
     }
@@ -637,17 +576,11 @@ mod tests {
         use futures::StreamExt;
         let cluster = test_cluster();
         let pod = store_pod(&cluster, &["app"]);
-        let resp = serve_log(cluster.clone(), pod, q(&[("follow", "1")]))
-            .await
-            .unwrap();
+        let resp = serve_log(cluster.clone(), pod, q(&[("follow", "1")])).await.unwrap();
         let mut body = resp.into_body().into_data_stream();
         // Removed from the store only: the periodic check must notice.
-        cluster
-            .store
-            .remove(&GroupResource::new("", "pods"), "ns", "p");
-        let end = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .unwrap();
+        cluster.store.remove(&GroupResource::new("", "pods"), "ns", "p");
+        let end = tokio::time::timeout(Duration::from_secs(5), body.next()).await.unwrap();
         assert!(end.is_none());
     }
 
@@ -656,21 +589,14 @@ mod tests {
         use futures::StreamExt;
         let cluster = test_cluster();
         let pod = store_pod(&cluster, &["app"]);
-        let resp = serve_log(
-            cluster.clone(),
-            pod,
-            q(&[("follow", "1"), ("limitBytes", "8")]),
-        )
-        .await
-        .unwrap();
+        let resp = serve_log(cluster.clone(), pod, q(&[("follow", "1"), ("limitBytes", "8")]))
+            .await
+            .unwrap();
         let mut body = resp.into_body().into_data_stream();
         cluster.logs.append("ns", "p", "app", "12345");
         cluster.logs.append("ns", "p", "app", "67890");
         let mut got = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .unwrap()
-        {
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next()).await.unwrap() {
             got.extend_from_slice(&chunk.unwrap());
         }
         assert_eq!(got, b"12345\n67");

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kubesim", version, about = "An in-memory Kubernetes API server for tests and demos")]
+#[command(
+    name = "kubesim",
+    version,
+    about = "An in-memory Kubernetes API server for tests and demos"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,8 +48,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { port, kubeconfig, seed, state, name, min_token_expiration_seconds } => {
-            let mut b = kubesim::SimBuilder::new().name(&name).port(port).min_token_expiration_seconds(min_token_expiration_seconds);
+        Command::Serve {
+            port,
+            kubeconfig,
+            seed,
+            state,
+            name,
+            min_token_expiration_seconds,
+        } => {
+            let mut b = kubesim::SimBuilder::new()
+                .name(&name)
+                .port(port)
+                .min_token_expiration_seconds(min_token_expiration_seconds);
             if let Some(s) = seed {
                 b = b.seed(s);
             }

@@ -33,12 +33,7 @@ pub fn merge_patch(current: &Value, patch: &Value) -> Value {
 /// The merge key of a list field for strategic merge and apply, as declared on the built-in types.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets" => "name",
+        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
         "volumeMounts" | "volumeDevices" => "mountPath",
         "ownerReferences" => "uid",
         "conditions" => "type",
@@ -96,17 +91,13 @@ fn smp_value(field: &str, orig: &Value, patch: &Value) -> ApiResult<Option<Value
                 Some("delete") => return Ok(None),
                 Some("merge") | None => {}
                 Some(other) => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown patch type: {other}"
-                    )));
+                    return Err(ApiError::bad_request(format!("unknown patch type: {other}")));
                 }
             }
             let mut out = o.clone();
             for (k, pv) in p {
                 if let Some(list_field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                    if let (Some(Value::Array(cur)), Some(del)) =
-                        (out.get(list_field).cloned(), pv.as_array())
-                    {
+                    if let (Some(Value::Array(cur)), Some(del)) = (out.get(list_field).cloned(), pv.as_array()) {
                         out.insert(
                             list_field.to_string(),
                             Value::Array(cur.into_iter().filter(|x| !del.contains(x)).collect()),
@@ -205,10 +196,7 @@ fn fields_of(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>, f
                 }
                 if prefix.len() == 1
                     && prefix[0] == "f:metadata"
-                    && !matches!(
-                        k.as_str(),
-                        "labels" | "annotations" | "finalizers" | "ownerReferences"
-                    )
+                    && !matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences")
                 {
                     continue;
                 }
@@ -218,8 +206,7 @@ fn fields_of(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>, f
             }
         }
         Value::Array(items)
-            if merge_key(field, items)
-                .is_some_and(|k| items.iter().all(|i| i.get(k).is_some()))
+            if merge_key(field, items).is_some_and(|k| items.iter().all(|i| i.get(k).is_some()))
                 && !items.is_empty() =>
         {
             let key = merge_key(field, items).unwrap_or("name");
@@ -337,14 +324,12 @@ fn remove_at(v: &mut Value, path: &FieldPath) {
         if let Some(m) = cur.as_object_mut() {
             m.remove(f);
         }
-    } else if let Some(k) = last.strip_prefix("k:") {
-        if let Ok(kv) = serde_json::from_str::<Value>(k) {
-            if let Some((key, want)) = kv.as_object().and_then(|o| o.iter().next()) {
-                if let Some(a) = cur.as_array_mut() {
-                    a.retain(|i| i.get(key) != Some(want));
-                }
-            }
-        }
+    } else if let Some(k) = last.strip_prefix("k:")
+        && let Ok(kv) = serde_json::from_str::<Value>(k)
+        && let Some((key, want)) = kv.as_object().and_then(|o| o.iter().next())
+        && let Some(a) = cur.as_array_mut()
+    {
+        a.retain(|i| i.get(key) != Some(want));
     }
 }
 
@@ -358,10 +343,7 @@ fn covers(owner: &FieldPath, p: &FieldPath) -> bool {
 }
 
 fn managed_entries(obj: &Value) -> Vec<Value> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default()
 }
 
 fn make_entry(
@@ -428,16 +410,9 @@ pub fn record_update_manager(
 }
 
 /// Records the managedFields entry of an apply that created the object.
-pub fn record_apply_manager(
-    obj: &mut Value,
-    applied: &Value,
-    manager: &str,
-    api_version: &str,
-    sub: Option<&str>,
-) {
+pub fn record_apply_manager(obj: &mut Value, applied: &Value, manager: &str, api_version: &str, sub: Option<&str>) {
     let set = field_set(applied);
-    obj["metadata"]["managedFields"] =
-        json!([make_entry(manager, "Apply", api_version, &set, sub)]);
+    obj["metadata"]["managedFields"] = json!([make_entry(manager, "Apply", api_version, &set, sub)]);
 }
 
 /// Server-side apply of `applied` by `manager` onto `current`: conflicts with other managers' fields
@@ -482,10 +457,7 @@ pub fn server_side_apply(
                 && value_at(current, p) != value_at(&considered, p)
                 && value_at(current, p).is_some()
             {
-                conflicts.push((
-                    e["manager"].as_str().unwrap_or("unknown").to_string(),
-                    p.clone(),
-                ));
+                conflicts.push((e["manager"].as_str().unwrap_or("unknown").to_string(), p.clone()));
             }
         }
     }
@@ -541,13 +513,7 @@ pub fn server_side_apply(
             remove_at(&mut merged, p);
         }
     }
-    entries.push(make_entry(
-        manager,
-        "Apply",
-        &rt.api_version(),
-        &new_set,
-        sub,
-    ));
+    entries.push(make_entry(manager, "Apply", &rt.api_version(), &new_set, sub));
     merged["metadata"]["managedFields"] = json!(entries);
     Ok(merged)
 }
@@ -594,7 +560,11 @@ mod tests {
             merge_patch(&cur, &json!({"a": {"b": null, "c": 2}}))["a"],
             json!({"c": 2})
         );
-        let out = json_patch(&cur, &json!([{"op": "add", "path": "/l/-", "value": 3}, {"op": "replace", "path": "/a/b", "value": 5}])).unwrap();
+        let out = json_patch(
+            &cur,
+            &json!([{"op": "add", "path": "/l/-", "value": 3}, {"op": "replace", "path": "/a/b", "value": 5}]),
+        )
+        .unwrap();
         assert_eq!(out["l"], json!([1, 2, 3]));
         assert!(json_patch(&cur, &json!([{"op": "test", "path": "/a/b", "value": 9}])).is_err());
     }
@@ -602,7 +572,8 @@ mod tests {
     #[test]
     fn apply_conflicts_force_and_removal() {
         let rt = deployment_type();
-        let mut obj = json!({"metadata": {"name": "d", "labels": {"a": "1"}}, "spec": {"replicas": 1, "paused": false}});
+        let mut obj =
+            json!({"metadata": {"name": "d", "labels": {"a": "1"}}, "spec": {"replicas": 1, "paused": false}});
         let applied = obj.clone();
         record_apply_manager(&mut obj, &applied, "alice", "apps/v1", None);
         // Bob changes replicas with an update: he now owns it.

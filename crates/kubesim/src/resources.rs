@@ -133,7 +133,15 @@ fn create_only(group: &str, version: &str, kind: &str, plural: &str, namespaced:
 /// The built-in kinds kubesim serves.
 pub fn builtins() -> Vec<ResourceType> {
     let mut v = vec![
-        builtin("", "v1", "Namespace", "namespaces", false, &["ns"], &["status", "finalize"]),
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            &["status", "finalize"],
+        ),
         builtin(
             "",
             "v1",
@@ -149,11 +157,35 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("", "v1", "Service", "services", true, &["svc"], &["status"]),
         builtin("", "v1", "Event", "events", true, &["ev"], &[]),
         builtin("", "v1", "Endpoints", "endpoints", true, &["ep"], &[]),
-        builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], &["status"]),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            &["status"],
+        ),
         builtin("", "v1", "Node", "nodes", false, &["no"], &["status"]),
         builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], &[]),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            &[],
+        ),
         builtin(
             "rbac.authorization.k8s.io",
             "v1",
@@ -163,15 +195,63 @@ pub fn builtins() -> Vec<ResourceType> {
             &[],
             &[],
         ),
-        builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], &["status", "scale"]),
-        builtin("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], &["status", "scale"]),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            &["status", "scale"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            &["status", "scale"],
+        ),
         builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], &["status"]),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["status", "scale"]),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            &["status", "scale"],
+        ),
         builtin("batch", "v1", "Job", "jobs", true, &[], &["status"]),
         builtin("batch", "v1", "CronJob", "cronjobs", true, &["cj"], &["status"]),
-        builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], &["status"]),
-        builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], &[]),
-        builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], &["status"]),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            &["status"],
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            &["netpol"],
+            &[],
+        ),
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            &["status"],
+        ),
         builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], &[]),
         builtin("events.k8s.io", "v1", "Event", "events", true, &["ev"], &[]),
         builtin(
@@ -183,12 +263,42 @@ pub fn builtins() -> Vec<ResourceType> {
             &["crd", "crds"],
             &["status"],
         ),
-        create_only("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false),
-        create_only("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", false),
-        create_only("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", false),
-        create_only("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", true),
+        create_only(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        ),
+        create_only(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+        ),
+        create_only(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+        ),
+        create_only(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+        ),
         create_only("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", false),
-        create_only("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", false),
+        create_only(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+        ),
     ];
     for t in v.iter_mut() {
         if matches!(
@@ -237,7 +347,10 @@ impl Registry {
 
     /// Looks up a type by group and kind (any version).
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<ResourceType> {
-        self.read().values().find(|t| t.group == group && t.kind == kind).cloned()
+        self.read()
+            .values()
+            .find(|t| t.group == group && t.kind == kind)
+            .cloned()
     }
 
     /// All served types.

@@ -16,38 +16,92 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
 /// Creates the namespaces, node, Service and default ClusterRoles of a fresh cluster.
 pub fn bootstrap(cluster: &Arc<Cluster>) -> anyhow::Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        create_internal(cluster, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
+        create_internal(
+            cluster,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )?;
     }
-    create_internal(cluster, json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kubesim-node", "labels": {"kubernetes.io/hostname": "kubesim-node", "kubernetes.io/os": "linux"}},
-        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}], "nodeInfo": {"kubeletVersion": cluster.config.version}}}))?;
-    create_internal(cluster, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
-        "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}))?;
+    create_internal(
+        cluster,
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kubesim-node", "labels": {"kubernetes.io/hostname": "kubesim-node", "kubernetes.io/os": "linux"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}], "nodeInfo": {"kubeletVersion": cluster.config.version}}}),
+    )?;
+    create_internal(
+        cluster,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+    )?;
     let read = ["get", "list", "watch"];
     let write = ["create", "delete", "deletecollection", "patch", "update"];
     let all_verbs: Vec<&str> = read.iter().chain(write.iter()).copied().collect();
-    let workloads = ["pods", "pods/log", "pods/status", "services", "endpoints", "configmaps", "persistentvolumeclaims", "events", "serviceaccounts"];
+    let workloads = [
+        "pods",
+        "pods/log",
+        "pods/status",
+        "services",
+        "endpoints",
+        "configmaps",
+        "persistentvolumeclaims",
+        "events",
+        "serviceaccounts",
+    ];
     let apps = ["deployments", "statefulsets", "daemonsets", "replicasets"];
     let roles = [
-        ("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), json!({"nonResourceURLs": ["*"], "verbs": ["*"]})]),
-        ("admin", vec![
-            rule(&[""], &workloads, &all_verbs), rule(&[""], &["secrets"], &all_verbs), rule(&[""], &["pods/exec", "pods/attach", "pods/portforward"], &["create", "get"]),
-            rule(&["apps"], &apps, &all_verbs), rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
-            rule(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], &all_verbs),
-        ]),
-        ("edit", vec![
-            rule(&[""], &workloads, &all_verbs), rule(&[""], &["secrets"], &all_verbs), rule(&[""], &["pods/exec", "pods/attach"], &["create", "get"]),
-            rule(&["apps"], &apps, &all_verbs), rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
-        ]),
-        ("view", vec![rule(&[""], &workloads, &read), rule(&["apps"], &apps, &read), rule(&["batch"], &["jobs", "cronjobs"], &read)]),
+        (
+            "cluster-admin",
+            vec![
+                rule(&["*"], &["*"], &["*"]),
+                json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+            ],
+        ),
+        (
+            "admin",
+            vec![
+                rule(&[""], &workloads, &all_verbs),
+                rule(&[""], &["secrets"], &all_verbs),
+                rule(
+                    &[""],
+                    &["pods/exec", "pods/attach", "pods/portforward"],
+                    &["create", "get"],
+                ),
+                rule(&["apps"], &apps, &all_verbs),
+                rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
+                rule(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], &all_verbs),
+            ],
+        ),
+        (
+            "edit",
+            vec![
+                rule(&[""], &workloads, &all_verbs),
+                rule(&[""], &["secrets"], &all_verbs),
+                rule(&[""], &["pods/exec", "pods/attach"], &["create", "get"]),
+                rule(&["apps"], &apps, &all_verbs),
+                rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
+            ],
+        ),
+        (
+            "view",
+            vec![
+                rule(&[""], &workloads, &read),
+                rule(&["apps"], &apps, &read),
+                rule(&["batch"], &["jobs", "cronjobs"], &read),
+            ],
+        ),
     ];
     for (name, rules) in roles {
-        create_internal(cluster, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules}))?;
+        create_internal(
+            cluster,
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules}),
+        )?;
     }
-    create_internal(cluster, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+    create_internal(
+        cluster,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]}))?;
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]}),
+    )?;
     Ok(())
 }
 
@@ -85,7 +139,11 @@ pub fn load_seed_str(cluster: &Arc<Cluster>, yaml: &str) -> anyhow::Result<()> {
         _ => 3,
     });
     for o in objs {
-        let desc = format!("{} {}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
+        let desc = format!(
+            "{} {}",
+            o["kind"].as_str().unwrap_or(""),
+            o["metadata"]["name"].as_str().unwrap_or("")
+        );
         match create_internal(cluster, o) {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
@@ -97,7 +155,8 @@ pub fn load_seed_str(cluster: &Arc<Cluster>, yaml: &str) -> anyhow::Result<()> {
 
 /// Loads a seed file.
 pub fn load_seed_file(cluster: &Arc<Cluster>, path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read seed {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read seed {}: {e}", path.display()))?;
     load_seed_str(cluster, &text)
 }
 
@@ -113,8 +172,14 @@ pub fn save_state(cluster: &Cluster, path: &Path) -> anyhow::Result<()> {
 /// Replaces the store with a state file and re-serves its CRDs.
 pub fn load_state(cluster: &Arc<Cluster>, path: &Path) -> anyhow::Result<()> {
     let snap: Value = serde_json::from_slice(&std::fs::read(path)?)?;
-    cluster.store.restore(&snap).map_err(|e| anyhow::anyhow!("state file {}: {e}", path.display()))?;
-    let (crds, _) = cluster.store.list(&GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions"), None);
+    cluster
+        .store
+        .restore(&snap)
+        .map_err(|e| anyhow::anyhow!("state file {}: {e}", path.display()))?;
+    let (crds, _) = cluster.store.list(
+        &GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions"),
+        None,
+    );
     for c in crds {
         crate::crd::register(cluster, &c).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     }

@@ -42,7 +42,10 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_set(s: &str) -> ApiResult<BTreeSet<String>> {
@@ -51,7 +54,11 @@ fn parse_set(s: &str) -> ApiResult<BTreeSet<String>> {
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
         .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{s}', expected: '('")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -77,10 +84,17 @@ impl LabelSelector {
                 Req::Exists(part.trim().into())
             };
             let key = match &req {
-                Req::Eq(k, _) | Req::NotEq(k, _) | Req::In(k, _) | Req::NotIn(k, _) | Req::Exists(k) | Req::NotExists(k) => k,
+                Req::Eq(k, _)
+                | Req::NotEq(k, _)
+                | Req::In(k, _)
+                | Req::NotIn(k, _)
+                | Req::Exists(k)
+                | Req::NotExists(k) => k,
             };
             if key.is_empty() {
-                return Err(ApiError::bad_request(format!("unable to parse requirement: {part}: key is empty")));
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: {part}: key is empty"
+                )));
             }
             reqs.push(req);
         }
@@ -107,7 +121,11 @@ impl LabelSelector {
                     "NotIn" => Req::NotIn(key, vals),
                     "Exists" => Req::Exists(key),
                     "DoesNotExist" => Req::NotExists(key),
-                    other => return Err(ApiError::bad_request(format!("{other:?} is not a valid label selector operator"))),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "{other:?} is not a valid label selector operator"
+                        )));
+                    }
                 });
             }
         }
@@ -166,23 +184,35 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, false, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             let k = k.trim();
             let allowed = matches!(k, "metadata.name" | "metadata.namespace")
                 || match kind {
-                    "Pod" => matches!(k, "spec.nodeName" | "spec.restartPolicy" | "spec.schedulerName" | "spec.serviceAccountName" | "status.phase" | "status.podIP" | "status.nominatedNodeName"),
+                    "Pod" => matches!(
+                        k,
+                        "spec.nodeName"
+                            | "spec.restartPolicy"
+                            | "spec.schedulerName"
+                            | "spec.serviceAccountName"
+                            | "status.phase"
+                            | "status.podIP"
+                            | "status.nominatedNodeName"
+                    ),
                     "Secret" => k == "type",
-                    "Event" => k.starts_with("involvedObject.") || matches!(k, "reason" | "source" | "type" | "reportingComponent"),
+                    "Event" => {
+                        k.starts_with("involvedObject.")
+                            || matches!(k, "reason" | "source" | "type" | "reportingComponent")
+                    }
                     "Namespace" => k == "status.phase",
                     "Job" => k == "status.successful",
                     "Node" => k == "spec.unschedulable",
                     _ => false,
                 };
             if !allowed {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {k}"
-                )));
+                return Err(ApiError::bad_request(format!("field label not supported: {k}")));
             }
             reqs.push((k.to_string(), neq, v.trim().to_string()));
         }
@@ -228,7 +258,11 @@ mod tests {
     fn field_selectors() {
         let o = obj(json!({}));
         assert!(FieldSelector::parse("metadata.name=n", "Pod").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("status.phase!=Running", "Pod").unwrap().matches(&o));
+        assert!(
+            !FieldSelector::parse("status.phase!=Running", "Pod")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("spec.foo=x", "ConfigMap").is_err());
     }
 }

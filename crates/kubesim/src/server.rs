@@ -80,5 +80,8 @@ async fn bind_retrying(port: u16) -> anyhow::Result<TcpListener> {
             }
         }
     }
-    Err(anyhow::anyhow!("cannot bind 127.0.0.1:{port}: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+    Err(anyhow::anyhow!(
+        "cannot bind 127.0.0.1:{port}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }

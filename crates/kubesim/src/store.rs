@@ -73,6 +73,9 @@ fn obj_key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
 }
 
+/// Changes already recorded after a resourceVersion, and a receiver for the ones to come.
+pub type WatchStart = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
 /// The store of one simulated cluster.
 pub struct Store {
     inner: Mutex<Inner>,
@@ -143,7 +146,11 @@ impl Store {
 
     /// One object.
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Value> {
-        self.lock().objects.get(&coll_key(gr)).and_then(|c| c.get(&obj_key(ns, name))).cloned()
+        self.lock()
+            .objects
+            .get(&coll_key(gr))
+            .and_then(|c| c.get(&obj_key(ns, name)))
+            .cloned()
     }
 
     /// All objects of a collection, optionally in one namespace, with the list's resourceVersion.
@@ -232,11 +239,15 @@ impl Store {
         let Some(current) = g.objects.get(&coll_key(gr)).and_then(|c| c.get(&key)).cloned() else {
             return Err(ApiError::not_found(gr, &name));
         };
-        let cur_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-        if let Some(exp) = expected_rv {
-            if !exp.is_empty() && exp != cur_rv {
-                return Err(ApiError::conflict(gr, &name));
-            }
+        let cur_rv = current["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(exp) = expected_rv
+            && !exp.is_empty()
+            && exp != cur_rv
+        {
+            return Err(ApiError::conflict(gr, &name));
         }
         // Immutable server-owned metadata.
         obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
@@ -287,7 +298,7 @@ impl Store {
     }
 
     /// Changes since `rv` (exclusive) plus a receiver for what follows. `Err` if history no longer reaches back.
-    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), u64> {
+    pub fn watch_from(&self, rv: u64) -> Result<WatchStart, u64> {
         let g = self.lock();
         let rx = self.tx.subscribe();
         if rv < g.compacted_rv {

@@ -32,7 +32,9 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
     let fields = FieldSelector::parse(q(ctx.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
     let bookmarks = matches!(q(ctx.query, "allowWatchBookmarks"), Some("true") | Some("1"));
     let initial_events = matches!(q(ctx.query, "sendInitialEvents"), Some("true") | Some("1"));
-    let mut timeout = q(ctx.query, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let mut timeout = q(ctx.query, "timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
     if let Some(ms) = ctx.cluster.faults.get().watch_timeout_ms {
         let f = Duration::from_millis(ms);
         timeout = Some(timeout.map_or(f, |t| t.min(f)));
@@ -40,7 +42,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
     let rv_param = q(ctx.query, "resourceVersion").unwrap_or("").to_string();
     let start_rv: Option<u64> = match rv_param.as_str() {
         "" | "0" => None,
-        s => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
+        s => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let api_version = rt.api_version();
     let kind = rt.kind.clone();
@@ -58,7 +63,11 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
                 o["apiVersion"] = json!(rt.api_version());
                 o["kind"] = json!(rt.kind);
             }
-            if table { crate::discovery::to_table(&rt, &json!({"items": [o]}), &query) } else { o }
+            if table {
+                crate::discovery::to_table(&rt, &json!({"items": [o]}), &query)
+            } else {
+                o
+            }
         }
     };
 
@@ -75,7 +84,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         },
         None => {
             let now = cluster.store.current_rv();
-            let (_, live) = cluster.store.watch_from(now).map_err(|_| ApiError::internal("watch history unavailable"))?;
+            let (_, live) = cluster
+                .store
+                .watch_from(now)
+                .map_err(|_| ApiError::internal("watch history unavailable"))?;
             (Vec::new(), live, now)
         }
     };
@@ -124,10 +136,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
                 continue;
             }
             last_rv = c.rv;
-            if let Some(b) = emit(&c) {
-                if tx.send(b).await.is_err() {
-                    return;
-                }
+            if let Some(b) = emit(&c)
+                && tx.send(b).await.is_err()
+            {
+                return;
             }
         }
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
@@ -145,9 +157,8 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
                     Ok(c) => {
                         if c.rv <= last_rv { continue; }
                         last_rv = c.rv;
-                        if let Some(b) = emit(&c) {
-                            if tx.send(b).await.is_err() { return; }
-                        }
+                        if let Some(b) = emit(&c)
+                            && tx.send(b).await.is_err() { return; }
                     }
                     // A watcher that fell behind is closed; the client re-watches from its last version.
                     Err(_) => return,
@@ -156,5 +167,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>);
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

@@ -12,17 +12,12 @@ fn helm_binary() -> PathBuf {
     if local.exists() {
         return local;
     }
-    which("helm").unwrap_or_else(|| {
-        panic!("helm not found: run scripts/install-test-tools.sh (it puts helm in .tools/bin)")
-    })
+    which("helm")
+        .unwrap_or_else(|| panic!("helm not found: run scripts/install-test-tools.sh (it puts helm in .tools/bin)"))
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|c| c.exists())
-    })
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.exists()))
 }
 
 async fn helm(env: &Env, args: &[&str]) -> Output {
@@ -142,16 +137,8 @@ async fn helm_install_upgrade_uninstall() {
     let list = helm_ok(&env, &["list", "-n", "helmtest", "-o", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v[0]["status"], "deployed", "{list}");
-    assert!(
-        env.sim
-            .get("", "configmaps", "helmtest", "demo-cfg")
-            .is_some()
-    );
-    assert!(
-        env.sim
-            .get("apps", "deployments", "helmtest", "demo-web")
-            .is_some()
-    );
+    assert!(env.sim.get("", "configmaps", "helmtest", "demo-cfg").is_some());
+    assert!(env.sim.get("apps", "deployments", "helmtest", "demo-web").is_some());
 
     helm_ok(
         &env,
@@ -169,24 +156,14 @@ async fn helm_install_upgrade_uninstall() {
         ],
     )
     .await;
-    let d = env
-        .sim
-        .get("apps", "deployments", "helmtest", "demo-web")
-        .unwrap();
+    let d = env.sim.get("apps", "deployments", "helmtest", "demo-web").unwrap();
     assert_eq!(d["spec"]["replicas"], 2);
-    let cm = env
-        .sim
-        .get("", "configmaps", "helmtest", "demo-cfg")
-        .unwrap();
+    let cm = env.sim.get("", "configmaps", "helmtest", "demo-cfg").unwrap();
     assert_eq!(cm["data"]["greeting"], "hi");
     let status = helm_ok(&env, &["status", "demo", "-n", "helmtest"]).await;
     assert!(status.contains("REVISION: 2"), "{status}");
 
-    helm_ok(
-        &env,
-        &["uninstall", "demo", "--namespace", "helmtest", "--wait"],
-    )
-    .await;
+    helm_ok(&env, &["uninstall", "demo", "--namespace", "helmtest", "--wait"]).await;
     for (g, r, n) in [
         ("", "configmaps", "demo-cfg"),
         ("apps", "deployments", "demo-web"),

@@ -8,9 +8,7 @@ use common::{Env, eventually};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
-use kube::api::{
-    Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -32,24 +30,15 @@ async fn crud_conflicts_and_errors() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let created = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
     assert_eq!(
-        api_code(
-            &cms.create(&PostParams::default(), &cm("a"))
-                .await
-                .unwrap_err()
-        ),
+        api_code(&cms.create(&PostParams::default(), &cm("a")).await.unwrap_err()),
         409
     );
     let mut stale = created.clone();
     let mut fresh = created.clone();
     fresh.data = Some([("k".to_string(), "2".to_string())].into());
-    cms.replace("a", &PostParams::default(), &fresh)
-        .await
-        .unwrap();
+    cms.replace("a", &PostParams::default(), &fresh).await.unwrap();
     stale.data = Some([("k".to_string(), "3".to_string())].into());
-    let e = cms
-        .replace("a", &PostParams::default(), &stale)
-        .await
-        .unwrap_err();
+    let e = cms.replace("a", &PostParams::default(), &stale).await.unwrap_err();
     assert_eq!(api_code(&e), 409);
     let list = cms.list(&ListParams::default().limit(1)).await.unwrap();
     assert_eq!(list.items.len(), 1);
@@ -64,9 +53,7 @@ async fn pagination_visits_every_object_once() {
     let client = env.sim.client().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("p{i}")))
-            .await
-            .unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("p{i}"))).await.unwrap();
     }
     let mut names = Vec::new();
     let mut lp = ListParams::default().limit(3);
@@ -94,10 +81,7 @@ async fn watcher_sees_changes_and_recovers_from_410() {
         let mut s = std::pin::pin!(stream);
         while let Some(ev) = s.next().await {
             if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev {
-                seen2
-                    .lock()
-                    .unwrap()
-                    .push(o.metadata.name.unwrap_or_default());
+                seen2.lock().unwrap().push(o.metadata.name.unwrap_or_default());
             }
         }
     });
@@ -126,10 +110,7 @@ async fn watcher_sees_changes_and_recovers_from_410() {
 
     // A raw watch from a compacted resourceVersion gets a 410 Expired error event.
     let old = "1";
-    let res = cms
-        .watch(&kube::api::WatchParams::default(), old)
-        .await
-        .unwrap();
+    let res = cms.watch(&kube::api::WatchParams::default(), old).await.unwrap();
     let first = std::pin::pin!(res).try_next().await;
     match first {
         Ok(Some(kube::api::WatchEvent::Error(e))) => assert_eq!(e.code, 410),
@@ -144,9 +125,7 @@ async fn exec_logs_and_container_choice() {
     env.seed("apiVersion: v1\nkind: Pod\nmetadata: {name: duo, namespace: default}\nspec:\n  containers:\n  - {name: app, image: x}\n  - {name: side, image: y}\n");
     let client = env.sim.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let e = pods
-        .exec("duo", vec!["echo", "x"], &AttachParams::default())
-        .await;
+    let e = pods.exec("duo", vec!["echo", "x"], &AttachParams::default()).await;
     assert!(e.is_err(), "a multi-container pod needs a container");
     let mut p = pods
         .exec(
@@ -163,10 +142,7 @@ async fn exec_logs_and_container_choice() {
     let status = p.take_status().unwrap().await.unwrap();
     assert_eq!(status.status.as_deref(), Some("Success"));
     assert_eq!(out.trim(), "hello from duo");
-    env.sim
-        .cluster
-        .logs
-        .append("default", "duo", "side", "side log");
+    env.sim.cluster.logs.append("default", "duo", "side", "side log");
     let logs = pods
         .logs(
             "duo",
@@ -191,8 +167,7 @@ async fn token_request_and_rbac_through_kube() {
     )
     .await
     .unwrap();
-    let tr: TokenRequest =
-        serde_json::from_value(json!({"spec": {"expirationSeconds": 600}})).unwrap();
+    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"expirationSeconds": 600}})).unwrap();
     let tr = sas
         .create_token_request("robot", &PostParams::default(), &tr)
         .await
@@ -220,23 +195,22 @@ async fn faults_are_injected_and_cleared() {
     let env = Env::new().await;
     let client = env.sim.client().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    // Two 429s with Retry-After: the client waits as told and the third attempt succeeds.
     env.sim.cluster.faults.set(kubesim::faults::FaultConfig {
         throttle_rate: 1.0,
         retry_after_seconds: 1,
+        times: Some(2),
         ..Default::default()
     });
-    assert_eq!(
-        api_code(&cms.list(&ListParams::default()).await.unwrap_err()),
-        429
-    );
+    let started = std::time::Instant::now();
+    cms.list(&ListParams::default()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After honoured");
+    assert_eq!(env.sim.cluster.faults.get().times, Some(0), "both faults were served");
     env.sim.cluster.faults.set(kubesim::faults::FaultConfig {
         error_rate: 1.0,
         ..Default::default()
     });
-    assert_eq!(
-        api_code(&cms.list(&ListParams::default()).await.unwrap_err()),
-        500
-    );
+    assert_eq!(api_code(&cms.list(&ListParams::default()).await.unwrap_err()), 500);
     env.sim.cluster.faults.clear();
     cms.list(&ListParams::default()).await.unwrap();
 }
@@ -252,9 +226,7 @@ async fn state_survives_a_restart_of_the_process() {
         .await
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
-    cms.create(&PostParams::default(), &cm("kept"))
-        .await
-        .unwrap();
+    cms.create(&PostParams::default(), &cm("kept")).await.unwrap();
     sim.shutdown().await.unwrap();
     let sim = kubesim::SimBuilder::new()
         .state(&state)
@@ -264,6 +236,15 @@ async fn state_survives_a_restart_of_the_process() {
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
     assert!(cms.get_opt("kept").await.unwrap().is_some());
-    let p = cms.patch("kept", &PatchParams::apply("test").force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"z": "1"}}))).await.unwrap();
+    let p = cms
+        .patch(
+            "kept",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"z": "1"}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.data.unwrap().get("z").map(String::as_str), Some("1"));
 }

@@ -68,34 +68,14 @@ async fn version_and_discovery() {
 async fn create_get_list_label_delete() {
     let env = Env::new().await;
     env.ok(&["create", "namespace", "team-a"]).await;
-    env.ok(&[
-        "-n",
-        "team-a",
-        "create",
-        "configmap",
-        "cfg",
-        "--from-literal=k=v",
-    ])
-    .await;
-    let cm = json(
-        &env.ok(&["-n", "team-a", "get", "configmap", "cfg", "-o", "json"])
-            .await,
-    );
+    env.ok(&["-n", "team-a", "create", "configmap", "cfg", "--from-literal=k=v"])
+        .await;
+    let cm = json(&env.ok(&["-n", "team-a", "get", "configmap", "cfg", "-o", "json"]).await);
     assert_eq!(cm["data"]["k"], "v");
-    assert!(
-        cm["metadata"]["uid"]
-            .as_str()
-            .is_some_and(|u| !u.is_empty())
-    );
-    let err = env
-        .fails(&["-n", "team-a", "create", "configmap", "cfg"])
-        .await;
-    assert!(
-        err.contains("AlreadyExists") || err.contains("already exists"),
-        "{err}"
-    );
-    env.ok(&["-n", "team-a", "label", "configmap", "cfg", "tier=web"])
-        .await;
+    assert!(cm["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    let err = env.fails(&["-n", "team-a", "create", "configmap", "cfg"]).await;
+    assert!(err.contains("AlreadyExists") || err.contains("already exists"), "{err}");
+    env.ok(&["-n", "team-a", "label", "configmap", "cfg", "tier=web"]).await;
     let sel = env
         .ok(&["-n", "team-a", "get", "cm", "-l", "tier=web", "-o", "name"])
         .await;
@@ -105,29 +85,13 @@ async fn create_get_list_label_delete() {
         .await;
     assert!(none.trim().is_empty(), "{none}");
     let all = env
-        .ok(&[
-            "get",
-            "cm",
-            "-A",
-            "--field-selector",
-            "metadata.name=cfg",
-            "-o",
-            "name",
-        ])
+        .ok(&["get", "cm", "-A", "--field-selector", "metadata.name=cfg", "-o", "name"])
         .await;
     assert_eq!(all.trim(), "configmap/cfg");
-    env.ok(&["-n", "team-a", "delete", "configmap", "cfg"])
-        .await;
-    let err = env
-        .fails(&["-n", "team-a", "get", "configmap", "cfg"])
-        .await;
-    assert!(
-        err.contains("NotFound") || err.contains("not found"),
-        "{err}"
-    );
-    let err = env
-        .fails(&["-n", "nowhere", "create", "configmap", "x"])
-        .await;
+    env.ok(&["-n", "team-a", "delete", "configmap", "cfg"]).await;
+    let err = env.fails(&["-n", "team-a", "get", "configmap", "cfg"]).await;
+    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    let err = env.fails(&["-n", "nowhere", "create", "configmap", "x"]).await;
     assert!(
         err.contains("not found"),
         "creating in a missing namespace must fail: {err}"
@@ -147,9 +111,7 @@ async fn apply_client_and_server_side() {
     let d = json(&env.ok(&["get", "deploy", "web", "-o", "json"]).await);
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(
-        d["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .map(|c| c.len()),
+        d["spec"]["template"]["spec"]["containers"].as_array().map(|c| c.len()),
         Some(1),
         "client-side apply removes the dropped container"
     );
@@ -157,11 +119,8 @@ async fn apply_client_and_server_side() {
     assert_eq!(d["status"]["readyReplicas"], 2);
 
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: default}\ndata: {a: '1', b: '2'}\n";
-    env.ok_stdin(
-        &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
-        cm,
-    )
-    .await;
+    env.ok_stdin(&["apply", "--server-side", "--field-manager=alice", "-f", "-"], cm)
+        .await;
     let got = json(
         &env.ok(&["get", "cm", "ssa", "-o", "json", "--show-managed-fields"])
             .await,
@@ -194,13 +153,9 @@ async fn apply_client_and_server_side() {
     )
     .await;
     // Alice drops `b` from her configuration: it is removed.
-    let alice2 =
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: default}\ndata: {}\n";
-    env.ok_stdin(
-        &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
-        alice2,
-    )
-    .await;
+    let alice2 = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: default}\ndata: {}\n";
+    env.ok_stdin(&["apply", "--server-side", "--field-manager=alice", "-f", "-"], alice2)
+        .await;
     let got = json(&env.ok(&["get", "cm", "ssa", "-o", "json"]).await);
     assert_eq!(got["data"], serde_json::json!({"a": "bob"}));
 }
@@ -208,18 +163,9 @@ async fn apply_client_and_server_side() {
 #[tokio::test]
 async fn patch_types() {
     let env = Env::new().await;
-    env.ok(&["create", "configmap", "p", "--from-literal=a=1"])
+    env.ok(&["create", "configmap", "p", "--from-literal=a=1"]).await;
+    env.ok(&["patch", "cm", "p", "--type", "merge", "-p", r#"{"data":{"b":"2"}}"#])
         .await;
-    env.ok(&[
-        "patch",
-        "cm",
-        "p",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"data":{"b":"2"}}"#,
-    ])
-    .await;
     env.ok(&[
         "patch",
         "cm",
@@ -230,14 +176,8 @@ async fn patch_types() {
         r#"[{"op":"remove","path":"/data/a"}]"#,
     ])
     .await;
-    env.ok(&[
-        "patch",
-        "cm",
-        "p",
-        "-p",
-        r#"{"metadata":{"labels":{"x":"y"}}}"#,
-    ])
-    .await;
+    env.ok(&["patch", "cm", "p", "-p", r#"{"metadata":{"labels":{"x":"y"}}}"#])
+        .await;
     let got = json(&env.ok(&["get", "cm", "p", "-o", "json"]).await);
     assert_eq!(got["data"], serde_json::json!({"b": "2"}));
     assert_eq!(got["metadata"]["labels"]["x"], "y");
@@ -265,10 +205,7 @@ async fn patch_types() {
             r#"{"metadata":{"resourceVersion":"1"},"data":{"c":"3"}}"#,
         ])
         .await;
-    assert!(
-        err.contains("Conflict") || err.contains("modified"),
-        "{err}"
-    );
+    assert!(err.contains("Conflict") || err.contains("modified"), "{err}");
 }
 
 #[tokio::test]
@@ -291,8 +228,7 @@ async fn custom_resources_with_schema_and_status() {
         String::from_utf8_lossy(&strict.stderr)
     );
     // ...and pruned when validation is off.
-    env.ok_stdin(&["apply", "--validate=false", "-f", "-"], widget)
-        .await;
+    env.ok_stdin(&["apply", "--validate=false", "-f", "-"], widget).await;
     let w = json(&env.ok(&["get", "widget", "w1", "-o", "json"]).await);
     assert_eq!(w["spec"]["color"], "red", "default applied");
     assert!(w["spec"].get("extra").is_none(), "unknown field pruned");
@@ -304,10 +240,7 @@ async fn custom_resources_with_schema_and_status() {
     let bad = kubectl_with(&env.kubeconfig, &["apply", "-f", "-"], Some("apiVersion: example.io/v1\nkind: Widget\nmetadata: {name: w2, namespace: default}\nspec: {size: 11, color: green}\n")).await;
     assert!(!bad.status.success());
     let msg = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        msg.contains("spec.size") && msg.contains("spec.color"),
-        "{msg}"
-    );
+    assert!(msg.contains("spec.size") && msg.contains("spec.color"), "{msg}");
     env.ok(&[
         "patch",
         "widget",
@@ -320,10 +253,7 @@ async fn custom_resources_with_schema_and_status() {
     .await;
     let w = json(&env.ok(&["get", "widget", "w1", "-o", "json"]).await);
     assert_eq!(w["status"]["phase"], "Ready");
-    assert_eq!(
-        w["metadata"]["generation"], 1,
-        "status writes do not bump generation"
-    );
+    assert_eq!(w["metadata"]["generation"], 1, "status writes do not bump generation");
     // Status written through the main resource is ignored.
     env.ok(&[
         "patch",
@@ -350,7 +280,11 @@ async fn custom_resources_with_schema_and_status() {
 #[tokio::test]
 async fn finalizers_block_deletion_and_gc_removes_dependents() {
     let env = Env::new().await;
-    env.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default, finalizers: [example.io/keep]}\n").await;
+    env.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default, finalizers: [example.io/keep]}\n",
+    )
+    .await;
     env.ok(&["delete", "cm", "held", "--wait=false"]).await;
     let got = json(&env.ok(&["get", "cm", "held", "-o", "json"]).await);
     assert!(got["metadata"]["deletionTimestamp"].is_string());
@@ -383,10 +317,8 @@ async fn finalizers_block_deletion_and_gc_removes_dependents() {
     );
 
     env.ok(&["create", "namespace", "doomed"]).await;
-    env.ok(&["-n", "doomed", "create", "configmap", "inside"])
-        .await;
-    env.ok(&["delete", "namespace", "doomed", "--timeout=20s"])
-        .await;
+    env.ok(&["-n", "doomed", "create", "configmap", "inside"]).await;
+    env.ok(&["delete", "namespace", "doomed", "--timeout=20s"]).await;
     assert!(env.sim.get("", "configmaps", "doomed", "inside").is_none());
     env.fails(&["get", "namespace", "doomed"]).await;
 }
@@ -417,17 +349,15 @@ async fn watch_streams_changes() {
 #[tokio::test]
 async fn wait_for_delete() {
     let env = Env::new().await;
-    env.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: w, namespace: default, finalizers: [x.io/f]}\n").await;
+    env.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: w, namespace: default, finalizers: [x.io/f]}\n",
+    )
+    .await;
     env.ok(&["delete", "cm", "w", "--wait=false"]).await;
     let kc = env.kubeconfig.clone();
-    let waiter = tokio::spawn(async move {
-        kubectl_with(
-            &kc,
-            &["wait", "--for=delete", "cm/w", "--timeout=20s"],
-            None,
-        )
-        .await
-    });
+    let waiter =
+        tokio::spawn(async move { kubectl_with(&kc, &["wait", "--for=delete", "cm/w", "--timeout=20s"], None).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.ok(&[
         "patch",
@@ -439,25 +369,15 @@ async fn wait_for_delete() {
     ])
     .await;
     let out = waiter.await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
 async fn auth_can_i_and_tokens() {
     let env = Env::new().await;
-    assert_eq!(
-        env.ok(&["auth", "can-i", "delete", "pods", "-A"])
-            .await
-            .trim(),
-        "yes"
-    );
+    assert_eq!(env.ok(&["auth", "can-i", "delete", "pods", "-A"]).await.trim(), "yes");
     env.ok(&["create", "namespace", "apps"]).await;
-    env.ok(&["-n", "apps", "create", "serviceaccount", "bot"])
-        .await;
+    env.ok(&["-n", "apps", "create", "serviceaccount", "bot"]).await;
     let token = env
         .ok(&["-n", "apps", "create", "token", "bot", "--duration=10m"])
         .await
@@ -495,12 +415,7 @@ async fn auth_can_i_and_tokens() {
     .await;
     let yes = kubectl_with(&kc, &["auth", "can-i", "get", "pods", "-n", "apps"], None).await;
     assert_eq!(String::from_utf8_lossy(&yes.stdout).trim(), "yes");
-    let other_ns = kubectl_with(
-        &kc,
-        &["auth", "can-i", "get", "pods", "-n", "default"],
-        None,
-    )
-    .await;
+    let other_ns = kubectl_with(&kc, &["auth", "can-i", "get", "pods", "-n", "default"], None).await;
     assert_eq!(String::from_utf8_lossy(&other_ns.stdout).trim(), "no");
     assert!(
         kubectl_with(&kc, &["get", "pods", "-n", "apps"], None)
@@ -509,25 +424,17 @@ async fn auth_can_i_and_tokens() {
             .success()
     );
     // Deleting the ServiceAccount invalidates its token at once.
-    env.ok(&["-n", "apps", "delete", "serviceaccount", "bot"])
-        .await;
+    env.ok(&["-n", "apps", "delete", "serviceaccount", "bot"]).await;
     let gone = kubectl_with(&kc, &["get", "pods", "-n", "apps"], None).await;
     assert!(!gone.status.success());
     let err = String::from_utf8_lossy(&gone.stderr);
-    assert!(
-        err.contains("Unauthorized") || err.contains("logged in"),
-        "{err}"
-    );
+    assert!(err.contains("Unauthorized") || err.contains("logged in"), "{err}");
     // A token shorter than the API server minimum is refused.
-    env.ok(&["-n", "apps", "create", "serviceaccount", "bot2"])
-        .await;
+    env.ok(&["-n", "apps", "create", "serviceaccount", "bot2"]).await;
     let err = env
         .fails(&["-n", "apps", "create", "token", "bot2", "--duration=60s"])
         .await;
-    assert!(
-        err.contains("10 minutes") || err.contains("expirationSeconds"),
-        "{err}"
-    );
+    assert!(err.contains("10 minutes") || err.contains("expirationSeconds"), "{err}");
 }
 
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: shell, namespace: default}\nspec:\n  containers:\n  - {name: main, image: debian}\n";
@@ -538,18 +445,11 @@ async fn exec_and_logs() {
     let env = Env::new().await;
     env.ok_stdin(&["apply", "-f", "-"], POD).await;
     env.ok_stdin(&["apply", "-f", "-"], TWO).await;
-    env.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/shell",
-        "--timeout=20s",
-    ])
-    .await;
+    env.ok(&["wait", "--for=condition=Ready", "pod/shell", "--timeout=20s"])
+        .await;
     let out = env.ok(&["exec", "shell", "--", "echo", "hello"]).await;
     assert_eq!(out.trim(), "hello");
-    let code = env
-        .kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"])
-        .await;
+    let code = env.kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(
         code.status.code(),
         Some(3),
@@ -565,27 +465,12 @@ async fn exec_and_logs() {
     assert!(defaulted.status.success());
     assert!(String::from_utf8_lossy(&defaulted.stderr).contains("Defaulted container \"app\""));
     let out = env
-        .ok(&[
-            "exec",
-            "duo",
-            "-c",
-            "sidecar",
-            "--",
-            "sh",
-            "-c",
-            "echo $HOSTNAME",
-        ])
+        .ok(&["exec", "duo", "-c", "sidecar", "--", "sh", "-c", "echo $HOSTNAME"])
         .await;
     assert_eq!(out.trim(), "duo");
 
-    env.sim
-        .cluster
-        .logs
-        .append("default", "shell", "main", "first line");
-    env.sim
-        .cluster
-        .logs
-        .append("default", "shell", "main", "second line");
+    env.sim.cluster.logs.append("default", "shell", "main", "first line");
+    env.sim.cluster.logs.append("default", "shell", "main", "second line");
     let logs = env.ok(&["logs", "shell"]).await;
     assert_eq!(logs, "first line\nsecond line\n");
     let tail = env.ok(&["logs", "shell", "--tail=1"]).await;
@@ -600,10 +485,7 @@ async fn exec_and_logs() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    env.sim
-        .cluster
-        .logs
-        .append("default", "shell", "main", "live line");
+    env.sim.cluster.logs.append("default", "shell", "main", "live line");
     tokio::time::sleep(Duration::from_millis(700)).await;
     follow.start_kill().unwrap();
     let out = follow.wait_with_output().await.unwrap();

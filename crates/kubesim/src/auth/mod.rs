@@ -22,9 +22,7 @@ use crate::resources::GroupResource;
 use crate::store::Store;
 
 pub use rbac::{Decision, PolicyRule, bootstrap_policy};
-pub use tokens::{
-    AuthError, Claims, ISSUER, KubernetesClaims, LEGACY_ISSUER, ObjectRef, TokenIssuer,
-};
+pub use tokens::{AuthError, Claims, ISSUER, KubernetesClaims, LEGACY_ISSUER, ObjectRef, TokenIssuer};
 
 /// The group whose members may do anything (Kubernetes' privileged group, checked before RBAC).
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -201,12 +199,7 @@ pub fn forbidden_because(user: &UserInfo, attrs: &Attributes<'_>, reason: &str) 
 ///
 /// The `escalate` check uses the object's name, as for an update or apply; a POST to the collection
 /// carries no name in the real server, see [`check_rbac_write_request`].
-pub fn check_rbac_write(
-    cluster: &Cluster,
-    user: &UserInfo,
-    gr: &GroupResource,
-    obj: &Value,
-) -> ApiResult<()> {
+pub fn check_rbac_write(cluster: &Cluster, user: &UserInfo, gr: &GroupResource, obj: &Value) -> ApiResult<()> {
     let name = obj["metadata"]["name"].as_str().filter(|n| !n.is_empty());
     rbac::check_write(&cluster.store, user, gr, name, obj)
 }
@@ -257,9 +250,7 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -317,9 +308,7 @@ pub(crate) mod testutil {
     }
 
     pub fn put(store: &Store, group: &str, resource: &str, obj: Value) -> Value {
-        store
-            .create(&GroupResource::new(group, resource), obj)
-            .expect("create")
+        store.create(&GroupResource::new(group, resource), obj).expect("create")
     }
 
     pub fn del(store: &Store, group: &str, resource: &str, ns: &str, name: &str) {
@@ -382,10 +371,7 @@ mod tests {
         assert_eq!(go_quote_list(&["system:a", "b"]), r#"["system:a" "b"]"#);
         assert_eq!(go_quote_list::<&str>(&[]), "[]");
         assert_eq!(aggregate_errors(&["x".into()]), "x");
-        assert_eq!(
-            aggregate_errors(&["x".into(), "y".into(), "x".into()]),
-            "[x, y]"
-        );
+        assert_eq!(aggregate_errors(&["x".into(), "y".into(), "x".into()]), "[x, y]");
     }
 
     #[test]
@@ -420,11 +406,7 @@ mod tests {
             resource: "deployments",
             ..Default::default()
         };
-        let e = forbidden_because(
-            &u,
-            &a,
-            "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found",
-        );
+        let e = forbidden_because(&u, &a, "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found");
         assert_eq!(
             e.message,
             "deployments.apps is forbidden: User \"jane\" cannot list resource \"deployments\" in API group \"apps\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found"
@@ -435,12 +417,7 @@ mod tests {
     fn headers_without_a_valid_bearer_token_are_401() {
         let store = Store::new();
         let c = ctx(&store);
-        assert_eq!(
-            authenticate_headers(&c, &http::HeaderMap::new())
-                .unwrap_err()
-                .code,
-            401
-        );
+        assert_eq!(authenticate_headers(&c, &http::HeaderMap::new()).unwrap_err().code, 401);
         let mut basic = http::HeaderMap::new();
         basic.insert(http::header::AUTHORIZATION, "Basic YTpi".parse().unwrap());
         assert_eq!(authenticate_headers(&c, &basic).unwrap_err().code, 401);
@@ -449,15 +426,9 @@ mod tests {
         assert_eq!(authenticate_headers(&c, &empty).unwrap_err().code, 401);
         let e = authenticate_headers(&c, &bearer("not-a-token")).unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (401, "Unauthorized"));
-        assert_eq!(
-            authenticate_headers(&c, &bearer(ADMIN)).unwrap(),
-            UserInfo::admin()
-        );
+        assert_eq!(authenticate_headers(&c, &bearer(ADMIN)).unwrap(), UserInfo::admin());
         let mut lower = http::HeaderMap::new();
-        lower.insert(
-            http::header::AUTHORIZATION,
-            format!("bearer {ADMIN}").parse().unwrap(),
-        );
+        lower.insert(http::header::AUTHORIZATION, format!("bearer {ADMIN}").parse().unwrap());
         assert!(authenticate_headers(&c, &lower).unwrap().is_privileged());
     }
 }

@@ -27,9 +27,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{
-    Attributes, UserInfo, aggregate_errors, go_quote, go_quote_list, service_account_username,
-};
+use super::{Attributes, UserInfo, aggregate_errors, go_quote, go_quote_list, service_account_username};
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::GroupResource;
 use crate::store::Store;
@@ -50,28 +48,16 @@ pub struct PolicyRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
     /// Object names; a rule with names never matches a request without one (list, create…).
-    #[serde(
-        default,
-        rename = "resourceNames",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "resourceNames", skip_serializing_if = "Vec::is_empty")]
     pub resource_names: Vec<String>,
     /// Non-resource paths; a trailing `*` matches any suffix.
-    #[serde(
-        default,
-        rename = "nonResourceURLs",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "nonResourceURLs", skip_serializing_if = "Vec::is_empty")]
     pub non_resource_urls: Vec<String>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
@@ -111,15 +97,12 @@ impl PolicyRule {
         self.resources.iter().any(|rr| {
             rr == "*"
                 || rr == combined
-                || (!subresource.is_empty()
-                    && rr.strip_prefix("*/").is_some_and(|s| s == subresource))
+                || (!subresource.is_empty() && rr.strip_prefix("*/").is_some_and(|s| s == subresource))
         })
     }
 
     fn non_resource_url_matches(&self, path: &str) -> bool {
-        self.non_resource_urls
-            .iter()
-            .any(|u| non_resource_url_covers(u, path))
+        self.non_resource_urls.iter().any(|u| non_resource_url_covers(u, path))
     }
 }
 
@@ -307,8 +290,7 @@ fn cluster_role(name: &str, labels: &[(&str, &str)], rules: Vec<Value>) -> Value
 
 fn aggregated_role(name: &str, labels: &[(&str, &str)], aggregate_from: &str) -> Value {
     let mut r = cluster_role(name, labels, Vec::new());
-    r["aggregationRule"] =
-        json!({ "clusterRoleSelectors": [{ "matchLabels": { aggregate_from: "true" } }] });
+    r["aggregationRule"] = json!({ "clusterRoleSelectors": [{ "matchLabels": { aggregate_from: "true" } }] });
     r
 }
 
@@ -422,12 +404,10 @@ pub fn bootstrap_policy() -> Vec<(GroupResource, Value)> {
         .cluster_roles
         .iter()
         .map(|r| (GroupResource::new(RBAC_GROUP, "clusterroles"), r.clone()));
-    let bindings = b.cluster_role_bindings.iter().map(|r| {
-        (
-            GroupResource::new(RBAC_GROUP, "clusterrolebindings"),
-            r.clone(),
-        )
-    });
+    let bindings = b
+        .cluster_role_bindings
+        .iter()
+        .map(|r| (GroupResource::new(RBAC_GROUP, "clusterrolebindings"), r.clone()));
     roles.chain(bindings).collect()
 }
 
@@ -449,33 +429,22 @@ fn all_cluster_roles(store: &Store) -> Vec<Value> {
 }
 
 fn all_cluster_role_bindings(store: &Store) -> Vec<Value> {
-    with_bootstrap(
-        store,
-        "clusterrolebindings",
-        &bootstrap().cluster_role_bindings,
-    )
+    with_bootstrap(store, "clusterrolebindings", &bootstrap().cluster_role_bindings)
 }
 
 fn get_cluster_role(store: &Store, name: &str) -> Option<Value> {
     store
         .get(&GroupResource::new(RBAC_GROUP, "clusterroles"), "", name)
-        .or_else(|| {
-            bootstrap()
-                .cluster_roles
-                .iter()
-                .find(|r| name_of(r) == name)
-                .cloned()
-        })
+        .or_else(|| bootstrap().cluster_roles.iter().find(|r| name_of(r) == name).cloned())
 }
 
 /// Whether a label selector (`matchLabels`, `matchExpressions`) selects the labels. An empty selector
 /// selects everything, as `metav1.LabelSelectorAsSelector` does.
 fn selector_matches(sel: &Value, labels: &Value) -> bool {
     let label = |k: &str| labels[k].as_str();
-    let by_labels = sel["matchLabels"].as_object().is_none_or(|m| {
-        m.iter()
-            .all(|(k, v)| label(k).is_some() && label(k) == v.as_str())
-    });
+    let by_labels = sel["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| label(k).is_some() && label(k) == v.as_str()));
     let by_expressions = sel["matchExpressions"].as_array().is_none_or(|exprs| {
         exprs.iter().all(|e| {
             let key = e["key"].as_str().unwrap_or_default();
@@ -502,20 +471,14 @@ fn cluster_role_rules(store: &Store, role: &Value, visited: &mut Vec<String>) ->
     }
     let me = name_of(role).to_string();
     visited.push(me.clone());
-    let selectors = agg["clusterRoleSelectors"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let selectors = agg["clusterRoleSelectors"].as_array().cloned().unwrap_or_default();
     let mut picked: BTreeMap<String, Value> = BTreeMap::new();
     for cr in all_cluster_roles(store) {
         let n = name_of(&cr).to_string();
         if n == me || visited.contains(&n) {
             continue;
         }
-        if selectors
-            .iter()
-            .any(|s| selector_matches(s, labels_of(&cr)))
-        {
+        if selectors.iter().any(|s| selector_matches(s, labels_of(&cr))) {
             picked.insert(n, cr);
         }
     }
@@ -538,18 +501,10 @@ pub fn effective_rules(store: &Store, cluster_role: &Value) -> Vec<PolicyRule> {
 }
 
 /// Upstream `GetRoleReferenceRules`.
-fn role_ref_rules(
-    store: &Store,
-    r: &RoleRef,
-    binding_ns: &str,
-) -> Result<Vec<PolicyRule>, RoleRefError> {
+fn role_ref_rules(store: &Store, r: &RoleRef, binding_ns: &str) -> Result<Vec<PolicyRule>, RoleRefError> {
     match r.kind.as_str() {
         "Role" => store
-            .get(
-                &GroupResource::new(RBAC_GROUP, "roles"),
-                binding_ns,
-                &r.name,
-            )
+            .get(&GroupResource::new(RBAC_GROUP, "roles"), binding_ns, &r.name)
             .map(|role| parse_rules(&role["rules"]))
             .ok_or_else(|| RoleRefError::NotFound {
                 kind: "role",
@@ -604,10 +559,7 @@ fn visit_rules_for(
     if namespace.is_empty() {
         return errors;
     }
-    let (bindings, _) = store.list(
-        &GroupResource::new(RBAC_GROUP, "rolebindings"),
-        Some(namespace),
-    );
+    let (bindings, _) = store.list(&GroupResource::new(RBAC_GROUP, "rolebindings"), Some(namespace));
     for rb in bindings {
         let subs = subjects(&rb);
         let Some(i) = applies_to(user, &subs, namespace) else {
@@ -657,10 +609,7 @@ pub fn decide(store: &Store, user: &UserInfo, attrs: &Attributes<'_>) -> Decisio
         }
     });
     match reason {
-        Some(reason) => Decision {
-            allowed: true,
-            reason,
-        },
+        Some(reason) => Decision { allowed: true, reason },
         None if errors.is_empty() => Decision::default(),
         None => Decision {
             allowed: false,
@@ -670,11 +619,7 @@ pub fn decide(store: &Store, user: &UserInfo, attrs: &Attributes<'_>) -> Decisio
 }
 
 /// Every rule the user holds in the namespace ("" for cluster-wide only), and the resolution errors.
-pub fn rules_for(
-    store: &Store,
-    user: &UserInfo,
-    namespace: &str,
-) -> (Vec<PolicyRule>, Vec<String>) {
+pub fn rules_for(store: &Store, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
     let mut rules = Vec::new();
     let errors = visit_rules_for(store, user, namespace, &mut |_, r| {
         rules.push(r.clone());
@@ -960,11 +905,7 @@ pub fn check_write(
             Ok(())
         }
         "rolebindings" | "clusterrolebindings" => {
-            let ns = if gr.resource == "rolebindings" {
-                ns
-            } else {
-                ""
-            };
+            let ns = if gr.resource == "rolebindings" { ns } else { "" };
             let rr = role_ref(obj);
             if binding_authorized(store, user, &rr, ns) {
                 return Ok(());
@@ -990,16 +931,12 @@ pub fn check_write(
                         name,
                         vec![(
                             "roleRef.kind".into(),
-                            format!(
-                                "Unsupported value: {}: supported values: {supported}",
-                                go_quote(&kind)
-                            ),
+                            format!("Unsupported value: {}: supported values: {supported}", go_quote(&kind)),
                         )],
                     ));
                 }
             };
-            confirm_no_escalation(store, user, ns, &rules)
-                .map_err(|m| forbidden_write(gr, name, &m))
+            confirm_no_escalation(store, user, ns, &rules).map_err(|m| forbidden_write(gr, name, &m))
         }
         _ => Ok(()),
     }
@@ -1131,21 +1068,9 @@ mod tests {
             json!([{"kind": "User", "name": "jane"}]),
         );
         let u = user("jane", &[]);
-        assert!(can(
-            &store,
-            &u,
-            at("get", "", "pods", None, Some("ns"), Some("p"))
-        ));
-        assert!(can(
-            &store,
-            &u,
-            at("list", "", "pods", None, Some("ns"), None)
-        ));
-        assert!(!can(
-            &store,
-            &u,
-            at("delete", "", "pods", None, Some("ns"), Some("p"))
-        ));
+        assert!(can(&store, &u, at("get", "", "pods", None, Some("ns"), Some("p"))));
+        assert!(can(&store, &u, at("list", "", "pods", None, Some("ns"), None)));
+        assert!(!can(&store, &u, at("delete", "", "pods", None, Some("ns"), Some("p"))));
         assert!(can(
             &store,
             &u,
@@ -1157,46 +1082,24 @@ mod tests {
             &u,
             at("get", "", "pods", Some("log"), Some("ns"), Some("p"))
         ));
-        assert!(!can(
-            &store,
-            &u,
-            at("create", "", "pods", None, Some("ns"), None)
-        ));
+        assert!(!can(&store, &u, at("create", "", "pods", None, Some("ns"), None)));
         // resourceNames: only that name, and never for requests without a name (list, create).
         assert!(can(
             &store,
             &u,
-            at(
-                "get",
-                "",
-                "configmaps",
-                None,
-                Some("ns"),
-                Some("app-config")
-            )
+            at("get", "", "configmaps", None, Some("ns"), Some("app-config"))
         ));
         assert!(!can(
             &store,
             &u,
             at("get", "", "configmaps", None, Some("ns"), Some("other"))
         ));
-        assert!(!can(
-            &store,
-            &u,
-            at("list", "", "configmaps", None, Some("ns"), None)
-        ));
+        assert!(!can(&store, &u, at("list", "", "configmaps", None, Some("ns"), None)));
         // */scale matches the scale subresource of anything in the group, nothing else.
         assert!(can(
             &store,
             &u,
-            at(
-                "update",
-                "apps",
-                "deployments",
-                Some("scale"),
-                Some("ns"),
-                Some("d")
-            )
+            at("update", "apps", "deployments", Some("scale"), Some("ns"), Some("d"))
         ));
         assert!(!can(
             &store,
@@ -1206,21 +1109,10 @@ mod tests {
         assert!(!can(
             &store,
             &u,
-            at(
-                "update",
-                "apps",
-                "deployments",
-                Some("status"),
-                Some("ns"),
-                Some("d")
-            )
+            at("update", "apps", "deployments", Some("status"), Some("ns"), Some("d"))
         ));
         // Other namespaces and cluster scope: nothing.
-        assert!(!can(
-            &store,
-            &u,
-            at("get", "", "pods", None, Some("other"), Some("p"))
-        ));
+        assert!(!can(&store, &u, at("get", "", "pods", None, Some("other"), Some("p"))));
         assert!(!can(&store, &u, at("list", "", "pods", None, None, None)));
         // Another user: nothing.
         assert!(!can(
@@ -1247,16 +1139,8 @@ mod tests {
             json!([{"kind": "Group", "name": "devs"}]),
         );
         let u = user("jane", &["devs"]);
-        assert!(can(
-            &store,
-            &u,
-            at("delete", "", "pods", None, Some("a"), Some("p"))
-        ));
-        assert!(!can(
-            &store,
-            &u,
-            at("get", "", "pods", None, Some("b"), Some("p"))
-        ));
+        assert!(can(&store, &u, at("delete", "", "pods", None, Some("a"), Some("p"))));
+        assert!(!can(&store, &u, at("get", "", "pods", None, Some("b"), Some("p"))));
         assert!(!can(&store, &u, at("list", "", "pods", None, None, None)));
         // Group membership is what matters.
         assert!(!can(
@@ -1273,11 +1157,7 @@ mod tests {
         );
         let ops = user("ops", &[]);
         assert!(can(&store, &ops, at("list", "", "pods", None, None, None)));
-        assert!(can(
-            &store,
-            &ops,
-            at("get", "", "pods", None, Some("b"), Some("p"))
-        ));
+        assert!(can(&store, &ops, at("get", "", "pods", None, Some("b"), Some("p"))));
         let d = decide(
             &store,
             &ops,
@@ -1326,11 +1206,7 @@ mod tests {
         );
         let bot = UserInfo::service_account("team", "bot", "u1");
         let elsewhere = UserInfo::service_account("other", "bot", "u2");
-        assert!(can(
-            &store,
-            &bot,
-            at("get", "", "pods", None, Some("team"), Some("p"))
-        ));
+        assert!(can(&store, &bot, at("get", "", "pods", None, Some("team"), Some("p"))));
         assert!(!can(
             &store,
             &elsewhere,
@@ -1486,12 +1362,7 @@ mod tests {
             "metrics",
             json!([{"nonResourceURLs": ["/metrics", "/logs/*"], "verbs": ["get"]}]),
         );
-        cluster_binding(
-            &store,
-            "metrics",
-            "metrics",
-            json!([{"kind": "User", "name": "jane"}]),
-        );
+        cluster_binding(&store, "metrics", "metrics", json!([{"kind": "User", "name": "jane"}]));
         assert!(can_path(&store, &u, "get", "/metrics"));
         assert!(can_path(&store, &u, "get", "/logs/kube.log"));
         assert!(can_path(&store, &u, "get", "/logs/"));
@@ -1513,11 +1384,7 @@ mod tests {
     fn masters_may_do_anything() {
         let store = Store::new();
         let admin = UserInfo::admin();
-        assert!(can(
-            &store,
-            &admin,
-            at("delete", "", "nodes", None, None, Some("n"))
-        ));
+        assert!(can(&store, &admin, at("delete", "", "nodes", None, None, Some("n"))));
         assert!(can_path(&store, &admin, "get", "/metrics"));
         assert_eq!(
             decide(
@@ -1552,11 +1419,7 @@ mod tests {
             json!([{"kind": "User", "name": "jane"}]),
         );
         let u = user("jane", &[]);
-        assert!(!can(
-            &store,
-            &u,
-            at("get", "", "pods", None, Some("ns"), Some("p"))
-        ));
+        assert!(!can(&store, &u, at("get", "", "pods", None, Some("ns"), Some("p"))));
         put(
             &store,
             RBAC_GROUP,
@@ -1564,22 +1427,10 @@ mod tests {
             json!({"metadata": {"name": "monitoring-pods", "labels": {"rbac.example.com/aggregate-to-monitoring": "true"}},
                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
         );
-        assert!(can(
-            &store,
-            &u,
-            at("get", "", "pods", None, Some("ns"), Some("p"))
-        ));
-        assert!(!can(
-            &store,
-            &u,
-            at("list", "", "pods", None, Some("ns"), None)
-        ));
+        assert!(can(&store, &u, at("get", "", "pods", None, Some("ns"), Some("p"))));
+        assert!(!can(&store, &u, at("list", "", "pods", None, Some("ns"), None)));
         let monitoring = store
-            .get(
-                &GroupResource::new(RBAC_GROUP, "clusterroles"),
-                "",
-                "monitoring",
-            )
+            .get(&GroupResource::new(RBAC_GROUP, "clusterroles"), "", "monitoring")
             .unwrap();
         assert_eq!(effective_rules(&store, &monitoring).len(), 1);
 
@@ -1602,16 +1453,8 @@ mod tests {
         );
         let v = user("v", &[]);
         let a = user("a", &[]);
-        assert!(can(
-            &store,
-            &v,
-            at("list", "", "pods", None, Some("ns"), None)
-        ));
-        assert!(!can(
-            &store,
-            &v,
-            at("get", "", "secrets", None, Some("ns"), Some("s"))
-        ));
+        assert!(can(&store, &v, at("list", "", "pods", None, Some("ns"), None)));
+        assert!(!can(&store, &v, at("get", "", "secrets", None, Some("ns"), Some("s"))));
         assert!(!can(
             &store,
             &v,
@@ -1750,16 +1593,7 @@ mod tests {
 
         // Masters pass; other groups are not checked.
         assert!(check_write(&store, &UserInfo::admin(), &roles, None, &too_much).is_ok());
-        assert!(
-            check_write(
-                &store,
-                &jane,
-                &GroupResource::new("", "configmaps"),
-                None,
-                &too_much
-            )
-            .is_ok()
-        );
+        assert!(check_write(&store, &jane, &GroupResource::new("", "configmaps"), None, &too_much).is_ok());
     }
 
     #[test]
@@ -1771,15 +1605,11 @@ mod tests {
             json!([{"apiGroups": [RBAC_GROUP], "resources": ["clusterroles"], "verbs": ["create"]},
                                                       {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
         );
-        cluster_binding(
-            &store,
-            "m",
-            "cr-manager",
-            json!([{"kind": "User", "name": "jane"}]),
-        );
+        cluster_binding(&store, "m", "cr-manager", json!([{"kind": "User", "name": "jane"}]));
         let jane = user("jane", &[]);
         let crs = GroupResource::new(RBAC_GROUP, "clusterroles");
-        let ok = json!({"metadata": {"name": "r"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
+        let ok =
+            json!({"metadata": {"name": "r"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
         assert!(check_write(&store, &jane, &crs, None, &ok).is_ok());
         let agg = json!({"metadata": {"name": "r"}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}});
         let e = check_write(&store, &jane, &crs, None, &agg).unwrap_err();
@@ -1831,10 +1661,7 @@ mod tests {
         let e = check_write(&store, &ctl, &rbs, None, &rb("ghost")).unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
-            (
-                404,
-                "clusterroles.rbac.authorization.k8s.io \"ghost\" not found"
-            )
+            (404, "clusterroles.rbac.authorization.k8s.io \"ghost\" not found")
         );
         // Holding every permission of the role is enough without bind.
         cluster_role_obj(
@@ -1876,13 +1703,27 @@ mod tests {
         let r = |v: Value| PolicyRule::from_value(&v);
         let owner = vec![
             r(json!({"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["get"]})),
-            r(
-                json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a", "b"], "verbs": ["get"]}),
-            ),
+            r(json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a", "b"], "verbs": ["get"]})),
             r(json!({"nonResourceURLs": ["/logs/*"], "verbs": ["get"]})),
         ];
-        assert!(covers(&owner, &[r(json!({"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]}))]).0);
-        assert!(covers(&owner, &[r(json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"], "verbs": ["get"]}))]).0);
+        assert!(
+            covers(
+                &owner,
+                &[r(
+                    json!({"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]})
+                )]
+            )
+            .0
+        );
+        assert!(
+            covers(
+                &owner,
+                &[r(
+                    json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"], "verbs": ["get"]})
+                )]
+            )
+            .0
+        );
         assert!(
             !covers(
                 &owner,
@@ -1892,30 +1733,15 @@ mod tests {
             )
             .0
         );
-        assert!(
-            covers(
-                &owner,
-                &[r(json!({"nonResourceURLs": ["/logs/x"], "verbs": ["get"]}))]
-            )
-            .0
-        );
-        let (_, missing) = covers(
-            &owner,
-            &[r(
-                json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}),
-            )],
-        );
+        assert!(covers(&owner, &[r(json!({"nonResourceURLs": ["/logs/x"], "verbs": ["get"]}))]).0);
+        let (_, missing) = covers(&owner, &[r(json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}))]);
         assert_eq!(
             compact_string(&missing[0]),
             r#"{NonResourceURLs:["/metrics"], Verbs:["get"]}"#
         );
         let named = compact_rules(vec![
-            r(
-                json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]}),
-            ),
-            r(
-                json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["update"]}),
-            ),
+            r(json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]})),
+            r(json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["update"]})),
         ]);
         assert_eq!(named.len(), 1);
         assert_eq!(
@@ -1928,14 +1754,8 @@ mod tests {
     fn label_selectors() {
         let labels = json!({"a": "1", "b": "2"});
         assert!(selector_matches(&json!({}), &labels));
-        assert!(selector_matches(
-            &json!({"matchLabels": {"a": "1"}}),
-            &labels
-        ));
-        assert!(!selector_matches(
-            &json!({"matchLabels": {"a": "2"}}),
-            &labels
-        ));
+        assert!(selector_matches(&json!({"matchLabels": {"a": "1"}}), &labels));
+        assert!(!selector_matches(&json!({"matchLabels": {"a": "2"}}), &labels));
         assert!(selector_matches(
             &json!({"matchExpressions": [{"key": "b", "operator": "In", "values": ["2", "3"]}]}),
             &labels

@@ -16,13 +16,7 @@ const AUTHZ: &str = "authorization.k8s.io";
 const AUTHN: &str = "authentication.k8s.io";
 
 /// Answers one review. `namespace` is the request's (LocalSubjectAccessReview is namespaced).
-pub fn review(
-    ctx: &Ctx<'_>,
-    user: &UserInfo,
-    kind: &str,
-    namespace: Option<&str>,
-    body: Value,
-) -> ApiResult<Value> {
+pub fn review(ctx: &Ctx<'_>, user: &UserInfo, kind: &str, namespace: Option<&str>, body: Value) -> ApiResult<Value> {
     let mut out = if body.is_object() { body } else { json!({}) };
     let (group, status) = match kind {
         "SelfSubjectAccessReview" => {
@@ -31,16 +25,11 @@ pub fn review(
         }
         "SubjectAccessReview" => {
             validate_access_spec(&out["spec"], kind, true, Vec::new())?;
-            (
-                AUTHZ,
-                access_status(ctx, &subject_of(&out["spec"]), &out["spec"]),
-            )
+            (AUTHZ, access_status(ctx, &subject_of(&out["spec"]), &out["spec"]))
         }
         "LocalSubjectAccessReview" => {
             let Some(ns) = namespace.filter(|n| !n.is_empty()) else {
-                return Err(ApiError::bad_request(
-                    "namespace is required on this type: ",
-                ));
+                return Err(ApiError::bad_request("namespace is required on this type: "));
             };
             match out["metadata"]["namespace"].as_str() {
                 Some(given) if !given.is_empty() && given != ns => {
@@ -57,16 +46,11 @@ pub fn review(
             let spec = &out["spec"];
             let mut extra = Vec::new();
             if spec["resourceAttributes"].is_object() {
-                let ra_ns = spec["resourceAttributes"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default();
+                let ra_ns = spec["resourceAttributes"]["namespace"].as_str().unwrap_or_default();
                 if ra_ns != ns {
                     extra.push((
                         "spec.resourceAttributes.namespace".to_string(),
-                        format!(
-                            "Invalid value: {}: must match metadata.namespace",
-                            go_quote(ra_ns)
-                        ),
+                        format!("Invalid value: {}: must match metadata.namespace", go_quote(ra_ns)),
                     ));
                 }
             }
@@ -100,7 +84,8 @@ pub fn review(
                 .collect();
             // Upstream answers with a fresh object: the spec is not echoed.
             out["spec"] = json!({});
-            let mut status = json!({ "resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false });
+            let mut status =
+                json!({ "resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false });
             if !errors.is_empty() {
                 status["evaluationError"] = json!(aggregate_errors(&errors));
             }
@@ -115,11 +100,7 @@ pub fn review(
             }
             let mut audiences: Vec<String> = out["spec"]["audiences"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                 .unwrap_or_default();
             if audiences.is_empty() {
                 audiences = vec![ISSUER.to_string()];
@@ -140,9 +121,7 @@ pub fn review(
             (AUTHN, json!({ "userInfo": user_info_value(user) }))
         }
         other => {
-            return Err(ApiError::bad_request(format!(
-                "{other} is not a review kind"
-            )));
+            return Err(ApiError::bad_request(format!("{other} is not a review kind")));
         }
     };
     // Keep the version the client sent within the right group (v1beta1 clients get v1beta1 back).
@@ -176,11 +155,7 @@ fn subject_of(spec: &Value) -> UserInfo {
         uid: spec["uid"].as_str().unwrap_or_default().into(),
         groups: spec["groups"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|g| g.as_str().map(String::from))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|g| g.as_str().map(String::from)).collect())
             .unwrap_or_default(),
     }
 }
@@ -216,7 +191,8 @@ fn validate_access_spec(
     if !resource && !non_resource {
         causes.push((
             "spec.resourceAttributes".into(),
-            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
+            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+                .into(),
         ));
     }
     let no_groups = spec["groups"].as_array().is_none_or(|g| g.is_empty());
@@ -305,7 +281,14 @@ mod tests {
         let store = setup();
         let c = ctx(&store);
         let bot = UserInfo::service_account("team", "bot", "u");
-        let out = review(&c, &bot, "SelfSubjectAccessReview", None, ssar(json!({"namespace": "team", "verb": "create", "resource": "pods", "subresource": "exec"}))).unwrap();
+        let out = review(
+            &c,
+            &bot,
+            "SelfSubjectAccessReview",
+            None,
+            ssar(json!({"namespace": "team", "verb": "create", "resource": "pods", "subresource": "exec"})),
+        )
+        .unwrap();
         assert_eq!(out["apiVersion"], "authorization.k8s.io/v1");
         assert_eq!(out["kind"], "SelfSubjectAccessReview");
         assert_eq!(out["status"]["allowed"], true);
@@ -349,14 +332,7 @@ mod tests {
             true
         );
 
-        let empty = review(
-            &c,
-            &bot,
-            "SelfSubjectAccessReview",
-            None,
-            json!({"spec": {}}),
-        )
-        .unwrap_err();
+        let empty = review(&c, &bot, "SelfSubjectAccessReview", None, json!({"spec": {}})).unwrap_err();
         assert_eq!(empty.code, 422);
         assert_eq!(
             empty.message,
@@ -376,9 +352,8 @@ mod tests {
         let nobody = json!({"spec": {"resourceAttributes": {"namespace": "team", "verb": "list", "resource": "pods"}}});
         let e = review(&c, &admin, "SubjectAccessReview", None, nobody).unwrap_err();
         assert!(
-            e.message.ends_with(
-                "spec.user: Invalid value: \"\": at least one of user or group must be specified"
-            ),
+            e.message
+                .ends_with("spec.user: Invalid value: \"\": at least one of user or group must be specified"),
             "{}",
             e.message
         );
@@ -395,26 +370,17 @@ mod tests {
         );
 
         let lsar = json!({"spec": {"user": "system:serviceaccount:team:bot", "resourceAttributes": {"namespace": "team", "verb": "get", "resource": "pods"}}});
-        let out = review(
-            &c,
-            &admin,
-            "LocalSubjectAccessReview",
-            Some("team"),
-            lsar.clone(),
-        )
-        .unwrap();
+        let out = review(&c, &admin, "LocalSubjectAccessReview", Some("team"), lsar.clone()).unwrap();
         assert_eq!(out["status"]["allowed"], true);
         assert_eq!(out["metadata"]["namespace"], "team");
-        let e = review(
-            &c,
-            &admin,
-            "LocalSubjectAccessReview",
-            Some("other"),
-            lsar.clone(),
-        )
-        .unwrap_err();
+        let e = review(&c, &admin, "LocalSubjectAccessReview", Some("other"), lsar.clone()).unwrap_err();
         assert_eq!(e.code, 422);
-        assert!(e.message.contains("spec.resourceAttributes.namespace: Invalid value: \"team\": must match metadata.namespace"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("spec.resourceAttributes.namespace: Invalid value: \"team\": must match metadata.namespace"),
+            "{}",
+            e.message
+        );
         assert_eq!(
             review(&c, &admin, "LocalSubjectAccessReview", None, lsar)
                 .unwrap_err()
@@ -438,19 +404,15 @@ mod tests {
         .unwrap();
         let rr = out["status"]["resourceRules"].as_array().unwrap();
         assert!(
-            rr.contains(
-                &json!({"verbs": ["create"], "apiGroups": [""], "resources": ["pods/exec"]})
-            ),
+            rr.contains(&json!({"verbs": ["create"], "apiGroups": [""], "resources": ["pods/exec"]})),
             "{rr:?}"
         );
         assert!(rr.contains(&json!({"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]})));
         let nr = out["status"]["nonResourceRules"].as_array().unwrap();
-        assert!(nr.iter().any(|r| {
-            r["nonResourceURLs"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("/apis/*"))
-        }));
+        assert!(
+            nr.iter()
+                .any(|r| { r["nonResourceURLs"].as_array().unwrap().contains(&json!("/apis/*")) })
+        );
         assert_eq!(out["status"]["incomplete"], false);
         // Elsewhere, only the cluster-wide rules.
         let out = review(
@@ -484,15 +446,9 @@ mod tests {
                 .contains(&json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}))
         );
         assert_eq!(
-            review(
-                &c,
-                &bot,
-                "SelfSubjectRulesReview",
-                None,
-                json!({"spec": {}})
-            )
-            .unwrap_err()
-            .code,
+            review(&c, &bot, "SelfSubjectRulesReview", None, json!({"spec": {}}))
+                .unwrap_err()
+                .code,
             400
         );
     }
@@ -513,10 +469,7 @@ mod tests {
         .unwrap();
         assert_eq!(out["apiVersion"], "authentication.k8s.io/v1");
         assert_eq!(out["status"]["authenticated"], true);
-        assert_eq!(
-            out["status"]["user"]["username"],
-            "system:serviceaccount:team:bot"
-        );
+        assert_eq!(out["status"]["user"]["username"], "system:serviceaccount:team:bot");
         assert_eq!(out["status"]["user"]["uid"], uid(&s));
         assert_eq!(out["status"]["audiences"], json!([ISSUER]));
         let bad = review(
@@ -539,15 +492,9 @@ mod tests {
         .unwrap();
         assert_eq!(vault["status"]["authenticated"], false);
         assert_eq!(
-            review(
-                &c,
-                &UserInfo::admin(),
-                "TokenReview",
-                None,
-                json!({"spec": {}})
-            )
-            .unwrap_err()
-            .code,
+            review(&c, &UserInfo::admin(), "TokenReview", None, json!({"spec": {}}))
+                .unwrap_err()
+                .code,
             400
         );
 
@@ -560,10 +507,7 @@ mod tests {
             json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
         )
         .unwrap();
-        assert_eq!(
-            me["status"]["userInfo"]["username"],
-            "system:serviceaccount:team:bot"
-        );
+        assert_eq!(me["status"]["userInfo"]["username"], "system:serviceaccount:team:bot");
         assert_eq!(
             me["status"]["userInfo"]["groups"],
             json!([
@@ -575,9 +519,6 @@ mod tests {
         assert!(me["metadata"]["creationTimestamp"].is_string());
         let admin = review(&c, &UserInfo::admin(), "SelfSubjectReview", None, json!({})).unwrap();
         assert!(admin["status"]["userInfo"].get("uid").is_none());
-        assert_eq!(
-            review(&c, &bot, "Pod", None, json!({})).unwrap_err().code,
-            400
-        );
+        assert_eq!(review(&c, &bot, "Pod", None, json!({})).unwrap_err().code, 400);
     }
 }

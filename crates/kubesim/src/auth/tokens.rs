@@ -203,8 +203,7 @@ impl TokenIssuer {
         let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
         let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
         // The key id is the RFC 7638 thumbprint: stable for the key, opaque to clients.
-        let kid =
-            Jwk::from_encoding_key(&encoding, Algorithm::RS256)?.thumbprint(ThumbprintHash::SHA256);
+        let kid = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?.thumbprint(ThumbprintHash::SHA256);
         let issuer = Self {
             key,
             encoding,
@@ -237,8 +236,7 @@ impl TokenIssuer {
     fn sign<T: Serialize>(&self, claims: &T) -> String {
         // Claims are plain structs (serialisation cannot fail) and the key passed a signing self-test
         // when the issuer was built, so a failure here is a broken invariant, not bad input.
-        self.try_sign(claims)
-            .expect("signing with a self-tested RSA key")
+        self.try_sign(claims).expect("signing with a self-tested RSA key")
     }
 
     /// A bound token for ServiceAccount `namespace/sa_name` with uid `sa_uid`, valid for
@@ -296,13 +294,7 @@ impl TokenIssuer {
     }
 
     /// A legacy, non-expiring token for the ServiceAccount of the Secret `namespace/secret_name`.
-    pub fn issue_legacy(
-        &self,
-        namespace: &str,
-        sa_name: &str,
-        sa_uid: &str,
-        secret_name: &str,
-    ) -> String {
+    pub fn issue_legacy(&self, namespace: &str, sa_name: &str, sa_uid: &str, secret_name: &str) -> String {
         self.sign(&LegacyClaims {
             iss: LEGACY_ISSUER.into(),
             namespace: namespace.into(),
@@ -361,12 +353,7 @@ fn rfc3339(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn bound_claims(
-    now: i64,
-    kubernetes: KubernetesClaims,
-    audiences: &[String],
-    expiration_seconds: i64,
-) -> Claims {
+fn bound_claims(now: i64, kubernetes: KubernetesClaims, audiences: &[String], expiration_seconds: i64) -> Claims {
     Claims {
         aud: audiences.to_vec(),
         exp: now.saturating_add(expiration_seconds),
@@ -390,9 +377,7 @@ fn check_times(exp: i64, nbf: i64, iat: i64, now_ms: i64) -> Result<(), AuthErro
         return Err(AuthError::new("service account token is not valid yet"));
     }
     if now_ms + leeway < iat.saturating_mul(1000) {
-        return Err(AuthError::new(
-            "service account token is issued in the future",
-        ));
+        return Err(AuthError::new("service account token is issued in the future"));
     }
     Ok(())
 }
@@ -418,11 +403,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn intersect(token_auds: &[String], requested: &[String]) -> Vec<String> {
-    token_auds
-        .iter()
-        .filter(|a| requested.contains(a))
-        .cloned()
-        .collect()
+    token_auds.iter().filter(|a| requested.contains(a)).cloned().collect()
 }
 
 fn audience_error(token_auds: &[String], requested: &[String]) -> AuthError {
@@ -436,10 +417,7 @@ fn audience_error(token_auds: &[String], requested: &[String]) -> AuthError {
 /// The bearer token of a request: `Authorization: Bearer X` (scheme case-insensitive), or for a
 /// WebSocket upgrade without one, the `base64url.bearer.authorization.k8s.io.<base64url>` subprotocol.
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         // Go: strings.SplitN(strings.TrimSpace(auth), " ", 3); anything but "bearer X…" is not ours.
         let mut parts = v.trim().splitn(3, ' ');
         if let (Some(scheme), Some(token)) = (parts.next(), parts.next())
@@ -448,9 +426,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
             return Some(token.to_string());
         }
     }
-    let upgrade = headers
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok());
+    let upgrade = headers.get(http::header::UPGRADE).and_then(|v| v.to_str().ok());
     if !upgrade.is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket")) {
         return None;
     }
@@ -460,12 +436,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|p| p.trim().strip_prefix(WS_PROTOCOL_PREFIX))
-        .find_map(|enc| {
-            URL_SAFE_NO_PAD
-                .decode(enc)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-        })
+        .find_map(|enc| URL_SAFE_NO_PAD.decode(enc).ok().and_then(|b| String::from_utf8(b).ok()))
 }
 
 /// Authenticates a bearer token for the given audiences (the API server's own: `[ISSUER]`). Returns
@@ -489,8 +460,7 @@ fn authenticate_token_at(
     }
     let api_audiences = [ISSUER.to_string()];
     // A static token carries no audience: it is good for the API server's audiences only.
-    if !ctx.admin_token.is_empty() && constant_time_eq(token.as_bytes(), ctx.admin_token.as_bytes())
-    {
+    if !ctx.admin_token.is_empty() && constant_time_eq(token.as_bytes(), ctx.admin_token.as_bytes()) {
         let auds = intersect(&api_audiences, audiences);
         if auds.is_empty() {
             return Err(audience_error(&api_audiences, audiences));
@@ -500,18 +470,12 @@ fn authenticate_token_at(
     let raw = ctx.tokens.decode_verified(token)?;
     let iss = raw["iss"].as_str().unwrap_or_default().to_string();
     if iss != ISSUER && iss != LEGACY_ISSUER {
-        return Err(AuthError::new(format!(
-            "token issuer {} is invalid",
-            go_quote(&iss)
-        )));
+        return Err(AuthError::new(format!("token issuer {} is invalid", go_quote(&iss))));
     }
     // Legacy tokens have no audience and are accepted for the API server's audiences only.
     let mut token_auds: Vec<String> = match &raw["aud"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
+        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         _ => Vec::new(),
     };
     if token_auds.is_empty() {
@@ -540,12 +504,7 @@ fn validate_bound(store: &Store, raw: Value, now_ms: i64) -> Result<UserInfo, Au
     let sa_ref = &k.serviceaccount;
     let sa = store
         .get(&gr("serviceaccounts"), ns, &sa_ref.name)
-        .ok_or_else(|| {
-            AuthError::new(format!(
-                "serviceaccounts {} not found",
-                go_quote(&sa_ref.name)
-            ))
-        })?;
+        .ok_or_else(|| AuthError::new(format!("serviceaccounts {} not found", go_quote(&sa_ref.name))))?;
     if uid_of(&sa) != sa_ref.uid {
         return Err(AuthError::new(format!(
             "service account UID ({}) does not match claim ({})",
@@ -559,23 +518,22 @@ fn validate_bound(store: &Store, raw: Value, now_ms: i64) -> Result<UserInfo, Au
             sa_ref.name
         )));
     }
-    let check_bound =
-        |resource: &str, kind: &str, r: &ObjectRef, obj_ns: &str| -> Result<(), AuthError> {
-            let obj = store
-                .get(&gr(resource), obj_ns, &r.name)
-                .ok_or_else(AuthError::invalidated)?;
-            if uid_of(&obj) != r.uid {
-                return Err(AuthError::new(format!(
-                    "{kind} UID ({}) does not match service account {kind} ref claim ({})",
-                    uid_of(&obj),
-                    r.uid
-                )));
-            }
-            if deleted_before_now(&obj, now_ms) {
-                return Err(AuthError::invalidated());
-            }
-            Ok(())
-        };
+    let check_bound = |resource: &str, kind: &str, r: &ObjectRef, obj_ns: &str| -> Result<(), AuthError> {
+        let obj = store
+            .get(&gr(resource), obj_ns, &r.name)
+            .ok_or_else(AuthError::invalidated)?;
+        if uid_of(&obj) != r.uid {
+            return Err(AuthError::new(format!(
+                "{kind} UID ({}) does not match service account {kind} ref claim ({})",
+                uid_of(&obj),
+                r.uid
+            )));
+        }
+        if deleted_before_now(&obj, now_ms) {
+            return Err(AuthError::invalidated());
+        }
+        Ok(())
+    };
     if let Some(s) = &k.secret {
         check_bound("secrets", "secret", s, ns)?;
     }
@@ -622,12 +580,7 @@ fn validate_legacy(store: &Store, token: &str, raw: Value) -> Result<UserInfo, A
     }
     let sa = store
         .get(&gr("serviceaccounts"), &c.namespace, &c.sa_name)
-        .ok_or_else(|| {
-            AuthError::new(format!(
-                "serviceaccounts {} not found",
-                go_quote(&c.sa_name)
-            ))
-        })?;
+        .ok_or_else(|| AuthError::new(format!("serviceaccounts {} not found", go_quote(&c.sa_name))))?;
     if !sa["metadata"]["deletionTimestamp"].is_null() {
         return Err(AuthError::new(format!(
             "ServiceAccount {}/{} has been deleted",
@@ -652,11 +605,7 @@ fn validate_legacy(store: &Store, token: &str, raw: Value) -> Result<UserInfo, A
             a = c.sa_name
         )));
     }
-    Ok(UserInfo::service_account(
-        &c.namespace,
-        &c.sa_name,
-        &c.sa_uid,
-    ))
+    Ok(UserInfo::service_account(&c.namespace, &c.sa_name, &c.sa_uid))
 }
 
 /// "10 minutes" for 600, as in the upstream message; other minimums (lowered for tests) in their unit.
@@ -675,14 +624,12 @@ fn string_list(v: &Value, field: &str) -> ApiResult<Vec<String>> {
         Value::Array(items) => items
             .iter()
             .map(|i| {
-                i.as_str().map(String::from).ok_or_else(|| {
-                    ApiError::bad_request(format!("{field} must be a list of strings"))
-                })
+                i.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ApiError::bad_request(format!("{field} must be a list of strings")))
             })
             .collect(),
-        _ => Err(ApiError::bad_request(format!(
-            "{field} must be a list of strings"
-        ))),
+        _ => Err(ApiError::bad_request(format!("{field} must be a list of strings"))),
     }
 }
 
@@ -691,10 +638,7 @@ fn string_list(v: &Value, field: &str) -> ApiResult<Vec<String>> {
 pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResult<Value> {
     let md = &body["metadata"];
     for (field, expected) in [("name", sa), ("namespace", ns)] {
-        if let Some(given) = md[field]
-            .as_str()
-            .filter(|g| !g.is_empty() && *g != expected)
-        {
+        if let Some(given) = md[field].as_str().filter(|g| !g.is_empty() && *g != expected) {
             return Err(ApiError::invalid(
                 "TokenRequest",
                 TOKEN_REQUEST_GROUP,
@@ -740,19 +684,12 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
     if expiration > MAX_EXPIRATION_SECONDS {
         causes.push((
             "spec.expirationSeconds".to_string(),
-            format!(
-                "Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"
-            ),
+            format!("Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"),
         ));
     }
     if !causes.is_empty() {
         // Upstream names no object here: `TokenRequest.authentication.k8s.io "" is invalid: …`.
-        return Err(ApiError::invalid(
-            "TokenRequest",
-            TOKEN_REQUEST_GROUP,
-            "",
-            causes,
-        ));
+        return Err(ApiError::invalid("TokenRequest", TOKEN_REQUEST_GROUP, "", causes));
     }
 
     let mut k = KubernetesClaims {
@@ -804,8 +741,7 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
                     )));
                 }
                 // The node a pod runs on is recorded for information, with its uid when the Node exists.
-                if let Some(node_name) = obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
-                {
+                if let Some(node_name) = obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                     let node_uid = ctx
                         .store
                         .get(&gr("nodes"), "", node_name)
@@ -821,10 +757,7 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
             "Secret" => k.secret = Some(r.clone()),
             _ => k.node = Some(r.clone()),
         }
-        if let Some(want) = bound_ref["uid"]
-            .as_str()
-            .filter(|u| !u.is_empty() && *u != r.uid)
-        {
+        if let Some(want) = bound_ref["uid"].as_str().filter(|u| !u.is_empty() && *u != r.uid) {
             let mut e = ApiError::new(
                 409,
                 "Conflict",
@@ -842,11 +775,7 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
     let claims = bound_claims(now, k, &audiences, expiration);
     let token = ctx.tokens.sign(&claims);
 
-    let mut out = if body.is_object() {
-        body.clone()
-    } else {
-        json!({})
-    };
+    let mut out = if body.is_object() { body.clone() } else { json!({}) };
     out["apiVersion"] = json!("authentication.k8s.io/v1");
     out["kind"] = json!("TokenRequest");
     if !out["metadata"].is_object() {
@@ -863,8 +792,7 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
     if !bound_ref.is_object() {
         out["spec"]["boundObjectRef"] = Value::Null;
     }
-    out["status"] =
-        json!({ "token": token, "expirationTimestamp": rfc3339(now.saturating_add(expiration)) });
+    out["status"] = json!({ "token": token, "expirationTimestamp": rfc3339(now.saturating_add(expiration)) });
     Ok(out)
 }
 
@@ -877,14 +805,8 @@ pub fn fill_legacy_token(ctx: &Ctx<'_>, secret: &mut Value) -> ApiResult<()> {
     if secret["type"] != SA_TOKEN_SECRET_TYPE {
         return Ok(());
     }
-    let ns = secret["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let name = secret["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let ns = secret["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let name = secret["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let name_field = format!("metadata.annotations[{SA_NAME_ANNOTATION}]");
     let sa_name = secret["metadata"]["annotations"][SA_NAME_ANNOTATION]
         .as_str()
@@ -898,17 +820,14 @@ pub fn fill_legacy_token(ctx: &Ctx<'_>, secret: &mut Value) -> ApiResult<()> {
             vec![(name_field, "Required value".into())],
         ));
     }
-    let sa = ctx
-        .store
-        .get(&gr("serviceaccounts"), &ns, &sa_name)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Secret",
-                "",
-                &name,
-                vec![(name_field, format!("Not found: {}", go_quote(&sa_name)))],
-            )
-        })?;
+    let sa = ctx.store.get(&gr("serviceaccounts"), &ns, &sa_name).ok_or_else(|| {
+        ApiError::invalid(
+            "Secret",
+            "",
+            &name,
+            vec![(name_field, format!("Not found: {}", go_quote(&sa_name)))],
+        )
+    })?;
     let sa_uid = uid_of(&sa).to_string();
     if let Some(given) = secret["metadata"]["annotations"][SA_UID_ANNOTATION]
         .as_str()
@@ -992,19 +911,7 @@ mod tests {
         assert_eq!(h, json!({ "alg": "RS256", "kid": issuer().key_id() }));
         let p = payload(&token);
         let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "aud",
-                "exp",
-                "iat",
-                "iss",
-                "jti",
-                "kubernetes.io",
-                "nbf",
-                "sub"
-            ]
-        );
+        assert_eq!(keys, ["aud", "exp", "iat", "iss", "jti", "kubernetes.io", "nbf", "sub"]);
         assert_eq!(p["iss"], ISSUER);
         assert_eq!(p["sub"], "system:serviceaccount:team:bot");
         assert_eq!(p["aud"], json!([ISSUER]));
@@ -1031,10 +938,7 @@ mod tests {
             ]
         );
         assert_eq!(auds, api());
-        assert_eq!(
-            super::super::authenticate_headers(&c, &bearer(&token)).unwrap(),
-            user
-        );
+        assert_eq!(super::super::authenticate_headers(&c, &bearer(&token)).unwrap(), user);
     }
 
     #[test]
@@ -1108,14 +1012,10 @@ mod tests {
         // A ServiceAccount being deleted (finalizers pending) no longer authenticates either.
         let mut deleting = again.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
-        store
-            .update(&gr("serviceaccounts"), deleting, None)
-            .unwrap();
+        store.update(&gr("serviceaccounts"), deleting, None).unwrap();
         let (t2, _) = issuer().issue("team", "bot", &uid(&again), &api(), 3600, None);
         assert_eq!(
-            authenticate_token(&ctx(&store), &t2, &api())
-                .unwrap_err()
-                .to_string(),
+            authenticate_token(&ctx(&store), &t2, &api()).unwrap_err().to_string(),
             "service account team/bot has been deleted"
         );
     }
@@ -1125,14 +1025,7 @@ mod tests {
         let store = Store::new();
         let s = sa(&store, "team", "bot");
         let p = pod(&store, "team", "web", "bot");
-        let (token, _) = issuer().issue(
-            "team",
-            "bot",
-            &uid(&s),
-            &api(),
-            3600,
-            Some(("Pod", "web", &uid(&p))),
-        );
+        let (token, _) = issuer().issue("team", "bot", &uid(&s), &api(), 3600, Some(("Pod", "web", &uid(&p))));
         assert_eq!(
             payload(&token)["kubernetes.io"]["pod"],
             json!({ "name": "web", "uid": uid(&p) })
@@ -1186,9 +1079,7 @@ mod tests {
         let e = authenticate_token(&ctx(&store), &token, &api()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "token audiences [\"vault\"] is invalid for the target audiences [\"{ISSUER}\"]"
-            )
+            format!("token audiences [\"vault\"] is invalid for the target audiences [\"{ISSUER}\"]")
         );
         let (_, auds) = authenticate_token(&ctx(&store), &token, &vault).unwrap();
         assert_eq!(auds, vault);
@@ -1222,12 +1113,7 @@ mod tests {
     }
 
     fn secret_token(secret: &Value) -> String {
-        String::from_utf8(
-            STANDARD
-                .decode(secret["data"]["token"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
+        String::from_utf8(STANDARD.decode(secret["data"]["token"].as_str().unwrap()).unwrap()).unwrap()
     }
 
     #[test]
@@ -1237,10 +1123,7 @@ mod tests {
         let c = ctx(&store);
         let mut secret = legacy_secret("team", "bot-token", "bot");
         fill_legacy_token(&c, &mut secret).unwrap();
-        assert_eq!(
-            secret["metadata"]["annotations"][SA_UID_ANNOTATION],
-            uid(&s)
-        );
+        assert_eq!(secret["metadata"]["annotations"][SA_UID_ANNOTATION], uid(&s));
         assert_eq!(secret["data"]["namespace"], STANDARD.encode("team"));
         let token = secret_token(&secret);
         let p = payload(&token);
@@ -1262,9 +1145,7 @@ mod tests {
         changed["data"]["token"] = json!(STANDARD.encode("something-else"));
         store.update(&gr("secrets"), changed, None).unwrap();
         assert_eq!(
-            authenticate_token(&c, &token, &api())
-                .unwrap_err()
-                .to_string(),
+            authenticate_token(&c, &token, &api()).unwrap_err().to_string(),
             "Token does not match server's copy"
         );
         store.update(&gr("secrets"), stored.clone(), None).unwrap();
@@ -1283,9 +1164,7 @@ mod tests {
         // So does deleting the Secret.
         del(&store, "", "secrets", "team", "bot-token");
         assert_eq!(
-            authenticate_token(&c, &token, &api())
-                .unwrap_err()
-                .to_string(),
+            authenticate_token(&c, &token, &api()).unwrap_err().to_string(),
             "Token has been invalidated"
         );
     }
@@ -1301,19 +1180,14 @@ mod tests {
             e.message,
             "Secret \"t\" is invalid: metadata.annotations[kubernetes.io/service-account.name]: Not found: \"ghost\""
         );
-        let mut no_annotation =
-            json!({"type": SA_TOKEN_SECRET_TYPE, "metadata": {"namespace": "team", "name": "t"}});
-        assert_eq!(
-            fill_legacy_token(&c, &mut no_annotation).unwrap_err().code,
-            422
-        );
+        let mut no_annotation = json!({"type": SA_TOKEN_SECRET_TYPE, "metadata": {"namespace": "team", "name": "t"}});
+        assert_eq!(fill_legacy_token(&c, &mut no_annotation).unwrap_err().code, 422);
         sa(&store, "team", "bot");
         let mut wrong_uid = legacy_secret("team", "t", "bot");
         wrong_uid["metadata"]["annotations"][SA_UID_ANNOTATION] = json!("not-the-uid");
         assert_eq!(fill_legacy_token(&c, &mut wrong_uid).unwrap_err().code, 422);
         // Other Secret types are untouched.
-        let mut opaque =
-            json!({"type": "Opaque", "metadata": {"namespace": "team", "name": "o"}, "data": {}});
+        let mut opaque = json!({"type": "Opaque", "metadata": {"namespace": "team", "name": "o"}, "data": {}});
         let before = opaque.clone();
         fill_legacy_token(&c, &mut opaque).unwrap();
         assert_eq!(opaque, before);
@@ -1352,27 +1226,13 @@ mod tests {
         let store = Store::new();
         sa(&store, "team", "bot");
         let c = ctx(&store);
-        let short = token_request(
-            &c,
-            "team",
-            "bot",
-            &json!({"spec": {"expirationSeconds": 60}}),
-        )
-        .unwrap_err();
+        let short = token_request(&c, "team", "bot", &json!({"spec": {"expirationSeconds": 60}})).unwrap_err();
         assert_eq!(short.code, 422);
         assert_eq!(
             short.message,
             "TokenRequest.authentication.k8s.io \"\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"
         );
-        assert!(
-            token_request(
-                &c,
-                "team",
-                "bot",
-                &json!({"spec": {"expirationSeconds": 600}})
-            )
-            .is_ok()
-        );
+        assert!(token_request(&c, "team", "bot", &json!({"spec": {"expirationSeconds": 600}})).is_ok());
         let long = token_request(
             &c,
             "team",
@@ -1392,60 +1252,50 @@ mod tests {
             min_token_expiration_seconds: 2,
             ..c
         };
+        assert!(token_request(&lowered, "team", "bot", &json!({"spec": {"expirationSeconds": 2}})).is_ok());
+        let e = token_request(&lowered, "team", "bot", &json!({"spec": {"expirationSeconds": 1}})).unwrap_err();
         assert!(
-            token_request(
-                &lowered,
-                "team",
-                "bot",
-                &json!({"spec": {"expirationSeconds": 2}})
-            )
-            .is_ok()
-        );
-        let e = token_request(
-            &lowered,
-            "team",
-            "bot",
-            &json!({"spec": {"expirationSeconds": 1}}),
-        )
-        .unwrap_err();
-        assert!(
-            e.message
-                .ends_with("may not specify a duration less than 2 seconds"),
+            e.message.ends_with("may not specify a duration less than 2 seconds"),
             "{}",
             e.message
         );
 
-        let missing = token_request(
-            &c,
-            "team",
-            "ghost",
-            &json!({"spec": {"expirationSeconds": 60}}),
-        )
-        .unwrap_err();
+        let missing = token_request(&c, "team", "ghost", &json!({"spec": {"expirationSeconds": 60}})).unwrap_err();
         assert_eq!(
             (missing.code, missing.message.as_str()),
             (404, "serviceaccounts \"ghost\" not found")
         );
 
-        let wrong_name =
-            token_request(&c, "team", "bot", &json!({"metadata": {"name": "other"}})).unwrap_err();
+        let wrong_name = token_request(&c, "team", "bot", &json!({"metadata": {"name": "other"}})).unwrap_err();
         assert_eq!(wrong_name.code, 422);
 
-        let no_pod = token_request(&c, "team", "bot", &json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web"}}})).unwrap_err();
-        assert_eq!(
-            (no_pod.code, no_pod.message.as_str()),
-            (404, "pods \"web\" not found")
-        );
+        let no_pod = token_request(
+            &c,
+            "team",
+            "bot",
+            &json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web"}}}),
+        )
+        .unwrap_err();
+        assert_eq!((no_pod.code, no_pod.message.as_str()), (404, "pods \"web\" not found"));
         pod(&store, "team", "other-sa-pod", "someone-else");
-        let other = token_request(&c, "team", "bot", &json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "other-sa-pod"}}})).unwrap_err();
+        let other = token_request(
+            &c,
+            "team",
+            "bot",
+            &json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "other-sa-pod"}}}),
+        )
+        .unwrap_err();
         assert_eq!(other.code, 400);
-        let cm = token_request(&c, "team", "bot", &json!({"spec": {"boundObjectRef": {"kind": "ConfigMap", "apiVersion": "v1", "name": "x"}}})).unwrap_err();
+        let cm = token_request(
+            &c,
+            "team",
+            "bot",
+            &json!({"spec": {"boundObjectRef": {"kind": "ConfigMap", "apiVersion": "v1", "name": "x"}}}),
+        )
+        .unwrap_err();
         assert_eq!(
             (cm.code, cm.message.as_str()),
-            (
-                400,
-                "cannot bind token to object of type /v1, Kind=ConfigMap"
-            )
+            (400, "cannot bind token to object of type /v1, Kind=ConfigMap")
         );
     }
 
@@ -1473,7 +1323,8 @@ mod tests {
         assert!(authenticate_token(&c, token, &api()).is_err());
 
         let p2 = pod(&store, "team", "web", "bot");
-        let stale = json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": uid(&p)}}});
+        let stale =
+            json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": uid(&p)}}});
         let e = token_request(&c, "team", "bot", &stale).unwrap_err();
         assert_eq!(e.code, 409);
         assert_ne!(uid(&p), uid(&p2));
@@ -1490,9 +1341,7 @@ mod tests {
         assert_eq!(jwks["keys"][0]["kid"], issuer().key_id());
         assert_eq!(jwks["keys"][0]["e"], "AQAB");
         assert_eq!(jwks["keys"][0]["alg"], "RS256");
-        let n = URL_SAFE_NO_PAD
-            .decode(jwks["keys"][0]["n"].as_str().unwrap())
-            .unwrap();
+        let n = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["n"].as_str().unwrap()).unwrap();
         assert_eq!(n.len(), 256, "2048-bit modulus");
         assert_eq!(issuer().openid_configuration()["issuer"], ISSUER);
         assert!(!format!("{:?}", issuer()).contains("PRIVATE"));

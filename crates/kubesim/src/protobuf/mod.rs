@@ -172,24 +172,19 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Value, String> {
         }
     }
     if !content_encoding.is_empty() {
-        return Err(format!(
-            "unsupported protobuf content encoding {content_encoding:?}"
-        ));
+        return Err(format!("unsupported protobuf content encoding {content_encoding:?}"));
     }
     if api_version.is_empty() || kind.is_empty() {
         return Err("the protobuf envelope does not name an apiVersion and kind".into());
     }
     let object = if content_type.is_empty() || content_type == PROTOBUF_CONTENT_TYPE {
         let index = lookup_kind(&api_version, &kind).ok_or_else(|| {
-            format!(
-                "no protobuf schema for kind {kind:?} in {api_version:?}; send this kind as JSON"
-            )
+            format!("no protobuf schema for kind {kind:?} in {api_version:?}; send this kind as JSON")
         })?;
         decode_message(raw, index, depth)?
     } else if content_type.contains("json") {
         // The envelope may carry JSON (runtime.Unknown allows any content type); take it as the object.
-        serde_json::from_slice(raw)
-            .map_err(|e| format!("invalid JSON in the protobuf envelope: {e}"))?
+        serde_json::from_slice(raw).map_err(|e| format!("invalid JSON in the protobuf envelope: {e}"))?
     } else {
         return Err(format!(
             "unsupported content type {content_type:?} in the protobuf envelope"
@@ -204,8 +199,7 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Value, String> {
 }
 
 fn lookup_kind(api_version: &str, kind: &str) -> Option<u16> {
-    if let Ok(i) = schema::KINDS.binary_search_by(|(av, k, _)| (*av, *k).cmp(&(api_version, kind)))
-    {
+    if let Ok(i) = schema::KINDS.binary_search_by(|(av, k, _)| (*av, *k).cmp(&(api_version, kind))) {
         return Some(schema::KINDS[i].2);
     }
     // DeleteOptions & co. travel with the apiVersion of whatever group the request is for.
@@ -230,8 +224,7 @@ fn decode_message(buf: &[u8], index: u16, depth: usize) -> Result<Value, String>
         Ok(out)
     };
     // The special forms read their fields by tag, so they do not depend on the table's names for them.
-    let take =
-        |map: &mut Map<String, Value>, tag: u32| msg.field(tag).and_then(|f| map.remove(f.json));
+    let take = |map: &mut Map<String, Value>, tag: u32| msg.field(tag).and_then(|f| map.remove(f.json));
     match msg.special {
         Special::None => fields(buf).map(Value::Object),
         Special::RawJson => raw_json(buf, msg, depth),
@@ -246,9 +239,7 @@ fn decode_message(buf: &[u8], index: u16, depth: usize) -> Result<Value, String>
             format_time(seconds, nanos, msg.special == Special::MicroTime).map(Value::String)
         }
         Special::Duration => {
-            let ns = take(&mut fields(buf)?, 1)
-                .and_then(|v| v.as_i64())
-                .unwrap_or(0);
+            let ns = take(&mut fields(buf)?, 1).and_then(|v| v.as_i64()).unwrap_or(0);
             Ok(Value::String(go_duration(ns)))
         }
         Special::IntOrString => {
@@ -260,12 +251,8 @@ fn decode_message(buf: &[u8], index: u16, depth: usize) -> Result<Value, String>
             }
         }
         // A Quantity without its string is Go's zero Quantity, which prints as "0".
-        Special::Quantity => {
-            Ok(take(&mut fields(buf)?, 1).unwrap_or_else(|| Value::String("0".into())))
-        }
-        Special::StringList => {
-            Ok(take(&mut fields(buf)?, 1).unwrap_or_else(|| Value::Array(Vec::new())))
-        }
+        Special::Quantity => Ok(take(&mut fields(buf)?, 1).unwrap_or_else(|| Value::String("0".into()))),
+        Special::StringList => Ok(take(&mut fields(buf)?, 1).unwrap_or_else(|| Value::Array(Vec::new()))),
         Special::SchemaOrArray | Special::SchemaOrStringArray => {
             // Both are {schema=1, list=2}: the list wins when non-empty (absent lists are never inserted).
             let mut m = fields(buf)?;
@@ -276,21 +263,14 @@ fn decode_message(buf: &[u8], index: u16, depth: usize) -> Result<Value, String>
             let mut m = fields(buf)?;
             match take(&mut m, 2) {
                 Some(schema) => Ok(schema),
-                None => Ok(Value::Bool(
-                    take(&mut m, 1).and_then(|v| v.as_bool()).unwrap_or(false),
-                )),
+                None => Ok(Value::Bool(take(&mut m, 1).and_then(|v| v.as_bool()).unwrap_or(false))),
             }
         }
     }
 }
 
 /// Decodes the fields of `msg` from `buf` into `out` (merging, as protobuf does when a message repeats).
-fn decode_fields(
-    buf: &[u8],
-    msg: &Msg,
-    depth: usize,
-    out: &mut Map<String, Value>,
-) -> Result<(), String> {
+fn decode_fields(buf: &[u8], msg: &Msg, depth: usize, out: &mut Map<String, Value>) -> Result<(), String> {
     let mut r = Reader::new(buf);
     while let Some((tag, wire)) = r.next_field()? {
         // Unknown fields (newer clients) are skipped, as Go's decoder does.
@@ -315,18 +295,13 @@ fn decode_fields(
             Card::One => match field.kind {
                 Kind::Message(sub) if message(sub)?.special == Special::None => {
                     // Decoding into the existing object gives protobuf's merge semantics for a repeated message.
-                    let slot = out
-                        .entry(field.json)
-                        .or_insert_with(|| Value::Object(Map::new()));
+                    let slot = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
                     if !slot.is_object() {
                         *slot = Value::Object(Map::new());
                     }
                     if let Value::Object(obj) = slot {
                         if depth >= MAX_DEPTH {
-                            return Err(format!(
-                                "messages nested deeper than {MAX_DEPTH} levels (at {})",
-                                ctx()
-                            ));
+                            return Err(format!("messages nested deeper than {MAX_DEPTH} levels (at {})", ctx()));
                         }
                         decode_fields(wire.bytes(&ctx())?, message(sub)?, depth + 1, obj)?;
                     }
@@ -361,9 +336,7 @@ fn decode_fields(
                 if items.is_empty() {
                     continue;
                 }
-                let slot = out
-                    .entry(field.json)
-                    .or_insert_with(|| Value::Array(Vec::new()));
+                let slot = out.entry(field.json).or_insert_with(|| Value::Array(Vec::new()));
                 match slot {
                     Value::Array(list) => list.extend(items),
                     other => *other = Value::Array(items),
@@ -371,9 +344,7 @@ fn decode_fields(
             }
             Card::Map => {
                 let (key, value) = map_entry(wire.bytes(&ctx())?, field.kind, depth, &ctx)?;
-                let slot = out
-                    .entry(field.json)
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let slot = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
                 match slot {
                     Value::Object(map) => {
                         map.insert(key, value);
@@ -395,12 +366,7 @@ fn field_label(field: &Field) -> String {
 }
 
 /// Decodes one `map<string, V>` entry {key=1, value=2}; absent parts take their zero value, as in Go.
-fn map_entry(
-    buf: &[u8],
-    kind: Kind,
-    depth: usize,
-    ctx: &dyn Fn() -> String,
-) -> Result<(String, Value), String> {
+fn map_entry(buf: &[u8], kind: Kind, depth: usize, ctx: &dyn Fn() -> String) -> Result<(String, Value), String> {
     let mut key = String::new();
     let mut value = None;
     let mut r = Reader::new(buf);
@@ -424,19 +390,12 @@ fn map_entry(
 }
 
 /// Converts one wire value of the given kind.
-fn single(
-    kind: Kind,
-    wire: Wire<'_>,
-    depth: usize,
-    ctx: &dyn Fn() -> String,
-) -> Result<Value, String> {
+fn single(kind: Kind, wire: Wire<'_>, depth: usize, ctx: &dyn Fn() -> String) -> Result<Value, String> {
     Ok(match (kind, wire) {
         // Go does not validate UTF-8 in protobuf strings; its JSON encoder then writes U+FFFD, as lossy does.
         (Kind::Str, Wire::Bytes(b)) => Value::String(String::from_utf8_lossy(b).into_owned()),
         // []byte is base64 (standard, padded) in JSON.
-        (Kind::Bytes, Wire::Bytes(b)) => {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
-        }
+        (Kind::Bytes, Wire::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
         (Kind::Bool, Wire::Varint(v)) => Value::Bool(v != 0),
         // Go truncates a varint to the field's width (negative int32s arrive as 10-byte varints).
         (Kind::I32, Wire::Varint(v)) => Value::from(i64::from(v as i32)),
@@ -497,8 +456,7 @@ fn raw_json(buf: &[u8], msg: &Msg, depth: usize) -> Result<Value, String> {
         }
         return decode_envelope(raw, depth + 1);
     }
-    serde_json::from_slice(raw)
-        .map_err(|e| format!("{}: embedded document is not JSON: {e}", msg.name))
+    serde_json::from_slice(raw).map_err(|e| format!("{}: embedded document is not JSON: {e}", msg.name))
 }
 
 /// Formats a `Time` (RFC 3339, whole seconds) or `MicroTime` (6 fractional digits) in UTC, as Go does.
@@ -508,8 +466,7 @@ fn format_time(seconds: i64, nanos: i64, micro: bool) -> Result<String, String> 
         .checked_add(nanos.div_euclid(1_000_000_000))
         .ok_or_else(|| format!("timestamp {seconds}s out of range"))?;
     let nsec = nanos.rem_euclid(1_000_000_000) as u32;
-    let t = chrono::DateTime::from_timestamp(secs, nsec)
-        .ok_or_else(|| format!("timestamp {seconds}s out of range"))?;
+    let t = chrono::DateTime::from_timestamp(secs, nsec).ok_or_else(|| format!("timestamp {seconds}s out of range"))?;
     if !(0..=9999).contains(&chrono::Datelike::year(&t)) {
         return Err(format!("timestamp {seconds}s is outside years 0..9999"));
     }
@@ -590,8 +547,7 @@ impl<'a> Wire<'a> {
     }
 
     fn string(self, what: &str) -> Result<String, String> {
-        self.bytes(what)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
+        self.bytes(what).map(|b| String::from_utf8_lossy(b).into_owned())
     }
 }
 
@@ -636,9 +592,7 @@ impl<'a> Reader<'a> {
 
     fn fixed64(&mut self) -> Result<u64, String> {
         let b = self.take(8)?;
-        Ok(u64::from_le_bytes(
-            b.try_into().map_err(|_| "truncated fixed64")?,
-        ))
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| "truncated fixed64")?))
     }
 
     /// The next (tag, value), or `None` at the end of the buffer.

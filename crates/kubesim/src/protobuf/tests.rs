@@ -234,11 +234,7 @@ fn pod_with_containers_ports_probes_resources_and_env() {
         e.raw_varint(2000);
         e
     };
-    let security = Enc::new()
-        .bytes(4, &packed.0)
-        .int(4, 3000)
-        .bool(3, false)
-        .int(2, -1);
+    let security = Enc::new().bytes(4, &packed.0).int(4, 3000).bool(3, false).int(2, -1);
     let spec = Enc::new()
         .msg(2, container)
         .str(3, "Always")
@@ -351,10 +347,7 @@ fn role_binding() {
 
 #[test]
 fn role_with_acronym_field_names() {
-    let rule = Enc::new()
-        .str(1, "get")
-        .str(5, "/healthz")
-        .str(5, "/metrics");
+    let rule = Enc::new().str(1, "get").str(5, "/healthz").str(5, "/metrics");
     let role = Enc::new().msg(1, meta("r", "", None)).msg(2, rule);
     let got = decode(&body("rbac.authorization.k8s.io/v1", "ClusterRole", &role));
     // ClusterRole is a distinct kind; Role shares the rule message.
@@ -377,20 +370,8 @@ fn self_subject_access_review() {
     let ssar = Enc::new()
         .msg(1, meta("", "", None))
         .msg(2, Enc::new().msg(1, attrs))
-        .msg(
-            3,
-            Enc::new()
-                .bool(1, false)
-                .str(2, "")
-                .str(3, "")
-                .bool(4, false),
-        );
-    let got = decode(&body(
-        "authorization.k8s.io/v1",
-        "SelfSubjectAccessReview",
-        &ssar,
-    ))
-    .unwrap();
+        .msg(3, Enc::new().bool(1, false).str(2, "").str(3, "").bool(4, false));
+    let got = decode(&body("authorization.k8s.io/v1", "SelfSubjectAccessReview", &ssar)).unwrap();
     assert_eq!(
         got,
         json!({
@@ -411,12 +392,7 @@ fn subject_access_review_extra_is_a_map_of_string_lists() {
         .str(4, "dev")
         .entry_msg(5, "scopes", Enc::new().str(1, "a").str(1, "b"));
     let sar = Enc::new().msg(1, meta("", "", None)).msg(2, spec);
-    let got = decode(&body(
-        "authorization.k8s.io/v1",
-        "SubjectAccessReview",
-        &sar,
-    ))
-    .unwrap();
+    let got = decode(&body("authorization.k8s.io/v1", "SubjectAccessReview", &sar)).unwrap();
     assert_eq!(
         got["spec"],
         json!({"nonResourceAttributes": {"path": "/api", "verb": "get"}, "user": "bob", "groups": ["dev"],
@@ -438,14 +414,9 @@ fn lease_micro_time_and_managed_fields() {
         .str(6, "FieldsV1")
         .msg(7, Enc::new().bytes(1, br#"{"f:spec":{}}"#))
         .str(8, "");
-    let lease = Enc::new()
-        .msg(1, meta("l", "ns", None).msg(17, mf))
-        .msg(2, spec);
+    let lease = Enc::new().msg(1, meta("l", "ns", None).msg(17, mf)).msg(2, spec);
     let got = decode(&body("coordination.k8s.io/v1", "Lease", &lease)).unwrap();
-    assert_eq!(
-        got["spec"]["renewTime"],
-        json!("2024-01-02T03:04:05.123456Z")
-    );
+    assert_eq!(got["spec"]["renewTime"], json!("2024-01-02T03:04:05.123456Z"));
     assert_eq!(got["spec"]["leaseDurationSeconds"], json!(15));
     assert_eq!(
         got["metadata"]["managedFields"],
@@ -481,11 +452,7 @@ fn crd_schema_specials() {
                 .str(5, "object")
                 .msg(30, Enc::new().bool(1, true).msg(2, str_schema)),
         )
-        .entry_msg(
-            29,
-            "free",
-            Enc::new().msg(30, Enc::new().bool(1, false)).bool(38, true),
-        )
+        .entry_msg(29, "free", Enc::new().msg(30, Enc::new().bool(1, false)).bool(38, true))
         .entry_msg(
             29,
             "mode",
@@ -503,26 +470,12 @@ fn crd_schema_specials() {
         .bool(7, false);
     let spec = Enc::new()
         .str(1, "example.com")
-        .msg(
-            3,
-            Enc::new()
-                .str(1, "widgets")
-                .str(2, "")
-                .str(4, "Widget")
-                .str(5, ""),
-        )
+        .msg(3, Enc::new().str(1, "widgets").str(2, "").str(4, "Widget").str(5, ""))
         .str(4, "Namespaced")
         .msg(7, version)
         .bool(10, false);
-    let crd = Enc::new()
-        .msg(1, meta("widgets.example.com", "", None))
-        .msg(2, spec);
-    let got = decode(&body(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        &crd,
-    ))
-    .unwrap();
+    let crd = Enc::new().msg(1, meta("widgets.example.com", "", None)).msg(2, spec);
+    let got = decode(&body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd)).unwrap();
     assert_eq!(
         got["spec"],
         json!({
@@ -580,10 +533,7 @@ fn unknown_fields_are_skipped_and_repeated_messages_merge() {
 fn errors_are_clear() {
     let err = |b: &[u8]| decode(b).unwrap_err();
     assert!(err(b"{}").contains("k8s"));
-    assert!(
-        err(&body("example.com/v1", "Widget", &Enc::new()))
-            .contains("no protobuf schema for kind \"Widget\"")
-    );
+    assert!(err(&body("example.com/v1", "Widget", &Enc::new())).contains("no protobuf schema for kind \"Widget\""));
     assert!(err(&body("", "", &Enc::new())).contains("apiVersion and kind"));
     // A string field sent as a varint.
     let bad = Enc::new().msg(1, Enc::new().int(1, 5));
@@ -593,10 +543,7 @@ fn errors_are_clear() {
     b.truncate(b.len() - 3);
     assert!(err(&b).contains("truncated"));
     // An invalid IntOrString type.
-    let port = Enc::new().msg(
-        1,
-        Enc::new().msg(3, Enc::new().msg(1, Enc::new().int(1, 7))),
-    );
+    let port = Enc::new().msg(1, Enc::new().msg(3, Enc::new().msg(1, Enc::new().int(1, 7))));
     let c = Enc::new().str(1, "a").msg(10, port);
     let pod = Enc::new().msg(2, Enc::new().msg(2, c));
     assert!(err(&body("v1", "Pod", &pod)).contains("invalid type 7"));
@@ -634,12 +581,7 @@ fn deep_nesting_is_refused_not_overflowed() {
     }
     let version = Enc::new().msg(4, Enc::new().bytes(1, &inner));
     let crd = Enc::new().msg(2, Enc::new().msg(7, version));
-    let err = decode(&body(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        &crd,
-    ))
-    .unwrap_err();
+    let err = decode(&body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd)).unwrap_err();
     assert!(err.contains("nested deeper"), "{err}");
     // Likewise RawExtensions holding envelopes holding RawExtensions.
     let mut raw = br#"{"a":1}"#.to_vec();
@@ -672,14 +614,8 @@ fn go_duration_strings() {
         .position(|m| m.special == Special::Duration)
         .unwrap();
     let d = Enc::new().int(1, 5_400_000_000_000);
-    assert_eq!(
-        super::decode_message(&d.0, i as u16, 0).unwrap(),
-        json!("1h30m0s")
-    );
-    assert_eq!(
-        super::decode_message(&[], i as u16, 0).unwrap(),
-        json!("0s")
-    );
+    assert_eq!(super::decode_message(&d.0, i as u16, 0).unwrap(), json!("1h30m0s"));
+    assert_eq!(super::decode_message(&[], i as u16, 0).unwrap(), json!("0s"));
 }
 
 #[test]
@@ -707,26 +643,12 @@ fn table_is_consistent() {
         }
     }
     let kinds = schema::KINDS;
-    assert!(
-        kinds
-            .windows(2)
-            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
-    );
-    assert!(
-        schema::ANY_VERSION_KINDS
-            .windows(2)
-            .all(|w| w[0].0 < w[1].0)
-    );
+    assert!(kinds.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    assert!(schema::ANY_VERSION_KINDS.windows(2).all(|w| w[0].0 < w[1].0));
     for (av, k, i) in kinds {
-        assert_eq!(
-            schema::MESSAGES[usize::from(*i)].special,
-            Special::None,
-            "{av} {k}"
-        );
+        assert_eq!(schema::MESSAGES[usize::from(*i)].special, Special::None, "{av} {k}");
         assert!(
-            schema::MESSAGES[usize::from(*i)]
-                .name
-                .ends_with(&format!(".{k}")),
+            schema::MESSAGES[usize::from(*i)].name.ends_with(&format!(".{k}")),
             "{av} {k}"
         );
     }
@@ -782,10 +704,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
                 .msg(8, Enc::new().entry_msg(1, "cpu", quantity("1")))
                 .msg(
                     10,
-                    Enc::new().msg(
-                        1,
-                        Enc::new().msg(3, Enc::new().msg(1, int_or_string_int(80))),
-                    ),
+                    Enc::new().msg(1, Enc::new().msg(3, Enc::new().msg(1, int_or_string_int(80)))),
                 ),
         ),
     );
@@ -849,9 +768,7 @@ fn random_truncated_and_mutated_input_never_panics() {
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
             ("v1", "Secret"),
         ] {
-            let unknown = Enc::new()
-                .msg(1, Enc::new().str(1, av).str(2, kind))
-                .bytes(2, &noise);
+            let unknown = Enc::new().msg(1, Enc::new().str(1, av).str(2, kind)).bytes(2, &noise);
             let result = decode(&[MAGIC, unknown.0.as_slice()].concat());
             if let Ok(v) = result {
                 assert!(matches!(v, Value::Object(_)));

@@ -21,7 +21,11 @@ impl Env {
 
     pub async fn with(b: SimBuilder) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sim = b.workdir(dir.path().join("work")).start().await.expect("kubesim starts");
+        let sim = b
+            .workdir(dir.path().join("work"))
+            .start()
+            .await
+            .expect("kubesim starts");
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
         Self { sim, dir, kubeconfig }
@@ -42,21 +46,35 @@ impl Env {
     /// Runs kubectl and asserts success; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;
-        assert!(out.status.success(), "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs kubectl and asserts failure; returns stderr.
     pub async fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;
-        assert!(!out.status.success(), "kubectl {args:?} should fail but printed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should fail but printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// kubectl with stdin.
     pub async fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
         let out = kubectl_with(&self.kubeconfig, args, Some(stdin)).await;
-        assert!(out.status.success(), "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -72,15 +90,24 @@ pub async fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str], stdin: Op
     let mut cmd = tokio::process::Command::new("kubectl");
     cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
     cmd.env_remove("KUBECONFIG");
-    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd.spawn().expect("kubectl on PATH");
     if let Some(s) = stdin {
         let mut w = child.stdin.take().expect("stdin");
         w.write_all(s.as_bytes()).await.expect("write stdin");
         drop(w);
     }
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("kubectl finished in 60s").expect("kubectl ran")
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finished in 60s")
+        .expect("kubectl ran")
 }
 
 /// Polls until `f` returns true or the timeout passes.
