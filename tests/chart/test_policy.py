@@ -179,7 +179,7 @@ def test_pod_exec_role_is_exactly_the_design(case_docs):
 
 
 CONTROLLER_CLUSTER = expand({
-    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch update patch",
+    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch update patch delete",
     ("k8s-janus.opsmode.io", "accessrequests/status"): "get update patch",
     ("k8s-janus.opsmode.io", "accessrequests/finalizers"): "update",
     ("", "serviceaccounts"): "get list watch create delete",

@@ -1,6 +1,11 @@
 //! The `janus` command: every k8s-janus component in one binary.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use janus_api::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -9,20 +14,116 @@ use clap::{Parser, Subcommand};
     about = "k8s-janus: just-in-time kubectl exec access for Kubernetes"
 )]
 struct Cli {
+    /// Log format: `json` for production log shippers, `text` for people.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "JANUS_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the AccessRequest CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run the controller: grant, expire and revoke access for AccessRequests.
+    Controller {
+        /// Configuration file (the chart's ConfigMap).
+        #[arg(long, env = "JANUS_CONFIG")]
+        config: PathBuf,
+        /// Kubeconfig of the central cluster (default: in-cluster ServiceAccount, then $KUBECONFIG).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Serve /healthz, /readyz and /metrics on this address.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// Skip leader election (only for a single replica).
+        #[arg(long)]
+        no_leader_election: bool,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JANUS_LOG").unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn central_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String, String)> {
+    let cfg = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster ServiceAccount and no usable $KUBECONFIG")?,
+    };
+    let server = cfg.cluster_url.to_string().trim_end_matches('/').to_string();
+    let ca = cfg
+        .root_cert
+        .as_deref()
+        .map(janus_controller::clusters::der_to_pem)
+        .unwrap_or_default();
+    Ok((kube::Client::try_from(cfg)?, server, ca))
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures_pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn futures_pending() {
+    std::future::pending::<()>().await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
+        Command::Controller {
+            config,
+            kubeconfig,
+            metrics_listen,
+            no_leader_election,
+        } => {
+            init_logging(cli.log_format);
+            let cfg = Config::load(&config)?;
+            let (client, server, ca) = central_client(kubeconfig.as_ref()).await?;
+            let identity = std::env::var("JANUS_POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("janus-{}", std::process::id()));
+            let opts = janus_controller::Options {
+                metrics_listen,
+                identity,
+                leader_election: !no_leader_election,
+            };
+            janus_controller::run(cfg, client, server, ca, opts, shutdown_signal()).await?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,202 @@
+//! The clusters access is granted on: the central one (our own identity) and remote ones reached
+//! through kubeconfig Secrets, re-read on every use so registration and removal need no restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use janus_api::config::Config;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result, is_not_found};
+
+/// Label that registers a kubeconfig Secret as a cluster; its value is the cluster name.
+pub const CLUSTER_LABEL: &str = "k8s-janus.opsmode.io/cluster";
+/// Annotation with a registered cluster's display name.
+pub const DISPLAY_NAME_ANNOTATION: &str = "k8s-janus.opsmode.io/display-name";
+
+/// A usable connection to one cluster.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    /// Cluster name.
+    pub name: String,
+    /// Client with the identity k8s-janus has there.
+    pub client: kube::Client,
+    /// API server URL, written into token Secrets.
+    pub server: String,
+    /// CA bundle (PEM) of the API server, written into token Secrets.
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for ClusterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle")
+            .field("name", &self.name)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// DER certificates as one PEM bundle.
+pub fn der_to_pem(certs: &[Vec<u8>]) -> String {
+    let mut out = String::new();
+    for der in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+/// Builds a handle from kubeconfig YAML.
+pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHandle> {
+    let unavailable = |message: String| Error::ClusterUnavailable {
+        cluster: name.to_string(),
+        message,
+    };
+    let kc: kube::config::Kubeconfig =
+        serde_yaml::from_str(yaml).map_err(|e| unavailable(format!("kubeconfig is not valid YAML: {e}")))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| unavailable(format!("kubeconfig is not usable: {e}")))?;
+    let server = cfg.cluster_url.to_string().trim_end_matches('/').to_string();
+    let ca_pem = cfg.root_cert.as_deref().map(der_to_pem).unwrap_or_default();
+    let client = kube::Client::try_from(cfg).map_err(|e| unavailable(format!("cannot build a client: {e}")))?;
+    Ok(ClusterHandle {
+        name: name.to_string(),
+        client,
+        server,
+        ca_pem,
+    })
+}
+
+/// Resolves cluster names to handles.
+pub struct Clusters {
+    config: Arc<Config>,
+    central: ClusterHandle,
+    /// Remote handles by cluster name, valid while their Secret keeps its resourceVersion.
+    cache: Mutex<HashMap<String, (String, ClusterHandle)>>,
+}
+
+impl std::fmt::Debug for Clusters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clusters")
+            .field("central", &self.central.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clusters {
+    /// The central cluster is `clusters[0]`, reached with `central_client` (our own identity).
+    pub fn new(config: Arc<Config>, central_client: kube::Client, server: String, ca_pem: String) -> Self {
+        let central = ClusterHandle {
+            name: config.central().to_string(),
+            client: central_client,
+            server,
+            ca_pem,
+        };
+        Self {
+            config,
+            central,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The central cluster.
+    pub fn central(&self) -> &ClusterHandle {
+        &self.central
+    }
+
+    /// Finds the kubeconfig Secret of a remote cluster: the configured name, else one labelled with it.
+    async fn find_secret(&self, name: &str) -> Result<Option<Secret>> {
+        let secrets: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
+        if let Some(c) = self.config.clusters.iter().find(|c| c.name == name) {
+            return match secrets.get(&c.kubeconfig_secret()).await {
+                Ok(s) => Ok(Some(s)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let list = secrets
+            .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
+            .await?;
+        Ok(list.items.into_iter().next())
+    }
+
+    /// Whether a cluster is configured or registered by a labelled Secret.
+    pub async fn is_known(&self, name: &str) -> Result<bool> {
+        if name == self.central.name || self.config.clusters.iter().any(|c| c.name == name) {
+            return Ok(true);
+        }
+        Ok(self.find_secret(name).await?.is_some())
+    }
+
+    /// A handle for a cluster, rebuilt when its kubeconfig Secret changed.
+    pub async fn get(&self, name: &str) -> Result<ClusterHandle> {
+        if name == self.central.name {
+            return Ok(self.central.clone());
+        }
+        let unavailable = |message: String| Error::ClusterUnavailable {
+            cluster: name.to_string(),
+            message,
+        };
+        let Some(secret) = self.find_secret(name).await? else {
+            self.cache.lock().await.remove(name);
+            let expected = self
+                .config
+                .clusters
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.kubeconfig_secret())
+                .unwrap_or_else(|| format!("a Secret labelled {CLUSTER_LABEL}={name}"));
+            return Err(unavailable(format!(
+                "no kubeconfig: expected Secret {expected} in namespace {} (register it with scripts/setup.sh)",
+                self.config.namespace
+            )));
+        };
+        let rv = secret.metadata.resource_version.clone().unwrap_or_default();
+        if let Some((cached_rv, h)) = self.cache.lock().await.get(name) {
+            if *cached_rv == rv {
+                return Ok(h.clone());
+            }
+        }
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("kubeconfig"))
+            .ok_or_else(|| unavailable("the kubeconfig Secret has no key `kubeconfig`".into()))?;
+        let yaml = String::from_utf8(data.0.clone())
+            .map_err(|_| unavailable("the kubeconfig in the Secret is not UTF-8".into()))?;
+        let handle = handle_from_kubeconfig(name, &yaml).await?;
+        self.cache.lock().await.insert(name.to_string(), (rv, handle.clone()));
+        Ok(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_wraps_at_64() {
+        let pem = der_to_pem(&[vec![0u8; 100]]);
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(pem.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+    }
+
+    #[tokio::test]
+    async fn bad_kubeconfigs_are_clear_errors() {
+        let e = handle_from_kubeconfig("r", "{{{").await.unwrap_err();
+        assert!(e.to_string().contains("not valid YAML"), "{e}");
+        let e = handle_from_kubeconfig("r", "apiVersion: v1\nkind: Config\n")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster r is unavailable"), "{e}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Creating and removing a request's credentials: ServiceAccount, RoleBinding and TokenRequest on the
+//! target cluster, and the token Secret in the Janus namespace of the central cluster.
+//!
+//! Every step is idempotent and adopts what a crashed earlier attempt created (by label). Cleanup finds
+//! objects by label across all namespaces, never by recomputing names.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, POD_EXEC_CLUSTER_ROLE, REQUEST_LABEL, names};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Resource, ResourceExt};
+
+use crate::clusters::ClusterHandle;
+use crate::error::{Error, Result, is_conflict, is_forbidden, is_not_found};
+use crate::lifecycle::{fmt_time, token_lifetime};
+
+/// Annotation on token Secrets: when the token in it stops working.
+pub const TOKEN_EXPIRES_ANNOTATION: &str = "k8s-janus.opsmode.io/token-expires-at";
+/// Annotation on created objects naming the requester (for people reading `kubectl get sa`).
+pub const REQUESTER_ANNOTATION: &str = "k8s-janus.opsmode.io/requester";
+
+fn labels(request: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (REQUEST_LABEL.to_string(), request.to_string()),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+    ])
+}
+
+fn meta(name: &str, ns: &str, ar: &AccessRequest) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        labels: Some(labels(&ar.name_any())),
+        annotations: Some(BTreeMap::from([(
+            REQUESTER_ANNOTATION.to_string(),
+            ar.spec.requester.clone(),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn owned_by_request(labels: Option<&BTreeMap<String, String>>, request: &str) -> bool {
+    labels.and_then(|l| l.get(REQUEST_LABEL)).is_some_and(|v| v == request)
+}
+
+fn forbidden_to_permanent(cluster: &str, what: &str, e: kube::Error) -> Error {
+    if is_forbidden(&e) {
+        Error::Permanent(format!(
+            "k8s-janus is not allowed to {what} on cluster {cluster}: {e}; check the chart's RBAC (or the remote agent) there"
+        ))
+    } else {
+        e.into()
+    }
+}
+
+/// Checks that the namespaces exist on the target. `Err(Permanent)` names the first missing one.
+pub async fn check_namespaces(target: &ClusterHandle, namespaces: &[String]) -> Result<()> {
+    let api: Api<Namespace> = Api::all(target.client.clone());
+    for ns in namespaces {
+        match api.get_opt(ns).await {
+            Ok(Some(n)) if n.metadata.deletion_timestamp.is_none() => {}
+            Ok(Some(_)) => {
+                return Err(Error::Permanent(format!(
+                    "namespace {ns:?} is being deleted on cluster {}",
+                    target.name
+                )));
+            }
+            Ok(None) => {
+                return Err(Error::Permanent(format!(
+                    "namespace {ns:?} does not exist on cluster {}",
+                    target.name
+                )));
+            }
+            Err(e) => return Err(forbidden_to_permanent(&target.name, "read namespaces", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the `janus-pod-exec` ClusterRole exists on the target.
+pub async fn check_pod_exec_role(target: &ClusterHandle) -> Result<()> {
+    let api: Api<ClusterRole> = Api::all(target.client.clone());
+    match api.get_opt(POD_EXEC_CLUSTER_ROLE).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Error::Permanent(format!(
+            "ClusterRole {POD_EXEC_CLUSTER_ROLE} does not exist on cluster {}: install the k8s-janus chart there (remote.enabled=true for remote clusters)",
+            target.name
+        ))),
+        Err(e) => Err(forbidden_to_permanent(
+            &target.name,
+            &format!("read ClusterRole {POD_EXEC_CLUSTER_ROLE}"),
+            e,
+        )),
+    }
+}
+
+async fn ensure_service_account(target: &ClusterHandle, ar: &AccessRequest, ns: &str, name: &str) -> Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), ns);
+    let sa = ServiceAccount {
+        metadata: meta(name, ns, ar),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &sa).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => {
+            let existing = api.get(name).await?;
+            if existing.metadata.deletion_timestamp.is_some() {
+                return Err(Error::CleanupPending(format!(
+                    "ServiceAccount {ns}/{name} is still being deleted"
+                )));
+            }
+            if owned_by_request(existing.metadata.labels.as_ref(), &ar.name_any()) {
+                Ok(())
+            } else {
+                Err(Error::Permanent(format!(
+                    "ServiceAccount {ns}/{name} exists on cluster {} and does not belong to this request",
+                    target.name
+                )))
+            }
+        }
+        Err(e) => Err(forbidden_to_permanent(&target.name, "create ServiceAccounts", e)),
+    }
+}
+
+async fn ensure_role_binding(target: &ClusterHandle, ar: &AccessRequest, ns: &str, name: &str) -> Result<()> {
+    let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), ns);
+    let rb = RoleBinding {
+        metadata: meta(name, ns, ar),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: POD_EXEC_CLUSTER_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: Some(ns.into()),
+            api_group: None,
+        }]),
+    };
+    match api.create(&PostParams::default(), &rb).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => {
+            let existing = api.get(name).await?;
+            if owned_by_request(existing.metadata.labels.as_ref(), &ar.name_any()) && existing.role_ref == rb.role_ref {
+                Ok(())
+            } else {
+                Err(Error::Permanent(format!(
+                    "RoleBinding {ns}/{name} exists on cluster {} and does not belong to this request",
+                    target.name
+                )))
+            }
+        }
+        Err(e) => Err(forbidden_to_permanent(
+            &target.name,
+            &format!("bind ClusterRole {POD_EXEC_CLUSTER_ROLE}"),
+            e,
+        )),
+    }
+}
+
+async fn request_token(target: &ClusterHandle, ns: &str, sa: &str, lifetime: i64) -> Result<(String, DateTime<Utc>)> {
+    let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), ns);
+    let tr = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(lifetime),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = api
+        .create_token_request(sa, &PostParams::default(), &tr)
+        .await
+        .map_err(|e| forbidden_to_permanent(&target.name, "create ServiceAccount tokens", e))?;
+    let status = out
+        .status
+        .ok_or_else(|| Error::Permanent("TokenRequest returned no token".into()))?;
+    Ok((
+        status.token,
+        crate::lifecycle::from_jiff(&status.expiration_timestamp.0),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_token_secret(
+    central: &ClusterHandle,
+    janus_ns: &str,
+    ar: &AccessRequest,
+    name: &str,
+    target: &ClusterHandle,
+    ns: &str,
+    token: String,
+    token_expires: DateTime<Utc>,
+) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    let mut md = meta(name, janus_ns, ar);
+    md.annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(TOKEN_EXPIRES_ANNOTATION.into(), fmt_time(token_expires));
+    md.owner_references = Some(vec![OwnerReference {
+        api_version: AccessRequest::api_version(&()).into_owned(),
+        kind: AccessRequest::kind(&()).into_owned(),
+        name: ar.name_any(),
+        uid: ar.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
+    let data = BTreeMap::from([
+        ("token".to_string(), ByteString(token.into_bytes())),
+        ("server".to_string(), ByteString(target.server.clone().into_bytes())),
+        ("ca".to_string(), ByteString(target.ca_pem.clone().into_bytes())),
+        ("namespace".to_string(), ByteString(ns.as_bytes().to_vec())),
+        ("cluster".to_string(), ByteString(target.name.clone().into_bytes())),
+    ]);
+    let mut secret = Secret {
+        metadata: md,
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => {
+            let existing = api.get(name).await?;
+            if !owned_by_request(existing.metadata.labels.as_ref(), &ar.name_any()) {
+                return Err(Error::Permanent(format!(
+                    "Secret {janus_ns}/{name} exists and does not belong to this request"
+                )));
+            }
+            secret.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &secret).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates (or adopts) everything for one namespace and (re)issues its token, valid until at least
+/// `expires`. Returns the names used.
+pub async fn ensure_grant(
+    central: &ClusterHandle,
+    janus_ns: &str,
+    target: &ClusterHandle,
+    ar: &AccessRequest,
+    ns: &str,
+    expires: DateTime<Utc>,
+) -> Result<Grant> {
+    let request = ar.name_any();
+    let sa = names::grant_name(&request, ns);
+    let secret = names::token_secret_name(&request, ns);
+    ensure_service_account(target, ar, ns, &sa).await?;
+    ensure_role_binding(target, ar, ns, &sa).await?;
+    let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, Utc::now())).await?;
+    write_token_secret(central, janus_ns, ar, &secret, target, ns, token, token_expires).await?;
+    Ok(Grant {
+        namespace: ns.to_string(),
+        service_account: sa.clone(),
+        role_binding: sa,
+        token_secret: secret,
+    })
+}
+
+/// Whether every token Secret of the request lasts until `expires`.
+pub async fn tokens_cover(
+    central: &ClusterHandle,
+    janus_ns: &str,
+    request: &str,
+    expires: DateTime<Utc>,
+) -> Result<bool> {
+    let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    let list = api
+        .list(&ListParams::default().labels(&format!("{REQUEST_LABEL}={request}")))
+        .await?;
+    Ok(!list.items.is_empty()
+        && list.items.iter().all(|s| {
+            s.annotations()
+                .get(TOKEN_EXPIRES_ANNOTATION)
+                .and_then(|t| crate::lifecycle::parse_time(t))
+                .is_some_and(|t| t >= expires)
+        }))
+}
+
+/// Deletes every credential of a request (found by label) and reports what is still left.
+/// `target` is `None` when the target cluster cannot be reached; then only central Secrets go.
+pub async fn cleanup(
+    central: &ClusterHandle,
+    janus_ns: &str,
+    target: Option<&ClusterHandle>,
+    request: &str,
+) -> Result<Vec<String>> {
+    let selector = format!("{REQUEST_LABEL}={request}");
+    let lp = ListParams::default().labels(&selector);
+    let mut left = Vec::new();
+    let dp = DeleteParams::background();
+    if let Some(target) = target {
+        // ServiceAccounts first: deleting one invalidates its tokens at once.
+        let sas: Api<ServiceAccount> = Api::all(target.client.clone());
+        for sa in sas.list(&lp).await?.items {
+            let ns = sa.namespace().unwrap_or_default();
+            let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &ns);
+            match api.delete(&sa.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let rbs: Api<RoleBinding> = Api::all(target.client.clone());
+        for rb in rbs.list(&lp).await?.items {
+            let ns = rb.namespace().unwrap_or_default();
+            let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), &ns);
+            match api.delete(&rb.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        left.extend(
+            sas.list(&lp)
+                .await?
+                .items
+                .iter()
+                .map(|s| format!("ServiceAccount {}/{}", s.namespace().unwrap_or_default(), s.name_any())),
+        );
+        left.extend(
+            rbs.list(&lp)
+                .await?
+                .items
+                .iter()
+                .map(|s| format!("RoleBinding {}/{}", s.namespace().unwrap_or_default(), s.name_any())),
+        );
+    }
+    let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    for s in secrets.list(&lp).await?.items {
+        match secrets.delete(&s.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    left.extend(
+        secrets
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .map(|s| format!("Secret {janus_ns}/{}", s.name_any())),
+    );
+    Ok(left)
+}

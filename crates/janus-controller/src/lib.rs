@@ -1,0 +1,153 @@
+//! The k8s-janus controller: turns approved AccessRequests into per-namespace ServiceAccount +
+//! RoleBinding + TokenRequest credentials, and removes them exactly at expiry, on revocation,
+//! withdrawal, denial or deletion — whatever crashed in between.
+
+pub mod clusters;
+pub mod error;
+pub mod grant;
+pub mod health;
+pub mod leader;
+pub mod lifecycle;
+pub mod metrics;
+pub mod reconcile;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use janus_api::config::Config;
+use janus_api::{AccessRequest, MANAGED_BY, MANAGED_BY_LABEL};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+
+pub use error::Error;
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address of `/healthz`, `/readyz` and `/metrics` (none: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// This replica's identity for leader election and Events.
+    pub identity: String,
+    /// Whether to elect a leader through a Lease before acting.
+    pub leader_election: bool,
+}
+
+/// Waits until the AccessRequest API answers; reports clearly while it does not.
+async fn wait_for_crd(api: &Api<AccessRequest>) {
+    let mut warned = false;
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) => {
+                if !warned {
+                    tracing::error!(error = %e, "cannot list AccessRequests: is the CRD installed (`janus crd | kubectl apply -f -`) and may this identity read it?");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// Checks `janus-pod-exec` on every configured cluster and logs what is missing.
+async fn check_clusters(ctx: &reconcile::Context) {
+    for c in &ctx.config.clusters {
+        match ctx.clusters.get(&c.name).await {
+            Ok(h) => match grant::check_pod_exec_role(&h).await {
+                Ok(()) => tracing::info!(cluster = %c.name, "cluster ready"),
+                Err(e) => tracing::error!(cluster = %c.name, error = %e, "cluster cannot be used for grants"),
+            },
+            Err(e) => tracing::warn!(cluster = %c.name, error = %e, "cluster not reachable yet"),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves or leadership is lost.
+///
+/// `server` and `ca_pem` describe the central API server as the token Secrets should record it.
+pub async fn run(
+    config: Config,
+    client: kube::Client,
+    server: String,
+    ca_pem: String,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let health = health::Health::new(metrics.clone());
+    if let Some(addr) = opts.metrics_listen {
+        let bound = health::serve(addr, health.clone()).await?;
+        tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+    }
+    let ars: Api<AccessRequest> = Api::all(client.clone());
+    wait_for_crd(&ars).await;
+    health.ready.store(true, Ordering::Relaxed);
+
+    let mut leadership = None;
+    if opts.leader_election {
+        let cfg = leader::LeaseConfig {
+            namespace: config.namespace.clone(),
+            name: "k8s-janus-controller".into(),
+            identity: opts.identity.clone(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        leadership = Some(leader::lead(client.clone(), cfg).await);
+    }
+
+    let clusters = clusters::Clusters::new(config.clone(), client.clone(), server, ca_pem);
+    let reporter = Reporter {
+        controller: "k8s-janus-controller".into(),
+        instance: Some(opts.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(reconcile::Context::new(config.clone(), clusters, recorder, metrics));
+    check_clusters(&ctx).await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let controller = Controller::new(ars, watcher::Config::default())
+        // A deleted or changed token Secret is drift the owner must repair.
+        .owns(
+            secrets,
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        );
+    *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
+
+    let lost = async move {
+        match leadership {
+            Some(mut rx) => {
+                while *rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+                tracing::error!("lost leadership; stopping");
+            }
+            None => futures::future::pending::<()>().await,
+        }
+    };
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = lost => {}
+        }
+    };
+    controller
+        .graceful_shutdown_on(stop)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The request lifecycle as pure functions of the spec decisions, what was observed, and the clock.
+//!
+//! Nothing here talks to a cluster, so every rule (precedence of decisions, TTL bounds, expiry,
+//! extensions, pending timeouts, retention) is unit-tested without one.
+
+use chrono::{DateTime, Duration, Utc};
+use janus_api::config::Config;
+use janus_api::{AccessRequestSpec, AccessRequestStatus, Phase};
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// Converts the API's timestamps (jiff) to chrono.
+pub fn from_jiff(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.as_second(), u32::try_from(t.subsec_nanosecond()).unwrap_or(0)).unwrap_or_default()
+}
+
+/// Formats a time as Kubernetes does (RFC 3339, seconds, `Z`).
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A human decision that ends the request, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The requester withdrew it.
+    Withdrawn { by: String },
+    /// An admin revoked it (or the idle timeout did).
+    Revoked { by: String, reason: String },
+    /// An admin denied it. A denial wins over an approval written at the same time.
+    Denied { by: String, reason: String },
+}
+
+/// The decision that ends the request, if any. Withdrawal by the requester comes first, then
+/// revocation, then denial, so that racing decisions always end in the safest state: no access.
+pub fn ending(spec: &AccessRequestSpec) -> Option<Ending> {
+    if let Some(w) = &spec.withdrawal {
+        return Some(Ending::Withdrawn { by: w.by.clone() });
+    }
+    if let Some(r) = &spec.revocation {
+        return Some(Ending::Revoked {
+            by: r.by.clone(),
+            reason: r.reason.clone(),
+        });
+    }
+    if let Some(d) = &spec.denial {
+        return Some(Ending::Denied {
+            by: d.by.clone(),
+            reason: d.reason.clone(),
+        });
+    }
+    None
+}
+
+impl Ending {
+    /// The terminal phase this decision leads to.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Ending::Withdrawn { .. } => Phase::Cancelled,
+            Ending::Revoked { .. } => Phase::Revoked,
+            Ending::Denied { .. } => Phase::Denied,
+        }
+    }
+
+    /// The status message.
+    pub fn message(&self) -> String {
+        match self {
+            Ending::Withdrawn { by } => format!("withdrawn by {by}"),
+            Ending::Revoked { by, reason } if reason.is_empty() => format!("revoked by {by}"),
+            Ending::Revoked { by, reason } => format!("revoked by {by}: {reason}"),
+            Ending::Denied { by, reason } if reason.is_empty() => format!("denied by {by}"),
+            Ending::Denied { by, reason } => format!("denied by {by}: {reason}"),
+        }
+    }
+}
+
+/// Checks what can be checked without a cluster. `Err` is the denial message.
+pub fn validate_static(spec: &AccessRequestSpec, config: &Config, known_cluster: bool) -> Result<(), String> {
+    if !known_cluster {
+        return Err(format!(
+            "unknown cluster {:?}: it is neither configured nor registered",
+            spec.cluster
+        ));
+    }
+    if spec.namespaces.is_empty() {
+        return Err("no namespace requested".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for ns in &spec.namespaces {
+        if !seen.insert(ns) {
+            return Err(format!("namespace {ns:?} is listed twice"));
+        }
+        if config.is_excluded(ns) {
+            return Err(format!("namespace {ns:?} is excluded from k8s-janus access"));
+        }
+    }
+    let ttl = spec
+        .approval
+        .as_ref()
+        .and_then(|a| a.ttl_seconds)
+        .unwrap_or(spec.ttl_seconds);
+    if ttl < config.min_ttl_seconds || ttl > config.max_ttl_seconds {
+        return Err(format!(
+            "TTL of {ttl}s is outside the allowed range [{}s, {}s]",
+            config.min_ttl_seconds, config.max_ttl_seconds
+        ));
+    }
+    Ok(())
+}
+
+/// When access ends: activation + (approval TTL or requested TTL) + extensions, capped at
+/// `maxTtlSeconds` after activation unless the configuration allows more.
+pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &Config) -> DateTime<Utc> {
+    let base = spec
+        .approval
+        .as_ref()
+        .and_then(|a| a.ttl_seconds)
+        .unwrap_or(spec.ttl_seconds)
+        .max(0);
+    let extra: i64 = spec.extensions.iter().map(|e| e.seconds.max(0)).sum();
+    let mut total = base.saturating_add(extra);
+    if !config.allow_extension_beyond_max_ttl {
+        total = total.min(config.max_ttl_seconds.max(base));
+    }
+    active_at + Duration::seconds(total)
+}
+
+/// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
+/// 600 s. The ServiceAccount is deleted at expiry, which invalidates a longer-lived token at once.
+pub fn token_lifetime(expires: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (expires - now).num_seconds().max(600)
+}
+
+/// When a Pending request is denied for lack of a decision, if that applies.
+pub fn pending_deadline(created: DateTime<Utc>, config: &Config) -> Option<DateTime<Utc>> {
+    (config.pending_expiry_seconds > 0).then(|| created + Duration::seconds(config.pending_expiry_seconds))
+}
+
+/// When a finished request is deleted, if retention applies.
+pub fn retention_deadline(status: &AccessRequestStatus, config: &Config) -> Option<DateTime<Utc>> {
+    if config.retention_seconds == 0 {
+        return None;
+    }
+    status
+        .ended_at
+        .as_deref()
+        .and_then(parse_time)
+        .map(|t| t + Duration::seconds(config.retention_seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use janus_api::{Approval, Decision, Denial, Extension, Revocation};
+
+    fn spec() -> AccessRequestSpec {
+        AccessRequestSpec {
+            requester: "a@x.io".into(),
+            cluster: "central".into(),
+            namespaces: vec!["apps".into()],
+            reason: "debug".into(),
+            ttl_seconds: 3600,
+            approval: None,
+            denial: None,
+            revocation: None,
+            withdrawal: None,
+            extensions: vec![],
+        }
+    }
+
+    fn decision() -> Decision {
+        Decision {
+            by: "b@x.io".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn precedence_ends_in_the_safest_state() {
+        let mut s = spec();
+        assert_eq!(ending(&s), None);
+        s.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: None,
+        });
+        s.denial = Some(Denial {
+            by: "c".into(),
+            at: "t".into(),
+            reason: "no".into(),
+        });
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Denied);
+        s.revocation = Some(Revocation {
+            by: "c".into(),
+            at: "t".into(),
+            reason: String::new(),
+        });
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Revoked);
+        s.withdrawal = Some(decision());
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Cancelled);
+        assert_eq!(ending(&s).unwrap().message(), "withdrawn by b@x.io");
+    }
+
+    #[test]
+    fn static_validation() {
+        let cfg = Config::from_yaml("excludedNamespaces: [kube-system]\nminTtlSeconds: 60\n", "t").unwrap();
+        assert!(validate_static(&spec(), &cfg, true).is_ok());
+        assert!(
+            validate_static(&spec(), &cfg, false)
+                .unwrap_err()
+                .contains("unknown cluster")
+        );
+        let mut s = spec();
+        s.namespaces = vec!["kube-system".into()];
+        assert!(validate_static(&s, &cfg, true).unwrap_err().contains("excluded"));
+        s.namespaces = vec!["k8s-janus".into()];
+        assert!(
+            validate_static(&s, &cfg, true).unwrap_err().contains("excluded"),
+            "the Janus namespace always is"
+        );
+        let mut s = spec();
+        s.ttl_seconds = 30;
+        assert!(validate_static(&s, &cfg, true).unwrap_err().contains("outside"));
+        s.ttl_seconds = 28801;
+        assert!(validate_static(&s, &cfg, true).is_err());
+        s.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: Some(600),
+        });
+        assert!(validate_static(&s, &cfg, true).is_ok(), "the approver's TTL counts");
+        let mut s = spec();
+        s.namespaces = vec!["a".into(), "a".into()];
+        assert!(validate_static(&s, &cfg, true).is_err());
+    }
+
+    #[test]
+    fn expiry_with_override_extensions_and_cap() {
+        let cfg = Config::from_yaml("maxTtlSeconds: 7200\n", "t").unwrap();
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let mut s = spec();
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(3600));
+        s.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: Some(1800),
+        });
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(1800));
+        s.extensions.push(Extension {
+            by: "b".into(),
+            at: "t".into(),
+            seconds: 3600,
+        });
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(5400));
+        s.extensions.push(Extension {
+            by: "b".into(),
+            at: "t".into(),
+            seconds: 3600,
+        });
+        assert_eq!(
+            expires_at(&s, t0, &cfg),
+            t0 + Duration::seconds(7200),
+            "capped at maxTtlSeconds"
+        );
+        let open = Config::from_yaml("maxTtlSeconds: 7200\nallowExtensionBeyondMaxTtl: true\n", "t").unwrap();
+        assert_eq!(expires_at(&s, t0, &open), t0 + Duration::seconds(9000));
+    }
+
+    #[test]
+    fn token_lifetime_has_the_api_server_minimum() {
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(token_lifetime(t0 + Duration::seconds(5), t0), 600);
+        assert_eq!(token_lifetime(t0 + Duration::seconds(7200), t0), 7200);
+    }
+
+    #[test]
+    fn deadlines() {
+        let cfg = Config::from_yaml("pendingExpirySeconds: 100\nretentionSeconds: 50\n", "t").unwrap();
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(pending_deadline(t0, &cfg), Some(t0 + Duration::seconds(100)));
+        let st = AccessRequestStatus {
+            ended_at: Some(fmt_time(t0)),
+            ..Default::default()
+        };
+        assert_eq!(retention_deadline(&st, &cfg), Some(t0 + Duration::seconds(50)));
+        let off = Config::from_yaml("pendingExpirySeconds: 0\nretentionSeconds: 0\n", "t").unwrap();
+        assert_eq!(pending_deadline(t0, &off), None);
+        assert_eq!(retention_deadline(&st, &off), None);
+    }
+}

@@ -1,0 +1,525 @@
+//! The reconcile function and its error policy: one AccessRequest at a time, from what is observed now.
+//!
+//! There are no in-memory timers: expiry, pending timeouts and retention are requeues at exact times,
+//! recomputed from the object after any restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use janus_api::config::Config;
+use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Phase};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::clusters::{ClusterHandle, Clusters};
+use crate::error::{Error, Result, is_not_found};
+use crate::grant;
+use crate::lifecycle::{self, ending, expires_at, fmt_time, parse_time, pending_deadline, retention_deadline};
+use crate::metrics::Metrics;
+
+/// Longest time between two looks at a live request, so drift is noticed even without events.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Everything reconcile needs.
+pub struct Context {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Cluster connections.
+    pub clusters: Clusters,
+    /// Publishes Kubernetes Events on requests.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per request, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Builds a context.
+    pub fn new(config: Arc<Config>, clusters: Clusters, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            clusters,
+            recorder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn api(&self) -> Api<AccessRequest> {
+        Api::all(self.clusters.central().client.clone())
+    }
+}
+
+fn set_condition(
+    status: &mut AccessRequestStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) {
+    let value = if value { "True" } else { "False" };
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != value {
+                c.last_transition_time = fmt_time(now);
+            }
+            c.status = value.into();
+            c.reason = reason.into();
+            c.message = message.into();
+        }
+        None => status.conditions.push(Condition {
+            type_: type_.into(),
+            status: value.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: fmt_time(now),
+        }),
+    }
+}
+
+fn condition_true(status: &AccessRequestStatus, type_: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus) -> Result<()> {
+    let mut status = status.clone();
+    status.observed_generation = ar.metadata.generation;
+    let patch = json!({ "status": status });
+    ctx.api()
+        .patch_status(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ar.object_ref(&())).await {
+        tracing::warn!(request = %ar.name_any(), error = %e, "cannot publish event");
+    }
+}
+
+fn requeue_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Action {
+    let wait = (t - now).to_std().unwrap_or(Duration::ZERO);
+    // A few milliseconds late rather than early: an early wake-up would only requeue again.
+    Action::requeue((wait + Duration::from_millis(5)).min(RESYNC))
+}
+
+/// Removes every credential of the request. Ok(empty) when nothing is left.
+async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
+    let target = match ctx.clusters.get(&ar.spec.cluster).await {
+        Ok(t) => Some(t),
+        Err(Error::ClusterUnavailable { message, .. }) => {
+            // Central Secrets still go now; the target's objects are retried until it is reachable.
+            grant::cleanup(ctx.clusters.central(), &ctx.config.namespace, None, &ar.name_any()).await?;
+            if ctx.clusters.is_known(&ar.spec.cluster).await? {
+                return Err(Error::CleanupPending(format!(
+                    "cluster {} unreachable: {message}",
+                    ar.spec.cluster
+                )));
+            }
+            // The cluster was removed: nothing of ours can be reached or used there any more.
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    grant::cleanup(
+        ctx.clusters.central(),
+        &ctx.config.namespace,
+        target.as_ref(),
+        &ar.name_any(),
+    )
+    .await
+}
+
+/// Moves a request to a terminal phase and removes its credentials.
+async fn finish(
+    ctx: &Context,
+    ar: &AccessRequest,
+    phase: Phase,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    let mut status = ar.status.clone().unwrap_or_default();
+    let removal = remove_credentials(ctx, ar).await;
+    status.phase = phase;
+    status.message = message.clone();
+    status.ended_at = Some(fmt_time(now));
+    let reason = phase.to_string();
+    set_condition(&mut status, &reason, true, &reason, &message, now);
+    let result = match &removal {
+        Ok(left) if left.is_empty() => {
+            set_condition(
+                &mut status,
+                "CredentialsRemoved",
+                true,
+                "Removed",
+                "all credentials removed",
+                now,
+            );
+            Ok(())
+        }
+        Ok(left) => {
+            let m = format!("still present: {}", left.join(", "));
+            set_condition(&mut status, "CredentialsRemoved", false, "CleanupPending", &m, now);
+            Err(Error::CleanupPending(m))
+        }
+        Err(e) => {
+            set_condition(
+                &mut status,
+                "CredentialsRemoved",
+                false,
+                "CleanupPending",
+                &e.to_string(),
+                now,
+            );
+            Err(Error::CleanupPending(e.to_string()))
+        }
+    };
+    write_status(ctx, ar, &status).await?;
+    ctx.metrics.transition(phase);
+    publish(ctx, ar, matches!(phase, Phase::Failed), &reason, message).await;
+    tracing::info!(request = %ar.name_any(), phase = %phase, "request ended");
+    result?;
+    Ok(retention_deadline(&status, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)))
+}
+
+async fn add_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
+    let patch = if ar.metadata.finalizers.is_some() {
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Permanent(e.to_string()))?;
+    ctx.api()
+        .patch(&ar.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
+    let Some(fins) = &ar.metadata.finalizers else {
+        return Ok(());
+    };
+    let Some(idx) = fins.iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    // `test` makes the removal safe against a concurrent change of the list.
+    let patch = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{idx}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{idx}")}
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Permanent(e.to_string()))?;
+    match ctx
+        .api()
+        .patch(&ar.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reconciles one AccessRequest.
+pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action> {
+    let result = reconcile_inner(&ar, &ctx).await;
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ar.name_any());
+    }
+    result
+}
+
+async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
+    let now = Utc::now();
+    let name = ar.name_any();
+    let status = ar.status.clone().unwrap_or_default();
+
+    if ar.metadata.deletion_timestamp.is_some() {
+        let left = remove_credentials(ctx, ar).await?;
+        if !left.is_empty() {
+            return Err(Error::CleanupPending(format!("still present: {}", left.join(", "))));
+        }
+        remove_finalizer(ctx, ar).await?;
+        return Ok(Action::await_change());
+    }
+    let has_finalizer = ar.finalizers().iter().any(|f| f == FINALIZER);
+    if !has_finalizer {
+        add_finalizer(ctx, ar).await?;
+    }
+
+    if status.phase.is_terminal() {
+        if !condition_true(&status, "CredentialsRemoved") {
+            return finish(
+                ctx,
+                ar,
+                status.phase,
+                status.message.clone(),
+                parse_time(status.ended_at.as_deref().unwrap_or("")).unwrap_or(now),
+            )
+            .await;
+        }
+        return match retention_deadline(&status, &ctx.config) {
+            Some(t) if t <= now => {
+                tracing::info!(request = %name, "deleting after retention");
+                match ctx.api().delete(&name, &Default::default()).await {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(Action::await_change())
+            }
+            Some(t) => Ok(requeue_at(t, now)),
+            None => Ok(Action::await_change()),
+        };
+    }
+
+    if let Some(end) = ending(&ar.spec) {
+        return finish(ctx, ar, end.phase(), end.message(), now).await;
+    }
+
+    match status.phase {
+        Phase::Pending => pending(ctx, ar, status, now).await,
+        Phase::Approved | Phase::Active => grant_or_maintain(ctx, ar, status, now).await,
+        _ => Ok(Action::await_change()),
+    }
+}
+
+async fn pending(
+    ctx: &Context,
+    ar: &AccessRequest,
+    mut status: AccessRequestStatus,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    let known = ctx.clusters.is_known(&ar.spec.cluster).await?;
+    if let Err(msg) = lifecycle::validate_static(&ar.spec, &ctx.config, known) {
+        return finish(ctx, ar, Phase::Denied, msg, now).await;
+    }
+    if ar.spec.approval.is_none() {
+        let created = ar
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| lifecycle::from_jiff(&t.0))
+            .unwrap_or(now);
+        if let Some(deadline) = pending_deadline(created, &ctx.config) {
+            if deadline <= now {
+                let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
+                return finish(ctx, ar, Phase::Denied, msg, now).await;
+            }
+        }
+        // Tell the requester early when a namespace does not exist (if the cluster answers).
+        if let Ok(target) = ctx.clusters.get(&ar.spec.cluster).await {
+            if let Err(Error::Permanent(msg)) = grant::check_namespaces(&target, &ar.spec.namespaces).await {
+                return finish(ctx, ar, Phase::Denied, msg, now).await;
+            }
+        }
+        if status.conditions.is_empty() || status.observed_generation != ar.metadata.generation {
+            status.phase = Phase::Pending;
+            status.message = "waiting for an admin's decision".into();
+            set_condition(
+                &mut status,
+                "Submitted",
+                true,
+                "Submitted",
+                &format!("requested by {}", ar.spec.requester),
+                now,
+            );
+            write_status(ctx, ar, &status).await?;
+            ctx.metrics.transition(Phase::Pending);
+        }
+        let created = ar
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| lifecycle::from_jiff(&t.0))
+            .unwrap_or(now);
+        return Ok(pending_deadline(created, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)));
+    }
+    // Approved: record it before granting, so a crash in the middle resumes the grant.
+    let approval = ar
+        .spec
+        .approval
+        .clone()
+        .unwrap_or_else(|| unreachable!("checked above"));
+    status.phase = Phase::Approved;
+    status.approved_at = Some(fmt_time(now));
+    status.message = format!("approved by {}; issuing credentials", approval.by);
+    set_condition(
+        &mut status,
+        "Approved",
+        true,
+        "Approved",
+        &format!("approved by {}", approval.by),
+        now,
+    );
+    write_status(ctx, ar, &status).await?;
+    ctx.metrics.transition(Phase::Approved);
+    publish(ctx, ar, false, "Approved", format!("approved by {}", approval.by)).await;
+    grant_or_maintain(ctx, ar, status, now).await
+}
+
+async fn target_or_wait(
+    ctx: &Context,
+    ar: &AccessRequest,
+    status: &mut AccessRequestStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<ClusterHandle>> {
+    match ctx.clusters.get(&ar.spec.cluster).await {
+        Ok(t) => Ok(Some(t)),
+        Err(e @ Error::ClusterUnavailable { .. }) => {
+            let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
+            if status.message != msg {
+                status.message = msg.clone();
+                set_condition(status, "ClusterReachable", false, "ClusterUnavailable", &msg, now);
+                write_status(ctx, ar, status).await?;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn grant_or_maintain(
+    ctx: &Context,
+    ar: &AccessRequest,
+    mut status: AccessRequestStatus,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
+        return Ok(Action::await_change());
+    };
+    let active_at = status.active_at.as_deref().and_then(parse_time).unwrap_or(now);
+    let expires = expires_at(&ar.spec, active_at, &ctx.config);
+    if expires <= now {
+        return finish(ctx, ar, Phase::Expired, "access expired".into(), now).await;
+    }
+    let recorded = status.expires_at.as_deref().and_then(parse_time);
+    let needs_grant = status.phase == Phase::Approved
+        || recorded != Some(expires)
+        || !grant::tokens_cover(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any(), expires).await?;
+    if !needs_grant {
+        return Ok(requeue_at(expires, now));
+    }
+    let granted = async {
+        grant::check_pod_exec_role(&target).await?;
+        grant::check_namespaces(&target, &ar.spec.namespaces).await?;
+        let mut grants = Vec::new();
+        for ns in &ar.spec.namespaces {
+            grants.push(
+                grant::ensure_grant(ctx.clusters.central(), &ctx.config.namespace, &target, ar, ns, expires).await?,
+            );
+        }
+        Ok::<_, Error>(grants)
+    }
+    .await;
+    let grants = match granted {
+        Ok(g) => g,
+        Err(Error::Permanent(msg)) => {
+            tracing::warn!(request = %ar.name_any(), %msg, "grant failed");
+            return finish(ctx, ar, Phase::Failed, msg, now).await;
+        }
+        Err(e) => {
+            // Say why the request waits; the error policy retries with backoff.
+            let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
+            if status.message != msg {
+                status.message = msg.clone();
+                set_condition(&mut status, "ClusterReachable", false, "ClusterError", &msg, now);
+                write_status(ctx, ar, &status).await?;
+            }
+            return Err(e);
+        }
+    };
+    // A decision may have arrived while credentials were being issued: look again before declaring
+    // them active, and take them back at once if so.
+    let fresh = ctx.api().get_opt(&ar.name_any()).await?;
+    match &fresh {
+        None => return Ok(Action::await_change()),
+        Some(f) if f.metadata.deletion_timestamp.is_some() => return Ok(Action::requeue(Duration::ZERO)),
+        Some(f) => {
+            if let Some(end) = ending(&f.spec) {
+                return finish(ctx, f, end.phase(), end.message(), Utc::now()).await;
+            }
+        }
+    }
+    let first = status.phase == Phase::Approved;
+    let extended = recorded.is_some_and(|r| r != expires) && !first;
+    status.phase = Phase::Active;
+    status.active_at = Some(fmt_time(active_at));
+    status.expires_at = Some(fmt_time(expires));
+    status.grants = grants;
+    status.message = format!(
+        "access to {} on {} until {}",
+        ar.spec.namespaces.join(", "),
+        ar.spec.cluster,
+        fmt_time(expires)
+    );
+    set_condition(&mut status, "ClusterReachable", true, "Reachable", "", now);
+    if first {
+        let message = status.message.clone();
+        set_condition(&mut status, "Granted", true, "Granted", &message, now);
+    }
+    if extended {
+        set_condition(
+            &mut status,
+            "Extended",
+            true,
+            "Extended",
+            &format!("now expires at {}", fmt_time(expires)),
+            now,
+        );
+    }
+    write_status(ctx, ar, &status).await?;
+    if first {
+        ctx.metrics.transition(Phase::Active);
+        if let Some(approved) = status.approved_at.as_deref().and_then(parse_time) {
+            ctx.metrics
+                .observe_grant((Utc::now() - approved).to_std().unwrap_or_default());
+        }
+        publish(ctx, ar, false, "Granted", status.message.clone()).await;
+        tracing::info!(request = %ar.name_any(), expires = %fmt_time(expires), "access granted");
+    } else if extended {
+        publish(
+            ctx,
+            ar,
+            false,
+            "Extended",
+            format!("access now expires at {}", fmt_time(expires)),
+        )
+        .await;
+    }
+    Ok(requeue_at(expires, now))
+}
+
+/// What to do after a failed reconcile: exponential backoff per request, capped at a minute.
+pub fn error_policy(ar: Arc<AccessRequest>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = {
+        let mut f = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(ar.name_any()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    ctx.metrics.reconcile_error(err.kind());
+    let delay = Duration::from_millis(250u64.saturating_mul(1u64 << n.min(8))).min(Duration::from_secs(60));
+    if err.is_transient() {
+        tracing::info!(request = %ar.name_any(), error = %err, retry_in = ?delay, "reconcile failed, retrying");
+    } else {
+        tracing::warn!(request = %ar.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    }
+    Action::requeue(delay)
+}

@@ -1,0 +1,291 @@
+//! Test harness: kubesim clusters set up with the chart's own RBAC, and a controller running with the
+//! chart's controller ServiceAccount token (never as admin), so the tests prove the RBAC suffices.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use janus_api::AccessRequest;
+use janus_api::config::Config;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kubesim::{RunningSim, SimBuilder};
+use serde_json::{Value, json};
+
+pub const NS: &str = "k8s-janus";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn helm() -> PathBuf {
+    let local = repo_root().join(".tools/bin/helm");
+    assert!(
+        local.exists(),
+        "helm not found at {}: run scripts/install-test-tools.sh",
+        local.display()
+    );
+    local
+}
+
+/// Renders chart templates with the real helm binary.
+pub fn render_chart(set: &[&str], only: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(helm());
+    cmd.args(["template", "k8s-janus"])
+        .arg(repo_root().join("charts/k8s-janus"))
+        .args(["--namespace", NS]);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    for o in only {
+        cmd.args(["--show-only", o]);
+    }
+    let out = cmd.output().expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub const WORKLOADS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: k8s-janus}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-c}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team-a}
+spec: {containers: [{name: main, image: debian}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team-b}
+spec: {containers: [{name: main, image: debian}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team-c}
+spec: {containers: [{name: main, image: debian}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db-password, namespace: team-a}
+stringData: {password: hunter2}
+"#;
+
+/// A central kubesim prepared like a cluster with the chart installed.
+pub async fn central() -> RunningSim {
+    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
+    sim.load_seed(WORKLOADS).expect("workloads");
+    sim.load_seed(&janus_api::crd_yaml().expect("crd")).expect("crd");
+    let rbac = render_chart(
+        &[],
+        &[
+            "templates/serviceaccounts.yaml",
+            "templates/rbac-controller.yaml",
+            "templates/rbac-pod-exec.yaml",
+            "templates/rbac-web.yaml",
+        ],
+    );
+    sim.load_seed(&rbac).expect("chart RBAC");
+    sim
+}
+
+/// A remote kubesim with only the agent (chart in remote mode) and workloads.
+pub async fn remote() -> RunningSim {
+    let sim = SimBuilder::new().name("remote").start().await.expect("kubesim");
+    sim.load_seed(WORKLOADS).expect("workloads");
+    sim.load_seed(&render_chart(&["remote.enabled=true"], &[]))
+        .expect("agent");
+    sim
+}
+
+/// A long-lived token for a ServiceAccount, as an admin would mint it.
+pub async fn sa_token(sim: &RunningSim, ns: &str, sa: &str) -> String {
+    let api: Api<ServiceAccount> = Api::namespaced(sim.client().await.expect("client"), ns);
+    let tr: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}})).expect("tr");
+    api.create_token_request(sa, &PostParams::default(), &tr)
+        .await
+        .expect("token")
+        .status
+        .expect("status")
+        .token
+}
+
+/// The test configuration: short minimum TTL, no retention; `extra` YAML keys override.
+pub fn config(extra: &str) -> Config {
+    let base = format!(
+        "namespace: {NS}\nminTtlSeconds: 1\ndefaultTtlSeconds: 60\nexcludedNamespaces: [kube-system]\nretentionSeconds: 0\n"
+    );
+    let mut doc: serde_yaml::Mapping = serde_yaml::from_str(&base).expect("base");
+    let over: Option<serde_yaml::Mapping> = serde_yaml::from_str(extra).expect("extra");
+    for (k, v) in over.unwrap_or_default() {
+        doc.insert(k, v);
+    }
+    Config::from_yaml(&serde_yaml::to_string(&doc).expect("yaml"), "test").expect("config")
+}
+
+/// A running controller (in this process, with the chart's controller identity).
+pub struct Controller {
+    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Controller {
+    pub async fn start(sim: &RunningSim, cfg: Config) -> Self {
+        let token = sa_token(sim, NS, "k8s-janus-controller").await;
+        let client = sim.client_for_token(&token).await.expect("controller client");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = janus_controller::Options {
+            metrics_listen: None,
+            identity: "test".into(),
+            leader_election: false,
+        };
+        let url = sim.url();
+        let ca = sim.ca_pem().to_string();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = janus_controller::run(cfg, client, url, ca, opts, stop).await {
+                panic!("controller failed: {e:#}");
+            }
+        });
+        Self { task, stop: Some(tx) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn request(name: &str, cluster: &str, namespaces: &[&str], ttl: i64) -> AccessRequest {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": name},
+        "spec": {"requester": "Jane.Doe+ops@example.com", "cluster": cluster, "namespaces": namespaces, "reason": "debugging", "ttlSeconds": ttl}
+    }))
+    .expect("request")
+}
+
+pub async fn create(sim: &RunningSim, ar: &AccessRequest) {
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    api.create(&PostParams::default(), ar).await.expect("create request");
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Writes a decision into the spec, as the web UI does.
+pub async fn decide(sim: &RunningSim, name: &str, field: &str, value: Value) {
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    let patch = json!({"spec": {field: value}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("decision");
+}
+
+pub async fn approve(sim: &RunningSim, name: &str) {
+    decide(sim, name, "approval", json!({"by": "admin@example.com", "at": now()})).await;
+}
+
+pub async fn get(sim: &RunningSim, name: &str) -> Option<AccessRequest> {
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    api.get_opt(name).await.expect("get")
+}
+
+pub fn phase(ar: &AccessRequest) -> String {
+    ar.status
+        .as_ref()
+        .map(|s| s.phase.to_string())
+        .unwrap_or_else(|| "<no status>".into())
+}
+
+/// Waits until the request reaches `want` (panics with its status after `secs`).
+pub async fn wait_phase(sim: &RunningSim, name: &str, want: &str, secs: u64) -> AccessRequest {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(ar) = get(sim, name).await {
+            if phase(&ar) == want {
+                return ar;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{name}: wanted {want}, status is {:?}", ar.status);
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            panic!("{name}: gone while waiting for {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every credential object of a request, found by label in all namespaces of both clusters.
+pub async fn leftovers(central: &RunningSim, target: &RunningSim, request: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!("{}={request}", janus_api::REQUEST_LABEL));
+    let tc = target.client().await.expect("client");
+    let mut out = Vec::new();
+    for sa in Api::<ServiceAccount>::all(tc.clone())
+        .list(&lp)
+        .await
+        .expect("list")
+        .items
+    {
+        out.push(format!("sa/{:?}", sa.metadata.name));
+    }
+    for rb in Api::<RoleBinding>::all(tc).list(&lp).await.expect("list").items {
+        out.push(format!("rb/{:?}", rb.metadata.name));
+    }
+    for s in Api::<Secret>::all(central.client().await.expect("client"))
+        .list(&lp)
+        .await
+        .expect("list")
+        .items
+    {
+        out.push(format!("secret/{:?}", s.metadata.name));
+    }
+    out
+}
+
+/// Token Secrets of a request: (namespace it grants, token).
+pub async fn tokens(central: &RunningSim, request: &str) -> Vec<(String, String)> {
+    let lp = ListParams::default().labels(&format!("{}={request}", janus_api::REQUEST_LABEL));
+    let api: Api<Secret> = Api::namespaced(central.client().await.expect("client"), NS);
+    let mut out = Vec::new();
+    for s in api.list(&lp).await.expect("list").items {
+        let d = s.data.expect("data");
+        let get = |k: &str| String::from_utf8(d.get(k).expect(k).0.clone()).expect("utf8");
+        out.push((get("namespace"), get("token")));
+    }
+    out.sort();
+    out
+}
+
+pub type Shared<T> = Arc<T>;

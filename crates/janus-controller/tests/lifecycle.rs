@@ -1,0 +1,367 @@
+//! End-to-end lifecycles against kubesim with RBAC enforced: grant, use, expire, revoke, withdraw,
+//! deny, delete, extend, validation, races and remote clusters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams};
+use kubesim::RunningSim;
+use serde_json::json;
+
+fn code(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// What a token may do: exec and logs in its namespace, nothing else anywhere.
+async fn assert_token_scoped(target: &RunningSim, ns: &str, token: &str, others: &[&str]) {
+    let client = target.client_for_token(token).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    let mut p = pods
+        .exec(
+            "app",
+            vec!["sh", "-c", "echo hello-$POD_NAMESPACE"],
+            &AttachParams::default().stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut p.stdout().unwrap(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), format!("hello-{ns}"));
+    target.cluster.logs.append(ns, "app", "main", "a log line");
+    assert!(
+        pods.logs("app", &LogParams::default())
+            .await
+            .unwrap()
+            .contains("a log line")
+    );
+    assert_eq!(
+        code(&pods.delete("app", &DeleteParams::default()).await.unwrap_err()),
+        403,
+        "no other verbs"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    assert_eq!(
+        code(&secrets.list(&ListParams::default()).await.unwrap_err()),
+        403,
+        "no Secrets"
+    );
+    for other in others {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), other);
+        assert_eq!(
+            code(&pods.list(&ListParams::default()).await.unwrap_err()),
+            403,
+            "not in {other}"
+        );
+        assert!(
+            pods.exec("app", vec!["true"], &AttachParams::default()).await.is_err(),
+            "no exec in {other}"
+        );
+    }
+}
+
+async fn assert_token_dead(target: &RunningSim, ns: &str, token: &str) {
+    let client = target.client_for_token(token).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, ns);
+    assert_eq!(code(&pods.list(&ListParams::default()).await.unwrap_err()), 401);
+}
+
+#[tokio::test]
+async fn one_namespace_grant_use_expire() {
+    let sim = central().await;
+    let ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("one", "central", &["team-a"], 4)).await;
+    let pending = wait_phase(&sim, "one", "Pending", 10).await;
+    assert!(
+        pending
+            .status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Submitted")
+    );
+    assert!(tokens(&sim, "one").await.is_empty(), "nothing before approval");
+    approve(&sim, "one").await;
+    let active = wait_phase(&sim, "one", "Active", 10).await;
+    let st = active.status.unwrap();
+    assert_eq!(st.grants.len(), 1);
+    assert!(st.expires_at.is_some());
+    let status_json = serde_json::to_string(&st).unwrap();
+    let toks = tokens(&sim, "one").await;
+    assert_eq!(toks.len(), 1);
+    assert!(!status_json.contains(&toks[0].1), "the token never appears in status");
+    assert_token_scoped(&sim, "team-a", &toks[0].1, &["team-b", "k8s-janus"]).await;
+    let expired = wait_phase(&sim, "one", "Expired", 15).await;
+    assert!(
+        expired
+            .status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True")
+    );
+    assert!(leftovers(&sim, &sim, "one").await.is_empty());
+    assert_token_dead(&sim, "team-a", &toks[0].1).await;
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn three_namespaces_then_revoke() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("three", "central", &["team-a", "team-b", "team-c"], 600)).await;
+    approve(&sim, "three").await;
+    wait_phase(&sim, "three", "Active", 10).await;
+    let toks = tokens(&sim, "three").await;
+    assert_eq!(
+        toks.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        ["team-a", "team-b", "team-c"]
+    );
+    for (ns, tok) in &toks {
+        let others: Vec<&str> = ["team-a", "team-b", "team-c"].into_iter().filter(|o| o != ns).collect();
+        assert_token_scoped(&sim, ns, tok, &others).await;
+    }
+    decide(
+        &sim,
+        "three",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    let r = wait_phase(&sim, "three", "Revoked", 10).await;
+    assert_eq!(r.status.unwrap().message, "revoked by admin@example.com: done");
+    assert!(leftovers(&sim, &sim, "three").await.is_empty());
+    for (ns, tok) in &toks {
+        assert_token_dead(&sim, ns, tok).await;
+    }
+}
+
+#[tokio::test]
+async fn withdraw_deny_and_the_deny_after_approve_race() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("w", "central", &["team-a"], 600)).await;
+    approve(&sim, "w").await;
+    wait_phase(&sim, "w", "Active", 10).await;
+    decide(
+        &sim,
+        "w",
+        "withdrawal",
+        json!({"by": "Jane.Doe+ops@example.com", "at": now()}),
+    )
+    .await;
+    wait_phase(&sim, "w", "Cancelled", 10).await;
+    assert!(leftovers(&sim, &sim, "w").await.is_empty());
+
+    create(&sim, &request("d", "central", &["team-a"], 600)).await;
+    decide(
+        &sim,
+        "d",
+        "denial",
+        json!({"by": "admin@example.com", "at": now(), "reason": "not today"}),
+    )
+    .await;
+    let d = wait_phase(&sim, "d", "Denied", 10).await;
+    assert_eq!(d.status.unwrap().message, "denied by admin@example.com: not today");
+
+    // Approval and denial land together: the denial wins and nothing is left.
+    create(&sim, &request("race", "central", &["team-a", "team-b"], 600)).await;
+    approve(&sim, "race").await;
+    decide(
+        &sim,
+        "race",
+        "denial",
+        json!({"by": "other-admin@example.com", "at": now(), "reason": "changed my mind"}),
+    )
+    .await;
+    wait_phase(&sim, "race", "Denied", 10).await;
+    assert!(leftovers(&sim, &sim, "race").await.is_empty());
+    // Terminal phases never change again.
+    decide(
+        &sim,
+        "race",
+        "approval",
+        json!({"by": "admin@example.com", "at": now()}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(phase(&get(&sim, "race").await.unwrap()), "Denied");
+    assert!(leftovers(&sim, &sim, "race").await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_requests_are_denied_with_a_precise_message() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("maxTtlSeconds: 3600\n")).await;
+    for (name, cluster, ns, ttl, want) in [
+        ("c1", "nowhere", "team-a", 600, "unknown cluster \"nowhere\""),
+        (
+            "c2",
+            "central",
+            "kube-system",
+            600,
+            "namespace \"kube-system\" is excluded",
+        ),
+        ("c3", "central", "k8s-janus", 600, "namespace \"k8s-janus\" is excluded"),
+        (
+            "c4",
+            "central",
+            "ghost",
+            600,
+            "namespace \"ghost\" does not exist on cluster central",
+        ),
+        ("c5", "central", "team-a", 7200, "outside the allowed range"),
+    ] {
+        create(&sim, &request(name, cluster, &[ns], ttl)).await;
+        let ar = wait_phase(&sim, name, "Denied", 10).await;
+        let msg = ar.status.unwrap().message;
+        assert!(msg.contains(want), "{name}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_request_removes_everything() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("del", "central", &["team-a", "team-b"], 600)).await;
+    approve(&sim, "del").await;
+    wait_phase(&sim, "del", "Active", 10).await;
+    let toks = tokens(&sim, "del").await;
+    let api: Api<janus_api::AccessRequest> = Api::all(sim.client().await.unwrap());
+    api.delete("del", &DeleteParams::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(&sim, "del").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "finalizer never removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(leftovers(&sim, &sim, "del").await.is_empty());
+    assert_token_dead(&sim, "team-a", &toks[0].1).await;
+}
+
+#[tokio::test]
+async fn extension_moves_expiry_and_keeps_the_token_working() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("ext", "central", &["team-a"], 3)).await;
+    approve(&sim, "ext").await;
+    let a = wait_phase(&sim, "ext", "Active", 10).await;
+    let first_expiry = a.status.unwrap().expires_at.unwrap();
+    let tok = tokens(&sim, "ext").await.remove(0).1;
+    decide(
+        &sim,
+        "ext",
+        "extensions",
+        json!([{"by": "admin@example.com", "at": now(), "seconds": 4}]),
+    )
+    .await;
+    // Past the original expiry, still active and the token still works.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ar = get(&sim, "ext").await.unwrap();
+    assert_eq!(phase(&ar), "Active");
+    let st = ar.status.unwrap();
+    assert_ne!(st.expires_at.unwrap(), first_expiry);
+    assert!(st.conditions.iter().any(|c| c.type_ == "Extended"));
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(&tok).await.unwrap(), "team-a");
+    pods.list(&ListParams::default()).await.unwrap();
+    wait_phase(&sim, "ext", "Expired", 10).await;
+    assert_token_dead(&sim, "team-a", &tok).await;
+}
+
+#[tokio::test]
+async fn revoke_during_a_slow_grant_leaves_nothing() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("slow", "central", &["team-a", "team-b", "team-c"], 600)).await;
+    wait_phase(&sim, "slow", "Pending", 10).await;
+    // Every API call now takes 150 ms: the grant of three namespaces takes well over a second.
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    approve(&sim, "slow").await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    decide(
+        &sim,
+        "slow",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "oops"}),
+    )
+    .await;
+    wait_phase(&sim, "slow", "Revoked", 30).await;
+    sim.cluster.faults.clear();
+    assert!(leftovers(&sim, &sim, "slow").await.is_empty());
+}
+
+#[tokio::test]
+async fn pending_requests_time_out_and_finished_ones_are_retained_then_deleted() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("pendingExpirySeconds: 2\nretentionSeconds: 2\n")).await;
+    create(&sim, &request("p", "central", &["team-a"], 600)).await;
+    let d = wait_phase(&sim, "p", "Denied", 10).await;
+    assert!(d.status.unwrap().message.contains("no decision within 2s"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(&sim, "p").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "not deleted after retention");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn remote_cluster_works_and_its_outage_affects_only_its_requests() {
+    let sim = central().await;
+    let remote = remote().await;
+    let agent_token = sa_token(&remote, NS, "k8s-janus-agent").await;
+    let kubeconfig = remote.kubeconfig_for_token(&agent_token);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "remote-kubeconfig", "namespace": NS, "labels": {"k8s-janus.opsmode.io/cluster": "remote"}},
+        "stringData": {"kubeconfig": kubeconfig}
+    }))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sim.client().await.unwrap(), NS);
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    let cfg = config("clusters: [{name: central, displayName: Central}, {name: remote, displayName: Remote}]\n");
+    let _ctl = Controller::start(&sim, cfg).await;
+
+    create(&sim, &request("r1", "remote", &["team-b"], 600)).await;
+    approve(&sim, "r1").await;
+    wait_phase(&sim, "r1", "Active", 10).await;
+    let toks = tokens(&sim, "r1").await;
+    assert_token_scoped(&remote, "team-b", &toks[0].1, &["team-a"]).await;
+    // The token is the remote's: the central cluster does not accept it.
+    assert_token_dead(&sim, "team-b", &toks[0].1).await;
+    decide(
+        &sim,
+        "r1",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": ""}),
+    )
+    .await;
+    wait_phase(&sim, "r1", "Revoked", 10).await;
+    assert!(leftovers(&sim, &remote, "r1").await.is_empty());
+    assert_token_dead(&remote, "team-b", &toks[0].1).await;
+
+    // The remote goes down: its request waits with a clear message; the central one is unaffected.
+    remote.cluster.faults.set(kubesim::faults::FaultConfig {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    create(&sim, &request("r2", "remote", &["team-b"], 600)).await;
+    approve(&sim, "r2").await;
+    create(&sim, &request("c", "central", &["team-a"], 600)).await;
+    approve(&sim, "c").await;
+    wait_phase(&sim, "c", "Active", 10).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r2 = get(&sim, "r2").await.unwrap();
+    assert!(matches!(phase(&r2).as_str(), "Pending" | "Approved"), "{:?}", r2.status);
+    // Back up: the waiting request proceeds.
+    remote.cluster.faults.clear();
+    wait_phase(&sim, "r2", "Active", 90).await;
+}
