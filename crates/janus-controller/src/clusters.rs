@@ -161,10 +161,10 @@ impl Clusters {
             )));
         };
         let rv = secret.metadata.resource_version.clone().unwrap_or_default();
-        if let Some((cached_rv, h)) = self.cache.lock().await.get(name) {
-            if *cached_rv == rv {
-                return Ok(h.clone());
-            }
+        if let Some((cached_rv, h)) = self.cache.lock().await.get(name)
+            && *cached_rv == rv
+        {
+            return Ok(h.clone());
         }
         let data = secret
             .data

@@ -317,17 +317,17 @@ async fn pending(
             .as_ref()
             .map(|t| lifecycle::from_jiff(&t.0))
             .unwrap_or(now);
-        if let Some(deadline) = pending_deadline(created, &ctx.config) {
-            if deadline <= now {
-                let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
-                return finish(ctx, ar, Phase::Denied, msg, now).await;
-            }
+        if let Some(deadline) = pending_deadline(created, &ctx.config)
+            && deadline <= now
+        {
+            let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
+            return finish(ctx, ar, Phase::Denied, msg, now).await;
         }
         // Tell the requester early when a namespace does not exist (if the cluster answers).
-        if let Ok(target) = ctx.clusters.get(&ar.spec.cluster).await {
-            if let Err(Error::Permanent(msg)) = grant::check_namespaces(&target, &ar.spec.namespaces).await {
-                return finish(ctx, ar, Phase::Denied, msg, now).await;
-            }
+        if let Ok(target) = ctx.clusters.get(&ar.spec.cluster).await
+            && let Err(Error::Permanent(msg)) = grant::check_namespaces(&target, &ar.spec.namespaces).await
+        {
+            return finish(ctx, ar, Phase::Denied, msg, now).await;
         }
         if status.conditions.is_empty() || status.observed_generation != ar.metadata.generation {
             status.phase = Phase::Pending;
@@ -404,7 +404,9 @@ async fn grant_or_maintain(
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());
     };
-    let active_at = status.active_at.as_deref().and_then(parse_time).unwrap_or(now);
+    // Whole seconds, as status records it: the requeue time then equals the published expiresAt.
+    let now_s = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let active_at = status.active_at.as_deref().and_then(parse_time).unwrap_or(now_s);
     let expires = expires_at(&ar.spec, active_at, &ctx.config);
     if expires <= now {
         return finish(ctx, ar, Phase::Expired, "access expired".into(), now).await;

@@ -1,0 +1,165 @@
+//! Chaos: the controller process is SIGKILLed at random moments during 200 lifecycles. After it is
+//! left running, every request must reach the phase its decisions call for and no credential may remain.
+
+#[path = "../../janus-controller/tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use janus_api::AccessRequest;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams};
+use rand::Rng;
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug)]
+enum Fate {
+    Expire,
+    Revoke,
+    Withdraw,
+    Deny,
+    Delete,
+}
+
+fn spawn_controller(dir: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(["--log-format", "text", "controller", "--no-leader-election"])
+        .arg("--config")
+        .arg(dir.join("config.yaml"))
+        .arg("--kubeconfig")
+        .arg(dir.join("controller.kubeconfig"))
+        .env("JANUS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("janus binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_at_random_points_leaves_no_credentials() {
+    let sim = central().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), serde_yaml::to_string(&config("")).unwrap()).unwrap();
+    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
+    kubesim::kubeconfig::write_private(&dir.path().join("controller.kubeconfig"), &sim.kubeconfig_for_token(&token)).unwrap();
+
+    // The killer: SIGKILL after a random 100..1200 ms of life, restart at once.
+    let chaos = Arc::new(AtomicBool::new(true));
+    let chaos2 = chaos.clone();
+    let dir_path = dir.path().to_path_buf();
+    let killer = tokio::spawn(async move {
+        let mut kills = 0u32;
+        while chaos2.load(Ordering::Relaxed) {
+            let mut child = spawn_controller(&dir_path);
+            let life = rand::thread_rng().gen_range(100..1200);
+            tokio::time::sleep(Duration::from_millis(life)).await;
+            child.start_kill().ok();
+            let _ = child.wait().await;
+            kills += 1;
+        }
+        kills
+    });
+
+    let admin = sim.client().await.unwrap();
+    let api: Api<AccessRequest> = Api::all(admin.clone());
+    let mut fates = Vec::new();
+    for batch in 0..8 {
+        let mut tasks = Vec::new();
+        for i in 0..25 {
+            let name = format!("chaos-{batch}-{i}");
+            let fate = match rand::thread_rng().gen_range(0..5) {
+                0 => Fate::Expire,
+                1 => Fate::Revoke,
+                2 => Fate::Withdraw,
+                3 => Fate::Deny,
+                _ => Fate::Delete,
+            };
+            fates.push((name.clone(), fate));
+            let ns: &[&str] = if i % 3 == 0 { &["team-a", "team-b"] } else { &["team-c"] };
+            let ttl = if matches!(fate, Fate::Expire) { 2 } else { 600 };
+            create(&sim, &request(&name, "central", ns, ttl)).await;
+            let sim_client = admin.clone();
+            let api = api.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = sim_client;
+                let pause = |lo: u64, hi: u64| Duration::from_millis(rand::thread_rng().gen_range(lo..hi));
+                let patch = |v: serde_json::Value| kube::api::Patch::Merge(json!({"spec": v}));
+                let pp = kube::api::PatchParams::default();
+                tokio::time::sleep(pause(0, 300)).await;
+                if matches!(fate, Fate::Deny) && rand::thread_rng().gen_bool(0.5) {
+                    api.patch(&name, &pp, &patch(json!({"denial": {"by": "a@x.io", "at": now(), "reason": "no"}}))).await.unwrap();
+                    return;
+                }
+                api.patch(&name, &pp, &patch(json!({"approval": {"by": "a@x.io", "at": now()}}))).await.unwrap();
+                tokio::time::sleep(pause(0, 1500)).await;
+                match fate {
+                    Fate::Expire => {}
+                    Fate::Revoke => {
+                        api.patch(&name, &pp, &patch(json!({"revocation": {"by": "a@x.io", "at": now(), "reason": "chaos"}}))).await.unwrap();
+                    }
+                    Fate::Withdraw => {
+                        api.patch(&name, &pp, &patch(json!({"withdrawal": {"by": "j@x.io", "at": now()}}))).await.unwrap();
+                    }
+                    Fate::Deny => {
+                        api.patch(&name, &pp, &patch(json!({"denial": {"by": "b@x.io", "at": now(), "reason": "race"}}))).await.unwrap();
+                    }
+                    Fate::Delete => {
+                        api.delete(&name, &DeleteParams::default()).await.unwrap();
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    // Let the chaos go on while expiries come due, then leave one controller running.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    chaos.store(false, Ordering::Relaxed);
+    let kills = killer.await.unwrap();
+    assert!(kills >= 5, "the controller was killed {kills} times");
+    let _stable = spawn_controller(dir.path());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut wrong = Vec::new();
+        for (name, fate) in &fates {
+            let got = api.get_opt(name).await.unwrap();
+            let ok = match (fate, &got) {
+                (Fate::Delete, None) => true,
+                (Fate::Delete, Some(_)) => false,
+                (_, None) => false,
+                (f, Some(ar)) => {
+                    let p = phase(ar);
+                    let removed = ar.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "CredentialsRemoved" && c.status == "True"));
+                    removed
+                        && match f {
+                            Fate::Expire => p == "Expired",
+                            Fate::Revoke => p == "Revoked",
+                            Fate::Withdraw => p == "Cancelled",
+                            Fate::Deny => p == "Denied",
+                            Fate::Delete => unreachable!(),
+                        }
+                }
+            };
+            if !ok {
+                wrong.push(format!("{name} ({fate:?}): {:?}", got.and_then(|a| a.status).map(|s| (s.phase, s.message))));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} requests not settled, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lp = ListParams::default().labels(&format!("{}={}", janus_api::MANAGED_BY_LABEL, janus_api::MANAGED_BY));
+    assert!(Api::<ServiceAccount>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "ServiceAccounts left");
+    assert!(Api::<RoleBinding>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "RoleBindings left");
+    assert!(Api::<Secret>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "token Secrets left");
+}
