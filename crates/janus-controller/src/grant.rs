@@ -125,6 +125,7 @@ async fn ensure_service_account(target: &ClusterHandle, ar: &AccessRequest, ns: 
                 )))
             }
         }
+        Err(e) if is_not_found(&e) => Err(Error::Permanent(format!("namespace {ns:?} does not exist on cluster {}", target.name))),
         Err(e) => Err(forbidden_to_permanent(&target.name, "create ServiceAccounts", e)),
     }
 }
@@ -267,24 +268,25 @@ pub async fn ensure_grant(
     })
 }
 
-/// Whether every token Secret of the request lasts until `expires`.
-pub async fn tokens_cover(
-    central: &ClusterHandle,
-    janus_ns: &str,
-    request: &str,
-    expires: DateTime<Utc>,
-) -> Result<bool> {
+/// Whether every recorded token Secret still exists, belongs to the request and lasts until `expires`.
+/// Reads the Secrets by the names in `status.grants` (one GET each) rather than listing the namespace.
+pub async fn tokens_cover(central: &ClusterHandle, janus_ns: &str, request: &str, grants: &[Grant], expires: DateTime<Utc>) -> Result<bool> {
+    if grants.is_empty() {
+        return Ok(false);
+    }
     let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
-    let list = api
-        .list(&ListParams::default().labels(&format!("{REQUEST_LABEL}={request}")))
-        .await?;
-    Ok(!list.items.is_empty()
-        && list.items.iter().all(|s| {
-            s.annotations()
-                .get(TOKEN_EXPIRES_ANNOTATION)
-                .and_then(|t| crate::lifecycle::parse_time(t))
-                .is_some_and(|t| t >= expires)
-        }))
+    for g in grants {
+        let Some(s) = api.get_opt(&g.token_secret).await? else { return Ok(false) };
+        let lasts = s
+            .annotations()
+            .get(TOKEN_EXPIRES_ANNOTATION)
+            .and_then(|t| crate::lifecycle::parse_time(t))
+            .is_some_and(|t| t >= expires);
+        if !owned_by_request(s.metadata.labels.as_ref(), request) || !lasts {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Deletes every credential of a request (found by label) and reports what is still left.

@@ -414,13 +414,15 @@ async fn grant_or_maintain(
     let recorded = status.expires_at.as_deref().and_then(parse_time);
     let needs_grant = status.phase == Phase::Approved
         || recorded != Some(expires)
-        || !grant::tokens_cover(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any(), expires).await?;
+        || status.grants.len() != ar.spec.namespaces.len()
+        || !grant::tokens_cover(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any(), &status.grants, expires).await?;
     if !needs_grant {
         return Ok(requeue_at(expires, now));
     }
     let granted = async {
+        // Namespaces were checked while Pending; one deleted since makes the ServiceAccount creation fail
+        // with a precise message, so no second round of lookups here.
         grant::check_pod_exec_role(&target).await?;
-        grant::check_namespaces(&target, &ar.spec.namespaces).await?;
         let mut grants = Vec::new();
         for ns in &ar.spec.namespaces {
             grants.push(

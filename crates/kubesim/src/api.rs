@@ -141,6 +141,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         return Ok((StatusCode::OK, "ok").into_response());
     }
     let user = auth::authenticate(&cluster, &parts.headers)?;
+    let user = impersonate(&cluster, user, &parts.headers)?;
 
     if path.starts_with("/kubesim") {
         let body = read_body(body).await?;
@@ -194,18 +195,15 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
 
     // Streaming subresources take the raw request.
     if let (Some(sub), Some(name), Some(ns)) = (rr.sub.as_deref(), rr.name.as_deref(), rr.namespace.as_deref()) {
-        if gr.group.is_empty() && gr.resource == "pods" && matches!(sub, "exec" | "attach") {
+        if gr.group.is_empty() && gr.resource == "pods" && sub == "exec" {
             let pod = cluster
                 .store
                 .get(&gr, ns, name)
                 .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            // Parameter errors must reach clients that then fall back to SPDY, so they come first.
             let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
                 .await
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "Upgrade request required: exec needs a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)",
-                    )
-                })?;
+                .map_err(|_| exec::reject_non_websocket(&pod, &query))?;
             return exec::exec(cluster.clone(), pod, query, ws);
         }
         if gr.group.is_empty() && gr.resource == "pods" && sub == "log" {
@@ -317,6 +315,51 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// `Impersonate-User` / `Impersonate-Group` headers (kubectl `--as`, `--as-group`): allowed only with
+/// the `impersonate` verb on the users, groups or serviceaccounts named, as the real server checks.
+fn impersonate(cluster: &Cluster, user: UserInfo, headers: &HeaderMap) -> ApiResult<UserInfo> {
+    let Some(target) = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(str::to_string) else {
+        if headers.get("impersonate-group").is_some() {
+            return Err(ApiError::bad_request("requested impersonation of groups without impersonating a user"));
+        }
+        return Ok(user);
+    };
+    let groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let check = |resource: &str, ns: Option<&str>, name: &str| -> ApiResult<()> {
+        let attrs = Attributes { verb: "impersonate", resource, namespace: ns, name: Some(name), ..Default::default() };
+        if auth::authorize(cluster, &user, &attrs) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("{resource} \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" at the cluster scope", user.username),
+            ))
+        }
+    };
+    let mut out_groups = Vec::new();
+    if let Some(rest) = target.strip_prefix("system:serviceaccount:") {
+        let (ns, name) = rest.split_once(':').ok_or_else(|| ApiError::bad_request("malformed ServiceAccount user name"))?;
+        check("serviceaccounts", Some(ns), name)?;
+        out_groups.push("system:serviceaccounts".to_string());
+        out_groups.push(format!("system:serviceaccounts:{ns}"));
+    } else {
+        check("users", None, &target)?;
+    }
+    for g in &groups {
+        check("groups", None, g)?;
+    }
+    out_groups.extend(groups);
+    if !out_groups.iter().any(|g| g == "system:authenticated") {
+        out_groups.push("system:authenticated".into());
+    }
+    Ok(UserInfo { username: target, uid: String::new(), groups: out_groups })
 }
 
 fn non_resource_verb(m: &Method) -> &'static str {
@@ -502,8 +545,7 @@ impl Ctx<'_> {
         let rt = &self.rr.rt;
         let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
-        let (mut items, rv) = self.cluster.store.list(&self.gr(), self.rr.namespace.as_deref());
-        items.retain(|o| labels.matches(o) && fields.matches(o));
+        let (mut items, rv) = self.cluster.store.list_matching(&self.gr(), self.rr.namespace.as_deref(), |o| labels.matches(o) && fields.matches(o));
         let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
@@ -1037,7 +1079,8 @@ pub fn admit_create(
                 obj["spec"]["type"] = json!("ClusterIP");
             }
         }
-        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write(cluster, user, &rt.group_resource(), obj)?,
+        // A POST names no object, so a name-scoped `escalate` grant does not apply (as upstream).
+        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write_request(cluster, user, &rt.group_resource(), None, obj)?,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
         _ => {}

@@ -114,12 +114,7 @@ pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query
         ["openapi", "v2"] => openapi_v2(cluster),
         ["openapi", "v3"] => openapi_v3_index(cluster),
         ["openapi", "v3", rest @ ..] => openapi_v3_doc(cluster, &rest.join("/")).ok_or_else(not_found)?,
-        [".well-known", "openid-configuration"] => json!({
-            "issuer": "https://kubernetes.default.svc.cluster.local",
-            "jwks_uri": "https://kubernetes.default.svc.cluster.local/openid/v1/jwks",
-            "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-        }),
+        [".well-known", "openid-configuration"] => cluster.tokens.openid_configuration(),
         ["openid", "v1", "jwks"] => cluster.tokens.public_jwks(),
         _ => return Err(not_found()),
     };

@@ -1954,10 +1954,8 @@ mod tests {
                 .unwrap()
         }
 
-        /// The real kubectl (1.30+ speak WebSockets). Needs kubectl on the PATH, hence ignored by default:
-        /// `cargo test -p kubesim --lib exec::tests::e2e -- --ignored`.
+        /// The real kubectl (1.30+ speak WebSockets); scripts/test.sh requires kubectl on the PATH.
         #[tokio::test]
-        #[ignore]
         async fn real_kubectl_exec() {
             let c = cluster();
             add_pod(&c, "web", &["app"]);
@@ -2048,7 +2046,6 @@ mod tests {
 
         /// `kubectl logs` with tail, timestamps, container choice and `-f` until the pod is deleted.
         #[tokio::test]
-        #[ignore]
         async fn real_kubectl_logs() {
             let c = cluster();
             add_pod(&c, "web", &["app"]);

@@ -127,11 +127,12 @@ fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
 
 /// One pass of garbage collection and namespace termination. Returns whether anything changed.
 pub fn sweep(cluster: &Arc<Cluster>) -> bool {
-    let all = cluster.store.all_objects();
-    let uids: HashSet<String> = all
-        .iter()
-        .filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_string))
-        .collect();
+    // Only objects with owners or in deletion matter; cloning the whole store on every sweep made GC
+    // the bottleneck of large runs.
+    let all = cluster
+        .store
+        .objects_where(|o| !o["metadata"]["ownerReferences"].is_null() || !o["metadata"]["deletionTimestamp"].is_null());
+    let uids: HashSet<String> = cluster.store.uids();
     let mut dependents: HashMap<String, usize> = HashMap::new();
     let mut changed = false;
     for (gr, obj) in &all {
@@ -207,10 +208,7 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             continue;
         }
         let ns = ns_obj["metadata"]["name"].as_str().unwrap_or_default();
-        let content: Vec<&(GroupResource, Value)> = all
-            .iter()
-            .filter(|(_, o)| o["metadata"]["namespace"].as_str() == Some(ns))
-            .collect();
+        let content = cluster.store.objects_where(|o| o["metadata"]["namespace"].as_str() == Some(ns));
         if content.is_empty() {
             let mut o = ns_obj.clone();
             o["spec"]["finalizers"] = json!([]);
@@ -223,7 +221,7 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
                 }
             }
         } else {
-            for (cgr, o) in content {
+            for (cgr, o) in &content {
                 if o["metadata"]["deletionTimestamp"].is_null()
                     && let Some(rt) = type_of(cluster, cgr)
                 {
@@ -254,7 +252,8 @@ pub fn spawn(cluster: &Arc<Cluster>) {
             // that never existed).
             let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
             drop(c);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Coalesce bursts of deletions into one sweep.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 }

@@ -90,9 +90,14 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A new empty cluster with the default namespaces and RBAC bootstrap objects.
     pub fn new(config: SimConfig) -> anyhow::Result<Arc<Self>> {
+        Self::with_issuer(config, auth::TokenIssuer::generate()?)
+    }
+
+    /// Like [`Cluster::new`] with a given token signing key (a restored state keeps its tokens valid).
+    pub fn with_issuer(config: SimConfig, tokens: auth::TokenIssuer) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.workdir)?;
         let c = Arc::new(Self {
-            tokens: auth::TokenIssuer::generate()?,
+            tokens,
             store: store::Store::new(),
             registry: resources::Registry::new(),
             faults: faults::Faults::default(),
@@ -185,11 +190,17 @@ impl SimBuilder {
             workdir,
             version: "v1.33.1".into(),
         };
-        let cluster = Cluster::new(config)?;
-        if let Some(state) = &self.state
-            && state.exists()
-        {
-            seed::load_state(&cluster, state)?;
+        let saved = match &self.state {
+            Some(state) if state.exists() => Some(seed::read_state(state)?),
+            _ => None,
+        };
+        let issuer = match saved.as_ref().and_then(|s| s["signingKey"].as_str()) {
+            Some(pem) => auth::TokenIssuer::from_private_key_pem(pem)?,
+            None => auth::TokenIssuer::generate()?,
+        };
+        let cluster = Cluster::with_issuer(config, issuer)?;
+        if let Some(saved) = &saved {
+            seed::restore_state(&cluster, saved)?;
         }
         if let Some(seed) = &self.seed {
             seed::load_seed_file(&cluster, seed)?;
@@ -290,6 +301,8 @@ impl RunningSim {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let addr = self.server.addr;
         self.server.stop().await;
+        // Exec streams die with the API server process, as on a real cluster.
+        self.cluster.kubelet.kill_all();
         self.server = server::serve(self.cluster.clone(), &self.tls, addr.port()).await?;
         Ok(())
     }

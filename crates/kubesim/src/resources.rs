@@ -149,7 +149,7 @@ pub fn builtins() -> Vec<ResourceType> {
             "pods",
             true,
             &["po"],
-            &["status", "exec", "log", "attach", "portforward", "ephemeralcontainers"],
+            &["status", "exec", "log"],
         ),
         builtin("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], &["token"]),
         builtin("", "v1", "Secret", "secrets", true, &[], &[]),

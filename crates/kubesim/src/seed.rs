@@ -9,10 +9,6 @@ use crate::Cluster;
 use crate::api::create_internal;
 use crate::resources::GroupResource;
 
-fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
-    json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
-}
-
 /// Creates the namespaces, node, Service and default ClusterRoles of a fresh cluster.
 pub fn bootstrap(cluster: &Arc<Cluster>) -> anyhow::Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -31,77 +27,11 @@ pub fn bootstrap(cluster: &Arc<Cluster>) -> anyhow::Result<()> {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
         "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
     )?;
-    let read = ["get", "list", "watch"];
-    let write = ["create", "delete", "deletecollection", "patch", "update"];
-    let all_verbs: Vec<&str> = read.iter().chain(write.iter()).copied().collect();
-    let workloads = [
-        "pods",
-        "pods/log",
-        "pods/status",
-        "services",
-        "endpoints",
-        "configmaps",
-        "persistentvolumeclaims",
-        "events",
-        "serviceaccounts",
-    ];
-    let apps = ["deployments", "statefulsets", "daemonsets", "replicasets"];
-    let roles = [
-        (
-            "cluster-admin",
-            vec![
-                rule(&["*"], &["*"], &["*"]),
-                json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
-            ],
-        ),
-        (
-            "admin",
-            vec![
-                rule(&[""], &workloads, &all_verbs),
-                rule(&[""], &["secrets"], &all_verbs),
-                rule(
-                    &[""],
-                    &["pods/exec", "pods/attach", "pods/portforward"],
-                    &["create", "get"],
-                ),
-                rule(&["apps"], &apps, &all_verbs),
-                rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
-                rule(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], &all_verbs),
-            ],
-        ),
-        (
-            "edit",
-            vec![
-                rule(&[""], &workloads, &all_verbs),
-                rule(&[""], &["secrets"], &all_verbs),
-                rule(&[""], &["pods/exec", "pods/attach"], &["create", "get"]),
-                rule(&["apps"], &apps, &all_verbs),
-                rule(&["batch"], &["jobs", "cronjobs"], &all_verbs),
-            ],
-        ),
-        (
-            "view",
-            vec![
-                rule(&[""], &workloads, &read),
-                rule(&["apps"], &apps, &read),
-                rule(&["batch"], &["jobs", "cronjobs"], &read),
-            ],
-        ),
-    ];
-    for (name, rules) in roles {
-        create_internal(
-            cluster,
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules}),
-        )?;
+    // The API server's bootstrap RBAC policy (cluster-admin, admin/edit/view, discovery…), stored so that
+    // `kubectl get clusterroles` shows it as on a real cluster.
+    for (_, obj) in crate::auth::bootstrap_policy() {
+        create_internal(cluster, obj)?;
     }
-    create_internal(
-        cluster,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]}),
-    )?;
     Ok(())
 }
 
@@ -162,20 +92,24 @@ pub fn load_seed_file(cluster: &Arc<Cluster>, path: &Path) -> anyhow::Result<()>
 
 /// Saves every object to a state file.
 pub fn save_state(cluster: &Cluster, path: &Path) -> anyhow::Result<()> {
-    let snap = cluster.store.snapshot();
+    let mut snap = cluster.store.snapshot();
+    // The signing key travels with the state so that issued tokens stay valid after a restart.
+    snap["signingKey"] = json!(cluster.tokens.private_key_pem()?);
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&snap)?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
-/// Replaces the store with a state file and re-serves its CRDs.
-pub fn load_state(cluster: &Arc<Cluster>, path: &Path) -> anyhow::Result<()> {
-    let snap: Value = serde_json::from_slice(&std::fs::read(path)?)?;
-    cluster
-        .store
-        .restore(&snap)
-        .map_err(|e| anyhow::anyhow!("state file {}: {e}", path.display()))?;
+/// Reads a state file written by [`save_state`].
+pub fn read_state(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read state {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("state file {} is not valid: {e}", path.display()))
+}
+
+/// Replaces the store with a saved state and re-serves its CRDs.
+pub fn restore_state(cluster: &Arc<Cluster>, snap: &Value) -> anyhow::Result<()> {
+    cluster.store.restore(snap).map_err(|e| anyhow::anyhow!("state: {e}"))?;
     let (crds, _) = cluster.store.list(
         &GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions"),
         None,

@@ -155,16 +155,23 @@ impl Store {
 
     /// All objects of a collection, optionally in one namespace, with the list's resourceVersion.
     pub fn list(&self, gr: &GroupResource, ns: Option<&str>) -> (Vec<Value>, u64) {
+        self.list_matching(gr, ns, |_| true)
+    }
+
+    /// Like [`Store::list`], cloning only the objects `keep` accepts (selectors on large collections).
+    pub fn list_matching(&self, gr: &GroupResource, ns: Option<&str>, keep: impl Fn(&Value) -> bool) -> (Vec<Value>, u64) {
         let g = self.lock();
         let items = match g.objects.get(&coll_key(gr)) {
             None => Vec::new(),
             Some(c) => match ns {
-                None => c.values().cloned().collect(),
+                None => c.values().filter(|v| keep(v)).cloned().collect(),
                 Some(ns) => {
                     let prefix = format!("{ns}/");
                     c.range(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(&prefix))
-                        .map(|(_, v)| v.clone())
+                        .map(|(_, v)| v)
+                        .filter(|v| keep(v))
+                        .cloned()
                         .collect()
                 }
             },
@@ -329,17 +336,32 @@ impl Store {
 
     /// Every (collection, object) pair; used by garbage collection.
     pub fn all_objects(&self) -> Vec<(GroupResource, Value)> {
+        self.objects_where(|_| true)
+    }
+
+    /// The (collection, object) pairs `keep` accepts, cloning only those.
+    pub fn objects_where(&self, keep: impl Fn(&Value) -> bool) -> Vec<(GroupResource, Value)> {
         let g = self.lock();
         let mut out = Vec::new();
         for (k, c) in &g.objects {
             if let Some((grp, res)) = k.split_once('/') {
                 let gr = GroupResource::new(grp, res);
-                for v in c.values() {
+                for v in c.values().filter(|v| keep(v)) {
                     out.push((gr.clone(), v.clone()));
                 }
             }
         }
         out
+    }
+
+    /// The uids of all objects.
+    pub fn uids(&self) -> std::collections::HashSet<String> {
+        let g = self.lock();
+        g.objects
+            .values()
+            .flat_map(|c| c.values())
+            .filter_map(|v| v["metadata"]["uid"].as_str().map(str::to_string))
+            .collect()
     }
 }
 

@@ -92,12 +92,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         }
     };
     let initial: Vec<Value> = if start_rv.is_none() || initial_events {
-        let (items, list_rv) = cluster.store.list(&gr, None);
-        {
-            // Live changes up to the snapshot are already in it.
-            last_rv = list_rv;
-        }
-        items.into_iter().filter(|o| matches(o)).collect()
+        let (items, list_rv) = cluster.store.list_matching(&gr, None, &matches);
+        // Live changes up to the snapshot are already in it.
+        last_rv = list_rv;
+        items
     } else {
         Vec::new()
     };
