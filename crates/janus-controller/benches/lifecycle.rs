@@ -35,7 +35,11 @@ async fn wait_all(api: &Api<AccessRequest>, prefix: &str, n: usize, phase_want: 
         }
     }
     let rv = list.metadata.resource_version.unwrap_or_default();
-    let mut stream = Box::pin(api.watch(&WatchParams::default().timeout(290), &rv).await.expect("watch"));
+    let mut stream = Box::pin(
+        api.watch(&WatchParams::default().timeout(290), &rv)
+            .await
+            .expect("watch"),
+    );
     while seen.len() < n {
         match stream.next().await {
             Some(Ok(WatchEvent::Modified(ar) | WatchEvent::Added(ar))) => {
@@ -54,7 +58,10 @@ async fn wait_all(api: &Api<AccessRequest>, prefix: &str, n: usize, phase_want: 
 #[tokio::main]
 async fn main() {
     if let Ok(filter) = std::env::var("JANUS_LOG") {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
     }
     let sim = central().await;
     let admin = sim.client().await.expect("client");
@@ -70,20 +77,31 @@ async fn main() {
         wait_phase(&sim, &name, "Pending", 10).await;
         let t = Instant::now();
         approve(&sim, &name).await;
-        let mut w = Box::pin(api.watch(&WatchParams::default().fields(&format!("metadata.name={name}")), "0").await.expect("watch"));
+        let mut w = Box::pin(
+            api.watch(&WatchParams::default().fields(&format!("metadata.name={name}")), "0")
+                .await
+                .expect("watch"),
+        );
         while let Some(Ok(ev)) = w.next().await {
-            if let WatchEvent::Modified(ar) | WatchEvent::Added(ar) = ev {
-                if phase(&ar) == "Active" {
-                    break;
-                }
+            if let WatchEvent::Modified(ar) | WatchEvent::Added(ar) = ev
+                && phase(&ar) == "Active"
+            {
+                break;
             }
         }
         one.push(t.elapsed());
     }
-    println!("approve -> Active, one request (n=50): p50 {:.2?} p99 {:.2?}", pct(&mut one, 0.5), pct(&mut one, 0.99));
+    println!(
+        "approve -> Active, one request (n=50): p50 {:.2?} p99 {:.2?}",
+        pct(&mut one, 0.5),
+        pct(&mut one, 0.99)
+    );
 
     // 2. 1,000 approved at once (BENCH_BULK overrides the count).
-    let n: usize = std::env::var("BENCH_BULK").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::var("BENCH_BULK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     for i in 0..n {
         create(&sim, &request(&format!("bulk-{i}"), "central", &["team-b"], 28000)).await;
     }
@@ -99,7 +117,9 @@ async fn main() {
         let pp = pp.clone();
         approvals.push(tokio::spawn(async move {
             let p = json!({"spec": {"approval": {"by": "admin@example.com", "at": now()}}});
-            api.patch(&format!("bulk-{i}"), &pp, &Patch::Merge(&p)).await.expect("approve");
+            api.patch(&format!("bulk-{i}"), &pp, &Patch::Merge(&p))
+                .await
+                .expect("approve");
         }));
     }
     for a in approvals {
@@ -109,20 +129,45 @@ async fn main() {
     let seen = wait_all(&api, "bulk-", n, "Active").await;
     let waited = waiter.await.expect("waiter");
     let last = waited.values().chain(seen.values()).max().copied().unwrap_or(t0);
-    println!("{n} approvals written in {approved_in:.2?}; all {n} Active {:.2?} after the first approval", last - t0);
+    println!(
+        "{n} approvals written in {approved_in:.2?}; all {n} Active {:.2?} after the first approval",
+        last - t0
+    );
 
     // 3. Expiry lag: credentials gone vs status.expiresAt, measured from ServiceAccount DELETED events.
     let sas: Api<ServiceAccount> = Api::all(admin.clone());
-    let lag_of = |expires: &HashMap<String, chrono::DateTime<chrono::Utc>>, gone: &HashMap<String, chrono::DateTime<chrono::Utc>>| {
-        let mut v: Vec<Duration> = gone.iter().filter_map(|(k, g)| expires.get(k).map(|e| (*g - *e).to_std().unwrap_or_default())).collect();
+    let lag_of = |expires: &HashMap<String, chrono::DateTime<chrono::Utc>>,
+                  gone: &HashMap<String, chrono::DateTime<chrono::Utc>>| {
+        let mut v: Vec<Duration> = gone
+            .iter()
+            .filter_map(|(k, g)| expires.get(k).map(|e| (*g - *e).to_std().unwrap_or_default()))
+            .collect();
         (pct(&mut v, 0.5), pct(&mut v, 0.99), v.len())
     };
-    async fn run_expiry(sim: &kubesim::RunningSim, api: &Api<AccessRequest>, sas: &Api<ServiceAccount>, prefix: &str, count: usize, ttl: i64, restart: Option<(Controller, Duration)>) -> (HashMap<String, chrono::DateTime<chrono::Utc>>, HashMap<String, chrono::DateTime<chrono::Utc>>, Option<Controller>) {
+    async fn run_expiry(
+        sim: &kubesim::RunningSim,
+        api: &Api<AccessRequest>,
+        sas: &Api<ServiceAccount>,
+        prefix: &str,
+        count: usize,
+        ttl: i64,
+        restart: Option<(Controller, Duration)>,
+    ) -> (
+        HashMap<String, chrono::DateTime<chrono::Utc>>,
+        HashMap<String, chrono::DateTime<chrono::Utc>>,
+        Option<Controller>,
+    ) {
         for i in 0..count {
             create(sim, &request(&format!("{prefix}{i}"), "central", &["team-c"], ttl)).await;
         }
         // Deletions are watched from before the approvals, so none can be missed however slow we are.
-        let sa_rv = sas.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
+        let sa_rv = sas
+            .list(&ListParams::default().limit(1))
+            .await
+            .expect("list")
+            .metadata
+            .resource_version
+            .unwrap_or_default();
         let waiter = {
             let api = api.clone();
             let prefix = prefix.to_string();
@@ -139,10 +184,21 @@ async fn main() {
         let mut expires = HashMap::new();
         for i in 0..count {
             let ar = get(sim, &format!("{prefix}{i}")).await.expect("request");
-            let e = ar.status.and_then(|s| s.expires_at).and_then(|e| janus_controller::lifecycle::parse_time(&e)).expect("expiresAt");
+            let e = ar
+                .status
+                .and_then(|s| s.expires_at)
+                .and_then(|e| janus_controller::lifecycle::parse_time(&e))
+                .expect("expiresAt");
             expires.insert(format!("{prefix}{i}"), e);
         }
-        let mut w = Box::pin(sas.watch(&WatchParams::default().labels(janus_api::REQUEST_LABEL).timeout(290), &sa_rv).await.expect("watch"));
+        let mut w = Box::pin(
+            sas.watch(
+                &WatchParams::default().labels(janus_api::REQUEST_LABEL).timeout(290),
+                &sa_rv,
+            )
+            .await
+            .expect("watch"),
+        );
         let mut restarted = None;
         if let Some((ctl, down)) = restart {
             ctl.stop().await;
@@ -164,14 +220,27 @@ async fn main() {
                 last_progress = Instant::now();
             } else if last_progress.elapsed() > Duration::from_secs(20) {
                 let ar = get(sim, &format!("{prefix}0")).await;
-                let left = sas.list(&ListParams::default().labels(janus_api::REQUEST_LABEL)).await.map(|l| l.items.len());
-                eprintln!("[{prefix}] stalled with {} gone; {prefix}0 = {:?}; labelled SAs left: {left:?}", gone.len(), ar.and_then(|a| a.status).map(|s| (s.phase, s.message, s.expires_at)));
+                let left = sas
+                    .list(&ListParams::default().labels(janus_api::REQUEST_LABEL))
+                    .await
+                    .map(|l| l.items.len());
+                eprintln!(
+                    "[{prefix}] stalled with {} gone; {prefix}0 = {:?}; labelled SAs left: {left:?}",
+                    gone.len(),
+                    ar.and_then(|a| a.status).map(|s| (s.phase, s.message, s.expires_at))
+                );
                 last_progress = Instant::now();
             }
             let next = w.next().await;
             match next {
                 Some(Ok(WatchEvent::Deleted(sa))) => {
-                    let req = sa.metadata.labels.unwrap_or_default().get(janus_api::REQUEST_LABEL).cloned().unwrap_or_default();
+                    let req = sa
+                        .metadata
+                        .labels
+                        .unwrap_or_default()
+                        .get(janus_api::REQUEST_LABEL)
+                        .cloned()
+                        .unwrap_or_default();
                     if req.starts_with(prefix) {
                         gone.entry(req).or_insert_with(chrono::Utc::now);
                     }
@@ -189,7 +258,9 @@ async fn main() {
     // lag counted from the restart shows how fast a fresh controller catches up.
     let (e, g, restarted) = run_expiry(&sim, &api, &sas, "rst-", 200, 8, Some((ctl, Duration::from_secs(10)))).await;
     let (p50, p99, k) = lag_of(&e, &g);
-    println!("expiry lag across a restart (n={k}, TTL 8 s, controller down for 10 s, lag counted from max(expiresAt, restart)): p50 {p50:.2?} p99 {p99:.2?}");
+    println!(
+        "expiry lag across a restart (n={k}, TTL 8 s, controller down for 10 s, lag counted from max(expiresAt, restart)): p50 {p50:.2?} p99 {p99:.2?}"
+    );
     if let Some(c) = restarted {
         c.stop().await;
     }

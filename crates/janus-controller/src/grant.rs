@@ -125,7 +125,10 @@ async fn ensure_service_account(target: &ClusterHandle, ar: &AccessRequest, ns: 
                 )))
             }
         }
-        Err(e) if is_not_found(&e) => Err(Error::Permanent(format!("namespace {ns:?} does not exist on cluster {}", target.name))),
+        Err(e) if is_not_found(&e) => Err(Error::Permanent(format!(
+            "namespace {ns:?} does not exist on cluster {}",
+            target.name
+        ))),
         Err(e) => Err(forbidden_to_permanent(&target.name, "create ServiceAccounts", e)),
     }
 }
@@ -270,13 +273,21 @@ pub async fn ensure_grant(
 
 /// Whether every recorded token Secret still exists, belongs to the request and lasts until `expires`.
 /// Reads the Secrets by the names in `status.grants` (one GET each) rather than listing the namespace.
-pub async fn tokens_cover(central: &ClusterHandle, janus_ns: &str, request: &str, grants: &[Grant], expires: DateTime<Utc>) -> Result<bool> {
+pub async fn tokens_cover(
+    central: &ClusterHandle,
+    janus_ns: &str,
+    request: &str,
+    grants: &[Grant],
+    expires: DateTime<Utc>,
+) -> Result<bool> {
     if grants.is_empty() {
         return Ok(false);
     }
     let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     for g in grants {
-        let Some(s) = api.get_opt(&g.token_secret).await? else { return Ok(false) };
+        let Some(s) = api.get_opt(&g.token_secret).await? else {
+            return Ok(false);
+        };
         let lasts = s
             .annotations()
             .get(TOKEN_EXPIRES_ANNOTATION)

@@ -415,7 +415,14 @@ async fn grant_or_maintain(
     let needs_grant = status.phase == Phase::Approved
         || recorded != Some(expires)
         || status.grants.len() != ar.spec.namespaces.len()
-        || !grant::tokens_cover(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any(), &status.grants, expires).await?;
+        || !grant::tokens_cover(
+            ctx.clusters.central(),
+            &ctx.config.namespace,
+            &ar.name_any(),
+            &status.grants,
+            expires,
+        )
+        .await?;
     if !needs_grant {
         return Ok(requeue_at(expires, now));
     }

@@ -45,9 +45,17 @@ fn spawn_controller(dir: &std::path::Path) -> tokio::process::Child {
 async fn controller_killed_at_random_points_leaves_no_credentials() {
     let sim = central().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.yaml"), serde_yaml::to_string(&config("")).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        serde_yaml::to_string(&config("")).unwrap(),
+    )
+    .unwrap();
     let token = sa_token(&sim, NS, "k8s-janus-controller").await;
-    kubesim::kubeconfig::write_private(&dir.path().join("controller.kubeconfig"), &sim.kubeconfig_for_token(&token)).unwrap();
+    kubesim::kubeconfig::write_private(
+        &dir.path().join("controller.kubeconfig"),
+        &sim.kubeconfig_for_token(&token),
+    )
+    .unwrap();
 
     // The killer: SIGKILL after a random 100..1200 ms of life, restart at once.
     let chaos = Arc::new(AtomicBool::new(true));
@@ -93,21 +101,43 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
                 let pp = kube::api::PatchParams::default();
                 tokio::time::sleep(pause(0, 300)).await;
                 if matches!(fate, Fate::Deny) && rand::thread_rng().gen_bool(0.5) {
-                    api.patch(&name, &pp, &patch(json!({"denial": {"by": "a@x.io", "at": now(), "reason": "no"}}))).await.unwrap();
+                    api.patch(
+                        &name,
+                        &pp,
+                        &patch(json!({"denial": {"by": "a@x.io", "at": now(), "reason": "no"}})),
+                    )
+                    .await
+                    .unwrap();
                     return;
                 }
-                api.patch(&name, &pp, &patch(json!({"approval": {"by": "a@x.io", "at": now()}}))).await.unwrap();
+                api.patch(&name, &pp, &patch(json!({"approval": {"by": "a@x.io", "at": now()}})))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(pause(0, 1500)).await;
                 match fate {
                     Fate::Expire => {}
                     Fate::Revoke => {
-                        api.patch(&name, &pp, &patch(json!({"revocation": {"by": "a@x.io", "at": now(), "reason": "chaos"}}))).await.unwrap();
+                        api.patch(
+                            &name,
+                            &pp,
+                            &patch(json!({"revocation": {"by": "a@x.io", "at": now(), "reason": "chaos"}})),
+                        )
+                        .await
+                        .unwrap();
                     }
                     Fate::Withdraw => {
-                        api.patch(&name, &pp, &patch(json!({"withdrawal": {"by": "j@x.io", "at": now()}}))).await.unwrap();
+                        api.patch(&name, &pp, &patch(json!({"withdrawal": {"by": "j@x.io", "at": now()}})))
+                            .await
+                            .unwrap();
                     }
                     Fate::Deny => {
-                        api.patch(&name, &pp, &patch(json!({"denial": {"by": "b@x.io", "at": now(), "reason": "race"}}))).await.unwrap();
+                        api.patch(
+                            &name,
+                            &pp,
+                            &patch(json!({"denial": {"by": "b@x.io", "at": now(), "reason": "race"}})),
+                        )
+                        .await
+                        .unwrap();
                     }
                     Fate::Delete => {
                         api.delete(&name, &DeleteParams::default()).await.unwrap();
@@ -137,7 +167,11 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
                 (_, None) => false,
                 (f, Some(ar)) => {
                     let p = phase(ar);
-                    let removed = ar.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "CredentialsRemoved" && c.status == "True"));
+                    let removed = ar.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True")
+                    });
                     removed
                         && match f {
                             Fate::Expire => p == "Expired",
@@ -149,17 +183,49 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
                 }
             };
             if !ok {
-                wrong.push(format!("{name} ({fate:?}): {:?}", got.and_then(|a| a.status).map(|s| (s.phase, s.message))));
+                wrong.push(format!(
+                    "{name} ({fate:?}): {:?}",
+                    got.and_then(|a| a.status).map(|s| (s.phase, s.message))
+                ));
             }
         }
         if wrong.is_empty() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{} requests not settled, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} requests not settled, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let lp = ListParams::default().labels(&format!("{}={}", janus_api::MANAGED_BY_LABEL, janus_api::MANAGED_BY));
-    assert!(Api::<ServiceAccount>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "ServiceAccounts left");
-    assert!(Api::<RoleBinding>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "RoleBindings left");
-    assert!(Api::<Secret>::all(admin.clone()).list(&lp).await.unwrap().items.is_empty(), "token Secrets left");
+    assert!(
+        Api::<ServiceAccount>::all(admin.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "ServiceAccounts left"
+    );
+    assert!(
+        Api::<RoleBinding>::all(admin.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "RoleBindings left"
+    );
+    assert!(
+        Api::<Secret>::all(admin.clone())
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "token Secrets left"
+    );
 }

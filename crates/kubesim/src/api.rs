@@ -320,9 +320,15 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
 /// `Impersonate-User` / `Impersonate-Group` headers (kubectl `--as`, `--as-group`): allowed only with
 /// the `impersonate` verb on the users, groups or serviceaccounts named, as the real server checks.
 fn impersonate(cluster: &Cluster, user: UserInfo, headers: &HeaderMap) -> ApiResult<UserInfo> {
-    let Some(target) = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(str::to_string) else {
+    let Some(target) = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
         if headers.get("impersonate-group").is_some() {
-            return Err(ApiError::bad_request("requested impersonation of groups without impersonating a user"));
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups without impersonating a user",
+            ));
         }
         return Ok(user);
     };
@@ -332,20 +338,31 @@ fn impersonate(cluster: &Cluster, user: UserInfo, headers: &HeaderMap) -> ApiRes
         .filter_map(|v| v.to_str().ok().map(str::to_string))
         .collect();
     let check = |resource: &str, ns: Option<&str>, name: &str| -> ApiResult<()> {
-        let attrs = Attributes { verb: "impersonate", resource, namespace: ns, name: Some(name), ..Default::default() };
+        let attrs = Attributes {
+            verb: "impersonate",
+            resource,
+            namespace: ns,
+            name: Some(name),
+            ..Default::default()
+        };
         if auth::authorize(cluster, &user, &attrs) {
             Ok(())
         } else {
             Err(ApiError::new(
                 403,
                 "Forbidden",
-                format!("{resource} \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" at the cluster scope", user.username),
+                format!(
+                    "{resource} \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" at the cluster scope",
+                    user.username
+                ),
             ))
         }
     };
     let mut out_groups = Vec::new();
     if let Some(rest) = target.strip_prefix("system:serviceaccount:") {
-        let (ns, name) = rest.split_once(':').ok_or_else(|| ApiError::bad_request("malformed ServiceAccount user name"))?;
+        let (ns, name) = rest
+            .split_once(':')
+            .ok_or_else(|| ApiError::bad_request("malformed ServiceAccount user name"))?;
         check("serviceaccounts", Some(ns), name)?;
         out_groups.push("system:serviceaccounts".to_string());
         out_groups.push(format!("system:serviceaccounts:{ns}"));
@@ -359,7 +376,11 @@ fn impersonate(cluster: &Cluster, user: UserInfo, headers: &HeaderMap) -> ApiRes
     if !out_groups.iter().any(|g| g == "system:authenticated") {
         out_groups.push("system:authenticated".into());
     }
-    Ok(UserInfo { username: target, uid: String::new(), groups: out_groups })
+    Ok(UserInfo {
+        username: target,
+        uid: String::new(),
+        groups: out_groups,
+    })
 }
 
 fn non_resource_verb(m: &Method) -> &'static str {
@@ -545,7 +566,12 @@ impl Ctx<'_> {
         let rt = &self.rr.rt;
         let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
-        let (mut items, rv) = self.cluster.store.list_matching(&self.gr(), self.rr.namespace.as_deref(), |o| labels.matches(o) && fields.matches(o));
+        let (mut items, rv) = self
+            .cluster
+            .store
+            .list_matching(&self.gr(), self.rr.namespace.as_deref(), |o| {
+                labels.matches(o) && fields.matches(o)
+            });
         let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
@@ -1080,7 +1106,9 @@ pub fn admit_create(
             }
         }
         // A POST names no object, so a name-scoped `escalate` grant does not apply (as upstream).
-        ("rbac.authorization.k8s.io", _) => auth::check_rbac_write_request(cluster, user, &rt.group_resource(), None, obj)?,
+        ("rbac.authorization.k8s.io", _) => {
+            auth::check_rbac_write_request(cluster, user, &rt.group_resource(), None, obj)?
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
         _ => {}

@@ -129,9 +129,9 @@ fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
 pub fn sweep(cluster: &Arc<Cluster>) -> bool {
     // Only objects with owners or in deletion matter; cloning the whole store on every sweep made GC
     // the bottleneck of large runs.
-    let all = cluster
-        .store
-        .objects_where(|o| !o["metadata"]["ownerReferences"].is_null() || !o["metadata"]["deletionTimestamp"].is_null());
+    let all = cluster.store.objects_where(|o| {
+        !o["metadata"]["ownerReferences"].is_null() || !o["metadata"]["deletionTimestamp"].is_null()
+    });
     let uids: HashSet<String> = cluster.store.uids();
     let mut dependents: HashMap<String, usize> = HashMap::new();
     let mut changed = false;
@@ -208,7 +208,9 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             continue;
         }
         let ns = ns_obj["metadata"]["name"].as_str().unwrap_or_default();
-        let content = cluster.store.objects_where(|o| o["metadata"]["namespace"].as_str() == Some(ns));
+        let content = cluster
+            .store
+            .objects_where(|o| o["metadata"]["namespace"].as_str() == Some(ns));
         if content.is_empty() {
             let mut o = ns_obj.clone();
             o["spec"]["finalizers"] = json!([]);

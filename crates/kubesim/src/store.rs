@@ -159,7 +159,12 @@ impl Store {
     }
 
     /// Like [`Store::list`], cloning only the objects `keep` accepts (selectors on large collections).
-    pub fn list_matching(&self, gr: &GroupResource, ns: Option<&str>, keep: impl Fn(&Value) -> bool) -> (Vec<Value>, u64) {
+    pub fn list_matching(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
         let g = self.lock();
         let items = match g.objects.get(&coll_key(gr)) {
             None => Vec::new(),

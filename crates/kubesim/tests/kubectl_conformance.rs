@@ -416,10 +416,32 @@ async fn auth_can_i_and_tokens() {
     let yes = kubectl_with(&kc, &["auth", "can-i", "get", "pods", "-n", "apps"], None).await;
     assert_eq!(String::from_utf8_lossy(&yes.stdout).trim(), "yes");
     // Impersonation: the admin may act as the ServiceAccount; the ServiceAccount may not act as anyone.
-    assert_eq!(env.ok(&["auth", "can-i", "get", "pods", "-n", "apps", "--as=system:serviceaccount:apps:bot"]).await.trim(), "yes");
-    assert_eq!(env.kubectl(&["auth", "can-i", "delete", "secrets", "--as=nobody"]).await.stdout, b"no\n");
+    assert_eq!(
+        env.ok(&[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "-n",
+            "apps",
+            "--as=system:serviceaccount:apps:bot"
+        ])
+        .await
+        .trim(),
+        "yes"
+    );
+    assert_eq!(
+        env.kubectl(&["auth", "can-i", "delete", "secrets", "--as=nobody"])
+            .await
+            .stdout,
+        b"no\n"
+    );
     let err = kubectl_with(&kc, &["get", "pods", "-n", "apps", "--as=kubesim-admin"], None).await;
-    assert!(String::from_utf8_lossy(&err.stderr).contains("cannot impersonate"), "{}", String::from_utf8_lossy(&err.stderr));
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("cannot impersonate"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
     let other_ns = kubectl_with(&kc, &["auth", "can-i", "get", "pods", "-n", "default"], None).await;
     assert_eq!(String::from_utf8_lossy(&other_ns.stdout).trim(), "no");
     assert!(
