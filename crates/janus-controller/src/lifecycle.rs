@@ -130,7 +130,10 @@ pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &C
 /// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
 /// 600 s. The ServiceAccount is deleted at expiry, which invalidates a longer-lived token at once.
 pub fn token_lifetime(expires: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    (expires - now).num_seconds().max(600)
+    // Rounded up, plus a second: a token that ended a fraction before expiresAt would look stale on
+    // the next reconcile and be re-issued again and again.
+    let ms = (expires - now).num_milliseconds();
+    (ms.div_euclid(1000) + 2).max(600)
 }
 
 /// When a Pending request is denied for lack of a decision, if that applies.
@@ -272,7 +275,9 @@ mod tests {
     fn token_lifetime_has_the_api_server_minimum() {
         let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
         assert_eq!(token_lifetime(t0 + Duration::seconds(5), t0), 600);
-        assert_eq!(token_lifetime(t0 + Duration::seconds(7200), t0), 7200);
+        assert_eq!(token_lifetime(t0 + Duration::seconds(7200), t0), 7202);
+        let later = t0 + Duration::milliseconds(300);
+        assert!(later + Duration::seconds(token_lifetime(t0 + Duration::seconds(7200), later)) >= t0 + Duration::seconds(7200), "covers expiresAt despite the fraction");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct Metrics {
     active_grants: Gauge,
     grant_seconds: Histogram,
     errors: Family<ErrorLabel, Counter>,
+    reconciles: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,6 +56,8 @@ impl Metrics {
             0.001, 2.0, 16,
         ));
         let errors = Family::<ErrorLabel, Counter>::default();
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconcile calls", reconciles.clone());
         registry.register(
             "phase_transitions",
             "AccessRequest phase transitions made by this controller",
@@ -75,6 +78,7 @@ impl Metrics {
             active_grants,
             grant_seconds,
             errors,
+            reconciles,
         }
     }
 
@@ -90,6 +94,16 @@ impl Metrics {
     /// Records a grant's latency.
     pub fn observe_grant(&self, d: Duration) {
         self.grant_seconds.observe(d.as_secs_f64());
+    }
+
+    /// Counts a reconcile call.
+    pub fn reconciled(&self) {
+        self.reconciles.inc();
+    }
+
+    /// Reconcile calls so far.
+    pub fn reconcile_count(&self) -> u64 {
+        self.reconciles.get()
     }
 
     /// Counts a failed reconcile.

@@ -235,6 +235,8 @@ async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
 
 /// Reconciles one AccessRequest.
 pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciled();
+    tracing::debug!(request = %ar.name_any(), rv = ?ar.metadata.resource_version, "reconcile");
     let result = reconcile_inner(&ar, &ctx).await;
     if result.is_ok() {
         ctx.failures
@@ -317,9 +319,8 @@ async fn pending(
             .as_ref()
             .map(|t| lifecycle::from_jiff(&t.0))
             .unwrap_or(now);
-        if let Some(deadline) = pending_deadline(created, &ctx.config)
-            && deadline <= now
-        {
+        let deadline = pending_deadline(created, &ctx.config);
+        if deadline.is_some_and(|d| d <= now) {
             let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
             return finish(ctx, ar, Phase::Denied, msg, now).await;
         }
@@ -329,7 +330,8 @@ async fn pending(
         {
             return finish(ctx, ar, Phase::Denied, msg, now).await;
         }
-        if status.conditions.is_empty() || status.observed_generation != ar.metadata.generation {
+        let first = status.conditions.is_empty();
+        if first || status.observed_generation != ar.metadata.generation {
             status.phase = Phase::Pending;
             status.message = "waiting for an admin's decision".into();
             set_condition(
@@ -342,14 +344,11 @@ async fn pending(
             );
             write_status(ctx, ar, &status).await?;
             ctx.metrics.transition(Phase::Pending);
+            if first {
+                publish(ctx, ar, false, "Submitted", format!("requested by {}", ar.spec.requester)).await;
+            }
         }
-        let created = ar
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| lifecycle::from_jiff(&t.0))
-            .unwrap_or(now);
-        return Ok(pending_deadline(created, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)));
+        return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
     }
     // Approved: record it before granting, so a crash in the middle resumes the grant.
     let approval = ar
@@ -397,10 +396,26 @@ async fn target_or_wait(
 
 async fn grant_or_maintain(
     ctx: &Context,
-    ar: &AccessRequest,
-    mut status: AccessRequestStatus,
+    cached: &AccessRequest,
+    cached_status: AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Action> {
+    // The controller's cache can lag behind its own last status write (another event may trigger this
+    // reconcile first). Acting on a stale "Approved" would re-grant and move activeAt, so read the
+    // request itself before deciding anything about credentials.
+    let Some(fresh) = ctx.api().get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
+    if fresh.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    if let Some(end) = ending(&fresh.spec) {
+        return finish(ctx, &fresh, end.phase(), end.message(), now).await;
+    }
+    let ar = &fresh;
+    let mut status = match fresh.status.clone() {
+        Some(s) if s.phase == Phase::Active || s.phase == Phase::Approved => s,
+        Some(s) if s.phase.is_terminal() => return Ok(Action::requeue(Duration::ZERO)),
+        _ => cached_status,
+    };
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());
     };

@@ -110,6 +110,20 @@ async fn one_namespace_grant_use_expire() {
     );
     assert!(leftovers(&sim, &sim, "one").await.is_empty());
     assert_token_dead(&sim, "team-a", &toks[0].1).await;
+    // Every transition left a Kubernetes Event on the request.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(sim.client().await.unwrap());
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("one"))
+        .filter_map(|e| e.reason)
+        .collect();
+    for want in ["Submitted", "Approved", "Granted", "Expired"] {
+        assert!(reasons.iter().any(|r| r == want), "no {want} event in {reasons:?}");
+    }
     ctl.stop().await;
 }
 

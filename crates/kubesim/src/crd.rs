@@ -116,19 +116,7 @@ pub fn to_type(crd: &Value) -> Option<ResourceType> {
         plural: names["plural"].as_str()?.to_string(),
         namespaced: spec["scope"] == "Namespaced",
         short_names: strs(&names["shortNames"]),
-        verbs: [
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        verbs: crate::resources::STANDARD_VERBS.iter().map(|s| s.to_string()).collect(),
         subresources,
         categories: strs(&names["categories"]),
         schema: Some(v["schema"]["openAPIV3Schema"].clone()),

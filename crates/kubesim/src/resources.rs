@@ -86,7 +86,8 @@ impl ResourceType {
     }
 }
 
-const RW: &[&str] = &[
+/// The verbs of an ordinary read-write resource, as discovery lists them.
+pub const STANDARD_VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -114,7 +115,7 @@ fn builtin(
         singular: kind.to_lowercase(),
         namespaced,
         short_names: short.iter().map(|s| s.to_string()).collect(),
-        verbs: RW.iter().map(|s| s.to_string()).collect(),
+        verbs: STANDARD_VERBS.iter().map(|s| s.to_string()).collect(),
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         categories: Vec::new(),
         schema: None,

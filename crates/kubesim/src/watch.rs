@@ -77,6 +77,7 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         Some(rv) => match cluster.store.watch_from(rv) {
             Ok((past, live)) => (past.into_iter().map(Some).collect::<Vec<_>>(), live, rv),
             Err(_) => {
+                tracing::info!(resource = %gr, rv = %rv_param, "watch from a compacted resourceVersion: 410 Gone");
                 let status = ApiError::gone(&rv_param).status();
                 let body = line("ERROR", &status);
                 return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response());
@@ -100,6 +101,7 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         Vec::new()
     };
     let gr2 = gr.clone();
+    tracing::info!(resource = %gr, rv = %rv_param, initial = initial.len(), "watch started");
     tokio::spawn(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         for o in &initial {
@@ -159,7 +161,10 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
                             && tx.send(b).await.is_err() { return; }
                     }
                     // A watcher that fell behind is closed; the client re-watches from its last version.
-                    Err(_) => return,
+                    Err(e) => {
+                        tracing::info!(resource = %gr2, error = %e, "watcher fell behind; closing it");
+                        return;
+                    }
                 }
             }
         }

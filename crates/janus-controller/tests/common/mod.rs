@@ -150,11 +150,16 @@ pub struct Controller {
 
 impl Controller {
     pub async fn start(sim: &RunningSim, cfg: Config) -> Self {
+        Self::start_with(sim, cfg, None).await
+    }
+
+    /// Starts with `/metrics` served on `metrics` (benchmarks read reconcile counts there).
+    pub async fn start_with(sim: &RunningSim, cfg: Config, metrics: Option<std::net::SocketAddr>) -> Self {
         let token = sa_token(sim, NS, "k8s-janus-controller").await;
         let client = sim.client_for_token(&token).await.expect("controller client");
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = janus_controller::Options {
-            metrics_listen: None,
+            metrics_listen: metrics,
             identity: "test".into(),
             leader_election: false,
         };

@@ -307,16 +307,7 @@ fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
-const ALL_RW: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const ALL_RW: &[&str] = crate::resources::STANDARD_VERBS;
 const AGG_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 const AGG_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
 const AGG_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
