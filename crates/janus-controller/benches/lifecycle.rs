@@ -67,7 +67,12 @@ async fn main() {
     let admin = sim.client().await.expect("client");
     let api: Api<AccessRequest> = Api::all(admin.clone());
     let pp = PatchParams::default();
-    let ctl = Controller::start_with(&sim, config("maxTtlSeconds: 28800\n"), Some("127.0.0.1:19191".parse().expect("addr"))).await;
+    let ctl = Controller::start_with(
+        &sim,
+        config("maxTtlSeconds: 28800\n"),
+        Some("127.0.0.1:19191".parse().expect("addr")),
+    )
+    .await;
 
     // 1. One request at a time.
     let mut one = Vec::new();
@@ -134,9 +139,17 @@ async fn main() {
         last - t0
     );
     let reconciles = || async {
-        let out = tokio::process::Command::new("curl").args(["-s", "http://127.0.0.1:19191/metrics"]).output().await;
-        let body = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        body.lines().filter(|l| l.starts_with("janus_reconciles_total") || l.starts_with("janus_reconcile_errors")).collect::<Vec<_>>().join("; ")
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "http://127.0.0.1:19191/metrics"])
+            .output()
+            .await;
+        let body = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with("janus_reconciles_total") || l.starts_with("janus_reconcile_errors"))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     eprintln!("after bulk: {}", reconciles().await);
     tokio::time::sleep(Duration::from_secs(10)).await;

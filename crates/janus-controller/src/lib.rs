@@ -113,7 +113,10 @@ pub async fn run(
     check_clusters(&ctx).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    // Bounded concurrency keeps a burst (start-up, mass approval) from opening hundreds of requests at
+    // once on the API server connection.
     let controller = Controller::new(ars, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(32))
         // A deleted or changed token Secret is drift the owner must repair.
         .owns(
             secrets,

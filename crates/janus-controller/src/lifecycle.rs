@@ -277,7 +277,11 @@ mod tests {
         assert_eq!(token_lifetime(t0 + Duration::seconds(5), t0), 600);
         assert_eq!(token_lifetime(t0 + Duration::seconds(7200), t0), 7202);
         let later = t0 + Duration::milliseconds(300);
-        assert!(later + Duration::seconds(token_lifetime(t0 + Duration::seconds(7200), later)) >= t0 + Duration::seconds(7200), "covers expiresAt despite the fraction");
+        assert!(
+            later + Duration::seconds(token_lifetime(t0 + Duration::seconds(7200), later))
+                >= t0 + Duration::seconds(7200),
+            "covers expiresAt despite the fraction"
+        );
     }
 
     #[test]

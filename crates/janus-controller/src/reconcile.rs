@@ -237,7 +237,25 @@ async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
 pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciled();
     tracing::debug!(request = %ar.name_any(), rv = ?ar.metadata.resource_version, "reconcile");
-    let result = reconcile_inner(&ar, &ctx).await;
+    // The cache can lag behind this controller's own last status write (an event about a Secret may
+    // trigger the reconcile first); acting on a stale phase would redo a grant and move activeAt. One
+    // GET per reconcile buys decisions on the request as it is now.
+    // A bound on every reconcile: a request that never completes must not hold its object forever.
+    let attempt = async {
+        let fresh = match ctx.api().get_opt(&ar.name_any()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        };
+        reconcile_inner(&fresh, &ctx).await
+    };
+    let result = match tokio::time::timeout(Duration::from_secs(30), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ClusterUnavailable {
+            cluster: ar.spec.cluster.clone(),
+            message: "reconcile timed out after 30s".into(),
+        }),
+    };
     if result.is_ok() {
         ctx.failures
             .lock()
@@ -345,7 +363,14 @@ async fn pending(
             write_status(ctx, ar, &status).await?;
             ctx.metrics.transition(Phase::Pending);
             if first {
-                publish(ctx, ar, false, "Submitted", format!("requested by {}", ar.spec.requester)).await;
+                publish(
+                    ctx,
+                    ar,
+                    false,
+                    "Submitted",
+                    format!("requested by {}", ar.spec.requester),
+                )
+                .await;
             }
         }
         return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
@@ -396,26 +421,10 @@ async fn target_or_wait(
 
 async fn grant_or_maintain(
     ctx: &Context,
-    cached: &AccessRequest,
-    cached_status: AccessRequestStatus,
+    ar: &AccessRequest,
+    mut status: AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Action> {
-    // The controller's cache can lag behind its own last status write (another event may trigger this
-    // reconcile first). Acting on a stale "Approved" would re-grant and move activeAt, so read the
-    // request itself before deciding anything about credentials.
-    let Some(fresh) = ctx.api().get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
-    if fresh.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::requeue(Duration::ZERO));
-    }
-    if let Some(end) = ending(&fresh.spec) {
-        return finish(ctx, &fresh, end.phase(), end.message(), now).await;
-    }
-    let ar = &fresh;
-    let mut status = match fresh.status.clone() {
-        Some(s) if s.phase == Phase::Active || s.phase == Phase::Approved => s,
-        Some(s) if s.phase.is_terminal() => return Ok(Action::requeue(Duration::ZERO)),
-        _ => cached_status,
-    };
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());
     };
