@@ -1,0 +1,1 @@
+//! Registering remote clusters (skeleton; being built).

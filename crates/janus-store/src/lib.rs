@@ -1,0 +1,1 @@
+//! Persistence for k8s-janus (skeleton; being built).

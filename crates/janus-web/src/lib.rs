@@ -1,0 +1,1 @@
+//! The web UI (skeleton; being built).
