@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use janus_api::config::Config;
 
+mod registration_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "janus",
@@ -46,6 +48,10 @@ enum Command {
         #[arg(long)]
         no_leader_election: bool,
     },
+    /// Write `<cluster>-kubeconfig` Secrets from ArgoCD's cluster Secrets (the kubeconfigSync Job).
+    KubeconfigSync(registration_cmd::KubeconfigSyncArgs),
+    /// Print the remote agent's manifests (for `kubectl apply -f -` where helm is not available).
+    AgentManifests(registration_cmd::AgentManifestsArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -105,6 +111,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
+        Command::KubeconfigSync(args) => {
+            init_logging(cli.log_format);
+            registration_cmd::kubeconfig_sync(args).await?;
+        }
+        Command::AgentManifests(args) => registration_cmd::agent_manifests(args)?,
         Command::Controller {
             config,
             kubeconfig,

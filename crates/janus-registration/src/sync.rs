@@ -1,0 +1,263 @@
+//! `janus kubeconfig-sync`: writes `<cluster>-kubeconfig` Secrets from ArgoCD's cluster Secrets.
+//!
+//! Every remote entry of `clusters:` (all but the first, the central cluster) whose name matches an
+//! ArgoCD cluster name gets its kubeconfig Secret created or updated; an identical Secret is left
+//! alone, so re-running changes nothing. Each cluster gets an [`Outcome`]; credentials never appear
+//! in logs, outcomes or errors.
+
+use std::collections::BTreeMap;
+
+use janus_api::config::ClusterConfig;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+
+use crate::argocd::{self, ArgoCluster};
+use crate::{CLUSTER_LABEL, DISPLAY_NAME_ANNOTATION, KUBECONFIG_KEY, REGISTERED_BY_ANNOTATION};
+
+/// What happened to one listed cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kubeconfig Secret did not exist and was created.
+    Created,
+    /// The kubeconfig Secret existed with other content and was updated.
+    Updated,
+    /// The kubeconfig Secret already held exactly this; nothing was written.
+    Unchanged,
+    /// No ArgoCD cluster has this name.
+    Missing,
+    /// The cluster could not be synced; the reason (never a credential).
+    Failed(String),
+}
+
+impl Outcome {
+    /// A short word for the per-cluster line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Missing => "missing",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The result for one entry of `clusters:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOutcome {
+    /// Cluster name (as listed, and as in ArgoCD).
+    pub cluster: String,
+    /// The kubeconfig Secret in the Janus namespace.
+    pub secret: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Display for ClusterOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            Outcome::Missing => write!(
+                f,
+                "{}: missing: no ArgoCD cluster Secret has name {:?} (clusters[].name must match the ArgoCD cluster name)",
+                self.cluster, self.cluster
+            ),
+            Outcome::Failed(reason) => write!(f, "{}: failed: {reason}", self.cluster),
+            o => write!(f, "{}: {} Secret {}", self.cluster, o.label(), self.secret),
+        }
+    }
+}
+
+/// The results of one sync run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// One entry per remote cluster in `clusters:`, in that order.
+    pub clusters: Vec<ClusterOutcome>,
+}
+
+impl Summary {
+    fn count(&self, label: &str) -> usize {
+        self.clusters.iter().filter(|c| c.outcome.label() == label).count()
+    }
+
+    /// True when no listed cluster failed or is missing in ArgoCD.
+    pub fn success(&self) -> bool {
+        self.count("failed") == 0 && self.count("missing") == 0
+    }
+
+    /// The summary line printed at the end.
+    pub fn line(&self) -> String {
+        format!(
+            "kubeconfig-sync: {} clusters: {} created, {} updated, {} unchanged, {} failed, {} missing in ArgoCD",
+            self.clusters.len(),
+            self.count("created"),
+            self.count("updated"),
+            self.count("unchanged"),
+            self.count("failed"),
+            self.count("missing"),
+        )
+    }
+}
+
+fn managed(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(janus_api::MANAGED_BY_LABEL))
+        .is_some_and(|v| v == janus_api::MANAGED_BY)
+}
+
+/// Labels and annotations every kubeconfig Secret carries.
+fn wanted_meta(cluster: &ClusterConfig) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let labels = BTreeMap::from([
+        (
+            janus_api::MANAGED_BY_LABEL.to_string(),
+            janus_api::MANAGED_BY.to_string(),
+        ),
+        (CLUSTER_LABEL.to_string(), cluster.name.clone()),
+    ]);
+    let display = if cluster.display_name.is_empty() {
+        cluster.name.clone()
+    } else {
+        cluster.display_name.clone()
+    };
+    let annotations = BTreeMap::from([
+        (DISPLAY_NAME_ANNOTATION.to_string(), display),
+        (REGISTERED_BY_ANNOTATION.to_string(), "kubeconfig-sync".to_string()),
+    ]);
+    (labels, annotations)
+}
+
+fn contains_all(have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>) -> bool {
+    want.iter()
+        .all(|(k, v)| have.and_then(|h| h.get(k)).is_some_and(|x| x == v))
+}
+
+/// Creates or updates one kubeconfig Secret; `Err` is the reason for [`Outcome::Failed`].
+async fn write(api: &Api<Secret>, ns: &str, cluster: &ClusterConfig, kubeconfig: String) -> Result<Outcome, String> {
+    let name = cluster.kubeconfig_secret();
+    let (labels, annotations) = wanted_meta(cluster);
+    let data = ByteString(kubeconfig.into_bytes());
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("cannot read Secret {ns}/{name}: {e}"))?;
+    let Some(mut secret) = existing else {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([(KUBECONFIG_KEY.to_string(), data)])),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &secret)
+            .await
+            .map_err(|e| format!("cannot create Secret {ns}/{name}: {e}"))?;
+        return Ok(Outcome::Created);
+    };
+    if !managed(&secret.metadata) {
+        return Err(format!(
+            "Secret {ns}/{name} exists and is not managed by k8s-janus (no label {}={}); not overwriting it",
+            janus_api::MANAGED_BY_LABEL,
+            janus_api::MANAGED_BY
+        ));
+    }
+    let same_data = secret.data.as_ref().and_then(|d| d.get(KUBECONFIG_KEY)) == Some(&data);
+    if same_data
+        && contains_all(secret.metadata.labels.as_ref(), &labels)
+        && contains_all(secret.metadata.annotations.as_ref(), &annotations)
+    {
+        return Ok(Outcome::Unchanged);
+    }
+    secret.metadata.labels.get_or_insert_with(BTreeMap::new).extend(labels);
+    secret
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(annotations);
+    secret
+        .data
+        .get_or_insert_with(BTreeMap::new)
+        .insert(KUBECONFIG_KEY.to_string(), data);
+    // resourceVersion is kept: a concurrent writer makes this a conflict, reported, not overwritten.
+    api.replace(&name, &PostParams::default(), &secret)
+        .await
+        .map_err(|e| format!("cannot update Secret {ns}/{name}: {e}"))?;
+    Ok(Outcome::Updated)
+}
+
+/// Syncs every remote cluster of `clusters` (all but the first) from the ArgoCD cluster Secrets in
+/// `argocd_namespace` into kubeconfig Secrets in `janus_namespace`.
+pub async fn sync(
+    client: &kube::Client,
+    janus_namespace: &str,
+    argocd_namespace: &str,
+    clusters: &[ClusterConfig],
+) -> Summary {
+    let remotes = clusters.iter().skip(1);
+    let argo_api: Api<Secret> = Api::namespaced(client.clone(), argocd_namespace);
+    let lp = ListParams::default().labels(&format!(
+        "{}={}",
+        argocd::SECRET_TYPE_LABEL,
+        argocd::SECRET_TYPE_CLUSTER
+    ));
+    let argo: Result<Vec<ArgoCluster>, String> = match argo_api.list(&lp).await {
+        Ok(list) => Ok(list
+            .items
+            .iter()
+            .filter_map(|s| match argocd::parse_secret(s) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unusable ArgoCD cluster Secret");
+                    None
+                }
+            })
+            .collect()),
+        Err(e) => Err(format!(
+            "cannot list ArgoCD cluster Secrets in namespace {argocd_namespace}: {e}"
+        )),
+    };
+    let janus_api: Api<Secret> = Api::namespaced(client.clone(), janus_namespace);
+    let mut summary = Summary::default();
+    for cluster in remotes {
+        let outcome = match &argo {
+            Err(e) => Outcome::Failed(e.clone()),
+            Ok(argo) => {
+                let matches: Vec<&ArgoCluster> = argo.iter().filter(|a| a.name == cluster.name).collect();
+                match matches.as_slice() {
+                    [] => Outcome::Missing,
+                    [one] => match &one.connection {
+                        Err(e) => Outcome::Failed(e.to_string()),
+                        Ok(input) => match crate::kubeconfig::build(input) {
+                            Err(e) => Outcome::Failed(e.to_string()),
+                            Ok(kc) => write(&janus_api, janus_namespace, cluster, kc)
+                                .await
+                                .unwrap_or_else(Outcome::Failed),
+                        },
+                    },
+                    many => Outcome::Failed(format!(
+                        "{} ArgoCD cluster Secrets have this name ({}); refusing to guess",
+                        many.len(),
+                        many.iter()
+                            .map(|a| a.secret_name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+        };
+        let result = ClusterOutcome {
+            cluster: cluster.name.clone(),
+            secret: cluster.kubeconfig_secret(),
+            outcome,
+        };
+        // The caller prints the outcomes; this is for debugging only.
+        tracing::debug!(cluster = %result.cluster, outcome = result.outcome.label(), "synced");
+        summary.clusters.push(result);
+    }
+    summary
+}
