@@ -1,0 +1,686 @@
+//! Audit events and request history derived from AccessRequests.
+//!
+//! [`events_from_request`] is a pure function: every event an AccessRequest implies, each with the real
+//! time it happened (taken from the spec decisions, the status timestamps or the conditions'
+//! `lastTransitionTime`) and a deterministic key `<uid>/<kind>[/<index>]`. Deriving the events again —
+//! after a restart, an outage or a re-list — therefore inserts nothing twice and misses nothing the
+//! object still shows. [`Recorder`] watches AccessRequests and writes those events and the history
+//! rows, holding the latest object per name while the database is unreachable.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use janus_api::access_request::{AccessRequest, AccessRequestStatus, Phase};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher;
+use serde_json::json;
+
+use crate::{AuditKind, NewAuditEvent, RequestRecord, Store, StoreError};
+
+/// The actor of events observed from the controller, retention and other automatic processes.
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// Message prefix the controller writes when a pending request timed out.
+const AUTO_DENY_PREFIX: &str = "no decision within";
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn from_k8s(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0.as_second(), u32::try_from(t.0.subsec_nanosecond()).unwrap_or(0))
+}
+
+/// The stable identity used in event keys: the object's uid (its name if it has none).
+fn identity(ar: &AccessRequest) -> String {
+    match &ar.metadata.uid {
+        Some(uid) if !uid.is_empty() => uid.clone(),
+        _ => format!("name:{}", ar.metadata.name.as_deref().unwrap_or("")),
+    }
+}
+
+/// The key of a request's event: `<uid>/<kind>` or `<uid>/<kind>/<index>`.
+pub fn event_key(uid: &str, kind: AuditKind, index: Option<usize>) -> String {
+    match index {
+        Some(i) => format!("{uid}/{}/{i}", kind.as_str()),
+        None => format!("{uid}/{}", kind.as_str()),
+    }
+}
+
+fn condition_time(status: &AccessRequestStatus, type_: &str) -> Option<DateTime<Utc>> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .and_then(|c| parse_time(&c.last_transition_time))
+}
+
+fn created_at(ar: &AccessRequest) -> Option<DateTime<Utc>> {
+    ar.metadata.creation_timestamp.as_ref().and_then(from_k8s)
+}
+
+/// The TTL in effect: the approver's override, else the requested one.
+fn effective_ttl(ar: &AccessRequest) -> i64 {
+    ar.spec
+        .approval
+        .as_ref()
+        .and_then(|a| a.ttl_seconds)
+        .unwrap_or(ar.spec.ttl_seconds)
+}
+
+/// When the request ended: `status.endedAt`, else the terminal phase's condition.
+fn ended_at(status: &AccessRequestStatus) -> Option<DateTime<Utc>> {
+    status
+        .ended_at
+        .as_deref()
+        .and_then(parse_time)
+        .or_else(|| condition_time(status, &status.phase.to_string()))
+}
+
+/// Every audit event the request implies, in the order they happened. Pure: the same object always
+/// gives the same events with the same keys and times.
+pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
+    let uid = identity(ar);
+    let name = ar.metadata.name.clone().unwrap_or_default();
+    let spec = &ar.spec;
+    let status = ar.status.clone().unwrap_or_default();
+    let created = created_at(ar).or_else(|| condition_time(&status, "Submitted"));
+    let ended = ended_at(&status);
+    let mut out = Vec::new();
+    let mut push = |kind: AuditKind, index: Option<usize>, at: Option<DateTime<Utc>>, actor: &str, details| {
+        // A time that cannot be known (only for malformed objects) falls back to the creation time.
+        if let Some(at) = at.or(created) {
+            out.push(NewAuditEvent {
+                key: event_key(&uid, kind, index),
+                kind,
+                at,
+                actor: actor.to_string(),
+                request: Some(name.clone()),
+                cluster: Some(spec.cluster.clone()),
+                namespaces: spec.namespaces.clone(),
+                details,
+            });
+        }
+    };
+
+    push(
+        AuditKind::RequestCreated,
+        None,
+        created,
+        &spec.requester,
+        json!({"reason": spec.reason, "ttl_seconds": spec.ttl_seconds}),
+    );
+    if let Some(a) = &spec.approval {
+        let at = parse_time(&a.at)
+            .or_else(|| status.approved_at.as_deref().and_then(parse_time))
+            .or_else(|| condition_time(&status, "Approved"));
+        push(
+            AuditKind::RequestApproved,
+            None,
+            at,
+            &a.by,
+            json!({"ttl_seconds": effective_ttl(ar), "requested_ttl_seconds": spec.ttl_seconds}),
+        );
+    }
+    if let Some(d) = &spec.denial {
+        push(
+            AuditKind::RequestDenied,
+            None,
+            parse_time(&d.at).or(ended),
+            &d.by,
+            json!({"reason": d.reason, "automatic": false}),
+        );
+    } else if status.phase == Phase::Denied {
+        // Denied without a human denial: the controller did it.
+        if status.message.starts_with(AUTO_DENY_PREFIX) {
+            push(
+                AuditKind::PendingAutoDenied,
+                None,
+                ended,
+                SYSTEM_ACTOR,
+                json!({"reason": status.message}),
+            );
+        } else {
+            push(
+                AuditKind::RequestDenied,
+                None,
+                ended,
+                SYSTEM_ACTOR,
+                json!({"reason": status.message, "automatic": true}),
+            );
+        }
+    }
+    if let Some(w) = &spec.withdrawal {
+        push(
+            AuditKind::RequestWithdrawn,
+            None,
+            parse_time(&w.at).or(ended),
+            &w.by,
+            json!({}),
+        );
+    }
+    if let Some(r) = &spec.revocation {
+        push(
+            AuditKind::RequestRevoked,
+            None,
+            parse_time(&r.at).or(ended),
+            &r.by,
+            json!({"reason": r.reason}),
+        );
+    }
+    if let Some(active) = status
+        .active_at
+        .as_deref()
+        .and_then(parse_time)
+        .or_else(|| condition_time(&status, "Granted"))
+    {
+        let grants: Vec<_> = status
+            .grants
+            .iter()
+            .map(|g| {
+                json!({"namespace": g.namespace, "service_account": g.service_account, "role_binding": g.role_binding})
+            })
+            .collect();
+        push(
+            AuditKind::RequestActivated,
+            None,
+            Some(active),
+            SYSTEM_ACTOR,
+            json!({"grants": grants, "ttl_seconds": effective_ttl(ar)}),
+        );
+    }
+    for (i, e) in spec.extensions.iter().enumerate() {
+        push(
+            AuditKind::RequestExtended,
+            Some(i),
+            parse_time(&e.at).or_else(|| condition_time(&status, "Extended")),
+            &e.by,
+            json!({"seconds": e.seconds, "index": i}),
+        );
+    }
+    match status.phase {
+        Phase::Expired => push(
+            AuditKind::RequestExpired,
+            None,
+            ended,
+            SYSTEM_ACTOR,
+            json!({"expires_at": status.expires_at}),
+        ),
+        Phase::Failed => push(
+            AuditKind::RequestFailed,
+            None,
+            ended,
+            SYSTEM_ACTOR,
+            json!({"message": status.message}),
+        ),
+        _ => {}
+    }
+    if status.phase.is_terminal()
+        && let Some(c) = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "CredentialsRemoved" && c.status == "True")
+    {
+        push(
+            AuditKind::CredentialsRemoved,
+            None,
+            parse_time(&c.last_transition_time),
+            SYSTEM_ACTOR,
+            json!({"message": c.message}),
+        );
+    }
+    out.sort_by_key(|e| e.at);
+    out
+}
+
+/// The `request.deleted` event for a deleted object. `retention_seconds` (0 = retention off) tells
+/// whether the deletion was retention's.
+pub fn deletion_event(ar: &AccessRequest, retention_seconds: i64, now: DateTime<Utc>) -> NewAuditEvent {
+    let status = ar.status.clone().unwrap_or_default();
+    let at = ar
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(from_k8s)
+        .unwrap_or(now);
+    let by_retention = retention_seconds > 0
+        && status.phase.is_terminal()
+        && ended_at(&status)
+            .is_some_and(|end| at >= end + chrono::Duration::seconds(retention_seconds) - chrono::Duration::seconds(2));
+    NewAuditEvent {
+        key: event_key(&identity(ar), AuditKind::RequestDeleted, None),
+        kind: AuditKind::RequestDeleted,
+        at,
+        actor: SYSTEM_ACTOR.into(),
+        request: ar.metadata.name.clone(),
+        cluster: Some(ar.spec.cluster.clone()),
+        namespaces: ar.spec.namespaces.clone(),
+        details: json!({"by_retention": by_retention, "phase": status.phase.to_string()}),
+    }
+}
+
+/// The history row of a request as the object shows it now.
+pub fn record_from_request(ar: &AccessRequest) -> RequestRecord {
+    let spec = &ar.spec;
+    let status = ar.status.clone().unwrap_or_default();
+    let created = created_at(ar).unwrap_or_else(Utc::now);
+    let decided_by = match (&spec.withdrawal, &spec.revocation, &spec.denial) {
+        (Some(w), _, _) => Some(w.by.clone()),
+        (None, Some(r), _) => Some(r.by.clone()),
+        (None, None, Some(d)) => Some(d.by.clone()),
+        (None, None, None) if status.phase == Phase::Denied => Some(SYSTEM_ACTOR.to_string()),
+        _ => None,
+    };
+    let mut times = vec![created];
+    let decision_times = [
+        spec.approval.as_ref().map(|a| a.at.as_str()),
+        spec.denial.as_ref().map(|d| d.at.as_str()),
+        spec.revocation.as_ref().map(|r| r.at.as_str()),
+        spec.withdrawal.as_ref().map(|w| w.at.as_str()),
+        status.approved_at.as_deref(),
+        status.active_at.as_deref(),
+        status.ended_at.as_deref(),
+    ];
+    times.extend(decision_times.into_iter().flatten().filter_map(parse_time));
+    times.extend(spec.extensions.iter().filter_map(|e| parse_time(&e.at)));
+    times.extend(
+        status
+            .conditions
+            .iter()
+            .filter_map(|c| parse_time(&c.last_transition_time)),
+    );
+    let updated = times.into_iter().max().unwrap_or(created);
+    RequestRecord {
+        name: ar.metadata.name.clone().unwrap_or_default(),
+        requester: spec.requester.clone(),
+        cluster: spec.cluster.clone(),
+        namespaces: spec.namespaces.clone(),
+        reason: spec.reason.clone(),
+        ttl_seconds: effective_ttl(ar),
+        phase: if ar.status.is_some() {
+            status.phase.to_string()
+        } else {
+            Phase::Pending.to_string()
+        },
+        message: status.message.clone(),
+        created_at: created,
+        approved_by: spec.approval.as_ref().map(|a| a.by.clone()),
+        decided_by,
+        expires_at: status.expires_at.as_deref().and_then(parse_time),
+        ended_at: status.ended_at.as_deref().and_then(parse_time),
+        updated_at: updated,
+        deleted_at: None,
+    }
+}
+
+/// Writes what one object implies: its history row and its events.
+pub async fn record_request(store: &Store, ar: &AccessRequest) -> Result<(), StoreError> {
+    store
+        .upsert_request_with_uid(&record_from_request(ar), ar.metadata.uid.as_deref())
+        .await?;
+    store.record_audit_batch(&events_from_request(ar)).await?;
+    Ok(())
+}
+
+/// Work waiting for the database, per request name (only the latest object matters).
+enum Work {
+    Apply(Arc<AccessRequest>),
+    Delete(Arc<AccessRequest>),
+}
+
+/// A check, after a full list, for history rows whose object vanished while nobody watched.
+struct Sweep {
+    seen: HashSet<String>,
+    listed_at: DateTime<Utc>,
+}
+
+/// Watches AccessRequests and records their history and audit events; see the module docs.
+pub struct Recorder {
+    healthy: Arc<AtomicBool>,
+    pending: Arc<AtomicUsize>,
+    retention_seconds: i64,
+    max_pending: usize,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder holding at most 10 000 objects while the database is unreachable.
+    pub fn new() -> Self {
+        Self {
+            healthy: Arc::new(AtomicBool::new(true)),
+            pending: Arc::new(AtomicUsize::new(0)),
+            retention_seconds: 0,
+            max_pending: 10_000,
+        }
+    }
+
+    /// The configuration's `retentionSeconds`, to tell deletions by retention from others.
+    pub fn retention_seconds(mut self, seconds: i64) -> Self {
+        self.retention_seconds = seconds.max(0);
+        self
+    }
+
+    /// How many objects may wait for the database. Beyond that, updates are dropped and everything is
+    /// listed again once the database is back (deletions are never dropped).
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.max(1);
+        self
+    }
+
+    /// `false` while the database cannot be written (the web reports degraded health).
+    pub fn healthy(&self) -> Arc<AtomicBool> {
+        self.healthy.clone()
+    }
+
+    /// How many objects wait for the database.
+    pub fn pending(&self) -> Arc<AtomicUsize> {
+        self.pending.clone()
+    }
+
+    /// Runs until `shutdown` completes (or the watch ends).
+    pub async fn run(self, client: kube::Client, store: Store, shutdown: impl Future) {
+        let api: Api<AccessRequest> = Api::all(client);
+        let new_stream = || {
+            watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .boxed()
+        };
+        let mut stream = new_stream();
+        let mut queue: BTreeMap<String, Work> = BTreeMap::new();
+        let mut done: HashMap<String, String> = HashMap::new();
+        let mut sweep: Option<Sweep> = None;
+        let mut listing: Option<Sweep> = None;
+        let mut relist = false;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut backoff = Duration::from_millis(250);
+        tokio::pin!(shutdown);
+        loop {
+            let wake = retry_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(wake), if retry_at.is_some() => {}
+                ev = stream.next() => match ev {
+                    None => break,
+                    Some(Err(e)) => tracing::warn!(error = %e, "AccessRequest watch failed; retrying"),
+                    Some(Ok(watcher::Event::Init)) => {
+                        listing = Some(Sweep { seen: HashSet::new(), listed_at: Utc::now() });
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => sweep = listing.take(),
+                    Some(Ok(watcher::Event::InitApply(ar) | watcher::Event::Apply(ar))) => {
+                        let name = ar.metadata.name.clone().unwrap_or_default();
+                        if let Some(l) = &mut listing {
+                            l.seen.insert(name.clone());
+                        }
+                        if let Some(s) = &mut sweep {
+                            s.seen.insert(name.clone());
+                        }
+                        let unchanged = ar.metadata.resource_version.is_some()
+                            && done.get(&name) == ar.metadata.resource_version.as_ref();
+                        if !unchanged {
+                            if queue.len() >= self.max_pending && !queue.contains_key(&name) {
+                                relist = true;
+                            } else {
+                                queue.insert(name, Work::Apply(Arc::new(ar)));
+                            }
+                        }
+                    }
+                    Some(Ok(watcher::Event::Delete(ar))) => {
+                        let name = ar.metadata.name.clone().unwrap_or_default();
+                        done.remove(&name);
+                        queue.insert(name, Work::Delete(Arc::new(ar)));
+                    }
+                },
+            }
+            self.pending.store(queue.len(), Ordering::Relaxed);
+            if retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+                continue;
+            }
+            match self.flush(&store, &mut queue, &mut done, &mut sweep).await {
+                Ok(()) => {
+                    retry_at = None;
+                    backoff = Duration::from_millis(250);
+                    if !self.healthy.swap(true, Ordering::Relaxed) {
+                        tracing::info!("audit database reachable again; pending records written");
+                    }
+                    if relist {
+                        relist = false;
+                        done.clear();
+                        stream = new_stream();
+                    }
+                }
+                Err(e) => {
+                    if self.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, pending = queue.len(), "cannot write the audit database; holding records and retrying");
+                    }
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+            self.pending.store(queue.len(), Ordering::Relaxed);
+        }
+    }
+
+    async fn flush(
+        &self,
+        store: &Store,
+        queue: &mut BTreeMap<String, Work>,
+        done: &mut HashMap<String, String>,
+        sweep: &mut Option<Sweep>,
+    ) -> Result<(), StoreError> {
+        while let Some((name, work)) = queue.pop_first() {
+            let result = match &work {
+                Work::Apply(ar) => record_request(store, ar).await,
+                Work::Delete(ar) => self.record_deletion(store, ar).await,
+            };
+            match result {
+                Ok(()) => {
+                    if let Work::Apply(ar) = &work
+                        && let Some(rv) = &ar.metadata.resource_version
+                    {
+                        done.insert(name, rv.clone());
+                    }
+                }
+                Err(e) => {
+                    queue.insert(name, work);
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(s) = sweep.as_ref() {
+            self.sweep(store, s).await?;
+            *sweep = None;
+        }
+        Ok(())
+    }
+
+    async fn record_deletion(&self, store: &Store, ar: &AccessRequest) -> Result<(), StoreError> {
+        let ev = deletion_event(ar, self.retention_seconds, Utc::now());
+        let mut record = record_from_request(ar);
+        record.deleted_at = Some(ev.at);
+        record.updated_at = record.updated_at.max(ev.at);
+        store
+            .upsert_request_with_uid(&record, ar.metadata.uid.as_deref())
+            .await?;
+        let mut events = events_from_request(ar);
+        events.push(ev.clone());
+        store.record_audit_batch(&events).await?;
+        store.mark_request_deleted(&record.name, ev.at).await
+    }
+
+    /// Rows still live in history but absent from a complete list were deleted while nobody watched.
+    async fn sweep(&self, store: &Store, s: &Sweep) -> Result<(), StoreError> {
+        // Objects created shortly before the list may be missing from it through clock skew; leave them.
+        let horizon = s.listed_at - chrono::Duration::seconds(60);
+        let now = Utc::now();
+        for live in store.live_requests().await? {
+            if s.seen.contains(&live.name) || live.created_at >= horizon {
+                continue;
+            }
+            let uid = live.uid.clone().unwrap_or_else(|| format!("name:{}", live.name));
+            let record = store.get_request(&live.name).await?;
+            let ev = NewAuditEvent {
+                key: event_key(&uid, AuditKind::RequestDeleted, None),
+                kind: AuditKind::RequestDeleted,
+                at: now,
+                actor: SYSTEM_ACTOR.into(),
+                request: Some(live.name.clone()),
+                cluster: record.as_ref().map(|r| r.cluster.clone()),
+                namespaces: record.as_ref().map(|r| r.namespaces.clone()).unwrap_or_default(),
+                details: json!({
+                    "by_retention": serde_json::Value::Null,
+                    "phase": record.as_ref().map(|r| r.phase.clone()),
+                    "observed": "missing when the recorder listed requests; deleted while nothing was watching",
+                }),
+            };
+            store.record_audit(&ev).await?;
+            store.mark_request_deleted(&live.name, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes audit events older than `days` days, once at start and then hourly, in batches of 1000,
+/// until `shutdown` completes. `days <= 0` disables retention.
+pub async fn retention_loop(store: Store, days: i64, shutdown: impl Future) {
+    if days <= 0 {
+        return;
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let cutoff = Utc::now() - chrono::Duration::days(days);
+        match store.purge_audit(cutoff, 1000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, days, "audit events past retention purged"),
+            Err(e) => tracing::warn!(error = %e, "audit retention purge failed; retrying later"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ar(v: serde_json::Value) -> AccessRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({
+            "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": "r1", "uid": "u-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"requester": "a@x.io", "cluster": "central", "namespaces": ["apps"], "reason": "debug",
+                     "ttlSeconds": 600}
+        })
+    }
+
+    fn kinds(evs: &[NewAuditEvent]) -> Vec<&str> {
+        evs.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn pending_only_created() {
+        let evs = events_from_request(&ar(base()));
+        assert_eq!(kinds(&evs), ["request.created"]);
+        assert_eq!(evs[0].key, "u-1/request.created");
+        assert_eq!(evs[0].actor, "a@x.io");
+        assert_eq!(evs[0].at, parse_time("2026-01-01T00:00:00Z").unwrap());
+        assert_eq!(evs[0].details["reason"], "debug");
+    }
+
+    #[test]
+    fn full_lifecycle_with_extensions() {
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00.250Z", "ttlSeconds": 300});
+        v["spec"]["extensions"] = json!([
+            {"by": "b@x.io", "at": "2026-01-01T00:03:00Z", "seconds": 60},
+            {"by": "c@x.io", "at": "2026-01-01T00:04:00Z", "seconds": 120}
+        ]);
+        v["status"] = json!({
+            "phase": "Expired", "message": "access expired", "approvedAt": "2026-01-01T00:01:01Z",
+            "activeAt": "2026-01-01T00:01:02Z", "expiresAt": "2026-01-01T00:09:02Z", "endedAt": "2026-01-01T00:09:02Z",
+            "grants": [{"namespace": "apps", "serviceAccount": "sa", "roleBinding": "rb", "tokenSecret": "ts"}],
+            "conditions": [
+                {"type": "Expired", "status": "True", "reason": "Expired", "message": "", "lastTransitionTime": "2026-01-01T00:09:02Z"},
+                {"type": "CredentialsRemoved", "status": "True", "reason": "Removed", "message": "all credentials removed", "lastTransitionTime": "2026-01-01T00:09:03Z"}
+            ]
+        });
+        let evs = events_from_request(&ar(v));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approved",
+                "request.activated",
+                "request.extended",
+                "request.extended",
+                "request.expired",
+                "request.credentials_removed"
+            ]
+        );
+        let approved = &evs[1];
+        assert_eq!(approved.at, parse_time("2026-01-01T00:01:00.250Z").unwrap());
+        assert_eq!(approved.details["ttl_seconds"], 300);
+        assert_eq!(approved.actor, "b@x.io");
+        assert_eq!(evs[2].details["grants"][0]["namespace"], "apps");
+        assert_eq!(evs[3].key, "u-1/request.extended/0");
+        assert_eq!(evs[4].key, "u-1/request.extended/1");
+        assert_eq!(evs[4].actor, "c@x.io");
+        assert_eq!(evs[5].at, parse_time("2026-01-01T00:09:02Z").unwrap());
+        let keys: HashSet<_> = evs.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(keys.len(), evs.len(), "keys are unique");
+    }
+
+    #[test]
+    fn auto_denial_and_validation_denial_are_told_apart() {
+        let mut v = base();
+        v["status"] =
+            json!({"phase": "Denied", "message": "no decision within 60s", "endedAt": "2026-01-01T00:01:00Z"});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(kinds(&evs), ["request.created", "request.auto_denied"]);
+        assert_eq!(evs[1].actor, SYSTEM_ACTOR);
+        v["status"]["message"] = json!("namespace \"kube-system\" is excluded from k8s-janus access");
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(kinds(&evs), ["request.created", "request.denied"]);
+        assert_eq!(evs[1].details["automatic"], true);
+        v["spec"]["denial"] = json!({"by": "b@x.io", "at": "2026-01-01T00:00:30Z", "reason": "<script>no</script>"});
+        let evs = events_from_request(&ar(v));
+        assert_eq!(kinds(&evs), ["request.created", "request.denied"]);
+        assert_eq!(evs[1].actor, "b@x.io");
+        assert_eq!(evs[1].details["reason"], "<script>no</script>");
+        assert_eq!(evs[1].at, parse_time("2026-01-01T00:00:30Z").unwrap());
+    }
+
+    #[test]
+    fn record_and_deletion() {
+        let mut v = base();
+        v["spec"]["revocation"] = json!({"by": "b@x.io", "at": "2026-01-01T00:05:00Z", "reason": "done"});
+        v["status"] =
+            json!({"phase": "Revoked", "message": "revoked by b@x.io: done", "endedAt": "2026-01-01T00:05:01Z"});
+        v["metadata"]["deletionTimestamp"] = json!("2026-01-02T00:05:01Z");
+        let a = ar(v);
+        let r = record_from_request(&a);
+        assert_eq!(r.phase, "Revoked");
+        assert_eq!(r.decided_by.as_deref(), Some("b@x.io"));
+        assert_eq!(r.updated_at, parse_time("2026-01-01T00:05:01Z").unwrap());
+        let d = deletion_event(&a, 86400, Utc::now());
+        assert_eq!(d.details["by_retention"], true);
+        assert_eq!(d.at, parse_time("2026-01-02T00:05:01Z").unwrap());
+        assert_eq!(deletion_event(&a, 0, Utc::now()).details["by_retention"], false);
+    }
+}
