@@ -25,6 +25,21 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "throwaway PostgreSQL for the storage tests (scripts/pg-throwaway.sh)"
+# The storage suite runs against SQLite always and against this cluster through JANUS_TEST_POSTGRES_URL.
+if pg_env="$(scripts/pg-throwaway.sh start)"; then
+  PG_THROWAWAY_DIR="$(sed -n 's/^PG_THROWAWAY_DIR=//p' <<<"$pg_env")"
+  JANUS_TEST_POSTGRES_URL="$(sed -n 's/^JANUS_TEST_POSTGRES_URL=//p' <<<"$pg_env")"
+  export PG_THROWAWAY_DIR JANUS_TEST_POSTGRES_URL
+  trap 'scripts/pg-throwaway.sh stop "$PG_THROWAWAY_DIR"' EXIT
+  echo "PostgreSQL at $JANUS_TEST_POSTGRES_URL"
+elif [[ "${CI:-}" == true ]]; then
+  echo "scripts/test.sh: PostgreSQL 15 (initdb, pg_ctl, postgres) is required under CI for the storage tests" >&2
+  exit 2
+else
+  echo "scripts/test.sh: PostgreSQL not available; the storage tests run against SQLite only" >&2
+fi
+
 step "cargo test (unit and end-to-end against kubesim)"
 # kubectl-driven tests wait on subprocesses, not on the CPU: more threads than cores shortens the run.
 cargo test --workspace --locked -- --test-threads="${JANUS_TEST_THREADS:-4}"
