@@ -82,6 +82,58 @@ pub struct WebConfig {
     /// OIDC settings when `authMode: oidc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
+    /// How long a login session lasts without activity being required.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_seconds: i64,
+    /// Open (not yet ended) requests one user may have at once.
+    #[serde(default = "default_max_open")]
+    pub max_open_requests_per_user: usize,
+    /// Requests one user may create per hour.
+    #[serde(default = "default_max_per_hour")]
+    pub max_requests_per_hour: usize,
+    /// Failed logins before a local account is locked.
+    #[serde(default = "default_login_failures")]
+    pub login_max_failures: i64,
+    /// How long a locked local account stays locked.
+    #[serde(default = "default_lockout")]
+    pub login_lockout_seconds: i64,
+    /// Terminal sessions one user may have open at once.
+    #[serde(default = "default_terminals_per_user")]
+    pub max_terminals_per_user: usize,
+    /// Terminal sessions one web replica serves at once.
+    #[serde(default = "default_terminals_per_replica")]
+    pub max_terminals_per_replica: usize,
+    /// Whether admins may open terminals on other people's active requests.
+    #[serde(default)]
+    pub admin_terminal_access: bool,
+    /// Largest recording kept per terminal session; output beyond it is not recorded (the session goes on).
+    #[serde(default = "default_recording_max")]
+    pub recording_max_bytes: usize,
+}
+
+fn default_session_ttl() -> i64 {
+    43200
+}
+fn default_max_open() -> usize {
+    5
+}
+fn default_max_per_hour() -> usize {
+    30
+}
+fn default_login_failures() -> i64 {
+    5
+}
+fn default_lockout() -> i64 {
+    900
+}
+fn default_terminals_per_user() -> usize {
+    4
+}
+fn default_terminals_per_replica() -> usize {
+    1000
+}
+fn default_recording_max() -> usize {
+    10 * 1024 * 1024
 }
 
 fn default_trusted_proxies() -> Vec<String> {
@@ -95,6 +147,15 @@ impl Default for WebConfig {
             auth_mode: AuthMode::Local,
             trusted_proxies: default_trusted_proxies(),
             oidc: None,
+            session_ttl_seconds: default_session_ttl(),
+            max_open_requests_per_user: default_max_open(),
+            max_requests_per_hour: default_max_per_hour(),
+            login_max_failures: default_login_failures(),
+            login_lockout_seconds: default_lockout(),
+            max_terminals_per_user: default_terminals_per_user(),
+            max_terminals_per_replica: default_terminals_per_replica(),
+            admin_terminal_access: false,
+            recording_max_bytes: default_recording_max(),
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use janus_api::config::Config;
 
 mod registration_cmd;
+mod web_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,8 @@ enum Command {
         #[arg(long)]
         no_leader_election: bool,
     },
+    /// Run the web UI, the JSON API and the browser terminal.
+    Web(web_cmd::WebArgs),
     /// Write `<cluster>-kubeconfig` Secrets from ArgoCD's cluster Secrets (the kubeconfigSync Job).
     KubeconfigSync(registration_cmd::KubeconfigSyncArgs),
     /// Print the remote agent's manifests (for `kubectl apply -f -` where helm is not available).
@@ -111,6 +114,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
+        Command::Web(args) => {
+            init_logging(cli.log_format);
+            let (client, server, ca) = central_client(args.kubeconfig.as_ref()).await?;
+            web_cmd::run(args, client, server, ca, shutdown_signal()).await?;
+        }
         Command::KubeconfigSync(args) => {
             init_logging(cli.log_format);
             registration_cmd::kubeconfig_sync(args).await?;

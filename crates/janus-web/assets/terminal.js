@@ -1,0 +1,223 @@
+// The terminal page: pods per granted namespace, shells in up to two panes, streamed logs, events and
+// quick commands. Keystrokes go to the server as binary WebSocket frames; JSON text frames are control
+// only, so anything typed (JSON included) is never mistaken for a control message.
+(function () {
+  "use strict";
+  var app = document.getElementById("terminal-app");
+  if (!app || !window.Terminal) return;
+  var request = app.getAttribute("data-request");
+  var cluster = app.getAttribute("data-cluster");
+  var namespaces = (app.getAttribute("data-namespaces") || "").split(",").filter(Boolean);
+  var current = namespaces[0];
+  var csrf = window.janusCsrf ? window.janusCsrf() : "";
+  var enc = new TextEncoder();
+  var notice = document.getElementById("term-notice");
+  var panes = [makePane(0), makePane(1)];
+  var activePane = 0;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function showNotice(text, bad) {
+    notice.textContent = text;
+    notice.classList.remove("hidden");
+    notice.classList.toggle("bad", !!bad);
+  }
+  function api(path, opts) {
+    opts = opts || {};
+    opts.credentials = "same-origin";
+    opts.headers = Object.assign({ "X-CSRF-Token": csrf }, opts.headers || {});
+    return fetch(path, opts).then(function (r) {
+      return r.text().then(function (t) {
+        var j = null;
+        try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; }
+        if (!r.ok) throw new Error((j && j.error) || ("HTTP " + r.status));
+        return j;
+      });
+    });
+  }
+
+  function makePane(i) {
+    var root = document.getElementById("pane-" + i);
+    var pane = { i: i, root: root, host: root.querySelector(".xterm-host"), status: root.querySelector(".status"),
+      close: root.querySelector("[data-close]"), term: null, fit: null, ws: null, logs: null };
+    root.addEventListener("mousedown", function () { activePane = i; });
+    pane.close.addEventListener("click", function () { reset(pane, "Closed."); });
+    return pane;
+  }
+
+  function reset(pane, message) {
+    if (pane.ws) { try { pane.ws.close(); } catch (e) {} pane.ws = null; }
+    if (pane.logs) { pane.logs.abort(); pane.logs = null; }
+    if (pane.term) { pane.term.dispose(); pane.term = null; }
+    pane.host.textContent = "";
+    pane.status.textContent = message || "";
+    pane.close.classList.add("hidden");
+  }
+
+  function openShell(pane, ns, pod, container) {
+    reset(pane, "Connecting to " + pod + "…");
+    activePane = pane.i;
+    var term = new window.Terminal({ cursorBlink: true, convertEol: false, fontSize: 14, scrollback: 5000 });
+    var fit = new window.FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(pane.host);
+    try { fit.fit(); } catch (e) {}
+    pane.term = term; pane.fit = fit;
+    pane.close.classList.remove("hidden");
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    var q = "namespace=" + encodeURIComponent(ns) + "&pod=" + encodeURIComponent(pod) +
+      (container ? "&container=" + encodeURIComponent(container) : "") +
+      "&cols=" + term.cols + "&rows=" + term.rows + "&csrf=" + encodeURIComponent(csrf);
+    var ws = new WebSocket(proto + "//" + location.host + "/ws/terminal/" + encodeURIComponent(request) + "?" + q);
+    ws.binaryType = "arraybuffer";
+    pane.ws = ws;
+    ws.onmessage = function (ev) {
+      if (typeof ev.data !== "string") { term.write(new Uint8Array(ev.data)); return; }
+      var m; try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type === "connected") { pane.status.textContent = ns + "/" + pod + " (" + m.container + ") · recorded"; term.focus(); }
+      else if (m.type === "idleWarning") { showNotice("No input for a while: this session closes and access is revoked in " + m.seconds + " s unless you type something.", false); }
+      else if (m.type === "closed") { pane.status.textContent = "Session ended: " + m.reason; showNotice("Session ended: " + m.reason, true); }
+      else if (m.type === "error") { pane.status.textContent = m.message; showNotice(m.message, true); }
+    };
+    ws.onclose = function (ev) {
+      if (pane.ws === ws) { pane.ws = null; if (!/ended/.test(pane.status.textContent)) pane.status.textContent = "Disconnected" + (ev.reason ? ": " + ev.reason : "."); }
+    };
+    ws.onerror = function () { pane.status.textContent = "The terminal could not connect (is the request still active?)."; };
+    term.onData(function (d) { if (ws.readyState === 1) ws.send(enc.encode(d)); notice.classList.add("hidden"); });
+    term.onBinary(function (d) {
+      if (ws.readyState !== 1) return;
+      var b = new Uint8Array(d.length); for (var k = 0; k < d.length; k++) b[k] = d.charCodeAt(k) & 255; ws.send(b);
+    });
+    term.onResize(function (s) { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "resize", cols: s.cols, rows: s.rows })); });
+    // Copy and paste of anything: Ctrl+Shift+C / Ctrl+Shift+V (plain Ctrl+C stays the interrupt key).
+    term.attachCustomKeyEventHandler(function (e) {
+      if (e.type !== "keydown" || !e.ctrlKey || !e.shiftKey) return true;
+      if (e.code === "KeyC") { var s = term.getSelection(); if (s && navigator.clipboard) navigator.clipboard.writeText(s); return false; }
+      if (e.code === "KeyV") { if (navigator.clipboard) navigator.clipboard.readText().then(function (t) { term.paste(t); }); return false; }
+      return true;
+    });
+  }
+
+  function openLogs(pane, ns, pod, container) {
+    reset(pane, "Following logs of " + pod + (container ? " (" + container + ")" : "") + "…");
+    var pre = el("pre", "logs");
+    pane.host.appendChild(pre);
+    pane.close.classList.remove("hidden");
+    var ctrl = new AbortController();
+    pane.logs = ctrl;
+    var url = "/api/v1/requests/" + encodeURIComponent(request) + "/logs?namespace=" + encodeURIComponent(ns) +
+      "&pod=" + encodeURIComponent(pod) + (container ? "&container=" + encodeURIComponent(container) : "");
+    fetch(url, { credentials: "same-origin", signal: ctrl.signal }).then(function (r) {
+      if (!r.ok) return r.json().then(function (j) { pane.status.textContent = j.error || "cannot follow logs"; });
+      var reader = r.body.getReader(); var dec = new TextDecoder();
+      pane.status.textContent = "Logs of " + ns + "/" + pod + (container ? " (" + container + ")" : "") + " · live";
+      function pump() {
+        return reader.read().then(function (res) {
+          if (res.done) { pane.status.textContent += " · ended"; return; }
+          pre.textContent += dec.decode(res.value, { stream: true });
+          if (pre.textContent.length > 400000) pre.textContent = pre.textContent.slice(-300000);
+          pre.scrollTop = pre.scrollHeight;
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (e) { if (e.name !== "AbortError") pane.status.textContent = "Log stream failed: " + e.message; });
+  }
+
+  function loadPods() {
+    var list = document.getElementById("pod-list");
+    api("/api/v1/requests/" + encodeURIComponent(request) + "/pods?namespace=" + encodeURIComponent(current))
+      .then(function (j) {
+        list.textContent = "";
+        if (!j.pods.length) { list.textContent = "No pods in " + current + "."; return; }
+        j.pods.forEach(function (p) {
+          var card = el("div", "pod");
+          card.setAttribute("data-pod", p.name);
+          card.appendChild(el("div", "name", p.name));
+          card.appendChild(el("div", "small muted", p.phase + " · ready " + p.ready + " · restarts " + p.restarts));
+          var sel = null;
+          if (p.containers.length > 1) {
+            sel = el("select"); sel.setAttribute("aria-label", "Container");
+            p.containers.forEach(function (c) { var o = el("option", null, c); o.value = c; sel.appendChild(o); });
+            card.appendChild(sel);
+          }
+          var acts = el("div", "actions");
+          var ns = current;
+          var c = function () { return sel ? sel.value : p.containers[0]; };
+          var b1 = el("button", null, "Shell"); b1.type = "button";
+          b1.addEventListener("click", function () { openShell(panes[0], ns, p.name, c()); });
+          var b2 = el("button", "secondary", "Shell in pane 2"); b2.type = "button";
+          b2.addEventListener("click", function () { showSplit(true); openShell(panes[1], ns, p.name, c()); });
+          var b3 = el("button", "secondary", "Logs"); b3.type = "button";
+          b3.addEventListener("click", function () { var target = panes[1].root.classList.contains("hidden") ? panes[0] : panes[1]; openLogs(target, ns, p.name, c()); });
+          acts.appendChild(b1); acts.appendChild(b2); acts.appendChild(b3);
+          card.appendChild(acts);
+          list.appendChild(card);
+        });
+      })
+      .catch(function (e) { list.textContent = e.message; });
+    api("/api/v1/requests/" + encodeURIComponent(request) + "/events?namespace=" + encodeURIComponent(current))
+      .then(function (j) {
+        var box = document.getElementById("event-list"); box.textContent = "";
+        j.events.slice(-20).forEach(function (e) { box.appendChild(el("div", null, (e.type || "") + " " + e.object + ": " + (e.reason || "") + " " + (e.message || ""))); });
+        if (!j.events.length) box.textContent = "No events.";
+      }).catch(function () {});
+  }
+
+  function loadQuick() {
+    var box = document.getElementById("quick-list");
+    api("/api/v1/quick-commands?cluster=" + encodeURIComponent(cluster)).then(function (j) {
+      box.textContent = "";
+      j.quickCommands.forEach(function (q) {
+        var row = el("div", "actions");
+        var run = el("button", "secondary", q.label); run.type = "button"; run.title = q.command;
+        run.addEventListener("click", function () {
+          var p = panes[activePane];
+          if (p.ws && p.ws.readyState === 1) { p.ws.send(enc.encode(q.command + "\r")); p.term.focus(); }
+          else showNotice("Open a shell first.", false);
+        });
+        var del = el("button", "secondary", "×"); del.type = "button"; del.title = "Delete";
+        del.addEventListener("click", function () { api("/api/v1/quick-commands/" + q.id, { method: "DELETE" }).then(loadQuick); });
+        row.appendChild(run); row.appendChild(del); box.appendChild(row);
+      });
+    }).catch(function () {});
+  }
+
+  document.getElementById("quick-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var f = e.target;
+    api("/api/v1/quick-commands", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ cluster: cluster, label: f.label.value, command: f.command.value }) })
+      .then(function () { f.reset(); loadQuick(); }).catch(function (err) { showNotice(err.message, true); });
+  });
+
+  function showSplit(on) {
+    panes[1].root.classList.toggle("hidden", !on);
+    document.getElementById("panes").classList.toggle("split", on);
+    document.getElementById("split-toggle").textContent = on ? "Single view" : "Split view";
+    panes.forEach(function (p) { if (p.fit) try { p.fit.fit(); } catch (e) {} });
+  }
+  document.getElementById("split-toggle").addEventListener("click", function () {
+    var on = panes[1].root.classList.contains("hidden");
+    if (!on) reset(panes[1], "Second pane: choose a pod.");
+    showSplit(on);
+  });
+
+  document.querySelectorAll("#ns-tabs button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      document.querySelectorAll("#ns-tabs button").forEach(function (x) { x.classList.remove("active"); });
+      b.classList.add("active");
+      current = b.getAttribute("data-ns");
+      loadPods();
+    });
+  });
+  window.addEventListener("resize", function () { panes.forEach(function (p) { if (p.fit) try { p.fit.fit(); } catch (e) {} }); });
+
+  loadPods();
+  loadQuick();
+  setInterval(loadPods, 5000);
+})();

@@ -1,0 +1,44 @@
+//! The JSON API under `/api/v1`, described by `assets/openapi.yaml` (served at `/api/v1/openapi.yaml`).
+
+pub mod audit;
+pub mod clusters;
+pub mod requests;
+pub mod session;
+pub mod users;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post};
+
+use crate::state::AppState;
+
+/// The `/api/v1` routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.yaml", get(openapi))
+        .route("/api/v1/login", post(session::login))
+        .route("/api/v1/logout", post(session::logout))
+        .route("/api/v1/session", get(session::whoami))
+        .route("/api/v1/events", get(crate::live::events))
+        .route("/api/v1/requests", get(requests::list).post(requests::create))
+        .route("/api/v1/requests/{name}", get(requests::get))
+        .route("/api/v1/requests/{name}/timeline", get(requests::timeline))
+        .route("/api/v1/requests/{name}/{action}", post(requests::decide))
+        .route("/api/v1/clusters", get(clusters::list))
+        .route("/api/v1/clusters/{name}/namespaces", get(clusters::namespaces))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/users", get(users::list_handler).post(users::create_handler))
+        .route(
+            "/api/v1/users/{username}",
+            patch(users::update_handler).delete(users::delete_handler),
+        )
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        crate::assets::get("openapi.yaml").unwrap_or_default(),
+    )
+}

@@ -1,0 +1,210 @@
+//! `/api/v1/users`: local accounts, managed by admins (pages call the same functions).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use janus_store::{AuditKind, NewUser, UserChange};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit;
+use crate::auth::{Authenticated, Identity, local};
+use crate::error::WebError;
+use crate::state::AppState;
+
+fn require_admin(id: &Identity) -> Result<(), WebError> {
+    if id.is_admin {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden("only admins manage users".into()))
+    }
+}
+
+/// A new local user.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewUserInput {
+    /// Login name.
+    pub username: String,
+    /// Email (the identity on requests).
+    pub email: String,
+    /// Initial password.
+    pub password: String,
+    /// Admin?
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+/// A change to a local user.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserChangeInput {
+    /// New password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// New role.
+    #[serde(default)]
+    pub is_admin: Option<bool>,
+    /// Disable or enable.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// Creates a user.
+pub async fn create(state: &AppState, id: &Identity, input: NewUserInput) -> Result<janus_store::User, WebError> {
+    require_admin(id)?;
+    local::check_username(&input.username)?;
+    let email = local::check_email(&input.email)?;
+    local::check_password(&input.password)?;
+    let hash = local::hash_password(input.password).await?;
+    let user = state
+        .store
+        .create_user(&NewUser {
+            username: input.username.clone(),
+            email: email.clone(),
+            is_admin: input.is_admin,
+            password_hash: hash,
+        })
+        .await
+        .map_err(|e| match e {
+            janus_store::StoreError::Conflict(_) => {
+                WebError::Conflict(format!("user {} exists already", input.username))
+            }
+            other => other.into(),
+        })?;
+    audit::record(
+        state,
+        AuditKind::UserCreated,
+        &id.email,
+        None,
+        None,
+        &[],
+        json!({"username": input.username, "email": email, "admin": input.is_admin}),
+    )
+    .await;
+    Ok(user)
+}
+
+/// Changes a user; sessions end when the password, role or state changes.
+pub async fn update(
+    state: &AppState,
+    id: &Identity,
+    username: &str,
+    input: UserChangeInput,
+) -> Result<janus_store::User, WebError> {
+    require_admin(id)?;
+    if input.password.is_none() && input.is_admin.is_none() && input.disabled.is_none() {
+        return Err(WebError::invalid("body", "nothing to change"));
+    }
+    let existing = state
+        .store
+        .get_user(username)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
+    if existing.email == id.email && (input.is_admin == Some(false) || input.disabled == Some(true)) {
+        return Err(WebError::Conflict("you cannot demote or disable yourself".into()));
+    }
+    let password_hash = match input.password {
+        Some(p) => {
+            local::check_password(&p)?;
+            Some(local::hash_password(p).await?)
+        }
+        None => None,
+    };
+    let changed_password = password_hash.is_some();
+    let user = state
+        .store
+        .update_user(
+            username,
+            &UserChange {
+                password_hash,
+                is_admin: input.is_admin,
+                disabled: input.disabled,
+            },
+        )
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
+    state.store.delete_user_sessions(&user.email).await?;
+    audit::record(
+        state,
+        AuditKind::UserChanged,
+        &id.email,
+        None,
+        None,
+        &[],
+        json!({"username": username, "passwordChanged": changed_password, "admin": input.is_admin, "disabled": input.disabled}),
+    )
+    .await;
+    Ok(user)
+}
+
+/// Deletes a user and ends their sessions.
+pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(), WebError> {
+    require_admin(id)?;
+    let existing = state
+        .store
+        .get_user(username)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
+    if existing.email == id.email {
+        return Err(WebError::Conflict("you cannot delete yourself".into()));
+    }
+    state.store.delete_user(username).await?;
+    state.store.delete_user_sessions(&existing.email).await?;
+    audit::record(
+        state,
+        AuditKind::UserDeleted,
+        &id.email,
+        None,
+        None,
+        &[],
+        json!({"username": username}),
+    )
+    .await;
+    Ok(())
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_handler(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+) -> Result<Response, WebError> {
+    require_admin(&id)?;
+    Ok(Json(json!({"users": state.store.list_users().await?})).into_response())
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_handler(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    b: Result<Json<NewUserInput>, JsonRejection>,
+) -> Result<Response, WebError> {
+    require_admin(&id)?;
+    let Json(input) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    let u = create(&state, &id, input).await?;
+    Ok((StatusCode::CREATED, Json(u)).into_response())
+}
+
+/// `PATCH /api/v1/users/{username}`.
+pub async fn update_handler(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(username): Path<String>,
+    b: Result<Json<UserChangeInput>, JsonRejection>,
+) -> Result<Response, WebError> {
+    require_admin(&id)?;
+    let Json(input) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    Ok(Json(update(&state, &id, &username, input).await?).into_response())
+}
+
+/// `DELETE /api/v1/users/{username}`.
+pub async fn delete_handler(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(username): Path<String>,
+) -> Result<Response, WebError> {
+    delete(&state, &id, &username).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

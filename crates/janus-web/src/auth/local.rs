@@ -1,0 +1,233 @@
+//! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout.
+
+use std::net::IpAddr;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use chrono::Utc;
+use janus_store::{AuditKind, NewUser};
+use serde_json::json;
+
+use crate::audit;
+use crate::auth::{AuthSource, Identity, session};
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// Shortest password accepted for local accounts.
+pub const MIN_PASSWORD: usize = 12;
+
+/// Hashes a password with argon2id (off the async threads: it is deliberately slow).
+pub async fn hash_password(password: String) -> Result<String, WebError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| WebError::Internal(format!("hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+}
+
+/// Checks a password against a stored hash (a malformed hash never matches).
+pub async fn verify_password(hash: String, password: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Password rules for local accounts.
+pub fn check_password(password: &str) -> Result<(), WebError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(WebError::invalid(
+            "password",
+            format!("the password must have at least {MIN_PASSWORD} characters"),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(WebError::invalid(
+            "password",
+            "the password is too long (at most 1024 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+/// Username rules: 1–254 characters of letters, digits and `@._+-`.
+pub fn check_username(u: &str) -> Result<(), WebError> {
+    let ok = !u.is_empty()
+        && u.len() <= 254
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WebError::invalid(
+            "username",
+            "a username has 1 to 254 letters, digits or @ . _ + -",
+        ))
+    }
+}
+
+/// Email rules: something@domain, no spaces, at most 254 bytes; returned lowercased.
+pub fn check_email(e: &str) -> Result<String, WebError> {
+    let e = e.trim().to_ascii_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.starts_with('.') && !d.ends_with('.'))
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '\''));
+    if valid {
+        Ok(e)
+    } else {
+        Err(WebError::invalid("email", "enter a valid email address"))
+    }
+}
+
+/// Creates the bootstrap admin when the database has no admin account and a password is given.
+pub async fn bootstrap_admin(
+    state: &AppState,
+    username: &str,
+    email: &str,
+    password: Option<&str>,
+) -> Result<bool, WebError> {
+    let users = state.store.list_users().await?;
+    if users.iter().any(|u| u.is_admin) {
+        return Ok(false);
+    }
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        tracing::warn!(
+            "no admin account exists and JANUS_BOOTSTRAP_ADMIN_PASSWORD is not set: nobody can log in as admin"
+        );
+        return Ok(false);
+    };
+    if users.iter().any(|u| u.username == username) {
+        return Ok(false);
+    }
+    let hash = hash_password(password.to_string()).await?;
+    match state
+        .store
+        .create_user(&NewUser {
+            username: username.into(),
+            email: email.into(),
+            is_admin: true,
+            password_hash: hash,
+        })
+        .await
+    {
+        Ok(_) => {}
+        // Another replica created it at the same moment.
+        Err(janus_store::StoreError::Conflict(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    audit::record(
+        state,
+        AuditKind::UserCreated,
+        "system",
+        None,
+        None,
+        &[],
+        json!({"username": username, "admin": true, "bootstrap": true}),
+    )
+    .await;
+    tracing::info!(username, "bootstrap admin account created");
+    Ok(true)
+}
+
+/// A fixed hash compared against when the user does not exist, so both paths take as long.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2rSm0ZJUVvXjdZ3ReFIJ3ZSUzNnPsVSaxoQV4Ybn3yM";
+
+/// Checks a local login and starts a session.
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    peer: Option<IpAddr>,
+) -> Result<(Identity, String), WebError> {
+    let ip = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
+    if !state.login_limiter.allow(&ip) {
+        return Err(WebError::TooMany("too many login attempts; wait a few minutes".into()));
+    }
+    let wrong = || WebError::invalid("password", "wrong username or password");
+    let username = username.trim();
+    if username.is_empty() || username.len() > 254 || password.len() > 1024 {
+        return Err(wrong());
+    }
+    let now = Utc::now();
+    let fail = |reason: &'static str| {
+        let state = state.clone();
+        let username = username.to_string();
+        let ip = ip.clone();
+        async move {
+            audit::record(
+                &state,
+                AuditKind::LoginFailed,
+                &username,
+                None,
+                None,
+                &[],
+                json!({"reason": reason, "source": ip}),
+            )
+            .await;
+        }
+    };
+    let Some(user) = state.store.get_user(username).await? else {
+        let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
+        fail("unknown user").await;
+        return Err(wrong());
+    };
+    if user.locked_until.is_some_and(|t| t > now) {
+        fail("locked").await;
+        return Err(WebError::TooMany(
+            "this account is locked after repeated failed logins; try again later".into(),
+        ));
+    }
+    if user.disabled {
+        let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
+        fail("disabled").await;
+        return Err(wrong());
+    }
+    if !verify_password(user.password_hash.clone(), password.to_string()).await {
+        let lockout = chrono::Duration::seconds(state.config.web.login_lockout_seconds.max(1));
+        let after = state
+            .store
+            .record_login_failure(username, now, state.config.web.login_max_failures.max(1), lockout)
+            .await?;
+        let locked = after.and_then(|u| u.locked_until).is_some_and(|t| t > now);
+        fail(if locked {
+            "wrong password, now locked"
+        } else {
+            "wrong password"
+        })
+        .await;
+        return Err(wrong());
+    }
+    state.store.record_login_success(username, now).await?;
+    let (id, cookie) = session::start(
+        state,
+        &user.email,
+        &user.username,
+        user.is_admin,
+        vec![],
+        AuthSource::Local,
+    )
+    .await?;
+    audit::record(
+        state,
+        AuditKind::LoginSucceeded,
+        &id.email,
+        None,
+        None,
+        &[],
+        json!({"username": user.username, "auth": "local", "source": ip}),
+    )
+    .await;
+    Ok((id, cookie))
+}

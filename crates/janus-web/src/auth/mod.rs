@@ -1,0 +1,379 @@
+//! Who is calling: identity from a server-side session or trusted proxy headers, CSRF and Origin checks.
+
+pub mod local;
+pub mod oidc;
+pub mod proxy;
+pub mod ratelimit;
+pub mod session;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use janus_api::config::AuthMode;
+use serde::Serialize;
+
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// How an identity was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSource {
+    /// A local account (username and password).
+    Local,
+    /// Headers from a trusted authenticating proxy.
+    Proxy,
+    /// Native OpenID Connect.
+    Oidc,
+}
+
+impl AuthSource {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Proxy => "proxy",
+            Self::Oidc => "oidc",
+        }
+    }
+}
+
+/// An authenticated person.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// Lowercased email; what AccessRequests record as requester and decision maker.
+    pub email: String,
+    /// Name to show.
+    pub name: String,
+    /// Whether this person may decide on requests.
+    pub is_admin: bool,
+    /// Identity-provider groups.
+    pub groups: Vec<String>,
+    /// How the identity was established.
+    pub auth: AuthSource,
+    /// The CSRF token every state change must carry.
+    #[serde(skip)]
+    pub csrf: String,
+    /// SHA-256 of the session id, when there is a session.
+    #[serde(skip)]
+    pub session: Option<String>,
+}
+
+/// The identity of the current request, if any (set by [`authenticate`]).
+#[derive(Debug, Clone)]
+pub struct MaybeIdentity(pub Option<Identity>);
+
+/// The peer address, when the server was started with connect info.
+pub fn peer_ip(parts_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    parts_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// Resolves the caller's identity.
+pub async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Option<Identity>, WebError> {
+    if state.config.web.auth_mode == AuthMode::Proxy {
+        if let Some(id) = proxy::identity(state, headers, peer) {
+            return Ok(Some(id));
+        }
+        return Ok(None);
+    }
+    let Some(sid) = session::cookie_value(headers, session::COOKIE) else {
+        return Ok(None);
+    };
+    let hash = session::hash_id(&sid);
+    let Some(s) = state.store.get_session(&hash).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    if s.expires_at <= now {
+        let _ = state.store.delete_session(&hash).await;
+        return Ok(None);
+    }
+    if now - s.last_seen > chrono::Duration::seconds(60) {
+        let _ = state.store.touch_session(&hash, now).await;
+    }
+    let auth = match s.auth.as_str() {
+        "oidc" => AuthSource::Oidc,
+        _ => AuthSource::Local,
+    };
+    let is_admin = s.is_admin || state.admin_by_config(&s.subject, &s.groups);
+    Ok(Some(Identity {
+        email: s.subject,
+        name: s.display_name,
+        is_admin,
+        groups: s.groups,
+        auth,
+        csrf: s.csrf_token,
+        session: Some(hash),
+    }))
+}
+
+/// Paths that change state without an identity yet (they check Origin instead of a CSRF token).
+fn csrf_exempt(path: &str) -> bool {
+    matches!(path, "/login" | "/api/v1/login")
+}
+
+/// Whether the Origin (or Referer) header, when present, is this site.
+pub fn origin_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| origin_of(r).map(str::to_string))
+        });
+    let Some(origin) = origin else {
+        // Non-browser clients send no Origin; they still need the CSRF token or a fresh login.
+        return true;
+    };
+    if origin == "null" {
+        return false;
+    }
+    let expected = expected_origins(state, headers);
+    expected.iter().any(|e| e.eq_ignore_ascii_case(&origin))
+}
+
+fn origin_of(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let end = rest.find('/').map(|i| scheme_end + i).unwrap_or(url.len());
+    Some(&url[..end])
+}
+
+fn expected_origins(state: &AppState, headers: &HeaderMap) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(o) = origin_of(&state.config.web.base_url) {
+        v.push(o.to_string());
+    }
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        v.push(format!("http://{host}"));
+        v.push(format!("https://{host}"));
+    }
+    v
+}
+
+/// Compares secrets without leaking their prefix through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// Middleware: resolves the identity once per request and enforces CSRF + Origin on every state change.
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let peer = peer_ip(&parts.extensions);
+    let identity = match resolve(&state, &parts.headers, peer).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let mut body = body;
+    let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method {
+        if !origin_ok(&state, &parts.headers) {
+            return WebError::Csrf.into_response();
+        }
+        if let Some(id) = &identity
+            && !csrf_exempt(parts.uri.path())
+        {
+            let header_token = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let token = match header_token {
+                Some(t) => Some(t),
+                None if is_form(&parts.headers) => {
+                    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+                        Ok(b) => b,
+                        Err(_) => {
+                            return WebError::invalid("body", "the form is too large").into_response();
+                        }
+                    };
+                    let t = form_field(&bytes, "_csrf");
+                    body = Body::from(bytes);
+                    t
+                }
+                None => None,
+            };
+            match token {
+                Some(t) if constant_time_eq(t.as_bytes(), id.csrf.as_bytes()) => {}
+                _ => return WebError::Csrf.into_response(),
+            }
+        }
+    }
+    parts.extensions.insert(MaybeIdentity(identity));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+fn is_form(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded_pairs(body)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// Parses `application/x-www-form-urlencoded` pairs.
+pub fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url_decode_pairs(&String::from_utf8_lossy(body))
+}
+
+fn url_decode_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Wants an identity: 401 for the API, a redirect to the login page for pages.
+pub struct Authenticated(pub Identity);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<MaybeIdentity>().and_then(|m| m.0.clone()) {
+            Some(id) => Ok(Self(id)),
+            None if parts.uri.path().starts_with("/api/") || parts.uri.path().starts_with("/ws/") => {
+                Err(WebError::Unauthenticated.into_response())
+            }
+            None => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let target = format!("/login?next={}", percent_encode(&next));
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+/// The identity, if any.
+pub struct Optional(pub Option<Identity>);
+
+impl FromRequestParts<AppState> for Optional {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<MaybeIdentity>().and_then(|m| m.0.clone())))
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `next` target that stays on this site: a path starting with one `/`, no scheme, no backslash.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains("://")
+                && !n.chars().any(|c| c.is_control()) =>
+        {
+            n.to_string()
+        }
+        _ => "/".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_redirects_stay_on_site() {
+        assert_eq!(safe_next(Some("/requests/a?x=1")), "/requests/a?x=1");
+        for bad in [
+            "//evil.com",
+            "https://evil.com",
+            "/\\evil.com",
+            "evil",
+            "/a\r\nb",
+            "/x?u=http://e",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn forms_decode() {
+        let p = url_decode_pairs("a=1&_csrf=x%2By&r=hello+world&bad=%zz&t=%");
+        assert_eq!(p[1], ("_csrf".into(), "x+y".into()));
+        assert_eq!(p[2].1, "hello world");
+        assert_eq!(p[3].1, "%zz");
+        assert_eq!(p[4].1, "%");
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin_of("https://a.example/x/y"), Some("https://a.example"));
+        assert_eq!(origin_of("http://h:8080"), Some("http://h:8080"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"a", b"ab")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the web process: requests created, decisions, terminals, database health.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: String,
+}
+
+/// The web process's metrics.
+pub struct WebMetrics {
+    registry: Mutex<Registry>,
+    created: Counter,
+    decisions: Family<DecisionLabel, Counter>,
+    terminals_open: Gauge,
+    terminals_total: Counter,
+    database_up: Gauge,
+}
+
+impl Default for WebMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebMetrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("janus_web");
+        let created = Counter::default();
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        let terminals_open = Gauge::default();
+        let terminals_total = Counter::default();
+        let database_up = Gauge::default();
+        registry.register(
+            "requests_created",
+            "AccessRequests created through the web UI",
+            created.clone(),
+        );
+        registry.register("decisions", "Decisions written, by kind", decisions.clone());
+        registry.register(
+            "terminal_sessions_open",
+            "Terminal sessions open on this replica",
+            terminals_open.clone(),
+        );
+        registry.register("terminal_sessions", "Terminal sessions opened", terminals_total.clone());
+        registry.register(
+            "database_up",
+            "1 when the database answered the last check",
+            database_up.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            created,
+            decisions,
+            terminals_open,
+            terminals_total,
+            database_up,
+        }
+    }
+
+    /// A request was created.
+    pub fn request_created(&self) {
+        self.created.inc();
+    }
+
+    /// A decision was written.
+    pub fn decision(&self, kind: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabel { decision: kind.into() })
+            .inc();
+    }
+
+    /// A terminal session opened.
+    pub fn terminal_opened(&self) {
+        self.terminals_total.inc();
+        self.terminals_open.inc();
+    }
+
+    /// A terminal session closed.
+    pub fn terminal_closed(&self) {
+        self.terminals_open.dec();
+    }
+
+    /// Records the database health.
+    pub fn database(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

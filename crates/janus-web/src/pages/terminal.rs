@@ -1,0 +1,118 @@
+//! The terminal page (namespace tabs, pods, shells in split panes, logs, events, quick commands) and the
+//! recording replay page for admins.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use crate::auth::Authenticated;
+use crate::error::WebError;
+use crate::pages::{Nav, PageError, page};
+use crate::requests;
+use crate::state::AppState;
+
+/// `GET /terminal/{name}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let ar = requests::get_visible(&state, &id, &name).await?;
+    let view = requests::view(&state, &id, &ar);
+    if !view.actions.terminal {
+        let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+        return Err(PageError(if own {
+            WebError::Conflict(format!("request {name} is not active ({:?})", view.phase))
+        } else {
+            WebError::Forbidden("only the requester can open terminals on this request".into())
+        }));
+    }
+    let main = html! {
+        link rel="stylesheet" href="/assets/vendor/xterm.css";
+        script src="/assets/vendor/xterm.js" defer {}
+        script src="/assets/vendor/addon-fit.js" defer {}
+        script src="/assets/terminal.js" defer {}
+        div #terminal-app data-request=(name) data-cluster=(view.cluster) data-namespaces=(view.granted_namespaces.join(",")) data-expires=[view.expires_at.clone()] {
+            h1 { "Terminal · " (view.cluster_display_name) " · " (name) }
+            p.muted.small {
+                "Access ends in " span.countdown data-expires=[view.expires_at.clone()] { "…" }
+                ". Sessions are recorded. Everything runs with this request's own credentials."
+            }
+            div #term-notice.notice.hidden {}
+            div.tabs #ns-tabs {
+                @for (i, ns) in view.granted_namespaces.iter().enumerate() {
+                    button type="button" class=(if i == 0 { "active" } else { "" }) data-ns=(ns) { (ns) }
+                }
+            }
+            div.term-layout {
+                div.term-side {
+                    h2 { "Pods" }
+                    div #pod-list { "Loading…" }
+                    h2 { "Quick commands" }
+                    div #quick-list {}
+                    form #quick-form {
+                        input type="text" name="label" placeholder="Label" maxlength="60" required aria-label="Label";
+                        input type="text" name="command" placeholder="Command" required aria-label="Command";
+                        button.secondary type="submit" { "Save" }
+                    }
+                    h2 { "Events" }
+                    div #event-list.small {}
+                }
+                div {
+                    div.actions {
+                        button.secondary type="button" #split-toggle { "Split view" }
+                    }
+                    div.panes #panes {
+                        div.pane #pane-0 data-pane="0" {
+                            div.bar { span.status { "Choose a pod to open a shell or follow its logs." } button.secondary.hidden type="button" data-close { "Close" } }
+                            div.xterm-host {}
+                        }
+                        div.pane.hidden #pane-1 data-pane="1" {
+                            div.bar { span.status { "Second pane: choose a pod." } button.secondary.hidden type="button" data-close { "Close" } }
+                            div.xterm-host {}
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &state,
+        Some(&id),
+        &format!("Terminal {name}"),
+        Nav::Mine,
+        false,
+        &headers,
+        main,
+    )
+    .into_response())
+}
+
+/// `GET /recordings/{id}`: replay a recorded session (admins).
+pub async fn replay(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+) -> Result<Response, PageError> {
+    if !id.is_admin {
+        return Err(PageError(WebError::Forbidden("only admins replay sessions".into())));
+    }
+    let main = html! {
+        link rel="stylesheet" href="/assets/vendor/xterm.css";
+        script src="/assets/vendor/xterm.js" defer {}
+        script src="/assets/player.js" defer {}
+        h1 { "Recording " (session) }
+        div.actions {
+            button type="button" #play { "Play" }
+            button.secondary type="button" #instant { "Show all at once" }
+            label.small for="speed" { "Speed" }
+            select #speed { option value="1" { "1×" } option value="2" selected { "2×" } option value="8" { "8×" } }
+            span #player-status.muted.small {}
+        }
+        div.pane { div #player.xterm-host data-session=(session) {} }
+    };
+    Ok(page(&state, Some(&id), "Recording", Nav::Audit, false, &headers, main).into_response())
+}

@@ -1,0 +1,724 @@
+//! The request domain as the web sees it: creating AccessRequests, deciding on them with authorization,
+//! and listing them from the watch cache. Pages and the JSON API both call these functions.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use janus_api::access_request::{AccessRequestSpec, Approval, Decision, Denial, Extension, Phase, Revocation};
+use janus_api::{AccessRequest, names};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::Identity;
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// Longest reason accepted (the CRD's limit).
+pub const MAX_REASON: usize = 1000;
+/// Most namespaces in one request (the CRD's limit).
+pub const MAX_NAMESPACES: usize = 20;
+
+/// The phase of a request (no status yet means Pending).
+pub fn phase(ar: &AccessRequest) -> Phase {
+    ar.status.as_ref().map(|s| s.phase).unwrap_or(Phase::Pending)
+}
+
+/// Whether this identity may see the request.
+pub fn visible_to(id: &Identity, ar: &AccessRequest) -> bool {
+    id.is_admin || ar.spec.requester.eq_ignore_ascii_case(&id.email)
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A Kubernetes timestamp as a chrono time.
+pub fn k8s_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+}
+
+/// When a request was created.
+pub fn created(ar: &AccessRequest) -> Option<DateTime<Utc>> {
+    ar.metadata.creation_timestamp.as_ref().map(k8s_time)
+}
+
+/// Parses an RFC 3339 timestamp from the API.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// What a person may do with a request right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actions {
+    /// Approve (admin, pending, not one's own unless allowed).
+    pub approve: bool,
+    /// Deny (admin, pending).
+    pub deny: bool,
+    /// Revoke (admin, approved or active).
+    pub revoke: bool,
+    /// Extend (admin, active).
+    pub extend: bool,
+    /// Withdraw (requester, not ended).
+    pub withdraw: bool,
+    /// Open a terminal (requester, or admins when configured; active).
+    pub terminal: bool,
+}
+
+/// The actions allowed to `id` on `ar`.
+pub fn actions(state: &AppState, id: &Identity, ar: &AccessRequest) -> Actions {
+    let p = phase(ar);
+    let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+    let undecided = ar.spec.approval.is_none()
+        && ar.spec.denial.is_none()
+        && ar.spec.withdrawal.is_none()
+        && ar.spec.revocation.is_none();
+    let pending = p == Phase::Pending && undecided;
+    let live =
+        matches!(p, Phase::Approved | Phase::Active) && ar.spec.revocation.is_none() && ar.spec.withdrawal.is_none();
+    Actions {
+        approve: id.is_admin && pending && (!own || state.config.allow_self_approval),
+        deny: id.is_admin && pending,
+        revoke: id.is_admin && live,
+        extend: id.is_admin && live && p == Phase::Active,
+        withdraw: own && !p.is_terminal() && ar.spec.withdrawal.is_none() && ar.spec.revocation.is_none(),
+        terminal: p == Phase::Active && live && (own || (id.is_admin && state.config.web.admin_terminal_access)),
+    }
+}
+
+/// A request as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    /// Object name.
+    pub name: String,
+    /// Requester email.
+    pub requester: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Cluster display name.
+    pub cluster_display_name: String,
+    /// Namespaces asked for.
+    pub namespaces: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Requested TTL.
+    pub ttl_seconds: i64,
+    /// Current phase.
+    pub phase: Phase,
+    /// Controller message.
+    pub message: String,
+    /// Creation time.
+    pub created_at: Option<String>,
+    /// Human decisions.
+    pub approval: Option<Approval>,
+    /// Denial.
+    pub denial: Option<Denial>,
+    /// Revocation.
+    pub revocation: Option<Revocation>,
+    /// Withdrawal.
+    pub withdrawal: Option<Decision>,
+    /// Extensions.
+    pub extensions: Vec<Extension>,
+    /// When the controller saw the approval.
+    pub approved_at: Option<String>,
+    /// When access started.
+    pub active_at: Option<String>,
+    /// When access ends.
+    pub expires_at: Option<String>,
+    /// When the request ended.
+    pub ended_at: Option<String>,
+    /// Namespaces with live credentials.
+    pub granted_namespaces: Vec<String>,
+    /// Controller conditions (the timeline).
+    pub conditions: Vec<janus_api::access_request::Condition>,
+    /// What the caller may do.
+    pub actions: Actions,
+}
+
+/// Builds the view of a request for `id`.
+pub fn view(state: &AppState, id: &Identity, ar: &AccessRequest) -> RequestView {
+    let st = ar.status.clone().unwrap_or_default();
+    RequestView {
+        name: ar.metadata.name.clone().unwrap_or_default(),
+        requester: ar.spec.requester.clone(),
+        cluster: ar.spec.cluster.clone(),
+        cluster_display_name: display_name(state, &ar.spec.cluster),
+        namespaces: ar.spec.namespaces.clone(),
+        reason: ar.spec.reason.clone(),
+        ttl_seconds: ar.spec.ttl_seconds,
+        phase: st.phase,
+        message: st.message.clone(),
+        created_at: created(ar).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        approval: ar.spec.approval.clone(),
+        denial: ar.spec.denial.clone(),
+        revocation: ar.spec.revocation.clone(),
+        withdrawal: ar.spec.withdrawal.clone(),
+        extensions: ar.spec.extensions.clone(),
+        approved_at: st.approved_at.clone(),
+        active_at: st.active_at.clone(),
+        expires_at: st.expires_at.clone(),
+        ended_at: st.ended_at.clone(),
+        granted_namespaces: st.grants.iter().map(|g| g.namespace.clone()).collect(),
+        conditions: st.conditions.clone(),
+        actions: actions(state, id, ar),
+    }
+}
+
+/// The display name of a cluster (its name when none is configured).
+pub fn display_name(state: &AppState, cluster: &str) -> String {
+    state
+        .config
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .map(|c| {
+            if c.display_name.is_empty() {
+                c.name.clone()
+            } else {
+                c.display_name.clone()
+            }
+        })
+        .unwrap_or_else(|| cluster.to_string())
+}
+
+/// A cluster one can request access on.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    /// Identifier.
+    pub name: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Whether this is the central cluster.
+    pub central: bool,
+}
+
+/// Configured clusters plus clusters registered by a labelled kubeconfig Secret.
+pub async fn clusters(state: &AppState) -> Vec<ClusterInfo> {
+    let mut out: Vec<ClusterInfo> = state
+        .config
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ClusterInfo {
+            name: c.name.clone(),
+            display_name: if c.display_name.is_empty() {
+                c.name.clone()
+            } else {
+                c.display_name.clone()
+            },
+            central: i == 0,
+        })
+        .collect();
+    let secrets: Api<Secret> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    let lp = ListParams::default().labels(janus_controller::clusters::CLUSTER_LABEL);
+    if let Ok(list) = secrets.list_metadata(&lp).await {
+        for s in list.items {
+            let labels = s.metadata.labels.unwrap_or_default();
+            let Some(name) = labels.get(janus_controller::clusters::CLUSTER_LABEL) else {
+                continue;
+            };
+            if out.iter().any(|c| &c.name == name) {
+                continue;
+            }
+            let display = s
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(janus_controller::clusters::DISPLAY_NAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_else(|| name.clone());
+            out.push(ClusterInfo {
+                name: name.clone(),
+                display_name: display,
+                central: false,
+            });
+        }
+    }
+    out
+}
+
+/// The namespaces of a cluster that may be requested: existing, active, not excluded.
+pub async fn namespaces(state: &AppState, cluster: &str) -> Result<Vec<String>, WebError> {
+    let known = clusters(state).await;
+    if !known.iter().any(|c| c.name == cluster) {
+        return Err(WebError::NotFound(format!("unknown cluster {cluster:?}")));
+    }
+    let handle = state
+        .clusters
+        .get(cluster)
+        .await
+        .map_err(|e| WebError::Unavailable(format!("cluster {cluster} is unavailable: {e}")))?;
+    let api: Api<Namespace> = Api::all(handle.client);
+    let list = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.list_metadata(&ListParams::default()),
+    )
+    .await
+    .map_err(|_| WebError::Unavailable(format!("cluster {cluster} did not answer in time")))?
+    .map_err(|e| WebError::Unavailable(format!("cluster {cluster} is unavailable: {e}")))?;
+    let mut out: Vec<String> = list
+        .items
+        .into_iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter_map(|n| n.metadata.name)
+        .filter(|n| !state.config.is_excluded(n))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// What the request form (or API) submits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateInput {
+    /// Target cluster.
+    pub cluster: String,
+    /// Namespaces.
+    pub namespaces: Vec<String>,
+    /// Requested duration (default: `defaultTtlSeconds`).
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+    /// Why.
+    pub reason: String,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether a request still holds or may get access.
+pub fn is_open(ar: &AccessRequest) -> bool {
+    !phase(ar).is_terminal()
+}
+
+/// Validates and creates a request for `id`.
+pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Result<AccessRequest, WebError> {
+    let cfg = &state.config;
+    let reason = input.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(WebError::invalid("reason", "say why you need access"));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(WebError::invalid(
+            "reason",
+            format!("the reason is longer than {MAX_REASON} characters"),
+        ));
+    }
+    let ttl = input.ttl_seconds.unwrap_or(cfg.default_ttl_seconds);
+    if ttl < cfg.min_ttl_seconds || ttl > cfg.max_ttl_seconds {
+        return Err(WebError::invalid(
+            "ttlSeconds",
+            format!(
+                "the duration must be between {} and {} seconds",
+                cfg.min_ttl_seconds, cfg.max_ttl_seconds
+            ),
+        ));
+    }
+    let wanted: BTreeSet<String> = input.namespaces.iter().map(|n| n.trim().to_string()).collect();
+    if wanted.is_empty() {
+        return Err(WebError::invalid("namespaces", "choose at least one namespace"));
+    }
+    if wanted.len() > MAX_NAMESPACES {
+        return Err(WebError::invalid(
+            "namespaces",
+            format!("at most {MAX_NAMESPACES} namespaces per request"),
+        ));
+    }
+    if let Some(bad) = wanted.iter().find(|n| !is_dns_label(n)) {
+        return Err(WebError::invalid(
+            "namespaces",
+            format!("{bad:?} is not a namespace name"),
+        ));
+    }
+    if let Some(ex) = wanted.iter().find(|n| cfg.is_excluded(n)) {
+        return Err(WebError::invalid(
+            "namespaces",
+            format!("namespace {ex} cannot be requested"),
+        ));
+    }
+    if !is_dns_label(&input.cluster) {
+        return Err(WebError::invalid("cluster", "choose a cluster"));
+    }
+    // Limits are counted from the watch cache, which every replica shares through the API server.
+    let mine: Vec<Arc<AccessRequest>> = state
+        .all_requests()
+        .into_iter()
+        .filter(|a| a.spec.requester.eq_ignore_ascii_case(&id.email))
+        .collect();
+    let open = mine.iter().filter(|a| is_open(a)).count();
+    if open >= cfg.web.max_open_requests_per_user {
+        return Err(WebError::TooMany(format!(
+            "you already have {open} open requests (the limit is {}); withdraw one first",
+            cfg.web.max_open_requests_per_user
+        )));
+    }
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let recent = mine.iter().filter(|a| created(a).is_some_and(|t| t > hour_ago)).count();
+    if recent >= cfg.web.max_requests_per_hour {
+        return Err(WebError::TooMany(format!(
+            "you created {recent} requests in the last hour (the limit is {}); try again later",
+            cfg.web.max_requests_per_hour
+        )));
+    }
+    let available = match namespaces(state, &input.cluster).await {
+        Ok(n) => n,
+        Err(WebError::NotFound(m)) => return Err(WebError::invalid("cluster", m)),
+        Err(e) => return Err(e),
+    };
+    if let Some(missing) = wanted.iter().find(|n| !available.contains(n)) {
+        return Err(WebError::invalid(
+            "namespaces",
+            format!("namespace {missing} does not exist on cluster {}", input.cluster),
+        ));
+    }
+    let mut ar = AccessRequest::new(
+        "",
+        AccessRequestSpec {
+            requester: id.email.clone(),
+            cluster: input.cluster.clone(),
+            namespaces: wanted.into_iter().collect(),
+            reason,
+            ttl_seconds: ttl,
+            approval: None,
+            denial: None,
+            revocation: None,
+            withdrawal: None,
+            extensions: vec![],
+        },
+    );
+    ar.metadata.name = None;
+    ar.metadata.generate_name = Some(names::request_name_prefix(&id.email));
+    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    let created = api.create(&PostParams::default(), &ar).await?;
+    state.metrics.request_created();
+    Ok(created)
+}
+
+/// A human decision.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum DecisionInput {
+    /// Approve, optionally with another TTL.
+    Approve {
+        /// TTL override.
+        #[serde(default, rename = "ttlSeconds")]
+        ttl_seconds: Option<i64>,
+    },
+    /// Deny with a reason.
+    Deny {
+        /// Why.
+        reason: String,
+    },
+    /// Revoke access.
+    Revoke {
+        /// Why.
+        #[serde(default)]
+        reason: String,
+    },
+    /// The requester withdraws.
+    Withdraw,
+    /// Extend active access.
+    Extend {
+        /// Seconds to add.
+        seconds: i64,
+    },
+}
+
+impl DecisionInput {
+    /// The verb, for messages and metrics.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Approve { .. } => "approve",
+            Self::Deny { .. } => "deny",
+            Self::Revoke { .. } => "revoke",
+            Self::Withdraw => "withdraw",
+            Self::Extend { .. } => "extend",
+        }
+    }
+}
+
+/// Fetches a request the caller may see (404 otherwise, so names of others' requests don't leak).
+pub async fn get_visible(state: &AppState, id: &Identity, name: &str) -> Result<AccessRequest, WebError> {
+    if name.is_empty() || name.len() > 253 {
+        return Err(WebError::NotFound("no such request".into()));
+    }
+    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    let ar = match api.get_opt(name).await? {
+        Some(a) => a,
+        None => return Err(WebError::NotFound("no such request".into())),
+    };
+    if !visible_to(id, &ar) {
+        return Err(WebError::NotFound("no such request".into()));
+    }
+    Ok(ar)
+}
+
+/// Applies a decision after checking who may take it and whether the request's state allows it.
+pub async fn decide(
+    state: &AppState,
+    id: &Identity,
+    name: &str,
+    decision: DecisionInput,
+) -> Result<AccessRequest, WebError> {
+    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    // One retry: a 409 means the controller wrote status in between; the check is repeated on fresh data.
+    for attempt in 0..3 {
+        let ar = get_visible(state, id, name).await?;
+        let allowed = actions(state, id, &ar);
+        let p = phase(&ar);
+        let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+        if p.is_terminal() {
+            return Err(WebError::Conflict(format!("the request has already ended ({p:?})")));
+        }
+        let at = now_rfc3339();
+        let by = id.email.clone();
+        let spec_patch = match &decision {
+            DecisionInput::Approve { ttl_seconds } => {
+                if !id.is_admin {
+                    return Err(WebError::Forbidden("only admins approve requests".into()));
+                }
+                if own && !state.config.allow_self_approval {
+                    return Err(WebError::Forbidden("you cannot approve your own request".into()));
+                }
+                if !allowed.approve {
+                    return Err(WebError::Conflict("the request is no longer pending".into()));
+                }
+                if let Some(t) = ttl_seconds
+                    && (*t < state.config.min_ttl_seconds || *t > state.config.max_ttl_seconds)
+                {
+                    return Err(WebError::invalid(
+                        "ttlSeconds",
+                        format!(
+                            "the duration must be between {} and {} seconds",
+                            state.config.min_ttl_seconds, state.config.max_ttl_seconds
+                        ),
+                    ));
+                }
+                json!({"approval": Approval { by, at, ttl_seconds: *ttl_seconds }})
+            }
+            DecisionInput::Deny { reason } => {
+                if !id.is_admin {
+                    return Err(WebError::Forbidden("only admins deny requests".into()));
+                }
+                let reason = reason.trim();
+                if reason.is_empty() {
+                    return Err(WebError::invalid("reason", "say why the request is denied"));
+                }
+                if reason.chars().count() > MAX_REASON {
+                    return Err(WebError::invalid("reason", format!("at most {MAX_REASON} characters")));
+                }
+                if !allowed.deny {
+                    return Err(WebError::Conflict("the request is no longer pending".into()));
+                }
+                json!({"denial": Denial { by, at, reason: reason.to_string() }})
+            }
+            DecisionInput::Revoke { reason } => {
+                if !id.is_admin {
+                    return Err(WebError::Forbidden("only admins revoke access".into()));
+                }
+                let reason = reason.trim();
+                if reason.chars().count() > MAX_REASON {
+                    return Err(WebError::invalid("reason", format!("at most {MAX_REASON} characters")));
+                }
+                if !allowed.revoke {
+                    return Err(WebError::Conflict(
+                        "only approved or active access can be revoked".into(),
+                    ));
+                }
+                let reason = if reason.is_empty() {
+                    "revoked by an admin".to_string()
+                } else {
+                    reason.to_string()
+                };
+                json!({"revocation": Revocation { by, at, reason }})
+            }
+            DecisionInput::Withdraw => {
+                if !own {
+                    return Err(WebError::Forbidden("only the requester can withdraw a request".into()));
+                }
+                if !allowed.withdraw {
+                    return Err(WebError::Conflict("the request can no longer be withdrawn".into()));
+                }
+                json!({"withdrawal": Decision { by, at }})
+            }
+            DecisionInput::Extend { seconds } => {
+                if !id.is_admin {
+                    return Err(WebError::Forbidden("only admins extend access".into()));
+                }
+                if *seconds <= 0 || *seconds > state.config.max_ttl_seconds {
+                    return Err(WebError::invalid(
+                        "seconds",
+                        format!("an extension is between 1 and {} seconds", state.config.max_ttl_seconds),
+                    ));
+                }
+                if !allowed.extend {
+                    return Err(WebError::Conflict("only active access can be extended".into()));
+                }
+                if !state.config.allow_extension_beyond_max_ttl {
+                    let st = ar.status.clone().unwrap_or_default();
+                    if let (Some(active), Some(expires)) = (
+                        st.active_at.as_deref().and_then(parse_time),
+                        st.expires_at.as_deref().and_then(parse_time),
+                    ) {
+                        let total = (expires - active).num_seconds() + seconds;
+                        if total > state.config.max_ttl_seconds {
+                            let room = (state.config.max_ttl_seconds - (expires - active).num_seconds()).max(0);
+                            return Err(WebError::invalid(
+                                "seconds",
+                                format!(
+                                    "access may last at most {} seconds in total; at most {room} more seconds can be added",
+                                    state.config.max_ttl_seconds
+                                ),
+                            ));
+                        }
+                    }
+                }
+                let mut ext = ar.spec.extensions.clone();
+                ext.push(Extension {
+                    by,
+                    at,
+                    seconds: *seconds,
+                });
+                json!({"extensions": ext})
+            }
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": ar.metadata.resource_version},
+            "spec": spec_patch,
+        });
+        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(updated) => {
+                state.metrics.decision(decision.verb());
+                tracing::info!(request = name, actor = %id.email, decision = decision.verb(), "decision written");
+                return Ok(updated);
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 2 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(WebError::Conflict(
+        "the request keeps changing; reload and try again".into(),
+    ))
+}
+
+/// Filters for lists.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListFilter {
+    /// Only this requester (admins), or `mine`.
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// Only this cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Only this phase.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// `mine` (default for non-admins) or `all`.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Page size (default 50, at most 500).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Offset.
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+/// A page of requests.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage {
+    /// The requests of the page.
+    pub items: Vec<RequestView>,
+    /// How many match.
+    pub total: usize,
+    /// Offset of the page.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+fn phase_rank(p: Phase) -> u8 {
+    match p {
+        Phase::Pending => 0,
+        Phase::Approved => 1,
+        Phase::Active => 2,
+        _ => 3,
+    }
+}
+
+/// Lists requests from the cache: pending first, then newest first.
+pub fn list(state: &AppState, id: &Identity, f: &ListFilter) -> ListPage {
+    let all_scope = id.is_admin && f.scope.as_deref() == Some("all");
+    let since = f.since.as_deref().and_then(parse_time);
+    let phase_filter = f
+        .phase
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(str::to_ascii_lowercase);
+    let mut items: Vec<Arc<AccessRequest>> = state
+        .all_requests()
+        .into_iter()
+        .filter(|a| {
+            if all_scope {
+                true
+            } else {
+                a.spec.requester.eq_ignore_ascii_case(&id.email)
+            }
+        })
+        .filter(|a| {
+            f.requester
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .is_none_or(|r| a.spec.requester.to_ascii_lowercase().contains(&r.to_ascii_lowercase()))
+        })
+        .filter(|a| {
+            f.cluster
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .is_none_or(|c| a.spec.cluster == c)
+        })
+        .filter(|a| {
+            phase_filter
+                .as_deref()
+                .is_none_or(|p| format!("{:?}", phase(a)).to_ascii_lowercase() == p)
+        })
+        .filter(|a| since.is_none_or(|s| created(a).is_some_and(|t| t >= s)))
+        .collect();
+    items.sort_by(|a, b| {
+        phase_rank(phase(a)).cmp(&phase_rank(phase(b))).then_with(|| {
+            let ta = created(a);
+            let tb = created(b);
+            tb.cmp(&ta).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        })
+    });
+    let total = items.len();
+    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let offset = f.offset.unwrap_or(0).min(total);
+    let items = items
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|a| view(state, id, a))
+        .collect();
+    ListPage {
+        items,
+        total,
+        offset,
+        limit,
+    }
+}

@@ -1,0 +1,316 @@
+//! What the terminal page shows besides the shell, all read with the request's own token: pods, streamed
+//! container logs, pod events; plus quick commands, session lists, recordings and the command log.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::{AsyncBufReadExt as _, StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, LogParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::Authenticated;
+use crate::error::WebError;
+use crate::requests;
+use crate::state::AppState;
+use crate::terminal::access;
+
+/// `?namespace=` (and pod/container for logs).
+#[derive(Deserialize)]
+pub struct NsQuery {
+    namespace: String,
+    #[serde(default)]
+    pod: Option<String>,
+    #[serde(default)]
+    container: Option<String>,
+    #[serde(default)]
+    tail: Option<i64>,
+}
+
+/// A pod as the terminal page lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodView {
+    name: String,
+    phase: String,
+    ready: String,
+    restarts: i32,
+    containers: Vec<String>,
+}
+
+fn forbidden_or(e: kube::Error) -> WebError {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => WebError::Forbidden("the request's access does not allow this".into()),
+        kube::Error::Api(s) if s.code == 401 => {
+            WebError::Conflict("the request's credentials are no longer valid".into())
+        }
+        other => other.into(),
+    }
+}
+
+/// `GET /api/v1/requests/{name}/pods?namespace=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(name): Path<String>,
+    Query(q): Query<NsQuery>,
+) -> Result<Response, WebError> {
+    let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
+    let list = pods.list(&ListParams::default()).await.map_err(forbidden_or)?;
+    let items: Vec<PodView> = list
+        .items
+        .into_iter()
+        .map(|p| {
+            let statuses = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.clone())
+                .unwrap_or_default();
+            let containers: Vec<String> = p
+                .spec
+                .as_ref()
+                .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
+            PodView {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                phase: p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Unknown".into()),
+                ready: format!("{}/{}", statuses.iter().filter(|s| s.ready).count(), containers.len()),
+                restarts: statuses.iter().map(|s| s.restart_count).sum(),
+                containers,
+            }
+        })
+        .collect();
+    Ok(Json(json!({"namespace": q.namespace, "pods": items})).into_response())
+}
+
+/// `GET /api/v1/requests/{name}/logs?namespace=&pod=&container=`: follows the log as a text stream.
+pub async fn logs(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(name): Path<String>,
+    Query(q): Query<NsQuery>,
+) -> Result<Response, WebError> {
+    let pod = q.pod.clone().ok_or_else(|| WebError::invalid("pod", "choose a pod"))?;
+    let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
+    let lp = LogParams {
+        container: q.container.clone(),
+        follow: true,
+        tail_lines: Some(q.tail.unwrap_or(200).clamp(0, 5000)),
+        ..Default::default()
+    };
+    let stream = pods.log_stream(&pod, &lp).await.map_err(forbidden_or)?;
+    // Log streams end with the access, like terminals.
+    let sid = format!("logs-{}", uuid::Uuid::new_v4());
+    let rx = state
+        .terminals
+        .register(&sid, &name, &format!("logs:{}", id.email), usize::MAX, usize::MAX)
+        .ok();
+    let lines = stream.lines().map_ok(|mut l| {
+        l.push('\n');
+        l
+    });
+    let body = async_stream(lines, rx, state.clone(), sid);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn async_stream(
+    lines: impl futures::Stream<Item = std::io::Result<String>> + Send + 'static,
+    rx: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    state: AppState,
+    sid: String,
+) -> impl futures::Stream<Item = std::io::Result<String>> + Send + 'static {
+    let ended = async move {
+        if let Some(mut rx) = rx {
+            loop {
+                if let Some(r) = rx.borrow_and_update().clone() {
+                    return r;
+                }
+                if rx.changed().await.is_err() {
+                    return "ended".to_string();
+                }
+            }
+        }
+        futures::future::pending::<String>().await
+    };
+    let guard = Unregister(state, sid);
+    futures::stream::unfold(
+        (Box::pin(lines), Box::pin(ended), Some(guard)),
+        |(mut lines, mut ended, guard)| async move {
+            guard.as_ref()?;
+            tokio::select! {
+                reason = &mut ended => Some((Ok(format!("\n[log stream ended: {reason}]\n")), (lines, ended, None))),
+                l = lines.next() => l.map(|l| (l, (lines, ended, guard))),
+            }
+        },
+    )
+}
+
+struct Unregister(AppState, String);
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.0.terminals.unregister(&self.1);
+    }
+}
+
+/// `GET /api/v1/requests/{name}/events?namespace=[&pod=]`.
+pub async fn events(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(name): Path<String>,
+    Query(q): Query<NsQuery>,
+) -> Result<Response, WebError> {
+    let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    let api: Api<Event> = Api::namespaced(client, &q.namespace);
+    let list = api.list(&ListParams::default()).await.map_err(forbidden_or)?;
+    let items: Vec<serde_json::Value> = list
+        .items
+        .into_iter()
+        .filter(|e| q.pod.as_deref().is_none_or(|p| e.involved_object.name.as_deref() == Some(p)))
+        .map(|e| {
+            json!({
+                "object": format!("{}/{}", e.involved_object.kind.unwrap_or_default(), e.involved_object.name.unwrap_or_default()),
+                "type": e.type_,
+                "reason": e.reason,
+                "message": e.message,
+                "count": e.count,
+                "lastTimestamp": e.last_timestamp.as_ref().map(|t| crate::requests::k8s_time(t).to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"events": items})).into_response())
+}
+
+/// `GET /api/v1/requests/{name}/sessions`: terminal sessions of a request (requester or admin).
+pub async fn sessions(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    requests::get_visible(&state, &id, &name).await?;
+    let list = state.store.terminal_sessions(Some(&name), None, 200).await?;
+    Ok(Json(json!({"sessions": list})).into_response())
+}
+
+/// `GET /api/v1/recordings/{id}`: the asciicast of a session (admins only).
+pub async fn recording(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(session): Path<String>,
+) -> Result<Response, WebError> {
+    if !id.is_admin {
+        return Err(WebError::Forbidden("only admins replay sessions".into()));
+    }
+    let cast = state
+        .store
+        .recording(&session)
+        .await?
+        .ok_or_else(|| WebError::NotFound("no recording for this session".into()))?;
+    Ok(([(header::CONTENT_TYPE, "application/x-asciicast")], cast).into_response())
+}
+
+/// `?q=` of the command search.
+#[derive(Deserialize)]
+pub struct CommandQuery {
+    q: String,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/commands?q=`: search the command log (admins only).
+pub async fn commands(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Query(q): Query<CommandQuery>,
+) -> Result<Response, WebError> {
+    if !id.is_admin {
+        return Err(WebError::Forbidden("only admins search the command log".into()));
+    }
+    if q.q.len() > 200 {
+        return Err(WebError::invalid("q", "the search text is too long"));
+    }
+    let hits = state
+        .store
+        .search_commands(&q.q, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(json!({"commands": hits})).into_response())
+}
+
+/// `?cluster=` of quick commands.
+#[derive(Deserialize)]
+pub struct QuickQuery {
+    cluster: String,
+}
+
+/// `GET /api/v1/quick-commands?cluster=`: the caller's quick commands for a cluster.
+pub async fn quick_list(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Query(q): Query<QuickQuery>,
+) -> Result<Response, WebError> {
+    let list = state.store.quick_commands(&id.email, &q.cluster).await?;
+    Ok(Json(json!({"quickCommands": list})).into_response())
+}
+
+/// A new quick command.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuickInput {
+    cluster: String,
+    label: String,
+    command: String,
+}
+
+/// `POST /api/v1/quick-commands`.
+pub async fn quick_add(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    b: Result<Json<QuickInput>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, WebError> {
+    let Json(q) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    if q.label.trim().is_empty() || q.label.chars().count() > 60 {
+        return Err(WebError::invalid("label", "a label has 1 to 60 characters"));
+    }
+    if q.command.is_empty() || q.command.len() > 4096 {
+        return Err(WebError::invalid("command", "a command has 1 to 4096 bytes"));
+    }
+    if q.cluster.is_empty() || q.cluster.len() > 63 {
+        return Err(WebError::invalid("cluster", "choose a cluster"));
+    }
+    if state.store.quick_commands(&id.email, &q.cluster).await?.len() >= 50 {
+        return Err(WebError::TooMany("at most 50 quick commands per cluster".into()));
+    }
+    let c = state
+        .store
+        .add_quick_command(&id.email, &q.cluster, q.label.trim(), &q.command)
+        .await?;
+    Ok((StatusCode::CREATED, Json(c)).into_response())
+}
+
+/// `DELETE /api/v1/quick-commands/{id}` (only one's own).
+pub async fn quick_delete(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    Path(qid): Path<i64>,
+) -> Result<Response, WebError> {
+    if state.store.delete_quick_command(&id.email, qid).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(WebError::NotFound("no such quick command".into()))
+    }
+}

@@ -1,0 +1,146 @@
+//! Session recording as asciicast v2 (output with timing, input, resizes), capped in size, plus the
+//! command lines typed (for the searchable command log).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// An asciicast v2 recording being written.
+pub struct Recording {
+    start: Instant,
+    buf: Vec<u8>,
+    max: usize,
+    truncated: bool,
+    line: String,
+    lines: Vec<(DateTime<Utc>, String)>,
+}
+
+impl Recording {
+    /// Starts a recording with its header.
+    pub fn new(cols: u16, rows: u16, title: &str, max: usize) -> Self {
+        let header = json!({
+            "version": 2,
+            "width": cols,
+            "height": rows,
+            "timestamp": Utc::now().timestamp(),
+            "title": title,
+            "env": {"TERM": "xterm-256color"},
+        });
+        let mut buf = header.to_string().into_bytes();
+        buf.push(b'\n');
+        Self {
+            start: Instant::now(),
+            buf,
+            max,
+            truncated: false,
+            line: String::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    fn event(&mut self, kind: &str, data: &str) {
+        if self.truncated {
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        let line = json!([(t * 1_000_000.0).round() / 1_000_000.0, kind, data]).to_string();
+        if self.buf.len() + line.len() + 1 > self.max {
+            self.truncated = true;
+            let note = json!([t, "o", "\r\n[recording truncated: size limit reached]\r\n"]).to_string();
+            self.buf.extend_from_slice(note.as_bytes());
+            self.buf.push(b'\n');
+            return;
+        }
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+    }
+
+    /// Output from the shell.
+    pub fn output(&mut self, data: &[u8]) {
+        self.event("o", &String::from_utf8_lossy(data));
+    }
+
+    /// Input typed; complete lines also go to the command log.
+    pub fn input(&mut self, data: &[u8]) {
+        let text = String::from_utf8_lossy(data).into_owned();
+        self.event("i", &text);
+        for c in text.chars() {
+            match c {
+                '\r' | '\n' => {
+                    let l = self.line.trim().to_string();
+                    if !l.is_empty() {
+                        self.lines.push((Utc::now(), l));
+                    }
+                    self.line.clear();
+                }
+                '\u{7f}' | '\u{8}' => {
+                    self.line.pop();
+                }
+                '\u{3}' | '\u{15}' => self.line.clear(),
+                c if c.is_control() => {}
+                c => {
+                    if self.line.len() < 4096 {
+                        self.line.push(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A resize.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.event("r", &format!("{cols}x{rows}"));
+    }
+
+    /// Whether the size limit cut the recording.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Command lines completed since the last call.
+    pub fn take_lines(&mut self) -> Vec<(DateTime<Utc>, String)> {
+        std::mem::take(&mut self.lines)
+    }
+
+    /// The asciicast document.
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asciicast_and_command_lines() {
+        let mut r = Recording::new(80, 24, "t", 10_000);
+        r.output(b"$ ");
+        r.input(b"echo hi\x7f\x7fhello\r");
+        r.input(b"{\"type\":\"resize\"}\r");
+        r.resize(100, 30);
+        let lines = r.take_lines();
+        assert_eq!(lines[0].1, "echo hello");
+        assert_eq!(lines[1].1, "{\"type\":\"resize\"}");
+        let doc = String::from_utf8(r.finish()).unwrap();
+        let mut it = doc.lines();
+        let header: serde_json::Value = serde_json::from_str(it.next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        let ev: serde_json::Value = serde_json::from_str(it.next().unwrap()).unwrap();
+        assert_eq!(ev[1], "o");
+        assert!(doc.contains(r#""r","100x30""#));
+    }
+
+    #[test]
+    fn size_limit_truncates() {
+        let mut r = Recording::new(80, 24, "t", 300);
+        for _ in 0..100 {
+            r.output(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        }
+        assert!(r.truncated());
+        let doc = r.finish();
+        assert!(doc.len() < 500);
+        assert!(String::from_utf8_lossy(&doc).contains("truncated"));
+    }
+}

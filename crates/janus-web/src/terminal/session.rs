@@ -1,0 +1,434 @@
+//! One terminal session: authorization before the upgrade, then the pump between the browser's WebSocket
+//! and `pods/exec` on the target cluster with the request's token, with recording, idle timeout and
+//! closing on revoke/expiry/withdrawal.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures::{SinkExt as _, StreamExt as _};
+use janus_api::AccessRequest;
+use janus_store::{AuditKind, TerminalSession};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams, Patch, PatchParams, TerminalSize};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::audit;
+use crate::auth::{Authenticated, Identity, constant_time_eq, origin_ok};
+use crate::error::WebError;
+use crate::state::AppState;
+use crate::terminal::access;
+use crate::terminal::protocol::{ClientControl, ServerControl};
+use crate::terminal::recording::Recording;
+
+/// Where to open the shell.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Granted namespace.
+    pub namespace: String,
+    /// Pod.
+    pub pod: String,
+    /// Container (required when the pod has several).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Initial columns.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Initial rows.
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// The session's CSRF token (WebSockets carry no custom headers from browsers).
+    pub csrf: String,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// The shell command: bash when present, else sh, with a coloured prompt; the user's rc files still load.
+pub fn shell_command(pod: &str) -> Vec<String> {
+    let script = format!(
+        "JANUS_POD='{pod}'; export JANUS_POD; \
+         if command -v bash >/dev/null 2>&1; then \
+           PS1='\\[\\e[1;32m\\]janus\\[\\e[0m\\]@\\[\\e[1;34m\\]{pod}\\[\\e[0m\\]:\\w\\$ ' exec bash -i; \
+         else \
+           PS1=\"$(printf '\\033[1;32m')janus$(printf '\\033[0m')@{pod} \\$ \" exec sh -i; \
+         fi"
+    );
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// `GET /ws/terminal/{name}`: checks everything, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Authenticated(id): Authenticated,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    q: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, WebError> {
+    // Browsers always send Origin on WebSockets; a missing or foreign one is a cross-site attempt.
+    if !headers.contains_key(axum::http::header::ORIGIN) || !origin_ok(&state, &headers) {
+        return Err(WebError::Csrf);
+    }
+    let Query(p) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
+    if !constant_time_eq(p.csrf.as_bytes(), id.csrf.as_bytes()) {
+        return Err(WebError::Csrf);
+    }
+    if !valid_name(&p.namespace) || !valid_name(&p.pod) || p.container.as_deref().is_some_and(|c| !valid_name(c)) {
+        return Err(WebError::invalid("pod", "invalid namespace, pod or container name"));
+    }
+    let (ar, client) = access::client_for(&state, &id, &name, &p.namespace).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+    let pod = pods.get(&p.pod).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 404 => WebError::NotFound(format!("no pod {} in {}", p.pod, p.namespace)),
+        kube::Error::Api(s) if s.code == 403 => {
+            WebError::Forbidden("the request's access does not cover this pod".into())
+        }
+        other => WebError::from(other),
+    })?;
+    let containers: Vec<String> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let container = match (&p.container, containers.len()) {
+        (Some(c), _) if containers.contains(c) => c.clone(),
+        (Some(c), _) => {
+            return Err(WebError::invalid(
+                "container",
+                format!("pod {} has no container {c}", p.pod),
+            ));
+        }
+        (None, 1) => containers[0].clone(),
+        (None, _) => {
+            return Err(WebError::invalid(
+                "container",
+                format!(
+                    "pod {} has several containers; choose one of: {}",
+                    p.pod,
+                    containers.join(", ")
+                ),
+            ));
+        }
+    };
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let close_rx = state
+        .terminals
+        .register(
+            &session_id,
+            &name,
+            &id.email,
+            state.config.web.max_terminals_per_user,
+            state.config.web.max_terminals_per_replica,
+        )
+        .map_err(WebError::TooMany)?;
+    let cols = p.cols.unwrap_or(80).clamp(1, 1000);
+    let rows = p.rows.unwrap_or(24).clamp(1, 1000);
+    let target = Target {
+        session_id,
+        namespace: p.namespace,
+        pod: p.pod,
+        container,
+        cols,
+        rows,
+    };
+    Ok(ws
+        .max_message_size(1024 * 1024)
+        .on_upgrade(move |socket| async move {
+            let sid = target.session_id.clone();
+            run(state.clone(), id, ar, client, target, socket, close_rx).await;
+            state.terminals.unregister(&sid);
+        })
+        .into_response())
+}
+
+struct Target {
+    session_id: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    cols: u16,
+    rows: u16,
+}
+
+async fn send_control(tx: &mut futures::stream::SplitSink<WebSocket, Message>, c: ServerControl) -> bool {
+    tx.send(Message::Text(c.to_text().into())).await.is_ok()
+}
+
+/// Category of an end reason for the audit log: user, idle, revoked, expired, withdrawn, deleted, error.
+fn reason_category(reason: &str) -> &'static str {
+    if reason.contains("idle") {
+        "idle"
+    } else if reason.contains("revoked") {
+        "revoked"
+    } else if reason.contains("expired") {
+        "expired"
+    } else if reason.contains("withdrawn") {
+        "withdrawn"
+    } else if reason.contains("deleted") {
+        "deleted"
+    } else if reason.contains("shutting down") {
+        "shutdown"
+    } else if reason.contains("error") || reason.contains("lost") {
+        "error"
+    } else {
+        "user"
+    }
+}
+
+async fn run(
+    state: AppState,
+    id: Identity,
+    ar: AccessRequest,
+    client: kube::Client,
+    t: Target,
+    socket: WebSocket,
+    mut close_rx: tokio::sync::watch::Receiver<Option<String>>,
+) {
+    let name = ar.metadata.name.clone().unwrap_or_default();
+    let (mut tx, mut rx) = socket.split();
+    let pods: Api<Pod> = Api::namespaced(client, &t.namespace);
+    let ap = AttachParams::interactive_tty()
+        .container(t.container.clone())
+        .max_stdout_buf_size(64 * 1024)
+        .max_stdin_buf_size(64 * 1024);
+    let mut proc = match pods.exec(&t.pod, shell_command(&t.pod), &ap).await {
+        Ok(p) => p,
+        Err(e) => {
+            let message = match &e {
+                kube::Error::Api(s) if s.code == 403 => {
+                    "the API server refused exec for this request's access".to_string()
+                }
+                kube::Error::Api(s) => format!("exec failed: {}", s.message),
+                _ => "cannot reach the target cluster".to_string(),
+            };
+            tracing::warn!(request = %name, error = %e, "exec failed");
+            send_control(&mut tx, ServerControl::Error { message }).await;
+            let _ = tx.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let (Some(mut stdin), Some(mut stdout), Some(mut size)) = (proc.stdin(), proc.stdout(), proc.terminal_size())
+    else {
+        send_control(
+            &mut tx,
+            ServerControl::Error {
+                message: "exec stream incomplete".into(),
+            },
+        )
+        .await;
+        return;
+    };
+    let _ = size
+        .send(TerminalSize {
+            width: t.cols,
+            height: t.rows,
+        })
+        .await;
+    let started = Utc::now();
+    let record = TerminalSession {
+        id: t.session_id.clone(),
+        request: name.clone(),
+        user: id.email.clone(),
+        cluster: ar.spec.cluster.clone(),
+        namespace: t.namespace.clone(),
+        pod: t.pod.clone(),
+        container: t.container.clone(),
+        replica: state.replica.clone(),
+        started_at: started,
+        ended_at: None,
+        end_reason: None,
+        bytes_out: 0,
+    };
+    if let Err(e) = state.store.open_terminal(&record).await {
+        tracing::error!(error = %e, "terminal session could not be stored");
+    }
+    let namespaces = vec![t.namespace.clone()];
+    audit::record(
+        &state,
+        AuditKind::SessionOpened,
+        &id.email,
+        Some(&name),
+        Some(&ar.spec.cluster),
+        &namespaces,
+        json!({"session": t.session_id, "pod": t.pod, "container": t.container}),
+    )
+    .await;
+    state.metrics.terminal_opened();
+    send_control(
+        &mut tx,
+        ServerControl::Connected {
+            session: t.session_id.clone(),
+            container: t.container.clone(),
+        },
+    )
+    .await;
+
+    let mut rec = Recording::new(
+        t.cols,
+        t.rows,
+        &format!("{name} {}/{}/{}", t.namespace, t.pod, t.container),
+        state.config.web.recording_max_bytes,
+    );
+    let idle_timeout = state.config.idle_timeout_seconds;
+    let warn_before = (idle_timeout / 2).min(60);
+    let mut last_input = Instant::now();
+    let mut warned = false;
+    let mut bytes_out: i64 = 0;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut idle_revoke = false;
+    // The reason may already be set if access ended while we connected.
+    let reason: String = loop {
+        if let Some(r) = close_rx.borrow_and_update().clone() {
+            break r;
+        }
+        tokio::select! {
+            changed = close_rx.changed() => {
+                if changed.is_err() {
+                    break "the web server is shutting down".into();
+                }
+            }
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Binary(data))) => {
+                    last_input = Instant::now();
+                    warned = false;
+                    rec.input(&data);
+                    if stdin.write_all(&data).await.is_err() {
+                        break "the shell exited".into();
+                    }
+                }
+                Some(Ok(Message::Text(text))) => match ClientControl::parse(&text) {
+                    Ok(ClientControl::Resize { cols, rows }) => {
+                        rec.resize(cols, rows);
+                        let _ = size.send(TerminalSize { width: cols, height: rows }).await;
+                    }
+                    Ok(ClientControl::Ping) => {}
+                    Err(e) => {
+                        if !send_control(&mut tx, ServerControl::Error { message: e }).await {
+                            break "the connection was lost".into();
+                        }
+                    }
+                },
+                Some(Ok(Message::Close(_))) | None => break "closed by the user".into(),
+                Some(Ok(_)) => {}
+                Some(Err(_)) => break "the connection was lost".into(),
+            },
+            n = stdout.read(&mut buf) => match n {
+                Ok(0) | Err(_) => break "the shell exited".into(),
+                Ok(n) => {
+                    rec.output(&buf[..n]);
+                    bytes_out += n as i64;
+                    // Awaiting the browser here is the backpressure: a slow reader slows the shell down.
+                    if tx.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break "the connection was lost".into();
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                if idle_timeout > 0 {
+                    let idle = last_input.elapsed().as_secs() as i64;
+                    if idle >= idle_timeout {
+                        idle_revoke = true;
+                        break format!("idle for {idle_timeout} seconds; access was revoked");
+                    }
+                    if !warned && idle >= idle_timeout - warn_before {
+                        warned = true;
+                        send_control(&mut tx, ServerControl::IdleWarning { seconds: idle_timeout - idle }).await;
+                    }
+                }
+                let lines = rec.take_lines();
+                if !lines.is_empty() {
+                    let _ = state.store.add_commands(&t.session_id, &lines).await;
+                }
+            }
+        }
+    };
+    // Ending the exec stream ends the shell in the pod (the API server closes its PTY).
+    drop(stdin);
+    proc.abort();
+    send_control(&mut tx, ServerControl::Closed { reason: reason.clone() }).await;
+    let _ = tx.send(Message::Close(None)).await;
+    state.metrics.terminal_closed();
+    if idle_revoke {
+        revoke_idle(&state, &name, idle_timeout).await;
+    }
+    let lines = rec.take_lines();
+    if !lines.is_empty() {
+        let _ = state.store.add_commands(&t.session_id, &lines).await;
+    }
+    let truncated = rec.truncated();
+    let cast = rec.finish();
+    if let Err(e) = state.store.save_recording(&t.session_id, &cast).await {
+        tracing::error!(error = %e, session = %t.session_id, "recording could not be stored");
+    }
+    if let Err(e) = state
+        .store
+        .close_terminal(&t.session_id, Utc::now(), reason_category(&reason), bytes_out)
+        .await
+    {
+        tracing::error!(error = %e, "terminal session end could not be stored");
+    }
+    audit::record(
+        &state,
+        AuditKind::SessionClosed,
+        &id.email,
+        Some(&name),
+        Some(&ar.spec.cluster),
+        &namespaces,
+        json!({"session": t.session_id, "reason": reason_category(&reason), "message": reason, "bytesOut": bytes_out, "recordingTruncated": truncated}),
+    )
+    .await;
+}
+
+/// Revokes a request whose terminal sat idle (the requester must ask again).
+async fn revoke_idle(state: &AppState, name: &str, idle: i64) {
+    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    // Only when nobody decided otherwise meanwhile: the resourceVersion makes a concurrent change a 409.
+    match api.get(name).await {
+        Ok(ar) if ar.spec.revocation.is_none() && ar.spec.withdrawal.is_none() => {
+            let patch = json!({
+                "metadata": {"resourceVersion": ar.metadata.resource_version},
+                "spec": {"revocation": {
+                    "by": "system:idle-timeout",
+                    "at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "reason": format!("terminal idle for {idle} seconds"),
+                }},
+            });
+            if let Err(e) = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::error!(request = name, error = %e, "idle revocation failed");
+            } else {
+                tracing::info!(request = name, "revoked after idle timeout");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(request = name, error = %e, "idle revocation failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_reasons() {
+        assert!(valid_name("app-1") && !valid_name("a b") && !valid_name("") && !valid_name("A"));
+        assert_eq!(reason_category("access was revoked"), "revoked");
+        assert_eq!(reason_category("idle for 5 seconds; access was revoked"), "idle");
+        assert_eq!(reason_category("access expired"), "expired");
+        assert_eq!(reason_category("closed by the user"), "user");
+        let cmd = shell_command("app");
+        assert_eq!(cmd[0], "/bin/sh");
+        assert!(cmd[2].contains("exec bash -i") && cmd[2].contains("exec sh -i"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Times in the configured display time zone, always with the zone shown.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// Parses an IANA zone name (`Europe/Berlin`).
+pub fn parse_zone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>()
+        .map_err(|_| format!("displayTimezone {name:?} is not an IANA time zone"))
+}
+
+/// `2026-11-26 18:04:05 CET`.
+pub fn format(tz: Tz, t: DateTime<Utc>) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+/// Formats an RFC 3339 string; unparsable input is shown as is.
+pub fn format_str(tz: Tz, s: &str) -> String {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => format(tz, t.with_timezone(&Utc)),
+        Err(_) => s.to_string(),
+    }
+}
+
+/// `1h 30m` style durations.
+pub fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn berlin_shows_its_zone() {
+        let tz = parse_zone("Europe/Berlin").unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-01-15T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format(tz, t), "2026-01-15 13:00:00 CET");
+        let t = DateTime::parse_from_rfc3339("2026-07-15T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format(tz, t), "2026-07-15 14:00:00 CEST");
+        assert!(parse_zone("Mars/Olympus").is_err());
+        assert_eq!(duration(5400), "1h 30m");
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(90061), "1d 1h 1m 1s");
+    }
+}

@@ -1,0 +1,250 @@
+//! Web test harness: a central kubesim with the chart's RBAC, the controller and the web process each
+//! running with their chart ServiceAccount's token, SQLite in a temporary directory, and HTTP sessions.
+#![allow(dead_code)]
+
+#[path = "../../../janus-controller/tests/common/mod.rs"]
+pub mod k8s;
+
+use std::time::Duration;
+
+use janus_web::server::{self, Options};
+use kubesim::RunningSim;
+use serde_json::{Value, json};
+
+pub use k8s::NS;
+
+/// The bootstrap admin.
+pub const ADMIN: (&str, &str) = ("admin", "bootstrap-password-1");
+/// Password of every other test user.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Extra workloads: a pod with a sidecar, and a namespace that is excluded.
+pub const EXTRA: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a}
+spec: {containers: [{name: main, image: debian}, {name: sidecar, image: envoy}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system}
+"#;
+
+/// Everything running.
+pub struct Stack {
+    pub sim: RunningSim,
+    pub controller: Option<k8s::Controller>,
+    pub url: String,
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    web: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Stack {
+    /// Starts the stack; `extra` is YAML merged into the test configuration.
+    pub async fn start(extra: &str) -> Stack {
+        let sim = k8s::central().await;
+        sim.load_seed(EXTRA).expect("extra workloads");
+        let cfg = k8s::config(&format!(
+            "adminEmails: [admin@example.com]\napprovalTtlOptions: [600, 900]\nidleTimeoutSeconds: 0\n{extra}"
+        ));
+        let controller = k8s::Controller::start(&sim, cfg.clone()).await;
+        let token = k8s::sa_token(&sim, NS, "k8s-janus-web").await;
+        let client = sim.client_for_token(&token).await.expect("web client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let opts = Options {
+            listen: addr,
+            metrics_listen: None,
+            database_url: Some(format!("sqlite://{}", dir.path().join("janus.db").display())),
+            database_password: None,
+            session_key: Some("k".repeat(48)),
+            bootstrap_admin: Some((ADMIN.0.into(), "admin@example.com".into(), ADMIN.1.into())),
+            replica: "test".into(),
+            central_server: sim.url(),
+            central_ca_pem: sim.ca_pem().to_string(),
+        };
+        let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let web = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = server::serve(state, client, opts, listener, stop, watch).await {
+                panic!("web failed: {e}");
+            }
+        });
+        let url = format!("http://{addr}");
+        let stack = Stack {
+            sim,
+            controller: Some(controller),
+            url: url.clone(),
+            host: addr.to_string(),
+            dir,
+            web,
+            stop: Some(tx),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+                && r.status().is_success()
+                && r.text().await.unwrap_or_default() == "ready"
+            {
+                return stack;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("web never became ready");
+    }
+
+    /// A client without a session.
+    pub fn anon(&self) -> Session {
+        Session {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            csrf: String::new(),
+            base: self.url.clone(),
+            email: String::new(),
+        }
+    }
+
+    /// Logs in through the API.
+    pub async fn login(&self, user: &str, password: &str) -> Session {
+        let mut s = self.anon();
+        let r = s
+            .http
+            .post(format!("{}/api/v1/login", self.url))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200, "login of {user} failed");
+        let body: Value = r.json().await.expect("json");
+        s.csrf = body["csrfToken"].as_str().expect("csrf").to_string();
+        s.email = body["identity"]["email"].as_str().expect("email").to_string();
+        s
+    }
+
+    /// Creates an engineer or admin and logs in as them.
+    pub async fn user(&self, admin: &Session, username: &str, email: &str, is_admin: bool) -> Session {
+        let r = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": username, "email": email, "password": PASSWORD, "isAdmin": is_admin}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "create user {username}: {}", r.text().await.unwrap_or_default());
+        self.login(username, PASSWORD).await
+    }
+
+    /// Stops the web process (and the controller).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.web).await;
+        if let Some(c) = self.controller.take() {
+            c.stop().await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.web.abort();
+    }
+}
+
+/// An HTTP client with (maybe) a session.
+#[derive(Clone)]
+pub struct Session {
+    pub http: reqwest::Client,
+    pub csrf: String,
+    pub base: String,
+    pub email: String,
+}
+
+impl Session {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .patch(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Submits a urlencoded form like a browser (with Origin and the CSRF field).
+    pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("_csrf", &self.csrf));
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .form(&all)
+            .send()
+            .await
+            .expect("form")
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    /// Creates a request; returns its name.
+    pub async fn request(&self, namespaces: &[&str], ttl: i64, reason: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/requests",
+                json!({"cluster": "central", "namespaces": namespaces, "ttlSeconds": ttl, "reason": reason}),
+            )
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "create request: {body}");
+        body["name"].as_str().expect("name").to_string()
+    }
+
+    /// Waits until the request reaches a phase (as this session sees it).
+    pub async fn wait_phase(&self, name: &str, phase: &str) -> Value {
+        for _ in 0..300 {
+            let v = self.json(&format!("/api/v1/requests/{name}")).await;
+            if v["phase"] == phase {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("request {name} never reached {phase}");
+    }
+}

@@ -1,0 +1,65 @@
+//! `janus web`: flags and environment of the web process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use janus_api::config::Config;
+
+/// Flags of `janus web`.
+#[derive(clap::Args)]
+pub struct WebArgs {
+    /// Configuration file (the chart's ConfigMap).
+    #[arg(long, env = "JANUS_CONFIG")]
+    pub config: PathBuf,
+    /// Kubeconfig of the central cluster (default: in-cluster ServiceAccount, then $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Address of the web UI.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Serve /healthz, /readyz and /metrics also on this address.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Database URL, overriding `database.url` of the configuration (the password always comes from
+    /// JANUS_DATABASE_PASSWORD).
+    #[arg(long, env = "JANUS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs the web process until `shutdown`.
+pub async fn run(
+    args: WebArgs,
+    client: kube::Client,
+    server: String,
+    ca: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(&args.config)?;
+    let replica = env("JANUS_POD_NAME")
+        .or_else(|| env("HOSTNAME"))
+        .unwrap_or_else(|| format!("janus-web-{}", std::process::id()));
+    let bootstrap = env("JANUS_BOOTSTRAP_ADMIN_PASSWORD").map(|p| {
+        (
+            env("JANUS_BOOTSTRAP_ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            env("JANUS_BOOTSTRAP_ADMIN_EMAIL").unwrap_or_else(|| "admin@k8s-janus.local".into()),
+            p,
+        )
+    });
+    let opts = janus_web::Options {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        database_url: args.database_url,
+        database_password: env("JANUS_DATABASE_PASSWORD"),
+        session_key: env("JANUS_SESSION_KEY"),
+        bootstrap_admin: bootstrap,
+        replica,
+        central_server: server,
+        central_ca_pem: ca,
+    };
+    janus_web::run(cfg, client, opts, shutdown).await?;
+    Ok(())
+}
