@@ -71,8 +71,29 @@ fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// PEM: at least one `-----BEGIN …-----` / `-----END …-----` block, each with a non-empty base64 body.
 fn is_pem(data: &[u8]) -> bool {
-    std::str::from_utf8(data).is_ok_and(|s| s.contains("-----BEGIN ") && s.contains("-----END "))
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let mut blocks = 0;
+    let mut body: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("-----BEGIN ") {
+            if body.is_some() {
+                return false;
+            }
+            body = Some(String::new());
+        } else if line.starts_with("-----END ") {
+            match body.take() {
+                Some(b) if !b.is_empty() && STANDARD.decode(&b).is_ok() => blocks += 1,
+                _ => return false,
+            }
+        } else if let Some(b) = body.as_mut() {
+            b.push_str(line);
+        }
+    }
+    body.is_none() && blocks > 0
 }
 
 /// Builds the kubeconfig YAML (one cluster, user and context, all named after the cluster).
@@ -208,6 +229,10 @@ mod tests {
         assert!(matches!(build(&i), Err(KubeconfigError::InvalidName(_))));
         i.name = "ok".into();
         i.ca_pem = Some(b"not pem".to_vec());
+        assert_eq!(build(&i), Err(KubeconfigError::NotPem("certificate authority")));
+        i.ca_pem = Some(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec());
+        assert_eq!(build(&i), Err(KubeconfigError::NotPem("certificate authority")));
+        i.ca_pem = Some(b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec());
         assert_eq!(build(&i), Err(KubeconfigError::NotPem("certificate authority")));
         i.ca_pem = None;
         i.auth = Auth::ClientCert {
