@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use janus_api::config::Config;
 
+mod demo;
 mod registration_cmd;
 mod web_cmd;
 
@@ -49,6 +50,8 @@ enum Command {
         #[arg(long)]
         no_leader_election: bool,
     },
+    /// Run the whole product locally: two simulated clusters, the controller and the web UI (127.0.0.1 only).
+    Demo(demo::DemoArgs),
     /// Run the web UI, the JSON API and the browser terminal.
     Web(web_cmd::WebArgs),
     /// Write `<cluster>-kubeconfig` Secrets from ArgoCD's cluster Secrets (the kubeconfigSync Job).
@@ -58,7 +61,11 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JANUS_LOG").unwrap_or_else(|_| "info,kube=warn".into());
+    init_logging_with(format, "info,kube=warn");
+}
+
+fn init_logging_with(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JANUS_LOG").unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -114,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
+        Command::Demo(args) => {
+            // The demo talks to a person: progress on stdout, only warnings in the log.
+            init_logging_with(LogFormat::Text, "warn");
+            demo::run(args, shutdown_signal()).await?;
+        }
         Command::Web(args) => {
             init_logging(cli.log_format);
             let (client, server, ca) = central_client(args.kubeconfig.as_ref()).await?;

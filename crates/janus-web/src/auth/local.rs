@@ -231,3 +231,46 @@ pub async fn login(
     .await;
     Ok((id, cookie))
 }
+
+/// Creates a local user, or resets its password when it exists with another one (`janus demo`).
+pub async fn ensure_user(
+    state: &AppState,
+    username: &str,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+) -> Result<(), WebError> {
+    check_username(username)?;
+    let email = check_email(email)?;
+    check_password(password)?;
+    match state.store.get_user(username).await? {
+        Some(u) => {
+            if !verify_password(u.password_hash.clone(), password.to_string()).await {
+                let hash = hash_password(password.to_string()).await?;
+                state
+                    .store
+                    .update_user(
+                        username,
+                        &janus_store::UserChange {
+                            password_hash: Some(hash),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+            }
+        }
+        None => {
+            let hash = hash_password(password.to_string()).await?;
+            state
+                .store
+                .create_user(&NewUser {
+                    username: username.into(),
+                    email,
+                    is_admin,
+                    password_hash: hash,
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
