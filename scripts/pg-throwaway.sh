@@ -29,7 +29,8 @@ BIN="$(find_bin)" || die "initdb/pg_ctl/postgres not found (set PG_BIN to their 
 
 as_pg() {
   if [[ "$(id -u)" == 0 ]]; then
-    runuser -u postgres -- "$@"
+    local ru; ru="$(command -v runuser || echo /usr/sbin/runuser)"
+    "$ru" -u postgres -- "$@"
   else
     "$@"
   fi
@@ -53,6 +54,8 @@ case "$cmd" in
     dir="${2:-}"
     if [[ -z "$dir" ]]; then
       dir="$(mktemp -d "${TMPDIR:-/tmp}/janus-pg.XXXXXX")"
+      # A failed start leaves nothing behind.
+      trap 'if [[ $? != 0 ]]; then "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 && as_pg "$BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"; fi' EXIT
     fi
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"

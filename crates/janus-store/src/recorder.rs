@@ -337,7 +337,6 @@ enum Work {
 /// A check, after a full list, for history rows whose object vanished while nobody watched.
 struct Sweep {
     seen: HashSet<String>,
-    listed_at: DateTime<Utc>,
 }
 
 /// Watches AccessRequests and records their history and audit events; see the module docs.
@@ -414,7 +413,7 @@ impl Recorder {
                     None => break,
                     Some(Err(e)) => tracing::warn!(error = %e, "AccessRequest watch failed; retrying"),
                     Some(Ok(watcher::Event::Init)) => {
-                        listing = Some(Sweep { seen: HashSet::new(), listed_at: Utc::now() });
+                        listing = Some(Sweep { seen: HashSet::new() });
                     }
                     Some(Ok(watcher::Event::InitDone)) => sweep = listing.take(),
                     Some(Ok(watcher::Event::InitApply(ar) | watcher::Event::Apply(ar))) => {
@@ -446,7 +445,7 @@ impl Recorder {
             if retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
                 continue;
             }
-            match self.flush(&store, &mut queue, &mut done, &mut sweep).await {
+            match self.flush(&api, &store, &mut queue, &mut done, &mut sweep).await {
                 Ok(()) => {
                     retry_at = None;
                     backoff = Duration::from_millis(250);
@@ -473,6 +472,7 @@ impl Recorder {
 
     async fn flush(
         &self,
+        api: &Api<AccessRequest>,
         store: &Store,
         queue: &mut BTreeMap<String, Work>,
         done: &mut HashMap<String, String>,
@@ -498,7 +498,7 @@ impl Recorder {
             }
         }
         if let Some(s) = sweep.as_ref() {
-            self.sweep(store, s).await?;
+            self.sweep(api, store, s).await?;
             *sweep = None;
         }
         Ok(())
@@ -519,13 +519,20 @@ impl Recorder {
     }
 
     /// Rows still live in history but absent from a complete list were deleted while nobody watched.
-    async fn sweep(&self, store: &Store, s: &Sweep) -> Result<(), StoreError> {
-        // Objects created shortly before the list may be missing from it through clock skew; leave them.
-        let horizon = s.listed_at - chrono::Duration::seconds(60);
+    async fn sweep(&self, api: &Api<AccessRequest>, store: &Store, s: &Sweep) -> Result<(), StoreError> {
         let now = Utc::now();
         for live in store.live_requests().await? {
-            if s.seen.contains(&live.name) || live.created_at >= horizon {
+            if s.seen.contains(&live.name) {
                 continue;
+            }
+            // Another replica may have recorded an object created after this list: ask the API server.
+            match api.get_opt(&live.name).await {
+                Ok(Some(ar)) if live.uid.is_none() || ar.metadata.uid == live.uid => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(request = %live.name, error = %e, "cannot check whether a request still exists");
+                    continue;
+                }
             }
             let uid = live.uid.clone().unwrap_or_else(|| format!("name:{}", live.name));
             let record = store.get_request(&live.name).await?;

@@ -203,6 +203,7 @@ pub struct AuditQuery {
 
 /// One AccessRequest as history, kept after the object is deleted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     /// Object name.
     pub name: String,
@@ -271,6 +272,7 @@ pub struct NewUser {
 
 /// A local account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct User {
     /// Login name.
     pub username: String,
@@ -332,6 +334,7 @@ pub struct WebSession {
 
 /// A browser terminal session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TerminalSession {
     /// Unique id.
     pub id: String,
@@ -361,6 +364,7 @@ pub struct TerminalSession {
 
 /// One command line typed in a terminal session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CommandLine {
     /// Terminal session.
     pub session_id: String,
@@ -376,6 +380,7 @@ pub struct CommandLine {
 
 /// A saved command for one user and cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QuickCommand {
     /// Id.
     pub id: i64,
