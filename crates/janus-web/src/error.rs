@@ -31,6 +31,9 @@ pub enum WebError {
     /// A limit was reached.
     #[error("{0}")]
     TooMany(String),
+    /// The body is larger than allowed.
+    #[error("the request body is too large")]
+    TooLarge,
     /// CSRF token or Origin check failed.
     #[error("the form expired or came from another site; reload the page and try again")]
     Csrf,
@@ -60,6 +63,7 @@ impl WebError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +79,7 @@ impl WebError {
             Self::Invalid { .. } => "invalid",
             Self::Conflict(_) => "conflict",
             Self::TooMany(_) => "too_many",
+            Self::TooLarge => "too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -90,6 +95,16 @@ impl From<janus_store::StoreError> for WebError {
                 tracing::warn!(error = %other, "database error");
                 Self::Unavailable("the database is unavailable; try again shortly".into())
             }
+        }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for WebError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::TooLarge
+        } else {
+            Self::invalid("body", e.body_text())
         }
     }
 }

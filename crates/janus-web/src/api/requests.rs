@@ -15,7 +15,7 @@ use crate::requests::{self as domain, CreateInput, DecisionInput, ListFilter};
 use crate::state::AppState;
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
-    b.map(|Json(v)| v).map_err(|e| WebError::invalid("body", e.body_text()))
+    b.map(|Json(v)| v).map_err(WebError::from)
 }
 
 /// `GET /api/v1/requests`.
@@ -85,9 +85,14 @@ pub async fn decide(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
-    b: Option<Json<DecisionBody>>,
+    b: Result<Json<DecisionBody>, JsonRejection>,
 ) -> Result<Response, WebError> {
-    let b = b.map(|Json(b)| b).unwrap_or_default();
+    let b = match b {
+        Ok(Json(b)) => b,
+        // No body at all (e.g. approve with the requested TTL) means no fields.
+        Err(JsonRejection::MissingJsonContentType(_)) => DecisionBody::default(),
+        Err(e) => return Err(e.into()),
+    };
     let decision = match action.as_str() {
         "approve" => DecisionInput::Approve {
             ttl_seconds: b.ttl_seconds,

@@ -31,7 +31,7 @@ pub async fn login(
     if state.config.web.auth_mode != AuthMode::Local {
         return Err(WebError::NotFound("local login is disabled".into()));
     }
-    let Json(input) = body.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    let Json(input) = body.map_err(WebError::from)?;
     let (id, cookie) = local::login(&state, &input.username, &input.password, Some(peer.ip())).await?;
     let mut r = Json(json!({"identity": id, "csrfToken": id.csrf})).into_response();
     if let Ok(v) = cookie.parse() {

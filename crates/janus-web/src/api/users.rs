@@ -182,7 +182,7 @@ pub async fn create_handler(
     b: Result<Json<NewUserInput>, JsonRejection>,
 ) -> Result<Response, WebError> {
     require_admin(&id)?;
-    let Json(input) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    let Json(input) = b.map_err(WebError::from)?;
     let u = create(&state, &id, input).await?;
     Ok((StatusCode::CREATED, Json(u)).into_response())
 }
@@ -195,7 +195,7 @@ pub async fn update_handler(
     b: Result<Json<UserChangeInput>, JsonRejection>,
 ) -> Result<Response, WebError> {
     require_admin(&id)?;
-    let Json(input) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    let Json(input) = b.map_err(WebError::from)?;
     Ok(Json(update(&state, &id, &username, input).await?).into_response())
 }
 

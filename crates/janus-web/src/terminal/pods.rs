@@ -282,7 +282,7 @@ pub async fn quick_add(
     Authenticated(id): Authenticated,
     b: Result<Json<QuickInput>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, WebError> {
-    let Json(q) = b.map_err(|e| WebError::invalid("body", e.body_text()))?;
+    let Json(q) = b.map_err(WebError::from)?;
     if q.label.trim().is_empty() || q.label.chars().count() > 60 {
         return Err(WebError::invalid("label", "a label has 1 to 60 characters"));
     }

@@ -44,17 +44,34 @@ pub struct Stack {
 impl Stack {
     /// Starts the stack; `extra` is YAML merged into the test configuration.
     pub async fn start(extra: &str) -> Stack {
+        Self::start_with(|_| extra.to_string(), None).await
+    }
+
+    /// Starts the stack with configuration made from the web UI's URL (for `web.baseUrl`), and the
+    /// OIDC client secret the web process gets from its environment.
+    pub async fn start_with(extra: impl FnOnce(&str) -> String, oidc_client_secret: Option<String>) -> Stack {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let extra = extra(&format!("http://{addr}"));
+        let extra = extra.as_str();
         let sim = k8s::central().await;
         sim.load_seed(EXTRA).expect("extra workloads");
-        let cfg = k8s::config(&format!(
-            "adminEmails: [admin@example.com]\napprovalTtlOptions: [600, 900]\nidleTimeoutSeconds: 0\n{extra}"
-        ));
+        let mut doc: serde_yaml::Mapping = serde_yaml::from_str(extra).unwrap_or_default();
+        for (k, v) in [
+            ("adminEmails", "[admin@example.com]"),
+            ("approvalTtlOptions", "[600, 900]"),
+            ("idleTimeoutSeconds", "0"),
+        ] {
+            let key = serde_yaml::Value::from(k);
+            if !doc.contains_key(&key) {
+                doc.insert(key, serde_yaml::from_str(v).expect("default"));
+            }
+        }
+        let cfg = k8s::config(&serde_yaml::to_string(&doc).expect("yaml"));
         let controller = k8s::Controller::start(&sim, cfg.clone()).await;
         let token = k8s::sa_token(&sim, NS, "k8s-janus-web").await;
         let client = sim.client_for_token(&token).await.expect("web client");
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let opts = Options {
             listen: addr,
             metrics_listen: None,
@@ -65,6 +82,7 @@ impl Stack {
             replica: "test".into(),
             central_server: sim.url(),
             central_ca_pem: sim.ca_pem().to_string(),
+            oidc_client_secret,
         };
         let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -110,6 +128,7 @@ impl Stack {
             csrf: String::new(),
             base: self.url.clone(),
             email: String::new(),
+            cookie: String::new(),
         }
     }
 
@@ -124,6 +143,13 @@ impl Stack {
             .await
             .expect("login");
         assert_eq!(r.status(), 200, "login of {user} failed");
+        s.cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .to_string();
         let body: Value = r.json().await.expect("json");
         s.csrf = body["csrfToken"].as_str().expect("csrf").to_string();
         s.email = body["identity"]["email"].as_str().expect("email").to_string();
@@ -138,7 +164,12 @@ impl Stack {
                 json!({"username": username, "email": email, "password": PASSWORD, "isAdmin": is_admin}),
             )
             .await;
-        assert_eq!(r.status(), 201, "create user {username}: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            201,
+            "create user {username}: {}",
+            r.text().await.unwrap_or_default()
+        );
         self.login(username, PASSWORD).await
     }
 
@@ -167,6 +198,8 @@ pub struct Session {
     pub csrf: String,
     pub base: String,
     pub email: String,
+    /// `janus_session=…`, for WebSocket handshakes.
+    pub cookie: String,
 }
 
 impl Session {
