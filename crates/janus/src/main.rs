@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use janus_api::config::Config;
 
+mod audit_cmd;
 mod demo;
 mod registration_cmd;
 mod web_cmd;
@@ -35,6 +36,11 @@ enum LogFormat {
 enum Command {
     /// Print the AccessRequest CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Read the audit log from the configured database.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Run the controller: grant, expire and revoke access for AccessRequests.
     Controller {
         /// Configuration file (the chart's ConfigMap).
@@ -121,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
+        Command::Audit { command } => audit_cmd::run(command).await?,
         Command::Demo(args) => {
             // The demo talks to a person: progress on stdout, only warnings in the log.
             init_logging_with(LogFormat::Text, "warn");
