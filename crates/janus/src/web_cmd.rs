@@ -59,6 +59,7 @@ pub async fn run(
         replica,
         central_server: server,
         central_ca_pem: ca,
+        oidc_client_secret: env("JANUS_OIDC_CLIENT_SECRET"),
     };
     janus_web::run(cfg, client, opts, shutdown).await?;
     Ok(())

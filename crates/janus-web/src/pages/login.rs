@@ -110,7 +110,12 @@ pub async fn logout(State(state): State<AppState>, Optional(id): Optional) -> Re
     if let Some(id) = id {
         end_session(&state, &id).await;
     }
-    let mut r = Redirect::to("/login").into_response();
+    // With OIDC the login page would sign straight back in while the provider's session lasts.
+    let target = match state.config.web.auth_mode {
+        AuthMode::Oidc => "/oidc/logged-out",
+        _ => "/login",
+    };
+    let mut r = Redirect::to(target).into_response();
     if let Ok(v) = session::set_cookie(&state, session::COOKIE, "", 0).parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }

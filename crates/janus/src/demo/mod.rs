@@ -287,6 +287,7 @@ pub async fn run(
         replica: "demo".into(),
         central_server: central.url(),
         central_ca_pem: central.ca_pem().to_string(),
+        oidc_client_secret: None,
     };
     let (state, watch) = janus_web::server::build_state(config.clone(), wclient.clone(), &opts).await?;
     janus_web::auth::local::ensure_user(
