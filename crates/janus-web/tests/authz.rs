@@ -64,7 +64,13 @@ async fn every_route_checks_who_may_and_who_may_not() {
         assert_eq!(&got, want, "GET {path} as [anonymous, owner, other, admin]");
     }
     // Health and assets need no identity.
-    for p in ["/healthz", "/readyz", "/metrics", "/assets/app.js", "/api/v1/openapi.yaml"] {
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/assets/app.js",
+        "/api/v1/openapi.yaml",
+    ] {
         assert_eq!(status_get(&anon, p).await, 200, "{p}");
     }
 
@@ -75,8 +81,16 @@ async fn every_route_checks_who_may_and_who_may_not() {
     assert_eq!(all["total"], 2);
     // Excluded and missing namespaces are never offered.
     let ns = alice.json("/api/v1/clusters/central/namespaces").await;
-    let ns: Vec<&str> = ns["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(!ns.contains(&"kube-system") && !ns.contains(&"k8s-janus") && ns.contains(&"team-a"), "{ns:?}");
+    let ns: Vec<&str> = ns["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !ns.contains(&"kube-system") && !ns.contains(&"k8s-janus") && ns.contains(&"team-a"),
+        "{ns:?}"
+    );
 
     // Decisions by the wrong people are refused; nothing changes.
     let d = |a: &str| format!("{r}/{a}");
@@ -85,12 +99,24 @@ async fn every_route_checks_who_may_and_who_may_not() {
     assert_eq!(status_post(&bob, &d("approve"), json!({})).await, 404);
     assert_eq!(status_post(&alice, &d("deny"), json!({"reason": "x"})).await, 403);
     assert_eq!(status_post(&bob, &d("withdraw"), json!({})).await, 404);
-    assert_eq!(status_post(&admin, &d("withdraw"), json!({})).await, 403, "only the requester withdraws");
+    assert_eq!(
+        status_post(&admin, &d("withdraw"), json!({})).await,
+        403,
+        "only the requester withdraws"
+    );
     assert_eq!(status_post(&alice, &d("revoke"), json!({})).await, 403);
     assert_eq!(status_post(&alice, &d("extend"), json!({"seconds": 60})).await, 403);
-    assert_eq!(status_post(&admin, &d("revoke"), json!({})).await, 409, "a pending request is not revoked");
+    assert_eq!(
+        status_post(&admin, &d("revoke"), json!({})).await,
+        409,
+        "a pending request is not revoked"
+    );
     assert_eq!(status_post(&admin, &d("extend"), json!({"seconds": 60})).await, 409);
-    assert_eq!(status_post(&admin, &d("deny"), json!({"reason": ""})).await, 422, "denial needs a reason");
+    assert_eq!(
+        status_post(&admin, &d("deny"), json!({"reason": ""})).await,
+        422,
+        "denial needs a reason"
+    );
     assert_eq!(status_post(&admin, &d("frobnicate"), json!({})).await, 404);
     // An admin cannot approve their own request.
     let own_path = format!("/api/v1/requests/{own}/approve");
@@ -118,10 +144,31 @@ async fn every_route_checks_who_may_and_who_may_not() {
     assert_eq!(cross.status(), 403);
 
     // User management: engineers cannot, admins can.
-    assert_eq!(status_post(&alice, "/api/v1/users", json!({"username": "x", "email": "x@e.com", "password": "long enough password"})).await, 403);
-    assert_eq!(alice.patch("/api/v1/users/bob", json!({"isAdmin": true})).await.status(), 403);
+    assert_eq!(
+        status_post(
+            &alice,
+            "/api/v1/users",
+            json!({"username": "x", "email": "x@e.com", "password": "long enough password"})
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        alice
+            .patch("/api/v1/users/bob", json!({"isAdmin": true}))
+            .await
+            .status(),
+        403
+    );
     assert_eq!(alice.delete("/api/v1/users/bob").await.status(), 403);
-    assert_eq!(admin.patch("/api/v1/users/admin", json!({"isAdmin": false})).await.status(), 409, "no self-demotion");
+    assert_eq!(
+        admin
+            .patch("/api/v1/users/admin", json!({"isAdmin": false}))
+            .await
+            .status(),
+        409,
+        "no self-demotion"
+    );
 
     // The admin approves; now the terminal routes open for the owner only.
     let approved = admin.post(&d("approve"), json!({"ttlSeconds": 900})).await;
@@ -131,8 +178,16 @@ async fn every_route_checks_who_may_and_who_may_not() {
     assert_eq!(status_get(&anon, &pods).await, 401);
     assert_eq!(status_get(&alice, &pods).await, 200);
     assert_eq!(status_get(&bob, &pods).await, 404);
-    assert_eq!(status_get(&admin, &pods).await, 403, "admins use requests' access only when configured");
-    assert_eq!(status_get(&alice, &format!("{r}/pods?namespace=team-b")).await, 422, "not granted");
+    assert_eq!(
+        status_get(&admin, &pods).await,
+        403,
+        "admins use requests' access only when configured"
+    );
+    assert_eq!(
+        status_get(&alice, &format!("{r}/pods?namespace=team-b")).await,
+        422,
+        "not granted"
+    );
     assert_eq!(status_get(&alice, &format!("/terminal/{mine}")).await, 200);
     assert_eq!(status_get(&bob, &format!("/terminal/{mine}")).await, 404);
 
@@ -143,4 +198,32 @@ async fn every_route_checks_who_may_and_who_may_not() {
         assert_eq!(status_post(who, &d(a), json!({})).await, 409, "{a} after the end");
     }
     stack.stop().await;
+}
+
+/// Every API route is documented in the OpenAPI file the app serves, and the file is valid YAML.
+#[test]
+fn the_openapi_document_covers_every_api_route() {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../assets/openapi.yaml")).expect("openapi.yaml is YAML");
+    let paths = doc["paths"].as_mapping().expect("paths");
+    let documented: Vec<String> = paths.keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    let sources = [
+        include_str!("../src/api/mod.rs"),
+        include_str!("../src/terminal/mod.rs"),
+    ];
+    let mut routes = Vec::new();
+    for src in sources {
+        for line in src.lines() {
+            if let Some(rest) = line.trim().strip_prefix(".route(\"") {
+                let path = rest.split('"').next().unwrap();
+                if path.starts_with("/api/") || path.starts_with("/ws/") {
+                    routes.push(path.to_string());
+                }
+            }
+        }
+    }
+    assert!(routes.len() > 15, "{routes:?}");
+    for r in routes {
+        assert!(documented.contains(&r), "{r} is not in assets/openapi.yaml");
+    }
 }
