@@ -323,6 +323,7 @@ async fn oidc_login_end_to_end() {
         "state mismatch",
         "login state cookie missing",
         "mallory@example.com",
+        r#""method":"oidc""#,
     ] {
         assert!(audit.contains(needle), "audit has {needle}: {audit}");
     }

@@ -337,11 +337,19 @@ fn not_configured(state: &AppState, headers: &HeaderMap) -> Response {
 }
 
 /// `GET /oidc/login?next=`: sends the browser to the provider.
-pub async fn start(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Optional(id): Optional,
+    Query(q): Query<StartQuery>,
+) -> Response {
     let Some(oidc) = state.oidc.as_ref() else {
         return not_configured(&state, &headers);
     };
     let next = auth::safe_next(q.next.as_deref());
+    if id.is_some() {
+        return Redirect::to(&next).into_response();
+    }
     let d = oidc.current();
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = d
@@ -414,7 +422,7 @@ pub async fn callback(
                     None,
                     None,
                     &[],
-                    json!({"auth": "oidc", "issuer": oidc.issuer(), "subject": subject, "groups": groups,
+                    json!({"method": "oidc", "issuer": oidc.issuer(), "subject": subject, "groups": groups,
                            "admin": id.is_admin, "source": source}),
                 )
                 .await;
@@ -435,7 +443,7 @@ pub async fn callback(
                 None,
                 None,
                 &[],
-                json!({"auth": "oidc", "reason": refusal.detail, "source": source}),
+                json!({"method": "oidc", "reason": refusal.detail, "source": source}),
             )
             .await;
             tracing::warn!(reason = %refusal.detail, email = ?refusal.email, "OIDC login refused");
