@@ -77,9 +77,19 @@ fn start_provider(web: &str, conform: bool) -> Provider {
         .arg(CLIENT_SECRET)
         .env("OIDC_CONFORM", if conform { "1" } else { "0" })
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
+    // The provider's development-mode warnings (in-memory adapter, dev keys) are expected here.
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !line.starts_with("oidc-provider WARNING") {
+                eprintln!("oidc-provider: {line}");
+            }
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
