@@ -2,10 +2,10 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 #
 #   scripts/test.sh          formatting, lints, Rust unit + end-to-end tests (kubesim, real kubectl),
-#                            Helm chart tests (real helm, kubernetes-validate)
+#                            Helm chart tests (real helm, kubernetes-validate), browser tests (chromium)
 #
-# It installs what the tests need by itself (scripts/install-test-tools.sh: helm and a Python venv
-# under .tools/). It needs: a Rust toolchain (cargo), python3, and kubectl on the PATH.
+# It installs what the tests need by itself (scripts/install-test-tools.sh: helm, a Python venv, chromium
+# and playwright-core under .tools/). It needs: a Rust toolchain (cargo), python3, node, and kubectl on the PATH.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,7 +15,7 @@ for tool in cargo python3 kubectl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "scripts/test.sh: '$tool' is required on the PATH" >&2; exit 2; }
 done
 
-step "installing test tools (helm, kubernetes-validate, pytest) into .tools/"
+step "installing test tools (helm, kubernetes-validate, pytest, chromium, playwright-core)"
 scripts/install-test-tools.sh
 export PATH="$PWD/.tools/bin:$PATH"
 
@@ -43,6 +43,26 @@ fi
 step "cargo test (unit and end-to-end against kubesim)"
 # kubectl-driven tests wait on subprocesses, not on the CPU: more threads than cores shortens the run.
 cargo test --workspace --locked -- --test-threads="${JANUS_TEST_THREADS:-4}"
+
+step "browser tests (tests/browser: Debian chromium + playwright-core against janus demo)"
+# cargo test built target/debug/janus (the demo tests run it). Missing chromium or node is a skip on a
+# developer's machine and a failure under CI.
+if ! command -v node >/dev/null 2>&1; then
+  if [[ "${CI:-}" == true ]]; then
+    echo "scripts/test.sh: node is required under CI for the browser tests" >&2
+    exit 2
+  fi
+  echo "scripts/test.sh: node not found; browser tests skipped" >&2
+else
+  browser_rc=0
+  node tests/browser/run.mjs target/debug/janus || browser_rc=$?
+  if [[ $browser_rc -eq 3 && "${CI:-}" != true ]]; then
+    echo "scripts/test.sh: chromium or playwright-core missing; browser tests skipped" >&2
+  elif [[ $browser_rc -ne 0 ]]; then
+    echo "scripts/test.sh: browser tests failed (screenshots and demo.log in target/browser-artifacts/)" >&2
+    exit "$browser_rc"
+  fi
+fi
 
 step "chart tests (helm lint/template, kubernetes-validate, policies)"
 .tools/venv/bin/pytest -q tests/chart

@@ -11,7 +11,7 @@
   // Countdowns: <span class="countdown" data-expires="RFC3339">.
   function tick() {
     var now = Date.now();
-    document.querySelectorAll("[data-expires]").forEach(function (el) {
+    document.querySelectorAll(".countdown[data-expires]").forEach(function (el) {
       var t = Date.parse(el.getAttribute("data-expires"));
       if (isNaN(t)) return;
       var s = Math.max(0, Math.floor((t - now) / 1000));
@@ -34,6 +34,42 @@
   var main = document.querySelector("main[data-live]");
   if (main && window.EventSource) {
     var pending = null;
+    // Choices made in forms of <main> but not submitted yet (an "Approve for" duration, a typed reason):
+    // kept across a refresh, keyed by form action, field name and position.
+    var changedFields = function () {
+      var out = {};
+      main.querySelectorAll("form").forEach(function (f) {
+        var seen = {};
+        Array.prototype.forEach.call(f.elements, function (c) {
+          if (!c.name || c.type === "hidden" || c.type === "submit") return;
+          var key = (f.getAttribute("action") || "") + "|" + c.name;
+          seen[key] = (seen[key] || 0) + 1;
+          key += "|" + seen[key];
+          if (c.tagName === "SELECT") {
+            var d = Array.prototype.filter.call(c.options, function (o) { return o.defaultSelected; })[0] || c.options[0];
+            if (d && c.value !== d.value) out[key] = { value: c.value };
+          } else if (c.type === "checkbox" || c.type === "radio") {
+            if (c.checked !== c.defaultChecked) out[key] = { checked: c.checked };
+          } else if (c.value !== c.defaultValue) {
+            out[key] = { value: c.value };
+          }
+        });
+      });
+      return out;
+    };
+    var restoreFields = function (kept) {
+      main.querySelectorAll("form").forEach(function (f) {
+        var seen = {};
+        Array.prototype.forEach.call(f.elements, function (c) {
+          if (!c.name || c.type === "hidden" || c.type === "submit") return;
+          var key = (f.getAttribute("action") || "") + "|" + c.name;
+          seen[key] = (seen[key] || 0) + 1;
+          var k = kept[key + "|" + seen[key]];
+          if (!k) return;
+          if ("checked" in k) c.checked = k.checked; else c.value = k.value;
+        });
+      });
+    };
     var refresh = function () {
       if (pending) return;
       pending = setTimeout(function () {
@@ -44,10 +80,20 @@
         }
         fetch(location.href, { headers: { "X-Janus-Fragment": "1" }, credentials: "same-origin" })
           .then(function (r) { return r.ok ? r.text() : null; })
-          .then(function (html) { if (html !== null) { main.innerHTML = html; tick(); document.dispatchEvent(new Event("janus:refreshed")); } });
+          .then(function (html) {
+            if (html === null) return;
+            var kept = changedFields();
+            main.innerHTML = html;
+            restoreFields(kept);
+            tick();
+            document.dispatchEvent(new Event("janus:refreshed"));
+          });
       }, 250);
     };
     var es = new EventSource("/api/v1/events");
+    // A change between rendering this page and the stream being open would otherwise be missed: catch up
+    // once each time the stream (re)opens.
+    es.addEventListener("open", refresh);
     es.addEventListener("request", refresh);
     es.addEventListener("resync", refresh);
   }

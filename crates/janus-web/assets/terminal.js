@@ -14,6 +14,7 @@
   var notice = document.getElementById("term-notice");
   var panes = [makePane(0), makePane(1)];
   var activePane = 0;
+  var chosen = {}; // "namespace/pod" -> container chosen in the pod list
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -34,7 +35,7 @@
       return r.text().then(function (t) {
         var j = null;
         try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; }
-        if (!r.ok) throw new Error((j && j.error) || ("HTTP " + r.status));
+        if (!r.ok) { var err = new Error((j && j.error) || ("HTTP " + r.status)); err.status = r.status; throw err; }
         return j;
       });
     });
@@ -143,6 +144,10 @@
           if (p.containers.length > 1) {
             sel = el("select"); sel.setAttribute("aria-label", "Container");
             p.containers.forEach(function (c) { var o = el("option", null, c); o.value = c; sel.appendChild(o); });
+            // The list is rebuilt every few seconds: keep the container someone chose.
+            var key = current + "/" + p.name;
+            if (p.containers.indexOf(chosen[key]) >= 0) sel.value = chosen[key];
+            sel.addEventListener("change", function () { chosen[key] = sel.value; });
             card.appendChild(sel);
           }
           var acts = el("div", "actions");
@@ -159,7 +164,11 @@
           list.appendChild(card);
         });
       })
-      .catch(function (e) { list.textContent = e.message; });
+      .catch(function (e) {
+        list.textContent = e.message;
+        // The access ended (revoked, expired, withdrawn): stop asking every few seconds.
+        if (e.status === 409 || e.status === 403 || e.status === 404) { clearInterval(poll); if (notice.classList.contains("hidden")) showNotice(e.message, true); }
+      });
     api("/api/v1/requests/" + encodeURIComponent(request) + "/events?namespace=" + encodeURIComponent(current))
       .then(function (j) {
         var box = document.getElementById("event-list"); box.textContent = "";
@@ -219,5 +228,5 @@
 
   loadPods();
   loadQuick();
-  setInterval(loadPods, 5000);
+  var poll = setInterval(loadPods, 5000);
 })();

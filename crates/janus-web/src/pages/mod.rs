@@ -79,6 +79,7 @@ pub fn page(
                 @if let Some(id) = id { meta name="csrf-token" content=(id.csrf); }
                 title { (title) " · k8s-janus" }
                 link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" type="image/svg+xml" href="/assets/favicon.svg";
                 script src="/assets/app.js" defer {}
             }
             body {
@@ -140,6 +141,7 @@ impl IntoResponse for PageError {
                     meta charset="utf-8";
                     title { "Error · k8s-janus" }
                     link rel="stylesheet" href="/assets/app.css";
+                    link rel="icon" type="image/svg+xml" href="/assets/favicon.svg";
                 }
                 body {
                     header.top { a.brand href="/" { "k8s-janus" } }

@@ -33,6 +33,7 @@ pub async fn show(
         link rel="stylesheet" href="/assets/vendor/xterm.css";
         script src="/assets/vendor/xterm.js" defer {}
         script src="/assets/vendor/addon-fit.js" defer {}
+        script src="/assets/xterm-csp.js" defer {}
         script src="/assets/terminal.js" defer {}
         div #terminal-app data-request=(name) data-cluster=(view.cluster) data-namespaces=(view.granted_namespaces.join(",")) data-expires=[view.expires_at.clone()] {
             h1 { "Terminal · " (view.cluster_display_name) " · " (name) }
@@ -103,6 +104,7 @@ pub async fn replay(
     let main = html! {
         link rel="stylesheet" href="/assets/vendor/xterm.css";
         script src="/assets/vendor/xterm.js" defer {}
+        script src="/assets/xterm-csp.js" defer {}
         script src="/assets/player.js" defer {}
         h1 { "Recording " (session) }
         div.actions {

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Browser end-to-end tests of the web UI and the terminal against `janus demo` (kubesim clusters, the
+// controller, SQLite), driven through Debian's chromium with playwright-core.
+//
+//   node tests/browser/run.mjs target/debug/janus
+//
+// Builds nothing: it runs the given binary. Screenshots go to target/browser-artifacts/ (or
+// $JANUS_BROWSER_ARTIFACTS). Every page is watched for CSP violations, console errors, uncaught
+// exceptions and unexpected dialogs; any of them fails the step in which it happened.
+// Exit codes: 0 all passed, 1 a step failed, 2 usage, 3 chromium or playwright-core missing (a skip
+// outside CI; scripts/test.sh turns it into a failure under CI=true).
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+import { ARTIFACTS, Guard, VIEWPORT, chromiumPath, ensureArtifacts, launch, loadPlaywright, startDemo, stopDemo } from "./lib.mjs";
+import { scenarios } from "./scenarios.mjs";
+
+const binary = process.argv[2];
+if (!binary || !existsSync(binary)) {
+  console.error("usage: node tests/browser/run.mjs PATH/TO/janus   (build it first: cargo build -p janus)");
+  process.exit(2);
+}
+if (!chromiumPath()) {
+  console.error("browser tests: chromium not found (apt-get install -y chromium, or set CHROMIUM)");
+  process.exit(3);
+}
+let pw;
+try {
+  pw = await loadPlaywright();
+} catch (e) {
+  console.error(`browser tests: playwright-core not found (scripts/install-test-tools.sh installs it): ${e.message}`);
+  process.exit(3);
+}
+
+ensureArtifacts();
+const started = Date.now();
+const log = (m) => console.log(`[browser ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+
+log(`starting ${binary} demo`);
+const demo = await startDemo(resolve(binary));
+log(`demo running at ${demo.url}`);
+let browser = null;
+let passed = 0;
+let failed = 0;
+const guard = new Guard();
+try {
+  browser = await launch(pw);
+  const ctx = {};
+  for (const who of ["engineer", "admin"]) {
+    const context = await browser.newContext({ viewport: VIEWPORT, baseURL: demo.url });
+    context.setDefaultTimeout(15000);
+    await guard.watch(context, who);
+    ctx[who] = context;
+  }
+  const s = { demo, guard, ctx, log, pages: {} };
+  for (const [name, fn] of scenarios) {
+    const t0 = Date.now();
+    try {
+      await fn(s);
+      guard.assertClean(name);
+      passed++;
+      log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed++;
+      log(`FAIL ${name}: ${e.stack || e}`);
+      for (const [key, page] of Object.entries(s.pages)) {
+        if (!page.isClosed()) await page.screenshot({ path: `${ARTIFACTS}/failure-${key}.png` }).catch(() => {});
+      }
+      break; // the steps build on each other
+    }
+  }
+  const skipped = scenarios.length - passed - failed;
+  if (skipped) log(`${skipped} later step(s) not run`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  await stopDemo(demo);
+}
+log(`screenshots in ${ARTIFACTS}`);
+const notRun = scenarios.length - passed - failed;
+console.log(`${passed} passed, ${failed + notRun} failed`);
+process.exit(failed + notRun ? 1 : 0);
