@@ -295,6 +295,35 @@ async fn setup_sh_registers_a_remote_cluster_and_removes_it() {
     assert!(secret(&central, "prod-kubeconfig").await.is_none());
     assert!(!agent_exists(&remote).await);
 
+    // An identity that may not write Secrets in the Janus namespace (the web UI's): refused up front.
+    let weak_token = sa_token(&central, NS, "k8s-janus-web").await;
+    let weak = kubesim::kubeconfig::render("weak", &central.url(), central.ca_pem(), &weak_token);
+    let merged = std::fs::read_to_string(&env.kubeconfig).unwrap();
+    let weak_env = Env::new(&central, &remote);
+    kubesim::kubeconfig::write_private(
+        &weak_env.kubeconfig,
+        &kubesim::kubeconfig::merge(&[merged, weak]).unwrap(),
+    )
+    .unwrap();
+    let out = failed(
+        &weak_env
+            .setup(&[
+                "--central-context",
+                "weak",
+                "--remote-context",
+                "remote",
+                "--name",
+                "prod",
+                "--yes",
+            ])
+            .await,
+    );
+    assert!(
+        out.contains("insufficient rights on the central cluster ('weak'): you cannot create secrets"),
+        "{out}"
+    );
+    assert!(!agent_exists(&remote).await);
+
     // Dry run: the plan, no change.
     let out = ok(&env.setup(&[&base[..], &["--name", "prod", "--dry-run"]].concat()).await);
     assert!(out.contains("helm upgrade --install k8s-janus"), "{out}");
