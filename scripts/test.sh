@@ -64,5 +64,12 @@ else
   fi
 fi
 
+step "shellcheck scripts/setup.sh"
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck scripts/setup.sh
+else
+  echo "scripts/test.sh: shellcheck not found; skipped" >&2
+fi
+
 step "chart tests (helm lint/template, kubernetes-validate, policies)"
 .tools/venv/bin/pytest -q tests/chart
