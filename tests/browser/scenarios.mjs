@@ -4,6 +4,8 @@ import { check, shot, sleep, text, until, xtermLines } from "./lib.mjs";
 
 export const HOSTILE = `<script>alert(1)</script> "quotes" 'single' ünïcødé`;
 const DENIAL = `Change freeze: follow the <b>runbook</b> & retry "later"`;
+const QUICK_LABEL = `<img src=x> "disk" 'usage' ü`;
+const LONG_WORD = "x".repeat(700);
 
 async function login(page, user, password) {
   await page.goto("/login");
@@ -66,6 +68,21 @@ async function typeInTerminal(page, pane, line) {
 
 async function waitForLine(page, rows, want, what) {
   return until(what, async () => (await xtermLines(page.locator(rows))).includes(want), 15000);
+}
+
+/** Runs `stty size` in a pane; checks the PTY's rows against the rows xterm.js shows. */
+async function sttySize(page, pane) {
+  const rows = `#pane-${pane} .xterm-rows`;
+  const before = (await xtermLines(page.locator(rows))).filter((l) => /^\d+ \d+$/.test(l)).length;
+  await typeInTerminal(page, pane, "stty size");
+  const line = await until("stty size output", async () => {
+    const found = (await xtermLines(page.locator(rows))).filter((l) => /^\d+ \d+$/.test(l));
+    return found.length > before && found[found.length - 1];
+  });
+  const [r, c] = line.split(" ").map(Number);
+  const shown = await page.locator(rows).evaluate((e) => e.children.length);
+  check(r === shown, `stty rows ${r} match the ${shown} rows on screen`);
+  return { rows: r, cols: c };
 }
 
 export const scenarios = [
@@ -183,6 +200,7 @@ export const scenarios = [
       await until("a prompt", async () => (await xtermLines(page.locator("#pane-0 .xterm-rows"))).some((l) => l.length > 0));
       await typeInTerminal(page, 0, "echo hello");
       await waitForLine(page, "#pane-0 .xterm-rows", "hello", "hello in the terminal rows");
+      s.size1 = await sttySize(page, 0);
     },
   ],
   [
@@ -205,7 +223,21 @@ export const scenarios = [
       await waitForLine(page, "#pane-1 .xterm-rows", "second-42", "the second shell's output");
       check((await xtermLines(page.locator("#pane-0 .xterm-rows"))).includes("hello"), "the first pane keeps its own session");
       check(!(await xtermLines(page.locator("#pane-0 .xterm-rows"))).includes("second-42"), "pane 1 output not in pane 0");
+      // The split narrowed the first terminal; the shell's PTY follows the resize.
+      const size2 = await sttySize(page, 0);
+      check(size2.cols < s.size1.cols && size2.cols > 20, `stty size follows the split: ${s.size1.cols} -> ${size2.cols} columns`);
       await shot(page, "terminal-split");
+      // A quick command (stored per user and cluster) runs in the pane in use; its label is text, not markup.
+      const form = page.locator("#quick-form");
+      await form.getByLabel("Label").fill(QUICK_LABEL);
+      await form.getByLabel("Command").fill("echo quick-$((1+1))");
+      await form.getByRole("button", { name: "Save" }).click();
+      const quick = page.locator("#quick-list").getByRole("button", { name: QUICK_LABEL, exact: true });
+      await quick.waitFor();
+      check((await page.locator("#quick-list img").count()) === 0, "no element made from the quick command's label");
+      await page.locator("#pane-1 .xterm-screen").click();
+      await quick.click();
+      await waitForLine(page, "#pane-1 .xterm-rows", "quick-2", "the quick command's output in pane 2");
     },
   ],
   [
@@ -303,8 +335,23 @@ export const scenarios = [
     "engineer withdraws a pending request",
     async (s) => {
       const page = s.pages.eng;
-      s.req3 = await requestAccess(page, { cluster: "central", namespaces: ["payments"], duration: "2m", reason: "withdraw me" });
+      // No namespace chosen: the form comes back with the error at the field and keeps what was typed.
+      await page.goto("/requests/new");
+      await page.getByLabel("Reason").fill("forgot the namespaces");
+      await page.getByRole("button", { name: "Submit request" }).click();
+      await page.locator(".nslist + p.error").waitFor();
+      check((await text(page.locator(".nslist + p.error"))).includes("namespace"), "the namespaces error next to the list");
+      check((await page.getByLabel("Reason").inputValue()) === "forgot the namespaces", "the reason kept");
+      s.guard.problems = s.guard.problems.filter((p) => !/status of 422/.test(p));
+      // A very long word in the reason wraps instead of widening the page.
+      const reason = `withdraw me ${LONG_WORD}`;
+      s.req3 = await requestAccess(page, { cluster: "central", namespaces: ["payments"], duration: "2m", reason });
+      check((await dd(page, "Reason").textContent()) === reason, "the long reason shown whole");
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 0, `the request page is ${overflow}px wider than the window`);
       await page.goto("/requests");
+      const overflow2 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow2 <= 0, `My requests is ${overflow2}px wider than the window`);
       const dialogs = s.guard.dialogs.length;
       await row(page, s.req3).getByRole("button", { name: "Withdraw" }).click();
       await page.waitForURL(/done=withdraw/);
@@ -323,6 +370,8 @@ export const scenarios = [
       await page.getByRole("heading", { name: "Audit log" }).waitFor();
       const audit = await page.locator("#audit tbody").textContent();
       for (const name of [s.req1, s.req2, s.req3]) check(audit.includes(name), `${name} in the audit log`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 0, `the audit log is ${overflow}px wider than the window (long reason)`);
       await shot(page, "audit-log");
       const eng = s.pages.eng;
       await eng.goto("/clusters");
