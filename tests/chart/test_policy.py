@@ -181,13 +181,11 @@ def test_pod_exec_role_is_exactly_the_design(case_docs):
 CONTROLLER_CLUSTER = expand({
     ("k8s-janus.opsmode.io", "accessrequests"): "get list watch update patch delete",
     ("k8s-janus.opsmode.io", "accessrequests/status"): "get update patch",
-    ("k8s-janus.opsmode.io", "accessrequests/finalizers"): "update",
     ("", "serviceaccounts"): "get list watch create delete",
     ("", "serviceaccounts/token"): "create",
     ("rbac.authorization.k8s.io", "rolebindings"): "get list watch create delete",
     ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
     ("", "namespaces"): "get list",
-    ("", "events"): "create patch",
     ("events.k8s.io", "events"): "create patch",
 })
 CONTROLLER_NS = expand({

@@ -214,7 +214,10 @@ async fn write_token_secret(
         name: ar.name_any(),
         uid: ar.uid().unwrap_or_default(),
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        // Not blockOwnerDeletion: setting it needs `update` on accessrequests/finalizers where the
+        // OwnerReferencesPermissionEnforcement admission plugin runs, and buys nothing here — the
+        // request's own finalizer already holds its deletion until every credential is gone.
+        block_owner_deletion: None,
     }]);
     let data = BTreeMap::from([
         ("token".to_string(), ByteString(token.into_bytes())),

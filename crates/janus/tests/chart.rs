@@ -1,0 +1,1189 @@
+//! The Helm chart against kubesim with the real helm binary (issue 7, "Verified by"):
+//!
+//! - `chart_install_runs_a_full_lifecycle_on_both_clusters`: the chart README's install commands, verbatim
+//!   (`helm upgrade --install k8s-janus ./charts/k8s-janus --namespace k8s-janus --create-namespace`, and
+//!   `--set remote.enabled=true` on the remote), on clusters holding nothing but workloads. Then the
+//!   controller and the web process run outside the cluster, as the `janus` binary with the arguments
+//!   and environment of the chart's Deployments, the chart's ConfigMap and the tokens of the
+//!   ServiceAccounts the chart created; request → approve → exec → expire passes on both clusters.
+//! - `every_chart_rbac_rule_is_needed`: each rule of the controller, web and agent roles the chart
+//!   installed is removed in turn, and the probe that needs it must fail (table below and in
+//!   docs/security.md, "Every rule is needed").
+//! - `the_image_runs_what_the_chart_invokes`: the Dockerfile and the chart agree (binary, path, user,
+//!   subcommands and flags the chart passes).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt as _, StreamExt as _};
+use janus_api::AccessRequest;
+use janus_api::config::Config;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
+use kube::api::{Api, ListParams, PostParams};
+use kubesim::{RunningSim, SimBuilder};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+const NS: &str = "k8s-janus";
+const RELEASE: &str = "k8s-janus";
+const ENGINEER_PASSWORD: &str = "engineer password 1";
+/// The chart's pod and container security context (charts/k8s-janus/templates/_helpers.tpl).
+const CHART_UID: i64 = 65532;
+
+/// Namespaces and pods only: everything k8s-janus needs comes from the chart.
+const WORKLOADS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team-a}
+spec: {containers: [{name: main, image: debian}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team-b}
+spec: {containers: [{name: main, image: debian}]}
+"#;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn helm_binary() -> PathBuf {
+    let local = repo_root().join(".tools/bin/helm");
+    assert!(
+        local.exists(),
+        "helm not found at {}: run scripts/install-test-tools.sh",
+        local.display()
+    );
+    local
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+// ---------------------------------------------------------------- clusters and helm
+
+/// A kubesim cluster with its admin kubeconfig.
+struct Cluster {
+    sim: RunningSim,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    async fn start(name: &str, dir: &Path) -> Cluster {
+        let sim = SimBuilder::new()
+            .name(name)
+            .workdir(dir.join(format!("{name}-pods")))
+            .start()
+            .await
+            .expect("kubesim");
+        sim.load_seed(WORKLOADS).expect("workloads");
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        Cluster { sim, kubeconfig }
+    }
+
+    async fn admin(&self) -> kube::Client {
+        self.sim.client().await.expect("admin client")
+    }
+
+    /// `helm upgrade --install k8s-janus ./charts/k8s-janus --namespace k8s-janus --create-namespace`
+    /// (+ `--set` values), from the repository root, as the chart README says.
+    async fn helm_install(&self, dir: &Path, sets: &[&str]) {
+        let mut args = vec![
+            "upgrade",
+            "--install",
+            RELEASE,
+            "./charts/k8s-janus",
+            "--namespace",
+            NS,
+            "--create-namespace",
+        ];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let home = dir.join(format!("helm-{}", self.sim.addr().port()));
+        let out = tokio::process::Command::new(helm_binary())
+            .args(&args)
+            .current_dir(repo_root())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), out)
+            .await
+            .expect("helm finished in time")
+            .expect("helm runs");
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A token of a ServiceAccount (TokenRequest, as an admin mints it).
+    async fn token(&self, sa: &str) -> String {
+        let api: Api<ServiceAccount> = Api::namespaced(self.admin().await, NS);
+        let tr: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}})).expect("tr");
+        api.create_token_request(sa, &PostParams::default(), &tr)
+            .await
+            .unwrap_or_else(|e| panic!("token for {sa} (did the chart create it?): {e}"))
+            .status
+            .expect("status")
+            .token
+    }
+
+    /// Writes a kubeconfig with a ServiceAccount's token.
+    async fn sa_kubeconfig(&self, sa: &str, dir: &Path) -> (PathBuf, String) {
+        let token = self.token(sa).await;
+        let path = dir.join(format!("{sa}-{}.kubeconfig", self.sim.addr().port()));
+        std::fs::write(&path, self.sim.kubeconfig_for_token(&token)).expect("write kubeconfig");
+        (path, token)
+    }
+
+    async fn secret_value(&self, name: &str, key: &str) -> String {
+        let api: Api<Secret> = Api::namespaced(self.admin().await, NS);
+        let s = api.get(name).await.unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+        let data = s.data.unwrap_or_default();
+        let v = data
+            .get(key)
+            .unwrap_or_else(|| panic!("Secret {name} has no key {key}"));
+        String::from_utf8(v.0.clone()).expect("utf8")
+    }
+}
+
+/// Registers the remote cluster on the central one as scripts/setup.sh does: Secret
+/// `remote-kubeconfig` with a kubeconfig holding a token of the agent ServiceAccount the chart created.
+async fn register_remote(central: &Cluster, remote: &Cluster) {
+    use janus_registration::kubeconfig::{Auth, KubeconfigInput, build};
+    let token = remote.token(janus_registration::agent::AGENT_SERVICE_ACCOUNT).await;
+    let kubeconfig = build(&KubeconfigInput {
+        name: "remote".into(),
+        server: remote.sim.url(),
+        ca_pem: Some(remote.sim.ca_pem().as_bytes().to_vec()),
+        tls_server_name: None,
+        insecure: false,
+        auth: Auth::Token(token),
+    })
+    .expect("kubeconfig");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "remote-kubeconfig", "namespace": NS,
+                     "labels": {janus_registration::CLUSTER_LABEL: "remote",
+                                "app.kubernetes.io/managed-by": "k8s-janus"}},
+        "stringData": {janus_registration::KUBECONFIG_KEY: kubeconfig},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(central.admin().await, NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("kubeconfig Secret");
+}
+
+/// Both clusters with the chart installed and the remote registered.
+struct Installed {
+    dir: tempfile::TempDir,
+    central: Cluster,
+    remote: Cluster,
+    /// config.yaml of the chart's ConfigMap, as read back from the central cluster.
+    config_yaml: String,
+}
+
+async fn install(central_sets: &[&str]) -> Installed {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (central, remote) = tokio::join!(
+        Cluster::start("central", dir.path()),
+        Cluster::start("remote", dir.path())
+    );
+    let mut sets = vec![
+        // Point clusters[] at the remote (a --set list replaces the default list, so clusters[0] too).
+        "clusters[0].name=central",
+        "clusters[0].displayName=Central",
+        "clusters[1].name=remote",
+        "clusters[1].displayName=Remote",
+    ];
+    sets.extend_from_slice(central_sets);
+    tokio::join!(
+        central.helm_install(dir.path(), &sets),
+        remote.helm_install(dir.path(), &["remote.enabled=true"])
+    );
+    register_remote(&central, &remote).await;
+    let cm: ConfigMap = Api::namespaced(central.admin().await, NS)
+        .get(&format!("{RELEASE}-config"))
+        .await
+        .expect("the chart's ConfigMap");
+    let config_yaml = cm.data.unwrap_or_default()["config.yaml"].clone();
+    let config = Config::from_yaml(&config_yaml, "ConfigMap").expect("the chart's config.yaml is valid");
+    let names: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["central", "remote"], "clusters from --set");
+    Installed {
+        dir,
+        central,
+        remote,
+        config_yaml,
+    }
+}
+
+// ---------------------------------------------------------------- the janus processes
+
+/// A `janus` process (killed on drop; its log is printed when the test fails).
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "---- last lines of {} ----\n{}",
+                self.log.display(),
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
+/// Runs the janus container of a chart Deployment outside the cluster: the same subcommand, flags and
+/// environment (Secrets resolved from the cluster), with `/etc/janus` (the ConfigMap volume) mapped to
+/// a directory holding `config.yaml`, listeners moved to free loopback ports, and `extra` flags.
+async fn run_deployment(
+    inst: &Installed,
+    component: &str,
+    workdir: &Path,
+    listen: &[(&str, u16)],
+    extra: &[String],
+) -> Proc {
+    let dep: Deployment = Api::namespaced(inst.central.admin().await, NS)
+        .get(&format!("{RELEASE}-{component}"))
+        .await
+        .unwrap_or_else(|e| panic!("Deployment {component}: {e}"));
+    let pod = dep.spec.expect("spec").template.spec.expect("pod spec");
+    let c = pod
+        .containers
+        .iter()
+        .find(|c| c.name == component)
+        .expect("janus container");
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["janus".to_string()][..]),
+        "{component}: command"
+    );
+    let etc = workdir.join("etc-janus");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+    std::fs::write(etc.join("config.yaml"), &inst.config_yaml).expect("config.yaml");
+    let config_mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "config")
+        .expect("config mount")
+        .mount_path
+        .clone();
+    let mut args: Vec<String> = Vec::new();
+    for a in c.args.iter().flatten() {
+        let mut a = a.clone();
+        if let Some(rest) = a.strip_prefix(&format!("{config_mount}/")) {
+            a = etc.join(rest).display().to_string();
+        }
+        if let Some((_, port)) = listen.iter().find(|(from, _)| *from == a) {
+            a = format!("127.0.0.1:{port}");
+        }
+        args.push(a);
+    }
+    args.extend(extra.iter().cloned());
+    let log = workdir.join(format!("{component}.log"));
+    let out = std::fs::File::create(&log).expect("log");
+    let err = out.try_clone().expect("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_janus"));
+    cmd.args(&args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("JANUS_LOG_FORMAT", "text")
+        .env("JANUS_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for e in c.env.iter().flatten() {
+        let value = if let Some(v) = &e.value {
+            v.clone()
+        } else {
+            let from = e.value_from.as_ref().expect("value or valueFrom");
+            if let Some(s) = &from.secret_key_ref {
+                inst.central.secret_value(&s.name, &s.key).await
+            } else if let Some(f) = &from.field_ref {
+                assert_eq!(f.field_path, "metadata.name", "{component}: env {}", e.name);
+                format!("{RELEASE}-{component}-test")
+            } else {
+                panic!("{component}: env {} has an unexpected source", e.name)
+            }
+        };
+        cmd.env(&e.name, value);
+    }
+    let child = cmd.spawn().expect("janus starts");
+    Proc { child, log }
+}
+
+/// The web process with the web ServiceAccount's token and a fresh SQLite database; returns its URL
+/// once `/readyz` says ready, or an error after `wait`.
+async fn start_web(inst: &Installed, workdir: &Path, wait: Duration) -> (Proc, Result<String, String>) {
+    std::fs::create_dir_all(workdir).expect("mkdir");
+    let (kubeconfig, _) = inst.central.sa_kubeconfig(&format!("{RELEASE}-web"), workdir).await;
+    let (port, metrics) = (free_port(), free_port());
+    let db = format!("sqlite://{}", workdir.join("janus.db").display());
+    let proc = run_deployment(
+        inst,
+        "web",
+        workdir,
+        &[("0.0.0.0:8080", port), ("0.0.0.0:9090", metrics)],
+        &[
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--database-url".into(),
+            db,
+        ],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + wait;
+    let mut last = String::from("not answering");
+    while Instant::now() < deadline {
+        match http.get(format!("{url}/readyz")).send().await {
+            Ok(r) => {
+                let text = r.text().await.unwrap_or_default();
+                if text == "ready" {
+                    return (proc, Ok(url));
+                }
+                last = text;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (proc, Err(format!("web not ready: {last}")))
+}
+
+// ---------------------------------------------------------------- the web JSON API
+
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    async fn login(base: &str, user: &str, password: &str) -> Result<Session, String> {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            return Err(format!("login as {user}: {}", r.status()));
+        }
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .ok_or("no session cookie")?
+            .to_string();
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        Ok(Session {
+            http,
+            base: base.to_string(),
+            cookie,
+            csrf: body["csrfToken"].as_str().ok_or("no csrf token")?.to_string(),
+        })
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn phase(&self, name: &str) -> String {
+        let (_, v) = self.get(&format!("/api/v1/requests/{name}")).await;
+        v["phase"].as_str().unwrap_or_default().to_string()
+    }
+
+    async fn wait_phase(&self, name: &str, phase: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.phase(name).await;
+            if now == phase {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name}: wanted {phase}, is {now:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn namespaces(&self, cluster: &str) -> Result<Vec<String>, String> {
+        let (status, v) = self.get(&format!("/api/v1/clusters/{cluster}/namespaces")).await;
+        if status != 200 {
+            return Err(format!("namespaces of {cluster}: {status} {v}"));
+        }
+        Ok(v["namespaces"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|n| n.as_str().map(String::from)).collect())
+            .unwrap_or_default())
+    }
+}
+
+/// Logs in as the bootstrap admin (credentials from the chart's `<release>-bootstrap-admin` Secret) and
+/// creates an engineer through the API; returns (admin, engineer).
+async fn accounts(inst: &Installed, url: &str, engineer: &str) -> Result<(Session, Session), String> {
+    let secret = format!("{RELEASE}-bootstrap-admin");
+    let user = inst.central.secret_value(&secret, "username").await;
+    let password = inst.central.secret_value(&secret, "password").await;
+    let admin = Session::login(url, &user, &password).await?;
+    let (status, body) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": engineer, "email": format!("{engineer}@example.com"), "password": ENGINEER_PASSWORD, "isAdmin": false}),
+        )
+        .await;
+    if status != 201 {
+        return Err(format!("creating the engineer: {status} {body}"));
+    }
+    let engineer = Session::login(url, engineer, ENGINEER_PASSWORD).await?;
+    Ok((admin, engineer))
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the terminal of `team-a/app` for a request and runs `echo` in it.
+async fn shell_echo(s: &Session, request: &str, marker: &str) -> Ws {
+    let url = format!(
+        "{}/ws/terminal/{request}?namespace=team-a&pod=app&cols=80&rows=24&csrf={}",
+        s.base.replace("http://", "ws://"),
+        s.csrf
+    );
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert("cookie", s.cookie.parse().unwrap());
+    req.headers_mut().insert("origin", s.base.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
+    ws.send(Message::Binary(
+        format!("echo {marker}-$((40+2))\r").into_bytes().into(),
+    ))
+    .await
+    .expect("send");
+    let want = format!("{marker}-42");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains(&want) {
+        assert!(Instant::now() < deadline, "{request}: no echo; saw {seen:?}");
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{request}: websocket ended: {other:?}; saw {seen:?}"),
+        }
+    }
+    ws
+}
+
+/// Credential objects of a request, by label: ServiceAccounts and RoleBindings on the target, token
+/// Secrets on the central cluster.
+async fn credentials(central: &Cluster, target: &Cluster, request: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!("{}={request}", janus_api::REQUEST_LABEL));
+    let t = target.admin().await;
+    let mut out = Vec::new();
+    for sa in Api::<ServiceAccount>::all(t.clone())
+        .list(&lp)
+        .await
+        .expect("list")
+        .items
+    {
+        out.push(format!("ServiceAccount {:?}", sa.metadata.name));
+    }
+    for rb in Api::<RoleBinding>::all(t).list(&lp).await.expect("list").items {
+        out.push(format!("RoleBinding {:?}", rb.metadata.name));
+    }
+    for s in Api::<Secret>::all(central.admin().await)
+        .list(&lp)
+        .await
+        .expect("list")
+        .items
+    {
+        out.push(format!("Secret {:?}", s.metadata.name));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- 1. install + lifecycle
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chart_install_runs_a_full_lifecycle_on_both_clusters() {
+    // 60 s is the smallest minTtlSeconds values.schema.json allows.
+    let inst = install(&["janus.minTtlSeconds=60"]).await;
+    let dir = inst.dir.path().to_path_buf();
+
+    // The controller: chart Deployment arguments (leader election included), controller token.
+    let cdir = dir.join("controller");
+    std::fs::create_dir_all(&cdir).expect("mkdir");
+    let (ckube, _) = inst
+        .central
+        .sa_kubeconfig(&format!("{RELEASE}-controller"), &cdir)
+        .await;
+    let _controller = run_deployment(
+        &inst,
+        "controller",
+        &cdir,
+        &[("0.0.0.0:9090", free_port())],
+        &["--kubeconfig".into(), ckube.display().to_string()],
+    )
+    .await;
+    let (_web, url) = start_web(&inst, &dir.join("web"), Duration::from_secs(30)).await;
+    let url = url.expect("web ready");
+    let (admin, engineer) = accounts(&inst, &url, "engineer").await.expect("accounts");
+
+    let (_, clusters) = engineer.get("/api/v1/clusters").await;
+    let names: Vec<&str> = clusters["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["central", "remote"]);
+
+    // Requests on both clusters at once, so both expire during the same minute.
+    let targets = [("central", &inst.central), ("remote", &inst.remote)];
+    let mut requests = Vec::new();
+    for (cluster, _) in &targets {
+        let ns = engineer.namespaces(cluster).await.expect("namespaces");
+        assert!(ns.contains(&"team-a".to_string()), "{cluster}: {ns:?}");
+        assert!(
+            !ns.contains(&NS.to_string()),
+            "{cluster}: the Janus namespace is excluded: {ns:?}"
+        );
+        let (status, created) = engineer
+            .post(
+                "/api/v1/requests",
+                json!({"cluster": cluster, "namespaces": ["team-a"], "ttlSeconds": 60, "reason": "chart end-to-end test"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{cluster}: {created}");
+        requests.push(created["name"].as_str().expect("name").to_string());
+    }
+    for name in &requests {
+        let (status, body) = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+        assert_eq!(status, 200, "approve {name}: {body}");
+    }
+    let mut shells = Vec::new();
+    let mut tokens = Vec::new();
+    for ((cluster, target), name) in targets.iter().zip(&requests) {
+        engineer.wait_phase(name, "Active", Duration::from_secs(30)).await;
+        let found = credentials(&inst.central, target, name).await;
+        assert_eq!(
+            found.len(),
+            3,
+            "{cluster}: one ServiceAccount, RoleBinding and Secret: {found:?}"
+        );
+        shells.push(shell_echo(&engineer, name, cluster).await);
+        let lp = ListParams::default().labels(&format!("{}={name}", janus_api::REQUEST_LABEL));
+        let secret = Api::<Secret>::namespaced(inst.central.admin().await, NS)
+            .list(&lp)
+            .await
+            .expect("list")
+            .items
+            .remove(0);
+        let token = secret.data.expect("data")["token"].0.clone();
+        tokens.push(String::from_utf8(token).expect("utf8"));
+    }
+
+    // Expiry: the phase, the open terminals, the credentials and the tokens themselves.
+    for name in &requests {
+        engineer.wait_phase(name, "Expired", Duration::from_secs(100)).await;
+    }
+    for (ws, name) in shells.iter_mut().zip(&requests) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the terminal stayed open after expiry"
+            );
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => {}
+            }
+        }
+    }
+    for (((cluster, target), name), token) in targets.iter().zip(&requests).zip(&tokens) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = credentials(&inst.central, target, name).await;
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{cluster}: left after expiry: {left:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let client = target.sim.client_for_token(token).await.expect("client");
+        let denied = Api::<Pod>::namespaced(client, "team-a")
+            .list(&ListParams::default())
+            .await;
+        assert!(denied.is_err(), "{cluster}: the expired token still lists pods");
+    }
+}
+
+// ---------------------------------------------------------------- 2. every RBAC rule is needed
+
+/// What needs a rule: the smallest step of the product that uses it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Probe {
+    /// The controller's reconcile (`janus_controller::reconcile::reconcile`, controller token) takes a
+    /// new request on this cluster to Pending (finalizer, status, the check that its namespaces exist on
+    /// the target), and once approved to Active (ServiceAccount, RoleBinding to `janus-pod-exec`,
+    /// TokenRequest, token Secret in the Janus namespace), publishing Events on the request.
+    Grant(&'static str),
+    /// Leader election (`janus_controller::leader::try_acquire`, controller token) takes and renews a
+    /// Lease.
+    LeaderElection,
+    /// The web process (web token) starts, an engineer creates a request through the JSON API, and the
+    /// request form lists the namespaces of the central and the remote cluster.
+    Web,
+}
+
+/// The roles the chart installs and the probe that needs each of their rules (docs/security.md,
+/// "Every rule is needed").
+const ROLES: [(&str, &str, &str, Probe); 6] = [
+    // (cluster, kind, name, probe)
+    (
+        "central",
+        "ClusterRole",
+        "k8s-janus-controller",
+        Probe::Grant("central"),
+    ),
+    ("central", "Role", "k8s-janus-controller", Probe::Grant("central")),
+    ("central", "ClusterRole", "k8s-janus-web", Probe::Web),
+    ("central", "Role", "k8s-janus-web", Probe::Web),
+    ("remote", "ClusterRole", "k8s-janus-agent", Probe::Grant("remote")),
+    // Leases are in the controller Role too; the probe is chosen per rule below.
+    ("central", "Role", "k8s-janus-controller", Probe::LeaderElection),
+];
+
+fn rule_text(r: &PolicyRule) -> String {
+    format!(
+        "{}/{} {}{}",
+        r.api_groups.as_deref().unwrap_or_default().join(","),
+        r.resources.as_deref().unwrap_or_default().join(","),
+        r.verbs.join(","),
+        r.resource_names
+            .as_ref()
+            .map(|n| format!(" (resourceNames {})", n.join(",")))
+            .unwrap_or_default()
+    )
+}
+
+/// The probe for one rule of a role.
+fn probe_for(kind: &str, name: &str, rule: &PolicyRule) -> Probe {
+    let leases = rule.resources.iter().flatten().any(|r| r == "leases");
+    ROLES
+        .iter()
+        .find(|(_, k, n, p)| *k == kind && *n == name && (leases == (*p == Probe::LeaderElection)))
+        .map(|(_, _, _, p)| *p)
+        .unwrap_or_else(|| panic!("no probe for {kind}/{name} rule {}", rule_text(rule)))
+}
+
+struct Probes {
+    inst: Installed,
+    config: Arc<Config>,
+    controller: kube::Client,
+    n: std::sync::atomic::AtomicU32,
+}
+
+impl Probes {
+    fn next(&self) -> u32 {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn run(&self, p: Probe) -> Result<(), String> {
+        match p {
+            Probe::Grant(cluster) => self.grant(cluster).await,
+            Probe::LeaderElection => self.lease().await,
+            Probe::Web => self.web().await,
+        }
+    }
+
+    async fn grant(&self, cluster: &str) -> Result<(), String> {
+        use janus_controller::{clusters::Clusters, metrics::Metrics, reconcile};
+        use kube::runtime::events::{Recorder, Reporter};
+        let name = format!("probe-{}", self.next());
+        let admin = self.inst.central.admin().await;
+        let ars: Api<AccessRequest> = Api::all(admin.clone());
+        let ar: AccessRequest = serde_json::from_value(json!({
+            "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": name},
+            "spec": {"requester": "engineer@example.com", "cluster": cluster, "namespaces": ["team-a"],
+                     "reason": "rbac probe", "ttlSeconds": 3600}
+        }))
+        .expect("request");
+        ars.create(&PostParams::default(), &ar).await.expect("create request");
+        let clusters = Clusters::new(
+            self.config.clone(),
+            self.controller.clone(),
+            self.inst.central.sim.url(),
+            self.inst.central.sim.ca_pem().to_string(),
+        );
+        let recorder = Recorder::new(
+            self.controller.clone(),
+            Reporter {
+                controller: "k8s-janus-controller".into(),
+                instance: Some("probe".into()),
+            },
+        );
+        let ctx = Arc::new(reconcile::Context::new(
+            self.config.clone(),
+            clusters,
+            recorder,
+            Arc::new(Metrics::new()),
+        ));
+        // As the controller does it: reconcile until the phase settles (a few rounds at most).
+        let settle = |want: &'static str| {
+            let ars = ars.clone();
+            let ctx = ctx.clone();
+            let name = name.clone();
+            async move {
+                let mut phase = String::new();
+                let mut last_error = String::new();
+                for _ in 0..4 {
+                    let current = ars.get(&name).await.expect("get");
+                    if let Err(e) = reconcile::reconcile(Arc::new(current), ctx.clone()).await {
+                        last_error = e.to_string();
+                    }
+                    let now = ars.get(&name).await.expect("get");
+                    phase = now.status.as_ref().map(|s| s.phase.to_string()).unwrap_or_default();
+                    if phase == want || now.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+                        break;
+                    }
+                }
+                if phase == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{name} on {cluster}: wanted {want}, phase {phase:?}, last error {last_error:?}"
+                    ))
+                }
+            }
+        };
+        settle("Pending").await?;
+        let approval = json!({"spec": {"approval": {"by": "admin@example.com",
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}}});
+        ars.patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&approval),
+        )
+        .await
+        .expect("approve");
+        settle("Active").await?;
+        let target = if cluster == "remote" {
+            &self.inst.remote
+        } else {
+            &self.inst.central
+        };
+        let found = credentials(&self.inst.central, target, &name).await;
+        if found.len() != 3 {
+            return Err(format!("{name}: credentials {found:?}"));
+        }
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(admin);
+        let published = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .iter()
+            .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()));
+        if !published {
+            return Err(format!("{name}: no Event published on the request"));
+        }
+        Ok(())
+    }
+
+    async fn lease(&self) -> Result<(), String> {
+        use janus_controller::leader::{LeaseConfig, try_acquire};
+        let api: Api<Lease> = Api::namespaced(self.controller.clone(), NS);
+        let cfg = LeaseConfig {
+            namespace: NS.into(),
+            name: format!("probe-{}", self.next()),
+            identity: "probe".into(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        // The first call creates the Lease, the second renews it.
+        for what in ["take", "renew"] {
+            match try_acquire(&api, &cfg).await {
+                Ok(true) => {}
+                other => return Err(format!("{what} the Lease: {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn web(&self) -> Result<(), String> {
+        let n = self.next();
+        let workdir = self.inst.dir.path().join(format!("web-probe-{n}"));
+        let (_web, url) = start_web(&self.inst, &workdir, Duration::from_secs(8)).await;
+        let url = url?;
+        // A new engineer each time: open requests per requester are limited.
+        let (_admin, engineer) = accounts(&self.inst, &url, &format!("engineer-{n}")).await?;
+        let (status, body) = engineer
+            .post(
+                "/api/v1/requests",
+                json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 3600, "reason": "rbac probe"}),
+            )
+            .await;
+        if status != 201 {
+            return Err(format!("create request: {status} {body}"));
+        }
+        for cluster in ["central", "remote"] {
+            let ns = engineer.namespaces(cluster).await?;
+            if !ns.contains(&"team-a".to_string()) {
+                return Err(format!("namespaces of {cluster}: {ns:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a role's rules and writes new ones (as the cluster admin).
+async fn role_rules(c: &Cluster, kind: &str, name: &str, set: Option<Vec<PolicyRule>>) -> Vec<PolicyRule> {
+    let client = c.admin().await;
+    if kind == "ClusterRole" {
+        let api: Api<ClusterRole> = Api::all(client);
+        let mut role = api.get(name).await.unwrap_or_else(|e| panic!("{kind}/{name}: {e}"));
+        if let Some(rules) = set {
+            role.rules = Some(rules);
+            role = api.replace(name, &PostParams::default(), &role).await.expect("replace");
+        }
+        role.rules.unwrap_or_default()
+    } else {
+        let api: Api<Role> = Api::namespaced(client, NS);
+        let mut role = api.get(name).await.unwrap_or_else(|e| panic!("{kind}/{name}: {e}"));
+        if let Some(rules) = set {
+            role.rules = Some(rules);
+            role = api.replace(name, &PostParams::default(), &role).await.expect("replace");
+        }
+        role.rules.unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_chart_rbac_rule_is_needed() {
+    let inst = install(&[]).await;
+    let config = Arc::new(Config::from_yaml(&inst.config_yaml, "ConfigMap").expect("config"));
+    let (_, token) = inst
+        .central
+        .sa_kubeconfig(&format!("{RELEASE}-controller"), inst.dir.path())
+        .await;
+    let controller = inst.central.sim.client_for_token(&token).await.expect("client");
+    let probes = Probes {
+        inst,
+        config,
+        controller,
+        n: Default::default(),
+    };
+
+    // Every Role and ClusterRole of the release is covered (janus-pod-exec is the requesters' role).
+    let mut installed = Vec::new();
+    for (cluster, c) in [("central", &probes.inst.central), ("remote", &probes.inst.remote)] {
+        let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}"));
+        for r in Api::<ClusterRole>::all(c.admin().await)
+            .list(&lp)
+            .await
+            .expect("list")
+            .items
+        {
+            installed.push((cluster, "ClusterRole", r.metadata.name.expect("name")));
+        }
+        for r in Api::<Role>::all(c.admin().await).list(&lp).await.expect("list").items {
+            installed.push((cluster, "Role", r.metadata.name.expect("name")));
+        }
+    }
+    installed.retain(|(_, _, n)| n != janus_api::POD_EXEC_CLUSTER_ROLE);
+    installed.sort();
+    let mut covered: Vec<(&str, &str, String)> = ROLES.iter().map(|(c, k, n, _)| (*c, *k, n.to_string())).collect();
+    covered.sort();
+    covered.dedup();
+    assert_eq!(installed, covered, "the roles the chart installed");
+
+    // Each probe passes with the chart's rules as they are.
+    for p in [
+        Probe::Grant("central"),
+        Probe::Grant("remote"),
+        Probe::LeaderElection,
+        Probe::Web,
+    ] {
+        if let Err(e) = probes.run(p).await {
+            panic!("{p:?} fails with the chart's own RBAC: {e}");
+        }
+    }
+
+    // Without any one rule, the probe that needs it fails.
+    let mut superfluous = Vec::new();
+    let mut seen = Vec::new();
+    for (cluster, kind, name, _) in ROLES {
+        if seen.contains(&(cluster, kind, name)) {
+            continue;
+        }
+        seen.push((cluster, kind, name));
+        let c = if cluster == "remote" {
+            &probes.inst.remote
+        } else {
+            &probes.inst.central
+        };
+        let rules = role_rules(c, kind, name, None).await;
+        for i in 0..rules.len() {
+            let probe = probe_for(kind, name, &rules[i]);
+            let mut fewer = rules.clone();
+            fewer.remove(i);
+            role_rules(c, kind, name, Some(fewer)).await;
+            let started = Instant::now();
+            let result = probes.run(probe).await;
+            role_rules(c, kind, name, Some(rules.clone())).await;
+            let what = format!("{cluster} {kind}/{name}: {}", rule_text(&rules[i]));
+            match result {
+                Ok(()) => superfluous.push(format!("{what} (probe {probe:?} passes without it)")),
+                Err(e) => eprintln!("without {what}: {probe:?} fails in {:?}: {e}", started.elapsed()),
+            }
+        }
+    }
+    assert!(
+        superfluous.is_empty(),
+        "rules nothing needs:\n{}",
+        superfluous.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------- 3. the image runs what the chart invokes
+
+fn helm_template(sets: &[&str]) -> Vec<Value> {
+    use serde::Deserialize as _;
+    let mut cmd = Command::new(helm_binary());
+    cmd.args(["template", RELEASE])
+        .arg(repo_root().join("charts/k8s-janus"))
+        .args(["--namespace", NS]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("helm runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
+        .map(|d| Value::deserialize(d).expect("YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Instructions of the Dockerfile's last stage (continuation lines joined).
+fn runtime_stage(dockerfile: &str) -> Vec<String> {
+    let mut joined = Vec::new();
+    let mut cur = String::new();
+    for line in dockerfile.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || t.is_empty() {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            cur.push_str(head);
+            cur.push(' ');
+            continue;
+        }
+        cur.push_str(t);
+        joined.push(std::mem::take(&mut cur));
+    }
+    let last_from = joined.iter().rposition(|l| l.starts_with("FROM ")).expect("FROM");
+    joined.split_off(last_from)
+}
+
+#[test]
+fn the_image_runs_what_the_chart_invokes() {
+    let root = repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile at the repository root");
+    assert!(
+        dockerfile.contains("cargo build --release --locked -p janus"),
+        "the builder stage builds the janus package"
+    );
+    let stage = runtime_stage(&dockerfile);
+    let find = |prefix: &str| -> Vec<&String> { stage.iter().filter(|l| l.starts_with(prefix)).collect() };
+    assert_eq!(
+        find("ENTRYPOINT"),
+        [&r#"ENTRYPOINT ["/usr/local/bin/janus"]"#.to_string()]
+    );
+    assert!(
+        find("COPY")
+            .iter()
+            .any(|l| l.ends_with("/out/janus /usr/local/bin/janus")),
+        "the binary lands at /usr/local/bin/janus: {stage:?}"
+    );
+    assert_eq!(
+        Path::new(env!("CARGO_BIN_EXE_janus")).file_name(),
+        Some(std::ffi::OsStr::new("janus")),
+        "cargo builds a binary named janus"
+    );
+    let user = find("USER");
+    assert_eq!(user.len(), 1, "one USER: {user:?}");
+    let ids: Vec<i64> = user[0]["USER ".len()..]
+        .split(':')
+        .map(|s| s.trim().parse().expect("numeric user and group"))
+        .collect();
+    assert_eq!(ids, [CHART_UID, CHART_UID], "USER uid:gid");
+    let path = find("ENV PATH=");
+    assert!(
+        path.len() == 1 && path[0]["ENV PATH=".len()..].split(':').next() == Some("/usr/local/bin"),
+        "`janus` (the chart's command) resolves to /usr/local/bin/janus: {path:?}"
+    );
+    for label in ["title", "description", "source", "licenses", "version", "revision"] {
+        assert!(
+            dockerfile.contains(&format!("org.opencontainers.image.{label}=")),
+            "OCI label {label}"
+        );
+    }
+    let rust = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION");
+    let minimum = std::fs::read_to_string(root.join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rust-version = ")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .expect("rust-version");
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().expect("number")).collect() };
+    assert!(
+        version(rust) >= version(&minimum),
+        "RUST_VERSION {rust} below the workspace's {minimum}"
+    );
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target/", ".tools/", ".git"] {
+        assert!(ignore.lines().any(|l| l.trim() == entry), ".dockerignore lacks {entry}");
+    }
+
+    // Every janus container the chart renders, in the modes that add containers or arguments.
+    let mut checked = 0;
+    for sets in [
+        &[][..],
+        &["kubeconfigSync.enabled=true"][..],
+        &[
+            "webui.authEnabled=true",
+            "oauth2Proxy.existingSecret=o2p",
+            "oauth2Proxy.emailDomains[0]=example.com",
+        ][..],
+    ] {
+        for doc in helm_template(sets) {
+            let pod = match doc["kind"].as_str() {
+                Some("Deployment") | Some("Job") => &doc["spec"]["template"]["spec"],
+                _ => continue,
+            };
+            for c in pod["containers"].as_array().expect("containers") {
+                if !c["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("opsmode/k8s-janus:")
+                {
+                    continue;
+                }
+                let what = format!("{sets:?} {}/{}", doc["metadata"]["name"], c["name"]);
+                assert_eq!(c["command"], json!(["janus"]), "{what}");
+                for key in ["runAsUser", "runAsGroup"] {
+                    let id = c["securityContext"][key]
+                        .as_i64()
+                        .or_else(|| pod["securityContext"][key].as_i64());
+                    assert_eq!(id, Some(CHART_UID), "{what}: {key} is the image's USER");
+                }
+                assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{what}");
+                let mounts: Vec<&str> = c["volumeMounts"]
+                    .as_array()
+                    .expect("mounts")
+                    .iter()
+                    .filter_map(|m| m["mountPath"].as_str())
+                    .collect();
+                assert!(mounts.contains(&"/tmp"), "{what}: a writable /tmp");
+                if c["name"] == "web" {
+                    // The default SQLite database sits on a volume, not the read-only image.
+                    assert!(mounts.contains(&"/var/lib/janus"), "{what}: {mounts:?}");
+                }
+                let args: Vec<String> = c["args"]
+                    .as_array()
+                    .expect("args")
+                    .iter()
+                    .map(|a| a.as_str().expect("string").to_string())
+                    .collect();
+                let out = Command::new(env!("CARGO_BIN_EXE_janus"))
+                    .args(&args)
+                    .arg("--help")
+                    .output()
+                    .expect("janus runs");
+                assert!(
+                    out.status.success(),
+                    "{what}: `janus {} --help` failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    // controller, web (x3 modes), kubeconfig-sync
+    assert!(checked >= 6, "janus containers checked: {checked}");
+}
