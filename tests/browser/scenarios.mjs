@@ -277,6 +277,7 @@ export const scenarios = [
       await until("the terminal told why it ended", async () => /session ended: .*revok/i.test(await text(term.locator("#term-notice"))), 5000);
       await until("Revoked on the engineer's request page (live)", async () => (await text(s.pages.eng.locator("h1 .phase"))) === "Revoked", 10000);
       check((await text(dd(s.pages.eng, "Revoked by"))).includes("browser test done"), "the revocation reason on the request page");
+      await until("the terminal page's countdown stopped", async () => (await text(term.locator("#terminal-app .countdown"))) === "0s (ended)", 3000);
       await shot(term, "terminal-revoked");
       await term.close();
       // The terminal page's pod list may have asked once more and been told 409 (access ended).

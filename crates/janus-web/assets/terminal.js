@@ -22,6 +22,14 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  // The grant is gone: stop polling the pod list and stop counting down to an expiry that no longer applies.
+  function accessEnded() {
+    clearInterval(poll);
+    app.querySelectorAll(".countdown[data-expires]").forEach(function (c) {
+      c.removeAttribute("data-expires");
+      c.textContent = "0s (ended)";
+    });
+  }
   function showNotice(text, bad) {
     notice.textContent = text;
     notice.classList.remove("hidden");
@@ -81,7 +89,10 @@
       var m; try { m = JSON.parse(ev.data); } catch (e) { return; }
       if (m.type === "connected") { pane.status.textContent = ns + "/" + pod + " (" + m.container + ") · recorded"; term.focus(); }
       else if (m.type === "idleWarning") { showNotice("No input for a while: this session closes and access is revoked in " + m.seconds + " s unless you type something.", false); }
-      else if (m.type === "closed") { pane.status.textContent = "Session ended: " + m.reason; showNotice("Session ended: " + m.reason, true); }
+      else if (m.type === "closed") {
+        pane.status.textContent = "Session ended: " + m.reason; showNotice("Session ended: " + m.reason, true);
+        if (/revoked|withdrawn|deleted|expired|access ended|idle/i.test(m.reason)) accessEnded();
+      }
       else if (m.type === "error") { pane.status.textContent = m.message; showNotice(m.message, true); }
     };
     ws.onclose = function (ev) {
@@ -167,7 +178,7 @@
       .catch(function (e) {
         list.textContent = e.message;
         // The access ended (revoked, expired, withdrawn): stop asking every few seconds.
-        if (e.status === 409 || e.status === 403 || e.status === 404) { clearInterval(poll); if (notice.classList.contains("hidden")) showNotice(e.message, true); }
+        if (e.status === 409 || e.status === 403 || e.status === 404) { accessEnded(); if (notice.classList.contains("hidden")) showNotice(e.message, true); }
       });
     api("/api/v1/requests/" + encodeURIComponent(request) + "/events?namespace=" + encodeURIComponent(current))
       .then(function (j) {
