@@ -9,7 +9,7 @@
 // exceptions and unexpected dialogs; any of them fails the step in which it happened.
 // Exit codes: 0 all passed, 1 a step failed, 2 usage, 3 chromium or playwright-core missing (a skip
 // outside CI; scripts/test.sh turns it into a failure under CI=true).
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 import { ARTIFACTS, Guard, VIEWPORT, chromiumPath, ensureArtifacts, launch, loadPlaywright, startDemo, stopDemo } from "./lib.mjs";
@@ -38,6 +38,12 @@ const log = (m) => console.log(`[browser ${((Date.now() - started) / 1000).toFix
 
 log(`starting ${binary} demo`);
 const demo = await startDemo(resolve(binary));
+// A last resort against a hang anywhere: the whole run normally takes well under a minute.
+setTimeout(() => {
+  console.error("browser tests: still running after 5 minutes; giving up");
+  demo.child.kill("SIGKILL");
+  process.exit(1);
+}, 300000).unref();
 log(`demo running at ${demo.url}`);
 let browser = null;
 let passed = 0;
@@ -76,6 +82,10 @@ try {
   await stopDemo(demo);
 }
 log(`screenshots in ${ARTIFACTS}`);
+if (failed) {
+  const lines = readFileSync(`${ARTIFACTS}/demo.log`, "utf8").split("\n").filter(Boolean);
+  console.log(`--- last lines of ${ARTIFACTS}/demo.log ---\n${lines.slice(-40).join("\n")}`);
+}
 const notRun = scenarios.length - passed - failed;
 console.log(`${passed} passed, ${failed + notRun} failed`);
 process.exit(failed + notRun ? 1 : 0);
