@@ -511,7 +511,7 @@ async fn accounts(inst: &Installed, url: &str, engineer: &str) -> Result<(Sessio
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the terminal of `team-a/app` for a request and runs `echo` in it.
-async fn shell_echo(s: &Session, request: &str, marker: &str) -> Ws {
+async fn shell_echo(s: &Session, request: &str, marker: &str) -> Result<Ws, String> {
     let url = format!(
         "{}/ws/terminal/{request}?namespace=team-a&pod=app&cols=80&rows=24&csrf={}",
         s.base.replace("http://", "ws://"),
@@ -520,24 +520,28 @@ async fn shell_echo(s: &Session, request: &str, marker: &str) -> Ws {
     let mut req = url.into_client_request().expect("request");
     req.headers_mut().insert("cookie", s.cookie.parse().unwrap());
     req.headers_mut().insert("origin", s.base.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| format!("{request}: terminal refused: {e}"))?;
     ws.send(Message::Binary(
         format!("echo {marker}-$((40+2))\r").into_bytes().into(),
     ))
     .await
-    .expect("send");
+    .map_err(|e| format!("{request}: send: {e}"))?;
     let want = format!("{marker}-42");
     let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !seen.contains(&want) {
-        assert!(Instant::now() < deadline, "{request}: no echo; saw {seen:?}");
-        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
             Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&format!("[control {t}]")),
             Ok(Some(Ok(_))) => {}
-            other => panic!("{request}: websocket ended: {other:?}; saw {seen:?}"),
+            Err(_) => return Err(format!("{request}: no echo; saw {seen:?}")),
+            other => return Err(format!("{request}: terminal ended: {other:?}; saw {seen:?}")),
         }
     }
-    ws
+    Ok(ws)
 }
 
 /// Credential objects of a request, by label: ServiceAccounts and RoleBindings on the target, token
@@ -637,7 +641,7 @@ async fn chart_install_runs_a_full_lifecycle_on_both_clusters() {
             3,
             "{cluster}: one ServiceAccount, RoleBinding and Secret: {found:?}"
         );
-        shells.push(shell_echo(&engineer, name, cluster).await);
+        shells.push(shell_echo(&engineer, name, cluster).await.expect("terminal"));
         let lp = ListParams::default().labels(&format!("{}={name}", janus_api::REQUEST_LABEL));
         let secret = Api::<Secret>::namespaced(inst.central.admin().await, NS)
             .list(&lp)
@@ -701,12 +705,19 @@ enum Probe {
     /// The web process (web token) starts, an engineer creates a request through the JSON API, and the
     /// request form lists the namespaces of the central and the remote cluster.
     Web,
+    /// An engineer with an Active request uses it through the web UI (which acts with the request's
+    /// own token): the pod list, a shell (`echo` through the terminal WebSocket), the log stream and
+    /// the events of the namespace.
+    Terminal,
 }
 
 /// The roles the chart installs and the probe that needs each of their rules (docs/security.md,
 /// "Every rule is needed").
-const ROLES: [(&str, &str, &str, Probe); 6] = [
+const ROLES: [(&str, &str, &str, Probe); 7] = [
     // (cluster, kind, name, probe)
+    // What requesters get (the remote cluster's copy is the same template). First, while the web
+    // process of this probe has never lost its own rights.
+    ("central", "ClusterRole", "janus-pod-exec", Probe::Terminal),
     (
         "central",
         "ClusterRole",
@@ -749,6 +760,8 @@ struct Probes {
     config: Arc<Config>,
     controller: kube::Client,
     n: std::sync::atomic::AtomicU32,
+    /// For `Probe::Terminal`: a web process, an engineer's session and their Active request.
+    terminal: Option<(Proc, Session, String)>,
 }
 
 impl Probes {
@@ -761,23 +774,66 @@ impl Probes {
             Probe::Grant(cluster) => self.grant(cluster).await,
             Probe::LeaderElection => self.lease().await,
             Probe::Web => self.web().await,
+            Probe::Terminal => self.terminal().await,
         }
     }
 
-    async fn grant(&self, cluster: &str) -> Result<(), String> {
+    /// Starts the web process for `Probe::Terminal`; an engineer requests access to team-a on the
+    /// central cluster, an admin approves it, the controller's reconcile makes it Active.
+    async fn start_terminal(&mut self) {
+        let workdir = self.inst.dir.path().join("web-terminal");
+        let (web, url) = start_web(&self.inst, &workdir, Duration::from_secs(30)).await;
+        let url = url.expect("web ready");
+        let (admin, engineer) = accounts(&self.inst, &url, "terminal-user").await.expect("accounts");
+        let (status, created) = engineer
+            .post(
+                "/api/v1/requests",
+                json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 3600, "reason": "rbac probe"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let name = created["name"].as_str().expect("name").to_string();
+        self.settle(&name, "central", "Pending").await.expect("pending");
+        let (status, body) = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+        assert_eq!(status, 200, "approve: {body}");
+        self.settle(&name, "central", "Active").await.expect("active");
+        self.terminal = Some((web, engineer, name));
+    }
+
+    async fn terminal(&self) -> Result<(), String> {
+        let (_, s, name) = self.terminal.as_ref().expect("start_terminal first");
+        let (status, pods) = s.get(&format!("/api/v1/requests/{name}/pods?namespace=team-a")).await;
+        if status != 200 || !pods.to_string().contains("\"app\"") {
+            return Err(format!("pods: {status} {pods}"));
+        }
+        let (status, events) = s.get(&format!("/api/v1/requests/{name}/events?namespace=team-a")).await;
+        if status != 200 {
+            return Err(format!("events: {status} {events}"));
+        }
+        // The log stream follows: its status line is the answer.
+        let logs = s
+            .http
+            .get(format!(
+                "{}/api/v1/requests/{name}/logs?namespace=team-a&pod=app",
+                s.base
+            ))
+            .header("cookie", &s.cookie)
+            .send();
+        match tokio::time::timeout(Duration::from_secs(10), logs).await {
+            Ok(Ok(r)) if r.status() == 200 => {}
+            Ok(Ok(r)) => return Err(format!("logs: {}", r.status())),
+            other => return Err(format!("logs: {other:?}")),
+        }
+        let marker = format!("probe{}", self.next());
+        shell_echo(s, name, &marker).await.map(|_| ())
+    }
+
+    /// Reconciles a request as the controller does (controller token) until it reaches `want`, or a
+    /// terminal phase, or a few rounds have passed.
+    async fn settle(&self, name: &str, cluster: &str, want: &str) -> Result<(), String> {
         use janus_controller::{clusters::Clusters, metrics::Metrics, reconcile};
         use kube::runtime::events::{Recorder, Reporter};
-        let name = format!("probe-{}", self.next());
-        let admin = self.inst.central.admin().await;
-        let ars: Api<AccessRequest> = Api::all(admin.clone());
-        let ar: AccessRequest = serde_json::from_value(json!({
-            "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
-            "metadata": {"name": name},
-            "spec": {"requester": "engineer@example.com", "cluster": cluster, "namespaces": ["team-a"],
-                     "reason": "rbac probe", "ttlSeconds": 3600}
-        }))
-        .expect("request");
-        ars.create(&PostParams::default(), &ar).await.expect("create request");
+        let ars: Api<AccessRequest> = Api::all(self.inst.central.admin().await);
         let clusters = Clusters::new(
             self.config.clone(),
             self.controller.clone(),
@@ -797,35 +853,41 @@ impl Probes {
             recorder,
             Arc::new(Metrics::new()),
         ));
-        // As the controller does it: reconcile until the phase settles (a few rounds at most).
-        let settle = |want: &'static str| {
-            let ars = ars.clone();
-            let ctx = ctx.clone();
-            let name = name.clone();
-            async move {
-                let mut phase = String::new();
-                let mut last_error = String::new();
-                for _ in 0..4 {
-                    let current = ars.get(&name).await.expect("get");
-                    if let Err(e) = reconcile::reconcile(Arc::new(current), ctx.clone()).await {
-                        last_error = e.to_string();
-                    }
-                    let now = ars.get(&name).await.expect("get");
-                    phase = now.status.as_ref().map(|s| s.phase.to_string()).unwrap_or_default();
-                    if phase == want || now.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
-                        break;
-                    }
-                }
-                if phase == want {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{name} on {cluster}: wanted {want}, phase {phase:?}, last error {last_error:?}"
-                    ))
-                }
+        let mut phase = String::new();
+        let mut last_error = String::new();
+        for _ in 0..4 {
+            let current = ars.get(name).await.expect("get");
+            if let Err(e) = reconcile::reconcile(Arc::new(current), ctx.clone()).await {
+                last_error = e.to_string();
             }
-        };
-        settle("Pending").await?;
+            let now = ars.get(name).await.expect("get");
+            phase = now.status.as_ref().map(|s| s.phase.to_string()).unwrap_or_default();
+            if phase == want || now.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+                break;
+            }
+        }
+        if phase == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} on {cluster}: wanted {want}, phase {phase:?}, last error {last_error:?}"
+            ))
+        }
+    }
+
+    async fn grant(&self, cluster: &str) -> Result<(), String> {
+        let name = format!("probe-{}", self.next());
+        let admin = self.inst.central.admin().await;
+        let ars: Api<AccessRequest> = Api::all(admin.clone());
+        let ar: AccessRequest = serde_json::from_value(json!({
+            "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": name},
+            "spec": {"requester": "engineer@example.com", "cluster": cluster, "namespaces": ["team-a"],
+                     "reason": "rbac probe", "ttlSeconds": 3600}
+        }))
+        .expect("request");
+        ars.create(&PostParams::default(), &ar).await.expect("create request");
+        self.settle(&name, cluster, "Pending").await?;
         let approval = json!({"spec": {"approval": {"by": "admin@example.com",
             "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}}});
         ars.patch(
@@ -835,7 +897,7 @@ impl Probes {
         )
         .await
         .expect("approve");
-        settle("Active").await?;
+        self.settle(&name, cluster, "Active").await?;
         let target = if cluster == "remote" {
             &self.inst.remote
         } else {
@@ -936,14 +998,15 @@ async fn every_chart_rbac_rule_is_needed() {
         .sa_kubeconfig(&format!("{RELEASE}-controller"), inst.dir.path())
         .await;
     let controller = inst.central.sim.client_for_token(&token).await.expect("client");
-    let probes = Probes {
+    let mut probes = Probes {
         inst,
         config,
         controller,
         n: Default::default(),
+        terminal: None,
     };
 
-    // Every Role and ClusterRole of the release is covered (janus-pod-exec is the requesters' role).
+    // Every Role and ClusterRole of the release is covered.
     let mut installed = Vec::new();
     for (cluster, c) in [("central", &probes.inst.central), ("remote", &probes.inst.remote)] {
         let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}"));
@@ -959,7 +1022,7 @@ async fn every_chart_rbac_rule_is_needed() {
             installed.push((cluster, "Role", r.metadata.name.expect("name")));
         }
     }
-    installed.retain(|(_, _, n)| n != janus_api::POD_EXEC_CLUSTER_ROLE);
+    installed.retain(|(c, _, n)| !(*c == "remote" && n == janus_api::POD_EXEC_CLUSTER_ROLE));
     installed.sort();
     let mut covered: Vec<(&str, &str, String)> = ROLES.iter().map(|(c, k, n, _)| (*c, *k, n.to_string())).collect();
     covered.sort();
@@ -967,11 +1030,13 @@ async fn every_chart_rbac_rule_is_needed() {
     assert_eq!(installed, covered, "the roles the chart installed");
 
     // Each probe passes with the chart's rules as they are.
+    probes.start_terminal().await;
     for p in [
         Probe::Grant("central"),
         Probe::Grant("remote"),
         Probe::LeaderElection,
         Probe::Web,
+        Probe::Terminal,
     ] {
         if let Err(e) = probes.run(p).await {
             panic!("{p:?} fails with the chart's own RBAC: {e}");
