@@ -307,11 +307,13 @@ can() {
 can_i_as() {
   local file="$1"; shift
   local out rc=0
-  out="$("$KUBECTL" --kubeconfig "$file" --request-timeout="$REQUEST_TIMEOUT" auth can-i "$@" 2>"$TMPDIR_SETUP/can-i.err")" || rc=$?
+  local err="$TMPDIR_SETUP/can-i.$BASHPID.err"
+  out="$("$KUBECTL" --kubeconfig "$file" --request-timeout="$REQUEST_TIMEOUT" auth can-i "$@" 2>"$err")" || rc=$?
   case "$out" in
     yes* | no*) printf '%s\n' "${out%%$'\n'*}" ;;
-    *) printf 'error: %s\n' "$(grep -v '^Warning:' "$TMPDIR_SETUP/can-i.err" | head -n 2 | tr '\n' ' ')(exit $rc)" ;;
+    *) printf 'error: %s\n' "$(grep -v '^Warning:' "$err" | head -n 2 | tr '\n' ' ')(exit $rc)" ;;
   esac
+  rm -f "$err"
 }
 
 # Reads the existing kubeconfig Secret: sets EXISTING (0/1), EXISTING_KUBECONFIG, EXISTING_SERVER,
@@ -377,37 +379,50 @@ verify_credential() {
     printf '  the credential does not work: %s\n' "$out" >&2
     return 1
   fi
+  # The checks are independent: run them in parallel, one result file each, then read them in order.
+  local dir i
+  dir="$(mktemp -d "$TMPDIR_SETUP/verify.XXXXXX")"
   set -f
-  for check in "${REQUIRED_CHECKS[@]}"; do
+  i=0
+  for check in "${REQUIRED_CHECKS[@]}" "${FORBIDDEN_CHECKS[@]}"; do
     read -r -a args <<<"$check"
-    out="$(can_i_as "$file" "${args[@]}")"
+    can_i_as "$file" "${args[@]}" >"$dir/$i" &
+    i=$((i + 1))
+  done
+  wait
+  i=0
+  for check in "${REQUIRED_CHECKS[@]}"; do
+    out="$(cat "$dir/$i")"
     if [[ "$out" != yes ]]; then
       printf '  missing permission: %s (%s)\n' "$check" "$out" >&2
       bad=1
     fi
+    i=$((i + 1))
   done
   for check in "${FORBIDDEN_CHECKS[@]}"; do
-    read -r -a args <<<"$check"
-    out="$(can_i_as "$file" "${args[@]}")"
+    out="$(cat "$dir/$i")"
     if [[ "$out" != no ]]; then
       printf '  unexpected permission: %s (%s)\n' "$check" "$out" >&2
       bad=1
     fi
+    i=$((i + 1))
   done
   set +f
+  rm -rf "$dir"
   return "$bad"
 }
 
 # ------------------------------------------------------------------------------------------ kubeconfig
 
-# write_kubeconfig FILE TOKEN: the kubeconfig the controller will use (mode 0600).
+# write_kubeconfig FILE TOKEN [SERVER]: the kubeconfig the controller will use (mode 0600); with
+# SERVER, the same for another URL of the API server (the one this workstation reaches).
 write_kubeconfig() {
-  local file="$1" token="$2"
+  local file="$1" token="$2" server="${3:-$SERVER}"
   (
     umask 077
     {
       printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: %s\n  cluster:\n' "$NAME"
-      printf '    server: %s\n' "$SERVER"
+      printf '    server: %s\n' "$server"
       if [[ "$INSECURE" == true ]]; then
         printf '    insecure-skip-tls-verify: true\n'
       elif [[ -n "$CA_DATA" ]]; then
@@ -529,6 +544,9 @@ cmd_add() {
   [[ "$central_server" != "$remote_server" ]] || die "contexts '$CENTRAL_CONTEXT' and '$REMOTE_CONTEXT' point at the same API server ($remote_server); the central cluster needs no registration"
   SERVER="${REMOTE_SERVER:-$remote_server}"
   SERVER="${SERVER%/}"
+  # The credential is checked through the context's own URL: --remote-server may be reachable only
+  # from the central cluster.
+  CHECK_SERVER="${remote_server%/}"
   [[ "$SERVER" == https://* ]] || die "the remote API server '$SERVER' is not https://; pass --remote-server"
   INSECURE="$(cluster_field "$REMOTE_CONTEXT" insecure-skip-tls-verify)"
   TLS_SERVER_NAME="$(cluster_field "$REMOTE_CONTEXT" tls-server-name)"
@@ -576,7 +594,8 @@ cmd_add() {
   fi
   plan_agent
 
-  local kubeconfig="$TMPDIR_SETUP/kubeconfig" token="" token_action="issue" expires_at=""
+  local kubeconfig="$TMPDIR_SETUP/kubeconfig" check="$TMPDIR_SETUP/check-kubeconfig"
+  local token="" token_action="issue" expires_at=""
   # Keep the current token when it still works, has the right permissions and is far from expiry.
   if ((EXISTING)) && ((!ROTATE)) && [[ "$AGENT_ACTION" != install ]]; then
     local old exp_epoch left
@@ -585,8 +604,9 @@ cmd_add() {
     if [[ -n "$old" && -n "$exp_epoch" ]]; then
       left=$((exp_epoch - $(now_epoch)))
       write_kubeconfig "$kubeconfig" "$old"
+      write_kubeconfig "$check" "$old" "$CHECK_SERVER"
       if ((left > duration / 3)) && [[ "$(cat "$kubeconfig")" == "$EXISTING_KUBECONFIG" ]] \
-        && verify_credential "$kubeconfig" 2>/dev/null; then
+        && verify_credential "$check" 2>/dev/null; then
         token="$old" token_action="keep" expires_at="$EXISTING_EXPIRES"
       elif ((left <= duration / 3)); then
         token_action="renew"
@@ -597,7 +617,11 @@ cmd_add() {
   info ""
   info "Plan:"
   info "  central cluster : context '$CENTRAL_CONTEXT', namespace $NAMESPACE"
-  info "  remote cluster  : context '$REMOTE_CONTEXT', server $SERVER"
+  if [[ "$SERVER" == "$CHECK_SERVER" ]]; then
+    info "  remote cluster  : context '$REMOTE_CONTEXT', server $SERVER"
+  else
+    info "  remote cluster  : context '$REMOTE_CONTEXT', server $SERVER for the controller (checked here through $CHECK_SERVER)"
+  fi
   info "  cluster name    : $NAME (display name: $DISPLAY_NAME)"
   case "$AGENT_HOW/$AGENT_ACTION" in
     */skip) info "  agent           : not deployed (--skip-agent)" ;;
@@ -635,11 +659,12 @@ cmd_add() {
     [[ -n "$exp" ]] || exp=$(($(now_epoch) + duration))
     expires_at="$(epoch_to_rfc3339 "$exp")"
     write_kubeconfig "$kubeconfig" "$token"
+    write_kubeconfig "$check" "$token" "$CHECK_SERVER"
   fi
 
   if [[ "$token_action" != keep ]]; then
     step "checking the agent credential with kubectl auth can-i"
-    verify_credential "$kubeconfig" \
+    verify_credential "$check" \
       || die "the agent credential does not have exactly the permissions the controller needs (see above); nothing was registered"
   fi
 
