@@ -198,7 +198,7 @@ mod tests {
     fn client_cert_and_insecure() {
         let mut i = input(Auth::ClientCert {
             cert_pem: CA.as_bytes().to_vec(),
-            key_pem: b"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n".to_vec(),
+            key_pem: b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".to_vec(),
         });
         i.insecure = true;
         i.tls_server_name = Some("api.internal".into());

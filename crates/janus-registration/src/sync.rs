@@ -261,3 +261,59 @@ pub async fn sync(
     }
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(cluster: &str, outcome: Outcome) -> ClusterOutcome {
+        ClusterOutcome {
+            cluster: cluster.into(),
+            secret: format!("{cluster}-kubeconfig"),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn lines_and_summary() {
+        let s = Summary {
+            clusters: vec![
+                outcome("a", Outcome::Created),
+                outcome("b", Outcome::Unchanged),
+                outcome("c", Outcome::Missing),
+                outcome("d", Outcome::Failed("cluster d cannot be synced: exec".into())),
+            ],
+        };
+        assert_eq!(s.clusters[0].to_string(), "a: created Secret a-kubeconfig");
+        assert!(
+            s.clusters[2]
+                .to_string()
+                .starts_with("c: missing: no ArgoCD cluster Secret")
+        );
+        assert_eq!(s.clusters[3].to_string(), "d: failed: cluster d cannot be synced: exec");
+        assert_eq!(
+            s.line(),
+            "kubeconfig-sync: 4 clusters: 1 created, 0 updated, 1 unchanged, 1 failed, 1 missing in ArgoCD"
+        );
+        assert!(!s.success());
+        assert!(Summary::default().success());
+    }
+
+    #[test]
+    fn wanted_metadata() {
+        let c = ClusterConfig {
+            name: "prod".into(),
+            display_name: String::new(),
+            secret_name: None,
+        };
+        let (labels, annotations) = wanted_meta(&c);
+        assert_eq!(labels[CLUSTER_LABEL], "prod");
+        assert_eq!(labels[janus_api::MANAGED_BY_LABEL], janus_api::MANAGED_BY);
+        assert_eq!(
+            annotations[DISPLAY_NAME_ANNOTATION], "prod",
+            "display name defaults to the name"
+        );
+        assert!(contains_all(Some(&labels), &labels));
+        assert!(!contains_all(None, &labels));
+    }
+}
