@@ -561,13 +561,19 @@ cmd_add() {
   fi
   [[ "$INSECURE" == true ]] && warn "context '$REMOTE_CONTEXT' skips TLS verification; so will the central controller"
 
-  kc get namespace "$NAMESPACE" >/dev/null 2>&1 \
-    || die "namespace '$NAMESPACE' not found on the central cluster ('$CENTRAL_CONTEXT'): install the chart there first, or pass --namespace"
-  local verb
+  local verb err
   for verb in get create update; do
     can central "$verb" secrets -n "$NAMESPACE" \
       || die "insufficient rights on the central cluster ('$CENTRAL_CONTEXT'): you cannot $verb secrets in namespace $NAMESPACE"
   done
+  if ! err="$(kc get namespace "$NAMESPACE" -o name 2>&1 >/dev/null)"; then
+    # Without the right to read namespaces, the Secret write below reports a missing namespace itself.
+    if [[ "$err" == *NotFound* || "$err" == *"not found"* ]]; then
+      die "namespace '$NAMESPACE' not found on the central cluster ('$CENTRAL_CONTEXT'): install the chart there first, or pass --namespace"
+    elif [[ "$err" != *Forbidden* && "$err" != *forbidden* ]]; then
+      die "cannot check namespace '$NAMESPACE' on the central cluster ('$CENTRAL_CONTEXT'): $err"
+    fi
+  fi
 
   read_existing_secret
   if ((EXISTING)); then
@@ -758,6 +764,10 @@ cmd_remove() {
   SECRET_NAME="${SECRET_NAME:-$NAME-kubeconfig}"
   reachable central "$CENTRAL_CONTEXT"
   ((REMOVE_AGENT)) && reachable remote "$REMOTE_CONTEXT"
+  can central delete secrets -n "$NAMESPACE" \
+    || die "insufficient rights on the central cluster ('$CENTRAL_CONTEXT'): you cannot delete secrets in namespace $NAMESPACE"
+  can central patch accessrequests.k8s-janus.opsmode.io \
+    || die "insufficient rights on the central cluster ('$CENTRAL_CONTEXT'): you cannot patch accessrequests (needed to revoke them)"
 
   local secrets labelled
   secrets=""

@@ -275,6 +275,47 @@ async fn setup_sh_registers_a_remote_cluster_and_removes_it() {
     let env = Env::new(&central, &remote);
     let base = ["--central-context", "central", "--remote-context", "remote"];
 
+    // Missing tools: said by name.
+    let out = env
+        .command("bash")
+        .arg(script())
+        .args([
+            "--central-context",
+            "central",
+            "--remote-context",
+            "remote",
+            "--name",
+            "prod",
+            "--yes",
+        ])
+        .env("KUBECTL", "/nonexistent/kubectl")
+        .output()
+        .await
+        .unwrap();
+    assert!(failed(&out).contains("kubectl not found on the PATH"), "{}", text(&out));
+    let out = env
+        .command("bash")
+        .arg(script())
+        .args([
+            "--central-context",
+            "central",
+            "--remote-context",
+            "remote",
+            "--name",
+            "prod",
+            "--yes",
+        ])
+        .args(["--no-helm"])
+        .env("JANUS", "/nonexistent/janus")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        failed(&out).contains("JANUS=/nonexistent/janus is not executable"),
+        "{}",
+        text(&out)
+    );
+
     // Wrong context names: a clear message, nothing created anywhere.
     let out = failed(
         &env.setup(&[
