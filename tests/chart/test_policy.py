@@ -179,24 +179,25 @@ def test_pod_exec_role_is_exactly_the_design(case_docs):
 
 
 CONTROLLER_CLUSTER = expand({
-    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch update patch delete",
-    ("k8s-janus.opsmode.io", "accessrequests/status"): "get update patch",
-    ("", "serviceaccounts"): "get list watch create delete",
+    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch patch delete",
+    ("k8s-janus.opsmode.io", "accessrequests/status"): "patch",
+    ("", "serviceaccounts"): "get list create delete",
     ("", "serviceaccounts/token"): "create",
-    ("rbac.authorization.k8s.io", "rolebindings"): "get list watch create delete",
+    ("rbac.authorization.k8s.io", "rolebindings"): "get list create delete",
     ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
-    ("", "namespaces"): "get list",
+    ("", "namespaces"): "get",
     ("events.k8s.io", "events"): "create patch",
 })
 CONTROLLER_NS = expand({
-    ("", "secrets"): "get list watch create update patch delete",
+    ("", "secrets"): "get list watch create update delete",
     ("coordination.k8s.io", "leases"): "get create update",
 })
 WEB_CLUSTER = expand({
-    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch create patch update",
-    ("", "namespaces"): "get list",
+    ("k8s-janus.opsmode.io", "accessrequests"): "get list watch create patch",
+    ("", "namespaces"): "list",
+    ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get",
 })
-WEB_NS = expand({("", "secrets"): "get list watch"})
+WEB_NS = expand({("", "secrets"): "get list"})
 AGENT = expand({
     ("", "serviceaccounts"): "get list create delete",
     ("", "serviceaccounts/token"): "create",

@@ -702,8 +702,9 @@ enum Probe {
     /// Leader election (`janus_controller::leader::try_acquire`, controller token) takes and renews a
     /// Lease.
     LeaderElection,
-    /// The web process (web token) starts, an engineer creates a request through the JSON API, and the
-    /// request form lists the namespaces of the central and the remote cluster.
+    /// The web process (web token) starts, an engineer creates a request through the JSON API, the
+    /// request form lists the namespaces of the central and the remote cluster, and the clusters page
+    /// finds `janus-pod-exec` on both.
     Web,
     /// An engineer with an Active request uses it through the web UI (which acts with the request's
     /// own token): the pod list, a shell (`echo` through the terminal WebSocket), the log stream and
@@ -962,6 +963,22 @@ impl Probes {
             if !ns.contains(&"team-a".to_string()) {
                 return Err(format!("namespaces of {cluster}: {ns:?}"));
             }
+        }
+        // The clusters page tells whether janus-pod-exec is installed on each cluster.
+        let (status, clusters) = engineer.get("/api/v1/clusters").await;
+        let checked: Vec<(String, Value)> = clusters["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["podExecRole"].clone(),
+                )
+            })
+            .collect();
+        if status != 200 || checked.len() != 2 || checked.iter().any(|(_, known)| *known != json!(true)) {
+            return Err(format!("clusters page: {status} janus-pod-exec found: {checked:?}"));
         }
         Ok(())
     }
