@@ -474,6 +474,9 @@ deploy_agent() {
     */skip | helm/none) return 0 ;;
     helm/install | helm/upgrade)
       step "deploying the agent with helm ($AGENT_ACTION release $RELEASE in $AGENT_NAMESPACE on '$REMOTE_CONTEXT')"
+      if [[ "$AGENT_ACTION" == install ]] && ((!AGENT_NS_EXISTED)); then
+        ROLLBACK+=("delete namespace $AGENT_NAMESPACE on $REMOTE_CONTEXT|kr delete namespace \"\$AGENT_NAMESPACE\" --wait=false")
+      fi
       if [[ "$AGENT_ACTION" == install ]]; then
         ROLLBACK+=("helm uninstall $RELEASE on $REMOTE_CONTEXT|\"\$HELM_BIN\" uninstall \"\$RELEASE\" -n \"\$AGENT_NAMESPACE\" --kube-context \"\$REMOTE_CONTEXT\"")
       fi
