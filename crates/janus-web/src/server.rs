@@ -218,6 +218,7 @@ pub async fn build_state(
         replica: opts.replica.clone(),
         db_ok: AtomicBool::new(true),
         cache_ready: AtomicBool::new(false),
+        registered_clusters: Default::default(),
     };
     let state = AppState(Arc::new(inner));
     let watch = watch_requests(state.clone(), client, writer);

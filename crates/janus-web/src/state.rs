@@ -63,6 +63,8 @@ pub struct Inner {
     pub db_ok: AtomicBool,
     /// Whether the request cache has synced.
     pub cache_ready: AtomicBool,
+    /// Clusters registered by labelled kubeconfig Secrets (refreshed every few seconds).
+    pub registered_clusters: crate::requests::ClusterCache,
 }
 
 impl AppState {

@@ -230,15 +230,32 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
     assert_eq!(refused(&stack, &alice, &name, q, None, true).await, 409);
 
     // The recording and the command log (admins only).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = admin.get(&format!("/api/v1/recordings/{session}")).await;
+    let mut r = admin.get(&format!("/api/v1/recordings/{session}")).await;
+    for _ in 0..100 {
+        if r.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = admin.get(&format!("/api/v1/recordings/{session}")).await;
+    }
     assert_eq!(r.status(), 200);
     let cast = r.text().await.unwrap();
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     assert!(cast.contains("hello") && cast.contains("\"r\",\"100x30\""), "{cast}");
     assert_eq!(alice.get(&format!("/api/v1/recordings/{session}")).await.status(), 403);
-    let hits = admin.json("/api/v1/commands?q=stty").await;
+    // The command log is flushed when the session ends; give a loaded machine a moment.
+    let mut hits = admin.json("/api/v1/commands?q=stty").await;
+    for _ in 0..100 {
+        if hits["commands"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["line"] == "stty size"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        hits = admin.json("/api/v1/commands?q=stty").await;
+    }
     assert!(
         hits["commands"]
             .as_array()

@@ -14,8 +14,8 @@ pub enum ClientControl {
         /// Rows (1..=1000).
         rows: u16,
     },
-    /// Keep-alive; also counts as activity for the idle timeout.
-    Ping,
+    /// Keep-alive (a struct variant so that unknown fields are refused like everywhere else).
+    Ping {},
 }
 
 /// Control messages to the browser (text frames).
@@ -79,7 +79,10 @@ mod tests {
             ClientControl::parse(r#"{"type":"resize","cols":120,"rows":40}"#).unwrap(),
             ClientControl::Resize { cols: 120, rows: 40 }
         );
-        assert_eq!(ClientControl::parse(r#"{"type":"ping"}"#).unwrap(), ClientControl::Ping);
+        assert_eq!(
+            ClientControl::parse(r#"{"type":"ping"}"#).unwrap(),
+            ClientControl::Ping {}
+        );
         for bad in [
             r#"{"type":"resize","cols":0,"rows":40}"#,
             r#"{"type":"resize","cols":70000,"rows":40}"#,

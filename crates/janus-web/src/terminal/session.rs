@@ -313,7 +313,7 @@ async fn run(
                         rec.resize(cols, rows);
                         let _ = size.send(TerminalSize { width: cols, height: rows }).await;
                     }
-                    Ok(ClientControl::Ping) => {}
+                    Ok(ClientControl::Ping {}) => {}
                     Err(e) => {
                         if !send_control(&mut tx, ServerControl::Error { message: e }).await {
                             break "the connection was lost".into();
