@@ -175,6 +175,20 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
             .unwrap(),
     )
     .unwrap();
+    // The token never shows up in pages, API answers, status or the audit log.
+    for (who, path) in [
+        (&alice, format!("/requests/{name}")),
+        (&alice, format!("/api/v1/requests/{name}")),
+        (&alice, format!("/api/v1/requests/{name}/timeline")),
+        (&alice, format!("/terminal/{name}")),
+        (&admin, "/api/v1/audit".to_string()),
+        (&admin, "/admin".to_string()),
+        (&admin, "/audit".to_string()),
+    ] {
+        let body = who.get(&path).await.text().await.unwrap();
+        assert!(!body.contains(&token), "{path} shows the token");
+    }
+    assert!(!ar.to_string().contains(&token), "status never holds the token");
     let c = stack.sim.client_for_token(&token).await.unwrap();
     let other: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(c, "team-b");
     let err = other
