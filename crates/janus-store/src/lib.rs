@@ -6,7 +6,8 @@
 //! `RETURNING`); times are stored as microseconds since the Unix epoch (UTC) and JSON values as text,
 //! so both backends behave identically. Only the schema migrations differ per dialect.
 //!
-//! The [`recorder`] module turns AccessRequests into audit events and request history.
+//! The [`recorder`] module turns AccessRequests into audit events and request history; [`writer`]
+//! buffers the events the web process records itself while the database is unreachable.
 
 mod audit;
 mod error;
@@ -15,6 +16,7 @@ pub mod recorder;
 mod terminal;
 mod types;
 mod users;
+pub mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr;

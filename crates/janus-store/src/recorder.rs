@@ -491,6 +491,10 @@ impl Recorder {
                         done.insert(name, rv.clone());
                     }
                 }
+                Err(StoreError::Invalid(msg)) => {
+                    // Retrying cannot help and would block every other request behind this one.
+                    tracing::error!(request = %name, error = %msg, "cannot record this request; skipped");
+                }
                 Err(e) => {
                     queue.insert(name, work);
                     return Err(e);

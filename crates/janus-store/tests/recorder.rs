@@ -783,7 +783,23 @@ async fn postgres_outage_loses_nothing() {
     let approved = activate(&sim, "o-revoke", 3600).await;
     assert_events(&store, "o-expire", &expired, 20).await;
 
+    let writer = janus_store::writer::AuditWriter::spawn(store.clone(), 1000);
     pg.pause();
+    // Web events recorded during the outage are buffered.
+    // At the stored precision (microseconds).
+    let login_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    for i in 0..5 {
+        assert!(writer.record(janus_store::NewAuditEvent {
+            key: format!("web/login/{i}"),
+            kind: janus_store::AuditKind::LoginSucceeded,
+            at: login_at + chrono::Duration::milliseconds(i),
+            actor: JANE.into(),
+            request: None,
+            cluster: None,
+            namespaces: vec![],
+            details: json!({"method": "local"}),
+        }));
+    }
     // During the outage: a revocation, whole lifecycles, and a deletion.
     let revoked = revoke(&sim, "o-revoke").await;
     let (denied, withdrawn) = tokio::join!(deny_flow(&sim, "o-deny"), withdraw_flow(&sim, "o-withdraw"));
@@ -842,6 +858,23 @@ async fn postgres_outage_loses_nothing() {
             .is_some()
     );
     assert_eq!(store.get_request("o-revoke").await.unwrap().unwrap().phase, "Revoked");
+    tokio::time::timeout(Duration::from_secs(60), writer.flush())
+        .await
+        .expect("buffered web events written");
+    let logins = store
+        .audit_events(&AuditQuery {
+            kind: Some("login.succeeded".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logins.len(), 5);
+    assert!(
+        logins
+            .iter()
+            .all(|e| e.at >= login_at && e.at < login_at + chrono::Duration::milliseconds(5))
+    );
+    assert!(writer.healthy().load(Ordering::Relaxed));
     rec.stop().await;
     ctl.stop().await;
     probe.abort();

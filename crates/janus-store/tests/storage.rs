@@ -44,6 +44,7 @@ per_backend!(
     terminals_recordings_commands,
     quick_commands,
     audit_log_line,
+    buffered_writer,
 );
 
 const HOSTILE: &[&str] = &[
@@ -1020,4 +1021,35 @@ async fn postgres_password_injected_not_logged() {
     assert_no_secret(&e);
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(!logs.contains("Sup3r"), "password in logs: {logs}");
+}
+
+async fn buffered_writer(s: Store) {
+    let w = janus_store::writer::AuditWriter::spawn(s.clone(), 1000);
+    let t0 = t("2026-07-01T00:00:00Z");
+    for i in 0..450 {
+        assert!(w.record(event(
+            &format!("w/{i}"),
+            AuditKind::LoginSucceeded,
+            t0 + Duration::seconds(i),
+            "a",
+            "r"
+        )));
+    }
+    // Duplicates are harmless.
+    assert!(w.record(event("w/0", AuditKind::LoginSucceeded, t0, "a", "r")));
+    w.flush().await;
+    let got = s
+        .audit_events(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 450);
+    assert!(w.healthy().load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(w.dropped(), 0);
+    // In order of recording.
+    let mut ids: Vec<(i64, DateTime<Utc>)> = got.iter().map(|e| (e.id, e.at)).collect();
+    ids.sort();
+    assert!(ids.windows(2).all(|p| p[0].1 < p[1].1));
 }
