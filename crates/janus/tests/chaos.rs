@@ -17,6 +17,42 @@ use kube::api::{Api, DeleteParams, ListParams};
 use rand::Rng;
 use serde_json::json;
 
+/// Prints what is known about requests that did not settle and keeps the logs for a closer look.
+async fn report_unsettled(api: &Api<AccessRequest>, dir: &std::path::Path, wrong: &[String]) {
+    let keep = std::env::temp_dir().join(format!("janus-chaos-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&keep);
+    for f in ["stable-controller.log", "kubesim.log"] {
+        let _ = std::fs::copy(dir.join(f), keep.join(f));
+    }
+    let log = std::fs::read_to_string(dir.join("stable-controller.log")).unwrap_or_default();
+    for name in wrong.iter().filter_map(|w| w.split(' ').next()) {
+        if let Ok(Some(ar)) = api.get_opt(name).await {
+            let d = &ar.spec;
+            eprintln!(
+                "{name}: generation {:?}, observed {:?}, decisions: approval {} denial {} revocation {} withdrawal {}, deleting {}",
+                ar.metadata.generation,
+                ar.status.as_ref().and_then(|s| s.observed_generation),
+                d.approval.is_some(),
+                d.denial.is_some(),
+                d.revocation.is_some(),
+                d.withdrawal.is_some(),
+                ar.metadata.deletion_timestamp.is_some(),
+            );
+        }
+        // The name as a field value, at the end of a URL or object reference, or before its namespace.
+        let marks = [
+            format!("\"{name}\""),
+            format!("/{name}\""),
+            format!("/{name}/"),
+            format!("/{name}."),
+        ];
+        for l in log.lines().filter(|l| marks.iter().any(|m| l.contains(m.as_str()))) {
+            eprintln!("  controller: {l}");
+        }
+    }
+    eprintln!("logs kept in {}", keep.display());
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Fate {
     Expire,
@@ -32,12 +68,15 @@ fn spawn_controller(dir: &std::path::Path) -> tokio::process::Child {
 
 fn spawn_controller_logging(dir: &std::path::Path, stderr: Stdio) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_janus"))
-        .args(["--log-format", "text", "controller", "--no-leader-election"])
+        .args(["--log-format", "json", "controller", "--no-leader-election"])
         .arg("--config")
         .arg(dir.join("config.yaml"))
         .arg("--kubeconfig")
         .arg(dir.join("controller.kubeconfig"))
-        .env("JANUS_LOG", "info,kube=warn")
+        .env(
+            "JANUS_LOG",
+            "info,janus_controller=debug,kube_runtime=debug,kube_client=debug",
+        )
         .stdout(Stdio::null())
         .stderr(stderr)
         .kill_on_drop(true)
@@ -45,15 +84,22 @@ fn spawn_controller_logging(dir: &std::path::Path, stderr: Stdio) -> tokio::proc
         .expect("janus binary runs")
 }
 
-// KNOWN FLAKE, so not in the default run: in about one run in three a single request is never
-// reconciled by the controller started after the chaos (it stays at the phase it had), while no
-// credentials of any other request are left. The cause is not found yet (not a hung API call: a 30 s
-// reconcile timeout did not change it). Run it with `cargo test -p janus --test chaos -- --ignored`.
+// This test once failed in about one run in three with a single request never finished: kubesim
+// applied a PATCH (or status write, or DELETE) to the object it had read before, so a concurrent write in
+// between was lost; a controller status write could silently undo the test's approval or withdrawal.
+// kubesim now writes with the read's resourceVersion as a precondition and retries (tests in
+// crates/kubesim/tests/concurrent_writes.rs). If it fails again, the final controller's debug log and
+// kubesim's log are kept and the lines about the unsettled requests are printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known flake under investigation; see the comment above"]
 async fn controller_killed_at_random_points_leaves_no_credentials() {
-    let sim = central().await;
     let dir = tempfile::tempdir().unwrap();
+    let sim_log = std::fs::File::create(dir.path().join("kubesim.log")).unwrap();
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(std::sync::Mutex::new(sim_log))
+        .try_init();
+    let sim = central().await;
     std::fs::write(
         dir.path().join("config.yaml"),
         serde_yaml::to_string(&config("")).unwrap(),
@@ -201,6 +247,9 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
         }
         if wrong.is_empty() {
             break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            report_unsettled(&api, dir.path(), &wrong).await;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

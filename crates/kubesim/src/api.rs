@@ -764,22 +764,42 @@ impl Ctx<'_> {
     pub fn replace(&self, mut obj: Value, sub: Option<&str>) -> ApiResult<(Value, bool)> {
         self.normalize(&mut obj, false)?;
         let rt = &self.rr.rt;
-        let current = match self.cluster.store.get(&self.gr(), self.ns(), self.name()) {
-            Some(c) => c,
-            None => {
-                if sub.is_none() && matches!(rt.kind.as_str(), "Lease" | "Endpoints") {
-                    return self.create(obj).map(|o| (o, true));
-                }
-                return Err(ApiError::not_found(&self.gr(), self.name()));
-            }
-        };
         let expected = obj["metadata"]["resourceVersion"].as_str().map(str::to_string);
         let manager = self.field_manager("unknown");
-        let updated = self.apply_update(&current, obj, sub, expected.as_deref(), &manager, "Update")?;
-        Ok((updated, false))
+        self.guaranteed_update(|| {
+            let current = match self.cluster.store.get(&self.gr(), self.ns(), self.name()) {
+                Some(c) => c,
+                None => {
+                    if sub.is_none() && matches!(rt.kind.as_str(), "Lease" | "Endpoints") {
+                        return self.create(obj.clone()).map(|o| Some((o, true)));
+                    }
+                    return Err(ApiError::not_found(&self.gr(), self.name()));
+                }
+            };
+            let updated = self.apply_update(&current, obj.clone(), sub, expected.as_deref(), &manager, "Update")?;
+            Ok(updated.map(|u| (u, false)))
+        })
+    }
+
+    /// Runs a read-modify-write until no other write came between its read and its write, as the API
+    /// server's GuaranteedUpdate does: `attempt` reads the newest object, computes the new one and
+    /// returns `Ok(None)` when it lost such a race. Without this, two concurrent writes of one object
+    /// (a status write and a spec patch, say) left only the one that was stored last.
+    fn guaranteed_update<T>(&self, mut attempt: impl FnMut() -> ApiResult<Option<T>>) -> ApiResult<T> {
+        // Each lost race means another write succeeded, so this ends; the bound only guards a livelock.
+        for _ in 0..1000 {
+            if let Some(done) = attempt()? {
+                return Ok(done);
+            }
+        }
+        Err(ApiError::conflict(&self.gr(), self.name()))
     }
 
     /// Shared tail of PUT and PATCH: subresource rules, generation, finalizers, admission, store.
+    ///
+    /// `current` is the object the new content was computed from. The write only succeeds while the
+    /// store still holds that version: `Ok(None)` when another write came first (unless the client set
+    /// its own precondition `expected_rv`, which then fails with 409 Conflict as in Kubernetes).
     fn apply_update(
         &self,
         current: &Value,
@@ -788,7 +808,7 @@ impl Ctx<'_> {
         expected_rv: Option<&str>,
         manager: &str,
         operation: &str,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Option<Value>> {
         let rt = &self.rr.rt;
         match sub {
             Some("status") => {
@@ -875,20 +895,35 @@ impl Ctx<'_> {
         admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
         patch::record_update_manager(&mut new, Some(current), manager, &rt.api_version(), operation);
         if self.dry_run() {
-            return Ok(new);
+            return Ok(Some(new));
         }
-        let stored = self.cluster.store.update(&self.gr(), new, expected_rv)?;
+        let client_rv = expected_rv.filter(|rv| !rv.is_empty());
+        let read_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let stored = match self
+            .cluster
+            .store
+            .update(&self.gr(), new, Some(client_rv.unwrap_or(read_rv)))
+        {
+            Ok(s) => s,
+            Err(e) if e.code == 409 && client_rv.is_none() => return Ok(None),
+            Err(e) => return Err(e),
+        };
         after_update(self.cluster, rt, &stored)?;
         if stored["metadata"]["deletionTimestamp"].is_string()
             && stored["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
         {
             gc::finish_deletion(self.cluster, &rt.group_resource(), &stored);
         }
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     /// PATCH of every supported type. Returns the object and whether apply created it.
     pub fn patch(&self, content_type: &str, body: &[u8], sub: Option<&str>) -> ApiResult<(Value, bool)> {
+        self.guaranteed_update(|| self.patch_once(content_type, body, sub))
+    }
+
+    /// One attempt of [`Ctx::patch`] against the newest object; `Ok(None)` if another write overtook it.
+    fn patch_once(&self, content_type: &str, body: &[u8], sub: Option<&str>) -> ApiResult<Option<(Value, bool)>> {
         let rt = &self.rr.rt;
         let ct = content_type.split(';').next().unwrap_or("").trim();
         if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
@@ -912,11 +947,11 @@ impl Ctx<'_> {
                     admit_create(self.cluster, self.user, rt, &mut obj, self.query)?;
                     patch::record_apply_manager(&mut obj, &applied, &manager, &rt.api_version(), None);
                     if self.dry_run() {
-                        return Ok((obj, true));
+                        return Ok(Some((obj, true)));
                     }
                     let created = self.cluster.store.create(&self.gr(), obj)?;
                     after_create(self.cluster, rt, &created)?;
-                    return Ok((created, true));
+                    return Ok(Some((created, true)));
                 }
                 None => return Err(ApiError::not_found(&self.gr(), self.name())),
                 Some(current) => {
@@ -924,7 +959,7 @@ impl Ctx<'_> {
                     let merged = patch::server_side_apply(&current, &applied, &manager, force, rt, sub)?;
                     let expected = applied["metadata"]["resourceVersion"].as_str().map(str::to_string);
                     let out = self.apply_update(&current, merged, sub, expected.as_deref(), &manager, "Apply")?;
-                    return Ok((out, false));
+                    return Ok(out.map(|o| (o, false)));
                 }
             }
         }
@@ -953,11 +988,16 @@ impl Ctx<'_> {
         self.normalize(&mut patched, false)?;
         let manager = self.field_manager("unknown");
         let out = self.apply_update(&current, patched, sub, expected.as_deref(), &manager, "Update")?;
-        Ok((out, false))
+        Ok(out.map(|o| (o, false)))
     }
 
     /// DELETE of one object.
     pub fn delete(&self, opts: &Value) -> ApiResult<Response> {
+        self.guaranteed_update(|| self.delete_once(opts))
+    }
+
+    /// One attempt of [`Ctx::delete`] against the newest object; `Ok(None)` if another write overtook it.
+    fn delete_once(&self, opts: &Value) -> ApiResult<Option<Response>> {
         let current = self.get_current()?;
         if let Some(uid) = opts["preconditions"]["uid"].as_str()
             && current["metadata"]["uid"].as_str() != Some(uid)
@@ -970,7 +1010,7 @@ impl Ctx<'_> {
             return Err(ApiError::conflict(&self.gr(), self.name()));
         }
         if self.dry_run() || opts["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
-            return Ok(json_response(StatusCode::OK, &current));
+            return Ok(Some(json_response(StatusCode::OK, &current)));
         }
         let policy = opts["propagationPolicy"]
             .as_str()
@@ -979,11 +1019,16 @@ impl Ctx<'_> {
             .to_string();
         let orphan = opts["orphanDependents"].as_bool().unwrap_or(false) || policy == "Orphan";
         let policy = if orphan { "Orphan".to_string() } else { policy };
-        let (obj, gone) = gc::delete(self.cluster, &self.rr.rt, &current, &policy)?;
+        let (obj, gone) = match gc::delete(self.cluster, &self.rr.rt, &current, &policy) {
+            Ok(r) => r,
+            // The client's own preconditions were checked above: this one is the read of `current`.
+            Err(e) if e.code == 409 => return Ok(None),
+            Err(e) => return Err(e),
+        };
         if gone {
-            Ok(json_response(StatusCode::OK, &obj))
+            Ok(Some(json_response(StatusCode::OK, &obj)))
         } else {
-            Ok(json_response(StatusCode::ACCEPTED, &obj))
+            Ok(Some(json_response(StatusCode::ACCEPTED, &obj)))
         }
     }
 
@@ -995,8 +1040,17 @@ impl Ctx<'_> {
         if let Some(items) = list["items"].as_array() {
             for it in items {
                 if !self.dry_run() {
-                    let (o, _) = gc::delete(self.cluster, &self.rr.rt, it, &policy)?;
-                    out.push(o);
+                    // An item that changed since the list is deleted as it is now.
+                    let (ns, name) = crate::store::ns_name(it);
+                    let mut current = Some(it.clone());
+                    for _ in 0..1000 {
+                        let Some(cur) = current.take() else { break };
+                        match gc::delete(self.cluster, &self.rr.rt, &cur, &policy) {
+                            Ok((o, _)) => out.push(o),
+                            Err(e) if e.code == 409 => current = self.cluster.store.get(&self.gr(), &ns, &name),
+                            Err(e) => return Err(e),
+                        }
+                    }
                 } else {
                     out.push(it.clone());
                 }

@@ -43,9 +43,14 @@ fn finalizers(obj: &Value) -> Vec<String> {
 
 /// Deletes an object with a propagation policy (`Background`, `Foreground`, `Orphan`).
 /// Returns the object and whether it is gone (false while finalizers hold it).
+///
+/// `current` is the object as the caller read it: if it changed since (a finalizer added, a status
+/// written), nothing is written and the answer is 409 Conflict, so the caller reads it again and retries
+/// rather than overwriting that change with its stale copy.
 pub fn delete(cluster: &Arc<Cluster>, rt: &ResourceType, current: &Value, policy: &str) -> ApiResult<(Value, bool)> {
     let gr = rt.group_resource();
     let (ns, name) = crate::store::ns_name(current);
+    let read_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
     if current["metadata"]["deletionTimestamp"].is_string() {
         return Ok((current.clone(), false));
     }
@@ -68,11 +73,14 @@ pub fn delete(cluster: &Arc<Cluster>, rt: &ResourceType, current: &Value, policy
         if is_namespace {
             obj["status"]["phase"] = json!("Terminating");
         }
-        let stored = cluster.store.update(&gr, obj, None)?;
+        let stored = cluster.store.update(&gr, obj, Some(read_rv))?;
         cluster.gc.poke();
         return Ok((stored, false));
     }
-    let removed = cluster.store.remove(&gr, &ns, &name).unwrap_or_else(|| current.clone());
+    let removed = cluster
+        .store
+        .remove_if(&gr, &ns, &name, Some(read_rv))?
+        .unwrap_or_else(|| current.clone());
     post_remove(cluster, &gr, &removed);
     Ok((removed, true))
 }
@@ -112,17 +120,26 @@ fn orphan_dependents(cluster: &Arc<Cluster>, owner_uid: &str) {
         if !refs.iter().any(|r| r["uid"] == owner_uid) {
             continue;
         }
-        let kept: Vec<Value> = refs.iter().filter(|r| r["uid"] != owner_uid).cloned().collect();
-        let mut o = obj.clone();
-        if kept.is_empty() {
-            if let Some(m) = o["metadata"].as_object_mut() {
-                m.remove("ownerReferences");
+        let (ns, name) = crate::store::ns_name(&obj);
+        let _ = cluster.store.update_latest(&gr, &ns, &name, |cur| {
+            let refs = cur["metadata"]["ownerReferences"].as_array()?;
+            let kept: Vec<Value> = refs.iter().filter(|r| r["uid"] != owner_uid).cloned().collect();
+            let mut o = cur.clone();
+            if kept.is_empty() {
+                if let Some(m) = o["metadata"].as_object_mut() {
+                    m.remove("ownerReferences");
+                }
+            } else {
+                o["metadata"]["ownerReferences"] = json!(kept);
             }
-        } else {
-            o["metadata"]["ownerReferences"] = json!(kept);
-        }
-        let _ = cluster.store.update(&gr, o, None);
+            Some(o)
+        });
     }
+}
+
+/// Whether a write failed only because the object changed after it was read: worth another sweep.
+fn raced<T>(r: &ApiResult<T>) -> bool {
+    r.as_ref().is_err_and(|e| e.code == 409)
 }
 
 /// One pass of garbage collection and namespace termination. Returns whether anything changed.
@@ -154,16 +171,33 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
         if live.is_empty() {
             if obj["metadata"]["deletionTimestamp"].is_null()
                 && let Some(rt) = type_of(cluster, gr)
-                && delete(cluster, &rt, obj, "Background").is_ok()
             {
-                changed = true;
+                let r = delete(cluster, &rt, obj, "Background");
+                changed |= r.is_ok() || raced(&r);
             }
         } else if live.len() < refs.len() {
-            let mut o = obj.clone();
-            o["metadata"]["ownerReferences"] = json!(live);
-            if cluster.store.update(gr, o, None).is_ok() {
-                changed = true;
-            }
+            // Drop the references to owners that are gone, from the object as it is now.
+            let dead: HashSet<&str> = refs
+                .iter()
+                .filter_map(|r| r["uid"].as_str())
+                .filter(|u| !uids.contains(*u))
+                .collect();
+            let (ns, name) = crate::store::ns_name(obj);
+            let r = cluster.store.update_latest(gr, &ns, &name, |cur| {
+                let refs = cur["metadata"]["ownerReferences"].as_array()?;
+                let kept: Vec<Value> = refs
+                    .iter()
+                    .filter(|r| r["uid"].as_str().is_none_or(|u| !dead.contains(u)))
+                    .cloned()
+                    .collect();
+                if kept.len() == refs.len() {
+                    return None;
+                }
+                let mut o = cur.clone();
+                o["metadata"]["ownerReferences"] = json!(kept);
+                Some(o)
+            });
+            changed |= matches!(r, Ok(Some(_)));
         }
     }
     // Foreground deletions finish once no dependents are left; their dependents are deleted first.
@@ -188,15 +222,19 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             }
             continue;
         }
-        let mut o = obj.clone();
-        let fins: Vec<String> = finalizers(obj)
-            .into_iter()
-            .filter(|f| f != "foregroundDeletion")
-            .collect();
-        o["metadata"]["finalizers"] = json!(fins);
-        if let Ok(stored) = cluster.store.update(gr, o, None) {
+        let (ns, name) = crate::store::ns_name(obj);
+        let r = cluster.store.update_latest(gr, &ns, &name, |cur| {
+            let fins: Vec<String> = finalizers(cur)
+                .into_iter()
+                .filter(|f| f != "foregroundDeletion")
+                .collect();
+            let mut o = cur.clone();
+            o["metadata"]["finalizers"] = json!(fins);
+            Some(o)
+        });
+        if let Ok(Some(stored)) = r {
             changed = true;
-            if fins.is_empty() {
+            if finalizers(&stored).is_empty() {
                 finish_deletion(cluster, gr, &stored);
             }
         }
@@ -212,9 +250,12 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             .store
             .objects_where(|o| o["metadata"]["namespace"].as_str() == Some(ns));
         if content.is_empty() {
-            let mut o = ns_obj.clone();
-            o["spec"]["finalizers"] = json!([]);
-            if let Ok(stored) = cluster.store.update(&nsgr, o, None) {
+            let r = cluster.store.update_latest(&nsgr, "", ns, |cur| {
+                let mut o = cur.clone();
+                o["spec"]["finalizers"] = json!([]);
+                Some(o)
+            });
+            if let Ok(Some(stored)) = r {
                 changed = true;
                 if finalizers(&stored).is_empty()
                     && let Some(removed) = cluster.store.remove(&nsgr, "", ns)

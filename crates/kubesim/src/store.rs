@@ -244,9 +244,43 @@ impl Store {
 
     /// Replaces an object. With `expected_rv` the write fails with 409 Conflict if the object moved on.
     /// A write that changes nothing keeps the old resourceVersion and emits no event, as in Kubernetes.
-    pub fn update(&self, gr: &GroupResource, mut obj: Value, expected_rv: Option<&str>) -> ApiResult<Value> {
-        let (ns, name) = ns_name(&obj);
+    pub fn update(&self, gr: &GroupResource, obj: Value, expected_rv: Option<&str>) -> ApiResult<Value> {
         let mut g = self.lock();
+        self.update_locked(&mut g, gr, obj, expected_rv)
+    }
+
+    /// A read-modify-write of the newest stored object in one step, so no other write can fall between
+    /// the read and the write: `change` gets the object and returns its new content, or `None` to leave
+    /// it as it is. `Ok(None)` when there is no such object or `change` declined.
+    pub fn update_latest(
+        &self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        change: impl FnOnce(&Value) -> Option<Value>,
+    ) -> ApiResult<Option<Value>> {
+        let mut g = self.lock();
+        let Some(current) = g.objects.get(&coll_key(gr)).and_then(|c| c.get(&obj_key(ns, name))) else {
+            return Ok(None);
+        };
+        let rv = current["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some(new) = change(current) else {
+            return Ok(None);
+        };
+        self.update_locked(&mut g, gr, new, Some(&rv)).map(Some)
+    }
+
+    fn update_locked(
+        &self,
+        g: &mut Inner,
+        gr: &GroupResource,
+        mut obj: Value,
+        expected_rv: Option<&str>,
+    ) -> ApiResult<Value> {
+        let (ns, name) = ns_name(&obj);
         let key = obj_key(&ns, &name);
         let Some(current) = g.objects.get(&coll_key(gr)).and_then(|c| c.get(&key)).cloned() else {
             return Err(ApiError::not_found(gr, &name));
@@ -273,7 +307,7 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         g.objects.entry(coll_key(gr)).or_default().insert(key, obj.clone());
         self.record(
-            &mut g,
+            g,
             Change {
                 rv,
                 gr: gr.clone(),
@@ -289,8 +323,33 @@ impl Store {
 
     /// Removes an object for good and emits DELETED.
     pub fn remove(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Value> {
+        self.remove_if(gr, ns, name, None).ok().flatten()
+    }
+
+    /// Like [`Store::remove`], but only while the object is still at `expected_rv` (409 Conflict if it
+    /// moved on), so a change made after the caller looked at it (say, a finalizer added) is not lost.
+    pub fn remove_if(
+        &self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        expected_rv: Option<&str>,
+    ) -> ApiResult<Option<Value>> {
         let mut g = self.lock();
-        let mut obj = g.objects.get_mut(&coll_key(gr))?.remove(&obj_key(ns, name))?;
+        let Some(coll) = g.objects.get_mut(&coll_key(gr)) else {
+            return Ok(None);
+        };
+        let key = obj_key(ns, name);
+        if let Some(exp) = expected_rv.filter(|e| !e.is_empty())
+            && coll
+                .get(&key)
+                .is_some_and(|cur| cur["metadata"]["resourceVersion"].as_str() != Some(exp))
+        {
+            return Err(ApiError::conflict(gr, name));
+        }
+        let Some(mut obj) = coll.remove(&key) else {
+            return Ok(None);
+        };
         g.rv += 1;
         let rv = g.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -306,7 +365,7 @@ impl Store {
                 previous: None,
             },
         );
-        Some(obj)
+        Ok(Some(obj))
     }
 
     /// Changes since `rv` (exclusive) plus a receiver for what follows. `Err` if history no longer reaches back.
@@ -409,6 +468,41 @@ mod tests {
         s.create(&gr, cm("ab", "2")).unwrap();
         assert_eq!(s.list(&gr, Some("a")).0.len(), 1);
         assert_eq!(s.list(&gr, None).0.len(), 2);
+    }
+
+    #[test]
+    fn conditional_writes_refuse_a_moved_object() {
+        let s = Store::new();
+        let gr = GroupResource::new("", "configmaps");
+        let read = s.create(&gr, cm("a", "x")).unwrap();
+        let read_rv = read["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        // Someone else writes after our read.
+        let mut other = read.clone();
+        other["data"]["b"] = json!("2");
+        s.update(&gr, other, None).unwrap();
+        let mut mine = read.clone();
+        mine["data"]["c"] = json!("3");
+        assert_eq!(s.update(&gr, mine, Some(&read_rv)).unwrap_err().code, 409);
+        assert_eq!(s.remove_if(&gr, "a", "x", Some(&read_rv)).unwrap_err().code, 409);
+        // A read-modify-write of the newest object keeps the other write.
+        let done = s
+            .update_latest(&gr, "a", "x", |cur| {
+                let mut o = cur.clone();
+                o["data"]["c"] = json!("3");
+                Some(o)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(done["data"], json!({"a": "1", "b": "2", "c": "3"}));
+        assert!(s.update_latest(&gr, "a", "x", |_| None).unwrap().is_none());
+        assert!(
+            s.update_latest(&gr, "a", "nope", |c| Some(c.clone()))
+                .unwrap()
+                .is_none()
+        );
+        let rv = done["metadata"]["resourceVersion"].as_str().unwrap();
+        assert!(s.remove_if(&gr, "a", "x", Some(rv)).unwrap().is_some());
+        assert!(s.remove_if(&gr, "a", "x", Some(rv)).unwrap().is_none());
     }
 
     #[test]
