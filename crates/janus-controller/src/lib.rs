@@ -24,7 +24,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 
 pub use error::Error;
 
@@ -54,6 +56,22 @@ async fn wait_for_crd(api: &Api<AccessRequest>) {
             }
         }
     }
+}
+
+/// The AccessRequests a token Secret belongs to, from its ownerReferences.
+///
+/// AccessRequests are cluster-scoped. `Controller::owns` names an owner with the namespace of the owned
+/// object, a second key for the same request beside the one its own watch uses; the controller keeps one
+/// reconcile per key at a time, so a Secret event could then reconcile a request while another reconcile
+/// of it was still running. These references carry no namespace, like the request's own.
+pub fn owning_requests(secret: &Secret) -> Vec<ObjectRef<AccessRequest>> {
+    let api_version = AccessRequest::api_version(&());
+    secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == AccessRequest::kind(&()) && o.api_version == api_version)
+        .map(|o| ObjectRef::new(&o.name))
+        .collect()
 }
 
 /// Checks `janus-pod-exec` on every configured cluster and logs what is missing.
@@ -118,9 +136,10 @@ pub async fn run(
     let controller = Controller::new(ars, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(32))
         // A deleted or changed token Secret is drift the owner must repair.
-        .owns(
+        .watches(
             secrets,
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            |s| owning_requests(&s),
         );
     *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
 
@@ -153,4 +172,36 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_secrets_map_to_the_cluster_scoped_request() {
+        let ar: AccessRequest = serde_json::from_value(json!({
+            "apiVersion": "k8s-janus.opsmode.io/v1alpha1",
+            "kind": "AccessRequest",
+            "metadata": {"name": "r1", "uid": "u1"},
+            "spec": {"requester": "a@x.io", "cluster": "central", "namespaces": ["team-a"], "reason": "debugging", "ttlSeconds": 600},
+        }))
+        .unwrap();
+        let owner = ar.controller_owner_ref(&()).unwrap();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {
+                "name": "janus-token-r1-team-a",
+                "namespace": "k8s-janus",
+                "ownerReferences": [
+                    owner,
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "u2"},
+                ],
+            },
+        }))
+        .unwrap();
+        // The same key as the request's own watch event: no namespace.
+        assert_eq!(owning_requests(&secret), vec![ObjectRef::from_obj(&ar)]);
+        assert_eq!(owning_requests(&secret)[0].namespace, None);
+    }
 }
