@@ -23,7 +23,10 @@ fn blocks() -> Vec<(String, Vec<String>)> {
             continue;
         };
         let fence = lines.next().unwrap_or_default();
-        assert!(fence.starts_with("```"), "a readme-check marker must precede a code block");
+        assert!(
+            fence.starts_with("```"),
+            "a readme-check marker must precede a code block"
+        );
         let mut body = Vec::new();
         for l in lines.by_ref() {
             if l.starts_with("```") {
@@ -60,7 +63,10 @@ fn help_of(program: &Path, args: &[&str]) -> String {
 }
 
 fn kubesim_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_janus")).parent().expect("dir").to_path_buf();
+    let dir = Path::new(env!("CARGO_BIN_EXE_janus"))
+        .parent()
+        .expect("dir")
+        .to_path_buf();
     let bin = dir.join("kubesim");
     if !bin.exists() {
         let st = Command::new("cargo")
@@ -84,7 +90,11 @@ fn check_flags(words: &[String]) {
             };
             let help = help_of(&bin, &[sub]);
             for f in flags(words) {
-                assert!(help.contains(&f), "README: `{}` uses {f}, which `{pkg} {sub}` does not have", words.join(" "));
+                assert!(
+                    help.contains(&f),
+                    "README: `{}` uses {f}, which `{pkg} {sub}` does not have",
+                    words.join(" ")
+                );
             }
         }
         [script, ..] if script.starts_with("scripts/") => {
@@ -92,7 +102,11 @@ fn check_flags(words: &[String]) {
             check_exists(&path);
             let text = std::fs::read_to_string(&path).expect("script");
             for f in flags(words) {
-                assert!(text.contains(&f), "README: `{}` uses {f}, unknown to {script}", words.join(" "));
+                assert!(
+                    text.contains(&f),
+                    "README: `{}` uses {f}, unknown to {script}",
+                    words.join(" ")
+                );
             }
         }
         _ => panic!("README: cannot check `{}`", words.join(" ")),
@@ -101,14 +115,27 @@ fn check_flags(words: &[String]) {
 
 fn check_exists(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).unwrap_or_else(|_| panic!("README names {} which does not exist", path.display()));
-    assert!(meta.permissions().mode() & 0o111 != 0, "{} is not executable", path.display());
+    let meta =
+        std::fs::metadata(path).unwrap_or_else(|_| panic!("README names {} which does not exist", path.display()));
+    assert!(
+        meta.permissions().mode() & 0o111 != 0,
+        "{} is not executable",
+        path.display()
+    );
 }
 
 fn check_helm(words: &[String]) {
     let helm = root().join(".tools/bin/helm");
-    assert!(helm.exists(), "helm not found at {}: run scripts/install-test-tools.sh", helm.display());
-    assert_eq!(&words[..3], ["helm", "upgrade", "--install"], "README helm commands install");
+    assert!(
+        helm.exists(),
+        "helm not found at {}: run scripts/install-test-tools.sh",
+        helm.display()
+    );
+    assert_eq!(
+        &words[..3],
+        ["helm", "upgrade", "--install"],
+        "README helm commands install"
+    );
     let args: Vec<&str> = words[3..]
         .iter()
         .map(String::as_str)
