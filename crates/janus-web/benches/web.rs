@@ -48,7 +48,10 @@ async fn open(stack: &Stack, s: &common::Session, name: &str, pod: &str) -> Ws {
     let mut req = url.into_client_request().expect("req");
     req.headers_mut().insert("cookie", s.cookie.parse().unwrap());
     req.headers_mut().insert("origin", stack.url.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+    // Browsers disable Nagle on WebSockets; so does this client.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        .await
+        .expect("ws");
     loop {
         if let Some(Ok(Message::Text(t))) = ws.next().await
             && t.contains("connected")

@@ -6,7 +6,7 @@ use janus_store::{AuditKind, NewAuditEvent};
 
 use crate::state::AppState;
 
-/// Records one event under a fresh key. A database outage is logged, never fails the user's action.
+/// Records one event under a fresh key. A database outage never fails the user's action.
 pub async fn record(
     state: &AppState,
     kind: AuditKind,
@@ -26,7 +26,9 @@ pub async fn record(
         namespaces: namespaces.to_vec(),
         details,
     };
-    if let Err(e) = state.store.record_audit(&ev).await {
-        tracing::error!(error = %e, kind = kind.as_str(), actor, "audit event could not be stored");
+    // Buffered: while the database is down the event waits in memory and is written, in order, later.
+    if state.audit.record(ev) {
+        // Usually stored before the answer goes out; never hold the user up for long during an outage.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), state.audit.flush()).await;
     }
 }

@@ -205,6 +205,7 @@ pub async fn build_state(
         config: config.clone(),
         client: client.clone(),
         clusters,
+        audit: janus_store::writer::AuditWriter::spawn(store.clone(), 10_000),
         store,
         requests: reader,
         live: Hub::new(),
@@ -345,6 +346,11 @@ pub async fn serve(
         closing.terminals.close_all("the web server is shutting down");
         closing.live.close();
     };
+    // Keystrokes are single bytes: Nagle's algorithm would hold them back.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;

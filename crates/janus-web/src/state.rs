@@ -37,6 +37,8 @@ pub struct Inner {
     pub clusters: Arc<Clusters>,
     /// The database.
     pub store: Store,
+    /// Buffered writer of the web's own audit events (survives database outages).
+    pub audit: janus_store::writer::AuditWriter,
     /// All AccessRequests, kept current by a watch.
     pub requests: reflector::Store<AccessRequest>,
     /// Live-update fan-out to browsers.
