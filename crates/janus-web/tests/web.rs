@@ -380,3 +380,50 @@ async fn proxy_headers_count_only_from_trusted_addresses() {
     assert_eq!(r.status(), 201);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_user_request_limits_answer_429_with_the_reason() {
+    let stack = Stack::start("web: {maxOpenRequestsPerUser: 2, maxRequestsPerHour: 3}\n").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let body = json!({"cluster": "central", "namespaces": ["team-a"], "reason": "r", "ttlSeconds": 600});
+    let first = alice.request(&["team-a"], 600, "one").await;
+    let second = alice.request(&["team-b"], 600, "two").await;
+    let r = alice.post("/api/v1/requests", body.clone()).await;
+    assert_eq!(r.status(), 429);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("open requests"), "{e}");
+    // Another user is not affected.
+    let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
+    bob.request(&["team-a"], 600, "bob's").await;
+    // Withdrawing one frees a slot; the hourly cap then stops the fourth request.
+    assert_eq!(
+        alice
+            .post(&format!("/api/v1/requests/{first}/withdraw"), json!({}))
+            .await
+            .status(),
+        200
+    );
+    alice.wait_phase(&first, "Cancelled").await;
+    alice.request(&["team-c"], 600, "three").await;
+    assert_eq!(
+        alice
+            .post(&format!("/api/v1/requests/{first}/withdraw"), json!({}))
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        alice
+            .post(&format!("/api/v1/requests/{second}/withdraw"), json!({}))
+            .await
+            .status(),
+        200
+    );
+    alice.wait_phase(&second, "Cancelled").await;
+    let r = alice.post("/api/v1/requests", body).await;
+    assert_eq!(r.status(), 429);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("last hour"), "{e}");
+    stack.stop().await;
+}
