@@ -153,8 +153,9 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .merge(api::router())
         .merge(terminal::router())
-        .route("/assets/{*path}", get(assets::serve))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        // Static files and health need no identity: no session lookup on these hot paths.
+        .route("/assets/{*path}", get(assets::serve))
         .merge(health_router())
         .layer(DefaultBodyLimit::max(256 * 1024))
         .layer(middleware::from_fn(security_headers))

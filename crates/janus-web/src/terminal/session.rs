@@ -288,6 +288,7 @@ async fn run(
     let mut buf = vec![0u8; 32 * 1024];
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut idle_revoke = false;
+    let mut pending_lines: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
     // The reason may already be set if access ended while we connected.
     let reason: String = loop {
         if let Some(r) = close_rx.borrow_and_update().clone() {
@@ -347,10 +348,7 @@ async fn run(
                         send_control(&mut tx, ServerControl::IdleWarning { seconds: idle_timeout - idle }).await;
                     }
                 }
-                let lines = rec.take_lines();
-                if !lines.is_empty() {
-                    let _ = state.store.add_commands(&t.session_id, &lines).await;
-                }
+                flush_commands(&state, &t.session_id, &mut pending_lines, rec.take_lines()).await;
             }
         }
     };
@@ -363,9 +361,17 @@ async fn run(
     if idle_revoke {
         revoke_idle(&state, &name, idle_timeout).await;
     }
-    let lines = rec.take_lines();
-    if !lines.is_empty() {
-        let _ = state.store.add_commands(&t.session_id, &lines).await;
+    flush_commands(&state, &t.session_id, &mut pending_lines, rec.take_lines()).await;
+    // A last attempt for lines a busy database refused: the command log must not lose them quietly.
+    for _ in 0..20 {
+        if pending_lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        flush_commands(&state, &t.session_id, &mut pending_lines, Vec::new()).await;
+    }
+    if !pending_lines.is_empty() {
+        tracing::error!(session = %t.session_id, lines = pending_lines.len(), "command lines could not be stored");
     }
     let truncated = rec.truncated();
     let cast = rec.finish();
@@ -389,6 +395,30 @@ async fn run(
         json!({"session": t.session_id, "reason": reason_category(&reason), "message": reason, "bytesOut": bytes_out, "recordingTruncated": truncated}),
     )
     .await;
+}
+
+/// Stores completed command lines; lines the database refused (e.g. busy) are kept for the next attempt.
+async fn flush_commands(
+    state: &AppState,
+    session: &str,
+    pending: &mut Vec<(chrono::DateTime<Utc>, String)>,
+    new: Vec<(chrono::DateTime<Utc>, String)>,
+) {
+    pending.extend(new);
+    if pending.is_empty() {
+        return;
+    }
+    match state.store.add_commands(session, pending).await {
+        Ok(()) => pending.clear(),
+        Err(e) => {
+            tracing::warn!(session, error = %e, "command lines not stored yet; retrying");
+            // Bounded: a long outage must not grow memory without limit.
+            if pending.len() > 10_000 {
+                let excess = pending.len() - 10_000;
+                pending.drain(..excess);
+            }
+        }
+    }
 }
 
 /// Revokes a request whose terminal sat idle (the requester must ask again).
