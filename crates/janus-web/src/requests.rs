@@ -16,6 +16,14 @@ use crate::auth::Identity;
 use crate::error::WebError;
 use crate::state::AppState;
 
+/// Label on requests created by the web UI, derived from the requester's email (for server-side counting).
+pub const REQUESTER_LABEL: &str = "k8s-janus.opsmode.io/requester";
+
+/// The value of [`REQUESTER_LABEL`] for an email: readable part plus a hash, always a valid label value.
+pub fn requester_label(email: &str) -> String {
+    names::label_name("u", &[&email.to_ascii_lowercase()])
+}
+
 /// Longest reason accepted (the CRD's limit).
 pub const MAX_REASON: usize = 1000;
 /// Most namespaces in one request (the CRD's limit).
@@ -383,8 +391,14 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
         return Err(WebError::invalid("cluster", "choose a cluster"));
     }
     // Limits are counted from the watch cache, which every replica shares through the API server.
-    let mine: Vec<Arc<AccessRequest>> = state
-        .all_requests()
+    // Limits are counted from a fresh read by the requester label, not from the watch cache: a burst of
+    // requests must not slip past them while the cache catches up.
+    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    let label = requester_label(&id.email);
+    let mine: Vec<AccessRequest> = api
+        .list(&ListParams::default().labels(&format!("{REQUESTER_LABEL}={label}")))
+        .await?
+        .items
         .into_iter()
         .filter(|a| a.spec.requester.eq_ignore_ascii_case(&id.email))
         .collect();
@@ -431,7 +445,7 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
     );
     ar.metadata.name = None;
     ar.metadata.generate_name = Some(names::request_name_prefix(&id.email));
-    let api: Api<AccessRequest> = Api::all(state.client.clone());
+    ar.metadata.labels = Some([(REQUESTER_LABEL.to_string(), label)].into());
     let created = api.create(&PostParams::default(), &ar).await?;
     state.metrics.request_created();
     Ok(created)
