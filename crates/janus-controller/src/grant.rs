@@ -303,6 +303,24 @@ pub async fn tokens_cover(
     Ok(true)
 }
 
+/// Deletes one object; `Some(description)` if it still exists afterwards (a finalizer holds it).
+///
+/// The API server answers a DELETE with a Status or the removed object when the object is gone, and
+/// with the object marked for deletion when something still holds it; no second list is needed.
+async fn delete_one<K>(api: &Api<K>, kind: &str, ns: &str, name: &str) -> Result<Option<String>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(r) => Ok(r
+            .left()
+            .filter(|o| o.meta().deletion_timestamp.is_some())
+            .map(|_| format!("{kind} {ns}/{name}"))),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Deletes every credential of a request (found by label) and reports what is still left.
 /// `target` is `None` when the target cluster cannot be reached; then only central Secrets go.
 pub async fn cleanup(
@@ -314,59 +332,24 @@ pub async fn cleanup(
     let selector = format!("{REQUEST_LABEL}={request}");
     let lp = ListParams::default().labels(&selector);
     let mut left = Vec::new();
-    let dp = DeleteParams::background();
     if let Some(target) = target {
         // ServiceAccounts first: deleting one invalidates its tokens at once.
         let sas: Api<ServiceAccount> = Api::all(target.client.clone());
         for sa in sas.list(&lp).await?.items {
             let ns = sa.namespace().unwrap_or_default();
             let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &ns);
-            match api.delete(&sa.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            left.extend(delete_one(&api, "ServiceAccount", &ns, &sa.name_any()).await?);
         }
         let rbs: Api<RoleBinding> = Api::all(target.client.clone());
         for rb in rbs.list(&lp).await?.items {
             let ns = rb.namespace().unwrap_or_default();
             let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), &ns);
-            match api.delete(&rb.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            left.extend(delete_one(&api, "RoleBinding", &ns, &rb.name_any()).await?);
         }
-        left.extend(
-            sas.list(&lp)
-                .await?
-                .items
-                .iter()
-                .map(|s| format!("ServiceAccount {}/{}", s.namespace().unwrap_or_default(), s.name_any())),
-        );
-        left.extend(
-            rbs.list(&lp)
-                .await?
-                .items
-                .iter()
-                .map(|s| format!("RoleBinding {}/{}", s.namespace().unwrap_or_default(), s.name_any())),
-        );
     }
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     for s in secrets.list(&lp).await?.items {
-        match secrets.delete(&s.name_any(), &dp).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        left.extend(delete_one(&secrets, "Secret", janus_ns, &s.name_any()).await?);
     }
-    left.extend(
-        secrets
-            .list(&lp)
-            .await?
-            .items
-            .iter()
-            .map(|s| format!("Secret {janus_ns}/{}", s.name_any())),
-    );
     Ok(left)
 }

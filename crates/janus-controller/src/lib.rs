@@ -87,6 +87,61 @@ async fn check_clusters(ctx: &reconcile::Context) {
     }
 }
 
+/// How long the start-up pass over overdue requests may hold back everything else.
+const OVERDUE_SWEEP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Ends overdue requests first after a start (or a change of leader).
+///
+/// The controller's first pass reconciles every request in list order; with thousands of live
+/// requests, expiries that came due while no controller ran would wait behind all of them. Anything
+/// still unfinished when the bound is reached is left to the normal pass.
+async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) {
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list requests for the overdue pass");
+            return;
+        }
+    };
+    let now = chrono::Utc::now();
+    let due: Vec<AccessRequest> = list
+        .items
+        .into_iter()
+        .filter(|ar| {
+            lifecycle::overdue(
+                &ar.spec,
+                ar.status.as_ref(),
+                ar.metadata.deletion_timestamp.is_some(),
+                &ctx.config,
+                now,
+            )
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let count = due.len();
+    tracing::info!(count, "ending overdue requests first");
+    let pass = futures::stream::iter(due).for_each_concurrent(usize::from(CONCURRENCY), |ar| {
+        let ctx = ctx.clone();
+        async move {
+            if let Err(e) = reconcile::reconcile(Arc::new(ar), ctx).await {
+                tracing::debug!(error = %e, "overdue request not finished yet");
+            }
+        }
+    });
+    if tokio::time::timeout(OVERDUE_SWEEP_LIMIT, pass).await.is_err() {
+        tracing::warn!(
+            count,
+            "overdue pass not finished in time; the rest follows in the normal pass"
+        );
+    }
+}
+
+/// Reconciles running at once. Bounded so a burst (start-up, mass approval) does not open hundreds of
+/// requests at once on the API server connection.
+const CONCURRENCY: u16 = 32;
+
 /// Runs the controller until `shutdown` resolves or leadership is lost.
 ///
 /// `server` and `ca_pem` describe the central API server as the token Secrets should record it.
@@ -129,12 +184,11 @@ pub async fn run(
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(reconcile::Context::new(config.clone(), clusters, recorder, metrics));
     check_clusters(&ctx).await;
+    sweep_overdue(&ars, &ctx).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
-    // Bounded concurrency keeps a burst (start-up, mass approval) from opening hundreds of requests at
-    // once on the API server connection.
     let controller = Controller::new(ars, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(32))
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         // A deleted or changed token Secret is drift the owner must repair.
         .watches(
             secrets,

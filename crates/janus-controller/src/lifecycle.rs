@@ -153,6 +153,37 @@ pub fn retention_deadline(status: &AccessRequestStatus, config: &Config) -> Opti
         .map(|t| t + Duration::seconds(config.retention_seconds))
 }
 
+/// Whether a request may hold credentials that should already be gone: granted (or being granted)
+/// and past its expiry, ended by a decision, or being deleted; or ended with its cleanup unfinished.
+/// After a restart these go first, before the rest of the backlog.
+pub fn overdue(
+    spec: &AccessRequestSpec,
+    status: Option<&AccessRequestStatus>,
+    deleting: bool,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(st) = status else {
+        return false;
+    };
+    if st.phase.is_terminal() {
+        return !st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True");
+    }
+    if !matches!(st.phase, Phase::Approved | Phase::Active) {
+        return false;
+    }
+    deleting
+        || ending(spec).is_some()
+        || st
+            .active_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|a| expires_at(spec, a, config) <= now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +328,41 @@ mod tests {
         let off = Config::from_yaml("pendingExpirySeconds: 0\nretentionSeconds: 0\n", "t").unwrap();
         assert_eq!(pending_deadline(t0, &off), None);
         assert_eq!(retention_deadline(&st, &off), None);
+    }
+
+    #[test]
+    fn overdue_is_what_holds_credentials_it_should_not() {
+        let cfg = Config::default();
+        let now = parse_time("2026-01-01T12:00:00Z").unwrap();
+        let mut s = spec();
+        let mut st = AccessRequestStatus {
+            phase: Phase::Active,
+            active_at: Some("2026-01-01T10:00:00Z".into()),
+            ..Default::default()
+        };
+        // Activated 2 h ago with a 1 h TTL.
+        assert!(overdue(&s, Some(&st), false, &cfg, now));
+        st.active_at = Some("2026-01-01T11:30:00Z".into());
+        assert!(!overdue(&s, Some(&st), false, &cfg, now), "still within its TTL");
+        assert!(overdue(&s, Some(&st), true, &cfg, now), "being deleted");
+        s.revocation = Some(Revocation {
+            by: "c".into(),
+            at: "t".into(),
+            reason: String::new(),
+        });
+        assert!(overdue(&s, Some(&st), false, &cfg, now), "revoked");
+        st.phase = Phase::Pending;
+        assert!(!overdue(&s, Some(&st), false, &cfg, now), "never granted");
+        assert!(!overdue(&s, None, false, &cfg, now));
+        st.phase = Phase::Revoked;
+        assert!(overdue(&s, Some(&st), false, &cfg, now), "cleanup not confirmed");
+        st.conditions.push(janus_api::Condition {
+            type_: "CredentialsRemoved".into(),
+            status: "True".into(),
+            reason: "Removed".into(),
+            message: String::new(),
+            last_transition_time: "2026-01-01T11:59:00Z".into(),
+        });
+        assert!(!overdue(&s, Some(&st), false, &cfg, now));
     }
 }

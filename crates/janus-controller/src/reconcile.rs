@@ -24,6 +24,12 @@ use crate::metrics::Metrics;
 
 /// Longest time between two looks at a live request, so drift is noticed even without events.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long a successful check that `janus-pod-exec` exists on a cluster is trusted. A burst of
+/// approvals then costs one lookup per cluster, not one per grant; a role deleted meanwhile is noticed
+/// this much later (and the RoleBindings created in between stay useless, not dangerous).
+const POD_EXEC_CHECK_TTL: Duration = Duration::from_secs(10);
+/// Kubernetes Events being published at once; more wait, so a slow API server holds them back.
+const EVENTS_IN_FLIGHT: usize = 64;
 
 /// Everything reconcile needs.
 pub struct Context {
@@ -37,6 +43,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per request, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When `janus-pod-exec` was last found on each cluster.
+    pod_exec_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// Bounds the Events published in the background.
+    events: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -48,7 +58,33 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            pod_exec_seen: Mutex::new(HashMap::new()),
+            events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         }
+    }
+
+    /// Checks `janus-pod-exec` on the target, at most once per [`POD_EXEC_CHECK_TTL`] while it exists.
+    async fn check_pod_exec_role(&self, target: &ClusterHandle) -> Result<()> {
+        let fresh = self
+            .pod_exec_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target.name)
+            .is_some_and(|t| t.elapsed() < POD_EXEC_CHECK_TTL);
+        if fresh {
+            return Ok(());
+        }
+        let checked = grant::check_pod_exec_role(target).await;
+        let mut seen = self.pod_exec_seen.lock().unwrap_or_else(|e| e.into_inner());
+        match checked {
+            Ok(()) => {
+                seen.insert(target.name.clone(), std::time::Instant::now());
+            }
+            Err(_) => {
+                seen.remove(&target.name);
+            }
+        }
+        checked
     }
 
     fn api(&self) -> Api<AccessRequest> {
@@ -98,6 +134,8 @@ async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestS
     Ok(())
 }
 
+/// Publishes a Kubernetes Event in the background: the transition it reports is already written, and
+/// the next request should not wait for a message about the last one.
 async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str, note: String) {
     let ev = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
@@ -106,9 +144,18 @@ async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str,
         action: reason.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &ar.object_ref(&())).await {
-        tracing::warn!(request = %ar.name_any(), error = %e, "cannot publish event");
-    }
+    let Ok(permit) = ctx.events.clone().acquire_owned().await else {
+        return;
+    };
+    let recorder = ctx.recorder.clone();
+    let reference = ar.object_ref(&());
+    let name = ar.name_any();
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(request = %name, error = %e, "cannot publish event");
+        }
+        drop(permit);
+    });
 }
 
 fn requeue_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Action {
@@ -453,7 +500,7 @@ async fn grant_or_maintain(
     let granted = async {
         // Namespaces were checked while Pending; one deleted since makes the ServiceAccount creation fail
         // with a precise message, so no second round of lookups here.
-        grant::check_pod_exec_role(&target).await?;
+        ctx.check_pod_exec_role(&target).await?;
         let mut grants = Vec::new();
         for ns in &ar.spec.namespaces {
             grants.push(

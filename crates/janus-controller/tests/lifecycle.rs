@@ -110,19 +110,32 @@ async fn one_namespace_grant_use_expire() {
     );
     assert!(leftovers(&sim, &sim, "one").await.is_empty());
     assert_token_dead(&sim, "team-a", &toks[0].1).await;
-    // Every transition left a Kubernetes Event on the request.
+    // Every transition left a Kubernetes Event on the request (published in the background, so they
+    // may follow the status by a moment).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(sim.client().await.unwrap());
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("one"))
-        .filter_map(|e| e.reason)
-        .collect();
-    for want in ["Submitted", "Approved", "Granted", "Expired"] {
-        assert!(reasons.iter().any(|r| r == want), "no {want} event in {reasons:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("one"))
+            .filter_map(|e| e.reason)
+            .collect();
+        let missing: Vec<&str> = ["Submitted", "Approved", "Granted", "Expired"]
+            .into_iter()
+            .filter(|want| !reasons.iter().any(|r| r == want))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {missing:?} event in {reasons:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     ctl.stop().await;
 }
@@ -156,6 +169,73 @@ async fn three_namespaces_then_revoke() {
     for (ns, tok) in &toks {
         assert_token_dead(&sim, ns, tok).await;
     }
+}
+
+#[tokio::test]
+async fn a_credential_held_by_a_finalizer_is_reported_until_it_is_gone() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("held", "central", &["team-a"], 600)).await;
+    approve(&sim, "held").await;
+    let active = wait_phase(&sim, "held", "Active", 10).await;
+    let sa_name = active.status.unwrap().grants[0].service_account.clone();
+    let toks = tokens(&sim, "held").await;
+    let admin = sim.client().await.unwrap();
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin, "team-a");
+    let hold = json!({"metadata": {"finalizers": ["example.com/hold"]}});
+    sas.patch(
+        &sa_name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&hold),
+    )
+    .await
+    .unwrap();
+    decide(
+        &sim,
+        "held",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    wait_phase(&sim, "held", "Revoked", 10).await;
+    // The ServiceAccount is marked for deletion, so its token is dead already, but it still exists.
+    assert_token_dead(&sim, "team-a", &toks[0].1).await;
+    let pending = |ar: &janus_api::AccessRequest| {
+        ar.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "CredentialsRemoved").cloned())
+    };
+    let ar = get(&sim, "held").await.unwrap();
+    let c = pending(&ar).expect("CredentialsRemoved condition");
+    assert_eq!(c.status, "False");
+    assert!(
+        c.message.contains(&format!("ServiceAccount team-a/{sa_name}")),
+        "{}",
+        c.message
+    );
+    // Once the finalizer goes, the retry confirms the removal.
+    let release = json!({"metadata": {"finalizers": null}});
+    sas.patch(
+        &sa_name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&release),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ar = get(&sim, "held").await.unwrap();
+        if pending(&ar).is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "removal never confirmed: {:?}",
+            pending(&ar)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leftovers(&sim, &sim, "held").await.is_empty());
 }
 
 #[tokio::test]

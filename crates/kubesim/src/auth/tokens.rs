@@ -157,14 +157,25 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// How many tokens whose signature checked out are remembered. Beyond it the memory starts afresh.
+const VERIFIED_CACHE_ENTRIES: usize = 8192;
+
 /// Signs and verifies ServiceAccount tokens (RS256).
+///
+/// Signing uses ring (an RSA-2048 signature in pure-Rust `rsa` costs milliseconds, and kubesim shares
+/// the machine with what it tests); verification uses jsonwebtoken, so every token kubesim issues is
+/// also checked by an independent JWT implementation when it comes back.
 pub struct TokenIssuer {
     key: RsaPrivateKey,
-    encoding: EncodingKey,
+    signer: ring::signature::RsaKeyPair,
     decoding: DecodingKey,
     kid: String,
     n: String,
     e: String,
+    /// Claims of tokens whose signature was already checked, by token. Only the signature check is
+    /// skipped for them (as the real API server's token cache does): times and the bound objects are
+    /// checked on every request, so revocation is never delayed by it.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -200,17 +211,20 @@ impl TokenIssuer {
     fn from_key(key: RsaPrivateKey) -> anyhow::Result<Self> {
         let der = key.to_pkcs1_der()?;
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
+        let signer = ring::signature::RsaKeyPair::from_der(der.as_bytes())
+            .map_err(|e| anyhow::anyhow!("RSA key rejected for signing: {e}"))?;
         let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
         let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
         // The key id is the RFC 7638 thumbprint: stable for the key, opaque to clients.
         let kid = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?.thumbprint(ThumbprintHash::SHA256);
         let issuer = Self {
             key,
-            encoding,
+            signer,
             decoding,
             kid,
             n: URL_SAFE_NO_PAD.encode(n),
             e: URL_SAFE_NO_PAD.encode(e),
+            verified: Default::default(),
         };
         // A key that cannot sign or verify fails here, at start, never at request time (see `sign`).
         let probe = issuer.try_sign(&json!({ "iss": ISSUER }))?;
@@ -225,12 +239,27 @@ impl TokenIssuer {
         &self.kid
     }
 
-    fn try_sign<T: Serialize>(&self, claims: &T) -> jsonwebtoken::errors::Result<String> {
+    fn try_sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
         // Kubernetes' tokens carry only `alg` and `kid` in the header.
         let mut header = Header::new(Algorithm::RS256);
         header.typ = None;
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
+        // JWS compact serialisation (RFC 7515 §7.1): the signature covers `header.payload`.
+        let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
+        let mut sig = vec![0u8; self.signer.public().modulus_len()];
+        self.signer
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                jwt.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(jwt)
     }
 
     fn sign<T: Serialize>(&self, claims: &T) -> String {
@@ -323,6 +352,21 @@ impl TokenIssuer {
 
     /// The claims of a token whose RS256 signature is ours; no other check.
     fn decode_verified(&self, token: &str) -> Result<Value, AuthError> {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(claims) = verified.get(token) {
+            return Ok(claims.clone());
+        }
+        drop(verified);
+        let claims = self.check_signature(token)?;
+        verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CACHE_ENTRIES {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn check_signature(&self, token: &str) -> Result<Value, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::invalid_bearer())?;
         if header.alg != Algorithm::RS256 || header.kid.as_deref().is_some_and(|k| k != self.kid) {
             return Err(AuthError::invalid_bearer());
@@ -986,6 +1030,39 @@ mod tests {
         let t = sign_at(now, "team", "bot", &uid(&s), 5);
         assert!(authenticate_token_at(&ctx(&store), &t, &api(), (now + 5) * 1000).is_ok());
         assert!(authenticate_token_at(&ctx(&store), &t, &api(), (now + 5) * 1000 + 1).is_err());
+    }
+
+    #[test]
+    fn remembered_signatures_skip_only_the_signature_check() {
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let own = TokenIssuer::generate().unwrap();
+        let (token, _) = own.issue("team", "bot", &uid(&s), &api(), 3600, None);
+        assert!(own.decode_verified(&token).is_ok());
+        assert!(
+            own.verified.lock().unwrap().contains_key(&token),
+            "remembered after one check"
+        );
+        // A changed signature is a different token: checked, and refused.
+        let mut forged = token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(own.decode_verified(&forged).is_err());
+        // Times are checked on every use, remembered or not.
+        let now = chrono::Utc::now().timestamp();
+        let t = sign_at(now, "team", "bot", &uid(&s), 5);
+        assert!(authenticate_token_at(&ctx(&store), &t, &api(), now * 1000).is_ok());
+        assert!(authenticate_token_at(&ctx(&store), &t, &api(), (now + 6) * 1000).is_err());
+        // The memory is bounded: a full cache starts afresh.
+        {
+            let mut v = own.verified.lock().unwrap();
+            for i in v.len()..VERIFIED_CACHE_ENTRIES {
+                v.insert(format!("filler-{i}"), json!({}));
+            }
+        }
+        let (t, _) = own.issue("team", "bot", &uid(&s), &api(), 600, None);
+        own.decode_verified(&t).unwrap();
+        assert_eq!(own.verified.lock().unwrap().len(), 1);
     }
 
     #[test]
