@@ -226,6 +226,7 @@ async fn main() {
             tokio::time::sleep(down).await;
             // From here on, "due" means max(expiresAt, restart time).
             let started = chrono::Utc::now();
+            eprintln!("[{prefix}] restarting the controller at {started}");
             for e in expires.values_mut() {
                 *e = (*e).max(started);
             }

@@ -287,15 +287,29 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
     // The cache can lag behind this controller's own last status write (an event about a Secret may
     // trigger the reconcile first); acting on a stale phase would redo a grant and move activeAt. One
     // GET per reconcile buys decisions on the request as it is now.
-    // A bound on every reconcile: a request that never completes must not hold its object forever.
-    let attempt = async {
-        let fresh = match ctx.api().get_opt(&ar.name_any()).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        };
-        reconcile_inner(&fresh, &ctx).await
-    };
+    bounded(&ar, &ctx, async {
+        match ctx.api().get_opt(&ar.name_any()).await {
+            Ok(Some(fresh)) => reconcile_inner(&fresh, &ctx).await,
+            Ok(None) => Ok(Action::await_change()),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+/// Reconciles a request just read from the API server (not from the cache), without reading it again.
+pub async fn reconcile_read(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
+    ctx.metrics.reconciled();
+    bounded(ar, ctx, reconcile_inner(ar, ctx)).await
+}
+
+/// A bound on every reconcile (a request that never completes must not hold its object forever), and
+/// the failure count reset on success.
+async fn bounded(
+    ar: &AccessRequest,
+    ctx: &Context,
+    attempt: impl std::future::Future<Output = Result<Action>>,
+) -> Result<Action> {
     let result = match tokio::time::timeout(Duration::from_secs(30), attempt).await {
         Ok(r) => r,
         Err(_) => Err(Error::ClusterUnavailable {

@@ -459,3 +459,59 @@ async fn remote_cluster_works_and_its_outage_affects_only_its_requests() {
     remote.cluster.faults.clear();
     wait_phase(&sim, "r2", "Active", 90).await;
 }
+
+#[tokio::test]
+async fn what_came_due_while_no_controller_ran_ends_at_the_next_start() {
+    let sim = central().await;
+    let ctl = Controller::start(&sim, config("")).await;
+    for (name, ttl) in [
+        ("due-expired", 3),
+        ("due-revoked", 600),
+        ("due-deleted", 600),
+        ("due-kept", 600),
+    ] {
+        create(&sim, &request(name, "central", &["team-a"], ttl)).await;
+        approve(&sim, name).await;
+    }
+    let mut toks = Vec::new();
+    for name in ["due-expired", "due-revoked", "due-deleted", "due-kept"] {
+        wait_phase(&sim, name, "Active", 10).await;
+        toks.push(tokens(&sim, name).await.remove(0).1);
+    }
+    ctl.stop().await;
+    // While no controller runs: one request expires, one is revoked, one is deleted.
+    decide(
+        &sim,
+        "due-revoked",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    let ars: Api<janus_api::AccessRequest> = Api::all(sim.client().await.unwrap());
+    ars.delete("due-deleted", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for t in &toks[..3] {
+        let pods: Api<Pod> = Api::namespaced(sim.client_for_token(t).await.unwrap(), "team-a");
+        assert!(
+            pods.list(&ListParams::default()).await.is_ok(),
+            "nothing ends without a controller"
+        );
+    }
+    let _ctl = Controller::start(&sim, config("")).await;
+    wait_phase(&sim, "due-expired", "Expired", 10).await;
+    wait_phase(&sim, "due-revoked", "Revoked", 10).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&sim, "due-deleted").await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted request was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (name, t) in ["due-expired", "due-revoked", "due-deleted"].iter().zip(&toks) {
+        assert!(leftovers(&sim, &sim, name).await.is_empty(), "{name} left credentials");
+        assert_token_dead(&sim, "team-a", t).await;
+    }
+    assert_eq!(phase(&get(&sim, "due-kept").await.unwrap()), "Active");
+    assert_token_scoped(&sim, "team-a", &toks[3], &["team-b"]).await;
+}

@@ -402,25 +402,34 @@ pub fn bootstrap_policy() -> Vec<(GroupResource, Value)> {
     roles.chain(bindings).collect()
 }
 
-/// Stored objects of a cluster-scoped RBAC collection, plus the built-in ones not overridden by name.
-fn with_bootstrap(store: &Store, resource: &str, builtin: &[Value]) -> Vec<Value> {
-    let (mut items, _) = store.list(&GroupResource::new(RBAC_GROUP, resource), None);
-    let stored: Vec<String> = items.iter().map(|o| name_of(o).to_string()).collect();
+/// Stored objects of a cluster-scoped RBAC collection, plus the built-in ones not overridden by name;
+/// only those `keep` accepts are copied (authorization runs on every request, and most bindings are
+/// not about the caller).
+fn with_bootstrap(store: &Store, resource: &str, builtin: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let stored = std::cell::RefCell::new(std::collections::HashSet::new());
+    let (mut items, _) = store.list_matching(&GroupResource::new(RBAC_GROUP, resource), None, |o| {
+        stored.borrow_mut().insert(name_of(o).to_string());
+        keep(o)
+    });
+    let stored = stored.into_inner();
     items.extend(
         builtin
             .iter()
-            .filter(|b| !stored.iter().any(|n| n == name_of(b)))
+            .filter(|b| !stored.contains(name_of(b)) && keep(b))
             .cloned(),
     );
     items
 }
 
 fn all_cluster_roles(store: &Store) -> Vec<Value> {
-    with_bootstrap(store, "clusterroles", &bootstrap().cluster_roles)
+    with_bootstrap(store, "clusterroles", &bootstrap().cluster_roles, |_| true)
 }
 
-fn all_cluster_role_bindings(store: &Store) -> Vec<Value> {
-    with_bootstrap(store, "clusterrolebindings", &bootstrap().cluster_role_bindings)
+/// The ClusterRoleBindings with a subject that is `user`.
+fn cluster_role_bindings_of(store: &Store, user: &UserInfo) -> Vec<Value> {
+    with_bootstrap(store, "clusterrolebindings", &bootstrap().cluster_role_bindings, |b| {
+        applies_to(user, &subjects(b), "").is_some()
+    })
 }
 
 fn get_cluster_role(store: &Store, name: &str) -> Option<Value> {
@@ -521,7 +530,7 @@ fn visit_rules_for(
     visitor: &mut dyn FnMut(&RuleSource, &PolicyRule) -> bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
-    for crb in all_cluster_role_bindings(store) {
+    for crb in cluster_role_bindings_of(store, user) {
         let subs = subjects(&crb);
         let Some(i) = applies_to(user, &subs, "") else {
             continue;
@@ -550,7 +559,9 @@ fn visit_rules_for(
     if namespace.is_empty() {
         return errors;
     }
-    let (bindings, _) = store.list(&GroupResource::new(RBAC_GROUP, "rolebindings"), Some(namespace));
+    let (bindings, _) = store.list_matching(&GroupResource::new(RBAC_GROUP, "rolebindings"), Some(namespace), |rb| {
+        applies_to(user, &subjects(rb), namespace).is_some()
+    });
     for rb in bindings {
         let subs = subjects(&rb);
         let Some(i) = applies_to(user, &subs, namespace) else {
