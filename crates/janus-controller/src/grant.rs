@@ -202,7 +202,7 @@ async fn write_token_secret(
     ns: &str,
     token: String,
     token_expires: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     let mut md = meta(name, janus_ns, ar);
     md.annotations
@@ -232,8 +232,8 @@ async fn write_token_secret(
         type_: Some("Opaque".into()),
         ..Default::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
+    let written = match api.create(&PostParams::default(), &secret).await {
+        Ok(s) => s,
         Err(e) if is_conflict(&e) => {
             let existing = api.get(name).await?;
             if !owned_by_request(existing.metadata.labels.as_ref(), &ar.name_any()) {
@@ -242,15 +242,16 @@ async fn write_token_secret(
                 )));
             }
             secret.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(name, &PostParams::default(), &secret).await?;
-            Ok(())
+            api.replace(name, &PostParams::default(), &secret).await?
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(written.metadata.resource_version.unwrap_or_default())
 }
 
 /// Creates (or adopts) everything for one namespace and (re)issues its token, valid until at least
-/// `expires`. Returns the names used.
+/// `expires`. Returns the names used, and the resourceVersion of the token Secret as written (so the
+/// controller can tell the watch event of its own write from someone else's change).
 pub async fn ensure_grant(
     central: &ClusterHandle,
     janus_ns: &str,
@@ -258,20 +259,23 @@ pub async fn ensure_grant(
     ar: &AccessRequest,
     ns: &str,
     expires: DateTime<Utc>,
-) -> Result<Grant> {
+) -> Result<(Grant, String)> {
     let request = ar.name_any();
     let sa = names::grant_name(&request, ns);
     let secret = names::token_secret_name(&request, ns);
     ensure_service_account(target, ar, ns, &sa).await?;
     ensure_role_binding(target, ar, ns, &sa).await?;
     let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, Utc::now())).await?;
-    write_token_secret(central, janus_ns, ar, &secret, target, ns, token, token_expires).await?;
-    Ok(Grant {
-        namespace: ns.to_string(),
-        service_account: sa.clone(),
-        role_binding: sa,
-        token_secret: secret,
-    })
+    let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, token_expires).await?;
+    Ok((
+        Grant {
+            namespace: ns.to_string(),
+            service_account: sa.clone(),
+            role_binding: sa,
+            token_secret: secret,
+        },
+        rv,
+    ))
 }
 
 /// Whether every recorded token Secret still exists, belongs to the request and lasts until `expires`.

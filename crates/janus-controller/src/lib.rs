@@ -25,7 +25,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Resource, ResourceExt};
 
 pub use error::Error;
@@ -85,6 +85,16 @@ async fn check_clusters(ctx: &reconcile::Context) {
             Err(e) => tracing::warn!(cluster = %c.name, error = %e, "cluster not reachable yet"),
         }
     }
+}
+
+/// What a decision about a request rests on, hashed: its spec (by generation) and whether it is being
+/// deleted. Status and other metadata changes (mostly this controller's own writes) do not count.
+fn decision_inputs(ar: &AccessRequest) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ar.metadata.generation.hash(&mut h);
+    ar.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
 }
 
 /// How long the start-up pass over overdue requests may hold back everything else.
@@ -191,13 +201,32 @@ pub async fn run(
     sweep_overdue(&ars, &ctx).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
-    let controller = Controller::new(ars, watcher::Config::default())
+    // Only changes to what a decision rests on start a reconcile: the spec (generation) and deletion.
+    // The controller's own status writes would otherwise each bring the request back for nothing,
+    // about three extra reconciles per grant.
+    let (reader, writer) = reflector::store();
+    let requests = watcher(ars.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(decision_inputs, Default::default());
+    let controller = Controller::for_stream(requests, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
-        // A deleted or changed token Secret is drift the owner must repair.
+        // A deleted or changed token Secret is drift the owner must repair; the echo of our own write
+        // is not.
         .watches(
             secrets,
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-            |s| owning_requests(&s),
+            {
+                let ctx = ctx.clone();
+                move |s| {
+                    if ctx.is_own_secret_write(&s.name_any(), s.metadata.resource_version.as_deref()) {
+                        Vec::new()
+                    } else {
+                        owning_requests(&s)
+                    }
+                }
+            },
         );
     *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
 

@@ -47,6 +47,9 @@ pub struct Context {
     pod_exec_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Bounds the Events published in the background.
     events: Arc<tokio::sync::Semaphore>,
+    /// resourceVersion of each token Secret as this controller last wrote it, until its watch event
+    /// arrives: that event is our own echo, not drift, and needs no reconcile.
+    own_secret_writes: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -60,6 +63,20 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             pod_exec_seen: Mutex::new(HashMap::new()),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
+            own_secret_writes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a watched token Secret is exactly as this controller wrote it (then forgotten: an
+    /// echo comes once). Any later change or a deletion carries another resourceVersion.
+    pub fn is_own_secret_write(&self, name: &str, resource_version: Option<&str>) -> bool {
+        let mut own = self.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner());
+        match (own.get(name), resource_version) {
+            (Some(rv), Some(seen)) if rv == seen => {
+                own.remove(name);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -517,9 +534,13 @@ async fn grant_or_maintain(
         ctx.check_pod_exec_role(&target).await?;
         let mut grants = Vec::new();
         for ns in &ar.spec.namespaces {
-            grants.push(
-                grant::ensure_grant(ctx.clusters.central(), &ctx.config.namespace, &target, ar, ns, expires).await?,
-            );
+            let (g, rv) =
+                grant::ensure_grant(ctx.clusters.central(), &ctx.config.namespace, &target, ar, ns, expires).await?;
+            ctx.own_secret_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(g.token_secret.clone(), rv);
+            grants.push(g);
         }
         Ok::<_, Error>(grants)
     }

@@ -515,3 +515,38 @@ async fn what_came_due_while_no_controller_ran_ends_at_the_next_start() {
     assert_eq!(phase(&get(&sim, "due-kept").await.unwrap()), "Active");
     assert_token_scoped(&sim, "team-a", &toks[3], &["team-b"]).await;
 }
+
+#[tokio::test]
+async fn a_deleted_token_secret_is_issued_again() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("drift", "central", &["team-a"], 600)).await;
+    approve(&sim, "drift").await;
+    let active = wait_phase(&sim, "drift", "Active", 10).await;
+    let secret_name = active.status.unwrap().grants[0].token_secret.clone();
+    let secrets: Api<Secret> = Api::namespaced(sim.client().await.unwrap(), "k8s-janus");
+    let before = secrets.get(&secret_name).await.unwrap();
+    // Our own write was not taken for drift (nothing re-issued while nobody touched it)...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        secrets.get(&secret_name).await.unwrap().metadata.uid,
+        before.metadata.uid
+    );
+    // ...but someone else's deletion is.
+    secrets.delete(&secret_name, &DeleteParams::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        if let Some(s) = secrets.get_opt(&secret_name).await.unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token Secret was not issued again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(again.metadata.uid, before.metadata.uid);
+    assert_eq!(phase(&get(&sim, "drift").await.unwrap()), "Active");
+    let toks = tokens(&sim, "drift").await;
+    assert_token_scoped(&sim, "team-a", &toks[0].1, &["team-b"]).await;
+}
