@@ -14,6 +14,40 @@ pub struct Recording {
     truncated: bool,
     line: String,
     lines: Vec<(DateTime<Utc>, String)>,
+    /// The start of a UTF-8 character cut off at the end of the last output or input chunk.
+    out_carry: Vec<u8>,
+    in_carry: Vec<u8>,
+}
+
+/// Decodes a chunk of a byte stream as UTF-8: a character cut off at the end of the chunk is kept in
+/// `carry` for the next one (reads split characters anywhere); bytes that can never be UTF-8 become U+FFFD.
+fn decode_stream(carry: &mut Vec<u8>, data: &[u8]) -> String {
+    let mut bytes = std::mem::take(carry);
+    bytes.extend_from_slice(data);
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = &bytes[..];
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                match e.error_len() {
+                    Some(n) => {
+                        out.push('\u{FFFD}');
+                        rest = &bad[n..];
+                    }
+                    None => {
+                        carry.extend_from_slice(bad);
+                        return out;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Recording {
@@ -36,6 +70,8 @@ impl Recording {
             truncated: false,
             line: String::new(),
             lines: Vec::new(),
+            out_carry: Vec::new(),
+            in_carry: Vec::new(),
         }
     }
 
@@ -58,13 +94,21 @@ impl Recording {
 
     /// Output from the shell.
     pub fn output(&mut self, data: &[u8]) {
-        self.event("o", &String::from_utf8_lossy(data));
+        if self.truncated {
+            return;
+        }
+        let text = decode_stream(&mut self.out_carry, data);
+        if !text.is_empty() {
+            self.event("o", &text);
+        }
     }
 
     /// Input typed; complete lines also go to the command log.
     pub fn input(&mut self, data: &[u8]) {
-        let text = String::from_utf8_lossy(data).into_owned();
-        self.event("i", &text);
+        let text = decode_stream(&mut self.in_carry, data);
+        if !text.is_empty() {
+            self.event("i", &text);
+        }
         for c in text.chars() {
             match c {
                 '\r' | '\n' => {
@@ -130,6 +174,39 @@ mod tests {
         let ev: serde_json::Value = serde_json::from_str(it.next().unwrap()).unwrap();
         assert_eq!(ev[1], "o");
         assert!(doc.contains(r#""r","100x30""#));
+    }
+
+    #[test]
+    fn characters_split_across_reads_stay_whole() {
+        let mut r = Recording::new(80, 24, "t", 10_000);
+        let text = "größe ✓ 日本 🚀";
+        // Every possible cut, one byte at a time at worst.
+        for b in text.as_bytes() {
+            r.output(std::slice::from_ref(b));
+        }
+        r.input("é".as_bytes().get(..1).unwrap());
+        r.input("é\r".as_bytes().get(1..).unwrap());
+        assert_eq!(r.take_lines()[0].1, "é");
+        let doc = String::from_utf8(r.finish()).unwrap();
+        let out: String = doc
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e[1] == "o")
+            .map(|e| e[2].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(out, text);
+        assert!(!doc.contains('\u{FFFD}'));
+    }
+
+    #[test]
+    fn bytes_that_are_never_utf8_are_replaced_not_dropped() {
+        let mut carry = Vec::new();
+        assert_eq!(decode_stream(&mut carry, b"a\xffb\xc3"), "a\u{FFFD}b");
+        assert_eq!(carry, b"\xc3");
+        assert_eq!(decode_stream(&mut carry, b"\xa9!"), "é!");
+        assert!(carry.is_empty());
+        assert_eq!(decode_stream(&mut carry, b"\xe2\x28"), "\u{FFFD}(");
     }
 
     #[test]
