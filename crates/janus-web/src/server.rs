@@ -219,6 +219,7 @@ pub async fn build_state(
         terminals: Terminals::default(),
         replica: opts.replica.clone(),
         db_ok: AtomicBool::new(true),
+        recent_sessions: Default::default(),
         cache_ready: AtomicBool::new(false),
         registered_clusters: Default::default(),
     };

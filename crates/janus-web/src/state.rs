@@ -63,6 +63,8 @@ pub struct Inner {
     pub replica: String,
     /// Whether the database answered the last check.
     pub db_ok: AtomicBool,
+    /// Sessions read recently, standing in while the database cannot answer.
+    pub recent_sessions: crate::auth::session::RecentSessions,
     /// Whether the request cache has synced.
     pub cache_ready: AtomicBool,
     /// Clusters registered by labelled kubeconfig Secrets (refreshed every few seconds).

@@ -127,6 +127,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
     state.store.delete_user_sessions(&user.email).await?;
+    state.recent_sessions.forget_subject(&user.email);
     audit::record(
         state,
         AuditKind::UserChanged,
@@ -153,6 +154,7 @@ pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(
     }
     state.store.delete_user(username).await?;
     state.store.delete_user_sessions(&existing.email).await?;
+    state.recent_sessions.forget_subject(&existing.email);
     audit::record(
         state,
         AuditKind::UserDeleted,

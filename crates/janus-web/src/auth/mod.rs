@@ -91,11 +91,24 @@ pub async fn resolve(
         return Ok(None);
     };
     let hash = session::hash_id(&sid);
-    let Some(s) = state.store.get_session(&hash).await? else {
-        return Ok(None);
+    let s = match state.store.get_session(&hash).await {
+        Ok(Some(s)) => {
+            state.recent_sessions.remember(&hash, &s);
+            s
+        }
+        Ok(None) => {
+            state.recent_sessions.forget(&hash);
+            return Ok(None);
+        }
+        // The database cannot answer: someone signed in a moment ago stays signed in.
+        Err(e) => match state.recent_sessions.recall(&hash) {
+            Some(s) => s,
+            None => return Err(e.into()),
+        },
     };
     let now = Utc::now();
     if s.expires_at <= now {
+        state.recent_sessions.forget(&hash);
         let _ = state.store.delete_session(&hash).await;
         return Ok(None);
     }

@@ -15,6 +15,53 @@ use crate::state::AppState;
 /// Name of the session cookie.
 pub const COOKIE: &str = "janus_session";
 
+/// How long a session read from the database may stand in for it while the database cannot answer.
+const OUTAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+/// Sessions remembered per replica; beyond this the memory starts afresh.
+const REMEMBERED: usize = 10_000;
+
+/// Sessions this replica read from the database recently, so people already signed in keep working
+/// while the database is unreachable (DESIGN: serve what does not need the database).
+///
+/// Consulted only when the database fails to answer, never when it says a session does not exist; a
+/// remembered session is used for at most [`OUTAGE_GRACE`] after it was last read and never past its
+/// own expiry. Logging out here forgets it at once; a logout or user change on another replica during
+/// an outage can only be seen once the database answers again, within that grace.
+#[derive(Default)]
+pub struct RecentSessions(std::sync::Mutex<std::collections::HashMap<String, (WebSession, std::time::Instant)>>);
+
+impl RecentSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (WebSession, std::time::Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers a session as the database just returned it.
+    pub fn remember(&self, hash: &str, s: &WebSession) {
+        let mut m = self.lock();
+        if m.len() >= REMEMBERED && !m.contains_key(hash) {
+            m.clear();
+        }
+        m.insert(hash.to_string(), (s.clone(), std::time::Instant::now()));
+    }
+
+    /// Forgets a session (logged out, expired, or no longer in the database).
+    pub fn forget(&self, hash: &str) {
+        self.lock().remove(hash);
+    }
+
+    /// Forgets every session of a person (user changed or deleted).
+    pub fn forget_subject(&self, email: &str) {
+        self.lock().retain(|_, (s, _)| !s.subject.eq_ignore_ascii_case(email));
+    }
+
+    /// The remembered session, if it may stand in for the database now.
+    pub fn recall(&self, hash: &str) -> Option<WebSession> {
+        let m = self.lock();
+        let (s, read_at) = m.get(hash)?;
+        (read_at.elapsed() < OUTAGE_GRACE && s.expires_at > Utc::now()).then(|| s.clone())
+    }
+}
+
 /// A fresh random token (256 bits, URL-safe base64).
 pub fn random_token() -> String {
     let mut b = [0u8; 32];
@@ -81,6 +128,7 @@ pub async fn start(
         expires_at: now + chrono::Duration::seconds(ttl),
     };
     state.store.create_session(&s).await?;
+    state.recent_sessions.remember(&s.id_hash, &s);
     let identity = Identity {
         email: email.to_string(),
         name: name.to_string(),
@@ -96,6 +144,31 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_sessions_stand_in_only_while_valid() {
+        let now = Utc::now();
+        let s = |expires: chrono::DateTime<Utc>| WebSession {
+            id_hash: "h".into(),
+            subject: "a@x.io".into(),
+            display_name: "A".into(),
+            is_admin: false,
+            groups: vec![],
+            auth: "local".into(),
+            csrf_token: "c".into(),
+            created_at: now,
+            last_seen: now,
+            expires_at: expires,
+        };
+        let r = RecentSessions::default();
+        assert!(r.recall("h").is_none());
+        r.remember("h", &s(now + chrono::Duration::hours(1)));
+        assert_eq!(r.recall("h").map(|s| s.subject), Some("a@x.io".into()));
+        r.forget("h");
+        assert!(r.recall("h").is_none(), "forgotten on logout");
+        r.remember("h", &s(now - chrono::Duration::seconds(1)));
+        assert!(r.recall("h").is_none(), "never past its own expiry");
+    }
 
     #[test]
     fn cookies_parse() {

@@ -98,6 +98,7 @@ pub async fn submit(
 /// Ends the current session (`POST /logout` and `POST /api/v1/logout`).
 pub async fn end_session(state: &AppState, id: &auth::Identity) {
     if let Some(h) = &id.session {
+        state.recent_sessions.forget(h);
         if let Err(e) = state.store.delete_session(h).await {
             tracing::warn!(error = %e, "session could not be deleted");
         }

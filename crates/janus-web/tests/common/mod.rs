@@ -50,6 +50,15 @@ impl Stack {
     /// Starts the stack with configuration made from the web UI's URL (for `web.baseUrl`), and the
     /// OIDC client secret the web process gets from its environment.
     pub async fn start_with(extra: impl FnOnce(&str) -> String, oidc_client_secret: Option<String>) -> Stack {
+        Self::start_full(extra, oidc_client_secret, None).await
+    }
+
+    /// Starts the stack on a given database (default: SQLite in the stack's temp dir).
+    pub async fn start_full(
+        extra: impl FnOnce(&str) -> String,
+        oidc_client_secret: Option<String>,
+        database_url: Option<String>,
+    ) -> Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let extra = extra(&format!("http://{addr}"));
@@ -75,7 +84,9 @@ impl Stack {
         let opts = Options {
             listen: addr,
             metrics_listen: None,
-            database_url: Some(format!("sqlite://{}", dir.path().join("janus.db").display())),
+            database_url: Some(
+                database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("janus.db").display())),
+            ),
             database_password: None,
             session_key: Some("k".repeat(48)),
             bootstrap_admin: Some((ADMIN.0.into(), "admin@example.com".into(), ADMIN.1.into())),
