@@ -350,6 +350,18 @@ pub async fn cleanup(
             let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), &ns);
             left.extend(delete_one(&api, "RoleBinding", &ns, &rb.name_any()).await?);
         }
+        // One look again for RoleBindings only: one created after the list above (by a grant of an
+        // old leader still finishing) would let anyone who can later create a ServiceAccount of that
+        // name exec into pods. A leftover ServiceAccount or token Secret grants nothing without it.
+        if left.is_empty() {
+            left.extend(
+                rbs.list(&lp)
+                    .await?
+                    .items
+                    .iter()
+                    .map(|rb| format!("RoleBinding {}/{}", rb.namespace().unwrap_or_default(), rb.name_any())),
+            );
+        }
     }
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     for s in secrets.list(&lp).await?.items {

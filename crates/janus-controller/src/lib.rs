@@ -87,13 +87,17 @@ async fn check_clusters(ctx: &reconcile::Context) {
     }
 }
 
-/// What a decision about a request rests on, hashed: its spec (by generation) and whether it is being
-/// deleted. Status and other metadata changes (mostly this controller's own writes) do not count.
+/// What a decision about a request rests on, hashed: its spec (by generation), whether it is being
+/// deleted, and whether it carries our finalizer. Status and other metadata changes (mostly this
+/// controller's own writes) do not count.
 fn decision_inputs(ar: &AccessRequest) -> Option<u64> {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ar.metadata.generation.hash(&mut h);
     ar.metadata.deletion_timestamp.is_some().hash(&mut h);
+    // Someone removing our finalizer must bring the request back at once: without it a deletion
+    // would skip cleanup.
+    ar.finalizers().iter().any(|f| f == janus_api::FINALIZER).hash(&mut h);
     Some(h.finish())
 }
 
@@ -136,7 +140,9 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
     let pass = futures::stream::iter(due).for_each_concurrent(usize::from(CONCURRENCY), |ar| {
         let ctx = ctx.clone();
         async move {
-            // Just listed from the API server: as fresh as the GET a reconcile would start with.
+            // Read from the API server moments ago, not from a cache. Being overdue does not go away
+            // (an extension that arrives after expiresAt is too late in any case), and nothing else
+            // writes status before the controller starts, so a second read would buy nothing here.
             if let Err(e) = reconcile::reconcile_read(&ar, &ctx).await {
                 tracing::debug!(error = %e, "overdue request not finished yet");
             }

@@ -67,17 +67,16 @@ impl Context {
         }
     }
 
-    /// Whether a watched token Secret is exactly as this controller wrote it (then forgotten: an
-    /// echo comes once). Any later change or a deletion carries another resourceVersion.
+    /// Whether a watched token Secret is exactly as this controller wrote it. Any event for the Secret
+    /// settles the entry (an echo comes once; a change or deletion carries another resourceVersion), so
+    /// the map holds only writes whose echo is still on its way.
     pub fn is_own_secret_write(&self, name: &str, resource_version: Option<&str>) -> bool {
-        let mut own = self.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner());
-        match (own.get(name), resource_version) {
-            (Some(rv), Some(seen)) if rv == seen => {
-                own.remove(name);
-                true
-            }
-            _ => false,
-        }
+        let written = self
+            .own_secret_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        matches!((written, resource_version), (Some(rv), Some(seen)) if rv == seen)
     }
 
     /// Checks `janus-pod-exec` on the target, at most once per [`POD_EXEC_CHECK_TTL`] while it exists.

@@ -550,3 +550,44 @@ async fn a_deleted_token_secret_is_issued_again() {
     let toks = tokens(&sim, "drift").await;
     assert_token_scoped(&sim, "team-a", &toks[0].1, &["team-b"]).await;
 }
+
+#[tokio::test]
+async fn a_removed_finalizer_is_put_back_at_once() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("fin", "central", &["team-a"], 600)).await;
+    approve(&sim, "fin").await;
+    wait_phase(&sim, "fin", "Active", 10).await;
+    let ars: Api<janus_api::AccessRequest> = Api::all(sim.client().await.unwrap());
+    let strip = json!({"metadata": {"finalizers": null}});
+    ars.patch(
+        "fin",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&strip),
+    )
+    .await
+    .unwrap();
+    // Without it a deletion would skip cleanup, so it must not wait for the next resync.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ar = get(&sim, "fin").await.unwrap();
+        if ar
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == janus_api::FINALIZER)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "finalizer not restored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ars.delete("fin", &DeleteParams::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&sim, "fin").await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leftovers(&sim, &sim, "fin").await.is_empty());
+}
