@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, POD_EXEC_CLUSTER_ROLE, REQUEST_LABEL, names};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -305,6 +306,32 @@ pub async fn tokens_cover(
         }
     }
     Ok(true)
+}
+
+/// Deletes, on one cluster, the ServiceAccounts of the given requests: the step that invalidates their
+/// tokens, done for many requests with one list. Returns how many were deleted. The full [`cleanup`]
+/// of each request still follows; this only brings the moment the tokens stop working forward.
+pub async fn revoke_tokens_of(target: &ClusterHandle, requests: &std::collections::HashSet<String>) -> Result<usize> {
+    let all: Api<ServiceAccount> = Api::all(target.client.clone());
+    let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let doomed = all.list(&lp).await?.items.into_iter().filter(|sa| {
+        sa.labels()
+            .get(REQUEST_LABEL)
+            .is_some_and(|owner| requests.contains(owner))
+    });
+    let deletions = futures::stream::iter(doomed).map(|sa| async move {
+        let ns = sa.namespace().unwrap_or_default();
+        let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &ns);
+        delete_one(&api, "ServiceAccount", &ns, &sa.name_any()).await
+    });
+    let results: Vec<Result<Option<String>>> = deletions.buffer_unordered(32).collect().await;
+    let mut deleted = 0;
+    for r in results {
+        if r?.is_none() {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Deletes one object; `Some(description)` if it still exists afterwards (a finalizer holds it).
