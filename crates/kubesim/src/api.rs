@@ -1174,7 +1174,7 @@ pub fn admit_create(
             m.remove("status");
         }
         let strict = q(query, "fieldValidation") == Some("Strict");
-        crd::validate_custom(rt, obj, strict)?;
+        crd::validate_custom(rt, obj, strict, None)?;
     }
     Ok(())
 }
@@ -1237,7 +1237,7 @@ fn admit_update(
         _ => {}
     }
     if rt.schema.is_some() {
-        crd::validate_custom(rt, new, false)?;
+        crd::validate_custom(rt, new, false, Some(current))?;
     }
     Ok(())
 }

@@ -1,20 +1,18 @@
 //! CustomResourceDefinitions: serving their kinds, and validating, defaulting and pruning custom objects.
 //!
-//! `x-kubernetes-validations` (CEL) rules are not evaluated; everything else the structural schema
-//! says (types, required, enum, bounds, lengths, patterns, items, maps, defaults, pruning) is.
+//! Everything the structural schema says (types, required, enum, bounds, lengths, patterns, items, maps,
+//! defaults, pruning) is checked here; `x-kubernetes-validations` (CEL) rules are compiled when the CRD
+//! is admitted and evaluated by [`crate::cel`] after the schema checks, as the real server does.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::Cluster;
-use crate::errors::{ApiError, ApiResult};
+use crate::cel::Validator;
+use crate::errors::{ApiError, ApiResult, Cause};
 use crate::resources::{GroupResource, ResourceType};
 use crate::store::now_rfc3339;
-
-fn crd_invalid(name: &str, causes: Vec<(String, String)>) -> ApiError {
-    ApiError::invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
-}
 
 /// Checks a CRD and fills its status as the apiextensions controller would.
 pub fn admit_crd(cluster: &Cluster, crd: &mut Value) -> ApiResult<()> {
@@ -72,8 +70,25 @@ pub fn admit_crd(cluster: &Cluster, crd: &mut Value) -> ApiResult<()> {
             format!("Invalid value: \"{group}\": is a built-in group"),
         ));
     }
+    let mut causes: Vec<Cause> = causes.into_iter().map(|(f, m)| Cause::inferred(f, m)).collect();
+    // Every version's rules must compile, not only the served one's.
+    for (i, v) in versions.iter().enumerate() {
+        let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        if let Err(errs) = Validator::compile(&v["schema"]["openAPIV3Schema"], &at) {
+            causes.extend(errs.into_iter().map(|e| Cause {
+                reason: e.reason.to_string(),
+                field: e.field,
+                message: e.message,
+            }));
+        }
+    }
     if !causes.is_empty() {
-        return Err(crd_invalid(&name, causes));
+        return Err(ApiError::invalid_causes(
+            "CustomResourceDefinition",
+            "apiextensions.k8s.io",
+            &name,
+            causes,
+        ));
     }
     let now = now_rfc3339();
     crd["status"] = json!({
@@ -120,6 +135,7 @@ pub fn to_type(crd: &Value) -> Option<ResourceType> {
         subresources,
         categories: strs(&names["categories"]),
         schema: Some(v["schema"]["openAPIV3Schema"].clone()),
+        validator: None,
         printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
         virtual_only: false,
     })
@@ -130,11 +146,35 @@ pub fn established(cluster: &Arc<Cluster>, crd: &Value) -> ApiResult<()> {
     register(cluster, crd)
 }
 
-/// Serves (or re-serves after an update) a CRD's kind.
+/// Serves (or re-serves after an update) a CRD's kind, with its validation rules compiled once here.
 pub fn register(cluster: &Arc<Cluster>, crd: &Value) -> ApiResult<()> {
-    let t = to_type(crd).ok_or_else(|| ApiError::internal("CRD without a storage version"))?;
+    let t = with_rules(crd)?;
     cluster.registry.upsert(t);
     Ok(())
+}
+
+/// [`to_type`] with the storage version's `x-kubernetes-validations` compiled.
+pub fn with_rules(crd: &Value) -> ApiResult<ResourceType> {
+    let mut t = to_type(crd).ok_or_else(|| ApiError::internal("CRD without a storage version"))?;
+    if let Some(schema) = &t.schema {
+        // Rules were checked when the CRD was admitted; a CRD seeded without admission may still
+        // carry a broken one, which is refused here rather than silently not enforced.
+        t.validator = Validator::compile(schema, "spec.versions.schema.openAPIV3Schema")
+            .map_err(|errs| {
+                let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+                let causes = errs
+                    .into_iter()
+                    .map(|e| Cause {
+                        reason: e.reason.to_string(),
+                        field: e.field,
+                        message: e.message,
+                    })
+                    .collect();
+                ApiError::invalid_causes("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
+            })?
+            .map(Arc::new);
+    }
+    Ok(t)
 }
 
 /// Stops serving a deleted CRD and drops its objects.
@@ -150,9 +190,10 @@ pub fn removed(cluster: &Arc<Cluster>, crd: &Value) {
     }
 }
 
-/// Validates a custom object against its type's schema after defaulting and pruning.
+/// Validates a custom object against its type's schema after defaulting and pruning, then against its
+/// CEL rules (`old` is the stored object on update, for transition rules and ratcheting).
 /// With `strict`, unknown fields are an error instead of being pruned.
-pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool) -> ApiResult<()> {
+pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Option<&Value>) -> ApiResult<()> {
     let Some(schema) = &rt.schema else { return Ok(()) };
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let mut unknown = Vec::new();
@@ -194,10 +235,34 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool) -> ApiR
         )));
     }
     prune(schema, obj, true, &unknown);
+    let mut causes: Vec<Cause> = causes.into_iter().map(|(f, m)| Cause::inferred(f, m)).collect();
+    if let Some(validator) = &rt.validator {
+        // The real server skips CEL when the schema found a "blocking" error (customResourceStrategy's
+        // hasBlockingErr), since rules could not rely on the shape of the object.
+        let blocking = causes.iter().any(|c| {
+            matches!(
+                c.reason.as_str(),
+                "FieldValueNotSupported"
+                    | "FieldValueRequired"
+                    | "FieldValueTooLong"
+                    | "FieldValueTooMany"
+                    | "FieldValueTypeInvalid"
+            )
+        });
+        if blocking {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                field: "<nil>".into(),
+                message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            });
+        } else {
+            causes.extend(validator.validate(obj, old));
+        }
+    }
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(&rt.kind, &rt.group, &name, causes))
+        Err(ApiError::invalid_causes(&rt.kind, &rt.group, &name, causes))
     }
 }
 
@@ -463,7 +528,7 @@ mod tests {
         let t = rt(schema());
         let mut o = json!({"apiVersion": "g.io/v1", "kind": "Thing", "metadata": {"name": "x"},
             "spec": {"size": 3, "extra": 1, "names": ["ab"], "labels": {"a": "b"}, "free": {"any": {"thing": 1}}}});
-        validate_custom(&t, &mut o, false).unwrap();
+        validate_custom(&t, &mut o, false, None).unwrap();
         assert_eq!(o["spec"]["mode"], "a");
         assert!(o["spec"].get("extra").is_none());
         assert_eq!(o["spec"]["free"]["any"]["thing"], 1);
@@ -473,23 +538,23 @@ mod tests {
     fn rejects_with_field_paths() {
         let t = rt(schema());
         let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": 11, "mode": "z", "names": ["TOOLONG"]}});
-        let e = validate_custom(&t, &mut o, false).unwrap_err();
+        let e = validate_custom(&t, &mut o, false, None).unwrap_err();
         assert_eq!(e.code, 422);
         assert!(e.message.contains("spec.size"), "{}", e.message);
         assert!(e.message.contains("Unsupported value: \"z\""), "{}", e.message);
         assert!(e.message.contains("spec.names[0]"), "{}", e.message);
         let mut missing = json!({"metadata": {"name": "x"}, "spec": {}});
-        let e = validate_custom(&t, &mut missing, false).unwrap_err();
+        let e = validate_custom(&t, &mut missing, false, None).unwrap_err();
         assert!(e.message.contains("spec.size: Required value"), "{}", e.message);
         let mut wrong_type = json!({"metadata": {"name": "x"}, "spec": {"size": "3"}});
-        assert!(validate_custom(&t, &mut wrong_type, false).is_err());
+        assert!(validate_custom(&t, &mut wrong_type, false, None).is_err());
     }
 
     #[test]
     fn strict_reports_unknown_fields() {
         let t = rt(schema());
         let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": 3, "bogus": true}});
-        let e = validate_custom(&t, &mut o, true).unwrap_err();
+        let e = validate_custom(&t, &mut o, true, None).unwrap_err();
         assert!(e.message.contains("unknown field \"spec.bogus\""), "{}", e.message);
     }
 }

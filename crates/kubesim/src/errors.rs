@@ -65,9 +65,28 @@ impl ApiError {
         .with_details(gr, name)
     }
 
-    /// `422 Invalid` with field causes.
+    /// `422 Invalid` with field causes given as (field, message); each cause's reason follows from
+    /// its message (`Required value…` is `FieldValueRequired`, and so on).
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<(String, String)>) -> Self {
-        let msgs: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        Self::invalid_causes(
+            kind,
+            group,
+            name,
+            causes.into_iter().map(|(f, m)| Cause::inferred(f, m)).collect(),
+        )
+    }
+
+    /// `422 Invalid` with causes as `apierrors.NewInvalid` builds it: the message lists every
+    /// distinct `field: message`, bracketed when there are several.
+    pub fn invalid_causes(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let mut msgs: Vec<String> = Vec::with_capacity(causes.len());
+        for c in &causes {
+            let m = format!("{}: {}", c.field, c.message);
+            // An aggregate error lists each distinct message once.
+            if !msgs.contains(&m) {
+                msgs.push(m);
+            }
+        }
         let qualified = if group.is_empty() {
             kind.to_string()
         } else {
@@ -83,7 +102,7 @@ impl ApiError {
             "name": name,
             "group": group,
             "kind": kind,
-            "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>(),
+            "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
         }));
         e
     }
@@ -205,6 +224,46 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+/// One `details.causes` entry of a `422 Invalid` Status (a `field.Error` of the real server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueForbidden`, …
+    pub reason: String,
+    /// The field path, e.g. `spec.requester` (`<nil>` for the object itself).
+    pub field: String,
+    /// The error body, e.g. `Invalid value: "string": requester is immutable`.
+    pub message: String,
+}
+
+impl Cause {
+    /// A cause whose reason is read from the start of its message, as `field.ErrorType` prints.
+    pub fn inferred(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let reason = if message.starts_with("Required value") {
+            "FieldValueRequired"
+        } else if message.starts_with("Unsupported value") {
+            "FieldValueNotSupported"
+        } else if message.starts_with("Forbidden") {
+            "FieldValueForbidden"
+        } else if message.starts_with("Duplicate value") {
+            "FieldValueDuplicate"
+        } else if message.starts_with("Too long") {
+            "FieldValueTooLong"
+        } else if message.starts_with("Too many") {
+            "FieldValueTooMany"
+        } else if message.starts_with("Invalid value") && message.contains(" in body must be of type ") {
+            "FieldValueTypeInvalid"
+        } else {
+            "FieldValueInvalid"
+        };
+        Self {
+            reason: reason.to_string(),
+            field: field.into(),
+            message,
+        }
     }
 }
 

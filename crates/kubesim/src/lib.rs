@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cel;
 pub mod crd;
 pub mod discovery;
 pub mod errors;

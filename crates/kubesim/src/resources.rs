@@ -59,6 +59,8 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// For CRDs: the OpenAPI v3 schema of the served version.
     pub schema: Option<Value>,
+    /// For CRDs: the compiled `x-kubernetes-validations` rules of the served version, if any.
+    pub validator: Option<std::sync::Arc<crate::cel::Validator>>,
     /// For CRDs: additional printer columns.
     pub printer_columns: Vec<Value>,
     /// Whether the object is created by a POST that does not persist (reviews, token requests).
@@ -119,6 +121,7 @@ fn builtin(
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         categories: Vec::new(),
         schema: None,
+        validator: None,
         printer_columns: Vec::new(),
         virtual_only: false,
     }
