@@ -33,6 +33,7 @@ use sqlx::{Executor as _, Row as _};
 pub use error::StoreError;
 pub use history::LiveRequest;
 pub use types::*;
+pub use users::{LocksStarted, LoginGate, LoginLimits, RequesterLock};
 
 /// Runs `$body` with `$p` bound to the concrete pool of the backend (the body is compiled once per
 /// backend, so the same SQL and binds serve both).
@@ -62,8 +63,14 @@ pub struct Store {
 /// Schema versions, embedded in the binary: (version, description, SQL).
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Embedded = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: Embedded = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: Embedded = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "login limits, unique email", include_str!("../migrations/sqlite/0002_login_limits_unique_email.sql")),
+];
+const POSTGRES_MIGRATIONS: Embedded = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "login limits, unique email", include_str!("../migrations/postgres/0002_login_limits_unique_email.sql")),
+];
 
 #[derive(Debug)]
 struct EmbeddedMigrations(Embedded);

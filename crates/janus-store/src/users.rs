@@ -52,21 +52,41 @@ fn quick_from_row(r: &impl RowExt) -> Result<QuickCommand, StoreError> {
     })
 }
 
+/// The name of the unique index on the email of enabled accounts (migration 2).
+const EMAIL_INDEX: &str = "users_email_unique";
+
+fn email_taken() -> StoreError {
+    StoreError::Conflict("another account already uses this email (emails are compared case-insensitively)".into())
+}
+
+/// Maps a unique violation to a message that says which key clashed.
+fn user_conflict(e: sqlx::Error, username: &str) -> StoreError {
+    match StoreError::query(e) {
+        StoreError::Conflict(m) if m.contains(EMAIL_INDEX) => email_taken(),
+        StoreError::Conflict(_) => StoreError::Conflict(format!("user {username:?} already exists")),
+        other => other,
+    }
+}
+
 /// Now, at the stored precision (so what is returned equals what a later read returns).
 fn now_us() -> Result<DateTime<Utc>, StoreError> {
     from_us(us(Utc::now()))
 }
 
 impl Store {
-    /// Creates a local account. [`StoreError::Conflict`] if the username exists.
+    /// Creates a local account. [`StoreError::Conflict`] if the username exists, or if any account
+    /// (enabled or disabled) already has the same email, compared case-insensitively.
     pub async fn create_user(&self, u: &NewUser) -> Result<User, StoreError> {
         if u.username.is_empty() {
             return Err(StoreError::Invalid("a user needs a username".into()));
         }
         let now = now_us()?;
-        on_pool!(self, p => sqlx::query(
+        // The NOT EXISTS covers disabled accounts; the unique index on lower(email) of enabled accounts
+        // settles two creates racing each other.
+        let inserted = on_pool!(self, p => sqlx::query(
             "INSERT INTO users (username, email, is_admin, disabled, password_hash, failed_logins, locked_until_us, \
-             created_us, updated_us) VALUES ($1, $2, $3, FALSE, $4, 0, NULL, $5, $5)",
+             created_us, updated_us) SELECT $1, $2, $3, FALSE, $4, 0, NULL, $5, $5 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))",
         )
         .bind(&u.username)
         .bind(&u.email)
@@ -75,11 +95,11 @@ impl Store {
         .bind(us(now))
         .execute(p)
         .await
-        .map(|_| ())
-        .map_err(|e| match StoreError::query(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("user {:?} already exists", u.username)),
-            other => other,
-        }))?;
+        .map(|r| r.rows_affected())
+        .map_err(|e| user_conflict(e, &u.username)))?;
+        if inserted == 0 {
+            return Err(email_taken());
+        }
         Ok(User {
             username: u.username.clone(),
             email: u.email.clone(),
@@ -90,6 +110,18 @@ impl Store {
             locked_until: None,
             created_at: now,
             updated_at: now,
+        })
+    }
+
+    /// The account with this email (case-insensitive): the enabled one if there is one, else the oldest.
+    pub async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) \
+             ORDER BY disabled, created_us, username LIMIT 1"
+        );
+        on_pool!(self, p => {
+            let row = sqlx::query(&sql).bind(email).fetch_optional(p).await.map_err(StoreError::query)?;
+            row.as_ref().map(user_from_row).transpose()
         })
     }
 
@@ -111,7 +143,9 @@ impl Store {
         })
     }
 
-    /// Changes an account; `None` if it does not exist. A new password hash clears the lockout.
+    /// Changes an account; `None` if it does not exist. A new password hash clears the lockout (for the
+    /// account and for every client address). Enabling an account whose email another enabled account
+    /// has is a [`StoreError::Conflict`].
     pub async fn update_user(&self, username: &str, change: &UserChange) -> Result<Option<User>, StoreError> {
         let sql = format!(
             "UPDATE users SET password_hash = COALESCE($2, password_hash), is_admin = COALESCE($3, is_admin), \
@@ -130,7 +164,14 @@ impl Store {
                 .bind(now)
                 .fetch_optional(p)
                 .await
-                .map_err(StoreError::query)?;
+                .map_err(|e| user_conflict(e, username))?;
+            if row.is_some() && change.password_hash.is_some() {
+                sqlx::query("DELETE FROM login_failures WHERE username = $1")
+                    .bind(username)
+                    .execute(p)
+                    .await
+                    .map_err(StoreError::query)?;
+            }
             row.as_ref().map(user_from_row).transpose()
         })
     }
@@ -321,5 +362,296 @@ impl Store {
             .await
             .map(|d| d.rows_affected() > 0)
             .map_err(StoreError::query))
+    }
+}
+
+/// Thresholds of the failed-login lockout.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// Failed checks of one account from one client address before that address is locked out of it.
+    pub per_client: i64,
+    /// Failed checks of one account from all addresses together before the account is locked.
+    pub per_account: i64,
+    /// How long a lock lasts; also how long a failure counts when no lock follows.
+    pub lockout: chrono::Duration,
+}
+
+/// Whether a password check may run, from [`Store::reserve_login_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    /// One check is reserved: settle it with [`Store::login_attempt_failed`] or
+    /// [`Store::login_attempt_succeeded`].
+    Reserved,
+    /// This client address is locked out of the account (or holds as many checks in flight as it may).
+    ClientLocked,
+    /// The account is locked for everyone (or holds as many checks in flight as it may).
+    AccountLocked,
+    /// No such account.
+    NoAccount,
+}
+
+/// Locks that a failed check started, for the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocksStarted {
+    /// The client address is now locked out of the account until then.
+    pub client: Option<DateTime<Utc>>,
+    /// The account is now locked for everyone until then.
+    pub account: Option<DateTime<Utc>>,
+}
+
+/// SQL: whether the counter row `t` starts over at time `now` — its lock ran out, or it saw nothing since
+/// `stale` (both placeholders).
+fn fresh(now: &str, stale: &str) -> String {
+    format!(
+        "((t.locked_until_us IS NOT NULL AND t.locked_until_us <= {now}) \
+         OR (t.locked_until_us IS NULL AND t.updated_us <= {stale}))"
+    )
+}
+
+/// Per-requester locks of this process. A PostgreSQL advisory lock makes the lock hold across replicas;
+/// this one keeps concurrent creates on one replica from each holding a database connection while they
+/// wait, and is the whole lock with SQLite (one replica, see `docs/operations.md`).
+static REQUESTER_LOCKS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// How long [`Store::lock_requester`] waits for another replica's lock before giving up.
+const REQUESTER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Held while one requester's open and hourly request counts are checked and a request is created;
+/// released when dropped (or with [`RequesterLock::release`]).
+#[derive(Debug)]
+pub struct RequesterLock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    /// The transaction that holds the PostgreSQL advisory lock (ended on drop).
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl RequesterLock {
+    /// Releases the lock now (dropping it does the same, a moment later).
+    pub async fn release(mut self) {
+        if let Some(tx) = self.tx.take() {
+            // A transaction that only took an advisory lock has nothing to keep; rolling back ends it.
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "requester lock: rollback failed (the connection is discarded)");
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Reserves one password check of `username` from `client`, atomically (one conditional statement
+    /// per counter, so parallel attempts on any number of replicas cannot exceed the limits): a client
+    /// address may hold at most `per_client` failed-or-in-flight checks of an account, the account at
+    /// most `per_account` from all addresses. A counter starts over after its lock ran out, or when no
+    /// check was reserved for `lockout`.
+    pub async fn reserve_login_attempt(
+        &self,
+        username: &str,
+        client: &str,
+        now: DateTime<Utc>,
+        limits: LoginLimits,
+    ) -> Result<LoginGate, StoreError> {
+        let stale = now
+            .checked_sub_signed(limits.lockout)
+            .ok_or_else(|| StoreError::Invalid("lockout duration out of range".into()))?;
+        let client_sql = format!(
+            "INSERT INTO login_failures AS t (username, client, failures, locked_until_us, updated_us) \
+             SELECT $1, $2, 1, NULL, $3 WHERE EXISTS (SELECT 1 FROM users WHERE username = $1) \
+             ON CONFLICT (username, client) DO UPDATE SET \
+                 failures = CASE WHEN {f} THEN 1 ELSE t.failures + 1 END, \
+                 locked_until_us = CASE WHEN {f} THEN NULL ELSE t.locked_until_us END, \
+                 updated_us = $3 \
+             WHERE {f} OR (t.locked_until_us IS NULL AND t.failures < $5) \
+             RETURNING failures",
+            f = fresh("$3", "$4")
+        );
+        let account_sql = format!(
+            "UPDATE users AS t SET \
+                 failed_logins = CASE WHEN {f} THEN 1 ELSE t.failed_logins + 1 END, \
+                 locked_until_us = CASE WHEN {f} THEN NULL ELSE t.locked_until_us END, \
+                 updated_us = $2 \
+             WHERE t.username = $1 AND ({f} OR (t.locked_until_us IS NULL AND t.failed_logins < $4)) \
+             RETURNING failed_logins",
+            f = fresh("$2", "$3")
+        );
+        on_pool!(self, p => {
+            let got = sqlx::query(&client_sql)
+                .bind(username)
+                .bind(client)
+                .bind(us(now))
+                .bind(us(stale))
+                .bind(limits.per_client.max(1))
+                .fetch_optional(p)
+                .await
+                .map_err(StoreError::query)?;
+            if got.is_none() {
+                let exists = sqlx::query("SELECT 1 FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(p)
+                    .await
+                    .map_err(StoreError::query)?;
+                return Ok(if exists.is_some() { LoginGate::ClientLocked } else { LoginGate::NoAccount });
+            }
+            let got = sqlx::query(&account_sql)
+                .bind(username)
+                .bind(us(now))
+                .bind(us(stale))
+                .bind(limits.per_account.max(1))
+                .fetch_optional(p)
+                .await
+                .map_err(StoreError::query)?;
+            if got.is_some() {
+                return Ok(LoginGate::Reserved);
+            }
+            // The account refused: give the client reservation back, as no check runs.
+            sqlx::query(
+                "UPDATE login_failures SET failures = failures - 1 \
+                 WHERE username = $1 AND client = $2 AND failures > 0 AND locked_until_us IS NULL",
+            )
+            .bind(username)
+            .bind(client)
+            .execute(p)
+            .await
+            .map_err(StoreError::query)?;
+            Ok(LoginGate::AccountLocked)
+        })
+    }
+
+    /// Settles a reserved check that failed: it stays counted, and a counter that reached its limit
+    /// locks (the client address out of the account, or the whole account) until `now + lockout`.
+    /// Returns the locks this failure started. Also forgets counters that ran out long ago.
+    pub async fn login_attempt_failed(
+        &self,
+        username: &str,
+        client: &str,
+        now: DateTime<Utc>,
+        limits: LoginLimits,
+    ) -> Result<LocksStarted, StoreError> {
+        let until = now
+            .checked_add_signed(limits.lockout)
+            .ok_or_else(|| StoreError::Invalid("lockout duration out of range".into()))?;
+        let stale = now
+            .checked_sub_signed(limits.lockout)
+            .ok_or_else(|| StoreError::Invalid("lockout duration out of range".into()))?;
+        let mut started = LocksStarted::default();
+        on_pool!(self, p => {
+            let row = sqlx::query(
+                "UPDATE login_failures SET \
+                     locked_until_us = CASE WHEN locked_until_us IS NULL AND failures >= $3 THEN $5 \
+                         ELSE locked_until_us END, \
+                     updated_us = $4 \
+                 WHERE username = $1 AND client = $2 RETURNING locked_until_us",
+            )
+            .bind(username)
+            .bind(client)
+            .bind(limits.per_client.max(1))
+            .bind(us(now))
+            .bind(us(until))
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::query)?;
+            if let Some(r) = row
+                && r.opt_i64("locked_until_us")? == Some(us(until))
+            {
+                started.client = Some(from_us(us(until))?);
+            }
+            let row = sqlx::query(
+                "UPDATE users SET \
+                     locked_until_us = CASE WHEN locked_until_us IS NULL AND failed_logins >= $2 THEN $4 \
+                         ELSE locked_until_us END, \
+                     updated_us = $3 \
+                 WHERE username = $1 RETURNING locked_until_us",
+            )
+            .bind(username)
+            .bind(limits.per_account.max(1))
+            .bind(us(now))
+            .bind(us(until))
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::query)?;
+            if let Some(r) = row
+                && r.opt_i64("locked_until_us")? == Some(us(until))
+            {
+                started.account = Some(from_us(us(until))?);
+            }
+            sqlx::query(
+                "DELETE FROM login_failures WHERE updated_us <= $1 \
+                 AND (locked_until_us IS NULL OR locked_until_us <= $2)",
+            )
+            .bind(us(stale))
+            .bind(us(now))
+            .execute(p)
+            .await
+            .map_err(StoreError::query)?;
+        });
+        Ok(started)
+    }
+
+    /// Settles a reserved check that succeeded: the client address starts over for the account, and the
+    /// account's reservation is given back (failures from elsewhere still count).
+    pub async fn login_attempt_succeeded(&self, username: &str, client: &str) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            sqlx::query("DELETE FROM login_failures WHERE username = $1 AND client = $2")
+                .bind(username)
+                .bind(client)
+                .execute(p)
+                .await
+                .map_err(StoreError::query)?;
+            sqlx::query(
+                "UPDATE users SET failed_logins = failed_logins - 1 \
+                 WHERE username = $1 AND failed_logins > 0 AND locked_until_us IS NULL",
+            )
+            .bind(username)
+            .execute(p)
+            .await
+            .map_err(StoreError::query)?;
+        });
+        Ok(())
+    }
+
+    /// Takes the lock under which one requester's request limits are checked and a request created.
+    /// With PostgreSQL it is a transaction-scoped advisory lock keyed by the requester, so it holds
+    /// across replicas; with SQLite (one replica) the process-wide lock alone is enough.
+    pub async fn lock_requester(&self, requester: &str) -> Result<RequesterLock, StoreError> {
+        let key = requester.to_ascii_lowercase();
+        let local = {
+            let mut map = REQUESTER_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 1024 {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            match map.get(&key).and_then(std::sync::Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.clone(), std::sync::Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        let local = tokio::time::timeout(REQUESTER_LOCK_WAIT, local.lock_owned())
+            .await
+            .map_err(|_| StoreError::Query("timed out waiting for the requester's request lock".into()))?;
+        let tx = match &self.pool {
+            crate::Backend::Sqlite(_) => None,
+            crate::Backend::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                // Bounded wait: a replica stuck while holding the lock must not stall this one forever.
+                sqlx::query(&format!(
+                    "SET LOCAL lock_timeout = '{}s'",
+                    REQUESTER_LOCK_WAIT.as_secs()
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7305))")
+                    .bind(format!("k8s-janus/requester/{key}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                Some(tx)
+            }
+        };
+        Ok(RequesterLock { _local: local, tx })
     }
 }

@@ -1,0 +1,49 @@
+-- k8s-janus schema, version 2 (SQLite): failed-login counters per account and client address, and at
+-- most one enabled account per email (case-insensitive).
+
+-- Failed (and in-flight) password checks of one account from one client address. `failures` counts
+-- reservations: a check reserves before argon2 runs and gives the reservation back when it succeeds.
+CREATE TABLE login_failures (
+    username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+    client TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    locked_until_us INTEGER,
+    updated_us INTEGER NOT NULL,
+    PRIMARY KEY (username, client)
+);
+CREATE INDEX login_failures_updated ON login_failures (updated_us);
+
+-- Older versions let two accounts share an email, and with it the requests and sessions of that email.
+-- Nothing is deleted or renamed: of the enabled accounts sharing an email, the oldest stays enabled and
+-- the others are disabled, each with an audit event naming the account kept. Their sessions end.
+CREATE TEMP TABLE janus_duplicate_email AS
+SELECT u.username AS username, u.email AS email,
+       (SELECT k.username FROM users k
+         WHERE lower(k.email) = lower(u.email) AND NOT k.disabled
+         ORDER BY k.created_us, k.username LIMIT 1) AS kept
+FROM users u
+WHERE NOT u.disabled
+  AND EXISTS (SELECT 1 FROM users o
+               WHERE lower(o.email) = lower(u.email) AND NOT o.disabled
+                 AND (o.created_us < u.created_us OR (o.created_us = u.created_us AND o.username < u.username)));
+
+INSERT INTO audit_events (event_key, kind, at_us, actor, request, cluster, namespaces, details, recorded_us)
+SELECT 'migration/2/duplicate-email/' || username, 'user.changed',
+       CAST(strftime('%s', 'now') AS INTEGER) * 1000000, 'system', NULL, NULL, '[]',
+       json_object('username', username, 'email', email, 'disabled', json('true'), 'keptAccount', kept,
+                   'reason', 'another enabled account has the same email (case-insensitive); '
+                             || 'the oldest account was kept enabled'),
+       CAST(strftime('%s', 'now') AS INTEGER) * 1000000
+FROM janus_duplicate_email;
+
+UPDATE users SET disabled = TRUE, updated_us = CAST(strftime('%s', 'now') AS INTEGER) * 1000000
+WHERE username IN (SELECT username FROM janus_duplicate_email);
+
+DELETE FROM web_sessions WHERE lower(subject) IN (SELECT lower(email) FROM janus_duplicate_email);
+
+DROP TABLE janus_duplicate_email;
+
+-- Disabled accounts may keep a duplicate email (nothing is lost); enabling one then fails. New accounts
+-- are checked against every account, enabled or not, when they are created.
+CREATE UNIQUE INDEX users_email_unique ON users (lower(email)) WHERE NOT disabled;
+CREATE INDEX users_email_lower ON users (lower(email));
