@@ -190,7 +190,7 @@ CONTROLLER_CLUSTER = expand({
 })
 CONTROLLER_NS = expand({
     ("", "secrets"): "get list watch create update delete",
-    ("coordination.k8s.io", "leases"): "get create update",
+    ("coordination.k8s.io", "leases"): "get watch create update",
 })
 WEB_CLUSTER = expand({
     ("k8s-janus.opsmode.io", "accessrequests"): "get list watch create patch",

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use janus_api::config::Config;
@@ -54,6 +55,91 @@ pub fn der_to_pem(certs: &[Vec<u8>]) -> String {
     out
 }
 
+/// Timeouts of the API clients Janus builds for itself (the central client of controller and web,
+/// the controller's remote clients). The web's terminal and log streams use their own clients without
+/// a read timeout: they are quiet for minutes by nature and have their own ping and idle rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP and TLS connection.
+    pub connect: Duration,
+    /// The API server silent for this long after a request was sent: the call fails. The API server
+    /// bounds a non-watch request at 60 s in total, and answers promptly unless it is in trouble.
+    pub read: Duration,
+    /// Sending a request.
+    pub write: Duration,
+    /// Every watch is ended by the server after at most this long and re-opened from where it was
+    /// (no re-list), so a quiet watch is never mistaken for a stalled server. Below `read`.
+    pub watch: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+            watch: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Sets `timeoutSeconds` of a watch request to at most `max_secs`; other requests pass unchanged.
+fn cap_watch_timeout(req: &mut http::Request<kube::client::Body>, max_secs: u64) {
+    let Some(query) = req.uri().query() else {
+        return;
+    };
+    let pairs: Vec<&str> = query.split('&').collect();
+    if !pairs.iter().any(|p| *p == "watch=true" || *p == "watch=1") {
+        return;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(pairs.len() + 1);
+    let mut seen = false;
+    for p in pairs {
+        match p.strip_prefix("timeoutSeconds=") {
+            Some(v) => {
+                seen = true;
+                let asked = v.parse::<u64>().unwrap_or(max_secs);
+                out.push(format!("timeoutSeconds={}", asked.min(max_secs)));
+            }
+            None => out.push(p.to_string()),
+        }
+    }
+    if !seen {
+        out.push(format!("timeoutSeconds={max_secs}"));
+    }
+    let path = req.uri().path().to_string();
+    let mut parts = req.uri().clone().into_parts();
+    // A path and query built from valid ones stays valid; should it not, the request goes unchanged.
+    if let Ok(pq) = format!("{path}?{}", out.join("&")).parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+/// A client from `cfg` with `timeouts`: connect, read and write timeouts on every connection, and
+/// every watch capped below the read timeout (kube-runtime asks for 290 s, which a quiet watch would
+/// otherwise spend silent and be cut off by the read timeout).
+pub fn bounded_client(mut cfg: kube::Config, timeouts: Timeouts) -> Result<kube::Client, kube::Error> {
+    cfg.connect_timeout = Some(timeouts.connect);
+    cfg.read_timeout = Some(timeouts.read);
+    cfg.write_timeout = Some(timeouts.write);
+    // Count the read timeout from when a request is sent, not from when its pooled connection went
+    // idle (the pool keeps idle connections for up to 90 s).
+    cfg.reset_reader_on_write = true;
+    let max_watch = timeouts.watch.as_secs().max(1);
+    let builder = kube::client::ClientBuilder::try_from(cfg)?;
+    Ok(builder
+        .with_layer(&tower::util::MapRequestLayer::new(
+            move |mut req: http::Request<kube::client::Body>| {
+                cap_watch_timeout(&mut req, max_watch);
+                req
+            },
+        ))
+        .build())
+}
+
 /// Builds a handle from kubeconfig YAML.
 pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHandle> {
     let unavailable = |message: String| Error::ClusterUnavailable {
@@ -67,7 +153,8 @@ pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHan
         .map_err(|e| unavailable(format!("kubeconfig is not usable: {e}")))?;
     let server = cfg.cluster_url.to_string().trim_end_matches('/').to_string();
     let ca_pem = cfg.root_cert.as_deref().map(der_to_pem).unwrap_or_default();
-    let client = kube::Client::try_from(cfg).map_err(|e| unavailable(format!("cannot build a client: {e}")))?;
+    let client =
+        bounded_client(cfg, Timeouts::default()).map_err(|e| unavailable(format!("cannot build a client: {e}")))?;
     Ok(ClusterHandle {
         name: name.to_string(),
         client,
@@ -188,6 +275,34 @@ mod tests {
         let pem = der_to_pem(&[vec![0u8; 100]]);
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(pem.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+    }
+
+    fn watch_uri(uri: &str) -> String {
+        let mut req = http::Request::get(uri).body(kube::client::Body::empty()).unwrap();
+        cap_watch_timeout(&mut req, 25);
+        req.uri().to_string()
+    }
+
+    #[test]
+    fn watches_are_capped_below_the_read_timeout() {
+        assert_eq!(
+            watch_uri("/api/v1/secrets?watch=true&timeoutSeconds=290&allowWatchBookmarks=true"),
+            "/api/v1/secrets?watch=true&timeoutSeconds=25&allowWatchBookmarks=true"
+        );
+        assert_eq!(
+            watch_uri("/api/v1/secrets?watch=1&timeoutSeconds=10"),
+            "/api/v1/secrets?watch=1&timeoutSeconds=10"
+        );
+        assert_eq!(
+            watch_uri("/api/v1/secrets?watch=true"),
+            "/api/v1/secrets?watch=true&timeoutSeconds=25"
+        );
+        // Not a watch: untouched, whatever it carries.
+        assert_eq!(
+            watch_uri("/api/v1/secrets?limit=1&timeoutSeconds=290"),
+            "/api/v1/secrets?limit=1&timeoutSeconds=290"
+        );
+        assert_eq!(watch_uri("/api/v1/secrets"), "/api/v1/secrets");
     }
 
     #[tokio::test]

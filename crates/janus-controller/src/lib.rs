@@ -183,7 +183,12 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
 /// requests at once on the API server connection.
 const CONCURRENCY: u16 = 32;
 
-/// Runs the controller until `shutdown` resolves or leadership is lost.
+/// Leadership was lost while acting: the caller should exit so the replica restarts as a candidate.
+#[derive(Debug, thiserror::Error)]
+#[error("leadership lost: stopped acting; exiting so that this replica restarts as a candidate")]
+pub struct LeadershipLost;
+
+/// Runs the controller until `shutdown` resolves or leadership is lost (then [`LeadershipLost`]).
 ///
 /// `server` and `ca_pem` describe the central API server as the token Secrets should record it.
 pub async fn run(
@@ -194,29 +199,94 @@ pub async fn run(
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    run_with_timings(
+        config,
+        client,
+        server,
+        ca_pem,
+        opts,
+        leader::Timings::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with the given leader election timings (tests shorten them).
+///
+/// Leadership gates everything that acts: nothing is reconciled before this replica leads. On loss,
+/// the whole acting part (reconciles in flight included) is dropped at once and
+/// [`LeadershipLost`] is returned: the process exits and Kubernetes restarts it as a fresh candidate,
+/// as client-go's users do. Coming back as a candidate inside the process would keep caches, queued
+/// requeues and half-run reconciles of the lost term; a restart has none. On `shutdown`, in-flight
+/// reconciles finish (renewal continues meanwhile), then the Lease is released so a standby takes
+/// over at once.
+pub async fn run_with_timings(
+    config: Config,
+    client: kube::Client,
+    server: String,
+    ca_pem: String,
+    opts: Options,
+    timings: leader::Timings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    timings.validate()?;
     let config = Arc::new(config);
-    let metrics = Arc::new(metrics::Metrics::new());
-    let health = health::Health::new(metrics.clone());
+    let health = health::Health::new(Arc::new(metrics::Metrics::new()));
     if let Some(addr) = opts.metrics_listen {
         let bound = health::serve(addr, health.clone()).await?;
         tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
     }
+    let mut shutdown = Box::pin(shutdown);
     let ars: Api<AccessRequest> = Api::all(client.clone());
-    wait_for_crd(&ars).await;
+    tokio::select! {
+        _ = wait_for_crd(&ars) => {}
+        _ = &mut shutdown => return Ok(()),
+    }
     health.ready.store(true, Ordering::Relaxed);
 
     let mut leadership = None;
     if opts.leader_election {
         let cfg = leader::LeaseConfig {
             namespace: config.namespace.clone(),
-            name: "k8s-janus-controller".into(),
+            name: leader::LEASE_NAME.into(),
             identity: opts.identity.clone(),
-            duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            timings,
         };
-        leadership = Some(leader::lead(client.clone(), cfg).await);
+        tokio::select! {
+            l = leader::campaign(client.clone(), cfg) => leadership = Some(l?),
+            // A standby stops without ever having acted.
+            _ = &mut shutdown => return Ok(()),
+        }
     }
+    let acting = act(config, client, server, ca_pem, opts, health, shutdown);
+    let Some(mut leadership) = leadership else {
+        return acting.await;
+    };
+    let result = tokio::select! {
+        r = acting => r,
+        _ = leadership.lost() => {
+            // `acting` is dropped here: the controller stream and every reconcile in it stop at once.
+            tracing::error!("lost leadership; stopped acting");
+            return Err(LeadershipLost.into());
+        }
+    };
+    // Stopped acting (graceful shutdown done): hand the lease over.
+    leadership.release().await;
+    result
+}
 
+/// Everything the leader does, until `shutdown` resolves and in-flight reconciles have finished.
+async fn act(
+    config: Arc<Config>,
+    client: kube::Client,
+    server: String,
+    ca_pem: String,
+    opts: Options,
+    health: Arc<health::Health>,
+    shutdown: std::pin::Pin<Box<impl Future<Output = ()> + Send + Sync + 'static>>,
+) -> anyhow::Result<()> {
+    let metrics = health.metrics.clone();
+    let ars: Api<AccessRequest> = Api::all(client.clone());
     let clusters = clusters::Clusters::new(config.clone(), client.clone(), server, ca_pem);
     let reporter = Reporter {
         controller: "k8s-janus-controller".into(),
@@ -257,27 +327,8 @@ pub async fn run(
         );
     *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
 
-    let lost = async move {
-        match leadership {
-            Some(mut rx) => {
-                while *rx.borrow() {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                }
-                tracing::error!("lost leadership; stopping");
-            }
-            None => futures::future::pending::<()>().await,
-        }
-    };
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = lost => {}
-        }
-    };
     controller
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

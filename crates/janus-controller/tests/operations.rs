@@ -1,46 +1,6 @@
-//! Operating the controller: leader election through a Lease, health and metrics endpoints.
+//! Operating the controller: health and metrics endpoints (leader election: tests/leader.rs).
 
-mod common;
-
-use std::time::Duration;
-
-use common::*;
-use janus_controller::leader::{LeaseConfig, try_acquire};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn lease(identity: &str) -> LeaseConfig {
-    LeaseConfig {
-        namespace: NS.into(),
-        name: "k8s-janus-controller".into(),
-        identity: identity.into(),
-        duration: Duration::from_secs(2),
-        renew_every: Duration::from_millis(500),
-    }
-}
-
-#[tokio::test]
-async fn one_leader_at_a_time_and_takeover_after_expiry() {
-    let sim = central().await;
-    // The chart's controller identity, so the test also proves its Lease permissions.
-    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
-    let api: Api<Lease> = Api::namespaced(sim.client_for_token(&token).await.unwrap(), NS);
-    assert!(try_acquire(&api, &lease("a")).await.unwrap());
-    assert!(
-        !try_acquire(&api, &lease("b")).await.unwrap(),
-        "b must wait while a renews"
-    );
-    assert!(try_acquire(&api, &lease("a")).await.unwrap(), "a renews");
-    tokio::time::sleep(Duration::from_millis(3200)).await;
-    assert!(
-        try_acquire(&api, &lease("b")).await.unwrap(),
-        "b takes over an expired lease"
-    );
-    assert!(!try_acquire(&api, &lease("a")).await.unwrap(), "a lost it");
-    let l = api.get("k8s-janus-controller").await.unwrap();
-    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
-}
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -100,7 +100,10 @@ async fn central_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::C
         .as_deref()
         .map(janus_controller::clusters::der_to_pem)
         .unwrap_or_default();
-    Ok((kube::Client::try_from(cfg)?, server, ca))
+    // Connect, read and write timeouts: a stalled API server fails calls instead of hanging them
+    // (the controller's Lease renewals are bounded separately, by the renew deadline).
+    let client = janus_controller::clusters::bounded_client(cfg, Default::default())?;
+    Ok((client, server, ca))
 }
 
 async fn shutdown_signal() {
