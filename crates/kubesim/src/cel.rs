@@ -693,7 +693,7 @@ impl Checker<'_> {
                 match operand {
                     Bound::Typed(s, root) => field_schema(s, root, &sel.field)
                         .map(|c| Bound::Typed(c, c["x-kubernetes-embedded-resource"] == true))
-                        .ok_or_else(|| self.error(e, &format!("undefined field '{}'", sel.field))),
+                        .map_err(|m| self.error(e, &m)),
                     Bound::Dynamic => Ok(Bound::Dynamic),
                 }
             }
@@ -793,7 +793,7 @@ impl Checker<'_> {
 
 /// The schema of field `name` (as written in CEL, i.e. escaped) of an object with schema `s`;
 /// `None` when the schema declares no such field.
-fn field_schema<'s>(s: &'s Value, resource_root: bool, name: &str) -> Option<&'s Value> {
+fn field_schema<'s>(s: &'s Value, resource_root: bool, name: &str) -> Result<&'s Value, String> {
     static ANY: Value = Value::Null;
     // Of the metadata, rules on a resource root see only these (model.WithTypeAndObjectMeta).
     static META: LazyLock<Value> = LazyLock::new(
@@ -801,25 +801,41 @@ fn field_schema<'s>(s: &'s Value, resource_root: bool, name: &str) -> Option<&'s
     );
     if resource_root {
         match name {
-            "apiVersion" | "kind" => return Some(&ANY),
-            "metadata" => return Some(&META),
+            "apiVersion" | "kind" => return Ok(&ANY),
+            "metadata" => return Ok(&META),
             _ => {}
         }
     }
+    let undefined = || format!("undefined field '{name}'");
     if let Some(props) = s["properties"].as_object() {
         return props
             .iter()
             .find(|(k, _)| escape(k).as_deref() == Some(name))
-            .map(|(_, v)| v);
+            .map(|(_, v)| v)
+            .ok_or_else(undefined);
     }
     if s["additionalProperties"].is_object() {
-        return Some(&s["additionalProperties"]);
+        return Ok(&s["additionalProperties"]);
+    }
+    let scalar = match s["type"].as_str() {
+        Some("string") if s["format"] == "date-time" => Some("google.protobuf.Timestamp"),
+        Some("string") => Some("string"),
+        Some("integer") => Some("int"),
+        Some("number") => Some("double"),
+        Some("boolean") => Some("bool"),
+        Some("array") => Some("list"),
+        _ => None,
+    };
+    if let Some(t) = scalar
+        && s["x-kubernetes-int-or-string"] != true
+    {
+        return Err(format!("type '{t}' does not support field selection"));
     }
     // Untyped (x-kubernetes-preserve-unknown-fields, int-or-string, or no schema): anything goes.
     if s.is_null() || s["type"] != "object" || s["x-kubernetes-preserve-unknown-fields"] == true {
-        return Some(&ANY);
+        return Ok(&ANY);
     }
-    None
+    Err(undefined())
 }
 
 /// The schema of the elements of a list or map schema.
@@ -929,14 +945,15 @@ fn to_cel(v: &Value, s: &Value, resource_root: bool) -> CelValue {
                     if resource_root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                         continue;
                     }
-                    if let (Some(x), Some(name)) = (m.get(k), escape(k)) {
+                    // Null-valued fields are absent to CEL (`has()` is false).
+                    if let (Some(x), Some(name)) = (m.get(k).filter(|x| !x.is_null()), escape(k)) {
                         let embedded = ps["x-kubernetes-embedded-resource"] == true;
                         out.insert(Key::String(Arc::new(name)), to_cel(x, ps, embedded));
                     }
                 }
             } else {
                 let ap = &s["additionalProperties"];
-                for (k, x) in m {
+                for (k, x) in m.iter().filter(|(_, x)| !x.is_null()) {
                     if resource_root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                         continue;
                     }
@@ -1313,6 +1330,14 @@ mod tests {
         assert!(v.validate(&obj(json!({})), None).is_empty());
         assert!(v.validate(&obj(json!({"ttl": null})), None).is_empty());
         assert_eq!(v.validate(&obj(json!({"ttl": 0})), None).len(), 1);
+        // A null field is absent to the rules of its parent.
+        let s = schema_with(
+            json!({"note": {"type": "string", "nullable": true}}),
+            json!([{"rule": "!has(self.note)", "message": "no note"}]),
+        );
+        let v = compile(&s);
+        assert!(v.validate(&obj(json!({"note": null})), None).is_empty());
+        assert_eq!(v.validate(&obj(json!({"note": "x"})), None).len(), 1);
     }
 
     #[test]

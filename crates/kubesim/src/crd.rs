@@ -204,7 +204,7 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Op
                 continue;
             }
             match schema["properties"].get(k) {
-                Some(s) => walk(s, v, k, &mut causes, &mut unknown),
+                Some(s) => walk(s, v, k, old.and_then(|o| o.get(k)), &mut causes, &mut unknown),
                 None if schema["x-kubernetes-preserve-unknown-fields"] == true => {}
                 None => unknown.push(k.clone()),
             }
@@ -317,7 +317,35 @@ fn short(v: &Value) -> String {
 }
 
 /// Validates `v` at `path` against `s`, applying defaults inside objects and collecting unknown fields.
-fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Vec<(String, String)>, unknown: &mut Vec<String>) {
+///
+/// `old` is the correlated value of the stored object on update. Validation ratcheting
+/// (CRDValidationRatcheting, GA in 1.30; apiextensions-apiserver `pkg/apiserver/schema/validation/
+/// ratcheting.go`): a subtree equal to its old value is not re-rejected, so tightening a schema does not
+/// block writes that leave an old, now invalid, value alone.
+fn walk(
+    s: &Value,
+    v: &mut Value,
+    path: &str,
+    old: Option<&Value>,
+    causes: &mut Vec<(String, String)>,
+    unknown: &mut Vec<String>,
+) {
+    let before = causes.len();
+    walk_node(s, v, path, old, causes, unknown);
+    if old.is_some_and(|o| o == v) && causes.len() > before {
+        tracing::debug!(field = path, "unchanged value ratcheted past schema errors");
+        causes.truncate(before);
+    }
+}
+
+fn walk_node(
+    s: &Value,
+    v: &mut Value,
+    path: &str,
+    old: Option<&Value>,
+    causes: &mut Vec<(String, String)>,
+    unknown: &mut Vec<String>,
+) {
     if v.is_null() {
         if s["nullable"] != true {
             causes.push((
@@ -441,12 +469,23 @@ fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Vec<(String, String)>
                 }
             }
             if let Some(is) = s.get("items") {
+                let olds = old.and_then(Value::as_array);
+                let keys: Vec<&str> = s["x-kubernetes-list-map-keys"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 for (i, it) in items.iter_mut().enumerate() {
-                    walk(is, it, &format!("{path}[{i}]"), causes, unknown);
+                    // Only elements of map and set lists correlate with old elements.
+                    let old_item = match (s["x-kubernetes-list-type"].as_str(), olds) {
+                        (Some("map"), Some(os)) => os.iter().find(|o| keys.iter().all(|k| o.get(*k) == it.get(*k))),
+                        (Some("set"), Some(os)) => os.iter().find(|o| *o == it),
+                        _ => None,
+                    };
+                    walk(is, it, &format!("{path}[{i}]"), old_item, causes, unknown);
                 }
             }
         }
-        Value::Object(m) => walk_object(s, m, path, causes, unknown),
+        Value::Object(m) => walk_object(s, m, path, old.and_then(Value::as_object), causes, unknown),
         _ => {}
     }
 }
@@ -455,6 +494,7 @@ fn walk_object(
     s: &Value,
     m: &mut Map<String, Value>,
     path: &str,
+    old: Option<&Map<String, Value>>,
     causes: &mut Vec<(String, String)>,
     unknown: &mut Vec<String>,
 ) {
@@ -471,10 +511,11 @@ fn walk_object(
     }
     for (k, v) in m.iter_mut() {
         let child = format!("{path}.{k}");
+        let o = old.and_then(|o| o.get(k));
         if let Some(ps) = props.and_then(|p| p.get(k)) {
-            walk(ps, v, &child, causes, unknown);
+            walk(ps, v, &child, o, causes, unknown);
         } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
-            walk(ap, v, &child, causes, unknown);
+            walk(ap, v, &child, o, causes, unknown);
         } else if !preserve
             && s["additionalProperties"] != true
             && (props.is_some() || s["type"] == "object")
@@ -548,6 +589,70 @@ mod tests {
         assert!(e.message.contains("spec.size: Required value"), "{}", e.message);
         let mut wrong_type = json!({"metadata": {"name": "x"}, "spec": {"size": "3"}});
         assert!(validate_custom(&t, &mut wrong_type, false, None).is_err());
+    }
+
+    #[test]
+    fn unchanged_invalid_values_ratchet_on_update() {
+        let t = rt(schema());
+        // Stored before the schema was tightened: size 11 and a long name are now invalid.
+        let old = json!({"metadata": {"name": "x"}, "spec": {"size": 11, "mode": "a", "names": ["toolong"]}});
+        let mut edit = json!({"metadata": {"name": "x"}, "spec": {"size": 11, "mode": "b", "names": ["toolong"]}});
+        validate_custom(&t, &mut edit, false, Some(&old)).unwrap();
+        // Changing the invalid value itself is checked, and on create nothing ratchets.
+        let mut change = json!({"metadata": {"name": "x"}, "spec": {"size": 12, "mode": "a", "names": ["toolong"]}});
+        let e = validate_custom(&t, &mut change, false, Some(&old)).unwrap_err();
+        assert!(
+            e.message.contains("spec.size") && !e.message.contains("spec.names"),
+            "{}",
+            e.message
+        );
+        let mut create = old.clone();
+        assert!(validate_custom(&t, &mut create, false, None).is_err());
+    }
+
+    #[test]
+    fn cel_rules_run_after_schema_checks_unless_blocked() {
+        let crd = json!({"metadata": {"name": "things.g.io"}, "spec": {"group": "g.io", "names": {"kind": "Thing", "plural": "things"}, "scope": "Cluster",
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "properties": {"a": {"type": "integer", "maximum": 10}, "b": {"type": "string"}},
+                    "x-kubernetes-validations": [{"rule": "self.a < 5", "message": "a below 5"}]}}}}}]}});
+        let t = with_rules(&crd).unwrap();
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"a": 7}});
+        let e = validate_custom(&t, &mut o, false, None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Thing.g.io \"x\" is invalid: spec: Invalid value: \"object\": a below 5"
+        );
+        // Schema and rule errors are reported together.
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"a": 11}});
+        let e = validate_custom(&t, &mut o, false, None).unwrap_err();
+        assert!(
+            e.message.contains("spec.a: Invalid value: 11") && e.message.contains("a below 5"),
+            "{}",
+            e.message
+        );
+        // A type error blocks the rules, as upstream.
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"a": "7"}});
+        let e = validate_custom(&t, &mut o, false, None).unwrap_err();
+        assert!(
+            e.message.contains("some validation rules were not checked"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.details.unwrap()["causes"][0]["reason"], "FieldValueTypeInvalid");
+        // An uncompilable rule refuses the CRD with the field path of the rule.
+        let mut bad = crd.clone();
+        bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"][0]
+            ["rule"] = json!("self.a <");
+        let e = with_rules(&bad).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message.contains(
+                "x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.a <\""
+            ),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
