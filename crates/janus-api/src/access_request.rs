@@ -1,14 +1,34 @@
 //! The `AccessRequest` resource: what was asked, the human decisions about it, and what the controller observed.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// The longest `ttlSeconds` (and approval TTL, and extension) the CRD accepts: 7 days.
+pub const MAX_TTL_SECONDS: i64 = 604_800;
+
+/// Condition reasons that other components act on. Free-text messages are for people; code reads these.
+pub mod reasons {
+    /// A pending request was denied because nobody decided within `pendingExpirySeconds`.
+    pub const PENDING_TIMEOUT: &str = "PendingTimeout";
+    /// The request no longer passes the configuration's rules (excluded or Janus namespace, unknown
+    /// cluster, TTL bounds): denied while pending, failed once approved.
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
+    /// Requester, cluster, namespaces, TTL or the approval itself changed after the approval.
+    pub const SPEC_CHANGED_AFTER_APPROVAL: &str = "SpecChangedAfterApproval";
+}
 
 /// A request for temporary `kubectl exec` access to namespaces of one cluster.
 ///
 /// `spec` holds what was asked and the human decisions (written by the web UI with the authenticated
 /// identity); `status` holds only the controller's observations.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+///
+/// The CEL rules (`x-kubernetes-validations`) make the API server refuse what the web never writes:
+/// changes to what was asked, decisions changed or removed once made, extensions rewritten, and an
+/// approval next to a denial. They are one of two guards: the controller also compares every spec
+/// with what it recorded at approval ([`ApprovedSpec`]), for clusters whose CRD lacks the rules.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "k8s-janus.opsmode.io",
     version = "v1alpha1",
@@ -23,24 +43,50 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.approval) || (has(self.approval) && self.approval == oldSelf.approval)"
+).message("approval can be set once and is never changed or removed").field_path(".approval"))]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.denial) || (has(self.denial) && self.denial == oldSelf.denial)"
+).message("denial can be set once and is never changed or removed").field_path(".denial"))]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.revocation) || (has(self.revocation) && self.revocation == oldSelf.revocation)"
+).message("revocation can be set once and is never changed or removed").field_path(".revocation"))]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.withdrawal) || (has(self.withdrawal) && self.withdrawal == oldSelf.withdrawal)"
+).message("withdrawal can be set once and is never changed or removed").field_path(".withdrawal"))]
+// Append-only: the old list must be a prefix of the new one. Standard CEL has no list slicing on
+// every Kubernetes version, so the new list must equal the old one followed by the entries that are
+// not in it; this also refuses an appended exact copy of an earlier entry (same by, at in
+// milliseconds and seconds), which the web never writes.
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.extensions) || (has(self.extensions) && self.extensions == oldSelf.extensions + self.extensions.filter(e, !(e in oldSelf.extensions)))"
+).message("extensions are append-only: earlier entries are never changed, reordered or removed").field_path(".extensions"))]
+#[x_kube(validation = Rule::new("!(has(self.approval) && has(self.denial))")
+    .message("a request is either approved or denied, not both").field_path(".denial"))]
 pub struct AccessRequestSpec {
     /// Email of the requester, set from the authenticated identity; never changes.
     #[schemars(length(min = 3, max = 254))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("requester is immutable"))]
     pub requester: String,
     /// Name of the target cluster (an entry of the `clusters` configuration).
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("cluster is immutable"))]
     pub cluster: String,
     /// Namespaces to grant exec access in (DNS-1123 labels, 1 to 20).
     #[schemars(
         length(min = 1, max = 20),
         inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
     )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("namespaces are immutable"))]
     pub namespaces: Vec<String>,
     /// Why access is needed; shown to approvers and kept in the audit log.
     #[schemars(length(min = 1, max = 1000))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("reason is immutable: approvers decided on it"))]
     pub reason: String,
     /// Requested duration of access after approval (policy bounds come from the configuration).
     #[schemars(range(min = 1, max = 604800))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("ttlSeconds is immutable"))]
     pub ttl_seconds: i64,
     /// Set when an admin approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,8 +100,9 @@ pub struct AccessRequestSpec {
     /// Set when the requester withdrew the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawal: Option<Withdrawal>,
-    /// Extensions granted by admins, in order.
+    /// Extensions granted by admins, in order (append-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub extensions: Vec<Extension>,
 }
 
@@ -67,6 +114,7 @@ pub struct Decision {
     #[schemars(length(min = 1, max = 254))]
     pub by: String,
     /// When (RFC 3339).
+    #[schemars(length(max = 64))]
     pub at: String,
 }
 
@@ -77,7 +125,8 @@ pub struct Approval {
     /// Who approved.
     #[schemars(length(min = 1, max = 254))]
     pub by: String,
-    /// When.
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
     pub at: String,
     /// Duration chosen by the approver instead of `spec.ttlSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,7 +141,8 @@ pub struct Denial {
     /// Who denied.
     #[schemars(length(min = 1, max = 254))]
     pub by: String,
-    /// When.
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
     pub at: String,
     /// Why, shown to the requester.
     #[serde(default)]
@@ -107,7 +157,8 @@ pub struct Revocation {
     /// Who revoked.
     #[schemars(length(min = 1, max = 254))]
     pub by: String,
-    /// When.
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
     pub at: String,
     /// Why.
     #[serde(default)]
@@ -125,7 +176,8 @@ pub struct Extension {
     /// Who extended.
     #[schemars(length(min = 1, max = 254))]
     pub by: String,
-    /// When.
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
     pub at: String,
     /// How much longer access lasts.
     #[schemars(range(min = 1, max = 604800))]
@@ -202,6 +254,98 @@ pub struct Grant {
     pub token_secret: String,
 }
 
+/// What was approved, as the controller recorded it when it first saw the approval. From then on the
+/// spec must keep these values; a request whose spec differs ends `Failed`
+/// ([`reasons::SPEC_CHANGED_AFTER_APPROVAL`]). The values are kept beside the digest so the status
+/// and the audit log can say which field changed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovedSpec {
+    /// `sha256:<hex>` over the values below (see [`ApprovedSpec::compute_digest`]); a baseline whose
+    /// values no longer match it was itself edited.
+    pub digest: String,
+    /// The requester approved.
+    pub requester: String,
+    /// The cluster approved.
+    pub cluster: String,
+    /// The namespaces approved, in order.
+    pub namespaces: Vec<String>,
+    /// `spec.ttlSeconds` as approved.
+    pub ttl_seconds: i64,
+    /// Who approved.
+    pub approved_by: String,
+    /// The approver's TTL override, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_ttl_seconds: Option<i64>,
+}
+
+impl ApprovedSpec {
+    /// The baseline of an approved spec; `None` while it has no approval.
+    pub fn of(spec: &AccessRequestSpec) -> Option<Self> {
+        let approval = spec.approval.as_ref()?;
+        let mut a = Self {
+            digest: String::new(),
+            requester: spec.requester.clone(),
+            cluster: spec.cluster.clone(),
+            namespaces: spec.namespaces.clone(),
+            ttl_seconds: spec.ttl_seconds,
+            approved_by: approval.by.clone(),
+            approval_ttl_seconds: approval.ttl_seconds,
+        };
+        a.digest = a.compute_digest();
+        Some(a)
+    }
+
+    /// The digest of the recorded values: SHA-256 of a JSON array in a fixed field order, so the
+    /// same values always give the same digest whatever the serializer's map ordering.
+    pub fn compute_digest(&self) -> String {
+        let canonical = serde_json::json!([
+            "v1",
+            self.requester,
+            self.cluster,
+            self.namespaces,
+            self.ttl_seconds,
+            self.approved_by,
+            self.approval_ttl_seconds,
+        ]);
+        let hash = Sha256::digest(canonical.to_string().as_bytes());
+        format!("sha256:{hash:x}")
+    }
+
+    /// The spec fields (as API paths) that differ from what was approved; empty when nothing did.
+    /// `status.approved` is listed when the baseline no longer matches its own digest.
+    pub fn changes(&self, spec: &AccessRequestSpec) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.compute_digest() != self.digest {
+            out.push("status.approved");
+        }
+        if spec.requester != self.requester {
+            out.push("spec.requester");
+        }
+        if spec.cluster != self.cluster {
+            out.push("spec.cluster");
+        }
+        if spec.namespaces != self.namespaces {
+            out.push("spec.namespaces");
+        }
+        if spec.ttl_seconds != self.ttl_seconds {
+            out.push("spec.ttlSeconds");
+        }
+        match &spec.approval {
+            None => out.push("spec.approval"),
+            Some(a) => {
+                if a.by != self.approved_by {
+                    out.push("spec.approval.by");
+                }
+                if a.ttl_seconds != self.approval_ttl_seconds {
+                    out.push("spec.approval.ttlSeconds");
+                }
+            }
+        }
+        out
+    }
+}
+
 /// What the controller observed. Nobody else writes it.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -233,6 +377,21 @@ pub struct AccessRequestStatus {
     /// Credentials created, per namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<Grant>,
+    /// What was approved, recorded when the approval was first observed; fixed from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<ApprovedSpec>,
+}
+
+impl AccessRequestStatus {
+    /// The reason of the condition named after the current phase (why a request ended the way it did),
+    /// e.g. [`reasons::PENDING_TIMEOUT`] on a `Denied` request.
+    pub fn phase_reason(&self) -> Option<&str> {
+        let phase = self.phase.to_string();
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == phase && c.status == "True")
+            .map(|c| c.reason.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +428,65 @@ mod tests {
         for r in ["requester", "cluster", "namespaces", "reason", "ttlSeconds"] {
             assert!(required.contains(&r), "{r} required");
         }
+    }
+
+    fn spec() -> AccessRequestSpec {
+        serde_json::from_value(serde_json::json!({
+            "requester": "jane@example.com", "cluster": "central", "namespaces": ["team-a"],
+            "reason": "debugging", "ttlSeconds": 3600,
+            "approval": {"by": "admin@example.com", "at": "2026-01-01T00:00:00Z", "ttlSeconds": 1800}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_approved_baseline_names_every_changed_field() {
+        let mut s = spec();
+        assert_eq!(
+            ApprovedSpec::of(&AccessRequestSpec {
+                approval: None,
+                ..s.clone()
+            }),
+            None
+        );
+        let approved = ApprovedSpec::of(&s).unwrap();
+        assert!(approved.digest.starts_with("sha256:") && approved.digest.len() == 7 + 64);
+        assert_eq!(approved, ApprovedSpec::of(&s.clone()).unwrap(), "deterministic");
+        assert!(approved.changes(&s).is_empty());
+        // Decisions that are not part of what was approved change nothing.
+        s.extensions.push(Extension {
+            by: "admin@example.com".into(),
+            at: "t".into(),
+            seconds: 60,
+        });
+        assert!(approved.changes(&s).is_empty());
+        s.namespaces.push("k8s-janus".into());
+        s.requester = "mallory@example.com".into();
+        s.approval.as_mut().unwrap().ttl_seconds = Some(604800);
+        assert_eq!(
+            approved.changes(&s),
+            ["spec.requester", "spec.namespaces", "spec.approval.ttlSeconds"]
+        );
+        s.approval = None;
+        assert!(approved.changes(&s).contains(&"spec.approval"));
+        // A baseline edited to match a forged spec no longer matches its own digest.
+        let mut forged = approved.clone();
+        forged.namespaces.push("k8s-janus".into());
+        assert_eq!(forged.changes(&spec())[0], "status.approved");
+    }
+
+    #[test]
+    fn the_phase_reason_comes_from_the_phase_condition() {
+        let st: AccessRequestStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Denied", "message": "anything at all",
+            "conditions": [
+                {"type": "Submitted", "status": "True", "reason": "Submitted", "lastTransitionTime": "t"},
+                {"type": "Denied", "status": "True", "reason": "PendingTimeout", "lastTransitionTime": "t"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(st.phase_reason(), Some(reasons::PENDING_TIMEOUT));
+        assert_eq!(AccessRequestStatus::default().phase_reason(), None);
     }
 
     #[test]

@@ -330,6 +330,14 @@ impl Config {
                 self.min_ttl_seconds
             ));
         }
+        if self.max_ttl_seconds > crate::access_request::MAX_TTL_SECONDS {
+            // The API server would refuse every request or approval asking for more, long after start-up.
+            return bad(format!(
+                "maxTtlSeconds ({}) is above {} (7 days), the most an AccessRequest's ttlSeconds may hold",
+                self.max_ttl_seconds,
+                crate::access_request::MAX_TTL_SECONDS
+            ));
+        }
         if self.max_ttl_seconds < self.min_ttl_seconds {
             return bad(format!(
                 "maxTtlSeconds ({}) is below minTtlSeconds ({})",
@@ -420,6 +428,14 @@ mod tests {
         assert!(Config::from_yaml("clusters: [{name: Bad_Name}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: [{name: a}, {name: a}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: []\n", "t").is_err());
+    }
+
+    #[test]
+    fn max_ttl_above_the_crd_cap_is_refused() {
+        let e = Config::from_yaml("maxTtlSeconds: 604801\n", "t").unwrap_err();
+        assert!(e.to_string().contains("maxTtlSeconds (604801) is above 604800"), "{e}");
+        let c = Config::from_yaml("maxTtlSeconds: 604800\n", "t").unwrap();
+        assert_eq!(c.max_ttl_seconds, crate::access_request::MAX_TTL_SECONDS);
     }
 
     #[test]

@@ -76,7 +76,12 @@ impl Ending {
     }
 }
 
-/// Checks what can be checked without a cluster. `Err` is the denial message.
+/// Checks what can be checked without a cluster against the configuration as it is now. `Err` is the
+/// message. The controller applies it on every reconcile of a live request, so it holds whoever wrote
+/// the spec and whenever: the Janus namespace and excluded namespaces are never granted, the cluster
+/// is known, the TTL in effect is within bounds, and each extension is as long as the web allows.
+/// (Extensions that together pass `maxTtlSeconds` are not an error: [`expires_at`] caps them unless
+/// `allowExtensionBeyondMaxTtl` is set, since two admins extending at once can both pass the web's check.)
 pub fn validate_static(spec: &AccessRequestSpec, config: &Config, known_cluster: bool) -> Result<(), String> {
     if !known_cluster {
         return Err(format!(
@@ -106,6 +111,14 @@ pub fn validate_static(spec: &AccessRequestSpec, config: &Config, known_cluster:
             "TTL of {ttl}s is outside the allowed range [{}s, {}s]",
             config.min_ttl_seconds, config.max_ttl_seconds
         ));
+    }
+    for (i, e) in spec.extensions.iter().enumerate() {
+        if e.seconds < 1 || e.seconds > config.max_ttl_seconds {
+            return Err(format!(
+                "extension {i} of {}s is outside the allowed range [1s, {}s]",
+                e.seconds, config.max_ttl_seconds
+            ));
+        }
     }
     Ok(())
 }
@@ -268,6 +281,20 @@ mod tests {
         let mut s = spec();
         s.namespaces = vec!["a".into(), "a".into()];
         assert!(validate_static(&s, &cfg, true).is_err());
+        let mut s = spec();
+        for seconds in [0, 28801] {
+            s.extensions = vec![Extension {
+                by: "b".into(),
+                at: "t".into(),
+                seconds,
+            }];
+            assert!(
+                validate_static(&s, &cfg, true).unwrap_err().contains("extension 0"),
+                "{seconds}"
+            );
+        }
+        s.extensions[0].seconds = 28800;
+        assert!(validate_static(&s, &cfg, true).is_ok());
     }
 
     #[test]

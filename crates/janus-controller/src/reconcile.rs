@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use janus_api::access_request::{ApprovedSpec, reasons};
 use janus_api::config::Config;
 use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Phase};
 use kube::api::{Api, Patch, PatchParams};
@@ -207,11 +208,25 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     .await
 }
 
-/// Moves a request to a terminal phase and removes its credentials.
+/// Moves a request to a terminal phase and removes its credentials; the phase's condition carries the
+/// phase name as its reason.
 async fn finish(
     ctx: &Context,
     ar: &AccessRequest,
     phase: Phase,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    finish_with(ctx, ar, phase, &phase.to_string(), message, now).await
+}
+
+/// [`finish`] with a specific condition reason, which the audit recorder and other readers act on
+/// (never the message's wording).
+async fn finish_with(
+    ctx: &Context,
+    ar: &AccessRequest,
+    phase: Phase,
+    reason: &str,
     message: String,
     now: DateTime<Utc>,
 ) -> Result<Action> {
@@ -220,8 +235,8 @@ async fn finish(
     status.phase = phase;
     status.message = message.clone();
     status.ended_at = Some(fmt_time(now));
-    let reason = phase.to_string();
-    set_condition(&mut status, &reason, true, &reason, &message, now);
+    let type_ = phase.to_string();
+    set_condition(&mut status, &type_, true, reason, &message, now);
     let result = match &removal {
         Ok(left) if left.is_empty() => {
             set_condition(
@@ -253,8 +268,8 @@ async fn finish(
     };
     write_status(ctx, ar, &status).await?;
     ctx.metrics.transition(phase);
-    publish(ctx, ar, matches!(phase, Phase::Failed), &reason, message).await;
-    tracing::info!(request = %ar.name_any(), phase = %phase, "request ended");
+    publish(ctx, ar, matches!(phase, Phase::Failed), reason, message).await;
+    tracing::info!(request = %ar.name_any(), phase = %phase, reason, "request ended");
     result?;
     Ok(retention_deadline(&status, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)))
 }
@@ -362,10 +377,15 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
 
     if status.phase.is_terminal() {
         if !condition_true(&status, "CredentialsRemoved") {
-            return finish(
+            // Keep the reason the request ended with: retrying the cleanup does not change why.
+            let reason = status
+                .phase_reason()
+                .map_or_else(|| status.phase.to_string(), str::to_string);
+            return finish_with(
                 ctx,
                 ar,
                 status.phase,
+                &reason,
                 status.message.clone(),
                 parse_time(status.ended_at.as_deref().unwrap_or("")).unwrap_or(now),
             )
@@ -386,8 +406,23 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
         };
     }
 
+    // The spec is checked on every reconcile, not only before approval: whoever can patch the object
+    // (not only the web) must not be able to widen what was approved.
+    if let Some(changed) = spec_changes(&status, ar) {
+        return fail_changed(ctx, ar, &changed, now).await;
+    }
     if let Some(end) = ending(&ar.spec) {
         return finish(ctx, ar, end.phase(), end.message(), now).await;
+    }
+    let known = ctx.clusters.is_known(&ar.spec.cluster).await?;
+    if let Err(msg) = lifecycle::validate_static(&ar.spec, &ctx.config, known) {
+        return if status.phase == Phase::Pending {
+            finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await
+        } else {
+            tracing::warn!(request = %name, %msg, "live request no longer valid; ending it");
+            let msg = format!("no longer valid: {msg}; credentials removed");
+            finish_with(ctx, ar, Phase::Failed, reasons::VALIDATION_FAILED, msg, now).await
+        };
     }
 
     match status.phase {
@@ -397,16 +432,35 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
 }
 
+/// The fields that differ from what was approved, for a request past its approval. A live request
+/// without a recorded baseline (approved before this check existed) has it recorded at its next
+/// grant pass; one whose approval vanished has changed.
+fn spec_changes(status: &AccessRequestStatus, ar: &AccessRequest) -> Option<Vec<&'static str>> {
+    let changed = match &status.approved {
+        Some(approved) => approved.changes(&ar.spec),
+        None if matches!(status.phase, Phase::Approved | Phase::Active) && ar.spec.approval.is_none() => {
+            vec!["spec.approval"]
+        }
+        None => Vec::new(),
+    };
+    (!changed.is_empty()).then_some(changed)
+}
+
+/// Ends a request whose spec changed after approval: Failed, credentials removed, the changed fields
+/// named (never their values, which the audit log keeps beside the approved ones).
+async fn fail_changed(ctx: &Context, ar: &AccessRequest, changed: &[&str], now: DateTime<Utc>) -> Result<Action> {
+    let fields = changed.join(", ");
+    tracing::warn!(request = %ar.name_any(), changed = %fields, "spec changed after approval; ending the request");
+    let msg = format!("spec changed after approval ({fields}); credentials removed");
+    finish_with(ctx, ar, Phase::Failed, reasons::SPEC_CHANGED_AFTER_APPROVAL, msg, now).await
+}
+
 async fn pending(
     ctx: &Context,
     ar: &AccessRequest,
     mut status: AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Action> {
-    let known = ctx.clusters.is_known(&ar.spec.cluster).await?;
-    if let Err(msg) = lifecycle::validate_static(&ar.spec, &ctx.config, known) {
-        return finish(ctx, ar, Phase::Denied, msg, now).await;
-    }
     if ar.spec.approval.is_none() {
         let created = ar
             .metadata
@@ -417,13 +471,13 @@ async fn pending(
         let deadline = pending_deadline(created, &ctx.config);
         if deadline.is_some_and(|d| d <= now) {
             let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
-            return finish(ctx, ar, Phase::Denied, msg, now).await;
+            return finish_with(ctx, ar, Phase::Denied, reasons::PENDING_TIMEOUT, msg, now).await;
         }
         // Tell the requester early when a namespace does not exist (if the cluster answers).
         if let Ok(target) = ctx.clusters.get(&ar.spec.cluster).await
             && let Err(Error::Permanent(msg)) = grant::check_namespaces(&target, &ar.spec.namespaces).await
         {
-            return finish(ctx, ar, Phase::Denied, msg, now).await;
+            return finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await;
         }
         let first = status.conditions.is_empty();
         if first || status.observed_generation != ar.metadata.generation {
@@ -460,6 +514,8 @@ async fn pending(
         .unwrap_or_else(|| unreachable!("checked above"));
     status.phase = Phase::Approved;
     status.approved_at = Some(fmt_time(now));
+    // What was approved is fixed from here on; every later reconcile compares the spec with it.
+    status.approved = ApprovedSpec::of(&ar.spec);
     status.message = format!("approved by {}; issuing credentials", approval.by);
     set_condition(
         &mut status,
@@ -502,6 +558,11 @@ async fn grant_or_maintain(
     mut status: AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Action> {
+    if status.approved.is_none() {
+        // Approved before the baseline was recorded (an upgrade): record it now, once.
+        status.approved = ApprovedSpec::of(&ar.spec);
+        write_status(ctx, ar, &status).await?;
+    }
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());
     };
@@ -568,6 +629,13 @@ async fn grant_or_maintain(
         None => return Ok(Action::await_change()),
         Some(f) if f.metadata.deletion_timestamp.is_some() => return Ok(Action::requeue(Duration::ZERO)),
         Some(f) => {
+            // The same checks as at the start: a change made during the grant must not be declared
+            // active (the next reconcile would end it, but only after a status write said Active).
+            if let Some(changed) = status.approved.as_ref().map(|a| a.changes(&f.spec))
+                && !changed.is_empty()
+            {
+                return fail_changed(ctx, f, &changed, Utc::now()).await;
+            }
             if let Some(end) = ending(&f.spec) {
                 return finish(ctx, f, end.phase(), end.message(), Utc::now()).await;
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use janus_api::access_request::{AccessRequest, AccessRequestStatus, Phase};
+use janus_api::access_request::{AccessRequest, AccessRequestStatus, ApprovedSpec, Phase, reasons};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
@@ -26,8 +26,63 @@ use crate::{AuditKind, NewAuditEvent, RequestRecord, Store, StoreError};
 /// The actor of events observed from the controller, retention and other automatic processes.
 pub const SYSTEM_ACTOR: &str = "system";
 
-/// Message prefix the controller writes when a pending request timed out.
-const AUTO_DENY_PREFIX: &str = "no decision within";
+/// Message prefix controllers before the `PendingTimeout` condition reason wrote when a pending request
+/// timed out. Read only for such objects (their `Denied` condition has the generic reason `Denied`),
+/// so their events keep the kind they were first recorded with.
+const LEGACY_AUTO_DENY_PREFIX: &str = "no decision within";
+
+/// Whether the controller denied a request for lack of a decision: the condition reason says so.
+fn auto_denied(status: &AccessRequestStatus) -> bool {
+    match status.phase_reason() {
+        Some(reasons::PENDING_TIMEOUT) => true,
+        Some("Denied") | None => status.message.starts_with(LEGACY_AUTO_DENY_PREFIX),
+        Some(_) => false,
+    }
+}
+
+/// The details of a `request.spec_changed` event: which fields changed, with the approved and the
+/// observed values of each (names, emails and numbers; nothing secret lives in a spec).
+fn spec_change_details(ar: &AccessRequest, status: &AccessRequestStatus) -> serde_json::Value {
+    let spec = &ar.spec;
+    let changed = match &status.approved {
+        Some(a) => a.changes(spec),
+        None => vec!["spec.approval"],
+    };
+    let observed = |field: &str| match field {
+        "spec.requester" => json!(spec.requester),
+        "spec.cluster" => json!(spec.cluster),
+        "spec.namespaces" => json!(spec.namespaces),
+        "spec.ttlSeconds" => json!(spec.ttl_seconds),
+        "spec.approval" => json!(spec.approval.as_ref().map(|a| &a.by)),
+        "spec.approval.by" => json!(spec.approval.as_ref().map(|a| &a.by)),
+        "spec.approval.ttlSeconds" => json!(spec.approval.as_ref().and_then(|a| a.ttl_seconds)),
+        _ => serde_json::Value::Null,
+    };
+    let approved = |a: &ApprovedSpec, field: &str| match field {
+        "spec.requester" => json!(a.requester),
+        "spec.cluster" => json!(a.cluster),
+        "spec.namespaces" => json!(a.namespaces),
+        "spec.ttlSeconds" => json!(a.ttl_seconds),
+        "spec.approval" | "spec.approval.by" => json!(a.approved_by),
+        "spec.approval.ttlSeconds" => json!(a.approval_ttl_seconds),
+        _ => serde_json::Value::Null,
+    };
+    let mut was = serde_json::Map::new();
+    let mut now = serde_json::Map::new();
+    for f in &changed {
+        if let Some(a) = &status.approved {
+            was.insert((*f).to_string(), approved(a, f));
+        }
+        now.insert((*f).to_string(), observed(f));
+    }
+    json!({
+        "changed": changed,
+        "approved": was,
+        "observed": now,
+        "approved_digest": status.approved.as_ref().map(|a| &a.digest),
+        "message": status.message,
+    })
+}
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
@@ -138,7 +193,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         );
     } else if status.phase == Phase::Denied {
         // Denied without a human denial: the controller did it.
-        if status.message.starts_with(AUTO_DENY_PREFIX) {
+        if auto_denied(&status) {
             push(
                 AuditKind::PendingAutoDenied,
                 None,
@@ -152,7 +207,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
                 None,
                 ended,
                 SYSTEM_ACTOR,
-                json!({"reason": status.message, "automatic": true}),
+                json!({"reason": status.message, "automatic": true, "condition_reason": status.phase_reason()}),
             );
         }
     }
@@ -212,12 +267,19 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
             SYSTEM_ACTOR,
             json!({"expires_at": status.expires_at}),
         ),
+        Phase::Failed if status.phase_reason() == Some(reasons::SPEC_CHANGED_AFTER_APPROVAL) => push(
+            AuditKind::RequestSpecChanged,
+            None,
+            ended,
+            SYSTEM_ACTOR,
+            spec_change_details(ar, &status),
+        ),
         Phase::Failed => push(
             AuditKind::RequestFailed,
             None,
             ended,
             SYSTEM_ACTOR,
-            json!({"message": status.message}),
+            json!({"message": status.message, "condition_reason": status.phase_reason()}),
         ),
         _ => {}
     }
@@ -675,6 +737,60 @@ mod tests {
         assert_eq!(evs[1].actor, "b@x.io");
         assert_eq!(evs[1].details["reason"], "<script>no</script>");
         assert_eq!(evs[1].at, parse_time("2026-01-01T00:00:30Z").unwrap());
+    }
+
+    #[test]
+    fn auto_denial_is_read_from_the_condition_reason_not_the_message() {
+        let mut v = base();
+        v["status"] = json!({"phase": "Denied", "message": "nobody decided in time (60s)", "endedAt": "2026-01-01T00:01:00Z",
+            "conditions": [{"type": "Denied", "status": "True", "reason": "PendingTimeout",
+                            "message": "nobody decided in time (60s)", "lastTransitionTime": "2026-01-01T00:01:00Z"}]});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(kinds(&evs), ["request.created", "request.auto_denied"]);
+        // The wording of a validation denial cannot make it look like a timeout.
+        v["status"]["message"] = json!("no decision within reach: namespace \"k8s-janus\" is excluded");
+        v["status"]["conditions"][0]["reason"] = json!("ValidationFailed");
+        let evs = events_from_request(&ar(v));
+        assert_eq!(kinds(&evs), ["request.created", "request.denied"]);
+        assert_eq!(evs[1].details["condition_reason"], "ValidationFailed");
+    }
+
+    #[test]
+    fn a_spec_changed_after_approval_is_its_own_event_naming_the_fields() {
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00Z"});
+        let approved = ApprovedSpec::of(&ar(v.clone()).spec).unwrap();
+        v["spec"]["namespaces"] = json!(["apps", "k8s-janus"]);
+        v["status"] = json!({
+            "phase": "Failed", "message": "spec changed after approval (spec.namespaces); credentials removed",
+            "approvedAt": "2026-01-01T00:01:01Z", "activeAt": "2026-01-01T00:01:02Z", "endedAt": "2026-01-01T00:02:00Z",
+            "approved": approved,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "SpecChangedAfterApproval",
+                            "message": "", "lastTransitionTime": "2026-01-01T00:02:00Z"}]
+        });
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approved",
+                "request.activated",
+                "request.spec_changed"
+            ]
+        );
+        let e = &evs[3];
+        assert_eq!(e.key, "u-1/request.spec_changed");
+        assert_eq!(e.actor, SYSTEM_ACTOR);
+        assert_eq!(e.at, parse_time("2026-01-01T00:02:00Z").unwrap());
+        assert_eq!(e.details["changed"], json!(["spec.namespaces"]));
+        assert_eq!(e.details["approved"]["spec.namespaces"], json!(["apps"]));
+        assert_eq!(e.details["observed"]["spec.namespaces"], json!(["apps", "k8s-janus"]));
+        assert_eq!(events_from_request(&ar(v.clone())), evs, "deterministic");
+        // Another failure stays request.failed, with its reason.
+        v["status"]["conditions"][0]["reason"] = json!("ValidationFailed");
+        let evs = events_from_request(&ar(v));
+        assert_eq!(evs.last().unwrap().kind.as_str(), "request.failed");
+        assert_eq!(evs.last().unwrap().details["condition_reason"], "ValidationFailed");
     }
 
     #[test]

@@ -22,8 +22,11 @@ pub enum AuditKind {
     RequestActivated,
     /// Access ran out.
     RequestExpired,
-    /// Credentials could not be issued.
+    /// Credentials could not be issued, or a live request no longer passes the configuration's rules.
     RequestFailed,
+    /// The spec of an approved request changed (requester, cluster, namespaces, TTL or the approval);
+    /// the controller ended it. Details name the fields, with the approved and the observed values.
+    RequestSpecChanged,
     /// Every credential of a finished request is gone.
     CredentialsRemoved,
     /// Nobody decided within the pending timeout; the controller denied the request.
@@ -62,6 +65,7 @@ impl AuditKind {
         AuditKind::RequestActivated,
         AuditKind::RequestExpired,
         AuditKind::RequestFailed,
+        AuditKind::RequestSpecChanged,
         AuditKind::CredentialsRemoved,
         AuditKind::PendingAutoDenied,
         AuditKind::RequestDeleted,
@@ -88,6 +92,7 @@ impl AuditKind {
             AuditKind::RequestActivated => "request.activated",
             AuditKind::RequestExpired => "request.expired",
             AuditKind::RequestFailed => "request.failed",
+            AuditKind::RequestSpecChanged => "request.spec_changed",
             AuditKind::CredentialsRemoved => "request.credentials_removed",
             AuditKind::PendingAutoDenied => "request.auto_denied",
             AuditKind::RequestDeleted => "request.deleted",

@@ -1,0 +1,287 @@
+//! Post-approval invariants, end to end against kubesim: the controller re-validates every reconcile
+//! and ends a request whose spec no longer matches what was approved, whoever changed it.
+//!
+//! The changes here are made by a privileged client, as a compromised web ServiceAccount or a
+//! mis-scoped RoleBinding could. The CRD is installed WITHOUT its CEL rules (`x-kubernetes-validations`),
+//! as on a cluster whose CRD was not upgraded with the chart: with the rules the API server refuses
+//! these patches before the controller sees them (tested with kubectl elsewhere); these tests prove the
+//! controller's own defence, which must hold without them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use janus_api::AccessRequest;
+use janus_api::access_request::reasons;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kubesim::{RunningSim, SimBuilder};
+use serde_json::{Value, json};
+
+/// Removes every `x-kubernetes-validations` from a CRD document.
+fn strip_cel(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("x-kubernetes-validations");
+            m.values_mut().for_each(strip_cel);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_cel),
+        _ => {}
+    }
+}
+
+/// The generated CRD without its CEL rules.
+fn crd_without_cel() -> String {
+    let mut crd: Value = serde_yaml::from_str(&janus_api::crd_yaml().expect("crd")).expect("crd parses");
+    strip_cel(&mut crd);
+    let text = serde_yaml::to_string(&crd).expect("yaml");
+    assert!(!text.contains("x-kubernetes-validations:"), "no rule left");
+    text
+}
+
+/// Like `common::central`, with the CEL-less CRD.
+async fn central_without_cel() -> RunningSim {
+    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
+    sim.load_seed(WORKLOADS).expect("workloads");
+    sim.load_seed(&crd_without_cel()).expect("crd");
+    let rbac = render_chart(
+        &[],
+        &[
+            "templates/serviceaccounts.yaml",
+            "templates/rbac-controller.yaml",
+            "templates/rbac-pod-exec.yaml",
+            "templates/rbac-web.yaml",
+        ],
+    );
+    sim.load_seed(&rbac).expect("chart RBAC");
+    sim
+}
+
+/// A privileged merge patch of the spec, bypassing the web.
+async fn patch_spec(sim: &RunningSim, name: &str, spec: Value) {
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+        .await
+        .expect("the privileged patch is accepted (no CEL rules installed)");
+}
+
+async fn assert_token_refused(sim: &RunningSim, ns: &str, token: &str) {
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
+    match pods.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 401, "token should be refused: {s:?}"),
+        other => panic!("token still works or wrong error: {other:?}"),
+    }
+}
+
+/// RoleBindings made by k8s-janus anywhere on the cluster.
+async fn janus_role_bindings(sim: &RunningSim) -> Vec<String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=k8s-janus");
+    Api::<RoleBinding>::all(sim.client().await.expect("client"))
+        .list(&lp)
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|rb| {
+            format!(
+                "{}/{}",
+                rb.metadata.namespace.unwrap_or_default(),
+                rb.metadata.name.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The condition named after the phase: (reason, message).
+fn phase_condition(ar: &AccessRequest) -> (String, String) {
+    let st = ar.status.as_ref().expect("status");
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == st.phase.to_string())
+        .unwrap_or_else(|| panic!("no {} condition in {:?}", st.phase, st.conditions));
+    (c.reason.clone(), c.message.clone())
+}
+
+/// Approves a request on team-a, waits until it is Active, applies `change` with a privileged client,
+/// and checks that the request ends Failed for `want_reason`, naming `want_field`, with every
+/// credential gone and nothing granted in the namespaces the change names.
+async fn tampered(name: &str, change: Value, want_reason: &str, want_field: &str) {
+    let sim = central_without_cel().await;
+    let cfg = config("excludedNamespaces: [kube-system, team-c]\nmaxTtlSeconds: 3600\n");
+    let _ctl = Controller::start(&sim, cfg).await;
+    create(&sim, &request(name, "central", &["team-a"], 600)).await;
+    approve(&sim, name).await;
+    let active = wait_phase(&sim, name, "Active", 10).await;
+    let approved = active.status.as_ref().and_then(|s| s.approved.clone());
+    let toks = tokens(&sim, name).await;
+    assert_eq!(toks.len(), 1);
+
+    patch_spec(&sim, name, change).await;
+    let failed = wait_phase(&sim, name, "Failed", 15).await;
+    let (reason, message) = phase_condition(&failed);
+    assert_eq!(reason, want_reason, "{message}");
+    assert!(
+        message.contains(want_field),
+        "the condition names {want_field}: {message}"
+    );
+    assert_eq!(failed.status.as_ref().unwrap().message, message);
+    assert!(
+        failed
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True"),
+        "{:?}",
+        failed.status
+    );
+    assert_token_refused(&sim, "team-a", &toks[0].1).await;
+    assert!(leftovers(&sim, &sim, name).await.is_empty(), "credentials left");
+    assert_eq!(
+        janus_role_bindings(&sim).await,
+        Vec::<String>::new(),
+        "RoleBindings left"
+    );
+    assert!(
+        tokens(&sim, name).await.is_empty(),
+        "no token for an added namespace either"
+    );
+    // What was approved was recorded at approval and is kept, so the status still shows it.
+    assert!(
+        approved.as_ref().is_some_and(|a| a.digest.starts_with("sha256:")),
+        "what was approved is recorded in status: {:?}",
+        active.status
+    );
+    assert_eq!(failed.status.unwrap().approved, approved);
+}
+
+#[tokio::test]
+async fn adding_the_janus_namespace_after_approval_ends_the_request() {
+    tampered(
+        "add-janus-ns",
+        json!({"namespaces": ["team-a", "k8s-janus"]}),
+        reasons::SPEC_CHANGED_AFTER_APPROVAL,
+        "spec.namespaces",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn adding_an_excluded_namespace_after_approval_ends_the_request() {
+    tampered(
+        "add-excluded-ns",
+        json!({"namespaces": ["team-a", "team-c"]}),
+        reasons::SPEC_CHANGED_AFTER_APPROVAL,
+        "spec.namespaces",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn raising_the_approved_ttl_past_max_ends_the_request() {
+    tampered(
+        "raise-ttl",
+        json!({"approval": {"by": "admin@example.com", "at": now(), "ttlSeconds": 604800}}),
+        reasons::SPEC_CHANGED_AFTER_APPROVAL,
+        "spec.approval.ttlSeconds",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn changing_the_requester_after_approval_ends_the_request() {
+    tampered(
+        "new-requester",
+        json!({"requester": "mallory@example.com"}),
+        reasons::SPEC_CHANGED_AFTER_APPROVAL,
+        "spec.requester",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_extension_longer_than_the_web_allows_ends_the_request() {
+    // Not a change of what was approved, but no longer valid: the web never writes an extension
+    // above maxTtlSeconds (3600 here).
+    tampered(
+        "huge-extension",
+        json!({"extensions": [{"by": "admin@example.com", "at": now(), "seconds": 600000}]}),
+        reasons::VALIDATION_FAILED,
+        "extension 0",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_live_request_is_revalidated_against_the_configuration_as_it_is_now() {
+    let sim = central_without_cel().await;
+    let ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("reval", "central", &["team-a"], 600)).await;
+    approve(&sim, "reval").await;
+    wait_phase(&sim, "reval", "Active", 10).await;
+    let toks = tokens(&sim, "reval").await;
+    ctl.stop().await;
+    // The operator excludes team-a: the next controller must not keep (or renew) access there.
+    let _ctl = Controller::start(&sim, config("excludedNamespaces: [kube-system, team-a]\n")).await;
+    let failed = wait_phase(&sim, "reval", "Failed", 15).await;
+    let (reason, message) = phase_condition(&failed);
+    assert_eq!(reason, reasons::VALIDATION_FAILED);
+    assert!(message.contains("namespace \"team-a\" is excluded"), "{message}");
+    assert_token_refused(&sim, "team-a", &toks[0].1).await;
+    assert!(leftovers(&sim, &sim, "reval").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_pending_timeout_is_marked_by_its_condition_reason() {
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("pendingExpirySeconds: 2\n")).await;
+    create(&sim, &request("late", "central", &["team-a"], 600)).await;
+    let denied = wait_phase(&sim, "late", "Denied", 10).await;
+    assert_eq!(phase_condition(&denied).0, reasons::PENDING_TIMEOUT);
+    // A validation denial has its own reason.
+    create(&sim, &request("bad-ns", "central", &["k8s-janus"], 600)).await;
+    let denied = wait_phase(&sim, "bad-ns", "Denied", 10).await;
+    assert_eq!(phase_condition(&denied).0, reasons::VALIDATION_FAILED);
+    // Requests on which nothing changed keep working and keep their baseline.
+    create(&sim, &request("fine", "central", &["team-b"], 600)).await;
+    approve(&sim, "fine").await;
+    let ok = wait_phase(&sim, "fine", "Active", 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = get(&sim, "fine").await.unwrap();
+    assert_eq!(phase(&again), "Active");
+    assert_eq!(again.status.unwrap().approved, ok.status.unwrap().approved);
+}
+
+#[tokio::test]
+async fn without_the_cel_rules_a_denial_next_to_an_approval_still_wins() {
+    // The API server with the rules refuses the second decision; without them both can land, and the
+    // controller must end in the safest state.
+    let sim = central_without_cel().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("race", "central", &["team-a", "team-b"], 600)).await;
+    approve(&sim, "race").await;
+    decide(
+        &sim,
+        "race",
+        "denial",
+        json!({"by": "other-admin@example.com", "at": now(), "reason": "changed my mind"}),
+    )
+    .await;
+    wait_phase(&sim, "race", "Denied", 10).await;
+    assert!(leftovers(&sim, &sim, "race").await.is_empty());
+    // Terminal phases never change again, even when the approval is rewritten.
+    decide(
+        &sim,
+        "race",
+        "approval",
+        json!({"by": "admin@example.com", "at": now(), "ttlSeconds": 604800}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(phase(&get(&sim, "race").await.unwrap()), "Denied");
+    assert!(leftovers(&sim, &sim, "race").await.is_empty());
+}
