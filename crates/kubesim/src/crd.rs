@@ -253,7 +253,8 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Op
             causes.push(Cause {
                 reason: "FieldValueInvalid".into(),
                 field: "<nil>".into(),
-                message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                // field.Invalid(nil, nil, …): the nil value prints as a bare `null` in current releases.
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
             });
         } else {
             causes.extend(validator.validate(obj, old));

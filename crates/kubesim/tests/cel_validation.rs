@@ -381,3 +381,85 @@ async fn kube_rs_sees_422_invalid_with_the_cause_field() {
     t2.metadata.namespace = Some("default".into());
     api.create(&PostParams::default(), &t2).await.expect("valid create");
 }
+
+/// The AccessRequest CRD the chart ships (k8s-janus's own rules) is accepted by kubesim, and its rules
+/// hold through the real kubectl: what was asked is fixed, decisions are set once, extensions only grow.
+#[tokio::test]
+async fn kubectl_with_the_shipped_access_request_crd() {
+    let env = Env::new().await;
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../charts/k8s-janus/files/crd.yaml"
+    ))
+    .expect("chart CRD");
+    env.ok_stdin(&["apply", "-f", "-"], &crd).await;
+    env.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/accessrequests.k8s-janus.opsmode.io",
+        "--timeout=20s",
+    ])
+    .await;
+    let ar = "apiVersion: k8s-janus.opsmode.io/v1alpha1\nkind: AccessRequest\nmetadata: {name: ar-1}\nspec: {requester: alice@example.com, cluster: prod, namespaces: [payments], reason: debug a stuck job, ttlSeconds: 3600}\n";
+    env.ok_stdin(&["apply", "-f", "-"], ar).await;
+    let patch = |p: &'static str| ["patch", "accessrequest", "ar-1", "--type=merge", "-p", p];
+    for (p, expected) in [
+        (
+            r#"{"spec":{"namespaces":["payments","kube-system"]}}"#,
+            r#"The AccessRequest "ar-1" is invalid: spec.namespaces: Invalid value: "array": namespaces are immutable"#,
+        ),
+        (
+            r#"{"spec":{"requester":"mallory@example.com"}}"#,
+            r#"The AccessRequest "ar-1" is invalid: spec.requester: Invalid value: "string": requester is immutable"#,
+        ),
+        (
+            r#"{"spec":{"ttlSeconds":7200}}"#,
+            r#"The AccessRequest "ar-1" is invalid: spec.ttlSeconds: Invalid value: "integer": ttlSeconds is immutable"#,
+        ),
+    ] {
+        let err = env.fails(&patch(p)).await;
+        assert_eq!(err.trim(), expected, "{p}");
+    }
+    env.ok(&patch(
+        r#"{"spec":{"approval":{"by":"bob@example.com","at":"2026-01-01T00:00:00Z"}}}"#,
+    ))
+    .await;
+    let err = env
+        .fails(&patch(
+            r#"{"spec":{"approval":{"by":"eve@example.com","at":"2026-01-01T00:00:00Z"}}}"#,
+        ))
+        .await;
+    assert_eq!(
+        err.trim(),
+        r#"The AccessRequest "ar-1" is invalid: spec.approval: Invalid value: "object": approval can be set once and is never changed or removed"#
+    );
+    let err = env.fails(&patch(r#"{"spec":{"approval":null}}"#)).await;
+    assert!(
+        err.contains("spec.approval: Invalid value: \"object\": approval can be set once"),
+        "{err}"
+    );
+    let ext1 = r#"{"spec":{"extensions":[{"by":"bob@example.com","at":"2026-01-01T01:00:00Z","seconds":600}]}}"#;
+    env.ok(&patch(ext1)).await;
+    env.ok(&patch(
+        r#"{"spec":{"extensions":[{"by":"bob@example.com","at":"2026-01-01T01:00:00Z","seconds":600},{"by":"bob@example.com","at":"2026-01-01T02:00:00Z","seconds":60}]}}"#,
+    ))
+    .await;
+    let err = env
+        .fails(&patch(
+            r#"{"spec":{"extensions":[{"by":"bob@example.com","at":"2026-01-01T01:00:00Z","seconds":6000}]}}"#,
+        ))
+        .await;
+    assert!(
+        err.contains("spec.extensions: Invalid value: \"object\": extensions are append-only"),
+        "{err}"
+    );
+    let err = env
+        .fails(&patch(
+            r#"{"spec":{"denial":{"by":"bob@example.com","at":"2026-01-01T00:00:00Z"}}}"#,
+        ))
+        .await;
+    assert!(
+        err.contains("spec.denial: Invalid value: \"object\": a request is either approved or denied, not both"),
+        "{err}"
+    );
+}
