@@ -227,6 +227,14 @@ pub struct Config {
     pub audit_retention_days: i64,
     /// Clusters; the first is the central one.
     #[serde(default = "default_clusters")]
+    /// Failed logins of one account from all client addresses together before the account is locked for
+    /// everyone (`loginMaxFailures` locks one address out of one account).
+    #[serde(default = "default_login_failures_per_account")]
+    pub login_max_failures_per_account: i64,
+    /// Failed logins one client address may make, over all accounts, per `loginLockoutSeconds` (per
+    /// web replica) before its further attempts are refused with 429.
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_max_failures_per_address: u32,
     pub clusters: Vec<ClusterConfig>,
     /// Web UI settings.
     #[serde(default)]
@@ -272,6 +280,12 @@ fn default_clusters() -> Vec<ClusterConfig> {
 }
 
 impl Default for Config {
+fn default_login_failures_per_account() -> i64 {
+    100
+}
+fn default_login_failures_per_address() -> u32 {
+    20
+}
     fn default() -> Self {
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
     }
@@ -314,6 +328,8 @@ impl Config {
 
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+            login_max_failures_per_account: default_login_failures_per_account(),
+            login_max_failures_per_address: default_login_failures_per_address(),
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,

@@ -45,6 +45,8 @@ pub enum AuditKind {
     UserCreated,
     /// A local user account was changed.
     UserChanged,
+    /// Repeated failed logins locked a client address out of an account, or the whole account.
+    LoginLocked,
     /// A local user account was deleted.
     UserDeleted,
     /// A cluster was registered.
@@ -79,6 +81,7 @@ impl AuditKind {
         AuditKind::ClusterRegistered,
         AuditKind::ClusterRemoved,
     ];
+        AuditKind::LoginLocked,
 
     /// The stored form, e.g. `request.approved`.
     pub fn as_str(self) -> &'static str {
@@ -108,6 +111,7 @@ impl AuditKind {
         }
     }
 }
+            AuditKind::LoginLocked => "login.locked",
 
 impl std::fmt::Display for AuditKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

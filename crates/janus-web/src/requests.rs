@@ -390,9 +390,15 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
     if !is_dns_label(&input.cluster) {
         return Err(WebError::invalid("cluster", "choose a cluster"));
     }
-    // Limits are counted from the watch cache, which every replica shares through the API server.
-    // Limits are counted from a fresh read by the requester label, not from the watch cache: a burst of
-    // requests must not slip past them while the cache catches up.
+    // The per-user limits are checked and the request created under one lock per requester, held in the
+    // database (a PostgreSQL advisory lock, so it holds across replicas; with SQLite, one replica, a
+    // process lock): otherwise two creates at once both count the same requests and both pass. Counting
+    // reads the API server, not the watch cache, so requests created a moment ago by another replica
+    // under the same lock are seen.
+    let lock = state.store.lock_requester(&id.email).await.map_err(|e| {
+        tracing::warn!(error = %e, "the per-user request lock could not be taken");
+        WebError::Unavailable("the request limits cannot be checked right now; try again in a moment".into())
+    })?;
     let api: Api<AccessRequest> = Api::all(state.client.clone());
     let label = requester_label(&id.email);
     let mine: Vec<AccessRequest> = api
@@ -446,7 +452,9 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
     ar.metadata.name = None;
     ar.metadata.generate_name = Some(names::request_name_prefix(&id.email));
     ar.metadata.labels = Some([(REQUESTER_LABEL.to_string(), label)].into());
-    let created = api.create(&PostParams::default(), &ar).await?;
+    let created = api.create(&PostParams::default(), &ar).await;
+    lock.release().await;
+    let created = created?;
     state.metrics.request_created();
     Ok(created)
 }

@@ -20,7 +20,7 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 
 use crate::auth::proxy::Cidr;
-use crate::auth::ratelimit::RateLimiter;
+use crate::auth::ratelimit::LoginThrottle;
 use crate::auth::{Optional, local, oidc};
 use crate::live::{Change, Hub};
 use crate::metrics::WebMetrics;
@@ -214,7 +214,10 @@ pub async fn build_state(
         trusted_proxies: trusted,
         tz,
         metrics: WebMetrics::new(),
-        login_limiter: RateLimiter::new(20, Duration::from_secs(300)),
+        login_limiter: LoginThrottle::new(
+            config.web.login_max_failures_per_address,
+            Duration::from_secs(config.web.login_lockout_seconds.clamp(1, 86_400 * 365) as u64),
+        ),
         oidc,
         terminals: Terminals::default(),
         replica: opts.replica.clone(),

@@ -11,7 +11,7 @@ use janus_store::Store;
 use kube::runtime::reflector;
 
 use crate::auth::proxy::Cidr;
-use crate::auth::{oidc::Oidc, ratelimit::RateLimiter};
+use crate::auth::{oidc::Oidc, ratelimit::LoginThrottle};
 use crate::live::Hub;
 use crate::metrics::WebMetrics;
 use crate::terminal::Terminals;
@@ -53,8 +53,8 @@ pub struct Inner {
     pub tz: chrono_tz::Tz,
     /// Prometheus metrics.
     pub metrics: WebMetrics,
-    /// Login attempts per client address.
-    pub login_limiter: RateLimiter,
+    /// Failed logins per client address (this replica).
+    pub login_limiter: LoginThrottle,
     /// Native OIDC, when configured.
     pub oidc: Option<Oidc>,
     /// Open terminal sessions of this replica.

@@ -278,7 +278,8 @@ async fn failed_logins_lock_an_account_and_are_audited() {
     let r = anon
         .post("/api/v1/login", json!({"username": "alice", "password": PASSWORD}))
         .await;
-    assert_eq!(r.status(), 429, "locked even with the right password");
+    // Locked even with the right password, and answered like a wrong password (no enumeration).
+    assert_eq!(r.status(), 422, "locked even with the right password");
     let r = anon
         .post("/api/v1/login", json!({"username": "nobody", "password": "x"}))
         .await;

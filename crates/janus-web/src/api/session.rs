@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use janus_api::config::AuthMode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Authenticated, Optional, local, session};
+use crate::auth::{Authenticated, Optional, client_ip, local, session};
 use crate::error::WebError;
 use crate::state::AppState;
 
@@ -26,13 +26,15 @@ pub struct LoginInput {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<LoginInput>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, WebError> {
     if state.config.web.auth_mode != AuthMode::Local {
         return Err(WebError::NotFound("local login is disabled".into()));
     }
     let Json(input) = body.map_err(WebError::from)?;
-    let (id, cookie) = local::login(&state, &input.username, &input.password, Some(peer.ip())).await?;
+    let client = client_ip::of_request(&state, peer.ip(), &headers);
+    let (id, cookie) = local::login(&state, &input.username, &input.password, client).await?;
     let mut r = Json(json!({"identity": id, "csrfToken": id.csrf})).into_response();
     if let Ok(v) = cookie.parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);

@@ -70,6 +70,8 @@ pub async fn create(state: &AppState, id: &Identity, input: NewUserInput) -> Res
         .await
         .map_err(|e| match e {
             janus_store::StoreError::Conflict(_) => {
+            // The store says which key clashed: the username, or the email (case-insensitive).
+            janus_store::StoreError::Conflict(m) if m.contains("email") => WebError::Conflict(m),
                 WebError::Conflict(format!("user {} exists already", input.username))
             }
             other => other.into(),

@@ -1,15 +1,16 @@
-//! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout.
+//! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout
+//! (per account and client address, per account, and per address; see [`login`]).
 
 use std::net::IpAddr;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use chrono::Utc;
-use janus_store::{AuditKind, NewUser};
+use janus_store::{AuditKind, LoginGate, LoginLimits, NewUser};
 use serde_json::json;
 
 use crate::audit;
-use crate::auth::{AuthSource, Identity, session};
+use crate::auth::{AuthSource, Identity, client_ip, session};
 use crate::error::WebError;
 use crate::state::AppState;
 
@@ -122,8 +123,19 @@ pub async fn bootstrap_admin(
         .await
     {
         Ok(_) => {}
-        // Another replica created it at the same moment.
-        Err(janus_store::StoreError::Conflict(_)) => return Ok(false),
+        Err(janus_store::StoreError::Conflict(m)) => {
+            // Usually another replica created it at the same moment; otherwise the email is taken.
+            if !state
+                .store
+                .list_users()
+                .await?
+                .iter()
+                .any(|u| u.is_admin && !u.disabled)
+            {
+                tracing::warn!(username, reason = %m, "the bootstrap admin account could not be created");
+            }
+            return Ok(false);
+        }
         Err(e) => return Err(e.into()),
     }
     audit::record(
@@ -140,96 +152,137 @@ pub async fn bootstrap_admin(
     Ok(true)
 }
 
-/// A fixed hash compared against when the user does not exist, so both paths take as long.
+/// A fixed hash checked instead of the account's when no real check may run (unknown, disabled or locked
+/// account), so every refusal costs the same argon2 time as a wrong password.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2rSm0ZJUVvXjdZ3ReFIJ3ZSUzNnPsVSaxoQV4Ybn3yM";
 
-/// Checks a local login and starts a session.
+/// The one answer to every refused login: a wrong password, an unknown, disabled or locked account all
+/// look the same, so the answer does not tell which accounts exist or are locked.
+fn refused() -> WebError {
+    WebError::invalid("password", "wrong username or password")
+}
+
+/// The lockout thresholds of the configuration.
+fn limits(state: &AppState) -> LoginLimits {
+    let web = &state.config.web;
+    LoginLimits {
+        per_client: web.login_max_failures.max(1),
+        per_account: web.login_max_failures_per_account.max(1),
+        lockout: chrono::Duration::seconds(web.login_lockout_seconds.clamp(1, 100 * 365 * 86_400)),
+    }
+}
+
+/// Checks a local login from `client` (see [`crate::auth::client_ip`]) and starts a session.
+///
+/// At most `loginMaxFailures` password checks of an account from one client address, and
+/// `loginMaxFailuresPerAccount` from all addresses, fail before a lock: each check is reserved in the
+/// database before argon2 runs, so parallel attempts on any number of replicas cannot exceed them.
+/// Failures (never successes) also count against the client address over all accounts.
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
-    peer: Option<IpAddr>,
+    client: IpAddr,
 ) -> Result<(Identity, String), WebError> {
-    let ip = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
-    if !state.login_limiter.allow(&ip) {
-        return Err(WebError::TooMany("too many login attempts; wait a few minutes".into()));
+    let key = client_ip::limit_key(client);
+    if !state.login_limiter.allows(key) {
+        return Err(WebError::TooMany(
+            "too many failed logins from your address; wait a few minutes".into(),
+        ));
     }
-    let wrong = || WebError::invalid("password", "wrong username or password");
+    let source = client.to_string();
+    let client_key = key.to_string();
     let username = username.trim();
     if username.is_empty() || username.len() > 254 || password.len() > 1024 {
-        return Err(wrong());
+        state.login_limiter.failed(key);
+        return Err(refused());
     }
     let now = Utc::now();
-    let fail = |reason: &'static str| {
-        let state = state.clone();
-        let username = username.to_string();
-        let ip = ip.clone();
-        async move {
+    let limits = limits(state);
+    let user = state.store.get_user(username).await?;
+    let (reason, checked) = match &user {
+        None => ("unknown user", None),
+        Some(u) if u.disabled => ("disabled", None),
+        Some(u) => match state
+            .store
+            .reserve_login_attempt(username, &client_key, now, limits)
+            .await?
+        {
+            LoginGate::Reserved => {
+                let ok = verify_password(u.password_hash.clone(), password.to_string()).await;
+                ("wrong password", Some(ok))
+            }
+            LoginGate::ClientLocked => ("locked for this address", None),
+            LoginGate::AccountLocked => ("account locked", None),
+            LoginGate::NoAccount => ("unknown user", None),
+        },
+    };
+    match (checked, user) {
+        (Some(true), Some(user)) => {
+            state.store.login_attempt_succeeded(username, &client_key).await?;
+            let (id, cookie) = session::start(
+                state,
+                &user.email,
+                &user.username,
+                user.is_admin,
+                vec![],
+                AuthSource::Local,
+            )
+            .await?;
             audit::record(
-                &state,
-                AuditKind::LoginFailed,
-                &username,
+                state,
+                AuditKind::LoginSucceeded,
+                &id.email,
                 None,
                 None,
                 &[],
-                json!({"reason": reason, "source": ip}),
+                json!({"username": user.username, "auth": "local", "method": "local", "source": source}),
             )
             .await;
+            Ok((id, cookie))
         }
-    };
-    let Some(user) = state.store.get_user(username).await? else {
-        let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
-        fail("unknown user").await;
-        return Err(wrong());
-    };
-    if user.locked_until.is_some_and(|t| t > now) {
-        fail("locked").await;
-        return Err(WebError::TooMany(
-            "this account is locked after repeated failed logins; try again later".into(),
-        ));
+        (checked, _) => {
+            if checked.is_none() {
+                let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
+            }
+            state.login_limiter.failed(key);
+            audit::record(
+                state,
+                AuditKind::LoginFailed,
+                username,
+                None,
+                None,
+                &[],
+                json!({"reason": reason, "method": "local", "source": source}),
+            )
+            .await;
+            if checked.is_some() {
+                let started = state
+                    .store
+                    .login_attempt_failed(username, &client_key, now, limits)
+                    .await?;
+                for (scope, until, threshold) in [
+                    ("address", started.client, limits.per_client),
+                    ("account", started.account, limits.per_account),
+                ] {
+                    let Some(until) = until else { continue };
+                    tracing::warn!(username, source = %source, scope, %until, "login locked after repeated failures");
+                    audit::record(
+                        state,
+                        AuditKind::LoginLocked,
+                        username,
+                        None,
+                        None,
+                        &[],
+                        json!({"scope": scope, "source": source, "until": until, "failures": threshold}),
+                    )
+                    .await;
+                }
+            }
+            Err(refused())
+        }
     }
-    if user.disabled {
-        let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
-        fail("disabled").await;
-        return Err(wrong());
-    }
-    if !verify_password(user.password_hash.clone(), password.to_string()).await {
-        let lockout = chrono::Duration::seconds(state.config.web.login_lockout_seconds.max(1));
-        let after = state
-            .store
-            .record_login_failure(username, now, state.config.web.login_max_failures.max(1), lockout)
-            .await?;
-        let locked = after.and_then(|u| u.locked_until).is_some_and(|t| t > now);
-        fail(if locked {
-            "wrong password, now locked"
-        } else {
-            "wrong password"
-        })
-        .await;
-        return Err(wrong());
-    }
-    state.store.record_login_success(username, now).await?;
-    let (id, cookie) = session::start(
-        state,
-        &user.email,
-        &user.username,
-        user.is_admin,
-        vec![],
-        AuthSource::Local,
-    )
-    .await?;
-    audit::record(
-        state,
-        AuditKind::LoginSucceeded,
-        &id.email,
-        None,
-        None,
-        &[],
-        json!({"username": user.username, "auth": "local", "source": ip}),
-    )
-    .await;
-    Ok((id, cookie))
 }
 
 /// Creates a local user, or resets its password when it exists with another one (`janus demo`).

@@ -76,7 +76,8 @@ pub async fn submit(
     let next = auth::safe_next(form.get("next"));
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
-    match local::login(&state, username, password, Some(peer.ip())).await {
+    let client = auth::client_ip::of_request(&state, peer.ip(), &headers);
+    match local::login(&state, username, password, client).await {
         Ok((_, cookie)) => {
             let mut r = Redirect::to(&next).into_response();
             if let Ok(v) = cookie.parse() {
