@@ -285,3 +285,85 @@ async fn without_the_cel_rules_a_denial_next_to_an_approval_still_wins() {
     assert_eq!(phase(&get(&sim, "race").await.unwrap()), "Denied");
     assert!(leftovers(&sim, &sim, "race").await.is_empty());
 }
+
+/// Runs the real kubectl against a sim as its admin.
+async fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl on PATH");
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finished in 60s")
+        .expect("kubectl ran")
+}
+
+#[tokio::test]
+async fn with_the_cel_rules_kubectl_cannot_change_an_approved_request() {
+    // The CRD as `janus crd` prints it, rules included.
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).unwrap();
+    create(&sim, &request("locked", "central", &["team-a"], 600)).await;
+    approve(&sim, "locked").await;
+    wait_phase(&sim, "locked", "Active", 10).await;
+    let toks = tokens(&sim, "locked").await;
+
+    for (patch, want) in [
+        (
+            r#"{"spec":{"namespaces":["team-a","k8s-janus"]}}"#,
+            r#"The AccessRequest "locked" is invalid: spec.namespaces: Invalid value: "array": namespaces are immutable"#,
+        ),
+        (
+            r#"{"spec":{"approval":{"ttlSeconds":604800}}}"#,
+            r#"spec.approval: Invalid value: "object": approval can be set once and is never changed or removed"#,
+        ),
+        (
+            r#"{"spec":{"requester":"mallory@example.com"}}"#,
+            r#"spec.requester: Invalid value: "string": requester is immutable"#,
+        ),
+        (
+            r#"{"spec":{"denial":{"by":"b@example.com","at":"2026-01-01T00:00:00Z","reason":"x"}}}"#,
+            "spec.denial: Invalid value: \"object\": a request is either approved or denied, not both",
+        ),
+    ] {
+        let out = kubectl(&kc, &["patch", "accessrequest", "locked", "--type=merge", "-p", patch]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{patch} was accepted");
+        assert!(stderr.contains(want), "{patch}: {stderr}");
+    }
+    // Nothing changed: still active on what was approved, the token still works.
+    let ar = get(&sim, "locked").await.unwrap();
+    assert_eq!(phase(&ar), "Active");
+    assert_eq!(ar.spec.namespaces, ["team-a"]);
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(&toks[0].1).await.unwrap(), "team-a");
+    pods.list(&ListParams::default()).await.unwrap();
+    // The web's own kind of change passes: an appended extension, then a revocation.
+    let ext = format!(
+        r#"{{"spec":{{"extensions":[{{"by":"admin@example.com","at":"{}","seconds":60}}]}}}}"#,
+        now()
+    );
+    let out = kubectl(&kc, &["patch", "accessrequest", "locked", "--type=merge", "-p", &ext]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let revoke = format!(
+        r#"{{"spec":{{"revocation":{{"by":"admin@example.com","at":"{}","reason":"done"}}}}}}"#,
+        now()
+    );
+    let out = kubectl(
+        &kc,
+        &["patch", "accessrequest", "locked", "--type=merge", "-p", &revoke],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_phase(&sim, "locked", "Revoked", 10).await;
+    assert_token_refused(&sim, "team-a", &toks[0].1).await;
+}
