@@ -342,3 +342,49 @@ async fn a_controller_that_cannot_renew_stops_acting_and_exits_before_its_lease_
     wait_phase(target, "after-failover", "Active", 20).await;
     b.abort();
 }
+
+#[tokio::test]
+async fn a_live_holder_with_a_skewed_clock_keeps_its_lease() {
+    // The holder's clock runs an hour behind: every renewTime it writes looks an hour old. It renews
+    // every 500 ms, so the standby must never take the lease, whatever the timestamps say.
+    let sim = central().await;
+    let admin: Api<Lease> = Api::namespaced(sim.client().await.unwrap(), NS);
+    let skewed = || {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(3600),
+        )
+    };
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": LEASE_NAME, "namespace": NS},
+        "spec": {"holderIdentity": "skewed", "leaseDurationSeconds": 4, "leaseTransitions": 0},
+    }))
+    .unwrap();
+    admin.create(&Default::default(), &lease).await.unwrap();
+    let holder_task = tokio::spawn({
+        let admin = admin.clone();
+        async move {
+            loop {
+                let mut l = admin.get(LEASE_NAME).await.unwrap();
+                let spec = l.spec.as_mut().unwrap();
+                spec.renew_time = Some(skewed());
+                spec.acquire_time = Some(skewed());
+                let _ = admin.replace(LEASE_NAME, &Default::default(), &l).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let log: Intervals = Default::default();
+    let b = replica(controller_client(&sim, None).await, "b", FAST, log.clone());
+    tokio::time::sleep(FAST.lease_duration * 2).await;
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "b took a lease its holder keeps renewing"
+    );
+    assert_eq!(holder(&sim).await.as_deref(), Some("skewed"));
+    // Once the holder stops, b takes over a lease duration after it last saw a change.
+    holder_task.abort();
+    let stopped = Instant::now();
+    wait_holder(&sim, "b", Duration::from_secs(10)).await;
+    assert!(stopped.elapsed() >= FAST.lease_duration - Duration::from_millis(600));
+    b.abort();
+}

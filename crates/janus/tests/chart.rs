@@ -22,7 +22,6 @@ use futures::{SinkExt as _, StreamExt as _};
 use janus_api::AccessRequest;
 use janus_api::config::Config;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
@@ -714,8 +713,8 @@ enum Probe {
     /// The controller itself (`janus_controller::run`, controller token): it watches AccessRequests
     /// (an approved one becomes Active) and its token Secrets (a deleted one is re-issued).
     Watch,
-    /// Leader election (`janus_controller::leader::try_acquire`, controller token) takes and renews a
-    /// Lease.
+    /// Leader election (`janus_controller::leader::campaign`, controller token) takes and releases a
+    /// Lease; a standby watching it takes over at once.
     LeaderElection,
     /// The web process (web token) starts, an engineer creates a request through the JSON API, sees it
     /// in their list (the web process's watch) and an admin approves it; the request form lists the namespaces of the central cluster, of the remote
@@ -1126,23 +1125,40 @@ impl Probes {
     }
 
     async fn lease(&self) -> Result<(), String> {
-        use janus_controller::leader::{LeaseConfig, try_acquire};
-        let api: Api<Lease> = Api::namespaced(self.controller.clone(), NS);
-        let cfg = LeaseConfig {
-            namespace: NS.into(),
-            name: format!("probe-{}", self.next()),
-            identity: "probe".into(),
-            duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+        use janus_controller::leader::{LeaseConfig, Timings, campaign};
+        // A long retry period: a standby sees the release in time only through its watch of the Lease.
+        let timings = Timings {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(5),
         };
-        // The first call creates the Lease, the second renews it.
-        for what in ["take", "renew"] {
-            match try_acquire(&api, &cfg).await {
-                Ok(true) => {}
-                other => return Err(format!("{what} the Lease: {other:?}")),
-            }
+        let name = format!("probe-{}", self.next());
+        let cfg = |identity: &str| LeaseConfig {
+            namespace: NS.into(),
+            name: name.clone(),
+            identity: identity.into(),
+            timings,
+        };
+        // Taking the Lease creates it; the standby reads and watches it; the release and the
+        // standby's takeover update it.
+        let a = match tokio::time::timeout(Duration::from_secs(10), campaign(self.controller.clone(), cfg("a"))).await {
+            Ok(Ok(l)) => l,
+            other => return Err(format!("take the Lease: {other:?}")),
+        };
+        let standby = tokio::spawn(campaign(self.controller.clone(), cfg("b")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !a.release().await {
+            return Err("release the Lease: not released".into());
         }
-        Ok(())
+        match tokio::time::timeout(Duration::from_secs(2), standby).await {
+            Ok(Ok(Ok(b))) => {
+                b.release().await;
+                Ok(())
+            }
+            other => Err(format!(
+                "the standby did not take over a released Lease at once (watch): {other:?}"
+            )),
+        }
     }
 
     async fn web(&self) -> Result<(), String> {
