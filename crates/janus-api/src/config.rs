@@ -109,6 +109,16 @@ pub struct WebConfig {
     /// Largest recording kept per terminal session; output beyond it is not recorded (the session goes on).
     #[serde(default = "default_recording_max")]
     pub recording_max_bytes: usize,
+    /// Keystrokes (and resizes) kept per recording, counted apart from the output: input goes on being
+    /// recorded after the output reached `recordingMaxBytes`, up to this many bytes.
+    #[serde(default = "default_recording_max_input")]
+    pub recording_max_input_bytes: usize,
+    /// Container log streams (`…/logs` follows) one user may have open at once on a replica.
+    #[serde(default = "default_log_streams_per_user")]
+    pub max_log_streams_per_user: usize,
+    /// Container log streams one web replica serves at once (apart from terminal sessions).
+    #[serde(default = "default_log_streams_per_replica")]
+    pub max_log_streams_per_replica: usize,
 }
 
 fn default_session_ttl() -> i64 {
@@ -135,6 +145,15 @@ fn default_terminals_per_replica() -> usize {
 fn default_recording_max() -> usize {
     10 * 1024 * 1024
 }
+fn default_recording_max_input() -> usize {
+    32 * 1024 * 1024
+}
+fn default_log_streams_per_user() -> usize {
+    8
+}
+fn default_log_streams_per_replica() -> usize {
+    1000
+}
 
 fn default_trusted_proxies() -> Vec<String> {
     vec!["127.0.0.1/32".into()]
@@ -156,6 +175,9 @@ impl Default for WebConfig {
             max_terminals_per_replica: default_terminals_per_replica(),
             admin_terminal_access: false,
             recording_max_bytes: default_recording_max(),
+            recording_max_input_bytes: default_recording_max_input(),
+            max_log_streams_per_user: default_log_streams_per_user(),
+            max_log_streams_per_replica: default_log_streams_per_replica(),
         }
     }
 }

@@ -32,6 +32,7 @@ use sqlx::{Executor as _, Row as _};
 
 pub use error::StoreError;
 pub use history::LiveRequest;
+pub use terminal::{OwnerAccount, OwnerStates};
 pub use types::*;
 pub use users::{LocksStarted, LoginGate, LoginLimits, RequesterLock};
 

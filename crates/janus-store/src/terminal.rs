@@ -1,5 +1,6 @@
 //! Terminal sessions, their recordings (asciicast v2, stored gzip-compressed) and the command log.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 
 use chrono::{DateTime, Utc};
@@ -53,7 +54,108 @@ fn gunzip(data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// A local account as the terminal owner check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerAccount {
+    /// Whether the account is an admin account.
+    pub is_admin: bool,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+}
+
+/// What the database says now about the login sessions and local accounts behind open terminals and log
+/// streams (see [`Store::owner_states`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerStates {
+    /// Login sessions that still exist (by id hash), with their expiry.
+    pub sessions: HashMap<String, DateTime<Utc>>,
+    /// Local accounts that still exist, by lowercased email.
+    pub accounts: HashMap<String, OwnerAccount>,
+}
+
+/// Keys per query: far below SQLite's and PostgreSQL's bound-parameter limits.
+const OWNER_CHUNK: usize = 1000;
+
 impl Store {
+    /// Looks up, in one query per thousand keys (one query in practice), which of the given login
+    /// sessions still exist and the state of the given local accounts (emails compared lowercased).
+    /// Keys not in the answer no longer exist.
+    pub async fn owner_states(&self, session_hashes: &[String], emails: &[String]) -> Result<OwnerStates, StoreError> {
+        let mut out = OwnerStates::default();
+        let chunks = session_hashes
+            .chunks(OWNER_CHUNK)
+            .count()
+            .max(emails.chunks(OWNER_CHUNK).count());
+        for i in 0..chunks {
+            let hashes = session_hashes.chunks(OWNER_CHUNK).nth(i).unwrap_or_default();
+            let mails: Vec<String> = emails
+                .chunks(OWNER_CHUNK)
+                .nth(i)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.to_lowercase())
+                .collect();
+            let mut parts = Vec::new();
+            let mut n = 0;
+            let mut placeholders = |count: usize| {
+                let v: Vec<String> = (0..count).map(|k| format!("${}", n + k + 1)).collect();
+                n += count;
+                v.join(", ")
+            };
+            // Every column is a BIGINT so that both arms of the UNION decode alike on both databases.
+            if !hashes.is_empty() {
+                parts.push(format!(
+                    "SELECT 's' AS kind, id_hash AS k, CAST(0 AS BIGINT) AS admin_flag, \
+                     CAST(0 AS BIGINT) AS disabled_flag, expires_us FROM web_sessions WHERE id_hash IN ({})",
+                    placeholders(hashes.len())
+                ));
+            }
+            if !mails.is_empty() {
+                parts.push(format!(
+                    "SELECT 'u' AS kind, lower(email) AS k, \
+                     CAST(CASE WHEN is_admin THEN 1 ELSE 0 END AS BIGINT) AS admin_flag, \
+                     CAST(CASE WHEN disabled THEN 1 ELSE 0 END AS BIGINT) AS disabled_flag, \
+                     CAST(0 AS BIGINT) AS expires_us FROM users WHERE lower(email) IN ({})",
+                    placeholders(mails.len())
+                ));
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            let sql = parts.join(" UNION ALL ");
+            on_pool!(self, p => {
+                let mut q = sqlx::query(&sql);
+                for h in hashes {
+                    q = q.bind(h);
+                }
+                for m in &mails {
+                    q = q.bind(m);
+                }
+                let rows = q.fetch_all(p).await.map_err(StoreError::query)?;
+                for r in &rows {
+                    let key = r.string("k")?;
+                    if r.string("kind")? == "s" {
+                        out.sessions.insert(key, from_us(r.i64("expires_us")?)?);
+                    } else {
+                        let account = OwnerAccount {
+                            is_admin: r.i64("admin_flag")? != 0,
+                            disabled: r.i64("disabled_flag")? != 0,
+                        };
+                        // Two accounts with one email: the stricter answer counts.
+                        out.accounts
+                            .entry(key)
+                            .and_modify(|a| {
+                                a.is_admin &= account.is_admin;
+                                a.disabled |= account.disabled;
+                            })
+                            .or_insert(account);
+                    }
+                }
+            });
+        }
+        Ok(out)
+    }
+
     /// Records the start of a terminal session.
     pub async fn open_terminal(&self, t: &TerminalSession) -> Result<(), StoreError> {
         let sql = format!(

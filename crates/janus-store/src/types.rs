@@ -37,16 +37,20 @@ pub enum AuditKind {
     SessionOpened,
     /// A browser terminal session ended (details carry the reason).
     SessionClosed,
+    /// A terminal session's recording reached a size limit (details say which: output or input).
+    RecordingTruncated,
+    /// The server ended a container log stream (details carry the reason, e.g. the user signed out).
+    LogStreamClosed,
     /// A login succeeded.
     LoginSucceeded,
     /// A login failed.
     LoginFailed,
+    /// Repeated failed logins locked a client address out of an account, or the whole account.
+    LoginLocked,
     /// A local user account was created.
     UserCreated,
     /// A local user account was changed.
     UserChanged,
-    /// Repeated failed logins locked a client address out of an account, or the whole account.
-    LoginLocked,
     /// A local user account was deleted.
     UserDeleted,
     /// A cluster was registered.
@@ -73,15 +77,17 @@ impl AuditKind {
         AuditKind::RequestDeleted,
         AuditKind::SessionOpened,
         AuditKind::SessionClosed,
+        AuditKind::RecordingTruncated,
+        AuditKind::LogStreamClosed,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
+        AuditKind::LoginLocked,
         AuditKind::UserCreated,
         AuditKind::UserChanged,
         AuditKind::UserDeleted,
         AuditKind::ClusterRegistered,
         AuditKind::ClusterRemoved,
     ];
-        AuditKind::LoginLocked,
 
     /// The stored form, e.g. `request.approved`.
     pub fn as_str(self) -> &'static str {
@@ -101,8 +107,11 @@ impl AuditKind {
             AuditKind::RequestDeleted => "request.deleted",
             AuditKind::SessionOpened => "session.opened",
             AuditKind::SessionClosed => "session.closed",
+            AuditKind::RecordingTruncated => "session.recording_truncated",
+            AuditKind::LogStreamClosed => "logs.closed",
             AuditKind::LoginSucceeded => "login.succeeded",
             AuditKind::LoginFailed => "login.failed",
+            AuditKind::LoginLocked => "login.locked",
             AuditKind::UserCreated => "user.created",
             AuditKind::UserChanged => "user.changed",
             AuditKind::UserDeleted => "user.deleted",
@@ -111,7 +120,6 @@ impl AuditKind {
         }
     }
 }
-            AuditKind::LoginLocked => "login.locked",
 
 impl std::fmt::Display for AuditKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -20,6 +20,8 @@ pub struct WebMetrics {
     decisions: Family<DecisionLabel, Counter>,
     terminals_open: Gauge,
     terminals_total: Counter,
+    log_streams_open: Gauge,
+    log_streams_total: Counter,
     database_up: Gauge,
 }
 
@@ -38,6 +40,14 @@ impl WebMetrics {
         let terminals_open = Gauge::default();
         let terminals_total = Counter::default();
         let database_up = Gauge::default();
+        let log_streams_open = Gauge::default();
+        let log_streams_total = Counter::default();
+        registry.register(
+            "log_streams_open",
+            "Container log streams open on this replica",
+            log_streams_open.clone(),
+        );
+        registry.register("log_streams", "Container log streams opened", log_streams_total.clone());
         registry.register(
             "requests_created",
             "AccessRequests created through the web UI",
@@ -61,6 +71,8 @@ impl WebMetrics {
             decisions,
             terminals_open,
             terminals_total,
+            log_streams_open,
+            log_streams_total,
             database_up,
         }
     }
@@ -88,6 +100,17 @@ impl WebMetrics {
         self.terminals_open.dec();
     }
 
+    /// A container log stream opened.
+    pub fn log_stream_opened(&self) {
+        self.log_streams_total.inc();
+        self.log_streams_open.inc();
+    }
+
+    /// A container log stream closed.
+    pub fn log_stream_closed(&self) {
+        self.log_streams_open.dec();
+    }
+
     /// Records the database health.
     pub fn database(&self, up: bool) {
         self.database_up.set(i64::from(up));
@@ -101,5 +124,23 @@ impl WebMetrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_streams_have_their_own_gauge() {
+        let m = WebMetrics::new();
+        m.log_stream_opened();
+        m.log_stream_opened();
+        m.log_stream_closed();
+        m.terminal_opened();
+        let text = m.encode();
+        assert!(text.contains("janus_web_log_streams_open 1"), "{text}");
+        assert!(text.contains("janus_web_log_streams_total 2"), "{text}");
+        assert!(text.contains("janus_web_terminal_sessions_open 1"), "{text}");
     }
 }

@@ -13,6 +13,7 @@ use crate::audit;
 use crate::auth::{Authenticated, Identity, local};
 use crate::error::WebError;
 use crate::state::AppState;
+use crate::terminal::EndReason;
 
 fn require_admin(id: &Identity) -> Result<(), WebError> {
     if id.is_admin {
@@ -69,9 +70,9 @@ pub async fn create(state: &AppState, id: &Identity, input: NewUserInput) -> Res
         })
         .await
         .map_err(|e| match e {
-            janus_store::StoreError::Conflict(_) => {
             // The store says which key clashed: the username, or the email (case-insensitive).
             janus_store::StoreError::Conflict(m) if m.contains("email") => WebError::Conflict(m),
+            janus_store::StoreError::Conflict(_) => {
                 WebError::Conflict(format!("user {} exists already", input.username))
             }
             other => other.into(),
@@ -130,6 +131,7 @@ pub async fn update(
         .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
     state.store.delete_user_sessions(&user.email).await?;
     state.recent_sessions.forget_subject(&user.email);
+    end_streams_after_change(state, &user.email, input.disabled, input.is_admin);
     audit::record(
         state,
         AuditKind::UserChanged,
@@ -141,6 +143,24 @@ pub async fn update(
     )
     .await;
     Ok(user)
+}
+
+/// Ends the user's terminals and log streams on this replica at once where the change says why; the
+/// owner check (every replica, twice a second) ends the rest, e.g. those of the login sessions the
+/// change just ended.
+fn end_streams_after_change(state: &AppState, email: &str, disabled: Option<bool>, is_admin: Option<bool>) {
+    if disabled == Some(true) {
+        state
+            .terminals
+            .close_user(email, &EndReason::new("user-disabled", "your account was disabled"));
+    }
+    if is_admin == Some(false) && !state.admin_by_config(email, &[]) {
+        state.terminals.close_admin_only(
+            email,
+            &EndReason::new("admin-removed", "your admin rights were removed"),
+        );
+    }
+    state.terminals.recheck_owners();
 }
 
 /// Deletes a user and ends their sessions.
@@ -157,6 +177,10 @@ pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(
     state.store.delete_user(username).await?;
     state.store.delete_user_sessions(&existing.email).await?;
     state.recent_sessions.forget_subject(&existing.email);
+    state.terminals.close_user(
+        &existing.email,
+        &EndReason::new("user-deleted", "your account was deleted"),
+    );
     audit::record(
         state,
         AuditKind::UserDeleted,

@@ -100,6 +100,8 @@ pub async fn submit(
 pub async fn end_session(state: &AppState, id: &auth::Identity) {
     if let Some(h) = &id.session {
         state.recent_sessions.forget(h);
+        // This replica's terminals and log streams at once; the others see the session gone within 0.5 s.
+        state.terminals.close_login(h, &crate::terminal::EndReason::logout());
         if let Err(e) = state.store.delete_session(h).await {
             tracing::warn!(error = %e, "session could not be deleted");
         }

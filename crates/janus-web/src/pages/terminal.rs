@@ -101,6 +101,11 @@ pub async fn replay(
     if !id.is_admin {
         return Err(PageError(WebError::Forbidden("only admins replay sessions".into())));
     }
+    let typed = state
+        .store
+        .session_commands(&session)
+        .await
+        .map_err(|e| PageError(e.into()))?;
     let main = html! {
         link rel="stylesheet" href="/assets/vendor/xterm.css";
         script src="/assets/vendor/xterm.js" defer {}
@@ -115,6 +120,23 @@ pub async fn replay(
             span #player-status.muted.small {}
         }
         div.pane { div #player.xterm-host data-session=(session) {} }
+        h2 { "Typed lines" }
+        p.muted.small {
+            "Reconstructed from keystrokes; tab completion and line editing are not resolved, so a line may "
+            "differ from the command the shell ran. The recording above is the record."
+        }
+        @if typed.is_empty() {
+            p.muted { "No lines were typed." }
+        } @else {
+            table {
+                thead { tr { th { "At" } th { "Typed line" } } }
+                tbody {
+                    @for c in &typed {
+                        tr { td.small { (crate::timefmt::format(state.tz, c.at)) } td { code { (c.line) } } }
+                    }
+                }
+            }
+        }
     };
     Ok(page(&state, Some(&id), "Recording", Nav::Audit, false, &headers, main).into_response())
 }

@@ -12,11 +12,13 @@ use kube::api::{Api, ListParams, LogParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::Authenticated;
+use crate::audit;
+use crate::auth::{Authenticated, Identity};
 use crate::error::WebError;
 use crate::requests;
 use crate::state::AppState;
-use crate::terminal::access;
+use crate::terminal::{EndReason, Owner, StreamKind, access};
+use janus_store::AuditKind;
 
 /// `?namespace=` (and pod/container for logs).
 #[derive(Deserialize)]
@@ -92,6 +94,10 @@ pub async fn list(
 }
 
 /// `GET /api/v1/requests/{name}/logs?namespace=&pod=&container=`: follows the log as a text stream.
+///
+/// Log streams have their own limits (`maxLogStreamsPerUser`, `maxLogStreamsPerReplica`), apart from
+/// terminal sessions, and end like terminals: with the access, and with the login or rights of the
+/// person who opened them.
 pub async fn logs(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -99,7 +105,22 @@ pub async fn logs(
     Query(q): Query<NsQuery>,
 ) -> Result<Response, WebError> {
     let pod = q.pod.clone().ok_or_else(|| WebError::invalid("pod", "choose a pod"))?;
-    let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    let (ar, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    // Registered before the API server is asked, so that a user at the limit costs it nothing.
+    let sid = format!("logs-{}", uuid::Uuid::new_v4());
+    let rx = state
+        .terminals
+        .register(
+            &sid,
+            StreamKind::Logs,
+            &name,
+            Owner::of(&id, &ar.spec.requester),
+            state.config.web.max_log_streams_per_user,
+            state.config.web.max_log_streams_per_replica,
+        )
+        .map_err(WebError::TooMany)?;
+    state.metrics.log_stream_opened();
+    let guard = Unregister(state.clone(), sid);
     let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
     let lp = LogParams {
         container: q.container.clone(),
@@ -108,17 +129,18 @@ pub async fn logs(
         ..Default::default()
     };
     let stream = pods.log_stream(&pod, &lp).await.map_err(forbidden_or)?;
-    // Log streams end with the access, like terminals.
-    let sid = format!("logs-{}", uuid::Uuid::new_v4());
-    let rx = state
-        .terminals
-        .register(&sid, &name, &format!("logs:{}", id.email), usize::MAX, usize::MAX)
-        .ok();
     let lines = stream.lines().map_ok(|mut l| {
         l.push('\n');
         l
     });
-    let body = async_stream(lines, rx, state.clone(), sid);
+    let about = LogStream {
+        id: id.clone(),
+        request: name,
+        cluster: ar.spec.cluster.clone(),
+        namespace: q.namespace.clone(),
+        pod,
+    };
+    let body = async_stream(lines, rx, guard, about);
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -129,42 +151,67 @@ pub async fn logs(
         .into_response())
 }
 
+/// What a log stream shows, for the audit event when the server ends it.
+struct LogStream {
+    id: Identity,
+    request: String,
+    cluster: String,
+    namespace: String,
+    pod: String,
+}
+
 fn async_stream(
     lines: impl futures::Stream<Item = std::io::Result<String>> + Send + 'static,
-    rx: Option<tokio::sync::watch::Receiver<Option<String>>>,
-    state: AppState,
-    sid: String,
+    mut rx: tokio::sync::watch::Receiver<Option<EndReason>>,
+    guard: Unregister,
+    about: LogStream,
 ) -> impl futures::Stream<Item = std::io::Result<String>> + Send + 'static {
     let ended = async move {
-        if let Some(mut rx) = rx {
-            loop {
-                if let Some(r) = rx.borrow_and_update().clone() {
-                    return r;
-                }
-                if rx.changed().await.is_err() {
-                    return "ended".to_string();
-                }
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return EndReason::from_message("the web server is shutting down");
             }
         }
-        futures::future::pending::<String>().await
     };
-    let guard = Unregister(state, sid);
+    // The guard travels with the stream: once it is gone (ended), the stream yields nothing more.
     futures::stream::unfold(
-        (Box::pin(lines), Box::pin(ended), Some(guard)),
-        |(mut lines, mut ended, guard)| async move {
-            guard.as_ref()?;
+        (Box::pin(lines), Box::pin(ended), Some((guard, about))),
+        |(mut lines, mut ended, open)| async move {
+            let (guard, about) = open?;
             tokio::select! {
-                reason = &mut ended => Some((Ok(format!("\n[log stream ended: {reason}]\n")), (lines, ended, None))),
-                l = lines.next() => l.map(|l| (l, (lines, ended, guard))),
+                reason = &mut ended => {
+                    // Recorded off the response path: the stream ends now, whatever the database does.
+                    tokio::spawn(audit_log_stream_end(guard.0.clone(), about, reason.clone()));
+                    Some((Ok(format!("\n[log stream ended: {}]\n", reason.message)), (lines, ended, None)))
+                }
+                l = lines.next() => l.map(|l| (l, (lines, ended, Some((guard, about))))),
             }
         },
     )
 }
 
+async fn audit_log_stream_end(state: AppState, about: LogStream, reason: EndReason) {
+    audit::record(
+        &state,
+        AuditKind::LogStreamClosed,
+        &about.id.email,
+        Some(&about.request),
+        Some(&about.cluster),
+        std::slice::from_ref(&about.namespace),
+        json!({"pod": about.pod, "reason": reason.category, "message": reason.message}),
+    )
+    .await;
+}
+
+/// Forgets a log stream when its response body is dropped (finished, ended, or the client went away).
 struct Unregister(AppState, String);
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.0.terminals.unregister(&self.1);
+        self.0.metrics.log_stream_closed();
     }
 }
 

@@ -1,17 +1,42 @@
 //! Session recording as asciicast v2 (output with timing, input, resizes), capped in size, plus the
-//! command lines typed (for the searchable command log).
+//! typed lines for the searchable command log.
+//!
+//! Output and input have separate caps: a flood of output (`cat /dev/urandom`, on purpose or not)
+//! must not blind the recording to what is typed afterwards, so keystrokes go on being recorded after
+//! the output cap, up to their own (larger) cap. Each cap reached is reported once
+//! ([`Recording::take_truncations`]) so that it can be audited.
+//!
+//! The typed lines are reconstructed from keystrokes (backspace, Ctrl-C and Ctrl-U are applied); tab
+//! completion, history recall and cursor-based line editing happen in the shell and are not resolved,
+//! so a typed line may differ from the command the shell ran. The recording is the record.
 
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+/// A recording limit that was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// The output limit (`recordingMaxBytes`): later output is not recorded, input still is.
+    Output,
+    /// The input limit (`recordingMaxInputBytes`): nothing more is recorded.
+    Input,
+}
+
 /// An asciicast v2 recording being written.
 pub struct Recording {
     start: Instant,
     buf: Vec<u8>,
+    /// Cap of the document while output is recorded (header, output and input so far).
     max: usize,
-    truncated: bool,
+    /// Cap of the input and resize events, counted on their own.
+    max_input: usize,
+    input_bytes: usize,
+    out_full: bool,
+    in_full: bool,
+    /// Limits reached since the last [`Recording::take_truncations`].
+    new_truncations: Vec<Truncation>,
     line: String,
     lines: Vec<(DateTime<Utc>, String)>,
     /// The start of a UTF-8 character cut off at the end of the last output or input chunk.
@@ -51,8 +76,8 @@ fn decode_stream(carry: &mut Vec<u8>, data: &[u8]) -> String {
 }
 
 impl Recording {
-    /// Starts a recording with its header.
-    pub fn new(cols: u16, rows: u16, title: &str, max: usize) -> Self {
+    /// Starts a recording with its header; `max` caps the output, `max_input` the input.
+    pub fn new(cols: u16, rows: u16, title: &str, max: usize, max_input: usize) -> Self {
         let header = json!({
             "version": 2,
             "width": cols,
@@ -67,7 +92,11 @@ impl Recording {
             start: Instant::now(),
             buf,
             max,
-            truncated: false,
+            max_input,
+            input_bytes: 0,
+            out_full: false,
+            in_full: false,
+            new_truncations: Vec::new(),
             line: String::new(),
             lines: Vec::new(),
             out_carry: Vec::new(),
@@ -75,26 +104,46 @@ impl Recording {
         }
     }
 
-    fn event(&mut self, kind: &str, data: &str) {
-        if self.truncated {
-            return;
-        }
-        let t = self.start.elapsed().as_secs_f64();
-        let line = json!([(t * 1_000_000.0).round() / 1_000_000.0, kind, data]).to_string();
-        if self.buf.len() + line.len() + 1 > self.max {
-            self.truncated = true;
-            let note = json!([t, "o", "\r\n[recording truncated: size limit reached]\r\n"]).to_string();
-            self.buf.extend_from_slice(note.as_bytes());
-            self.buf.push(b'\n');
-            return;
-        }
+    fn push_line(&mut self, line: &str) {
         self.buf.extend_from_slice(line.as_bytes());
         self.buf.push(b'\n');
     }
 
+    fn event(&mut self, kind: &str, data: &str) {
+        let output = kind == "o";
+        if (output && self.out_full) || self.in_full {
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        let t = (t * 1_000_000.0).round() / 1_000_000.0;
+        let line = json!([t, kind, data]).to_string();
+        if output {
+            if self.buf.len() + line.len() + 1 > self.max {
+                self.out_full = true;
+                self.new_truncations.push(Truncation::Output);
+                let note = json!([
+                    t,
+                    "o",
+                    "\r\n[recording truncated: output size limit reached; keystrokes are still recorded]\r\n"
+                ]);
+                self.push_line(&note.to_string());
+                return;
+            }
+        } else if self.input_bytes + line.len() + 1 > self.max_input {
+            self.in_full = true;
+            self.new_truncations.push(Truncation::Input);
+            let note = json!([t, "o", "\r\n[recording truncated: input size limit reached]\r\n"]);
+            self.push_line(&note.to_string());
+            return;
+        } else {
+            self.input_bytes += line.len() + 1;
+        }
+        self.push_line(&line);
+    }
+
     /// Output from the shell.
     pub fn output(&mut self, data: &[u8]) {
-        if self.truncated {
+        if self.out_full || self.in_full {
             return;
         }
         let text = decode_stream(&mut self.out_carry, data);
@@ -103,7 +152,7 @@ impl Recording {
         }
     }
 
-    /// Input typed; complete lines also go to the command log.
+    /// Input typed; complete lines also go to the command log (as typed, see the module docs).
     pub fn input(&mut self, data: &[u8]) {
         let text = decode_stream(&mut self.in_carry, data);
         if !text.is_empty() {
@@ -137,9 +186,14 @@ impl Recording {
         self.event("r", &format!("{cols}x{rows}"));
     }
 
-    /// Whether the size limit cut the recording.
+    /// Whether a size limit cut the recording.
     pub fn truncated(&self) -> bool {
-        self.truncated
+        self.out_full || self.in_full
+    }
+
+    /// Limits reached since the last call (each limit is reported once).
+    pub fn take_truncations(&mut self) -> Vec<Truncation> {
+        std::mem::take(&mut self.new_truncations)
     }
 
     /// Command lines completed since the last call.
@@ -159,7 +213,7 @@ mod tests {
 
     #[test]
     fn asciicast_and_command_lines() {
-        let mut r = Recording::new(80, 24, "t", 10_000);
+        let mut r = Recording::new(80, 24, "t", 10_000, 10_000);
         r.output(b"$ ");
         r.input(b"echo hi\x7f\x7fhello\r");
         r.input(b"{\"type\":\"resize\"}\r");
@@ -178,7 +232,7 @@ mod tests {
 
     #[test]
     fn characters_split_across_reads_stay_whole() {
-        let mut r = Recording::new(80, 24, "t", 10_000);
+        let mut r = Recording::new(80, 24, "t", 10_000, 10_000);
         let text = "größe ✓ 日本 🚀";
         // Every possible cut, one byte at a time at worst.
         for b in text.as_bytes() {
@@ -211,13 +265,52 @@ mod tests {
 
     #[test]
     fn size_limit_truncates() {
-        let mut r = Recording::new(80, 24, "t", 300);
+        let mut r = Recording::new(80, 24, "t", 300, 300);
         for _ in 0..100 {
             r.output(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
         }
         assert!(r.truncated());
+        assert_eq!(r.take_truncations(), vec![Truncation::Output]);
+        assert!(r.take_truncations().is_empty(), "reported once");
         let doc = r.finish();
         assert!(doc.len() < 500);
         assert!(String::from_utf8_lossy(&doc).contains("truncated"));
+    }
+
+    fn events(doc: &[u8], kind: &str) -> String {
+        String::from_utf8_lossy(doc)
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e[1] == kind)
+            .map(|e| e[2].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn input_is_recorded_after_the_output_cap_up_to_its_own_cap() {
+        let mut r = Recording::new(80, 24, "t", 400, 2_000);
+        for _ in 0..100 {
+            r.output(b"flood flood flood flood flood flood");
+        }
+        assert_eq!(r.take_truncations(), vec![Truncation::Output]);
+        // Typed after the flood: still in the recording and the command log.
+        r.input(b"rm -rf /tmp/evidence\r");
+        r.resize(100, 30);
+        r.output(b"not recorded");
+        assert_eq!(r.take_lines()[0].1, "rm -rf /tmp/evidence");
+        for _ in 0..200 {
+            r.input(b"x");
+        }
+        assert_eq!(r.take_truncations(), vec![Truncation::Input]);
+        r.input(b"after both caps");
+        let doc = r.finish();
+        let typed = events(&doc, "i");
+        assert!(typed.starts_with("rm -rf /tmp/evidence\r"), "{typed}");
+        assert!(!typed.contains("after both caps"));
+        assert!(!events(&doc, "o").contains("not recorded"));
+        assert!(String::from_utf8_lossy(&doc).contains(r#""r","100x30""#));
+        assert!(events(&doc, "o").contains("input size limit reached"));
+        assert!(doc.len() < 400 + 2_000 + 300, "{}", doc.len());
     }
 }

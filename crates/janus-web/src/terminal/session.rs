@@ -22,9 +22,9 @@ use crate::audit;
 use crate::auth::{Authenticated, Identity, constant_time_eq, origin_ok};
 use crate::error::WebError;
 use crate::state::AppState;
-use crate::terminal::access;
 use crate::terminal::protocol::{ClientControl, ServerControl};
-use crate::terminal::recording::Recording;
+use crate::terminal::recording::{Recording, Truncation};
+use crate::terminal::{EndReason, Owner, StreamKind, access};
 
 /// Where to open the shell.
 #[derive(Debug, Deserialize)]
@@ -126,8 +126,9 @@ pub async fn upgrade(
         .terminals
         .register(
             &session_id,
+            StreamKind::Terminal,
             &name,
-            &id.email,
+            Owner::of(&id, &ar.spec.requester),
             state.config.web.max_terminals_per_user,
             state.config.web.max_terminals_per_replica,
         )
@@ -165,27 +166,6 @@ async fn send_control(tx: &mut futures::stream::SplitSink<WebSocket, Message>, c
     tx.send(Message::Text(c.to_text().into())).await.is_ok()
 }
 
-/// Category of an end reason for the audit log: user, idle, revoked, expired, withdrawn, deleted, error.
-fn reason_category(reason: &str) -> &'static str {
-    if reason.contains("idle") {
-        "idle"
-    } else if reason.contains("revoked") {
-        "revoked"
-    } else if reason.contains("expired") {
-        "expired"
-    } else if reason.contains("withdrawn") {
-        "withdrawn"
-    } else if reason.contains("deleted") {
-        "deleted"
-    } else if reason.contains("shutting down") {
-        "shutdown"
-    } else if reason.contains("error") || reason.contains("lost") {
-        "error"
-    } else {
-        "user"
-    }
-}
-
 async fn run(
     state: AppState,
     id: Identity,
@@ -193,7 +173,7 @@ async fn run(
     client: kube::Client,
     t: Target,
     socket: WebSocket,
-    mut close_rx: tokio::sync::watch::Receiver<Option<String>>,
+    mut close_rx: tokio::sync::watch::Receiver<Option<EndReason>>,
 ) {
     let name = ar.metadata.name.clone().unwrap_or_default();
     let (mut tx, mut rx) = socket.split();
@@ -279,6 +259,7 @@ async fn run(
         t.rows,
         &format!("{name} {}/{}/{}", t.namespace, t.pod, t.container),
         state.config.web.recording_max_bytes,
+        state.config.web.recording_max_input_bytes,
     );
     let idle_timeout = state.config.idle_timeout_seconds;
     let warn_before = (idle_timeout / 2).min(60);
@@ -290,14 +271,16 @@ async fn run(
     let mut idle_revoke = false;
     let mut pending_lines: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
     // The reason may already be set if access ended while we connected.
-    let reason: String = loop {
+    let lost = || EndReason::from_message("the connection was lost");
+    let exited = || EndReason::from_message("the shell exited");
+    let reason: EndReason = loop {
         if let Some(r) = close_rx.borrow_and_update().clone() {
             break r;
         }
         tokio::select! {
             changed = close_rx.changed() => {
                 if changed.is_err() {
-                    break "the web server is shutting down".into();
+                    break EndReason::from_message("the web server is shutting down");
                 }
             }
             msg = rx.next() => match msg {
@@ -306,7 +289,7 @@ async fn run(
                     warned = false;
                     rec.input(&data);
                     if stdin.write_all(&data).await.is_err() {
-                        break "the shell exited".into();
+                        break exited();
                     }
                 }
                 Some(Ok(Message::Text(text))) => match ClientControl::parse(&text) {
@@ -317,22 +300,22 @@ async fn run(
                     Ok(ClientControl::Ping {}) => {}
                     Err(e) => {
                         if !send_control(&mut tx, ServerControl::Error { message: e }).await {
-                            break "the connection was lost".into();
+                            break lost();
                         }
                     }
                 },
-                Some(Ok(Message::Close(_))) | None => break "closed by the user".into(),
+                Some(Ok(Message::Close(_))) | None => break EndReason::from_message("closed by the user"),
                 Some(Ok(_)) => {}
-                Some(Err(_)) => break "the connection was lost".into(),
+                Some(Err(_)) => break lost(),
             },
             n = stdout.read(&mut buf) => match n {
-                Ok(0) | Err(_) => break "the shell exited".into(),
+                Ok(0) | Err(_) => break exited(),
                 Ok(n) => {
                     rec.output(&buf[..n]);
                     bytes_out += n as i64;
                     // Awaiting the browser here is the backpressure: a slow reader slows the shell down.
                     if tx.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                        break "the connection was lost".into();
+                        break lost();
                     }
                 }
             },
@@ -341,7 +324,7 @@ async fn run(
                     let idle = last_input.elapsed().as_secs() as i64;
                     if idle >= idle_timeout {
                         idle_revoke = true;
-                        break format!("idle for {idle_timeout} seconds; access was revoked");
+                        break EndReason::from_message(&format!("idle for {idle_timeout} seconds; access was revoked"));
                     }
                     if !warned && idle >= idle_timeout - warn_before {
                         warned = true;
@@ -349,13 +332,20 @@ async fn run(
                     }
                 }
                 flush_commands(&state, &t.session_id, &mut pending_lines, rec.take_lines()).await;
+                audit_truncations(&state, &id, &ar, &t, &namespaces, rec.take_truncations()).await;
             }
         }
     };
     // Ending the exec stream ends the shell in the pod (the API server closes its PTY).
     drop(stdin);
     proc.abort();
-    send_control(&mut tx, ServerControl::Closed { reason: reason.clone() }).await;
+    send_control(
+        &mut tx,
+        ServerControl::Closed {
+            reason: reason.message.clone(),
+        },
+    )
+    .await;
     let _ = tx.send(Message::Close(None)).await;
     state.metrics.terminal_closed();
     if idle_revoke {
@@ -373,6 +363,7 @@ async fn run(
     if !pending_lines.is_empty() {
         tracing::error!(session = %t.session_id, lines = pending_lines.len(), "command lines could not be stored");
     }
+    audit_truncations(&state, &id, &ar, &t, &namespaces, rec.take_truncations()).await;
     let truncated = rec.truncated();
     let cast = rec.finish();
     if let Err(e) = state.store.save_recording(&t.session_id, &cast).await {
@@ -380,7 +371,7 @@ async fn run(
     }
     if let Err(e) = state
         .store
-        .close_terminal(&t.session_id, Utc::now(), reason_category(&reason), bytes_out)
+        .close_terminal(&t.session_id, Utc::now(), reason.category, bytes_out)
         .await
     {
         tracing::error!(error = %e, "terminal session end could not be stored");
@@ -392,9 +383,37 @@ async fn run(
         Some(&name),
         Some(&ar.spec.cluster),
         &namespaces,
-        json!({"session": t.session_id, "reason": reason_category(&reason), "message": reason, "bytesOut": bytes_out, "recordingTruncated": truncated}),
+        json!({"session": t.session_id, "reason": reason.category, "message": reason.message, "bytesOut": bytes_out, "recordingTruncated": truncated}),
     )
     .await;
+}
+
+/// Audits each recording limit reached: a recording that stops short must not do so silently.
+async fn audit_truncations(
+    state: &AppState,
+    id: &Identity,
+    ar: &AccessRequest,
+    t: &Target,
+    namespaces: &[String],
+    truncations: Vec<Truncation>,
+) {
+    for tr in truncations {
+        let (stream, limit) = match tr {
+            Truncation::Output => ("output", state.config.web.recording_max_bytes),
+            Truncation::Input => ("input", state.config.web.recording_max_input_bytes),
+        };
+        tracing::info!(session = %t.session_id, stream, limit, "recording limit reached");
+        audit::record(
+            state,
+            AuditKind::RecordingTruncated,
+            &id.email,
+            ar.metadata.name.as_deref(),
+            Some(&ar.spec.cluster),
+            namespaces,
+            json!({"session": t.session_id, "stream": stream, "limitBytes": limit}),
+        )
+        .await;
+    }
 }
 
 /// Stores completed command lines; lines the database refused (e.g. busy) are kept for the next attempt.
@@ -452,6 +471,7 @@ mod tests {
 
     #[test]
     fn names_and_reasons() {
+        use crate::terminal::reason_category;
         assert!(valid_name("app-1") && !valid_name("a b") && !valid_name("") && !valid_name("A"));
         assert_eq!(reason_category("access was revoked"), "revoked");
         assert_eq!(reason_category("idle for 5 seconds; access was revoked"), "idle");

@@ -1,0 +1,477 @@
+//! Terminals and log streams end with the right of the person who opened them, on every replica: two
+//! web replicas share one PostgreSQL (as `replicaCount > 1` requires); a terminal or log follow opened on
+//! replica A ends within a second when its user signs out, is disabled or deleted, or loses the admin
+//! right it was opened under, through replica B. Each end is audited with its reason.
+//!
+//! Also here: log streams have limits of their own (they no longer use up terminal slots), and a
+//! recording goes on recording keystrokes after its output limit, auditing the truncation.
+//!
+//! The two-replica tests start a PostgreSQL cluster of their own with scripts/pg-throwaway.sh.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, NS, Session, Stack, k8s};
+use futures::{SinkExt as _, StreamExt as _};
+use janus_web::server::{self, Options};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Generous bound for "within a second" on a loaded 2-core machine.
+const BOUND: Duration = Duration::from_secs(3);
+
+/// A PostgreSQL cluster of this test's own, removed when dropped.
+struct Pg {
+    dir: String,
+    url: String,
+}
+
+fn throwaway(args: &[&str]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("pg-throwaway.sh");
+    assert!(
+        out.status.success(),
+        "pg-throwaway.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Pg {
+    fn start() -> Pg {
+        let out = throwaway(&["start"]);
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing in {out}"))
+                .to_string()
+        };
+        Pg {
+            dir: get("PG_THROWAWAY_DIR"),
+            url: get("JANUS_TEST_POSTGRES_URL"),
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
+        let _ = std::process::Command::new(script).args(["stop", &self.dir]).output();
+    }
+}
+
+/// A second web replica on the stack's kubesim and the same database.
+struct Replica {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Replica {
+    async fn start(stack: &Stack, database_url: &str, extra: &str) -> Replica {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut doc: serde_yaml::Mapping = serde_yaml::from_str(extra).unwrap_or_default();
+        for (k, v) in [
+            ("adminEmails", "[admin@example.com]"),
+            ("approvalTtlOptions", "[600, 900]"),
+            ("idleTimeoutSeconds", "0"),
+        ] {
+            let key = serde_yaml::Value::from(k);
+            if !doc.contains_key(&key) {
+                doc.insert(key, serde_yaml::from_str(v).expect("default"));
+            }
+        }
+        let cfg = k8s::config(&serde_yaml::to_string(&doc).expect("yaml"));
+        let token = k8s::sa_token(&stack.sim, NS, "k8s-janus-web").await;
+        let client = stack.sim.client_for_token(&token).await.expect("web client");
+        let opts = Options {
+            listen: addr,
+            metrics_listen: None,
+            database_url: Some(database_url.to_string()),
+            database_password: None,
+            session_key: Some("k".repeat(48)),
+            bootstrap_admin: None,
+            replica: "replica-b".into(),
+            central_server: stack.sim.url(),
+            central_ca_pem: stack.sim.ca_pem().to_string(),
+            oidc_client_secret: None,
+        };
+        let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = server::serve(state, client, opts, listener, stop, watch).await {
+                panic!("replica b failed: {e}");
+            }
+        });
+        let url = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+                && r.status().is_success()
+                && r.text().await.unwrap_or_default() == "ready"
+            {
+                return Replica {
+                    url,
+                    task,
+                    stop: Some(tx),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("replica b never became ready");
+    }
+
+    /// The same login session, talking to this replica.
+    fn as_(&self, s: &Session) -> Session {
+        Session {
+            base: self.url.clone(),
+            ..s.clone()
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn connect(stack: &Stack, s: &Session, name: &str, query: &str) -> Ws {
+    let url = format!("ws://{}/ws/terminal/{name}?{query}&csrf={}", stack.host, s.csrf);
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert("cookie", s.cookie.parse().expect("cookie"));
+    req.headers_mut().insert("origin", stack.url.parse().expect("origin"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("control");
+                assert_eq!(v["type"], "connected", "{v}");
+                return ws;
+            }
+            Ok(Some(Ok(Message::Binary(_)))) => {}
+            other => panic!("no connected message: {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::Binary(text.as_bytes().to_vec().into()))
+        .await
+        .expect("send");
+}
+
+async fn expect_output(ws: &mut Ws, want: &str) {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(want) {
+        assert!(Instant::now() < deadline, "never saw {want:?}; saw {seen:?}");
+        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("socket ended while waiting for {want:?}: {other:?}; saw {seen:?}"),
+        }
+    }
+}
+
+/// Waits (at most [`BOUND`]) for the `closed` control message and the end of the socket; the reason.
+async fn expect_closed(ws: &mut Ws, what: &str) -> String {
+    let deadline = Instant::now() + BOUND;
+    let mut reason = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("control");
+                if v["type"] == "closed" {
+                    reason = v["reason"].as_str().map(str::to_string);
+                }
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("{what}: the terminal was still open {BOUND:?} later"),
+        }
+    }
+    reason.unwrap_or_else(|| panic!("{what}: no closed message with a reason"))
+}
+
+/// Asserts the terminal still works.
+async fn still_open(ws: &mut Ws, marker: &str) {
+    send(ws, &format!("echo {marker}-$((2+3))\r")).await;
+    expect_output(ws, &format!("{marker}-5")).await;
+}
+
+async fn active_request(admin: &Session, user: &Session, namespaces: &[&str]) -> String {
+    let name = user.request(namespaces, 600, "terminal test").await;
+    let r = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+    assert_eq!(r.status(), 200);
+    user.wait_phase(&name, "Active").await;
+    name
+}
+
+/// A followed log, read as it streams.
+struct LogFollow {
+    resp: reqwest::Response,
+    seen: String,
+}
+
+impl LogFollow {
+    async fn open(s: &Session, name: &str, pod: &str) -> reqwest::Response {
+        s.http
+            .get(format!(
+                "{}/api/v1/requests/{name}/logs?namespace=team-a&pod={pod}&tail=0",
+                s.base
+            ))
+            .send()
+            .await
+            .expect("logs")
+    }
+
+    async fn start(s: &Session, name: &str) -> LogFollow {
+        let resp = Self::open(s, name, "app").await;
+        assert_eq!(resp.status(), 200, "log follow");
+        LogFollow {
+            resp,
+            seen: String::new(),
+        }
+    }
+
+    async fn expect(&mut self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.seen.contains(want) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.seen.push_str(&String::from_utf8_lossy(&c)),
+                other => panic!("log stream: never saw {want:?} ({other:?}); saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (at most [`BOUND`]) for the stream to end; returns its last words.
+    async fn expect_end(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.seen.push_str(&String::from_utf8_lossy(&c)),
+                Ok(_) => return self.seen.clone(),
+                Err(_) => panic!("{what}: the log stream was still open {BOUND:?} later"),
+            }
+        }
+    }
+}
+
+/// Waits for an audit event matching `pred` for a request.
+async fn audited(admin: &Session, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let v = admin.json(&format!("/api/v1/audit?request={name}")).await;
+        if let Some(e) = v["events"].as_array().and_then(|a| a.iter().find(|e| pred(e))) {
+            return e.clone();
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: no such audit event in {last}");
+}
+
+fn closed_with(reason: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| e["kind"] == "session.closed" && e["details"]["reason"] == reason
+}
+
+/// Waits until every terminal session of the request has its end stored; returns them.
+async fn ended_sessions(s: &Session, name: &str) -> Vec<Value> {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        let v = s.json(&format!("/api/v1/requests/{name}/sessions")).await;
+        last = v["sessions"].as_array().cloned().unwrap_or_default();
+        if last.iter().all(|x| !x["endReason"].is_null()) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sessions of {name} not ended: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signing_out_on_one_replica_ends_terminals_and_log_streams_on_the_other() {
+    let pg = Pg::start();
+    let stack = Stack::start_full(|_| String::new(), None, Some(pg.url.clone())).await;
+    let b = Replica::start(&stack, &pg.url, "").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    // The same person signed in a second time (another browser): that login is not signed out.
+    let alice_elsewhere = stack.login("alice", common::PASSWORD).await;
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+
+    let mut ws = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    still_open(&mut ws, "up").await;
+    let mut other = connect(&stack, &alice_elsewhere, &name, "namespace=team-a&pod=app").await;
+    let mut logs = LogFollow::start(&alice, &name).await;
+    stack.sim.cluster.logs.append("team-a", "app", "main", "log-line-one");
+    logs.expect("log-line-one").await;
+
+    // Sign out through replica B.
+    let r = b.as_(&alice).post("/api/v1/logout", json!({})).await;
+    assert_eq!(r.status(), 200);
+    let reason = expect_closed(&mut ws, "logout").await;
+    assert!(reason.contains("signed out"), "{reason}");
+    let last = logs.expect_end("logout").await;
+    assert!(last.contains("[log stream ended: you were signed out]"), "{last}");
+    // Only that login's streams: the other sign-in keeps its terminal.
+    still_open(&mut other, "other").await;
+    stack.sim.cluster.logs.append("team-a", "app", "main", "after-logout");
+
+    // Audited with the reason, and the session row says why it ended.
+    let e = audited(&admin, &name, "logout", closed_with("logout")).await;
+    assert_eq!(e["actor"], "alice@example.com");
+    let e = audited(&admin, &name, "log stream", |e| e["kind"] == "logs.closed").await;
+    assert_eq!(e["details"]["reason"], "logout", "{e}");
+    assert_eq!(e["details"]["pod"], "app", "{e}");
+    other.close(None).await.expect("close");
+    let sessions = ended_sessions(&alice_elsewhere, &name).await;
+    let reasons: Vec<&str> = sessions.iter().filter_map(|s| s["endReason"].as_str()).collect();
+    assert!(reasons.contains(&"logout") && reasons.contains(&"user"), "{reasons:?}");
+    b.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabling_deleting_and_demoting_on_one_replica_end_terminals_on_the_other() {
+    let pg = Pg::start();
+    let cfg = "web: {adminTerminalAccess: true}\n";
+    let stack = Stack::start_full(|_| cfg.to_string(), None, Some(pg.url.clone())).await;
+    let b = Replica::start(&stack, &pg.url, cfg).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let admin_b = b.as_(&admin);
+    let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
+    let carol = stack.user(&admin, "carol", "carol@example.com", false).await;
+    let erin = stack.user(&admin, "erin", "erin@example.com", false).await;
+    let dave = stack.user(&admin, "dave", "dave@example.com", true).await;
+    let bob_req = active_request(&admin, &bob, &["team-a"]).await;
+    let carol_req = active_request(&admin, &carol, &["team-a"]).await;
+    let erin_req = active_request(&admin, &erin, &["team-a"]).await;
+
+    // Disabled through replica B: bob's terminal and log stream on replica A end.
+    let mut ws = connect(&stack, &bob, &bob_req, "namespace=team-a&pod=app").await;
+    still_open(&mut ws, "bob").await;
+    let mut logs = LogFollow::start(&bob, &bob_req).await;
+    let r = admin_b.patch("/api/v1/users/bob", json!({"disabled": true})).await;
+    assert_eq!(r.status(), 200);
+    let reason = expect_closed(&mut ws, "disable").await;
+    assert!(reason.contains("disabled"), "{reason}");
+    let last = logs.expect_end("disable").await;
+    assert!(last.contains("account was disabled"), "{last}");
+    audited(&admin, &bob_req, "disable", closed_with("user-disabled")).await;
+    let e = audited(&admin, &bob_req, "disable (logs)", |e| e["kind"] == "logs.closed").await;
+    assert_eq!(e["details"]["reason"], "user-disabled", "{e}");
+
+    // Deleted through replica B.
+    let mut ws = connect(&stack, &carol, &carol_req, "namespace=team-a&pod=app").await;
+    still_open(&mut ws, "carol").await;
+    assert_eq!(admin_b.delete("/api/v1/users/carol").await.status(), 204);
+    let reason = expect_closed(&mut ws, "delete").await;
+    assert!(reason.contains("deleted"), "{reason}");
+    audited(&admin, &carol_req, "delete", closed_with("user-deleted")).await;
+
+    // An admin on someone else's request (adminTerminalAccess) loses the admin right through B.
+    let mut erins_own = connect(&stack, &erin, &erin_req, "namespace=team-a&pod=app").await;
+    let mut ws = connect(&stack, &dave, &erin_req, "namespace=team-a&pod=app").await;
+    still_open(&mut ws, "dave").await;
+    let r = admin_b.patch("/api/v1/users/dave", json!({"isAdmin": false})).await;
+    assert_eq!(r.status(), 200);
+    let reason = expect_closed(&mut ws, "demotion").await;
+    assert!(reason.contains("admin rights"), "{reason}");
+    let e = audited(&admin, &erin_req, "demotion", closed_with("admin-removed")).await;
+    assert_eq!(e["actor"], "dave@example.com");
+    // The requester's own terminal on the same request is not touched.
+    still_open(&mut erins_own, "erin").await;
+    let sessions = ended_sessions(&admin, &bob_req).await;
+    assert_eq!(sessions[0]["endReason"], "user-disabled");
+    b.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_streams_have_their_own_limits_and_leave_terminal_slots_alone() {
+    let stack = Stack::start("web: {maxLogStreamsPerUser: 2, maxTerminalsPerReplica: 2}\n").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+    let bobs = active_request(&admin, &bob, &["team-a"]).await;
+
+    let _l1 = LogFollow::start(&alice, &name).await;
+    let _l2 = LogFollow::start(&alice, &name).await;
+    let r = LogFollow::open(&alice, &name, "app").await;
+    assert_eq!(r.status(), 429, "a third log stream is refused");
+    let body = r.text().await.unwrap_or_default();
+    assert!(body.contains("log streams") && body.contains("limit is 2"), "{body}");
+    // Others still open log streams, and terminal slots are untouched by log streams.
+    let _bl = LogFollow::start(&bob, &bobs).await;
+    let mut a = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    let mut bt = connect(&stack, &bob, &bobs, "namespace=team-a&pod=app").await;
+    still_open(&mut a, "alice").await;
+    still_open(&mut bt, "bob").await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keystrokes_after_the_output_limit_are_recorded_and_the_truncation_audited() {
+    let stack = Stack::start("web: {recordingMaxBytes: 4096}\n").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+    let mut ws = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    // Floods the output past the limit.
+    send(&mut ws, "printf '%020000d\\n' 0; echo flood-$((1+1))\r").await;
+    expect_output(&mut ws, "flood-2").await;
+    send(&mut ws, "echo typed-after-the-cap\r").await;
+    expect_output(&mut ws, "typed-after-the-cap").await;
+    ws.close(None).await.expect("close");
+    let sessions = ended_sessions(&alice, &name).await;
+    let session = sessions[0]["id"].as_str().expect("id").to_string();
+
+    let e = audited(&admin, &name, "truncation", |e| {
+        e["kind"] == "session.recording_truncated"
+    })
+    .await;
+    assert_eq!(e["details"]["stream"], "output", "{e}");
+    assert_eq!(e["details"]["session"], session.as_str(), "{e}");
+    let cast = admin.get(&format!("/api/v1/recordings/{session}")).await;
+    assert_eq!(cast.status(), 200);
+    let cast = cast.text().await.expect("cast");
+    let typed: String = cast
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e[1] == "i")
+        .filter_map(|e| e[2].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        typed.contains("echo typed-after-the-cap"),
+        "keystrokes after the cap: {typed:?}"
+    );
+    assert!(
+        cast.contains("output size limit reached"),
+        "the replay says where output stops"
+    );
+    stack.stop().await;
+}
