@@ -1074,10 +1074,11 @@ impl Node {
         let env = Arc::clone(&ENV);
         let this = to_cel(obj, &self.schema, self.resource_root);
         let needs_old = self.rules.iter().any(|r| r.uses_old_self);
-        let old_val = if needs_old {
-            old.map(|o| to_cel(o, &self.schema, self.resource_root))
-        } else {
-            None
+        let old_val = match old {
+            // Unchanged (every status write leaves spec alone): share the converted value.
+            Some(o) if needs_old && o == obj => Some(this.clone()),
+            Some(o) if needs_old => Some(to_cel(o, &self.schema, self.resource_root)),
+            _ => None,
         };
         let mut ctx = Context::with_env(Arc::clone(&env));
         ctx.add_variable_from_value("self", this.clone());
@@ -1572,6 +1573,31 @@ mod tests {
         let per = start.elapsed() / n;
         eprintln!("CEL validation of an AccessRequest-like object: {per:?} per write");
         assert!(per < std::time::Duration::from_millis(5), "{per:?} per write");
+    }
+
+    #[test]
+    fn standard_library_extensions_and_optionals_are_available() {
+        let s = schema_with(
+            json!({"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}, "n": {"type": "integer"}}),
+            json!([
+                {"rule": "self.name.lowerAscii().startsWith('ab') && self.name.matches('^[A-Za-z]+$')"},
+                {"rule": "self.tags.sort() == ['a', 'b'] && self.tags.exists_one(t, t == 'a')"},
+                {"rule": "math.greatest(self.n, 3) == self.n"},
+                {"rule": "oldSelf.orValue(self).n <= self.n", "optionalOldSelf": true},
+                {"rule": "!oldSelf.hasValue() || oldSelf.value().name == self.name", "optionalOldSelf": true}
+            ]),
+        );
+        let v = compile(&s);
+        let good = obj(json!({"name": "ABc", "tags": ["b", "a"], "n": 5}));
+        assert_eq!(messages(&v.validate(&good, None)), Vec::<String>::new());
+        assert_eq!(messages(&v.validate(&good, Some(&good))), Vec::<String>::new());
+        let bad = obj(json!({"name": "ABd", "tags": ["b", "a"], "n": 4}));
+        assert_eq!(
+            v.validate(&bad, Some(&good)).len(),
+            2,
+            "{:?}",
+            messages(&v.validate(&bad, Some(&good)))
+        );
     }
 
     #[test]
