@@ -536,6 +536,9 @@ def test_oauth2_proxy_sidecar(renderer):
     assert "--upstream=http://127.0.0.1:8080" in proxy["args"]
     assert "--email-domain=example.com" in proxy["args"]
     assert "--whitelist-domain=.example.com" in proxy["args"]
+    # identity headers: injected and stripped from clients (web.proxyHeaders defaults); no X-Auth-Request-*
+    assert {"--reverse-proxy=true", "--pass-user-headers=true", "--skip-auth-strip-headers=true"} <= set(proxy["args"])
+    assert not any(a.startswith("--set-xauthrequest") for a in proxy["args"])
     # without the proxy the UI listens on all addresses and is the Service target
     web = pod_spec(one(renderer.case("defaults"), "Deployment", f"{RELEASE}-web"))["containers"]
     assert len(web) == 1

@@ -73,6 +73,15 @@ REFUSED = {
                              "oauth2Proxy.existingSecret"),
     "proxy without domains": ({"webui": {"authEnabled": True}, "oauth2Proxy": {"existingSecret": "o"}},
                               "oauth2Proxy.emailDomains"),
+    "proxy that stops stripping identity headers": (
+        {"webui": {"authEnabled": True},
+         "oauth2Proxy": {"existingSecret": "o", "emailDomains": ["x"],
+                         "extraArgs": ["--skip-auth-strip-headers=false"]}},
+        "must not contain --skip-auth-strip-headers=false"),
+    "proxy that stops injecting identity headers": (
+        {"webui": {"authEnabled": True},
+         "oauth2Proxy": {"existingSecret": "o", "emailDomains": ["x"], "extraArgs": ["--pass-user-headers=false"]}},
+        "must not contain --pass-user-headers=false"),
     "default ttl above max": ({"janus": {"defaultTtlSeconds": 30000}}, "must lie between"),
     "approval option below min": ({"janus": {"approvalTtlOptions": [300]}}, "must lie between"),
     "duplicate cluster": ({"clusters": [{"name": "a", "displayName": "A"}, {"name": "a", "displayName": "B"}]},

@@ -191,6 +191,12 @@ affinity:
 {{- if not $v.oauth2Proxy.emailDomains -}}
 {{- fail "webui.authEnabled=true requires oauth2Proxy.emailDomains (use [\"*\"] to accept any verified email)" -}}
 {{- end -}}
+{{- range $v.oauth2Proxy.extraArgs -}}
+{{- /* The UI trusts X-Forwarded-* only because the sidecar strips clients' copies and injects its own. */ -}}
+{{- if regexMatch "^--?(skip-auth-strip-headers|pass-user-headers)=(false|0|f|F|FALSE|False)$" (toString .) -}}
+{{- fail (printf "oauth2Proxy.extraArgs must not contain %s: the UI's identity headers are safe only while oauth2-proxy injects them and strips clients' copies" (toString .)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $j := $v.janus -}}
 {{- if or (lt (int $j.defaultTtlSeconds) (int $j.minTtlSeconds)) (gt (int $j.defaultTtlSeconds) (int $j.maxTtlSeconds)) -}}

@@ -66,6 +66,121 @@ pub enum AuthMode {
     Oidc,
 }
 
+/// Names of the identity headers an authenticating proxy injects in proxy mode (`web.proxyHeaders`).
+///
+/// Identity comes from these headers only. The defaults are what oauth2-proxy sends upstream with
+/// `--pass-user-headers` (and strips from clients by default); see docs/security.md, "Proxy-header
+/// contract", for other proxies. An empty name means the proxy sends no such header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyHeaders {
+    /// The signed-in person's email (required).
+    #[serde(default = "default_proxy_email")]
+    pub email: String,
+    /// The user name or subject the proxy reports (used to check other identity headers against).
+    #[serde(default = "default_proxy_user")]
+    pub user: String,
+    /// Comma-separated groups.
+    #[serde(default = "default_proxy_groups")]
+    pub groups: String,
+    /// The name to show.
+    #[serde(default = "default_proxy_preferred_username")]
+    pub preferred_username: String,
+}
+
+fn default_proxy_email() -> String {
+    "X-Forwarded-Email".into()
+}
+fn default_proxy_user() -> String {
+    "X-Forwarded-User".into()
+}
+fn default_proxy_groups() -> String {
+    "X-Forwarded-Groups".into()
+}
+fn default_proxy_preferred_username() -> String {
+    "X-Forwarded-Preferred-Username".into()
+}
+
+impl Default for ProxyHeaders {
+    fn default() -> Self {
+        Self {
+            email: default_proxy_email(),
+            user: default_proxy_user(),
+            groups: default_proxy_groups(),
+            preferred_username: default_proxy_preferred_username(),
+        }
+    }
+}
+
+/// Headers that carry something other than an identity; naming one of them as an identity header is a
+/// configuration mistake that could hand identity to whatever sets them.
+const NOT_IDENTITY_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "host",
+    "origin",
+    "proxy-authorization",
+    "referer",
+    "transfer-encoding",
+    "upgrade",
+    "x-csrf-token",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+impl ProxyHeaders {
+    /// The configured names as `(setting, header)`, lowercased; empty ones are left out.
+    pub fn named(&self) -> Vec<(&'static str, String)> {
+        [
+            ("email", &self.email),
+            ("user", &self.user),
+            ("groups", &self.groups),
+            ("preferredUsername", &self.preferred_username),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_ascii_lowercase()))
+        .collect()
+    }
+
+    /// Checks that every name is a valid HTTP header name, the email header is set, no name is used
+    /// twice and none is a header with another meaning.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.email.trim().is_empty() {
+            return Err("web.proxyHeaders.email must name the header that carries the email".into());
+        }
+        let named = self.named();
+        for (key, name) in &named {
+            // RFC 9110 field names are tokens: visible ASCII without separators.
+            let token = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(format!(
+                    "web.proxyHeaders.{key}: {name:?} is not a valid HTTP header name"
+                ));
+            }
+            if NOT_IDENTITY_HEADERS.contains(&name.as_str()) {
+                return Err(format!(
+                    "web.proxyHeaders.{key}: {name:?} does not carry an identity and cannot be used"
+                ));
+            }
+        }
+        for (i, (key, name)) in named.iter().enumerate() {
+            if let Some((other, _)) = named[..i].iter().find(|(_, n)| n == name) {
+                return Err(format!(
+                    "web.proxyHeaders.{key} and web.proxyHeaders.{other} name the same header {name:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Web UI settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -79,6 +194,9 @@ pub struct WebConfig {
     /// Addresses (CIDRs) whose identity headers are trusted in proxy mode.
     #[serde(default = "default_trusted_proxies")]
     pub trusted_proxies: Vec<String>,
+    /// The identity headers the proxy injects (and strips from clients) in proxy mode.
+    #[serde(default)]
+    pub proxy_headers: ProxyHeaders,
     /// OIDC settings when `authMode: oidc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
@@ -200,6 +318,7 @@ impl Default for DatabaseConfig {
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+            proxy_headers: ProxyHeaders::default(),
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Namespace of the central install (token and kubeconfig Secrets, Lease).
@@ -449,9 +568,19 @@ mod tests {
     #[test]
     fn defaults_and_example_parse() {
         let c = Config::default();
+        if self.web.max_connections == 0
+            || self.web.header_read_timeout_seconds == 0
+            || self.web.idle_connection_timeout_seconds == 0
+        {
+            return bad(
+                "web.maxConnections, web.headerReadTimeoutSeconds and web.idleConnectionTimeoutSeconds must be at least 1"
+                    .into(),
+            );
+        }
         assert_eq!(c.max_ttl_seconds, 28800);
         assert_eq!(c.min_ttl_seconds, 600);
         assert_eq!(c.retention_seconds, 86400);
+        self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
         let example = include_str!("../../../config/janus.example.yaml");
         let e = Config::from_yaml(example, "example").unwrap();
         assert_eq!(e.clusters[0].kubeconfig_secret(), "central-kubeconfig");

@@ -37,6 +37,9 @@ pub enum WebError {
     /// CSRF token or Origin check failed.
     #[error("the form expired or came from another site; reload the page and try again")]
     Csrf,
+    /// Proxy mode: the request carries a second identity besides the one the proxy asserted.
+    #[error("the request carries conflicting identity headers; it was refused and recorded")]
+    IdentityConflict,
     /// A dependency (database, Kubernetes API) is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -58,6 +61,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::IdentityConflict => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -75,6 +79,7 @@ impl WebError {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::Csrf => "csrf",
+            Self::IdentityConflict => "identity_conflict",
             Self::NotFound(_) => "not_found",
             Self::Invalid { .. } => "invalid",
             Self::Conflict(_) => "conflict",

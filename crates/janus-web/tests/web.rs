@@ -324,8 +324,8 @@ async fn failed_logins_lock_an_account_and_are_audited() {
 async fn proxy_headers_count_only_from_trusted_addresses() {
     let stack = Stack::start("web: {authMode: proxy, trustedProxies: [127.0.0.1/32]}\n").await;
     let headers = |b: reqwest::RequestBuilder| {
-        b.header("x-auth-request-email", "Admin@Example.com")
-            .header("x-auth-request-groups", "dev,ops")
+        b.header("x-forwarded-email", "Admin@Example.com")
+            .header("x-forwarded-groups", "dev,ops")
     };
     // From 127.0.0.1: trusted.
     let trusted = reqwest::Client::builder()

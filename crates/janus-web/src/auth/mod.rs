@@ -83,10 +83,14 @@ pub async fn resolve(
     peer: Option<IpAddr>,
 ) -> Result<Option<Identity>, WebError> {
     if state.config.web.auth_mode == AuthMode::Proxy {
-        if let Some(id) = proxy::identity(state, headers, peer) {
-            return Ok(Some(id));
-        }
-        return Ok(None);
+        // Proxy mode has exactly one identity source: the configured headers from a trusted peer.
+        return match proxy::identity(state, headers, peer) {
+            Ok(id) => Ok(id),
+            Err(conflict) => {
+                proxy::audit_conflict(state, &conflict, peer).await;
+                Err(WebError::IdentityConflict)
+            }
+        };
     }
     let Some(sid) = session::cookie_value(headers, session::COOKIE) else {
         return Ok(None);
@@ -195,6 +199,9 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let peer = peer_ip(&parts.extensions);
     let identity = match resolve(&state, &parts.headers, peer).await {
         Ok(i) => i,
+        Err(e @ WebError::IdentityConflict) if !is_api_path(parts.uri.path()) => {
+            return crate::pages::PageError(e).into_response();
+        }
         Err(e) => return e.into_response(),
     };
     let mut body = body;
@@ -234,6 +241,11 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     }
     parts.extensions.insert(MaybeIdentity(identity));
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Whether a path belongs to the JSON API or the terminal sockets (errors as JSON, not pages).
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/ws/")
 }
 
 fn is_form(h: &HeaderMap) -> bool {
