@@ -203,6 +203,18 @@ pub struct WebConfig {
     /// How long a login session lasts without activity being required.
     #[serde(default = "default_session_ttl")]
     pub session_ttl_seconds: i64,
+    /// HTTP connections one web replica holds open at once (WebSockets included); further clients
+    /// wait in the listen backlog until a connection closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, from the connection's start or from the first
+    /// byte of a further request on a kept-alive connection.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Time a kept-alive HTTP connection may wait, with no request in progress, for its next request.
+    /// Longer than the usual proxy/load balancer upstream idle timeout (60 s), so they close first.
+    #[serde(default = "default_idle_connection_timeout")]
+    pub idle_connection_timeout_seconds: u64,
     /// Open (not yet ended) requests one user may have at once.
     #[serde(default = "default_max_open")]
     pub max_open_requests_per_user: usize,
@@ -215,6 +227,14 @@ pub struct WebConfig {
     /// How long a locked local account stays locked.
     #[serde(default = "default_lockout")]
     pub login_lockout_seconds: i64,
+    /// Failed logins of one account from all client addresses together before the account is locked for
+    /// everyone (`loginMaxFailures` locks one address out of one account).
+    #[serde(default = "default_login_failures_per_account")]
+    pub login_max_failures_per_account: i64,
+    /// Failed logins one client address may make, over all accounts, per `loginLockoutSeconds` (per
+    /// web replica) before its further attempts are refused with 429.
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_max_failures_per_address: u32,
     /// Terminal sessions one user may have open at once.
     #[serde(default = "default_terminals_per_user")]
     pub max_terminals_per_user: usize,
@@ -242,6 +262,15 @@ pub struct WebConfig {
 fn default_session_ttl() -> i64 {
     43200
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_connection_timeout() -> u64 {
+    75
+}
 fn default_max_open() -> usize {
     5
 }
@@ -250,6 +279,12 @@ fn default_max_per_hour() -> usize {
 }
 fn default_login_failures() -> i64 {
     5
+}
+fn default_login_failures_per_account() -> i64 {
+    100
+}
+fn default_login_failures_per_address() -> u32 {
+    20
 }
 fn default_lockout() -> i64 {
     900
@@ -283,12 +318,18 @@ impl Default for WebConfig {
             base_url: String::new(),
             auth_mode: AuthMode::Local,
             trusted_proxies: default_trusted_proxies(),
+            proxy_headers: ProxyHeaders::default(),
             oidc: None,
             session_ttl_seconds: default_session_ttl(),
+            max_connections: default_max_connections(),
+            header_read_timeout_seconds: default_header_read_timeout(),
+            idle_connection_timeout_seconds: default_idle_connection_timeout(),
             max_open_requests_per_user: default_max_open(),
             max_requests_per_hour: default_max_per_hour(),
             login_max_failures: default_login_failures(),
             login_lockout_seconds: default_lockout(),
+            login_max_failures_per_account: default_login_failures_per_account(),
+            login_max_failures_per_address: default_login_failures_per_address(),
             max_terminals_per_user: default_terminals_per_user(),
             max_terminals_per_replica: default_terminals_per_replica(),
             admin_terminal_access: false,
@@ -318,7 +359,6 @@ impl Default for DatabaseConfig {
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-            proxy_headers: ProxyHeaders::default(),
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Namespace of the central install (token and kubeconfig Secrets, Lease).
@@ -368,14 +408,6 @@ pub struct Config {
     pub audit_retention_days: i64,
     /// Clusters; the first is the central one.
     #[serde(default = "default_clusters")]
-    /// Failed logins of one account from all client addresses together before the account is locked for
-    /// everyone (`loginMaxFailures` locks one address out of one account).
-    #[serde(default = "default_login_failures_per_account")]
-    pub login_max_failures_per_account: i64,
-    /// Failed logins one client address may make, over all accounts, per `loginLockoutSeconds` (per
-    /// web replica) before its further attempts are refused with 429.
-    #[serde(default = "default_login_failures_per_address")]
-    pub login_max_failures_per_address: u32,
     pub clusters: Vec<ClusterConfig>,
     /// Web UI settings.
     #[serde(default)]
@@ -421,12 +453,6 @@ fn default_clusters() -> Vec<ClusterConfig> {
 }
 
 impl Default for Config {
-fn default_login_failures_per_account() -> i64 {
-    100
-}
-fn default_login_failures_per_address() -> u32 {
-    20
-}
     fn default() -> Self {
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
     }
@@ -469,8 +495,6 @@ impl Config {
 
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-            login_max_failures_per_account: default_login_failures_per_account(),
-            login_max_failures_per_address: default_login_failures_per_address(),
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
@@ -544,9 +568,19 @@ impl Config {
                 );
             }
         }
+        if self.web.max_connections == 0
+            || self.web.header_read_timeout_seconds == 0
+            || self.web.idle_connection_timeout_seconds == 0
+        {
+            return bad(
+                "web.maxConnections, web.headerReadTimeoutSeconds and web.idleConnectionTimeoutSeconds must be at least 1"
+                    .into(),
+            );
+        }
         if self.web.auth_mode == AuthMode::Oidc && self.web.oidc.is_none() {
             return bad("web.authMode is oidc but web.oidc is missing".into());
         }
+        self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -568,19 +602,9 @@ mod tests {
     #[test]
     fn defaults_and_example_parse() {
         let c = Config::default();
-        if self.web.max_connections == 0
-            || self.web.header_read_timeout_seconds == 0
-            || self.web.idle_connection_timeout_seconds == 0
-        {
-            return bad(
-                "web.maxConnections, web.headerReadTimeoutSeconds and web.idleConnectionTimeoutSeconds must be at least 1"
-                    .into(),
-            );
-        }
         assert_eq!(c.max_ttl_seconds, 28800);
         assert_eq!(c.min_ttl_seconds, 600);
         assert_eq!(c.retention_seconds, 86400);
-        self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
         let example = include_str!("../../../config/janus.example.yaml");
         let e = Config::from_yaml(example, "example").unwrap();
         assert_eq!(e.clusters[0].kubeconfig_secret(), "central-kubeconfig");
@@ -595,6 +619,39 @@ mod tests {
         assert!(Config::from_yaml("clusters: [{name: Bad_Name}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: [{name: a}, {name: a}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: []\n", "t").is_err());
+    }
+
+    #[test]
+    fn proxy_header_names_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.web.proxy_headers.email, "X-Forwarded-Email");
+        assert_eq!(c.web.proxy_headers.named().len(), 4);
+        let c = Config::from_yaml(
+            "web: {proxyHeaders: {email: Remote-Email, user: Remote-User, groups: Remote-Groups, preferredUsername: ''}}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.web.proxy_headers.named(),
+            vec![
+                ("email", "remote-email".to_string()),
+                ("user", "remote-user".to_string()),
+                ("groups", "remote-groups".to_string())
+            ]
+        );
+        for (bad, why) in [
+            ("{email: ''}", "must name"),
+            ("{email: 'X Email'}", "not a valid HTTP header name"),
+            ("{email: 'X-Email:'}", "not a valid HTTP header name"),
+            ("{email: 'Caf\u{e9}'}", "not a valid HTTP header name"),
+            ("{email: Cookie}", "does not carry an identity"),
+            ("{email: X-Forwarded-For}", "does not carry an identity"),
+            ("{email: X-Email, user: x-email}", "name the same header"),
+            ("{emial: X-Email}", "unknown field"),
+        ] {
+            let e = Config::from_yaml(&format!("web: {{proxyHeaders: {bad}}}\n"), "t").unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
