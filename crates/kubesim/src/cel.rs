@@ -635,8 +635,45 @@ fn escape(name: &str) -> Option<String> {
 enum Bound<'s> {
     /// A value whose schema is known (and whether it is a resource root).
     Typed(&'s Value, bool),
+    /// A value of a known scalar CEL type (`int`, `string`, …) without a schema: literals, results.
+    Scalar(&'static str),
     /// A value of unknown shape (comprehension accumulators, optionals, map keys).
     Dynamic,
+}
+
+impl Bound<'_> {
+    /// The CEL type name when it is a known scalar, as cel-go names it in overload errors.
+    fn scalar(&self) -> Option<&'static str> {
+        match self {
+            Bound::Scalar(t) => Some(t),
+            Bound::Typed(s, _) if s["x-kubernetes-int-or-string"] != true => match s["type"].as_str() {
+                Some("string") if s["format"] == "date-time" => Some("google.protobuf.Timestamp"),
+                Some("string") if matches!(s["format"].as_str(), Some("byte" | "duration")) => None,
+                Some("string") => Some("string"),
+                Some("integer") => Some("int"),
+                Some("number") => Some("double"),
+                Some("boolean") => Some("bool"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The result type of the operators and functions whose argument types the checker compares.
+fn result_scalar(func: &str, args: &[Bound<'_>]) -> Bound<'static> {
+    match func {
+        "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" | "_&&_" | "_||_" | "!_" | "@in" | "matches"
+        | "startsWith" | "endsWith" | "contains" => Bound::Scalar("bool"),
+        "size" | "int" => Bound::Scalar("int"),
+        "string" => Bound::Scalar("string"),
+        "double" => Bound::Scalar("double"),
+        "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => match args.first().and_then(Bound::scalar) {
+            Some(t @ ("int" | "double" | "string")) => Bound::Scalar(t),
+            _ => Bound::Dynamic,
+        },
+        _ => Bound::Dynamic,
+    }
 }
 
 /// Where `oldSelf` sits in the checker's scope (after `self`).
@@ -694,7 +731,7 @@ impl Checker<'_> {
                     Bound::Typed(s, root) => field_schema(s, root, &sel.field)
                         .map(|c| Bound::Typed(c, c["x-kubernetes-embedded-resource"] == true))
                         .map_err(|m| self.error(e, &m)),
-                    Bound::Dynamic => Ok(Bound::Dynamic),
+                    Bound::Scalar(_) | Bound::Dynamic => Ok(Bound::Dynamic),
                 }
             }
             Expr::Call(call) => {
@@ -712,7 +749,28 @@ impl Checker<'_> {
                         .map(|c| Bound::Typed(c, c["x-kubernetes-embedded-resource"] == true))
                         .unwrap_or(Bound::Dynamic));
                 }
-                Ok(Bound::Dynamic)
+                // cel-go's checker refuses operators whose operand types no overload accepts; the
+                // ordering operators accept mixed numbers (CrossTypeNumericComparisons), nothing else.
+                let name = call.func_name.as_str();
+                if call.target.is_none()
+                    && let [a, b] = args.as_slice()
+                    && let (Some(ta), Some(tb)) = (a.scalar(), b.scalar())
+                    && ta != tb
+                {
+                    let numeric = |t: &str| matches!(t, "int" | "uint" | "double");
+                    let checked = match name {
+                        "_==_" | "_!=_" | "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => true,
+                        "_<_" | "_<=_" | "_>_" | "_>=_" => !(numeric(ta) && numeric(tb)),
+                        _ => false,
+                    };
+                    if checked && ta != "null_type" && tb != "null_type" {
+                        return Err(self.error(
+                            e,
+                            &format!("found no matching overload for '{name}' applied to '({ta}, {tb})'"),
+                        ));
+                    }
+                }
+                Ok(result_scalar(name, &args))
             }
             Expr::Comprehension(c) => {
                 let range = self.walk(&c.iter_range, scope)?;
@@ -786,7 +844,19 @@ impl Checker<'_> {
                 }
                 Ok(Bound::Dynamic)
             }
-            Expr::Literal(_) | Expr::Unspecified => Ok(Bound::Dynamic),
+            Expr::Literal(l) => {
+                use cel::common::ast::LiteralValue as L;
+                Ok(Bound::Scalar(match l {
+                    L::Boolean(_) => "bool",
+                    L::Bytes(_) => "bytes",
+                    L::Double(_) => "double",
+                    L::Int(_) => "int",
+                    L::Null => "null_type",
+                    L::String(_) => "string",
+                    L::UInt(_) => "uint",
+                }))
+            }
+            Expr::Unspecified => Ok(Bound::Dynamic),
         }
     }
 }
@@ -1468,6 +1538,37 @@ mod tests {
             e[0].message.ends_with("cel expression must evaluate to a bool"),
             "{}",
             e[0].message
+        );
+        // Operand types no overload accepts, as cel-go's checker reports them.
+        let e = compile_err(&schema_with(
+            json!({"n": {"type": "integer"}}),
+            json!([{"rule": "self.n == '5'"}]),
+        ));
+        assert!(
+            e[0].message
+                .contains("found no matching overload for '_==_' applied to '(int, string)'"),
+            "{}",
+            e[0].message
+        );
+        let e = compile_err(&schema_with(
+            json!({"n": {"type": "number"}}),
+            json!([{"rule": "self.n + 1 > 0"}]),
+        ));
+        assert!(
+            e[0].message.contains("'_+_' applied to '(double, int)'"),
+            "{}",
+            e[0].message
+        );
+        // Mixed numbers may be ordered; null may be compared; sizes are ints.
+        assert!(
+            Validator::compile(
+                &schema_with(
+                    json!({"n": {"type": "number"}, "s": {"type": "string", "nullable": true}}),
+                    json!([{"rule": "self.n < 5 && self.s != null && self.s.size() <= 10 && size(self.s) + 1 > 1"}]),
+                ),
+                ""
+            )
+            .is_ok()
         );
         let e = compile_err(&schema_with(json!({"a": {"type": "string"}}), json!([{"rule": ""}])));
         assert_eq!(e[0].message, "Required value: rule is not specified");
