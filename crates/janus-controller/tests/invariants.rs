@@ -150,6 +150,39 @@ async fn tampered(name: &str, change: Value, want_reason: &str, want_field: &str
         tokens(&sim, name).await.is_empty(),
         "no token for an added namespace either"
     );
+    // The audit log says what happened, from the object alone.
+    let events = janus_store::recorder::events_from_request(&failed);
+    let want_kind = if want_reason == reasons::SPEC_CHANGED_AFTER_APPROVAL {
+        "request.spec_changed"
+    } else {
+        "request.failed"
+    };
+    let ev = events
+        .iter()
+        .find(|e| e.kind.as_str() == want_kind)
+        .unwrap_or_else(|| panic!("no {want_kind} in {events:?}"));
+    if want_kind == "request.spec_changed" {
+        assert!(
+            ev.details["changed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == want_field),
+            "{}",
+            ev.details
+        );
+        assert!(
+            ev.details["observed"][want_field] != ev.details["approved"][want_field],
+            "{}",
+            ev.details
+        );
+    } else {
+        assert_eq!(ev.details["condition_reason"], want_reason);
+    }
+    assert!(
+        !ev.details.to_string().contains(&toks[0].1),
+        "no token in the audit log"
+    );
     // What was approved was recorded at approval and is kept, so the status still shows it.
     assert!(
         approved.as_ref().is_some_and(|a| a.digest.starts_with("sha256:")),
