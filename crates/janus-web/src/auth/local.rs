@@ -201,22 +201,22 @@ pub async fn login(
     let now = Utc::now();
     let limits = limits(state);
     let user = state.store.get_user(username).await?;
-    let (reason, checked) = match &user {
-        None => ("unknown user", None),
-        Some(u) if u.disabled => ("disabled", None),
-        Some(u) => match state
-            .store
-            .reserve_login_attempt(username, &client_key, now, limits)
-            .await?
-        {
-            LoginGate::Reserved => {
-                let ok = verify_password(u.password_hash.clone(), password.to_string()).await;
-                ("wrong password", Some(ok))
-            }
-            LoginGate::ClientLocked => ("locked for this address", None),
-            LoginGate::AccountLocked => ("account locked", None),
-            LoginGate::NoAccount => ("unknown user", None),
-        },
+    // Every refusal makes the same database calls and one argon2 check (against a dummy hash when the
+    // real one may not be checked), so neither the answer nor its time tells whether the account exists,
+    // is disabled or is locked. For an unknown name the reservation changes nothing.
+    let gate = state
+        .store
+        .reserve_login_attempt(username, &client_key, now, limits)
+        .await?;
+    let (reason, checked) = match (&user, gate) {
+        (None, _) | (_, LoginGate::NoAccount) => ("unknown user", None),
+        (Some(u), _) if u.disabled => ("disabled", None),
+        (Some(u), LoginGate::Reserved) => {
+            let ok = verify_password(u.password_hash.clone(), password.to_string()).await;
+            ("wrong password", Some(ok))
+        }
+        (Some(_), LoginGate::ClientLocked) => ("locked for this address", None),
+        (Some(_), LoginGate::AccountLocked) => ("account locked", None),
     };
     match (checked, user) {
         (Some(true), Some(user)) => {
@@ -257,28 +257,28 @@ pub async fn login(
                 json!({"reason": reason, "method": "local", "source": source}),
             )
             .await;
-            if checked.is_some() {
-                let started = state
-                    .store
-                    .login_attempt_failed(username, &client_key, now, limits)
-                    .await?;
-                for (scope, until, threshold) in [
-                    ("address", started.client, limits.per_client),
-                    ("account", started.account, limits.per_account),
-                ] {
-                    let Some(until) = until else { continue };
-                    tracing::warn!(username, source = %source, scope, %until, "login locked after repeated failures");
-                    audit::record(
-                        state,
-                        AuditKind::LoginLocked,
-                        username,
-                        None,
-                        None,
-                        &[],
-                        json!({"scope": scope, "source": source, "until": until, "failures": threshold}),
-                    )
-                    .await;
-                }
+            // Settled on every refusal path alike (see above). Where nothing was reserved it can only
+            // start a lock on a counter already at its limit.
+            let started = state
+                .store
+                .login_attempt_failed(username, &client_key, now, limits)
+                .await?;
+            for (scope, until, threshold) in [
+                ("address", started.client, limits.per_client),
+                ("account", started.account, limits.per_account),
+            ] {
+                let Some(until) = until else { continue };
+                tracing::warn!(username, source = %source, scope, %until, "login locked after repeated failures");
+                audit::record(
+                    state,
+                    AuditKind::LoginLocked,
+                    username,
+                    None,
+                    None,
+                    &[],
+                    json!({"scope": scope, "source": source, "until": until, "failures": threshold}),
+                )
+                .await;
             }
             Err(refused())
         }
