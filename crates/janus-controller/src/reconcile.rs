@@ -416,13 +416,20 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
     let known = ctx.clusters.is_known(&ar.spec.cluster).await?;
     if let Err(msg) = lifecycle::validate_static(&ar.spec, &ctx.config, known) {
-        return if status.phase == Phase::Pending {
-            finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await
-        } else {
+        if status.phase == Phase::Pending {
+            return finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await;
+        }
+        // Access that has run out ends as Expired below (without any grant): that is what happened.
+        let expired = status
+            .active_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|a| expires_at(&ar.spec, a, &ctx.config) <= now);
+        if !expired {
             tracing::warn!(request = %name, %msg, "live request no longer valid; ending it");
             let msg = format!("no longer valid: {msg}; credentials removed");
-            finish_with(ctx, ar, Phase::Failed, reasons::VALIDATION_FAILED, msg, now).await
-        };
+            return finish_with(ctx, ar, Phase::Failed, reasons::VALIDATION_FAILED, msg, now).await;
+        }
     }
 
     match status.phase {
