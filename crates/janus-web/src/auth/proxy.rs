@@ -620,6 +620,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(reasons(&c), vec![("x-forwarded-user", ConflictReason::Differs)]);
+        // oauth2-proxy with --prefer-email-to-user: the email arrives as X-Forwarded-User, and a client's
+        // X-Forwarded-Email (no longer stripped) must not name anyone else.
+        let prefer_email = ProxyHeaders {
+            email: "X-Forwarded-User".into(),
+            user: String::new(),
+            ..defaults()
+        };
+        let a = assert_identity(&prefer_email, &h(&[("x-forwarded-user", "eve@example.com")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.email, "eve@example.com");
+        let c = assert_identity(
+            &prefer_email,
+            &h(&[
+                ("x-forwarded-user", "eve@example.com"),
+                ("x-forwarded-email", "admin@example.com"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(reasons(&c), vec![("x-forwarded-email", ConflictReason::Differs)]);
         // A custom header is read, and the default email header is foreign.
         let custom = ProxyHeaders {
             email: "X-Janus-Email".into(),
