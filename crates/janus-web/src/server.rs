@@ -1,5 +1,9 @@
 //! Starting the web process: the request watch, the router with its security headers, health and metrics.
 
+mod conn;
+
+pub use conn::Limits;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +25,7 @@ use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 
 use crate::auth::proxy::Cidr;
 use crate::auth::ratelimit::LoginThrottle;
-use crate::auth::{Optional, local, oidc};
+use crate::auth::{Optional, local, oidc, session};
 use crate::live::{Change, Hub};
 use crate::metrics::WebMetrics;
 use crate::state::{AppState, Inner};
@@ -46,14 +50,17 @@ pub enum StartError {
 pub struct Options {
     /// Where the UI listens.
     pub listen: SocketAddr,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served (also served on `listen`).
+    /// Where `/healthz`, `/readyz` and `/metrics` are served. `/metrics` is served only here, never on
+    /// `listen` (it would be public there); the health routes are on both.
     pub metrics_listen: Option<SocketAddr>,
     /// The database URL (overrides the configuration file's).
     pub database_url: Option<String>,
     /// The database password (`JANUS_DATABASE_PASSWORD`).
     pub database_password: Option<String>,
-    /// Key for derived secrets (`JANUS_SESSION_KEY`); random when absent (sessions then survive only
-    /// as long as the database rows, and proxy-mode CSRF tokens change on restart).
+    /// Key for derived secrets (`JANUS_SESSION_KEY`), at least [`MIN_SESSION_KEY_BYTES`] bytes; a shorter
+    /// one is refused. When absent a random per-process key is used (OIDC logins in progress and
+    /// proxy-mode CSRF tokens then do not survive a restart and differ between replicas), which is
+    /// refused with PostgreSQL, the database of multi-replica installations.
     pub session_key: Option<String>,
     /// Bootstrap admin username and password (`JANUS_BOOTSTRAP_ADMIN_*`).
     pub bootstrap_admin: Option<(String, String, String)>,
@@ -66,6 +73,12 @@ pub struct Options {
     /// Client secret of the OIDC client (`JANUS_OIDC_CLIENT_SECRET`), for `authMode: oidc`.
     pub oidc_client_secret: Option<String>,
 }
+
+/// Shortest `JANUS_SESSION_KEY` accepted: 256 bits, the HMAC-SHA256 key size.
+pub const MIN_SESSION_KEY_BYTES: usize = 32;
+
+/// `Strict-Transport-Security` when the public URL is https: a year, subdomains included.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 /// Security headers on every response: a strict CSP without `unsafe-inline`, no framing, no sniffing.
 async fn security_headers(req: axum::extract::Request, next: middleware::Next) -> Response {
@@ -120,16 +133,27 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The health routes (also served on the metrics address).
+/// The health routes, served on the UI and the metrics address.
 fn health_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// What the metrics address serves: health and `/metrics`, which is never on the UI address (there it
+/// would tell anyone the activity of the installation).
+pub fn metrics_router(state: AppState) -> Router {
+    health_router()
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
 }
 
 /// Every route of the web UI.
 pub fn router(state: AppState) -> Router {
+    // Only an https public URL may pin browsers to https; on plain http the header would be ignored or,
+    // worse, lock out a demo on localhost.
+    let hsts = session::hsts(&state.config.web.base_url);
     let pages = Router::new()
         .route("/", get(home))
         .route("/login", get(pages::login::show).post(pages::login::submit))
@@ -159,13 +183,40 @@ pub fn router(state: AppState) -> Router {
         .merge(health_router())
         .layer(DefaultBodyLimit::max(256 * 1024))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::map_response(move |mut r: Response| async move {
+            if hsts {
+                r.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+            }
+            r
+        }))
         .with_state(state)
 }
 
-fn decode_key(k: Option<String>) -> Vec<u8> {
-    match k.filter(|k| k.len() >= 32) {
-        Some(k) => k.into_bytes(),
-        None => crate::auth::session::random_token().into_bytes(),
+/// The key for derived secrets: `JANUS_SESSION_KEY` when it is long enough, a random one only where
+/// a single process can be involved. Never puts the key itself in an error.
+fn session_key(key: Option<&str>, database_url: &str, listen: SocketAddr) -> Result<Vec<u8>, StartError> {
+    match key {
+        Some(k) if k.len() >= MIN_SESSION_KEY_BYTES => Ok(k.as_bytes().to_vec()),
+        Some(k) => Err(StartError::Config(format!(
+            "JANUS_SESSION_KEY is {} bytes long; it must be at least {MIN_SESSION_KEY_BYTES} random bytes \
+             (e.g. `openssl rand -base64 48`) and the same on every replica",
+            k.len()
+        ))),
+        None if database_url.trim_start().to_ascii_lowercase().starts_with("postgres") => Err(StartError::Config(
+            "JANUS_SESSION_KEY is not set: it is required with PostgreSQL, where replicas share sessions and \
+             must share the key (at least 32 random bytes, e.g. `openssl rand -base64 48`)"
+                .into(),
+        )),
+        None => {
+            // A local run (the demo) is one process by construction; anything else is worth a warning.
+            if !listen.ip().is_loopback() {
+                tracing::warn!(
+                    "JANUS_SESSION_KEY is not set: using a random key for this process; OIDC logins in progress \
+                     and proxy-mode CSRF tokens do not survive a restart, and a second replica would not accept them"
+                );
+            }
+            Ok(session::random_token().into_bytes())
+        }
     }
 }
 
@@ -177,6 +228,16 @@ pub async fn build_state(
 ) -> Result<(AppState, impl std::future::Future<Output = ()> + Send + 'static), StartError> {
     let config = Arc::new(config);
     let url = opts.database_url.clone().unwrap_or_else(|| config.database.url.clone());
+    // Checked before anything connects: a bad key must stop the start, not surface later as logouts.
+    let session_key = session_key(opts.session_key.as_deref(), &url, opts.listen)?;
+    let secure_cookies = session::secure_cookies(&config.web.base_url, opts.listen);
+    if secure_cookies && config.web.base_url.trim().starts_with("http://") {
+        tracing::warn!(
+            base_url = %config.web.base_url,
+            "web.baseUrl is plain http on a host that is not loopback: cookies are sent with Secure, so \
+             browsers only keep them over https; serve the UI over https"
+        );
+    }
     let store = Store::connect(&url, opts.database_password.as_deref()).await?;
     let tz = timefmt::parse_zone(&config.display_timezone).map_err(StartError::Config)?;
     let trusted = config
@@ -202,7 +263,7 @@ pub async fn build_state(
     ));
     let (reader, writer) = reflector::store::<AccessRequest>();
     let inner = Inner {
-        secure_cookies: config.web.base_url.starts_with("https://"),
+        secure_cookies,
         config: config.clone(),
         client: client.clone(),
         clusters,
@@ -210,7 +271,7 @@ pub async fn build_state(
         store,
         requests: reader,
         live: Hub::new(),
-        session_key: decode_key(opts.session_key.clone()),
+        session_key,
         trusted_proxies: trusted,
         tz,
         metrics: WebMetrics::new(),
@@ -332,17 +393,24 @@ pub async fn serve(
         )),
         tokio::spawn(terminal::housekeeping(state.clone())),
     ];
+    let limits = Limits::from_config(&state.config.web);
     if let Some(addr) = opts.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-        let app = health_router().with_state(state.clone());
+        let app = metrics_router(state.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = conn::serve(listener, app, limits, std::future::pending::<()>()).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });
     }
-    tracing::info!(addr = %listener.local_addr()?, "web UI listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections = limits.max_connections,
+        header_read_timeout_seconds = limits.header_read_timeout.as_secs(),
+        idle_connection_timeout_seconds = limits.idle_timeout.as_secs(),
+        "web UI listening"
+    );
     let app = router(state.clone());
     let closing = state.clone();
     let shutdown = async move {
@@ -351,14 +419,7 @@ pub async fn serve(
         closing.terminals.close_all("the web server is shutting down");
         closing.live.close();
     };
-    // Keystrokes are single bytes: Nagle's algorithm would hold them back.
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    conn::serve(listener, app, limits, shutdown).await?;
     for t in tasks {
         t.abort();
     }

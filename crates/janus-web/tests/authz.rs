@@ -67,12 +67,13 @@ async fn every_route_checks_who_may_and_who_may_not() {
     for p in [
         "/healthz",
         "/readyz",
-        "/metrics",
         "/assets/app.js",
         "/api/v1/openapi.yaml",
     ] {
         assert_eq!(status_get(&anon, p).await, 200, "{p}");
     }
+    // Metrics are served only on the metrics address, never on the UI's.
+    assert_eq!(status_get(&anon, "/metrics").await, 404);
 
     // Engineers see only their own requests.
     let bobs = bob.json("/api/v1/requests").await;

@@ -309,3 +309,88 @@ async fn parallel_creates_cannot_pass_the_open_request_limit() {
     assert_eq!((total, again), (3, 3));
     stack.stop().await;
 }
+
+/// A throwaway PostgreSQL cluster (scripts/pg-throwaway.sh), stopped on drop.
+struct Pg {
+    dir: String,
+    url: String,
+}
+
+impl Pg {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
+    }
+
+    fn start() -> Pg {
+        let out = std::process::Command::new(Self::script())
+            .arg("start")
+            .output()
+            .expect("pg-throwaway.sh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing in {out}"))
+                .to_string()
+        };
+        Pg {
+            dir: get("PG_THROWAWAY_DIR"),
+            url: get("JANUS_TEST_POSTGRES_URL"),
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgresql_check_at_most_the_limit_together() {
+    if std::env::var("JANUS_TEST_POSTGRES_URL").is_err() {
+        eprintln!("JANUS_TEST_POSTGRES_URL not set: the two-replica variant is skipped");
+        return;
+    }
+    let pg = Pg::start();
+    let cfg = "web: {loginMaxFailures: 5, loginMaxFailuresPerAddress: 1000}\n";
+    let one = Stack::start_full(|_| cfg.to_string(), None, Some(pg.url.clone())).await;
+    let two = Stack::start_full(|_| cfg.to_string(), None, Some(pg.url.clone())).await;
+    let admin = one.login(ADMIN.0, ADMIN.1).await;
+    let _ = one.user(&admin, "alice", "alice@example.com", false).await;
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let url = if i % 2 == 0 { one.url.clone() } else { two.url.clone() };
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/login"))
+                .header("x-forwarded-for", "198.51.100.40")
+                .json(&json!({"username": "alice", "password": format!("wrong password {i}")}))
+                .send()
+                .await
+                .expect("login")
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 422);
+    }
+    let failed = audit(&admin, "login.failed", "alice").await;
+    let checked = reasons(&failed).iter().filter(|r| *r == "wrong password").count();
+    assert_eq!(failed.len(), 40);
+    assert_eq!(checked, 5, "both replicas together checked at most the limit");
+    for stack in [&one, &two] {
+        assert_eq!(
+            login_from(stack, Some("198.51.100.40"), "alice", PASSWORD).await.0,
+            422,
+            "locked on every replica"
+        );
+        assert_eq!(login_from(stack, Some("198.51.100.41"), "alice", PASSWORD).await.0, 200);
+    }
+    one.stop().await;
+    two.stop().await;
+}

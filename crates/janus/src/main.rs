@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use janus_api::config::Config;
+use logging::LogFormat;
 
 mod audit_cmd;
 mod demo;
+mod logging;
 mod registration_cmd;
 mod web_cmd;
 
@@ -24,12 +26,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Subcommand)]
@@ -67,18 +63,11 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    init_logging_with(format, "info,kube=warn");
+    logging::init(format, "info,kube=warn");
 }
 
 fn init_logging_with(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JANUS_LOG").unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    logging::init(format, default);
 }
 
 async fn central_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String, String)> {

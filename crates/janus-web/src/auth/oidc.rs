@@ -301,8 +301,7 @@ fn open(key: &[u8], value: &str, now: i64) -> Result<LoginState, &'static str> {
 }
 
 fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    format!("{STATE_COOKIE}={value}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    session::build_cookie(STATE_COOKIE, value, "/oidc", max_age, state.secure_cookies)
 }
 
 fn read_state_cookie(headers: &HeaderMap) -> Option<String> {

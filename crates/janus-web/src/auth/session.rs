@@ -96,10 +96,53 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty() && v.len() <= 256)
 }
 
+/// Whether cookies carry `Secure`: always, except when the UI is plain http on loopback (the demo, a
+/// local run): `web.baseUrl` `http://127.0.0.1…`, `http://localhost…`, `http://[::1]…`, or no
+/// `web.baseUrl` and a loopback `listen` address. A plain-http public URL elsewhere still gets `Secure`:
+/// a session cookie must never travel in clear over a network.
+pub fn secure_cookies(base_url: &str, listen: std::net::SocketAddr) -> bool {
+    let base = base_url.trim();
+    if base.is_empty() {
+        return !listen.ip().is_loopback();
+    }
+    let Some(rest) = base.strip_prefix("http://") else {
+        // https, or something unparseable: the safe answer.
+        return true;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let host = host.to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// Whether responses carry `Strict-Transport-Security`: when the public URL is https.
+pub fn hsts(base_url: &str) -> bool {
+    base_url.trim().to_ascii_lowercase().starts_with("https://")
+}
+
+/// A `Set-Cookie` value: HttpOnly, `SameSite=Lax` (the OIDC callback is a top-level cross-site
+/// navigation), `Secure` as decided by [`secure_cookies`]; an empty `value` with `max_age` 0 clears it.
+pub fn build_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+    cookie::Cookie::build((name, value))
+        .path(path)
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(secure)
+        .max_age(cookie::time::Duration::seconds(max_age.max(0)))
+        .build()
+        .to_string()
+}
+
 /// `Set-Cookie` for a session id (or for clearing it when `value` is empty).
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    build_cookie(name, value, "/", max_age, state.secure_cookies)
 }
 
 /// Creates a session for a person and returns the identity and the `Set-Cookie` value.
@@ -168,6 +211,57 @@ mod tests {
         assert!(r.recall("h").is_none(), "forgotten on logout");
         r.remember("h", &s(now - chrono::Duration::seconds(1)));
         assert!(r.recall("h").is_none(), "never past its own expiry");
+    }
+
+    #[test]
+    fn secure_unless_plain_http_on_loopback() {
+        let lo: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        for base in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.2/",
+            "http://localhost:3000/janus",
+            "http://LOCALHOST",
+            "http://[::1]:8080",
+            "http://app.localhost",
+        ] {
+            assert!(!secure_cookies(base, any), "{base} is loopback");
+            assert!(!hsts(base), "{base}");
+        }
+        for base in [
+            "https://janus.example.com",
+            "https://127.0.0.1",
+            "http://janus.example.com",
+            "http://10.0.0.5:8080",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://127.0.0.1@janus.example.com",
+            "ftp://x",
+        ] {
+            assert!(secure_cookies(base, lo), "{base} is not plain http on loopback");
+        }
+        assert!(hsts("https://janus.example.com"));
+        assert!(hsts(" HTTPS://janus.example.com "));
+        assert!(!secure_cookies("", lo), "no baseUrl, loopback listener: the demo");
+        assert!(!secure_cookies("", "[::1]:80".parse().unwrap()));
+        assert!(secure_cookies("", any), "no baseUrl, reachable from the network");
+    }
+
+    #[test]
+    fn cookies_carry_their_attributes() {
+        let c = build_cookie(COOKIE, "abc", "/", 60, true);
+        let parsed = cookie::Cookie::parse(c.clone()).unwrap();
+        assert_eq!((parsed.name(), parsed.value()), (COOKIE, "abc"));
+        assert_eq!(parsed.path(), Some("/"));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.secure(), Some(true));
+        assert_eq!(parsed.same_site(), Some(cookie::SameSite::Lax));
+        assert_eq!(parsed.max_age(), Some(cookie::time::Duration::seconds(60)));
+        assert!(c.starts_with("janus_session=abc;"), "{c}");
+        let cleared = cookie::Cookie::parse(build_cookie(COOKIE, "", "/", 0, false)).unwrap();
+        assert_eq!(cleared.value(), "");
+        assert_eq!(cleared.secure(), None);
+        assert_eq!(cleared.max_age(), Some(cookie::time::Duration::ZERO));
     }
 
     #[test]

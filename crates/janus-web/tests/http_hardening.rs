@@ -1,0 +1,524 @@
+//! The web server against slow and greedy clients and for what it exposes: the request-head deadline,
+//! the idle timeout of kept-alive connections (and the long-lived streams it must spare), the
+//! connection cap, `Secure` cookies and HSTS, `/metrics` only on the metrics address, and the session
+//! key checked at start-up.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, NS, Stack};
+use futures::{SinkExt as _, StreamExt as _};
+use janus_web::server::{self, Options, StartError};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+/// A web process without a controller (none of these tests needs one).
+struct Web {
+    url: String,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    _sim: kubesim::RunningSim,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Options as the harness uses them; `tweak` changes them before the start.
+async fn prepare(
+    web_section: impl FnOnce(&str) -> String,
+    tweak: impl FnOnce(&mut Options),
+) -> (
+    tokio::net::TcpListener,
+    kubesim::RunningSim,
+    tempfile::TempDir,
+    janus_api::config::Config,
+    kube::Client,
+    Options,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let sim = common::k8s::central().await;
+    let cfg = common::k8s::config(&format!("web: {{{}}}", web_section(&format!("http://{addr}"))));
+    let token = common::k8s::sa_token(&sim, NS, "k8s-janus-web").await;
+    let client = sim.client_for_token(&token).await.expect("web client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options {
+        listen: addr,
+        metrics_listen: None,
+        database_url: Some(format!("sqlite://{}", dir.path().join("janus.db").display())),
+        database_password: None,
+        session_key: Some("k".repeat(48)),
+        bootstrap_admin: Some((ADMIN.0.into(), "admin@example.com".into(), ADMIN.1.into())),
+        replica: "test".into(),
+        central_server: sim.url(),
+        central_ca_pem: sim.ca_pem().to_string(),
+        oidc_client_secret: None,
+    };
+    tweak(&mut opts);
+    (listener, sim, dir, cfg, client, opts)
+}
+
+/// Starts the web process with `web:` settings made from its URL.
+async fn start(web_section: impl FnOnce(&str) -> String, tweak: impl FnOnce(&mut Options)) -> Web {
+    let (listener, sim, dir, cfg, client, opts) = prepare(web_section, tweak).await;
+    let addr = listener.local_addr().expect("addr");
+    let metrics = opts.metrics_listen;
+    let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
+    let task = tokio::spawn(async move {
+        if let Err(e) = server::serve(state, client, opts, listener, std::future::pending(), watch).await {
+            panic!("web failed: {e}");
+        }
+    });
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Web {
+                url,
+                addr,
+                metrics,
+                _sim: sim,
+                _dir: dir,
+                task,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("web never became ready");
+}
+
+/// Reads until the server closes the connection; how long that took, or `None` if it stayed open.
+async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), tcp.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends one keep-alive request on a raw connection and reads its complete response.
+async fn exchange(tcp: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // /healthz answers `ok` with a content-length: the response is complete when the body is there.
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_head_is_cut_at_the_header_deadline() {
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", headerReadTimeoutSeconds: 1, idleConnectionTimeoutSeconds: 30"),
+        |_| {},
+    )
+    .await;
+    // Half a request line; nothing at all; half of the HTTP/2 preface (hyper's protocol sniffing).
+    for partial in [&b"GET /heal"[..], b"", b"PRI * HT"] {
+        let mut slow = TcpStream::connect(web.addr).await.expect("connect");
+        slow.write_all(partial).await.expect("write");
+        let took = closed_within(&mut slow, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{partial:?}: connection still open after 10 s"));
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+            "{partial:?}: closed after {took:?}, the deadline is 1 s"
+        );
+    }
+    // A request trickled in within the deadline is served.
+    let mut ok = TcpStream::connect(web.addr).await.expect("connect");
+    ok.write_all(b"GET /hea").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok.write_all(b"lthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let n = ok.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_idle_until_the_idle_timeout_only() {
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", headerReadTimeoutSeconds: 1, idleConnectionTimeoutSeconds: 3"),
+        |_| {},
+    )
+    .await;
+    let mut tcp = TcpStream::connect(web.addr).await.expect("connect");
+    assert!(exchange(&mut tcp, "/healthz").await.starts_with("HTTP/1.1 200"));
+    // Waiting longer than the header deadline between requests is keep-alive, not a slow head: a
+    // proxy reusing its upstream connection must not find it closed.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(exchange(&mut tcp, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let took = closed_within(&mut tcp, Duration::from_secs(10))
+        .await
+        .expect("an idle connection is closed");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "idle connection closed after {took:?}, the timeout is 3 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_and_are_served_when_one_closes() {
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", maxConnections: 2, headerReadTimeoutSeconds: 60"),
+        |_| {},
+    )
+    .await;
+    // Let the readiness probe's connection close first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut kept = TcpStream::connect(web.addr).await.expect("connect");
+    assert!(exchange(&mut kept, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let hog = TcpStream::connect(web.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/healthz", web.addr))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await?;
+        Ok::<_, reqwest::Error>((r.status(), r.text().await?))
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!waiting.is_finished(), "a third connection was served past a cap of 2");
+    // Connections already open go on being served at the cap.
+    assert!(exchange(&mut kept, "/healthz").await.starts_with("HTTP/1.1 200"));
+    drop(hog);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a connection closed")
+        .expect("task")
+        .expect("response");
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    assert!(exchange(&mut kept, "/healthz").await.starts_with("HTTP/1.1 200"));
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn read_until(ws: &mut Ws, want: &str) {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(want) {
+        assert!(Instant::now() < deadline, "never saw {want:?}; saw {seen:?}");
+        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("socket ended while waiting for {want:?}: {other:?}; saw {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terminals_and_event_streams_outlive_the_idle_timeout() {
+    let stack = Stack::start_with(
+        |url| format!("web: {{baseUrl: \"{url}\", idleConnectionTimeoutSeconds: 1, headerReadTimeoutSeconds: 1}}"),
+        None,
+    )
+    .await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = alice.request(&["team-a"], 600, "idle test").await;
+    let r = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+    assert_eq!(r.status(), 200);
+    alice.wait_phase(&name, "Active").await;
+
+    // A server-sent event stream is a request in progress: quiet, but not idle.
+    let mut events = alice.get("/api/v1/events").await.bytes_stream();
+
+    let url = format!(
+        "ws://{}/ws/terminal/{name}?namespace=team-a&pod=app&cols=80&rows=24&csrf={}",
+        stack.host, alice.csrf
+    );
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert("cookie", alice.cookie.parse().unwrap());
+    req.headers_mut().insert("origin", stack.url.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
+    ws.send(Message::Binary(b"echo first-$((6*7))\n".to_vec().into()))
+        .await
+        .expect("send");
+    read_until(&mut ws, "first-42").await;
+
+    // Three idle timeouts without a byte either way.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ws.send(Message::Binary(b"echo still-$((6*7))\n".to_vec().into()))
+        .await
+        .expect("the terminal survived the HTTP idle timeout");
+    read_until(&mut ws, "still-42").await;
+
+    // The event stream is still open: the revocation's phase change arrives on it.
+    let r = admin
+        .post(
+            &format!("/api/v1/requests/{name}/revoke"),
+            json!({"reason": "idle test done"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("Revoked") {
+        assert!(
+            Instant::now() < deadline,
+            "no event after the idle timeout; saw {seen:?}"
+        );
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+            Ok(Some(Ok(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            other => panic!("the event stream ended: {other:?}; saw {seen:?}"),
+        }
+    }
+    stack.stop().await;
+}
+
+/// `Set-Cookie` of a login through the API, and the response's HSTS header.
+async fn login_cookie(web: &Web) -> (String, Option<String>, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/login", web.url))
+        .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let hsts = r
+        .headers()
+        .get("strict-transport-security")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = r.json().await.expect("json");
+    (cookie, hsts, body["csrfToken"].as_str().unwrap().to_string())
+}
+
+fn attrs(set_cookie: &str) -> Vec<String> {
+    set_cookie.split(';').map(|a| a.trim().to_ascii_lowercase()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_unless_plain_http_on_loopback() {
+    // (web.baseUrl, listen address the process was given, Secure expected, HSTS expected)
+    let cases: [(&str, Option<&str>, bool, bool); 5] = [
+        ("LOCAL", None, false, false),
+        ("https://janus.example.com", None, true, true),
+        ("http://janus.example.com", None, true, false),
+        ("", None, false, false),
+        ("", Some("0.0.0.0"), true, false),
+    ];
+    for (base, listen, secure, hsts) in cases {
+        let web = start(
+            |url| format!("baseUrl: \"{}\"", if base == "LOCAL" { url } else { base }),
+            |o| {
+                if let Some(ip) = listen {
+                    o.listen = SocketAddr::new(ip.parse().unwrap(), o.listen.port());
+                }
+            },
+        )
+        .await;
+        let case = format!("baseUrl {base}, listen {listen:?}");
+        let (cookie, got_hsts, csrf) = login_cookie(&web).await;
+        let a = attrs(&cookie);
+        assert!(cookie.starts_with("janus_session="), "{case}: {cookie}");
+        assert!(
+            a.contains(&"httponly".into()) && a.contains(&"samesite=lax".into()),
+            "{case}: {cookie}"
+        );
+        assert_eq!(a.contains(&"secure".into()), secure, "{case}: {cookie}");
+        assert_eq!(
+            got_hsts.as_deref(),
+            hsts.then_some("max-age=31536000; includeSubDomains"),
+            "{case}"
+        );
+        let page = reqwest::get(format!("{}/login", web.url)).await.expect("GET");
+        assert_eq!(
+            page.headers().contains_key("strict-transport-security"),
+            hsts,
+            "{case}: pages too"
+        );
+
+        // Logging out clears the cookie with the same attributes.
+        let session = cookie.split(';').next().unwrap().to_string();
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/logout", web.url))
+            .header("cookie", session)
+            .header("x-csrf-token", csrf)
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(r.status(), 200, "{case}");
+        let cleared = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        let a = attrs(&cleared);
+        assert!(cleared.starts_with("janus_session=;"), "{case}: {cleared}");
+        assert!(a.contains(&"max-age=0".into()), "{case}: {cleared}");
+        assert_eq!(a.contains(&"secure".into()), secure, "{case}: {cleared}");
+    }
+}
+
+/// A stand-in OpenID provider that only answers discovery (enough to start an OIDC login).
+async fn discovery_only_provider() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let meta = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "email", "profile"],
+    });
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || {
+                let meta = meta.clone();
+                async move { axum::Json(meta) }
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(|| async { axum::Json(json!({"keys": []})) }),
+        );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (issuer, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oidc_state_cookie_follows_the_same_rule() {
+    let (issuer, _provider) = discovery_only_provider().await;
+    for (base, secure) in [
+        ("LOCAL", false),
+        ("https://janus.example.com", true),
+        ("http://janus.example.com", true),
+    ] {
+        let issuer = issuer.clone();
+        let web = start(
+            move |url| {
+                format!(
+                    "baseUrl: \"{}\", authMode: oidc, oidc: {{issuerUrl: \"{issuer}\", clientId: janus-web}}",
+                    if base == "LOCAL" { url } else { base }
+                )
+            },
+            |_| {},
+        )
+        .await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http.get(format!("{}/oidc/login", web.url)).send().await.expect("GET");
+        assert_eq!(r.status(), 303, "{base}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        let a = attrs(&cookie);
+        assert!(
+            a.contains(&"path=/oidc".into()) && a.contains(&"httponly".into()),
+            "{cookie}"
+        );
+        assert_eq!(a.contains(&"secure".into()), secure, "{base}: {cookie}");
+        // The callback clears it, with the same attributes.
+        let r = http
+            .get(format!("{}/oidc/callback?code=x&state=y", web.url))
+            .send()
+            .await
+            .expect("GET");
+        let cleared: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        let clear = cleared
+            .iter()
+            .find(|c| c.contains("Max-Age=0"))
+            .unwrap_or_else(|| panic!("{base}: no clearing cookie in {cleared:?}"));
+        assert_eq!(attrs(clear).contains(&"secure".into()), secure, "{base}: {clear}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_only_on_the_metrics_address() {
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let web = start(
+        |url| format!("baseUrl: \"{url}\""),
+        |o| o.metrics_listen = Some(metrics),
+    )
+    .await;
+    assert_eq!(web.metrics, Some(metrics));
+    let get = |url: String| async move {
+        let r = reqwest::get(url).await.expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    let (ui, _) = get(format!("{}/metrics", web.url)).await;
+    assert_eq!(ui, 404, "/metrics on the UI address");
+    let (code, body) = get(format!("http://{metrics}/metrics")).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("janus_web_"), "{body}");
+    for addr in [web.url.clone(), format!("http://{metrics}")] {
+        assert_eq!(get(format!("{addr}/healthz")).await.0, 200, "{addr}");
+        assert_eq!(get(format!("{addr}/readyz")).await.0, 200, "{addr}");
+    }
+    // The metrics address serves nothing of the UI.
+    assert_eq!(get(format!("http://{metrics}/login")).await.0, 404);
+}
+
+async fn start_error(tweak: impl FnOnce(&mut Options)) -> Result<(), StartError> {
+    let (_listener, _sim, _dir, cfg, client, opts) = prepare(|url| format!("baseUrl: \"{url}\""), tweak).await;
+    server::build_state(cfg, client, &opts).await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_or_missing_shared_session_key_refuses_to_start() {
+    let short = "tooshort-0123456789abcdef012345"; // 31 bytes
+    match start_error(|o| o.session_key = Some(short.into())).await {
+        Err(StartError::Config(m)) => {
+            assert!(
+                m.contains("JANUS_SESSION_KEY") && m.contains("31 bytes") && m.contains("32"),
+                "{m}"
+            );
+            assert!(!m.contains(short), "the key itself is never shown: {m}");
+        }
+        other => panic!("a 31-byte key was accepted: {other:?}"),
+    }
+    // PostgreSQL means replicas that must share the key: refused before connecting anywhere.
+    match start_error(|o| {
+        o.session_key = None;
+        o.database_url = Some("postgres://janus@127.0.0.1:1/janus".into());
+    })
+    .await
+    {
+        Err(StartError::Config(m)) => assert!(m.contains("JANUS_SESSION_KEY is not set"), "{m}"),
+        other => panic!("no key with PostgreSQL was accepted: {other:?}"),
+    }
+    // Exactly 32 bytes is enough; no key on SQLite (one replica, e.g. the demo) gets a random one.
+    start_error(|o| o.session_key = Some("k".repeat(32)))
+        .await
+        .expect("a 32-byte key");
+    start_error(|o| o.session_key = None).await.expect("no key on SQLite");
+}
