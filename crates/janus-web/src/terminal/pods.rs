@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit;
-use crate::auth::{Authenticated, Identity};
+use crate::auth::Authenticated;
 use crate::error::WebError;
 use crate::requests;
 use crate::state::AppState;
@@ -134,7 +134,7 @@ pub async fn logs(
         l
     });
     let about = LogStream {
-        id: id.clone(),
+        user: id.email.clone(),
         request: name,
         cluster: ar.spec.cluster.clone(),
         namespace: q.namespace.clone(),
@@ -153,7 +153,7 @@ pub async fn logs(
 
 /// What a log stream shows, for the audit event when the server ends it.
 struct LogStream {
-    id: Identity,
+    user: String,
     request: String,
     cluster: String,
     namespace: String,
@@ -197,7 +197,7 @@ async fn audit_log_stream_end(state: AppState, about: LogStream, reason: EndReas
     audit::record(
         &state,
         AuditKind::LogStreamClosed,
-        &about.id.email,
+        &about.user,
         Some(&about.request),
         Some(&about.cluster),
         std::slice::from_ref(&about.namespace),
