@@ -153,6 +153,20 @@ async fn a_stalled_request_head_is_cut_at_the_header_deadline() {
             "{partial:?}: closed after {took:?}, the deadline is 1 s"
         );
     }
+    // A request body that stops arriving is cut at the same deadline (counted from its last byte).
+    let mut slow = TcpStream::connect(web.addr).await.expect("connect");
+    slow.write_all(
+        b"POST /api/v1/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+    )
+    .await
+    .expect("write");
+    let took = closed_within(&mut slow, Duration::from_secs(10))
+        .await
+        .expect("a stalled request body: connection still open after 10 s");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "stalled body: closed after {took:?}, the deadline is 1 s"
+    );
     // A request trickled in within the deadline is served.
     let mut ok = TcpStream::connect(web.addr).await.expect("connect");
     ok.write_all(b"GET /hea").await.expect("write");

@@ -17,7 +17,8 @@ pub struct WebArgs {
     /// Address of the web UI.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Serve /healthz, /readyz and /metrics also on this address.
+    /// Serve /metrics on this address (and only here: the UI address has no /metrics), with /healthz and
+    /// /readyz, which the UI address serves too.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
     /// Database URL, overriding `database.url` of the configuration (the password always comes from

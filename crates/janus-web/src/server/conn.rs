@@ -63,6 +63,10 @@ struct Activity {
     reading_head: AtomicBool,
     /// Milliseconds after `start` when the current phase (reading a head, or idle) began.
     since_ms: AtomicU64,
+    /// Request bodies still being received; while there are any, bytes must keep arriving.
+    bodies_open: AtomicUsize,
+    /// Milliseconds after `start` of the last byte received.
+    last_read_ms: AtomicU64,
     /// Set once a request asked to switch protocols over HTTP/2 (a WebSocket on a stream): such a
     /// connection keeps its WebSocket's own rules and is never closed for being idle.
     upgraded: AtomicBool,
@@ -75,6 +79,8 @@ struct Activity {
 enum Expired {
     /// A request head was not complete in time: closed at once.
     Head,
+    /// A request body stopped arriving: closed at once.
+    Body,
     /// No request for the idle timeout: closed gracefully.
     Idle,
 }
@@ -86,6 +92,8 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             reading_head: AtomicBool::new(true),
             since_ms: AtomicU64::new(0),
+            bodies_open: AtomicUsize::new(0),
+            last_read_ms: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -97,6 +105,7 @@ impl Activity {
 
     /// Bytes arrived: when idle, a new request head has begun and its deadline starts now.
     fn read(&self) {
+        self.last_read_ms.store(self.now_ms(), Ordering::SeqCst);
         if self.in_flight.load(Ordering::SeqCst) == 0 && !self.reading_head.load(Ordering::SeqCst) {
             self.since_ms.store(self.now_ms(), Ordering::SeqCst);
             self.reading_head.store(true, Ordering::SeqCst);
@@ -112,9 +121,15 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// When the current phase ends, if it has a deadline (a request in progress has none).
+    /// When the current phase ends, if it has a deadline: a request in progress has none once its body
+    /// is in (its response may stream for hours), but its body must keep arriving, a byte at least every
+    /// header deadline.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
+            if self.bodies_open.load(Ordering::SeqCst) > 0 {
+                let last = self.start + Duration::from_millis(self.last_read_ms.load(Ordering::SeqCst));
+                return Some(last + limits.header_read_timeout);
+            }
             return None;
         }
         let since = self.start + Duration::from_millis(self.since_ms.load(Ordering::SeqCst));
@@ -132,7 +147,9 @@ impl Activity {
         if Instant::now() < deadline {
             return None;
         }
-        Some(if self.reading_head.load(Ordering::SeqCst) {
+        Some(if self.in_flight.load(Ordering::SeqCst) > 0 {
+            Expired::Body
+        } else if self.reading_head.load(Ordering::SeqCst) {
             Expired::Head
         } else {
             Expired::Idle
@@ -150,6 +167,61 @@ impl Drop for InFlight {
             a.since_ms.store(a.now_ms(), Ordering::SeqCst);
             a.changed.notify_one();
         }
+    }
+}
+
+/// A request body being received; counted in [`Activity::bodies_open`] until its end or until the
+/// handler drops it.
+struct RequestBody {
+    inner: Incoming,
+    open: Option<Arc<Activity>>,
+}
+
+impl RequestBody {
+    fn new(inner: Incoming, activity: &Arc<Activity>) -> Self {
+        use hyper::body::Body as _;
+        let open = (!inner.is_end_stream()).then(|| {
+            activity.bodies_open.fetch_add(1, Ordering::SeqCst);
+            activity.last_read_ms.store(activity.now_ms(), Ordering::SeqCst);
+            activity.changed.notify_one();
+            activity.clone()
+        });
+        Self { inner, open }
+    }
+
+    fn finish(&mut self) {
+        if let Some(a) = self.open.take() {
+            a.bodies_open.fetch_sub(1, Ordering::SeqCst);
+            a.changed.notify_one();
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || this.inner.is_end_stream() {
+            this.finish();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -317,11 +389,12 @@ impl Connection {
         };
         let router = self.router.clone();
         let service_activity = activity.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let in_flight = service_activity.begin();
+            let mut req = req.map(|b| RequestBody::new(b, &service_activity));
             req.extensions_mut().insert(ConnectInfo(peer));
             // An extended CONNECT on HTTP/2 is a WebSocket on a stream of this connection.
             let websocket = req.method() == http::Method::CONNECT && req.version() == http::Version::HTTP_2;
-            let in_flight = service_activity.begin();
             let activity = service_activity.clone();
             let router = router.clone();
             async move {
@@ -369,6 +442,10 @@ impl Connection {
                     match activity.expired(&limits) {
                         Some(Expired::Head) => {
                             tracing::debug!(%peer, "request head not received in time: connection closed");
+                            return;
+                        }
+                        Some(Expired::Body) => {
+                            tracing::debug!(%peer, "request body stopped arriving: connection closed");
                             return;
                         }
                         Some(Expired::Idle) if !closing => {
