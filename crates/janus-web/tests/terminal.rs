@@ -436,3 +436,32 @@ async fn session_limits_are_enforced_with_a_clear_message() {
     assert!(ok, "a session opens again after the first closed");
     stack.stop().await;
 }
+
+/// The request's own client carries exec and log streams, so it has no read timeout; the short calls on
+/// it (pod and event lists) are bounded instead, so a stalled target cluster cannot hold a browser
+/// request forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_target_cluster_answers_503_instead_of_hanging() {
+    let stack = Stack::start("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active_request(&admin, &alice, &["team-a"], 600).await;
+    // Only the pod list of team-a stalls (for far longer than the web's bound); nothing else slows down.
+    stack.sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 600_000,
+        path_contains: "/api/v1/namespaces/team-a/pods".into(),
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        alice.get(&format!("/api/v1/requests/{name}/pods?namespace=team-a")),
+    )
+    .await
+    .expect("the pod list hangs although the target cluster stalls");
+    assert_eq!(r.status(), 503, "{:?}", started.elapsed());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable", "{body}");
+    stack.sim.cluster.faults.set(Default::default());
+    stack.stop().await;
+}

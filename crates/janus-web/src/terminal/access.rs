@@ -76,8 +76,28 @@ pub async fn token_client(server: &str, ca_pem: &str, token: String) -> Result<k
     });
     let kc: kube::config::Kubeconfig =
         serde_json::from_value(kc).map_err(|_| WebError::Internal("cannot build the request's kubeconfig".into()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|_| WebError::Unavailable("the target cluster's address or CA is not usable".into()))?;
+    // No read timeout: the same client carries exec and log-follow streams, quiet for minutes by nature
+    // (they have their own ping and idle rules). Short calls are bounded by [`bounded`] instead.
+    cfg.connect_timeout = Some(CONNECT_TIMEOUT);
+    cfg.write_timeout = Some(SHORT_CALL_TIMEOUT);
     kube::Client::try_from(cfg).map_err(|_| WebError::Unavailable("cannot connect to the target cluster".into()))
+}
+
+/// Establishing a connection to a target cluster.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest a short call to a target cluster (a list, the opening of an exec or log stream) may take:
+/// a stalled API server must not hold a browser request, and its connection slot, forever.
+pub const SHORT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a short call to a target cluster with [`SHORT_CALL_TIMEOUT`].
+pub async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Result<T, kube::Error>, WebError> {
+    tokio::time::timeout(SHORT_CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| WebError::Unavailable("the target cluster did not answer in time; try again shortly".into()))
 }

@@ -182,7 +182,17 @@ async fn run(
         .container(t.container.clone())
         .max_stdout_buf_size(64 * 1024)
         .max_stdin_buf_size(64 * 1024);
-    let mut proc = match pods.exec(&t.pod, shell_command(&t.pod), &ap).await {
+    let opened = match access::bounded(pods.exec(&t.pod, shell_command(&t.pod), &ap)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(request = %name, "exec did not open in time");
+            let message = "the target cluster did not answer in time; try again shortly".to_string();
+            send_control(&mut tx, ServerControl::Error { message }).await;
+            let _ = tx.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let mut proc = match opened {
         Ok(p) => p,
         Err(e) => {
             let message = match &e {
