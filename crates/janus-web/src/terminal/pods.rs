@@ -62,7 +62,9 @@ pub async fn list(
 ) -> Result<Response, WebError> {
     let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
     let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
-    let list = access::bounded(pods.list(&ListParams::default())).await?.map_err(forbidden_or)?;
+    let list = access::bounded(pods.list(&ListParams::default()))
+        .await?
+        .map_err(forbidden_or)?;
     let items: Vec<PodView> = list
         .items
         .into_iter()
@@ -128,7 +130,9 @@ pub async fn logs(
         tail_lines: Some(q.tail.unwrap_or(200).clamp(0, 5000)),
         ..Default::default()
     };
-    let stream = access::bounded(pods.log_stream(&pod, &lp)).await?.map_err(forbidden_or)?;
+    let stream = access::bounded(pods.log_stream(&pod, &lp))
+        .await?
+        .map_err(forbidden_or)?;
     let lines = stream.lines().map_ok(|mut l| {
         l.push('\n');
         l
@@ -224,7 +228,9 @@ pub async fn events(
 ) -> Result<Response, WebError> {
     let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
     let api: Api<Event> = Api::namespaced(client, &q.namespace);
-    let list = access::bounded(api.list(&ListParams::default())).await?.map_err(forbidden_or)?;
+    let list = access::bounded(api.list(&ListParams::default()))
+        .await?
+        .map_err(forbidden_or)?;
     let items: Vec<serde_json::Value> = list
         .items
         .into_iter()
