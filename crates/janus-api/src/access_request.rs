@@ -43,27 +43,17 @@ pub mod reasons {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// No `fieldPath` or `reason` on any rule: API servers before 1.28 do not know those fields, and the
+// chart supports older ones (strict field validation would refuse the CRD there). A rule that must
+// report a precise field sits on that field instead; what only the parent can see (removal, two
+// decisions together) is reported at `spec`, with a message naming the field.
 #[x_kube(validation = Rule::new(
-    "!has(oldSelf.approval) || (has(self.approval) && self.approval == oldSelf.approval)"
-).message("approval can be set once and is never changed or removed").field_path(".approval"))]
-#[x_kube(validation = Rule::new(
-    "!has(oldSelf.denial) || (has(self.denial) && self.denial == oldSelf.denial)"
-).message("denial can be set once and is never changed or removed").field_path(".denial"))]
-#[x_kube(validation = Rule::new(
-    "!has(oldSelf.revocation) || (has(self.revocation) && self.revocation == oldSelf.revocation)"
-).message("revocation can be set once and is never changed or removed").field_path(".revocation"))]
-#[x_kube(validation = Rule::new(
-    "!has(oldSelf.withdrawal) || (has(self.withdrawal) && self.withdrawal == oldSelf.withdrawal)"
-).message("withdrawal can be set once and is never changed or removed").field_path(".withdrawal"))]
-// Append-only: the old list must be a prefix of the new one. Standard CEL has no list slicing on
-// every Kubernetes version, so the new list must equal the old one followed by the entries that are
-// not in it; this also refuses an appended exact copy of an earlier entry (same by, at in
-// milliseconds and seconds), which the web never writes.
-#[x_kube(validation = Rule::new(
-    "!has(oldSelf.extensions) || (has(self.extensions) && self.extensions == oldSelf.extensions + self.extensions.filter(e, !(e in oldSelf.extensions)))"
-).message("extensions are append-only: earlier entries are never changed, reordered or removed").field_path(".extensions"))]
+    "(!has(oldSelf.approval) || has(self.approval)) && (!has(oldSelf.denial) || has(self.denial)) && (!has(oldSelf.revocation) || has(self.revocation)) && (!has(oldSelf.withdrawal) || has(self.withdrawal))"
+).message("decisions (approval, denial, revocation, withdrawal) are never removed once made"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.extensions) || has(self.extensions)")
+    .message("extensions are append-only: they are never removed"))]
 #[x_kube(validation = Rule::new("!(has(self.approval) && has(self.denial))")
-    .message("a request is either approved or denied, not both").field_path(".denial"))]
+    .message("a request is either approved or denied, not both"))]
 pub struct AccessRequestSpec {
     /// Email of the requester, set from the authenticated identity; never changes.
     #[schemars(length(min = 3, max = 254))]
@@ -90,19 +80,30 @@ pub struct AccessRequestSpec {
     pub ttl_seconds: i64,
     /// Set when an admin approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("approval can be set once and is never changed or removed"))]
     pub approval: Option<Approval>,
     /// Set when an admin denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("denial can be set once and is never changed or removed"))]
     pub denial: Option<Denial>,
     /// Set when an admin (or the idle timeout) revoked active access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("revocation can be set once and is never changed or removed"))]
     pub revocation: Option<Revocation>,
     /// Set when the requester withdrew the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("withdrawal can be set once and is never changed or removed"))]
     pub withdrawal: Option<Withdrawal>,
     /// Extensions granted by admins, in order (append-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
+    // Append-only: the old list must be a prefix of the new one. Standard CEL has no list slicing on
+    // every Kubernetes version, so the new list must equal the old one followed by the entries that are
+    // not in it; this also refuses an appended exact copy of an earlier entry (same by, at in
+    // milliseconds and seconds), which the web never writes.
+    #[x_kube(validation = Rule::new(
+        "self == oldSelf + self.filter(e, !(e in oldSelf))"
+    ).message("extensions are append-only: earlier entries are never changed, reordered or removed"))]
     pub extensions: Vec<Extension>,
 }
 

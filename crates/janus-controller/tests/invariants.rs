@@ -366,7 +366,7 @@ async fn with_the_cel_rules_kubectl_cannot_change_an_approved_request() {
         ),
         (
             r#"{"spec":{"denial":{"by":"b@example.com","at":"2026-01-01T00:00:00Z","reason":"x"}}}"#,
-            "spec.denial: Invalid value: \"object\": a request is either approved or denied, not both",
+            "spec: Invalid value: \"object\": a request is either approved or denied, not both",
         ),
     ] {
         let out = kubectl(&kc, &["patch", "accessrequest", "locked", "--type=merge", "-p", patch]).await;
