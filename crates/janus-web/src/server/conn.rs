@@ -67,6 +67,9 @@ struct Activity {
     bodies_open: AtomicUsize,
     /// Milliseconds after `start` of the last byte received.
     last_read_ms: AtomicU64,
+    /// Set once a request came over HTTP/2: there, bytes between requests are control frames (window
+    /// updates, pings, settings), not the start of a request head, so they do not start a head deadline.
+    http2: AtomicBool,
     /// Set once a request asked to switch protocols over HTTP/2 (a WebSocket on a stream): such a
     /// connection keeps its WebSocket's own rules and is never closed for being idle.
     upgraded: AtomicBool,
@@ -94,6 +97,7 @@ impl Activity {
             since_ms: AtomicU64::new(0),
             bodies_open: AtomicUsize::new(0),
             last_read_ms: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -106,6 +110,9 @@ impl Activity {
     /// Bytes arrived: when idle, a new request head has begun and its deadline starts now.
     fn read(&self) {
         self.last_read_ms.store(self.now_ms(), Ordering::SeqCst);
+        if self.http2.load(Ordering::SeqCst) {
+            return;
+        }
         if self.in_flight.load(Ordering::SeqCst) == 0 && !self.reading_head.load(Ordering::SeqCst) {
             self.since_ms.store(self.now_ms(), Ordering::SeqCst);
             self.reading_head.store(true, Ordering::SeqCst);
@@ -394,7 +401,11 @@ impl Connection {
             let mut req = req.map(|b| RequestBody::new(b, &service_activity));
             req.extensions_mut().insert(ConnectInfo(peer));
             // An extended CONNECT on HTTP/2 is a WebSocket on a stream of this connection.
-            let websocket = req.method() == http::Method::CONNECT && req.version() == http::Version::HTTP_2;
+            let http2 = req.version() == http::Version::HTTP_2;
+            let websocket = req.method() == http::Method::CONNECT && http2;
+            if http2 {
+                service_activity.http2.store(true, Ordering::SeqCst);
+            }
             let activity = service_activity.clone();
             let router = router.clone();
             async move {
@@ -516,6 +527,13 @@ mod tests {
         a.read();
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(a.expired(&l), Some(Expired::Head));
+        // On HTTP/2, frames between requests do not start a head deadline; idleness still counts.
+        let h2 = Arc::new(Activity::new());
+        h2.http2.store(true, Ordering::SeqCst);
+        drop(h2.begin());
+        h2.read();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(h2.expired(&l), Some(Expired::Idle));
         drop(a.begin());
         a.upgraded.store(true, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(30)).await;
