@@ -66,11 +66,19 @@ type Embedded = &'static [(i64, &'static str, &'static str)];
 
 const SQLITE_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, "login limits, unique email", include_str!("../migrations/sqlite/0002_login_limits_unique_email.sql")),
+    (
+        2,
+        "login limits, unique email",
+        include_str!("../migrations/sqlite/0002_login_limits_unique_email.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
-    (2, "login limits, unique email", include_str!("../migrations/postgres/0002_login_limits_unique_email.sql")),
+    (
+        2,
+        "login limits, unique email",
+        include_str!("../migrations/postgres/0002_login_limits_unique_email.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -64,12 +64,7 @@ async fn every_route_checks_who_may_and_who_may_not() {
         assert_eq!(&got, want, "GET {path} as [anonymous, owner, other, admin]");
     }
     // Health and assets need no identity.
-    for p in [
-        "/healthz",
-        "/readyz",
-        "/assets/app.js",
-        "/api/v1/openapi.yaml",
-    ] {
+    for p in ["/healthz", "/readyz", "/assets/app.js", "/api/v1/openapi.yaml"] {
         assert_eq!(status_get(&anon, p).await, 200, "{p}");
     }
     // Metrics are served only on the metrics address, never on the UI's.
