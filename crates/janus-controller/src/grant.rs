@@ -352,6 +352,28 @@ where
     }
 }
 
+/// The clusters the request's token Secrets were issued for (their `cluster` key, written at each
+/// grant), so cleanup reaches them whatever the spec says now.
+pub async fn token_clusters(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<String>> {
+    let lp = ListParams::default().labels(&format!("{REQUEST_LABEL}={request}"));
+    let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    let mut out: Vec<String> = Vec::new();
+    for s in secrets.list(&lp).await?.items {
+        let cluster = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("cluster"))
+            .and_then(|c| String::from_utf8(c.0.clone()).ok());
+        if let Some(c) = cluster
+            && !c.is_empty()
+            && !out.contains(&c)
+        {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes every credential of a request (found by label) and reports what is still left.
 /// `target` is `None` when the target cluster cannot be reached; then only central Secrets go.
 pub async fn cleanup(

@@ -3,7 +3,7 @@
 //! There are no in-memory timers: expiry, pending timeouts and retention are requeues at exact times,
 //! recomputed from the object after any restart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,12 @@ pub struct Context {
     /// resourceVersion of each token Secret as this controller last wrote it, until its watch event
     /// arrives: that event is our own echo, not drift, and needs no reconcile.
     own_secret_writes: Mutex<HashMap<String, String>>,
+    /// When this controller began acting (took the lead): a request activated later was approved
+    /// through this version, which records the baseline before any grant.
+    started: DateTime<Utc>,
+    /// The approved baseline of each live request as this controller last saw it, by uid: a baseline
+    /// that disappears from status afterwards was removed, not never recorded.
+    baselines: Mutex<HashMap<String, ApprovedSpec>>,
 }
 
 impl Context {
@@ -65,6 +71,35 @@ impl Context {
             pod_exec_seen: Mutex::new(HashMap::new()),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
             own_secret_writes: Mutex::new(HashMap::new()),
+            // Whole seconds, as `activeAt` is recorded: a request activated in this very second counts
+            // as activated by this controller.
+            started: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now),
+            baselines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The baseline this controller saw on the request earlier, if any.
+    fn remembered_baseline(&self, ar: &AccessRequest) -> Option<ApprovedSpec> {
+        let uid = ar.uid()?;
+        self.baselines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid)
+            .cloned()
+    }
+
+    fn remember_baseline(&self, ar: &AccessRequest, approved: &ApprovedSpec) {
+        if let Some(uid) = ar.uid() {
+            self.baselines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid, approved.clone());
+        }
+    }
+
+    fn forget_baseline(&self, ar: &AccessRequest) {
+        if let Some(uid) = ar.uid() {
+            self.baselines.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
         }
     }
 
@@ -181,31 +216,60 @@ fn requeue_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Action {
     Action::requeue((wait + Duration::from_millis(5)).min(RESYNC))
 }
 
-/// Removes every credential of the request. Ok(empty) when nothing is left.
-async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
-    let target = match ctx.clusters.get(&ar.spec.cluster).await {
-        Ok(t) => Some(t),
-        Err(Error::ClusterUnavailable { message, .. }) => {
-            // Central Secrets still go now; the target's objects are retried until it is reachable.
-            grant::cleanup(ctx.clusters.central(), &ctx.config.namespace, None, &ar.name_any()).await?;
-            if ctx.clusters.is_known(&ar.spec.cluster).await? {
-                return Err(Error::CleanupPending(format!(
-                    "cluster {} unreachable: {message}",
-                    ar.spec.cluster
-                )));
-            }
-            // The cluster was removed: nothing of ours can be reached or used there any more.
-            None
+/// The clusters that may hold credentials of the request, the approved one first: the cluster in
+/// `status.approved` (or remembered by this controller), the spec's if it differs (a request whose
+/// spec was changed after approval, or approved before the baseline existed), and every cluster the
+/// request's token Secrets name (written at each grant). Never only the spec's: whoever changed
+/// `spec.cluster` must not steer the cleanup away from the cluster that holds the credentials.
+async fn credential_clusters(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let approved = ar
+        .status
+        .as_ref()
+        .and_then(|s| s.approved.as_ref())
+        .map(|a| a.cluster.clone());
+    let remembered = ctx.remembered_baseline(ar).map(|a| a.cluster);
+    let recorded = grant::token_clusters(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any()).await?;
+    for c in approved
+        .into_iter()
+        .chain(remembered)
+        .chain(std::iter::once(ar.spec.cluster.clone()))
+        .chain(recorded)
+    {
+        if !out.contains(&c) {
+            out.push(c);
         }
-        Err(e) => return Err(e),
-    };
-    grant::cleanup(
-        ctx.clusters.central(),
-        &ctx.config.namespace,
-        target.as_ref(),
-        &ar.name_any(),
-    )
-    .await
+    }
+    Ok(out)
+}
+
+/// Removes every credential of the request, on every cluster that may hold some (see
+/// [`credential_clusters`]; within a cluster they are found by label in all namespaces, so namespaces
+/// added to or removed from the spec make no difference). Ok(empty) when nothing is left.
+async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
+    let name = ar.name_any();
+    let central = ctx.clusters.central();
+    let mut left = BTreeSet::new();
+    let mut unreachable = Vec::new();
+    for cluster in credential_clusters(ctx, ar).await? {
+        match ctx.clusters.get(&cluster).await {
+            Ok(target) => left.extend(grant::cleanup(central, &ctx.config.namespace, Some(&target), &name).await?),
+            Err(Error::ClusterUnavailable { message, .. }) => {
+                // Retried until it is reachable; a cluster removed from the configuration can
+                // neither be reached nor used any more.
+                if ctx.clusters.is_known(&cluster).await? {
+                    unreachable.push(format!("cluster {cluster} unreachable: {message}"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Central Secrets go now in any case.
+    left.extend(grant::cleanup(central, &ctx.config.namespace, None, &name).await?);
+    if !unreachable.is_empty() {
+        return Err(Error::CleanupPending(unreachable.join("; ")));
+    }
+    Ok(left.into_iter().collect())
 }
 
 /// Moves a request to a terminal phase and removes its credentials; the phase's condition carries the
@@ -368,6 +432,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
             return Err(Error::CleanupPending(format!("still present: {}", left.join(", "))));
         }
         remove_finalizer(ctx, ar).await?;
+        ctx.forget_baseline(ar);
         return Ok(Action::await_change());
     }
     let has_finalizer = ar.finalizers().iter().any(|f| f == FINALIZER);
@@ -391,6 +456,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
             )
             .await;
         }
+        ctx.forget_baseline(ar);
         return match retention_deadline(&status, &ctx.config) {
             Some(t) if t <= now => {
                 tracing::info!(request = %name, "deleting after retention");
@@ -410,6 +476,13 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     // (not only the web) must not be able to widen what was approved.
     if let Some(changed) = spec_changes(&status, ar) {
         return fail_changed(ctx, ar, &changed, now).await;
+    }
+    match &status.approved {
+        Some(approved) => ctx.remember_baseline(ar, approved),
+        None if matches!(status.phase, Phase::Approved | Phase::Active) && !may_record_baseline(ctx, ar, &status) => {
+            return fail_baseline_removed(ctx, ar, now).await;
+        }
+        None => {}
     }
     if let Some(end) = ending(&ar.spec) {
         return finish(ctx, ar, end.phase(), end.message(), now).await;
@@ -451,6 +524,46 @@ fn spec_changes(status: &AccessRequestStatus, ar: &AccessRequest) -> Option<Vec<
         None => Vec::new(),
     };
     (!changed.is_empty()).then_some(changed)
+}
+
+/// Whether a live request without `status.approved` may have its baseline recorded now, from the
+/// spec as it is: only one approved before this version recorded baselines. That is a request still
+/// `Approved` (not granted yet), or one activated before this controller began acting. This controller
+/// records the baseline in the same status write that says Approved, before any grant, so a request
+/// activated after it began acting always has one; and a baseline it has seen on a request never goes
+/// away. A request that fails these tests lost its baseline to someone who can write status, and the
+/// spec beside it can no longer be trusted.
+fn may_record_baseline(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus) -> bool {
+    if ctx.remembered_baseline(ar).is_some() {
+        return false;
+    }
+    status.phase == Phase::Approved
+        || status
+            .active_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|a| a < ctx.started)
+}
+
+/// Ends a live request whose recorded baseline was removed: Failed as a spec change, credentials
+/// removed (on the approved cluster, if this controller saw the baseline), and the baseline this
+/// controller saw written back so the status and the audit log show what was approved.
+async fn fail_baseline_removed(ctx: &Context, ar: &AccessRequest, now: DateTime<Utc>) -> Result<Action> {
+    tracing::warn!(request = %ar.name_any(), "approval record removed from status; ending the request");
+    let mut restored = ar.clone();
+    if let Some(baseline) = ctx.remembered_baseline(ar) {
+        restored.status.get_or_insert_with(Default::default).approved = Some(baseline);
+    }
+    let msg = "spec changed after approval (approval record removed: status.approved); credentials removed".to_string();
+    finish_with(
+        ctx,
+        &restored,
+        Phase::Failed,
+        reasons::SPEC_CHANGED_AFTER_APPROVAL,
+        msg,
+        now,
+    )
+    .await
 }
 
 /// Ends a request whose spec changed after approval: Failed, credentials removed, the changed fields
@@ -533,6 +646,9 @@ async fn pending(
         now,
     );
     write_status(ctx, ar, &status).await?;
+    if let Some(a) = &status.approved {
+        ctx.remember_baseline(ar, a);
+    }
     ctx.metrics.transition(Phase::Approved);
     publish(ctx, ar, false, "Approved", format!("approved by {}", approval.by)).await;
     grant_or_maintain(ctx, ar, status, now).await
@@ -566,9 +682,14 @@ async fn grant_or_maintain(
     now: DateTime<Utc>,
 ) -> Result<Action> {
     if status.approved.is_none() {
-        // Approved before the baseline was recorded (an upgrade): record it now, once.
+        // Approved before the baseline was recorded (an upgrade): record it now, once. Only before
+        // the grant or for a request activated before this controller began acting; any other live
+        // request without one was ended by `reconcile_inner` (`may_record_baseline`).
         status.approved = ApprovedSpec::of(&ar.spec);
         write_status(ctx, ar, &status).await?;
+        if let Some(a) = &status.approved {
+            ctx.remember_baseline(ar, a);
+        }
     }
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());

@@ -400,3 +400,169 @@ async fn with_the_cel_rules_kubectl_cannot_change_an_approved_request() {
     wait_phase(&sim, "locked", "Revoked", 10).await;
     assert_token_refused(&sim, "team-a", &toks[0].1).await;
 }
+
+/// Registers `remote` on `central` by a labelled kubeconfig Secret, with the agent's identity.
+async fn register_remote(central: &RunningSim, remote: &RunningSim) {
+    let agent_token = sa_token(remote, NS, "k8s-janus-agent").await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "remote-kubeconfig", "namespace": NS, "labels": {"k8s-janus.opsmode.io/cluster": "remote"}},
+        "stringData": {"kubeconfig": remote.kubeconfig_for_token(&agent_token)}
+    }))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(central.client().await.expect("client"), NS)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("kubeconfig Secret");
+}
+
+#[tokio::test]
+async fn moving_an_active_request_to_another_cluster_cleans_up_the_approved_one() {
+    // The cleanup of a request failed for a changed `spec.cluster` must go to the cluster that holds
+    // the credentials (the approved one), not to the one the spec names now.
+    let sim = central_without_cel().await;
+    let remote = remote().await;
+    register_remote(&sim, &remote).await;
+    let cfg = config("clusters: [{name: central, displayName: Central}, {name: remote, displayName: Remote}]\n");
+    let _ctl = Controller::start(&sim, cfg).await;
+    // One moved to another known cluster, one to a name nobody knows.
+    for (name, to) in [("moved", "central"), ("lost", "nowhere")] {
+        create(&sim, &request(name, "remote", &["team-b"], 600)).await;
+        approve(&sim, name).await;
+        wait_phase(&sim, name, "Active", 10).await;
+        let toks = tokens(&sim, name).await;
+        assert_eq!(toks.len(), 1);
+        let pods: Api<Pod> = Api::namespaced(remote.client_for_token(&toks[0].1).await.expect("client"), "team-b");
+        pods.list(&ListParams::default())
+            .await
+            .expect("the token works on the remote");
+
+        patch_spec(&sim, name, json!({"cluster": to})).await;
+        let failed = wait_phase(&sim, name, "Failed", 15).await;
+        let (reason, message) = phase_condition(&failed);
+        assert_eq!(reason, reasons::SPEC_CHANGED_AFTER_APPROVAL, "{message}");
+        assert!(message.contains("spec.cluster"), "{message}");
+        let st = failed.status.as_ref().expect("status");
+        assert!(
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True"),
+            "{st:?}"
+        );
+        assert_eq!(
+            leftovers(&sim, &remote, name).await,
+            Vec::<String>::new(),
+            "{name}: credentials left on the approved (remote) cluster"
+        );
+        assert_eq!(janus_role_bindings(&remote).await, Vec::<String>::new(), "{name}");
+        assert_token_refused(&remote, "team-b", &toks[0].1).await;
+    }
+}
+
+/// A merge patch of the status subresource, as anyone with `accessrequests/status` can write.
+async fn patch_status(sim: &RunningSim, name: &str, status: Value) {
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .await
+        .expect("status patch");
+}
+
+#[tokio::test]
+async fn removing_the_approval_record_of_an_active_request_ends_it() {
+    // Cleared, the baseline would otherwise be recorded again from whatever the spec says next.
+    let sim = central_without_cel().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("unrecorded", "central", &["team-a"], 600)).await;
+    approve(&sim, "unrecorded").await;
+    let active = wait_phase(&sim, "unrecorded", "Active", 10).await;
+    let approved = active.status.as_ref().and_then(|s| s.approved.clone());
+    assert!(approved.is_some());
+    let toks = tokens(&sim, "unrecorded").await;
+
+    // Cleared, then the spec widened: without the rule the baseline would be recorded anew from it.
+    // (A status write alone does not wake the controller; the spec change does, and the resync would.)
+    patch_status(&sim, "unrecorded", json!({"approved": null})).await;
+    patch_spec(&sim, "unrecorded", json!({"namespaces": ["team-a", "team-b"]})).await;
+    let failed = wait_phase(&sim, "unrecorded", "Failed", 15).await;
+    let (reason, message) = phase_condition(&failed);
+    assert_eq!(reason, reasons::SPEC_CHANGED_AFTER_APPROVAL, "{message}");
+    assert!(message.contains("approval record removed"), "{message}");
+    assert_token_refused(&sim, "team-a", &toks[0].1).await;
+    assert!(leftovers(&sim, &sim, "unrecorded").await.is_empty());
+    assert!(tokens(&sim, "unrecorded").await.is_empty(), "nothing granted in team-b");
+    // The baseline the controller saw is written back, so the record shows what was approved.
+    assert_eq!(failed.status.expect("status").approved, approved);
+}
+
+#[tokio::test]
+async fn a_request_activated_before_baselines_existed_gets_one_recorded() {
+    // An upgrade: the request was activated by a controller that recorded no baseline (simulated by
+    // clearing it while no controller runs). The next controller records it and keeps the access.
+    let sim = central_without_cel().await;
+    let ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("legacy", "central", &["team-a"], 600)).await;
+    approve(&sim, "legacy").await;
+    let active = wait_phase(&sim, "legacy", "Active", 10).await;
+    let approved = active.status.as_ref().and_then(|s| s.approved.clone());
+    ctl.stop().await;
+    patch_status(&sim, "legacy", json!({"approved": null})).await;
+    // activeAt is in whole seconds: the next controller starts in a later second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ar = get(&sim, "legacy").await.expect("request");
+        assert_eq!(phase(&ar), "Active", "{:?}", ar.status);
+        if ar.status.as_ref().and_then(|s| s.approved.clone()) == approved {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "baseline not recorded: {:?}",
+            ar.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let toks = tokens(&sim, "legacy").await;
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(&toks[0].1).await.expect("client"), "team-a");
+    pods.list(&ListParams::default()).await.expect("still granted");
+}
+
+#[tokio::test]
+async fn with_the_cel_rules_a_json_patch_cannot_null_a_decision() {
+    // An API server keeps an explicit null in a nullable field and prunes it from any other; the
+    // decisions are not nullable, so the null is pruned (kubesim does as the API server does) and the
+    // removal rule at `spec` refuses the patch. The revocation stays.
+    let sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("nulled", "central", &["team-a"], 600)).await;
+    approve(&sim, "nulled").await;
+    wait_phase(&sim, "nulled", "Active", 10).await;
+    decide(
+        &sim,
+        "nulled",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    wait_phase(&sim, "nulled", "Revoked", 10).await;
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    for op in ["replace", "add"] {
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!([{"op": op, "path": "/spec/revocation", "value": null}])).expect("patch");
+        let result = api
+            .patch("nulled", &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await;
+        let ar = get(&sim, "nulled").await.expect("request");
+        assert!(
+            ar.spec.revocation.is_some(),
+            "{op} /spec/revocation null removed the decision ({result:?})"
+        );
+        match &result {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{s:?}");
+                assert!(s.message.contains("are never removed once made"), "{}", s.message);
+            }
+            other => panic!("{op} /spec/revocation null was not refused: {other:?}"),
+        }
+    }
+}

@@ -199,6 +199,9 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Op
     let mut unknown = Vec::new();
     let mut causes = Vec::new();
     if let Some(m) = obj.as_object_mut() {
+        if let Some(props) = schema["properties"].as_object() {
+            prune_nulls(props, m);
+        }
         for (k, v) in m.iter_mut() {
             if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
@@ -265,6 +268,13 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Op
     } else {
         Err(ApiError::invalid_causes(&rt.kind, &rt.group, &name, causes))
     }
+}
+
+/// Drops `null` from properties that are not `nullable`, before defaulting and validation, as the
+/// API server does (apiextensions-apiserver `PruneNonNullableNullsWithoutDefaults`; a property with a
+/// default then gets its default): the field is then absent, also to the CEL rules.
+fn prune_nulls(props: &Map<String, Value>, m: &mut Map<String, Value>) {
+    m.retain(|k, v| !(v.is_null() && props.get(k).is_some_and(|ps| ps["nullable"] != true)));
 }
 
 fn prune(_schema: &Value, obj: &mut Value, _root: bool, unknown: &[String]) {
@@ -502,6 +512,7 @@ fn walk_object(
     let preserve = s["x-kubernetes-preserve-unknown-fields"] == true;
     let props = s["properties"].as_object();
     if let Some(props) = props {
+        prune_nulls(props, m);
         for (k, ps) in props {
             if !m.contains_key(k)
                 && let Some(d) = ps.get("default")
@@ -574,6 +585,17 @@ mod tests {
         assert_eq!(o["spec"]["mode"], "a");
         assert!(o["spec"].get("extra").is_none());
         assert_eq!(o["spec"]["free"]["any"]["thing"], 1);
+    }
+
+    #[test]
+    fn nulls_in_non_nullable_fields_are_pruned_then_defaulted() {
+        let t = rt(schema());
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": 3, "mode": null, "names": ["ab"]}});
+        validate_custom(&t, &mut o, false, None).unwrap();
+        assert_eq!(o["spec"]["mode"], "a", "pruned, then defaulted");
+        let mut o = json!({"metadata": {"name": "x"}, "spec": {"size": null, "names": ["ab"]}});
+        let e = validate_custom(&t, &mut o, false, None).unwrap_err();
+        assert!(e.message.contains("spec.size: Required value"), "{}", e.message);
     }
 
     #[test]
