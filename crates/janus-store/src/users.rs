@@ -152,6 +152,7 @@ impl Store {
              disabled = COALESCE($4, disabled), \
              failed_logins = CASE WHEN $2 IS NULL THEN failed_logins ELSE 0 END, \
              locked_until_us = CASE WHEN $2 IS NULL THEN locked_until_us ELSE NULL END, \
+             failures_window_start_us = CASE WHEN $2 IS NULL THEN failures_window_start_us ELSE NULL END, \
              updated_us = $5 WHERE username = $1 RETURNING {USER_COLUMNS}"
         );
         let now = us(Utc::now());
@@ -408,6 +409,17 @@ fn fresh(now: &str, stale: &str) -> String {
     )
 }
 
+/// SQL: whether the account-wide counter of user row `t` starts over at time `now` — its lock ran out,
+/// or its window started at `stale` or earlier (both placeholders). The window has its own timestamp:
+/// `updated_us` changes with every edit of the account and must not keep old failures alive.
+fn fresh_account(now: &str, stale: &str) -> String {
+    format!(
+        "((t.locked_until_us IS NOT NULL AND t.locked_until_us <= {now}) \
+         OR (t.locked_until_us IS NULL \
+             AND (t.failures_window_start_us IS NULL OR t.failures_window_start_us <= {stale})))"
+    )
+}
+
 /// Per-requester locks of this process. A PostgreSQL advisory lock makes the lock hold across replicas;
 /// this one keeps concurrent creates on one replica from each holding a database connection while they
 /// wait, and is the whole lock with SQLite (one replica, see `docs/operations.md`).
@@ -443,8 +455,10 @@ impl Store {
     /// Reserves one password check of `username` from `client`, atomically (one conditional statement
     /// per counter, so parallel attempts on any number of replicas cannot exceed the limits): a client
     /// address may hold at most `per_client` failed-or-in-flight checks of an account, the account at
-    /// most `per_account` from all addresses. A counter starts over after its lock ran out, or when no
-    /// check was reserved for `lockout`.
+    /// most `per_account` from all addresses. A counter starts over after its lock ran out; the one of
+    /// a client address when no check of it was reserved for `lockout`, the account's when its window
+    /// (started by the first reservation after it started over) is `lockout` old, so failures older
+    /// than that are forgotten however busy the account is.
     pub async fn reserve_login_attempt(
         &self,
         username: &str,
@@ -470,10 +484,10 @@ impl Store {
             "UPDATE users AS t SET \
                  failed_logins = CASE WHEN {f} THEN 1 ELSE t.failed_logins + 1 END, \
                  locked_until_us = CASE WHEN {f} THEN NULL ELSE t.locked_until_us END, \
-                 updated_us = $2 \
+                 failures_window_start_us = CASE WHEN {f} THEN $2 ELSE t.failures_window_start_us END \
              WHERE t.username = $1 AND ({f} OR (t.locked_until_us IS NULL AND t.failed_logins < $4)) \
              RETURNING failed_logins",
-            f = fresh("$2", "$3")
+            f = fresh_account("$2", "$3")
         );
         on_pool!(self, p => {
             let got = sqlx::query(&client_sql)
@@ -556,16 +570,15 @@ impl Store {
             {
                 started.client = Some(from_us(us(until))?);
             }
+            // `updated_us` is left alone: it says when the account was last edited.
             let row = sqlx::query(
                 "UPDATE users SET \
-                     locked_until_us = CASE WHEN locked_until_us IS NULL AND failed_logins >= $2 THEN $4 \
-                         ELSE locked_until_us END, \
-                     updated_us = $3 \
+                     locked_until_us = CASE WHEN locked_until_us IS NULL AND failed_logins >= $2 THEN $3 \
+                         ELSE locked_until_us END \
                  WHERE username = $1 RETURNING locked_until_us",
             )
             .bind(username)
             .bind(limits.per_account.max(1))
-            .bind(us(now))
             .bind(us(until))
             .fetch_optional(p)
             .await

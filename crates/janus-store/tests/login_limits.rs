@@ -158,6 +158,58 @@ async fn a_client_lock_spares_other_addresses_and_the_account_limit_locks_all() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_failures_older_than_the_window_are_forgotten() {
+    for (s, _guard) in stores().await {
+        let b = s.backend();
+        s.create_user(&user("grace", "grace@example.com")).await.unwrap();
+        let t0 = Utc::now();
+        // A failure every 20 s, each from a new address (so no address lock), for eight minutes, with
+        // successful logins in between: at most three fall in one 60 s window, and the account-wide limit
+        // is eight, so the account never locks.
+        for i in 0..24 {
+            let now = t0 + Duration::seconds(20 * i);
+            let client = format!("c{i}");
+            assert_eq!(
+                s.reserve_login_attempt("grace", &client, now, LIMITS).await.unwrap(),
+                LoginGate::Reserved,
+                "{b}: failure {i}"
+            );
+            let started = s.login_attempt_failed("grace", &client, now, LIMITS).await.unwrap();
+            assert_eq!(started.account, None, "{b}: failure {i} locked the account");
+            let later = now + Duration::seconds(10);
+            assert_eq!(
+                s.reserve_login_attempt("grace", "owner", later, LIMITS).await.unwrap(),
+                LoginGate::Reserved,
+                "{b}: login {i} of the owner"
+            );
+            s.login_attempt_succeeded("grace", "owner").await.unwrap();
+        }
+        // Eight failures within one window still lock the account.
+        let now = t0 + Duration::seconds(20 * 24 + 120);
+        let mut account = None;
+        for i in 0..8 {
+            let client = format!("d{i}");
+            assert_eq!(
+                s.reserve_login_attempt("grace", &client, now, LIMITS).await.unwrap(),
+                LoginGate::Reserved,
+                "{b}"
+            );
+            account = account.or(s
+                .login_attempt_failed("grace", &client, now, LIMITS)
+                .await
+                .unwrap()
+                .account);
+        }
+        assert!(account.is_some(), "{b}: eight failures in one window lock the account");
+        assert_eq!(
+            s.reserve_login_attempt("grace", "owner", now, LIMITS).await.unwrap(),
+            LoginGate::AccountLocked,
+            "{b}"
+        );
+    }
+}
+
 trait Micros {
     fn with_nanosecond_us(self) -> Self;
 }
@@ -251,7 +303,13 @@ const V1_ROWS: &str = "INSERT INTO users (username, email, is_admin, disabled, p
     ('carol-admin', 'Carol@Example.com', TRUE, FALSE, 'h', 0, NULL, 200, 200), \
     ('carol-old', 'CAROL@example.com', FALSE, TRUE, 'h', 0, NULL, 50, 50), \
     ('carol-3', 'carol@example.com', FALSE, FALSE, 'h', 0, NULL, 300, 300), \
-    ('dave', 'dave@example.com', FALSE, FALSE, 'h', 0, NULL, 100, 100); \
+    ('dave', 'dave@example.com', FALSE, FALSE, 'h', 0, NULL, 100, 100), \
+    ('erin', 'erin@example.com', FALSE, FALSE, 'h', 0, NULL, 100, 100), \
+    ('erin-2', 'Erin@example.com', FALSE, FALSE, 'h', 0, NULL, 200, 200), \
+    ('gus', 'gus@example.com', FALSE, FALSE, 'h', 0, NULL, 100, 100), \
+    ('gus-admin', 'gus@example.com', TRUE, FALSE, 'h', 0, NULL, 300, 300), \
+    ('gus-old-admin', 'GUS@example.com', TRUE, FALSE, 'h', 0, NULL, 150, 150), \
+    ('gus-off-admin', 'gus@example.com', TRUE, TRUE, 'h', 0, NULL, 50, 50); \
     INSERT INTO web_sessions (id_hash, subject, display_name, is_admin, groups_json, auth, csrf_token, \
     created_us, last_seen_us, expires_us) VALUES \
     ('s1', 'carol@example.com', 'carol', FALSE, '[]', 'local', 'c', 1, 1, 99999999999999999), \
@@ -265,13 +323,19 @@ async fn check_upgraded(s: &Store) {
     assert_eq!(
         state,
         vec![
-            ("carol", false),
+            ("carol", true),
             ("carol-3", true),
-            ("carol-admin", true),
+            ("carol-admin", false),
             ("carol-old", true),
-            ("dave", false)
+            ("dave", false),
+            ("erin", false),
+            ("erin-2", true),
+            ("gus", true),
+            ("gus-admin", true),
+            ("gus-off-admin", true),
+            ("gus-old-admin", false),
         ],
-        "{b}: the oldest enabled account is kept, nothing is deleted"
+        "{b}: an enabled admin is kept (the oldest of them), else the oldest account; nothing is deleted"
     );
     assert!(
         users.iter().all(|u| u.password_hash == "h"),
@@ -285,15 +349,28 @@ async fn check_upgraded(s: &Store) {
         })
         .await
         .unwrap();
-    let mut disabled: Vec<String> = audit
+    let mut disabled: Vec<(String, String)> = audit
         .iter()
         .map(|e| {
-            assert_eq!(e.details["keptAccount"], "carol", "{b}: {:?}", e.details);
-            e.details["username"].as_str().unwrap().to_string()
+            (
+                e.details["username"].as_str().unwrap_or_default().to_string(),
+                e.details["keptAccount"].as_str().unwrap_or_default().to_string(),
+            )
         })
         .collect();
     disabled.sort();
-    assert_eq!(disabled, vec!["carol-3", "carol-admin"], "{b}");
+    let expected = [
+        ("carol", "carol-admin"),
+        ("carol-3", "carol-admin"),
+        ("erin-2", "erin"),
+        ("gus", "gus-old-admin"),
+        ("gus-admin", "gus-old-admin"),
+    ];
+    assert_eq!(
+        disabled,
+        expected.map(|(u, k)| (u.to_string(), k.to_string())),
+        "{b}: one audit event per disabled account, naming the account kept"
+    );
     assert!(
         s.get_session("s1").await.unwrap().is_none(),
         "{b}: the shared email's sessions end"
@@ -302,7 +379,7 @@ async fn check_upgraded(s: &Store) {
     // Enabling a duplicate is refused.
     match s
         .update_user(
-            "carol-admin",
+            "carol",
             &UserChange {
                 disabled: Some(false),
                 ..Default::default()
@@ -316,7 +393,7 @@ async fn check_upgraded(s: &Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrading_with_duplicate_emails_keeps_the_oldest_and_disables_the_others() {
+async fn upgrading_with_duplicate_emails_keeps_an_admin_or_the_oldest_and_disables_the_others() {
     // SQLite.
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("old.db").display());

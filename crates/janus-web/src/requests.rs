@@ -390,6 +390,19 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
     if !is_dns_label(&input.cluster) {
         return Err(WebError::invalid("cluster", "choose a cluster"));
     }
+    // The namespaces are checked on the cluster before the lock is taken: that remote call can take up to
+    // its timeout against a stalled cluster, and the lock holds a pooled database connection (PostgreSQL).
+    let available = match namespaces(state, &input.cluster).await {
+        Ok(n) => n,
+        Err(WebError::NotFound(m)) => return Err(WebError::invalid("cluster", m)),
+        Err(e) => return Err(e),
+    };
+    if let Some(missing) = wanted.iter().find(|n| !available.contains(n)) {
+        return Err(WebError::invalid(
+            "namespaces",
+            format!("namespace {missing} does not exist on cluster {}", input.cluster),
+        ));
+    }
     // The per-user limits are checked and the request created under one lock per requester, held in the
     // database (a PostgreSQL advisory lock, so it holds across replicas; with SQLite, one replica, a
     // process lock): otherwise two creates at once both count the same requests and both pass. Counting
@@ -422,17 +435,6 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
             "you created {recent} requests in the last hour (the limit is {}); try again later",
             cfg.web.max_requests_per_hour
         )));
-    }
-    let available = match namespaces(state, &input.cluster).await {
-        Ok(n) => n,
-        Err(WebError::NotFound(m)) => return Err(WebError::invalid("cluster", m)),
-        Err(e) => return Err(e),
-    };
-    if let Some(missing) = wanted.iter().find(|n| !available.contains(n)) {
-        return Err(WebError::invalid(
-            "namespaces",
-            format!("namespace {missing} does not exist on cluster {}", input.cluster),
-        ));
     }
     let mut ar = AccessRequest::new(
         "",

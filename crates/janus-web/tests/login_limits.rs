@@ -207,6 +207,184 @@ async fn clients_behind_a_trusted_proxy_have_their_own_budget_and_successes_are_
     stack.stop().await;
 }
 
+/// A login through the API with an `X-Forwarded-For` of any bytes, as a trusted proxy passes it on.
+async fn login_raw(stack: &Stack, xff: &[u8], user: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/login", stack.url))
+        .header(
+            "x-forwarded-for",
+            reqwest::header::HeaderValue::from_bytes(xff).expect("header value"),
+        )
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn padded_or_non_ascii_forwarded_lists_cannot_lock_out_other_clients() {
+    let stack =
+        Stack::start("web: {loginMaxFailures: 5, loginMaxFailuresPerAccount: 100, loginMaxFailuresPerAddress: 5}\n")
+            .await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    // What the (trusted) ingress passes on when a client sends 40 entries of its own, or bytes that are
+    // not ASCII: the client's list, then the address the ingress saw.
+    let padded = |client: &str| format!("{}, {client}", vec!["1"; 40].join(",")).into_bytes();
+    let non_ascii = |client: &str| [b"\xc3\xbc\xff nonsense, ".as_slice(), client.as_bytes()].concat();
+    // Client A sends five wrong passwords for the admin: A is locked out of it and has used up its budget.
+    for _ in 0..5 {
+        assert_eq!(
+            login_raw(&stack, &padded("198.51.100.50"), ADMIN.0, "guess guess").await,
+            422
+        );
+    }
+    assert_eq!(
+        login_raw(&stack, &padded("198.51.100.50"), ADMIN.0, ADMIN.1).await,
+        429,
+        "A is over its own budget"
+    );
+    // Client B, also behind the ingress, is in its own buckets.
+    for _ in 0..2 {
+        assert_eq!(
+            login_raw(&stack, &non_ascii("198.51.100.51"), ADMIN.0, "guess guess").await,
+            422
+        );
+    }
+    assert_eq!(
+        login_raw(&stack, &non_ascii("198.51.100.51"), ADMIN.0, ADMIN.1).await,
+        200,
+        "B is not locked out by A"
+    );
+    // Nor are clients C and D, whose lists are just as long or odd, nor the ingress itself.
+    let long33 = format!("{}, 198.51.100.52", vec!["203.0.113.1"; 32].join(", "));
+    assert_eq!(login_raw(&stack, long33.as_bytes(), ADMIN.0, ADMIN.1).await, 200, "C");
+    assert_eq!(
+        login_raw(&stack, &non_ascii("198.51.100.53"), ADMIN.0, ADMIN.1).await,
+        200,
+        "D"
+    );
+    assert_eq!(login_from(&stack, None, ADMIN.0, ADMIN.1).await.0, 200, "the ingress");
+    // An entry the ingress wrote that is no address is keyed on itself, never on the ingress.
+    for _ in 0..5 {
+        assert_eq!(
+            login_raw(&stack, b"1.2.3.4, garbage", ADMIN.0, "guess guess").await,
+            422
+        );
+    }
+    assert_eq!(login_raw(&stack, b"1.2.3.4, garbage", ADMIN.0, ADMIN.1).await, 429);
+    assert_eq!(login_from(&stack, None, ADMIN.0, ADMIN.1).await.0, 200, "the ingress");
+    let failed = audit(&admin, "login.failed", ADMIN.0).await;
+    let mut sources: Vec<&str> = failed.iter().filter_map(|e| e["details"]["source"].as_str()).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(
+        sources,
+        vec!["198.51.100.50", "198.51.100.51", "xff:garbage"],
+        "{failed:?}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_from_one_address_get_at_most_its_budget_of_checks() {
+    let stack = Stack::start("web: {loginMaxFailuresPerAddress: 3}\n").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    // 30 guesses at once, each against another account (unknown names take the same path as wrong
+    // passwords: one argon2 check each).
+    let mut tasks = vec![];
+    for i in 0..30 {
+        let url = stack.url.clone();
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/login"))
+                .header("x-forwarded-for", "198.51.100.60")
+                .json(&json!({"username": format!("user{i}"), "password": "wrong password"}))
+                .send()
+                .await
+                .expect("login")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = vec![];
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 422).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, limited), (3, 27), "{statuses:?}");
+    let v = admin.json("/api/v1/audit?kind=login.failed&limit=1000").await;
+    let audited = v["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["details"]["source"] == "198.51.100.60").count())
+        .unwrap_or_default();
+    assert_eq!(audited, 3, "passwords checked for the address");
+    assert_eq!(
+        login_from(&stack, Some("198.51.100.61"), ADMIN.0, ADMIN.1).await.0,
+        200,
+        "other addresses keep their budget"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_wide_failures_are_forgotten_after_the_lockout_window() {
+    // Three failures from all addresses together lock the account, counted per 2 s window.
+    let stack = Stack::start(
+        "web: {loginMaxFailures: 100, loginMaxFailuresPerAccount: 3, loginLockoutSeconds: 2, \
+         loginMaxFailuresPerAddress: 1000}\n",
+    )
+    .await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let _ = stack.user(&admin, "alice", "alice@example.com", false).await;
+    // A wrong password every 1.1 s or more (from changing addresses), while alice logs in between: no
+    // two windows' worth of failures add up, so the account never locks.
+    for i in 0..6 {
+        let (status, _) = login_from(&stack, Some(&format!("198.51.100.{}", 70 + i)), "alice", "typo typo").await;
+        assert_eq!(status, 422);
+        let (status, body) = login_from(&stack, Some("198.51.100.69"), "alice", PASSWORD).await;
+        assert_eq!(status, 200, "login {i} of alice: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_install_left_without_an_enabled_admin_gets_the_bootstrap_admin_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        // The only admin account is disabled (as migration 2 did to a duplicate email's admin).
+        let store = janus_store::Store::connect(&url, None).await.expect("store");
+        store
+            .create_user(&janus_store::NewUser {
+                username: "root".into(),
+                email: "root@example.com".into(),
+                is_admin: true,
+                password_hash: "$argon2id$unused".into(),
+            })
+            .await
+            .expect("create");
+        store
+            .update_user(
+                "root",
+                &janus_store::UserChange {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("disable");
+    }
+    let stack = Stack::start_full(|_| String::new(), None, Some(url)).await;
+    let (status, body) = login_from(&stack, None, ADMIN.0, ADMIN.1).await;
+    assert_eq!(status, 200, "the bootstrap admin was created: {body}");
+    assert_eq!(body["identity"]["isAdmin"], true, "{body}");
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_untrusted_peer_cannot_spoof_x_forwarded_for() {
     // 127.0.0.1 is not a trusted proxy here, so its X-Forwarded-For means nothing.

@@ -13,26 +13,31 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_updated ON login_failures (updated_us);
 
+-- The account-wide counter (`users.failed_logins`) counts in windows of the lockout duration: this is
+-- when the current window started (NULL: none yet). It has its own column because `updated_us` changes
+-- with every edit of the account, which must not keep old failures alive.
+ALTER TABLE users ADD COLUMN failures_window_start_us INTEGER;
+
 -- Older versions let two accounts share an email, and with it the requests and sessions of that email.
--- Nothing is deleted or renamed: of the enabled accounts sharing an email, the oldest stays enabled and
--- the others are disabled, each with an audit event naming the account kept. Their sessions end.
+-- Nothing is deleted or renamed: of the enabled accounts sharing an email, one stays enabled — an admin
+-- if one of them is (the oldest admin), else the oldest — so no install loses its only admin; the others
+-- are disabled, each with an audit event naming the account kept. Their sessions end.
 CREATE TEMP TABLE janus_duplicate_email AS
-SELECT u.username AS username, u.email AS email,
-       (SELECT k.username FROM users k
-         WHERE lower(k.email) = lower(u.email) AND NOT k.disabled
-         ORDER BY k.created_us, k.username LIMIT 1) AS kept
-FROM users u
-WHERE NOT u.disabled
-  AND EXISTS (SELECT 1 FROM users o
-               WHERE lower(o.email) = lower(u.email) AND NOT o.disabled
-                 AND (o.created_us < u.created_us OR (o.created_us = u.created_us AND o.username < u.username)));
+SELECT d.username, d.email, d.kept
+FROM (SELECT u.username AS username, u.email AS email,
+             (SELECT k.username FROM users k
+               WHERE lower(k.email) = lower(u.email) AND NOT k.disabled
+               ORDER BY k.is_admin DESC, k.created_us, k.username LIMIT 1) AS kept
+      FROM users u
+      WHERE NOT u.disabled) d
+WHERE d.username <> d.kept;
 
 INSERT INTO audit_events (event_key, kind, at_us, actor, request, cluster, namespaces, details, recorded_us)
 SELECT 'migration/2/duplicate-email/' || username, 'user.changed',
        CAST(strftime('%s', 'now') AS INTEGER) * 1000000, 'system', NULL, NULL, '[]',
        json_object('username', username, 'email', email, 'disabled', json('true'), 'keptAccount', kept,
                    'reason', 'another enabled account has the same email (case-insensitive); '
-                             || 'the oldest account was kept enabled'),
+                             || 'an admin account, else the oldest, was kept enabled'),
        CAST(strftime('%s', 'now') AS INTEGER) * 1000000
 FROM janus_duplicate_email;
 

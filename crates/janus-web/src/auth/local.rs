@@ -1,8 +1,6 @@
 //! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout
 //! (per account and client address, per account, and per address; see [`login`]).
 
-use std::net::IpAddr;
-
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use chrono::Utc;
@@ -91,7 +89,8 @@ pub fn check_email(e: &str) -> Result<String, WebError> {
     }
 }
 
-/// Creates the bootstrap admin when the database has no admin account and a password is given.
+/// Creates the bootstrap admin when the database has no enabled admin account and a password is given
+/// (a disabled admin does not count: an install left without an enabled one gets the bootstrap admin).
 pub async fn bootstrap_admin(
     state: &AppState,
     username: &str,
@@ -99,7 +98,7 @@ pub async fn bootstrap_admin(
     password: Option<&str>,
 ) -> Result<bool, WebError> {
     let users = state.store.list_users().await?;
-    if users.iter().any(|u| u.is_admin) {
+    if users.iter().any(|u| u.is_admin && !u.disabled) {
         return Ok(false);
     }
     let Some(password) = password.filter(|p| !p.is_empty()) else {
@@ -108,7 +107,14 @@ pub async fn bootstrap_admin(
         );
         return Ok(false);
     };
-    if users.iter().any(|u| u.username == username) {
+    if let Some(u) = users.iter().find(|u| u.username == username) {
+        tracing::warn!(
+            username,
+            disabled = u.disabled,
+            admin = u.is_admin,
+            "no enabled admin account exists, and the bootstrap admin's username is taken by an account that \
+             is not one: enable or promote an admin account, or set another bootstrap username"
+        );
         return Ok(false);
     }
     let hash = hash_password(password.to_string()).await?;
@@ -178,15 +184,17 @@ fn limits(state: &AppState) -> LoginLimits {
 /// At most `loginMaxFailures` password checks of an account from one client address, and
 /// `loginMaxFailuresPerAccount` from all addresses, fail before a lock: each check is reserved in the
 /// database before argon2 runs, so parallel attempts on any number of replicas cannot exceed them.
-/// Failures (never successes) also count against the client address over all accounts.
+/// Failures (never successes) also count against the client address over all accounts: a cell of its
+/// budget is taken before anything is checked and given back only when the login succeeds, so checks
+/// in flight count too and a burst of parallel guesses gets no more checks than the budget.
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
-    client: IpAddr,
+    client: client_ip::Client,
 ) -> Result<(Identity, String), WebError> {
-    let key = client_ip::limit_key(client);
-    if !state.login_limiter.allows(key) {
+    let key = client_ip::limit_key(&client);
+    if !state.login_limiter.reserve(&key) {
         return Err(WebError::TooMany(
             "too many failed logins from your address; wait a few minutes".into(),
         ));
@@ -195,19 +203,30 @@ pub async fn login(
     let client_key = key.to_string();
     let username = username.trim();
     if username.is_empty() || username.len() > 254 || password.len() > 1024 {
-        state.login_limiter.failed(key);
         return Err(refused());
     }
     let now = Utc::now();
     let limits = limits(state);
-    let user = state.store.get_user(username).await?;
     // Every refusal makes the same database calls and one argon2 check (against a dummy hash when the
     // real one may not be checked), so neither the answer nor its time tells whether the account exists,
     // is disabled or is locked. For an unknown name the reservation changes nothing.
-    let gate = state
-        .store
-        .reserve_login_attempt(username, &client_key, now, limits)
-        .await?;
+    let looked_up = async {
+        let user = state.store.get_user(username).await?;
+        let gate = state
+            .store
+            .reserve_login_attempt(username, &client_key, now, limits)
+            .await?;
+        Ok::<_, WebError>((user, gate))
+    }
+    .await;
+    let (user, gate) = match looked_up {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing was checked (the database failed): the address keeps its budget.
+            state.login_limiter.refund(&key);
+            return Err(e);
+        }
+    };
     let (reason, checked) = match (&user, gate) {
         (None, _) | (_, LoginGate::NoAccount) => ("unknown user", None),
         (Some(u), _) if u.disabled => ("disabled", None),
@@ -220,6 +239,7 @@ pub async fn login(
     };
     match (checked, user) {
         (Some(true), Some(user)) => {
+            state.login_limiter.refund(&key);
             state.store.login_attempt_succeeded(username, &client_key).await?;
             let (id, cookie) = session::start(
                 state,
@@ -246,7 +266,6 @@ pub async fn login(
             if checked.is_none() {
                 let _ = verify_password(DUMMY_HASH.into(), password.to_string()).await;
             }
-            state.login_limiter.failed(key);
             audit::record(
                 state,
                 AuditKind::LoginFailed,

@@ -1,12 +1,14 @@
 //! Failed logins per client address, limited with `governor` (GCRA), per web replica.
 //!
-//! Only failures are counted: a login first asks whether the address may try ([`LoginThrottle::allows`],
-//! which changes nothing), and only a failed check takes a cell ([`LoginThrottle::failed`]). governor has
-//! no "peek", so the state store below runs governor's own decision without storing it when asked to.
-//! How many password checks an account sees is bounded exactly, across replicas, by the reservations in
-//! the database (see `janus_store::LoginGate`); this limiter slows one address spraying many accounts.
+//! Only failures use the budget, and the budget holds under any concurrency: a login takes one cell
+//! *before* its password is checked ([`LoginThrottle::reserve`], refused with 429 when none is left),
+//! and gives it back when the check succeeds ([`LoginThrottle::refund`]). So at any moment failed plus
+//! in-flight checks of one address stay within its budget, however many it sends at once. How many
+//! password checks an account sees is bounded exactly, across replicas, by the reservations in the
+//! database (see `janus_store::LoginGate`); this limiter slows one address spraying many accounts.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -15,49 +17,33 @@ use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
-use ipnet::IpNet;
 
-/// Keys beyond which [`LoginThrottle::failed`] forgets addresses whose budget is full again.
+use crate::auth::client_ip::LimitKey;
+
+/// Keys beyond which [`LoginThrottle::reserve`] forgets addresses whose budget is full again.
 const RETAIN_ABOVE: usize = 10_000;
 
-/// A key of the store: the address, and whether the decision is to be stored.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Probe {
-    key: IpNet,
-    commit: bool,
-}
-
-/// governor's keyed in-memory state, by address, that can also answer without recording.
-#[derive(Default)]
-struct FailureStore(DashMap<IpNet, InMemoryState>);
+/// governor's keyed in-memory state, by address, shared with [`LoginThrottle`] for refunds.
+#[derive(Default, Clone)]
+struct FailureStore(Arc<DashMap<LimitKey, InMemoryState>>);
 
 impl StateStore for FailureStore {
-    type Key = Probe;
+    type Key = LimitKey;
 
-    fn measure_and_replace<T, F, E>(&self, key: &Probe, f: F) -> Result<T, E>
+    fn measure_and_replace<T, F, E>(&self, key: &LimitKey, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if key.commit {
-            let state = self.0.entry(key.key).or_default();
+        if let Some(state) = self.0.get(key) {
+            // The common case for an address seen before: no write lock on the map.
             return state.measure_and_replace(&NotKeyed::NonKey, f);
         }
-        let Some(state) = self.0.get(&key.key) else {
-            return f(None).map(|(t, _)| t);
-        };
-        // Turning governor's "allowed" into an error keeps the state from being replaced.
-        let peek = state.measure_and_replace(&NotKeyed::NonKey, |prev| match f(prev) {
-            Ok((t, _)) => Err::<(std::convert::Infallible, Nanos), _>(Ok(t)),
-            Err(e) => Err(Err(e)),
-        });
-        match peek {
-            Ok(never) => match never {},
-            Err(decision) => decision,
-        }
+        let state = self.0.entry(key.clone()).or_default();
+        state.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
-impl ShrinkableKeyedStateStore<Probe> for FailureStore {
+impl ShrinkableKeyedStateStore<LimitKey> for FailureStore {
     fn retain_recent(&self, drop_below: Nanos) {
         self.0.retain(|_, state| {
             let tat = state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>);
@@ -76,7 +62,10 @@ impl ShrinkableKeyedStateStore<Probe> for FailureStore {
 
 /// Failed logins per client address: `max` per `window`, refilled evenly.
 pub struct LoginThrottle {
-    limiter: RateLimiter<Probe, FailureStore, DefaultClock>,
+    limiter: RateLimiter<LimitKey, FailureStore, DefaultClock>,
+    store: FailureStore,
+    /// The time one cell stands for (GCRA's emission interval).
+    cell: Nanos,
 }
 
 impl LoginThrottle {
@@ -87,22 +76,35 @@ impl LoginThrottle {
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(max);
+        let store = FailureStore::default();
         Self {
-            limiter: RateLimiter::new(quota, FailureStore::default(), DefaultClock::default()),
+            cell: Nanos::from(quota.replenish_interval()),
+            limiter: RateLimiter::new(quota, store.clone(), DefaultClock::default()),
+            store,
         }
     }
 
-    /// Whether `key` may try to log in now (one more failure would still be within its budget).
-    pub fn allows(&self, key: IpNet) -> bool {
-        self.limiter.check_key(&Probe { key, commit: false }).is_ok()
-    }
-
-    /// Counts a failed login of `key`; false when it was over its budget.
-    pub fn failed(&self, key: IpNet) -> bool {
+    /// Takes one cell of `key`'s budget for a login about to be checked; false (nothing taken) when
+    /// none is left. Keep it when the login fails; give it back with [`Self::refund`] when it succeeds.
+    pub fn reserve(&self, key: &LimitKey) -> bool {
         if self.limiter.len() > RETAIN_ABOVE {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&Probe { key, commit: true }).is_ok()
+        self.limiter.check_key(key).is_ok()
+    }
+
+    /// Gives back the cell [`Self::reserve`] took for a login that succeeded.
+    pub fn refund(&self, key: &LimitKey) {
+        let Some(state) = self.store.0.get(key) else {
+            return;
+        };
+        // GCRA keeps the time at which the budget is full again: a cell given back moves it one cell
+        // earlier. (A time in the past means a full budget however far back it is.)
+        let cell = self.cell;
+        let _ = state.measure_and_replace(&NotKeyed::NonKey, |tat| match tat {
+            Some(t) => Ok::<_, ()>(((), t.saturating_sub(cell))),
+            None => Err(()),
+        });
     }
 }
 
@@ -110,41 +112,83 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
+    fn key(s: &str) -> LimitKey {
+        LimitKey::Net(s.parse().unwrap())
     }
 
     #[test]
-    fn only_failures_use_the_budget() {
+    fn failures_use_the_budget_and_successes_give_it_back() {
         let l = LoginThrottle::new(2, Duration::from_secs(60));
-        let a = net("192.0.2.1/32");
-        // Asking is free, however often.
+        let a = key("192.0.2.1/32");
+        // Successful logins, however many.
         for _ in 0..10 {
-            assert!(l.allows(a));
+            assert!(l.reserve(&a));
+            l.refund(&a);
         }
-        assert!(l.failed(a) && l.allows(a));
-        assert!(l.failed(a) && !l.allows(a));
-        assert!(!l.failed(a), "over budget");
-        assert!(l.allows(net("192.0.2.2/32")), "per address");
+        assert!(l.reserve(&a), "a failure");
+        assert!(l.reserve(&a), "a second failure");
+        assert!(!l.reserve(&a), "over budget");
+        assert!(l.reserve(&key("192.0.2.2/32")), "per address");
+        assert!(l.reserve(&LimitKey::Unparsed("unknown".into())), "per unparsed entry");
+    }
+
+    #[test]
+    fn checks_in_flight_count_against_the_budget() {
+        let l = LoginThrottle::new(3, Duration::from_secs(60));
+        let a = key("192.0.2.1/32");
+        // Many logins at once: only three may be checked, whatever their outcome turns out to be.
+        let taken = (0..100).filter(|_| l.reserve(&a)).count();
+        assert_eq!(taken, 3);
+        // One of them succeeds: its cell is free again, and only that one.
+        l.refund(&a);
+        assert!(l.reserve(&a));
+        assert!(!l.reserve(&a));
+    }
+
+    #[test]
+    fn parallel_reservations_never_exceed_the_budget() {
+        let l = Arc::new(LoginThrottle::new(5, Duration::from_secs(60)));
+        let a = key("192.0.2.1/32");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (l, a) = (l.clone(), a.clone());
+                std::thread::spawn(move || (0..50).filter(|_| l.reserve(&a)).count())
+            })
+            .collect();
+        let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(taken, 5);
     }
 
     #[test]
     fn the_budget_refills() {
         let l = LoginThrottle::new(2, Duration::from_millis(200));
-        let a = net("192.0.2.1/32");
-        assert!(l.failed(a) && l.failed(a) && !l.allows(a));
+        let a = key("192.0.2.1/32");
+        assert!(l.reserve(&a) && l.reserve(&a) && !l.reserve(&a));
         std::thread::sleep(Duration::from_millis(150));
-        assert!(l.allows(a), "one failure is forgotten after window / max");
+        assert!(l.reserve(&a), "one failure is forgotten after window / max");
+    }
+
+    #[test]
+    fn a_refund_never_adds_to_a_full_budget() {
+        let l = LoginThrottle::new(2, Duration::from_secs(60));
+        let a = key("192.0.2.1/32");
+        assert!(l.reserve(&a));
+        l.refund(&a);
+        l.refund(&a);
+        l.refund(&a);
+        assert!(l.reserve(&a) && l.reserve(&a) && !l.reserve(&a));
     }
 
     #[test]
     fn forgotten_addresses_are_dropped() {
         let l = LoginThrottle::new(1, Duration::from_millis(1));
         for i in 0..=RETAIN_ABOVE as u32 {
-            l.failed(IpNet::from(std::net::IpAddr::from(i.to_be_bytes())));
+            l.reserve(&LimitKey::Net(ipnet::IpNet::from(std::net::IpAddr::from(
+                i.to_be_bytes(),
+            ))));
         }
         std::thread::sleep(Duration::from_millis(5));
-        l.failed(net("192.0.2.1/32"));
+        l.reserve(&key("192.0.2.1/32"));
         assert!(l.limiter.len() < 10, "{}", l.limiter.len());
     }
 }
