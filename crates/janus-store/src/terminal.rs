@@ -80,8 +80,15 @@ impl Store {
     /// Looks up, in one query per thousand keys (one query in practice), which of the given login
     /// sessions still exist and the state of the given local accounts (emails compared lowercased).
     /// Keys not in the answer no longer exist.
+    ///
+    /// Several accounts may share an email (migration 2 leaves disabled duplicates next to the enabled
+    /// account it keeps). The email's account is picked as [`Store::get_user_by_email`] picks it: the
+    /// enabled one if there is one, else the oldest. So an email is disabled only when none of its
+    /// accounts is enabled, and its admin right is that of the account picked.
     pub async fn owner_states(&self, session_hashes: &[String], emails: &[String]) -> Result<OwnerStates, StoreError> {
         let mut out = OwnerStates::default();
+        // Per email: the sort key of the account picked so far (disabled, created, username) and its state.
+        let mut picked: HashMap<String, ((bool, i64, String), OwnerAccount)> = HashMap::new();
         let chunks = session_hashes
             .chunks(OWNER_CHUNK)
             .count()
@@ -106,7 +113,8 @@ impl Store {
             if !hashes.is_empty() {
                 parts.push(format!(
                     "SELECT 's' AS kind, id_hash AS k, CAST(0 AS BIGINT) AS admin_flag, \
-                     CAST(0 AS BIGINT) AS disabled_flag, expires_us FROM web_sessions WHERE id_hash IN ({})",
+                     CAST(0 AS BIGINT) AS disabled_flag, expires_us, CAST(0 AS BIGINT) AS created_flag, \
+                     id_hash AS name FROM web_sessions WHERE id_hash IN ({})",
                     placeholders(hashes.len())
                 ));
             }
@@ -115,7 +123,8 @@ impl Store {
                     "SELECT 'u' AS kind, lower(email) AS k, \
                      CAST(CASE WHEN is_admin THEN 1 ELSE 0 END AS BIGINT) AS admin_flag, \
                      CAST(CASE WHEN disabled THEN 1 ELSE 0 END AS BIGINT) AS disabled_flag, \
-                     CAST(0 AS BIGINT) AS expires_us FROM users WHERE lower(email) IN ({})",
+                     CAST(0 AS BIGINT) AS expires_us, created_us AS created_flag, username AS name \
+                     FROM users WHERE lower(email) IN ({})",
                     placeholders(mails.len())
                 ));
             }
@@ -141,18 +150,19 @@ impl Store {
                             is_admin: r.i64("admin_flag")? != 0,
                             disabled: r.i64("disabled_flag")? != 0,
                         };
-                        // Two accounts with one email: the stricter answer counts.
-                        out.accounts
-                            .entry(key)
-                            .and_modify(|a| {
-                                a.is_admin &= account.is_admin;
-                                a.disabled |= account.disabled;
-                            })
-                            .or_insert(account);
+                        // Accounts sharing an email: the enabled one, else the oldest (as get_user_by_email).
+                        let rank = (account.disabled, r.i64("created_flag")?, r.string("name")?);
+                        match picked.get(&key) {
+                            Some((best, _)) if *best <= rank => {}
+                            _ => {
+                                picked.insert(key, (rank, account));
+                            }
+                        }
                     }
                 }
             });
         }
+        out.accounts = picked.into_iter().map(|(k, (_, a))| (k, a)).collect();
         Ok(out)
     }
 

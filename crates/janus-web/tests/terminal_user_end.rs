@@ -475,3 +475,134 @@ async fn keystrokes_after_the_output_limit_are_recorded_and_the_truncation_audit
     );
     stack.stop().await;
 }
+
+/// Runs SQL on the test's PostgreSQL with psql: rows the API refuses to make, as migration 2 leaves them.
+fn psql(url: &str, sql: &str) {
+    let mut candidates = vec![std::path::PathBuf::from("psql")];
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
+        candidates.extend(dirs.flatten().map(|d| d.path().join("bin/psql")));
+    }
+    candidates.push("/usr/local/bin/psql".into());
+    for bin in candidates {
+        match std::process::Command::new(&bin)
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql, url])
+            .output()
+        {
+            Ok(out) => {
+                assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("psql: {e}"),
+        }
+    }
+    panic!("psql not found (PATH, /usr/lib/postgresql/*/bin, /usr/local/bin)");
+}
+
+/// Migration 2 keeps one enabled account per email and leaves the other accounts of that email disabled,
+/// sharing it. Those duplicates must neither end the kept account's terminals and log streams (as
+/// disabled, or as no longer admin) nor, when an admin changes or deletes them, sign it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_duplicate_of_an_email_neither_ends_nor_signs_out_its_enabled_account() {
+    let pg = Pg::start();
+    let cfg = "web: {adminTerminalAccess: true}\n";
+    let stack = Stack::start_full(|_| cfg.to_string(), None, Some(pg.url.clone())).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let dave = stack.user(&admin, "dave", "dave@example.com", true).await;
+    // Non-admin disabled duplicates in another case: one older than the account kept, one newer.
+    psql(
+        &pg.url,
+        "INSERT INTO users (username, email, is_admin, disabled, password_hash, failed_logins, created_us, \
+         updated_us) VALUES ('alice-old', 'Alice@Example.com', FALSE, TRUE, 'x', 0, 1, 1), \
+         ('dave-new', 'DAVE@example.COM', FALSE, TRUE, 'x', 0, 4102444800000000, 4102444800000000)",
+    );
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+    let mut ws = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    let mut logs = LogFollow::start(&alice, &name).await;
+    // Dave's terminal on alice's request stands on his admin right alone.
+    let mut as_admin = connect(&stack, &dave, &name, "namespace=team-a&pod=app").await;
+
+    // Several owner checks (twice a second) later, everything is open.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    still_open(&mut ws, "alice").await;
+    still_open(&mut as_admin, "dave").await;
+    stack
+        .sim
+        .cluster
+        .logs
+        .append("team-a", "app", "main", "still-following");
+    logs.expect("still-following").await;
+
+    // Changing and deleting the duplicates signs nobody out and ends nothing.
+    for (user, change) in [
+        ("alice-old", json!({"disabled": true})),
+        ("alice-old", json!({"password": "another horse battery staple"})),
+        ("dave-new", json!({"isAdmin": false})),
+    ] {
+        let r = admin.patch(&format!("/api/v1/users/{user}"), change.clone()).await;
+        assert_eq!(r.status(), 200, "{user} {change}");
+    }
+    assert_eq!(admin.delete("/api/v1/users/alice-old").await.status(), 204);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    still_open(&mut ws, "alice-after").await;
+    still_open(&mut as_admin, "dave-after").await;
+    stack
+        .sim
+        .cluster
+        .logs
+        .append("team-a", "app", "main", "after-the-changes");
+    logs.expect("after-the-changes").await;
+    for s in [&alice, &dave] {
+        assert_eq!(
+            s.get("/api/v1/session").await.status(),
+            200,
+            "{} still signed in",
+            s.email
+        );
+    }
+
+    // The enabled account itself: disabling it still ends its terminal at once.
+    let r = admin.patch("/api/v1/users/alice", json!({"disabled": true})).await;
+    assert_eq!(r.status(), 200);
+    let reason = expect_closed(&mut ws, "disable").await;
+    assert!(reason.contains("disabled"), "{reason}");
+    let last = logs.expect_end("disable").await;
+    assert!(last.contains("account was disabled"), "{last}");
+    stack.stop().await;
+}
+
+/// A browser that stops reading while the shell floods its output cannot keep the exec stream (and the
+/// shell) open past signing out: the close signal wins over the wait on the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_that_stops_reading_cannot_keep_its_shell_past_logout() {
+    let stack = Stack::start("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+    let shells = || stack.sim.cluster.kubelet.active_processes("team-a", "app");
+    let mut ws = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    still_open(&mut ws, "up").await;
+    send(&mut ws, "yes flood-of-output-nobody-reads\r").await;
+    expect_output(&mut ws, "flood-of-output-nobody-reads\r\nflood").await;
+    // From here on the browser reads nothing: socket buffers fill and the server waits on the browser.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(shells() > 0, "the shell runs");
+
+    let r = alice.post("/api/v1/logout", json!({})).await;
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shells() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the shell of a browser that stopped reading still runs 5 s after logout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The end is recorded and audited though the browser never got the last words.
+    audited(&admin, &name, "logout", closed_with("logout")).await;
+    let sessions = ended_sessions(&admin, &name).await;
+    assert_eq!(sessions[0]["endReason"], "logout");
+    drop(ws);
+    stack.stop().await;
+}

@@ -106,7 +106,8 @@ pub async fn update(
         .get_user(username)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
-    if existing.email == id.email && (input.is_admin == Some(false) || input.disabled == Some(true)) {
+    // A disabled account sharing the caller's email (one migration 2 left) is not the caller.
+    if is_self(&existing, id) && (input.is_admin == Some(false) || input.disabled == Some(true)) {
         return Err(WebError::Conflict("you cannot demote or disable yourself".into()));
     }
     let password_hash = match input.password {
@@ -129,9 +130,18 @@ pub async fn update(
         )
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
-    state.store.delete_user_sessions(&user.email).await?;
-    state.recent_sessions.forget_subject(&user.email);
-    end_streams_after_change(state, &user.email, input.disabled, input.is_admin);
+    // Login sessions, terminals and log streams are keyed by email, and belong to the email's enabled
+    // account (at most one). An account disabled before and after the change while another, enabled
+    // account holds the email (a duplicate migration 2 left beside the account it kept) has none of
+    // them: changing it must not sign that account out. (Read after the change, so that an enabling
+    // made meanwhile is not missed.)
+    let holder = state.store.get_user_by_email(&user.email).await?;
+    let held_by_another = holder.is_some_and(|h| !h.disabled && h.username != user.username);
+    if !existing.disabled || !user.disabled || !held_by_another {
+        state.store.delete_user_sessions(&user.email).await?;
+        state.recent_sessions.forget_subject(&user.email);
+        end_streams_after_change(state, &user.email, input.disabled, input.is_admin);
+    }
     audit::record(
         state,
         AuditKind::UserChanged,
@@ -143,6 +153,11 @@ pub async fn update(
     )
     .await;
     Ok(user)
+}
+
+/// Whether the account is the caller's own: the enabled account with the caller's email.
+fn is_self(account: &janus_store::User, id: &Identity) -> bool {
+    !account.disabled && account.email.eq_ignore_ascii_case(&id.email)
 }
 
 /// Ends the user's terminals and log streams on this replica at once where the change says why; the
@@ -171,16 +186,23 @@ pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(
         .get_user(username)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no user {username}")))?;
-    if existing.email == id.email {
+    if is_self(&existing, id) {
         return Err(WebError::Conflict("you cannot delete yourself".into()));
     }
     state.store.delete_user(username).await?;
-    state.store.delete_user_sessions(&existing.email).await?;
-    state.recent_sessions.forget_subject(&existing.email);
-    state.terminals.close_user(
-        &existing.email,
-        &EndReason::new("user-deleted", "your account was deleted"),
-    );
+    // The email's sessions and streams end unless they belong to another account: the deleted one was
+    // disabled and an enabled account keeps the email (checked after the delete, so that an account
+    // enabled meanwhile is not missed).
+    let kept = state.store.get_user_by_email(&existing.email).await?;
+    if !existing.disabled || kept.is_none_or(|u| u.disabled) {
+        state.store.delete_user_sessions(&existing.email).await?;
+        state.recent_sessions.forget_subject(&existing.email);
+        state.terminals.close_user(
+            &existing.email,
+            &EndReason::new("user-deleted", "your account was deleted"),
+        );
+    }
+    state.terminals.recheck_owners();
     audit::record(
         state,
         AuditKind::UserDeleted,

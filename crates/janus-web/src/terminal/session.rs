@@ -166,6 +166,53 @@ async fn send_control(tx: &mut futures::stream::SplitSink<WebSocket, Message>, c
     tx.send(Message::Text(c.to_text().into())).await.is_ok()
 }
 
+/// How long the last words to the browser (the `closed` message and the Close frame) may take: a browser
+/// that stopped reading must not keep the session from being recorded and audited as ended.
+const FAREWELL: Duration = Duration::from_secs(2);
+
+/// Why a wait on the browser or the shell gave way.
+enum Interrupted {
+    /// The stream was told to end (logout, disabling, revocation, shutdown, …).
+    Ended(EndReason),
+    /// No input for the idle timeout.
+    Idle,
+}
+
+impl Interrupted {
+    /// The reason the session ends with; `idle` makes the idle-timeout reason.
+    fn reason(self, idle: impl FnOnce() -> EndReason) -> EndReason {
+        match self {
+            Interrupted::Ended(r) => r,
+            Interrupted::Idle => idle(),
+        }
+    }
+}
+
+/// Runs `fut` (a send to the browser, a write to the shell) unless the stream must end first: the close
+/// signal and the idle deadline always win, so a browser that stops reading while the shell floods its
+/// output cannot keep the exec stream open past logout, disabling, revocation or the idle timeout.
+async fn unless_ended<F: std::future::Future>(
+    fut: F,
+    close_rx: &mut tokio::sync::watch::Receiver<Option<EndReason>>,
+    idle_at: Option<Instant>,
+) -> Result<F::Output, Interrupted> {
+    let idle = async {
+        match idle_at {
+            Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        r = close_rx.wait_for(Option::is_some) => {
+            let shutdown = || EndReason::from_message("the web server is shutting down");
+            Err(Interrupted::Ended(r.map(|r| r.clone().unwrap_or_else(shutdown)).unwrap_or_else(|_| shutdown())))
+        }
+        _ = idle => Err(Interrupted::Idle),
+        out = fut => Ok(out),
+    }
+}
+
 async fn run(
     state: AppState,
     id: Identity,
@@ -283,10 +330,16 @@ async fn run(
     // The reason may already be set if access ended while we connected.
     let lost = || EndReason::from_message("the connection was lost");
     let exited = || EndReason::from_message("the shell exited");
+    let idle_end = || EndReason::from_message(&format!("idle for {idle_timeout} seconds; access was revoked"));
     let reason: EndReason = loop {
         if let Some(r) = close_rx.borrow_and_update().clone() {
             break r;
         }
+        // Waits on the browser or the shell below give way to the close signal and to this deadline.
+        let idle_at = u64::try_from(idle_timeout)
+            .ok()
+            .filter(|s| *s > 0)
+            .and_then(|s| last_input.checked_add(Duration::from_secs(s)));
         tokio::select! {
             changed = close_rx.changed() => {
                 if changed.is_err() {
@@ -298,8 +351,13 @@ async fn run(
                     last_input = Instant::now();
                     warned = false;
                     rec.input(&data);
-                    if stdin.write_all(&data).await.is_err() {
-                        break exited();
+                    match unless_ended(stdin.write_all(&data), &mut close_rx, None).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break exited(),
+                        Err(i) => {
+                            idle_revoke = matches!(i, Interrupted::Idle);
+                            break i.reason(idle_end);
+                        }
                     }
                 }
                 Some(Ok(Message::Text(text))) => match ClientControl::parse(&text) {
@@ -309,8 +367,14 @@ async fn run(
                     }
                     Ok(ClientControl::Ping {}) => {}
                     Err(e) => {
-                        if !send_control(&mut tx, ServerControl::Error { message: e }).await {
-                            break lost();
+                        let sent = send_control(&mut tx, ServerControl::Error { message: e });
+                        match unless_ended(sent, &mut close_rx, idle_at).await {
+                            Ok(true) => {}
+                            Ok(false) => break lost(),
+                            Err(i) => {
+                                idle_revoke = matches!(i, Interrupted::Idle);
+                                break i.reason(idle_end);
+                            }
                         }
                     }
                 },
@@ -323,9 +387,16 @@ async fn run(
                 Ok(n) => {
                     rec.output(&buf[..n]);
                     bytes_out += n as i64;
-                    // Awaiting the browser here is the backpressure: a slow reader slows the shell down.
-                    if tx.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                        break lost();
+                    // Awaiting the browser here is the backpressure: a slow reader slows the shell down. But
+                    // a reader that stopped must not keep the stream open: closing and idleness win.
+                    let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
+                    match unless_ended(tx.send(frame), &mut close_rx, idle_at).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break lost(),
+                        Err(i) => {
+                            idle_revoke = matches!(i, Interrupted::Idle);
+                            break i.reason(idle_end);
+                        }
                     }
                 }
             },
@@ -334,11 +405,15 @@ async fn run(
                     let idle = last_input.elapsed().as_secs() as i64;
                     if idle >= idle_timeout {
                         idle_revoke = true;
-                        break EndReason::from_message(&format!("idle for {idle_timeout} seconds; access was revoked"));
+                        break idle_end();
                     }
                     if !warned && idle >= idle_timeout - warn_before {
                         warned = true;
-                        send_control(&mut tx, ServerControl::IdleWarning { seconds: idle_timeout - idle }).await;
+                        let sent = send_control(&mut tx, ServerControl::IdleWarning { seconds: idle_timeout - idle });
+                        if let Err(i) = unless_ended(sent, &mut close_rx, idle_at).await {
+                            idle_revoke = matches!(i, Interrupted::Idle);
+                            break i.reason(idle_end);
+                        }
                     }
                 }
                 flush_commands(&state, &t.session_id, &mut pending_lines, rec.take_lines()).await;
@@ -349,14 +424,18 @@ async fn run(
     // Ending the exec stream ends the shell in the pod (the API server closes its PTY).
     drop(stdin);
     proc.abort();
-    send_control(
-        &mut tx,
-        ServerControl::Closed {
-            reason: reason.message.clone(),
-        },
-    )
-    .await;
-    let _ = tx.send(Message::Close(None)).await;
+    // Bounded: a browser that stopped reading gets no last words, and the end is still recorded.
+    let farewell = async {
+        send_control(
+            &mut tx,
+            ServerControl::Closed {
+                reason: reason.message.clone(),
+            },
+        )
+        .await;
+        let _ = tx.send(Message::Close(None)).await;
+    };
+    let _ = tokio::time::timeout(FAREWELL, farewell).await;
     state.metrics.terminal_closed();
     if idle_revoke {
         revoke_idle(&state, &name, idle_timeout).await;
