@@ -197,6 +197,11 @@ pub struct WebConfig {
     /// The identity headers the proxy injects (and strips from clients) in proxy mode.
     #[serde(default)]
     pub proxy_headers: ProxyHeaders,
+    /// Proxy mode: requests refused for conflicting identity headers are audited once per client
+    /// address and asserted identity per this many seconds; the refusals in between are counted and
+    /// recorded together at its end.
+    #[serde(default = "default_identity_conflict_audit_interval")]
+    pub identity_conflict_audit_interval_seconds: u64,
     /// OIDC settings when `authMode: oidc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
@@ -215,6 +220,14 @@ pub struct WebConfig {
     /// Longer than the usual proxy/load balancer upstream idle timeout (60 s), so they close first.
     #[serde(default = "default_idle_connection_timeout")]
     pub idle_connection_timeout_seconds: u64,
+    /// Time a connection may go without taking any of the output waiting for it (a client that does
+    /// not read, or keeps its HTTP/2 flow-control window shut) before it is closed. Quiet streams
+    /// (server-sent events, followed logs, WebSockets) wait on themselves, not on the client: never cut.
+    #[serde(default = "default_write_stall_timeout")]
+    pub write_stall_timeout_seconds: u64,
+    /// Time a request body (at most 256 KiB) may take to arrive completely, from the end of its head.
+    #[serde(default = "default_request_body_timeout")]
+    pub request_body_timeout_seconds: u64,
     /// Open (not yet ended) requests one user may have at once.
     #[serde(default = "default_max_open")]
     pub max_open_requests_per_user: usize,
@@ -271,6 +284,15 @@ fn default_header_read_timeout() -> u64 {
 fn default_idle_connection_timeout() -> u64 {
     75
 }
+fn default_identity_conflict_audit_interval() -> u64 {
+    60
+}
+fn default_write_stall_timeout() -> u64 {
+    30
+}
+fn default_request_body_timeout() -> u64 {
+    60
+}
 fn default_max_open() -> usize {
     5
 }
@@ -319,11 +341,14 @@ impl Default for WebConfig {
             auth_mode: AuthMode::Local,
             trusted_proxies: default_trusted_proxies(),
             proxy_headers: ProxyHeaders::default(),
+            identity_conflict_audit_interval_seconds: default_identity_conflict_audit_interval(),
             oidc: None,
             session_ttl_seconds: default_session_ttl(),
             max_connections: default_max_connections(),
             header_read_timeout_seconds: default_header_read_timeout(),
             idle_connection_timeout_seconds: default_idle_connection_timeout(),
+            write_stall_timeout_seconds: default_write_stall_timeout(),
+            request_body_timeout_seconds: default_request_body_timeout(),
             max_open_requests_per_user: default_max_open(),
             max_requests_per_hour: default_max_per_hour(),
             login_max_failures: default_login_failures(),
@@ -571,11 +596,17 @@ impl Config {
         if self.web.max_connections == 0
             || self.web.header_read_timeout_seconds == 0
             || self.web.idle_connection_timeout_seconds == 0
+            || self.web.write_stall_timeout_seconds == 0
+            || self.web.request_body_timeout_seconds == 0
         {
             return bad(
-                "web.maxConnections, web.headerReadTimeoutSeconds and web.idleConnectionTimeoutSeconds must be at least 1"
+                "web.maxConnections, web.headerReadTimeoutSeconds, web.idleConnectionTimeoutSeconds, \
+                 web.writeStallTimeoutSeconds and web.requestBodyTimeoutSeconds must be at least 1"
                     .into(),
             );
+        }
+        if self.web.identity_conflict_audit_interval_seconds == 0 {
+            return bad("web.identityConflictAuditIntervalSeconds must be at least 1".into());
         }
         if self.web.auth_mode == AuthMode::Oidc && self.web.oidc.is_none() {
             return bad("web.authMode is oidc but web.oidc is missing".into());
@@ -619,6 +650,27 @@ mod tests {
         assert!(Config::from_yaml("clusters: [{name: Bad_Name}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: [{name: a}, {name: a}]\n", "t").is_err());
         assert!(Config::from_yaml("clusters: []\n", "t").is_err());
+    }
+
+    #[test]
+    fn write_stall_body_and_audit_interval_settings() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.web.write_stall_timeout_seconds,
+                c.web.request_body_timeout_seconds,
+                c.web.identity_conflict_audit_interval_seconds
+            ),
+            (30, 60, 60)
+        );
+        for zero in [
+            "writeStallTimeoutSeconds",
+            "requestBodyTimeoutSeconds",
+            "identityConflictAuditIntervalSeconds",
+        ] {
+            let e = Config::from_yaml(&format!("web: {{{zero}: 0}}\n"), "t").unwrap_err();
+            assert!(e.to_string().contains(zero), "{zero}: {e}");
+        }
     }
 
     #[test]

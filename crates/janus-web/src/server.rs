@@ -77,8 +77,10 @@ pub struct Options {
 /// Shortest `JANUS_SESSION_KEY` accepted: 256 bits, the HMAC-SHA256 key size.
 pub const MIN_SESSION_KEY_BYTES: usize = 32;
 
-/// `Strict-Transport-Security` when the public URL is https: a year, subdomains included.
-const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+/// `Strict-Transport-Security` when the public URL is https: a year, this host only. Not
+/// `includeSubDomains`: served from an apex domain (`https://example.com`), that would pin every
+/// subdomain of the organisation to https, which is not Janus's decision to make.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// Security headers on every response: a strict CSP without `unsafe-inline`, no framing, no sniffing.
 async fn security_headers(req: axum::extract::Request, next: middleware::Next) -> Response {
@@ -409,6 +411,8 @@ pub async fn serve(
         max_connections = limits.max_connections,
         header_read_timeout_seconds = limits.header_read_timeout.as_secs(),
         idle_connection_timeout_seconds = limits.idle_timeout.as_secs(),
+        write_stall_timeout_seconds = limits.write_stall_timeout.as_secs(),
+        request_body_timeout_seconds = limits.request_body_timeout.as_secs(),
         "web UI listening"
     );
     let app = router(state.clone());

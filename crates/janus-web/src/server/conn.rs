@@ -6,13 +6,19 @@
 //! upstream idle timeout of ingresses and load balancers, which then race the close and answer 502),
 //! and it does not cover hyper-util's protocol sniffing, where a client that connects and sends nothing
 //! would wait forever. The watchdog here times both phases separately and covers the whole connection.
+//!
+//! It also ends connections that stop taking output (a client that does not read, or an HTTP/2 client
+//! that keeps its flow-control window shut): a response whose bytes cannot go out for
+//! `writeStall` holds a connection slot for nothing. A response that is merely quiet (server-sent
+//! events, a followed log, a WebSocket) waits on its own body, not on the client, and is never cut.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,6 +47,11 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a connection may wait for its next request when none is in progress.
     pub idle_timeout: Duration,
+    /// Time a connection may go without taking any of the output waiting for it (its socket refuses
+    /// writes, or a response's data waits for the client's HTTP/2 flow-control window).
+    pub write_stall_timeout: Duration,
+    /// Time a request body may take to arrive completely, from the end of its request head.
+    pub request_body_timeout: Duration,
 }
 
 impl Limits {
@@ -50,6 +61,8 @@ impl Limits {
             max_connections: web.max_connections.max(1),
             header_read_timeout: Duration::from_secs(web.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(web.idle_connection_timeout_seconds.max(1)),
+            write_stall_timeout: Duration::from_secs(web.write_stall_timeout_seconds.max(1)),
+            request_body_timeout: Duration::from_secs(web.request_body_timeout_seconds.max(1)),
         }
     }
 }
@@ -63,8 +76,20 @@ struct Activity {
     reading_head: AtomicBool,
     /// Milliseconds after `start` when the current phase (reading a head, or idle) began.
     since_ms: AtomicU64,
-    /// Request bodies still being received; while there are any, bytes must keep arriving.
-    bodies_open: AtomicUsize,
+    /// Request bodies still being received, by id, with when each began (milliseconds after `start`):
+    /// while there are any, bytes must keep arriving, and each must be complete in time.
+    bodies: Mutex<HashMap<u64, u64>>,
+    /// Response bodies whose output has not been taken by the connection yet, by id, with since when
+    /// (milliseconds after `start`): from the response's start, or from the frame it last produced,
+    /// until the connection asks for more. A body that has nothing to send is not in here.
+    waiting_output: Mutex<HashMap<u64, u64>>,
+    /// Ids for `bodies` and `waiting_output`.
+    next_id: AtomicU64,
+    /// Milliseconds after `start` since when writes to the socket have been refused without a byte
+    /// going out in between ([`NEVER`]: the last write went through).
+    write_blocked_since_ms: AtomicU64,
+    /// Milliseconds after `start` of the latest refused write ([`NEVER`]: none yet).
+    last_blocked_ms: AtomicU64,
     /// Milliseconds after `start` of the last byte received.
     last_read_ms: AtomicU64,
     /// Set once a request came over HTTP/2: there, bytes between requests are control frames (window
@@ -77,13 +102,40 @@ struct Activity {
     changed: Notify,
 }
 
+/// No such moment (yet).
+const NEVER: u64 = u64::MAX;
+
+/// The smallest `since` of a map of timers.
+fn earliest(timers: &Mutex<HashMap<u64, u64>>) -> Option<u64> {
+    timers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .copied()
+        .min()
+}
+
+fn set_timer(timers: &Mutex<HashMap<u64, u64>>, id: u64, since: Option<u64>) {
+    let mut t = timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match since {
+        Some(s) => {
+            t.insert(id, s);
+        }
+        None => {
+            t.remove(&id);
+        }
+    }
+}
+
 /// Why the watchdog ends a connection.
 #[derive(Debug, PartialEq, Eq)]
 enum Expired {
     /// A request head was not complete in time: closed at once.
     Head,
-    /// A request body stopped arriving: closed at once.
+    /// A request body stopped arriving, or was not complete in time: closed at once.
     Body,
+    /// The connection took none of its waiting output for the write-stall timeout: closed at once.
+    WriteStall,
     /// No request for the idle timeout: closed gracefully.
     Idle,
 }
@@ -95,7 +147,11 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             reading_head: AtomicBool::new(true),
             since_ms: AtomicU64::new(0),
-            bodies_open: AtomicUsize::new(0),
+            bodies: Mutex::new(HashMap::new()),
+            waiting_output: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            write_blocked_since_ms: AtomicU64::new(NEVER),
+            last_blocked_ms: AtomicU64::new(NEVER),
             last_read_ms: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
@@ -120,6 +176,46 @@ impl Activity {
         }
     }
 
+    /// A write to the socket was refused (the client's receive window is full).
+    fn write_refused(&self) {
+        let now = self.now_ms();
+        self.last_blocked_ms.store(now, Ordering::SeqCst);
+        if self
+            .write_blocked_since_ms
+            .compare_exchange(NEVER, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Bytes went out: the socket is taking output again. (The watchdog finds out when it next wakes.)
+    fn wrote(&self) {
+        self.write_blocked_since_ms.store(NEVER, Ordering::SeqCst);
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// When the connection counts as stalled, if output is waiting for it: the socket has refused every
+    /// write for the write-stall timeout, or a response's output has waited that long while the socket
+    /// refused nothing (the client's HTTP/2 flow-control window is shut). A client reading slowly
+    /// has writes refused and accepted in turn, and is not stalled while any get through.
+    fn write_deadline(&self, limits: &Limits) -> Option<Instant> {
+        let at = |ms: u64| self.start + Duration::from_millis(ms);
+        let blocked = self.write_blocked_since_ms.load(Ordering::SeqCst);
+        if blocked != NEVER {
+            return Some(at(blocked) + limits.write_stall_timeout);
+        }
+        let waiting = earliest(&self.waiting_output)?;
+        let from = match self.last_blocked_ms.load(Ordering::SeqCst) {
+            NEVER => waiting,
+            last => waiting.max(last),
+        };
+        Some(at(from) + limits.write_stall_timeout)
+    }
+
     /// A request head is complete and handed to the router.
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -128,16 +224,24 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// When the current phase ends, if it has a deadline: a request in progress has none once its body
-    /// is in (its response may stream for hours), but its body must keep arriving, a byte at least every
-    /// header deadline.
+    /// When the connection must end: at the end of the current phase, or when it stalls
+    /// ([`Activity::write_deadline`]), whichever comes first.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        match (self.phase_deadline(limits), self.write_deadline(limits)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the current phase ends, if it has a deadline: a request in progress has none once its body
+    /// is in (its response may stream for hours, as long as the client takes it), but its body must
+    /// keep arriving, a byte at least every header deadline, and be complete within the body deadline.
+    fn phase_deadline(&self, limits: &Limits) -> Option<Instant> {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
-            if self.bodies_open.load(Ordering::SeqCst) > 0 {
-                let last = self.start + Duration::from_millis(self.last_read_ms.load(Ordering::SeqCst));
-                return Some(last + limits.header_read_timeout);
-            }
-            return None;
+            let first = earliest(&self.bodies)?;
+            let last = self.start + Duration::from_millis(self.last_read_ms.load(Ordering::SeqCst));
+            let whole = self.start + Duration::from_millis(first) + limits.request_body_timeout;
+            return Some((last + limits.header_read_timeout).min(whole));
         }
         let since = self.start + Duration::from_millis(self.since_ms.load(Ordering::SeqCst));
         if self.reading_head.load(Ordering::SeqCst) {
@@ -150,7 +254,10 @@ impl Activity {
     }
 
     fn expired(&self, limits: &Limits) -> Option<Expired> {
-        let deadline = self.deadline(limits)?;
+        if self.write_deadline(limits).is_some_and(|d| Instant::now() >= d) {
+            return Some(Expired::WriteStall);
+        }
+        let deadline = self.phase_deadline(limits)?;
         if Instant::now() < deadline {
             return None;
         }
@@ -177,28 +284,32 @@ impl Drop for InFlight {
     }
 }
 
-/// A request body being received; counted in [`Activity::bodies_open`] until its end or until the
+/// A request body being received; timed in [`Activity::bodies`] until its end or until the
 /// handler drops it.
 struct RequestBody {
     inner: Incoming,
-    open: Option<Arc<Activity>>,
+    open: Option<(Arc<Activity>, u64)>,
 }
 
 impl RequestBody {
     fn new(inner: Incoming, activity: &Arc<Activity>) -> Self {
         use hyper::body::Body as _;
+        // An upgrade's request (a WebSocket handshake, also an HTTP/2 extended CONNECT) has no body:
+        // the WebSocket's traffic is never timed as one.
         let open = (!inner.is_end_stream()).then(|| {
-            activity.bodies_open.fetch_add(1, Ordering::SeqCst);
-            activity.last_read_ms.store(activity.now_ms(), Ordering::SeqCst);
+            let id = activity.id();
+            let now = activity.now_ms();
+            activity.last_read_ms.store(now, Ordering::SeqCst);
+            set_timer(&activity.bodies, id, Some(now));
             activity.changed.notify_one();
-            activity.clone()
+            (activity.clone(), id)
         });
         Self { inner, open }
     }
 
     fn finish(&mut self) {
-        if let Some(a) = self.open.take() {
-            a.bodies_open.fetch_sub(1, Ordering::SeqCst);
+        if let Some((a, id)) = self.open.take() {
+            set_timer(&a.bodies, id, None);
             a.changed.notify_one();
         }
     }
@@ -233,10 +344,38 @@ impl hyper::body::Body for RequestBody {
 }
 
 /// A response body that keeps its request counted as in progress until it is sent: a long stream
-/// (server-sent events, a followed log) is never cut for being idle.
+/// (server-sent events, a followed log) is never cut for being idle. It also notes when output waits
+/// for the connection: from its start, and from each frame it produces, until the connection asks for
+/// the next one; while the body itself has nothing to send (a quiet stream), nothing waits.
 struct Tracked {
     inner: Body,
+    activity: Arc<Activity>,
+    id: u64,
     _in_flight: InFlight,
+}
+
+impl Tracked {
+    fn new(inner: Body, in_flight: InFlight) -> Self {
+        use hyper::body::Body as _;
+        let activity = in_flight.0.clone();
+        let id = activity.id();
+        if !inner.is_end_stream() {
+            set_timer(&activity.waiting_output, id, Some(activity.now_ms()));
+            activity.changed.notify_one();
+        }
+        Self {
+            inner,
+            activity,
+            id,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        set_timer(&self.activity.waiting_output, self.id, None);
+    }
 }
 
 impl hyper::body::Body for Tracked {
@@ -244,7 +383,18 @@ impl hyper::body::Body for Tracked {
     type Error = axum::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        // A frame now waits to be taken, the last one too (HTTP/2 holds it, and this body, until the
+        // client's window lets it out; HTTP/1 drops the body once it has the last frame); otherwise
+        // nothing waits.
+        let waiting = matches!(r, Poll::Ready(Some(Ok(_))));
+        set_timer(
+            &this.activity.waiting_output,
+            this.id,
+            waiting.then(|| this.activity.now_ms()),
+        );
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -276,9 +426,23 @@ impl AsyncRead for Socket {
     }
 }
 
+impl Socket {
+    /// Notes whether a write got through or was refused.
+    fn note_write(&self, r: &Poll<std::io::Result<usize>>) {
+        match r {
+            Poll::Pending => self.activity.write_refused(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
 impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.note_write(&r);
+        r
     }
 
     fn poll_write_vectored(
@@ -286,7 +450,10 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.note_write(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -416,10 +583,7 @@ impl Connection {
                 if websocket && response.status().is_success() {
                     activity.upgraded.store(true, Ordering::SeqCst);
                 }
-                Ok::<_, Infallible>(response.map(|inner| Tracked {
-                    inner,
-                    _in_flight: in_flight,
-                }))
+                Ok::<_, Infallible>(response.map(|inner| Tracked::new(inner, in_flight)))
             }
         });
         let conn = self
@@ -456,7 +620,11 @@ impl Connection {
                             return;
                         }
                         Some(Expired::Body) => {
-                            tracing::debug!(%peer, "request body stopped arriving: connection closed");
+                            tracing::debug!(%peer, "request body not received in time: connection closed");
+                            return;
+                        }
+                        Some(Expired::WriteStall) => {
+                            tracing::debug!(%peer, "client took no output for the write-stall timeout: connection closed");
                             return;
                         }
                         Some(Expired::Idle) if !closing => {
@@ -486,6 +654,8 @@ mod tests {
             max_connections: 1,
             header_read_timeout: header,
             idle_timeout: idle,
+            write_stall_timeout: Duration::from_secs(30),
+            request_body_timeout: Duration::from_secs(60),
         }
     }
 
@@ -542,5 +712,98 @@ mod tests {
             None,
             "a WebSocket on an HTTP/2 stream keeps its own rules"
         );
+    }
+
+    fn stall_limits(stall: Duration) -> Limits {
+        Limits {
+            write_stall_timeout: stall,
+            ..limits(Duration::from_secs(10), Duration::from_secs(75))
+        }
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_taken_stalls_the_connection() {
+        let l = stall_limits(Duration::from_millis(20));
+        // A socket that refuses every write, whatever the phase.
+        let a = Arc::new(Activity::new());
+        let req = a.begin();
+        a.write_refused();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        a.write_refused();
+        assert_eq!(a.expired(&l), Some(Expired::WriteStall));
+        // A byte got through: not stalled (a slow reader).
+        a.wrote();
+        assert_eq!(a.expired(&l), None);
+        drop(req);
+        a.write_refused();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(a.expired(&l), Some(Expired::WriteStall), "also when idle");
+
+        // A response's output waiting while the socket takes everything (a shut HTTP/2 window).
+        let h2 = Arc::new(Activity::new());
+        h2.http2.store(true, Ordering::SeqCst);
+        let body = Tracked::new(Body::from("page"), h2.begin());
+        assert_eq!(h2.expired(&l), None);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(h2.expired(&l), Some(Expired::WriteStall));
+        drop(body);
+        assert_eq!(h2.expired(&l), None, "a response sent ends the wait");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_stream_or_a_slow_reader_is_not_stalled() {
+        use hyper::body::Body as _;
+        let l = stall_limits(Duration::from_millis(30));
+        let a = Arc::new(Activity::new());
+        // A stream that has nothing to send: waiting on itself, not on the client.
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
+        let mut body = Box::pin(Tracked::new(Body::from_stream(rx), a.begin()));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(a.expired(&l), None, "a quiet stream");
+        assert_eq!(a.deadline(&l), None);
+        // An event is produced and taken at once (the connection polls again).
+        tx.unbounded_send(Ok(Bytes::from_static(b"data: x\n\n"))).expect("send");
+        assert!(matches!(body.as_mut().poll_frame(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert!(a.deadline(&l).is_some(), "the frame waits to be taken");
+        assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+        assert_eq!(a.deadline(&l), None);
+        // A frame not taken while the socket keeps refusing writes now and then: a slow reader, who is
+        // timed by the socket (it is stalled only when every write is refused for the whole timeout).
+        tx.unbounded_send(Ok(Bytes::from_static(b"data: y\n\n"))).expect("send");
+        assert!(matches!(body.as_mut().poll_frame(&mut cx), Poll::Ready(Some(Ok(_)))));
+        for _ in 0..4 {
+            a.write_refused();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            a.wrote();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(a.expired(&l), None, "a slow reader still taking output");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(a.expired(&l), Some(Expired::WriteStall), "and then nothing");
+    }
+
+    #[tokio::test]
+    async fn request_bodies_have_an_overall_deadline() {
+        let l = Limits {
+            request_body_timeout: Duration::from_millis(50),
+            ..limits(Duration::from_millis(30), Duration::from_secs(75))
+        };
+        let a = Arc::new(Activity::new());
+        let _req = a.begin();
+        set_timer(&a.bodies, 7, Some(a.now_ms()));
+        // A byte every 20 ms keeps the per-byte rule happy, but not the overall one.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            a.read();
+            if a.expired(&l).is_some() {
+                break;
+            }
+        }
+        assert_eq!(a.expired(&l), Some(Expired::Body));
+        set_timer(&a.bodies, 7, None);
+        assert_eq!(a.expired(&l), None, "no deadline once the body is in");
     }
 }
