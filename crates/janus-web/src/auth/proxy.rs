@@ -5,9 +5,15 @@
 //! A proxy such as oauth2-proxy strips the client's copies of exactly the headers it injects and passes
 //! every other header through. So any identity header outside that set may come from the client; it
 //! is never read, and one that names somebody else is treated as an attack rather than ignored.
+//!
+//! Refusals are audited at most once per client address and asserted identity per
+//! `web.identityConflictAuditIntervalSeconds`, with the count of the others, so that nobody can flood
+//! the audit log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -16,7 +22,7 @@ use janus_store::AuditKind;
 use serde_json::json;
 
 use crate::auth::{AuthSource, Identity, session};
-use crate::state::AppState;
+use crate::state::{AppState, Inner};
 
 /// An address range such as `127.0.0.1/32` or `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +64,11 @@ enum Kind {
     Groups,
 }
 
-/// Identity headers of common proxy families. Whichever of them is not configured is foreign: it can
-/// only have come from the client (or a misconfigured hop), so it must not name anyone else.
+/// Identity headers that authenticating proxies inject themselves, under names specific to them.
+/// Whichever of them is not configured is foreign: it can only have come from the client (or a
+/// misconfigured hop), so it must not name anyone else. Generic names (`X-User`, `X-Email`,
+/// `X-Authenticated-User`, …) are left out on purpose: forward proxies and other middleboxes inject
+/// them on some networks, and every request would be refused there (docs/security.md).
 const WELL_KNOWN: &[(&str, Kind)] = &[
     // oauth2-proxy, reverse-proxy mode with --pass-user-headers (the chart's sidecar).
     ("x-forwarded-email", Kind::Email),
@@ -82,12 +91,10 @@ const WELL_KNOWN: &[(&str, Kind)] = &[
     ("x-pomerium-claim-groups", Kind::Groups),
     ("x-pomerium-claim-name", Kind::User),
     ("x-pomerium-claim-preferred-username", Kind::User),
-    // Kubernetes front proxy, Grafana auth proxy, nginx examples, Cloudflare Access, Vouch, authentik.
+    // Kubernetes API aggregation / front proxy (requestheader defaults).
     ("x-remote-user", Kind::User),
     ("x-remote-group", Kind::Groups),
-    ("x-webauth-user", Kind::User),
-    ("x-user", Kind::User),
-    ("x-email", Kind::Email),
+    // Cloudflare Access, Vouch Proxy, authentik.
     ("cf-access-authenticated-user-email", Kind::Email),
     ("x-vouch-user", Kind::User),
     ("x-authentik-email", Kind::Email),
@@ -95,7 +102,14 @@ const WELL_KNOWN: &[(&str, Kind)] = &[
 ];
 
 /// Longest value kept per header in the audit event of a refused request.
-const AUDIT_VALUE_MAX: usize = 256;
+const AUDIT_VALUE_MAX: usize = 64;
+/// Values kept in the audit event of a refused request (the first ones found).
+const AUDIT_VALUES_MAX: usize = 4;
+/// Offending headers kept per refusal, and per aggregated record.
+const AUDIT_HEADERS_MAX: usize = 16;
+/// Client address and asserted identity pairs whose refusals are being counted at once; beyond it,
+/// refusals of new pairs are counted together under one overflow entry.
+const AUDIT_KEYS_MAX: usize = 1024;
 
 /// The identity the configured headers assert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +159,12 @@ pub struct Conflict {
 
 impl Conflict {
     fn add(&mut self, header: &str, reason: ConflictReason, value: Option<&[u8]>) {
-        if !self.headers.iter().any(|(h, r)| h == header && *r == reason) {
+        if self.headers.len() < AUDIT_HEADERS_MAX && !self.headers.iter().any(|(h, r)| h == header && *r == reason) {
             self.headers.push((header.to_string(), reason));
         }
-        if let Some(v) = value {
+        if let Some(v) = value
+            && self.values.len() < AUDIT_VALUES_MAX
+        {
             self.values.push((header.to_string(), audit_value(v)));
         }
     }
@@ -318,10 +334,149 @@ pub fn identity(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> 
     }))
 }
 
+/// Whose refusals are counted together: the client address and the identity the proxy asserted.
+type RefusalKey = (Option<IpAddr>, String);
+
+/// The key refusals of new pairs are counted under while [`AUDIT_KEYS_MAX`] pairs are.
+const OVERFLOW_ACTOR: &str = "*";
+
+/// Refusals counted since a pair's last audit event.
+#[derive(Debug, Default)]
+struct Counted {
+    refusals: u64,
+    headers: BTreeSet<String>,
+}
+
+/// The pairs whose refusal was audited within the current interval, with the refusals since.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    pairs: HashMap<RefusalKey, Counted>,
+}
+
+/// What becomes of a refusal.
+#[derive(Debug, PartialEq, Eq)]
+enum Noted {
+    /// It starts the pair's interval: audited in full; the caller [`RefusalLog::close`]s the interval
+    /// at its end.
+    First(RefusalKey),
+    /// It starts the overflow entry's interval, counted in it (not audited alone); closed as above.
+    Overflow(RefusalKey),
+    /// Counted in an interval already started.
+    Counted,
+}
+
+impl RefusalLog {
+    /// Notes a refusal of `actor` (the asserted identity) from `peer`.
+    fn note(&mut self, peer: Option<IpAddr>, actor: &str, headers: &[&str]) -> Noted {
+        let mut key = (peer, actor.to_string());
+        if !self.pairs.contains_key(&key) && self.pairs.len() >= AUDIT_KEYS_MAX {
+            key = (None, OVERFLOW_ACTOR.to_string());
+        }
+        match self.pairs.get_mut(&key) {
+            Some(c) => {
+                c.refusals += 1;
+                for h in headers {
+                    if c.headers.len() >= AUDIT_HEADERS_MAX {
+                        break;
+                    }
+                    c.headers.insert((*h).to_string());
+                }
+                Noted::Counted
+            }
+            None if key.1 == OVERFLOW_ACTOR => {
+                self.pairs.insert(key.clone(), Counted::default());
+                self.note(None, OVERFLOW_ACTOR, headers);
+                Noted::Overflow(key)
+            }
+            None => {
+                self.pairs.insert(key.clone(), Counted::default());
+                Noted::First(key)
+            }
+        }
+    }
+
+    /// Ends a pair's interval: what was counted since its audit event.
+    fn close(&mut self, key: &RefusalKey) -> Option<Counted> {
+        self.pairs.remove(key)
+    }
+}
+
+/// The refusal logs of the web states of this process (one, but tests run several side by side).
+/// Each is found by its state; a `Weak` keeps the state's address from being reused while it is here.
+static REFUSALS: Mutex<Vec<(Weak<Inner>, RefusalLog)>> = Mutex::new(Vec::new());
+
+fn with_log<T>(state: &AppState, f: impl FnOnce(&mut RefusalLog) -> T) -> T {
+    let mut all = REFUSALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.retain(|(w, _)| w.strong_count() > 0);
+    let me = Arc::downgrade(&state.0);
+    let i = match all.iter().position(|(w, _)| Weak::ptr_eq(w, &me)) {
+        Some(i) => i,
+        None => {
+            all.push((me, RefusalLog::default()));
+            all.len() - 1
+        }
+    };
+    f(&mut all[i].1)
+}
+
+/// At the end of a pair's interval, records the refusals counted during it as one `login.failed`
+/// event (`suppressed`: how many), if there were any.
+async fn close_interval(state: AppState, key: RefusalKey, interval: Duration) {
+    tokio::time::sleep(interval).await;
+    let Some(counted) = with_log(&state, |log| log.close(&key)) else {
+        return;
+    };
+    if counted.refusals == 0 {
+        return;
+    }
+    let (peer, actor) = key;
+    let overflow = actor == OVERFLOW_ACTOR;
+    tracing::warn!(
+        peer = ?peer,
+        refusals = counted.refusals,
+        seconds = interval.as_secs(),
+        "further requests with conflicting identity headers refused"
+    );
+    crate::audit::record(
+        &state,
+        AuditKind::LoginFailed,
+        if overflow { "anonymous" } else { &actor },
+        None,
+        None,
+        &[],
+        json!({
+            "method": "proxy",
+            "reason": "conflicting identity headers",
+            "suppressed": counted.refusals,
+            "intervalSeconds": interval.as_secs(),
+            "headers": counted.headers,
+            "peer": peer.map(|p| p.to_string()),
+            "aggregated": overflow.then_some("refusals of further client addresses and identities"),
+        }),
+    )
+    .await;
+}
+
 /// Records a refused request as `login.failed` (method `proxy`): who the proxy said it was, which
-/// headers conflicted and what they claimed.
+/// headers conflicted and (shortened) what the first of them claimed. At most once per client address
+/// and asserted identity per `web.identityConflictAuditIntervalSeconds`: the refusals in between are
+/// counted, and recorded as one event (`suppressed`) at the interval's end.
 pub async fn audit_conflict(state: &AppState, conflict: &Conflict, peer: Option<IpAddr>) {
     let names: Vec<&str> = conflict.headers.iter().map(|(h, _)| h.as_str()).collect();
+    let actor = conflict.asserted_email.as_deref().unwrap_or("anonymous");
+    let interval = Duration::from_secs(state.config.web.identity_conflict_audit_interval_seconds.max(1));
+    let key = match with_log(state, |log| log.note(peer, actor, &names)) {
+        Noted::First(key) => key,
+        Noted::Overflow(key) => {
+            tokio::spawn(close_interval(state.clone(), key, interval));
+            return;
+        }
+        Noted::Counted => {
+            tracing::debug!(headers = ?names, peer = ?peer, "refused a request with conflicting identity headers (counted)");
+            return;
+        }
+    };
+    tokio::spawn(close_interval(state.clone(), key, interval));
     tracing::warn!(
         headers = ?names,
         peer = ?peer,
@@ -337,7 +492,6 @@ pub async fn audit_conflict(state: &AppState, conflict: &Conflict, peer: Option<
         .iter()
         .map(|(h, v)| json!({"header": h, "value": v}))
         .collect();
-    let actor = conflict.asserted_email.as_deref().unwrap_or("anonymous");
     crate::audit::record(
         state,
         AuditKind::LoginFailed,
@@ -655,5 +809,90 @@ mod tests {
     fn audit_values_are_cleaned_and_short() {
         assert_eq!(audit_value(b"a\r\nb"), "a\u{fffd}\u{fffd}b");
         assert_eq!(audit_value("x".repeat(1000).as_bytes()).len(), AUDIT_VALUE_MAX);
+        // Many values (one header repeated a hundred times): only the first few are kept.
+        let long = "x".repeat(300);
+        let pairs: Vec<(&str, &str)> = std::iter::once(("x-forwarded-email", "eve@example.com"))
+            .chain(std::iter::repeat_n(("x-auth-request-user", long.as_str()), 100))
+            .collect();
+        let c = assert_identity(&defaults(), &h(&pairs)).unwrap_err();
+        assert_eq!(c.values.len(), AUDIT_VALUES_MAX);
+        assert!(c.values.iter().all(|(_, v)| v.len() <= AUDIT_VALUE_MAX));
+    }
+
+    #[test]
+    fn refusals_are_audited_once_per_pair_and_interval_and_counted() {
+        let mut log = RefusalLog::default();
+        let peer: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+        let key = log.note(peer, "eve@example.com", &["x-auth-request-email"]);
+        assert_eq!(key, Noted::First((peer, "eve@example.com".to_string())));
+        for _ in 0..99 {
+            assert_eq!(log.note(peer, "eve@example.com", &["remote-user"]), Noted::Counted);
+        }
+        // Another identity, or another address, is audited on its own.
+        assert!(matches!(log.note(peer, "mallory@example.com", &[]), Noted::First(_)));
+        assert!(matches!(
+            log.note(Some("10.0.0.1".parse().unwrap()), "eve@example.com", &[]),
+            Noted::First(_)
+        ));
+        let counted = log.close(&(peer, "eve@example.com".into())).unwrap();
+        assert_eq!(counted.refusals, 99);
+        assert_eq!(counted.headers, BTreeSet::from(["remote-user".to_string()]));
+        // A new interval starts with an audited refusal again.
+        assert!(matches!(log.note(peer, "eve@example.com", &[]), Noted::First(_)));
+    }
+
+    #[test]
+    fn refusal_counting_has_bounded_memory() {
+        let mut log = RefusalLog::default();
+        for i in 0..AUDIT_KEYS_MAX {
+            assert!(matches!(
+                log.note(None, &format!("u{i}@example.com"), &[]),
+                Noted::First(_)
+            ));
+        }
+        // Beyond the cap, new pairs are counted together and not audited one by one.
+        for i in 0..5000 {
+            let names = [format!("x_{i}")];
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let want = if i == 0 {
+                Noted::Overflow((None, OVERFLOW_ACTOR.into()))
+            } else {
+                Noted::Counted
+            };
+            assert_eq!(log.note(None, &format!("v{i}@example.com"), &names), want);
+        }
+        assert_eq!(log.pairs.len(), AUDIT_KEYS_MAX + 1);
+        let overflow = log.close(&(None, OVERFLOW_ACTOR.into())).unwrap();
+        assert_eq!(overflow.refusals, 5000);
+        assert_eq!(overflow.headers.len(), AUDIT_HEADERS_MAX);
+    }
+
+    #[test]
+    fn generic_header_names_are_not_identity_headers() {
+        // Forward proxies inject these on some networks: they must not get every request refused.
+        for generic in ["x-user", "x-email", "x-authenticated-user", "x-webauth-user"] {
+            let a = assert_identity(
+                &defaults(),
+                &h(&[("x-forwarded-email", "eve@example.com"), (generic, "CORP\\someone")]),
+            );
+            assert_eq!(a.unwrap().unwrap().email, "eve@example.com", "{generic}");
+        }
+        for (name, _) in WELL_KNOWN {
+            assert!(
+                [
+                    "x-forwarded-",
+                    "x-auth-request-",
+                    "remote-",
+                    "x-pomerium-claim-",
+                    "x-remote-",
+                    "cf-access-",
+                    "x-vouch-",
+                    "x-authentik-"
+                ]
+                .iter()
+                .any(|p| name.starts_with(p)),
+                "{name} is not a proxy-specific name"
+            );
+        }
     }
 }
