@@ -606,3 +606,77 @@ async fn a_browser_that_stops_reading_cannot_keep_its_shell_past_logout() {
     drop(ws);
     stack.stop().await;
 }
+
+/// The same for a log follow: a reader that stops reading while the pod floods its log cannot keep the
+/// follow (held with the request's token) open past signing out. The reader is a raw socket with a
+/// small receive buffer, so that the server really has to wait on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_reader_that_stops_reading_cannot_keep_the_follow_past_logout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stack = Stack::start("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active_request(&admin, &alice, &["team-a"]).await;
+    let followers = || stack.sim.cluster.logs.followers("team-a", "app", "main");
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut conn = sock.connect(stack.host.parse().unwrap()).await.unwrap();
+    let head = format!(
+        "GET /api/v1/requests/{name}/logs?namespace=team-a&pod=app&tail=0 HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        stack.host, alice.cookie
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Lines written before the follow starts are not shown (tail=0): write until one arrives.
+    for _ in 0..50 {
+        if String::from_utf8_lossy(&seen).contains("first-line") {
+            break;
+        }
+        stack.sim.cluster.logs.append("team-a", "app", "main", "first-line");
+        if let Ok(n) = tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf)).await {
+            let n = n.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&seen).contains("first-line"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    // From here on the reader reads nothing while the pod writes far more than socket buffers hold.
+    let line = "x".repeat(1000);
+    let flood_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < flood_until {
+        for _ in 0..500 {
+            stack.sim.cluster.logs.append("team-a", "app", "main", &line);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(followers(), 1, "the follow is still open upstream before the logout");
+    let r = alice.post("/api/v1/logout", json!({})).await;
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while followers() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the log follow of a reader that stopped reading is still open upstream 5 s after logout"
+        );
+        // The pod keeps writing, as a busy pod does.
+        stack.sim.cluster.logs.append("team-a", "app", "main", &line);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    audited(&admin, &name, "log stream end", |e| {
+        e["kind"] == "logs.closed" && e["details"]["reason"] == "logout"
+    })
+    .await;
+    drop(conn);
+    stack.stop().await;
+}

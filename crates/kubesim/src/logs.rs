@@ -129,6 +129,15 @@ impl LogBook {
             .unwrap_or_default()
     }
 
+    /// How many `follow=true` readers a container's log has now (tests: a follower ends when the
+    /// access behind it does).
+    pub fn followers(&self, namespace: &str, pod: &str, container: &str) -> usize {
+        self.lock()
+            .get(&key(namespace, pod, container))
+            .map(|l| l.tx.receiver_count())
+            .unwrap_or(0)
+    }
+
     /// Forgets a pod's logs; its followers' streams end.
     pub fn remove_pod(&self, namespace: &str, pod: &str) {
         self.lock().retain(|(ns, p, _), _| !(ns == namespace && p == pod));

@@ -164,37 +164,53 @@ struct LogStream {
     pod: String,
 }
 
+/// Lines read ahead of a slow browser before the upstream read waits.
+const LOG_AHEAD: usize = 64;
+
 fn async_stream(
     lines: impl futures::Stream<Item = std::io::Result<String>> + Send + 'static,
     mut rx: tokio::sync::watch::Receiver<Option<EndReason>>,
     guard: Unregister,
     about: LogStream,
 ) -> impl futures::Stream<Item = std::io::Result<String>> + Send + 'static {
-    let ended = async move {
-        loop {
-            if let Some(r) = rx.borrow_and_update().clone() {
-                return r;
-            }
-            if rx.changed().await.is_err() {
-                return EndReason::from_message("the web server is shutting down");
-            }
-        }
-    };
-    // The guard travels with the stream: once it is gone (ended), the stream yields nothing more.
-    futures::stream::unfold(
-        (Box::pin(lines), Box::pin(ended), Some((guard, about))),
-        |(mut lines, mut ended, open)| async move {
-            let (guard, about) = open?;
-            tokio::select! {
-                reason = &mut ended => {
-                    // Recorded off the response path: the stream ends now, whatever the database does.
-                    tokio::spawn(audit_log_stream_end(guard.0.clone(), about, reason.clone()));
-                    Some((Ok(format!("\n[log stream ended: {}]\n", reason.message)), (lines, ended, None)))
+    // The upstream follow is read by a task of its own rather than by the response body: the body is
+    // polled only while the browser reads, so a browser that stops reading would otherwise keep the
+    // follow (with the request's token) open past logout, revoke or expiry.
+    let (tx, out) = tokio::sync::mpsc::channel::<std::io::Result<String>>(LOG_AHEAD);
+    tokio::spawn(async move {
+        // Held until the follow ends, however it ends: the registry forgets the stream then.
+        let guard = guard;
+        let ended = async move {
+            loop {
+                if let Some(r) = rx.borrow_and_update().clone() {
+                    return r;
                 }
-                l = lines.next() => l.map(|l| (l, (lines, ended, Some((guard, about))))),
+                if rx.changed().await.is_err() {
+                    return EndReason::from_message("the web server is shutting down");
+                }
             }
-        },
-    )
+        };
+        tokio::pin!(ended);
+        let mut lines = Box::pin(lines);
+        let reason = loop {
+            let line = tokio::select! {
+                reason = &mut ended => break reason,
+                _ = tx.closed() => return,
+                l = lines.next() => l,
+            };
+            let Some(line) = line else { return };
+            tokio::select! {
+                reason = &mut ended => break reason,
+                sent = tx.send(line) => if sent.is_err() { return },
+            }
+        };
+        // The upstream follow ends here, before the browser hears of it (it may not be reading).
+        drop(lines);
+        tokio::spawn(audit_log_stream_end(guard.0.clone(), about, reason.clone()));
+        let last = Ok(format!("\n[log stream ended: {}]\n", reason.message));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tx.send(last)).await;
+    });
+    tokio_stream::wrappers::ReceiverStream::new(out)
 }
 
 async fn audit_log_stream_end(state: AppState, about: LogStream, reason: EndReason) {
