@@ -439,6 +439,15 @@ pub struct RequesterLock {
     tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
 }
 
+/// Whether an error means the database could not be reached (no connection could be had), as opposed
+/// to an answer it gave.
+fn is_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+    )
+}
+
 impl RequesterLock {
     /// Releases the lock now (dropping it does the same, a moment later).
     pub async fn release(mut self) {
@@ -625,7 +634,9 @@ impl Store {
 
     /// Takes the lock under which one requester's request limits are checked and a request created.
     /// With PostgreSQL it is a transaction-scoped advisory lock keyed by the requester, so it holds
-    /// across replicas; with SQLite (one replica) the process-wide lock alone is enough.
+    /// across replicas; with SQLite (one replica) the process-wide lock alone is enough. While
+    /// PostgreSQL cannot be reached at all, the process-wide lock stands in (logged), so that an outage
+    /// does not stop people from asking for access; a lock held by another replica is still an error.
     pub async fn lock_requester(&self, requester: &str) -> Result<RequesterLock, StoreError> {
         let key = requester.to_ascii_lowercase();
         let local = {
@@ -648,7 +659,24 @@ impl Store {
         let tx = match &self.pool {
             crate::Backend::Sqlite(_) => None,
             crate::Backend::Postgres(p) => {
-                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                let mut tx = match p.begin().await {
+                    Ok(tx) => tx,
+                    // The database cannot be reached at all (an outage, not a lock held elsewhere):
+                    // engineers must still be able to ask for access, so the limits are checked
+                    // under this replica's lock alone until it answers again. Two replicas could
+                    // then each let one create through at once; an admin still decides on each.
+                    Err(e) if is_unreachable(&e) => {
+                        tracing::warn!(
+                            error = %e,
+                            "requester lock: the database is unreachable; request limits are checked per replica until it answers"
+                        );
+                        return Ok(RequesterLock {
+                            _local: local,
+                            tx: None,
+                        });
+                    }
+                    Err(e) => return Err(StoreError::query(e)),
+                };
                 // Bounded wait: a replica stuck while holding the lock must not stall this one forever.
                 sqlx::query(&format!(
                     "SET LOCAL lock_timeout = '{}s'",
