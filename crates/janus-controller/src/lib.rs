@@ -141,10 +141,16 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
     // stop working before the slower per-request bookkeeping (cleanup, status, Events) begins.
     let mut by_cluster: std::collections::BTreeMap<&str, std::collections::HashSet<String>> = Default::default();
     for ar in &due {
-        by_cluster
-            .entry(ar.spec.cluster.as_str())
-            .or_default()
-            .insert(ar.name_any());
+        // The approved cluster holds the credentials; a spec changed after approval may name another
+        // (the per-request pass that follows cleans up every cluster either names).
+        let approved = ar
+            .status
+            .as_ref()
+            .and_then(|s| s.approved.as_ref())
+            .map(|a| a.cluster.as_str());
+        for cluster in approved.into_iter().chain([ar.spec.cluster.as_str()]) {
+            by_cluster.entry(cluster).or_default().insert(ar.name_any());
+        }
     }
     let revocations = by_cluster.iter().map(|(cluster, names)| async move {
         let Ok(target) = ctx.clusters.get(cluster).await else {
