@@ -44,10 +44,15 @@ fn auto_denied(status: &AccessRequestStatus) -> bool {
 /// observed values of each (names, emails and numbers; nothing secret lives in a spec).
 fn spec_change_details(ar: &AccessRequest, status: &AccessRequestStatus) -> serde_json::Value {
     let spec = &ar.spec;
-    let changed = match &status.approved {
+    let mut changed = match &status.approved {
         Some(a) => a.changes(spec),
         None => vec!["spec.approval"],
     };
+    // The spec still matches the record: what was tampered with is the record itself (the controller
+    // wrote back the baseline it remembered after someone removed it from status).
+    if changed.is_empty() {
+        changed.push("status.approved");
+    }
     let observed = |field: &str| match field {
         "spec.requester" => json!(spec.requester),
         "spec.cluster" => json!(spec.cluster),
@@ -753,6 +758,24 @@ mod tests {
         let evs = events_from_request(&ar(v));
         assert_eq!(kinds(&evs), ["request.created", "request.denied"]);
         assert_eq!(evs[1].details["condition_reason"], "ValidationFailed");
+    }
+
+    #[test]
+    fn a_removed_approval_record_is_named_when_the_spec_still_matches() {
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00Z"});
+        let approved = ApprovedSpec::of(&ar(v.clone()).spec).unwrap();
+        v["status"] = json!({
+            "phase": "Failed", "message": "approval record removed (status.approved); credentials removed",
+            "approvedAt": "2026-01-01T00:01:01Z", "activeAt": "2026-01-01T00:01:02Z", "endedAt": "2026-01-01T00:02:00Z",
+            "approved": approved,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "SpecChangedAfterApproval",
+                            "message": "", "lastTransitionTime": "2026-01-01T00:02:00Z"}]
+        });
+        let evs = events_from_request(&ar(v));
+        let e = evs.last().unwrap();
+        assert_eq!(e.kind.as_str(), "request.spec_changed");
+        assert_eq!(e.details["changed"], json!(["status.approved"]));
     }
 
     #[test]
