@@ -9,35 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Session, Stack};
+use common::{ADMIN, Pg, Session, Stack, throwaway};
 use serde_json::{Value, json};
-
-/// A PostgreSQL cluster of this test's own, removed when dropped.
-struct Cluster {
-    dir: String,
-    url: String,
-}
-
-fn throwaway(args: &[&str]) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
-    let out = std::process::Command::new(script)
-        .args(args)
-        .output()
-        .expect("pg-throwaway.sh");
-    assert!(
-        out.status.success(),
-        "pg-throwaway.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
-        let _ = std::process::Command::new(script).args(["stop", &self.dir]).output();
-    }
-}
 
 async fn readyz(stack: &Stack) -> String {
     reqwest::get(format!("{}/readyz", stack.url))
@@ -73,17 +46,7 @@ async fn signed_in_people_keep_working_and_the_audit_catches_up() {
     if std::env::var("JANUS_TEST_POSTGRES_URL").is_err() {
         return;
     }
-    let out = throwaway(&["start"]);
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} missing in {out}"))
-            .to_string()
-    };
-    let pg = Cluster {
-        dir: get("PG_THROWAWAY_DIR"),
-        url: get("JANUS_TEST_POSTGRES_URL"),
-    };
+    let pg = Pg::start();
     let stack = Stack::start_full(|_| String::new(), None, Some(pg.url.clone())).await;
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ADMIN, PASSWORD, Stack};
+use common::{ADMIN, PASSWORD, Pg, Stack};
 use serde_json::{Value, json};
 
 /// A login through the API as a client behind the (trusted, 127.0.0.1) proxy at `client`.
@@ -486,45 +486,6 @@ async fn parallel_creates_cannot_pass_the_open_request_limit() {
         .unwrap_or_default();
     assert_eq!((total, again), (3, 3));
     stack.stop().await;
-}
-
-/// A throwaway PostgreSQL cluster (scripts/pg-throwaway.sh), stopped on drop.
-struct Pg {
-    dir: String,
-    url: String,
-}
-
-impl Pg {
-    fn script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
-    }
-
-    fn start() -> Pg {
-        let out = std::process::Command::new(Self::script())
-            .arg("start")
-            .output()
-            .expect("pg-throwaway.sh");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
-        let get = |k: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("{k} missing in {out}"))
-                .to_string()
-        };
-        Pg {
-            dir: get("PG_THROWAWAY_DIR"),
-            url: get("JANUS_TEST_POSTGRES_URL"),
-        }
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(Self::script())
-            .args(["stop", &self.dir])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, NS, Session, Stack, k8s};
+use common::{ADMIN, NS, Pg, Session, Stack, k8s};
 use futures::{SinkExt as _, StreamExt as _};
 use janus_web::server::{self, Options};
 use serde_json::{Value, json};
@@ -22,49 +22,6 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 /// Generous bound for "within a second" on a loaded 2-core machine.
 const BOUND: Duration = Duration::from_secs(3);
-
-/// A PostgreSQL cluster of this test's own, removed when dropped.
-struct Pg {
-    dir: String,
-    url: String,
-}
-
-fn throwaway(args: &[&str]) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
-    let out = std::process::Command::new(script)
-        .args(args)
-        .output()
-        .expect("pg-throwaway.sh");
-    assert!(
-        out.status.success(),
-        "pg-throwaway.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl Pg {
-    fn start() -> Pg {
-        let out = throwaway(&["start"]);
-        let get = |k: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("{k} missing in {out}"))
-                .to_string()
-        };
-        Pg {
-            dir: get("PG_THROWAWAY_DIR"),
-            url: get("JANUS_TEST_POSTGRES_URL"),
-        }
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
-        let _ = std::process::Command::new(script).args(["stop", &self.dir]).output();
-    }
-}
 
 /// A second web replica on the stack's kubesim and the same database.
 struct Replica {

@@ -292,3 +292,50 @@ impl Session {
         panic!("request {name} never reached {phase}");
     }
 }
+
+/// Runs `scripts/pg-throwaway.sh` with `args`; its standard output.
+pub fn throwaway(args: &[&str]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("pg-throwaway.sh");
+    assert!(
+        out.status.success(),
+        "pg-throwaway.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PostgreSQL cluster of the test's own (scripts/pg-throwaway.sh), removed when dropped.
+pub struct Pg {
+    /// Its data directory (for `pause`, `resume` and `stop`).
+    pub dir: String,
+    /// Its connection URL.
+    pub url: String,
+}
+
+impl Pg {
+    /// Starts one on a free port.
+    pub fn start() -> Pg {
+        let out = throwaway(&["start"]);
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing in {out}"))
+                .to_string()
+        };
+        Pg {
+            dir: get("PG_THROWAWAY_DIR"),
+            url: get("JANUS_TEST_POSTGRES_URL"),
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh");
+        let _ = std::process::Command::new(script).args(["stop", &self.dir]).output();
+    }
+}
