@@ -709,6 +709,26 @@ impl Checker<'_> {
         format!("compilation failed: ERROR: {}: {msg}", self.position(e))
     }
 
+    /// Walks the keys and values of a map or message literal (their types are not checked).
+    fn walk_entries<'s>(
+        &mut self,
+        entries: &[cel::common::ast::IdedEntryExpr],
+        scope: &mut Vec<(String, Bound<'s>)>,
+    ) -> Result<(), String> {
+        for entry in entries {
+            match &entry.expr {
+                EntryExpr::StructField(f) => {
+                    self.walk(&f.value, scope)?;
+                }
+                EntryExpr::MapEntry(me) => {
+                    self.walk(&me.key, scope)?;
+                    self.walk(&me.value, scope)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Walks `e`, checking names against `scope`; returns the schema of `e`'s value when known.
     fn walk<'s>(&mut self, e: &IdedExpr, scope: &mut Vec<(String, Bound<'s>)>) -> Result<Bound<'s>, String> {
         match &e.expr {
@@ -817,31 +837,11 @@ impl Checker<'_> {
                 Ok(Bound::Dynamic)
             }
             Expr::Map(m) => {
-                for entry in &m.entries {
-                    match &entry.expr {
-                        EntryExpr::StructField(f) => {
-                            self.walk(&f.value, scope)?;
-                        }
-                        EntryExpr::MapEntry(me) => {
-                            self.walk(&me.key, scope)?;
-                            self.walk(&me.value, scope)?;
-                        }
-                    }
-                }
+                self.walk_entries(&m.entries, scope)?;
                 Ok(Bound::Dynamic)
             }
             Expr::Struct(st) => {
-                for entry in &st.entries {
-                    match &entry.expr {
-                        EntryExpr::StructField(f) => {
-                            self.walk(&f.value, scope)?;
-                        }
-                        EntryExpr::MapEntry(me) => {
-                            self.walk(&me.key, scope)?;
-                            self.walk(&me.value, scope)?;
-                        }
-                    }
-                }
+                self.walk_entries(&st.entries, scope)?;
                 Ok(Bound::Dynamic)
             }
             Expr::Literal(l) => {
