@@ -288,6 +288,7 @@ pub async fn build_state(
         recent_sessions: Default::default(),
         cache_ready: AtomicBool::new(false),
         registered_clusters: Default::default(),
+        identity_refusals: Default::default(),
     };
     let state = AppState(Arc::new(inner));
     let watch = watch_requests(state.clone(), client, writer);

@@ -69,6 +69,8 @@ pub struct Inner {
     pub cache_ready: AtomicBool,
     /// Clusters registered by labelled kubeconfig Secrets (refreshed every few seconds).
     pub registered_clusters: crate::requests::ClusterCache,
+    /// Proxy-mode refusals audited in the current interval, and those counted since.
+    pub identity_refusals: std::sync::Mutex<crate::auth::proxy::RefusalLog>,
 }
 
 impl AppState {

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -22,7 +21,7 @@ use janus_store::AuditKind;
 use serde_json::json;
 
 use crate::auth::{AuthSource, Identity, session};
-use crate::state::{AppState, Inner};
+use crate::state::AppState;
 
 /// An address range such as `127.0.0.1/32` or `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,9 +346,10 @@ struct Counted {
     headers: BTreeSet<String>,
 }
 
-/// The pairs whose refusal was audited within the current interval, with the refusals since.
+/// The pairs whose refusal was audited within the current interval, with the refusals since (one per
+/// web state, in [`crate::state::Inner::identity_refusals`]).
 #[derive(Debug, Default)]
-struct RefusalLog {
+pub struct RefusalLog {
     pairs: HashMap<RefusalKey, Counted>,
 }
 
@@ -401,22 +401,12 @@ impl RefusalLog {
     }
 }
 
-/// The refusal logs of the web states of this process (one, but tests run several side by side).
-/// Each is found by its state; a `Weak` keeps the state's address from being reused while it is here.
-static REFUSALS: Mutex<Vec<(Weak<Inner>, RefusalLog)>> = Mutex::new(Vec::new());
-
 fn with_log<T>(state: &AppState, f: impl FnOnce(&mut RefusalLog) -> T) -> T {
-    let mut all = REFUSALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    all.retain(|(w, _)| w.strong_count() > 0);
-    let me = Arc::downgrade(&state.0);
-    let i = match all.iter().position(|(w, _)| Weak::ptr_eq(w, &me)) {
-        Some(i) => i,
-        None => {
-            all.push((me, RefusalLog::default()));
-            all.len() - 1
-        }
-    };
-    f(&mut all[i].1)
+    let mut log = state
+        .identity_refusals
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut log)
 }
 
 /// At the end of a pair's interval, records the refusals counted during it as one `login.failed`
