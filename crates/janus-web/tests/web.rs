@@ -124,13 +124,22 @@ async fn lifecycle_decisions_and_their_audit_trail() {
     assert_eq!(r.status(), 303);
     let to = r.headers()["location"].to_str().unwrap().to_string();
     assert!(to.starts_with("/requests/") && to.ends_with("?done=created"), "{to}");
-    let list = alice.json("/api/v1/requests").await;
-    let via_form = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["reason"] == "via the form")
-        .expect("created");
+    // The list is served from the watch cache, which sees the new request a moment after the create.
+    let mut via_form = None;
+    for _ in 0..100 {
+        let list = alice.json("/api/v1/requests").await;
+        via_form = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reason"] == "via the form")
+            .cloned();
+        if via_form.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let via_form = via_form.expect("created");
     assert_eq!(via_form["namespaces"], json!(["team-a", "team-c"]));
     // Approve through the dashboard form.
     let form_name = via_form["name"].as_str().unwrap().to_string();
