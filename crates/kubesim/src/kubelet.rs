@@ -493,14 +493,7 @@ pub(crate) mod test_support {
     /// A fresh cluster in a temporary work directory.
     pub(crate) fn cluster() -> TestCluster {
         let dir = tempfile::Builder::new().prefix("kubesim-test-").tempdir().unwrap();
-        let cluster = Cluster::new(crate::SimConfig {
-            name: "t".into(),
-            admin_token: "t".into(),
-            min_token_expiration_seconds: 600,
-            workdir: dir.path().to_path_buf(),
-            version: "v1.33.1".into(),
-        })
-        .unwrap();
+        let cluster = Cluster::new(crate::SimConfig::new("t", "t", dir.path().to_path_buf())).unwrap();
         TestCluster { cluster, _workdir: dir }
     }
 }

@@ -56,9 +56,40 @@ pub struct SimConfig {
     pub min_token_expiration_seconds: i64,
     /// Where pods get their working directories.
     pub workdir: PathBuf,
-    /// Git version reported by `/version`.
+    /// Git version reported by `/version` (e.g. `v1.33.1`); version-dependent rules (exec verbs) follow it.
     pub version: String,
+    /// `--service-account-max-token-expiration`: TokenRequests asking for more are shortened to this,
+    /// with a warning. `None`: no cap (the real server's default).
+    pub max_token_expiration_seconds: Option<i64>,
+    /// Clock skew tolerated on token `exp`/`nbf`/`iat` (the real server: 60 s, go-jose's default).
+    pub token_leeway_seconds: i64,
+    /// How long a successful token authentication is cached (the real server: 10 s,
+    /// `--token-auth-cache-ttl`'s success TTL), even after the ServiceAccount is deleted.
+    pub auth_cache_ttl: std::time::Duration,
+    /// How long a watch or a `continue` token stays valid before the server answers 410 Gone
+    /// (a real server: the watch-cache window or etcd compaction, minutes).
+    pub watch_window: std::time::Duration,
 }
+
+impl SimConfig {
+    /// Settings as the real API server's defaults, with a given name, admin token and work directory.
+    pub fn new(name: &str, admin_token: &str, workdir: PathBuf) -> Self {
+        Self {
+            name: name.into(),
+            admin_token: admin_token.into(),
+            min_token_expiration_seconds: 600,
+            workdir,
+            version: DEFAULT_VERSION.into(),
+            max_token_expiration_seconds: None,
+            token_leeway_seconds: 60,
+            auth_cache_ttl: std::time::Duration::from_secs(10),
+            watch_window: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The Kubernetes version kubesim reports unless told otherwise.
+pub const DEFAULT_VERSION: &str = "v1.33.1";
 
 /// One simulated cluster: its store, served types, token issuer, faults and pod logs.
 pub struct Cluster {
@@ -121,6 +152,11 @@ pub struct SimBuilder {
     state: Option<PathBuf>,
     workdir: Option<PathBuf>,
     min_token_expiration_seconds: i64,
+    version: String,
+    max_token_expiration_seconds: Option<i64>,
+    token_leeway_seconds: i64,
+    auth_cache_ttl: std::time::Duration,
+    watch_window: std::time::Duration,
 }
 
 impl Default for SimBuilder {
@@ -139,6 +175,11 @@ impl SimBuilder {
             state: None,
             workdir: None,
             min_token_expiration_seconds: 600,
+            version: DEFAULT_VERSION.into(),
+            max_token_expiration_seconds: None,
+            token_leeway_seconds: 60,
+            auth_cache_ttl: std::time::Duration::from_secs(10),
+            watch_window: std::time::Duration::from_secs(300),
         }
     }
 
@@ -178,6 +219,36 @@ impl SimBuilder {
         self
     }
 
+    /// The Kubernetes version reported by `/version` (e.g. `v1.35.0`); version-dependent rules follow it.
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Caps TokenRequest lifetimes as `--service-account-max-token-expiration` does.
+    pub fn max_token_expiration_seconds(mut self, s: i64) -> Self {
+        self.max_token_expiration_seconds = Some(s);
+        self
+    }
+
+    /// Clock skew tolerated on token times (default 60 s as the real server; 0 for exact expiry tests).
+    pub fn token_leeway_seconds(mut self, s: i64) -> Self {
+        self.token_leeway_seconds = s;
+        self
+    }
+
+    /// Success TTL of the token authentication cache (default 10 s as the real server; zero disables it).
+    pub fn auth_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.auth_cache_ttl = ttl;
+        self
+    }
+
+    /// How long watches and `continue` tokens stay valid before 410 Gone.
+    pub fn watch_window(mut self, window: std::time::Duration) -> Self {
+        self.watch_window = window;
+        self
+    }
+
     /// Creates the cluster and serves it.
     pub async fn start(self) -> anyhow::Result<RunningSim> {
         let workdir = match self.workdir {
@@ -185,11 +256,17 @@ impl SimBuilder {
             None => std::env::temp_dir().join(format!("kubesim-{}", uuid::Uuid::new_v4().simple())),
         };
         let config = SimConfig {
-            name: self.name,
-            admin_token: format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),
             min_token_expiration_seconds: self.min_token_expiration_seconds,
-            workdir,
-            version: "v1.33.1".into(),
+            version: self.version,
+            max_token_expiration_seconds: self.max_token_expiration_seconds,
+            token_leeway_seconds: self.token_leeway_seconds,
+            auth_cache_ttl: self.auth_cache_ttl,
+            watch_window: self.watch_window,
+            ..SimConfig::new(
+                &self.name,
+                &format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),
+                workdir,
+            )
         };
         let saved = match &self.state {
             Some(state) if state.exists() => Some(seed::read_state(state)?),

@@ -37,6 +37,22 @@ enum Command {
         /// Smallest TokenRequest expirationSeconds (Kubernetes: 600).
         #[arg(long, default_value_t = 600)]
         min_token_expiration_seconds: i64,
+        /// Cap on TokenRequest lifetimes, as kube-apiserver's `--service-account-max-token-expiration`
+        /// (seconds; unset: no cap).
+        #[arg(long)]
+        service_account_max_token_expiration_seconds: Option<i64>,
+        /// Kubernetes version to report and to follow in version-dependent rules (e.g. `v1.35.0`).
+        #[arg(long, default_value = kubesim::DEFAULT_VERSION)]
+        kubernetes_version: String,
+        /// Clock skew tolerated on token times (the real server: 60 s).
+        #[arg(long, default_value_t = 60)]
+        token_leeway_seconds: i64,
+        /// Success TTL of the token authentication cache in seconds (the real server: 10).
+        #[arg(long, default_value_t = 10)]
+        auth_cache_ttl_seconds: u64,
+        /// Seconds a watch or `continue` token stays valid before 410 Gone.
+        #[arg(long, default_value_t = 300)]
+        watch_window_seconds: u64,
     },
 }
 
@@ -55,11 +71,23 @@ async fn main() -> anyhow::Result<()> {
             state,
             name,
             min_token_expiration_seconds,
+            service_account_max_token_expiration_seconds,
+            kubernetes_version,
+            token_leeway_seconds,
+            auth_cache_ttl_seconds,
+            watch_window_seconds,
         } => {
             let mut b = kubesim::SimBuilder::new()
                 .name(&name)
                 .port(port)
-                .min_token_expiration_seconds(min_token_expiration_seconds);
+                .min_token_expiration_seconds(min_token_expiration_seconds)
+                .version(&kubernetes_version)
+                .token_leeway_seconds(token_leeway_seconds)
+                .auth_cache_ttl(std::time::Duration::from_secs(auth_cache_ttl_seconds))
+                .watch_window(std::time::Duration::from_secs(watch_window_seconds));
+            if let Some(max) = service_account_max_token_expiration_seconds {
+                b = b.max_token_expiration_seconds(max);
+            }
             if let Some(s) = seed {
                 b = b.seed(s);
             }
