@@ -1,8 +1,10 @@
-//! The k8s-janus API: the `AccessRequest` custom resource and the pure rules around it (names, labels).
+//! The k8s-janus API: the `AccessRequest` custom resource, the configuration, and the domain rules around
+//! them ([`rules`]: phases, actions, TTLs, conditions; [`names`]: object names).
 
 pub mod access_request;
 pub mod config;
 pub mod names;
+pub mod rules;
 
 pub use access_request::{
     AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, Condition, Decision, Denial, Extension, Grant,

@@ -47,6 +47,23 @@ pub fn label_name(prefix: &str, parts: &[&str]) -> String {
     }
 }
 
+/// Whether `s` is a DNS-1123 label (namespaces, cluster names, ServiceAccounts): 1–63 characters of
+/// `[a-z0-9-]`, starting and ending with an alphanumeric.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_LABEL
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS-1123 subdomain (most object names, e.g. pods and containers' pods): at most 253
+/// characters, dot-separated DNS-1123 labels.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// Name of the ServiceAccount (and RoleBinding) for a request in a namespace.
 pub fn grant_name(request: &str, namespace: &str) -> String {
     label_name("janus", &[request, namespace])
@@ -114,5 +131,26 @@ mod tests {
             grant_name("a", "b-c"),
             "separator is part of the hash"
         );
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["a", "default", "team-a", "a1", &"x".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "ä", &"x".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+        for ok in [
+            "a.b",
+            "web-0",
+            "x.y-z.w",
+            &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
+        ] {
+            assert!(is_dns_subdomain(ok), "{ok}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "A.b", "a_b", &"a.".repeat(127)] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
     }
 }

@@ -1,0 +1,61 @@
+//! Names of the status conditions and of the reasons that code (not people) acts on.
+//!
+//! Free-text messages are for people. Condition types and reasons are an API: the web, the recorder and
+//! alerting read them, so they are written once, here.
+
+pub use crate::access_request::reasons;
+
+/// Condition types the controller sets on an AccessRequest.
+pub mod types {
+    /// An approval was seen (the request left Pending for Approved).
+    pub const APPROVED: &str = "Approved";
+    /// Credentials were issued in every namespace (the request is Active).
+    pub const GRANTED: &str = "Granted";
+    /// Every credential of the request is gone (`True`), or removal is still pending (`False`).
+    pub const CREDENTIALS_REMOVED: &str = "CredentialsRemoved";
+}
+
+/// Reasons of the `CredentialsRemoved` condition.
+pub mod removal {
+    /// Every ServiceAccount, RoleBinding and token Secret is gone.
+    pub const REMOVED: &str = "Removed";
+    /// Some credential could not be removed yet; the controller keeps retrying.
+    pub const CLEANUP_PENDING: &str = "CleanupPending";
+}
+
+/// Whether `status` carries condition `type_` with status `True`.
+pub fn is_true(status: &crate::AccessRequestStatus, type_: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Whether the request's credentials are known to be gone.
+pub fn credentials_removed(status: &crate::AccessRequestStatus) -> bool {
+    is_true(status, types::CREDENTIALS_REMOVED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AccessRequestStatus, Condition};
+
+    fn cond(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_true_condition_counts() {
+        let mut st = AccessRequestStatus::default();
+        assert!(!credentials_removed(&st));
+        st.conditions.push(cond(types::CREDENTIALS_REMOVED, "False"));
+        assert!(!credentials_removed(&st));
+        st.conditions.push(cond(types::CREDENTIALS_REMOVED, "True"));
+        assert!(credentials_removed(&st));
+        assert!(!is_true(&st, types::GRANTED));
+    }
+}

@@ -1,0 +1,155 @@
+//! The phase machine: which human decision ends a request, static validation against the configuration,
+//! and which requests may still hold credentials that should be gone.
+
+use chrono::{DateTime, Utc};
+
+use super::{conditions, time::parse_time, ttl};
+use crate::config::Config;
+use crate::{AccessRequest, AccessRequestSpec, AccessRequestStatus, Phase};
+
+/// The phase of a request; no status yet means Pending.
+pub fn phase_of(ar: &AccessRequest) -> Phase {
+    ar.status.as_ref().map(|s| s.phase).unwrap_or(Phase::Pending)
+}
+
+/// A human decision that ends the request, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The requester withdrew it.
+    Withdrawn {
+        /// Who withdrew it.
+        by: String,
+    },
+    /// An admin revoked it (or the idle timeout did).
+    Revoked {
+        /// Who revoked it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// An admin denied it. A denial wins over an approval written at the same time.
+    Denied {
+        /// Who denied it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The decision that ends the request, if any. Withdrawal by the requester comes first, then
+/// revocation, then denial, so that racing decisions always end in the safest state: no access.
+pub fn ending(spec: &AccessRequestSpec) -> Option<Ending> {
+    if let Some(w) = &spec.withdrawal {
+        return Some(Ending::Withdrawn { by: w.by.clone() });
+    }
+    if let Some(r) = &spec.revocation {
+        return Some(Ending::Revoked {
+            by: r.by.clone(),
+            reason: r.reason.clone(),
+        });
+    }
+    if let Some(d) = &spec.denial {
+        return Some(Ending::Denied {
+            by: d.by.clone(),
+            reason: d.reason.clone(),
+        });
+    }
+    None
+}
+
+impl Ending {
+    /// The terminal phase this decision leads to.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Ending::Withdrawn { .. } => Phase::Cancelled,
+            Ending::Revoked { .. } => Phase::Revoked,
+            Ending::Denied { .. } => Phase::Denied,
+        }
+    }
+
+    /// The status message.
+    pub fn message(&self) -> String {
+        match self {
+            Ending::Withdrawn { by } => format!("withdrawn by {by}"),
+            Ending::Revoked { by, reason } if reason.is_empty() => format!("revoked by {by}"),
+            Ending::Revoked { by, reason } => format!("revoked by {by}: {reason}"),
+            Ending::Denied { by, reason } if reason.is_empty() => format!("denied by {by}"),
+            Ending::Denied { by, reason } => format!("denied by {by}: {reason}"),
+        }
+    }
+}
+
+/// Whether no human decision has been written yet.
+pub fn undecided(spec: &AccessRequestSpec) -> bool {
+    spec.approval.is_none() && spec.denial.is_none() && spec.withdrawal.is_none() && spec.revocation.is_none()
+}
+
+/// Checks what can be checked without a cluster against the configuration as it is now. `Err` is the
+/// message. The controller applies it on every reconcile of a live request, so it holds whoever wrote
+/// the spec and whenever: excluded namespaces are never granted, the cluster is known, the TTL in effect
+/// is within bounds, and each extension is as long as the web allows. (Extensions that together pass
+/// `maxTtlSeconds` are not an error: [`ttl::expires_at`] caps them.)
+pub fn validate_static(spec: &AccessRequestSpec, config: &Config, known_cluster: bool) -> Result<(), String> {
+    if !known_cluster {
+        return Err(format!(
+            "unknown cluster {:?}: it is neither configured nor registered",
+            spec.cluster
+        ));
+    }
+    if spec.namespaces.is_empty() {
+        return Err("no namespace requested".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for ns in &spec.namespaces {
+        if !seen.insert(ns) {
+            return Err(format!("namespace {ns:?} is listed twice"));
+        }
+        if config.is_excluded(ns) {
+            return Err(format!("namespace {ns:?} is excluded from k8s-janus access"));
+        }
+    }
+    let effective = ttl::effective_ttl(spec);
+    if let Err(e) = ttl::check_ttl(effective, config) {
+        return Err(format!(
+            "TTL of {}s is outside the allowed range [{}s, {}s]",
+            e.ttl, e.min, e.max
+        ));
+    }
+    for (i, ext) in spec.extensions.iter().enumerate() {
+        if let Err(e) = ttl::check_extension(ext.seconds, config) {
+            return Err(format!(
+                "extension {i} of {}s is outside the allowed range [1s, {}s]",
+                e.ttl, e.max
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a request may hold credentials that should already be gone: granted (or being granted)
+/// and past its expiry, ended by a decision, or being deleted; or ended with its cleanup unfinished.
+/// After a restart these go first, before the rest of the backlog.
+pub fn overdue(
+    spec: &AccessRequestSpec,
+    status: Option<&AccessRequestStatus>,
+    deleting: bool,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(st) = status else {
+        return false;
+    };
+    if st.phase.is_terminal() {
+        return !conditions::credentials_removed(st);
+    }
+    if !matches!(st.phase, Phase::Approved | Phase::Active) {
+        return false;
+    }
+    deleting
+        || ending(spec).is_some()
+        || st
+            .active_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|a| ttl::expires_at(spec, a, config) <= now)
+}

@@ -1,0 +1,182 @@
+//! How long access lasts: the TTL in effect, its bounds, expiry with extensions, and the deadlines of
+//! pending and finished requests.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::Config;
+use crate::{AccessRequestSpec, AccessRequestStatus};
+
+/// The TTL in effect: the approver's override, else the requested one.
+pub fn effective_ttl(spec: &AccessRequestSpec) -> i64 {
+    spec.approval
+        .as_ref()
+        .and_then(|a| a.ttl_seconds)
+        .unwrap_or(spec.ttl_seconds)
+}
+
+/// A TTL outside the configured bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the duration of {ttl}s is outside the allowed range [{min}s, {max}s]")]
+pub struct OutOfBounds {
+    /// The TTL asked for.
+    pub ttl: i64,
+    /// `minTtlSeconds`.
+    pub min: i64,
+    /// `maxTtlSeconds`.
+    pub max: i64,
+}
+
+/// Whether a requested or approved TTL is within `[minTtlSeconds, maxTtlSeconds]`.
+pub fn check_ttl(ttl: i64, config: &Config) -> Result<(), OutOfBounds> {
+    if (config.min_ttl_seconds..=config.max_ttl_seconds).contains(&ttl) {
+        Ok(())
+    } else {
+        Err(OutOfBounds {
+            ttl,
+            min: config.min_ttl_seconds,
+            max: config.max_ttl_seconds,
+        })
+    }
+}
+
+/// Whether one extension is as long as the web allows: at least a second, at most `maxTtlSeconds`.
+pub fn check_extension(seconds: i64, config: &Config) -> Result<(), OutOfBounds> {
+    if (1..=config.max_ttl_seconds).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(OutOfBounds {
+            ttl: seconds,
+            min: 1,
+            max: config.max_ttl_seconds,
+        })
+    }
+}
+
+/// When access ends: activation + (approval TTL or requested TTL) + extensions, capped at
+/// `maxTtlSeconds` after activation unless the configuration allows more. Two admins extending at once
+/// can both pass the web's check, so the cap is applied here rather than refused.
+pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &Config) -> DateTime<Utc> {
+    let base = effective_ttl(spec).max(0);
+    let extra: i64 = spec.extensions.iter().map(|e| e.seconds.max(0)).sum();
+    let mut total = base.saturating_add(extra);
+    if !config.allow_extension_beyond_max_ttl {
+        total = total.min(config.max_ttl_seconds.max(base));
+    }
+    active_at + Duration::seconds(total)
+}
+
+/// When a Pending request is denied for lack of a decision, if that applies.
+pub fn pending_deadline(created: DateTime<Utc>, config: &Config) -> Option<DateTime<Utc>> {
+    (config.pending_expiry_seconds > 0).then(|| created + Duration::seconds(config.pending_expiry_seconds))
+}
+
+/// When a finished request is deleted, if retention applies.
+pub fn retention_deadline(status: &AccessRequestStatus, config: &Config) -> Option<DateTime<Utc>> {
+    if config.retention_seconds == 0 {
+        return None;
+    }
+    status
+        .ended_at
+        .as_deref()
+        .and_then(super::time::parse_time)
+        .map(|t| t + Duration::seconds(config.retention_seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Approval, Extension};
+
+    fn config() -> Config {
+        serde_yaml::from_str("{}").unwrap()
+    }
+
+    fn spec(ttl: i64) -> AccessRequestSpec {
+        AccessRequestSpec {
+            requester: "a@example.com".into(),
+            cluster: "local".into(),
+            namespaces: vec!["default".into()],
+            reason: "r".into(),
+            ttl_seconds: ttl,
+            approval: None,
+            denial: None,
+            revocation: None,
+            withdrawal: None,
+            extensions: vec![],
+        }
+    }
+
+    fn approval(ttl: Option<i64>) -> Approval {
+        serde_json::from_value(
+            serde_json::json!({"by": "admin@example.com", "at": "2026-01-01T00:00:00Z", "ttlSeconds": ttl}),
+        )
+        .unwrap()
+    }
+
+    fn extension(seconds: i64) -> Extension {
+        serde_json::from_value(
+            serde_json::json!({"by": "admin@example.com", "at": "2026-01-01T00:00:00Z", "seconds": seconds}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn approval_ttl_overrides_the_request() {
+        let mut s = spec(3600);
+        assert_eq!(effective_ttl(&s), 3600);
+        s.approval = Some(approval(None));
+        assert_eq!(effective_ttl(&s), 3600);
+        s.approval = Some(approval(Some(900)));
+        assert_eq!(effective_ttl(&s), 900);
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let c = config();
+        assert!(check_ttl(c.min_ttl_seconds, &c).is_ok());
+        assert!(check_ttl(c.max_ttl_seconds, &c).is_ok());
+        let e = check_ttl(c.max_ttl_seconds + 1, &c).unwrap_err();
+        assert_eq!(e.max, c.max_ttl_seconds);
+        assert!(e.to_string().contains("outside the allowed range"));
+        assert!(check_ttl(c.min_ttl_seconds - 1, &c).is_err());
+        assert!(check_extension(0, &c).is_err());
+        assert!(check_extension(1, &c).is_ok());
+        assert!(check_extension(c.max_ttl_seconds + 1, &c).is_err());
+    }
+
+    #[test]
+    fn extensions_are_capped_unless_allowed() {
+        let mut c = config();
+        let t0 = super::super::time::parse_time("2026-01-01T00:00:00Z").unwrap();
+        let mut s = spec(c.max_ttl_seconds - 60);
+        s.extensions = vec![extension(3600), extension(3600)];
+        assert_eq!(expires_at(&s, t0, &c), t0 + Duration::seconds(c.max_ttl_seconds));
+        c.allow_extension_beyond_max_ttl = true;
+        assert_eq!(
+            expires_at(&s, t0, &c),
+            t0 + Duration::seconds(c.max_ttl_seconds - 60 + 7200)
+        );
+        // Negative values never shorten access below the base.
+        s.extensions = vec![extension(-500)];
+        assert_eq!(expires_at(&s, t0, &c), t0 + Duration::seconds(c.max_ttl_seconds - 60));
+    }
+
+    #[test]
+    fn deadlines() {
+        let mut c = config();
+        let t0 = super::super::time::parse_time("2026-01-01T00:00:00Z").unwrap();
+        c.pending_expiry_seconds = 0;
+        assert!(pending_deadline(t0, &c).is_none());
+        c.pending_expiry_seconds = 60;
+        assert_eq!(pending_deadline(t0, &c), Some(t0 + Duration::seconds(60)));
+        let st = AccessRequestStatus {
+            ended_at: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        c.retention_seconds = 0;
+        assert!(retention_deadline(&st, &c).is_none());
+        c.retention_seconds = 10;
+        assert_eq!(retention_deadline(&st, &c), Some(t0 + Duration::seconds(10)));
+        assert!(retention_deadline(&AccessRequestStatus::default(), &c).is_none());
+    }
+}
