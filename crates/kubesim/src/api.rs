@@ -192,6 +192,8 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
     if !auth::authorize(&cluster, &user, &attrs) {
         return Err(auth::forbidden(&user, &attrs));
     }
+    // From 1.35 a WebSocket connect (GET, `get` above) must be allowed to `create` as well.
+    exec::authorize_connect(&cluster, &user, &attrs)?;
 
     // Streaming subresources take the raw request.
     if let (Some(sub), Some(name), Some(ns)) = (rr.sub.as_deref(), rr.name.as_deref(), rr.namespace.as_deref()) {
@@ -395,12 +397,8 @@ fn non_resource_verb(m: &Method) -> &'static str {
 }
 
 fn request_verb(m: &Method, rr: &ResourceRequest, watch: bool) -> &'static str {
-    if let Some(sub) = rr.sub.as_deref()
-        && matches!(sub, "exec" | "attach" | "portforward")
-    {
-        // Kubernetes ≥ 1.30 authorizes WebSocket upgrades (GET) of these as `create`.
-        return "create";
-    }
+    // Connect subresources get no verb of their own: a WebSocket GET is `get`, a SPDY POST `create`
+    // (requestinfo.go); what 1.35 adds for the GET is exec::authorize_connect.
     match *m {
         Method::GET | Method::HEAD if rr.name.is_some() => "get",
         Method::GET | Method::HEAD if watch => "watch",

@@ -41,6 +41,7 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::Cluster;
+use crate::auth::{self, Attributes, UserInfo};
 use crate::errors::{ApiError, ApiResult};
 use crate::kubelet::{Kubelet, ensure_pod_dir, kill_group, wait_group_gone};
 use crate::store::ns_name;
@@ -822,6 +823,73 @@ pub fn reject_non_websocket(pod: &Value, query: &[(String, String)]) -> ApiError
     }
 }
 
+/// Pod subresources a client connects to (SPDY POST or WebSocket GET) rather than reads or writes.
+pub const CONNECT_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
+
+/// The first Kubernetes minor release (of major 1) that also asks for `create` when a client
+/// connects to a [`CONNECT_SUBRESOURCES`] entry with a WebSocket GET: the feature gate
+/// `AuthorizePodWebsocketUpgradeCreatePermission` is beta and on by default from 1.35 (KEP-4006,
+/// kubernetes/kubernetes#133515; `pkg/features/kube_features.go`).
+pub const UPGRADE_NEEDS_CREATE_SINCE_MINOR: u64 = 35;
+
+/// A Kubernetes version kubesim cannot report or follow.
+#[derive(Debug, thiserror::Error)]
+#[error("Kubernetes version {version:?} is not a version like v1.35.0: {source}")]
+pub struct VersionError {
+    version: String,
+    #[source]
+    source: semver::Error,
+}
+
+/// Whether a server reporting `version` (`v1.35.0`, `1.34.2+k3s1`, `v1.36.0-rc.1`) authorizes a
+/// WebSocket GET of `pods/exec`, `pods/attach` or `pods/portforward` as `create` too, not only as
+/// `get`.
+pub fn upgrade_needs_create(version: &str) -> Result<bool, VersionError> {
+    let v = semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).map_err(|source| VersionError {
+        version: version.to_string(),
+        source,
+    })?;
+    Ok(v.major > 1 || (v.major == 1 && v.minor >= UPGRADE_NEEDS_CREATE_SINCE_MINOR))
+}
+
+/// The second authorization of a connect request, after the request's own verb (`get` for a
+/// WebSocket GET, `create` for a SPDY POST, from the request-info verb mapping in
+/// `staging/src/k8s.io/apiserver/pkg/endpoints/request/requestinfo.go`) passed the authorization
+/// filter. From 1.35 the pod registry's `ExecREST`/`AttachREST`/`PortForwardREST.Connect`
+/// (`pkg/registry/core/pod/rest/subresources.go`) call `ensureAuthorizedForVerb(ctx, a, "create")`
+/// (`pkg/registry/core/pod/rest/authorize.go`) before looking at the pod: the same attributes with
+/// the verb `create`, refused with `apierrors.NewForbidden(pods, name, reason)`, whose message is
+/// `pods "NAME" is forbidden: ` and the authorizer's reason (empty for a plain RBAC refusal).
+pub fn authorize_connect(cluster: &Cluster, user: &UserInfo, attrs: &Attributes<'_>) -> ApiResult<()> {
+    let connect = attrs.group.is_empty()
+        && attrs.resource == "pods"
+        && attrs.subresource.is_some_and(|s| CONNECT_SUBRESOURCES.contains(&s));
+    if !connect || attrs.verb == "create" {
+        return Ok(());
+    }
+    // The version was checked when the cluster was built; one that cannot be read keeps the stricter
+    // rule rather than opening a path a real server would close.
+    if !upgrade_needs_create(&cluster.config.version).unwrap_or(true) {
+        return Ok(());
+    }
+    let create = Attributes {
+        verb: "create",
+        ..attrs.clone()
+    };
+    let decision = auth::decide(cluster, user, &create);
+    if decision.allowed {
+        return Ok(());
+    }
+    let name = attrs.name.unwrap_or_default();
+    let mut e = ApiError::new(
+        403,
+        "Forbidden",
+        format!("pods \"{name}\" is forbidden: {}", decision.reason),
+    );
+    e.details = Some(serde_json::json!({"name": name, "kind": "pods"}));
+    Err(e)
+}
+
 /// Aborts the helper tasks of a session however it ends.
 struct AbortOnDrop(Vec<AbortHandle>);
 
@@ -1335,6 +1403,30 @@ mod tests {
         );
     }
 
+    /// 1.35 is where `AuthorizePodWebsocketUpgradeCreatePermission` became beta and on by default
+    /// (kubernetes/website `feature-gates/AuthorizePodWebsocketUpgradeCreatePermission.md`).
+    #[test]
+    fn create_on_upgrade_from_1_35() {
+        for (v, needs) in [
+            ("v1.33.1", false),
+            ("v1.34.9", false),
+            ("1.34.2+k3s1", false),
+            ("v1.35.0", true),
+            ("v1.35.0-rc.1", true),
+            ("v1.36.2-gke.100", true),
+            ("v2.0.0", true),
+        ] {
+            assert_eq!(upgrade_needs_create(v).unwrap(), needs, "{v}");
+        }
+        for bad in ["", "v1.35", "latest", "v1.x.0"] {
+            let e = upgrade_needs_create(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("Kubernetes version {bad:?} is not a version like v1.35.0: ")),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn protocol_negotiation_prefers_v5() {
         assert_eq!(
@@ -1791,7 +1883,10 @@ mod tests {
             let app = Router::new()
                 .route(
                     "/version",
-                    get(|| async { axum::Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.1", "platform": "linux/amd64"})) }),
+                    // The version the cluster follows in its rules, as the real discovery reports it.
+                    get(|State(c): State<Arc<Cluster>>| async move {
+                        crate::discovery::serve(&c, "/version", &Default::default(), &Default::default())
+                    }),
                 )
                 .route(
                     "/api",

@@ -127,6 +127,8 @@ impl Cluster {
 
     /// Like [`Cluster::new`] with a given token signing key (a restored state keeps its tokens valid).
     pub fn with_issuer(config: SimConfig, tokens: auth::TokenIssuer) -> anyhow::Result<Arc<Self>> {
+        // Version-dependent rules follow the reported version, so it must be one they can read.
+        exec::upgrade_needs_create(&config.version)?;
         std::fs::create_dir_all(&config.workdir)?;
         let c = Arc::new(Self {
             tokens,
