@@ -292,6 +292,7 @@ async fn act(
     shutdown: std::pin::Pin<Box<impl Future<Output = ()> + Send + Sync + 'static>>,
 ) -> anyhow::Result<()> {
     let metrics = health.metrics.clone();
+    metrics.set_leader(true);
     let ars: Api<AccessRequest> = Api::all(client.clone());
     let clusters = clusters::Clusters::new(config.clone(), client.clone(), server, ca_pem);
     let reporter = Reporter {
@@ -335,14 +336,31 @@ async fn act(
 
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(timed_reconcile, reconcile::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile");
             }
         })
         .await;
+    health.metrics.set_leader(false);
     Ok(())
+}
+
+/// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`.
+async fn timed_reconcile(
+    ar: Arc<AccessRequest>,
+    ctx: Arc<reconcile::Context>,
+) -> Result<kube::runtime::controller::Action, error::Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile::reconcile(ar, ctx.clone()).await;
+    let outcome = if result.is_ok() {
+        metrics::Outcome::Ok
+    } else {
+        metrics::Outcome::Error
+    };
+    ctx.metrics.observe_reconcile(start.elapsed(), outcome);
+    result
 }
 
 #[cfg(test)]

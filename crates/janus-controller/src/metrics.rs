@@ -1,4 +1,5 @@
-//! Prometheus metrics of the controller: transitions by phase, grant latency, active grants, errors.
+//! Prometheus metrics of the controller: transitions by phase, grant latency, active grants, errors,
+//! reconcile durations, leadership, pending cleanups and the build.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +22,47 @@ struct ErrorLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Labels of `janus_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version the binary was built from.
+    pub version: String,
+    /// The source revision (`JANUS_REVISION` at build time), `unknown` when not given.
+    pub revision: String,
+}
+
+impl BuildLabels {
+    /// This binary's version and revision.
+    pub fn current() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: option_env!("JANUS_REVISION").unwrap_or("unknown").to_string(),
+        }
+    }
+}
+
+/// Reconcile duration buckets: 1 ms .. ~65 s (a reconcile is bounded well below that, and remote
+/// clusters can take seconds).
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 17,
+    ))
+}
+
+/// Outcome label of a finished reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The reconcile returned an action.
+    Ok,
+    /// The reconcile returned an error (counted by kind in `janus_reconcile_errors_total`).
+    Error,
+}
+
 /// The controller's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -30,6 +72,9 @@ pub struct Metrics {
     grant_seconds: Histogram,
     errors: Family<ErrorLabel, Counter>,
     reconciles: Counter,
+    reconcile_seconds: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
+    is_leader: Gauge,
+    cleanup_pending: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +116,28 @@ impl Metrics {
             grant_seconds.clone(),
         );
         registry.register("reconcile_errors", "Failed reconciles by error kind", errors.clone());
+        let reconcile_seconds: Family<OutcomeLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(reconcile_histogram);
+        registry.register(
+            "controller_reconcile_duration_seconds",
+            "Duration of one reconcile of an AccessRequest, by outcome (ok or error)",
+            reconcile_seconds.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register(
+            "controller_is_leader",
+            "1 while this replica acts (holds the leader Lease, or runs without leader election)",
+            is_leader.clone(),
+        );
+        let cleanup_pending = Gauge::default();
+        registry.register(
+            "controller_cleanup_pending",
+            "Requests whose credentials are not yet removed (condition CredentialsRemoved=False)",
+            cleanup_pending.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels::current()).set(1);
+        registry.register("build_info", "Version of this binary (always 1)", build_info);
         Self {
             registry: Mutex::new(registry),
             transitions,
@@ -79,7 +146,26 @@ impl Metrics {
             grant_seconds,
             errors,
             reconciles,
+            reconcile_seconds,
+            is_leader,
+            cleanup_pending,
         }
+    }
+
+    /// Records how long one reconcile took.
+    pub fn observe_reconcile(&self, d: Duration, outcome: Outcome) {
+        let outcome = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        };
+        self.reconcile_seconds
+            .get_or_create(&OutcomeLabel { outcome })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Whether this replica acts (leader, or no leader election).
+    pub fn set_leader(&self, acting: bool) {
+        self.is_leader.set(i64::from(acting));
     }
 
     /// Counts a transition.
@@ -126,10 +212,19 @@ impl Metrics {
         ] {
             counts.insert(p.to_string(), 0);
         }
+        let mut cleanup_pending = 0;
         for r in requests {
             let p = r.status.as_ref().map(|s| s.phase).unwrap_or_default();
             *counts.entry(p.to_string()).or_default() += 1;
+            if r.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "CredentialsRemoved" && c.status == "False")
+            }) {
+                cleanup_pending += 1;
+            }
         }
+        self.cleanup_pending.set(cleanup_pending);
         self.active_grants.set(counts.get("Active").copied().unwrap_or(0));
         for (phase, n) in counts {
             self.requests.get_or_create(&PhaseLabel { phase }).set(n);
@@ -165,6 +260,54 @@ mod tests {
             "janus_reconcile_errors_total{kind=\"kube\"} 1",
             "janus_active_grants 0",
             "janus_requests{phase=\"Pending\"} 0",
+            "janus_controller_is_leader 0",
+            "janus_controller_cleanup_pending 0",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn counts_requests_whose_credentials_are_not_removed() {
+        let req = |name: &str, removed: Option<&str>| {
+            let conditions = match removed {
+                Some(s) => serde_json::json!([{"type": "CredentialsRemoved", "status": s, "reason": "x",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}]),
+                None => serde_json::json!([]),
+            };
+            let ar: AccessRequest = serde_json::from_value(serde_json::json!({
+                "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+                "metadata": {"name": name},
+                "spec": {"requester": "a@x.io", "cluster": "central", "namespaces": ["a"], "reason": "r", "ttlSeconds": 600},
+                "status": {"phase": "Revoked", "conditions": conditions},
+            }))
+            .unwrap();
+            std::sync::Arc::new(ar)
+        };
+        let m = Metrics::new();
+        m.observe_requests(&[req("a", Some("False")), req("b", Some("True")), req("c", None)]);
+        assert!(
+            m.encode().contains("janus_controller_cleanup_pending 1"),
+            "{}",
+            m.encode()
+        );
+        m.observe_requests(&[req("b", Some("True"))]);
+        assert!(m.encode().contains("janus_controller_cleanup_pending 0"));
+    }
+
+    #[test]
+    fn reconcile_durations_by_outcome_and_build_info() {
+        let m = Metrics::new();
+        m.observe_reconcile(Duration::from_millis(2), Outcome::Ok);
+        m.observe_reconcile(Duration::from_millis(2), Outcome::Ok);
+        m.observe_reconcile(Duration::from_secs(1), Outcome::Error);
+        m.set_leader(true);
+        let text = m.encode();
+        for name in [
+            "janus_controller_reconcile_duration_seconds_count{outcome=\"ok\"} 2",
+            "janus_controller_reconcile_duration_seconds_count{outcome=\"error\"} 1",
+            "janus_controller_is_leader 1",
+            "janus_build_info{version=\"",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

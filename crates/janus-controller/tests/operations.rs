@@ -37,3 +37,41 @@ async fn health_readiness_and_metrics() {
     );
     assert!(body.contains("janus_grant_duration_seconds"), "{body}");
 }
+
+mod common;
+
+/// After a real reconcile (kubesim, chart RBAC), `/metrics` carries the reconcile-duration
+/// histogram by outcome, the leader gauge and `janus_build_info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_reconcile() {
+    let sim = common::central().await;
+    let addr: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let ctl = common::Controller::start_with(&sim, common::config(""), Some(addr)).await;
+    common::create(&sim, &common::request("m1", "central", &["team-a"], 600)).await;
+    common::wait_phase(&sim, "m1", "Pending", 20).await;
+    // The histogram is observed after the reconcile returns, a moment after its status write.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = http_get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        if body.contains("janus_controller_reconcile_duration_seconds_count{outcome=\"ok\"}")
+            || tokio::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for want in [
+        "janus_controller_reconcile_duration_seconds_count{outcome=\"ok\"}",
+        "janus_controller_reconcile_duration_seconds_bucket{le=\"0.001\",outcome=\"ok\"}",
+        "janus_controller_is_leader 1",
+        "janus_controller_cleanup_pending 0",
+        &format!("janus_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(body.contains(want), "{want} missing in\n{body}");
+    }
+    ctl.stop().await;
+}
