@@ -273,10 +273,14 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
             let obj = decode_body(&parts.headers, &body)?;
             let ns = rr.namespace.as_deref().unwrap_or_default();
             let name = rr.name.as_deref().unwrap_or_default();
-            Ok(json_response(
-                StatusCode::CREATED,
-                &auth::token_request(&cluster, ns, name, &obj)?,
-            ))
+            let issued = auth::token_request(&cluster, ns, name, &obj)?;
+            let mut resp = json_response(StatusCode::CREATED, &issued.object);
+            for w in &issued.warnings {
+                if let Ok(v) = header::HeaderValue::from_str(&auth::warning_header(w)) {
+                    resp.headers_mut().append(header::WARNING, v);
+                }
+            }
+            Ok(resp)
         }
         (Method::PUT, true, sub) => {
             let obj = decode_body(&parts.headers, &body)?;

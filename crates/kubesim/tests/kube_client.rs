@@ -158,7 +158,10 @@ async fn exec_logs_and_container_choice() {
 
 #[tokio::test]
 async fn token_request_and_rbac_through_kube() {
-    let env = Env::new().await;
+    // This checks kubesim's own revocation (401 as soon as the ServiceAccount is gone), so the 10 s
+    // authentication cache a real server has (and kubesim by default) is off; tests/token_timing.rs
+    // covers the cache.
+    let env = Env::with(kubesim::SimBuilder::new().auth_cache_ttl(Duration::ZERO)).await;
     let client = env.sim.client().await.unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     sas.create(

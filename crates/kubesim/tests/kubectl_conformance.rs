@@ -374,7 +374,10 @@ async fn wait_for_delete() {
 
 #[tokio::test]
 async fn auth_can_i_and_tokens() {
-    let env = Env::new().await;
+    // The end checks kubesim's own revocation (refused as soon as the ServiceAccount is deleted), so
+    // the 10 s authentication cache a real server has (and kubesim by default) is off;
+    // tests/token_timing.rs covers the cache.
+    let env = Env::with(kubesim::SimBuilder::new().auth_cache_ttl(Duration::ZERO)).await;
     assert_eq!(env.ok(&["auth", "can-i", "delete", "pods", "-A"]).await.trim(), "yes");
     env.ok(&["create", "namespace", "apps"]).await;
     env.ok(&["-n", "apps", "create", "serviceaccount", "bot"]).await;

@@ -1,8 +1,10 @@
 //! Authentication (admin token, ServiceAccount JWTs, legacy token Secrets) and RBAC authorization,
 //! with the semantics and the wording of the real API server.
 //!
-//! - [`tokens`]: the RS256 signing key, TokenRequest, legacy token Secrets and bearer-token
-//!   authentication (bound to the ServiceAccount's uid, so deleting or recreating it revokes at once).
+//! - [`tokens`]: the RS256 signing key, TokenRequest (with the optional lifetime cap), legacy token
+//!   Secrets and bearer-token authentication (bound to the ServiceAccount's uid; with the real server's
+//!   clock leeway and its cache of successful authentications, so a deletion revokes within seconds,
+//!   not at once).
 //! - [`rbac`]: RBAC evaluation (bindings, aggregated ClusterRoles, the built-in bootstrap policy) and
 //!   escalation prevention on writes of roles and bindings.
 //! - [`reviews`]: SubjectAccessReview and its relatives, TokenReview and SelfSubjectReview.
@@ -22,7 +24,9 @@ use crate::resources::GroupResource;
 use crate::store::Store;
 
 pub use rbac::{Decision, PolicyRule, bootstrap_policy};
-pub use tokens::{AuthError, Claims, ISSUER, KubernetesClaims, LEGACY_ISSUER, ObjectRef, TokenIssuer};
+pub use tokens::{
+    AuthCache, AuthError, Claims, ISSUER, KubernetesClaims, LEGACY_ISSUER, ObjectRef, TokenIssuer, TokenResponse,
+};
 
 /// The group whose members may do anything (Kubernetes' privileged group, checked before RBAC).
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -112,6 +116,12 @@ pub struct Ctx<'a> {
     pub admin_token: &'a str,
     /// Smallest `expirationSeconds` a TokenRequest may ask for.
     pub min_token_expiration_seconds: i64,
+    /// `--service-account-max-token-expiration`: longer TokenRequests are shortened to it, with a warning.
+    pub max_token_expiration_seconds: Option<i64>,
+    /// Clock skew tolerated on token times and on deletion timestamps of bound objects.
+    pub token_leeway_seconds: i64,
+    /// How long a successful token authentication is remembered (zero: not at all).
+    pub auth_cache_ttl: std::time::Duration,
 }
 
 impl<'a> Ctx<'a> {
@@ -122,6 +132,9 @@ impl<'a> Ctx<'a> {
             tokens: &cluster.tokens,
             admin_token: &cluster.config.admin_token,
             min_token_expiration_seconds: cluster.config.min_token_expiration_seconds,
+            max_token_expiration_seconds: cluster.config.max_token_expiration_seconds,
+            token_leeway_seconds: cluster.config.token_leeway_seconds,
+            auth_cache_ttl: cluster.config.auth_cache_ttl,
         }
     }
 }
@@ -216,9 +229,15 @@ pub fn check_rbac_write_request(
     rbac::check_write(&cluster.store, user, gr, request_name, obj)
 }
 
-/// `POST .../serviceaccounts/{name}/token`.
-pub fn token_request(cluster: &Cluster, ns: &str, sa: &str, body: &Value) -> ApiResult<Value> {
+/// `POST .../serviceaccounts/{name}/token`: the TokenRequest and its warnings (see [`warning_header`]).
+pub fn token_request(cluster: &Cluster, ns: &str, sa: &str, body: &Value) -> ApiResult<TokenResponse> {
     tokens::token_request(&Ctx::of(cluster), ns, sa, body)
+}
+
+/// The value of an HTTP `Warning` header as the API server writes it: code 299, agent `-`, the text
+/// quoted (`299 - "text"`; `NewWarningHeader` in `staging/src/k8s.io/apimachinery/pkg/util/net/http.go`).
+pub fn warning_header(text: &str) -> String {
+    format!("299 - {}", go_quote(text))
 }
 
 /// Fills `data.token`, `data.namespace` and the uid annotation of a `kubernetes.io/service-account-token`
@@ -304,6 +323,11 @@ pub(crate) mod testutil {
             tokens: issuer(),
             admin_token: ADMIN,
             min_token_expiration_seconds: 600,
+            max_token_expiration_seconds: None,
+            // Unit tests of exact expiry and immediate revocation; the leeway and the cache have tests
+            // of their own that set them.
+            token_leeway_seconds: 0,
+            auth_cache_ttl: std::time::Duration::ZERO,
         }
     }
 
@@ -411,6 +435,15 @@ mod tests {
             e.message,
             "deployments.apps is forbidden: User \"jane\" cannot list resource \"deployments\" in API group \"apps\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found"
         );
+    }
+
+    #[test]
+    fn warning_headers_are_framed_as_the_api_server_frames_them() {
+        assert_eq!(
+            warning_header("requested expiration of 7200 seconds shortened to 3600 seconds"),
+            r#"299 - "requested expiration of 7200 seconds shortened to 3600 seconds""#
+        );
+        assert_eq!(warning_header(r#"a "b""#), r#"299 - "a \"b\"""#);
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! and the bearer-token authenticator (admin token first, then both JWT flavours).
 //!
 //! A bound token is valid only while its ServiceAccount exists with the uid in the token, and while its
-//! bound Pod/Secret/Node (if any) exists with the uid in the token, so deleting or recreating any of
-//! them revokes the token at once. A legacy token is valid only while its Secret still holds exactly
-//! that token and the ServiceAccount still has the uid in the token.
+//! bound Pod/Secret/Node (if any) exists with the uid in the token. A legacy token is valid only while
+//! its Secret still holds exactly that token and the ServiceAccount still has the uid in the token.
+//!
+//! As on a real API server, "revoked" is not "refused at once": times are checked with a clock leeway
+//! ([`Ctx::token_leeway_seconds`], 60 s by default, go-jose's), and a successful authentication is
+//! remembered for [`Ctx::auth_cache_ttl`] (10 s by default) even if the ServiceAccount or the bound
+//! object is deleted meanwhile (see [`AuthCache`]). A TokenRequest longer than
+//! [`Ctx::max_token_expiration_seconds`] is shortened to it, with a warning.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -27,11 +32,6 @@ use crate::store::Store;
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// Issuer of legacy Secret-based tokens.
 pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
-/// Clock skew tolerated on `exp`, `nbf`, `iat` and on deletion timestamps of bound objects.
-///
-/// The real server tolerates 60 s (go-jose's default leeway). kubesim tolerates none: its clock is the
-/// clients' clock, and tests of expiry (with a lowered minimum lifetime) should not wait a minute more.
-pub const EXPIRY_LEEWAY_SECONDS: i64 = 0;
 /// `spec.expirationSeconds` of a TokenRequest that gives none.
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 /// Largest `spec.expirationSeconds` a TokenRequest may ask for (2^32, as upstream validation says).
@@ -159,6 +159,122 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 
 /// How many tokens whose signature checked out are remembered. Beyond it the memory starts afresh.
 const VERIFIED_CACHE_ENTRIES: usize = 8192;
+/// How many successful authentications [`AuthCache`] remembers at most: upstream's cache is 32 stripes
+/// of 128 LRU entries (`cached_token_authenticator.go`), 4096 in all.
+const AUTH_CACHE_ENTRIES: usize = 4096;
+
+/// The success cache in front of the token authenticators, as kube-apiserver's
+/// `staging/src/k8s.io/apiserver/pkg/authentication/token/cache/cached_token_authenticator.go`:
+///
+/// - keyed by an HMAC (with a random per-process key) over the token and the audiences the request is
+///   authenticated for, so no token is kept in memory and a TokenReview for other audiences is a
+///   different entry;
+/// - only successes are stored (`--token-auth-cache-ttl`'s failure TTL is 0 by default), each for the
+///   whole success TTL from when it was stored: upstream does not shorten it to the token's `exp`, so a
+///   token may be accepted up to the TTL past its expiry plus leeway, and up to the TTL after its
+///   ServiceAccount or bound object is deleted;
+/// - bounded: expired entries are dropped when the cache is full, then the entry closest to expiry
+///   (with a constant TTL, the oldest: what upstream's LRU drops too).
+pub struct AuthCache {
+    key: ring::hmac::Key,
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CachedAuth>>,
+}
+
+/// One remembered success: who the token authenticated as, for which audiences, until when.
+#[derive(Clone)]
+struct CachedAuth {
+    user: UserInfo,
+    audiences: Vec<String>,
+    expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCache")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AuthCache {
+    /// An empty cache with a fresh random key.
+    pub fn new() -> Self {
+        Self {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
+            entries: Default::default(),
+        }
+    }
+
+    /// How many entries are held (expired ones included until they are dropped).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, CachedAuth>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Length-prefixed fields, so `("ab", ["c"])` and `("a", ["bc"])` never share a key.
+    fn key_for(&self, token: &str, audiences: &[String]) -> Vec<u8> {
+        let mut ctx = ring::hmac::Context::with_key(&self.key);
+        let mut field = |bytes: &[u8]| {
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        };
+        field(token.as_bytes());
+        field(&(audiences.len() as u64).to_be_bytes());
+        for a in audiences {
+            field(a.as_bytes());
+        }
+        ctx.sign().as_ref().to_vec()
+    }
+
+    fn get(&self, key: &[u8], now_ms: i64) -> Option<(UserInfo, Vec<String>)> {
+        let mut entries = self.lock();
+        match entries.get(key) {
+            Some(hit) if hit.expires_at_ms > now_ms => Some((hit.user.clone(), hit.audiences.clone())),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: Vec<u8>, user: &UserInfo, audiences: &[String], expires_at_ms: i64, now_ms: i64) {
+        let mut entries = self.lock();
+        if entries.len() >= AUTH_CACHE_ENTRIES && !entries.contains_key(&key) {
+            entries.retain(|_, e| e.expires_at_ms > now_ms);
+            if entries.len() >= AUTH_CACHE_ENTRIES
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.expires_at_ms)
+                    .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(
+            key,
+            CachedAuth {
+                user: user.clone(),
+                audiences: audiences.to_vec(),
+                expires_at_ms,
+            },
+        );
+    }
+}
 
 /// Signs and verifies ServiceAccount tokens (RS256).
 ///
@@ -176,6 +292,9 @@ pub struct TokenIssuer {
     /// skipped for them (as the real API server's token cache does): times and the bound objects are
     /// checked on every request, so revocation is never delayed by it.
     verified: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    /// Successful authentications, remembered for [`Ctx::auth_cache_ttl`] (revocation is delayed by
+    /// it, as on a real server). It lives with the issuer because both are per cluster.
+    auth_cache: AuthCache,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -225,6 +344,7 @@ impl TokenIssuer {
             n: URL_SAFE_NO_PAD.encode(n),
             e: URL_SAFE_NO_PAD.encode(e),
             verified: Default::default(),
+            auth_cache: AuthCache::new(),
         };
         // A key that cannot sign or verify fails here, at start, never at request time (see `sign`).
         let probe = issuer.try_sign(&json!({ "iss": ISSUER }))?;
@@ -305,10 +425,16 @@ impl TokenIssuer {
         (self.sign(&claims), claims.exp)
     }
 
-    /// The claims of a bound token signed by this key that is within its validity period. Says nothing
-    /// about whether its ServiceAccount still exists; [`authenticate_token`] checks that.
+    /// The claims of a bound token signed by this key that is within its validity period, exactly (no
+    /// leeway). Says nothing about whether its ServiceAccount still exists; [`authenticate_token`]
+    /// checks that, with the server's leeway.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         self.verify_bound_at(token, now_millis()).ok()
+    }
+
+    /// The cache of successful authentications.
+    pub fn auth_cache(&self) -> &AuthCache {
+        &self.auth_cache
     }
 
     fn verify_bound_at(&self, token: &str, now_ms: i64) -> Result<Claims, AuthError> {
@@ -318,7 +444,7 @@ impl TokenIssuer {
         }
         let c: Claims = serde_json::from_value(raw)
             .map_err(|_| AuthError::new("service account token claims could not be validated"))?;
-        check_times(c.exp, c.nbf, c.iat, now_ms)?;
+        check_times(c.exp, c.nbf, c.iat, now_ms, 0)?;
         Ok(c)
     }
 
@@ -410,28 +536,33 @@ fn bound_claims(now: i64, kubernetes: KubernetesClaims, audiences: &[String], ex
     }
 }
 
-/// go-jose's time checks: expired once now is past `exp` (sub-second precision), not valid before `nbf`,
-/// never issued in the future.
-fn check_times(exp: i64, nbf: i64, iat: i64, now_ms: i64) -> Result<(), AuthError> {
-    let leeway = EXPIRY_LEEWAY_SECONDS * 1000;
-    if now_ms - leeway > exp.saturating_mul(1000) {
+/// go-jose's time checks (`jwt.Claims.Validate`, called from `pkg/serviceaccount/claims.go`): expired
+/// once now minus the leeway is past `exp` (sub-second precision), not valid while now plus the leeway is
+/// before `nbf`, never issued in the future beyond the leeway. The real server's leeway is go-jose's
+/// `DefaultLeeway`, one minute.
+fn check_times(exp: i64, nbf: i64, iat: i64, now_ms: i64, leeway_seconds: i64) -> Result<(), AuthError> {
+    let leeway = leeway_seconds.max(0).saturating_mul(1000);
+    if now_ms.saturating_sub(leeway) > exp.saturating_mul(1000) {
         return Err(AuthError::new("service account token has expired"));
     }
-    if now_ms + leeway < nbf.saturating_mul(1000) {
+    if now_ms.saturating_add(leeway) < nbf.saturating_mul(1000) {
         return Err(AuthError::new("service account token is not valid yet"));
     }
-    if now_ms + leeway < iat.saturating_mul(1000) {
+    if now_ms.saturating_add(leeway) < iat.saturating_mul(1000) {
         return Err(AuthError::new("service account token is issued in the future"));
     }
     Ok(())
 }
 
-/// Whether the object is being deleted since before now (minus the leeway).
-fn deleted_before_now(obj: &Value, now_ms: i64) -> bool {
+/// Whether the object is being deleted since before now minus the leeway: upstream's
+/// `invalidIfDeletedBefore := nowTime.Add(-jwt.DefaultLeeway)` in `pkg/serviceaccount/claims.go`, so an
+/// object whose deletion started less than the leeway ago (finalizers pending) still validates.
+fn deleted_before_now(obj: &Value, now_ms: i64, leeway_seconds: i64) -> bool {
+    let cutoff = now_ms.saturating_sub(leeway_seconds.max(0).saturating_mul(1000));
     obj["metadata"]["deletionTimestamp"]
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| t.timestamp_millis() < now_ms - EXPIRY_LEEWAY_SECONDS * 1000)
+        .is_some_and(|t| t.timestamp_millis() < cutoff)
 }
 
 fn uid_of(obj: &Value) -> &str {
@@ -511,6 +642,28 @@ fn authenticate_token_at(
         }
         return Ok((UserInfo::admin(), auds));
     }
+    let ttl_ms = i64::try_from(ctx.auth_cache_ttl.as_millis()).unwrap_or(i64::MAX);
+    if ttl_ms <= 0 {
+        return authenticate_uncached(ctx, token, audiences, now_ms);
+    }
+    let cache = &ctx.tokens.auth_cache;
+    let key = cache.key_for(token, audiences);
+    if let Some(hit) = cache.get(&key, now_ms) {
+        return Ok(hit);
+    }
+    let (user, auds) = authenticate_uncached(ctx, token, audiences, now_ms)?;
+    cache.insert(key, &user, &auds, now_ms.saturating_add(ttl_ms), now_ms);
+    Ok((user, auds))
+}
+
+/// The token authenticators behind the cache: bound and legacy ServiceAccount tokens.
+fn authenticate_uncached(
+    ctx: &Ctx<'_>,
+    token: &str,
+    audiences: &[String],
+    now_ms: i64,
+) -> Result<(UserInfo, Vec<String>), AuthError> {
+    let api_audiences = [ISSUER.to_string()];
     let raw = ctx.tokens.decode_verified(token)?;
     let iss = raw["iss"].as_str().unwrap_or_default().to_string();
     if iss != ISSUER && iss != LEGACY_ISSUER {
@@ -530,7 +683,7 @@ fn authenticate_token_at(
         return Err(audience_error(&token_auds, audiences));
     }
     let user = if iss == ISSUER {
-        validate_bound(ctx.store, raw, now_ms)?
+        validate_bound(ctx.store, raw, now_ms, ctx.token_leeway_seconds)?
     } else {
         validate_legacy(ctx.store, token, raw)?
     };
@@ -539,10 +692,10 @@ fn authenticate_token_at(
 
 /// Upstream `serviceaccount.validator`: times, then the ServiceAccount (same uid, not deleted), then the
 /// bound Secret/Pod/Node (same uid, not deleted).
-fn validate_bound(store: &Store, raw: Value, now_ms: i64) -> Result<UserInfo, AuthError> {
+fn validate_bound(store: &Store, raw: Value, now_ms: i64, leeway_seconds: i64) -> Result<UserInfo, AuthError> {
     let c: Claims = serde_json::from_value(raw)
         .map_err(|_| AuthError::new("service account token claims could not be validated"))?;
-    check_times(c.exp, c.nbf, c.iat, now_ms)?;
+    check_times(c.exp, c.nbf, c.iat, now_ms, leeway_seconds)?;
     let k = &c.kubernetes;
     let ns = k.namespace.as_str();
     let sa_ref = &k.serviceaccount;
@@ -556,7 +709,7 @@ fn validate_bound(store: &Store, raw: Value, now_ms: i64) -> Result<UserInfo, Au
             sa_ref.uid
         )));
     }
-    if deleted_before_now(&sa, now_ms) {
+    if deleted_before_now(&sa, now_ms, leeway_seconds) {
         return Err(AuthError::new(format!(
             "service account {ns}/{} has been deleted",
             sa_ref.name
@@ -573,7 +726,7 @@ fn validate_bound(store: &Store, raw: Value, now_ms: i64) -> Result<UserInfo, Au
                 r.uid
             )));
         }
-        if deleted_before_now(&obj, now_ms) {
+        if deleted_before_now(&obj, now_ms, leeway_seconds) {
             return Err(AuthError::invalidated());
         }
         Ok(())
@@ -677,9 +830,21 @@ fn string_list(v: &Value, field: &str) -> ApiResult<Vec<String>> {
     }
 }
 
-/// The TokenRequest subresource, in the order of upstream `TokenREST.Create`: name/namespace of the
-/// body, ServiceAccount lookup (404), defaults, validation (422), bound object (404/400/409), token.
-pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResult<Value> {
+/// A TokenRequest's answer: the object, and the warnings the server sends with it (HTTP `Warning`
+/// headers, which kubectl prints and client-go logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenResponse {
+    /// The TokenRequest with `spec` as applied and `status.token` filled.
+    pub object: Value,
+    /// Warning texts, without the `299 - "…"` framing.
+    pub warnings: Vec<String>,
+}
+
+/// The TokenRequest subresource, in the order of upstream `TokenREST.Create`
+/// (`pkg/registry/core/serviceaccount/storage/token.go`): name/namespace of the body, ServiceAccount
+/// lookup (404), defaults, validation (422), bound object (404/400/409), the cap of
+/// `--service-account-max-token-expiration` (with a warning), token.
+pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResult<TokenResponse> {
     let md = &body["metadata"];
     for (field, expected) in [("name", sa), ("namespace", ns)] {
         if let Some(given) = md[field].as_str().filter(|g| !g.is_empty() && *g != expected) {
@@ -815,6 +980,20 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
         }
     }
 
+    // After validation, as upstream: a request below the 600 s minimum is refused even under a smaller
+    // cap, and only a positive cap applies. A real server refuses to start with a cap under one hour
+    // (`the service-account-max-token-expiration must be between 1 hour and 2^32 seconds`, in
+    // `pkg/controlplane/apiserver/options/options.go`); kubesim accepts any positive cap, so tests can
+    // watch a capped token expire and be renewed in seconds.
+    let mut warnings = Vec::new();
+    let mut expiration = expiration;
+    if let Some(max) = ctx.max_token_expiration_seconds.filter(|m| *m > 0 && expiration > *m) {
+        warnings.push(format!(
+            "requested expiration of {expiration} seconds shortened to {max} seconds"
+        ));
+        expiration = max;
+    }
+
     let now = now_secs();
     let claims = bound_claims(now, k, &audiences, expiration);
     let token = ctx.tokens.sign(&claims);
@@ -836,8 +1015,8 @@ pub fn token_request(ctx: &Ctx<'_>, ns: &str, sa: &str, body: &Value) -> ApiResu
     if !bound_ref.is_object() {
         out["spec"]["boundObjectRef"] = Value::Null;
     }
-    out["status"] = json!({ "token": token, "expirationTimestamp": rfc3339(now.saturating_add(expiration)) });
-    Ok(out)
+    out["status"] = json!({ "token": token, "expirationTimestamp": rfc3339(claims.exp) });
+    Ok(TokenResponse { object: out, warnings })
 }
 
 /// The token controller's work on a `kubernetes.io/service-account-token` Secret, done synchronously on
@@ -1282,6 +1461,8 @@ mod tests {
             &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
         )
         .unwrap();
+        assert!(out.warnings.is_empty(), "no cap, no warning: {:?}", out.warnings);
+        let out = out.object;
         assert_eq!(out["apiVersion"], "authentication.k8s.io/v1");
         assert_eq!(out["kind"], "TokenRequest");
         assert_eq!(out["metadata"]["name"], "bot");
@@ -1383,7 +1564,7 @@ mod tests {
         let p = pod(&store, "team", "web", "bot");
         let c = ctx(&store);
         let body = json!({"spec": {"audiences": ["vault", ISSUER], "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": uid(&p)}}});
-        let out = token_request(&c, "team", "bot", &body).unwrap();
+        let out = token_request(&c, "team", "bot", &body).unwrap().object;
         assert_eq!(out["spec"]["boundObjectRef"]["name"], "web");
         let token = out["status"]["token"].as_str().unwrap();
         let claims = issuer().verify(token).unwrap();
@@ -1422,5 +1603,273 @@ mod tests {
         assert_eq!(n.len(), 256, "2048-bit modulus");
         assert_eq!(issuer().openid_configuration()["issuer"], ISSUER);
         assert!(!format!("{:?}", issuer()).contains("PRIVATE"));
+    }
+
+    /// A context as a real server's defaults: 60 s leeway, 10 s success cache.
+    fn realistic(store: &Store) -> Ctx<'_> {
+        Ctx {
+            token_leeway_seconds: 60,
+            auth_cache_ttl: std::time::Duration::from_secs(10),
+            ..ctx(store)
+        }
+    }
+
+    #[test]
+    fn leeway_accepts_a_token_a_minute_past_exp_and_before_nbf() {
+        // go-jose's `Claims.ValidateWithLeeway` with `DefaultLeeway` (one minute), as called by
+        // `pkg/serviceaccount/claims.go`.
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let c = Ctx {
+            auth_cache_ttl: std::time::Duration::ZERO,
+            ..realistic(&store)
+        };
+        let now = chrono::Utc::now().timestamp();
+        let t = sign_at(now, "team", "bot", &uid(&s), 5);
+        assert!(authenticate_token_at(&c, &t, &api(), (now + 5 + 60) * 1000).is_ok());
+        assert_eq!(
+            authenticate_token_at(&c, &t, &api(), (now + 5 + 60) * 1000 + 1)
+                .unwrap_err()
+                .to_string(),
+            "service account token has expired"
+        );
+        // Issued by a server whose clock is ahead: accepted within the leeway, refused beyond it.
+        let ahead = sign_at(now + 60, "team", "bot", &uid(&s), 600);
+        assert!(authenticate_token_at(&c, &ahead, &api(), now * 1000).is_ok());
+        let far_ahead = sign_at(now + 61, "team", "bot", &uid(&s), 600);
+        assert_eq!(
+            authenticate_token_at(&c, &far_ahead, &api(), now * 1000)
+                .unwrap_err()
+                .to_string(),
+            "service account token is not valid yet"
+        );
+        // A negative leeway is none.
+        let none = Ctx {
+            token_leeway_seconds: -5,
+            ..c
+        };
+        assert!(authenticate_token_at(&none, &t, &api(), (now + 5) * 1000 + 1).is_err());
+    }
+
+    #[test]
+    fn objects_whose_deletion_started_within_the_leeway_still_validate() {
+        // `invalidIfDeletedBefore := nowTime.Add(-jwt.DefaultLeeway)` in `pkg/serviceaccount/claims.go`.
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let p = pod(&store, "team", "web", "bot");
+        let c = Ctx {
+            auth_cache_ttl: std::time::Duration::ZERO,
+            ..realistic(&store)
+        };
+        let (token, _) = issuer().issue("team", "bot", &uid(&s), &api(), 3600, Some(("Pod", "web", &uid(&p))));
+        let now_ms = now_millis();
+        let at = |secs_ago: i64| {
+            chrono::DateTime::from_timestamp_millis(now_ms - secs_ago * 1000)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let mut deleting = p.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!(at(30));
+        let p = store.update(&gr("pods"), deleting, None).unwrap();
+        assert!(authenticate_token_at(&c, &token, &api(), now_ms).is_ok());
+        let mut long_ago = p.clone();
+        long_ago["metadata"]["deletionTimestamp"] = json!(at(61));
+        store.update(&gr("pods"), long_ago, None).unwrap();
+        assert_eq!(
+            authenticate_token_at(&c, &token, &api(), now_ms)
+                .unwrap_err()
+                .to_string(),
+            "service account token has been invalidated"
+        );
+        let mut sa_deleting = s.clone();
+        sa_deleting["metadata"]["deletionTimestamp"] = json!(at(30));
+        store.update(&gr("serviceaccounts"), sa_deleting, None).unwrap();
+        let (unbound, _) = issuer().issue("team", "bot", &uid(&s), &api(), 3600, None);
+        assert!(authenticate_token_at(&c, &unbound, &api(), now_ms).is_ok());
+        assert!(
+            authenticate_token_at(&c, &unbound, &api(), now_ms + 31_000)
+                .unwrap_err()
+                .to_string()
+                .ends_with("has been deleted")
+        );
+    }
+
+    #[test]
+    fn a_success_is_remembered_for_the_ttl_after_the_service_account_is_deleted() {
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let c = realistic(&store);
+        let (token, _) = issuer().issue("team", "bot", &uid(&s), &api(), 3600, None);
+        let t0 = now_millis();
+        let first = authenticate_token_at(&c, &token, &api(), t0).unwrap();
+        del(&store, "", "serviceaccounts", "team", "bot");
+        // Same identity from the cache, up to the TTL from when it was stored...
+        assert_eq!(authenticate_token_at(&c, &token, &api(), t0 + 9_999).unwrap(), first);
+        assert_eq!(first.0, UserInfo::service_account("team", "bot", &uid(&s)));
+        // ...and refused from then on: the entry is gone and the store says no.
+        assert_eq!(
+            authenticate_token_at(&c, &token, &api(), t0 + 10_000)
+                .unwrap_err()
+                .to_string(),
+            "serviceaccounts \"bot\" not found"
+        );
+        // With the cache disabled, the same situation is refused at once.
+        let s2 = sa(&store, "team", "bot2");
+        let (t2, _) = issuer().issue("team", "bot2", &uid(&s2), &api(), 3600, None);
+        let off = Ctx {
+            auth_cache_ttl: std::time::Duration::ZERO,
+            ..c
+        };
+        assert!(authenticate_token_at(&off, &t2, &api(), t0).is_ok());
+        del(&store, "", "serviceaccounts", "team", "bot2");
+        assert!(authenticate_token_at(&off, &t2, &api(), t0 + 1).is_err());
+        let key = issuer().auth_cache.key_for(&t2, &api());
+        assert!(
+            issuer().auth_cache.get(&key, t0).is_none(),
+            "a disabled cache stores nothing"
+        );
+    }
+
+    #[test]
+    fn the_cache_is_keyed_by_audiences_and_keeps_no_failures() {
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let c = Ctx {
+            token_leeway_seconds: 0,
+            ..realistic(&store)
+        };
+        let both = vec!["vault".to_string(), ISSUER.to_string()];
+        let (token, _) = issuer().issue("team", "bot", &uid(&s), &both, 3600, None);
+        let t0 = now_millis();
+        assert_eq!(authenticate_token_at(&c, &token, &api(), t0).unwrap().1, api());
+        del(&store, "", "serviceaccounts", "team", "bot");
+        assert!(authenticate_token_at(&c, &token, &api(), t0 + 1).is_ok());
+        // Another audience is another entry (a TokenReview for "vault"): not cached, so refused.
+        let vault = vec!["vault".to_string()];
+        assert!(authenticate_token_at(&c, &token, &vault, t0 + 1).is_err());
+
+        // Failures are not remembered (upstream's failure TTL defaults to 0): a token refused as not
+        // yet valid is accepted as soon as it is.
+        let s2 = sa(&store, "team", "later");
+        let now = t0 / 1000;
+        let early = sign_at(now + 100, "team", "later", &uid(&s2), 600);
+        assert!(authenticate_token_at(&c, &early, &api(), t0).is_err());
+        assert!(authenticate_token_at(&c, &early, &api(), (now + 100) * 1000).is_ok());
+
+        // The admin token does not go through the cache.
+        assert!(authenticate_token_at(&c, ADMIN, &api(), t0).unwrap().0.is_privileged());
+        let key = issuer().auth_cache.key_for(ADMIN, &api());
+        assert!(issuer().auth_cache.get(&key, t0).is_none());
+    }
+
+    #[test]
+    fn a_cached_success_outlives_the_token_expiry_as_upstream() {
+        // `cached_token_authenticator.go` stores a success for the whole success TTL, whatever the
+        // token's `exp`.
+        let store = Store::new();
+        let s = sa(&store, "team", "bot");
+        let c = Ctx {
+            token_leeway_seconds: 0,
+            ..realistic(&store)
+        };
+        let now = now_millis() / 1000;
+        let t = sign_at(now, "team", "bot", &uid(&s), 5);
+        assert!(authenticate_token_at(&c, &t, &api(), (now + 4) * 1000).is_ok());
+        assert!(authenticate_token_at(&c, &t, &api(), (now + 13) * 1000).is_ok());
+        assert_eq!(
+            authenticate_token_at(&c, &t, &api(), (now + 14) * 1000)
+                .unwrap_err()
+                .to_string(),
+            "service account token has expired"
+        );
+    }
+
+    #[test]
+    fn the_auth_cache_is_bounded() {
+        let cache = AuthCache::new();
+        let user = UserInfo::service_account("team", "bot", "u");
+        let t0 = 1_000_000;
+        // Half of the entries have expired by `t0 + 10`.
+        for i in 0..AUTH_CACHE_ENTRIES {
+            let expires = if i % 2 == 0 { t0 + 5 } else { t0 + 10_000 + i as i64 };
+            cache.insert(cache.key_for(&format!("t{i}"), &[]), &user, &[], expires, t0);
+        }
+        assert_eq!(cache.len(), AUTH_CACHE_ENTRIES);
+        cache.insert(cache.key_for("new", &[]), &user, &[], t0 + 20_000, t0 + 10);
+        assert_eq!(cache.len(), AUTH_CACHE_ENTRIES / 2 + 1, "expired entries dropped first");
+        for i in 0..AUTH_CACHE_ENTRIES {
+            cache.insert(cache.key_for(&format!("u{i}"), &[]), &user, &[], t0 + 30_000, t0 + 10);
+        }
+        assert_eq!(cache.len(), AUTH_CACHE_ENTRIES);
+        // The live entries closest to expiry made room; the newest are kept.
+        assert!(cache.get(&cache.key_for("t1", &[]), t0 + 10).is_none());
+        assert!(
+            cache
+                .get(&cache.key_for(&format!("u{}", AUTH_CACHE_ENTRIES - 1), &[]), t0 + 10)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn cache_keys_do_not_collide_across_field_boundaries() {
+        let cache = AuthCache::new();
+        assert_ne!(cache.key_for("ab", &["c".into()]), cache.key_for("a", &["bc".into()]));
+        assert_ne!(cache.key_for("a", &[]), cache.key_for("a", &["".into()]));
+        assert_ne!(AuthCache::new().key_for("a", &[]), cache.key_for("a", &[]));
+    }
+
+    #[test]
+    fn a_token_request_over_the_cap_is_shortened_with_a_warning() {
+        // `TokenREST.Create` in `pkg/registry/core/serviceaccount/storage/token.go`.
+        let store = Store::new();
+        sa(&store, "team", "bot");
+        let c = Ctx {
+            max_token_expiration_seconds: Some(1200),
+            ..ctx(&store)
+        };
+        let out = token_request(&c, "team", "bot", &json!({"spec": {"expirationSeconds": 7200}})).unwrap();
+        assert_eq!(
+            out.warnings,
+            ["requested expiration of 7200 seconds shortened to 1200 seconds"]
+        );
+        assert_eq!(out.object["spec"]["expirationSeconds"], 1200);
+        let claims = issuer()
+            .verify(out.object["status"]["token"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(claims.exp - claims.iat, 1200);
+        assert_eq!(out.object["status"]["expirationTimestamp"], rfc3339(claims.exp));
+        // The default hour is shortened too; a request within the cap is not, and says nothing.
+        let default = token_request(&c, "team", "bot", &json!({"spec": {}})).unwrap();
+        assert_eq!(
+            default.warnings,
+            ["requested expiration of 3600 seconds shortened to 1200 seconds"]
+        );
+        let within = token_request(&c, "team", "bot", &json!({"spec": {"expirationSeconds": 1200}})).unwrap();
+        assert!(within.warnings.is_empty());
+        assert_eq!(within.object["spec"]["expirationSeconds"], 1200);
+        // Validation comes first: under the minimum is 422 whatever the cap.
+        assert_eq!(
+            token_request(&c, "team", "bot", &json!({"spec": {"expirationSeconds": 60}}))
+                .unwrap_err()
+                .code,
+            422
+        );
+        // A cap below the minimum (kubesim only, for fast tests) still applies after validation.
+        let small = Ctx {
+            max_token_expiration_seconds: Some(30),
+            ..c
+        };
+        let out = token_request(&small, "team", "bot", &json!({"spec": {"expirationSeconds": 600}})).unwrap();
+        assert_eq!(out.object["spec"]["expirationSeconds"], 30);
+        // Only a positive cap applies.
+        for cap in [0, -1] {
+            let off = Ctx {
+                max_token_expiration_seconds: Some(cap),
+                ..c
+            };
+            let out = token_request(&off, "team", "bot", &json!({"spec": {}})).unwrap();
+            assert!(out.warnings.is_empty());
+            assert_eq!(out.object["spec"]["expirationSeconds"], 3600);
+        }
     }
 }
