@@ -61,14 +61,9 @@ pub struct KubeconfigInput {
     pub auth: Auth,
 }
 
+/// A cluster name: a DNS-1123 subdomain short enough to be a label value (63).
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    name.len() <= 63 && janus_api::names::is_dns_subdomain(name)
 }
 
 /// PEM: at least one `-----BEGIN …-----` / `-----END …-----` block, each with a non-empty base64 body.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use janus_api::access_request::{AccessRequest, AccessRequestStatus, ApprovedSpec, Phase, reasons};
+use janus_api::rules::{self, conditions::types, time::parse_time};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
@@ -89,14 +90,6 @@ fn spec_change_details(ar: &AccessRequest, status: &AccessRequestStatus) -> serd
     })
 }
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
-}
-
-fn from_k8s(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.0.as_second(), u32::try_from(t.0.subsec_nanosecond()).unwrap_or(0))
-}
-
 /// The stable identity used in event keys: the object's uid (its name if it has none).
 fn identity(ar: &AccessRequest) -> String {
     match &ar.metadata.uid {
@@ -122,16 +115,12 @@ fn condition_time(status: &AccessRequestStatus, type_: &str) -> Option<DateTime<
 }
 
 fn created_at(ar: &AccessRequest) -> Option<DateTime<Utc>> {
-    ar.metadata.creation_timestamp.as_ref().and_then(from_k8s)
+    ar.metadata.creation_timestamp.as_ref().map(rules::time::from_k8s)
 }
 
-/// The TTL in effect: the approver's override, else the requested one.
+/// The TTL in effect ([`rules::ttl::effective_ttl`]).
 fn effective_ttl(ar: &AccessRequest) -> i64 {
-    ar.spec
-        .approval
-        .as_ref()
-        .and_then(|a| a.ttl_seconds)
-        .unwrap_or(ar.spec.ttl_seconds)
+    rules::ttl::effective_ttl(&ar.spec)
 }
 
 /// When the request ended: `status.endedAt`, else the terminal phase's condition.
@@ -150,7 +139,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
     let name = ar.metadata.name.clone().unwrap_or_default();
     let spec = &ar.spec;
     let status = ar.status.clone().unwrap_or_default();
-    let created = created_at(ar).or_else(|| condition_time(&status, "Submitted"));
+    let created = created_at(ar).or_else(|| condition_time(&status, types::SUBMITTED));
     let ended = ended_at(&status);
     let mut out = Vec::new();
     let mut push = |kind: AuditKind, index: Option<usize>, at: Option<DateTime<Utc>>, actor: &str, details| {
@@ -179,7 +168,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
     if let Some(a) = &spec.approval {
         let at = parse_time(&a.at)
             .or_else(|| status.approved_at.as_deref().and_then(parse_time))
-            .or_else(|| condition_time(&status, "Approved"));
+            .or_else(|| condition_time(&status, types::APPROVED));
         push(
             AuditKind::RequestApproved,
             None,
@@ -238,7 +227,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         .active_at
         .as_deref()
         .and_then(parse_time)
-        .or_else(|| condition_time(&status, "Granted"))
+        .or_else(|| condition_time(&status, types::GRANTED))
     {
         let grants: Vec<_> = status
             .grants
@@ -292,7 +281,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         && let Some(c) = status
             .conditions
             .iter()
-            .find(|c| c.type_ == "CredentialsRemoved" && c.status == "True")
+            .find(|c| c.type_ == types::CREDENTIALS_REMOVED && c.status == "True")
     {
         push(
             AuditKind::CredentialsRemoved,
@@ -314,7 +303,7 @@ pub fn deletion_event(ar: &AccessRequest, retention_seconds: i64, now: DateTime<
         .metadata
         .deletion_timestamp
         .as_ref()
-        .and_then(from_k8s)
+        .map(rules::time::from_k8s)
         .unwrap_or(now);
     let by_retention = retention_seconds > 0
         && status.phase.is_terminal()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use janus_api::access_request::{AccessRequestSpec, Approval, Decision, Denial, Extension, Phase, Revocation};
+use janus_api::rules::{self, ActionPolicy, Actor};
 use janus_api::{AccessRequest, names};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -29,23 +30,29 @@ pub const MAX_REASON: usize = 1000;
 /// Most namespaces in one request (the CRD's limit).
 pub const MAX_NAMESPACES: usize = 20;
 
+pub use janus_api::rules::Actions;
 /// The phase of a request (no status yet means Pending).
-pub fn phase(ar: &AccessRequest) -> Phase {
-    ar.status.as_ref().map(|s| s.phase).unwrap_or(Phase::Pending)
+pub use janus_api::rules::phase_of as phase;
+/// A Kubernetes timestamp as a chrono time.
+pub use janus_api::rules::time::from_k8s as k8s_time;
+/// Parses an RFC 3339 timestamp from the API.
+pub use janus_api::rules::time::parse_time;
+
+/// The rules' view of a signed-in identity.
+fn actor(id: &Identity) -> Actor<'_> {
+    Actor {
+        email: &id.email,
+        is_admin: id.is_admin,
+    }
 }
 
 /// Whether this identity may see the request.
 pub fn visible_to(id: &Identity, ar: &AccessRequest) -> bool {
-    id.is_admin || ar.spec.requester.eq_ignore_ascii_case(&id.email)
+    rules::actions::may_view(actor(id), ar)
 }
 
 fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// A Kubernetes timestamp as a chrono time.
-pub fn k8s_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+    rules::time::fmt_time_millis(Utc::now())
 }
 
 /// When a request was created.
@@ -53,48 +60,9 @@ pub fn created(ar: &AccessRequest) -> Option<DateTime<Utc>> {
     ar.metadata.creation_timestamp.as_ref().map(k8s_time)
 }
 
-/// Parses an RFC 3339 timestamp from the API.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
-}
-
-/// What a person may do with a request right now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Actions {
-    /// Approve (admin, pending, not one's own unless allowed).
-    pub approve: bool,
-    /// Deny (admin, pending).
-    pub deny: bool,
-    /// Revoke (admin, approved or active).
-    pub revoke: bool,
-    /// Extend (admin, active).
-    pub extend: bool,
-    /// Withdraw (requester, not ended).
-    pub withdraw: bool,
-    /// Open a terminal (requester, or admins when configured; active).
-    pub terminal: bool,
-}
-
-/// The actions allowed to `id` on `ar`.
+/// The actions allowed to `id` on `ar` under the configured switches ([`janus_api::rules::actions`]).
 pub fn actions(state: &AppState, id: &Identity, ar: &AccessRequest) -> Actions {
-    let p = phase(ar);
-    let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
-    let undecided = ar.spec.approval.is_none()
-        && ar.spec.denial.is_none()
-        && ar.spec.withdrawal.is_none()
-        && ar.spec.revocation.is_none();
-    let pending = p == Phase::Pending && undecided;
-    let live =
-        matches!(p, Phase::Approved | Phase::Active) && ar.spec.revocation.is_none() && ar.spec.withdrawal.is_none();
-    Actions {
-        approve: id.is_admin && pending && (!own || state.config.allow_self_approval),
-        deny: id.is_admin && pending,
-        revoke: id.is_admin && live,
-        extend: id.is_admin && live && p == Phase::Active,
-        withdraw: own && !p.is_terminal() && ar.spec.withdrawal.is_none() && ar.spec.revocation.is_none(),
-        terminal: p == Phase::Active && live && (own || (id.is_admin && state.config.web.admin_terminal_access)),
-    }
+    rules::actions::allowed(actor(id), ar, ActionPolicy::of(&state.config))
 }
 
 /// A request as the API shows it.
@@ -328,15 +296,6 @@ pub struct CreateInput {
     pub reason: String,
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Whether a request still holds or may get access.
 pub fn is_open(ar: &AccessRequest) -> bool {
     !phase(ar).is_terminal()
@@ -356,13 +315,10 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
         ));
     }
     let ttl = input.ttl_seconds.unwrap_or(cfg.default_ttl_seconds);
-    if ttl < cfg.min_ttl_seconds || ttl > cfg.max_ttl_seconds {
+    if let Err(e) = rules::ttl::check_ttl(ttl, cfg) {
         return Err(WebError::invalid(
             "ttlSeconds",
-            format!(
-                "the duration must be between {} and {} seconds",
-                cfg.min_ttl_seconds, cfg.max_ttl_seconds
-            ),
+            format!("the duration must be between {} and {} seconds", e.min, e.max),
         ));
     }
     let wanted: BTreeSet<String> = input.namespaces.iter().map(|n| n.trim().to_string()).collect();
@@ -375,7 +331,7 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
             format!("at most {MAX_NAMESPACES} namespaces per request"),
         ));
     }
-    if let Some(bad) = wanted.iter().find(|n| !is_dns_label(n)) {
+    if let Some(bad) = wanted.iter().find(|n| !names::is_dns_label(n)) {
         return Err(WebError::invalid(
             "namespaces",
             format!("{bad:?} is not a namespace name"),
@@ -387,7 +343,7 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
             format!("namespace {ex} cannot be requested"),
         ));
     }
-    if !is_dns_label(&input.cluster) {
+    if !names::is_dns_label(&input.cluster) {
         return Err(WebError::invalid("cluster", "choose a cluster"));
     }
     // The namespaces are checked on the cluster before the lock is taken: that remote call can take up to
@@ -551,14 +507,11 @@ pub async fn decide(
                     return Err(WebError::Conflict("the request is no longer pending".into()));
                 }
                 if let Some(t) = ttl_seconds
-                    && (*t < state.config.min_ttl_seconds || *t > state.config.max_ttl_seconds)
+                    && let Err(e) = rules::ttl::check_ttl(*t, &state.config)
                 {
                     return Err(WebError::invalid(
                         "ttlSeconds",
-                        format!(
-                            "the duration must be between {} and {} seconds",
-                            state.config.min_ttl_seconds, state.config.max_ttl_seconds
-                        ),
+                        format!("the duration must be between {} and {} seconds", e.min, e.max),
                     ));
                 }
                 json!({"approval": Approval { by, at, ttl_seconds: *ttl_seconds }})
@@ -612,10 +565,10 @@ pub async fn decide(
                 if !id.is_admin {
                     return Err(WebError::Forbidden("only admins extend access".into()));
                 }
-                if *seconds <= 0 || *seconds > state.config.max_ttl_seconds {
+                if let Err(e) = rules::ttl::check_extension(*seconds, &state.config) {
                     return Err(WebError::invalid(
                         "seconds",
-                        format!("an extension is between 1 and {} seconds", state.config.max_ttl_seconds),
+                        format!("an extension is between 1 and {} seconds", e.max),
                     ));
                 }
                 if !allowed.extend {

@@ -7,6 +7,8 @@ pub use crate::access_request::reasons;
 
 /// Condition types the controller sets on an AccessRequest.
 pub mod types {
+    /// The controller saw the request (set with the first status).
+    pub const SUBMITTED: &str = "Submitted";
     /// An approval was seen (the request left Pending for Approved).
     pub const APPROVED: &str = "Approved";
     /// Credentials were issued in every namespace (the request is Active).

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::{SinkExt as _, StreamExt as _};
-use janus_api::AccessRequest;
+use janus_api::{AccessRequest, names};
 use janus_store::{AuditKind, TerminalSession};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, Patch, PatchParams, TerminalSize};
@@ -47,11 +47,9 @@ pub struct Params {
     pub csrf: String,
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+/// Pod names are DNS-1123 subdomains, namespaces and containers DNS-1123 labels.
+fn valid_target(namespace: &str, pod: &str, container: Option<&str>) -> bool {
+    names::is_dns_label(namespace) && names::is_dns_subdomain(pod) && container.is_none_or(names::is_dns_label)
 }
 
 /// The shell command: bash when present, else sh, with a coloured prompt; the user's rc files still load.
@@ -84,7 +82,7 @@ pub async fn upgrade(
     if !constant_time_eq(p.csrf.as_bytes(), id.csrf.as_bytes()) {
         return Err(WebError::Csrf);
     }
-    if !valid_name(&p.namespace) || !valid_name(&p.pod) || p.container.as_deref().is_some_and(|c| !valid_name(c)) {
+    if !valid_target(&p.namespace, &p.pod, p.container.as_deref()) {
         return Err(WebError::invalid("pod", "invalid namespace, pod or container name"));
     }
     let (ar, client) = access::client_for(&state, &id, &name, &p.namespace).await?;
@@ -561,7 +559,13 @@ mod tests {
     #[test]
     fn names_and_reasons() {
         use crate::terminal::reason_category;
-        assert!(valid_name("app-1") && !valid_name("a b") && !valid_name("") && !valid_name("A"));
+        assert!(valid_target("app-1", "web-0.x", Some("app")) && valid_target("ns", "p", None));
+        assert!(!valid_target("a b", "p", None) && !valid_target("", "p", None) && !valid_target("A", "p", None));
+        assert!(
+            !valid_target("ns", "p", Some("a.b"))
+                && !valid_target("a.b", "p", None)
+                && !valid_target("ns", "a..b", None)
+        );
         assert_eq!(reason_category("access was revoked"), "revoked");
         assert_eq!(reason_category("idle for 5 seconds; access was revoked"), "idle");
         assert_eq!(reason_category("access expired"), "expired");
