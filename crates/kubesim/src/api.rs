@@ -1167,6 +1167,7 @@ pub fn admit_create(
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
+        ("", "Event") | ("events.k8s.io", "Event") => crate::events::validate_create(rt, obj)?,
         _ => {}
     }
     if rt.schema.is_some() {
@@ -1236,6 +1237,7 @@ fn admit_update(
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, new)?,
         ("apps", _) | ("batch", _) if sub.is_none() => simulate_workload_status(rt, new),
+        ("", "Event") | ("events.k8s.io", "Event") => crate::events::validate_update(rt, current, new)?,
         _ => {}
     }
     if rt.schema.is_some() {

@@ -20,6 +20,7 @@ pub mod cel;
 pub mod crd;
 pub mod discovery;
 pub mod errors;
+pub mod events;
 pub mod exec;
 pub mod faults;
 pub mod gc;

@@ -66,6 +66,8 @@ struct Inner {
 }
 
 fn coll_key(gr: &GroupResource) -> String {
+    // Both Event APIs read and write one collection (crate::events).
+    let gr = crate::events::storage_gr(gr);
     format!("{}/{}", gr.group, gr.resource)
 }
 
@@ -150,7 +152,7 @@ impl Store {
             .objects
             .get(&coll_key(gr))
             .and_then(|c| c.get(&obj_key(ns, name)))
-            .cloned()
+            .map(|v| crate::events::view(gr, v).unwrap_or_else(|| v.clone()))
     }
 
     /// All objects of a collection, optionally in one namespace, with the list's resourceVersion.
@@ -166,17 +168,21 @@ impl Store {
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, u64) {
         let g = self.lock();
+        // Selectors see the object as the caller's API shows it (crate::events: two views of Events).
+        let pick = |v: &Value| match crate::events::view(gr, v) {
+            Some(shown) => keep(&shown).then_some(shown),
+            None => keep(v).then(|| v.clone()),
+        };
         let items = match g.objects.get(&coll_key(gr)) {
             None => Vec::new(),
             Some(c) => match ns {
-                None => c.values().filter(|v| keep(v)).cloned().collect(),
+                None => c.values().filter_map(pick).collect(),
                 Some(ns) => {
                     let prefix = format!("{ns}/");
                     c.range(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(&prefix))
                         .map(|(_, v)| v)
-                        .filter(|v| keep(v))
-                        .cloned()
+                        .filter_map(pick)
                         .collect()
                 }
             },
@@ -194,7 +200,9 @@ impl Store {
             .collect()
     }
 
-    fn record(&self, g: &mut Inner, change: Change) {
+    fn record(&self, g: &mut Inner, mut change: Change) {
+        // A change is recorded once, under the collection that stores the object.
+        change.gr = crate::events::storage_gr(&change.gr).into_owned();
         let change = Arc::new(change);
         g.history.push_back(change.clone());
         let limit = *self.history_limit.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,7 +216,8 @@ impl Store {
     }
 
     /// Inserts a new object. Sets uid, resourceVersion and creationTimestamp.
-    pub fn create(&self, gr: &GroupResource, mut obj: Value) -> ApiResult<Value> {
+    pub fn create(&self, gr: &GroupResource, obj: Value) -> ApiResult<Value> {
+        let mut obj = crate::events::to_storage(gr, obj)?;
         let (ns, name) = ns_name(&obj);
         let mut g = self.lock();
         let coll = g.objects.entry(coll_key(gr)).or_default();
@@ -239,7 +248,7 @@ impl Store {
                 previous: None,
             },
         );
-        Ok(obj)
+        Ok(crate::events::view(gr, &obj).unwrap_or(obj))
     }
 
     /// Replaces an object. With `expected_rv` the write fails with 409 Conflict if the object moved on.
@@ -267,7 +276,8 @@ impl Store {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let Some(new) = change(current) else {
+        let shown = crate::events::view(gr, current);
+        let Some(new) = change(shown.as_ref().unwrap_or(current)) else {
             return Ok(None);
         };
         self.update_locked(&mut g, gr, new, Some(&rv)).map(Some)
@@ -277,9 +287,10 @@ impl Store {
         &self,
         g: &mut Inner,
         gr: &GroupResource,
-        mut obj: Value,
+        obj: Value,
         expected_rv: Option<&str>,
     ) -> ApiResult<Value> {
+        let mut obj = crate::events::to_storage(gr, obj)?;
         let (ns, name) = ns_name(&obj);
         let key = obj_key(&ns, &name);
         let Some(current) = g.objects.get(&coll_key(gr)).and_then(|c| c.get(&key)).cloned() else {
@@ -300,7 +311,7 @@ impl Store {
         obj["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
         obj["metadata"]["resourceVersion"] = json!(cur_rv);
         if obj == current {
-            return Ok(current);
+            return Ok(crate::events::view(gr, &current).unwrap_or(current));
         }
         g.rv += 1;
         let rv = g.rv;
@@ -318,7 +329,7 @@ impl Store {
                 previous: Some(current),
             },
         );
-        Ok(obj)
+        Ok(crate::events::view(gr, &obj).unwrap_or(obj))
     }
 
     /// Removes an object for good and emits DELETED.
@@ -365,7 +376,7 @@ impl Store {
                 previous: None,
             },
         );
-        Ok(Some(obj))
+        Ok(Some(crate::events::view(gr, &obj).unwrap_or(obj)))
     }
 
     /// Changes since `rv` (exclusive) plus a receiver for what follows. `Err` if history no longer reaches back.

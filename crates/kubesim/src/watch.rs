@@ -116,9 +116,8 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
             }
         }
         let emit = |c: &crate::store::Change| -> Option<Bytes> {
-            if c.gr != gr2 {
-                return None;
-            }
+            // Changes of another collection are skipped; a second view of one (Events) is converted.
+            let c = crate::events::change_for(&gr2, c)?;
             let now_m = matches(&c.object);
             let was_m = c.previous.as_ref().map(&matches);
             match (c.kind, was_m, now_m) {
