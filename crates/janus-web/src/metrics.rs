@@ -1,4 +1,5 @@
-//! Prometheus metrics of the web process: requests created, decisions, terminals, database health.
+//! Prometheus metrics of the web process: requests created, decisions, terminals, database health
+//! and the build.
 
 use std::sync::Mutex;
 
@@ -11,6 +12,14 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabel {
     decision: String,
+}
+
+/// Labels of `janus_build_info`: the same series the controller exports, so one dashboard query
+/// shows the version of every pod.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
 }
 
 /// The web process's metrics.
@@ -34,7 +43,16 @@ impl Default for WebMetrics {
 impl WebMetrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("janus_web");
+        let mut root = Registry::with_prefix("janus");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: option_env!("JANUS_REVISION").unwrap_or("unknown").to_string(),
+            })
+            .set(1);
+        root.register("build_info", "Version of this binary (always 1)", build_info);
+        let registry = root.sub_registry_with_prefix("web");
         let created = Counter::default();
         let decisions = Family::<DecisionLabel, Counter>::default();
         let terminals_open = Gauge::default();
@@ -66,7 +84,7 @@ impl WebMetrics {
             database_up.clone(),
         );
         Self {
-            registry: Mutex::new(registry),
+            registry: Mutex::new(root),
             created,
             decisions,
             terminals_open,
@@ -142,5 +160,18 @@ mod tests {
         assert!(text.contains("janus_web_log_streams_open 1"), "{text}");
         assert!(text.contains("janus_web_log_streams_total 2"), "{text}");
         assert!(text.contains("janus_web_terminal_sessions_open 1"), "{text}");
+    }
+
+    #[test]
+    fn build_info_is_one_with_the_version() {
+        let text = WebMetrics::new().encode();
+        let want = format!(
+            "janus_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("JANUS_REVISION").unwrap_or("unknown")
+        );
+        assert!(text.contains(&want), "{want} missing in\n{text}");
+        // The web's own metrics keep their `janus_web_` names under the shared root.
+        assert!(text.contains("janus_web_database_up 0"), "{text}");
     }
 }
