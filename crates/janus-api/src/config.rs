@@ -568,14 +568,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for c in &self.clusters {
-            let valid = !c.name.is_empty()
-                && c.name.len() <= 63
-                && c.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !c.name.starts_with('-')
-                && !c.name.ends_with('-');
-            if !valid {
+            if !crate::names::is_dns_label(&c.name) {
                 return bad(format!("cluster name {:?} must be a DNS-1123 label", c.name));
             }
             if !seen.insert(&c.name) {

@@ -59,14 +59,7 @@ pub async fn kubeconfig_sync(args: KubeconfigSyncArgs) -> anyhow::Result<()> {
 /// Prints the remote agent's manifests.
 pub fn agent_manifests(args: AgentManifestsArgs) -> anyhow::Result<()> {
     let ns = args.namespace.trim();
-    anyhow::ensure!(
-        !ns.is_empty()
-            && ns.len() <= 63
-            && ns
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
-        "invalid namespace {ns:?}"
-    );
+    anyhow::ensure!(janus_api::names::is_dns_label(ns), "invalid namespace {ns:?}");
     print!("{}", janus_registration::agent::agent_manifests(ns));
     Ok(())
 }
