@@ -259,10 +259,41 @@ async fn with_the_cache_disabled_a_deleted_service_accounts_token_is_refused_at_
 }
 
 #[tokio::test]
-async fn the_defaults_are_the_real_servers() {
-    let env = Env::new().await;
+async fn by_default_the_leeway_and_the_cache_are_on_as_on_a_real_server() {
+    // Only the minimum lifetime is lowered (to get a token that expires within the test).
+    let env = Env::with(SimBuilder::new().min_token_expiration_seconds(1)).await;
     let cfg = &env.sim.cluster.config;
-    assert_eq!(cfg.token_leeway_seconds, 60);
-    assert_eq!(cfg.auth_cache_ttl, Duration::from_secs(10));
-    assert_eq!(cfg.max_token_expiration_seconds, None);
+    assert_eq!(
+        (
+            cfg.token_leeway_seconds,
+            cfg.auth_cache_ttl,
+            cfg.max_token_expiration_seconds
+        ),
+        (60, Duration::from_secs(10), None)
+    );
+    env.ok(&["create", "serviceaccount", "bot"]).await;
+    let user = "system:serviceaccount:default:bot".to_string();
+
+    // Leeway: a second past `exp` the token is still accepted.
+    let (_, _, body) = token_request(&env, "default", "bot", json!({"expirationSeconds": 1})).await;
+    let short = body["status"]["token"].as_str().unwrap().to_string();
+    let exp_ms = claims(&short)["exp"].as_i64().unwrap() * 1000;
+    let wait = exp_ms + 1000 - chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    assert_eq!(
+        whoami(&env, &short).await,
+        Ok(user.clone()),
+        "refused a second past exp"
+    );
+
+    // Cache: right after the ServiceAccount is deleted, a token used just before still works.
+    let (_, _, body) = token_request(&env, "default", "bot", json!({"expirationSeconds": 600})).await;
+    let token = body["status"]["token"].as_str().unwrap().to_string();
+    let cached_not_before = Instant::now();
+    assert_eq!(whoami(&env, &token).await, Ok(user.clone()));
+    env.ok(&["delete", "serviceaccount", "bot"]).await;
+    let answer = whoami(&env, &token).await;
+    if cached_not_before.elapsed() < Duration::from_secs(10) {
+        assert_eq!(answer, Ok(user), "refused at once although cached");
+    }
 }
