@@ -84,6 +84,19 @@ CASES = {
         "networkPolicy": {"oidcIssuerCIDRs": ["203.0.113.0/24"]},
     },
     "replicas3-postgresql": {"replicaCount": 3, "postgresql": PG, "pdb": {"minAvailable": 2}},
+    # the controller needs no database: standbys with SQLite
+    "controller-replicas-sqlite": {"controller": {"replicaCount": 2}},
+    "split-replicas-postgresql": {"replicaCount": 2, "controller": {"replicaCount": 1},
+                                  "webui": {"replicaCount": 4}, "postgresql": PG},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"},
+                               "alertLabels": {"team": "platform"}, "for": "5m"},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Security"}},
+        },
+        "networkPolicy": {"prometheusNamespace": "monitoring"},
+    },
     "kubeconfig-sync": {
         "kubeconfigSync": {"enabled": True, "argocdNamespace": "argocd"},
         "clusters": [
@@ -118,6 +131,12 @@ CASES = {
         "kubeconfigSync": {"enabled": True, "resources": {"limits": {"memory": "64Mi"}}},
     },
 }
+
+
+def replicas(values: dict, component: str) -> int:
+    """The replicas the chart should render for `component` ("controller" or "web")."""
+    own = values.get("webui" if component == "web" else "controller", {}).get("replicaCount")
+    return own if own is not None else values.get("replicaCount", 1)
 
 
 def helm(*args, check=True):
@@ -178,6 +197,8 @@ def pod_spec(doc):
 
 
 def pod_labels(doc):
+    if doc.get("kind") == "Pod":
+        return doc["metadata"]["labels"]
     if doc.get("kind") == "CronJob":
         return doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     return doc["spec"]["template"]["metadata"]["labels"]

@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import yaml
 
-from chartlib import (CASES, CHART, NAMESPACE, POD_KINDS, RELEASE, REPO, config_of, find, helm, one,
-                      pod_labels, pod_spec, values_file)
+from chartlib import (CASES, CHART, NAMESPACE, PG, POD_KINDS, RELEASE, REPO, config_of, find, helm, one,
+                      pod_labels, pod_spec, replicas, values_file)
 
 PODEXEC = "janus-pod-exec"
 RBAC_KINDS = {"Role", "ClusterRole"}
@@ -97,6 +97,9 @@ def test_images_and_commands(case_docs):
         janus = pod_spec(doc)["containers"][0]
         assert janus["image"] == f"opsmode/k8s-janus:{tag}", case
         assert janus["command"] == ["janus"]
+        if pod_labels(doc)["app.kubernetes.io/component"] == "test":
+            assert janus["args"][0] == "probe", case   # the helm test hook: no config, no API
+            continue
         assert janus["args"][1:3] == ["--config", "/etc/janus/config.yaml"]
 
 
@@ -259,21 +262,37 @@ def test_legacy_token_secret_is_opt_in(renderer):
 
 
 def test_pdb_exactly_when_several_replicas(case_docs):
+    """One PodDisruptionBudget per component with more than one replica; each component's
+    replicas are its own count, or `replicaCount` when that is unset."""
     case, docs = case_docs
     values = CASES[case]
-    replicas = values.get("replicaCount", 1)
     remote = values.get("remote", {}).get("enabled", False)
     pdbs = find(docs, "PodDisruptionBudget")
-    if replicas > 1 and not remote:
-        assert sorted(p["metadata"]["name"] for p in pdbs) == [f"{RELEASE}-controller", f"{RELEASE}-web"]
-        for p in pdbs:
-            assert p["spec"]["minAvailable"] == values.get("pdb", {}).get("minAvailable", 1)
-            component = p["metadata"]["name"].removeprefix(f"{RELEASE}-")
-            assert p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
-    else:
-        assert pdbs == []
+    want = [] if remote else [f"{RELEASE}-{c}" for c in ("controller", "web") if replicas(values, c) > 1]
+    assert sorted(p["metadata"]["name"] for p in pdbs) == want
+    for p in pdbs:
+        assert p["spec"]["minAvailable"] == values.get("pdb", {}).get("minAvailable", 1)
+        component = p["metadata"]["name"].removeprefix(f"{RELEASE}-")
+        assert p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
     for d in find(docs, "Deployment"):
-        assert d["spec"]["replicas"] == replicas
+        component = d["metadata"]["name"].removeprefix(f"{RELEASE}-")
+        assert d["spec"]["replicas"] == replicas(values, component), f"{case}: {component}"
+
+
+def test_component_replica_counts(renderer):
+    def counts(values):
+        docs = renderer.docs(values)
+        return {c: one(docs, "Deployment", f"{RELEASE}-{c}")["spec"]["replicas"] for c in ("controller", "web")}
+
+    assert counts({}) == {"controller": 1, "web": 1}
+    assert counts(CASES["controller-replicas-sqlite"]) == {"controller": 2, "web": 1}
+    assert counts(CASES["split-replicas-postgresql"]) == {"controller": 1, "web": 4}
+    # null means "the seed's replicaCount", for both
+    assert counts({"replicaCount": 3, "postgresql": PG, "controller": {"replicaCount": None},
+                   "webui": {"replicaCount": None}}) == {"controller": 3, "web": 3}
+    # SQLite keeps the web at one pod that is never overlapped
+    web = one(renderer.case("controller-replicas-sqlite"), "Deployment", f"{RELEASE}-web")
+    assert web["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_sqlite_web_never_overlaps(renderer):
@@ -398,6 +417,8 @@ def test_networkpolicy_rules(case_docs):
                 assert rule["to"] == [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": "kube-system"}}}], where
         egress_ports = {p["port"] for r in spec.get("egress", []) for p in r["ports"]}
+        if component == "test":
+            continue  # the helm test hook: checked by test_helm_test_hook_network_policy
         assert {53, 443, 6443} <= egress_ports, where
         pg = values.get("postgresql", {}).get("enabled")
         assert (5432 in egress_ports) == bool(pg and component == "web"), where

@@ -12,6 +12,7 @@ from chartlib import CASES, CHART, KUBE_OLDEST, helm, kube_newest, values_file
 NO_SCHEMA_KINDS = {
     ("external-secrets.io/v1beta1", "ExternalSecret"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
 

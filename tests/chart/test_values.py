@@ -50,6 +50,15 @@ def test_replicas_with_sqlite_fail_install(tmp_path):
     assert "replicaCount=2 requires postgresql.enabled=true" in proc.stderr
 
 
+def test_web_replicas_with_sqlite_fail_clearly(renderer):
+    """The web's own count is checked, and named, against SQLite; the controller's is not."""
+    err = render_error(renderer, {"webui": {"replicaCount": 2}})
+    assert "webui.replicaCount=2 requires postgresql.enabled=true" in err
+    err = render_error(renderer, {"replicaCount": 2, "controller": {"replicaCount": 1}})
+    assert "replicaCount=2 requires postgresql.enabled=true" in err
+    assert renderer.run({"replicaCount": 2, "webui": {"replicaCount": 1}}).returncode == 0
+
+
 REFUSED = {
     "postgresql without host": ({"postgresql": {"enabled": True, "existingSecret": "x"}},
                                 "requires postgresql.host"),
@@ -106,6 +115,9 @@ SCHEMA_REJECTS = {
     "unknown top-level key": ({"replicas": 2}, "additional properties 'replicas'"),
     "unknown nested key": ({"janus": {"adminEmail": ["a@b.c"]}}, "additional properties 'adminEmail'"),
     "replicaCount zero": ({"replicaCount": 0}, "/replicaCount"),
+    "controller replicaCount zero": ({"controller": {"replicaCount": 0}}, "/controller/replicaCount"),
+    "webui replicaCount string": ({"webui": {"replicaCount": "2"}}, "/webui/replicaCount"),
+    "prometheusRule for": ({"metrics": {"prometheusRule": {"for": "ten minutes"}}}, "/metrics/prometheusRule/for"),
     "no clusters": ({"clusters": []}, "/clusters"),
     "cluster without displayName": ({"clusters": [{"name": "a"}]}, "displayName"),
     "bad cluster name": ({"clusters": [{"name": "Prod EU", "displayName": "x"}]}, "/clusters/0/name"),

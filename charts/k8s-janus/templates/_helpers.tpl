@@ -50,6 +50,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* ------------------------------------------------------------------ values derived */}}
 
+{{/* Replicas of a component: `controller.replicaCount` / `webui.replicaCount`, or
+     `replicaCount` when that is null. Usage: include "janus.replicas" (dict "ctx" $ "component" "web") */}}
+{{- define "janus.replicas" -}}
+{{- $own := ternary .ctx.Values.webui.replicaCount .ctx.Values.controller.replicaCount (eq .component "web") -}}
+{{- if kindIs "invalid" $own -}}{{ int .ctx.Values.replicaCount }}{{- else -}}{{ int $own }}{{- end -}}
+{{- end -}}
+
 {{/* local | proxy | oidc — the web UI's identity source. */}}
 {{- define "janus.authMode" -}}
 {{- if .Values.oidc.enabled -}}oidc{{- else if .Values.webui.authEnabled -}}proxy{{- else -}}local{{- end -}}
@@ -154,8 +161,11 @@ affinity:
 {{- fail "kubeconfigSync.enabled runs on the central cluster; it cannot be combined with remote.enabled=true" -}}
 {{- end -}}
 {{- else -}}
-{{- if and (gt (int $v.replicaCount) 1) (not $v.postgresql.enabled) -}}
-{{- fail (printf "replicaCount=%d requires postgresql.enabled=true: the default SQLite database is single-writer and lives on one pod's volume. Set replicaCount=1 or configure PostgreSQL." (int $v.replicaCount)) -}}
+{{- /* Only the web opens the database: the controller may have replicas with SQLite. */ -}}
+{{- $webReplicas := int (include "janus.replicas" (dict "ctx" . "component" "web")) -}}
+{{- if and (gt $webReplicas 1) (not $v.postgresql.enabled) -}}
+{{- $key := ternary "replicaCount" "webui.replicaCount" (kindIs "invalid" $v.webui.replicaCount) -}}
+{{- fail (printf "%s=%d requires postgresql.enabled=true: the default SQLite database is single-writer and lives on one pod's volume. Set %s=1 or configure PostgreSQL." $key $webReplicas $key) -}}
 {{- end -}}
 {{- if $v.postgresql.enabled -}}
 {{- if not $v.postgresql.host -}}
