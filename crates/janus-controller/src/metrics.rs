@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use janus_api::rules::conditions;
 use janus_api::{AccessRequest, Phase};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -219,7 +220,7 @@ impl Metrics {
             if r.status.as_ref().is_some_and(|s| {
                 s.conditions
                     .iter()
-                    .any(|c| c.type_ == "CredentialsRemoved" && c.status == "False")
+                    .any(|c| c.type_ == conditions::types::CREDENTIALS_REMOVED && c.status == "False")
             }) {
                 cleanup_pending += 1;
             }
