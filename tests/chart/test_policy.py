@@ -473,8 +473,10 @@ def test_notes(tmp_path):
     assert f"kubectl label namespace {NAMESPACE}" in text
     assert "pod-security.kubernetes.io/enforce=restricted" in text
     assert "https://janus.example.com/" in notes(CASES["ingress"])
+    assert f"helm test {RELEASE} -n {NAMESPACE}" in text
     remote = notes(CASES["remote"])
     assert "create token k8s-janus-agent" in remote and "bootstrap" not in remote
+    assert "helm test" not in remote   # the agent has no test hook
 
 
 # ---------------------------------------------------------------- secrets and env
