@@ -89,9 +89,10 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(name: &str, dir: &Path) -> Cluster {
+    async fn start(name: &str, dir: &Path, version: &str) -> Cluster {
         let sim = SimBuilder::new()
             .name(name)
+            .version(version)
             .workdir(dir.join(format!("{name}-pods")))
             .start()
             .await
@@ -216,10 +217,15 @@ struct Installed {
 }
 
 async fn install(central_sets: &[&str]) -> Installed {
+    install_version(central_sets, kubesim::DEFAULT_VERSION).await
+}
+
+/// [`install`] on clusters reporting (and authorizing as) Kubernetes `version`.
+async fn install_version(central_sets: &[&str], version: &str) -> Installed {
     let dir = tempfile::tempdir().expect("tmp");
     let (central, remote) = tokio::join!(
-        Cluster::start("central", dir.path()),
-        Cluster::start("remote", dir.path())
+        Cluster::start("central", dir.path(), version),
+        Cluster::start("remote", dir.path(), version)
     );
     let mut sets = vec![
         // Point clusters[] at the remote (a --set list replaces the default list, so clusters[0] too).
@@ -756,27 +762,41 @@ const ROLES: [(&str, &str, &str, &[Probe]); 6] = [
     ),
 ];
 
-/// Verbs no probe here can need, and why they stay: (role, resource, verb, reason).
-const UNPROBED: [(&str, &str, &str, &str); 3] = [
+/// Verbs no probe here can need on the Kubernetes versions `on` accepts, and why they stay: (role,
+/// resource, verb, on, reason).
+type Unprobed = (&'static str, &'static str, &'static str, fn(&str) -> bool, &'static str);
+const UNPROBED: [Unprobed; 3] = [
     (
         "k8s-janus-controller",
         "events",
         "patch",
+        any_version,
         "kube-rs's event recorder patches an Event that repeats within its series window instead of creating another",
     ),
     (
         "k8s-janus-controller",
         "secrets",
         "watch",
+        any_version,
         "the controller watches its token Secrets to repair drift; without watch, kube-rs's watcher re-lists after every failed watch, which repairs drift as well in an error loop, or stalls the controller, depending on timing: no deterministic probe",
     ),
     (
         "janus-pod-exec",
         "pods/exec",
-        "get",
-        "Kubernetes before 1.30 (the chart supports 1.24+) authorizes a WebSocket exec as get; kubesim, like 1.30+, asks for create",
+        "create",
+        before_1_35,
+        "before 1.35 a WebSocket exec (kube-rs, the terminal) is authorized as get alone; from 1.35 it needs create too (AuthorizePodWebsocketUpgradeCreatePermission), which the 1.35 run proves; SPDY clients (kubectl's fallback) always need it",
     ),
 ];
+
+fn any_version(_: &str) -> bool {
+    true
+}
+
+/// Versions that authorize a WebSocket exec as `get` alone (kubesim follows kube-apiserver's rule).
+fn before_1_35(version: &str) -> bool {
+    !kubesim::exec::upgrade_needs_create(version).expect("a readable version")
+}
 
 fn rule_text(r: &PolicyRule) -> String {
     format!(
@@ -1306,10 +1326,21 @@ async fn role_rules(c: &Cluster, kind: &str, name: &str, set: Option<Vec<PolicyR
 }
 
 /// Removing any one verb of any rule (for a rule with one verb: the rule) breaks a probe of the role,
-/// which passes with the full role; so does removing a whole rule (it removes more).
+/// which passes with the full role; so does removing a whole rule (it removes more). On a cluster
+/// that authorizes a WebSocket exec as `get` alone (before 1.35).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_chart_rbac_rule_is_needed() {
-    let inst = install(&[]).await;
+    every_rule_is_needed_on("v1.34.3").await;
+}
+
+/// The same on a cluster that also asks for `create` on a WebSocket exec (1.35 and later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_chart_rbac_rule_is_needed_from_1_35() {
+    every_rule_is_needed_on("v1.35.0").await;
+}
+
+async fn every_rule_is_needed_on(version: &str) {
+    let inst = install_version(&[], version).await;
     register_labelled(&inst.central, &inst.remote).await;
     let config = Arc::new(Config::from_yaml(&inst.config_yaml, "ConfigMap").expect("config"));
     let (_, token) = inst
@@ -1362,7 +1393,7 @@ async fn every_chart_rbac_rule_is_needed() {
         Probe::Terminal,
     ] {
         if let Err(e) = probes.run(p).await {
-            panic!("{p:?} fails with the chart's own RBAC: {e}");
+            panic!("{p:?} fails with the chart's own RBAC on {version}: {e}");
         }
     }
 
@@ -1380,10 +1411,10 @@ async fn every_chart_rbac_rule_is_needed() {
                     fewer[i].verbs.retain(|v| v != verb);
                 }
                 let what = format!("{cluster} {kind}/{name}: {} without {verb}", rule_text(rule));
-                let unprobed = UNPROBED.iter().find(|(r, res, v, _)| {
-                    *r == name && *v == verb && rule.resources.iter().flatten().any(|x| x == res)
+                let unprobed = UNPROBED.iter().find(|(r, res, v, on, _)| {
+                    *r == name && *v == verb && on(version) && rule.resources.iter().flatten().any(|x| x == res)
                 });
-                if let Some((_, _, _, why)) = unprobed {
+                if let Some((_, _, _, _, why)) = unprobed {
                     eprintln!("not probed: {what}: {why}");
                     continue;
                 }
@@ -1406,7 +1437,7 @@ async fn every_chart_rbac_rule_is_needed() {
     }
     assert!(
         superfluous.is_empty(),
-        "permissions no probe needs:\n{}",
+        "permissions no probe needs on {version}:\n{}",
         superfluous.join("\n")
     );
 }
