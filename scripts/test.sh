@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 #
 #   scripts/test.sh          formatting, lints, Rust unit + end-to-end tests (kubesim, real kubectl),
-#                            Helm chart tests (real helm, kubernetes-validate), browser tests (chromium)
+#                            Helm chart tests (real helm, kubernetes-validate), browser tests (chromium),
+#                            cargo deny (licenses, bans, sources), the production binary without the simulator
 #
 # It installs what the tests need by itself (scripts/install-test-tools.sh: helm, a Python venv, chromium
 # and playwright-core under .tools/). It needs: a Rust toolchain (cargo), python3, node, and kubectl on the PATH.
@@ -24,6 +25,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo deny check licenses bans sources (deny.toml; duplicate versions are warnings)"
+# No advisories: the RustSec database cannot be fetched from here (see deny.toml).
+.tools/bin/cargo-deny --locked check licenses bans sources
 
 step "throwaway PostgreSQL for the storage tests (scripts/pg-throwaway.sh)"
 # The storage suite runs against SQLite always and against this cluster through JANUS_TEST_POSTGRES_URL.
@@ -73,3 +78,9 @@ fi
 
 step "chart tests (helm lint/template, kubernetes-validate, policies)"
 .tools/venv/bin/pytest -q tests/chart
+
+step "production binary without the simulator (--no-default-features, as the Dockerfile builds it)"
+# Last: this replaces target/debug/janus (the demo build the browser and end-to-end tests run) with the
+# build that leaves out the `demo` feature; the next `cargo test` links the demo build back.
+cargo build -p janus --no-default-features --locked
+scripts/check-no-sim-binary.sh target/debug/janus

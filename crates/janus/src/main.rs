@@ -9,6 +9,8 @@ use janus_api::config::Config;
 use logging::LogFormat;
 
 mod audit_cmd;
+// The simulator and the host processes it runs for pods stay out of production builds (feature `demo`).
+#[cfg(feature = "demo")]
 mod demo;
 mod logging;
 mod registration_cmd;
@@ -53,6 +55,7 @@ enum Command {
         no_leader_election: bool,
     },
     /// Run the whole product locally: two simulated clusters, the controller and the web UI (127.0.0.1 only).
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Run the web UI, the JSON API and the browser terminal.
     Web(web_cmd::WebArgs),
@@ -66,6 +69,7 @@ fn init_logging(format: LogFormat) {
     logging::init(format, "info,kube=warn");
 }
 
+#[cfg(feature = "demo")]
 fn init_logging_with(format: LogFormat, default: &str) {
     logging::init(format, default);
 }
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
         Command::Audit { command } => audit_cmd::run(command).await?,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             // The demo talks to a person: progress on stdout, only warnings in the log.
             init_logging_with(LogFormat::Text, "warn");
