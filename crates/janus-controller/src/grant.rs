@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, POD_EXEC_CLUSTER_ROLE, REQUEST_LABEL, names};
 use k8s_openapi::ByteString;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding, RoleRef, Subject};
@@ -19,10 +20,13 @@ use kube::{Resource, ResourceExt};
 
 use crate::clusters::ClusterHandle;
 use crate::error::{Error, Result, is_conflict, is_forbidden, is_not_found};
-use crate::lifecycle::{fmt_time, token_lifetime};
+use crate::lifecycle::{fmt_time, token_lifetime, token_renew_at};
 
 /// Annotation on token Secrets: when the token in it stops working.
 pub const TOKEN_EXPIRES_ANNOTATION: &str = "k8s-janus.opsmode.io/token-expires-at";
+/// Annotation on token Secrets: when the token in it was requested (by the controller's clock). With
+/// [`TOKEN_EXPIRES_ANNOTATION`] it tells when a token shortened by the cluster is renewed.
+pub const TOKEN_ISSUED_ANNOTATION: &str = "k8s-janus.opsmode.io/token-issued-at";
 /// Annotation on created objects naming the requester (for people reading `kubectl get sa`).
 pub const REQUESTER_ANNOTATION: &str = "k8s-janus.opsmode.io/requester";
 
@@ -202,13 +206,14 @@ async fn write_token_secret(
     target: &ClusterHandle,
     ns: &str,
     token: String,
+    token_issued: DateTime<Utc>,
     token_expires: DateTime<Utc>,
 ) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     let mut md = meta(name, janus_ns, ar);
-    md.annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(TOKEN_EXPIRES_ANNOTATION.into(), fmt_time(token_expires));
+    let annotations = md.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(TOKEN_EXPIRES_ANNOTATION.into(), fmt_time(token_expires));
+    annotations.insert(TOKEN_ISSUED_ANNOTATION.into(), fmt_time(token_issued));
     md.owner_references = Some(vec![OwnerReference {
         api_version: AccessRequest::api_version(&()).into_owned(),
         kind: AccessRequest::kind(&()).into_owned(),
@@ -250,9 +255,21 @@ async fn write_token_secret(
     Ok(written.metadata.resource_version.unwrap_or_default())
 }
 
-/// Creates (or adopts) everything for one namespace and (re)issues its token, valid until at least
-/// `expires`. Returns the names used, and the resourceVersion of the token Secret as written (so the
-/// controller can tell the watch event of its own write from someone else's change).
+/// One namespace's grant as [`ensure_grant`] left it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The names used.
+    pub grant: Grant,
+    /// The resourceVersion of the token Secret as written, so the controller can tell the watch event
+    /// of its own write from someone else's change.
+    pub resource_version: String,
+    /// When the token has to be renewed: `Some` when the cluster issued it for less than the access
+    /// it serves (a capped `--service-account-max-token-expiration`), `None` when it lasts.
+    pub renew_at: Option<DateTime<Utc>>,
+}
+
+/// Creates (or adopts) everything for one namespace and (re)issues its token, valid until `expires`
+/// or as long as the cluster allows, whichever is sooner. The token Secret is updated in place.
 pub async fn ensure_grant(
     central: &ClusterHandle,
     janus_ns: &str,
@@ -260,78 +277,151 @@ pub async fn ensure_grant(
     ar: &AccessRequest,
     ns: &str,
     expires: DateTime<Utc>,
-) -> Result<(Grant, String)> {
+) -> Result<Issued> {
     let request = ar.name_any();
     let sa = names::grant_name(&request, ns);
     let secret = names::token_secret_name(&request, ns);
     ensure_service_account(target, ar, ns, &sa).await?;
     ensure_role_binding(target, ar, ns, &sa).await?;
-    let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, Utc::now())).await?;
-    let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, token_expires).await?;
-    Ok((
-        Grant {
+    let issued = Utc::now();
+    let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, issued)).await?;
+    let renew_at = (token_expires < expires).then(|| token_renew_at(issued, token_expires));
+    if let Some(at) = renew_at {
+        tracing::info!(
+            request = %request,
+            namespace = ns,
+            cluster = %target.name,
+            token_expires = %fmt_time(token_expires),
+            renew_at = %fmt_time(at),
+            "the cluster shortened the token below the access; it is renewed before it expires"
+        );
+    }
+    let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, issued, token_expires).await?;
+    Ok(Issued {
+        grant: Grant {
             namespace: ns.to_string(),
             service_account: sa.clone(),
             role_binding: sa,
             token_secret: secret,
         },
-        rv,
-    ))
+        resource_version: rv,
+        renew_at,
+    })
 }
 
-/// Whether every recorded token Secret still exists, belongs to the request and lasts until `expires`.
-/// Reads the Secrets by the names in `status.grants` (one GET each) rather than listing the namespace.
-pub async fn tokens_cover(
+/// Until when the recorded token Secrets serve the access that ends at `expires`: `expires` itself
+/// when every token lasts that long, else the earliest time a shortened token is due for renewal
+/// ([`token_renew_at`]). `None` when a Secret is missing, belongs to someone else or carries no usable
+/// expiry: the tokens are issued again now. Reads the Secrets by the names in `status.grants` (one GET
+/// each) rather than listing the namespace.
+pub async fn tokens_valid_until(
     central: &ClusterHandle,
     janus_ns: &str,
     request: &str,
     grants: &[Grant],
     expires: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<Option<DateTime<Utc>>> {
     if grants.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    let mut until = expires;
     for g in grants {
         let Some(s) = api.get_opt(&g.token_secret).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        let lasts = s
-            .annotations()
-            .get(TOKEN_EXPIRES_ANNOTATION)
-            .and_then(|t| crate::lifecycle::parse_time(t))
-            .is_some_and(|t| t >= expires);
-        if !owned_by_request(s.metadata.labels.as_ref(), request) || !lasts {
-            return Ok(false);
+        if !owned_by_request(s.metadata.labels.as_ref(), request) {
+            return Ok(None);
         }
+        let annotation = |key: &str| s.annotations().get(key).and_then(|t| crate::lifecycle::parse_time(t));
+        let Some(token_expires) = annotation(TOKEN_EXPIRES_ANNOTATION) else {
+            return Ok(None);
+        };
+        if token_expires >= expires {
+            continue;
+        }
+        // A Secret written before the issue time was recorded is renewed now (it was never capped on
+        // purpose: earlier versions issued tokens that covered the access or re-issued them).
+        let Some(issued) = annotation(TOKEN_ISSUED_ANNOTATION) else {
+            return Ok(None);
+        };
+        until = until.min(token_renew_at(issued, token_expires));
     }
-    Ok(true)
+    Ok(Some(until))
 }
 
-/// Deletes, on one cluster, the ServiceAccounts of the given requests: the step that invalidates their
-/// tokens, done for many requests with one list. Returns how many were deleted. The full [`cleanup`]
-/// of each request still follows; this only brings the moment the tokens stop working forward.
+/// Ends, on one cluster, the access of the given requests, done for many requests with one list per
+/// kind: their RoleBindings first (authorization, which a real API server stops granting as soon as its
+/// RBAC informer sees the deletion), then their ServiceAccounts (authentication, which a real API server
+/// may keep accepting from its token cache for about 10 s). Returns how many ServiceAccounts were
+/// deleted. The full [`cleanup`] of each request still follows; this only brings the moment the tokens
+/// stop working forward.
 pub async fn revoke_tokens_of(target: &ClusterHandle, requests: &std::collections::HashSet<String>) -> Result<usize> {
-    let all: Api<ServiceAccount> = Api::all(target.client.clone());
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let doomed = all.list(&lp).await?.items.into_iter().filter(|sa| {
-        sa.labels()
-            .get(REQUEST_LABEL)
-            .is_some_and(|owner| requests.contains(owner))
-    });
-    let deletions = futures::stream::iter(doomed).map(|sa| async move {
-        let ns = sa.namespace().unwrap_or_default();
-        let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &ns);
-        delete_one(&api, "ServiceAccount", &ns, &sa.name_any()).await
+    let bindings =
+        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |labels| owned_by_any(labels, requests)).await;
+    // ServiceAccounts go even when a RoleBinding could not: without one, the token stops
+    // authenticating once the cache has forgotten it.
+    let accounts =
+        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |labels| owned_by_any(labels, requests)).await;
+    bindings?;
+    let (deleted, _) = accounts?;
+    Ok(deleted)
+}
+
+fn owned_by_any(labels: &BTreeMap<String, String>, requests: &std::collections::HashSet<String>) -> bool {
+    labels.get(REQUEST_LABEL).is_some_and(|owner| requests.contains(owner))
+}
+
+/// Deletes every object of kind `K` in all namespaces of `target` that the selector in `lp` finds and
+/// `keep` accepts, 32 at a time. Returns how many are gone, and what still exists (held by a finalizer).
+async fn delete_all_of<K>(
+    target: &ClusterHandle,
+    lp: &ListParams,
+    kind: &str,
+    keep: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> Result<(usize, Vec<String>)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let all: Api<K> = Api::all(target.client.clone());
+    let doomed = all.list(lp).await?.items.into_iter().filter(|o| keep(o.labels()));
+    let deletions = futures::stream::iter(doomed).map(|o| async move {
+        let ns = o.namespace().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(target.client.clone(), &ns);
+        delete_one(&api, kind, &ns, &o.name_any()).await
     });
     let results: Vec<Result<Option<String>>> = deletions.buffer_unordered(32).collect().await;
     let mut deleted = 0;
+    let mut left = Vec::new();
     for r in results {
-        if r?.is_none() {
-            deleted += 1;
+        match r? {
+            None => deleted += 1,
+            Some(held) => left.push(held),
         }
     }
-    Ok(deleted)
+    Ok((deleted, left))
+}
+
+/// What of kind `K` the selector in `lp` still finds on `target`, described for the status.
+async fn still_listed<K>(target: &ClusterHandle, lp: &ListParams, kind: &str) -> Result<Vec<String>>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let all: Api<K> = Api::all(target.client.clone());
+    Ok(all
+        .list(lp)
+        .await?
+        .items
+        .iter()
+        .map(|o| format!("{kind} {}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect())
 }
 
 /// Deletes one object; `Some(description)` if it still exists afterwards (a finalizer holds it).
@@ -386,30 +476,22 @@ pub async fn cleanup(
     let lp = ListParams::default().labels(&selector);
     let mut left = Vec::new();
     if let Some(target) = target {
-        // ServiceAccounts first: deleting one invalidates its tokens at once.
-        let sas: Api<ServiceAccount> = Api::all(target.client.clone());
-        for sa in sas.list(&lp).await?.items {
-            let ns = sa.namespace().unwrap_or_default();
-            let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &ns);
-            left.extend(delete_one(&api, "ServiceAccount", &ns, &sa.name_any()).await?);
-        }
-        let rbs: Api<RoleBinding> = Api::all(target.client.clone());
-        for rb in rbs.list(&lp).await?.items {
-            let ns = rb.namespace().unwrap_or_default();
-            let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), &ns);
-            left.extend(delete_one(&api, "RoleBinding", &ns, &rb.name_any()).await?);
-        }
-        // One look again for RoleBindings only: one created after the list above (by a grant of an
-        // old leader still finishing) would let anyone who can later create a ServiceAccount of that
-        // name exec into pods. A leftover ServiceAccount or token Secret grants nothing without it.
+        // RoleBindings first. A real API server keeps accepting a deleted ServiceAccount's token for
+        // up to 10 s (its authentication cache) and 60 s past `exp` (clock leeway); authorization is
+        // looked up on every request, so without the RoleBinding the token is refused (403) at once.
+        let bindings = delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |_| true).await;
+        // ServiceAccounts next, even when a RoleBinding could not go: the token then stops
+        // authenticating at least once the cache has forgotten it.
+        let accounts = delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |_| true).await;
+        left.extend(bindings?.1);
+        left.extend(accounts?.1);
+        // One look again at both: an object created after the lists above (by a grant of an old
+        // leader still finishing) is not gone. A RoleBinding left over is what could still grant (to
+        // anyone who can later create a ServiceAccount of that name); a ServiceAccount left over
+        // authenticates its token.
         if left.is_empty() {
-            left.extend(
-                rbs.list(&lp)
-                    .await?
-                    .items
-                    .iter()
-                    .map(|rb| format!("RoleBinding {}/{}", rb.namespace().unwrap_or_default(), rb.name_any())),
-            );
+            left.extend(still_listed::<RoleBinding>(target, &lp, "RoleBinding").await?);
+            left.extend(still_listed::<ServiceAccount>(target, &lp, "ServiceAccount").await?);
         }
     }
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);

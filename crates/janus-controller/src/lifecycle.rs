@@ -149,6 +149,24 @@ pub fn token_lifetime(expires: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     (ms.div_euclid(1000) + 2).max(600)
 }
 
+/// The most a capped token is renewed ahead of its own expiry.
+pub const TOKEN_RENEW_MARGIN_MAX_SECONDS: i64 = 300;
+
+/// When to renew a token issued at `issued` that stops working at `token_expires`, for a cluster that
+/// shortened it below the access it serves (`--service-account-max-token-expiration`).
+///
+/// A fifth of its lifetime ahead, at most [`TOKEN_RENEW_MARGIN_MAX_SECONDS`]. The margin has to absorb
+/// the controller's requeue delay, several backoff retries while the API server is briefly unavailable,
+/// and clock skew between controller and API server (the token's `exp` is the server's clock). A fifth
+/// is what the kubelet uses for projected tokens (it renews at 80% of their lifetime,
+/// pkg/kubelet/token/token_manager.go). The cap keeps renewals rare on real clusters, which refuse a
+/// maximum below one hour: a token renewed every 55 minutes costs one TokenRequest an hour per namespace.
+pub fn token_renew_at(issued: DateTime<Utc>, token_expires: DateTime<Utc>) -> DateTime<Utc> {
+    let lifetime = (token_expires - issued).max(Duration::zero());
+    let margin = (lifetime / 5).min(Duration::seconds(TOKEN_RENEW_MARGIN_MAX_SECONDS));
+    token_expires - margin
+}
+
 /// When a Pending request is denied for lack of a decision, if that applies.
 pub fn pending_deadline(created: DateTime<Utc>, config: &Config) -> Option<DateTime<Utc>> {
     (config.pending_expiry_seconds > 0).then(|| created + Duration::seconds(config.pending_expiry_seconds))
@@ -339,6 +357,26 @@ mod tests {
             later + Duration::seconds(token_lifetime(t0 + Duration::seconds(7200), later))
                 >= t0 + Duration::seconds(7200),
             "covers expiresAt despite the fraction"
+        );
+    }
+
+    #[test]
+    fn capped_tokens_are_renewed_a_fifth_ahead_at_most_five_minutes() {
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            token_renew_at(t0, t0 + Duration::seconds(10)),
+            t0 + Duration::seconds(8),
+            "short lifetimes: a fifth ahead"
+        );
+        assert_eq!(
+            token_renew_at(t0, t0 + Duration::seconds(3600)),
+            t0 + Duration::seconds(3300),
+            "an hour: five minutes ahead"
+        );
+        assert_eq!(
+            token_renew_at(t0, t0 - Duration::seconds(5)),
+            t0 - Duration::seconds(5),
+            "a clock that ran backwards renews at the token's expiry, not after it"
         );
     }
 

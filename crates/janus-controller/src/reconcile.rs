@@ -192,7 +192,8 @@ async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str,
     let ev = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
-        note: Some(note),
+        // The API server refuses (and so loses) a note over 1,024 bytes; error texts pass that.
+        note: Some(crate::events::note(&note)),
         action: reason.into(),
         secondary: None,
     };
@@ -252,7 +253,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
     for cluster in credential_clusters(ctx, ar).await? {
-        match ctx.clusters.get(&cluster).await {
+        match ctx.clusters.get(&cluster).await.map_err(Error::from) {
             Ok(target) => left.extend(grant::cleanup(central, &ctx.config.namespace, Some(&target), &name).await?),
             Err(Error::ClusterUnavailable { message, .. }) => {
                 // Retried until it is reachable; a cluster removed from the configuration can
@@ -660,7 +661,7 @@ async fn target_or_wait(
     status: &mut AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Option<ClusterHandle>> {
-    match ctx.clusters.get(&ar.spec.cluster).await {
+    match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {
         Ok(t) => Ok(Some(t)),
         Err(e @ Error::ClusterUnavailable { .. }) => {
             let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
@@ -702,38 +703,49 @@ async fn grant_or_maintain(
         return finish(ctx, ar, Phase::Expired, "access expired".into(), now).await;
     }
     let recorded = status.expires_at.as_deref().and_then(parse_time);
-    let needs_grant = status.phase == Phase::Approved
+    // Until when the tokens as issued serve this access: `expires`, or earlier when the cluster
+    // shortened them (they are renewed ahead of their own expiry, not on every reconcile).
+    let valid_until = if status.phase == Phase::Approved
         || recorded != Some(expires)
         || status.grants.len() != ar.spec.namespaces.len()
-        || !grant::tokens_cover(
+    {
+        None
+    } else {
+        grant::tokens_valid_until(
             ctx.clusters.central(),
             &ctx.config.namespace,
             &ar.name_any(),
             &status.grants,
             expires,
         )
-        .await?;
-    if !needs_grant {
-        return Ok(requeue_at(expires, now));
+        .await?
+    };
+    if let Some(until) = valid_until.filter(|t| *t > now) {
+        return Ok(requeue_at(until, now));
     }
     let granted = async {
         // Namespaces were checked while Pending; one deleted since makes the ServiceAccount creation fail
         // with a precise message, so no second round of lookups here.
         ctx.check_pod_exec_role(&target).await?;
         let mut grants = Vec::new();
+        let mut renew_at: Option<DateTime<Utc>> = None;
         for ns in &ar.spec.namespaces {
-            let (g, rv) =
+            let issued =
                 grant::ensure_grant(ctx.clusters.central(), &ctx.config.namespace, &target, ar, ns, expires).await?;
             ctx.own_secret_writes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(g.token_secret.clone(), rv);
-            grants.push(g);
+                .insert(issued.grant.token_secret.clone(), issued.resource_version);
+            renew_at = match (renew_at, issued.renew_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            grants.push(issued.grant);
         }
-        Ok::<_, Error>(grants)
+        Ok::<_, Error>((grants, renew_at))
     }
     .await;
-    let grants = match granted {
+    let (grants, renew_at) = match granted {
         Ok(g) => g,
         Err(Error::Permanent(msg)) => {
             tracing::warn!(request = %ar.name_any(), %msg, "grant failed");
@@ -815,7 +827,7 @@ async fn grant_or_maintain(
         )
         .await;
     }
-    Ok(requeue_at(expires, now))
+    Ok(requeue_at(renew_at.map_or(expires, |r| r.min(expires)), now))
 }
 
 /// What to do after a failed reconcile: exponential backoff per request, capped at a minute.

@@ -91,7 +91,12 @@ stringData: {password: hunter2}
 
 /// A central kubesim prepared like a cluster with the chart installed.
 pub async fn central() -> RunningSim {
-    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
+    central_from(SimBuilder::new()).await
+}
+
+/// [`central`] from a builder with other server settings (token limits, caches).
+pub async fn central_from(builder: SimBuilder) -> RunningSim {
+    let sim = builder.name("central").start().await.expect("kubesim");
     sim.load_seed(WORKLOADS).expect("workloads");
     sim.load_seed(&janus_api::crd_yaml().expect("crd")).expect("crd");
     let rbac = render_chart(
@@ -156,7 +161,12 @@ impl Controller {
     /// Starts with `/metrics` served on `metrics` (benchmarks read reconcile counts there).
     pub async fn start_with(sim: &RunningSim, cfg: Config, metrics: Option<std::net::SocketAddr>) -> Self {
         let token = sa_token(sim, NS, "k8s-janus-controller").await;
-        let client = sim.client_for_token(&token).await.expect("controller client");
+        Self::start_as(sim, cfg, metrics, &token).await
+    }
+
+    /// Starts with the given token as the controller's identity.
+    pub async fn start_as(sim: &RunningSim, cfg: Config, metrics: Option<std::net::SocketAddr>, token: &str) -> Self {
+        let client = sim.client_for_token(token).await.expect("controller client");
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = janus_controller::Options {
             metrics_listen: metrics,
