@@ -20,6 +20,9 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Seconds for a `Retry-After` header (429 and some 5xx).
     pub retry_after: Option<u64>,
+    /// `metadata.continue` of the Status: the fresh token of an expired paged list (boxed: errors
+    /// travel in every `Result`, so they stay small).
+    pub list_continue: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            list_continue: None,
         }
     }
 
@@ -175,6 +179,28 @@ impl ApiError {
         Self::new(410, "Expired", format!("too old resource version: {rv}"))
     }
 
+    /// `410 Expired` with a message of the real storage layer (`apierrors.NewResourceExpired`).
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    /// `504 Timeout` for a resourceVersion the server has not reached yet, as
+    /// `storage.NewTooLargeResourceVersionError` builds it (cause `ResourceVersionTooLarge`).
+    pub fn too_large_resource_version(requested: u64, current: u64, retry_after_seconds: u64) -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        );
+        let mut d = json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]});
+        if retry_after_seconds > 0 {
+            d["retryAfterSeconds"] = json!(retry_after_seconds);
+            e.retry_after = Some(retry_after_seconds);
+        }
+        e.details = Some(d);
+        e
+    }
+
     /// `415 UnsupportedMediaType`.
     pub fn unsupported_media(ct: &str) -> Self {
         Self::new(
@@ -208,6 +234,9 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
+        }
+        if let Some(c) = &self.list_continue {
+            s["metadata"]["continue"] = json!(&**c);
         }
         s
     }

@@ -26,6 +26,7 @@ pub mod faults;
 pub mod gc;
 pub mod kubeconfig;
 pub mod kubelet;
+pub mod list;
 pub mod logs;
 pub mod patch;
 pub mod protobuf;
@@ -70,6 +71,9 @@ pub struct SimConfig {
     /// How long a watch or a `continue` token stays valid before the server answers 410 Gone
     /// (a real server: the watch-cache window or etcd compaction, minutes).
     pub watch_window: std::time::Duration,
+    /// `--min-request-timeout`: a watch without `timeoutSeconds` is closed by the server after this
+    /// times a random factor in [1, 2), and the client re-watches (the real server: 1800 s).
+    pub min_request_timeout: std::time::Duration,
 }
 
 impl SimConfig {
@@ -85,6 +89,7 @@ impl SimConfig {
             token_leeway_seconds: 60,
             auth_cache_ttl: std::time::Duration::from_secs(10),
             watch_window: std::time::Duration::from_secs(300),
+            min_request_timeout: std::time::Duration::from_secs(1800),
         }
     }
 }
@@ -141,6 +146,7 @@ impl Cluster {
             gc: gc::Collector::default(),
             config,
         });
+        c.store.set_window(c.config.watch_window);
         seed::bootstrap(&c)?;
         Ok(c)
     }
@@ -160,6 +166,7 @@ pub struct SimBuilder {
     token_leeway_seconds: i64,
     auth_cache_ttl: std::time::Duration,
     watch_window: std::time::Duration,
+    min_request_timeout: std::time::Duration,
 }
 
 impl Default for SimBuilder {
@@ -183,6 +190,7 @@ impl SimBuilder {
             token_leeway_seconds: 60,
             auth_cache_ttl: std::time::Duration::from_secs(10),
             watch_window: std::time::Duration::from_secs(300),
+            min_request_timeout: std::time::Duration::from_secs(1800),
         }
     }
 
@@ -252,6 +260,13 @@ impl SimBuilder {
         self
     }
 
+    /// `--min-request-timeout`: watches without `timeoutSeconds` are closed after this times a
+    /// random factor in [1, 2) (default 1800 s as the real server).
+    pub fn min_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.min_request_timeout = timeout;
+        self
+    }
+
     /// Creates the cluster and serves it.
     pub async fn start(self) -> anyhow::Result<RunningSim> {
         let workdir = match self.workdir {
@@ -265,6 +280,7 @@ impl SimBuilder {
             token_leeway_seconds: self.token_leeway_seconds,
             auth_cache_ttl: self.auth_cache_ttl,
             watch_window: self.watch_window,
+            min_request_timeout: self.min_request_timeout,
             ..SimConfig::new(
                 &self.name,
                 &format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),

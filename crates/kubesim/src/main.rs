@@ -53,6 +53,10 @@ enum Command {
         /// Seconds a watch or `continue` token stays valid before 410 Gone.
         #[arg(long, default_value_t = 300)]
         watch_window_seconds: u64,
+        /// Watches without `timeoutSeconds` are closed after this many seconds times a random factor
+        /// in [1, 2), as kube-apiserver's `--min-request-timeout` (default 1800).
+        #[arg(long, default_value_t = 1800)]
+        min_request_timeout_seconds: u64,
     },
 }
 
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             token_leeway_seconds,
             auth_cache_ttl_seconds,
             watch_window_seconds,
+            min_request_timeout_seconds,
         } => {
             let mut b = kubesim::SimBuilder::new()
                 .name(&name)
@@ -84,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
                 .version(&kubernetes_version)
                 .token_leeway_seconds(token_leeway_seconds)
                 .auth_cache_ttl(std::time::Duration::from_secs(auth_cache_ttl_seconds))
-                .watch_window(std::time::Duration::from_secs(watch_window_seconds));
+                .watch_window(std::time::Duration::from_secs(watch_window_seconds))
+                .min_request_timeout(std::time::Duration::from_secs(min_request_timeout_seconds));
             if let Some(max) = service_account_max_token_expiration_seconds {
                 b = b.max_token_expiration_seconds(max);
             }

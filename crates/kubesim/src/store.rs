@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -47,7 +48,8 @@ pub struct Change {
     pub kind: ChangeKind,
     /// The object after the change (for deletions: the last state, with the deletion's resourceVersion).
     pub object: Value,
-    /// The object before the change (updates only), so filtered watches can see objects leave a selector.
+    /// The object before the change (updates and deletions), so filtered watches can see objects leave
+    /// a selector and lists at an older resourceVersion can undo the change.
     pub previous: Option<Value>,
 }
 
@@ -58,8 +60,9 @@ struct Inner {
     rv: u64,
     /// Objects by collection, then by (namespace, name).
     objects: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Changes with the time they were made, oldest first.
     #[serde(skip)]
-    history: VecDeque<Arc<Change>>,
+    history: VecDeque<(Instant, Arc<Change>)>,
     /// The oldest resourceVersion a watch may still start from.
     #[serde(skip)]
     compacted_rv: u64,
@@ -83,6 +86,8 @@ pub struct Store {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<Change>>,
     history_limit: Mutex<usize>,
+    /// How long a change stays in the history (the watch-cache window or etcd's compaction interval).
+    window: Mutex<Duration>,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,6 +127,31 @@ impl Store {
             }),
             tx,
             history_limit: Mutex::new(20_000),
+            window: Mutex::new(Duration::from_secs(300)),
+        }
+    }
+
+    /// Sets how long changes are kept for watches, `continue` tokens and exact lists in the past.
+    pub fn set_window(&self, window: Duration) {
+        *self.window.lock().unwrap_or_else(|e| e.into_inner()) = window;
+    }
+
+    /// The oldest resourceVersion a watch, `continue` token or exact list may still start from
+    /// (older ones get 410 Gone).
+    pub fn compacted_rv(&self) -> u64 {
+        let mut g = self.lock();
+        self.expire(&mut g);
+        g.compacted_rv
+    }
+
+    /// Drops the changes older than the window, as etcd compaction and the watch cache's sliding
+    /// window do: time, not only the number of changes, ends a resourceVersion's usefulness.
+    fn expire(&self, g: &mut Inner) {
+        let window = *self.window.lock().unwrap_or_else(|e| e.into_inner());
+        while g.history.front().is_some_and(|(at, _)| at.elapsed() > window) {
+            if let Some((_, old)) = g.history.pop_front() {
+                g.compacted_rv = old.rv;
+            }
         }
     }
 
@@ -204,10 +234,11 @@ impl Store {
         // A change is recorded once, under the collection that stores the object.
         change.gr = crate::events::storage_gr(&change.gr).into_owned();
         let change = Arc::new(change);
-        g.history.push_back(change.clone());
+        self.expire(g);
+        g.history.push_back((Instant::now(), change.clone()));
         let limit = *self.history_limit.lock().unwrap_or_else(|e| e.into_inner());
         while g.history.len() > limit {
-            if let Some(old) = g.history.pop_front() {
+            if let Some((_, old)) = g.history.pop_front() {
                 g.compacted_rv = old.rv;
             }
         }
@@ -361,6 +392,7 @@ impl Store {
         let Some(mut obj) = coll.remove(&key) else {
             return Ok(None);
         };
+        let previous = obj.clone();
         g.rv += 1;
         let rv = g.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -373,7 +405,7 @@ impl Store {
                 name: name.to_string(),
                 kind: ChangeKind::Deleted,
                 object: obj.clone(),
-                previous: None,
+                previous: Some(previous),
             },
         );
         Ok(Some(crate::events::view(gr, &obj).unwrap_or(obj)))
@@ -381,13 +413,67 @@ impl Store {
 
     /// Changes since `rv` (exclusive) plus a receiver for what follows. `Err` if history no longer reaches back.
     pub fn watch_from(&self, rv: u64) -> Result<WatchStart, u64> {
-        let g = self.lock();
+        let mut g = self.lock();
+        self.expire(&mut g);
         let rx = self.tx.subscribe();
         if rv < g.compacted_rv {
             return Err(g.compacted_rv);
         }
-        let past = g.history.iter().filter(|c| c.rv > rv).cloned().collect();
+        let past = g
+            .history
+            .iter()
+            .filter(|(_, c)| c.rv > rv)
+            .map(|(_, c)| c.clone())
+            .collect();
         Ok((past, rx))
+    }
+
+    /// The objects of a collection as they were at resourceVersion `rv` (a snapshot read, as etcd
+    /// serves a list at a revision), cloning only those `keep` accepts, in key order.
+    /// `Err(ListAt::Compacted)` once `rv` is older than the history, `Err(ListAt::Future)` when the
+    /// store has not reached `rv` yet.
+    pub fn list_at(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        rv: u64,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<Vec<Value>, ListAt> {
+        let mut g = self.lock();
+        self.expire(&mut g);
+        if rv > g.rv {
+            return Err(ListAt::Future { current: g.rv });
+        }
+        if rv < g.compacted_rv {
+            return Err(ListAt::Compacted);
+        }
+        let ck = coll_key(gr);
+        let mut state: BTreeMap<String, Value> = g.objects.get(&ck).cloned().unwrap_or_default();
+        // Undo the newer changes, newest first, to get back to `rv`.
+        for (_, c) in g.history.iter().rev().take_while(|(_, c)| c.rv > rv) {
+            if c.gr != *crate::events::storage_gr(gr) {
+                continue;
+            }
+            let key = obj_key(&c.namespace, &c.name);
+            match (&c.kind, &c.previous) {
+                (ChangeKind::Added, _) => {
+                    state.remove(&key);
+                }
+                (_, Some(prev)) => {
+                    state.insert(key, prev.clone());
+                }
+                (_, None) => {
+                    state.remove(&key);
+                }
+            }
+        }
+        let prefix = ns.map(|n| format!("{n}/"));
+        Ok(state
+            .into_iter()
+            .filter(|(k, _)| prefix.as_ref().is_none_or(|p| k.starts_with(p.as_str())))
+            .map(|(_, v)| crate::events::view(gr, &v).unwrap_or(v))
+            .filter(|v| keep(v))
+            .collect())
     }
 
     /// Serialises every object, for `--state` persistence and restarts.
@@ -438,6 +524,18 @@ impl Store {
             .filter_map(|v| v["metadata"]["uid"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+/// Why [`Store::list_at`] cannot serve a resourceVersion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAt {
+    /// The history no longer reaches back that far (410 Gone).
+    Compacted,
+    /// The store has not reached it yet.
+    Future {
+        /// The newest resourceVersion.
+        current: u64,
+    },
 }
 
 /// Keys of objects for callers that track them.

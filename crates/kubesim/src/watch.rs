@@ -1,4 +1,11 @@
 //! Watch streams: initial state or history replay, live changes, bookmarks, timeouts and 410 Gone.
+//!
+//! As kube-apiserver: a watch from a resourceVersion older than the history window is answered with
+//! HTTP 200 and one `ERROR` event carrying a 410 `Expired` Status (cacher.go returns an error watcher
+//! "to match the uncached watch implementation"; watch_cache.go words it "too old resource version:
+//! RV (OLDEST)"), and a watch without `timeoutSeconds` is ended by the server after
+//! `--min-request-timeout` times a random factor in [1, 2) (endpoints/handlers/get.go), so clients
+//! re-watch and, once their resourceVersion has left the window, relist.
 
 use std::time::Duration;
 
@@ -34,7 +41,14 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
     let initial_events = matches!(q(ctx.query, "sendInitialEvents"), Some("true") | Some("1"));
     let mut timeout = q(ctx.query, "timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
         .map(Duration::from_secs);
+    if timeout.is_none() {
+        // get.go: `timeout = minRequestTimeout * (rand.Float64() + 1.0)` when the client sets none.
+        use rand::Rng;
+        let factor: f64 = rand::thread_rng().gen_range(1.0..2.0);
+        timeout = Some(ctx.cluster.config.min_request_timeout.mul_f64(factor));
+    }
     if let Some(ms) = ctx.cluster.faults.get().watch_timeout_ms {
         let f = Duration::from_millis(ms);
         timeout = Some(timeout.map_or(f, |t| t.min(f)));
@@ -76,9 +90,9 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
     let (past, mut live, mut last_rv) = match start_rv {
         Some(rv) => match cluster.store.watch_from(rv) {
             Ok((past, live)) => (past.into_iter().map(Some).collect::<Vec<_>>(), live, rv),
-            Err(_) => {
+            Err(compacted) => {
                 tracing::info!(resource = %gr, rv = %rv_param, "watch from a compacted resourceVersion: 410 Gone");
-                let status = ApiError::gone(&rv_param).status();
+                let status = ApiError::expired(format!("too old resource version: {rv} ({compacted})")).status();
                 let body = line("ERROR", &status);
                 return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response());
             }
