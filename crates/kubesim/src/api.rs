@@ -16,7 +16,6 @@ use crate::auth::{self, Attributes, UserInfo};
 use crate::errors::{ApiError, ApiResult};
 use crate::faults::Verdict;
 use crate::resources::{GroupResource, ResourceType};
-use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::now_rfc3339;
 use crate::{crd, discovery, exec, gc, kubelet, logs, patch, watch};
 
@@ -245,6 +244,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
     match (method.clone(), rr.name.is_some(), rr.sub.as_deref()) {
         (Method::GET, false, None) if watch => watch::serve(&ctx, table),
         (Method::GET, false, None) => {
+            crate::list::wait_until_fresh(&ctx).await?;
             let list = ctx.list()?;
             Ok(json_response(
                 StatusCode::OK,
@@ -563,51 +563,9 @@ impl Ctx<'_> {
             .ok_or_else(|| ApiError::not_found(&self.gr(), self.name()))
     }
 
-    /// Lists with selectors and pagination.
+    /// Lists with selectors, pagination and resourceVersion semantics (see [`crate::list`]).
     pub fn list(&self) -> ApiResult<Value> {
-        let rt = &self.rr.rt;
-        let labels = LabelSelector::parse(q(self.query, "labelSelector").unwrap_or(""))?;
-        let fields = FieldSelector::parse(q(self.query, "fieldSelector").unwrap_or(""), &rt.kind)?;
-        let (mut items, rv) = self
-            .cluster
-            .store
-            .list_matching(&self.gr(), self.rr.namespace.as_deref(), |o| {
-                labels.matches(o) && fields.matches(o)
-            });
-        let limit: usize = q(self.query, "limit").and_then(|l| l.parse().ok()).unwrap_or(0);
-        let mut meta = json!({"resourceVersion": rv.to_string()});
-        if let Some(cont) = q(self.query, "continue").filter(|c| !c.is_empty()) {
-            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(cont)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-            items.retain(|o| {
-                let (ns, n) = crate::store::ns_name(o);
-                format!("{ns}/{n}") > decoded
-            });
-        }
-        if limit > 0 && items.len() > limit {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            if let Some(last) = items.last() {
-                let (ns, n) = crate::store::ns_name(last);
-                meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{n}")));
-                meta["remainingItemCount"] = json!(remaining);
-            }
-        }
-        for it in items.iter_mut() {
-            if it.get("apiVersion").is_none() {
-                it["apiVersion"] = json!(rt.api_version());
-                it["kind"] = json!(rt.kind);
-            }
-        }
-        Ok(json!({
-            "apiVersion": rt.api_version(),
-            "kind": format!("{}List", rt.kind),
-            "metadata": meta,
-            "items": items,
-        }))
+        crate::list::list(self)
     }
 
     fn check_namespace_for_write(&self, ns: &str) -> ApiResult<()> {
