@@ -223,6 +223,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         .unwrap_or("")
         .to_string();
     let table = accept.contains("as=Table");
+    let metadata_view = metadata_view(&accept);
     let body = read_body(body).await?;
     let ctx = Ctx {
         cluster: &cluster,
@@ -250,6 +251,8 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 StatusCode::OK,
                 &if table {
                     discovery::to_table(&rr.rt, &list, &query)
+                } else if metadata_view == Some(PARTIAL_LIST) {
+                    partial_metadata_list(&list)
                 } else {
                     list
                 },
@@ -259,6 +262,8 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
             let obj = ctx.get_current()?;
             let out = if table {
                 discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query)
+            } else if metadata_view == Some(PARTIAL) {
+                partial_metadata(&obj)
             } else {
                 obj
             };
@@ -321,6 +326,49 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+const PARTIAL: &str = "PartialObjectMetadata";
+const PARTIAL_LIST: &str = "PartialObjectMetadataList";
+
+/// The `meta.k8s.io/v1` metadata-only view an Accept header asks for
+/// (`application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`, as kube-rs `list_metadata`
+/// sends it), from the first media type that names one.
+fn metadata_view(accept: &str) -> Option<&'static str> {
+    accept.split(',').find_map(|media| {
+        let params: Vec<(&str, &str)> = media
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
+        let param = |k: &str| params.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        if param("g") != Some("meta.k8s.io") || param("v") != Some("v1") {
+            return None;
+        }
+        match param("as") {
+            Some(PARTIAL) => Some(PARTIAL),
+            Some(PARTIAL_LIST) => Some(PARTIAL_LIST),
+            _ => None,
+        }
+    })
+}
+
+/// `meta.AsPartialObjectMetadata` (apiserver/pkg/endpoints/handlers/response.go): the object's
+/// metadata under the `PartialObjectMetadata` kind.
+fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
+}
+
+/// `asPartialObjectMetadataList`: every item as [`partial_metadata`], the list's resourceVersion,
+/// continue token and remaining count kept.
+fn partial_metadata_list(list: &Value) -> Value {
+    let items: Vec<Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(partial_metadata)
+        .collect();
+    json!({"kind": PARTIAL_LIST, "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"].clone(), "items": items})
 }
 
 /// `Impersonate-User` / `Impersonate-Group` headers (kubectl `--as`, `--as-group`): allowed only with
@@ -687,6 +735,10 @@ impl Ctx<'_> {
                 }
             }
         }
+        let causes = owner_reference_errors(&md["ownerReferences"]);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, causes));
+        }
         Ok(())
     }
 
@@ -736,9 +788,41 @@ impl Ctx<'_> {
                     return Err(ApiError::not_found(&self.gr(), self.name()));
                 }
             };
+            self.check_update_uid(&current, &obj)?;
             let updated = self.apply_update(&current, obj.clone(), sub, expected.as_deref(), &manager, "Update")?;
             Ok(updated.map(|u| (u, false)))
         })
+    }
+
+    /// A PUT body's uid is a precondition (`rest.DefaultUpdatedObjectInfo.Preconditions`), checked by
+    /// the storage layer (`storage.Preconditions.Check` in apiserver/pkg/storage/interfaces.go) before
+    /// the resourceVersion: its StorageError text ends up in the 409 as is.
+    fn check_update_uid(&self, current: &Value, body: &Value) -> ApiResult<()> {
+        let stored = current["metadata"]["uid"].as_str().unwrap_or_default();
+        let Some(want) = body["metadata"]["uid"]
+            .as_str()
+            .filter(|u| !u.is_empty() && *u != stored)
+        else {
+            return Ok(());
+        };
+        let rt = &self.rr.rt;
+        // etcd keys: built-in groups live under the resource alone, custom resources under their group.
+        let mut key = String::from("/registry/");
+        if rt.schema.is_some() {
+            key.push_str(&format!("{}/", rt.group));
+        }
+        key.push_str(&rt.plural);
+        if rt.namespaced {
+            key.push_str(&format!("/{}", self.ns()));
+        }
+        key.push_str(&format!("/{}", self.name()));
+        let mut e = ApiError::conflict(&self.gr(), self.name());
+        e.message = format!(
+            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {want}, UID in object meta: {stored}",
+            self.gr(),
+            self.name()
+        );
+        Err(e)
     }
 
     /// Runs a read-modify-write until no other write came between its read and its write, as the API
@@ -848,8 +932,10 @@ impl Ctx<'_> {
             }
         }
         let spec_changed = strip_meta_status(current) != strip_meta_status(&new);
-        if spec_changed && sub.is_none() {
-            let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        if spec_changed
+            && sub.is_none()
+            && let Some(g) = current["metadata"]["generation"].as_i64().filter(|g| *g > 0)
+        {
             new["metadata"]["generation"] = json!(g + 1);
         }
         admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
@@ -959,16 +1045,7 @@ impl Ctx<'_> {
     /// One attempt of [`Ctx::delete`] against the newest object; `Ok(None)` if another write overtook it.
     fn delete_once(&self, opts: &Value) -> ApiResult<Option<Response>> {
         let current = self.get_current()?;
-        if let Some(uid) = opts["preconditions"]["uid"].as_str()
-            && current["metadata"]["uid"].as_str() != Some(uid)
-        {
-            return Err(ApiError::conflict(&self.gr(), self.name()));
-        }
-        if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str()
-            && current["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::conflict(&self.gr(), self.name()));
-        }
+        self.check_delete_preconditions(&current, opts)?;
         if self.dry_run() || opts["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
             return Ok(Some(json_response(StatusCode::OK, &current)));
         }
@@ -985,11 +1062,56 @@ impl Ctx<'_> {
             Err(e) if e.code == 409 => return Ok(None),
             Err(e) => return Err(e),
         };
-        if gone {
-            Ok(Some(json_response(StatusCode::OK, &obj)))
+        // handlers/delete.go: 200, and 202 only when the object stays and the client set
+        // `orphanDependents: false` (kept for old clients); finalizers alone do not make it 202.
+        let accepted = !gone && opts["orphanDependents"].as_bool() == Some(false);
+        let code = if accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
+        Ok(Some(json_response(code, &obj)))
+    }
+
+    /// DeleteOptions preconditions, worded as `rest.BeforeDelete` (apiserver/pkg/registry/rest/delete.go)
+    /// words them: a Conflict on the object's Kind (not its resource), naming both values.
+    fn check_delete_preconditions(&self, current: &Value, opts: &Value) -> ApiResult<()> {
+        let meta = &current["metadata"];
+        let uid = meta["uid"].as_str().unwrap_or_default();
+        let rv = meta["resourceVersion"].as_str().unwrap_or_default();
+        let pre = &opts["preconditions"];
+        let failure = if let Some(want) = pre["uid"].as_str().filter(|w| *w != uid) {
+            format!(
+                "the UID in the precondition ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+            )
+        } else if let Some(want) = pre["resourceVersion"].as_str().filter(|w| *w != rv) {
+            format!(
+                "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+            )
         } else {
-            Ok(Some(json_response(StatusCode::ACCEPTED, &obj)))
+            return Ok(());
+        };
+        Err(self.kind_conflict(&failure))
+    }
+
+    /// `NewConflict(GroupResource{Group, Resource: Kind}, name, err)`, as the registry raises it.
+    fn kind_conflict(&self, failure: &str) -> ApiError {
+        let rt = &self.rr.rt;
+        let qualified = if rt.group.is_empty() {
+            rt.kind.clone()
+        } else {
+            format!("{}.{}", rt.kind, rt.group)
+        };
+        let mut e = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified} \"{}\": {failure}",
+                self.name()
+            ),
+        );
+        let mut d = json!({ "name": self.name(), "kind": rt.kind });
+        if !rt.group.is_empty() {
+            d["group"] = json!(rt.group);
         }
+        e.details = Some(d);
+        e
     }
 
     /// DELETE of a collection (with selectors).
@@ -1062,6 +1184,54 @@ pub fn create_internal(cluster: &Arc<Cluster>, obj: Value) -> ApiResult<Value> {
     ctx.create(obj)
 }
 
+/// `validateOwnerReference` of apimachinery's `api/validation/objectmeta.go` (1.33 wording): every
+/// reference names a version, kind, name and uid. The path has no index, as upstream's has none.
+/// An empty uid matters most: the garbage collector would treat such an owner as absent.
+fn owner_reference_errors(refs: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for r in refs.as_array().into_iter().flatten() {
+        let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let api_version = field("apiVersion");
+        // schema.ParseGroupVersion: "v1", "group/v1"; anything else has no version.
+        let version = match api_version.split('/').collect::<Vec<_>>().as_slice() {
+            [v] => v.to_string(),
+            [_, v] => v.to_string(),
+            _ => String::new(),
+        };
+        let mut check = |k: &str, value: &str, empty: bool, what: &str| {
+            if empty {
+                out.push((
+                    format!("metadata.ownerReferences.{k}"),
+                    format!("Invalid value: {}: {what} must not be empty", auth::go_quote(value)),
+                ));
+            }
+        };
+        check("apiVersion", &api_version, version.is_empty(), "version");
+        check("kind", &field("kind"), field("kind").is_empty(), "kind");
+        check("name", &field("name"), field("name").is_empty(), "name");
+        check("uid", &field("uid"), field("uid").is_empty(), "uid");
+    }
+    out
+}
+
+/// Whether the kind's registry strategy sets `metadata.generation` (1 on create, +1 on spec changes
+/// and when deletion starts): custom resources, CRDs, workloads, Pods (since 1.33), Ingresses,
+/// NetworkPolicies and PodDisruptionBudgets. ConfigMaps, Secrets, Services, RBAC objects and the
+/// rest carry none (e.g. `pkg/registry/core/pod/strategy.go` PrepareForCreate sets it,
+/// `pkg/registry/core/configmap/strategy.go` does not).
+fn manages_generation(rt: &ResourceType) -> bool {
+    rt.schema.is_some()
+        || matches!(
+            (rt.group.as_str(), rt.kind.as_str()),
+            ("", "Pod")
+                | ("apps", _)
+                | ("batch", _)
+                | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+                | ("policy", "PodDisruptionBudget")
+                | ("apiextensions.k8s.io", "CustomResourceDefinition")
+        )
+}
+
 fn strip_meta_status(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v.as_object_mut() {
@@ -1081,7 +1251,11 @@ pub fn admit_create(
     obj: &mut Value,
     query: &Query,
 ) -> ApiResult<()> {
-    obj["metadata"]["generation"] = json!(1);
+    if manages_generation(rt) {
+        obj["metadata"]["generation"] = json!(1);
+    } else if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("generation");
+    }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => {
             let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -1121,7 +1295,14 @@ pub fn admit_create(
         }
         // A POST names no object, so a name-scoped `escalate` grant does not apply (as upstream).
         ("rbac.authorization.k8s.io", _) => {
-            auth::check_rbac_write_request(cluster, user, &rt.group_resource(), None, obj)?
+            let binding = rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding";
+            if binding {
+                auth::rbac::default_binding(obj);
+            }
+            auth::check_rbac_write_request(cluster, user, &rt.group_resource(), None, obj)?;
+            if binding {
+                auth::rbac::validate_binding(&rt.kind, obj)?;
+            }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
@@ -1183,15 +1364,32 @@ fn admit_update(
             }
         }
         ("rbac.authorization.k8s.io", _) => {
-            if (rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding") && new["roleRef"] != current["roleRef"] {
-                return Err(ApiError::invalid(
-                    &rt.kind,
-                    &rt.group,
-                    new["metadata"]["name"].as_str().unwrap_or_default(),
-                    vec![("roleRef".into(), "Invalid value: cannot change roleRef".into())],
-                ));
+            let binding = rt.kind == "RoleBinding" || rt.kind == "ClusterRoleBinding";
+            if binding {
+                auth::rbac::default_binding(new);
             }
-            auth::check_rbac_write(cluster, user, &rt.group_resource(), new)?
+            // The policy-based storage checks escalation/bind inside the update, before validation:
+            // a roleRef change the caller may not bind is 403, not 422 (rolebinding/policybased/storage.go).
+            let name = new["metadata"]["name"].as_str().map(str::to_string);
+            auth::rbac::check_update(
+                &cluster.store,
+                user,
+                &rt.group_resource(),
+                name.as_deref(),
+                current,
+                new,
+            )?;
+            if binding {
+                auth::rbac::validate_binding(&rt.kind, new)?;
+                if new["roleRef"] != current["roleRef"] {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        &rt.group,
+                        new["metadata"]["name"].as_str().unwrap_or_default(),
+                        vec![("roleRef".into(), "Invalid value: cannot change roleRef".into())],
+                    ));
+                }
+            }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, new)?,
         ("apps", _) | ("batch", _) if sub.is_none() => simulate_workload_status(rt, new),

@@ -65,6 +65,11 @@ pub fn delete(cluster: &Arc<Cluster>, rt: &ResourceType, current: &Value, policy
     let is_namespace = gr.group.is_empty() && gr.resource == "namespaces";
     if !fins.is_empty() || is_namespace {
         let mut obj = current.clone();
+        // markAsDeleting (registry/generic/registry/store.go): starting deletion is a change a
+        // controller must observe, so a managed generation goes up by one.
+        if let Some(g) = current["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+            obj["metadata"]["generation"] = json!(g + 1);
+        }
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         if !fins.is_empty() {

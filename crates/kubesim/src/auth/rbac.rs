@@ -874,9 +874,75 @@ pub fn check_write(
     request_name: Option<&str>,
     obj: &Value,
 ) -> ApiResult<()> {
+    check_write_over(store, user, gr, request_name, None, obj)
+}
+
+/// [`check_write`] for an update from `old`, as the `Update` of upstream's policy-based storages
+/// (`pkg/registry/rbac/{role,clusterrole,rolebinding,clusterrolebinding}/policybased/storage.go`):
+/// an update that only changes what the garbage collector writes (ownerReferences, finalizers) is
+/// not checked, so GC can always finish deleting a role whose permissions it does not hold; and a
+/// ClusterRole that had an `aggregationRule` needs full authority to change too.
+pub fn check_update(
+    store: &Store,
+    user: &UserInfo,
+    gr: &GroupResource,
+    request_name: Option<&str>,
+    old: &Value,
+    new: &Value,
+) -> ApiResult<()> {
+    check_write_over(store, user, gr, request_name, Some(old), new)
+}
+
+/// Upstream `IsOnlyMutatingGCFields` (`pkg/registry/rbac/helpers.go`): `new` equals `old` once its
+/// ownerReferences, finalizers, selfLink and managedFields are set to `old`'s. Labels and
+/// annotations are not among them. Empty and absent values are equal, as in `equality.Semantic`.
+pub fn only_gc_fields_change(old: &Value, new: &Value) -> bool {
+    let mut copied = new.clone();
+    if !copied["metadata"].is_object() {
+        copied["metadata"] = json!({});
+    }
+    for k in ["ownerReferences", "finalizers", "selfLink", "managedFields"] {
+        copied["metadata"][k] = old["metadata"].get(k).cloned().unwrap_or(Value::Null);
+    }
+    semantic(&copied) == semantic(old)
+}
+
+/// A JSON value with nulls and empty arrays/objects dropped: Go's `Semantic.DeepEqual` does not
+/// tell a nil slice or map from an empty one, and an omitted field decodes as nil.
+fn semantic(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), semantic(v)))
+                .filter(|(_, v)| !is_empty_value(v))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(semantic).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+fn check_write_over(
+    store: &Store,
+    user: &UserInfo,
+    gr: &GroupResource,
+    request_name: Option<&str>,
+    old: Option<&Value>,
+    obj: &Value,
+) -> ApiResult<()> {
     if gr.group != RBAC_GROUP || user.is_privileged() {
         return Ok(());
     }
+    let gc_only = old.is_some_and(|o| only_gc_fields_change(o, obj));
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = name_of(obj);
     match gr.resource.as_str() {
@@ -890,12 +956,13 @@ pub fn check_write(
                 namespace: non_empty(ns),
                 ..Default::default()
             };
-            if decide(store, user, &escalate).allowed {
+            if decide(store, user, &escalate).allowed || gc_only {
                 return Ok(());
             }
             confirm_no_escalation(store, user, ns, &parse_rules(&obj["rules"]))
                 .map_err(|m| forbidden_write(gr, name, &m))?;
-            if gr.resource == "clusterroles" && obj["aggregationRule"].is_object() {
+            let aggregates = |o: &Value| o["aggregationRule"].is_object();
+            if gr.resource == "clusterroles" && (aggregates(obj) || old.is_some_and(aggregates)) {
                 confirm_no_escalation(store, user, "", &full_authority()).map_err(|_| {
                     forbidden_write(
                         gr,
@@ -909,7 +976,7 @@ pub fn check_write(
         "rolebindings" | "clusterrolebindings" => {
             let ns = if gr.resource == "rolebindings" { ns } else { "" };
             let rr = role_ref(obj);
-            if binding_authorized(store, user, &rr, ns) {
+            if gc_only || binding_authorized(store, user, &rr, ns) {
                 return Ok(());
             }
             let rules = match role_ref_rules(store, &rr, ns) {
@@ -942,6 +1009,45 @@ pub fn check_write(
         }
         _ => Ok(()),
     }
+}
+
+/// Defaulting of RoleBindings and ClusterRoleBindings at decode (`pkg/apis/rbac/v1/defaults.go`): an
+/// empty `roleRef.apiGroup` is `rbac.authorization.k8s.io`, and so is a User or Group subject's;
+/// a ServiceAccount subject's stays empty.
+pub fn default_binding(obj: &mut Value) {
+    if obj["roleRef"].is_object() && obj["roleRef"]["apiGroup"].as_str().is_none_or(str::is_empty) {
+        obj["roleRef"]["apiGroup"] = json!(RBAC_GROUP);
+    }
+    if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+        for s in subjects {
+            let kind = s["kind"].as_str().unwrap_or_default();
+            if matches!(kind, "User" | "Group") && s["apiGroup"].as_str().is_none_or(str::is_empty) {
+                s["apiGroup"] = json!(RBAC_GROUP);
+            }
+        }
+    }
+}
+
+/// The `roleRef.apiGroup` rule of upstream's `ValidateRoleBinding`/`ValidateClusterRoleBinding`
+/// (`pkg/apis/rbac/validation/validation.go`): only `rbac.authorization.k8s.io` is supported.
+pub fn validate_binding(kind: &str, obj: &Value) -> ApiResult<()> {
+    let group = obj["roleRef"]["apiGroup"].as_str().unwrap_or_default();
+    if group == RBAC_GROUP {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        kind,
+        RBAC_GROUP,
+        name_of(obj),
+        vec![(
+            "roleRef.apiGroup".into(),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                go_quote(group),
+                go_quote(RBAC_GROUP)
+            ),
+        )],
+    ))
 }
 
 /// A rule as `SelfSubjectRulesReview` reports it.

@@ -1,0 +1,537 @@
+//! Smaller API details where kubesim once differed from kube-apiserver (issue 20): RBAC checks on
+//! metadata-only and roleRef updates, binding defaults, ownerReference validation, generation and
+//! status code of a deletion held by finalizers, precondition texts and metadata-only lists.
+//!
+//! Each test names the kube-apiserver source file whose behaviour it pins down.
+
+mod common;
+
+use common::{Env, kubectl_with};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use serde_json::{Value, json};
+
+/// A raw request through kube's client: status code and JSON body (Status bodies included).
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http::Request::builder().method(method).uri(path);
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            serde_json::to_vec(&b).unwrap()
+        }
+        None => Vec::new(),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .send(req.body(kube::client::Body::from(bytes)).unwrap())
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A merge patch as a raw request.
+async fn merge_patch(client: &kube::Client, path: &str, patch: Value) -> (u16, Value) {
+    let mut req = http::Request::builder()
+        .method("PATCH")
+        .uri(path)
+        .header("content-type", "application/merge-patch+json");
+    req = req.header("accept", "application/json");
+    let resp = client
+        .send(
+            req.body(kube::client::Body::from(serde_json::to_vec(&patch).unwrap()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Namespace `team` with ServiceAccount `bot`, whose own Role `rbac-editor` lets it read and write
+/// roles and rolebindings there and read pods, but not secrets. Returns a client acting as `bot`.
+async fn team_with_bot(env: &Env) -> kube::Client {
+    env.seed(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot, namespace: team}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: rbac-editor, namespace: team}
+rules:
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, list, create, update, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot-rbac-editor, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: rbac-editor}
+subjects: [{kind: ServiceAccount, name: bot, namespace: team}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secret-reader, namespace: team}
+rules:
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: team}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+"#,
+    );
+    let token = env
+        .ok(&["-n", "team", "create", "token", "bot"])
+        .await
+        .trim()
+        .to_string();
+    env.sim.client_for_token(&token).await.unwrap()
+}
+
+/// pkg/registry/rbac/role/policybased/storage.go (Update) with pkg/registry/rbac/helpers.go
+/// (IsOnlyMutatingGCFields): an update that changes only ownerReferences/finalizers skips the
+/// escalation check, so the garbage collector (or anyone who may update roles) can handle a role
+/// whose permissions it does not hold. Labels are not GC fields: changing them is checked.
+#[tokio::test]
+async fn gc_only_update_of_a_role_is_not_an_escalation() {
+    let env = Env::new().await;
+    let bot = team_with_bot(&env).await;
+    let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles/secret-reader";
+    let (code, body) = merge_patch(
+        &bot,
+        path,
+        json!({"metadata": {
+            "finalizers": ["example.com/hold"],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "0b5c7a1e-0000-4000-8000-000000000001"}],
+        }}),
+    )
+    .await;
+    assert_eq!(code, 200, "a GC-fields-only update needs no escalation: {body}");
+    assert_eq!(body["metadata"]["finalizers"], json!(["example.com/hold"]));
+
+    let (code, body) = merge_patch(&bot, path, json!({"metadata": {"labels": {"team": "x"}}})).await;
+    assert_eq!(code, 403, "labels are not a GC field: {body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with(
+            "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"system:serviceaccount:team:bot\""
+        ),
+        "{body}"
+    );
+    // Changing the rules is checked as before.
+    let (code, _) = merge_patch(
+        &bot,
+        path,
+        json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}),
+    )
+    .await;
+    assert_eq!(code, 403);
+}
+
+/// pkg/registry/rbac/rolebinding/policybased/storage.go (Update): the bind/escalation check runs in
+/// the wrapped UpdatedObjectInfo, before the strategy's ValidateUpdate says "cannot change roleRef"
+/// (pkg/apis/rbac/validation/validation.go). A roleRef change to a role the caller cannot bind is
+/// 403; to one it could bind, 422.
+#[tokio::test]
+async fn roleref_change_is_forbidden_before_it_is_invalid() {
+    let env = Env::new().await;
+    let bot = team_with_bot(&env).await;
+    env.seed(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: someone-pods, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{kind: User, name: someone}]
+"#,
+    );
+    let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings/someone-pods";
+    let (code, body) = merge_patch(&bot, path, json!({"roleRef": {"name": "secret-reader"}})).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["reason"], "Forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolebindings.rbac.authorization.k8s.io \"someone-pods\" is forbidden: user \"system:serviceaccount:team:bot\""),
+        "{body}"
+    );
+    // bot holds everything rbac-editor grants, so binding it passes the check and validation answers.
+    let (code, body) = merge_patch(&bot, path, json!({"roleRef": {"name": "rbac-editor"}})).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "RoleBinding.rbac.authorization.k8s.io \"someone-pods\" is invalid: roleRef: Invalid value: cannot change roleRef"
+    );
+}
+
+/// pkg/apis/rbac/v1/defaults.go (SetDefaults_RoleBinding, SetDefaults_Subject) and
+/// pkg/apis/rbac/validation/validation.go (roleRef.apiGroup must be rbac.authorization.k8s.io).
+/// The default is applied at decoding, so the bind check already sees the RBAC group.
+#[tokio::test]
+async fn roleref_api_group_is_defaulted_and_validated() {
+    let env = Env::new().await;
+    let bot = team_with_bot(&env).await;
+    // bot may bind secret-reader without holding it.
+    env.seed(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: binder, namespace: team}
+rules:
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles]
+  verbs: [bind]
+  resourceNames: [secret-reader]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot-binder, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: binder}
+subjects: [{kind: ServiceAccount, name: bot, namespace: team}]
+"#,
+    );
+    let (code, body) = raw(
+        &bot,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings",
+        &[],
+        Some(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "reads-secrets"},
+            "roleRef": {"kind": "Role", "name": "secret-reader"},
+            "subjects": [{"kind": "User", "name": "jane"}, {"kind": "ServiceAccount", "name": "bot"}],
+        })),
+    )
+    .await;
+    assert_eq!(
+        code, 201,
+        "bind on secret-reader allows it once apiGroup is defaulted: {body}"
+    );
+    assert_eq!(body["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(body["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+    assert!(body["subjects"][1].get("apiGroup").is_none(), "{body}");
+
+    let out = kubectl_with(
+        &env.kubeconfig,
+        &[
+            "-n",
+            "team",
+            "get",
+            "rolebinding",
+            "reads-secrets",
+            "-o",
+            "jsonpath={.roleRef.apiGroup}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rbac.authorization.k8s.io");
+
+    let admin = env.sim.client().await.unwrap();
+    let (code, body) = raw(
+        &admin,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings",
+        &[],
+        Some(json!({
+            "metadata": {"name": "elsewhere"},
+            "roleRef": {"apiGroup": "example.com", "kind": "Role", "name": "secret-reader"},
+            "subjects": [],
+        })),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "RoleBinding.rbac.authorization.k8s.io \"elsewhere\" is invalid: roleRef.apiGroup: Unsupported value: \"example.com\": supported values: \"rbac.authorization.k8s.io\""
+    );
+}
+
+/// staging/src/k8s.io/apimachinery/pkg/api/validation/objectmeta.go (validateOwnerReference, 1.33
+/// wording): an owner reference without a uid is refused, with the real kubectl.
+#[tokio::test]
+async fn owner_reference_without_uid_is_invalid() {
+    let env = Env::new().await;
+    let out = kubectl_with(
+        &env.kubeconfig,
+        &["create", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned
+  namespace: default
+  ownerReferences:
+  - {apiVersion: v1, kind: ConfigMap, name: owner, uid: ""}
+"#,
+        ),
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"The ConfigMap "owned" is invalid: metadata.ownerReferences.uid: Invalid value: "": uid must not be empty"#
+        ),
+        "{stderr}"
+    );
+    assert!(env.sim.get("", "configmaps", "default", "owned").is_none());
+}
+
+/// staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go (markAsDeleting): starting
+/// the deletion of an object with finalizers bumps a managed generation (kinds whose strategy sets
+/// it: workloads, custom resources, Pods...); ConfigMaps carry no generation at all
+/// (pkg/registry/core/configmap/strategy.go sets none).
+#[tokio::test]
+async fn deletion_start_bumps_a_managed_generation() {
+    let env = Env::new().await;
+    env.seed(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default, finalizers: [example.com/hold]}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, namespace: default, finalizers: [example.com/hold]}
+"#,
+    );
+    let before = env.sim.get("apps", "deployments", "default", "web").unwrap();
+    assert_eq!(before["metadata"]["generation"], 1);
+    env.ok(&["delete", "deployment", "web", "--wait=false"]).await;
+    let after = env.sim.get("apps", "deployments", "default", "web").unwrap();
+    assert!(after["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(after["metadata"]["generation"], 2, "deletion start is a new generation");
+
+    let cm = env.sim.get("", "configmaps", "default", "held").unwrap();
+    assert!(
+        cm["metadata"].get("generation").is_none(),
+        "ConfigMaps have no generation: {cm}"
+    );
+    env.ok(&["delete", "configmap", "held", "--wait=false"]).await;
+    let cm = env.sim.get("", "configmaps", "default", "held").unwrap();
+    assert!(cm["metadata"].get("generation").is_none(), "{cm}");
+}
+
+/// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/delete.go: a DELETE answers 200, with the
+/// object when finalizers keep it; 202 only when it stays and the client sent
+/// `orphanDependents: false` (kept for old clients).
+#[tokio::test]
+async fn delete_held_by_finalizers_is_200_with_the_object() {
+    let env = Env::new().await;
+    env.seed(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, namespace: default, finalizers: [example.com/hold]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held-too, namespace: default, finalizers: [example.com/hold]}
+"#,
+    );
+    let out = kubectl_with(
+        &env.kubeconfig,
+        &["delete", "configmap", "held", "--wait=false", "-v=6"],
+        None,
+    )
+    .await;
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configmap \"held\" deleted"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let delete_line = log
+        .lines()
+        .find(|l| l.contains("DELETE") && l.contains("/configmaps/held"))
+        .unwrap_or_else(|| panic!("no DELETE in the log: {log}"));
+    assert!(delete_line.contains("200 OK"), "{delete_line}");
+
+    let admin = env.sim.client().await.unwrap();
+    let path = "/api/v1/namespaces/default/configmaps/held";
+    // Deleting again while it is held: still 200 with the object.
+    let (code, body) = raw(&admin, "DELETE", path, &[], None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["kind"], "ConfigMap");
+    assert!(body["metadata"]["deletionTimestamp"].is_string());
+
+    let (code, body) = raw(
+        &admin,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/held-too",
+        &[],
+        Some(json!({"orphanDependents": false})),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["kind"], "ConfigMap");
+}
+
+/// staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go (BeforeDelete) for DeleteOptions
+/// preconditions (a Conflict on the Kind), and staging/src/k8s.io/apiserver/pkg/storage/interfaces.go
+/// (Preconditions.Check) for the uid of a PUT body, whose StorageError text reaches the client.
+#[tokio::test]
+async fn precondition_failures_have_the_upstream_text() {
+    let env = Env::new().await;
+    env.seed(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: pre, namespace: default}
+data: {k: v}
+"#,
+    );
+    let client = env.sim.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cur = env.sim.get("", "configmaps", "default", "pre").unwrap();
+    let uid = cur["metadata"]["uid"].as_str().unwrap().to_string();
+    let rv = cur["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("wrong-uid".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let kube::Error::Api(e) = cms.delete("pre", &dp).await.unwrap_err() else {
+        panic!("API error expected")
+    };
+    assert_eq!(e.code, 409);
+    assert_eq!(e.reason, "Conflict");
+    assert_eq!(
+        e.message,
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"pre\": the UID in the precondition (wrong-uid) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: None,
+            resource_version: Some("1".into()),
+        }),
+        ..DeleteParams::default()
+    };
+    let kube::Error::Api(e) = cms.delete("pre", &dp).await.unwrap_err() else {
+        panic!("API error expected")
+    };
+    assert_eq!(e.code, 409);
+    assert_eq!(
+        e.message,
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"pre\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+        )
+    );
+
+    let mut body = cur.clone();
+    body["metadata"]["uid"] = json!("wrong-uid");
+    let (code, status) = raw(
+        &client,
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/pre",
+        &[],
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(
+        status["message"],
+        format!(
+            "Operation cannot be fulfilled on configmaps \"pre\": StorageError: invalid object, Code: 4, Key: /registry/configmaps/default/pre, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: wrong-uid, UID in object meta: {uid}"
+        )
+    );
+    assert!(env.sim.get("", "configmaps", "default", "pre").is_some());
+}
+
+/// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/response.go (asPartialObjectMetadataList,
+/// asPartialObjectMetadata): `as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` answers metadata
+/// only, as kube-rs `Api::list_metadata` asks for it.
+#[tokio::test]
+async fn list_metadata_answers_partial_object_metadata() {
+    let env = Env::new().await;
+    env.seed(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: default, labels: {x: "1"}}
+data: {secretish: value}
+"#,
+    );
+    let client = env.sim.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let list = cms.list_metadata(&ListParams::default().labels("x=1")).await.unwrap();
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    assert_eq!(list.types.api_version, "meta.k8s.io/v1");
+    assert_eq!(list.items.len(), 1);
+    let types = list.items[0].types.as_ref().expect("items are typed");
+    assert_eq!(types.kind, "PartialObjectMetadata");
+    assert_eq!(types.api_version, "meta.k8s.io/v1");
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("a"));
+
+    let (code, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+        &[(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(body["kind"], "PartialObjectMetadataList");
+    assert!(body["metadata"]["resourceVersion"].is_string(), "{body}");
+    for item in body["items"].as_array().unwrap() {
+        assert_eq!(item["kind"], "PartialObjectMetadata");
+        assert!(item.get("data").is_none(), "metadata only: {item}");
+    }
+
+    let one = cms.get_metadata("a").await.unwrap();
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    let (_, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/a",
+        &[("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")],
+        None,
+    )
+    .await;
+    assert!(body.get("data").is_none(), "{body}");
+}
