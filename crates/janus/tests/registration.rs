@@ -113,26 +113,35 @@ async fn agent_exists(remote: &RunningSim) -> bool {
         .is_some()
 }
 
-/// `kubectl auth can-i create pods/exec` on the remote cluster with a request's token.
+/// `kubectl auth can-i get` and `create pods/exec` on the remote cluster with a request's token:
+/// "yes" only if both are allowed, as a WebSocket exec needs `get` and, from Kubernetes 1.35, `create`
+/// too (a SPDY exec needs `create`).
 async fn can_exec(env: &Env, remote: &RunningSim, token: &str, ns: &str) -> String {
-    let out = env
-        .command("kubectl")
-        .args([
-            "--server",
-            &remote.url(),
-            "--insecure-skip-tls-verify",
-            "--token",
-            token,
-        ])
-        .args(["auth", "can-i", "create", "pods", "--subresource=exec", "-n", ns])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if stdout.is_empty() {
-        format!("error: {}", String::from_utf8_lossy(&out.stderr).trim())
+    let mut answers = Vec::new();
+    for verb in ["get", "create"] {
+        let out = env
+            .command("kubectl")
+            .args([
+                "--server",
+                &remote.url(),
+                "--insecure-skip-tls-verify",
+                "--token",
+                token,
+            ])
+            .args(["auth", "can-i", verb, "pods", "--subresource=exec", "-n", ns])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if stdout.is_empty() {
+            return format!("error: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        answers.push(stdout);
+    }
+    if answers.iter().all(|a| a == "yes") {
+        "yes".to_string()
     } else {
-        stdout
+        answers.into_iter().find(|a| a != "yes").unwrap_or_default()
     }
 }
 
