@@ -44,6 +44,15 @@ impl Error {
     }
 }
 
+impl From<janus_kube::Error> for Error {
+    fn from(e: janus_kube::Error) -> Self {
+        match e {
+            janus_kube::Error::Kube(e) => Error::Kube(e),
+            janus_kube::Error::Unavailable { cluster, message } => Error::ClusterUnavailable { cluster, message },
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -2,7 +2,8 @@
 //! RoleBinding + TokenRequest credentials, and removes them exactly at expiry, on revocation,
 //! withdrawal, denial or deletion — whatever crashed in between.
 
-pub mod clusters;
+/// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
+pub use janus_kube::clusters;
 pub mod error;
 pub mod grant;
 pub mod health;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use janus_api::access_request::{AccessRequestSpec, Approval, Decision, Denial, Extension, Phase, Revocation};
 use janus_api::rules::{self, ActionPolicy, Actor};
 use janus_api::{AccessRequest, names};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -161,76 +161,28 @@ pub fn display_name(state: &AppState, cluster: &str) -> String {
         .unwrap_or_else(|| cluster.to_string())
 }
 
-/// A cluster one can request access on.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterInfo {
-    /// Identifier.
-    pub name: String,
-    /// Name shown.
-    pub display_name: String,
-    /// Whether this is the central cluster.
-    pub central: bool,
-}
+pub use janus_kube::ClusterInfo;
 
-/// Configured clusters plus clusters registered by a labelled kubeconfig Secret.
+/// Configured clusters plus clusters registered by a labelled kubeconfig Secret
+/// ([`janus_kube::Clusters::list`], the same sources the controller's `is_known` reads). Registered
+/// clusters are remembered for a few seconds; when the list cannot be read, the configured ones are shown.
 pub async fn clusters(state: &AppState) -> Vec<ClusterInfo> {
-    let mut out: Vec<ClusterInfo> = state
-        .config
-        .clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ClusterInfo {
-            name: c.name.clone(),
-            display_name: if c.display_name.is_empty() {
-                c.name.clone()
-            } else {
-                c.display_name.clone()
-            },
-            central: i == 0,
-        })
-        .collect();
     if let Some(cached) = state.registered_clusters.get() {
-        for c in cached {
-            if !out.iter().any(|o| o.name == c.name) {
-                out.push(c);
-            }
-        }
-        return out;
+        return cached;
     }
-    let secrets: Api<Secret> = Api::namespaced(state.client.clone(), &state.config.namespace);
-    let lp = ListParams::default().labels(janus_controller::clusters::CLUSTER_LABEL);
-    let mut registered = Vec::new();
-    if let Ok(list) = secrets.list_metadata(&lp).await {
-        for s in list.items {
-            let labels = s.metadata.labels.unwrap_or_default();
-            let Some(name) = labels.get(janus_controller::clusters::CLUSTER_LABEL) else {
-                continue;
-            };
-            if out.iter().any(|c| &c.name == name) {
-                continue;
-            }
-            let display = s
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(janus_controller::clusters::DISPLAY_NAME_ANNOTATION))
-                .cloned()
-                .unwrap_or_else(|| name.clone());
-            registered.push(ClusterInfo {
-                name: name.clone(),
-                display_name: display,
-                central: false,
-            });
+    match state.clusters.list().await {
+        Ok(list) => {
+            state.registered_clusters.set(list.clone());
+            list
         }
-        state.registered_clusters.set(registered.clone());
+        Err(e) => {
+            tracing::warn!(error = %e, "the registered clusters could not be listed");
+            janus_kube::clusters::configured(&state.config)
+        }
     }
-    out.extend(registered);
-    out
 }
 
-/// Clusters registered by labelled Secrets, remembered for a few seconds: every page shows the list, and
-/// registrations are rare.
+/// The cluster list, remembered for a few seconds: every page shows it, and registrations are rare.
 #[derive(Default)]
 pub struct ClusterCache {
     inner: std::sync::Mutex<Option<(std::time::Instant, Vec<ClusterInfo>)>>,

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use futures::StreamExt as _;
 use janus_api::AccessRequest;
 use janus_api::config::{AuthMode, Config};
-use janus_controller::clusters::Clusters;
+use janus_kube::Clusters;
 use janus_store::Store;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use janus_api::AccessRequest;
 use janus_api::config::Config;
-use janus_controller::clusters::Clusters;
+use janus_kube::Clusters;
 use janus_store::Store;
 use kube::runtime::reflector;
 

@@ -13,6 +13,8 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Result, is_not_found};
 
+use serde::Serialize;
+
 /// Label that registers a kubeconfig Secret as a cluster; its value is the cluster name.
 pub const CLUSTER_LABEL: &str = "k8s-janus.opsmode.io/cluster";
 /// Annotation with a registered cluster's display name.
@@ -142,7 +144,7 @@ pub fn bounded_client(mut cfg: kube::Config, timeouts: Timeouts) -> Result<kube:
 
 /// Builds a handle from kubeconfig YAML.
 pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHandle> {
-    let unavailable = |message: String| Error::ClusterUnavailable {
+    let unavailable = |message: String| Error::Unavailable {
         cluster: name.to_string(),
         message,
     };
@@ -161,6 +163,36 @@ pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHan
         server,
         ca_pem,
     })
+}
+
+/// A cluster one can request access on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    /// Identifier.
+    pub name: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Whether this is the central cluster.
+    pub central: bool,
+}
+
+/// The configured clusters, the central one first; their display names default to their names.
+pub fn configured(config: &Config) -> Vec<ClusterInfo> {
+    config
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ClusterInfo {
+            name: c.name.clone(),
+            display_name: if c.display_name.is_empty() {
+                c.name.clone()
+            } else {
+                c.display_name.clone()
+            },
+            central: i == 0,
+        })
+        .collect()
 }
 
 /// Resolves cluster names to handles.
@@ -216,6 +248,39 @@ impl Clusters {
         Ok(list.items.into_iter().next())
     }
 
+    /// Every cluster one can request access on: the configured ones (the central first), then those
+    /// registered by a kubeconfig Secret labelled [`CLUSTER_LABEL`] (display name from
+    /// [`DISPLAY_NAME_ANNOTATION`]). [`Clusters::is_known`] answers from the same two sources.
+    pub async fn list(&self) -> Result<Vec<ClusterInfo>> {
+        let mut out = configured(&self.config);
+        let secrets: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
+        let list = secrets
+            .list_metadata(&ListParams::default().labels(CLUSTER_LABEL))
+            .await?;
+        for s in list.items {
+            let labels = s.metadata.labels.unwrap_or_default();
+            let Some(name) = labels.get(CLUSTER_LABEL) else {
+                continue;
+            };
+            if out.iter().any(|c| &c.name == name) {
+                continue;
+            }
+            let display = s
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DISPLAY_NAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_else(|| name.clone());
+            out.push(ClusterInfo {
+                name: name.clone(),
+                display_name: display,
+                central: false,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether a cluster is configured or registered by a labelled Secret.
     pub async fn is_known(&self, name: &str) -> Result<bool> {
         if name == self.central.name || self.config.clusters.iter().any(|c| c.name == name) {
@@ -229,7 +294,7 @@ impl Clusters {
         if name == self.central.name {
             return Ok(self.central.clone());
         }
-        let unavailable = |message: String| Error::ClusterUnavailable {
+        let unavailable = |message: String| Error::Unavailable {
             cluster: name.to_string(),
             message,
         };
