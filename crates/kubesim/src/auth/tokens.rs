@@ -288,9 +288,9 @@ pub struct TokenIssuer {
     kid: String,
     n: String,
     e: String,
-    /// Claims of tokens whose signature was already checked, by token. Only the signature check is
-    /// skipped for them (as the real API server's token cache does): times and the bound objects are
-    /// checked on every request, so revocation is never delayed by it.
+    /// Claims of tokens whose signature was already checked, by token: a speed-up only. Just the
+    /// signature check is skipped for them; times and the bound objects are still checked on every
+    /// authentication that misses the [`AuthCache`], so this memory never delays a revocation.
     verified: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     /// Successful authentications, remembered for [`Ctx::auth_cache_ttl`] (revocation is delayed by
     /// it, as on a real server). It lives with the issuer because both are per cluster.
