@@ -5,6 +5,7 @@
 /// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
 pub use janus_kube::clusters;
 pub mod error;
+pub mod events;
 pub mod grant;
 pub mod health;
 pub mod leader;
