@@ -183,7 +183,15 @@
     api("/api/v1/requests/" + encodeURIComponent(request) + "/events?namespace=" + encodeURIComponent(current))
       .then(function (j) {
         var box = document.getElementById("event-list"); box.textContent = "";
-        j.events.slice(-20).forEach(function (e) { box.appendChild(el("div", null, (e.type || "") + " " + e.object + ": " + (e.reason || "") + " " + (e.message || ""))); });
+        // The server orders events by when they were last seen (lastTimestamp, else the series or
+        // eventTime of events.k8s.io writers) and gives that time as lastTimestamp.
+        j.events.slice(-20).forEach(function (e) {
+          var when = e.lastTimestamp ? new Date(e.lastTimestamp).toLocaleTimeString() + " " : "";
+          var times = e.count > 1 ? " (x" + e.count + ")" : "";
+          var row = el("div", null, when + (e.type || "") + " " + e.object + ": " + (e.reason || "") + " " + (e.message || "") + times);
+          if (e.lastTimestamp) row.title = e.lastTimestamp;
+          box.appendChild(row);
+        });
         if (!j.events.length) box.textContent = "No events.";
       }).catch(function () {});
   }

@@ -247,22 +247,57 @@ pub async fn events(
     let list = access::bounded(api.list(&ListParams::default()))
         .await?
         .map_err(forbidden_or)?;
-    let items: Vec<serde_json::Value> = list
+    let mut items: Vec<(Option<chrono::DateTime<chrono::Utc>>, serde_json::Value)> = list
         .items
         .into_iter()
         .filter(|e| q.pod.as_deref().is_none_or(|p| e.involved_object.name.as_deref() == Some(p)))
         .map(|e| {
-            json!({
-                "object": format!("{}/{}", e.involved_object.kind.unwrap_or_default(), e.involved_object.name.unwrap_or_default()),
+            let seen = last_seen(&e);
+            let item = json!({
+                "object": format!("{}/{}", e.involved_object.kind.as_deref().unwrap_or_default(), e.involved_object.name.as_deref().unwrap_or_default()),
                 "type": e.type_,
                 "reason": e.reason,
                 "message": e.message,
-                "count": e.count,
-                "lastTimestamp": e.last_timestamp.as_ref().map(|t| crate::requests::k8s_time(t).to_rfc3339()),
-            })
+                "count": occurrences(&e),
+                "lastTimestamp": seen.map(|t| t.to_rfc3339()),
+            });
+            (seen, item)
         })
         .collect();
+    // Oldest first, so the page's "last 20" are the newest whatever the names.
+    items.sort_by_key(|(seen, _)| *seen);
+    let items: Vec<serde_json::Value> = items.into_iter().map(|(_, v)| v).collect();
     Ok(Json(json!({"events": items})).into_response())
+}
+
+/// When an Event was last seen, whichever API wrote it: core/v1 writers (the kubelet of old,
+/// `kubectl`) set `lastTimestamp`; events.k8s.io writers (the scheduler, kube-rs) leave it null
+/// and set `series.lastObservedTime` (repeats) and `eventTime` instead, as `kubectl events` reads them.
+fn last_seen(e: &Event) -> Option<chrono::DateTime<chrono::Utc>> {
+    use janus_api::rules::time::from_jiff;
+    e.last_timestamp
+        .as_ref()
+        .map(crate::requests::k8s_time)
+        .or_else(|| {
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| from_jiff(&t.0))
+        })
+        .or_else(|| e.event_time.as_ref().map(|t| from_jiff(&t.0)))
+        .or_else(|| e.first_timestamp.as_ref().map(crate::requests::k8s_time))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(crate::requests::k8s_time))
+}
+
+/// How often an Event happened: `series.count` for events.k8s.io writers, `count` for core/v1 ones,
+/// and once when neither is set.
+fn occurrences(e: &Event) -> i32 {
+    e.series
+        .as_ref()
+        .and_then(|s| s.count)
+        .or(e.count)
+        .filter(|c| *c > 0)
+        .unwrap_or(1)
 }
 
 /// `GET /api/v1/requests/{name}/sessions`: terminal sessions of a request (requester or admin).
