@@ -1725,6 +1725,42 @@ mod tests {
             e.message,
             "clusterroles.rbac.authorization.k8s.io \"r\" is forbidden: must have cluster-admin privileges to use the aggregationRule"
         );
+        // clusterrole/policybased/storage.go: removing an aggregationRule (old or new has one) needs
+        // full authority too, and a GC-only update of an aggregated role needs none.
+        let e = check_update(&store, &jane, &crs, Some("r"), &agg, &ok).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("must have cluster-admin privileges to use the aggregationRule"),
+            "{}",
+            e.message
+        );
+        let mut held = agg.clone();
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        assert!(check_update(&store, &jane, &crs, Some("r"), &agg, &held).is_ok());
+    }
+
+    /// pkg/registry/rbac/helpers.go: ownerReferences, finalizers, selfLink and managedFields only;
+    /// empty and absent are the same (`equality.Semantic`).
+    #[test]
+    fn only_gc_fields_are_exempt() {
+        let old = json!({"metadata": {"name": "r", "resourceVersion": "5", "labels": {}}, "rules": []});
+        let mut gc = old.clone();
+        gc["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]);
+        gc["metadata"]["finalizers"] = json!(["x/y"]);
+        gc["metadata"]["managedFields"] = json!([{"manager": "m"}]);
+        assert!(only_gc_fields_change(&old, &gc));
+        let mut unset = old.clone();
+        unset["metadata"].as_object_mut().unwrap().remove("labels");
+        assert!(only_gc_fields_change(&old, &unset));
+        for (path, value) in [
+            ("labels", json!({"a": "b"})),
+            ("annotations", json!({"a": "b"})),
+            ("resourceVersion", json!("")),
+        ] {
+            let mut changed = gc.clone();
+            changed["metadata"][path] = value;
+            assert!(!only_gc_fields_change(&old, &changed), "{path}");
+        }
     }
 
     #[test]
