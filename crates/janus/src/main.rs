@@ -13,6 +13,7 @@ mod audit_cmd;
 #[cfg(feature = "demo")]
 mod demo;
 mod logging;
+mod probe_cmd;
 mod registration_cmd;
 mod web_cmd;
 
@@ -63,6 +64,8 @@ enum Command {
     KubeconfigSync(registration_cmd::KubeconfigSyncArgs),
     /// Print the remote agent's manifests (for `kubectl apply -f -` where helm is not available).
     AgentManifests(registration_cmd::AgentManifestsArgs),
+    /// GET health URLs until they answer 2xx (the chart's `helm test` hook).
+    Probe(probe_cmd::ProbeArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -140,6 +143,10 @@ async fn main() -> anyhow::Result<()> {
             registration_cmd::kubeconfig_sync(args).await?;
         }
         Command::AgentManifests(args) => registration_cmd::agent_manifests(args)?,
+        Command::Probe(args) => {
+            init_logging(cli.log_format);
+            probe_cmd::run(args).await?;
+        }
         Command::Controller {
             config,
             kubeconfig,
