@@ -303,6 +303,18 @@ async fn both_apis_read_and_write_one_event() {
     assert_eq!(v1_seen[1].note.as_deref(), Some("image pulled"));
     assert_eq!(v1_seen[0].metadata.resource_version.as_deref(), Some(rv.as_str()));
 
+    // Pages of a list through events.k8s.io are events.k8s.io objects too.
+    let first = v1.list(&ListParams::default().limit(1)).await.unwrap();
+    assert_eq!(first.items.len(), 1);
+    assert_eq!(first.items[0].note.as_deref(), Some("access granted"));
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = v1
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.items[0].note.as_deref(), Some("image pulled"));
+
     // Deleting through one API removes it from the other.
     v1.delete("pulled", &Default::default()).await.unwrap();
     assert!(core.get_opt("pulled").await.unwrap().is_none());
