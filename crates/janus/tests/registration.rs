@@ -480,7 +480,9 @@ subjects: [{kind: ServiceAccount, name: k8s-janus-agent, namespace: k8s-janus}]
     assert_eq!(can_exec(&env, &remote, &toks[0].1, "team-a").await, "yes");
     assert_eq!(can_exec(&env, &remote, &toks[0].1, "team-b").await, "no");
     wait_phase(&central, "r1", "Expired", 20).await;
-    // its ServiceAccount is gone, so the token no longer authenticates at all
+    // Refused at once: "no" while the server's authentication cache (about 10 s, as on a real API
+    // server) still remembers the token but its RoleBinding, deleted first, is gone; "Unauthorized"
+    // once the deleted ServiceAccount's token no longer authenticates.
     let after = can_exec(&env, &remote, &toks[0].1, "team-a").await;
     assert!(after == "no" || after.contains("Unauthorized"), "{after}");
     assert!(leftovers(&central, &remote, "r1").await.is_empty());
