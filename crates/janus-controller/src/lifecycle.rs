@@ -141,7 +141,9 @@ pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &C
 }
 
 /// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
-/// 600 s. The ServiceAccount is deleted at expiry, which invalidates a longer-lived token at once.
+/// 600 s. At expiry the RoleBinding and then the ServiceAccount are deleted: a longer-lived token is
+/// refused at once (nothing authorizes it) and stops authenticating once the server's cache forgets it.
+/// A cluster may issue less than asked (see [`token_renew_at`]).
 pub fn token_lifetime(expires: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     // Rounded up, plus a second: a token that ended a fraction before expiresAt would look stale on
     // the next reconcile and be re-issued again and again.
