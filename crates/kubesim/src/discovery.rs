@@ -208,7 +208,8 @@ fn openapi_v3_doc(cluster: &Cluster, gv: &str) -> Option<Value> {
     )
 }
 
-fn age(ts: &str) -> String {
+/// How long ago `ts` was, as kubectl prints ages (`duration.HumanDuration`, coarsened).
+pub(crate) fn age(ts: &str) -> String {
     let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
         return "<unknown>".into();
     };
@@ -236,6 +237,9 @@ fn jsonpath_simple(obj: &Value, path: &str) -> Value {
 
 /// Converts a list to a `meta.k8s.io/v1` Table as kubectl requests for `get`.
 pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
+    if rt.kind == "Event" {
+        return crate::events::table(rt, list, query);
+    }
     let mut cols =
         vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
     let kind = rt.kind.as_str();

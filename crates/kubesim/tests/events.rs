@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 const NS: &str = "team-a";
 
+/// A change made to a valid Event to make it invalid.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 fn v1_event(name: &str, note: &str) -> Value {
     json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
@@ -63,7 +66,7 @@ async fn events_v1_create_is_validated_as_upstream() {
     let (code, _) = api_message(create_v1(&env, v1_event("wide", &"€".repeat(342))).await.unwrap_err());
     assert_eq!(code, 422);
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "no-time",
             Box::new(|e| {
@@ -431,6 +434,22 @@ async fn kubectl_sees_one_event_through_both_apis() {
     let listed = env.ok(&["events", "-n", NS]).await;
     assert!(listed.contains("granted by the recorder"), "{listed}");
     assert!(listed.contains("Pod/app"), "{listed}");
+    // `kubectl get events` prints the server's Table (printEvent): an events.k8s.io Event has no
+    // lastTimestamp, so LAST SEEN falls back to its eventTime, and its count is 1.
+    let table = env.ok(&["get", "events", "-n", NS]).await;
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    assert!(row[0].ends_with('s') && row[0] != "<unknown>", "{table}");
+    assert_eq!(row[1..5], ["Normal", "Granted", "pod/app", "granted"], "{table}");
+    let wide = env
+        .ok(&["get", "events.v1.events.k8s.io", "-n", NS, "-o", "wide"])
+        .await;
+    assert!(wide.contains("example.com/ctl, ctl-1"), "{wide}");
 
     let mut long = v1_event("too-long", &"n".repeat(1100));
     long["eventTime"] = json!("2026-01-02T03:04:05.000000Z");
