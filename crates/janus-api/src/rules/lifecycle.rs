@@ -153,3 +153,141 @@ pub fn overdue(
             .and_then(parse_time)
             .is_some_and(|a| ttl::expires_at(spec, a, config) <= now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::time::parse_time;
+    use crate::{Approval, Decision, Denial, Extension, Revocation};
+
+    fn spec() -> AccessRequestSpec {
+        AccessRequestSpec {
+            requester: "a@x.io".into(),
+            cluster: "central".into(),
+            namespaces: vec!["apps".into()],
+            reason: "debug".into(),
+            ttl_seconds: 3600,
+            approval: None,
+            denial: None,
+            revocation: None,
+            withdrawal: None,
+            extensions: vec![],
+        }
+    }
+
+    fn decision() -> Decision {
+        Decision {
+            by: "b@x.io".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn precedence_ends_in_the_safest_state() {
+        let mut s = spec();
+        assert_eq!(ending(&s), None);
+        s.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: None,
+        });
+        s.denial = Some(Denial {
+            by: "c".into(),
+            at: "t".into(),
+            reason: "no".into(),
+        });
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Denied);
+        s.revocation = Some(Revocation {
+            by: "c".into(),
+            at: "t".into(),
+            reason: String::new(),
+        });
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Revoked);
+        s.withdrawal = Some(decision());
+        assert_eq!(ending(&s).unwrap().phase(), Phase::Cancelled);
+        assert_eq!(ending(&s).unwrap().message(), "withdrawn by b@x.io");
+    }
+
+    #[test]
+    fn static_validation() {
+        let cfg = Config::from_yaml("excludedNamespaces: [kube-system]\nminTtlSeconds: 60\n", "t").unwrap();
+        assert!(validate_static(&spec(), &cfg, true).is_ok());
+        assert!(
+            validate_static(&spec(), &cfg, false)
+                .unwrap_err()
+                .contains("unknown cluster")
+        );
+        let mut s = spec();
+        s.namespaces = vec!["kube-system".into()];
+        assert!(validate_static(&s, &cfg, true).unwrap_err().contains("excluded"));
+        s.namespaces = vec!["k8s-janus".into()];
+        assert!(
+            validate_static(&s, &cfg, true).unwrap_err().contains("excluded"),
+            "the Janus namespace always is"
+        );
+        let mut s = spec();
+        s.ttl_seconds = 30;
+        assert!(validate_static(&s, &cfg, true).unwrap_err().contains("outside"));
+        s.ttl_seconds = 28801;
+        assert!(validate_static(&s, &cfg, true).is_err());
+        s.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: Some(600),
+        });
+        assert!(validate_static(&s, &cfg, true).is_ok(), "the approver's TTL counts");
+        let mut s = spec();
+        s.namespaces = vec!["a".into(), "a".into()];
+        assert!(validate_static(&s, &cfg, true).is_err());
+        let mut s = spec();
+        for seconds in [0, 28801] {
+            s.extensions = vec![Extension {
+                by: "b".into(),
+                at: "t".into(),
+                seconds,
+            }];
+            assert!(
+                validate_static(&s, &cfg, true).unwrap_err().contains("extension 0"),
+                "{seconds}"
+            );
+        }
+        s.extensions[0].seconds = 28800;
+        assert!(validate_static(&s, &cfg, true).is_ok());
+    }
+
+    #[test]
+    fn overdue_is_what_holds_credentials_it_should_not() {
+        let cfg = Config::default();
+        let now = parse_time("2026-01-01T12:00:00Z").unwrap();
+        let mut s = spec();
+        let mut st = AccessRequestStatus {
+            phase: Phase::Active,
+            active_at: Some("2026-01-01T10:00:00Z".into()),
+            ..Default::default()
+        };
+        // Activated 2 h ago with a 1 h TTL.
+        assert!(overdue(&s, Some(&st), false, &cfg, now));
+        st.active_at = Some("2026-01-01T11:30:00Z".into());
+        assert!(!overdue(&s, Some(&st), false, &cfg, now), "still within its TTL");
+        assert!(overdue(&s, Some(&st), true, &cfg, now), "being deleted");
+        s.revocation = Some(Revocation {
+            by: "c".into(),
+            at: "t".into(),
+            reason: String::new(),
+        });
+        assert!(overdue(&s, Some(&st), false, &cfg, now), "revoked");
+        st.phase = Phase::Pending;
+        assert!(!overdue(&s, Some(&st), false, &cfg, now), "never granted");
+        assert!(!overdue(&s, None, false, &cfg, now));
+        st.phase = Phase::Revoked;
+        assert!(overdue(&s, Some(&st), false, &cfg, now), "cleanup not confirmed");
+        st.conditions.push(crate::Condition {
+            type_: conditions::types::CREDENTIALS_REMOVED.into(),
+            status: "True".into(),
+            reason: "Removed".into(),
+            message: String::new(),
+            last_transition_time: "2026-01-01T11:59:00Z".into(),
+        });
+        assert!(!overdue(&s, Some(&st), false, &cfg, now));
+    }
+}

@@ -65,6 +65,35 @@ pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &C
     active_at + Duration::seconds(total)
 }
 
+/// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
+/// 600 s. At expiry the RoleBinding and then the ServiceAccount are deleted: a longer-lived token is
+/// refused at once (nothing authorizes it) and stops authenticating once the server's cache forgets it.
+/// A cluster may issue less than asked (see [`token_renew_at`]).
+pub fn token_lifetime(expires: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    // Rounded up, plus a second: a token that ended a fraction before expiresAt would look stale on
+    // the next reconcile and be re-issued again and again.
+    let ms = (expires - now).num_milliseconds();
+    (ms.div_euclid(1000) + 2).max(600)
+}
+
+/// The most a capped token is renewed ahead of its own expiry.
+pub const TOKEN_RENEW_MARGIN_MAX_SECONDS: i64 = 300;
+
+/// When to renew a token issued at `issued` that stops working at `token_expires`, for a cluster that
+/// shortened it below the access it serves (`--service-account-max-token-expiration`).
+///
+/// A fifth of its lifetime ahead, at most [`TOKEN_RENEW_MARGIN_MAX_SECONDS`]. The margin has to absorb
+/// the controller's requeue delay, several backoff retries while the API server is briefly unavailable,
+/// and clock skew between controller and API server (the token's `exp` is the server's clock). A fifth
+/// is what the kubelet uses for projected tokens (it renews at 80% of their lifetime,
+/// pkg/kubelet/token/token_manager.go). The cap keeps renewals rare on real clusters, which refuse a
+/// maximum below one hour: a token renewed every 55 minutes costs one TokenRequest an hour per namespace.
+pub fn token_renew_at(issued: DateTime<Utc>, token_expires: DateTime<Utc>) -> DateTime<Utc> {
+    let lifetime = (token_expires - issued).max(Duration::zero());
+    let margin = (lifetime / 5).min(Duration::seconds(TOKEN_RENEW_MARGIN_MAX_SECONDS));
+    token_expires - margin
+}
+
 /// When a Pending request is denied for lack of a decision, if that applies.
 pub fn pending_deadline(created: DateTime<Utc>, config: &Config) -> Option<DateTime<Utc>> {
     (config.pending_expiry_seconds > 0).then(|| created + Duration::seconds(config.pending_expiry_seconds))
@@ -85,6 +114,7 @@ pub fn retention_deadline(status: &AccessRequestStatus, config: &Config) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::time::parse_time;
     use crate::{Approval, Extension};
 
     fn config() -> Config {
@@ -178,5 +208,57 @@ mod tests {
         c.retention_seconds = 10;
         assert_eq!(retention_deadline(&st, &c), Some(t0 + Duration::seconds(10)));
         assert!(retention_deadline(&AccessRequestStatus::default(), &c).is_none());
+    }
+    #[test]
+    fn expiry_with_override_extensions_and_cap_from_yaml() {
+        let cfg = Config::from_yaml("maxTtlSeconds: 7200\n", "t").unwrap();
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let mut s = spec(3600);
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(3600));
+        s.approval = Some(approval(Some(1800)));
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(1800));
+        s.extensions.push(extension(3600));
+        assert_eq!(expires_at(&s, t0, &cfg), t0 + Duration::seconds(5400));
+        s.extensions.push(extension(3600));
+        assert_eq!(
+            expires_at(&s, t0, &cfg),
+            t0 + Duration::seconds(7200),
+            "capped at maxTtlSeconds"
+        );
+        let open = Config::from_yaml("maxTtlSeconds: 7200\nallowExtensionBeyondMaxTtl: true\n", "t").unwrap();
+        assert_eq!(expires_at(&s, t0, &open), t0 + Duration::seconds(9000));
+    }
+
+    #[test]
+    fn token_lifetime_has_the_api_server_minimum() {
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(token_lifetime(t0 + Duration::seconds(5), t0), 600);
+        assert_eq!(token_lifetime(t0 + Duration::seconds(7200), t0), 7202);
+        let later = t0 + Duration::milliseconds(300);
+        assert!(
+            later + Duration::seconds(token_lifetime(t0 + Duration::seconds(7200), later))
+                >= t0 + Duration::seconds(7200),
+            "covers expiresAt despite the fraction"
+        );
+    }
+
+    #[test]
+    fn capped_tokens_are_renewed_a_fifth_ahead_at_most_five_minutes() {
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            token_renew_at(t0, t0 + Duration::seconds(10)),
+            t0 + Duration::seconds(8),
+            "short lifetimes: a fifth ahead"
+        );
+        assert_eq!(
+            token_renew_at(t0, t0 + Duration::seconds(3600)),
+            t0 + Duration::seconds(3300),
+            "an hour: five minutes ahead"
+        );
+        assert_eq!(
+            token_renew_at(t0, t0 - Duration::seconds(5)),
+            t0 - Duration::seconds(5),
+            "a clock that ran backwards renews at the token's expiry, not after it"
+        );
     }
 }
