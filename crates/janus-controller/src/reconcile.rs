@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use janus_api::access_request::{ApprovedSpec, reasons};
 use janus_api::config::Config;
+use janus_api::rules::conditions::{reachability, removal, types};
 use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Phase};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -173,7 +174,7 @@ fn set_condition(
 }
 
 fn condition_true(status: &AccessRequestStatus, type_: &str) -> bool {
-    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    janus_api::rules::conditions::is_true(status, type_)
 }
 
 async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus) -> Result<()> {
@@ -306,9 +307,9 @@ async fn finish_with(
         Ok(left) if left.is_empty() => {
             set_condition(
                 &mut status,
-                "CredentialsRemoved",
+                types::CREDENTIALS_REMOVED,
                 true,
-                "Removed",
+                removal::REMOVED,
                 "all credentials removed",
                 now,
             );
@@ -316,15 +317,22 @@ async fn finish_with(
         }
         Ok(left) => {
             let m = format!("still present: {}", left.join(", "));
-            set_condition(&mut status, "CredentialsRemoved", false, "CleanupPending", &m, now);
+            set_condition(
+                &mut status,
+                types::CREDENTIALS_REMOVED,
+                false,
+                removal::CLEANUP_PENDING,
+                &m,
+                now,
+            );
             Err(Error::CleanupPending(m))
         }
         Err(e) => {
             set_condition(
                 &mut status,
-                "CredentialsRemoved",
+                types::CREDENTIALS_REMOVED,
                 false,
-                "CleanupPending",
+                removal::CLEANUP_PENDING,
                 &e.to_string(),
                 now,
             );
@@ -442,7 +450,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
 
     if status.phase.is_terminal() {
-        if !condition_true(&status, "CredentialsRemoved") {
+        if !condition_true(&status, types::CREDENTIALS_REMOVED) {
             // Keep the reason the request ended with: retrying the cleanup does not change why.
             let reason = status
                 .phase_reason()
@@ -606,9 +614,9 @@ async fn pending(
             status.message = "waiting for an admin's decision".into();
             set_condition(
                 &mut status,
-                "Submitted",
+                types::SUBMITTED,
                 true,
-                "Submitted",
+                types::SUBMITTED,
                 &format!("requested by {}", ar.spec.requester),
                 now,
             );
@@ -619,7 +627,7 @@ async fn pending(
                     ctx,
                     ar,
                     false,
-                    "Submitted",
+                    types::SUBMITTED,
                     format!("requested by {}", ar.spec.requester),
                 )
                 .await;
@@ -640,9 +648,9 @@ async fn pending(
     status.message = format!("approved by {}; issuing credentials", approval.by);
     set_condition(
         &mut status,
-        "Approved",
+        types::APPROVED,
         true,
-        "Approved",
+        types::APPROVED,
         &format!("approved by {}", approval.by),
         now,
     );
@@ -651,7 +659,7 @@ async fn pending(
         ctx.remember_baseline(ar, a);
     }
     ctx.metrics.transition(Phase::Approved);
-    publish(ctx, ar, false, "Approved", format!("approved by {}", approval.by)).await;
+    publish(ctx, ar, false, types::APPROVED, format!("approved by {}", approval.by)).await;
     grant_or_maintain(ctx, ar, status, now).await
 }
 
@@ -667,7 +675,14 @@ async fn target_or_wait(
             let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
             if status.message != msg {
                 status.message = msg.clone();
-                set_condition(status, "ClusterReachable", false, "ClusterUnavailable", &msg, now);
+                set_condition(
+                    status,
+                    types::CLUSTER_REACHABLE,
+                    false,
+                    reachability::CLUSTER_UNAVAILABLE,
+                    &msg,
+                    now,
+                );
                 write_status(ctx, ar, status).await?;
             }
             Err(e)
@@ -756,7 +771,14 @@ async fn grant_or_maintain(
             let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
             if status.message != msg {
                 status.message = msg.clone();
-                set_condition(&mut status, "ClusterReachable", false, "ClusterError", &msg, now);
+                set_condition(
+                    &mut status,
+                    types::CLUSTER_REACHABLE,
+                    false,
+                    reachability::CLUSTER_ERROR,
+                    &msg,
+                    now,
+                );
                 write_status(ctx, ar, &status).await?;
             }
             return Err(e);
@@ -793,17 +815,24 @@ async fn grant_or_maintain(
         ar.spec.cluster,
         fmt_time(expires)
     );
-    set_condition(&mut status, "ClusterReachable", true, "Reachable", "", now);
+    set_condition(
+        &mut status,
+        types::CLUSTER_REACHABLE,
+        true,
+        reachability::REACHABLE,
+        "",
+        now,
+    );
     if first {
         let message = status.message.clone();
-        set_condition(&mut status, "Granted", true, "Granted", &message, now);
+        set_condition(&mut status, types::GRANTED, true, types::GRANTED, &message, now);
     }
     if extended {
         set_condition(
             &mut status,
-            "Extended",
+            types::EXTENDED,
             true,
-            "Extended",
+            types::EXTENDED,
             &format!("now expires at {}", fmt_time(expires)),
             now,
         );
@@ -815,14 +844,14 @@ async fn grant_or_maintain(
             ctx.metrics
                 .observe_grant((Utc::now() - approved).to_std().unwrap_or_default());
         }
-        publish(ctx, ar, false, "Granted", status.message.clone()).await;
+        publish(ctx, ar, false, types::GRANTED, status.message.clone()).await;
         tracing::info!(request = %ar.name_any(), expires = %fmt_time(expires), "access granted");
     } else if extended {
         publish(
             ctx,
             ar,
             false,
-            "Extended",
+            types::EXTENDED,
             format!("access now expires at {}", fmt_time(expires)),
         )
         .await;

@@ -248,7 +248,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         push(
             AuditKind::RequestExtended,
             Some(i),
-            parse_time(&e.at).or_else(|| condition_time(&status, "Extended")),
+            parse_time(&e.at).or_else(|| condition_time(&status, types::EXTENDED)),
             &e.by,
             json!({"seconds": e.seconds, "index": i}),
         );

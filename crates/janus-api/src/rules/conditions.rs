@@ -15,6 +15,20 @@ pub mod types {
     pub const GRANTED: &str = "Granted";
     /// Every credential of the request is gone (`True`), or removal is still pending (`False`).
     pub const CREDENTIALS_REMOVED: &str = "CredentialsRemoved";
+    /// An extension was applied (the credentials were re-issued for the new expiry).
+    pub const EXTENDED: &str = "Extended";
+    /// Whether the target cluster answered the last grant attempt.
+    pub const CLUSTER_REACHABLE: &str = "ClusterReachable";
+}
+
+/// Reasons of the `ClusterReachable` condition.
+pub mod reachability {
+    /// The cluster answered.
+    pub const REACHABLE: &str = "Reachable";
+    /// The cluster has no usable kubeconfig or does not answer.
+    pub const CLUSTER_UNAVAILABLE: &str = "ClusterUnavailable";
+    /// The cluster answered with an error.
+    pub const CLUSTER_ERROR: &str = "ClusterError";
 }
 
 /// Reasons of the `CredentialsRemoved` condition.
