@@ -109,6 +109,7 @@ pub struct AccessRequestSpec {
 
 /// Who made a decision and when.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Email of the person (or `system:idle-timeout` style actor) who decided.
@@ -121,6 +122,7 @@ pub struct Decision {
 
 /// An approval, with an optional TTL that overrides the requested one.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
     /// Who approved.
@@ -137,6 +139,7 @@ pub struct Approval {
 
 /// A denial with its reason.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Denial {
     /// Who denied.
@@ -153,6 +156,7 @@ pub struct Denial {
 
 /// A revocation of active access.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Revocation {
     /// Who revoked.
@@ -172,6 +176,7 @@ pub type Withdrawal = Decision;
 
 /// Extra time granted by an admin.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Extension {
     /// Who extended.
@@ -187,6 +192,7 @@ pub struct Extension {
 
 /// Where a request is in its lifecycle.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Phase {
     /// Waiting for a decision.
     #[default]
@@ -225,6 +231,7 @@ impl std::fmt::Display for Phase {
 
 /// A standard Kubernetes-style condition.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type (e.g. `Granted`, `CredentialsRemoved`).

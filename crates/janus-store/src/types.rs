@@ -175,6 +175,7 @@ pub struct NewAuditEvent {
 
 /// A stored audit event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// Insertion order; used for keyset pagination.
     pub id: i64,
@@ -289,6 +290,7 @@ pub struct NewUser {
 
 /// A local account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// Login name.
@@ -351,6 +353,7 @@ pub struct WebSession {
 
 /// A browser terminal session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TerminalSession {
     /// Unique id.
@@ -381,6 +384,7 @@ pub struct TerminalSession {
 
 /// One command line typed in a terminal session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CommandLine {
     /// Terminal session.
@@ -397,6 +401,7 @@ pub struct CommandLine {
 
 /// A saved command for one user and cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct QuickCommand {
     /// Id.

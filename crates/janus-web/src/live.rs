@@ -67,6 +67,12 @@ impl Hub {
 }
 
 /// `GET /api/v1/events`: the changes the caller may see.
+#[utoipa::path(get, path = "/api/v1/events", tag = "requests",
+    responses(
+        (status = 200, description = "Server-Sent Events of the requests the caller may see: `event: request` with \
+            data {name, phase, ...}; `event: resync` when updates were missed", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,

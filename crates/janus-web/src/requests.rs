@@ -66,7 +66,7 @@ pub fn actions(state: &AppState, id: &Identity, ar: &AccessRequest) -> Actions {
 }
 
 /// A request as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
     /// Object name.
@@ -234,7 +234,7 @@ pub async fn namespaces(state: &AppState, cluster: &str) -> Result<Vec<String>, 
 }
 
 /// What the request form (or API) submits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInput {
     /// Target cluster.
@@ -574,8 +574,9 @@ pub async fn decide(
 }
 
 /// Filters for lists.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     /// Only this requester (admins), or `mine`.
     #[serde(default)]
@@ -601,7 +602,7 @@ pub struct ListFilter {
 }
 
 /// A page of requests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListPage {
     /// The requests of the page.

@@ -37,6 +37,7 @@ impl ActionPolicy {
 
 /// What a person may do with a request right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Actions {
     /// Approve (admin, pending, not one's own unless allowed).

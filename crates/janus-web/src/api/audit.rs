@@ -4,16 +4,45 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use janus_store::ExportFormat;
-use serde::Deserialize;
-use serde_json::json;
+use janus_store::{AuditEvent, ExportFormat};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
 use crate::pages::audit::AuditFilter;
 use crate::state::AppState;
 
+/// A page of audit events.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// Newest first.
+    pub events: Vec<AuditEvent>,
+    /// The `before` cursor of the next page (the last event's id).
+    pub next_before: Option<i64>,
+}
+
 /// `GET /api/v1/audit`.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    params(
+        ("actor" = Option<String>, Query, description = "Only this actor"),
+        ("request" = Option<String>, Query, description = "Only this AccessRequest"),
+        ("cluster" = Option<String>, Query, description = "Only this cluster"),
+        ("kind" = Option<String>, Query, description = "Only this kind (request.created, ...)"),
+        ("since" = Option<String>, Query, description = "At or after (RFC 3339 or a date)"),
+        ("until" = Option<String>, Query, description = "Before (RFC 3339 or a date)"),
+        ("before" = Option<i64>, Query, description = "Keyset cursor: nextBefore of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Page size, at most 1000"),
+    ),
+    responses(
+        (status = 200, description = "Audit events, newest first", body = AuditPage),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 422, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -25,17 +54,33 @@ pub async fn list(
     let Query(f) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
     let events = state.store.audit_events(&f.query()?).await?;
     let next = events.last().map(|e| e.id);
-    Ok(Json(json!({"events": events, "nextBefore": next})).into_response())
+    Ok(Json(AuditPage {
+        events,
+        next_before: next,
+    })
+    .into_response())
 }
 
 /// `?format=` of the export.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `jsonl` (default) or `csv`.
     format: Option<String>,
+    /// Only events at or after (RFC 3339 or a date).
     since: Option<String>,
 }
 
 /// `GET /api/v1/audit/export`: every event since a time, oldest first, as CSV or JSON lines.
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(ExportQuery),
+    responses(
+        (status = 200, description = "The export, oldest first (JSON lines of AuditEvent, or CSV)",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 422, description = "Unknown format or invalid time", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn export(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,

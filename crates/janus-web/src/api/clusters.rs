@@ -9,15 +9,16 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
+use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
 use crate::requests;
 use crate::state::AppState;
 
 /// A cluster and how it is doing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterHealth {
     /// Identifier.
@@ -97,17 +98,53 @@ pub async fn health(state: &AppState) -> Vec<ClusterHealth> {
     futures::future::join_all(checks).await
 }
 
+/// The clusters.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterList {
+    /// The central cluster first.
+    pub clusters: Vec<ClusterHealth>,
+}
+
+/// The namespaces one may request on a cluster.
+#[derive(Serialize, ToSchema)]
+pub struct NamespaceList {
+    /// The cluster asked about.
+    pub cluster: String,
+    /// Existing, not excluded, sorted.
+    pub namespaces: Vec<String>,
+}
+
 /// `GET /api/v1/clusters`.
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters",
+    responses(
+        (status = 200, description = "Clusters with connection health and janus-pod-exec presence", body = ClusterList),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>, Authenticated(_id): Authenticated) -> Response {
-    Json(json!({"clusters": health(&state).await})).into_response()
+    Json(ClusterList {
+        clusters: health(&state).await,
+    })
+    .into_response()
 }
 
 /// `GET /api/v1/clusters/{name}/namespaces`.
+#[utoipa::path(get, path = "/api/v1/clusters/{name}/namespaces", tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    responses(
+        (status = 200, description = "Namespaces that may be requested (existing, not excluded)", body = NamespaceList),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "Unknown cluster", body = ErrorBody),
+        (status = 503, description = "The cluster's API is unavailable", body = ErrorBody),
+    ))]
 pub async fn namespaces(
     State(state): State<AppState>,
     Authenticated(_id): Authenticated,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     let ns = requests::namespaces(&state, &name).await?;
-    Ok(Json(json!({"cluster": name, "namespaces": ns})).into_response())
+    Ok(Json(NamespaceList {
+        cluster: name,
+        namespaces: ns,
+    })
+    .into_response())
 }

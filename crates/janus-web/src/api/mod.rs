@@ -1,14 +1,14 @@
-//! The JSON API under `/api/v1`, described by `assets/openapi.yaml` (served at `/api/v1/openapi.yaml`).
+//! The JSON API under `/api/v1`, described by the OpenAPI document generated from it ([`openapi`], served at
+//! `/api/v1/openapi.yaml` and `/api/v1/openapi.json`).
 
 pub mod audit;
 pub mod clusters;
+pub mod openapi;
 pub mod requests;
 pub mod session;
 pub mod users;
 
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 
 use crate::state::AppState;
@@ -16,7 +16,8 @@ use crate::state::AppState;
 /// The `/api/v1` routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/openapi.yaml", get(openapi))
+        .route("/api/v1/openapi.yaml", get(openapi::openapi_yaml))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/login", post(session::login))
         .route("/api/v1/logout", post(session::logout))
         .route("/api/v1/session", get(session::whoami))
@@ -34,11 +35,4 @@ pub fn router() -> Router<AppState> {
             "/api/v1/users/{username}",
             patch(users::update_handler).delete(users::delete_handler),
         )
-}
-
-async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/yaml")],
-        crate::assets::get("openapi.yaml").unwrap_or_default(),
-    )
 }

@@ -5,13 +5,15 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use janus_store::AuditEvent;
 use janus_store::AuditQuery;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
-use crate::requests::{self as domain, CreateInput, DecisionInput, ListFilter};
+use crate::requests::{self as domain, CreateInput, DecisionInput, ListFilter, ListPage, RequestView};
 use crate::state::AppState;
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
@@ -19,6 +21,14 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
 }
 
 /// `GET /api/v1/requests`.
+#[utoipa::path(get, path = "/api/v1/requests", tag = "requests", params(ListFilter),
+    description = "Pending first, newest first. Non-admins see their own requests only.",
+    responses(
+        (status = 200, description = "A page", body = ListPage),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "scope=all asked by a non-admin", body = ErrorBody),
+        (status = 422, description = "Malformed query", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -32,6 +42,18 @@ pub async fn list(
 }
 
 /// `POST /api/v1/requests`.
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", request_body = CreateInput,
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 201, description = "Created", body = RequestView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
+        (status = 409, description = "The Kubernetes API reported a conflict", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in `field`), e.g. an unknown cluster", body = ErrorBody),
+        (status = 429, description = "Too many open requests", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -43,6 +65,14 @@ pub async fn create(
 }
 
 /// `GET /api/v1/requests/{name}`.
+#[utoipa::path(get, path = "/api/v1/requests/{name}", tag = "requests",
+    params(("name" = String, Path, description = "AccessRequest name")),
+    responses(
+        (status = 200, description = "The request (the requester's own, or any for admins)", body = RequestView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "Unknown, or not the caller's", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -52,7 +82,22 @@ pub async fn get(
     Ok(Json(domain::view(&state, &id, &ar)).into_response())
 }
 
+/// The audit events of one request.
+#[derive(Serialize, ToSchema)]
+pub struct Timeline {
+    /// Oldest first.
+    pub events: Vec<AuditEvent>,
+}
+
 /// `GET /api/v1/requests/{name}/timeline`: the audit events of one request, oldest first.
+#[utoipa::path(get, path = "/api/v1/requests/{name}/timeline", tag = "requests",
+    params(("name" = String, Path, description = "AccessRequest name")),
+    responses(
+        (status = 200, description = "The request's audit events, oldest first", body = Timeline),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "Unknown, or not the caller's", body = ErrorBody),
+        (status = 503, description = "The database or the Kubernetes API is unavailable", body = ErrorBody),
+    ))]
 pub async fn timeline(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -68,19 +113,41 @@ pub async fn timeline(
         })
         .await?;
     events.reverse();
-    Ok(Json(json!({"events": events})).into_response())
+    Ok(Json(Timeline { events }).into_response())
 }
 
 /// Body of a decision (every field optional; which ones count depends on the action).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DecisionBody {
+    /// approve: TTL override.
     ttl_seconds: Option<i64>,
+    /// deny (required), revoke (optional).
     reason: Option<String>,
+    /// extend (required): seconds to add.
     seconds: Option<i64>,
 }
 
 /// `POST /api/v1/requests/{name}/{approve|deny|revoke|withdraw|extend}`.
+#[utoipa::path(post, path = "/api/v1/requests/{name}/{action}", tag = "requests",
+    description = "approve/deny/revoke/extend are admins' (no self-approval unless allowSelfApproval); \
+        withdraw is the requester's. The body may be left out.",
+    params(
+        ("name" = String, Path, description = "AccessRequest name"),
+        ("action" = String, Path, description = "approve, deny, revoke, withdraw or extend"),
+    ),
+    request_body(content = Option<DecisionBody>),
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "The request after the decision", body = RequestView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not allowed, CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
+        (status = 404, description = "Unknown request or action, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The request's phase does not allow the action", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in `field`)", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+    ))]
 pub async fn decide(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,

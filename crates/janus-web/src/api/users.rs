@@ -5,10 +5,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use janus_store::User;
 use janus_store::{AuditKind, NewUser, UserChange};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::openapi::ErrorBody;
 use crate::audit;
 use crate::auth::{Authenticated, Identity, local};
 use crate::error::WebError;
@@ -24,7 +27,7 @@ fn require_admin(id: &Identity) -> Result<(), WebError> {
 }
 
 /// A new local user.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUserInput {
     /// Login name.
@@ -39,7 +42,7 @@ pub struct NewUserInput {
 }
 
 /// A change to a local user.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserChangeInput {
     /// New password.
@@ -216,16 +219,44 @@ pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(
     Ok(())
 }
 
+/// The local users.
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    /// Every local account.
+    pub users: Vec<User>,
+}
+
 /// `GET /api/v1/users`.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses(
+        (status = 200, description = "Local users", body = UserList),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn list_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
 ) -> Result<Response, WebError> {
     require_admin(&id)?;
-    Ok(Json(json!({"users": state.store.list_users().await?})).into_response())
+    Ok(Json(UserList {
+        users: state.store.list_users().await?,
+    })
+    .into_response())
 }
 
 /// `POST /api/v1/users`.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserInput,
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin, CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
+        (status = 409, description = "The username or email exists already", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in `field`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn create_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -238,6 +269,20 @@ pub async fn create_handler(
 }
 
 /// `PATCH /api/v1/users/{username}`.
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", request_body = UserChangeInput,
+    description = "Changes the password, role or state; the user's sessions end.",
+    params(("username" = String, Path, description = "Login name")),
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin, CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Demoting or disabling oneself", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Nothing to change, or an invalid field", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn update_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -250,6 +295,17 @@ pub async fn update_handler(
 }
 
 /// `DELETE /api/v1/users/{username}`.
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users",
+    params(("username" = String, Path, description = "Login name")),
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 204, description = "Deleted; the user's sessions end"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin, CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Deleting oneself", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn delete_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,

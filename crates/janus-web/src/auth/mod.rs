@@ -23,7 +23,7 @@ use crate::error::WebError;
 use crate::state::AppState;
 
 /// How an identity was established.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthSource {
     /// A local account (username and password).
@@ -46,7 +46,7 @@ impl AuthSource {
 }
 
 /// An authenticated person.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     /// Lowercased email; what AccessRequests record as requester and decision maker.

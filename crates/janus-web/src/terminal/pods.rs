@@ -33,7 +33,7 @@ pub struct NsQuery {
 }
 
 /// A pod as the terminal page lists it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodView {
     name: String,
@@ -54,6 +54,17 @@ fn forbidden_or(e: kube::Error) -> WebError {
 }
 
 /// `GET /api/v1/requests/{name}/pods?namespace=`.
+#[utoipa::path(get, path = "/api/v1/requests/{name}/pods", tag = "terminal",
+    params(("name" = String, Path), ("namespace" = String, Query, description = "A granted namespace")),
+    responses(
+        (status = 200, description = "Pods, read with the request's own token", body = crate::api::openapi::PodList),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The request is not active, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Namespace not granted", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The cluster's API is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -100,6 +111,19 @@ pub async fn list(
 /// Log streams have their own limits (`maxLogStreamsPerUser`, `maxLogStreamsPerReplica`), apart from
 /// terminal sessions, and end like terminals: with the access, and with the login or rights of the
 /// person who opened them.
+#[utoipa::path(get, path = "/api/v1/requests/{name}/logs", tag = "terminal",
+    params(("name" = String, Path), ("namespace" = String, Query), ("pod" = String, Query),
+        ("container" = Option<String>, Query), ("tail" = Option<i64>, Query, description = "Lines before following (default 200, at most 5000)")),
+    responses(
+        (status = 200, description = "Log lines as they come; ends with the access or the opener's login or rights", content_type = "text/plain", body = String),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The request is not active, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "No pod, or namespace not granted", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "Too many log streams (maxLogStreamsPerUser, maxLogStreamsPerReplica)", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The cluster's API is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn logs(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -236,6 +260,17 @@ impl Drop for Unregister {
 }
 
 /// `GET /api/v1/requests/{name}/events?namespace=[&pod=]`.
+#[utoipa::path(get, path = "/api/v1/requests/{name}/events", tag = "terminal",
+    params(("name" = String, Path), ("namespace" = String, Query), ("pod" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Kubernetes Events of the namespace (or one pod), oldest first", body = crate::api::openapi::PodEventList),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The request is not active, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Namespace not granted", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The cluster's API is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -301,6 +336,13 @@ fn occurrences(e: &Event) -> i32 {
 }
 
 /// `GET /api/v1/requests/{name}/sessions`: terminal sessions of a request (requester or admin).
+#[utoipa::path(get, path = "/api/v1/requests/{name}/sessions", tag = "terminal", params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Terminal sessions of the request", body = crate::api::openapi::SessionList),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database or the Kubernetes API is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn sessions(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -312,6 +354,14 @@ pub async fn sessions(
 }
 
 /// `GET /api/v1/recordings/{id}`: the asciicast of a session (admins only).
+#[utoipa::path(get, path = "/api/v1/recordings/{id}", tag = "terminal", params(("id" = String, Path, description = "Terminal session id")),
+    responses(
+        (status = 200, description = "The recording as asciicast v2", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No recording for this session", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn recording(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -337,6 +387,17 @@ pub struct CommandQuery {
 }
 
 /// `GET /api/v1/commands?q=`: search the command log (admins only).
+#[utoipa::path(get, path = "/api/v1/commands", tag = "terminal",
+    description = "Typed lines are reconstructed from keystrokes; tab completion and line editing are not \
+        resolved, so a line may differ from the command the shell ran. The session recording is the record.",
+    params(("q" = String, Query, description = "Search text, at most 200 bytes"), ("limit" = Option<i64>, Query)),
+    responses(
+        (status = 200, description = "Matching command lines", body = crate::api::openapi::CommandList),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Search text too long", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn commands(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -362,6 +423,12 @@ pub struct QuickQuery {
 }
 
 /// `GET /api/v1/quick-commands?cluster=`: the caller's quick commands for a cluster.
+#[utoipa::path(get, path = "/api/v1/quick-commands", tag = "terminal", params(("cluster" = String, Query)),
+    responses(
+        (status = 200, description = "The caller's quick commands", body = crate::api::openapi::QuickCommandList),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn quick_list(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -372,15 +439,29 @@ pub async fn quick_list(
 }
 
 /// A new quick command.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuickInput {
+    /// Cluster name.
     cluster: String,
+    /// Button label, 1 to 60 characters.
     label: String,
+    /// Command text, 1 to 4096 bytes.
     command: String,
 }
 
 /// `POST /api/v1/quick-commands`.
+#[utoipa::path(post, path = "/api/v1/quick-commands", tag = "terminal", request_body = QuickInput,
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 201, description = "Saved", body = janus_store::QuickCommand),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "CSRF token missing or wrong, or cross-site Origin", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Invalid field (named in `field`)", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "At most 50 quick commands per cluster", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn quick_add(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
@@ -407,6 +488,15 @@ pub async fn quick_add(
 }
 
 /// `DELETE /api/v1/quick-commands/{id}` (only one's own).
+#[utoipa::path(delete, path = "/api/v1/quick-commands/{id}", tag = "terminal", params(("id" = i64, Path)),
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "CSRF token missing or wrong, or cross-site Origin", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such quick command of the caller's", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn quick_delete(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
