@@ -67,7 +67,7 @@ impl Hub {
 }
 
 /// `GET /api/v1/events`: the changes the caller may see.
-#[utoipa::path(get, path = "/api/v1/events", tag = "requests",
+#[utoipa::path(get, path = "/api/v1/events", tag = "requests", summary = "Live updates (Server-Sent Events) of the requests the caller may see",
     responses(
         (status = 200, description = "Server-Sent Events of the requests the caller may see: `event: request` with \
             data {name, phase, ...}; `event: resync` when updates were missed", content_type = "text/event-stream", body = String),

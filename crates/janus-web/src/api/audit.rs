@@ -25,7 +25,7 @@ pub struct AuditPage {
 }
 
 /// `GET /api/v1/audit`.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", summary = "Audit events, newest first (admins)",
     params(
         ("actor" = Option<String>, Query, description = "Only this actor"),
         ("request" = Option<String>, Query, description = "Only this AccessRequest"),
@@ -72,7 +72,7 @@ pub struct ExportQuery {
 }
 
 /// `GET /api/v1/audit/export`: every event since a time, oldest first, as CSV or JSON lines.
-#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(ExportQuery),
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", summary = "Export the audit log, oldest first, as JSON lines or CSV (admins)", params(ExportQuery),
     responses(
         (status = 200, description = "The export, oldest first (JSON lines of AuditEvent, or CSV)",
             content((String = "application/x-ndjson"), (String = "text/csv"))),

@@ -115,7 +115,7 @@ pub struct NamespaceList {
 }
 
 /// `GET /api/v1/clusters`.
-#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters",
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters", summary = "Clusters with connection health and janus-pod-exec presence",
     responses(
         (status = 200, description = "Clusters with connection health and janus-pod-exec presence", body = ClusterList),
         (status = 401, description = "Not logged in", body = ErrorBody),
@@ -128,7 +128,7 @@ pub async fn list(State(state): State<AppState>, Authenticated(_id): Authenticat
 }
 
 /// `GET /api/v1/clusters/{name}/namespaces`.
-#[utoipa::path(get, path = "/api/v1/clusters/{name}/namespaces", tag = "clusters",
+#[utoipa::path(get, path = "/api/v1/clusters/{name}/namespaces", tag = "clusters", summary = "Namespaces that may be requested on a cluster",
     params(("name" = String, Path, description = "Cluster name")),
     responses(
         (status = 200, description = "Namespaces that may be requested (existing, not excluded)", body = NamespaceList),

@@ -228,14 +228,14 @@ fn rendered(r: Result<String, String>, content_type: &'static str) -> Response {
 }
 
 /// `GET /api/v1/openapi.yaml`: this document as YAML.
-#[utoipa::path(get, path = "/api/v1/openapi.yaml", tag = "meta", security(()),
+#[utoipa::path(get, path = "/api/v1/openapi.yaml", tag = "meta", summary = "This document as YAML", security(()),
     responses((status = 200, description = "This document", content_type = "application/yaml", body = String)))]
 pub async fn openapi_yaml() -> Response {
     rendered(document().to_yaml().map_err(|e| e.to_string()), "application/yaml")
 }
 
 /// `GET /api/v1/openapi.json`: this document as JSON.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", summary = "This document as JSON", security(()),
     responses((status = 200, description = "This document", body = Object)))]
 pub async fn openapi_json() -> Response {
     rendered(

@@ -21,7 +21,7 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
 }
 
 /// `GET /api/v1/requests`.
-#[utoipa::path(get, path = "/api/v1/requests", tag = "requests", params(ListFilter),
+#[utoipa::path(get, path = "/api/v1/requests", tag = "requests", summary = "List requests", params(ListFilter),
     description = "Pending first, newest first. Non-admins see their own requests only.",
     responses(
         (status = 200, description = "A page", body = ListPage),
@@ -42,7 +42,7 @@ pub async fn list(
 }
 
 /// `POST /api/v1/requests`.
-#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", request_body = CreateInput,
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", summary = "Request access, as the logged-in identity", request_body = CreateInput,
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 201, description = "Created", body = RequestView),
@@ -65,7 +65,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/requests/{name}`.
-#[utoipa::path(get, path = "/api/v1/requests/{name}", tag = "requests",
+#[utoipa::path(get, path = "/api/v1/requests/{name}", tag = "requests", summary = "One request",
     params(("name" = String, Path, description = "AccessRequest name")),
     responses(
         (status = 200, description = "The request (the requester's own, or any for admins)", body = RequestView),
@@ -90,7 +90,7 @@ pub struct Timeline {
 }
 
 /// `GET /api/v1/requests/{name}/timeline`: the audit events of one request, oldest first.
-#[utoipa::path(get, path = "/api/v1/requests/{name}/timeline", tag = "requests",
+#[utoipa::path(get, path = "/api/v1/requests/{name}/timeline", tag = "requests", summary = "The request's audit events, oldest first",
     params(("name" = String, Path, description = "AccessRequest name")),
     responses(
         (status = 200, description = "The request's audit events, oldest first", body = Timeline),
@@ -129,7 +129,7 @@ pub struct DecisionBody {
 }
 
 /// `POST /api/v1/requests/{name}/{approve|deny|revoke|withdraw|extend}`.
-#[utoipa::path(post, path = "/api/v1/requests/{name}/{action}", tag = "requests",
+#[utoipa::path(post, path = "/api/v1/requests/{name}/{action}", tag = "requests", summary = "Decide: approve, deny, revoke, withdraw or extend",
     description = "approve/deny/revoke/extend are admins' (no self-approval unless allowSelfApproval); \
         withdraw is the requester's. The body may be left out.",
     params(

@@ -54,7 +54,7 @@ pub struct LoggedOut {
 }
 
 /// `POST /api/v1/login`: starts a session; the answer carries the CSRF token for later state changes.
-#[utoipa::path(post, path = "/api/v1/login", tag = "session", security(()), request_body = LoginInput,
+#[utoipa::path(post, path = "/api/v1/login", tag = "session", summary = "Log in with a local account (authMode local)", security(()), request_body = LoginInput,
     description = "422 \"wrong username or password\" answers a wrong password and, identically, an unknown, \
         disabled or locked account. 429: the client address used up its failed-login budget \
         (loginMaxFailuresPerAddress).",
@@ -87,7 +87,7 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`.
-#[utoipa::path(post, path = "/api/v1/logout", tag = "session", security((), ("session" = [], "csrf" = [])),
+#[utoipa::path(post, path = "/api/v1/logout", tag = "session", summary = "End the session", security((), ("session" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Logged out (also without a session); clears the cookie", body = LoggedOut),
         (status = 403, description = "CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
@@ -104,7 +104,7 @@ pub async fn logout(State(state): State<AppState>, Optional(id): Optional) -> Re
 }
 
 /// `GET /api/v1/session`: who am I, and the CSRF token.
-#[utoipa::path(get, path = "/api/v1/session", tag = "session",
+#[utoipa::path(get, path = "/api/v1/session", tag = "session", summary = "Who am I, and the CSRF token",
     responses(
         (status = 200, description = "The identity", body = SessionInfo),
         (status = 401, description = "Not logged in", body = ErrorBody),

@@ -227,7 +227,7 @@ pub struct UserList {
 }
 
 /// `GET /api/v1/users`.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", summary = "Local users (admins)",
     responses(
         (status = 200, description = "Local users", body = UserList),
         (status = 401, description = "Not logged in", body = ErrorBody),
@@ -246,7 +246,7 @@ pub async fn list_handler(
 }
 
 /// `POST /api/v1/users`.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserInput,
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", summary = "Create a local user (admins)", request_body = NewUserInput,
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 201, description = "Created", body = User),
@@ -269,7 +269,7 @@ pub async fn create_handler(
 }
 
 /// `PATCH /api/v1/users/{username}`.
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", request_body = UserChangeInput,
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", summary = "Change a local user's password, role or state (admins)", request_body = UserChangeInput,
     description = "Changes the password, role or state; the user's sessions end.",
     params(("username" = String, Path, description = "Login name")),
     security(("session" = [], "csrf" = [])),
@@ -295,7 +295,7 @@ pub async fn update_handler(
 }
 
 /// `DELETE /api/v1/users/{username}`.
-#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users",
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", summary = "Delete a local user (admins)",
     params(("username" = String, Path, description = "Login name")),
     security(("session" = [], "csrf" = [])),
     responses(

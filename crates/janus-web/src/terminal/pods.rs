@@ -54,7 +54,7 @@ fn forbidden_or(e: kube::Error) -> WebError {
 }
 
 /// `GET /api/v1/requests/{name}/pods?namespace=`.
-#[utoipa::path(get, path = "/api/v1/requests/{name}/pods", tag = "terminal",
+#[utoipa::path(get, path = "/api/v1/requests/{name}/pods", tag = "terminal", summary = "Pods of a granted namespace, read with the request's own token",
     params(("name" = String, Path), ("namespace" = String, Query, description = "A granted namespace")),
     responses(
         (status = 200, description = "Pods, read with the request's own token", body = crate::api::openapi::PodList),
@@ -111,7 +111,7 @@ pub async fn list(
 /// Log streams have their own limits (`maxLogStreamsPerUser`, `maxLogStreamsPerReplica`), apart from
 /// terminal sessions, and end like terminals: with the access, and with the login or rights of the
 /// person who opened them.
-#[utoipa::path(get, path = "/api/v1/requests/{name}/logs", tag = "terminal",
+#[utoipa::path(get, path = "/api/v1/requests/{name}/logs", tag = "terminal", summary = "Follow a container's log, read with the request's own token",
     params(("name" = String, Path), ("namespace" = String, Query), ("pod" = String, Query),
         ("container" = Option<String>, Query), ("tail" = Option<i64>, Query, description = "Lines before following (default 200, at most 5000)")),
     responses(
@@ -260,7 +260,7 @@ impl Drop for Unregister {
 }
 
 /// `GET /api/v1/requests/{name}/events?namespace=[&pod=]`.
-#[utoipa::path(get, path = "/api/v1/requests/{name}/events", tag = "terminal",
+#[utoipa::path(get, path = "/api/v1/requests/{name}/events", tag = "terminal", summary = "Kubernetes Events of a granted namespace (or one pod), read with the request's own token",
     params(("name" = String, Path), ("namespace" = String, Query), ("pod" = Option<String>, Query)),
     responses(
         (status = 200, description = "Kubernetes Events of the namespace (or one pod), oldest first", body = crate::api::openapi::PodEventList),
@@ -336,7 +336,7 @@ fn occurrences(e: &Event) -> i32 {
 }
 
 /// `GET /api/v1/requests/{name}/sessions`: terminal sessions of a request (requester or admin).
-#[utoipa::path(get, path = "/api/v1/requests/{name}/sessions", tag = "terminal", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/requests/{name}/sessions", tag = "terminal", summary = "Terminal sessions of a request", params(("name" = String, Path)),
     responses(
         (status = 200, description = "Terminal sessions of the request", body = crate::api::openapi::SessionList),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
@@ -354,7 +354,7 @@ pub async fn sessions(
 }
 
 /// `GET /api/v1/recordings/{id}`: the asciicast of a session (admins only).
-#[utoipa::path(get, path = "/api/v1/recordings/{id}", tag = "terminal", params(("id" = String, Path, description = "Terminal session id")),
+#[utoipa::path(get, path = "/api/v1/recordings/{id}", tag = "terminal", summary = "A terminal session recording as asciicast v2 (admins)", params(("id" = String, Path, description = "Terminal session id")),
     responses(
         (status = 200, description = "The recording as asciicast v2", content_type = "application/x-asciicast", body = String),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
@@ -387,7 +387,7 @@ pub struct CommandQuery {
 }
 
 /// `GET /api/v1/commands?q=`: search the command log (admins only).
-#[utoipa::path(get, path = "/api/v1/commands", tag = "terminal",
+#[utoipa::path(get, path = "/api/v1/commands", tag = "terminal", summary = "Search the typed lines of terminal sessions (admins)",
     description = "Typed lines are reconstructed from keystrokes; tab completion and line editing are not \
         resolved, so a line may differ from the command the shell ran. The session recording is the record.",
     params(("q" = String, Query, description = "Search text, at most 200 bytes"), ("limit" = Option<i64>, Query)),
@@ -423,7 +423,7 @@ pub struct QuickQuery {
 }
 
 /// `GET /api/v1/quick-commands?cluster=`: the caller's quick commands for a cluster.
-#[utoipa::path(get, path = "/api/v1/quick-commands", tag = "terminal", params(("cluster" = String, Query)),
+#[utoipa::path(get, path = "/api/v1/quick-commands", tag = "terminal", summary = "The caller's quick commands for a cluster", params(("cluster" = String, Query)),
     responses(
         (status = 200, description = "The caller's quick commands", body = crate::api::openapi::QuickCommandList),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
@@ -451,7 +451,7 @@ pub struct QuickInput {
 }
 
 /// `POST /api/v1/quick-commands`.
-#[utoipa::path(post, path = "/api/v1/quick-commands", tag = "terminal", request_body = QuickInput,
+#[utoipa::path(post, path = "/api/v1/quick-commands", tag = "terminal", summary = "Save a quick command", request_body = QuickInput,
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 201, description = "Saved", body = janus_store::QuickCommand),
@@ -488,7 +488,7 @@ pub async fn quick_add(
 }
 
 /// `DELETE /api/v1/quick-commands/{id}` (only one's own).
-#[utoipa::path(delete, path = "/api/v1/quick-commands/{id}", tag = "terminal", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/quick-commands/{id}", tag = "terminal", summary = "Delete one of the caller's quick commands", params(("id" = i64, Path)),
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 204, description = "Deleted"),
