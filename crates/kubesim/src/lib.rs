@@ -115,6 +115,9 @@ pub struct Cluster {
     pub kubelet: kubelet::Kubelet,
     /// Wakes the garbage collector.
     pub gc: gc::Collector,
+    /// How many watches were answered 410 Gone (their resourceVersion had left the window), so tests
+    /// can tell that clients really went through relists.
+    pub expired_watches: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -144,6 +147,7 @@ impl Cluster {
             logs: logs::LogBook::default(),
             kubelet: kubelet::Kubelet::default(),
             gc: gc::Collector::default(),
+            expired_watches: Default::default(),
             config,
         });
         c.store.set_window(c.config.watch_window);

@@ -92,6 +92,9 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
             Ok((past, live)) => (past.into_iter().map(Some).collect::<Vec<_>>(), live, rv),
             Err(compacted) => {
                 tracing::info!(resource = %gr, rv = %rv_param, "watch from a compacted resourceVersion: 410 Gone");
+                cluster
+                    .expired_watches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let status = ApiError::expired(format!("too old resource version: {rv} ({compacted})")).status();
                 let body = line("ERROR", &status);
                 return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response());

@@ -59,11 +59,22 @@ impl Stack {
         oidc_client_secret: Option<String>,
         database_url: Option<String>,
     ) -> Stack {
+        Self::start_on(kubesim::SimBuilder::new(), extra, oidc_client_secret, database_url).await
+    }
+
+    /// [`Stack::start_full`] on a central kubesim made from `builder` (server settings such as the
+    /// watch window).
+    pub async fn start_on(
+        builder: kubesim::SimBuilder,
+        extra: impl FnOnce(&str) -> String,
+        oidc_client_secret: Option<String>,
+        database_url: Option<String>,
+    ) -> Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let extra = extra(&format!("http://{addr}"));
         let extra = extra.as_str();
-        let sim = k8s::central().await;
+        let sim = k8s::central_from(builder).await;
         sim.load_seed(EXTRA).expect("extra workloads");
         let mut doc: serde_yaml::Mapping = serde_yaml::from_str(extra).unwrap_or_default();
         for (k, v) in [
