@@ -17,6 +17,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY config ./config
 COPY crates ./crates
+# The RBAC rules `janus agent-manifests` embeds: one source with the chart's templates.
+COPY charts/k8s-janus/files/rbac ./charts/k8s-janus/files/rbac
 # --no-default-features leaves out the `demo` feature (kubesim and `janus demo`): the production image
 # must not contain code that executes host processes for simulated pods. scripts/check-no-sim-binary.sh
 # checks such a binary (no demo subcommand, no kubesim symbols or strings).

@@ -6,6 +6,17 @@
 
 use serde_json::{Value, json};
 
+/// The agent ClusterRole's rules, the one source the chart's agent template also includes.
+const AGENT_RULES: &str = include_str!("../../../charts/k8s-janus/files/rbac/agent-rules.yaml");
+/// The rules of `janus-pod-exec`, the one source the chart's template also includes.
+const POD_EXEC_RULES: &str = include_str!("../../../charts/k8s-janus/files/rbac/pod-exec-rules.yaml");
+
+/// Parses one of the embedded rule lists. They are part of the binary and a unit test parses both, so
+/// the empty fallback is never taken; were it taken, the role would grant nothing rather than too much.
+fn rules(yaml: &str) -> Value {
+    serde_yaml::from_str(yaml).unwrap_or_else(|_| json!([]))
+}
+
 /// Default name of the agent ServiceAccount (the chart's `remote.serviceAccountName`).
 pub const AGENT_SERVICE_ACCOUNT: &str = "k8s-janus-agent";
 
@@ -33,29 +44,13 @@ pub fn agent_objects(namespace: &str, service_account: &str) -> Vec<Value> {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": service_account, "labels": labels("agent")},
-            "rules": [
-                // one ServiceAccount per granted namespace; found by label for cleanup
-                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "create", "delete"]},
-                // short-lived tokens for those ServiceAccounts (TokenRequest)
-                {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
-                // RoleBindings of those ServiceAccounts to janus-pod-exec
-                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
-                // may bind janus-pod-exec and nothing else
-                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["get", "bind"], "resourceNames": [pod_exec]},
-                // namespaces offered on the request form; check that requested ones exist
-                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
-            ],
+            "rules": rules(AGENT_RULES),
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": pod_exec, "labels": labels("pod-exec")},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
-                {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
-                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-            ],
+            "rules": rules(POD_EXEC_RULES),
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -93,6 +88,25 @@ mod tests {
         assert_eq!(docs[0]["metadata"]["namespace"], "janus-agent");
         assert_eq!(docs[3]["subjects"][0]["namespace"], "janus-agent");
         assert!(!yaml.contains('*'), "no wildcards");
+    }
+
+    #[test]
+    fn the_embedded_rules_parse_and_bind_only_pod_exec() {
+        for (name, yaml) in [("agent", AGENT_RULES), ("pod-exec", POD_EXEC_RULES)] {
+            let parsed: Value = serde_yaml::from_str(yaml).unwrap();
+            let list = parsed.as_array().unwrap();
+            assert!(!list.is_empty(), "{name}");
+            assert_eq!(rules(yaml), parsed, "{name}: no fallback taken");
+        }
+        let agent = rules(AGENT_RULES);
+        let bind: Vec<&Value> = agent
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["verbs"].as_array().unwrap().iter().any(|v| v == "bind"))
+            .collect();
+        assert_eq!(bind.len(), 1);
+        assert_eq!(bind[0]["resourceNames"], json!([janus_api::POD_EXEC_CLUSTER_ROLE]));
     }
 
     use serde::Deserialize as _;
