@@ -169,7 +169,8 @@ async fn login(c: &Checker, stack: &Stack, user: &str, password: &str) -> Sessio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_real_answer_matches_the_generated_document() {
-    let stack = Stack::start("").await;
+    // A small failed-login budget per address, so that the login's 429 is reachable.
+    let stack = Stack::start("web: {loginMaxFailuresPerAddress: 4}\n").await;
     let anon = stack.anon();
 
     // The document as the server serves it, YAML and JSON alike, to anyone.
@@ -333,6 +334,16 @@ async fn every_real_answer_matches_the_generated_document() {
     let bad = json!({"cluster": "central", "label": "", "command": "ls"});
     assert_eq!(c.post(&alice, "/api/v1/quick-commands", bad).await.0, 422);
     assert_eq!(c.get(&alice, "/api/v1/quick-commands?cluster=central").await.0, 200);
+    // 429: at most 50 per cluster.
+    for i in 1..50 {
+        let more = json!({"cluster": "central", "label": format!("n{i}"), "command": "true"});
+        assert_eq!(c.post(&alice, "/api/v1/quick-commands", more).await.0, 201);
+    }
+    let one_more = json!({"cluster": "central", "label": "full", "command": "true"});
+    assert_eq!(c.post(&alice, "/api/v1/quick-commands", one_more).await.0, 429);
+    // 413: a body over the limit (256 KiB).
+    let huge = json!({"cluster": "central", "label": "big", "command": "x".repeat(300 * 1024)});
+    assert_eq!(c.post(&alice, "/api/v1/quick-commands", huge).await.0, 413);
     let qid = q["id"].as_i64().expect("id");
     assert_eq!(c.delete(&bob, &format!("/api/v1/quick-commands/{qid}")).await.0, 404);
     assert_eq!(c.delete(&alice, &format!("/api/v1/quick-commands/{qid}")).await.0, 204);
@@ -413,6 +424,18 @@ async fn every_real_answer_matches_the_generated_document() {
     assert_eq!(c.get(&admin, "/api/v1/audit/export").await.0, 200);
     assert_eq!(c.get(&admin, "/api/v1/audit/export?format=xml").await.0, 422);
     assert_eq!(c.get(&alice, "/api/v1/audit/export").await.0, 403);
+
+    // 429: the address used up its failed-login budget.
+    let mut status = 0;
+    for _ in 0..10 {
+        let wrong = json!({"username": "mallory", "password": "not-a-password"});
+        status = c.post(&anon, "/api/v1/login", wrong).await.0;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 422);
+    }
+    assert_eq!(status, 429);
 
     // Logging out.
     assert_eq!(c.post(&bob, "/api/v1/logout", json!({})).await.0, 200);
