@@ -16,9 +16,9 @@ pub fn format(tz: Tz, t: DateTime<Utc>) -> String {
 
 /// Formats an RFC 3339 string; unparsable input is shown as is.
 pub fn format_str(tz: Tz, s: &str) -> String {
-    match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => format(tz, t.with_timezone(&Utc)),
-        Err(_) => s.to_string(),
+    match janus_api::rules::time::parse_time(s) {
+        Some(t) => format(tz, t),
+        None => s.to_string(),
     }
 }
 

@@ -45,8 +45,8 @@ pub struct ExportArgs {
 
 /// Parses `--since`: an RFC 3339 time, or an age (`<n>s|m|h|d|w`) counted back from `now`.
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    if let Some(t) = janus_api::rules::time::parse_time(s) {
+        return Ok(t);
     }
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
