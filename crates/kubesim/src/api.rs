@@ -887,6 +887,10 @@ impl Ctx<'_> {
                 }
             }
         }
+        // Decided on the body as sent, before the stored uid and creationTimestamp are copied in
+        // below (upstream: the policy-based storage's UpdatedObjectInfo runs before
+        // rest.BeforeUpdate), so a body without them is a full update.
+        let gc_only = rt.group == auth::rbac::RBAC_GROUP && auth::rbac::gc_only_update(&rt.kind, current, &new);
         // Server-owned metadata stays.
         for k in [
             "uid",
@@ -938,7 +942,7 @@ impl Ctx<'_> {
         {
             new["metadata"]["generation"] = json!(g + 1);
         }
-        admit_update(self.cluster, self.user, rt, current, &mut new, sub)?;
+        admit_update(self.cluster, self.user, rt, current, &mut new, sub, gc_only)?;
         patch::record_update_manager(&mut new, Some(current), manager, &rt.api_version(), operation);
         if self.dry_run() {
             return Ok(Some(new));
@@ -1328,6 +1332,7 @@ fn admit_update(
     current: &Value,
     new: &mut Value,
     sub: Option<&str>,
+    gc_only: bool,
 ) -> ApiResult<()> {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Secret") => {
@@ -1378,6 +1383,7 @@ fn admit_update(
                 name.as_deref(),
                 current,
                 new,
+                gc_only,
             )?;
             if binding {
                 auth::rbac::validate_binding(&rt.kind, new)?;

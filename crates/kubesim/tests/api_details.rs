@@ -152,6 +152,41 @@ async fn gc_only_update_of_a_role_is_not_an_escalation() {
     assert_eq!(code, 403);
 }
 
+/// pkg/registry/rbac/role/policybased/storage.go (Update) runs IsOnlyMutatingGCFields
+/// (pkg/registry/rbac/helpers.go) in the wrapped UpdatedObjectInfo, on the body as the client sent
+/// it: the stored uid and creationTimestamp are only copied in later, by rest.BeforeUpdate
+/// (staging/src/k8s.io/apiserver/pkg/registry/rest/update.go). So a PUT from a file without them
+/// (`kubectl replace -f role.yaml`) is a full update even when only the finalizers differ; the
+/// same PUT carrying the stored uid and creationTimestamp is a GC-fields-only update.
+#[tokio::test]
+async fn put_without_server_metadata_is_not_a_gc_only_update() {
+    let env = Env::new().await;
+    let bot = team_with_bot(&env).await;
+    let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles/secret-reader";
+    let (code, fetched) = raw(&bot, "GET", path, &[], None).await;
+    assert_eq!(code, 200, "{fetched}");
+
+    let mut from_file = fetched.clone();
+    let meta = from_file["metadata"].as_object_mut().unwrap();
+    meta.remove("uid");
+    meta.remove("creationTimestamp");
+    meta.insert("finalizers".into(), json!(["example.com/hold"]));
+    let (code, body) = raw(&bot, "PUT", path, &[], Some(from_file)).await;
+    assert_eq!(code, 403, "without uid/creationTimestamp this is a full update: {body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with(
+            "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"system:serviceaccount:team:bot\""
+        ),
+        "{body}"
+    );
+
+    let mut edited = fetched;
+    edited["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, body) = raw(&bot, "PUT", path, &[], Some(edited)).await;
+    assert_eq!(code, 200, "with the stored metadata only the finalizers change: {body}");
+    assert_eq!(body["metadata"]["finalizers"], json!(["example.com/hold"]));
+}
+
 /// pkg/registry/rbac/rolebinding/policybased/storage.go (Update): the bind/escalation check runs in
 /// the wrapped UpdatedObjectInfo, before the strategy's ValidateUpdate says "cannot change roleRef"
 /// (pkg/apis/rbac/validation/validation.go). A roleRef change to a role the caller cannot bind is

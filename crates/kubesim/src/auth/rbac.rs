@@ -874,7 +874,7 @@ pub fn check_write(
     request_name: Option<&str>,
     obj: &Value,
 ) -> ApiResult<()> {
-    check_write_over(store, user, gr, request_name, None, obj)
+    check_write_over(store, user, gr, request_name, None, obj, false)
 }
 
 /// [`check_write`] for an update from `old`, as the `Update` of upstream's policy-based storages
@@ -882,6 +882,10 @@ pub fn check_write(
 /// an update that only changes what the garbage collector writes (ownerReferences, finalizers) is
 /// not checked, so GC can always finish deleting a role whose permissions it does not hold; and a
 /// ClusterRole that had an `aggregationRule` needs full authority to change too.
+///
+/// `gc_only` is [`only_gc_fields_change`] of the body as the client sent it (see
+/// [`gc_only_update`]), not of `new`: upstream decides it before `rest.BeforeUpdate` copies the
+/// stored uid and creationTimestamp in, so a body without them is a full update.
 pub fn check_update(
     store: &Store,
     user: &UserInfo,
@@ -889,8 +893,21 @@ pub fn check_update(
     request_name: Option<&str>,
     old: &Value,
     new: &Value,
+    gc_only: bool,
 ) -> ApiResult<()> {
-    check_write_over(store, user, gr, request_name, Some(old), new)
+    check_write_over(store, user, gr, request_name, Some(old), new, gc_only)
+}
+
+/// Whether an update of an RBAC object of `kind` from `old` to the client's `body` only changes
+/// GC fields, as the policy-based storages see it: on the decoded body (bindings' defaults
+/// applied, `pkg/apis/rbac/v1/defaults.go`) before any server-owned metadata is copied in.
+pub fn gc_only_update(kind: &str, old: &Value, body: &Value) -> bool {
+    if matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
+        let mut defaulted = body.clone();
+        default_binding(&mut defaulted);
+        return only_gc_fields_change(old, &defaulted);
+    }
+    only_gc_fields_change(old, body)
 }
 
 /// Upstream `IsOnlyMutatingGCFields` (`pkg/registry/rbac/helpers.go`): `new` equals `old` once its
@@ -938,11 +955,11 @@ fn check_write_over(
     request_name: Option<&str>,
     old: Option<&Value>,
     obj: &Value,
+    gc_only: bool,
 ) -> ApiResult<()> {
     if gr.group != RBAC_GROUP || user.is_privileged() {
         return Ok(());
     }
-    let gc_only = old.is_some_and(|o| only_gc_fields_change(o, obj));
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = name_of(obj);
     match gr.resource.as_str() {
@@ -1727,7 +1744,7 @@ mod tests {
         );
         // clusterrole/policybased/storage.go: removing an aggregationRule (old or new has one) needs
         // full authority too, and a GC-only update of an aggregated role needs none.
-        let e = check_update(&store, &jane, &crs, Some("r"), &agg, &ok).unwrap_err();
+        let e = check_update(&store, &jane, &crs, Some("r"), &agg, &ok, false).unwrap_err();
         assert!(
             e.message
                 .ends_with("must have cluster-admin privileges to use the aggregationRule"),
@@ -1736,7 +1753,18 @@ mod tests {
         );
         let mut held = agg.clone();
         held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-        assert!(check_update(&store, &jane, &crs, Some("r"), &agg, &held).is_ok());
+        assert!(
+            check_update(
+                &store,
+                &jane,
+                &crs,
+                Some("r"),
+                &agg,
+                &held,
+                gc_only_update("ClusterRole", &agg, &held)
+            )
+            .is_ok()
+        );
     }
 
     /// pkg/registry/rbac/helpers.go: ownerReferences, finalizers, selfLink and managedFields only;
