@@ -74,12 +74,13 @@ fn without_status_dump(message: &str) -> (String, Option<(u16, String)>) {
     }
 }
 
-/// The length of the parenthesised group `s` starts with, skipping quoted strings (with escapes).
-fn balanced_len(s: &str) -> Option<usize> {
-    let mut depth = 0usize;
+/// The characters of `s` outside quoted strings (with their byte offsets), for reading kube's `Debug`
+/// dumps: a quoted message may contain anything, brackets and `key: ` patterns included. An opening
+/// quote is yielded (it ends the text before it); the string's contents and closing quote are not.
+fn outside_quotes(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let mut in_str = false;
     let mut escaped = false;
-    for (i, c) in s.char_indices() {
+    s.char_indices().filter(move |&(_, c)| {
         if in_str {
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -87,10 +88,20 @@ fn balanced_len(s: &str) -> Option<usize> {
                 (false, '"') => in_str = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        if c == '"' {
+            in_str = true;
+        }
+        true
+    })
+}
+
+/// The length of the parenthesised group `s` starts with, skipping quoted strings (with escapes).
+fn balanced_len(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in outside_quotes(s) {
         match c {
-            '"' => in_str = true,
             '(' | '{' | '[' => depth += 1,
             ')' | '}' | ']' => {
                 depth = depth.checked_sub(1)?;
@@ -106,30 +117,13 @@ fn balanced_len(s: &str) -> Option<usize> {
 
 /// The alphanumeric run after the first `key` outside quoted strings of `dump`.
 fn field_after(dump: &str, key: &str) -> Option<String> {
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, c) in dump.char_indices() {
-        if in_str {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        if dump[i..].starts_with(key) {
-            let v: String = dump[i + key.len()..]
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
-            return Some(v);
-        }
-        if c == '"' {
-            in_str = true;
-        }
-    }
-    None
+    let (i, _) = outside_quotes(dump).find(|&(i, _)| dump[i..].starts_with(key))?;
+    Some(
+        dump[i + key.len()..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -204,6 +198,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn brackets_and_keys_inside_quoted_strings_are_skipped() {
+        let dump =
+            r#"(Status { message: "a ) } ] \" code: 999, reason: \"X\"", reason: "Forbidden", code: 403 }) tail"#;
+        assert_eq!(balanced_len(dump), Some(dump.len() - " tail".len()));
+        assert_eq!(field_after(dump, "code: ").as_deref(), Some("403"));
+        assert_eq!(field_after(dump, ", reason: \"").as_deref(), Some("Forbidden"));
+        assert_eq!(field_after(dump, "missing: "), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::clusters::ClusterHandle;
 use crate::error::{Error, Result, is_conflict, is_forbidden, is_not_found};
-use crate::lifecycle::{fmt_time, token_lifetime, token_renew_at};
+use crate::lifecycle::{fmt_time, token_clock_skewed, token_lifetime, token_renew_at};
 
 /// Annotation on token Secrets: when the token in it stops working.
 pub const TOKEN_EXPIRES_ANNOTATION: &str = "k8s-janus.opsmode.io/token-expires-at";
@@ -287,6 +287,18 @@ pub async fn ensure_grant(
     let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, issued)).await?;
     let renew_at = (token_expires < expires).then(|| token_renew_at(issued, token_expires));
     if let Some(at) = renew_at {
+        if token_clock_skewed(issued, token_expires) {
+            tracing::warn!(
+                request = %request,
+                namespace = ns,
+                cluster = %target.name,
+                issued = %fmt_time(issued),
+                token_expires = %fmt_time(token_expires),
+                renew_at = %fmt_time(at),
+                "the token seems to expire at or right after its issue: the controller's clock is probably \
+                 ahead of the API server's (clock skew); it is renewed no sooner than the minimum interval"
+            );
+        }
         tracing::info!(
             request = %request,
             namespace = ns,
@@ -373,22 +385,38 @@ fn owned_by_any(labels: &BTreeMap<String, String>, requests: &std::collections::
     labels.get(REQUEST_LABEL).is_some_and(|owner| requests.contains(owner))
 }
 
+/// A namespaced kind the cleanup lists across all namespaces of a target cluster.
+trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+/// Every object of kind `K` in all namespaces of `target` that the selector in `lp` finds.
+async fn list_all<K: Namespaced>(target: &ClusterHandle, lp: &ListParams) -> Result<Vec<K>> {
+    let all: Api<K> = Api::all(target.client.clone());
+    Ok(all.list(lp).await?.items)
+}
+
 /// Deletes every object of kind `K` in all namespaces of `target` that the selector in `lp` finds and
 /// `keep` accepts, 32 at a time. Returns how many are gone, and what still exists (held by a finalizer).
-async fn delete_all_of<K>(
+async fn delete_all_of<K: Namespaced>(
     target: &ClusterHandle,
     lp: &ListParams,
     kind: &str,
     keep: impl Fn(&BTreeMap<String, String>) -> bool,
-) -> Result<(usize, Vec<String>)>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let all: Api<K> = Api::all(target.client.clone());
-    let doomed = all.list(lp).await?.items.into_iter().filter(|o| keep(o.labels()));
+) -> Result<(usize, Vec<String>)> {
+    let doomed = list_all::<K>(target, lp)
+        .await?
+        .into_iter()
+        .filter(|o| keep(o.labels()));
     let deletions = futures::stream::iter(doomed).map(|o| async move {
         let ns = o.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(target.client.clone(), &ns);
@@ -407,18 +435,9 @@ where
 }
 
 /// What of kind `K` the selector in `lp` still finds on `target`, described for the status.
-async fn still_listed<K>(target: &ClusterHandle, lp: &ListParams, kind: &str) -> Result<Vec<String>>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let all: Api<K> = Api::all(target.client.clone());
-    Ok(all
-        .list(lp)
+async fn still_listed<K: Namespaced>(target: &ClusterHandle, lp: &ListParams, kind: &str) -> Result<Vec<String>> {
+    Ok(list_all::<K>(target, lp)
         .await?
-        .items
         .iter()
         .map(|o| format!("{kind} {}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect())

@@ -139,8 +139,9 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
     let count = due.len();
     let started = std::time::Instant::now();
     tracing::info!(count, "ending overdue requests first");
-    // Tokens first: one list per cluster and a delete per ServiceAccount makes every overdue token
-    // stop working before the slower per-request bookkeeping (cleanup, status, Events) begins.
+    // Credentials first, with one list per kind and cluster: the RoleBindings (the token is refused
+    // at once) and then the ServiceAccounts (it stops authenticating) of every overdue request go
+    // before the slower per-request bookkeeping (cleanup, status, Events) begins.
     let mut by_cluster: std::collections::BTreeMap<&str, std::collections::HashSet<String>> = Default::default();
     for ar in &due {
         // The approved cluster holds the credentials; a spec changed after approval may name another
@@ -294,7 +295,7 @@ async fn act(
     shutdown: std::pin::Pin<Box<impl Future<Output = ()> + Send + Sync + 'static>>,
 ) -> anyhow::Result<()> {
     let metrics = health.metrics.clone();
-    metrics.set_leader(true);
+    let _term = metrics.leader_term();
     let ars: Api<AccessRequest> = Api::all(client.clone());
     let clusters = clusters::Clusters::new(config.clone(), client.clone(), server, ca_pem);
     let reporter = Reporter {
@@ -345,7 +346,6 @@ async fn act(
             }
         })
         .await;
-    health.metrics.set_leader(false);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the controller: transitions by phase, grant latency, active grants, errors,
 //! reconcile durations, leadership, pending cleanups and the build.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use janus_api::rules::conditions;
@@ -169,6 +169,12 @@ impl Metrics {
         self.is_leader.set(i64::from(acting));
     }
 
+    /// Marks this replica as acting until the returned guard is dropped.
+    pub fn leader_term(self: &Arc<Self>) -> LeaderTerm {
+        self.set_leader(true);
+        LeaderTerm(self.clone())
+    }
+
     /// Counts a transition.
     pub fn transition(&self, phase: Phase) {
         self.transitions
@@ -243,6 +249,18 @@ impl Metrics {
     }
 }
 
+/// `janus_controller_is_leader` is 1 while this lives. A term can end by cancellation (the acting
+/// future is dropped the moment leadership is lost), so the reset is in `Drop` rather than after the
+/// controller loop.
+#[must_use = "the replica counts as acting only while the term is held"]
+pub struct LeaderTerm(Arc<Metrics>);
+
+impl Drop for LeaderTerm {
+    fn drop(&mut self) {
+        self.0.set_leader(false);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +284,30 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_leader_gauge_resets_when_a_term_is_cancelled() {
+        let m = Arc::new(Metrics::new());
+        let leader = |m: &Metrics| m.encode().lines().any(|l| l == "janus_controller_is_leader 1");
+        // As in `run_with_timings`: the acting future is dropped when leadership is lost.
+        let acting = {
+            let m = m.clone();
+            async move {
+                let _term = m.leader_term();
+                std::future::pending::<()>().await;
+            }
+        };
+        let mut acting = Box::pin(acting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), &mut acting)
+                .await
+                .is_err(),
+            "never ends by itself"
+        );
+        assert!(leader(&m));
+        drop(acting);
+        assert!(!leader(&m), "still reported as leader after the term was dropped");
     }
 
     #[test]

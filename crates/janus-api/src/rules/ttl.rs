@@ -88,10 +88,33 @@ pub const TOKEN_RENEW_MARGIN_MAX_SECONDS: i64 = 300;
 /// is what the kubelet uses for projected tokens (it renews at 80% of their lifetime,
 /// pkg/kubelet/token/token_manager.go). The cap keeps renewals rare on real clusters, which refuse a
 /// maximum below one hour: a token renewed every 55 minutes costs one TokenRequest an hour per namespace.
+///
+/// Never sooner than [`TOKEN_RENEW_MIN_INTERVAL_SECONDS`] after `issued`: a token that seems to expire
+/// at or just after its issue is the sign of a controller clock ahead of the API server's (see
+/// [`token_clock_skewed`]), and renewing it at once would issue another such token on every reconcile.
 pub fn token_renew_at(issued: DateTime<Utc>, token_expires: DateTime<Utc>) -> DateTime<Utc> {
     let lifetime = (token_expires - issued).max(Duration::zero());
     let margin = (lifetime / 5).min(Duration::seconds(TOKEN_RENEW_MARGIN_MAX_SECONDS));
-    token_expires - margin
+    (token_expires - margin).max(issued + Duration::seconds(TOKEN_RENEW_MIN_INTERVAL_SECONDS))
+}
+
+/// The least time between a token's issue and its renewal.
+///
+/// The token's `exp` is on the API server's clock and `issued` on the controller's; when the
+/// controller's clock runs ahead, the token looks shorter than it is by the skew. The server itself
+/// decides the real lifetime, which is never this short (TokenRequest asks for at least 600 s, and a
+/// `--service-account-max-token-expiration` below an hour is refused by kube-apiserver), so a
+/// renewal this long after issue is still ahead of the real expiry, while a renewal loop is at most
+/// one TokenRequest per interval per namespace.
+pub const TOKEN_RENEW_MIN_INTERVAL_SECONDS: i64 = 5;
+
+/// Whether a token issued at `issued` (controller clock) that expires at `token_expires` (API server
+/// clock) is renewed later than [`token_renew_at`]'s usual margin allows, because it seemed to expire
+/// too soon after its issue: almost always clock skew between controller and API server.
+pub fn token_clock_skewed(issued: DateTime<Utc>, token_expires: DateTime<Utc>) -> bool {
+    let lifetime = (token_expires - issued).max(Duration::zero());
+    let margin = (lifetime / 5).min(Duration::seconds(TOKEN_RENEW_MARGIN_MAX_SECONDS));
+    token_expires - margin < issued + Duration::seconds(TOKEN_RENEW_MIN_INTERVAL_SECONDS)
 }
 
 /// When a Pending request is denied for lack of a decision, if that applies.
@@ -255,10 +278,39 @@ mod tests {
             t0 + Duration::seconds(3300),
             "an hour: five minutes ahead"
         );
-        assert_eq!(
-            token_renew_at(t0, t0 - Duration::seconds(5)),
+        assert!(!token_clock_skewed(t0, t0 + Duration::seconds(10)));
+        assert!(!token_clock_skewed(t0, t0 + Duration::seconds(3600)));
+    }
+
+    #[test]
+    fn a_token_that_seems_expired_at_issue_is_not_renewed_at_once() {
+        // The controller's clock is ahead of the API server's: the token's `exp` (server clock) is at
+        // or before the controller's issue time. Renewing at once would make the next reconcile ask
+        // for another token, and so on, one TokenRequest per reconcile.
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let floor = t0 + Duration::seconds(TOKEN_RENEW_MIN_INTERVAL_SECONDS);
+        for exp in [
             t0 - Duration::seconds(5),
-            "a clock that ran backwards renews at the token's expiry, not after it"
-        );
+            t0,
+            t0 + Duration::milliseconds(1),
+            t0 + Duration::seconds(1),
+        ] {
+            let at = token_renew_at(t0, exp);
+            assert!(
+                at > t0,
+                "renewal at {at} for a token issued at {t0} expiring at {exp}: a hot loop"
+            );
+            assert_eq!(at, floor, "token expiring at {exp}");
+            assert!(
+                token_clock_skewed(t0, exp),
+                "token expiring at {exp} is reported as skew"
+            );
+        }
+        // A token that lasts long enough is renewed ahead of its own expiry, never after it.
+        for secs in [7, 8, 60, 600, 3600, 86_400] {
+            let exp = t0 + Duration::seconds(secs);
+            let at = token_renew_at(t0, exp);
+            assert!(at >= floor && at < exp, "{secs}s token renewed at {at}");
+        }
     }
 }
