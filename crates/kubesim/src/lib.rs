@@ -82,16 +82,31 @@ impl SimConfig {
         Self {
             name: name.into(),
             admin_token: admin_token.into(),
-            min_token_expiration_seconds: 600,
+            min_token_expiration_seconds: defaults::MIN_TOKEN_EXPIRATION_SECONDS,
             workdir,
             version: DEFAULT_VERSION.into(),
             max_token_expiration_seconds: None,
-            token_leeway_seconds: 60,
-            auth_cache_ttl: std::time::Duration::from_secs(10),
-            watch_window: std::time::Duration::from_secs(300),
-            min_request_timeout: std::time::Duration::from_secs(1800),
+            token_leeway_seconds: defaults::TOKEN_LEEWAY_SECONDS,
+            auth_cache_ttl: std::time::Duration::from_secs(defaults::AUTH_CACHE_TTL_SECONDS),
+            watch_window: std::time::Duration::from_secs(defaults::WATCH_WINDOW_SECONDS),
+            min_request_timeout: std::time::Duration::from_secs(defaults::MIN_REQUEST_TIMEOUT_SECONDS),
         }
     }
+}
+
+/// The defaults of [`SimConfig::new`], [`SimBuilder`] and `kubesim serve`'s flags, written once;
+/// each is the real API server's.
+pub mod defaults {
+    /// Smallest TokenRequest `expirationSeconds` (kube-apiserver: 10 minutes).
+    pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
+    /// Clock skew tolerated on token times (go-jose's default leeway).
+    pub const TOKEN_LEEWAY_SECONDS: i64 = 60;
+    /// Success TTL of the token authentication cache (`--token-auth-cache-ttl`'s success TTL).
+    pub const AUTH_CACHE_TTL_SECONDS: u64 = 10;
+    /// How long a watch or `continue` token stays valid (the watch cache keeps minutes of history).
+    pub const WATCH_WINDOW_SECONDS: u64 = 300;
+    /// `--min-request-timeout`.
+    pub const MIN_REQUEST_TIMEOUT_SECONDS: u64 = 1800;
 }
 
 /// The Kubernetes version kubesim reports unless told otherwise.
@@ -159,18 +174,13 @@ impl Cluster {
 /// Builds and starts a kubesim instance.
 #[derive(Debug, Clone)]
 pub struct SimBuilder {
-    name: String,
+    /// The settings; the admin token and (unless [`SimBuilder::workdir`] set it) the work directory
+    /// are filled in by [`SimBuilder::start`].
+    config: SimConfig,
     port: u16,
     seed: Option<PathBuf>,
     state: Option<PathBuf>,
     workdir: Option<PathBuf>,
-    min_token_expiration_seconds: i64,
-    version: String,
-    max_token_expiration_seconds: Option<i64>,
-    token_leeway_seconds: i64,
-    auth_cache_ttl: std::time::Duration,
-    watch_window: std::time::Duration,
-    min_request_timeout: std::time::Duration,
 }
 
 impl Default for SimBuilder {
@@ -183,24 +193,17 @@ impl SimBuilder {
     /// Defaults: name `kubesim`, a free port, Kubernetes' 600 s minimum token lifetime.
     pub fn new() -> Self {
         Self {
-            name: "kubesim".into(),
+            config: SimConfig::new("kubesim", "", PathBuf::new()),
             port: 0,
             seed: None,
             state: None,
             workdir: None,
-            min_token_expiration_seconds: 600,
-            version: DEFAULT_VERSION.into(),
-            max_token_expiration_seconds: None,
-            token_leeway_seconds: 60,
-            auth_cache_ttl: std::time::Duration::from_secs(10),
-            watch_window: std::time::Duration::from_secs(300),
-            min_request_timeout: std::time::Duration::from_secs(1800),
         }
     }
 
     /// The cluster's name in kubeconfigs.
     pub fn name(mut self, name: &str) -> Self {
-        self.name = name.into();
+        self.config.name = name.into();
         self
     }
 
@@ -230,44 +233,44 @@ impl SimBuilder {
 
     /// Lowers the TokenRequest minimum lifetime (tests of expiry).
     pub fn min_token_expiration_seconds(mut self, s: i64) -> Self {
-        self.min_token_expiration_seconds = s;
+        self.config.min_token_expiration_seconds = s;
         self
     }
 
     /// The Kubernetes version reported by `/version` (e.g. `v1.35.0`); version-dependent rules follow it.
     pub fn version(mut self, version: &str) -> Self {
-        self.version = version.into();
+        self.config.version = version.into();
         self
     }
 
     /// Caps TokenRequest lifetimes as `--service-account-max-token-expiration` does.
     pub fn max_token_expiration_seconds(mut self, s: i64) -> Self {
-        self.max_token_expiration_seconds = Some(s);
+        self.config.max_token_expiration_seconds = Some(s);
         self
     }
 
     /// Clock skew tolerated on token times (default 60 s as the real server; 0 for exact expiry tests).
     pub fn token_leeway_seconds(mut self, s: i64) -> Self {
-        self.token_leeway_seconds = s;
+        self.config.token_leeway_seconds = s;
         self
     }
 
     /// Success TTL of the token authentication cache (default 10 s as the real server; zero disables it).
     pub fn auth_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.auth_cache_ttl = ttl;
+        self.config.auth_cache_ttl = ttl;
         self
     }
 
     /// How long watches and `continue` tokens stay valid before 410 Gone.
     pub fn watch_window(mut self, window: std::time::Duration) -> Self {
-        self.watch_window = window;
+        self.config.watch_window = window;
         self
     }
 
     /// `--min-request-timeout`: watches without `timeoutSeconds` are closed after this times a
     /// random factor in [1, 2) (default 1800 s as the real server).
     pub fn min_request_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.min_request_timeout = timeout;
+        self.config.min_request_timeout = timeout;
         self
     }
 
@@ -278,18 +281,9 @@ impl SimBuilder {
             None => std::env::temp_dir().join(format!("kubesim-{}", uuid::Uuid::new_v4().simple())),
         };
         let config = SimConfig {
-            min_token_expiration_seconds: self.min_token_expiration_seconds,
-            version: self.version,
-            max_token_expiration_seconds: self.max_token_expiration_seconds,
-            token_leeway_seconds: self.token_leeway_seconds,
-            auth_cache_ttl: self.auth_cache_ttl,
-            watch_window: self.watch_window,
-            min_request_timeout: self.min_request_timeout,
-            ..SimConfig::new(
-                &self.name,
-                &format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),
-                workdir,
-            )
+            admin_token: format!("kubesim-admin-{}", uuid::Uuid::new_v4().simple()),
+            workdir,
+            ..self.config
         };
         let saved = match &self.state {
             Some(state) if state.exists() => Some(seed::read_state(state)?),

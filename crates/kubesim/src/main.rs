@@ -35,7 +35,7 @@ enum Command {
         #[arg(long, default_value = "kubesim")]
         name: String,
         /// Smallest TokenRequest expirationSeconds (Kubernetes: 600).
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = kubesim::defaults::MIN_TOKEN_EXPIRATION_SECONDS)]
         min_token_expiration_seconds: i64,
         /// Cap on TokenRequest lifetimes, as kube-apiserver's `--service-account-max-token-expiration`
         /// (seconds; unset: no cap).
@@ -45,17 +45,17 @@ enum Command {
         #[arg(long, default_value = kubesim::DEFAULT_VERSION)]
         kubernetes_version: String,
         /// Clock skew tolerated on token times (the real server: 60 s).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = kubesim::defaults::TOKEN_LEEWAY_SECONDS)]
         token_leeway_seconds: i64,
         /// Success TTL of the token authentication cache in seconds (the real server: 10).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = kubesim::defaults::AUTH_CACHE_TTL_SECONDS)]
         auth_cache_ttl_seconds: u64,
         /// Seconds a watch or `continue` token stays valid before 410 Gone.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = kubesim::defaults::WATCH_WINDOW_SECONDS)]
         watch_window_seconds: u64,
         /// Watches without `timeoutSeconds` are closed after this many seconds times a random factor
         /// in [1, 2), as kube-apiserver's `--min-request-timeout` (default 1800).
-        #[arg(long, default_value_t = 1800)]
+        #[arg(long, default_value_t = kubesim::defaults::MIN_REQUEST_TIMEOUT_SECONDS)]
         min_request_timeout_seconds: u64,
     },
 }
