@@ -337,8 +337,14 @@ fn qualified_name_errors(value: &str) -> Vec<String> {
     errs
 }
 
-/// `legacyValidateEvent`: applies to every request version.
-fn legacy(ev: &Value) -> Vec<(String, String)> {
+/// `legacyValidateEvent`: applies to every request version. `rt` is the API the request came
+/// through: core/v1 names the reporting controller by its own field, `reportingComponent`.
+fn legacy(rt: &ResourceType, ev: &Value) -> Vec<(String, String)> {
+    let controller_field = if rt.group.is_empty() {
+        "reportingComponent"
+    } else {
+        "reportingController"
+    };
     let mut errs = Vec::new();
     let ns = s(&ev["metadata"], "namespace");
     let inv_ns = &ev["involvedObject"]["namespace"];
@@ -359,10 +365,10 @@ fn legacy(ev: &Value) -> Vec<(String, String)> {
         }
         let controller = s(ev, "reportingComponent");
         if controller.is_empty() {
-            errs.push(required("reportingController"));
+            errs.push(required(controller_field));
         }
         for m in qualified_name_errors(controller) {
-            errs.push(invalid("reportingController", &json!(controller), &m));
+            errs.push(invalid(controller_field, &json!(controller), &m));
         }
         let limited = |errs: &mut Vec<(String, String)>, path: &str, value: &str, limit: usize| {
             if value.is_empty() && path != "message" {
@@ -423,7 +429,7 @@ pub fn validate_create(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
         return Ok(());
     }
     let ev = core_form(rt, obj)?;
-    let mut errs = legacy(&ev);
+    let mut errs = legacy(rt, &ev);
     if rt.group == EVENTS_GROUP {
         errs.extend(series(&ev));
         if unset(&ev["eventTime"]) {
@@ -456,7 +462,7 @@ pub fn validate_update(rt: &ResourceType, current: &Value, new: &Value) -> ApiRe
     }
     let ev = core_form(rt, new)?;
     let old = core_form(rt, current)?;
-    let mut errs = legacy(&ev);
+    let mut errs = legacy(rt, &ev);
     if rt.group == EVENTS_GROUP {
         if ev.get("series") != old.get("series") {
             errs.extend(series(&ev));

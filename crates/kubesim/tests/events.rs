@@ -163,6 +163,8 @@ async fn events_v1_create_is_validated_as_upstream() {
 
 /// core/v1 keeps the legacy rules only: an old-style Event (no eventTime) may carry any message length,
 /// but one with an eventTime needs the reporting fields, as the kubelet's and kubectl's clients do.
+/// `legacyValidateEvent` (pkg/apis/core/validation/events.go) names the reporting controller by the
+/// request version's field: `reportingComponent` for core/v1, `reportingController` otherwise.
 #[tokio::test]
 async fn core_v1_create_keeps_the_legacy_rules() {
     let env = env().await;
@@ -194,9 +196,9 @@ async fn core_v1_create_keeps_the_legacy_rules() {
     assert_eq!(code, 422);
     assert_eq!(
         msg,
-        "Event \"new-style\" is invalid: [reportingController: Required value, \
-         reportingController: Invalid value: \"\": name part must be non-empty, \
-         reportingController: Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', \
+        "Event \"new-style\" is invalid: [reportingComponent: Required value, \
+         reportingComponent: Invalid value: \"\": name part must be non-empty, \
+         reportingComponent: Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', \
          and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', \
          regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'), \
          reportingInstance: Required value, message: Invalid value: \"\": can have at most 1024 characters]"
