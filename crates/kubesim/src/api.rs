@@ -1218,17 +1218,23 @@ fn owner_reference_errors(refs: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// The first Kubernetes minor release whose pod strategy sets `metadata.generation` (KEP-5067).
+const POD_GENERATION_SINCE_MINOR: u64 = 33;
+
 /// Whether the kind's registry strategy sets `metadata.generation` (1 on create, +1 on spec changes
 /// and when deletion starts): custom resources, CRDs, workloads, Pods (since 1.33), Ingresses,
 /// NetworkPolicies and PodDisruptionBudgets. ConfigMaps, Secrets, Services, RBAC objects and the
 /// rest carry none (e.g. `pkg/registry/core/pod/strategy.go` PrepareForCreate sets it,
-/// `pkg/registry/core/configmap/strategy.go` does not).
-fn manages_generation(rt: &ResourceType) -> bool {
+/// `pkg/registry/core/configmap/strategy.go` does not). Pods follow the reported version.
+fn manages_generation(cluster: &Cluster, rt: &ResourceType) -> bool {
+    if (rt.group.as_str(), rt.kind.as_str()) == ("", "Pod") {
+        // The version was checked when the cluster was built; an unreadable one counts as current.
+        return crate::exec::version_since(&cluster.config.version, POD_GENERATION_SINCE_MINOR).unwrap_or(true);
+    }
     rt.schema.is_some()
         || matches!(
             (rt.group.as_str(), rt.kind.as_str()),
-            ("", "Pod")
-                | ("apps", _)
+            ("apps", _)
                 | ("batch", _)
                 | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
                 | ("policy", "PodDisruptionBudget")
@@ -1255,7 +1261,7 @@ pub fn admit_create(
     obj: &mut Value,
     query: &Query,
 ) -> ApiResult<()> {
-    if manages_generation(rt) {
+    if manages_generation(cluster, rt) {
         obj["metadata"]["generation"] = json!(1);
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("generation");

@@ -845,11 +845,16 @@ pub struct VersionError {
 /// WebSocket GET of `pods/exec`, `pods/attach` or `pods/portforward` as `create` too, not only as
 /// `get`.
 pub fn upgrade_needs_create(version: &str) -> Result<bool, VersionError> {
+    version_since(version, UPGRADE_NEEDS_CREATE_SINCE_MINOR)
+}
+
+/// Whether `version` (`v1.35.0`, `1.34.2+k3s1`, `v1.36.0-rc.1`) is Kubernetes 1.`minor` or later.
+pub fn version_since(version: &str, minor: u64) -> Result<bool, VersionError> {
     let v = semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).map_err(|source| VersionError {
         version: version.to_string(),
         source,
     })?;
-    Ok(v.major > 1 || (v.major == 1 && v.minor >= UPGRADE_NEEDS_CREATE_SINCE_MINOR))
+    Ok(v.major > 1 || (v.major == 1 && v.minor >= minor))
 }
 
 /// The second authorization of a connect request, after the request's own verb (`get` for a

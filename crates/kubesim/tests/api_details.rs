@@ -570,3 +570,19 @@ data: {secretish: value}
     .await;
     assert!(body.get("data").is_none(), "{body}");
 }
+
+/// pkg/registry/core/pod/strategy.go (PrepareForCreate sets `pod.Generation = 1`, and spec changes
+/// bump it) does so from 1.33 on (KEP-5067, pod generation tracking); before, a Pod carried no
+/// generation. kubesim follows the version it reports.
+#[tokio::test]
+async fn pod_generation_follows_the_reported_version() {
+    let pod = r#"{apiVersion: v1, kind: Pod, metadata: {name: web, namespace: default}, spec: {containers: [{name: app, image: x}]}}"#;
+    for (version, generation) in [("v1.32.4", None), ("v1.33.1", Some(1))] {
+        let env = Env::with(kubesim::SimBuilder::new().version(version)).await;
+        env.seed(pod);
+        let client = env.sim.client().await.unwrap();
+        let (code, got) = raw(&client, "GET", "/api/v1/namespaces/default/pods/web", &[], None).await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(got["metadata"]["generation"].as_i64(), generation, "{version}: {got}");
+    }
+}
