@@ -253,6 +253,11 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                     discovery::to_table(&rr.rt, &list, &query)
                 } else if metadata_view == Some(PARTIAL_LIST) {
                     partial_metadata_list(&list)
+                } else if metadata_view == Some(PARTIAL) {
+                    return Err(ApiError::not_acceptable(format!(
+                        "you requested PartialObjectMetadata, but the requested object is a list ({})",
+                        go_type(&rr.rt, true)
+                    )));
                 } else {
                     list
                 },
@@ -264,6 +269,11 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query)
             } else if metadata_view == Some(PARTIAL) {
                 partial_metadata(&obj)
+            } else if metadata_view == Some(PARTIAL_LIST) {
+                return Err(ApiError::not_acceptable(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
+                    go_type(&rr.rt, false)
+                )));
             } else {
                 obj
             };
@@ -353,9 +363,25 @@ fn metadata_view(accept: &str) -> Option<&'static str> {
     })
 }
 
+/// The Go type (`%T`) of what a registry hands the response writer: the internal type of a
+/// built-in kind (`*core.ConfigMap`, `*rbac.RoleList`), unstructured for custom resources.
+fn go_type(rt: &ResourceType, list: bool) -> String {
+    let suffix = if list { "List" } else { "" };
+    if rt.schema.is_some() {
+        return format!("*unstructured.Unstructured{suffix}");
+    }
+    // Both Event views are served from the core type.
+    let package = match rt.group.split('.').next().unwrap_or_default() {
+        _ if rt.kind == "Event" => "core",
+        "" => "core",
+        first => first,
+    };
+    format!("*{package}.{}{suffix}", rt.kind)
+}
+
 /// `meta.AsPartialObjectMetadata` (apiserver/pkg/endpoints/handlers/response.go): the object's
 /// metadata under the `PartialObjectMetadata` kind.
-fn partial_metadata(obj: &Value) -> Value {
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
 }
 

@@ -269,67 +269,72 @@ pub fn to_table(rt: &ResourceType, list: &Value, query: &Query) -> Value {
         cols.push(json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}));
     }
     cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
+    table(list, query, cols, |o| {
+        let md = &o["metadata"];
+        let mut cells = vec![md["name"].clone()];
+        match kind {
+            "Pod" => {
+                let cs = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+                let ready = cs.iter().filter(|c| c["ready"] == true).count();
+                let total = o["spec"]["containers"].as_array().map_or(0, |c| c.len());
+                let restarts: i64 = cs.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
+                let status = if md["deletionTimestamp"].is_string() {
+                    "Terminating".to_string()
+                } else {
+                    o["status"]["phase"].as_str().unwrap_or("Pending").to_string()
+                };
+                cells.extend([
+                    json!(format!("{ready}/{total}")),
+                    json!(status),
+                    json!(restarts.to_string()),
+                ]);
+            }
+            "Namespace" => cells.push(o["status"]["phase"].clone()),
+            "Secret" => cells.extend([o["type"].clone(), json!(o["data"].as_object().map_or(0, |d| d.len()))]),
+            "ConfigMap" => cells.push(json!(o["data"].as_object().map_or(0, |d| d.len()))),
+            "ServiceAccount" => cells.push(json!(o["secrets"].as_array().map_or(0, |d| d.len()))),
+            _ => {
+                for c in rt.printer_columns.iter().filter(|c| c["name"] != "Age") {
+                    let v = jsonpath_simple(o, c["jsonPath"].as_str().unwrap_or(""));
+                    let v = match (&v, c["type"].as_str()) {
+                        (Value::String(s), Some("date")) => json!(age(s)),
+                        (Value::Array(a), _) => json!(
+                            a.iter()
+                                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
+                        (Value::Null, _) => json!("<none>"),
+                        _ => v.clone(),
+                    };
+                    cells.push(v);
+                }
+            }
+        }
+        cells.push(json!(age(md["creationTimestamp"].as_str().unwrap_or(""))));
+        json!(cells)
+    })
+}
+
+/// A `meta.k8s.io/v1` Table of `list` with the column definitions `cols`: one row per item with
+/// the cells `cells` computes and the object as the query's `includeObject` asks (`None`,
+/// `Object`, or by default its metadata as a PartialObjectMetadata), and the list's
+/// resourceVersion and continue token.
+pub fn table(list: &Value, query: &Query, cols: Vec<Value>, cells: impl Fn(&Value) -> Value) -> Value {
     let include_object = crate::api::q(query, "includeObject").unwrap_or("PartialObjectMetadata");
     let rows: Vec<Value> = list["items"]
         .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|o| {
-                    let md = &o["metadata"];
-                    let mut cells = vec![md["name"].clone()];
-                    match kind {
-                        "Pod" => {
-                            let cs = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-                            let ready = cs.iter().filter(|c| c["ready"] == true).count();
-                            let total = o["spec"]["containers"].as_array().map_or(0, |c| c.len());
-                            let restarts: i64 = cs.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
-                            let status = if md["deletionTimestamp"].is_string() {
-                                "Terminating".to_string()
-                            } else {
-                                o["status"]["phase"].as_str().unwrap_or("Pending").to_string()
-                            };
-                            cells.extend([
-                                json!(format!("{ready}/{total}")),
-                                json!(status),
-                                json!(restarts.to_string()),
-                            ]);
-                        }
-                        "Namespace" => cells.push(o["status"]["phase"].clone()),
-                        "Secret" => {
-                            cells.extend([o["type"].clone(), json!(o["data"].as_object().map_or(0, |d| d.len()))])
-                        }
-                        "ConfigMap" => cells.push(json!(o["data"].as_object().map_or(0, |d| d.len()))),
-                        "ServiceAccount" => cells.push(json!(o["secrets"].as_array().map_or(0, |d| d.len()))),
-                        _ => {
-                            for c in rt.printer_columns.iter().filter(|c| c["name"] != "Age") {
-                                let v = jsonpath_simple(o, c["jsonPath"].as_str().unwrap_or(""));
-                                let v = match (&v, c["type"].as_str()) {
-                                    (Value::String(s), Some("date")) => json!(age(s)),
-                                    (Value::Array(a), _) => json!(
-                                        a.iter()
-                                            .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
-                                            .collect::<Vec<_>>()
-                                            .join(",")
-                                    ),
-                                    (Value::Null, _) => json!("<none>"),
-                                    _ => v.clone(),
-                                };
-                                cells.push(v);
-                            }
-                        }
-                    }
-                    cells.push(json!(age(md["creationTimestamp"].as_str().unwrap_or(""))));
-                    let object = match include_object {
-                        "None" => Value::Null,
-                        "Object" => o.clone(),
-                        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}),
-                    };
-                    json!({"cells": cells, "object": object})
-                })
-                .collect()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            let object = match include_object {
+                "None" => Value::Null,
+                "Object" => o.clone(),
+                _ => crate::api::partial_metadata(o),
+            };
+            json!({"cells": cells(o), "object": object})
         })
-        .unwrap_or_default();
+        .collect();
     json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": list["metadata"]["resourceVersion"].clone(), "continue": list["metadata"]["continue"].clone()},

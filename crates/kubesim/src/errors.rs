@@ -212,6 +212,12 @@ impl ApiError {
         )
     }
 
+    /// `406 NotAcceptable` (`errNotAcceptable` in apiserver/pkg/endpoints/handlers/negotiation):
+    /// the Accept header asks for a form the answer cannot take.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
+
     /// `500 InternalError`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(

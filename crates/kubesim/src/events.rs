@@ -514,77 +514,57 @@ pub fn table(rt: &ResourceType, list: &Value, query: &crate::api::Query) -> Valu
         col("Count", 1),
         col("Name", 1),
     ];
-    let include_object = crate::api::q(query, "includeObject").unwrap_or("PartialObjectMetadata");
     let since = |v: &Value| {
         v.as_str()
             .map_or_else(|| "<unknown>".to_string(), crate::discovery::age)
     };
-    let rows: Vec<Value> = list["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|o| {
-                    let ev = core_form(rt, o).unwrap_or_else(|_| o.clone());
-                    let first = if ev["firstTimestamp"].is_null() {
-                        since(&ev["eventTime"])
-                    } else {
-                        since(&ev["firstTimestamp"])
-                    };
-                    let mut last = if ev["lastTimestamp"].is_null() {
-                        first.clone()
-                    } else {
-                        since(&ev["lastTimestamp"])
-                    };
-                    let mut count = ev["count"].as_i64().unwrap_or(0);
-                    if let Some(series) = ev.get("series").filter(|s| s.is_object()) {
-                        last = since(&series["lastObservedTime"]);
-                        count = series["count"].as_i64().unwrap_or(0);
-                    } else if count == 0 {
-                        count = 1;
-                    }
-                    let inv = &ev["involvedObject"];
-                    let kind = s(inv, "kind").to_lowercase();
-                    let target = match s(inv, "name") {
-                        "" => kind,
-                        name => format!("{kind}/{name}"),
-                    };
-                    // formatEventSource: the old source fields, else the reporting ones.
-                    let first_set = |a: &'_ str, b: &'_ str| if a.is_empty() { b.to_string() } else { a.to_string() };
-                    let component = first_set(s(&ev["source"], "component"), s(&ev, "reportingComponent"));
-                    let instance = first_set(s(&ev["source"], "host"), s(&ev, "reportingInstance"));
-                    let source = if instance.is_empty() {
-                        component
-                    } else {
-                        format!("{component}, {instance}")
-                    };
-                    let md = &o["metadata"];
-                    let cells = json!([
-                        last,
-                        s(&ev, "type"),
-                        s(&ev, "reason"),
-                        target,
-                        s(inv, "fieldPath"),
-                        source,
-                        s(&ev, "message").trim(),
-                        first,
-                        count,
-                        md["name"].clone(),
-                    ]);
-                    let object = match include_object {
-                        "None" => Value::Null,
-                        "Object" => o.clone(),
-                        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}),
-                    };
-                    json!({"cells": cells, "object": object})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": list["metadata"]["resourceVersion"].clone(), "continue": list["metadata"]["continue"].clone()},
-        "columnDefinitions": cols, "rows": rows,
+    crate::discovery::table(list, query, cols, |o| {
+        let ev = core_form(rt, o).unwrap_or_else(|_| o.clone());
+        let first = if ev["firstTimestamp"].is_null() {
+            since(&ev["eventTime"])
+        } else {
+            since(&ev["firstTimestamp"])
+        };
+        let mut last = if ev["lastTimestamp"].is_null() {
+            first.clone()
+        } else {
+            since(&ev["lastTimestamp"])
+        };
+        let mut count = ev["count"].as_i64().unwrap_or(0);
+        if let Some(series) = ev.get("series").filter(|s| s.is_object()) {
+            last = since(&series["lastObservedTime"]);
+            count = series["count"].as_i64().unwrap_or(0);
+        } else if count == 0 {
+            count = 1;
+        }
+        let inv = &ev["involvedObject"];
+        let kind = s(inv, "kind").to_lowercase();
+        let target = match s(inv, "name") {
+            "" => kind,
+            name => format!("{kind}/{name}"),
+        };
+        // formatEventSource: the old source fields, else the reporting ones.
+        let first_set = |a: &'_ str, b: &'_ str| if a.is_empty() { b.to_string() } else { a.to_string() };
+        let component = first_set(s(&ev["source"], "component"), s(&ev, "reportingComponent"));
+        let instance = first_set(s(&ev["source"], "host"), s(&ev, "reportingInstance"));
+        let source = if instance.is_empty() {
+            component
+        } else {
+            format!("{component}, {instance}")
+        };
+        let cells = json!([
+            last,
+            s(&ev, "type"),
+            s(&ev, "reason"),
+            target,
+            s(inv, "fieldPath"),
+            source,
+            s(&ev, "message").trim(),
+            first,
+            count,
+            o["metadata"]["name"].clone(),
+        ]);
+        cells
     })
 }
 

@@ -586,3 +586,47 @@ async fn pod_generation_follows_the_reported_version() {
         assert_eq!(got["metadata"]["generation"].as_i64(), generation, "{version}: {got}");
     }
 }
+
+/// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/response.go (asPartialObjectMetadata,
+/// asPartialObjectMetadataList): asking for the metadata-only form of the wrong shape, a
+/// PartialObjectMetadataList of one object or a PartialObjectMetadata of a list, is 406 NotAcceptable.
+#[tokio::test]
+async fn metadata_view_of_the_wrong_shape_is_not_acceptable() {
+    let env = Env::new().await;
+    env.seed("{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: default}}");
+    let client = env.sim.client().await.unwrap();
+    let as_kind = |kind: &str| format!("application/json;as={kind};g=meta.k8s.io;v=v1");
+    let one = "/api/v1/namespaces/default/configmaps/a";
+    let all = "/api/v1/namespaces/default/configmaps";
+    for (path, kind, message) in [
+        (
+            one,
+            "PartialObjectMetadataList",
+            "you requested PartialObjectMetadataList, but the requested object is not a list (*core.ConfigMap)",
+        ),
+        (
+            all,
+            "PartialObjectMetadata",
+            "you requested PartialObjectMetadata, but the requested object is a list (*core.ConfigMapList)",
+        ),
+    ] {
+        let (code, body) = raw(&client, "GET", path, &[("accept", &as_kind(kind))], None).await;
+        assert_eq!(code, 406, "{path} as {kind}: {body}");
+        assert_eq!(body["reason"], "NotAcceptable", "{body}");
+        assert_eq!(body["message"], message, "{body}");
+    }
+    // The matching shapes still answer.
+    let (code, body) = raw(
+        &client,
+        "GET",
+        one,
+        &[("accept", &as_kind("PartialObjectMetadata"))],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (200, Some("PartialObjectMetadata")),
+        "{body}"
+    );
+}
