@@ -1,6 +1,7 @@
 //! Live updates: AccessRequest changes fanned out to browsers over Server-Sent Events.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,7 +12,10 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 
+use janus_api::AccessRequest;
+
 use crate::auth::Authenticated;
+use crate::requests;
 use crate::state::AppState;
 
 /// One change of one request.
@@ -20,9 +24,9 @@ use crate::state::AppState;
 pub struct Change {
     /// Request name.
     pub name: String,
-    /// Its requester (for filtering; not sent to others).
+    /// The request as it is now (for deciding who sees the change; never sent).
     #[serde(skip)]
-    pub requester: String,
+    pub request: Arc<AccessRequest>,
     /// Its phase now (`Deleted` when it is gone).
     pub phase: String,
 }
@@ -80,7 +84,7 @@ pub async fn events(
     let rx = state.live.subscribe();
     let closing = state.live.closing.clone().cancelled_owned();
     let stream = futures::StreamExt::take_until(BroadcastStream::new(rx), closing).filter_map(move |item| match item {
-        Ok(c) if id.is_admin || c.requester.eq_ignore_ascii_case(&id.email) => Some(Ok(Event::default()
+        Ok(c) if requests::visible_to(&id, &c.request) => Some(Ok(Event::default()
             .event("request")
             .data(serde_json::to_string(&c).unwrap_or_default()))),
         Ok(_) => None,

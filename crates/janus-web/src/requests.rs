@@ -39,11 +39,16 @@ pub use janus_api::rules::time::from_k8s as k8s_time;
 pub use janus_api::rules::time::parse_time;
 
 /// The rules' view of a signed-in identity.
-fn actor(id: &Identity) -> Actor<'_> {
+pub fn actor(id: &Identity) -> Actor<'_> {
     Actor {
         email: &id.email,
         is_admin: id.is_admin,
     }
+}
+
+/// Whether this identity asked for the request (the rule: [`rules::actions::is_requester`]).
+pub fn is_requester(id: &Identity, ar: &AccessRequest) -> bool {
+    rules::actions::is_requester(actor(id), ar)
 }
 
 /// Whether this identity may see the request.
@@ -83,6 +88,8 @@ pub struct RequestView {
     pub reason: String,
     /// Requested TTL.
     pub ttl_seconds: i64,
+    /// The TTL in effect: the approver's override, else the requested one.
+    pub effective_ttl_seconds: i64,
     /// Current phase.
     pub phase: Phase,
     /// Controller message.
@@ -126,6 +133,7 @@ pub fn view(state: &AppState, id: &Identity, ar: &AccessRequest) -> RequestView 
         namespaces: ar.spec.namespaces.clone(),
         reason: ar.spec.reason.clone(),
         ttl_seconds: ar.spec.ttl_seconds,
+        effective_ttl_seconds: rules::ttl::effective_ttl(&ar.spec),
         phase: st.phase,
         message: st.message.clone(),
         created_at: created(ar).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
@@ -165,41 +173,88 @@ pub use janus_kube::ClusterInfo;
 
 /// Configured clusters plus clusters registered by a labelled kubeconfig Secret
 /// ([`janus_kube::Clusters::list`], the same sources the controller's `is_known` reads). Registered
-/// clusters are remembered for a few seconds; when the list cannot be read, the configured ones are shown.
+/// clusters are remembered for a few seconds; when the list cannot be read, the configured ones are shown
+/// (and remembered for a shorter while, so a failing API is not asked on every page render).
 pub async fn clusters(state: &AppState) -> Vec<ClusterInfo> {
-    if let Some(cached) = state.registered_clusters.get() {
-        return cached;
-    }
-    match state.clusters.list().await {
-        Ok(list) => {
-            state.registered_clusters.set(list.clone());
-            list
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the registered clusters could not be listed");
+    state
+        .registered_clusters
+        .get_or_list(state.clusters.list(), || {
             janus_kube::clusters::configured(&state.config)
-        }
-    }
+        })
+        .await
 }
 
 /// The cluster list, remembered for a few seconds: every page shows it, and registrations are rare.
 #[derive(Default)]
 pub struct ClusterCache {
-    inner: std::sync::Mutex<Option<(std::time::Instant, Vec<ClusterInfo>)>>,
+    inner: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// The list, when it was stored, and for how long it holds.
+    entry: Option<(std::time::Instant, std::time::Duration, Vec<ClusterInfo>)>,
+    /// Whether the last attempt failed: one warning per failure period, not one per page.
+    failing: bool,
 }
 
 impl ClusterCache {
+    /// How long a listed cluster set is reused.
     const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// How long the configured-only fallback is reused after a failed list: short, so registered
+    /// clusters come back soon after the API does.
+    const FALLBACK_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-    fn get(&self) -> Option<Vec<ClusterInfo>> {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.as_ref()
-            .filter(|(t, _)| t.elapsed() < Self::TTL)
-            .map(|(_, v)| v.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, v: Vec<ClusterInfo>) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), v));
+    fn get(&self) -> Option<Vec<ClusterInfo>> {
+        self.lock()
+            .entry
+            .as_ref()
+            .filter(|(t, ttl, _)| t.elapsed() < *ttl)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// The remembered list, else the result of `list`; when `list` fails, `fallback()` (remembered for
+    /// [`Self::FALLBACK_TTL`]).
+    async fn get_or_list<E: std::fmt::Display>(
+        &self,
+        list: impl std::future::Future<Output = Result<Vec<ClusterInfo>, E>>,
+        fallback: impl FnOnce() -> Vec<ClusterInfo>,
+    ) -> Vec<ClusterInfo> {
+        if let Some(cached) = self.get() {
+            return cached;
+        }
+        let (v, ttl) = match list.await {
+            Ok(v) => {
+                if self.note_success() {
+                    tracing::info!("the registered clusters can be listed again");
+                }
+                (v, Self::TTL)
+            }
+            Err(e) => {
+                if self.note_failure() {
+                    tracing::warn!(error = %e, "the registered clusters could not be listed; showing the configured ones");
+                } else {
+                    tracing::debug!(error = %e, "the registered clusters still cannot be listed");
+                }
+                (fallback(), Self::FALLBACK_TTL)
+            }
+        };
+        self.lock().entry = Some((std::time::Instant::now(), ttl, v.clone()));
+        v
+    }
+
+    /// Records a failed list; true when it starts a failure period (the one to warn about).
+    fn note_failure(&self) -> bool {
+        !std::mem::replace(&mut self.lock().failing, true)
+    }
+
+    /// Records a successful list; true when it ends a failure period.
+    fn note_success(&self) -> bool {
+        std::mem::replace(&mut self.lock().failing, false)
     }
 }
 
@@ -327,7 +382,7 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
         .await?
         .items
         .into_iter()
-        .filter(|a| a.spec.requester.eq_ignore_ascii_case(&id.email))
+        .filter(|a| is_requester(id, a))
         .collect();
     let open = mine.iter().filter(|a| is_open(a)).count();
     if open >= cfg.web.max_open_requests_per_user {
@@ -441,7 +496,7 @@ pub async fn decide(
         let ar = get_visible(state, id, name).await?;
         let allowed = actions(state, id, &ar);
         let p = phase(&ar);
-        let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+        let own = is_requester(id, &ar);
         if p.is_terminal() {
             return Err(WebError::Conflict(format!("the request has already ended ({p:?})")));
         }
@@ -636,13 +691,7 @@ pub fn list(state: &AppState, id: &Identity, f: &ListFilter) -> ListPage {
     let mut items: Vec<Arc<AccessRequest>> = state
         .all_requests()
         .into_iter()
-        .filter(|a| {
-            if all_scope {
-                true
-            } else {
-                a.spec.requester.eq_ignore_ascii_case(&id.email)
-            }
-        })
+        .filter(|a| if all_scope { true } else { is_requester(id, a) })
         .filter(|a| {
             f.requester
                 .as_deref()
@@ -684,5 +733,52 @@ pub fn list(state: &AppState, id: &Identity, f: &ListFilter) -> ListPage {
         total,
         offset,
         limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn cluster(name: &str) -> ClusterInfo {
+        ClusterInfo {
+            name: name.into(),
+            display_name: String::new(),
+            central: true,
+        }
+    }
+
+    /// A failed cluster list is remembered (the configured fallback) instead of asking the API on
+    /// every page render.
+    #[tokio::test]
+    async fn a_failed_cluster_list_is_remembered_briefly() {
+        let cache = ClusterCache::default();
+        let calls = AtomicUsize::new(0);
+        for _ in 0..5 {
+            let got = cache
+                .get_or_list(
+                    async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Err::<Vec<ClusterInfo>, _>("forbidden")
+                    },
+                    || vec![cluster("local")],
+                )
+                .await;
+            assert_eq!(got, vec![cluster("local")]);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the API was asked on every render");
+    }
+
+    /// One warning per failure period: the first failure after a success, not every one.
+    #[test]
+    fn failures_are_reported_once_per_period() {
+        let cache = ClusterCache::default();
+        assert!(cache.note_failure());
+        assert!(!cache.note_failure());
+        assert!(cache.note_success());
+        assert!(!cache.note_success());
+        assert!(cache.note_failure());
     }
 }

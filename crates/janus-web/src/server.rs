@@ -317,7 +317,7 @@ async fn watch_requests(state: AppState, client: kube::Client, writer: reflector
                     }
                     state.live.publish(Change {
                         name,
-                        requester: ar.spec.requester.clone(),
+                        request: Arc::new(ar),
                         phase: format!("{phase:?}"),
                     });
                 }
@@ -326,7 +326,7 @@ async fn watch_requests(state: AppState, client: kube::Client, writer: reflector
                     state.terminals.close_request(&name, "the request was deleted");
                     state.live.publish(Change {
                         name,
-                        requester: ar.spec.requester.clone(),
+                        request: Arc::new(ar),
                         phase: "Deleted".into(),
                     });
                 }

@@ -106,3 +106,86 @@ async fn the_panel_shows_events_of_both_apis_with_their_times() {
     assert!(time(pulled).is_some(), "{pulled}");
     stack.stop().await;
 }
+
+/// A namespace with more Events than the panel shows: the answer is bounded, holds the newest ones
+/// (by when they were last seen, not by name: the server lists by name), and the pod filter is the
+/// server's field selector (`involvedObject.name`, `involvedObject.kind`: kube-apiserver
+/// pkg/registry/core/event/strategy.go, ToSelectableFields).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_events_answer_only_the_newest_hundred() {
+    let stack = Stack::start("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = alice.request(&["team-a"], 600, "many events").await;
+    let r = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+    assert_eq!(r.status(), 200);
+    alice.wait_phase(&name, "Active").await;
+
+    let client = stack.sim.client().await.unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(client, "team-a");
+    let event = |name: String, kind: &str, object: &str, minutes_ago: i64| -> CoreEvent {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "involvedObject": {"kind": kind, "name": object, "namespace": "team-a"},
+            "reason": "Tick", "message": format!("{minutes_ago} minutes ago"), "type": "Normal", "count": 1,
+            "lastTimestamp": ago(minutes_ago).to_rfc3339_opts(SecondsFormat::Secs, true),
+            "source": {"component": "kubelet"},
+        }))
+        .unwrap()
+    };
+    // 150 Events of pod "app", names in the opposite order of their times (the newest sorts first).
+    for i in 0..150 {
+        core.create(
+            &PostParams::default(),
+            &event(format!("app-{i:03}"), "Pod", "app", 1 + i),
+        )
+        .await
+        .unwrap();
+    }
+    // Newer Events of another pod and of a Deployment named "app": not the pod's.
+    for i in 0..10 {
+        core.create(&PostParams::default(), &event(format!("other-{i}"), "Pod", "other", 0))
+            .await
+            .unwrap();
+        core.create(
+            &PostParams::default(),
+            &event(format!("deploy-{i}"), "Deployment", "app", 0),
+        )
+        .await
+        .unwrap();
+    }
+
+    let body = alice
+        .json(&format!("/api/v1/requests/{name}/events?namespace=team-a&pod=app"))
+        .await;
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 100, "at most the bound");
+    assert!(events.iter().all(|e| e["object"] == "Pod/app"), "{body}");
+    let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    // The newest hundred (1..=100 minutes ago), oldest first.
+    let want: Vec<String> = (1..=100).rev().map(|m| format!("{m} minutes ago")).collect();
+    assert_eq!(messages, want);
+
+    // The whole namespace: bounded too, and the newest (the other objects' Events) are in it.
+    let body = alice
+        .json(&format!("/api/v1/requests/{name}/events?namespace=team-a"))
+        .await;
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 100, "at most the bound");
+    let newest = events
+        .iter()
+        .rev()
+        .take(20)
+        .filter(|e| e["message"] == "0 minutes ago")
+        .count();
+    assert_eq!(newest, 20, "{body}");
+
+    // A pod "name" that would add selector requirements is refused.
+    let r = alice
+        .get(&format!(
+            "/api/v1/requests/{name}/events?namespace=team-a&pod=app,reason%3DTick"
+        ))
+        .await;
+    assert_eq!(r.status(), 422);
+    stack.stop().await;
+}

@@ -42,6 +42,8 @@ async fn lifecycle_decisions_and_their_audit_trail() {
     let active = chrono::DateTime::parse_from_rfc3339(v["activeAt"].as_str().unwrap()).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
     assert_eq!((expires - active).num_seconds(), 900, "the override counts");
+    assert_eq!(v["ttlSeconds"], 600, "the requested TTL");
+    assert_eq!(v["effectiveTtlSeconds"], 900, "the TTL in effect is the approver's");
     assert_eq!(v["actions"]["terminal"], true);
     assert_eq!(v["actions"]["withdraw"], true);
     assert_eq!(v["actions"]["approve"], false);

@@ -187,7 +187,7 @@ pub fn expires_cell(state: &AppState, r: &RequestView) -> Markup {
         } @else if let Some(e) = &r.ended_at {
             span.muted.small { "ended " (timefmt::format_str(state.tz, e)) }
         } @else {
-            span.muted.small { (timefmt::duration(r.approval.as_ref().and_then(|a| a.ttl_seconds).unwrap_or(r.ttl_seconds))) }
+            span.muted.small { (timefmt::duration(r.effective_ttl_seconds)) }
         }
     }
 }
@@ -346,7 +346,7 @@ pub async fn detail(
                 dt { "Requester" } dd { (r.requester) }
                 dt { "Cluster" } dd { (r.cluster_display_name) " (" (r.cluster) ")" }
                 dt { "Namespaces" } dd { (r.namespaces.join(", ")) }
-                dt { "Duration" } dd { (timefmt::duration(r.ttl_seconds)) @if let Some(t) = r.approval.as_ref().and_then(|a| a.ttl_seconds) { " (approved for " (timefmt::duration(t)) ")" } }
+                dt { "Duration" } dd { (timefmt::duration(r.ttl_seconds)) @if r.approval.as_ref().is_some_and(|a| a.ttl_seconds.is_some()) { " (approved for " (timefmt::duration(r.effective_ttl_seconds)) ")" } }
                 dt { "Reason" } dd { (r.reason) }
                 @if let Some(c) = &r.created_at { dt { "Created" } dd { (timefmt::format_str(tz, c)) } }
                 @if let Some(a) = &r.approval { dt { "Approved by" } dd { (a.by) " at " (timefmt::format_str(tz, &a.at)) } }

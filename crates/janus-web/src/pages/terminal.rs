@@ -22,7 +22,7 @@ pub async fn show(
     let ar = requests::get_visible(&state, &id, &name).await?;
     let view = requests::view(&state, &id, &ar);
     if !view.actions.terminal {
-        let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+        let own = requests::is_requester(&id, &ar);
         return Err(PageError(if own {
             WebError::Conflict(format!("request {name} is not active ({:?})", view.phase))
         } else {

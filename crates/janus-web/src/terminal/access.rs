@@ -21,7 +21,7 @@ pub async fn client_for(
     let ar = requests::get_visible(state, id, name).await?;
     let allowed = requests::actions(state, id, &ar);
     if !allowed.terminal {
-        let own = ar.spec.requester.eq_ignore_ascii_case(&id.email);
+        let own = requests::is_requester(id, &ar);
         return Err(if own || id.is_admin && state.config.web.admin_terminal_access {
             WebError::Conflict("the request is not active".into())
         } else {

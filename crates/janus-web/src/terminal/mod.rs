@@ -45,13 +45,13 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// The owner of a stream `id` opens on a request of `requester`.
-    pub fn of(id: &Identity, requester: &str) -> Self {
+    /// The owner of a stream `id` opens on `ar`.
+    pub fn of(id: &Identity, ar: &AccessRequest) -> Self {
         Self {
             user: id.email.to_lowercase(),
             login: id.session.clone(),
             local: id.auth == AuthSource::Local,
-            admin_only: !requester.eq_ignore_ascii_case(&id.email),
+            admin_only: !crate::requests::is_requester(id, ar),
         }
     }
 }

@@ -140,7 +140,7 @@ pub async fn logs(
             &sid,
             StreamKind::Logs,
             &name,
-            Owner::of(&id, &ar.spec.requester),
+            Owner::of(&id, &ar),
             state.config.web.max_log_streams_per_user,
             state.config.web.max_log_streams_per_replica,
         )
@@ -263,12 +263,12 @@ impl Drop for Unregister {
 #[utoipa::path(get, path = "/api/v1/requests/{name}/events", tag = "terminal", summary = "Kubernetes Events of a granted namespace (or one pod), read with the request's own token",
     params(("name" = String, Path), ("namespace" = String, Query), ("pod" = Option<String>, Query)),
     responses(
-        (status = 200, description = "Kubernetes Events of the namespace (or one pod), oldest first", body = crate::api::openapi::PodEventList),
+        (status = 200, description = "The newest 100 Kubernetes Events of the namespace (or one pod), oldest first", body = crate::api::openapi::PodEventList),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
         (status = 409, description = "The request is not active, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "Namespace not granted", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Namespace not granted, or not a pod name", body = crate::api::openapi::ErrorBody),
         (status = 503, description = "The cluster's API is unavailable", body = crate::api::openapi::ErrorBody),
     ))]
 pub async fn events(
@@ -277,32 +277,66 @@ pub async fn events(
     Path(name): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Response, WebError> {
+    if let Some(pod) = q.pod.as_deref() {
+        // The pod name goes into a field selector: anything but a name could add requirements.
+        if !janus_api::names::is_dns_subdomain(pod) {
+            return Err(WebError::invalid("pod", format!("{pod:?} is not a pod name")));
+        }
+    }
     let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
     let api: Api<Event> = Api::namespaced(client, &q.namespace);
-    let list = access::bounded(api.list(&ListParams::default()))
-        .await?
-        .map_err(forbidden_or)?;
-    let mut items: Vec<(Option<chrono::DateTime<chrono::Utc>>, serde_json::Value)> = list
-        .items
+    // The server filters by pod (kube-apiserver's core/v1 Event field selectors:
+    // pkg/registry/core/event/strategy.go, ToSelectableFields), and pages keep at most one page plus
+    // the newest EVENTS_KEPT in memory however many Events the namespace holds.
+    let mut params = ListParams::default().limit(EVENTS_PAGE);
+    if let Some(pod) = q.pod.as_deref() {
+        params = params.fields(&format!("involvedObject.kind=Pod,involvedObject.name={pod}"));
+    }
+    let mut newest: Vec<(Option<chrono::DateTime<chrono::Utc>>, Event)> = Vec::new();
+    for page in 0..EVENTS_MAX_PAGES {
+        let list = access::bounded(api.list(&params)).await?.map_err(forbidden_or)?;
+        newest.extend(list.items.into_iter().map(|e| (last_seen(&e), e)));
+        keep_newest(&mut newest);
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params.continue_token = Some(token),
+            None => break,
+        }
+        if page + 1 == EVENTS_MAX_PAGES {
+            tracing::debug!(
+                namespace = %q.namespace,
+                "events panel: stopped after {EVENTS_MAX_PAGES} pages; showing the newest of those"
+            );
+        }
+    }
+    let items: Vec<serde_json::Value> = newest
         .into_iter()
-        .filter(|e| q.pod.as_deref().is_none_or(|p| e.involved_object.name.as_deref() == Some(p)))
-        .map(|e| {
-            let seen = last_seen(&e);
-            let item = json!({
+        .map(|(seen, e)| {
+            json!({
                 "object": format!("{}/{}", e.involved_object.kind.as_deref().unwrap_or_default(), e.involved_object.name.as_deref().unwrap_or_default()),
                 "type": e.type_,
                 "reason": e.reason,
                 "message": e.message,
                 "count": occurrences(&e),
                 "lastTimestamp": seen.map(|t| t.to_rfc3339()),
-            });
-            (seen, item)
+            })
         })
         .collect();
-    // Oldest first, so the page's "last 20" are the newest whatever the names.
-    items.sort_by_key(|(seen, _)| *seen);
-    let items: Vec<serde_json::Value> = items.into_iter().map(|(_, v)| v).collect();
     Ok(Json(json!({"events": items})).into_response())
+}
+
+/// How many Events the panel answers at most (the page shows the last 20).
+pub const EVENTS_KEPT: usize = 100;
+/// Events read per list call.
+const EVENTS_PAGE: u32 = 500;
+/// Pages read at most, so a namespace flooded with Events costs bounded time and API load.
+const EVENTS_MAX_PAGES: usize = 20;
+
+/// Sorts oldest first by when each was last seen (whatever the names, so the page's "last 20" are the
+/// newest) and drops all but the newest [`EVENTS_KEPT`].
+fn keep_newest(items: &mut Vec<(Option<chrono::DateTime<chrono::Utc>>, Event)>) {
+    items.sort_by_key(|(seen, _)| *seen);
+    let extra = items.len().saturating_sub(EVENTS_KEPT);
+    items.drain(..extra);
 }
 
 /// When an Event was last seen, whichever API wrote it: core/v1 writers (the kubelet of old,

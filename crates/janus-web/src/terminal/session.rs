@@ -126,7 +126,7 @@ pub async fn upgrade(
             &session_id,
             StreamKind::Terminal,
             &name,
-            Owner::of(&id, &ar.spec.requester),
+            Owner::of(&id, &ar),
             state.config.web.max_terminals_per_user,
             state.config.web.max_terminals_per_replica,
         )
