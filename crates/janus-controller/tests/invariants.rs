@@ -17,47 +17,8 @@ use janus_api::access_request::reasons;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kubesim::{RunningSim, SimBuilder};
+use kubesim::RunningSim;
 use serde_json::{Value, json};
-
-/// Removes every `x-kubernetes-validations` from a CRD document.
-fn strip_cel(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.remove("x-kubernetes-validations");
-            m.values_mut().for_each(strip_cel);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_cel),
-        _ => {}
-    }
-}
-
-/// The generated CRD without its CEL rules.
-fn crd_without_cel() -> String {
-    let mut crd: Value = serde_yaml::from_str(&janus_api::crd_yaml().expect("crd")).expect("crd parses");
-    strip_cel(&mut crd);
-    let text = serde_yaml::to_string(&crd).expect("yaml");
-    assert!(!text.contains("x-kubernetes-validations:"), "no rule left");
-    text
-}
-
-/// Like `common::central`, with the CEL-less CRD.
-async fn central_without_cel() -> RunningSim {
-    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
-    sim.load_seed(WORKLOADS).expect("workloads");
-    sim.load_seed(&crd_without_cel()).expect("crd");
-    let rbac = render_chart(
-        &[],
-        &[
-            "templates/serviceaccounts.yaml",
-            "templates/rbac-controller.yaml",
-            "templates/rbac-pod-exec.yaml",
-            "templates/rbac-web.yaml",
-        ],
-    );
-    sim.load_seed(&rbac).expect("chart RBAC");
-    sim
-}
 
 /// A privileged merge patch of the spec, bypassing the web.
 async fn patch_spec(sim: &RunningSim, name: &str, spec: Value) {
@@ -68,13 +29,7 @@ async fn patch_spec(sim: &RunningSim, name: &str, spec: Value) {
 }
 
 async fn assert_token_refused(sim: &RunningSim, ns: &str, token: &str) {
-    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
-    match pods.list(&ListParams::default()).await {
-        // 403 while the server's authentication cache still remembers the token (up to 10 s on a
-        // real API server) and the RoleBinding, deleted first, no longer grants; 401 afterwards.
-        Err(kube::Error::Api(s)) => assert!(s.code == 401 || s.code == 403, "token should be refused: {s:?}"),
-        other => panic!("token still works or wrong error: {other:?}"),
-    }
+    assert_token_dead(sim, ns, token).await;
 }
 
 /// RoleBindings made by k8s-janus anywhere on the cluster.

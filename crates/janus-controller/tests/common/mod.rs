@@ -112,6 +112,69 @@ pub async fn central_from(builder: SimBuilder) -> RunningSim {
     sim
 }
 
+/// Removes every `x-kubernetes-validations` from a CRD document.
+fn strip_cel(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("x-kubernetes-validations");
+            m.values_mut().for_each(strip_cel);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_cel),
+        _ => {}
+    }
+}
+
+/// The generated CRD without its CEL rules.
+pub fn crd_without_cel() -> String {
+    let mut crd: Value = serde_yaml::from_str(&janus_api::crd_yaml().expect("crd")).expect("crd parses");
+    strip_cel(&mut crd);
+    let text = serde_yaml::to_string(&crd).expect("yaml");
+    assert!(!text.contains("x-kubernetes-validations:"), "no rule left");
+    text
+}
+
+/// Like [`central`], with the CEL-less CRD: privileged clients can then change what the API server
+/// would refuse, as on a cluster whose CRD was not upgraded with the chart.
+pub async fn central_without_cel() -> RunningSim {
+    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
+    sim.load_seed(WORKLOADS).expect("workloads");
+    sim.load_seed(&crd_without_cel()).expect("crd");
+    let rbac = render_chart(
+        &[],
+        &[
+            "templates/serviceaccounts.yaml",
+            "templates/rbac-controller.yaml",
+            "templates/rbac-pod-exec.yaml",
+            "templates/rbac-web.yaml",
+        ],
+    );
+    sim.load_seed(&rbac).expect("chart RBAC");
+    sim
+}
+
+/// Asserts that `token` no longer works in `ns` and that it stops authenticating once the server's
+/// authentication cache has forgotten it: a 403 (nothing grants it) first is fine, but a 403 that
+/// stays is what a ServiceAccount that was never deleted answers. kube-apiserver remembers a
+/// successful authentication for its cache TTL (cached_token_authenticator.go; 10 s by default) even
+/// after the ServiceAccount is gone, so the 401 is awaited for that TTL and a few seconds more.
+pub async fn assert_token_dead(sim: &RunningSim, ns: &str, token: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
+    let deadline = std::time::Instant::now() + sim.cluster.config.auth_cache_ttl + Duration::from_secs(5);
+    loop {
+        match pods.list(&ListParams::default()).await {
+            Err(kube::Error::Api(s)) if s.code == 401 => return,
+            Err(kube::Error::Api(s)) if s.code == 403 => assert!(
+                std::time::Instant::now() < deadline,
+                "the token is still authenticated (403) {:?} later (cache TTL + 5 s): its ServiceAccount is not gone",
+                sim.cluster.config.auth_cache_ttl + Duration::from_secs(5)
+            ),
+            other => panic!("token should be refused (401, or 403 while cached): {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A remote kubesim with only the agent (chart in remote mode) and workloads.
 pub async fn remote() -> RunningSim {
     let sim = SimBuilder::new().name("remote").start().await.expect("kubesim");
