@@ -254,10 +254,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 } else if metadata_view == Some(PARTIAL_LIST) {
                     partial_metadata_list(&list)
                 } else if metadata_view == Some(PARTIAL) {
-                    return Err(ApiError::not_acceptable(format!(
-                        "you requested PartialObjectMetadata, but the requested object is a list ({})",
-                        go_type(&rr.rt, true)
-                    )));
+                    return Err(wrong_metadata_shape(&rr.rt, true));
                 } else {
                     list
                 },
@@ -270,10 +267,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
             } else if metadata_view == Some(PARTIAL) {
                 partial_metadata(&obj)
             } else if metadata_view == Some(PARTIAL_LIST) {
-                return Err(ApiError::not_acceptable(format!(
-                    "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
-                    go_type(&rr.rt, false)
-                )));
+                return Err(wrong_metadata_shape(&rr.rt, false));
             } else {
                 obj
             };
@@ -361,6 +355,21 @@ fn metadata_view(accept: &str) -> Option<&'static str> {
             _ => None,
         }
     })
+}
+
+/// 406 for a metadata-only view of the other shape than the answer's (`asPartialObjectMetadata`
+/// and `asPartialObjectMetadataList` in apiserver/pkg/endpoints/handlers/response.go): a
+/// PartialObjectMetadata of a list, or a PartialObjectMetadataList of one object.
+fn wrong_metadata_shape(rt: &ResourceType, list: bool) -> ApiError {
+    let (asked, is) = if list {
+        (PARTIAL, "is a list")
+    } else {
+        (PARTIAL_LIST, "is not a list")
+    };
+    ApiError::not_acceptable(format!(
+        "you requested {asked}, but the requested object {is} ({})",
+        go_type(rt, list)
+    ))
 }
 
 /// The Go type (`%T`) of what a registry hands the response writer: the internal type of a

@@ -74,6 +74,15 @@ async fn whoami(env: &Env, token: &str) -> Result<String, u16> {
         .to_string())
 }
 
+/// Creates ServiceAccount `bot` in `default` and a 10-minute token for it with kubectl.
+async fn bot_with_token(env: &Env) -> String {
+    env.ok(&["create", "serviceaccount", "bot"]).await;
+    env.ok(&["create", "token", "bot", "--duration=10m"])
+        .await
+        .trim()
+        .to_string()
+}
+
 /// `kubectl auth whoami` with the token: the real client's view.
 async fn kubectl_whoami(env: &Env, name: &str, token: &str) -> std::process::Output {
     let kc = env.kubeconfig_for(name, token);
@@ -175,12 +184,7 @@ async fn a_token_is_accepted_within_the_leeway_after_exp_and_refused_after() {
 async fn a_deleted_service_accounts_token_works_for_the_cache_ttl_then_is_refused() {
     let ttl = Duration::from_secs(4);
     let env = Env::with(SimBuilder::new().auth_cache_ttl(ttl)).await;
-    env.ok(&["create", "serviceaccount", "bot"]).await;
-    let token = env
-        .ok(&["create", "token", "bot", "--duration=10m"])
-        .await
-        .trim()
-        .to_string();
+    let token = bot_with_token(&env).await;
     // The first use stores the success; it cannot have been stored before this instant.
     let cached_not_before = Instant::now();
     let first = kubectl_whoami(&env, "bot", &token).await;
@@ -242,12 +246,7 @@ async fn a_deleted_service_accounts_token_works_for_the_cache_ttl_then_is_refuse
 #[tokio::test]
 async fn with_the_cache_disabled_a_deleted_service_accounts_token_is_refused_at_once() {
     let env = Env::with(SimBuilder::new().auth_cache_ttl(Duration::ZERO)).await;
-    env.ok(&["create", "serviceaccount", "bot"]).await;
-    let token = env
-        .ok(&["create", "token", "bot", "--duration=10m"])
-        .await
-        .trim()
-        .to_string();
+    let token = bot_with_token(&env).await;
     let first = kubectl_whoami(&env, "bot", &token).await;
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     env.ok(&["delete", "serviceaccount", "bot"]).await;
