@@ -479,7 +479,7 @@ fn default_clusters() -> Vec<ClusterConfig> {
 
 impl Default for Config {
     fn default() -> Self {
-        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
+        yaml_serde::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
     }
 }
 
@@ -500,7 +500,7 @@ pub enum ConfigError {
         /// The file.
         path: String,
         /// Why.
-        source: serde_yaml::Error,
+        source: yaml_serde::Error,
     },
     /// Values contradict each other.
     #[error("invalid configuration: {0}")]
@@ -510,7 +510,7 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates YAML.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let c: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+        let c: Config = yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
             path: origin.into(),
             source,
         })?;

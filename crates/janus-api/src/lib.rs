@@ -69,8 +69,8 @@ fn not_nullable(schema: &mut JSONSchemaProps) {
 }
 
 /// The CRD generated from the Rust types, as YAML (what `janus crd` prints).
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&crd())
+pub fn crd_yaml() -> Result<String, yaml_serde::Error> {
+    yaml_serde::to_string(&crd())
 }
 
 #[cfg(test)]
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn no_spec_field_is_nullable_so_an_explicit_null_is_pruned() {
-        let crd: Value = serde_yaml::from_str(&super::crd_yaml().expect("crd")).expect("parses");
+        let crd: Value = yaml_serde::from_str(&super::crd_yaml().expect("crd")).expect("parses");
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         for field in ["approval", "denial", "revocation", "withdrawal", "extensions"] {
             assert!(spec["properties"][field].is_object(), "{field} in the schema");

@@ -19,7 +19,7 @@ struct Rule {
 
 fn schema() -> Value {
     let yaml = janus_api::crd_yaml().expect("the CRD serializes");
-    let crd: Value = serde_yaml::from_str(&yaml).expect("the CRD parses");
+    let crd: Value = yaml_serde::from_str(&yaml).expect("the CRD parses");
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 

@@ -80,7 +80,7 @@ async fn controller_client(sim: &RunningSim, via: Option<&Partition>) -> kube::C
     if let Some(p) = via {
         yaml = yaml.replace(&sim.url(), &format!("https://{}", p.addr));
     }
-    let kc: kube::config::Kubeconfig = serde_yaml::from_str(&yaml).unwrap();
+    let kc: kube::config::Kubeconfig = yaml_serde::from_str(&yaml).unwrap();
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use kubesim::faults::FaultConfig;
 use tokio::time::Instant;
 
 async fn admin_config(sim: &kubesim::RunningSim) -> kube::Config {
-    let kc: kube::config::Kubeconfig = serde_yaml::from_str(&sim.kubeconfig_yaml()).unwrap();
+    let kc: kube::config::Kubeconfig = yaml_serde::from_str(&sim.kubeconfig_yaml()).unwrap();
     kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap()

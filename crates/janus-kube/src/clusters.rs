@@ -149,7 +149,7 @@ pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHan
         message,
     };
     let kc: kube::config::Kubeconfig =
-        serde_yaml::from_str(yaml).map_err(|e| unavailable(format!("kubeconfig is not valid YAML: {e}")))?;
+        yaml_serde::from_str(yaml).map_err(|e| unavailable(format!("kubeconfig is not valid YAML: {e}")))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| unavailable(format!("kubeconfig is not usable: {e}")))?;

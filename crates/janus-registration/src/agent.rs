@@ -14,7 +14,7 @@ const POD_EXEC_RULES: &str = include_str!("../../../charts/k8s-janus/files/rbac/
 /// Parses one of the embedded rule lists. They are part of the binary and a unit test parses both, so
 /// the empty fallback is never taken; were it taken, the role would grant nothing rather than too much.
 fn rules(yaml: &str) -> Value {
-    serde_yaml::from_str(yaml).unwrap_or_else(|_| json!([]))
+    yaml_serde::from_str(yaml).unwrap_or_else(|_| json!([]))
 }
 
 /// Default name of the agent ServiceAccount (the chart's `remote.serviceAccountName`).
@@ -68,7 +68,7 @@ pub fn agent_manifests(namespace: &str) -> String {
     for obj in agent_objects(namespace, AGENT_SERVICE_ACCOUNT) {
         out.push_str("---\n");
         // A JSON value always serialises to YAML.
-        out.push_str(&serde_yaml::to_string(&obj).unwrap_or_default());
+        out.push_str(&yaml_serde::to_string(&obj).unwrap_or_default());
     }
     out
 }
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn manifests_parse_and_name_the_namespace() {
         let yaml = agent_manifests("janus-agent");
-        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+        let docs: Vec<Value> = yaml_serde::Deserializer::from_str(&yaml)
             .map(|d| Value::deserialize(d).unwrap())
             .filter(|v| !v.is_null())
             .collect();
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn the_embedded_rules_parse_and_bind_only_pod_exec() {
         for (name, yaml) in [("agent", AGENT_RULES), ("pod-exec", POD_EXEC_RULES)] {
-            let parsed: Value = serde_yaml::from_str(yaml).unwrap();
+            let parsed: Value = yaml_serde::from_str(yaml).unwrap();
             let list = parsed.as_array().unwrap();
             assert!(!list.is_empty(), "{name}");
             assert_eq!(rules(yaml), parsed, "{name}: no fallback taken");

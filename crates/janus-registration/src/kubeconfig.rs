@@ -148,7 +148,7 @@ pub fn build(input: &KubeconfigInput) -> Result<String, KubeconfigError> {
         "preferences": {},
     });
     // Serialising a JSON value to YAML cannot fail; keep the error path anyway rather than panic.
-    serde_yaml::to_string(&doc).map_err(|_| KubeconfigError::InvalidName(name.clone()))
+    yaml_serde::to_string(&doc).map_err(|_| KubeconfigError::InvalidName(name.clone()))
 }
 
 #[cfg(test)]
@@ -169,7 +169,7 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Value {
-        serde_yaml::from_str(yaml).unwrap()
+        yaml_serde::from_str(yaml).unwrap()
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         );
         assert_eq!(v["users"][0]["user"]["token"], "abc.def");
         // kube can read it
-        let kc: kube::config::Kubeconfig = serde_yaml::from_str(&yaml).unwrap();
+        let kc: kube::config::Kubeconfig = yaml_serde::from_str(&yaml).unwrap();
         assert_eq!(kc.contexts.len(), 1);
     }
 

@@ -29,7 +29,7 @@ const HELM_ONLY_LABELS: [&str; 4] = [
 
 fn normalise(yaml: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
+    for doc in yaml_serde::Deserializer::from_str(yaml) {
         let mut v = Value::deserialize(doc).expect("YAML");
         if v.is_null() {
             continue;

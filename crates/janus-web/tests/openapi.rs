@@ -185,7 +185,7 @@ async fn every_real_answer_matches_the_generated_document() {
     let r = anon.get("/api/v1/openapi.yaml").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/yaml");
-    let yaml: Value = serde_yaml::from_str(&r.text().await.expect("text")).expect("YAML document");
+    let yaml: Value = yaml_serde::from_str(&r.text().await.expect("text")).expect("YAML document");
     assert_eq!(yaml, doc, "the YAML and JSON forms differ");
     assert_eq!(
         doc,

@@ -34,18 +34,18 @@ impl Replica {
     async fn start(stack: &Stack, database_url: &str, extra: &str) -> Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut doc: serde_yaml::Mapping = serde_yaml::from_str(extra).unwrap_or_default();
+        let mut doc: yaml_serde::Mapping = yaml_serde::from_str(extra).unwrap_or_default();
         for (k, v) in [
             ("adminEmails", "[admin@example.com]"),
             ("approvalTtlOptions", "[600, 900]"),
             ("idleTimeoutSeconds", "0"),
         ] {
-            let key = serde_yaml::Value::from(k);
+            let key = yaml_serde::Value::from(k);
             if !doc.contains_key(&key) {
-                doc.insert(key, serde_yaml::from_str(v).expect("default"));
+                doc.insert(key, yaml_serde::from_str(v).expect("default"));
             }
         }
-        let cfg = k8s::config(&serde_yaml::to_string(&doc).expect("yaml"));
+        let cfg = k8s::config(&yaml_serde::to_string(&doc).expect("yaml"));
         let token = k8s::sa_token(&stack.sim, NS, "k8s-janus-web").await;
         let client = stack.sim.client_for_token(&token).await.expect("web client");
         let opts = Options {

@@ -102,7 +102,7 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
     let sim = central().await;
     std::fs::write(
         dir.path().join("config.yaml"),
-        serde_yaml::to_string(&config("")).unwrap(),
+        yaml_serde::to_string(&config("")).unwrap(),
     )
     .unwrap();
     let token = sa_token(&sim, NS, "k8s-janus-controller").await;

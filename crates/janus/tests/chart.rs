@@ -1455,7 +1455,7 @@ fn helm_template(sets: &[&str]) -> Vec<Value> {
     }
     let out = cmd.output().expect("helm runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
+    yaml_serde::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
         .map(|d| Value::deserialize(d).expect("YAML"))
         .filter(|v| !v.is_null())
         .collect()

@@ -102,7 +102,7 @@ fn rv(s: &Secret) -> String {
 
 fn kubeconfig_of(s: &Secret) -> serde_json::Value {
     let raw = &s.data.as_ref().unwrap()["kubeconfig"].0;
-    serde_yaml::from_slice(raw).unwrap()
+    yaml_serde::from_slice(raw).unwrap()
 }
 
 async fn agent_exists(remote: &RunningSim) -> bool {
@@ -594,7 +594,7 @@ fn argo_secret(secret: &str, name: &str, server: &str, config: serde_json::Value
 
 /// The command line of the chart's kubeconfig-sync Job, with the config path pointed at `dir`.
 fn job_args(chart: &str, dir: &Path) -> Vec<String> {
-    let job = serde_yaml::Deserializer::from_str(chart)
+    let job = yaml_serde::Deserializer::from_str(chart)
         .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap())
         .find(|v| v["kind"] == "Job")
         .expect("the chart renders the Job");
@@ -674,7 +674,7 @@ async fn kubeconfig_sync_writes_secrets_from_argocd() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yaml"),
-        serde_yaml::to_string(&config(
+        yaml_serde::to_string(&config(
             "clusters: [{name: central}, {name: prod, displayName: Production}, {name: edge}, {name: lab, secretName: lab-kc}, {name: gke}, {name: eks}, {name: nowhere}]",
         ))
         .unwrap(),
@@ -738,7 +738,7 @@ async fn kubeconfig_sync_writes_secrets_from_argocd() {
     assert!(secret(&sim, "gke-kubeconfig").await.is_none());
     assert!(secret(&sim, "unlisted-kubeconfig").await.is_none());
     // what the controller reads must be a usable kubeconfig
-    janus_controller::clusters::handle_from_kubeconfig("prod", &serde_yaml::to_string(&kc).unwrap())
+    janus_controller::clusters::handle_from_kubeconfig("prod", &yaml_serde::to_string(&kc).unwrap())
         .await
         .unwrap();
 

@@ -18,7 +18,7 @@ pub fn render(name: &str, server: &str, ca_pem: &str, token: &str) -> String {
         "current-context": name,
         "preferences": {},
     });
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    yaml_serde::to_string(&doc).unwrap_or_default()
 }
 
 /// Writes a file readable only by its owner (it holds a bearer token).
@@ -43,7 +43,7 @@ pub fn merge(configs: &[String]) -> anyhow::Result<String> {
     let mut contexts = Vec::new();
     let mut current = None;
     for c in configs {
-        let v: serde_json::Value = serde_yaml::from_str(c)?;
+        let v: serde_json::Value = yaml_serde::from_str(c)?;
         for (k, out) in [
             ("clusters", &mut clusters),
             ("users", &mut users),
@@ -61,5 +61,5 @@ pub fn merge(configs: &[String]) -> anyhow::Result<String> {
         "apiVersion": "v1", "kind": "Config", "clusters": clusters, "users": users,
         "contexts": contexts, "current-context": current.unwrap_or_default(), "preferences": {},
     });
-    Ok(serde_yaml::to_string(&doc)?)
+    Ok(yaml_serde::to_string(&doc)?)
 }

@@ -377,7 +377,7 @@ impl RunningSim {
 
     /// A kube client authenticating with the given bearer token.
     pub async fn client_for_token(&self, token: &str) -> anyhow::Result<kube::Client> {
-        let kc: kube::config::Kubeconfig = serde_yaml::from_str(&self.kubeconfig_for_token(token))?;
+        let kc: kube::config::Kubeconfig = yaml_serde::from_str(&self.kubeconfig_for_token(token))?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
         Ok(kube::Client::try_from(cfg)?)
     }

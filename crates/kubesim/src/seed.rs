@@ -39,7 +39,7 @@ pub fn bootstrap(cluster: &Arc<Cluster>) -> anyhow::Result<()> {
 pub fn parse_objects(yaml: &str) -> anyhow::Result<Vec<Value>> {
     use serde::Deserialize;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
+    for doc in yaml_serde::Deserializer::from_str(yaml) {
         let v = Value::deserialize(doc)?;
         match v {
             Value::Null => {}

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 /// An admin client that shows every answer as it is: kube's default layer would retry the 504s
 /// (as it should against a real server) and hide them from these tests.
 async fn raw_client(env: &common::Env) -> kube::Client {
-    let kc: kube::config::Kubeconfig = serde_yaml::from_str(&env.sim.kubeconfig_yaml()).expect("kubeconfig");
+    let kc: kube::config::Kubeconfig = yaml_serde::from_str(&env.sim.kubeconfig_yaml()).expect("kubeconfig");
     let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .expect("config");

@@ -141,7 +141,7 @@ mod tests {
     use crate::{Approval, Extension};
 
     fn config() -> Config {
-        serde_yaml::from_str("{}").unwrap()
+        yaml_serde::from_str("{}").unwrap()
     }
 
     fn spec(ttl: i64) -> AccessRequestSpec {

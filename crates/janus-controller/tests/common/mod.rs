@@ -126,9 +126,9 @@ fn strip_cel(v: &mut Value) {
 
 /// The generated CRD without its CEL rules.
 pub fn crd_without_cel() -> String {
-    let mut crd: Value = serde_yaml::from_str(&janus_api::crd_yaml().expect("crd")).expect("crd parses");
+    let mut crd: Value = yaml_serde::from_str(&janus_api::crd_yaml().expect("crd")).expect("crd parses");
     strip_cel(&mut crd);
-    let text = serde_yaml::to_string(&crd).expect("yaml");
+    let text = yaml_serde::to_string(&crd).expect("yaml");
     assert!(!text.contains("x-kubernetes-validations:"), "no rule left");
     text
 }
@@ -202,12 +202,12 @@ pub fn config(extra: &str) -> Config {
     let base = format!(
         "namespace: {NS}\nminTtlSeconds: 1\ndefaultTtlSeconds: 60\nexcludedNamespaces: [kube-system]\nretentionSeconds: 0\n"
     );
-    let mut doc: serde_yaml::Mapping = serde_yaml::from_str(&base).expect("base");
-    let over: Option<serde_yaml::Mapping> = serde_yaml::from_str(extra).expect("extra");
+    let mut doc: yaml_serde::Mapping = yaml_serde::from_str(&base).expect("base");
+    let over: Option<yaml_serde::Mapping> = yaml_serde::from_str(extra).expect("extra");
     for (k, v) in over.unwrap_or_default() {
         doc.insert(k, v);
     }
-    Config::from_yaml(&serde_yaml::to_string(&doc).expect("yaml"), "test").expect("config")
+    Config::from_yaml(&yaml_serde::to_string(&doc).expect("yaml"), "test").expect("config")
 }
 
 /// A running controller (in this process, with the chart's controller identity).

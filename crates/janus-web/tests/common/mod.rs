@@ -76,18 +76,18 @@ impl Stack {
         let extra = extra.as_str();
         let sim = k8s::central_from(builder).await;
         sim.load_seed(EXTRA).expect("extra workloads");
-        let mut doc: serde_yaml::Mapping = serde_yaml::from_str(extra).unwrap_or_default();
+        let mut doc: yaml_serde::Mapping = yaml_serde::from_str(extra).unwrap_or_default();
         for (k, v) in [
             ("adminEmails", "[admin@example.com]"),
             ("approvalTtlOptions", "[600, 900]"),
             ("idleTimeoutSeconds", "0"),
         ] {
-            let key = serde_yaml::Value::from(k);
+            let key = yaml_serde::Value::from(k);
             if !doc.contains_key(&key) {
-                doc.insert(key, serde_yaml::from_str(v).expect("default"));
+                doc.insert(key, yaml_serde::from_str(v).expect("default"));
             }
         }
-        let cfg = k8s::config(&serde_yaml::to_string(&doc).expect("yaml"));
+        let cfg = k8s::config(&yaml_serde::to_string(&doc).expect("yaml"));
         let controller = k8s::Controller::start(&sim, cfg.clone()).await;
         let token = k8s::sa_token(&sim, NS, "k8s-janus-web").await;
         let client = sim.client_for_token(&token).await.expect("web client");
