@@ -158,16 +158,26 @@ pub async fn central_without_cel() -> RunningSim {
 /// successful authentication for its cache TTL (cached_token_authenticator.go; 10 s by default) even
 /// after the ServiceAccount is gone, so the 401 is awaited for that TTL and a few seconds more.
 pub async fn assert_token_dead(sim: &RunningSim, ns: &str, token: &str) {
+    assert_token_dead_within(
+        sim,
+        ns,
+        token,
+        sim.cluster.config.auth_cache_ttl + Duration::from_secs(5),
+    )
+    .await;
+}
+
+/// [`assert_token_dead`] with the time the 401 may take.
+pub async fn assert_token_dead_within(sim: &RunningSim, ns: &str, token: &str, bound: Duration) {
     use k8s_openapi::api::core::v1::Pod;
     let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
-    let deadline = std::time::Instant::now() + sim.cluster.config.auth_cache_ttl + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + bound;
     loop {
         match pods.list(&ListParams::default()).await {
             Err(kube::Error::Api(s)) if s.code == 401 => return,
             Err(kube::Error::Api(s)) if s.code == 403 => assert!(
                 std::time::Instant::now() < deadline,
-                "the token is still authenticated (403) {:?} later (cache TTL + 5 s): its ServiceAccount is not gone",
-                sim.cluster.config.auth_cache_ttl + Duration::from_secs(5)
+                "the token is still authenticated (403) {bound:?} later: its ServiceAccount is not gone"
             ),
             other => panic!("token should be refused (401, or 403 while cached): {other:?}"),
         }
