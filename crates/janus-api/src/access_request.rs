@@ -107,6 +107,30 @@ pub struct AccessRequestSpec {
     pub extensions: Vec<Extension>,
 }
 
+impl AccessRequestSpec {
+    /// A new request with no decision yet: what was asked, by whom, for how long.
+    pub fn new(
+        requester: impl Into<String>,
+        cluster: impl Into<String>,
+        namespaces: Vec<String>,
+        reason: impl Into<String>,
+        ttl_seconds: i64,
+    ) -> Self {
+        Self {
+            requester: requester.into(),
+            cluster: cluster.into(),
+            namespaces,
+            reason: reason.into(),
+            ttl_seconds,
+            approval: None,
+            denial: None,
+            revocation: None,
+            withdrawal: None,
+            extensions: vec![],
+        }
+    }
+}
+
 /// Who made a decision and when.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

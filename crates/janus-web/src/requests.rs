@@ -401,18 +401,13 @@ pub async fn create(state: &AppState, id: &Identity, input: CreateInput) -> Resu
     }
     let mut ar = AccessRequest::new(
         "",
-        AccessRequestSpec {
-            requester: id.email.clone(),
-            cluster: input.cluster.clone(),
-            namespaces: wanted.into_iter().collect(),
+        AccessRequestSpec::new(
+            id.email.clone(),
+            input.cluster.clone(),
+            wanted.into_iter().collect(),
             reason,
-            ttl_seconds: ttl,
-            approval: None,
-            denial: None,
-            revocation: None,
-            withdrawal: None,
-            extensions: vec![],
-        },
+            ttl,
+        ),
     );
     ar.metadata.name = None;
     ar.metadata.generate_name = Some(names::request_name_prefix(&id.email));

@@ -90,18 +90,7 @@ mod tests {
     fn request(phase: Phase) -> AccessRequest {
         let mut ar = AccessRequest::new(
             "r",
-            AccessRequestSpec {
-                requester: "Dev@Example.com".into(),
-                cluster: "local".into(),
-                namespaces: vec!["default".into()],
-                reason: "r".into(),
-                ttl_seconds: 3600,
-                approval: None,
-                denial: None,
-                revocation: None,
-                withdrawal: None,
-                extensions: vec![],
-            },
+            AccessRequestSpec::new("Dev@Example.com", "local", vec!["default".into()], "r", 3600),
         );
         ar.status = Some(AccessRequestStatus {
             phase,

@@ -161,18 +161,7 @@ mod tests {
     use crate::{Approval, Decision, Denial, Extension, Revocation};
 
     fn spec() -> AccessRequestSpec {
-        AccessRequestSpec {
-            requester: "a@x.io".into(),
-            cluster: "central".into(),
-            namespaces: vec!["apps".into()],
-            reason: "debug".into(),
-            ttl_seconds: 3600,
-            approval: None,
-            denial: None,
-            revocation: None,
-            withdrawal: None,
-            extensions: vec![],
-        }
+        AccessRequestSpec::new("a@x.io", "central", vec!["apps".into()], "debug", 3600)
     }
 
     fn decision() -> Decision {

@@ -145,18 +145,7 @@ mod tests {
     }
 
     fn spec(ttl: i64) -> AccessRequestSpec {
-        AccessRequestSpec {
-            requester: "a@example.com".into(),
-            cluster: "local".into(),
-            namespaces: vec!["default".into()],
-            reason: "r".into(),
-            ttl_seconds: ttl,
-            approval: None,
-            denial: None,
-            revocation: None,
-            withdrawal: None,
-            extensions: vec![],
-        }
+        AccessRequestSpec::new("a@example.com", "local", vec!["default".into()], "r", ttl)
     }
 
     fn approval(ttl: Option<i64>) -> Approval {

@@ -96,9 +96,14 @@ pub async fn central() -> RunningSim {
 
 /// [`central`] from a builder with other server settings (token limits, caches).
 pub async fn central_from(builder: SimBuilder) -> RunningSim {
+    seeded_central(builder, &janus_api::crd_yaml().expect("crd")).await
+}
+
+/// A central kubesim with the workloads, the given CRD and the chart's RBAC.
+async fn seeded_central(builder: SimBuilder, crd: &str) -> RunningSim {
     let sim = builder.name("central").start().await.expect("kubesim");
     sim.load_seed(WORKLOADS).expect("workloads");
-    sim.load_seed(&janus_api::crd_yaml().expect("crd")).expect("crd");
+    sim.load_seed(crd).expect("crd");
     let rbac = render_chart(
         &[],
         &[
@@ -136,20 +141,7 @@ pub fn crd_without_cel() -> String {
 /// Like [`central`], with the CEL-less CRD: privileged clients can then change what the API server
 /// would refuse, as on a cluster whose CRD was not upgraded with the chart.
 pub async fn central_without_cel() -> RunningSim {
-    let sim = SimBuilder::new().name("central").start().await.expect("kubesim");
-    sim.load_seed(WORKLOADS).expect("workloads");
-    sim.load_seed(&crd_without_cel()).expect("crd");
-    let rbac = render_chart(
-        &[],
-        &[
-            "templates/serviceaccounts.yaml",
-            "templates/rbac-controller.yaml",
-            "templates/rbac-pod-exec.yaml",
-            "templates/rbac-web.yaml",
-        ],
-    );
-    sim.load_seed(&rbac).expect("chart RBAC");
-    sim
+    seeded_central(SimBuilder::new(), &crd_without_cel()).await
 }
 
 /// Asserts that `token` no longer works in `ns` and that it stops authenticating once the server's
