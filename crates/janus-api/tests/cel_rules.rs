@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The CRD's CEL rules (`x-kubernetes-validations`), taken from the CRD `janus crd` prints and
 //! evaluated with the `cel` crate the way an API server applies them: each rule at its place in the
 //! schema, `self` bound to the value there and `oldSelf` to the previous one, transition rules only
