@@ -664,3 +664,75 @@ async fn a_short_or_missing_shared_session_key_refuses_to_start() {
         .expect("a 32-byte key");
     start_error(|o| o.session_key = None).await.expect("no key on SQLite");
 }
+
+/// Every malformed query, path or body under `/api/v1` answers the project's JSON error
+/// (`{"error","code","field"}`, 422), not axum's plain-text rejection; "admins only" is still checked
+/// before the input is looked at, so a non-admin learns nothing from the input's validity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_api_input_gets_the_json_error() {
+    let web = start(|url| format!("baseUrl: \"{url}\""), |_| {}).await;
+    let (cookie, _, csrf) = login_cookie(&web).await;
+    let session = cookie.split(';').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let json_error = |what: &'static str, field: &'static str| {
+        move |status: u16, ctype: String, body: String| {
+            assert_eq!(status, 422, "{what}: {body}");
+            assert!(ctype.starts_with("application/json"), "{what}: {ctype} {body}");
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+            assert_eq!(
+                (v["code"].as_str(), v["field"].as_str()),
+                (Some("invalid"), Some(field)),
+                "{what}: {v}"
+            );
+        }
+    };
+    let send = |rb: reqwest::RequestBuilder| async move {
+        let r = rb.send().await.expect("send");
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        (status, ctype, r.text().await.unwrap_or_default())
+    };
+    // A repeated field is a query that does not deserialize.
+    let (s, c, b) = send(
+        http.get(format!("{}/api/v1/audit/export?format=csv&format=jsonl", web.url))
+            .header("cookie", &session),
+    )
+    .await;
+    json_error("audit export query", "query")(s, c, b);
+    // A path segment that is not UTF-8 once decoded.
+    let (s, c, b) = send(
+        http.get(format!("{}/api/v1/clusters/%FF/namespaces", web.url))
+            .header("cookie", &session),
+    )
+    .await;
+    json_error("cluster path", "path")(s, c, b);
+    let (s, c, b) = send(
+        http.patch(format!("{}/api/v1/users/%FF", web.url))
+            .header("cookie", &session)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"admin": true})),
+    )
+    .await;
+    json_error("user path", "path")(s, c, b);
+    // A body that is not the input's JSON.
+    let (s, c, b) = send(
+        http.post(format!("{}/api/v1/users", web.url))
+            .header("cookie", &session)
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    json_error("user body", "body")(s, c, b);
+    let (s, c, b) = send(
+        http.post(format!("{}/api/v1/login", web.url))
+            .header("content-type", "application/json")
+            .body("[1]"),
+    )
+    .await;
+    json_error("login body", "body")(s, c, b);
+}

@@ -1,7 +1,6 @@
 //! `/api/v1/audit`: query and export the audit log (admins only).
 
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use janus_store::{AuditEvent, ExportFormat};
@@ -11,6 +10,7 @@ use utoipa::ToSchema;
 use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
+use crate::extract::{Json, Query};
 use crate::pages::audit::AuditFilter;
 use crate::state::AppState;
 
@@ -46,12 +46,12 @@ pub struct AuditPage {
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    q: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<AuditFilter>, WebError>,
 ) -> Result<Response, WebError> {
     if !id.is_admin {
         return Err(WebError::Forbidden("only admins read the audit log".into()));
     }
-    let Query(f) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
+    let Query(f) = q?;
     let events = state.store.audit_events(&f.query()?).await?;
     let next = events.last().map(|e| e.id);
     Ok(Json(AuditPage {
@@ -84,11 +84,12 @@ pub struct ExportQuery {
 pub async fn export(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    Query(q): Query<ExportQuery>,
+    q: Result<Query<ExportQuery>, WebError>,
 ) -> Result<Response, WebError> {
     if !id.is_admin {
         return Err(WebError::Forbidden("only admins export the audit log".into()));
     }
+    let Query(q) = q?;
     let (format, ctype, ext) = match q.format.as_deref().unwrap_or("jsonl") {
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
         "jsonl" => (ExportFormat::Jsonl, "application/x-ndjson", "jsonl"),

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -14,6 +13,7 @@ use utoipa::ToSchema;
 use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
+use crate::extract::{Json, Path};
 use crate::requests;
 use crate::state::AppState;
 

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use utoipa::ToSchema;
 use super::openapi::ErrorBody;
 use crate::auth::{Authenticated, Identity, Optional, client_ip, local, session};
 use crate::error::WebError;
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// Login body.
@@ -71,12 +71,12 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<LoginInput>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<LoginInput>, WebError>,
 ) -> Result<Response, WebError> {
     if state.config.web.auth_mode != AuthMode::Local {
         return Err(WebError::NotFound("local login is disabled".into()));
     }
-    let Json(input) = body.map_err(WebError::from)?;
+    let Json(input) = body?;
     let client = client_ip::of_request(&state, peer.ip(), &headers);
     let (id, cookie) = local::login(&state, &input.username, &input.password, client).await?;
     let mut r = Json(SessionInfo::of(id)).into_response();

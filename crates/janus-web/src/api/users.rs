@@ -1,8 +1,6 @@
 //! `/api/v1/users`: local accounts, managed by admins (pages call the same functions).
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use janus_store::User;
@@ -15,6 +13,7 @@ use super::openapi::ErrorBody;
 use crate::audit;
 use crate::auth::{Authenticated, Identity, local};
 use crate::error::WebError;
+use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::terminal::EndReason;
 
@@ -260,10 +259,10 @@ pub async fn list_handler(
 pub async fn create_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    b: Result<Json<NewUserInput>, JsonRejection>,
+    b: Result<Json<NewUserInput>, WebError>,
 ) -> Result<Response, WebError> {
     require_admin(&id)?;
-    let Json(input) = b.map_err(WebError::from)?;
+    let Json(input) = b?;
     let u = create(&state, &id, input).await?;
     Ok((StatusCode::CREATED, Json(u)).into_response())
 }
@@ -287,10 +286,10 @@ pub async fn update_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
     Path(username): Path<String>,
-    b: Result<Json<UserChangeInput>, JsonRejection>,
+    b: Result<Json<UserChangeInput>, WebError>,
 ) -> Result<Response, WebError> {
     require_admin(&id)?;
-    let Json(input) = b.map_err(WebError::from)?;
+    let Json(input) = b?;
     Ok(Json(update(&state, &id, &username, input).await?).into_response())
 }
 
