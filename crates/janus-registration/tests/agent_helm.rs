@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `janus agent-manifests` must create exactly what the chart creates in remote mode: both are
 //! rendered (the chart with the real helm binary) and compared object by object.
 

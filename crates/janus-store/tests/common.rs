@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Shared test helpers: a store per backend (SQLite in a temp file always; PostgreSQL in a fresh
 //! database of `JANUS_TEST_POSTGRES_URL` when set).
 #![allow(dead_code)]

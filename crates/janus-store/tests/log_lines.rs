@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! What the store writes to the log: one structured line per new audit event, and never the database
 //! password. A test binary of its own with a process-wide subscriber, because thread-local
 //! subscribers race with tracing's callsite cache when other tests run in parallel threads.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Login reservations, unique emails and the requester lock, on SQLite and (when configured) PostgreSQL.
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The batched owner check behind terminal and log-stream termination (`Store::owner_states`), against
 //! SQLite always and PostgreSQL when `JANUS_TEST_POSTGRES_URL` is set: which login sessions still exist
 //! (with their expiry) and the state of local accounts, in one query, with case-insensitive emails, many

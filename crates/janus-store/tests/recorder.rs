@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The recorder against kubesim and the real controller: lifecycles produce exactly the expected audit
 //! events, once, with their real times — also across a recorder restart and a PostgreSQL outage.
 

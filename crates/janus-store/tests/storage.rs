@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The storage test suite, run against SQLite (a temp file) always and against PostgreSQL when
 //! `JANUS_TEST_POSTGRES_URL` is set (scripts/test.sh starts a throwaway cluster).
 
