@@ -736,3 +736,62 @@ async fn malformed_api_input_gets_the_json_error() {
     .await;
     json_error("login body", "body")(s, c, b);
 }
+
+/// The signed OIDC login-state cookie (the `cookie` crate's signed jar, keyed from the session key): a
+/// missing, tampered or foreign-key cookie is a clear 403 login page, never a 500 nor a session; a
+/// genuine one passes the signature and reaches the next check (the `state` comparison). Expiry is in
+/// `auth::oidc`'s unit test; the full provider round trip in tests/oidc.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_oidc_state_cookie_is_a_clear_login_error() {
+    let (issuer, _provider) = discovery_only_provider().await;
+    let section = |issuer: String| {
+        move |url: &str| {
+            format!("baseUrl: \"{url}\", authMode: oidc, oidc: {{issuerUrl: \"{issuer}\", clientId: janus-web}}")
+        }
+    };
+    let web = start(section(issuer.clone()), |_| {}).await;
+    let other = start(section(issuer.clone()), |o| o.session_key = Some("j".repeat(48))).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let state_cookie = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(format!("{url}/oidc/login")).send().await.expect("GET");
+            assert_eq!(r.status(), 303);
+            let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+            let pair = set.split(';').next().unwrap().to_string();
+            pair.strip_prefix("janus_oidc=").expect("the state cookie").to_string()
+        }
+    };
+    let mine = state_cookie(web.url.clone()).await;
+    let foreign = state_cookie(other.url.clone()).await;
+    let mut tampered = mine.clone().into_bytes();
+    let i = tampered.len() - 3;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (what, cookie, says) in [
+        ("missing", None, "took too long or started in another browser"),
+        ("tampered", Some(tampered), "invalid or expired"),
+        ("signed with another key", Some(foreign), "invalid or expired"),
+        ("garbage", Some("%zz==\"x\"".to_string()), "invalid or expired"),
+        ("genuine, wrong state", Some(mine), "state mismatch"),
+    ] {
+        let mut req = http.get(format!("{}/oidc/callback?code=c&state=s", web.url));
+        if let Some(c) = &cookie {
+            req = req.header("cookie", format!("janus_oidc={c}"));
+        }
+        let r = req.send().await.expect("callback");
+        assert_eq!(r.status(), 403, "{what}");
+        assert!(
+            !r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|c| c.to_str().unwrap_or("").starts_with("janus_session=")),
+            "{what}: no session"
+        );
+        let body = r.text().await.unwrap_or_default();
+        assert!(body.contains("Login refused") && body.contains(says), "{what}: {body}");
+    }
+}

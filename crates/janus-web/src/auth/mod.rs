@@ -183,12 +183,11 @@ fn expected_origins(state: &AppState, headers: &HeaderMap) -> Vec<String> {
     v
 }
 
-/// Compares secrets without leaking their prefix through timing.
+/// Compares secrets without leaking their prefix through timing ([`subtle`]'s constant-time equality;
+/// only the lengths, which are public, may short-circuit).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 const FORM_LIMIT: usize = 256 * 1024;
@@ -261,43 +260,10 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// Parses `application/x-www-form-urlencoded` pairs.
+/// Parses `application/x-www-form-urlencoded` pairs ([`form_urlencoded`], the WHATWG form decoding:
+/// `+` is a space, a bad escape such as `%zz` stays as it is, invalid UTF-8 becomes U+FFFD).
 pub fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url_decode_pairs(&String::from_utf8_lossy(body))
-}
-
-fn url_decode_pairs(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 /// Wants an identity: 401 for the API, a redirect to the login page for pages.
@@ -387,11 +353,13 @@ mod tests {
 
     #[test]
     fn forms_decode() {
-        let p = url_decode_pairs("a=1&_csrf=x%2By&r=hello+world&bad=%zz&t=%");
+        let p = serde_urlencoded_pairs(b"a=1&_csrf=x%2By&r=hello+world&bad=%zz&t=%&&u=%E2%82%AC&v=%FF");
         assert_eq!(p[1], ("_csrf".into(), "x+y".into()));
         assert_eq!(p[2].1, "hello world");
         assert_eq!(p[3].1, "%zz");
         assert_eq!(p[4].1, "%");
+        assert_eq!(p[5].1, "\u{20ac}");
+        assert_eq!(p[6].1, "\u{fffd}");
     }
 
     #[test]

@@ -275,23 +275,39 @@ struct LoginState {
     e: i64,
 }
 
-const COOKIE_CONTEXT: &str = "janus-oidc-state-v1.";
+/// Domain separation: the state cookie's key is derived from the session key under this label, so a MAC
+/// made for anything else under the session key (e.g. proxy-mode CSRF tokens) never passes for a state.
+const COOKIE_CONTEXT: &str = "janus-oidc-state-v1";
 
+/// The signing key of the state cookie: HKDF ([`cookie::Key::derive_from`]) over
+/// HMAC-SHA256(session key, [`COOKIE_CONTEXT`]), the 43 bytes of its base64 being at least the 32 that
+/// `derive_from` requires whatever the session key's length.
+fn cookie_key(session_key: &[u8]) -> cookie::Key {
+    cookie::Key::derive_from(session::sign(session_key, COOKIE_CONTEXT).as_bytes())
+}
+
+/// The state cookie's value: the JSON of `st` in URL-safe base64 (cookie-safe characters), signed by the
+/// `cookie` crate's signed jar (HMAC-SHA256 of the value, prepended in base64).
 fn seal(key: &[u8], st: &LoginState) -> String {
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(st).unwrap_or_else(|_| unreachable!("strings and numbers serialize")));
-    let mac = session::sign(key, &format!("{COOKIE_CONTEXT}{body}"));
-    format!("{body}.{mac}")
+    let mut jar = cookie::CookieJar::new();
+    jar.signed_mut(&cookie_key(key))
+        .add(cookie::Cookie::new(STATE_COOKIE, body));
+    jar.get(STATE_COOKIE).map(|c| c.value().to_string()).unwrap_or_default()
 }
 
+/// Checks the signature of a state cookie's value, then its expiry (which is inside the signed value, so
+/// a replayed or kept cookie cannot outlive it whatever its `Max-Age` said).
 fn open(key: &[u8], value: &str, now: i64) -> Result<LoginState, &'static str> {
-    let (body, mac) = value.split_once('.').ok_or("malformed login state")?;
-    let expected = session::sign(key, &format!("{COOKIE_CONTEXT}{body}"));
-    if !auth::constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
-        return Err("login state cookie failed authentication");
-    }
+    let mut jar = cookie::CookieJar::new();
+    jar.add_original(cookie::Cookie::new(STATE_COOKIE, value.to_string()));
+    let verified = jar
+        .signed(&cookie_key(key))
+        .get(STATE_COOKIE)
+        .ok_or("login state cookie failed authentication")?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
+        .decode(verified.value())
         .map_err(|_| "malformed login state")?;
     let st: LoginState = serde_json::from_slice(&raw).map_err(|_| "malformed login state")?;
     if st.e <= now {
@@ -304,15 +320,17 @@ fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     session::build_cookie(STATE_COOKIE, value, "/oidc", max_age, state.secure_cookies)
 }
 
+/// The state cookie from the request's `Cookie` headers (parsed by the `cookie` crate); an empty or
+/// implausibly long one counts as missing.
 fn read_state_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == STATE_COOKIE)
-        .map(|(_, v)| v.to_string())
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == STATE_COOKIE)
+        .map(|c| c.value().to_string())
         .filter(|v| !v.is_empty() && v.len() <= 4096)
 }
 
@@ -769,13 +787,53 @@ mod tests {
         };
         let sealed = seal(key, &st);
         assert_eq!(open(key, &sealed, 999).unwrap().x, "/requests");
+        // Expired: the expiry inside the signed value counts, not the cookie's Max-Age.
         assert_eq!(open(key, &sealed, 1000).err(), Some("login state expired"));
-        assert!(open(b"another key another key another k", &sealed, 999).is_err());
-        let (body, mac) = sealed.split_once('.').unwrap();
+        // Signed with another key (another installation, or before a key rotation).
+        assert_eq!(
+            open(b"another key another key another k", &sealed, 999).err(),
+            Some("login state cookie failed authentication")
+        );
+        // A short key (the random per-process one is 43 bytes, but nothing may panic on any length).
+        assert!(open(b"k", &seal(b"k", &st), 999).is_ok());
+        // A forged body under the real MAC, a body without its MAC, a flipped MAC character, rubbish.
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&st).unwrap());
+        let mac = sealed.strip_suffix(&body).expect("the signed jar prepends the MAC");
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"s":"state","n":"nonce","v":"verifier","x":"//evil","e":99999}"#);
-        assert!(open(key, &format!("{forged}.{mac}"), 999).is_err());
-        assert!(open(key, body, 999).is_err());
+        let mut flipped = sealed.clone().into_bytes();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        for bad in [
+            format!("{mac}{forged}"),
+            body.clone(),
+            String::from_utf8(flipped).unwrap(),
+            String::new(),
+            "\u{0}%zz;=".into(),
+        ] {
+            assert_eq!(
+                open(key, &bad, 999).err(),
+                Some("login state cookie failed authentication"),
+                "{bad:?}"
+            );
+        }
+        // The key is derived per purpose: the session key itself does not verify the cookie.
+        let mut jar = cookie::CookieJar::new();
+        jar.add_original(cookie::Cookie::new(STATE_COOKIE, sealed.clone()));
+        assert!(jar.signed(&cookie::Key::derive_from(key)).get(STATE_COOKIE).is_none());
+    }
+
+    #[test]
+    fn state_cookie_is_read_from_any_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; janus_oidc=abc=; b=2"));
+        assert_eq!(read_state_cookie(&h).as_deref(), Some("abc="));
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("janus_session=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("janus_oidc=v"));
+        assert_eq!(read_state_cookie(&h).as_deref(), Some("v"));
+        h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("janus_oidc=; junk"));
+        assert_eq!(read_state_cookie(&h), None);
     }
 
     #[test]
