@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `janus audit export` run as a real process against a SQLite file.
 
 use std::process::Command;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Chaos: the controller process is SIGKILLed at random moments during 200 lifecycles. After it is
 //! left running, every request must reach the phase its decisions call for and no credential may remain.
 

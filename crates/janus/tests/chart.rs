@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Helm chart against kubesim with the real helm binary (issue 7, "Verified by"):
 //!
 //! - `chart_install_runs_a_full_lifecycle_on_both_clusters`: the chart README's install commands, verbatim

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `janus demo` as a newcomer runs it: start the binary, read the URL and logins it prints, then drive
 //! request → approve → shell (`echo` through the terminal WebSocket) → revoke through the real HTTP API.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `janus probe` (the chart's `helm test` hook) against the controller's real health server: 2xx
 //! passes, 503 and refused connections fail with a clear line, retries wait for readiness, bad
 //! URLs are refused without a crash.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Keeps the README true: every command block marked `<!-- readme-check: … -->` is checked — `flags`: the
 //! program and every `--flag` exist; `exists`: the script exists and is executable; `helm`: the
 //! helm command renders with the real helm binary and the chart from the repository.

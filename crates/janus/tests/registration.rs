@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Registering remote clusters end to end, with two kubesim clusters (central and remote), the real
 //! kubectl and helm: `scripts/setup.sh` (flags and an interactive run driven through tmux), then a
 //! request lifecycle on the registered cluster, offboarding with `setup.sh remove`, and
