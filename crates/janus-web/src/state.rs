@@ -67,8 +67,9 @@ pub struct Inner {
     pub recent_sessions: crate::auth::session::RecentSessions,
     /// Whether the request cache has synced.
     pub cache_ready: AtomicBool,
-    /// Clusters registered by labelled kubeconfig Secrets (refreshed every few seconds).
-    pub registered_clusters: crate::requests::ClusterCache,
+    /// Clusters registered by labelled kubeconfig Secrets (refreshed every few seconds), shared by every
+    /// [`ClusterService`](crate::service::ClusterService).
+    pub registered_clusters: Arc<crate::service::ClusterCache>,
     /// Proxy-mode refusals audited in the current interval, and those counted since.
     pub identity_refusals: std::sync::Mutex<crate::auth::proxy::RefusalLog>,
 }

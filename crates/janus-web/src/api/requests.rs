@@ -6,15 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use janus_store::AuditEvent;
-use janus_store::AuditQuery;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
-use crate::requests::{self as domain, CreateInput, DecisionInput, ListFilter, ListPage, RequestView};
-use crate::state::AppState;
+use crate::service::{CreateInput, DecisionInput, ListFilter, ListPage, RequestService, RequestView};
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
     b.map(|Json(v)| v).map_err(WebError::from)
@@ -30,15 +28,12 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
         (status = 422, description = "Malformed query", body = ErrorBody),
     ))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     q: Result<Query<ListFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
     let Query(f) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
-    if f.scope.as_deref() == Some("all") && !id.is_admin {
-        return Err(WebError::Forbidden("only admins list everybody's requests".into()));
-    }
-    Ok(Json(domain::list(&state, &id, &f)).into_response())
+    Ok(Json(svc.list(&id, &f)?).into_response())
 }
 
 /// `POST /api/v1/requests`.
@@ -55,13 +50,13 @@ pub async fn list(
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
     ))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     b: Result<Json<CreateInput>, JsonRejection>,
 ) -> Result<Response, WebError> {
     let input = body(b)?;
-    let ar = domain::create(&state, &id, input).await?;
-    Ok((StatusCode::CREATED, Json(domain::view(&state, &id, &ar))).into_response())
+    let ar = svc.create(&id, input).await?;
+    Ok((StatusCode::CREATED, Json(svc.view(&id, &ar))).into_response())
 }
 
 /// `GET /api/v1/requests/{name}`.
@@ -74,13 +69,16 @@ pub async fn create(
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
     ))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    let ar = domain::get_visible(&state, &id, &name).await?;
-    Ok(Json(domain::view(&state, &id, &ar)).into_response())
+    let ar = svc.get_visible(&id, &name).await?;
+    Ok(Json(svc.view(&id, &ar)).into_response())
 }
+
+/// Most audit events the timeline answers (the newest ones).
+const TIMELINE_LIMIT: i64 = 1000;
 
 /// The audit events of one request.
 #[derive(Serialize, ToSchema)]
@@ -99,20 +97,11 @@ pub struct Timeline {
         (status = 503, description = "The database or the Kubernetes API is unavailable", body = ErrorBody),
     ))]
 pub async fn timeline(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    domain::get_visible(&state, &id, &name).await?;
-    let mut events = state
-        .store
-        .audit_events(&AuditQuery {
-            request: Some(name),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await?;
-    events.reverse();
+    let events = svc.timeline(&id, &name, TIMELINE_LIMIT).await?;
     Ok(Json(Timeline { events }).into_response())
 }
 
@@ -149,7 +138,7 @@ pub struct DecisionBody {
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
     ))]
 pub async fn decide(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
     b: Result<Json<DecisionBody>, JsonRejection>,
@@ -178,6 +167,6 @@ pub async fn decide(
         },
         _ => return Err(WebError::NotFound(format!("unknown action {action:?}"))),
     };
-    let ar = domain::decide(&state, &id, &name, decision).await?;
-    Ok(Json(domain::view(&state, &id, &ar)).into_response())
+    let ar = svc.decide(&id, &name, decision).await?;
+    Ok(Json(svc.view(&id, &ar)).into_response())
 }

@@ -12,7 +12,7 @@ use crate::auth::{Authenticated, percent_encode};
 use crate::error::WebError;
 use crate::pages::requests::{action_forms, expires_cell, pager};
 use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
-use crate::requests::{self, ListFilter};
+use crate::service::{ClusterService, ListFilter, RequestService};
 use crate::state::AppState;
 use crate::timefmt;
 
@@ -41,6 +41,8 @@ const PHASES: [&str; 8] = [
 /// `GET /admin`.
 pub async fn dashboard(
     State(state): State<AppState>,
+    State(svc): State<RequestService>,
+    State(clusters): State<ClusterService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Query(q): Query<DashQuery>,
@@ -57,8 +59,7 @@ pub async fn dashboard(
             d.to_string()
         }
     });
-    let pending = requests::list(
-        &state,
+    let pending = svc.list(
         &id,
         &ListFilter {
             scope: Some("all".into()),
@@ -66,7 +67,7 @@ pub async fn dashboard(
             limit: Some(200),
             ..Default::default()
         },
-    );
+    )?;
     let f = ListFilter {
         scope: Some("all".into()),
         cluster: q.cluster.clone(),
@@ -76,8 +77,8 @@ pub async fn dashboard(
         limit: Some(50),
         offset: q.offset,
     };
-    let all = requests::list(&state, &id, &f);
-    let clusters = requests::clusters(&state).await;
+    let all = svc.list(&id, &f)?;
+    let clusters = clusters.list().await;
     let base = format!(
         "/admin?cluster={}&requester={}&phase={}&since={}&",
         percent_encode(q.cluster.as_deref().unwrap_or("")),
@@ -102,7 +103,7 @@ pub async fn dashboard(
                             td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
                             td.reason { (r.reason) }
                             td.small { (r.created_at.as_deref().map(|c| timefmt::format_str(state.tz, c)).unwrap_or_default()) br; (timefmt::duration(r.ttl_seconds)) }
-                            td { (action_forms(&state, &id, r, back)) }
+                            td { (action_forms(&state.config, &id, r, back)) }
                         }
                     }
                 }
@@ -126,8 +127,8 @@ pub async fn dashboard(
                         td { (r.cluster_display_name) }
                         td { (r.namespaces.join(", ")) }
                         td { (phase_badge(r.phase)) }
-                        td { (expires_cell(&state, r)) }
-                        td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state, &id, r, back)) } }
+                        td { (expires_cell(state.tz, r)) }
+                        td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state.config, &id, r, back)) } }
                     }
                 }
             }

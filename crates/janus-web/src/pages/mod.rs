@@ -125,6 +125,12 @@ impl From<WebError> for PageError {
     }
 }
 
+impl From<crate::service::ServiceError> for PageError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        Self(e.into())
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         if matches!(self.0, WebError::Unauthenticated) {

@@ -5,16 +5,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use janus_api::access_request::Phase;
-use janus_store::AuditQuery;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::auth::{Authenticated, Identity};
 use crate::error::WebError;
 use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
-use crate::requests::{self, CreateInput, DecisionInput, ListFilter, RequestView};
+use crate::service::{ClusterService, CreateInput, DecisionInput, ListFilter, RequestService, RequestView};
 use crate::state::AppState;
 use crate::timefmt;
+use janus_api::config::Config;
+
+/// Most audit events the detail page shows (the newest ones).
+const TIMELINE_LIMIT: i64 = 200;
 
 /// Query of the request form.
 #[derive(Deserialize, Default)]
@@ -31,8 +34,7 @@ struct FormState {
 }
 
 /// The duration choices: the default, then doubling steps up to the maximum, and the maximum.
-pub fn ttl_choices(state: &AppState) -> Vec<i64> {
-    let c = &state.config;
+pub fn ttl_choices(c: &Config) -> Vec<i64> {
     let mut v = vec![c.default_ttl_seconds];
     for o in &c.approval_ttl_options {
         if *o >= c.default_ttl_seconds {
@@ -49,9 +51,15 @@ pub fn ttl_choices(state: &AppState) -> Vec<i64> {
     v
 }
 
-async fn render_form(state: &AppState, id: &Identity, headers: &HeaderMap, f: FormState) -> Response {
-    let clusters = requests::clusters(state).await;
-    let ns = requests::namespaces(state, &f.cluster).await;
+async fn render_form(
+    state: &AppState,
+    clusters: &ClusterService,
+    id: &Identity,
+    headers: &HeaderMap,
+    f: FormState,
+) -> Response {
+    let ns = clusters.namespaces(&f.cluster).await;
+    let clusters = clusters.list().await;
     let field_error = |name: &str| -> Option<String> {
         f.error
             .as_ref()
@@ -92,7 +100,7 @@ async fn render_form(state: &AppState, id: &Identity, headers: &HeaderMap, f: Fo
                 @if let Some(e) = field_error("namespaces") { p.error { (e) } }
                 label for="ttl" { "Duration" }
                 select #ttl name="ttlSeconds" {
-                    @for t in ttl_choices(state) {
+                    @for t in ttl_choices(&state.config) {
                         option value=(t) selected[t == f.ttl] { (timefmt::duration(t)) }
                     }
                 }
@@ -115,6 +123,7 @@ async fn render_form(state: &AppState, id: &Identity, headers: &HeaderMap, f: Fo
 /// `GET /requests/new`.
 pub async fn new_form(
     State(state): State<AppState>,
+    State(clusters): State<ClusterService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Query(q): Query<NewQuery>,
@@ -127,12 +136,13 @@ pub async fn new_form(
         reason: String::new(),
         error: None,
     };
-    render_form(&state, &id, &headers, f).await
+    render_form(&state, &clusters, &id, &headers, f).await
 }
 
 /// `POST /requests`.
 pub async fn create(
     State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     form: FormData,
@@ -151,7 +161,7 @@ pub async fn create(
     let result = if ttl.is_none() && !ttl_raw.is_empty() {
         Err(WebError::invalid("ttlSeconds", "choose a duration"))
     } else {
-        requests::create(&state, &id, input).await
+        svc.create(&id, input).await.map_err(WebError::from)
     };
     match result {
         Ok(ar) => {
@@ -170,22 +180,22 @@ pub async fn create(
                 reason,
                 error: Some((field, e.to_string())),
             };
-            Ok(render_form(&state, &id, &headers, f).await)
+            Ok(render_form(&state, svc.clusters(), &id, &headers, f).await)
         }
         Err(e) => Err(PageError(e)),
     }
 }
 
 /// Row cells shared by the request tables.
-pub fn expires_cell(state: &AppState, r: &RequestView) -> Markup {
+pub fn expires_cell(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
     html! {
         @if r.phase == Phase::Active {
             @if let Some(e) = &r.expires_at {
                 span.countdown data-expires=(e) { "…" }
-                br; span.muted.small { (timefmt::format_str(state.tz, e)) }
+                br; span.muted.small { (timefmt::format_str(tz, e)) }
             }
         } @else if let Some(e) = &r.ended_at {
-            span.muted.small { "ended " (timefmt::format_str(state.tz, e)) }
+            span.muted.small { "ended " (timefmt::format_str(tz, e)) }
         } @else {
             span.muted.small { (timefmt::duration(r.effective_ttl_seconds)) }
         }
@@ -193,7 +203,7 @@ pub fn expires_cell(state: &AppState, r: &RequestView) -> Markup {
 }
 
 /// The action buttons allowed on a request.
-pub fn action_forms(state: &AppState, id: &Identity, r: &RequestView, back: &str) -> Markup {
+pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str) -> Markup {
     let a = r.actions;
     let base = format!("/requests/{}", r.name);
     html! {
@@ -204,11 +214,11 @@ pub fn action_forms(state: &AppState, id: &Identity, r: &RequestView, back: &str
                     (csrf_field(id)) input type="hidden" name="back" value=(back);
                     button type="submit" title="Approve with the requested duration" { "Approve (" (timefmt::duration(r.ttl_seconds)) ")" }
                 }
-                @if !state.config.approval_ttl_options.is_empty() {
+                @if !config.approval_ttl_options.is_empty() {
                     form.inline method="post" action=(format!("{base}/approve")) {
                         (csrf_field(id)) input type="hidden" name="back" value=(back);
                         select name="ttlSeconds" aria-label="Approve for" {
-                            @for o in &state.config.approval_ttl_options { option value=(o) { (timefmt::duration(*o)) } }
+                            @for o in &config.approval_ttl_options { option value=(o) { (timefmt::duration(*o)) } }
                         }
                         button.secondary type="submit" { "Approve for" }
                     }
@@ -250,6 +260,7 @@ pub fn action_forms(state: &AppState, id: &Identity, r: &RequestView, back: &str
 /// `GET /requests`: my requests.
 pub async fn mine(
     State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
@@ -260,7 +271,7 @@ pub async fn mine(
         limit: Some(50),
         ..Default::default()
     };
-    let page_data = requests::list(&state, &id, &f);
+    let page_data = svc.list_visible(&id, &f);
     let main = html! {
         h1 { "My requests" }
         @if page_data.total == 0 {
@@ -275,8 +286,8 @@ pub async fn mine(
                             td { (r.cluster_display_name) }
                             td { (r.namespaces.join(", ")) }
                             td { (phase_badge(r.phase)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (r.message) } } }
-                            td { (expires_cell(&state, r)) }
-                            td { (action_forms(&state, &id, r, "/requests")) }
+                            td { (expires_cell(state.tz, r)) }
+                            td { (action_forms(&state.config, &id, r, "/requests")) }
                         }
                     }
                 }
@@ -322,21 +333,15 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
 /// `GET /requests/{name}`: detail and timeline.
 pub async fn detail(
     State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, PageError> {
-    let ar = requests::get_visible(&state, &id, &name).await?;
-    let r = requests::view(&state, &id, &ar);
-    let events = state
-        .store
-        .audit_events(&AuditQuery {
-            request: Some(name.clone()),
-            limit: 200,
-            ..Default::default()
-        })
-        .await;
+    let ar = svc.get_visible(&id, &name).await?;
+    let r = svc.view(&id, &ar);
+    let events = svc.timeline_of(&ar, TIMELINE_LIMIT).await;
     let tz = state.tz;
     let main = html! {
         @if let Some(m) = done_message(q.done.as_deref()) { div.flash.ok { (m) } }
@@ -359,14 +364,14 @@ pub async fn detail(
                 @if let Some(e) = &r.ended_at { dt { "Ended" } dd { (timefmt::format_str(tz, e)) } }
                 @if !r.message.is_empty() { dt { "Status" } dd { (r.message) } }
             }
-            p { (action_forms(&state, &id, &r, &format!("/requests/{}", r.name))) }
+            p { (action_forms(&state.config, &id, &r, &format!("/requests/{}", r.name))) }
         }
         h2 { "Timeline" }
         div.panel {
             @match &events {
                 Ok(list) if !list.is_empty() => {
                     ul.timeline {
-                        @for e in list.iter().rev() {
+                        @for e in list {
                             li { time { (timefmt::format(tz, e.at)) } strong { (e.kind) } " by " (e.actor)
                                 @if !e.details.is_null() && e.details != serde_json::json!({}) { " " span.muted.small { (e.details.to_string()) } } }
                         }
@@ -397,7 +402,7 @@ pub async fn detail(
 
 /// `POST /requests/{name}/{action}` from the pages.
 pub async fn decide(
-    State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
     form: FormData,
@@ -425,7 +430,7 @@ pub async fn decide(
         _ => return Err(PageError(WebError::NotFound("no such action".into()))),
     };
     let verb = decision.verb();
-    requests::decide(&state, &id, &name, decision).await?;
+    svc.decide(&id, &name, decision).await?;
     let back = crate::auth::safe_next(form.get("back"));
     let sep = if back.contains('?') { '&' } else { '?' };
     let target = if back == "/" {

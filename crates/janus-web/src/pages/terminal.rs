@@ -9,20 +9,21 @@ use maud::html;
 use crate::auth::Authenticated;
 use crate::error::WebError;
 use crate::pages::{Nav, PageError, page};
-use crate::requests;
+use crate::service::{RequestService, requests::is_requester};
 use crate::state::AppState;
 
 /// `GET /terminal/{name}`.
 pub async fn show(
     State(state): State<AppState>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let ar = requests::get_visible(&state, &id, &name).await?;
-    let view = requests::view(&state, &id, &ar);
+    let ar = svc.get_visible(&id, &name).await?;
+    let view = svc.view(&id, &ar);
     if !view.actions.terminal {
-        let own = requests::is_requester(&id, &ar);
+        let own = is_requester(&id, &ar);
         return Err(PageError(if own {
             WebError::Conflict(format!("request {name} is not active ({:?})", view.phase))
         } else {

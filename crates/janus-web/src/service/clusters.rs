@@ -1,0 +1,242 @@
+//! Which clusters exist and which of their namespaces may be requested, as the web shows them.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use janus_api::config::Config;
+use janus_kube::{ClusterInfo, Clusters};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+
+use super::ServiceError;
+use crate::state::AppState;
+
+/// How long a cluster may take to list its namespaces before the web gives up on it.
+const NAMESPACE_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The cluster sources (configuration, registered kubeconfig Secrets) and the namespaces on them.
+#[derive(Clone)]
+pub struct ClusterService {
+    config: Arc<Config>,
+    clusters: Arc<Clusters>,
+    cache: Arc<ClusterCache>,
+}
+
+impl FromRef<AppState> for ClusterService {
+    fn from_ref(state: &AppState) -> Self {
+        Self::new(
+            state.config.clone(),
+            state.clusters.clone(),
+            state.registered_clusters.clone(),
+        )
+    }
+}
+
+impl ClusterService {
+    /// A service over these cluster sources; `cache` remembers the list between calls.
+    pub fn new(config: Arc<Config>, clusters: Arc<Clusters>, cache: Arc<ClusterCache>) -> Self {
+        Self {
+            config,
+            clusters,
+            cache,
+        }
+    }
+
+    /// The cluster registry (clients per cluster).
+    pub fn registry(&self) -> &Arc<Clusters> {
+        &self.clusters
+    }
+
+    /// Configured clusters plus clusters registered by a labelled kubeconfig Secret
+    /// ([`janus_kube::Clusters::list`], the same sources the controller's `is_known` reads). Registered
+    /// clusters are remembered for a few seconds; when the list cannot be read, the configured ones are
+    /// shown (and remembered for a shorter while, so a failing API is not asked on every page render).
+    pub async fn list(&self) -> Vec<ClusterInfo> {
+        self.cache
+            .get_or_list(self.clusters.list(), || janus_kube::clusters::configured(&self.config))
+            .await
+    }
+
+    /// The display name of a cluster (its name when none is configured).
+    pub fn display_name(&self, cluster: &str) -> String {
+        display_name(&self.config, cluster)
+    }
+
+    /// The namespaces of a cluster that may be requested: existing, active, not excluded.
+    pub async fn namespaces(&self, cluster: &str) -> Result<Vec<String>, ServiceError> {
+        let known = self.list().await;
+        if !known.iter().any(|c| c.name == cluster) {
+            return Err(ServiceError::NotFound(format!("unknown cluster {cluster:?}")));
+        }
+        let handle = self
+            .clusters
+            .get(cluster)
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("cluster {cluster} is unavailable: {e}")))?;
+        let api: Api<Namespace> = Api::all(handle.client);
+        let list = tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&ListParams::default()))
+            .await
+            .map_err(|_| ServiceError::Unavailable(format!("cluster {cluster} did not answer in time")))?
+            .map_err(|e| ServiceError::Unavailable(format!("cluster {cluster} is unavailable: {e}")))?;
+        let mut out: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_none())
+            .filter_map(|n| n.metadata.name)
+            .filter(|n| !self.config.is_excluded(n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The display name of a cluster in `config` (its name when none is configured).
+pub fn display_name(config: &Config, cluster: &str) -> String {
+    config
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .map(|c| {
+            if c.display_name.is_empty() {
+                c.name.clone()
+            } else {
+                c.display_name.clone()
+            }
+        })
+        .unwrap_or_else(|| cluster.to_string())
+}
+
+/// The cluster list, remembered for a few seconds: every page shows it, and registrations are rare.
+#[derive(Default)]
+pub struct ClusterCache {
+    inner: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// The list, when it was stored, and for how long it holds.
+    entry: Option<(std::time::Instant, std::time::Duration, Vec<ClusterInfo>)>,
+    /// Whether the last attempt failed: one warning per failure period, not one per page.
+    failing: bool,
+}
+
+impl ClusterCache {
+    /// How long a listed cluster set is reused.
+    const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// How long the configured-only fallback is reused after a failed list: short, so registered
+    /// clusters come back soon after the API does.
+    const FALLBACK_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self) -> Option<Vec<ClusterInfo>> {
+        self.lock()
+            .entry
+            .as_ref()
+            .filter(|(t, ttl, _)| t.elapsed() < *ttl)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// The remembered list, else the result of `list`; when `list` fails, `fallback()` (remembered for
+    /// [`Self::FALLBACK_TTL`]).
+    async fn get_or_list<E: std::fmt::Display>(
+        &self,
+        list: impl std::future::Future<Output = Result<Vec<ClusterInfo>, E>>,
+        fallback: impl FnOnce() -> Vec<ClusterInfo>,
+    ) -> Vec<ClusterInfo> {
+        if let Some(cached) = self.get() {
+            return cached;
+        }
+        let (v, ttl) = match list.await {
+            Ok(v) => {
+                if self.note_success() {
+                    tracing::info!("the registered clusters can be listed again");
+                }
+                (v, Self::TTL)
+            }
+            Err(e) => {
+                if self.note_failure() {
+                    tracing::warn!(error = %e, "the registered clusters could not be listed; showing the configured ones");
+                } else {
+                    tracing::debug!(error = %e, "the registered clusters still cannot be listed");
+                }
+                (fallback(), Self::FALLBACK_TTL)
+            }
+        };
+        self.lock().entry = Some((std::time::Instant::now(), ttl, v.clone()));
+        v
+    }
+
+    /// Records a failed list; true when it starts a failure period (the one to warn about).
+    fn note_failure(&self) -> bool {
+        !std::mem::replace(&mut self.lock().failing, true)
+    }
+
+    /// Records a successful list; true when it ends a failure period.
+    fn note_success(&self) -> bool {
+        std::mem::replace(&mut self.lock().failing, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn cluster(name: &str) -> ClusterInfo {
+        ClusterInfo {
+            name: name.into(),
+            display_name: String::new(),
+            central: true,
+        }
+    }
+
+    /// A failed cluster list is remembered (the configured fallback) instead of asking the API on
+    /// every page render.
+    #[tokio::test]
+    async fn a_failed_cluster_list_is_remembered_briefly() {
+        let cache = ClusterCache::default();
+        let calls = AtomicUsize::new(0);
+        for _ in 0..5 {
+            let got = cache
+                .get_or_list(
+                    async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Err::<Vec<ClusterInfo>, _>("forbidden")
+                    },
+                    || vec![cluster("local")],
+                )
+                .await;
+            assert_eq!(got, vec![cluster("local")]);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the API was asked on every render");
+    }
+
+    /// One warning per failure period: the first failure after a success, not every one.
+    #[test]
+    fn failures_are_reported_once_per_period() {
+        let cache = ClusterCache::default();
+        assert!(cache.note_failure());
+        assert!(!cache.note_failure());
+        assert!(cache.note_success());
+        assert!(!cache.note_success());
+        assert!(cache.note_failure());
+    }
+
+    /// The configured display name, else the cluster's own name (also for clusters not configured,
+    /// e.g. registered ones).
+    #[test]
+    fn display_names_fall_back_to_the_cluster_name() {
+        let cfg = Config::from_yaml(
+            "namespace: janus\nclusters:\n- {name: central, displayName: Production}\n- {name: staging}\n",
+            "test",
+        )
+        .expect("config");
+        assert_eq!(display_name(&cfg, "central"), "Production");
+        assert_eq!(display_name(&cfg, "staging"), "staging");
+        assert_eq!(display_name(&cfg, "registered-later"), "registered-later");
+    }
+}
