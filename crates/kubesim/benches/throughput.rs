@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! kubesim's request throughput and watch fan-out, so we know it is never the bottleneck when measuring janus.
 //!
 //! Run: `cargo bench -p kubesim --bench throughput` (numbers go to docs/benchmarks.md by hand, with the machine).

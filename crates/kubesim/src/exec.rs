@@ -519,6 +519,7 @@ impl Pty {
         fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd is an open descriptor that only this AsyncFd owns, so it stays open and
         // the same until the AsyncFd drops it.
+        #[allow(unsafe_code)]
         let master = unsafe { AsyncFd::register(master) }.map_err(|e| e.into_parts().1)?;
         Ok((Self { master }, slave))
     }
@@ -564,6 +565,7 @@ fn set_winsize(fd: &OwnedFd, size: TermSize) -> io::Result<()> {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which outlives the call.
+    #[allow(unsafe_code)]
     unsafe { tiocswinsz(fd.as_raw_fd(), &ws) }?;
     Ok(())
 }
@@ -677,6 +679,7 @@ impl ExecProcess {
                     .stdout(Stdio::from(slave.try_clone()?))
                     .stderr(Stdio::from(slave));
                 // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+                #[allow(unsafe_code)]
                 unsafe {
                     cmd.pre_exec(|| {
                         // A new session makes the process a group leader with no controlling tty…

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Smaller API details where kubesim once differed from kube-apiserver (issue 20): RBAC checks on
 //! metadata-only and roleRef updates, binding defaults, ownerReference validation, generation and
 //! status code of a deletion held by finalizers, precondition texts and metadata-only lists.

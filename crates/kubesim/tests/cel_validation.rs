@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! CRD `x-kubernetes-validations` (CEL) rules enforced by kubesim, seen through clients we did not
 //! write (the real `kubectl`) and through kube-rs, the client k8s-janus uses.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Writes that race each other: every PATCH, status write and DELETE is a read-modify-write of the newest
 //! object, as in the API server (GuaranteedUpdate), so a concurrent write is never overwritten with the
 //! stale copy another request read before it. A lost update here once made a controller miss a decision.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Events as kube-apiserver serves them: one stored object with a core/v1 and an events.k8s.io/v1 view
 //! (pkg/apis/events/v1/conversion.go, pkg/registry/core/event/strategy.go), and the validation of
 //! pkg/apis/core/validation/events.go (ValidateEventCreate / ValidateEventUpdate) with its texts.

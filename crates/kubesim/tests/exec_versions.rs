@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Exec authorization follows the Kubernetes version kubesim reports, as kube-apiserver's does.
 //!
 //! The request's verb comes from its HTTP method (`staging/src/k8s.io/apiserver/pkg/endpoints/

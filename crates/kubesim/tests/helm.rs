@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! kubesim checked with the real `helm` v4 binary (installed by scripts/install-test-tools.sh).
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The same behaviours as the kubectl suite, seen from kube-rs: the client library k8s-janus uses.
 
 mod common;

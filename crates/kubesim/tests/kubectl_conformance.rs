@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Conformance of kubesim checked with a client we did not write: the real `kubectl` on the PATH.
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Token lifetime and revocation timing as a real kube-apiserver has them, checked end to end: the
 //! `--service-account-max-token-expiration` cap and its warning (seen by the real kubectl), the clock
 //! leeway on `exp`, and the authentication cache that keeps a deleted ServiceAccount's token working for

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Watches and lists as kube-apiserver serves them: time-based 410 Gone, server-side watch timeouts,
 //! snapshot `continue` tokens, `resourceVersionMatch=Exact` and future resourceVersions.
 //!
