@@ -1,8 +1,6 @@
 //! `/api/v1/requests`: list, create, read, timeline and decisions.
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use janus_store::AuditEvent;
@@ -12,11 +10,8 @@ use utoipa::ToSchema;
 use super::openapi::ErrorBody;
 use crate::auth::Authenticated;
 use crate::error::WebError;
+use crate::extract::{Json, JsonOrDefault, Path, Query};
 use crate::service::{CreateInput, DecisionInput, ListFilter, ListPage, RequestService, RequestView};
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
-    b.map(|Json(v)| v).map_err(WebError::from)
-}
 
 /// `GET /api/v1/requests`.
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", summary = "List requests", params(ListFilter),
@@ -30,9 +25,8 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
 pub async fn list(
     State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
-    q: Result<Query<ListFilter>, axum::extract::rejection::QueryRejection>,
+    Query(f): Query<ListFilter>,
 ) -> Result<Response, WebError> {
-    let Query(f) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
     Ok(Json(svc.list(&id, &f)?).into_response())
 }
 
@@ -52,9 +46,8 @@ pub async fn list(
 pub async fn create(
     State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
-    b: Result<Json<CreateInput>, JsonRejection>,
+    Json(input): Json<CreateInput>,
 ) -> Result<Response, WebError> {
-    let input = body(b)?;
     let ar = svc.create(&id, input).await?;
     Ok((StatusCode::CREATED, Json(svc.view(&id, &ar))).into_response())
 }
@@ -141,14 +134,9 @@ pub async fn decide(
     State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
-    b: Result<Json<DecisionBody>, JsonRejection>,
+    // No body at all (e.g. approve with the requested TTL) means no fields.
+    JsonOrDefault(b): JsonOrDefault<DecisionBody>,
 ) -> Result<Response, WebError> {
-    let b = match b {
-        Ok(Json(b)) => b,
-        // No body at all (e.g. approve with the requested TTL) means no fields.
-        Err(JsonRejection::MissingJsonContentType(_)) => DecisionBody::default(),
-        Err(e) => return Err(e.into()),
-    };
     let decision = match action.as_str() {
         "approve" => DecisionInput::Approve {
             ttl_seconds: b.ttl_seconds,
