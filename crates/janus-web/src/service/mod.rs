@@ -111,3 +111,43 @@ impl Recorder for NoRecorder {
 pub(crate) fn recorder_of(state: &AppState) -> std::sync::Arc<dyn Recorder> {
     state.0.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// A service's refusal reaches the client with the status and the message the handlers answered
+    /// before the service layer existed; API errors keep the web's own mapping.
+    #[test]
+    fn service_errors_keep_their_http_meaning() {
+        let status = |e: ServiceError| WebError::from(e).status();
+        assert_eq!(status(ServiceError::Forbidden("no".into())), StatusCode::FORBIDDEN);
+        assert_eq!(status(ServiceError::NotFound("no".into())), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(ServiceError::invalid("reason", "no")),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(ServiceError::Conflict("no".into())), StatusCode::CONFLICT);
+        assert_eq!(
+            status(ServiceError::TooMany("no".into())),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(ServiceError::Unavailable("no".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        match WebError::from(ServiceError::invalid("ttlSeconds", "too long")) {
+            WebError::Invalid { field, message } => assert_eq!((field, message.as_str()), ("ttlSeconds", "too long")),
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+        let gone = kube::Error::Api(
+            serde_json::from_value(
+                serde_json::json!({"status": "Failure", "message": "x", "reason": "NotFound", "code": 404}),
+            )
+            .expect("status"),
+        );
+        assert_eq!(status(ServiceError::Kube(gone)), StatusCode::NOT_FOUND);
+    }
+}
