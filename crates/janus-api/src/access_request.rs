@@ -341,7 +341,9 @@ impl ApprovedSpec {
             self.approval_ttl_seconds,
         ]);
         let hash = Sha256::digest(canonical.to_string().as_bytes());
-        format!("sha256:{hash:x}")
+        // sha2 0.11's digest (a hybrid-array) has no LowerHex: hex by hand, same text as before.
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
     }
 
     /// The spec fields (as API paths) that differ from what was approved; empty when nothing did.
@@ -483,6 +485,13 @@ mod tests {
         );
         let approved = ApprovedSpec::of(&s).unwrap();
         assert!(approved.digest.starts_with("sha256:") && approved.digest.len() == 7 + 64);
+        // The digest is stored in the status of approved requests: its text must not change with a
+        // hashing-crate upgrade, or every approved request would look changed. Known answer:
+        // SHA-256 of `["v1","jane@example.com","central",["team-a"],3600,"admin@example.com",1800]`.
+        assert_eq!(
+            approved.digest,
+            "sha256:fb8033ac28bdfa551d8174b3199252f056c20a7e30cab490d1460ffc3685a488"
+        );
         assert_eq!(approved, ApprovedSpec::of(&s.clone()).unwrap(), "deterministic");
         assert!(approved.changes(&s).is_empty());
         // Decisions that are not part of what was approved change nothing.

@@ -2,6 +2,8 @@
 //! them ([`rules`]: phases, actions, TTLs, conditions; [`names`]: object names).
 
 pub mod access_request;
+#[cfg(feature = "metrics")]
+pub mod build;
 pub mod config;
 pub mod names;
 pub mod rules;

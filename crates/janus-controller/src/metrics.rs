@@ -28,25 +28,6 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-/// Labels of `janus_build_info`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BuildLabels {
-    /// The crate version the binary was built from.
-    pub version: String,
-    /// The source revision (`JANUS_REVISION` at build time), `unknown` when not given.
-    pub revision: String,
-}
-
-impl BuildLabels {
-    /// This binary's version and revision.
-    pub fn current() -> Self {
-        Self {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            revision: option_env!("JANUS_REVISION").unwrap_or("unknown").to_string(),
-        }
-    }
-}
-
 /// Reconcile duration buckets: 1 ms .. ~65 s (a reconcile is bounded well below that, and remote
 /// clusters can take seconds).
 fn reconcile_histogram() -> Histogram {
@@ -136,9 +117,8 @@ impl Metrics {
             "Requests whose credentials are not yet removed (condition CredentialsRemoved=False)",
             cleanup_pending.clone(),
         );
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info.get_or_create(&BuildLabels::current()).set(1);
-        registry.register("build_info", "Version of this binary (always 1)", build_info);
+        // The same `janus_build_info` series the web exports (one definition in janus-api).
+        janus_api::build::register_build_info(&mut registry);
         Self {
             registry: Mutex::new(registry),
             transitions,

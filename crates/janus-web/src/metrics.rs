@@ -14,14 +14,6 @@ struct DecisionLabel {
     decision: String,
 }
 
-/// Labels of `janus_build_info`: the same series the controller exports, so one dashboard query
-/// shows the version of every pod.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: String,
-    revision: String,
-}
-
 /// The web process's metrics.
 pub struct WebMetrics {
     registry: Mutex<Registry>,
@@ -44,14 +36,8 @@ impl WebMetrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let mut root = Registry::with_prefix("janus");
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                revision: option_env!("JANUS_REVISION").unwrap_or("unknown").to_string(),
-            })
-            .set(1);
-        root.register("build_info", "Version of this binary (always 1)", build_info);
+        // The same `janus_build_info` series the controller exports (one definition in janus-api).
+        janus_api::build::register_build_info(&mut root);
         let registry = root.sub_registry_with_prefix("web");
         let created = Counter::default();
         let decisions = Family::<DecisionLabel, Counter>::default();

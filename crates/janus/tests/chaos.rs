@@ -15,7 +15,6 @@ use janus_api::AccessRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams};
-use rand::Rng;
 use serde_json::json;
 
 /// Prints what is known about requests that did not settle and keeps the logs for a closer look.
@@ -121,7 +120,7 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
         let mut kills = 0u32;
         while chaos2.load(Ordering::Relaxed) {
             let mut child = spawn_controller(&dir_path);
-            let life = rand::thread_rng().gen_range(100..1200);
+            let life = rand::random_range(100..1200);
             tokio::time::sleep(Duration::from_millis(life)).await;
             child.start_kill().ok();
             let _ = child.wait().await;
@@ -137,7 +136,7 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
         let mut tasks = Vec::new();
         for i in 0..25 {
             let name = format!("chaos-{batch}-{i}");
-            let fate = match rand::thread_rng().gen_range(0..5) {
+            let fate = match rand::random_range(0..5) {
                 0 => Fate::Expire,
                 1 => Fate::Revoke,
                 2 => Fate::Withdraw,
@@ -152,7 +151,7 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
             let api = api.clone();
             tasks.push(tokio::spawn(async move {
                 let _ = sim_client;
-                let pause = |lo: u64, hi: u64| Duration::from_millis(rand::thread_rng().gen_range(lo..hi));
+                let pause = |lo: u64, hi: u64| Duration::from_millis(rand::random_range(lo..hi));
                 let patch = |v: serde_json::Value| kube::api::Patch::Merge(json!({"spec": v}));
                 let pp = kube::api::PatchParams::default();
                 tokio::time::sleep(pause(0, 300)).await;

@@ -616,10 +616,12 @@ pub fn is_dns_label(s: &str) -> bool {
 }
 
 fn random_suffix() -> String {
-    use rand::Rng;
+    use rand::RngExt as _;
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::thread_rng();
-    (0..5).map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char).collect()
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 impl Ctx<'_> {

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::ApiError;
@@ -89,11 +89,11 @@ impl Faults {
                 "the server is currently unable to handle the request",
             ));
         }
-        let mut rng = rand::thread_rng();
-        if cfg.close_rate > 0.0 && rng.gen_bool(cfg.close_rate.clamp(0.0, 1.0)) {
+        let mut rng = rand::rng();
+        if cfg.close_rate > 0.0 && rng.random_bool(cfg.close_rate.clamp(0.0, 1.0)) {
             return Verdict::Close;
         }
-        if cfg.throttle_rate > 0.0 && rng.gen_bool(cfg.throttle_rate.clamp(0.0, 1.0)) {
+        if cfg.throttle_rate > 0.0 && rng.random_bool(cfg.throttle_rate.clamp(0.0, 1.0)) {
             let mut e = ApiError::new(
                 429,
                 "TooManyRequests",
@@ -102,7 +102,7 @@ impl Faults {
             e.retry_after = Some(cfg.retry_after_seconds.max(1));
             return Verdict::Fail(e);
         }
-        if cfg.error_rate > 0.0 && rng.gen_bool(cfg.error_rate.clamp(0.0, 1.0)) {
+        if cfg.error_rate > 0.0 && rng.random_bool(cfg.error_rate.clamp(0.0, 1.0)) {
             return Verdict::Fail(ApiError::internal("injected fault"));
         }
         Verdict::Serve

@@ -45,8 +45,7 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
         .map(Duration::from_secs);
     if timeout.is_none() {
         // get.go: `timeout = minRequestTimeout * (rand.Float64() + 1.0)` when the client sets none.
-        use rand::Rng;
-        let factor: f64 = rand::thread_rng().gen_range(1.0..2.0);
+        let factor: f64 = rand::random_range(1.0..2.0);
         timeout = Some(ctx.cluster.config.min_request_timeout.mul_f64(factor));
     }
     if let Some(ms) = ctx.cluster.faults.get().watch_timeout_ms {

@@ -1,8 +1,7 @@
 //! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout
 //! (per account and client address, per account, and per address; see [`login`]).
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use chrono::Utc;
 use janus_store::{AuditKind, LoginGate, LoginLimits, NewUser};
 use serde_json::json;
@@ -18,10 +17,10 @@ pub const MIN_PASSWORD: usize = 12;
 /// Hashes a password with argon2id (off the async threads: it is deliberately slow).
 pub async fn hash_password(password: String) -> Result<String, WebError> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        // A fresh random salt from the OS (password-hash 0.6 draws it itself).
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
+            .hash_password(password.as_bytes())
+            .map(|h: PasswordHash| h.to_string())
             .map_err(|e| WebError::Internal(format!("hashing failed: {e}")))
     })
     .await
@@ -345,4 +344,38 @@ pub async fn ensure_user(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Produced by argon2 0.5.3 (`Argon2::default()`, salt "janus-h5-vector!") before the move to 0.6:
+    /// hashes stored by earlier releases must keep verifying after a dependency upgrade.
+    const ARGON2_0_5_HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$amFudXMtaDUtdmVjdG9yIQ$kSEtN3Updb80bFD23J4v7VvHBOs5W7eA1GQS2Cfdvs4";
+
+    #[tokio::test]
+    async fn a_hash_stored_by_the_previous_argon2_still_verifies() {
+        assert!(verify_password(ARGON2_0_5_HASH.into(), "correct horse battery staple".into()).await);
+        assert!(!verify_password(ARGON2_0_5_HASH.into(), "correct horse battery stapler".into()).await);
+    }
+
+    #[tokio::test]
+    async fn new_hashes_keep_the_stored_format_and_cost() {
+        let hash = hash_password("correct horse battery staple".into()).await.unwrap();
+        // Same algorithm, version and cost as the hashes already stored, so old and new verify alike
+        // and a login costs the same for both.
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert_ne!(hash, ARGON2_0_5_HASH, "a fresh random salt");
+        assert!(verify_password(hash.clone(), "correct horse battery staple".into()).await);
+        assert!(!verify_password(hash, "wrong horse battery staple".into()).await);
+    }
+
+    #[test]
+    fn the_dummy_hash_parses() {
+        // Refused logins verify against it to cost the same argon2 time; a hash that failed to parse
+        // would return at once and let the timing tell which accounts exist.
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
 }

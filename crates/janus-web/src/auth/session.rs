@@ -3,9 +3,8 @@
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use chrono::Utc;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use janus_store::WebSession;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{AuthSource, Identity};
@@ -64,8 +63,7 @@ impl RecentSessions {
 
 /// A fresh random token (256 bits, URL-safe base64).
 pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
+    let b: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -78,7 +76,7 @@ pub fn hash_id(id: &str) -> String {
 /// HMAC-SHA256 of `msg` under the session key, URL-safe base64.
 pub fn sign(key: &[u8], msg: &str) -> String {
     let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(msg.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }

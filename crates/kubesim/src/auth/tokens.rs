@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rsa::RsaPrivateKey;
+use rsa::PrivateKey as RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, LineEnding};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -309,7 +309,7 @@ impl std::fmt::Debug for TokenIssuer {
 impl TokenIssuer {
     /// A fresh 2048-bit RSA key.
     pub fn generate() -> anyhow::Result<Self> {
-        Self::from_key(RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?)
+        Self::from_key(RsaPrivateKey::new(&mut rand::rng(), 2048)?)
     }
 
     /// The issuer for a saved key (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY` PEM), so tokens
@@ -332,10 +332,10 @@ impl TokenIssuer {
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
         let signer = ring::signature::RsaKeyPair::from_der(der.as_bytes())
             .map_err(|e| anyhow::anyhow!("RSA key rejected for signing: {e}"))?;
-        let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+        let (n, e) = (key.n_bytes(), key.e_bytes());
         let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
         // The key id is the RFC 7638 thumbprint: stable for the key, opaque to clients.
-        let kid = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?.thumbprint(ThumbprintHash::SHA256);
+        let kid = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?.thumbprint(ThumbprintHash::SHA256)?;
         let issuer = Self {
             key,
             signer,
