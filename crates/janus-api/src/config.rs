@@ -228,6 +228,11 @@ pub struct WebConfig {
     /// Time a request body (at most 256 KiB) may take to arrive completely, from the end of its head.
     #[serde(default = "default_request_body_timeout")]
     pub request_body_timeout_seconds: u64,
+    /// Time an ordinary request (a page, an API call) may take until its answer starts; after it the
+    /// client gets a 503 and the work is dropped. Long-lived streams (terminals, live updates, followed
+    /// logs) are not bound by it. At least the body timeout, so a slow upload gets its own error first.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
     /// Open (not yet ended) requests one user may have at once.
     #[serde(default = "default_max_open")]
     pub max_open_requests_per_user: usize,
@@ -293,6 +298,9 @@ fn default_write_stall_timeout() -> u64 {
 fn default_request_body_timeout() -> u64 {
     60
 }
+fn default_request_timeout() -> u64 {
+    90
+}
 fn default_max_open() -> usize {
     5
 }
@@ -349,6 +357,7 @@ impl Default for WebConfig {
             idle_connection_timeout_seconds: default_idle_connection_timeout(),
             write_stall_timeout_seconds: default_write_stall_timeout(),
             request_body_timeout_seconds: default_request_body_timeout(),
+            request_timeout_seconds: default_request_timeout(),
             max_open_requests_per_user: default_max_open(),
             max_requests_per_hour: default_max_per_hour(),
             login_max_failures: default_login_failures(),
@@ -591,10 +600,12 @@ impl Config {
             || self.web.idle_connection_timeout_seconds == 0
             || self.web.write_stall_timeout_seconds == 0
             || self.web.request_body_timeout_seconds == 0
+            || self.web.request_timeout_seconds == 0
         {
             return bad(
                 "web.maxConnections, web.headerReadTimeoutSeconds, web.idleConnectionTimeoutSeconds, \
-                 web.writeStallTimeoutSeconds and web.requestBodyTimeoutSeconds must be at least 1"
+                 web.writeStallTimeoutSeconds, web.requestBodyTimeoutSeconds and web.requestTimeoutSeconds must be \
+                 at least 1"
                     .into(),
             );
         }

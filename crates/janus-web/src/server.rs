@@ -1,4 +1,5 @@
-//! Starting the web process: the request watch, the router with its security headers, health and metrics.
+//! Starting the web process: the request watch, the router with its tower-http layers (request ids,
+//! tracing, security headers, the request timeout), health and metrics.
 
 mod conn;
 
@@ -10,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -22,10 +24,16 @@ use janus_kube::Clusters;
 use janus_store::Store;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::auth::proxy::Cidr;
 use crate::auth::ratelimit::LoginThrottle;
 use crate::auth::{Optional, local, oidc, session};
+use crate::error::WebError;
 use crate::live::{Change, Hub};
 use crate::metrics::WebMetrics;
 use crate::state::{AppState, Inner};
@@ -82,23 +90,102 @@ pub const MIN_SESSION_KEY_BYTES: usize = 32;
 /// subdomain of the organisation to https, which is not Janus's decision to make.
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
-/// Security headers on every response: a strict CSP without `unsafe-inline`, no framing, no sniffing.
-async fn security_headers(req: axum::extract::Request, next: middleware::Next) -> Response {
-    let mut r = next.run(req).await;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-             font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    r
+/// The strict content security policy: no `unsafe-inline`, nothing from elsewhere, no framing.
+const CSP: HeaderValue = HeaderValue::from_static(
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+     font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+);
+
+/// Security headers on every response (tower-http `SetResponseHeaderLayer`): the CSP, no framing, no
+/// sniffing, same-origin referrers always; `Cache-Control: no-store` unless the handler chose one (the
+/// static assets do).
+fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, CSP))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )),
+    )
+}
+
+/// The request-id header: taken from the client (or a proxy in front) when it is plausible, else a
+/// fresh UUID; echoed on the response and carried by every log line of the request.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest incoming request id kept; longer ones are replaced (they would bloat every log line).
+const MAX_REQUEST_ID: usize = 64;
+
+/// Whether an incoming request id may be kept: short, and only characters that cannot break a log
+/// line, a header or HTML (UUIDs, ULIDs, proxies' hex and base64 ids all fit).
+fn acceptable_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
+}
+
+/// Drops an unacceptable incoming request id, so `SetRequestIdLayer` replaces it with a UUID.
+async fn screen_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let ok = {
+        let mut ids = req.headers().get_all(&REQUEST_ID).iter();
+        matches!((ids.next(), ids.next()), (Some(v), None) if acceptable_request_id(v))
+    };
+    if !ok {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
+}
+
+/// Request ids and the request span (outermost, so everything inside logs under the span): the span
+/// carries the id, the method and the path, never the query string (it can hold secrets such as the
+/// OIDC `code`); the response is logged with its status and latency at debug level (failures at warn).
+fn request_ids_and_tracing(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(middleware::map_request(screen_request_id))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<axum::body::Body>| {
+                        let id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+    )
+}
+
+/// The answer to a request that outlived `web.requestTimeoutSeconds`: the JSON error under `/api/`, the
+/// error page elsewhere, 503 either way (the server, not the client, was too slow).
+async fn timed_out(uri: Uri, err: tower::BoxError) -> Response {
+    let e = if err.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(path = %uri.path(), "request timed out");
+        WebError::Unavailable("the server took too long to answer; try again shortly".into())
+    } else {
+        WebError::Internal(format!("request failed: {err}"))
+    };
+    if uri.path().starts_with("/api/") {
+        e.into_response()
+    } else {
+        pages::PageError(e).into_response()
+    }
 }
 
 async fn home(Optional(id): Optional) -> Redirect {
@@ -145,16 +232,11 @@ fn health_router() -> Router<AppState> {
 /// What the metrics address serves: health and `/metrics`, which is never on the UI address (there it
 /// would tell anyone the activity of the installation).
 pub fn metrics_router(state: AppState) -> Router {
-    health_router()
-        .route("/metrics", get(metrics))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(state)
+    security_headers(health_router().route("/metrics", get(metrics))).with_state(state)
 }
 
 /// Every route of the web UI.
 pub fn router(state: AppState) -> Router {
-    // Only an https public URL may pin browsers to https; on plain http the header would be ignored or,
-    // worse, lock out a demo on localhost.
     let hsts = session::hsts(&state.config.web.base_url);
     let pages = Router::new()
         .route("/", get(home))
@@ -175,23 +257,43 @@ pub fn router(state: AppState) -> Router {
         .route("/clusters", get(pages::clusters::show))
         .route("/terminal/{name}", get(pages::terminal::show))
         .route("/recordings/{id}", get(pages::terminal::replay));
-    Router::new()
+    let timeout = Duration::from_secs(state.config.web.request_timeout_seconds.max(1));
+    let authenticate = middleware::from_fn_with_state(state.clone(), crate::auth::authenticate);
+    // Ordinary routes must answer within the request timeout (outside authentication, whose session
+    // lookup can be what hangs). The terminal routes (WebSockets, followed logs) and the live-update
+    // stream live as long as they are needed, so they get no such bound.
+    let ordinary = Router::new()
         .merge(pages)
         .merge(api::router())
+        .layer(authenticate.clone())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(timeout),
+        );
+    let long_lived = Router::new()
+        .route("/api/v1/events", get(crate::live::events))
         .merge(terminal::router())
-        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .layer(authenticate);
+    let app = Router::new()
+        .merge(ordinary)
+        .merge(long_lived)
         // Static files and health need no identity: no session lookup on these hot paths.
         .route("/assets/{*path}", get(assets::serve))
         .merge(health_router())
-        .layer(DefaultBodyLimit::max(256 * 1024))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::map_response(move |mut r: Response| async move {
-            if hsts {
-                r.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
-            }
-            r
-        }))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(256 * 1024));
+    let app = security_headers(app);
+    // Only an https public URL may pin browsers to https; on plain http the header would be ignored or,
+    // worse, lock out a demo on localhost.
+    let app = if hsts {
+        app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HSTS,
+        ))
+    } else {
+        app
+    };
+    request_ids_and_tracing(app.with_state(state))
 }
 
 /// The key for derived secrets: `JANUS_SESSION_KEY` when it is long enough, a random one only where

@@ -380,11 +380,12 @@ async fn read_until(ws: &mut Ws, want: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminals_and_event_streams_outlive_the_idle_timeout() {
+    // Also the request timeout: the terminal WebSocket and the event stream are routed outside it.
     let stack = Stack::start_with(
         |url| {
             format!(
                 "web: {{baseUrl: \"{url}\", idleConnectionTimeoutSeconds: 1, headerReadTimeoutSeconds: 1, \
-                 writeStallTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1}}"
+                 writeStallTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1, requestTimeoutSeconds: 2}}"
             )
         },
         None,
@@ -413,7 +414,8 @@ async fn terminals_and_event_streams_outlive_the_idle_timeout() {
         .expect("send");
     read_until(&mut ws, "first-42").await;
 
-    // Three idle (and write-stall, and body) timeouts without a byte either way.
+    // Three idle (and write-stall, and body) timeouts without a byte either way, and longer than the
+    // request timeout (2 s), which binds ordinary routes only.
     tokio::time::sleep(Duration::from_secs(3)).await;
     ws.send(Message::Binary(b"echo still-$((6*7))\n".to_vec().into()))
         .await
@@ -793,5 +795,154 @@ async fn a_bad_oidc_state_cookie_is_a_clear_login_error() {
         );
         let body = r.text().await.unwrap_or_default();
         assert!(body.contains("Login refused") && body.contains(says), "{what}: {body}");
+    }
+}
+
+/// Request ids (tower-http `SetRequestIdLayer`/`PropagateRequestIdLayer` behind a screen): every
+/// response carries `x-request-id`; a plausible incoming one (a proxy's) is kept and echoed; one that is
+/// too long, repeated or carries characters that could break a log line or a page is replaced by a
+/// fresh UUID, never echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id() {
+    let web = start(|url| format!("baseUrl: \"{url}\""), |_| {}).await;
+    let http = reqwest::Client::new();
+    let id_of = |r: &reqwest::Response| {
+        let all: Vec<String> = r
+            .headers()
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().expect("printable id").to_string())
+            .collect();
+        assert_eq!(all.len(), 1, "exactly one id: {all:?}");
+        all.into_iter().next().unwrap()
+    };
+    let is_uuid = |s: &str| s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let mut seen = Vec::new();
+    for path in ["/healthz", "/login", "/api/v1/session", "/assets/nope", "/nope"] {
+        let r = http.get(format!("{}{path}", web.url)).send().await.expect("GET");
+        let id = id_of(&r);
+        assert!(is_uuid(&id), "{path}: {id}");
+        assert!(!seen.contains(&id), "{path}: a fresh id per request");
+        seen.push(id);
+    }
+    for good in [
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "req-42",
+        "Root=1-5759e988-bd862e3fe1be46a994272793",
+    ] {
+        let r = http
+            .get(format!("{}/api/v1/session", web.url))
+            .header("x-request-id", good)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(id_of(&r), good);
+    }
+    let long = "a".repeat(65);
+    for bad in [
+        long.as_bytes(),
+        b"<script>alert(1)</script>".as_slice(),
+        b"two words",
+        b"line\tbreak",
+        b"\xff\xfe",
+        b"",
+    ] {
+        let r = http
+            .get(format!("{}/api/v1/session", web.url))
+            .header("x-request-id", reqwest::header::HeaderValue::from_bytes(bad).unwrap())
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 401, "{bad:?}: answered as usual");
+        let id = id_of(&r);
+        assert!(is_uuid(&id), "{bad:?} replaced, got {id}");
+    }
+    let r = http
+        .get(format!("{}/healthz", web.url))
+        .header("x-request-id", "first")
+        .header("x-request-id", "second")
+        .send()
+        .await
+        .expect("GET");
+    assert!(is_uuid(&id_of(&r)), "two ids: replaced");
+}
+
+/// `web.requestTimeoutSeconds` (tower's timeout behind axum's `HandleErrorLayer`): an ordinary request
+/// that hangs on a slow Kubernetes API (kubesim's injected latency on the namespace list, below the
+/// handler's own 10 s bound) is answered 503 with the JSON error at the deadline, not when the API
+/// finally answers; the same route answers normally once the API is fast again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_is_answered_at_the_request_timeout() {
+    let web = start(|url| format!("baseUrl: \"{url}\", requestTimeoutSeconds: 1"), |_| {}).await;
+    let (cookie, _, _) = login_cookie(&web).await;
+    let session = cookie.split(';').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let clusters: Value = http
+        .get(format!("{}/api/v1/clusters", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("clusters")
+        .json()
+        .await
+        .expect("json");
+    let cluster = clusters["clusters"][0]["name"].as_str().expect("a cluster").to_string();
+    let url = format!("{}/api/v1/clusters/{cluster}/namespaces", web.url);
+    let r = http.get(&url).header("cookie", &session).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "fast: answered");
+
+    web._sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 6000,
+        path_contains: "/api/v1/namespaces".into(),
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let r = http.get(&url).header("cookie", &session).send().await.expect("GET");
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.expect("the JSON error");
+    assert_eq!(v["code"], "unavailable", "{v}");
+    assert!(v["error"].as_str().unwrap_or_default().contains("took too long"), "{v}");
+    // At the deadline (1 s), well before the API's 6 s; generous for a loaded machine.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+
+    web._sim.cluster.faults.set(Default::default());
+    let r = http.get(&url).header("cookie", &session).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "fast again: answered");
+}
+
+/// The security headers (tower-http `SetResponseHeaderLayer`) are those of the hand-written middleware
+/// they replaced, on pages, the API, errors, health and the metrics address: the CSP, nosniff, DENY,
+/// same-origin, and `Cache-Control: no-store` unless the handler set its own (static assets); no HSTS
+/// on plain http (HSTS on https is in `cookies_are_secure_unless_plain_http_on_loopback`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_are_set_everywhere() {
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let web = start(
+        |url| format!("baseUrl: \"{url}\""),
+        |o| o.metrics_listen = Some(metrics),
+    )
+    .await;
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+               font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+    for (url, cache) in [
+        (format!("{}/login", web.url), "no-store"),
+        (format!("{}/api/v1/session", web.url), "no-store"),
+        (format!("{}/api/v1/clusters/%FF/namespaces", web.url), "no-store"),
+        (format!("{}/nope", web.url), "no-store"),
+        (format!("{}/healthz", web.url), "no-store"),
+        (format!("{}/assets/app.css", web.url), "public, max-age=300"),
+        (format!("http://{metrics}/metrics"), "no-store"),
+    ] {
+        let r = reqwest::get(&url).await.expect("GET");
+        let h = r.headers();
+        let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert_eq!(get("content-security-policy"), csp, "{url}");
+        assert_eq!(get("x-content-type-options"), "nosniff", "{url}");
+        assert_eq!(get("x-frame-options"), "DENY", "{url}");
+        assert_eq!(get("referrer-policy"), "same-origin", "{url}");
+        assert_eq!(get("cache-control"), cache, "{url}");
+        assert!(h.get("strict-transport-security").is_none(), "{url}");
     }
 }

@@ -13,7 +13,8 @@ use axum::routing::{get, patch, post};
 
 use crate::state::AppState;
 
-/// The `/api/v1` routes.
+/// The `/api/v1` routes with ordinary request-response handlers; the live-update stream
+/// (`/api/v1/events`) is routed beside the terminal's long-lived routes, outside the request timeout.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/openapi.yaml", get(openapi::openapi_yaml))
@@ -21,7 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/login", post(session::login))
         .route("/api/v1/logout", post(session::logout))
         .route("/api/v1/session", get(session::whoami))
-        .route("/api/v1/events", get(crate::live::events))
         .route("/api/v1/requests", get(requests::list).post(requests::create))
         .route("/api/v1/requests/{name}", get(requests::get))
         .route("/api/v1/requests/{name}/timeline", get(requests::timeline))
