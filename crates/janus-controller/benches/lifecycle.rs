@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Controller latency benchmarks against kubesim (DESIGN §9): approve → Active for one request and for
 //! 1,000 approved at once, and expiry lag (expiresAt → credentials gone), also across a restart.
 //!
