@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Events the controller publishes are ones a real API server accepts: kubesim validates
 //! events.k8s.io/v1 Events as kube-apiserver does (pkg/apis/core/validation/events.go: a note over
 //! 1,024 bytes is refused with 422, and the Event is lost).

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Post-approval invariants, end to end against kubesim: the controller re-validates every reconcile
 //! and ends a request whose spec no longer matches what was approved, whoever changed it.
 //!

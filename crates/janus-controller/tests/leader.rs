@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Leader election against kubesim with the chart's controller identity: a holder cut off from the
 //! API server steps down before its lease can expire and the standby takes over only after expiry
 //! (leadership intervals never overlap); a graceful shutdown hands the lease over at once.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Operating the controller: health and metrics endpoints (leader election: tests/leader.rs).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

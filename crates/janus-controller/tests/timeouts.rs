@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! API client timeouts against kubesim: a stalled API server fails a call instead of hanging it, and
 //! a quiet watch keeps working although it is silent for longer than the read timeout.
 

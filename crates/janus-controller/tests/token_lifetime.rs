@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Token lifetime and revocation timing against a kubesim that behaves as a real API server does: a
 //! successful authentication is remembered for about 10 s (even after the ServiceAccount is deleted),
 //! `exp` is checked with a leeway, and `--service-account-max-token-expiration` shortens TokenRequests.

@@ -1,13 +1,18 @@
-//! Test harness: kubesim clusters set up with the chart's own RBAC, and a controller running with the
+//! Test harness: clusters set up with the chart's own RBAC, and a controller running with the
 //! chart's controller ServiceAccount token (never as admin), so the tests prove the RBAC suffices.
-#![allow(dead_code)]
+//!
+//! The helpers take any [`KubeAccess`]: a [`TestCluster`] (kubesim, or the cluster in KUBECONFIG with
+//! `JANUS_TEST_CLUSTER=kubeconfig`; seeded through the API by [`cluster`]) for the portable tests, or a
+//! [`RunningSim`] seeded through its store ([`central`] and friends) for kubesim-only ones.
+#![allow(dead_code, async_fn_in_trait, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use janus_api::AccessRequest;
 use janus_api::config::Config;
+use janus_testkit::TestCluster;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -16,39 +21,83 @@ use serde_json::{Value, json};
 
 pub const NS: &str = "k8s-janus";
 
+/// What the helpers need of a cluster; implemented by kubesim itself and by a [`TestCluster`].
+pub trait KubeAccess {
+    /// An admin client.
+    async fn admin(&self) -> kube::Client;
+    /// A client authenticating with `token`.
+    async fn for_token(&self, token: &str) -> kube::Client;
+    /// The API server URL.
+    fn server(&self) -> String;
+    /// The API server's CA (PEM).
+    fn ca(&self) -> String;
+    /// How long a token may still authenticate after its ServiceAccount is gone.
+    fn cache_ttl(&self) -> Duration;
+    /// The simulator, when the cluster is one (kubesim-only steps use it).
+    fn simulated(&self) -> Option<&RunningSim>;
+}
+
+impl KubeAccess for RunningSim {
+    async fn admin(&self) -> kube::Client {
+        self.client().await.expect("admin client")
+    }
+    async fn for_token(&self, token: &str) -> kube::Client {
+        self.client_for_token(token).await.expect("client")
+    }
+    fn server(&self) -> String {
+        self.url()
+    }
+    fn ca(&self) -> String {
+        self.ca_pem().to_string()
+    }
+    fn cache_ttl(&self) -> Duration {
+        self.cluster.config.auth_cache_ttl
+    }
+    fn simulated(&self) -> Option<&RunningSim> {
+        Some(self)
+    }
+}
+
+impl KubeAccess for TestCluster {
+    async fn admin(&self) -> kube::Client {
+        self.client()
+    }
+    async fn for_token(&self, token: &str) -> kube::Client {
+        self.client_for_token(token).await.expect("client")
+    }
+    fn server(&self) -> String {
+        self.server_url()
+    }
+    fn ca(&self) -> String {
+        self.ca_pem()
+    }
+    fn cache_ttl(&self) -> Duration {
+        self.auth_cache_ttl()
+    }
+    fn simulated(&self) -> Option<&RunningSim> {
+        self.sim()
+    }
+}
+
+/// A [`TestCluster`] (kubesim unless `JANUS_TEST_CLUSTER=kubeconfig`) prepared like a cluster with the
+/// chart installed, seeded through the API only.
+pub async fn cluster() -> TestCluster {
+    let tc = TestCluster::start().await.expect("test cluster");
+    tc.prepare_janus().await.expect("CRD, chart RBAC and workloads");
+    tc
+}
+
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    janus_testkit::repo_root()
 }
 
 pub fn helm() -> PathBuf {
-    let local = repo_root().join(".tools/bin/helm");
-    assert!(
-        local.exists(),
-        "helm not found at {}: run scripts/install-test-tools.sh",
-        local.display()
-    );
-    local
+    janus_testkit::helm()
 }
 
 /// Renders chart templates with the real helm binary.
 pub fn render_chart(set: &[&str], only: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(helm());
-    cmd.args(["template", "k8s-janus"])
-        .arg(repo_root().join("charts/k8s-janus"))
-        .args(["--namespace", NS]);
-    for s in set {
-        cmd.args(["--set", s]);
-    }
-    for o in only {
-        cmd.args(["--show-only", o]);
-    }
-    let out = cmd.output().expect("helm runs");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    janus_testkit::render_chart(set, only).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub const WORKLOADS: &str = r#"
@@ -149,20 +198,14 @@ pub async fn central_without_cel() -> RunningSim {
 /// stays is what a ServiceAccount that was never deleted answers. kube-apiserver remembers a
 /// successful authentication for its cache TTL (cached_token_authenticator.go; 10 s by default) even
 /// after the ServiceAccount is gone, so the 401 is awaited for that TTL and a few seconds more.
-pub async fn assert_token_dead(sim: &RunningSim, ns: &str, token: &str) {
-    assert_token_dead_within(
-        sim,
-        ns,
-        token,
-        sim.cluster.config.auth_cache_ttl + Duration::from_secs(5),
-    )
-    .await;
+pub async fn assert_token_dead(sim: &impl KubeAccess, ns: &str, token: &str) {
+    assert_token_dead_within(sim, ns, token, sim.cache_ttl() + Duration::from_secs(5)).await;
 }
 
 /// [`assert_token_dead`] with the time the 401 may take.
-pub async fn assert_token_dead_within(sim: &RunningSim, ns: &str, token: &str, bound: Duration) {
+pub async fn assert_token_dead_within(sim: &impl KubeAccess, ns: &str, token: &str, bound: Duration) {
     use k8s_openapi::api::core::v1::Pod;
-    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
+    let pods: Api<Pod> = Api::namespaced(sim.for_token(token).await, ns);
     let deadline = std::time::Instant::now() + bound;
     loop {
         match pods.list(&ListParams::default()).await {
@@ -187,8 +230,8 @@ pub async fn remote() -> RunningSim {
 }
 
 /// A long-lived token for a ServiceAccount, as an admin would mint it.
-pub async fn sa_token(sim: &RunningSim, ns: &str, sa: &str) -> String {
-    let api: Api<ServiceAccount> = Api::namespaced(sim.client().await.expect("client"), ns);
+pub async fn sa_token(sim: &impl KubeAccess, ns: &str, sa: &str) -> String {
+    let api: Api<ServiceAccount> = Api::namespaced(sim.admin().await, ns);
     let tr: k8s_openapi::api::authentication::v1::TokenRequest =
         serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}})).expect("tr");
     api.create_token_request(sa, &PostParams::default(), &tr)
@@ -219,27 +262,32 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub async fn start(sim: &RunningSim, cfg: Config) -> Self {
+    pub async fn start(sim: &impl KubeAccess, cfg: Config) -> Self {
         Self::start_with(sim, cfg, None).await
     }
 
     /// Starts with `/metrics` served on `metrics` (benchmarks read reconcile counts there).
-    pub async fn start_with(sim: &RunningSim, cfg: Config, metrics: Option<std::net::SocketAddr>) -> Self {
+    pub async fn start_with(sim: &impl KubeAccess, cfg: Config, metrics: Option<std::net::SocketAddr>) -> Self {
         let token = sa_token(sim, NS, "k8s-janus-controller").await;
         Self::start_as(sim, cfg, metrics, &token).await
     }
 
     /// Starts with the given token as the controller's identity.
-    pub async fn start_as(sim: &RunningSim, cfg: Config, metrics: Option<std::net::SocketAddr>, token: &str) -> Self {
-        let client = sim.client_for_token(token).await.expect("controller client");
+    pub async fn start_as(
+        sim: &impl KubeAccess,
+        cfg: Config,
+        metrics: Option<std::net::SocketAddr>,
+        token: &str,
+    ) -> Self {
+        let client = sim.for_token(token).await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = janus_controller::Options {
             metrics_listen: metrics,
             identity: "test".into(),
             leader_election: false,
         };
-        let url = sim.url();
-        let ca = sim.ca_pem().to_string();
+        let url = sim.server();
+        let ca = sim.ca();
         let task = tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.await;
@@ -275,8 +323,8 @@ pub fn request(name: &str, cluster: &str, namespaces: &[&str], ttl: i64) -> Acce
     .expect("request")
 }
 
-pub async fn create(sim: &RunningSim, ar: &AccessRequest) {
-    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+pub async fn create(sim: &impl KubeAccess, ar: &AccessRequest) {
+    let api: Api<AccessRequest> = Api::all(sim.admin().await);
     api.create(&PostParams::default(), ar).await.expect("create request");
 }
 
@@ -285,20 +333,20 @@ pub fn now() -> String {
 }
 
 /// Writes a decision into the spec, as the web UI does.
-pub async fn decide(sim: &RunningSim, name: &str, field: &str, value: Value) {
-    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+pub async fn decide(sim: &impl KubeAccess, name: &str, field: &str, value: Value) {
+    let api: Api<AccessRequest> = Api::all(sim.admin().await);
     let patch = json!({"spec": {field: value}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("decision");
 }
 
-pub async fn approve(sim: &RunningSim, name: &str) {
+pub async fn approve(sim: &impl KubeAccess, name: &str) {
     decide(sim, name, "approval", json!({"by": "admin@example.com", "at": now()})).await;
 }
 
-pub async fn get(sim: &RunningSim, name: &str) -> Option<AccessRequest> {
-    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+pub async fn get(sim: &impl KubeAccess, name: &str) -> Option<AccessRequest> {
+    let api: Api<AccessRequest> = Api::all(sim.admin().await);
     api.get_opt(name).await.expect("get")
 }
 
@@ -310,7 +358,7 @@ pub fn phase(ar: &AccessRequest) -> String {
 }
 
 /// Waits until the request reaches `want` (panics with its status after `secs`).
-pub async fn wait_phase(sim: &RunningSim, name: &str, want: &str, secs: u64) -> AccessRequest {
+pub async fn wait_phase(sim: &impl KubeAccess, name: &str, want: &str, secs: u64) -> AccessRequest {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(ar) = get(sim, name).await {
@@ -328,9 +376,9 @@ pub async fn wait_phase(sim: &RunningSim, name: &str, want: &str, secs: u64) -> 
 }
 
 /// Every credential object of a request, found by label in all namespaces of both clusters.
-pub async fn leftovers(central: &RunningSim, target: &RunningSim, request: &str) -> Vec<String> {
+pub async fn leftovers(central: &impl KubeAccess, target: &impl KubeAccess, request: &str) -> Vec<String> {
     let lp = ListParams::default().labels(&format!("{}={request}", janus_api::REQUEST_LABEL));
-    let tc = target.client().await.expect("client");
+    let tc = target.admin().await;
     let mut out = Vec::new();
     for sa in Api::<ServiceAccount>::all(tc.clone())
         .list(&lp)
@@ -343,7 +391,7 @@ pub async fn leftovers(central: &RunningSim, target: &RunningSim, request: &str)
     for rb in Api::<RoleBinding>::all(tc).list(&lp).await.expect("list").items {
         out.push(format!("rb/{:?}", rb.metadata.name));
     }
-    for s in Api::<Secret>::all(central.client().await.expect("client"))
+    for s in Api::<Secret>::all(central.admin().await)
         .list(&lp)
         .await
         .expect("list")
@@ -355,9 +403,9 @@ pub async fn leftovers(central: &RunningSim, target: &RunningSim, request: &str)
 }
 
 /// Token Secrets of a request: (namespace it grants, token).
-pub async fn tokens(central: &RunningSim, request: &str) -> Vec<(String, String)> {
+pub async fn tokens(central: &impl KubeAccess, request: &str) -> Vec<(String, String)> {
     let lp = ListParams::default().labels(&format!("{}={request}", janus_api::REQUEST_LABEL));
-    let api: Api<Secret> = Api::namespaced(central.client().await.expect("client"), NS);
+    let api: Api<Secret> = Api::namespaced(central.admin().await, NS);
     let mut out = Vec::new();
     for s in api.list(&lp).await.expect("list").items {
         let d = s.data.expect("data");
