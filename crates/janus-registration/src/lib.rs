@@ -7,8 +7,6 @@
 //!
 //! `scripts/setup.sh` is the other way to register a cluster; it writes the same Secret format.
 
-#![warn(missing_docs)]
-
 pub mod agent;
 pub mod argocd;
 pub mod kubeconfig;
