@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Web benchmarks against kubesim (DESIGN §9): the dashboard with 10,000 requests, the terminal's added
 //! keystroke round trip and output throughput (through janus vs. straight to the API server), memory per
 //! open terminal session and with many sessions open.

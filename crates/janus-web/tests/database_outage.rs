@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The web UI while its PostgreSQL is down: people already signed in keep working on what does not
 //! need the database (requests, decisions), `/readyz` says degraded, new logins get a clear 503, and
 //! the audit log catches up once the database is back.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The terminal page's events panel (`GET /api/v1/requests/{name}/events`) shows Events of both
 //! shapes: core/v1 ones with `lastTimestamp`/`count`, and events.k8s.io/v1 ones (the scheduler,
 //! kube-rs) whose core view has a null `lastTimestamp` and no `count` (kube-apiserver stores both in

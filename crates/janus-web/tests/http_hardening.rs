@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The web server against slow and greedy clients and for what it exposes: the request-head deadline,
 //! the idle timeout of kept-alive connections (and the long-lived streams it must spare), the
 //! connection cap, `Secure` cookies and HSTS, `/metrics` only on the metrics address, and the session

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Login abuse and per-user limits through the real web server (kubesim, controller, SQLite): the
 //! lockout is atomic, keyed by account and client address, answers like a wrong password, the client
 //! address comes from X-Forwarded-For only through a trusted proxy, emails are unique, and parallel

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Native OIDC login end to end against a real OpenID Provider (npm `oidc-provider`, started by
 //! `tests/oidc/provider.mjs` and installed into `.tools/node` by `scripts/install-test-tools.sh`): the
 //! browser-like flow with PKCE, admin by group, a refused unverified email, a refused domain, a tampered

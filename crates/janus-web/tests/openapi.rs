@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The generated OpenAPI document against the real server: it lists exactly the routes the router serves,
 //! and every answer the real stack (kubesim, controller, web) gives — successes and 401/403/404/409/422
 //! errors alike — has a status the document declares for that path and method, and a body that validates

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Proxy mode's identity contract, through a stand-in for the chart's oauth2-proxy sidecar
 //! (`support/oauth2_proxy.rs`) in front of the real stack (kubesim, controller, web): identity comes only
 //! from the headers the proxy injects and strips; a forged identity header of any other family, an

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Relists lose no transition: the real controller and the web process (its request cache, the audit
 //! recorder) run against a kubesim whose watches expire as a real cluster's do, only much faster —
 //! history kept 1 s instead of minutes (storage/cacher/watch_cache.go's sliding history, etcd

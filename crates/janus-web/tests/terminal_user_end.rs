@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Terminals and log streams end with the right of the person who opened them, on every replica: two
 //! web replicas share one PostgreSQL (as `replicaCount > 1` requires); a terminal or log follow opened on
 //! replica A ends within a second when its user signs out, is disabled or deleted, or loses the admin

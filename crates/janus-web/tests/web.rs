@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Web behaviour end to end: the lifecycle through the API with its audit trail, hostile input shown
 //! escaped and stored verbatim, field errors, login lockout, and trusted-proxy headers.
 
