@@ -1609,6 +1609,21 @@ mod tests {
         assert!(!format!("{:?}", issuer()).contains("PRIVATE"));
     }
 
+    #[test]
+    fn the_key_id_is_the_rfc7638_thumbprint() {
+        // Tokens carry the kid and a state file keeps the key, so the kid of a key must not change
+        // with the JWT library: it is the RFC 7638 SHA-256 thumbprint of the public JWK, whose
+        // members are the required ones in lexicographic order, without whitespace.
+        let jwks = issuer().public_jwks();
+        let (e, n) = (
+            jwks["keys"][0]["e"].as_str().unwrap(),
+            jwks["keys"][0]["n"].as_str().unwrap(),
+        );
+        let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        assert_eq!(issuer().key_id(), URL_SAFE_NO_PAD.encode(digest.as_ref()));
+    }
+
     /// A context as a real server's defaults: 60 s leeway, 10 s success cache.
     fn realistic(store: &Store) -> Ctx<'_> {
         Ctx {
