@@ -320,18 +320,9 @@ fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     session::build_cookie(STATE_COOKIE, value, "/oidc", max_age, state.secure_cookies)
 }
 
-/// The state cookie from the request's `Cookie` headers (parsed by the `cookie` crate); an empty or
-/// implausibly long one counts as missing.
+/// The state cookie from the request's `Cookie` headers; an empty or implausibly long one counts as missing.
 fn read_state_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
-        .filter_map(Result::ok)
-        .find(|c| c.name() == STATE_COOKIE)
-        .map(|c| c.value().to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 4096)
+    session::cookie_value_at_most(headers, STATE_COOKIE, 4096)
 }
 
 /// `?next=` of `/oidc/login`.

@@ -81,17 +81,23 @@ pub fn sign(key: &[u8], msg: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
-/// A cookie's value from the request headers.
+/// A cookie's value from the request headers (at most 256 bytes: a session id is 43).
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_value_at_most(headers, name, 256)
+}
+
+/// A cookie's value from the request's `Cookie` headers, parsed by the `cookie` crate (the first of that
+/// name wins); an empty one, or one longer than `max` bytes, counts as missing.
+pub fn cookie_value_at_most(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= max)
 }
 
 /// Whether cookies carry `Secure`: always, except when the UI is plain http on loopback (the demo, a
@@ -185,6 +191,32 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1;janus_session=abc; b=2".parse().unwrap());
+        assert_eq!(cookie_value(&h, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&h, "b").as_deref(), Some("2"));
+        assert_eq!(cookie_value(&h, "janus"), None);
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "x=y".parse().unwrap());
+        h.append(header::COOKIE, "janus_session = s1 ; janus_session=s2".parse().unwrap());
+        assert_eq!(cookie_value(&h, COOKIE).as_deref(), Some("s1"));
+        // Empty, oversized and unparseable ones count as missing; nothing panics.
+        for bad in ["janus_session=", "=x; ;;", "janus_session", "\"\"=\""] {
+            let mut h = HeaderMap::new();
+            h.append(header::COOKIE, bad.parse().unwrap());
+            assert_eq!(cookie_value(&h, COOKIE), None, "{bad}");
+        }
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            format!("janus_session={}", "a".repeat(257)).parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&h, COOKIE), None);
+        assert_eq!(cookie_value_at_most(&h, COOKIE, 4096).map(|v| v.len()), Some(257));
+    }
 
     #[test]
     fn remembered_sessions_stand_in_only_while_valid() {
