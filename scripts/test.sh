@@ -49,6 +49,11 @@ step "cargo test (unit and end-to-end against kubesim)"
 # kubectl-driven tests wait on subprocesses, not on the CPU: more threads than cores shortens the run.
 cargo test --workspace --locked -- --test-threads="${JANUS_TEST_THREADS:-4}"
 
+step "portable suites through a kubeconfig only (scripts/test-real-cluster.sh --sim: kubesim as a separate process)"
+# The real-cluster command, proved here without a real cluster: the tests get nothing but a kubeconfig.
+# About 2-3 minutes (the controller lifecycle suite runs its tests one at a time).
+scripts/test-real-cluster.sh --sim
+
 step "browser tests (tests/browser: Debian chromium + playwright-core against janus demo)"
 # cargo test built target/debug/janus (the demo tests run it). Missing chromium or node is a skip on a
 # developer's machine and a failure under CI.
