@@ -1,5 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The authorization matrix: every route × {anonymous, engineer (owner), other engineer, admin, admin on
-//! their own request} with the expected status, against the real stack (kubesim, controller, web).
+//! their own request} with the expected status, against the real stack (controller, web) on a
+//! `TestCluster`: kubesim by default, a real cluster with `JANUS_TEST_CLUSTER=kubeconfig`
+//! (scripts/test-real-cluster.sh). Nothing here reaches into the simulator.
 
 mod common;
 
@@ -16,7 +19,7 @@ async fn status_post(s: &Session, path: &str, body: serde_json::Value) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_checks_who_may_and_who_may_not() {
-    let stack = Stack::start("").await;
+    let stack = Stack::portable("").await;
     let anon = stack.anon();
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;

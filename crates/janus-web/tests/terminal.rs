@@ -1,6 +1,11 @@
-//! The browser terminal end to end against kubesim pods with real PTY shells: echo, resize, container
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The browser terminal end to end against pods with real PTY shells: echo, resize, container
 //! choice, the API server refusing what was not granted, sessions ending within a second of revoke,
 //! expiry and withdrawal (and the shell process gone), the idle timeout, who may connect, recordings.
+//!
+//! Portable: every test runs on a `TestCluster` (kubesim, or a real cluster with
+//! `JANUS_TEST_CLUSTER=kubeconfig`; see scripts/test-real-cluster.sh) except the stalled-cluster test,
+//! which needs kubesim's fault injection and says so when skipped.
 
 mod common;
 
@@ -8,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN, Session, Stack};
 use futures::{SinkExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, AttachParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
@@ -81,6 +88,38 @@ async fn expect_output(ws: &mut Ws, want: &str) -> String {
     seen
 }
 
+/// Asks the shell for its terminal size until it is `want` ("rows cols"). The resize travels beside the
+/// input, not in it (kube-rs sends it on the exec's resize channel, as kubectl does), so the first
+/// `stty size` typed after a resize may still run at the old size.
+async fn expect_size(ws: &mut Ws, want: &str) {
+    let mut last = String::new();
+    for _ in 0..20 {
+        send(ws, "stty size\r").await;
+        let mut seen = String::new();
+        let size = loop {
+            // Complete lines only: a chunk may end in the middle of the answer.
+            let complete = seen.rfind('\n').map_or("", |i| &seen[..i]);
+            if let Some(l) = complete.split(['\r', '\n']).map(str::trim).find(|l| {
+                let n: Vec<&str> = l.split(' ').collect();
+                n.len() == 2 && n.iter().all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            }) {
+                break l.to_string();
+            }
+            match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("socket ended while waiting for the size: {other:?}; saw {seen:?}"),
+            }
+        };
+        if size == want {
+            return;
+        }
+        last = size;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the terminal size stayed {last:?}, not {want:?}");
+}
+
 /// Waits for the `closed` control message and the end of the socket; returns (reason, seconds waited).
 async fn expect_closed(ws: &mut Ws) -> (String, f64) {
     let start = Instant::now();
@@ -104,13 +143,63 @@ async fn expect_closed(ws: &mut Ws) -> (String, f64) {
     )
 }
 
-async fn shells_in(stack: &Stack, ns: &str, pod: &str) -> usize {
-    stack.sim.cluster.kubelet.active_processes(ns, pod)
+/// A number that names the processes one test starts in its shells (see [`hold`]).
+fn marker() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    1_000_000 + u64::from(nanos) % 8_000_000 + u64::from(std::process::id() % 1000)
 }
 
-async fn wait_no_shells(stack: &Stack, ns: &str, pod: &str) {
+/// Starts a foreground process named by `marker` in the shell and waits until it runs, so a real
+/// cluster can show that the shell still runs (and later that it is gone with the shell's hang-up). It
+/// ends by itself within a minute, so even a leaked one does not linger.
+async fn hold(stack: &Stack, ws: &mut Ws, ns: &str, pod: &str, marker: u64) {
+    send(ws, &format!("sh -c 'sleep 60; : {marker}'\r")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shells_in(stack, ns, pod, marker).await == 0 {
+        assert!(Instant::now() < deadline, "no shell process seen in {ns}/{pod}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The shell hands the terminal to the new job just after starting it; the hang-up reaches the job
+    // only once it has (before that, ending the shell could leave it behind).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Processes of the test's shells alive in `ns/pod`. On kubesim: every process exec started there (the
+/// kubelet's own bookkeeping). On a real cluster the kubelet cannot be asked, so the processes named by
+/// `marker` ([`hold`]) are counted from /proc inside the pod's `main` container (pods whose other
+/// containers hold shells share one process namespace).
+async fn shells_in(stack: &Stack, ns: &str, pod: &str, marker: u64) -> usize {
+    if let Some(sim) = stack.simulated() {
+        return sim.cluster.kubelet.active_processes(ns, pod);
+    }
+    let pods: Api<Pod> = Api::namespaced(stack.admin_client().await, ns);
+    let scan = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done 2>/dev/null";
+    let mut p = pods
+        .exec(
+            pod,
+            ["sh", "-c", scan],
+            &AttachParams::default().container("main").stderr(false),
+        )
+        .await
+        .expect("exec the /proc scan as admin");
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut p.stdout().expect("stdout"), &mut out)
+        .await
+        .expect("scan output");
+    let _ = p.join().await;
+    let marker = marker.to_string();
+    let found: Vec<&str> = out.lines().filter(|l| l.contains(&marker)).collect();
+    if !found.is_empty() {
+        println!("{ns}/{pod}: processes of the test's shells: {found:?}");
+    }
+    found.len()
+}
+
+async fn wait_no_shells(stack: &Stack, ns: &str, pod: &str, marker: u64) {
     let deadline = Instant::now() + Duration::from_secs(3);
-    while shells_in(stack, ns, pod).await > 0 {
+    while shells_in(stack, ns, pod, marker).await > 0 {
         assert!(
             Instant::now() < deadline,
             "the shell process in {ns}/{pod} is still running"
@@ -129,7 +218,8 @@ async fn active_request(admin: &Session, user: &Session, namespaces: &[&str], tt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
-    let stack = Stack::start("").await;
+    let stack = Stack::portable("").await;
+    let mark = marker();
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
     let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
@@ -162,19 +252,18 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
     );
 
     // The API server itself refuses the request's token outside what was granted.
-    let ar = stack
-        .sim
-        .get("k8s-janus.opsmode.io", "accessrequests", "", &name)
+    let kube_admin = stack.admin_client().await;
+    let ar = Api::<janus_api::AccessRequest>::all(kube_admin.clone())
+        .get(&name)
+        .await
         .expect("ar");
+    let ar = serde_json::to_value(ar).unwrap();
     let secret_name = ar["status"]["grants"][0]["tokenSecret"].as_str().unwrap().to_string();
-    let secret = stack.sim.get("", "secrets", common::NS, &secret_name).expect("secret");
-    use base64::Engine as _;
-    let token = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(secret["data"]["token"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let secret = Api::<Secret>::namespaced(kube_admin, common::NS)
+        .get(&secret_name)
+        .await
+        .expect("secret");
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
     // The token never shows up in pages, API answers, status or the audit log.
     for (who, path) in [
         (&alice, format!("/requests/{name}")),
@@ -189,8 +278,8 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
         assert!(!body.contains(&token), "{path} shows the token");
     }
     assert!(!ar.to_string().contains(&token), "status never holds the token");
-    let c = stack.sim.client_for_token(&token).await.unwrap();
-    let other: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(c, "team-b");
+    let c = stack.client_for_token(&token).await;
+    let other: Api<Pod> = Api::namespaced(c, "team-b");
     let err = other
         .exec("app", ["true"], &kube::api::AttachParams::default())
         .await
@@ -210,8 +299,7 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
     ))
     .await
     .unwrap();
-    send(&mut ws, "stty size\r").await;
-    expect_output(&mut ws, "30 100").await;
+    expect_size(&mut ws, "30 100").await;
     send(&mut ws, "echo '{\"type\":\"resize\",\"cols\":1,\"rows\":1}'\r").await;
     expect_output(&mut ws, "\"cols\":1").await;
     send(&mut ws, "stty size\r").await;
@@ -226,7 +314,9 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
     let (mut ws2, _) = connect(&stack, &alice, &name, "namespace=team-a&pod=web&container=sidecar").await;
     send(&mut ws2, "echo second\r").await;
     expect_output(&mut ws2, "second").await;
-    assert!(shells_in(&stack, "team-a", "app").await > 0);
+    hold(&stack, &mut ws, "team-a", "app", mark).await;
+    hold(&stack, &mut ws2, "team-a", "web", mark + 1).await;
+    assert!(shells_in(&stack, "team-a", "app", mark).await > 0);
 
     // Revoke: both sockets close within a second, with the reason; the shells are gone.
     let r = admin
@@ -238,8 +328,8 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
     assert!(waited < 1.0, "closed after {waited:.2} s");
     let (reason2, _) = expect_closed(&mut ws2).await;
     assert!(reason2.contains("revoked"), "{reason2}");
-    wait_no_shells(&stack, "team-a", "app").await;
-    wait_no_shells(&stack, "team-a", "web").await;
+    wait_no_shells(&stack, "team-a", "app", mark).await;
+    wait_no_shells(&stack, "team-a", "web", mark + 1).await;
     // And nobody can reconnect.
     assert_eq!(refused(&stack, &alice, &name, q, None, true).await, 409);
 
@@ -314,7 +404,8 @@ async fn a_shell_with_the_requests_own_token_ended_by_revoke() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_end_at_expiry_and_on_withdrawal() {
-    let stack = Stack::start("").await;
+    let stack = Stack::portable("").await;
+    let mark = marker();
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
 
@@ -323,19 +414,21 @@ async fn sessions_end_at_expiry_and_on_withdrawal() {
     let (mut ws, _) = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
     send(&mut ws, "echo up\r").await;
     expect_output(&mut ws, "up").await;
+    hold(&stack, &mut ws, "team-a", "app", mark).await;
     let v = alice.json(&format!("/api/v1/requests/{name}")).await;
     let expires = chrono::DateTime::parse_from_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
     let (reason, _) = expect_closed(&mut ws).await;
     let late = (chrono::Utc::now() - expires.with_timezone(&chrono::Utc)).num_milliseconds();
     assert!(reason.contains("expired"), "{reason}");
     assert!(late < 1000, "closed {late} ms after expiresAt");
-    wait_no_shells(&stack, "team-a", "app").await;
+    wait_no_shells(&stack, "team-a", "app", mark).await;
 
     // Withdrawal by the requester.
     let name = active_request(&admin, &alice, &["team-b"], 600).await;
     let (mut ws, _) = connect(&stack, &alice, &name, "namespace=team-b&pod=app").await;
     send(&mut ws, "echo up\r").await;
     expect_output(&mut ws, "up").await;
+    hold(&stack, &mut ws, "team-b", "app", mark).await;
     assert_eq!(
         alice
             .post(&format!("/api/v1/requests/{name}/withdraw"), json!({}))
@@ -346,17 +439,19 @@ async fn sessions_end_at_expiry_and_on_withdrawal() {
     let (reason, waited) = expect_closed(&mut ws).await;
     assert!(reason.contains("withdrawn"), "{reason}");
     assert!(waited < 1.0, "closed after {waited:.2} s");
-    wait_no_shells(&stack, "team-b", "app").await;
+    wait_no_shells(&stack, "team-b", "app", mark).await;
     stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_session_warns_then_closes_and_revokes() {
-    let stack = Stack::start("idleTimeoutSeconds: 3\n").await;
+    let stack = Stack::portable("idleTimeoutSeconds: 3\n").await;
+    let mark = marker();
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
     let name = active_request(&admin, &alice, &["team-a"], 600).await;
     let (mut ws, _) = connect(&stack, &alice, &name, "namespace=team-a&pod=app").await;
+    hold(&stack, &mut ws, "team-a", "app", mark).await;
     let mut warned = false;
     let mut reason = None;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -380,7 +475,7 @@ async fn an_idle_session_warns_then_closes_and_revokes() {
     assert!(reason.unwrap().contains("idle"));
     let v = alice.wait_phase(&name, "Revoked").await;
     assert_eq!(v["revocation"]["by"], "system:idle-timeout");
-    wait_no_shells(&stack, "team-a", "app").await;
+    wait_no_shells(&stack, "team-a", "app", mark).await;
     // Audited: the idle close and the revocation.
     let mut ok = false;
     for _ in 0..100 {
@@ -404,7 +499,7 @@ async fn an_idle_session_warns_then_closes_and_revokes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_limits_are_enforced_with_a_clear_message() {
-    let stack = Stack::start("web: {maxTerminalsPerUser: 1}\n").await;
+    let stack = Stack::portable("web: {maxTerminalsPerUser: 1}\n").await;
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
     let name = active_request(&admin, &alice, &["team-a"], 600).await;
@@ -439,15 +534,22 @@ async fn session_limits_are_enforced_with_a_clear_message() {
 
 /// The request's own client carries exec and log streams, so it has no read timeout; the short calls on
 /// it (pod and event lists) are bounded instead, so a stalled target cluster cannot hold a browser
-/// request forever.
+/// request forever. Kubesim-only: the stall is kubesim's fault injection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_target_cluster_answers_503_instead_of_hanging() {
-    let stack = Stack::start("").await;
+    if janus_testkit::kubesim_only(
+        "a_stalled_target_cluster_answers_503_instead_of_hanging",
+        "a stalled API path is kubesim's fault injection",
+    ) {
+        return;
+    }
+    let stack = Stack::portable("").await;
+    let sim = stack.simulated().expect("kubesim");
     let admin = stack.login(ADMIN.0, ADMIN.1).await;
     let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
     let name = active_request(&admin, &alice, &["team-a"], 600).await;
     // Only the pod list of team-a stalls (for far longer than the web's bound); nothing else slows down.
-    stack.sim.cluster.faults.set(kubesim::faults::FaultConfig {
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
         latency_ms: 600_000,
         path_contains: "/api/v1/namespaces/team-a/pods".into(),
         ..Default::default()
@@ -462,6 +564,6 @@ async fn a_stalled_target_cluster_answers_503_instead_of_hanging() {
     assert_eq!(r.status(), 503, "{:?}", started.elapsed());
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "unavailable", "{body}");
-    stack.sim.cluster.faults.set(Default::default());
+    sim.cluster.faults.set(Default::default());
     stack.stop().await;
 }

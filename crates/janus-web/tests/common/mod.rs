@@ -1,5 +1,10 @@
-//! Web test harness: a central kubesim with the chart's RBAC, the controller and the web process each
+//! Web test harness: a central cluster with the chart's RBAC, the controller and the web process each
 //! running with their chart ServiceAccount's token, SQLite in a temporary directory, and HTTP sessions.
+//!
+//! Two ways to start it: [`Stack::portable`] runs on a [`TestCluster`] (kubesim by default, any cluster
+//! from KUBECONFIG with `JANUS_TEST_CLUSTER=kubeconfig`) and seeds only through the API; the other
+//! constructors ([`Stack::start`], [`Stack::start_on`], ...) are kubesim-only and reach into the
+//! simulator (fault injection, restarts, log appends) through [`Stack::sim`].
 #![allow(dead_code)]
 
 #[path = "../../../janus-controller/tests/common/mod.rs"]
@@ -7,6 +12,8 @@ pub mod k8s;
 
 use std::time::Duration;
 
+use janus_api::config::Config;
+use janus_testkit::{Backend, TestCluster};
 use janus_web::server::{self, Options};
 use kubesim::RunningSim;
 use serde_json::{Value, json};
@@ -30,9 +37,98 @@ kind: Namespace
 metadata: {name: kube-system}
 "#;
 
+/// [`EXTRA`] for any cluster: the images have a shell (a real cluster execs into them; kubesim runs any
+/// pod as a local process), and the containers keep running.
+pub const EXTRA_PORTABLE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a}
+spec:
+  terminationGracePeriodSeconds: 1
+  # One process namespace, so a test can see the sidecar's shell from the main container.
+  shareProcessNamespace: true
+  containers:
+  - {name: main, image: "busybox:1.36", command: [sleep, "3600"]}
+  - {name: sidecar, image: "busybox:1.36", command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system}
+"#;
+
+/// The kubesim of a kubesim-only stack. Dereferences to it; on a portable stack it holds none, and
+/// using it is a test bug, reported as such (portable tests ask [`Stack::simulated`]).
+pub struct SimSlot(Option<RunningSim>);
+
+impl std::ops::Deref for SimSlot {
+    type Target = RunningSim;
+    fn deref(&self) -> &RunningSim {
+        self.0
+            .as_ref()
+            .expect("stack.sim is for kubesim-only stacks; a portable stack uses Stack::simulated()")
+    }
+}
+
+impl std::ops::DerefMut for SimSlot {
+    fn deref_mut(&mut self) -> &mut RunningSim {
+        self.0
+            .as_mut()
+            .expect("stack.sim is for kubesim-only stacks; a portable stack uses Stack::simulated()")
+    }
+}
+
+/// `k8s::` helpers take `&stack.sim` as they took the kubesim itself.
+impl k8s::KubeAccess for SimSlot {
+    async fn admin(&self) -> kube::Client {
+        (**self).admin().await
+    }
+    async fn for_token(&self, token: &str) -> kube::Client {
+        (**self).for_token(token).await
+    }
+    fn server(&self) -> String {
+        (**self).server()
+    }
+    fn ca(&self) -> String {
+        (**self).ca()
+    }
+    fn cache_ttl(&self) -> Duration {
+        (**self).cache_ttl()
+    }
+    fn simulated(&self) -> Option<&RunningSim> {
+        self.0.as_ref()
+    }
+}
+
+/// The cluster a stack runs on.
+enum Kube {
+    /// A kubesim seeded through its store (kubesim-only constructors); the slot in [`Stack::sim`] holds it.
+    Sim,
+    /// A [`TestCluster`], seeded through the API.
+    Cluster(Box<TestCluster>),
+}
+
+/// The web test configuration: [`k8s::config`] with the web defaults the suites expect, `extra` on top.
+fn web_config(extra: &str) -> Config {
+    let mut doc: yaml_serde::Mapping = yaml_serde::from_str(extra).unwrap_or_default();
+    for (k, v) in [
+        ("adminEmails", "[admin@example.com]"),
+        ("approvalTtlOptions", "[600, 900]"),
+        ("idleTimeoutSeconds", "0"),
+    ] {
+        let key = yaml_serde::Value::from(k);
+        if !doc.contains_key(&key) {
+            doc.insert(key, yaml_serde::from_str(v).expect("default"));
+        }
+    }
+    k8s::config(&yaml_serde::to_string(&doc).expect("yaml"))
+}
+
 /// Everything running.
 pub struct Stack {
-    pub sim: RunningSim,
+    /// The kubesim of a kubesim-only stack (fault injection, restarts, log appends). Portable stacks
+    /// hold none here: they use [`Stack::simulated`].
+    pub sim: SimSlot,
+    kube: Kube,
     pub controller: Option<k8s::Controller>,
     pub url: String,
     pub host: String,
@@ -41,8 +137,17 @@ pub struct Stack {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The cluster end of a stack being started: the controller runs, the web gets these.
+struct Wiring {
+    cfg: Config,
+    controller: k8s::Controller,
+    web_client: kube::Client,
+    server: String,
+    ca_pem: String,
+}
+
 impl Stack {
-    /// Starts the stack; `extra` is YAML merged into the test configuration.
+    /// Starts the stack on a kubesim; `extra` is YAML merged into the test configuration.
     pub async fn start(extra: &str) -> Stack {
         Self::start_with(|_| extra.to_string(), None).await
     }
@@ -63,7 +168,7 @@ impl Stack {
     }
 
     /// [`Stack::start_full`] on a central kubesim made from `builder` (server settings such as the
-    /// watch window).
+    /// watch window). Seeded through the simulator's store: kubesim-only.
     pub async fn start_on(
         builder: kubesim::SimBuilder,
         extra: impl FnOnce(&str) -> String,
@@ -73,24 +178,79 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let extra = extra(&format!("http://{addr}"));
-        let extra = extra.as_str();
         let sim = k8s::central_from(builder).await;
         sim.load_seed(EXTRA).expect("extra workloads");
-        let mut doc: yaml_serde::Mapping = yaml_serde::from_str(extra).unwrap_or_default();
-        for (k, v) in [
-            ("adminEmails", "[admin@example.com]"),
-            ("approvalTtlOptions", "[600, 900]"),
-            ("idleTimeoutSeconds", "0"),
-        ] {
-            let key = yaml_serde::Value::from(k);
-            if !doc.contains_key(&key) {
-                doc.insert(key, yaml_serde::from_str(v).expect("default"));
-            }
-        }
-        let cfg = k8s::config(&yaml_serde::to_string(&doc).expect("yaml"));
+        let cfg = web_config(&extra);
         let controller = k8s::Controller::start(&sim, cfg.clone()).await;
         let token = k8s::sa_token(&sim, NS, "k8s-janus-web").await;
-        let client = sim.client_for_token(&token).await.expect("web client");
+        let web_client = sim.client_for_token(&token).await.expect("web client");
+        let wiring = Wiring {
+            cfg,
+            controller,
+            web_client,
+            server: sim.url(),
+            ca_pem: sim.ca_pem().to_string(),
+        };
+        Self::launch(
+            SimSlot(Some(sim)),
+            Kube::Sim,
+            wiring,
+            listener,
+            oidc_client_secret,
+            database_url,
+        )
+        .await
+    }
+
+    /// Starts the stack on [`TestCluster::start`]: kubesim, or the cluster in KUBECONFIG when
+    /// `JANUS_TEST_CLUSTER=kubeconfig`. Everything is seeded through the API (server-side apply);
+    /// [`TestCluster::prepare_janus`] removes what an earlier test left on a reused real cluster.
+    pub async fn portable(extra: &str) -> Stack {
+        let cluster = TestCluster::start().await.expect("test cluster");
+        Self::portable_on(cluster, extra).await
+    }
+
+    /// [`Stack::portable`] on a given cluster.
+    pub async fn portable_on(cluster: TestCluster, extra: &str) -> Stack {
+        cluster.prepare_janus().await.expect("CRD, chart RBAC and workloads");
+        cluster.apply_yaml(EXTRA_PORTABLE).await.expect("extra workloads");
+        cluster
+            .wait_pod_running("team-a", "web", Duration::from_secs(180))
+            .await
+            .expect("pod team-a/web running");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let cfg = web_config(extra);
+        let controller = k8s::Controller::start(&cluster, cfg.clone()).await;
+        let token = cluster.sa_token(NS, "k8s-janus-web").await.expect("web token");
+        let web_client = cluster.client_for_token(&token).await.expect("web client");
+        let wiring = Wiring {
+            cfg,
+            controller,
+            web_client,
+            server: cluster.server_url(),
+            ca_pem: cluster.ca_pem(),
+        };
+        Self::launch(
+            SimSlot(None),
+            Kube::Cluster(Box::new(cluster)),
+            wiring,
+            listener,
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Starts the web process on `listener` and waits until it is ready.
+    async fn launch(
+        sim: SimSlot,
+        kube: Kube,
+        wiring: Wiring,
+        listener: tokio::net::TcpListener,
+        oidc_client_secret: Option<String>,
+        database_url: Option<String>,
+    ) -> Stack {
+        let addr = listener.local_addr().expect("addr");
         let dir = tempfile::tempdir().expect("tempdir");
         let opts = Options {
             listen: addr,
@@ -102,11 +262,14 @@ impl Stack {
             session_key: Some("k".repeat(48)),
             bootstrap_admin: Some((ADMIN.0.into(), "admin@example.com".into(), ADMIN.1.into())),
             replica: "test".into(),
-            central_server: sim.url(),
-            central_ca_pem: sim.ca_pem().to_string(),
+            central_server: wiring.server,
+            central_ca_pem: wiring.ca_pem,
             oidc_client_secret,
         };
-        let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
+        let client = wiring.web_client;
+        let (state, watch) = server::build_state(wiring.cfg, client.clone(), &opts)
+            .await
+            .expect("state");
         let (tx, rx) = tokio::sync::oneshot::channel();
         let web = tokio::spawn(async move {
             let stop = async move {
@@ -119,7 +282,8 @@ impl Stack {
         let url = format!("http://{addr}");
         let stack = Stack {
             sim,
-            controller: Some(controller),
+            kube,
+            controller: Some(wiring.controller),
             url: url.clone(),
             host: addr.to_string(),
             dir,
@@ -137,6 +301,38 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("web never became ready");
+    }
+
+    /// Which kind of cluster the stack runs on (kubesim-only stacks: simulated).
+    pub fn backend(&self) -> Backend {
+        match &self.kube {
+            Kube::Sim => Backend::Simulated,
+            Kube::Cluster(c) => c.backend(),
+        }
+    }
+
+    /// The kubesim behind the stack, when there is one.
+    pub fn simulated(&self) -> Option<&RunningSim> {
+        match &self.kube {
+            Kube::Sim => self.sim.0.as_ref(),
+            Kube::Cluster(c) => c.sim(),
+        }
+    }
+
+    /// An admin client of the stack's cluster (the test's own view; the web and controller never use it).
+    pub async fn admin_client(&self) -> kube::Client {
+        match &self.kube {
+            Kube::Sim => self.sim.client().await.expect("client"),
+            Kube::Cluster(c) => c.client(),
+        }
+    }
+
+    /// A client of the stack's cluster authenticated by `token`.
+    pub async fn client_for_token(&self, token: &str) -> kube::Client {
+        match &self.kube {
+            Kube::Sim => self.sim.client_for_token(token).await.expect("client"),
+            Kube::Cluster(c) => c.client_for_token(token).await.expect("client"),
+        }
     }
 
     /// A client without a session.
