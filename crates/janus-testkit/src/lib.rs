@@ -196,8 +196,8 @@ pub fn kubesim_only(test: &str, reason: &str) -> bool {
     match Backend::from_env() {
         Ok(Backend::Simulated) => false,
         Ok(Backend::Kubeconfig) => {
+            // Captured like any test output: scripts/test-real-cluster.sh shows it (--show-output).
             println!("SKIPPED {test} on the real cluster ({BACKEND_ENV}=kubeconfig): kubesim-only: {reason}");
-            eprintln!("SKIPPED {test} on the real cluster ({BACKEND_ENV}=kubeconfig): kubesim-only: {reason}");
             true
         }
         // start() reports the bad value; a kubesim-only test runs on kubesim meanwhile.
