@@ -738,6 +738,28 @@ async fn malformed_api_input_gets_the_json_error() {
     )
     .await;
     json_error("login body", "body")(s, c, b);
+    // The terminal side's API uses the same extractors: a missing query field, a non-JSON body.
+    let (s, c, b) = send(
+        http.get(format!("{}/api/v1/quick-commands", web.url))
+            .header("cookie", &session),
+    )
+    .await;
+    json_error("quick-commands query", "query")(s, c, b);
+    let (s, c, b) = send(
+        http.get(format!("{}/api/v1/requests/some-request/pods", web.url))
+            .header("cookie", &session),
+    )
+    .await;
+    json_error("terminal pods query", "query")(s, c, b);
+    let (s, c, b) = send(
+        http.post(format!("{}/api/v1/quick-commands", web.url))
+            .header("cookie", &session)
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    json_error("quick-commands body", "body")(s, c, b);
 }
 
 /// The signed OIDC login-state cookie (the `cookie` crate's signed jar, keyed from the session key): a

@@ -1,9 +1,8 @@
 //! What the terminal page shows besides the shell, all read with the request's own token: pods, streamed
 //! container logs, pod events; plus quick commands, session lists, recordings and the command log.
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{AsyncBufReadExt as _, StreamExt as _, TryStreamExt as _};
@@ -15,6 +14,7 @@ use serde_json::json;
 use crate::audit;
 use crate::auth::Authenticated;
 use crate::error::WebError;
+use crate::extract::{Json, Path, Query};
 use crate::requests;
 use crate::state::AppState;
 use crate::terminal::{EndReason, Owner, StreamKind, access};
@@ -499,9 +499,9 @@ pub struct QuickInput {
 pub async fn quick_add(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    b: Result<Json<QuickInput>, axum::extract::rejection::JsonRejection>,
+    b: Result<Json<QuickInput>, WebError>,
 ) -> Result<Response, WebError> {
-    let Json(q) = b.map_err(WebError::from)?;
+    let Json(q) = b?;
     if q.label.trim().is_empty() || q.label.chars().count() > 60 {
         return Err(WebError::invalid("label", "a label has 1 to 60 characters"));
     }

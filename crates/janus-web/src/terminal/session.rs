@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::audit;
 use crate::auth::{Authenticated, Identity, constant_time_eq, origin_ok};
 use crate::error::WebError;
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 use crate::terminal::protocol::{ClientControl, ServerControl};
 use crate::terminal::recording::{Recording, Truncation};
@@ -71,14 +72,14 @@ pub async fn upgrade(
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Path(name): Path<String>,
-    q: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<Params>, WebError>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
     // Browsers always send Origin on WebSockets; a missing or foreign one is a cross-site attempt.
     if !headers.contains_key(axum::http::header::ORIGIN) || !origin_ok(&state, &headers) {
         return Err(WebError::Csrf);
     }
-    let Query(p) = q.map_err(|e| WebError::invalid("query", e.body_text()))?;
+    let Query(p) = q?;
     if !constant_time_eq(p.csrf.as_bytes(), id.csrf.as_bytes()) {
         return Err(WebError::Csrf);
     }
