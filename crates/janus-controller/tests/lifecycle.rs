@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end lifecycles with RBAC enforced: grant, use, expire, revoke, withdraw, deny, delete,
 //! extend, validation, races and remote clusters.
 //!
