@@ -467,6 +467,8 @@ fn router_routes() -> BTreeMap<String, BTreeSet<String>> {
     let sources = [
         include_str!("../src/api/mod.rs"),
         include_str!("../src/terminal/mod.rs"),
+        // The long-lived routes (the live-update stream) are routed beside the request timeout there.
+        include_str!("../src/server.rs"),
     ];
     let mut routes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for src in sources {
