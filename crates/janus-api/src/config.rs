@@ -230,7 +230,8 @@ pub struct WebConfig {
     pub request_body_timeout_seconds: u64,
     /// Time an ordinary request (a page, an API call) may take until its answer starts; after it the
     /// client gets a 503 and the work is dropped. Long-lived streams (terminals, live updates, followed
-    /// logs) are not bound by it. At least the body timeout, so a slow upload gets its own error first.
+    /// logs) are not bound by it, nor are writes (see the web server). Must be at least the body timeout
+    /// (validated), so a slow upload gets its own error first.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
     /// Open (not yet ended) requests one user may have at once.
@@ -487,8 +488,12 @@ fn default_clusters() -> Vec<ClusterConfig> {
 }
 
 impl Default for Config {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant empty document takes every field's default; the unit tests parse it too"
+    )]
     fn default() -> Self {
-        yaml_serde::from_str("{}").unwrap_or_else(|_| unreachable!("an empty document takes every default"))
+        yaml_serde::from_str("{}").expect("an empty document takes every default")
     }
 }
 
@@ -609,6 +614,14 @@ impl Config {
                     .into(),
             );
         }
+        // The body deadline runs inside the request's; a shorter request timeout would answer a slow
+        // upload with a generic 503 instead of its own error.
+        if self.web.request_timeout_seconds < self.web.request_body_timeout_seconds {
+            return bad(format!(
+                "web.requestTimeoutSeconds ({}) must be at least web.requestBodyTimeoutSeconds ({})",
+                self.web.request_timeout_seconds, self.web.request_body_timeout_seconds
+            ));
+        }
         if self.web.identity_conflict_audit_interval_seconds == 0 {
             return bad("web.identityConflictAuditIntervalSeconds must be at least 1".into());
         }
@@ -675,6 +688,21 @@ mod tests {
             let e = Config::from_yaml(&format!("web: {{{zero}: 0}}\n"), "t").unwrap_err();
             assert!(e.to_string().contains(zero), "{zero}: {e}");
         }
+    }
+
+    #[test]
+    fn the_request_timeout_is_at_least_the_body_timeout() {
+        let e = Config::from_yaml("web: {requestTimeoutSeconds: 30}\n", "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("web.requestTimeoutSeconds (30) must be at least web.requestBodyTimeoutSeconds (60)"),
+            "{e}"
+        );
+        let e = Config::from_yaml("web: {requestTimeoutSeconds: 4, requestBodyTimeoutSeconds: 5}\n", "t").unwrap_err();
+        assert!(e.to_string().contains("requestBodyTimeoutSeconds (5)"), "{e}");
+        let c = Config::from_yaml("web: {requestTimeoutSeconds: 5, requestBodyTimeoutSeconds: 5}\n", "t").unwrap();
+        assert_eq!(c.web.request_timeout_seconds, 5);
+        assert!(Config::from_yaml("web: {requestTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1}\n", "t").is_ok());
     }
 
     #[test]

@@ -590,7 +590,7 @@ async fn pending(
     mut status: AccessRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Action> {
-    if ar.spec.approval.is_none() {
+    let Some(approval) = ar.spec.approval.clone() else {
         let created = ar
             .metadata
             .creation_timestamp
@@ -634,13 +634,8 @@ async fn pending(
             }
         }
         return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
-    }
+    };
     // Approved: record it before granting, so a crash in the middle resumes the grant.
-    let approval = ar
-        .spec
-        .approval
-        .clone()
-        .unwrap_or_else(|| unreachable!("checked above"));
     status.phase = Phase::Approved;
     status.approved_at = Some(fmt_time(now));
     // What was approved is fixed from here on; every later reconcile compares the spec with it.

@@ -519,7 +519,10 @@ impl Pty {
         fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd is an open descriptor that only this AsyncFd owns, so it stays open and
         // the same until the AsyncFd drops it.
-        #[allow(unsafe_code)]
+        #[allow(
+            unsafe_code,
+            reason = "AsyncFd::register is unsafe; the descriptor's ownership is argued above"
+        )]
         let master = unsafe { AsyncFd::register(master) }.map_err(|e| e.into_parts().1)?;
         Ok((Self { master }, slave))
     }
@@ -565,7 +568,10 @@ fn set_winsize(fd: &OwnedFd, size: TermSize) -> io::Result<()> {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which outlives the call.
-    #[allow(unsafe_code)]
+    #[allow(
+        unsafe_code,
+        reason = "the window-size ioctl has no safe wrapper; the pointer is argued above"
+    )]
     unsafe { tiocswinsz(fd.as_raw_fd(), &ws) }?;
     Ok(())
 }
@@ -679,7 +685,10 @@ impl ExecProcess {
                     .stdout(Stdio::from(slave.try_clone()?))
                     .stderr(Stdio::from(slave));
                 // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
-                #[allow(unsafe_code)]
+                #[allow(
+                    unsafe_code,
+                    reason = "pre_exec is unsafe; only async-signal-safe calls run in the child"
+                )]
                 unsafe {
                     cmd.pre_exec(|| {
                         // A new session makes the process a group leader with no controlling tty…

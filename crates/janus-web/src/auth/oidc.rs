@@ -288,9 +288,13 @@ fn cookie_key(session_key: &[u8]) -> cookie::Key {
 
 /// The state cookie's value: the JSON of `st` in URL-safe base64 (cookie-safe characters), signed by the
 /// `cookie` crate's signed jar (HMAC-SHA256 of the value, prepended in base64).
+#[allow(
+    clippy::expect_used,
+    reason = "LoginState holds only strings and integers, whose JSON serialisation cannot fail"
+)]
 fn seal(key: &[u8], st: &LoginState) -> String {
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(st).unwrap_or_else(|_| unreachable!("strings and numbers serialize")));
+        .encode(serde_json::to_vec(st).expect("strings and integers serialize"));
     let mut jar = cookie::CookieJar::new();
     jar.signed_mut(&cookie_key(key))
         .add(cookie::Cookie::new(STATE_COOKIE, body));
