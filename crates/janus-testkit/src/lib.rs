@@ -1,9 +1,11 @@
 //! A test cluster for the end-to-end suites: kubesim by default, or the cluster a kubeconfig names.
 //!
 //! [`TestCluster::start`] starts an in-process kubesim unless `JANUS_TEST_CLUSTER=kubeconfig` is set;
-//! then it uses `KUBECONFIG` (or `~/.kube/config`) and its current context. The real cluster is
-//! opt-in on purpose: `cargo test` must never touch whatever cluster a developer's kubeconfig points
-//! at. Everything a portable suite does goes through the Kubernetes API (seeding is server-side
+//! then it uses `KUBECONFIG` (or `~/.kube/config`) and its current context, and only if
+//! `JANUS_TEST_CLUSTER_CONTEXT` names that same context ([`confirm_context`]). The real cluster is
+//! opt-in twice on purpose: `cargo test` must never touch whatever cluster a developer's kubeconfig
+//! points at, and the kit's clean-up of earlier tests' requests must never run against a cluster
+//! nobody named. Everything a portable suite does goes through the Kubernetes API (seeding is server-side
 //! apply), so the same test runs on kubesim, kind or a cloud cluster; tests that need kubesim's
 //! knobs (fault injection, restarts, versions, token lifetimes) use [`TestCluster::sim`] and skip
 //! themselves on a real cluster with [`kubesim_only`].
@@ -26,6 +28,23 @@ pub use kubeconfig::ClusterAccess;
 
 /// The environment variable that selects the backend (`kubeconfig` for a real cluster).
 pub const BACKEND_ENV: &str = "JANUS_TEST_CLUSTER";
+
+/// The environment variable that must name the kubeconfig's current context before the kit uses the
+/// kubeconfig backend (see [`confirm_context`]).
+pub const CONTEXT_ENV: &str = "JANUS_TEST_CLUSTER_CONTEXT";
+
+/// The email domain of every identity the suites create requests as (`alice@example.com`, ...). On
+/// a real cluster the kit removes leftover AccessRequests of these requesters only
+/// ([`is_test_requester`]); example.com is reserved (RFC 2606), so no real user has it.
+pub const TEST_REQUESTER_DOMAIN: &str = "example.com";
+
+/// The `gitCommit` kubesim reports on `/version` (a real kube-apiserver reports a commit hash).
+pub const KUBESIM_GIT_COMMIT: &str = "kubesim";
+
+/// How long the ServiceAccount tokens [`TestCluster::sa_token`] mints live: an hour, longer than any
+/// suite's test runs, short enough that the chart identities' tokens a run leaves on a real cluster
+/// are soon useless (kube-apiserver's minimum is 10 minutes).
+pub const SA_TOKEN_SECONDS: i64 = 3600;
 
 /// The field manager of every server-side apply the kit makes.
 pub const FIELD_MANAGER: &str = "janus-testkit";
@@ -141,6 +160,20 @@ pub enum TestkitError {
         /// Why.
         reason: String,
     },
+    /// The kubeconfig backend was asked for, but `JANUS_TEST_CLUSTER_CONTEXT` does not name the
+    /// kubeconfig's current context.
+    #[error(
+        "refusing to use the kubeconfig's current context {current:?}: {CONTEXT_ENV} is {}; the test kit \
+         deletes test AccessRequests and their credentials and force-applies the CRD and chart RBAC, so \
+         set {CONTEXT_ENV}={current:?} only if that is a throwaway cluster",
+        confirmed.as_deref().map_or_else(|| "not set".to_string(), |c| format!("{c:?}"))
+    )]
+    UnconfirmedContext {
+        /// The kubeconfig's current context (empty when it has none).
+        current: String,
+        /// What `JANUS_TEST_CLUSTER_CONTEXT` says (`None`: unset).
+        confirmed: Option<String>,
+    },
     /// A TokenRequest was answered without a token.
     #[error("TokenRequest for {0} returned no token")]
     NoToken(String),
@@ -205,6 +238,45 @@ pub fn kubesim_only(test: &str, reason: &str) -> bool {
     }
 }
 
+/// For a test step that needs a container's command to have run (its output in the pod's logs), on
+/// kubesim reached only through a kubeconfig (`scripts/test-real-cluster.sh --sim`), where nothing can
+/// run it: prints `SKIPPED <test>: <reason>` so the skip shows in the output.
+pub fn skip(test: &str, reason: &str) {
+    // Captured like any test output: scripts/test-real-cluster.sh shows it (--show-output).
+    println!("SKIPPED {test}: {reason}");
+}
+
+/// Whether the kubeconfig backend may use a kubeconfig whose current context is `current`:
+/// only when `confirmed` (the value of [`CONTEXT_ENV`]) is exactly that name. One wrong
+/// `current-context` must not point the kit's clean-up at a cluster running a real Janus.
+pub fn confirm_context(current: Option<&str>, confirmed: Option<&str>) -> Result<(), TestkitError> {
+    match (current, confirmed) {
+        (Some(current), Some(confirmed)) if !current.is_empty() && current == confirmed => Ok(()),
+        _ => Err(TestkitError::UnconfirmedContext {
+            current: current.unwrap_or_default().to_string(),
+            confirmed: confirmed.map(str::to_string),
+        }),
+    }
+}
+
+/// Whether `requester` is one of the suites' identities: an address whose domain is exactly
+/// [`TEST_REQUESTER_DOMAIN`] (any case), so `x@corp.example.com` or `x@example.com.org` are not.
+pub fn is_test_requester(requester: &str) -> bool {
+    requester
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.eq_ignore_ascii_case(TEST_REQUESTER_DOMAIN))
+}
+
+/// Whether the API server `client` talks to is kubesim (its `/version` reports
+/// [`KUBESIM_GIT_COMMIT`]), in process or as a separate process reached through a kubeconfig.
+pub async fn served_by_kubesim(client: &kube::Client) -> Result<bool, TestkitError> {
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(TestkitError::api("GET /version"))?;
+    Ok(info.git_commit == KUBESIM_GIT_COMMIT)
+}
+
 /// A Kubernetes cluster for a test: kubesim or a real one.
 pub struct TestCluster {
     backend: Backend,
@@ -224,8 +296,8 @@ impl std::fmt::Debug for TestCluster {
 
 impl TestCluster {
     /// kubesim by default; a real cluster when `JANUS_TEST_CLUSTER=kubeconfig` (then `KUBECONFIG` or
-    /// the default kubeconfig and its current context are used). Opt-in on purpose: a developer's
-    /// `KUBECONFIG` must never be hit by `cargo test`.
+    /// the default kubeconfig and its current context are used, if `JANUS_TEST_CLUSTER_CONTEXT`
+    /// names it). Opt-in on purpose: a developer's `KUBECONFIG` must never be hit by `cargo test`.
     pub async fn start() -> Result<Self, TestkitError> {
         match Backend::from_env()? {
             Backend::Simulated => Self::start_simulated(kubesim::SimBuilder::new().name("central")).await,
@@ -252,9 +324,11 @@ impl TestCluster {
         })
     }
 
-    /// The cluster of the current context of `KUBECONFIG` (or the default kubeconfig).
+    /// The cluster of the current context of `KUBECONFIG` (or the default kubeconfig), which
+    /// `JANUS_TEST_CLUSTER_CONTEXT` must name ([`confirm_context`]).
     pub async fn from_kubeconfig() -> Result<Self, TestkitError> {
         let kc = kube::config::Kubeconfig::read().map_err(|e| TestkitError::Kubeconfig(e.to_string()))?;
+        confirm_context(kc.current_context.as_deref(), confirmed_context().as_deref())?;
         // Relative paths are relative to the (first) kubeconfig file, as kubectl takes them.
         let first = std::env::var_os("KUBECONFIG")
             .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
@@ -264,10 +338,22 @@ impl TestCluster {
     }
 
     /// The cluster of the current context of the kubeconfig file at `path` (backend
-    /// [`Backend::Kubeconfig`]: nothing but that file is used).
+    /// [`Backend::Kubeconfig`]: nothing but that file is used), which `JANUS_TEST_CLUSTER_CONTEXT`
+    /// must name ([`confirm_context`]).
     pub async fn from_kubeconfig_file(path: &Path) -> Result<Self, TestkitError> {
+        Self::kubeconfig_file_confirmed(path, confirmed_context().as_deref()).await
+    }
+
+    /// [`Self::from_kubeconfig_file`] with the confirmation given here instead of in
+    /// `JANUS_TEST_CLUSTER_CONTEXT`: the file's current context must be `context`.
+    pub async fn from_kubeconfig_file_in_context(path: &Path, context: &str) -> Result<Self, TestkitError> {
+        Self::kubeconfig_file_confirmed(path, Some(context)).await
+    }
+
+    async fn kubeconfig_file_confirmed(path: &Path, confirmed: Option<&str>) -> Result<Self, TestkitError> {
         let kc = kube::config::Kubeconfig::read_from(path)
             .map_err(|e| TestkitError::Kubeconfig(format!("{}: {e}", path.display())))?;
+        confirm_context(kc.current_context.as_deref(), confirmed)?;
         Self::from_parsed_kubeconfig(kc, path.parent()).await
     }
 
@@ -286,6 +372,15 @@ impl TestCluster {
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the API server is kubesim ([`served_by_kubesim`]): always on the simulated backend;
+    /// on the kubeconfig backend when it is a kubesim process (`scripts/test-real-cluster.sh --sim`).
+    pub async fn served_by_kubesim(&self) -> Result<bool, TestkitError> {
+        if self.sim.is_some() {
+            return Ok(true);
+        }
+        served_by_kubesim(&self.admin).await
     }
 
     /// The simulator, for kubesim-only tests (fault injection, restarts, direct store access); `None`
@@ -424,7 +519,8 @@ impl TestCluster {
     /// and the web in the test process: the CRD ([`janus_api::crd_yaml`]), the workloads
     /// ([`WORKLOADS`], pods awaited Running), and the chart's ServiceAccounts and RBAC rendered by
     /// the real helm ([`CHART_RBAC_TEMPLATES`]), all server-side applied. On a reused real cluster,
-    /// AccessRequests and request credentials an earlier test left behind are removed first.
+    /// the AccessRequests of test identities ([`is_test_requester`]) an earlier test left behind, and
+    /// their credentials, are removed first; nothing else is.
     pub async fn prepare_janus(&self) -> Result<(), TestkitError> {
         self.prepare_janus_with_crd(&janus_api::crd_yaml().map_err(|e| TestkitError::Yaml {
             index: 0,
@@ -448,8 +544,10 @@ impl TestCluster {
         Ok(())
     }
 
-    /// Deletes every AccessRequest (finalizers stripped: no controller runs between tests) and every
-    /// object labelled as a request's credential, so fixed request names can be used again.
+    /// Deletes the AccessRequests of test identities (finalizers stripped: no controller runs between
+    /// tests) and the objects labelled as those requests' credentials, so fixed request names can be
+    /// used again. Any other request (a real Janus's audit record and live grants) and its
+    /// credentials stay.
     async fn remove_leftovers(&self) -> Result<(), TestkitError> {
         let ars: Api<janus_api::AccessRequest> = Api::all(self.admin.clone());
         let strip = json!({"metadata": {"finalizers": null}});
@@ -461,6 +559,9 @@ impl TestCluster {
             .items
         {
             let Some(name) = ar.metadata.name else { continue };
+            if !is_test_requester(&ar.spec.requester) {
+                continue;
+            }
             let gone = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
             if let Err(e) = ars.patch(&name, &PatchParams::default(), &Patch::Merge(&strip)).await
                 && !gone(&e)
@@ -476,6 +577,12 @@ impl TestCluster {
         }
         let lp = ListParams::default().labels(janus_api::REQUEST_LABEL);
         let dp = DeleteParams::default();
+        let ours = |meta: &kube::api::ObjectMeta| {
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(janus_api::REQUEST_LABEL))
+                .is_some_and(|request| names.contains(request))
+        };
         let sas: Api<ServiceAccount> = Api::all(self.admin.clone());
         for sa in sas
             .list(&lp)
@@ -483,6 +590,9 @@ impl TestCluster {
             .map_err(TestkitError::api("list ServiceAccounts"))?
             .items
         {
+            if !ours(&sa.metadata) {
+                continue;
+            }
             if let (Some(ns), Some(n)) = (sa.metadata.namespace, sa.metadata.name) {
                 let _ = Api::<ServiceAccount>::namespaced(self.admin.clone(), &ns)
                     .delete(&n, &dp)
@@ -496,6 +606,9 @@ impl TestCluster {
             .map_err(TestkitError::api("list RoleBindings"))?
             .items
         {
+            if !ours(&rb.metadata) {
+                continue;
+            }
             if let (Some(ns), Some(n)) = (rb.metadata.namespace, rb.metadata.name) {
                 let _ = Api::<RoleBinding>::namespaced(self.admin.clone(), &ns)
                     .delete(&n, &dp)
@@ -509,6 +622,9 @@ impl TestCluster {
             .map_err(TestkitError::api("list Secrets"))?
             .items
         {
+            if !ours(&s.metadata) {
+                continue;
+            }
             if let (Some(ns), Some(n)) = (s.metadata.namespace, s.metadata.name) {
                 let _ = Api::<Secret>::namespaced(self.admin.clone(), &ns).delete(&n, &dp).await;
             }
@@ -561,12 +677,13 @@ impl TestCluster {
         }
     }
 
-    /// A token of ServiceAccount `ns/sa` (TokenRequest, a day long), as an admin would mint it.
+    /// A token of ServiceAccount `ns/sa` (TokenRequest, [`SA_TOKEN_SECONDS`] long), as an admin would
+    /// mint it.
     pub async fn sa_token(&self, ns: &str, sa: &str) -> Result<String, TestkitError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), ns);
         let tr = TokenRequest {
             spec: TokenRequestSpec {
-                expiration_seconds: Some(86400),
+                expiration_seconds: Some(SA_TOKEN_SECONDS),
                 ..Default::default()
             },
             ..Default::default()
@@ -579,6 +696,11 @@ impl TestCluster {
             .map(|s| s.token)
             .ok_or_else(|| TestkitError::NoToken(format!("{ns}/{sa}")))
     }
+}
+
+/// `JANUS_TEST_CLUSTER_CONTEXT`, if set.
+fn confirmed_context() -> Option<String> {
+    std::env::var(CONTEXT_ENV).ok()
 }
 
 /// The repository root (the kit lives in `crates/janus-testkit`).
