@@ -2,15 +2,20 @@
 # Runs the portable end-to-end suites against a real cluster: the current context of $KUBECONFIG (or
 # ~/.kube/config). kind, k3d or a cloud cluster; cluster-admin rights are needed.
 #
-#   KUBECONFIG=~/.kube/kind.yaml scripts/test-real-cluster.sh
+#   KUBECONFIG=~/.kube/kind.yaml JANUS_TEST_CLUSTER_CONTEXT=kind-janus scripts/test-real-cluster.sh
 #   scripts/test-real-cluster.sh --sim     # proof run: a kubesim started as a separate process,
 #                                          # reached through the kubeconfig it writes, nothing else
 #
+# JANUS_TEST_CLUSTER_CONTEXT must name the kubeconfig's current context (`kubectl config
+# current-context`): the suites refuse any other cluster, so a stray current-context never points
+# them at a cluster nobody chose. Only --sim sets it (to the context of the kubesim it starts).
+#
 # What it does to the cluster (server-side apply, field manager janus-testkit): the AccessRequest CRD,
-# namespaces k8s-janus, team-a, team-b and team-c with a busybox:1.36 pod `app` each, and the chart's
-# ServiceAccounts and RBAC (the same objects `helm install k8s-janus ./charts/k8s-janus -n k8s-janus`
-# creates). Between tests it deletes every AccessRequest and request credential it finds: use a
-# throwaway cluster. If the chart is installed, scale its controller to 0 first (the suites run their
+# namespaces k8s-janus, team-a, team-b and team-c with a busybox:1.36 pod `app` each, Secret
+# team-a/db-password, and the chart's ServiceAccounts and RBAC (the same objects `helm install
+# k8s-janus ./charts/k8s-janus -n k8s-janus` creates); the full list is in docs/operations.md. Between
+# tests it deletes the AccessRequests of the suites' identities (requester @example.com) and the
+# credentials labelled with their names, nothing else; still, use a throwaway cluster. If the chart is installed, scale its controller to 0 first (the suites run their
 # own controller with the chart's controller token), as .github/workflows/kind.yml does.
 #
 # The controller and web run in the test process and reach the API server at the kubeconfig's server
@@ -28,6 +33,7 @@ SUITES=(
   # The web's authorization matrix and terminal suites (the stalled-cluster terminal test is kubesim-only).
   "janus-web authz"
   "janus-web terminal"
+  "janus chart every_chart_rbac_rule_is_needed"
 )
 
 export PATH="$PWD/.tools/bin:$PATH"
@@ -56,10 +62,23 @@ if [[ "${1:-}" == "--sim" ]]; then
   done
   [[ -s "$KUBECONFIG" ]] || { cat "$simdir/kubesim.log" >&2; echo "kubesim did not start" >&2; exit 1; }
   echo "kubesim (pid $sim_pid) serving; KUBECONFIG=$KUBECONFIG"
+  # The kubesim just started is the throwaway cluster: confirm its context.
+  JANUS_TEST_CLUSTER_CONTEXT="$(kubectl config current-context)"
+  export JANUS_TEST_CLUSTER_CONTEXT
 fi
 
 export JANUS_TEST_CLUSTER=kubeconfig
 context="$(kubectl config current-context 2>/dev/null || echo '?')"
+if [[ -z "${JANUS_TEST_CLUSTER_CONTEXT:-}" ]]; then
+  echo "test-real-cluster.sh: set JANUS_TEST_CLUSTER_CONTEXT to the context to test (current: ${context});" \
+    "the suites write to it and delete their leftover requests, so name a throwaway cluster" >&2
+  exit 2
+fi
+if [[ "$JANUS_TEST_CLUSTER_CONTEXT" != "$context" ]]; then
+  echo "test-real-cluster.sh: JANUS_TEST_CLUSTER_CONTEXT=${JANUS_TEST_CLUSTER_CONTEXT} but the current context is ${context}" >&2
+  exit 2
+fi
+export JANUS_TEST_CLUSTER_CONTEXT
 server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null || echo '?')"
 echo "==> portable suites against context ${context} (${server})"
 

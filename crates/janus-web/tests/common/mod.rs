@@ -38,7 +38,9 @@ metadata: {name: kube-system}
 "#;
 
 /// [`EXTRA`] for any cluster: the images have a shell (a real cluster execs into them; kubesim runs any
-/// pod as a local process), and the containers keep running.
+/// pod as a local process), and the containers keep running. Without [`EXTRA`]'s `kube-system`
+/// Namespace: every cluster has it (kube-apiserver creates it; kubesim too, seed.rs `bootstrap`), and a
+/// forced apply would make the kit a field manager of a real cluster's system namespace.
 pub const EXTRA_PORTABLE: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -50,10 +52,6 @@ spec:
   containers:
   - {name: main, image: "busybox:1.36", command: [sleep, "3600"]}
   - {name: sidecar, image: "busybox:1.36", command: [sleep, "3600"]}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: kube-system}
 "#;
 
 /// The kubesim of a kubesim-only stack. Dereferences to it; on a portable stack it holds none, and
