@@ -5,14 +5,19 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use crate::api::clusters::health;
 use crate::auth::Authenticated;
 use crate::pages::{Nav, page};
+use crate::service::ClusterService;
 use crate::state::AppState;
 
 /// `GET /clusters`.
-pub async fn show(State(state): State<AppState>, Authenticated(id): Authenticated, headers: HeaderMap) -> Response {
-    let list = health(&state).await;
+pub async fn show(
+    State(state): State<AppState>,
+    State(clusters): State<ClusterService>,
+    Authenticated(id): Authenticated,
+    headers: HeaderMap,
+) -> Response {
+    let list = clusters.health().await;
     let main = html! {
         h1 { "Clusters" }
         table #clusters {

@@ -1,12 +1,16 @@
 //! Which clusters exist and which of their namespaces may be requested, as the web shows them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use janus_api::config::Config;
 use janus_kube::{ClusterInfo, Clusters};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::ServiceError;
 use crate::state::AppState;
@@ -177,6 +181,89 @@ impl ClusterCache {
     /// Records a successful list; true when it ends a failure period.
     fn note_success(&self) -> bool {
         std::mem::replace(&mut self.lock().failing, false)
+    }
+}
+
+/// A cluster and how it is doing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHealth {
+    /// Identifier.
+    pub name: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Whether it is the central cluster.
+    pub central: bool,
+    /// Whether its API server answered.
+    pub reachable: bool,
+    /// Its Kubernetes version.
+    pub version: Option<String>,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+    /// Whether ClusterRole `janus-pod-exec` exists (None: could not tell).
+    pub pod_exec_role: Option<bool>,
+    /// Requestable namespaces.
+    pub namespaces: Option<usize>,
+}
+
+impl ClusterService {
+    /// Checks every cluster concurrently, each bounded by a timeout.
+    pub async fn health(&self) -> Vec<ClusterHealth> {
+        let list = self.list().await;
+        let checks = list.into_iter().map(|c| {
+            let svc = self.clone();
+            async move {
+                let mut h = ClusterHealth {
+                    name: c.name.clone(),
+                    display_name: c.display_name.clone(),
+                    central: c.central,
+                    reachable: false,
+                    version: None,
+                    error: None,
+                    pod_exec_role: None,
+                    namespaces: None,
+                };
+                let handle = match svc.clusters.get(&c.name).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        h.error = Some(e.to_string());
+                        return h;
+                    }
+                };
+                let t = Duration::from_secs(5);
+                match tokio::time::timeout(t, handle.client.apiserver_version()).await {
+                    Ok(Ok(v)) => {
+                        h.reachable = true;
+                        h.version = Some(v.git_version);
+                    }
+                    Ok(Err(e)) => {
+                        h.error = Some(e.to_string());
+                        return h;
+                    }
+                    Err(_) => {
+                        h.error = Some("no answer within 5 s".into());
+                        return h;
+                    }
+                }
+                let roles: Api<ClusterRole> = Api::all(handle.client.clone());
+                h.pod_exec_role = match tokio::time::timeout(t, roles.get_opt(janus_api::POD_EXEC_CLUSTER_ROLE)).await {
+                    Ok(Ok(r)) => Some(r.is_some()),
+                    _ => None,
+                };
+                let ns: Api<Namespace> = Api::all(handle.client);
+                if let Ok(Ok(l)) = tokio::time::timeout(t, ns.list_metadata(&ListParams::default())).await {
+                    h.namespaces = Some(
+                        l.items
+                            .iter()
+                            .filter_map(|n| n.metadata.name.as_deref())
+                            .filter(|n| !svc.config.is_excluded(n))
+                            .count(),
+                    );
+                }
+                h
+            }
+        });
+        futures::future::join_all(checks).await
     }
 }
 
