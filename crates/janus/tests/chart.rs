@@ -10,7 +10,9 @@
 //! - `every_chart_rbac_rule_is_needed`: each verb of each rule of the controller, web and agent roles
 //!   and of `janus-pod-exec`, as the chart installed them, is removed in turn, and a probe of the role
 //!   must fail while all pass with the full roles (`Probe`, `ROLES` and `UNPROBED` below;
-//!   docs/security.md, "Every rule is needed").
+//!   docs/security.md, "Every rule is needed"). Portable: the central cluster is janus-testkit's
+//!   `TestCluster` (kubesim, or a real cluster with `JANUS_TEST_CLUSTER=kubeconfig`, as
+//!   scripts/test-real-cluster.sh runs it), the remote an in-process kubesim (`install_for_probes`).
 //! - `the_image_runs_what_the_chart_invokes`: the Dockerfile and the chart agree (binary, path, user,
 //!   subcommands and flags the chart passes).
 
@@ -22,9 +24,11 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt as _, StreamExt as _};
 use janus_api::AccessRequest;
 use janus_api::config::Config;
+use janus_testkit::{Backend, TestCluster};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use kubesim::{RunningSim, SimBuilder};
 use serde_json::{Value, json};
@@ -81,36 +85,47 @@ fn free_port() -> u16 {
 
 // ---------------------------------------------------------------- clusters and helm
 
-/// A kubesim cluster with its admin kubeconfig.
+/// A cluster with its admin kubeconfig: an in-process kubesim ([`Cluster::start`]) or, for the
+/// central cluster of the RBAC probes, whatever [`TestCluster::start`] gives (kubesim, or the
+/// cluster of `KUBECONFIG` with `JANUS_TEST_CLUSTER=kubeconfig`).
 struct Cluster {
-    sim: RunningSim,
-    kubeconfig: PathBuf,
-    /// An admin client.
-    sim_admin: kube::Client,
+    tc: TestCluster,
+    /// A name for files of this cluster in the test's directory.
+    name: String,
+    /// The admin kubeconfig helm uses (kubesim's; `None` for a cluster helm never touches).
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Cluster {
     async fn start(name: &str, dir: &Path, version: &str) -> Cluster {
-        let sim = SimBuilder::new()
+        let builder = SimBuilder::new()
             .name(name)
             .version(version)
-            .workdir(dir.join(format!("{name}-pods")))
-            .start()
-            .await
-            .expect("kubesim");
+            .workdir(dir.join(format!("{name}-pods")));
+        let tc = TestCluster::start_simulated(builder).await.expect("kubesim");
+        let sim = tc.sim().expect("kubesim");
         sim.load_seed(WORKLOADS).expect("workloads");
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
         sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        let sim_admin = sim.client().await.expect("admin client");
         Cluster {
-            sim,
-            kubeconfig,
-            sim_admin,
+            tc,
+            name: name.to_string(),
+            kubeconfig: Some(kubeconfig),
         }
     }
 
+    /// The simulator (clusters made by [`Cluster::start`] are kubesim).
+    fn sim(&self) -> &RunningSim {
+        self.tc.sim().expect("an in-process kubesim")
+    }
+
+    /// An admin client.
+    fn client(&self) -> kube::Client {
+        self.tc.client()
+    }
+
     async fn admin(&self) -> kube::Client {
-        self.sim_admin.clone()
+        self.client()
     }
 
     /// `helm upgrade --install k8s-janus ./charts/k8s-janus --namespace k8s-janus --create-namespace`
@@ -128,11 +143,14 @@ impl Cluster {
         for s in sets {
             args.extend(["--set", s]);
         }
-        let home = dir.join(format!("helm-{}", self.sim.addr().port()));
+        let home = dir.join(format!("helm-{}", self.sim().addr().port()));
         let out = tokio::process::Command::new(helm_binary())
             .args(&args)
             .current_dir(repo_root())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "KUBECONFIG",
+                self.kubeconfig.as_ref().expect("a cluster helm installs to"),
+            )
             .env("HELM_CACHE_HOME", home.join("cache"))
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_DATA_HOME", home.join("data"))
@@ -165,8 +183,9 @@ impl Cluster {
     /// Writes a kubeconfig with a ServiceAccount's token.
     async fn sa_kubeconfig(&self, sa: &str, dir: &Path) -> (PathBuf, String) {
         let token = self.token(sa).await;
-        let path = dir.join(format!("{sa}-{}.kubeconfig", self.sim.addr().port()));
-        std::fs::write(&path, self.sim.kubeconfig_for_token(&token)).expect("write kubeconfig");
+        let path = dir.join(format!("{sa}-{}.kubeconfig", self.name));
+        let kubeconfig = self.tc.kubeconfig_for_token(&token).expect("kubeconfig");
+        std::fs::write(&path, kubeconfig).expect("write kubeconfig");
         (path, token)
     }
 
@@ -188,8 +207,8 @@ async fn register_remote(central: &Cluster, remote: &Cluster) {
     let token = remote.token(janus_registration::agent::AGENT_SERVICE_ACCOUNT).await;
     let kubeconfig = build(&KubeconfigInput {
         name: "remote".into(),
-        server: remote.sim.url(),
-        ca_pem: Some(remote.sim.ca_pem().as_bytes().to_vec()),
+        server: remote.tc.server_url(),
+        ca_pem: Some(remote.tc.ca_pem().into_bytes()),
         tls_server_name: None,
         insecure: false,
         auth: Auth::Token(token),
@@ -202,10 +221,22 @@ async fn register_remote(central: &Cluster, remote: &Cluster) {
         "stringData": {janus_registration::KUBECONFIG_KEY: kubeconfig},
     }))
     .expect("secret");
-    Api::<Secret>::namespaced(central.admin().await, NS)
-        .create(&PostParams::default(), &secret)
+    recreate_secret(central, secret).await;
+}
+
+/// Creates a Secret in the release namespace, replacing one of the same name an earlier run left on
+/// a reused real cluster.
+async fn recreate_secret(c: &Cluster, secret: Secret) {
+    let api = Api::<Secret>::namespaced(c.client(), NS);
+    let name = secret.metadata.name.clone().expect("a named Secret");
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("delete the old Secret {name}: {e}"),
+    }
+    api.create(&PostParams::default(), &secret)
         .await
-        .expect("kubeconfig Secret");
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
 }
 
 /// Both clusters with the chart installed and the remote registered.
@@ -215,31 +246,52 @@ struct Installed {
     remote: Cluster,
     /// config.yaml of the chart's ConfigMap, as read back from the central cluster.
     config_yaml: String,
+    /// The chart's Deployments on the central cluster (as installed, or as rendered).
+    deployments: Vec<Deployment>,
 }
 
 async fn install(central_sets: &[&str]) -> Installed {
-    install_version(central_sets, kubesim::DEFAULT_VERSION).await
-}
-
-/// [`install`] on clusters reporting (and authorizing as) Kubernetes `version`.
-async fn install_version(central_sets: &[&str], version: &str) -> Installed {
+    let version = kubesim::DEFAULT_VERSION;
     let dir = tempfile::tempdir().expect("tmp");
     let (central, remote) = tokio::join!(
         Cluster::start("central", dir.path(), version),
         Cluster::start("remote", dir.path(), version)
     );
-    let mut sets = vec![
-        // Point clusters[] at the remote (a --set list replaces the default list, so clusters[0] too).
-        "clusters[0].name=central",
-        "clusters[0].displayName=Central",
-        "clusters[1].name=remote",
-        "clusters[1].displayName=Remote",
-    ];
+    let mut sets = clusters_sets();
     sets.extend_from_slice(central_sets);
     tokio::join!(
         central.helm_install(dir.path(), &sets),
         remote.helm_install(dir.path(), &["remote.enabled=true"])
     );
+    let mut deployments = Vec::new();
+    for component in ["controller", "web"] {
+        let dep: Deployment = Api::namespaced(central.client(), NS)
+            .get(&format!("{RELEASE}-{component}"))
+            .await
+            .unwrap_or_else(|e| panic!("Deployment {component}: {e}"));
+        deployments.push(dep);
+    }
+    finish_install(dir, central, remote, deployments).await
+}
+
+/// `--set` values pointing `clusters[]` at the remote (a --set list replaces the default list, so
+/// clusters[0] too).
+fn clusters_sets() -> Vec<&'static str> {
+    vec![
+        "clusters[0].name=central",
+        "clusters[0].displayName=Central",
+        "clusters[1].name=remote",
+        "clusters[1].displayName=Remote",
+    ]
+}
+
+/// Registers the remote, reads the chart's config back from the central cluster and checks it.
+async fn finish_install(
+    dir: tempfile::TempDir,
+    central: Cluster,
+    remote: Cluster,
+    deployments: Vec<Deployment>,
+) -> Installed {
     register_remote(&central, &remote).await;
     let cm: ConfigMap = Api::namespaced(central.admin().await, NS)
         .get(&format!("{RELEASE}-config"))
@@ -254,7 +306,86 @@ async fn install_version(central_sets: &[&str], version: &str) -> Installed {
         central,
         remote,
         config_yaml,
+        deployments,
     }
+}
+
+/// The kinds of the chart's objects the RBAC probes install on the central cluster: the identities,
+/// their rules, the config and the generated Secrets the Deployments read. The Deployments are only
+/// read (the janus processes run on this host), never applied: on a real cluster that would undo
+/// the `--replicas=0` of the installed controller, which would then reconcile the probes' requests.
+const PROBED_CHART_KINDS: [&str; 7] = [
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// The clusters of the RBAC probes, with the chart "installed" on both.
+///
+/// The central cluster is [`TestCluster::start`]'s: kubesim reporting (and authorizing as)
+/// Kubernetes `version`, or with `JANUS_TEST_CLUSTER=kubeconfig` the cluster of `KUBECONFIG` (its
+/// own version; see [`every_rule_is_needed_on`]). Everything goes there through the API:
+/// [`TestCluster::prepare_janus`] (CRD, workloads, leftovers of earlier runs removed), then the
+/// chart rendered by the real helm with the same `--set` values as [`install`], server-side applied
+/// ([`PROBED_CHART_KINDS`]). On the kind cluster of .github/workflows/kind.yml, which has the chart
+/// installed as this same release, the forced apply takes those objects over (and re-generates the
+/// chart's Secrets): acceptable on the throwaway cluster the real-cluster suites require, and the
+/// probes put every role's rules back after each removal.
+///
+/// The remote cluster (agent RBAC, and the "satellite" registered only by a labelled Secret) stays
+/// an in-process kubesim with `helm install` in both modes: the controller and the web the probes
+/// start run on this host, so they reach it, and a second real cluster is not something a
+/// kubeconfig gives.
+async fn install_for_probes(version: &str) -> Installed {
+    use serde::Deserialize as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let tc = match Backend::from_env().expect("JANUS_TEST_CLUSTER") {
+        Backend::Simulated => {
+            let builder = SimBuilder::new()
+                .name("central")
+                .version(version)
+                .workdir(dir.path().join("central-pods"));
+            TestCluster::start_simulated(builder).await
+        }
+        Backend::Kubeconfig => TestCluster::start().await,
+    }
+    .expect("the central test cluster");
+    let (prepared, remote) = tokio::join!(tc.prepare_janus(), async {
+        let remote = Cluster::start("remote", dir.path(), version).await;
+        remote.helm_install(dir.path(), &["remote.enabled=true"]).await;
+        remote
+    });
+    prepared.expect("CRD, workloads and the chart's RBAC on the central cluster");
+
+    let rendered = janus_testkit::render_chart(&clusters_sets(), &[]).expect("helm template");
+    let mut apply = Vec::new();
+    let mut deployments = Vec::new();
+    for doc in yaml_serde::Deserializer::from_str(&rendered) {
+        let mut obj = Value::deserialize(doc).expect("helm template output is YAML");
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        if kind == "Deployment" {
+            deployments.push(serde_json::from_value::<Deployment>(obj).expect("a Deployment"));
+        } else if PROBED_CHART_KINDS.contains(&kind.as_str()) {
+            let cluster_scoped = kind.starts_with("Cluster");
+            if !cluster_scoped && obj["metadata"]["namespace"].is_null() {
+                obj["metadata"]["namespace"] = json!(NS);
+            }
+            apply.push(serde_json::to_string(&obj).expect("json"));
+        }
+    }
+    tc.apply_yaml(&apply.join("\n---\n"))
+        .await
+        .expect("the chart's objects on the central cluster");
+    let central = Cluster {
+        tc,
+        name: "central".into(),
+        kubeconfig: None,
+    };
+    finish_install(dir, central, remote, deployments).await
 }
 
 // ---------------------------------------------------------------- the janus processes
@@ -302,10 +433,13 @@ async fn run_deployment(
     listen: &[(&str, u16)],
     extra: &[String],
 ) -> Proc {
-    let dep: Deployment = Api::namespaced(inst.central.admin().await, NS)
-        .get(&format!("{RELEASE}-{component}"))
-        .await
-        .unwrap_or_else(|e| panic!("Deployment {component}: {e}"));
+    let name = format!("{RELEASE}-{component}");
+    let dep = inst
+        .deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+        .unwrap_or_else(|| panic!("Deployment {name}"))
+        .clone();
     let pod = dep.spec.expect("spec").template.spec.expect("pod spec");
     let c = pod
         .containers
@@ -695,7 +829,7 @@ async fn chart_install_runs_a_full_lifecycle_on_both_clusters() {
             assert!(Instant::now() < deadline, "{cluster}: left after expiry: {left:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let client = target.sim.client_for_token(token).await.expect("client");
+        let client = target.tc.client_for_token(token).await.expect("client");
         let denied = Api::<Pod>::namespaced(client, "team-a")
             .list(&ListParams::default())
             .await;
@@ -844,7 +978,7 @@ impl Probes {
     }
 
     fn ars(&self) -> Api<AccessRequest> {
-        Api::all(self.inst.central.sim_admin.clone())
+        Api::all(self.inst.central.client())
     }
 
     fn target(&self, cluster: &str) -> &Cluster {
@@ -896,8 +1030,8 @@ impl Probes {
         let clusters = Clusters::new(
             config.clone(),
             self.controller.clone(),
-            self.inst.central.sim.url(),
-            self.inst.central.sim.ca_pem().to_string(),
+            self.inst.central.tc.server_url(),
+            self.inst.central.tc.ca_pem(),
         );
         let recorder = Recorder::new(
             self.controller.clone(),
@@ -975,7 +1109,7 @@ impl Probes {
         if found.len() != 3 {
             return Err(format!("{name}: credentials {found:?}"));
         }
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.inst.central.sim_admin.clone());
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.inst.central.client());
         let published = events
             .list(&ListParams::default())
             .await
@@ -1000,7 +1134,7 @@ impl Probes {
             json!({"extensions": [{"by": "admin@example.com", "at": now(), "seconds": 1800}]}),
         )
         .await;
-        let secrets: Api<Secret> = Api::namespaced(self.inst.central.sim_admin.clone(), NS);
+        let secrets: Api<Secret> = Api::namespaced(self.inst.central.client(), NS);
         let lp = ListParams::default().labels(&format!("{}={name}", janus_api::REQUEST_LABEL));
         self.settle(&name, "extended", |ar| {
             ar.and_then(|a| a.status.as_ref())
@@ -1072,8 +1206,8 @@ impl Probes {
         let task = tokio::spawn(janus_controller::run(
             (*self.config).clone(),
             self.controller.clone(),
-            self.inst.central.sim.url(),
-            self.inst.central.sim.ca_pem().to_string(),
+            self.inst.central.tc.server_url(),
+            self.inst.central.tc.ca_pem(),
             opts,
             async move {
                 let _ = rx.await;
@@ -1107,7 +1241,7 @@ impl Probes {
         }
         self.decide(&name, json!({"approval": {"by": "admin@example.com", "at": now()}}))
             .await;
-        let secrets: Api<Secret> = Api::namespaced(self.inst.central.sim_admin.clone(), NS);
+        let secrets: Api<Secret> = Api::namespaced(self.inst.central.client(), NS);
         let lp = ListParams::default().labels(&format!("{}={name}", janus_api::REQUEST_LABEL));
         let deadline = Instant::now() + within;
         let first = loop {
@@ -1153,7 +1287,8 @@ impl Probes {
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(5),
         };
-        let name = format!("probe-{}", self.next());
+        // Per process: a reused real cluster keeps the Leases of earlier runs.
+        let name = format!("probe-{}-{}", std::process::id(), self.next());
         let cfg = |identity: &str| LeaseConfig {
             namespace: NS.into(),
             name: name.clone(),
@@ -1295,18 +1430,15 @@ async fn register_labelled(central: &Cluster, remote: &Cluster) {
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "satellite-cluster", "namespace": NS,
                      "labels": {janus_registration::CLUSTER_LABEL: LABELLED_CLUSTER}},
-        "stringData": {janus_registration::KUBECONFIG_KEY: remote.sim.kubeconfig_for_token(&token)},
+        "stringData": {janus_registration::KUBECONFIG_KEY: remote.tc.kubeconfig_for_token(&token).expect("kubeconfig")},
     }))
     .expect("secret");
-    Api::<Secret>::namespaced(central.sim_admin.clone(), NS)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("labelled kubeconfig Secret");
+    recreate_secret(central, secret).await;
 }
 
 /// Reads a role's rules and writes new ones (as the cluster admin).
 async fn role_rules(c: &Cluster, kind: &str, name: &str, set: Option<Vec<PolicyRule>>) -> Vec<PolicyRule> {
-    let client = c.sim_admin.clone();
+    let client = c.client();
     if kind == "ClusterRole" {
         let api: Api<ClusterRole> = Api::all(client);
         let mut role = api.get(name).await.unwrap_or_else(|e| panic!("{kind}/{name}: {e}"));
@@ -1326,9 +1458,115 @@ async fn role_rules(c: &Cluster, kind: &str, name: &str, set: Option<Vec<PolicyR
     }
 }
 
+/// The user the RBAC probes bind each probed role to, to ask the API server (SubjectAccessReview)
+/// whether a change of the role's rules is in effect yet.
+const SYNC_USER: &str = "janus-rbac-probe-sync";
+
+fn sync_binding_name(name: &str) -> String {
+    format!("{SYNC_USER}-{name}")
+}
+
+/// Binds [`SYNC_USER`] to a role: a RoleBinding in the release namespace for a Role, a
+/// ClusterRoleBinding for a ClusterRole.
+async fn bind_sync_user(c: &Cluster, kind: &str, name: &str) {
+    let binding_kind = if kind == "ClusterRole" {
+        "ClusterRoleBinding"
+    } else {
+        "RoleBinding"
+    };
+    let mut binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding_kind,
+        "metadata": {"name": sync_binding_name(name)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": SYNC_USER}],
+    });
+    if kind == "Role" {
+        binding["metadata"]["namespace"] = json!(NS);
+    }
+    c.tc.apply_yaml(&binding.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("bind {SYNC_USER} to {kind}/{name}: {e}"));
+}
+
+/// Removes what [`bind_sync_user`] made, so the probes leave no extra grant behind (a failed run may
+/// leave one binding of a user nobody authenticates as; the next run's apply takes it over).
+async fn unbind_sync_user(c: &Cluster, kind: &str, name: &str) {
+    let binding = sync_binding_name(name);
+    let deleted = if kind == "ClusterRole" {
+        Api::<ClusterRoleBinding>::all(c.client())
+            .delete(&binding, &Default::default())
+            .await
+            .map(|_| ())
+    } else {
+        Api::<RoleBinding>::namespaced(c.client(), NS)
+            .delete(&binding, &Default::default())
+            .await
+            .map(|_| ())
+    };
+    if let Err(e) = deleted {
+        eprintln!("removing the binding {binding}: {e}");
+    }
+}
+
+/// Waits until the API server authorizes [`SYNC_USER`] for `verb` on the first resource (and
+/// resource name) of `rule` as `allowed` says, i.e. until a replaced role is in effect.
+/// kube-apiserver's RBAC authorizer (plugin/pkg/auth/authorizer/rbac/rbac.go) reads roles and
+/// bindings through informer listers (pkg/kubeapiserver/authorizer/config.go, `rbac.New`), so a replaced role is authorized a moment after the write
+/// returns; a probe started before would test the old rules. kubesim authorizes from its store and
+/// answers at once. A verb another rule of the role grants too never flips; then this gives up after
+/// a while, and the probe (which passes) reports the verb as superfluous, which it is.
+async fn await_rules(c: &Cluster, kind: &str, rule: &PolicyRule, verb: &str, allowed: bool) {
+    let mut spec = if let Some(path) = rule.non_resource_urls.iter().flatten().next() {
+        json!({"nonResourceAttributes": {"path": path, "verb": verb}})
+    } else {
+        let resource = rule.resources.iter().flatten().next().cloned().unwrap_or_default();
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r.to_string(), Some(s.to_string())),
+            None => (resource, None),
+        };
+        let group = rule.api_groups.iter().flatten().next().cloned().unwrap_or_default();
+        let mut attrs = json!({"group": group, "resource": resource, "verb": verb});
+        if let Some(s) = subresource {
+            attrs["subresource"] = json!(s);
+        }
+        if let Some(n) = rule.resource_names.iter().flatten().next() {
+            attrs["name"] = json!(n);
+        }
+        if kind == "Role" {
+            attrs["namespace"] = json!(NS);
+        }
+        json!({"resourceAttributes": attrs})
+    };
+    spec["user"] = json!(SYNC_USER);
+    let review: SubjectAccessReview = serde_json::from_value(json!({"spec": spec})).expect("review");
+    let api: Api<SubjectAccessReview> = Api::all(c.client());
+    let within = Duration::from_secs(10);
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap_or_else(|e| panic!("SubjectAccessReview {spec}: {e}"));
+        if answer.status.is_some_and(|s| s.allowed == allowed) {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "{kind} {}: {verb} still allowed={} after {within:?}",
+                rule_text(rule),
+                !allowed
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Removing any one verb of any rule (for a rule with one verb: the rule) breaks a probe of the role,
 /// which passes with the full role; so does removing a whole rule (it removes more). On a cluster
 /// that authorizes a WebSocket exec as `get` alone (before 1.35).
+/// On a real cluster (`JANUS_TEST_CLUSTER=kubeconfig`, scripts/test-real-cluster.sh) the central
+/// cluster is that one, at whatever version it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_chart_rbac_rule_is_needed() {
     every_rule_is_needed_on("v1.34.3").await;
@@ -1337,18 +1575,39 @@ async fn every_chart_rbac_rule_is_needed() {
 /// The same on a cluster that also asks for `create` on a WebSocket exec (1.35 and later).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_chart_rbac_rule_is_needed_from_1_35() {
+    if janus_testkit::kubesim_only(
+        "every_chart_rbac_rule_is_needed_from_1_35",
+        "a real API server has the one version it runs, which every_chart_rbac_rule_is_needed probes",
+    ) {
+        return;
+    }
     every_rule_is_needed_on("v1.35.0").await;
 }
 
-async fn every_rule_is_needed_on(version: &str) {
-    let inst = install_version(&[], version).await;
+/// The probes with the central cluster at `requested` (kubesim), or at the real cluster's own
+/// version; the remote kubesim always runs `requested` (none of its rules depends on the version).
+async fn every_rule_is_needed_on(requested: &str) {
+    let inst = install_for_probes(requested).await;
+    // The version-dependent exceptions (UNPROBED) follow what the server says it is.
+    let version = inst
+        .central
+        .client()
+        .apiserver_version()
+        .await
+        .expect("the central cluster's version")
+        .git_version;
+    if inst.central.tc.backend() == Backend::Simulated {
+        assert_eq!(version, requested, "kubesim's version");
+    }
+    println!("RBAC probes with the central cluster at Kubernetes {version}");
+    let version = version.as_str();
     register_labelled(&inst.central, &inst.remote).await;
     let config = Arc::new(Config::from_yaml(&inst.config_yaml, "ConfigMap").expect("config"));
     let (_, token) = inst
         .central
         .sa_kubeconfig(&format!("{RELEASE}-controller"), inst.dir.path())
         .await;
-    let controller = inst.central.sim.client_for_token(&token).await.expect("client");
+    let controller = inst.central.tc.client_for_token(&token).await.expect("client");
     let mut probes = Probes {
         inst,
         config,
@@ -1361,20 +1620,10 @@ async fn every_rule_is_needed_on(version: &str) {
     let mut installed = Vec::new();
     for (cluster, c) in [("central", &probes.inst.central), ("remote", &probes.inst.remote)] {
         let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}"));
-        for r in Api::<ClusterRole>::all(c.sim_admin.clone())
-            .list(&lp)
-            .await
-            .expect("list")
-            .items
-        {
+        for r in Api::<ClusterRole>::all(c.client()).list(&lp).await.expect("list").items {
             installed.push((cluster, "ClusterRole", r.metadata.name.expect("name")));
         }
-        for r in Api::<Role>::all(c.sim_admin.clone())
-            .list(&lp)
-            .await
-            .expect("list")
-            .items
-        {
+        for r in Api::<Role>::all(c.client()).list(&lp).await.expect("list").items {
             installed.push((cluster, "Role", r.metadata.name.expect("name")));
         }
     }
@@ -1402,6 +1651,7 @@ async fn every_rule_is_needed_on(version: &str) {
     let mut superfluous = Vec::new();
     for (cluster, kind, name, role_probes) in ROLES {
         let c = probes.target(cluster);
+        bind_sync_user(c, kind, name).await;
         let rules = role_rules(c, kind, name, None).await;
         for (i, rule) in rules.iter().enumerate() {
             for verb in &rule.verbs {
@@ -1420,6 +1670,7 @@ async fn every_rule_is_needed_on(version: &str) {
                     continue;
                 }
                 role_rules(c, kind, name, Some(fewer)).await;
+                await_rules(c, kind, rule, verb, false).await;
                 let started = Instant::now();
                 let mut failed = None;
                 for p in role_probes.iter() {
@@ -1429,12 +1680,15 @@ async fn every_rule_is_needed_on(version: &str) {
                     }
                 }
                 role_rules(c, kind, name, Some(rules.clone())).await;
+                await_rules(c, kind, rule, verb, true).await;
                 match failed {
                     None => superfluous.push(what),
                     Some((p, e)) => eprintln!("{what}: {p:?} fails ({:?}): {e}", started.elapsed()),
                 }
             }
         }
+        // Bound to one role at a time: another role granting the same verb would hide the removal.
+        unbind_sync_user(c, kind, name).await;
     }
     assert!(
         superfluous.is_empty(),
