@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -122,8 +121,8 @@ fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
     )
 }
 
-/// The request-id header: taken from the client (or a proxy in front) when it is plausible, else a
-/// fresh UUID; echoed on the response and carried by every log line of the request.
+/// The request-id header: taken from a trusted proxy in front (`web.trustedProxies`) when it is
+/// plausible, else a fresh UUID; echoed on the response and carried by every log line of the request.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest incoming request id kept; longer ones are replaced (they would bloat every log line).
 const MAX_REQUEST_ID: usize = 64;
@@ -135,9 +134,14 @@ fn acceptable_request_id(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
 }
 
-/// Drops an unacceptable incoming request id, so `SetRequestIdLayer` replaces it with a UUID.
-async fn screen_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
-    let ok = {
+/// Drops an incoming request id unless a trusted proxy sent it and it is acceptable, so
+/// `SetRequestIdLayer` replaces it with a UUID. Any client could otherwise choose the id its requests
+/// are logged under (and make them look like, or collide with, someone else's); the same trust rule as
+/// the client address ([`crate::auth::client_ip`]): only the configured proxies speak for a request.
+async fn screen_request_id(State(state): State<AppState>, mut req: axum::extract::Request) -> axum::extract::Request {
+    let trusted_peer =
+        crate::auth::peer_ip(req.extensions()).is_some_and(|ip| state.trusted_proxies.iter().any(|c| c.contains(ip)));
+    let ok = trusted_peer && {
         let mut ids = req.headers().get_all(&REQUEST_ID).iter();
         matches!((ids.next(), ids.next()), (Some(v), None) if acceptable_request_id(v))
     };
@@ -150,10 +154,10 @@ async fn screen_request_id(mut req: axum::extract::Request) -> axum::extract::Re
 /// Request ids and the request span (outermost, so everything inside logs under the span): the span
 /// carries the id, the method and the path, never the query string (it can hold secrets such as the
 /// OIDC `code`); the response is logged with its status and latency at debug level (failures at warn).
-fn request_ids_and_tracing(router: Router) -> Router {
+fn request_ids_and_tracing(router: Router, state: AppState) -> Router {
     router.layer(
         ServiceBuilder::new()
-            .layer(middleware::map_request(screen_request_id))
+            .layer(middleware::map_request_with_state(state, screen_request_id))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -172,19 +176,43 @@ fn request_ids_and_tracing(router: Router) -> Router {
     )
 }
 
-/// The answer to a request that outlived `web.requestTimeoutSeconds`: the JSON error under `/api/`, the
-/// error page elsewhere, 503 either way (the server, not the client, was too slow).
-async fn timed_out(uri: Uri, err: tower::BoxError) -> Response {
-    let e = if err.is::<tower::timeout::error::Elapsed>() {
-        tracing::warn!(path = %uri.path(), "request timed out");
-        WebError::Unavailable("the server took too long to answer; try again shortly".into())
-    } else {
-        WebError::Internal(format!("request failed: {err}"))
-    };
-    if uri.path().starts_with("/api/") {
-        e.into_response()
-    } else {
-        pages::PageError(e).into_response()
+/// Paths that change state although they are answered to `GET`: the OIDC callback creates the session
+/// and records `LoginSucceeded`.
+const STATE_CHANGING_GETS: &[&str] = &["/oidc/callback"];
+
+/// Whether `web.requestTimeoutSeconds` may cut this request: only reads. Dropping a handler is safe
+/// only where it changes nothing; a write cut at an await may already have committed in the database
+/// or the API server while the audit event that follows it is never recorded. Writes are bounded
+/// elsewhere: Kubernetes calls by the clients' connect/read/write timeouts (`janus_kube`'s
+/// `bounded_client`, 10/30/30 s), database calls by the pool's acquire timeout (5 s) and, on SQLite,
+/// the busy timeout (10 s).
+fn under_request_timeout(method: &Method, path: &str) -> bool {
+    (method == Method::GET || method == Method::HEAD) && !STATE_CHANGING_GETS.contains(&path)
+}
+
+/// `web.requestTimeoutSeconds` on reads ([`under_request_timeout`]): a read that outlives it is
+/// answered 503 (the JSON error under `/api/`, the error page elsewhere: the server, not the client,
+/// was too slow).
+async fn request_timeout(
+    State(timeout): State<Duration>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if !under_request_timeout(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(path = %path, "request timed out");
+            let e = WebError::Unavailable("the server took too long to answer; try again shortly".into());
+            if path.starts_with("/api/") {
+                e.into_response()
+            } else {
+                pages::PageError(e).into_response()
+            }
+        }
     }
 }
 
@@ -259,20 +287,18 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}", get(pages::terminal::replay));
     let timeout = Duration::from_secs(state.config.web.request_timeout_seconds.max(1));
     let authenticate = middleware::from_fn_with_state(state.clone(), crate::auth::authenticate);
-    // Ordinary routes must answer within the request timeout (outside authentication, whose session
-    // lookup can be what hangs). The terminal routes (WebSockets, followed logs) and the live-update
-    // stream live as long as they are needed, so they get no such bound.
+    // Ordinary reads must answer within the request timeout (outside authentication, whose session
+    // lookup can be what hangs); writes are not cut ([`under_request_timeout`]). The terminal routes
+    // (WebSockets, followed logs), the live-update stream and the audit export (built whole, so a large
+    // log or a slow database takes long) live as long as they are needed, so they get no such bound.
     let ordinary = Router::new()
         .merge(pages)
         .merge(api::router())
         .layer(authenticate.clone())
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(timed_out))
-                .timeout(timeout),
-        );
+        .layer(middleware::from_fn_with_state(timeout, request_timeout));
     let long_lived = Router::new()
         .route("/api/v1/events", get(crate::live::events))
+        .route("/api/v1/audit/export", get(api::audit::export))
         .merge(terminal::router())
         .layer(authenticate);
     let app = Router::new()
@@ -293,7 +319,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         app
     };
-    request_ids_and_tracing(app.with_state(state))
+    request_ids_and_tracing(app.with_state(state.clone()), state)
 }
 
 /// The key for derived secrets: `JANUS_SESSION_KEY` when it is long enough, a random one only where

@@ -721,6 +721,52 @@ async fn malformed_api_input_gets_the_json_error() {
     )
     .await;
     json_error("user path", "path")(s, c, b);
+    let (s, c, b) = send(
+        http.delete(format!("{}/api/v1/users/%FF", web.url))
+            .header("cookie", &session)
+            .header("x-csrf-token", &csrf),
+    )
+    .await;
+    json_error("user path (delete)", "path")(s, c, b);
+    // A non-admin gets 403 on the same paths, not the 422 that would tell it the path was the problem.
+    let r = http
+        .post(format!("{}/api/v1/users", web.url))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"username": "eng", "email": "eng@example.com", "password": common::PASSWORD}))
+        .send()
+        .await
+        .expect("create user");
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(format!("{}/api/v1/login", web.url))
+        .json(&json!({"username": "eng", "password": common::PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let eng_session = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let eng_csrf = r.json::<Value>().await.expect("json")["csrfToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for req in [
+        http.patch(format!("{}/api/v1/users/%FF", web.url))
+            .json(&json!({"isAdmin": true})),
+        http.patch(format!("{}/api/v1/users/%FF", web.url)).body("{not json"),
+        http.delete(format!("{}/api/v1/users/%FF", web.url)),
+    ] {
+        let (s, c, b) = send(req.header("cookie", &eng_session).header("x-csrf-token", &eng_csrf)).await;
+        assert_eq!(s, 403, "non-admin: {b}");
+        assert!(c.starts_with("application/json"), "{c} {b}");
+        assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["code"], "forbidden", "{b}");
+    }
     // A body that is not the input's JSON.
     let (s, c, b) = send(
         http.post(format!("{}/api/v1/users", web.url))
@@ -822,12 +868,19 @@ async fn a_bad_oidc_state_cookie_is_a_clear_login_error() {
 }
 
 /// Request ids (tower-http `SetRequestIdLayer`/`PropagateRequestIdLayer` behind a screen): every
-/// response carries `x-request-id`; a plausible incoming one (a proxy's) is kept and echoed; one that is
-/// too long, repeated or carries characters that could break a log line or a page is replaced by a
-/// fresh UUID, never echoed.
+/// response carries `x-request-id`. An incoming one is kept and echoed only when the peer is a trusted
+/// proxy (`web.trustedProxies`, the rule of the client address) and it is plausible; from any other
+/// peer even a plausible id is replaced by a fresh UUID (a client must not choose the id its requests
+/// are logged under). One that is too long, repeated or carries characters that could break a log line
+/// or a page is replaced even from a trusted proxy, never echoed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_a_request_id() {
-    let web = start(|url| format!("baseUrl: \"{url}\""), |_| {}).await;
+    let untrusted = start(|url| format!("baseUrl: \"{url}\", trustedProxies: []"), |_| {}).await;
+    let trusted = start(
+        |url| format!("baseUrl: \"{url}\", trustedProxies: [\"127.0.0.0/8\"]"),
+        |_| {},
+    )
+    .await;
     let http = reqwest::Client::new();
     let id_of = |r: &reqwest::Response| {
         let all: Vec<String> = r
@@ -841,62 +894,77 @@ async fn every_response_carries_a_request_id() {
     };
     let is_uuid = |s: &str| s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     let mut seen = Vec::new();
-    for path in ["/healthz", "/login", "/api/v1/session", "/assets/nope", "/nope"] {
-        let r = http.get(format!("{}{path}", web.url)).send().await.expect("GET");
-        let id = id_of(&r);
-        assert!(is_uuid(&id), "{path}: {id}");
-        assert!(!seen.contains(&id), "{path}: a fresh id per request");
-        seen.push(id);
+    for web in [&untrusted, &trusted] {
+        for path in ["/healthz", "/login", "/api/v1/session", "/assets/nope", "/nope"] {
+            let r = http.get(format!("{}{path}", web.url)).send().await.expect("GET");
+            let id = id_of(&r);
+            assert!(is_uuid(&id), "{path}: {id}");
+            assert!(!seen.contains(&id), "{path}: a fresh id per request");
+            seen.push(id);
+        }
     }
     for good in [
         "0f8fad5b-d9cb-469f-a165-70867728950e",
         "req-42",
         "Root=1-5759e988-bd862e3fe1be46a994272793",
     ] {
-        let r = http
-            .get(format!("{}/api/v1/session", web.url))
-            .header("x-request-id", good)
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(id_of(&r), good);
+        let send = |web: &Web| {
+            http.get(format!("{}/api/v1/session", web.url))
+                .header("x-request-id", good)
+                .send()
+        };
+        let r = send(&trusted).await.expect("GET");
+        assert_eq!(id_of(&r), good, "a trusted proxy's id is echoed");
+        let r = send(&untrusted).await.expect("GET");
+        assert_eq!(r.status(), 401, "{good}: answered as usual");
+        let id = id_of(&r);
+        assert!(
+            is_uuid(&id) && id != good,
+            "an untrusted peer's {good:?} is replaced, got {id}"
+        );
     }
     let long = "a".repeat(65);
-    for bad in [
-        long.as_bytes(),
-        b"<script>alert(1)</script>".as_slice(),
-        b"two words",
-        b"line\tbreak",
-        b"\xff\xfe",
-        b"",
-    ] {
+    for web in [&untrusted, &trusted] {
+        for bad in [
+            long.as_bytes(),
+            b"<script>alert(1)</script>".as_slice(),
+            b"two words",
+            b"line\tbreak",
+            b"\xff\xfe",
+            b"",
+        ] {
+            let r = http
+                .get(format!("{}/api/v1/session", web.url))
+                .header("x-request-id", reqwest::header::HeaderValue::from_bytes(bad).unwrap())
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(r.status(), 401, "{bad:?}: answered as usual");
+            let id = id_of(&r);
+            assert!(is_uuid(&id), "{bad:?} replaced, got {id}");
+        }
         let r = http
-            .get(format!("{}/api/v1/session", web.url))
-            .header("x-request-id", reqwest::header::HeaderValue::from_bytes(bad).unwrap())
+            .get(format!("{}/healthz", web.url))
+            .header("x-request-id", "first")
+            .header("x-request-id", "second")
             .send()
             .await
             .expect("GET");
-        assert_eq!(r.status(), 401, "{bad:?}: answered as usual");
-        let id = id_of(&r);
-        assert!(is_uuid(&id), "{bad:?} replaced, got {id}");
+        assert!(is_uuid(&id_of(&r)), "two ids: replaced");
     }
-    let r = http
-        .get(format!("{}/healthz", web.url))
-        .header("x-request-id", "first")
-        .header("x-request-id", "second")
-        .send()
-        .await
-        .expect("GET");
-    assert!(is_uuid(&id_of(&r)), "two ids: replaced");
 }
 
-/// `web.requestTimeoutSeconds` (tower's timeout behind axum's `HandleErrorLayer`): an ordinary request
+/// `web.requestTimeoutSeconds`: an ordinary read
 /// that hangs on a slow Kubernetes API (kubesim's injected latency on the namespace list, below the
 /// handler's own 10 s bound) is answered 503 with the JSON error at the deadline, not when the API
 /// finally answers; the same route answers normally once the API is fast again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_is_answered_at_the_request_timeout() {
-    let web = start(|url| format!("baseUrl: \"{url}\", requestTimeoutSeconds: 1"), |_| {}).await;
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", requestTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1"),
+        |_| {},
+    )
+    .await;
     let (cookie, _, _) = login_cookie(&web).await;
     let session = cookie.split(';').next().unwrap().to_string();
     let http = reqwest::Client::new();
@@ -933,6 +1001,166 @@ async fn a_slow_request_is_answered_at_the_request_timeout() {
     web._sim.cluster.faults.set(Default::default());
     let r = http.get(&url).header("cookie", &session).send().await.expect("GET");
     assert_eq!(r.status(), 200, "fast again: answered");
+}
+
+/// Writes are not cut at `web.requestTimeoutSeconds`: a handler dropped at an await may already have
+/// written (here the AccessRequest; elsewhere a user or a session) while what follows it (the answer,
+/// the audit event) never happens. A `POST /api/v1/requests` whose AccessRequest list and create each
+/// hang 1.5 s on kubesim's injected latency — 3 s against a 1 s request timeout — gets its 201 with
+/// the request, which is then in the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_write_is_not_cut_at_the_request_timeout() {
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", requestTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1"),
+        |_| {},
+    )
+    .await;
+    let (cookie, _, csrf) = login_cookie(&web).await;
+    let session = cookie.split(';').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    web._sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 1500,
+        path_contains: "accessrequests".into(),
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let r = http
+        .post(format!("{}/api/v1/requests", web.url))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 600, "reason": "slow API"}))
+        .send()
+        .await
+        .expect("POST");
+    let took = started.elapsed();
+    let status = r.status();
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(status, 201, "{body}");
+    // It did outlive the request timeout: the test exercised what it claims.
+    assert!(took > Duration::from_secs(2), "answered after {took:?}");
+    web._sim.cluster.faults.set(Default::default());
+    let name = body["name"].as_str().expect("name").to_string();
+    let central = web._sim.client().await.expect("admin client");
+    let api: kube::Api<janus_api::AccessRequest> = kube::Api::all(central);
+    let ar = api.get(&name).await.expect("the AccessRequest exists");
+    assert_eq!(ar.spec.reason, "slow API");
+}
+
+/// Runs `sql` in its own `psql` session against `url` in the background (holding a table lock).
+fn psql_background(url: &str, sql: &str) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql")
+}
+
+/// Waits until another session holds a lock on `table` (so the request sent next really waits).
+async fn wait_locked(url: &str, table: &str) {
+    let q = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+    );
+    for _ in 0..100 {
+        let out = std::process::Command::new("psql")
+            .args([url, "-At", "-c", &q])
+            .output()
+            .expect("psql");
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{table} was never locked");
+}
+
+/// A slow PostgreSQL (a table held under an exclusive lock for 3 s by another session, against a 1 s
+/// request timeout): creating a user waits for it and answers 201, and its `user.created` audit event
+/// is recorded (cut at the timeout, the user could be created with no event); the audit export, built
+/// whole from the database, waits for it too and is complete instead of a 503.
+///
+/// Runs where scripts/test.sh configured a PostgreSQL (JANUS_TEST_POSTGRES_URL); it starts a cluster of
+/// its own with scripts/pg-throwaway.sh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_the_audit_export_wait_for_a_slow_database() {
+    if std::env::var("JANUS_TEST_POSTGRES_URL").is_err() {
+        return;
+    }
+    let pg = common::Pg::start();
+    let url = pg.url.clone();
+    let web = start(
+        |url| format!("baseUrl: \"{url}\", requestTimeoutSeconds: 1, requestBodyTimeoutSeconds: 1"),
+        |o| o.database_url = Some(url),
+    )
+    .await;
+    let (cookie, _, csrf) = login_cookie(&web).await;
+    let session = cookie.split(';').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    let mut lock = psql_background(
+        &pg.url,
+        "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+    );
+    wait_locked(&pg.url, "users").await;
+    let started = Instant::now();
+    let r = http
+        .post(format!("{}/api/v1/users", web.url))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"username": "slowpoke", "email": "slowpoke@example.com", "password": common::PASSWORD}))
+        .send()
+        .await
+        .expect("POST");
+    let took = started.elapsed();
+    let status = r.status();
+    assert_eq!(status, 201, "{}", r.text().await.unwrap_or_default());
+    assert!(
+        took > Duration::from_secs(1),
+        "answered after {took:?}: the lock was not in the way"
+    );
+    assert!(lock.wait().expect("psql").success());
+    let events: Value = http
+        .get(format!("{}/api/v1/audit?limit=100", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let created: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "user.created" && e["details"]["username"] == "slowpoke")
+        .collect();
+    assert_eq!(created.len(), 1, "{events}");
+
+    let mut lock = psql_background(
+        &pg.url,
+        "BEGIN; LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+    );
+    wait_locked(&pg.url, "audit_events").await;
+    let started = Instant::now();
+    let r = http
+        .get(format!("{}/api/v1/audit/export?format=jsonl", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("export");
+    let took = started.elapsed();
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        took > Duration::from_secs(1),
+        "answered after {took:?}: the lock was not in the way"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("user.created") && l.contains("slowpoke")),
+        "{text}"
+    );
+    assert!(lock.wait().expect("psql").success());
 }
 
 /// The security headers (tower-http `SetResponseHeaderLayer`) are those of the hand-written middleware

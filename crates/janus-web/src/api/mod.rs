@@ -14,7 +14,8 @@ use axum::routing::{get, patch, post};
 use crate::state::AppState;
 
 /// The `/api/v1` routes with ordinary request-response handlers; the live-update stream
-/// (`/api/v1/events`) is routed beside the terminal's long-lived routes, outside the request timeout.
+/// (`/api/v1/events`) and the audit export (`/api/v1/audit/export`) are routed beside the terminal's
+/// long-lived routes in `server.rs`, outside the request timeout.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/openapi.yaml", get(openapi::openapi_yaml))
@@ -29,7 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/clusters", get(clusters::list))
         .route("/api/v1/clusters/{name}/namespaces", get(clusters::namespaces))
         .route("/api/v1/audit", get(audit::list))
-        .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/users", get(users::list_handler).post(users::create_handler))
         .route(
             "/api/v1/users/{username}",

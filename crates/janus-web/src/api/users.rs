@@ -285,10 +285,12 @@ pub async fn create_handler(
 pub async fn update_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    Path(username): Path<String>,
+    username: Result<Path<String>, WebError>,
     b: Result<Json<UserChangeInput>, WebError>,
 ) -> Result<Response, WebError> {
+    // Admins first: a non-admin learns nothing from how the path or body would have been read.
     require_admin(&id)?;
+    let Path(username) = username?;
     let Json(input) = b?;
     Ok(Json(update(&state, &id, &username, input).await?).into_response())
 }
@@ -308,8 +310,10 @@ pub async fn update_handler(
 pub async fn delete_handler(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
-    Path(username): Path<String>,
+    username: Result<Path<String>, WebError>,
 ) -> Result<Response, WebError> {
+    require_admin(&id)?;
+    let Path(username) = username?;
     delete(&state, &id, &username).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
