@@ -185,7 +185,8 @@ const STATE_CHANGING_GETS: &[&str] = &["/oidc/callback"];
 /// or the API server while the audit event that follows it is never recorded. Writes are bounded
 /// elsewhere: Kubernetes calls by the clients' connect/read/write timeouts (`janus_kube`'s
 /// `bounded_client`, 10/30/30 s), database calls by the pool's acquire timeout (5 s) and, on SQLite,
-/// the busy timeout (10 s).
+/// the busy timeout (10 s). A PostgreSQL statement, once sent, has no bound of its own (no
+/// `statement_timeout` is set): a write held up by a lock waits for it.
 fn under_request_timeout(method: &Method, path: &str) -> bool {
     (method == Method::GET || method == Method::HEAD) && !STATE_CHANGING_GETS.contains(&path)
 }
