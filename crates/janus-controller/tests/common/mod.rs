@@ -229,11 +229,12 @@ pub async fn remote() -> RunningSim {
     sim
 }
 
-/// A long-lived token for a ServiceAccount, as an admin would mint it.
+/// A token for a ServiceAccount, as an admin would mint it: an hour, far longer than any suite, and short
+/// enough that a token minted on a real cluster (the chart's controller can write RBAC) does not outlive the run.
 pub async fn sa_token(sim: &impl KubeAccess, ns: &str, sa: &str) -> String {
     let api: Api<ServiceAccount> = Api::namespaced(sim.admin().await, ns);
     let tr: k8s_openapi::api::authentication::v1::TokenRequest =
-        serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}})).expect("tr");
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).expect("tr");
     api.create_token_request(sa, &PostParams::default(), &tr)
         .await
         .expect("token")
