@@ -167,11 +167,13 @@ impl Cluster {
         );
     }
 
-    /// A token of a ServiceAccount (TokenRequest, as an admin mints it).
+    /// A token of a ServiceAccount (TokenRequest, as an admin mints it), for as long as the test kit's:
+    /// on a real cluster the chart controller's token can write RBAC and must not outlive the run.
     async fn token(&self, sa: &str) -> String {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin().await, NS);
         let tr: k8s_openapi::api::authentication::v1::TokenRequest =
-            serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}})).expect("tr");
+            serde_json::from_value(json!({"spec": {"expirationSeconds": janus_testkit::SA_TOKEN_SECONDS}}))
+                .expect("tr");
         api.create_token_request(sa, &PostParams::default(), &tr)
             .await
             .unwrap_or_else(|e| panic!("token for {sa} (did the chart create it?): {e}"))
