@@ -583,52 +583,11 @@ impl TestCluster {
                 .and_then(|l| l.get(janus_api::REQUEST_LABEL))
                 .is_some_and(|request| names.contains(request))
         };
-        let sas: Api<ServiceAccount> = Api::all(self.admin.clone());
-        for sa in sas
-            .list(&lp)
-            .await
-            .map_err(TestkitError::api("list ServiceAccounts"))?
-            .items
-        {
-            if !ours(&sa.metadata) {
-                continue;
-            }
-            if let (Some(ns), Some(n)) = (sa.metadata.namespace, sa.metadata.name) {
-                let _ = Api::<ServiceAccount>::namespaced(self.admin.clone(), &ns)
-                    .delete(&n, &dp)
-                    .await;
-            }
-        }
-        let rbs: Api<RoleBinding> = Api::all(self.admin.clone());
-        for rb in rbs
-            .list(&lp)
-            .await
-            .map_err(TestkitError::api("list RoleBindings"))?
-            .items
-        {
-            if !ours(&rb.metadata) {
-                continue;
-            }
-            if let (Some(ns), Some(n)) = (rb.metadata.namespace, rb.metadata.name) {
-                let _ = Api::<RoleBinding>::namespaced(self.admin.clone(), &ns)
-                    .delete(&n, &dp)
-                    .await;
-            }
-        }
-        let secrets: Api<Secret> = Api::all(self.admin.clone());
-        for s in secrets
-            .list(&lp)
-            .await
-            .map_err(TestkitError::api("list Secrets"))?
-            .items
-        {
-            if !ours(&s.metadata) {
-                continue;
-            }
-            if let (Some(ns), Some(n)) = (s.metadata.namespace, s.metadata.name) {
-                let _ = Api::<Secret>::namespaced(self.admin.clone(), &ns).delete(&n, &dp).await;
-            }
-        }
+        self.delete_ours::<ServiceAccount>(&lp, &dp, "list ServiceAccounts", &ours)
+            .await?;
+        self.delete_ours::<RoleBinding>(&lp, &dp, "list RoleBindings", &ours)
+            .await?;
+        self.delete_ours::<Secret>(&lp, &dp, "list Secrets", &ours).await?;
         // Deletion is asynchronous; the next test must not find an old request under its name.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for name in names {
@@ -650,6 +609,33 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Deletes the namespaced objects of kind `K` that carry the request label and that `ours` claims
+    /// (best effort: an object already gone, or one another cleaner got first, is fine).
+    async fn delete_ours<K>(
+        &self,
+        lp: &ListParams,
+        dp: &DeleteParams,
+        what: &'static str,
+        ours: &impl Fn(&kube::api::ObjectMeta) -> bool,
+    ) -> Result<(), TestkitError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let all: Api<K> = Api::all(self.admin.clone());
+        for o in all.list(lp).await.map_err(TestkitError::api(what))?.items {
+            let meta = o.meta();
+            if !ours(meta) {
+                continue;
+            }
+            if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
+                let _ = Api::<K>::namespaced(self.admin.clone(), ns).delete(name, dp).await;
+            }
+        }
+        Ok(())
+    }
     /// Waits until pod `ns/name` is Running.
     pub async fn wait_pod_running(&self, ns: &str, name: &str, timeout: Duration) -> Result<(), TestkitError> {
         let pods: Api<Pod> = Api::namespaced(self.admin.clone(), ns);
