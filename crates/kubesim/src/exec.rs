@@ -634,6 +634,24 @@ impl ProcessOutput {
     }
 }
 
+/// Puts every catchable signal back to its default action in a child about to exec. An ignored
+/// signal stays ignored across exec, so without this an exec process inherits whatever kubesim's own
+/// parent ignored: under `nohup` that is SIGHUP, and a shell's foreground job then outlives the hang-up
+/// that ends the session. A container runtime starts container processes with default dispositions
+/// (runc's init resets them), so kubesim does too. Only `sigaction`, which is async-signal-safe.
+fn default_signal_dispositions() {
+    for sig in 1..=nix::libc::SIGRTMAX() {
+        if sig == nix::libc::SIGKILL || sig == nix::libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; an invalid number only returns an error.
+        #[allow(unsafe_code, reason = "signal(2) is unsafe in libc; SIG_DFL installs no handler")]
+        unsafe {
+            nix::libc::signal(sig, nix::libc::SIG_DFL);
+        }
+    }
+}
+
 /// A running exec process in a process group of its own.
 #[derive(Debug)]
 pub struct ExecProcess {
@@ -668,6 +686,17 @@ impl ExecProcess {
                     .stdout(if spec.stdout { Stdio::piped() } else { Stdio::null() })
                     .stderr(if spec.stderr { Stdio::piped() } else { Stdio::null() })
                     .process_group(0);
+                // SAFETY: only async-signal-safe calls (sigaction) between fork and exec.
+                #[allow(
+                    unsafe_code,
+                    reason = "pre_exec is unsafe; only async-signal-safe calls run in the child"
+                )]
+                unsafe {
+                    cmd.pre_exec(|| {
+                        default_signal_dispositions();
+                        Ok(())
+                    });
+                }
                 let mut child = cmd.spawn()?;
                 let pgid = child_pgid(&child)?;
                 Ok(Self {
@@ -691,6 +720,7 @@ impl ExecProcess {
                 )]
                 unsafe {
                     cmd.pre_exec(|| {
+                        default_signal_dispositions();
                         // A new session makes the process a group leader with no controlling tty…
                         if nix::libc::setsid() < 0 {
                             return Err(io::Error::last_os_error());
