@@ -4,8 +4,8 @@ really export.
 
 promtool is not available here, so the expressions are checked structurally
 (balanced brackets, label matchers) and every `janus_*` series they name must be
-one registered in crates/janus-controller/src/metrics.rs or
-crates/janus-web/src/metrics.rs. Those registrations are themselves pinned by
+one registered in crates/janus-controller/src/metrics.rs,
+crates/janus-web/src/metrics.rs or crates/janus-api/src/build.rs (build_info). Those registrations are themselves pinned by
 the crates' tests, which read the encoded /metrics output."""
 import json
 import re
@@ -17,6 +17,7 @@ from chartlib import CASES, CHART, NAMESPACE, RELEASE, REPO, find, one
 
 CONTROLLER_METRICS = REPO / "crates" / "janus-controller" / "src" / "metrics.rs"
 WEB_METRICS = REPO / "crates" / "janus-web" / "src" / "metrics.rs"
+BUILD_INFO = REPO / "crates" / "janus-api" / "src" / "build.rs"
 OPERATIONS = REPO / "docs" / "operations.md"
 REGISTER = re.compile(r'(\w+)\.register\(\s*"([a-z_]+)"', re.S)
 SERIES = re.compile(r"\bjanus_[a-z_]+\b")
@@ -33,6 +34,11 @@ def exported_metrics():
     assert 'Registry::with_prefix("janus")' in text and 'sub_registry_with_prefix("web")' in text
     for registry, name in REGISTER.findall(text):
         names.add(f"janus_{name}" if registry == "root" else f"janus_web_{name}")
+    # build_info: defined once in janus_api::build, registered into both `janus` registries
+    assert "janus_api::build::register_build_info(&mut registry)" in CONTROLLER_METRICS.read_text()
+    assert "janus_api::build::register_build_info(&mut root)" in text
+    for _, name in REGISTER.findall(BUILD_INFO.read_text()):
+        names.add(f"janus_{name}")
     return names
 
 
