@@ -639,8 +639,9 @@ impl ProcessOutput {
 /// parent ignored: under `nohup` that is SIGHUP, and a shell's foreground job then outlives the hang-up
 /// that ends the session. A container runtime starts container processes with default dispositions
 /// (runc's init resets them), so kubesim does too. Only `sigaction`, which is async-signal-safe.
-fn default_signal_dispositions() {
-    for sig in 1..=nix::libc::SIGRTMAX() {
+/// `last` is `SIGRTMAX()`, read before the fork: that libc call is not on the async-signal-safe list.
+fn default_signal_dispositions(last: i32) {
+    for sig in 1..=last {
         if sig == nix::libc::SIGKILL || sig == nix::libc::SIGSTOP {
             continue;
         }
@@ -692,8 +693,9 @@ impl ExecProcess {
                     reason = "pre_exec is unsafe; only async-signal-safe calls run in the child"
                 )]
                 unsafe {
-                    cmd.pre_exec(|| {
-                        default_signal_dispositions();
+                    let last = nix::libc::SIGRTMAX();
+                    cmd.pre_exec(move || {
+                        default_signal_dispositions(last);
                         Ok(())
                     });
                 }
@@ -719,8 +721,9 @@ impl ExecProcess {
                     reason = "pre_exec is unsafe; only async-signal-safe calls run in the child"
                 )]
                 unsafe {
-                    cmd.pre_exec(|| {
-                        default_signal_dispositions();
+                    let last = nix::libc::SIGRTMAX();
+                    cmd.pre_exec(move || {
+                        default_signal_dispositions(last);
                         // A new session makes the process a group leader with no controlling tty…
                         if nix::libc::setsid() < 0 {
                             return Err(io::Error::last_os_error());
