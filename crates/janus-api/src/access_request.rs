@@ -105,6 +105,27 @@ pub struct AccessRequestSpec {
         "self == oldSelf + self.filter(e, !(e in oldSelf))"
     ).message("extensions are append-only: earlier entries are never changed, reordered or removed"))]
     pub extensions: Vec<Extension>,
+    /// The requester's identity-provider groups when the request was created, as the web saw them.
+    /// Policies match on them and auto-approval and break-glass check them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 256)))]
+    pub requester_groups: Vec<String>,
+    /// When access should begin (RFC 3339). Absent: as soon as the approval quorum is met. A request
+    /// approved ahead is `Scheduled` until then, and expires at `startAt` plus the TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub start_at: Option<String>,
+    /// Approvals, in order (append-only). A `spec.approval` written by an older client counts as one
+    /// more. The controller counts only distinct approvers the request's policy makes eligible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub approvals: Vec<ApprovalEntry>,
+    /// Set at creation when the requester activated break-glass access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+    /// Set once when an approver reviewed (acknowledged) a break-glass activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_review: Option<BreakGlassReview>,
 }
 
 impl AccessRequestSpec {
@@ -127,6 +148,11 @@ impl AccessRequestSpec {
             revocation: None,
             withdrawal: None,
             extensions: vec![],
+            requester_groups: vec![],
+            start_at: None,
+            approvals: vec![],
+            break_glass: None,
+            break_glass_review: None,
         }
     }
 }
@@ -159,6 +185,62 @@ pub struct Approval {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 604800))]
     pub ttl_seconds: Option<i64>,
+}
+
+/// One approval of a request that may need several (a policy's `approvalsRequired`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalEntry {
+    /// Who approved (email, as authenticated by the web).
+    #[schemars(length(min = 1, max = 254))]
+    pub by: String,
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub at: String,
+    /// Duration this approver chose instead of `spec.ttlSeconds`; with several, the shortest applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub ttl_seconds: Option<i64>,
+    /// The approver's comment, shown with the request and kept in the audit log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub comment: String,
+    /// The approver's groups as the web saw them when they approved (policies name approvers by group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 256)))]
+    pub groups: Vec<String>,
+}
+
+/// The requester activated access at once under a policy's `breakGlass` rule.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub at: String,
+}
+
+/// An approver acknowledged a break-glass activation after the fact.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlassReview {
+    /// Who reviewed it.
+    #[schemars(length(min = 1, max = 254))]
+    pub by: String,
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub at: String,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub comment: String,
+    /// The reviewer's groups as the web saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 256)))]
+    pub groups: Vec<String>,
 }
 
 /// A denial with its reason.
@@ -221,6 +303,8 @@ pub enum Phase {
     /// Waiting for a decision.
     #[default]
     Pending,
+    /// Approved ahead of its `startAt`; no credentials exist until then.
+    Scheduled,
     /// Approved; credentials are being issued.
     Approved,
     /// Credentials exist and work until `expiresAt`.
@@ -414,6 +498,34 @@ pub struct AccessRequestStatus {
     /// What was approved, recorded when the approval was first observed; fixed from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved: Option<ApprovedSpec>,
+    /// The approval policy the controller last evaluated for this request, and where it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyStatus>,
+}
+
+/// Which approval policy governs a request and how far its approval has come, as the controller sees it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The policy's name; `default` when no configured policy matched (admins approve, one approval).
+    pub name: String,
+    /// Distinct eligible approvals needed.
+    pub approvals_required: u32,
+    /// Distinct eligible approvals present.
+    pub approvals_given: u32,
+    /// The approvers counted, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+    /// Approvals present that do not count, each with why (`mallory@x: not an approver of policy prod`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
+    /// Approved by the policy's `autoApprove` rule, without a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_approved: bool,
+    /// Activated under the policy's `breakGlass` rule; awaiting review until `spec.breakGlassReview`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
 }
 
 impl AccessRequestStatus {

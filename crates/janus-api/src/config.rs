@@ -450,6 +450,10 @@ pub struct Config {
     /// Database settings.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// Approval policies, evaluated in order (see [`crate::rules::policy`]); none: admins approve,
+    /// one approval.
+    #[serde(default)]
+    pub policies: Vec<crate::policy::PolicyConfig>,
 }
 
 fn default_namespace() -> String {

@@ -6,11 +6,12 @@ pub mod access_request;
 pub mod build;
 pub mod config;
 pub mod names;
+pub mod policy;
 pub mod rules;
 
 pub use access_request::{
-    AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, Condition, Decision, Denial, Extension, Grant,
-    Phase, Revocation, Withdrawal,
+    AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, ApprovalEntry, BreakGlass, BreakGlassReview,
+    Condition, Decision, Denial, Extension, Grant, Phase, PolicyStatus, Revocation, Withdrawal,
 };
 
 /// API group of every k8s-janus resource.

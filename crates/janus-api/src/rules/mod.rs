@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod conditions;
 pub mod lifecycle;
+pub mod policy;
 pub mod time;
 pub mod ttl;
 
