@@ -32,7 +32,7 @@ pub fn actions(state: &AppState, id: &Identity, ar: &AccessRequest) -> Actions {
 
 /// The view of a request for `id` ([`RequestService::view`]).
 pub fn view(state: &AppState, id: &Identity, ar: &AccessRequest) -> RequestView {
-    RequestView::of(&state.config, id, ar)
+    RequestService::from_ref(state).view(id, ar)
 }
 
 /// Fetches a request the caller may see ([`RequestService::get_visible`]).

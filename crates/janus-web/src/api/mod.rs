@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clusters;
 pub mod openapi;
+pub mod policy;
 pub mod requests;
 pub mod session;
 pub mod users;
@@ -27,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/requests/{name}", get(requests::get))
         .route("/api/v1/requests/{name}/timeline", get(requests::timeline))
         .route("/api/v1/requests/{name}/{action}", post(requests::decide))
+        .route("/api/v1/policy", get(policy::preview))
+        .route("/api/v1/approvals", get(policy::approvals))
         .route("/api/v1/clusters", get(clusters::list))
         .route("/api/v1/clusters/{name}/namespaces", get(clusters::namespaces))
         .route("/api/v1/audit", get(audit::list))

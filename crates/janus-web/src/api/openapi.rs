@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, clusters, requests, session, users};
+use super::{audit, clusters, policy, requests, session, users};
 use crate::auth::session::COOKIE;
 use crate::error::WebError;
 
@@ -190,6 +190,8 @@ impl Modify for SecuritySchemes {
         requests::get,
         requests::timeline,
         requests::decide,
+        policy::preview,
+        policy::approvals,
         clusters::list,
         clusters::namespaces,
         audit::list,

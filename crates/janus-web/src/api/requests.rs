@@ -39,7 +39,7 @@ pub async fn list(
         (status = 403, description = "CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
         (status = 409, description = "The Kubernetes API reported a conflict", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Invalid field (named in `field`), e.g. an unknown cluster", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in `field`), e.g. an unknown cluster, a start time in the past, or what the request's approval policy refuses (reason pattern, TTL above its maximum, namespaces under different policies, break-glass not allowed)", body = ErrorBody),
         (status = 429, description = "Too many open requests", body = ErrorBody),
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
     ))]
@@ -56,7 +56,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/requests/{name}", tag = "requests", summary = "One request",
     params(("name" = String, Path, description = "AccessRequest name")),
     responses(
-        (status = 200, description = "The request (the requester's own, or any for admins)", body = RequestView),
+        (status = 200, description = "The request (the requester's own, one the caller approves under its policy, or any for admins)", body = RequestView),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "Unknown, or not the caller's", body = ErrorBody),
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
@@ -102,21 +102,27 @@ pub async fn timeline(
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DecisionBody {
-    /// approve: TTL override.
+    /// approve: TTL override (one of the policy's approval TTL options when it has any).
     ttl_seconds: Option<i64>,
+    /// approve, acknowledge: a comment (at most 1000 characters), shown and audited.
+    comment: Option<String>,
     /// deny (required), revoke (optional).
     reason: Option<String>,
     /// extend (required): seconds to add.
     seconds: Option<i64>,
 }
 
-/// `POST /api/v1/requests/{name}/{approve|deny|revoke|withdraw|extend}`.
-#[utoipa::path(post, path = "/api/v1/requests/{name}/{action}", tag = "requests", summary = "Decide: approve, deny, revoke, withdraw or extend",
-    description = "approve/deny/revoke/extend are admins' (no self-approval unless allowSelfApproval); \
-        withdraw is the requester's. The body may be left out.",
+/// `POST /api/v1/requests/{name}/{approve|deny|revoke|withdraw|extend|acknowledge}`.
+#[utoipa::path(post, path = "/api/v1/requests/{name}/{action}", tag = "requests", summary = "Decide: approve, deny, revoke, withdraw, extend or acknowledge",
+    description = "approve appends an approval (with the approver's groups and an optional comment) and is for the \
+        eligible approvers of the request's policy (by default admins; never the requester under a configured \
+        policy, nor without allowSelfApproval): 403 with why not, 409 when already approved by the caller or no \
+        longer pending. deny is for admins and the policy's approvers; revoke and extend are admins'; withdraw \
+        is the requester's; acknowledge reviews a break-glass activation (the policy's approvers, once). The body \
+        may be left out.",
     params(
         ("name" = String, Path, description = "AccessRequest name"),
-        ("action" = String, Path, description = "approve, deny, revoke, withdraw or extend"),
+        ("action" = String, Path, description = "approve, deny, revoke, withdraw, extend or acknowledge"),
     ),
     request_body(content = Option<DecisionBody>),
     security(("session" = [], "csrf" = [])),
@@ -125,7 +131,7 @@ pub struct DecisionBody {
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not allowed, CSRF token missing or wrong, or cross-site Origin", body = ErrorBody),
         (status = 404, description = "Unknown request or action, or not the caller's", body = ErrorBody),
-        (status = 409, description = "The request's phase does not allow the action", body = ErrorBody),
+        (status = 409, description = "The request's phase does not allow the action, or the caller already approved", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid field (named in `field`)", body = ErrorBody),
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
@@ -140,6 +146,10 @@ pub async fn decide(
     let decision = match action.as_str() {
         "approve" => DecisionInput::Approve {
             ttl_seconds: b.ttl_seconds,
+            comment: b.comment.unwrap_or_default(),
+        },
+        "acknowledge" => DecisionInput::Acknowledge {
+            comment: b.comment.unwrap_or_default(),
         },
         "deny" => DecisionInput::Deny {
             reason: b.reason.unwrap_or_default(),

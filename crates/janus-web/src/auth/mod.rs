@@ -67,6 +67,20 @@ pub struct Identity {
     pub session: Option<String>,
 }
 
+/// The groups of an identity as an identity provider (OIDC claim, proxy header) asserts them, minus every
+/// group in the `k8s-janus:` namespace: those are the web's own judgements (e.g.
+/// [`janus_api::policy::JANUS_ADMINS_GROUP`], recorded with an admin's approval), which the controller
+/// trusts; a provider must not be able to claim them.
+pub fn idp_groups(groups: Vec<String>) -> Vec<String> {
+    groups
+        .into_iter()
+        .filter(|g| !g.starts_with(JANUS_GROUP_PREFIX))
+        .collect()
+}
+
+/// The prefix of the groups only the web itself asserts ([`idp_groups`]).
+pub const JANUS_GROUP_PREFIX: &str = "k8s-janus:";
+
 /// The identity of the current request, if any (set by [`authenticate`]).
 #[derive(Debug, Clone)]
 pub struct MaybeIdentity(pub Option<Identity>);
@@ -124,12 +138,14 @@ pub async fn resolve(
         "oidc" => AuthSource::Oidc,
         _ => AuthSource::Local,
     };
-    let is_admin = s.is_admin || state.admin_by_config(&s.subject, &s.groups);
+    // Sessions stored before groups were filtered at sign-in are filtered here too.
+    let groups = idp_groups(s.groups);
+    let is_admin = s.is_admin || state.admin_by_config(&s.subject, &groups);
     Ok(Some(Identity {
         email: s.subject,
         name: s.display_name,
         is_admin,
-        groups: s.groups,
+        groups,
         auth,
         csrf: s.csrf_token,
         session: Some(hash),

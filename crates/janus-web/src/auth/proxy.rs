@@ -322,12 +322,13 @@ pub fn identity(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> 
     let Some(a) = assert_identity(&state.config.web.proxy_headers, headers)? else {
         return Ok(None);
     };
+    let groups = super::idp_groups(a.groups);
     Ok(Some(Identity {
-        is_admin: state.admin_by_config(&a.email, &a.groups),
+        is_admin: state.admin_by_config(&a.email, &groups),
         csrf: session::sign(&state.session_key, &format!("csrf:{}", a.email)),
         email: a.email,
         name: a.name,
-        groups: a.groups,
+        groups,
         auth: AuthSource::Proxy,
         session: None,
     }))

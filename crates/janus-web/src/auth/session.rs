@@ -161,6 +161,7 @@ pub async fn start(
     groups: Vec<String>,
     auth: AuthSource,
 ) -> Result<(Identity, String), WebError> {
+    let groups = super::idp_groups(groups);
     let id = random_token();
     let now = Utc::now();
     let ttl = state.config.web.session_ttl_seconds.max(60);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use janus_api::config::Config;
+use janus_api::rules::policy::NamespaceInfo;
 use janus_kube::{ClusterInfo, Clusters};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -17,6 +18,9 @@ use crate::state::AppState;
 
 /// How long a cluster may take to list its namespaces before the web gives up on it.
 const NAMESPACE_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long listed namespace metadata (labels, owners annotation) is reused for policy evaluation.
+pub const NAMESPACE_INFO_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The cluster sources (configuration, registered kubeconfig Secrets) and the namespaces on them.
 #[derive(Clone)]
@@ -66,8 +70,64 @@ impl ClusterService {
         display_name(&self.config, cluster)
     }
 
-    /// The namespaces of a cluster that may be requested: existing, active, not excluded.
+    /// The namespaces of a cluster that may be requested: existing, active, not excluded. Always asks the
+    /// cluster (the request form must offer a namespace created a moment ago) and refreshes the metadata
+    /// that [`Self::namespace_info`] serves.
     pub async fn namespaces(&self, cluster: &str) -> Result<Vec<String>, ServiceError> {
+        let all = self.list_namespaces(cluster).await?;
+        let mut out: Vec<String> = all
+            .iter()
+            .filter(|n| !n.deleting)
+            .map(|n| n.info.name.clone())
+            .filter(|n| !self.config.is_excluded(n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The metadata policies match on (labels, the approvers annotation) of `names` on `cluster`, in the
+    /// order given. Served from a list at most [`NAMESPACE_INFO_TTL`] old: every request page and
+    /// approval needs it, and namespace labels change rarely; the controller re-reads them for its own
+    /// verdict anyway. A name the cluster does not have gets no labels and no annotations.
+    pub async fn namespace_info(&self, cluster: &str, names: &[String]) -> Result<Vec<NamespaceInfo>, ServiceError> {
+        let listed = match self.cache.namespaces_fresh(cluster) {
+            Some(l) => l,
+            None => self.list_namespaces(cluster).await?,
+        };
+        Ok(pick(&listed, names))
+    }
+
+    /// [`Self::namespace_info`] without asking the cluster: the last list seen, however old, else names
+    /// only. For views rendered synchronously (lists); decisions use [`Self::namespace_info`].
+    pub fn namespace_info_cached(&self, cluster: &str, names: &[String]) -> Vec<NamespaceInfo> {
+        match self.cache.namespaces_any(cluster) {
+            Some(l) => pick(&l, names),
+            None => names
+                .iter()
+                .map(|n| NamespaceInfo {
+                    name: n.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether a namespace on any cluster (as last listed) names `email` or one of `groups` in its
+    /// approvers annotation ([`janus_api::policy::APPROVERS_ANNOTATION`]).
+    pub fn owner_anywhere(&self, email: &str, groups: &[String]) -> bool {
+        self.cache.all_namespaces().iter().any(|l| {
+            l.iter().any(|n| {
+                n.info
+                    .annotations
+                    .get(janus_api::policy::APPROVERS_ANNOTATION)
+                    .is_some_and(|v| names_owner(v, email, groups))
+            })
+        })
+    }
+
+    /// Lists the namespaces of a known cluster with their metadata (one `list_metadata` call) and
+    /// remembers the answer for [`Self::namespace_info`].
+    async fn list_namespaces(&self, cluster: &str) -> Result<Arc<Vec<ListedNamespace>>, ServiceError> {
         let known = self.list().await;
         if !known.iter().any(|c| c.name == cluster) {
             return Err(ServiceError::NotFound(format!("unknown cluster {cluster:?}")));
@@ -82,16 +142,64 @@ impl ClusterService {
             .await
             .map_err(|_| ServiceError::Unavailable(format!("cluster {cluster} did not answer in time")))?
             .map_err(|e| ServiceError::Unavailable(format!("cluster {cluster} is unavailable: {e}")))?;
-        let mut out: Vec<String> = list
-            .items
-            .into_iter()
-            .filter(|n| n.metadata.deletion_timestamp.is_none())
-            .filter_map(|n| n.metadata.name)
-            .filter(|n| !self.config.is_excluded(n))
-            .collect();
-        out.sort();
-        Ok(out)
+        let listed: Arc<Vec<ListedNamespace>> = Arc::new(
+            list.items
+                .into_iter()
+                .filter_map(|n| {
+                    let m = n.metadata;
+                    Some(ListedNamespace {
+                        deleting: m.deletion_timestamp.is_some(),
+                        info: NamespaceInfo {
+                            name: m.name?,
+                            labels: m.labels.unwrap_or_default(),
+                            annotations: m.annotations.unwrap_or_default(),
+                        },
+                    })
+                })
+                .collect(),
+        );
+        self.cache.remember_namespaces(cluster, listed.clone());
+        Ok(listed)
     }
+}
+
+/// Whether an approvers annotation (`"group:payments-leads, alice@example.com"`) names `email` or one of
+/// `groups`. Entries that are neither are ignored, as the policy evaluation ignores them.
+fn names_owner(annotation: &str, email: &str, groups: &[String]) -> bool {
+    annotation
+        .split(',')
+        .map(str::trim)
+        .any(|entry| match entry.strip_prefix("group:") {
+            Some(g) => groups.iter().any(|mine| mine == g.trim()),
+            None => entry.eq_ignore_ascii_case(email),
+        })
+}
+
+/// The namespaces of each cluster as last listed, with when.
+type NamespaceLists = std::collections::HashMap<String, (std::time::Instant, Arc<Vec<ListedNamespace>>)>;
+
+/// A namespace as listed: its metadata and whether it is being deleted.
+#[derive(Debug, Clone)]
+struct ListedNamespace {
+    info: NamespaceInfo,
+    deleting: bool,
+}
+
+/// The metadata of `names` from a list, in the order given; names not listed get none.
+fn pick(listed: &[ListedNamespace], names: &[String]) -> Vec<NamespaceInfo> {
+    names
+        .iter()
+        .map(|n| {
+            listed
+                .iter()
+                .find(|l| &l.info.name == n)
+                .map(|l| l.info.clone())
+                .unwrap_or_else(|| NamespaceInfo {
+                    name: n.clone(),
+                    ..Default::default()
+                })
+        })
+        .collect()
 }
 
 /// The display name of a cluster in `config` (its name when none is configured).
@@ -114,6 +222,8 @@ pub fn display_name(config: &Config, cluster: &str) -> String {
 #[derive(Default)]
 pub struct ClusterCache {
     inner: std::sync::Mutex<CacheState>,
+    /// The namespaces of each cluster as last listed, with when.
+    namespaces: std::sync::Mutex<NamespaceLists>,
 }
 
 #[derive(Default)]
@@ -171,6 +281,32 @@ impl ClusterCache {
         };
         self.lock().entry = Some((std::time::Instant::now(), ttl, v.clone()));
         v
+    }
+
+    fn namespace_map(&self) -> std::sync::MutexGuard<'_, NamespaceLists> {
+        self.namespaces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The namespaces of `cluster` listed less than [`NAMESPACE_INFO_TTL`] ago.
+    fn namespaces_fresh(&self, cluster: &str) -> Option<Arc<Vec<ListedNamespace>>> {
+        self.namespace_map()
+            .get(cluster)
+            .filter(|(t, _)| t.elapsed() < NAMESPACE_INFO_TTL)
+            .map(|(_, l)| l.clone())
+    }
+
+    /// The namespaces of `cluster` as last listed, however long ago.
+    fn namespaces_any(&self, cluster: &str) -> Option<Arc<Vec<ListedNamespace>>> {
+        self.namespace_map().get(cluster).map(|(_, l)| l.clone())
+    }
+
+    fn all_namespaces(&self) -> Vec<Arc<Vec<ListedNamespace>>> {
+        self.namespace_map().values().map(|(_, l)| l.clone()).collect()
+    }
+
+    fn remember_namespaces(&self, cluster: &str, listed: Arc<Vec<ListedNamespace>>) {
+        self.namespace_map()
+            .insert(cluster.to_string(), (std::time::Instant::now(), listed));
     }
 
     /// Records a failed list; true when it starts a failure period (the one to warn about).

@@ -8,6 +8,7 @@
 //! [`ServiceError`]s that the handlers turn into HTTP answers.
 
 pub mod clusters;
+pub mod policy;
 pub mod requests;
 pub mod view;
 
@@ -16,7 +17,7 @@ use crate::state::{AppState, Inner};
 
 pub use clusters::{ClusterCache, ClusterService};
 pub use requests::{CreateInput, DecisionInput, ListFilter, RequestService};
-pub use view::{ListPage, RequestView};
+pub use view::{ApprovalsView, ListPage, PolicyPreview, PolicyView, RequestView};
 
 /// Why a service refused or failed. Messages are safe to show (they never carry a token).
 #[derive(Debug, thiserror::Error)]

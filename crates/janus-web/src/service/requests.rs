@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
-use janus_api::access_request::{AccessRequestSpec, Approval, Decision, Denial, Extension, Phase, Revocation};
+use janus_api::access_request::{
+    AccessRequestSpec, ApprovalEntry, BreakGlass, BreakGlassReview, Decision, Denial, Extension, Phase, Revocation,
+};
 use janus_api::config::Config;
-use janus_api::rules::{self, ActionPolicy, Actions, Actor};
+use janus_api::rules::policy::{self as rules_policy, Governing, NamespaceInfo, RequestFacts};
+use janus_api::rules::{self, Actions, Actor};
 use janus_api::{AccessRequest, names};
 use janus_store::{AuditEvent, AuditQuery, Store};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -17,7 +20,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::clusters::ClusterService;
-use super::view::{ListPage, RequestView};
+use super::policy as web_policy;
+use super::view::{ApprovalsView, ListPage, PolicyPreview, RequestView};
 use super::{Recorder, ServiceError, recorder_of};
 use crate::auth::Identity;
 use crate::state::AppState;
@@ -66,7 +70,7 @@ pub fn is_open(ar: &AccessRequest) -> bool {
 }
 
 /// What the request form (or API) submits.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInput {
     /// Target cluster.
@@ -78,17 +82,42 @@ pub struct CreateInput {
     pub ttl_seconds: Option<i64>,
     /// Why.
     pub reason: String,
+    /// When access should start: RFC 3339, or the form's local `YYYY-MM-DDTHH:MM` in
+    /// `displayTimezone`; from now to 30 days ahead. Absent: as soon as approved.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Activate at once under the policy's break-glass rule (reviewed afterwards).
+    #[serde(default)]
+    pub break_glass: bool,
 }
+
+/// How far ahead a request may be scheduled (`startAt`).
+pub const MAX_START_AHEAD_DAYS: i64 = 30;
+
+/// Longest approval or review comment (the CRD's limit).
+pub const MAX_COMMENT: usize = 1000;
+
+/// Attempts at writing a decision when the request changed in between (each re-reads and re-checks).
+const DECISION_ATTEMPTS: u32 = 6;
 
 /// A human decision.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "action")]
 pub enum DecisionInput {
-    /// Approve, optionally with another TTL.
+    /// Approve, optionally with another TTL and a comment.
     Approve {
-        /// TTL override.
+        /// TTL override (one of the policy's approval TTL options when it has any).
         #[serde(default, rename = "ttlSeconds")]
         ttl_seconds: Option<i64>,
+        /// Shown with the request and kept in the audit log.
+        #[serde(default)]
+        comment: String,
+    },
+    /// Acknowledge (review) a break-glass activation.
+    Acknowledge {
+        /// Shown with the request and kept in the audit log.
+        #[serde(default)]
+        comment: String,
     },
     /// Deny with a reason.
     Deny {
@@ -115,6 +144,7 @@ impl DecisionInput {
     pub fn verb(&self) -> &'static str {
         match self {
             Self::Approve { .. } => "approve",
+            Self::Acknowledge { .. } => "acknowledge",
             Self::Deny { .. } => "deny",
             Self::Revoke { .. } => "revoke",
             Self::Withdraw => "withdraw",
@@ -206,18 +236,63 @@ impl RequestService {
         &self.clusters
     }
 
+    /// The time zone times are shown (and the form's start time is read) in.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        crate::timefmt::parse_zone(&self.config.display_timezone).unwrap_or(chrono_tz::UTC)
+    }
+
     fn api(&self) -> Api<AccessRequest> {
         Api::all(self.client.clone())
     }
 
-    /// The actions allowed to `id` on `ar` under the configured switches ([`janus_api::rules::actions`]).
+    /// The actions allowed to `id` on `ar` under the configured switches and its approval policy
+    /// ([`janus_api::rules::actions`], [`super::policy`]).
     pub fn actions(&self, id: &Identity, ar: &AccessRequest) -> Actions {
-        rules::actions::allowed(actor(id), ar, ActionPolicy::of(&self.config))
+        self.view(id, ar).actions
     }
 
-    /// The view of `ar` for `id`.
+    /// The view of `ar` for `id`, its policy judged on the namespace metadata last listed (see
+    /// [`ClusterService::namespace_info_cached`]); decisions re-read it.
     pub fn view(&self, id: &Identity, ar: &AccessRequest) -> RequestView {
-        RequestView::of(&self.config, id, ar)
+        let infos = self
+            .clusters
+            .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces);
+        RequestView::of(&self.config, id, ar, &infos)
+    }
+
+    /// The metadata of `ar`'s namespaces at most a few seconds old, else (the cluster cannot answer) the
+    /// last seen: for reading. Decisions use [`Self::namespace_info_fresh`].
+    async fn namespace_info(&self, ar: &AccessRequest) -> Vec<NamespaceInfo> {
+        match self.namespace_info_fresh(ar).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!(cluster = %ar.spec.cluster, error = %e, "namespace metadata unavailable; using the last seen");
+                self.clusters
+                    .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces)
+            }
+        }
+    }
+
+    /// The metadata of `ar`'s namespaces at most a few seconds old; `Unavailable` when the cluster
+    /// cannot answer (a decision is not judged on labels that may be missing).
+    async fn namespace_info_fresh(&self, ar: &AccessRequest) -> Result<Vec<NamespaceInfo>, ServiceError> {
+        match self
+            .clusters
+            .namespace_info(&ar.spec.cluster, &ar.spec.namespaces)
+            .await
+        {
+            Ok(i) => Ok(i),
+            Err(ServiceError::NotFound(m)) => Err(ServiceError::Unavailable(format!(
+                "the approval policy cannot be determined: {m}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The view of `ar` for `id` with its namespaces' metadata read now (at most a few seconds old).
+    pub async fn view_fresh(&self, id: &Identity, ar: &AccessRequest) -> RequestView {
+        let infos = self.namespace_info(ar).await;
+        RequestView::of(&self.config, id, ar, &infos)
     }
 
     /// Lists requests from the cache: pending first, then newest first. Non-admins see their own requests
@@ -299,10 +374,168 @@ impl RequestService {
             return Err(not_found());
         }
         let ar = self.api().get_opt(name).await?.ok_or_else(not_found)?;
-        if !visible_to(id, &ar) {
+        if visible_to(id, &ar) {
+            return Ok(ar);
+        }
+        // The approvers of its policy see it too (they decide on it).
+        let infos = self.namespace_info(&ar).await;
+        let approver =
+            web_policy::governing(&self.config, &ar, &infos).is_ok_and(|g| web_policy::is_policy_approver(&g, &ar, id));
+        if !approver {
             return Err(not_found());
         }
         Ok(ar)
+    }
+
+    /// What `id` may decide: pending requests they may approve now and break-glass activations awaiting
+    /// their review, oldest first, from the watch cache.
+    pub async fn approvals(&self, id: &Identity) -> ApprovalsView {
+        let all = self.requests.state();
+        // The metadata of every cluster with something to decide, read once (cached a few seconds).
+        let clusters: BTreeSet<&str> = all
+            .iter()
+            .filter(|a| web_policy::open_for_approval(a) || web_policy::awaiting_review(a))
+            .map(|a| a.spec.cluster.as_str())
+            .collect();
+        for c in clusters {
+            if let Err(e) = self.clusters.namespace_info(c, &[]).await {
+                tracing::debug!(cluster = c, error = %e, "namespace metadata unavailable; using the last seen");
+            }
+        }
+        let mut items: Vec<&Arc<AccessRequest>> = all.iter().collect();
+        items.sort_by_cached_key(|a| (created(a), a.metadata.name.clone()));
+        let mut pending = Vec::new();
+        let mut awaiting_review = Vec::new();
+        for ar in items {
+            let open = web_policy::open_for_approval(ar);
+            let review = web_policy::awaiting_review(ar);
+            if !open && !review {
+                continue;
+            }
+            let v = self.view(id, ar);
+            if open && v.actions.approve {
+                pending.push(v);
+            } else if review && v.acknowledge {
+                awaiting_review.push(v);
+            }
+        }
+        let approver = id.is_admin || !pending.is_empty() || !awaiting_review.is_empty() || self.named_approver(id);
+        ApprovalsView {
+            pending,
+            awaiting_review,
+            approver,
+        }
+    }
+
+    /// The policy a request by `id` for `namespaces` on `cluster` would fall under, and what it means for
+    /// them (break-glass, auto-approval now for `ttl`, default `defaultTtlSeconds`).
+    pub async fn preview(
+        &self,
+        id: &Identity,
+        cluster: &str,
+        namespaces: &[String],
+        ttl: Option<i64>,
+    ) -> Result<PolicyPreview, ServiceError> {
+        let cfg = &self.config;
+        if !names::is_dns_label(cluster) {
+            return Err(ServiceError::invalid("cluster", "choose a cluster"));
+        }
+        let wanted: BTreeSet<String> = namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if wanted.is_empty() {
+            return Err(ServiceError::invalid("namespaces", "choose at least one namespace"));
+        }
+        if wanted.len() > MAX_NAMESPACES {
+            return Err(ServiceError::invalid(
+                "namespaces",
+                format!("at most {MAX_NAMESPACES} namespaces per request"),
+            ));
+        }
+        if let Some(bad) = wanted.iter().find(|n| !names::is_dns_label(n)) {
+            return Err(ServiceError::invalid(
+                "namespaces",
+                format!("{bad:?} is not a namespace name"),
+            ));
+        }
+        let asked = ttl;
+        let ttl = asked.unwrap_or(cfg.default_ttl_seconds);
+        let mut spec = AccessRequestSpec::new(
+            id.email.clone(),
+            cluster.to_string(),
+            wanted.into_iter().collect(),
+            String::new(),
+            ttl,
+        );
+        spec.requester_groups = web_policy::requester_groups(id);
+        let infos = self.clusters.namespace_info(cluster, &spec.namespaces).await?;
+        let now = Utc::now();
+        let facts = RequestFacts::of(&spec, &infos, now);
+        let mut out = PolicyPreview {
+            cluster: cluster.to_string(),
+            namespaces: spec.namespaces.clone(),
+            ..Default::default()
+        };
+        let gov = match rules_policy::govern(cfg, &facts) {
+            Ok(g) => g,
+            Err(e) => {
+                out.conflict = Some(e.to_string());
+                return Ok(out);
+            }
+        };
+        out.policy = gov.name.clone();
+        out.description = gov.policy.map(|p| p.description.clone()).unwrap_or_default();
+        out.approvals_required = gov.approvals_required;
+        out.approvers = super::view::ApproversSummary::of(&gov);
+        out.max_ttl_seconds = gov.max_ttl_seconds;
+        out.approval_ttl_options = gov.approval_ttl_options.clone();
+        out.reason = gov.reason.map(|r| super::view::ReasonHint {
+            pattern: r.pattern.clone(),
+            description: r.description.clone(),
+        });
+        match gov.policy.and_then(|p| p.break_glass.as_ref()) {
+            Some(rule) => {
+                out.break_glass_max_ttl_seconds = Some(rule.max_ttl_seconds);
+                let mut bg = spec.clone();
+                bg.break_glass = Some(BreakGlass {
+                    at: rules::time::fmt_time(now),
+                });
+                // Asked without a TTL: whether the caller may break glass at all (for the rule's longest).
+                if asked.is_none() {
+                    bg.ttl_seconds = ttl.min(rule.max_ttl_seconds);
+                }
+                let bg_facts = RequestFacts::of(&bg, &infos, now);
+                match gov.break_glass(&bg_facts) {
+                    Ok(()) => out.break_glass_allowed = true,
+                    Err(m) => out.break_glass_why_not = Some(m),
+                }
+            }
+            None => {
+                out.break_glass_why_not = Some(format!("policy {} has no break-glass rule", gov.name));
+            }
+        }
+        if gov.policy.is_some_and(|p| p.auto_approve.is_some()) {
+            match gov.auto_approval(&facts, cfg) {
+                Ok(()) => out.auto_approval.would_approve = true,
+                Err(m) => out.auto_approval.why_not = Some(m),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a configured policy names `id` as an approver (by email or group), or a namespace's owners
+    /// annotation (as last listed) does.
+    pub fn named_approver(&self, id: &Identity) -> bool {
+        let groups = web_policy::decision_groups(id);
+        let by_policy = self.config.policies.iter().any(|p| {
+            p.approvers.emails.iter().any(|e| e.eq_ignore_ascii_case(&id.email))
+                || p.approvers.groups.iter().any(|g| groups.contains(g))
+        });
+        by_policy
+            || (self.config.policies.iter().any(|p| p.approvers.namespace_owners)
+                && self.clusters.owner_anywhere(&id.email, &groups))
     }
 
     /// The audit events of a request the caller may see, oldest first (at most `limit`, the newest).
@@ -393,6 +626,28 @@ impl RequestService {
                 format!("namespace {missing} does not exist on cluster {}", input.cluster),
             ));
         }
+        let start_at = match input.start_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => Some(parse_start_at(s, self.tz(), Utc::now())?),
+            None => None,
+        };
+        let mut spec = AccessRequestSpec::new(
+            id.email.clone(),
+            input.cluster.clone(),
+            wanted.into_iter().collect(),
+            reason,
+            ttl,
+        );
+        spec.requester_groups = web_policy::requester_groups(id);
+        spec.start_at = start_at.map(rules::time::fmt_time);
+        if input.break_glass {
+            spec.break_glass = Some(BreakGlass {
+                at: rules::time::fmt_time_millis(Utc::now()),
+            });
+        }
+        // The policy's own rules, judged as the controller will judge them (it would deny the request).
+        // The list above was read a moment ago, so this reads no cluster.
+        let infos = self.clusters.namespace_info(&input.cluster, &spec.namespaces).await?;
+        check_policy(&self.config, &spec, &infos)?;
         // The per-user limits are checked and the request created under one lock per requester, held in
         // the database (a PostgreSQL advisory lock, so it holds across replicas; with SQLite, one replica,
         // a process lock): otherwise two creates at once both count the same requests and both pass.
@@ -426,16 +681,7 @@ impl RequestService {
                 cfg.web.max_requests_per_hour
             )));
         }
-        let mut ar = AccessRequest::new(
-            "",
-            AccessRequestSpec::new(
-                id.email.clone(),
-                input.cluster.clone(),
-                wanted.into_iter().collect(),
-                reason,
-                ttl,
-            ),
-        );
+        let mut ar = AccessRequest::new("", spec);
         ar.metadata.name = None;
         ar.metadata.generate_name = Some(names::request_name_prefix(&id.email));
         ar.metadata.labels = Some([(REQUESTER_LABEL.to_string(), label)].into());
@@ -454,10 +700,21 @@ impl RequestService {
         decision: DecisionInput,
     ) -> Result<AccessRequest, ServiceError> {
         let api = self.api();
-        // Retries: a 409 means the controller wrote status in between; the check is repeated on fresh data.
-        for attempt in 0..3 {
+        // Retries: a 409 means someone wrote in between (the controller's status, another approver's
+        // approval); the check is repeated on fresh data. The resourceVersion precondition makes the
+        // merge patch of a list (approvals, extensions) safe: it never replaces a list it did not see.
+        for attempt in 0..DECISION_ATTEMPTS {
             let ar = self.get_visible(id, name).await?;
-            let spec_patch = self.decision_patch(id, &ar, &decision)?;
+            // Policy-dependent decisions are judged on namespace metadata at most a few seconds old.
+            let infos = match decision {
+                DecisionInput::Approve { .. } | DecisionInput::Deny { .. } | DecisionInput::Acknowledge { .. } => {
+                    self.namespace_info_fresh(&ar).await?
+                }
+                _ => self
+                    .clusters
+                    .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces),
+            };
+            let spec_patch = self.decision_patch(id, &ar, &infos, &decision)?;
             let patch = json!({
                 "metadata": {"resourceVersion": ar.metadata.resource_version},
                 "spec": spec_patch,
@@ -468,7 +725,10 @@ impl RequestService {
                     tracing::info!(request = name, actor = %id.email, decision = decision.verb(), "decision written");
                     return Ok(updated);
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 && attempt < 2 => continue,
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt + 1 < DECISION_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt + 1))).await;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -483,41 +743,52 @@ impl RequestService {
         &self,
         id: &Identity,
         ar: &AccessRequest,
+        namespaces: &[NamespaceInfo],
         decision: &DecisionInput,
     ) -> Result<serde_json::Value, ServiceError> {
         let cfg = &self.config;
-        let allowed = self.actions(id, ar);
+        let gov = web_policy::governing(cfg, ar, namespaces);
+        let allowed = RequestView::with_policy(cfg, id, ar, &gov).actions;
         let p = rules::phase_of(ar);
         let own = is_requester(id, ar);
-        if p.is_terminal() {
+        if p.is_terminal() && !matches!(decision, DecisionInput::Acknowledge { .. }) {
             return Err(ServiceError::Conflict(format!("the request has already ended ({p:?})")));
         }
         let at = rules::time::fmt_time_millis(Utc::now());
         let by = id.email.clone();
         Ok(match decision {
-            DecisionInput::Approve { ttl_seconds } => {
-                if !id.is_admin {
-                    return Err(ServiceError::Forbidden("only admins approve requests".into()));
+            DecisionInput::Approve { ttl_seconds, comment } => {
+                if let Some(r) = web_policy::why_not_approve(&gov, ar, id) {
+                    return Err(refusal(r));
                 }
-                if own && !cfg.allow_self_approval {
-                    return Err(ServiceError::Forbidden("you cannot approve your own request".into()));
+                if let (Some(t), Ok(g)) = (ttl_seconds, &gov) {
+                    check_approval_ttl(*t, g, cfg)?;
                 }
-                if !allowed.approve {
-                    return Err(ServiceError::Conflict("the request is no longer pending".into()));
+                let comment = check_comment(comment)?;
+                // Appended to what was read; the resourceVersion precondition (see `decide`) makes sure no
+                // approval written in between is dropped.
+                let mut approvals = ar.spec.approvals.clone();
+                approvals.push(ApprovalEntry {
+                    by,
+                    at,
+                    ttl_seconds: *ttl_seconds,
+                    comment,
+                    groups: web_policy::decision_groups(id),
+                });
+                json!({"approvals": approvals})
+            }
+            DecisionInput::Acknowledge { comment } => {
+                if let Some(r) = web_policy::why_not_acknowledge(&gov, ar, id) {
+                    return Err(refusal(r));
                 }
-                if let Some(t) = ttl_seconds
-                    && let Err(e) = rules::ttl::check_ttl(*t, cfg)
-                {
-                    return Err(ServiceError::invalid(
-                        "ttlSeconds",
-                        format!("the duration must be between {} and {} seconds", e.min, e.max),
-                    ));
-                }
-                json!({"approval": Approval { by, at, ttl_seconds: *ttl_seconds }})
+                let comment = check_comment(comment)?;
+                json!({"breakGlassReview": BreakGlassReview { by, at, comment, groups: web_policy::decision_groups(id) }})
             }
             DecisionInput::Deny { reason } => {
-                if !id.is_admin {
-                    return Err(ServiceError::Forbidden("only admins deny requests".into()));
+                if !id.is_admin && !gov.as_ref().is_ok_and(|g| web_policy::is_policy_approver(g, ar, id)) {
+                    return Err(ServiceError::Forbidden(
+                        "only admins and the request's approvers deny requests".into(),
+                    ));
                 }
                 let reason = reason.trim();
                 if reason.is_empty() {
@@ -610,6 +881,135 @@ impl RequestService {
             }
         })
     }
+}
+
+/// The HTTP meaning of a refusal to approve or acknowledge.
+fn refusal(r: web_policy::Refusal) -> ServiceError {
+    match r {
+        web_policy::Refusal::NotEligible(m) => ServiceError::Forbidden(m),
+        web_policy::Refusal::Already(m) | web_policy::Refusal::State(m) => ServiceError::Conflict(m),
+    }
+}
+
+/// An approval or review comment, trimmed, within [`MAX_COMMENT`].
+fn check_comment(comment: &str) -> Result<String, ServiceError> {
+    let comment = comment.trim();
+    if comment.chars().count() > MAX_COMMENT {
+        return Err(ServiceError::invalid(
+            "comment",
+            format!("the comment is longer than {MAX_COMMENT} characters"),
+        ));
+    }
+    Ok(comment.to_string())
+}
+
+/// An approver's TTL: one of the policy's approval TTL options when it has any, within the configured
+/// bounds and the policy's maximum.
+fn check_approval_ttl(ttl: i64, gov: &Governing<'_>, cfg: &Config) -> Result<(), ServiceError> {
+    if !gov.approval_ttl_options.is_empty() && !gov.approval_ttl_options.contains(&ttl) {
+        let options: Vec<String> = gov.approval_ttl_options.iter().map(|o| o.to_string()).collect();
+        return Err(ServiceError::invalid(
+            "ttlSeconds",
+            format!(
+                "choose one of the durations of policy {}: {} seconds",
+                gov.name,
+                options.join(", ")
+            ),
+        ));
+    }
+    if let Err(e) = rules::ttl::check_ttl(ttl, cfg) {
+        return Err(ServiceError::invalid(
+            "ttlSeconds",
+            format!("the duration must be between {} and {} seconds", e.min, e.max),
+        ));
+    }
+    if ttl > gov.max_ttl_seconds {
+        return Err(ServiceError::invalid(
+            "ttlSeconds",
+            format!("policy {} allows at most {} seconds", gov.name, gov.max_ttl_seconds),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a new request its policy would refuse (the controller would deny it): namespaces under
+/// different policies, a reason not matching the pattern, a TTL above the policy's maximum, break-glass
+/// not allowed. The message is the rule's own.
+pub fn check_policy(
+    config: &Config,
+    spec: &AccessRequestSpec,
+    namespaces: &[NamespaceInfo],
+) -> Result<(), ServiceError> {
+    let facts = RequestFacts::of(spec, namespaces, Utc::now());
+    let gov = rules_policy::govern(config, &facts).map_err(|e| ServiceError::invalid("namespaces", e.to_string()))?;
+    if let Err(m) = gov.check_request(&facts, config) {
+        return Err(ServiceError::invalid(policy_field(&m, spec), m));
+    }
+    if spec.break_glass.is_some()
+        && let Err(m) = gov.break_glass(&facts)
+    {
+        return Err(ServiceError::invalid("breakGlass", m));
+    }
+    Ok(())
+}
+
+/// The form field a policy refusal is about, for showing it beside that field.
+fn policy_field(message: &str, spec: &AccessRequestSpec) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if spec.break_glass.is_some() && m.contains("break-glass") {
+        "breakGlass"
+    } else if m.contains("reason") {
+        "reason"
+    } else if m.contains("ttl") || m.contains("duration") || m.contains("seconds") {
+        "ttlSeconds"
+    } else {
+        "namespaces"
+    }
+}
+
+/// Parses a requested start time: RFC 3339, or the form's local `YYYY-MM-DDTHH:MM[:SS]` in `tz`. It
+/// must not lie in the past (a minute's grace for the form's minute precision) nor more than
+/// [`MAX_START_AHEAD_DAYS`] ahead.
+pub fn parse_start_at(input: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, ServiceError> {
+    use chrono::TimeZone as _;
+    let bad = || {
+        ServiceError::invalid(
+            "startAt",
+            format!("{input:?} is not a time: use YYYY-MM-DDTHH:MM (in {tz}) or RFC 3339"),
+        )
+    };
+    if input.len() > 64 {
+        return Err(bad());
+    }
+    let t = match rules::time::parse_time(input) {
+        Some(t) => t,
+        None => {
+            let naive = chrono::NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S"))
+                .map_err(|_| bad())?;
+            match tz.from_local_datetime(&naive) {
+                chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
+                // A time that occurs twice (clocks turned back): the first of the two.
+                chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+                chrono::LocalResult::None => {
+                    return Err(ServiceError::invalid(
+                        "startAt",
+                        format!("{input} does not exist in {tz} (the clocks skip it); choose another time"),
+                    ));
+                }
+            }
+        }
+    };
+    if t < now - chrono::Duration::seconds(60) {
+        return Err(ServiceError::invalid("startAt", "the start time is in the past"));
+    }
+    if t > now + chrono::Duration::days(MAX_START_AHEAD_DAYS) {
+        return Err(ServiceError::invalid(
+            "startAt",
+            format!("the start time may be at most {MAX_START_AHEAD_DAYS} days ahead"),
+        ));
+    }
+    Ok(t)
 }
 
 fn phase_rank(p: Phase) -> u8 {
@@ -716,6 +1116,18 @@ mod tests {
             Arc::new(super::super::NoRecorder),
         );
         (svc, dir)
+    }
+
+    /// The metadata of a request's namespaces without labels or annotations (the default policy needs none).
+    fn infos(ar: &AccessRequest) -> Vec<NamespaceInfo> {
+        ar.spec
+            .namespaces
+            .iter()
+            .map(|n| NamespaceInfo {
+                name: n.clone(),
+                ..Default::default()
+            })
+            .collect()
     }
 
     fn names(page: &ListPage) -> Vec<&str> {
@@ -851,6 +1263,7 @@ mod tests {
             namespaces: vec!["team-a".into(), " team-a ".into()],
             ttl_seconds: None,
             reason: "  debugging  ".into(),
+            ..Default::default()
         };
         let (reason, ttl, namespaces) = svc.validate(&ok).expect("valid");
         assert_eq!(
@@ -949,49 +1362,76 @@ mod tests {
         let alice = identity(ALICE);
         let alices = request("r1", ALICE, "central", None, 10);
         let admins = request("r2", ADMIN, "central", None, 10);
-        let approve = DecisionInput::Approve { ttl_seconds: None };
+        let approve = DecisionInput::Approve {
+            ttl_seconds: None,
+            comment: String::new(),
+        };
         let forbidden = |r: Result<Value, ServiceError>| match r {
             Err(ServiceError::Forbidden(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert_eq!(
-            forbidden(svc.decision_patch(&alice, &alices, &approve)),
-            "only admins approve requests"
+            forbidden(svc.decision_patch(&alice, &alices, &infos(&alices), &approve)),
+            "only admins may approve under policy default"
         );
         assert_eq!(
-            forbidden(svc.decision_patch(&admin, &admins, &approve)),
+            forbidden(svc.decision_patch(&admin, &admins, &infos(&admins), &approve)),
             "you cannot approve your own request"
         );
-        forbidden(svc.decision_patch(&alice, &alices, &DecisionInput::Deny { reason: "no".into() }));
-        forbidden(svc.decision_patch(&alice, &alices, &DecisionInput::Extend { seconds: 60 }));
-        forbidden(svc.decision_patch(&alice, &alices, &DecisionInput::Revoke { reason: String::new() }));
-        forbidden(svc.decision_patch(&admin, &alices, &DecisionInput::Withdraw));
+        forbidden(svc.decision_patch(
+            &alice,
+            &alices,
+            &infos(&alices),
+            &DecisionInput::Deny { reason: "no".into() },
+        ));
+        forbidden(svc.decision_patch(&alice, &alices, &infos(&alices), &DecisionInput::Extend { seconds: 60 }));
+        forbidden(svc.decision_patch(
+            &alice,
+            &alices,
+            &infos(&alices),
+            &DecisionInput::Revoke { reason: String::new() },
+        ));
+        forbidden(svc.decision_patch(&admin, &alices, &infos(&alices), &DecisionInput::Withdraw));
         let patch = svc
-            .decision_patch(&admin, &alices, &approve)
+            .decision_patch(&admin, &alices, &infos(&alices), &approve)
             .expect("admin approves another's");
-        assert_eq!(patch["approval"]["by"], ADMIN);
+        // Appended to spec.approvals, never spec.approval; the admin's judgement recorded as a group.
+        assert_eq!(patch["approvals"][0]["by"], ADMIN);
+        assert_eq!(
+            patch["approvals"][0]["groups"],
+            json!([janus_api::policy::JANUS_ADMINS_GROUP])
+        );
+        assert!(patch.get("approval").is_none());
         let withdraw = svc
-            .decision_patch(&alice, &alices, &DecisionInput::Withdraw)
+            .decision_patch(&alice, &alices, &infos(&alices), &DecisionInput::Withdraw)
             .expect("own");
         assert_eq!(withdraw["withdrawal"]["by"], ALICE);
         let over = DecisionInput::Approve {
             ttl_seconds: Some(7200),
+            comment: String::new(),
         };
         assert_eq!(
-            invalid_field(svc.decision_patch(&admin, &alices, &over).expect_err("ttl")),
+            invalid_field(
+                svc.decision_patch(&admin, &alices, &infos(&alices), &over)
+                    .expect_err("ttl")
+            ),
             "ttlSeconds"
         );
         let no_reason = DecisionInput::Deny { reason: " ".into() };
         assert_eq!(
-            invalid_field(svc.decision_patch(&admin, &alices, &no_reason).expect_err("reason")),
+            invalid_field(
+                svc.decision_patch(&admin, &alices, &infos(&alices), &no_reason)
+                    .expect_err("reason")
+            ),
             "reason"
         );
         let ended = request("r3", ALICE, "central", Some("Denied"), 10);
         assert!(matches!(
-            svc.decision_patch(&alice, &ended, &DecisionInput::Withdraw),
+            svc.decision_patch(&alice, &ended, &infos(&ended), &DecisionInput::Withdraw),
             Err(ServiceError::Conflict(_))
         ));
-        let pending_extend = svc.decision_patch(&admin, &alices, &DecisionInput::Extend { seconds: 60 });
+        let pending_extend =
+            svc.decision_patch(&admin, &alices, &infos(&alices), &DecisionInput::Extend { seconds: 60 });
         assert!(
             matches!(pending_extend, Err(ServiceError::Conflict(_))),
             "only active access is extended"
@@ -999,7 +1439,7 @@ mod tests {
 
         let (selfish, _dir2) = offline(config("allowSelfApproval: true\n"), vec![]).await;
         selfish
-            .decision_patch(&admin, &admins, &approve)
+            .decision_patch(&admin, &admins, &infos(&admins), &approve)
             .expect("self-approval when configured");
     }
 
@@ -1015,15 +1455,17 @@ mod tests {
             st.expires_at = Some(rules::time::fmt_time(now + chrono::Duration::seconds(3000)));
         }
         let extend = |s| DecisionInput::Extend { seconds: s };
-        let patch = svc.decision_patch(&admin, &active, &extend(600)).expect("fits");
+        let patch = svc
+            .decision_patch(&admin, &active, &infos(&active), &extend(600))
+            .expect("fits");
         assert_eq!(patch["extensions"][0]["seconds"], 600);
         let e = svc
-            .decision_patch(&admin, &active, &extend(601))
+            .decision_patch(&admin, &active, &infos(&active), &extend(601))
             .expect_err("beyond max");
         assert!(e.to_string().contains("at most 600 more seconds"), "{e}");
         let (beyond, _dir2) = offline(config("allowExtensionBeyondMaxTtl: true\n"), vec![]).await;
         beyond
-            .decision_patch(&admin, &active, &extend(601))
+            .decision_patch(&admin, &active, &infos(&active), &extend(601))
             .expect("allowed beyond");
     }
 
@@ -1054,6 +1496,7 @@ mod tests {
             namespaces: vec!["team-a".into()],
             ttl_seconds: Some(900),
             reason: "debugging".into(),
+            ..Default::default()
         };
         let unknown = CreateInput {
             cluster: "nowhere".into(),
@@ -1085,19 +1528,23 @@ mod tests {
             svc.get_visible(&identity(BOB), &name).await,
             Err(ServiceError::NotFound(_))
         ));
-        let approve = || DecisionInput::Approve { ttl_seconds: Some(600) };
+        let approve = || DecisionInput::Approve {
+            ttl_seconds: Some(600),
+            comment: String::new(),
+        };
         assert!(matches!(
             svc.decide(&alice, &name, approve()).await,
             Err(ServiceError::Forbidden(_))
         ));
         let decided = svc.decide(&admin, &name, approve()).await.expect("approved");
-        let approval = decided.spec.approval.expect("approval written");
+        let approval = decided.spec.approvals.first().expect("approval written");
         assert_eq!((approval.by.as_str(), approval.ttl_seconds), (ADMIN, Some(600)));
+        assert!(decided.spec.approval.is_none(), "the legacy field is never written");
         let stored = Api::<AccessRequest>::all(sim.client().await.expect("client"))
             .get(&name)
             .await
             .expect("read back");
-        assert!(stored.spec.approval.is_some(), "the decision reached the API server");
+        assert_eq!(stored.spec.approvals.len(), 1, "the decision reached the API server");
 
         let own = svc
             .create(
@@ -1107,6 +1554,7 @@ mod tests {
                     namespaces: vec!["team-a".into()],
                     ttl_seconds: None,
                     reason: "mine".into(),
+                    ..Default::default()
                 },
             )
             .await
