@@ -54,6 +54,22 @@ pub mod reasons {
     .message("extensions are append-only: they are never removed"))]
 #[x_kube(validation = Rule::new("!(has(self.approval) && has(self.denial))")
     .message("a request is either approved or denied, not both"))]
+// Issue 15. No rule ties `approvals` to `denial`: a request with 1 of 2 approvals can still be denied.
+#[x_kube(validation = Rule::new("has(self.requesterGroups) == has(oldSelf.requesterGroups)")
+    .message("requesterGroups is recorded at creation: never added or removed later"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.approvals) || has(self.approvals)")
+    .message("approvals are append-only: they are never removed"))]
+// The first approval fixes when access starts: the approver decided on that start. An empty
+// `approvals` list (only a hand-written object has one) is no approval.
+#[x_kube(validation = Rule::new(
+    "!(has(oldSelf.approval) || (has(oldSelf.approvals) && size(oldSelf.approvals) > 0)) || (has(self.startAt) == has(oldSelf.startAt) && (!has(self.startAt) || self.startAt == oldSelf.startAt))"
+).message("startAt cannot be set, changed or removed once the request has an approval"))]
+#[x_kube(validation = Rule::new("has(self.breakGlass) == has(oldSelf.breakGlass)")
+    .message("breakGlass is set only at creation: never added or removed later"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.breakGlassReview) || has(self.breakGlassReview)")
+    .message("breakGlassReview is never removed once made"))]
+#[x_kube(validation = Rule::new("!has(self.breakGlassReview) || has(self.breakGlass)")
+    .message("breakGlassReview needs breakGlass: only a break-glass activation is reviewed"))]
 pub struct AccessRequestSpec {
     /// Email of the requester, set from the authenticated identity; never changes.
     #[schemars(length(min = 3, max = 254))]
@@ -109,6 +125,7 @@ pub struct AccessRequestSpec {
     /// Policies match on them and auto-approval and break-glass check them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 256)))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("requesterGroups is immutable: recorded at creation"))]
     pub requester_groups: Vec<String>,
     /// When access should begin (RFC 3339). Absent: as soon as the approval quorum is met. A request
     /// approved ahead is `Scheduled` until then, and expires at `startAt` plus the TTL.
@@ -119,12 +136,18 @@ pub struct AccessRequestSpec {
     /// more. The controller counts only distinct approvers the request's policy makes eligible.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
+    // Append-only with immutable entries, as `extensions` (see there).
+    #[x_kube(validation = Rule::new(
+        "self == oldSelf + self.filter(e, !(e in oldSelf))"
+    ).message("approvals are append-only: earlier entries are never changed, reordered or removed"))]
     pub approvals: Vec<ApprovalEntry>,
     /// Set at creation when the requester activated break-glass access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("breakGlass is immutable"))]
     pub break_glass: Option<BreakGlass>,
     /// Set once when an approver reviewed (acknowledged) a break-glass activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("breakGlassReview can be set once and is never changed or removed"))]
     pub break_glass_review: Option<BreakGlassReview>,
 }
 
