@@ -8,7 +8,8 @@ use crate::{
 };
 
 const COLUMNS: &str = "name, requester, cluster, namespaces, reason, ttl_seconds, phase, message, created_us, \
-     approved_by, decided_by, expires_us, ended_us, updated_us, deleted_us";
+     approved_by, decided_by, expires_us, ended_us, updated_us, deleted_us, policy, approvals, auto_approved, \
+     break_glass, break_glass_reviewed_by, start_us";
 
 fn record_from_row(r: &impl RowExt) -> Result<RequestRecord, StoreError> {
     Ok(RequestRecord {
@@ -27,6 +28,12 @@ fn record_from_row(r: &impl RowExt) -> Result<RequestRecord, StoreError> {
         ended_at: opt_from_us(r.opt_i64("ended_us")?)?,
         updated_at: from_us(r.i64("updated_us")?)?,
         deleted_at: opt_from_us(r.opt_i64("deleted_us")?)?,
+        policy: r.opt_string("policy")?,
+        approvals: from_json(&r.string("approvals")?)?,
+        auto_approved: r.boolean("auto_approved")?,
+        break_glass: r.boolean("break_glass")?,
+        break_glass_reviewed_by: r.opt_string("break_glass_reviewed_by")?,
+        start_at: opt_from_us(r.opt_i64("start_us")?)?,
     })
 }
 
@@ -55,16 +62,21 @@ impl Store {
             return Err(StoreError::Invalid("a request record needs a name".into()));
         }
         let ns = to_json(&r.namespaces)?;
+        let approvals = to_json(&r.approvals)?;
         on_pool!(self, p => sqlx::query(
             "INSERT INTO requests (name, uid, requester, cluster, namespaces, reason, ttl_seconds, phase, message, \
-             created_us, approved_by, decided_by, expires_us, ended_us, updated_us, deleted_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             created_us, approved_by, decided_by, expires_us, ended_us, updated_us, deleted_us, policy, approvals, \
+             auto_approved, break_glass, break_glass_reviewed_by, start_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22) \
              ON CONFLICT (name) DO UPDATE SET uid = COALESCE(excluded.uid, requests.uid), \
              requester = excluded.requester, cluster = excluded.cluster, namespaces = excluded.namespaces, \
              reason = excluded.reason, ttl_seconds = excluded.ttl_seconds, phase = excluded.phase, \
              message = excluded.message, created_us = excluded.created_us, approved_by = excluded.approved_by, \
              decided_by = excluded.decided_by, expires_us = excluded.expires_us, ended_us = excluded.ended_us, \
-             updated_us = excluded.updated_us, \
+             updated_us = excluded.updated_us, policy = excluded.policy, approvals = excluded.approvals, \
+             auto_approved = excluded.auto_approved, break_glass = excluded.break_glass, \
+             break_glass_reviewed_by = excluded.break_glass_reviewed_by, start_us = excluded.start_us, \
              deleted_us = COALESCE(excluded.deleted_us, requests.deleted_us) \
              WHERE excluded.updated_us >= requests.updated_us",
         )
@@ -84,6 +96,12 @@ impl Store {
         .bind(r.ended_at.map(us))
         .bind(us(r.updated_at))
         .bind(r.deleted_at.map(us))
+        .bind(r.policy.as_deref())
+        .bind(&approvals)
+        .bind(r.auto_approved)
+        .bind(r.break_glass)
+        .bind(r.break_glass_reviewed_by.as_deref())
+        .bind(r.start_at.map(us))
         .execute(p)
         .await
         .map(|_| ())

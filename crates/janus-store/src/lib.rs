@@ -71,6 +71,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "login limits, unique email",
         include_str!("../migrations/sqlite/0002_login_limits_unique_email.sql"),
     ),
+    (
+        3,
+        "request history: approval policies",
+        include_str!("../migrations/sqlite/0003_request_policies.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -78,6 +83,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         2,
         "login limits, unique email",
         include_str!("../migrations/postgres/0002_login_limits_unique_email.sql"),
+    ),
+    (
+        3,
+        "request history: approval policies",
+        include_str!("../migrations/postgres/0003_request_policies.sql"),
     ),
 ];
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use janus_api::access_request::{AccessRequest, AccessRequestStatus, ApprovedSpec, Phase, reasons};
+use janus_api::access_request::{AccessRequest, AccessRequestSpec, AccessRequestStatus, ApprovedSpec, Phase, reasons};
 use janus_api::rules::{self, conditions::types, time::parse_time};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
@@ -26,6 +26,160 @@ use crate::{AuditKind, NewAuditEvent, RequestRecord, Store, StoreError};
 
 /// The actor of events observed from the controller, retention and other automatic processes.
 pub const SYSTEM_ACTOR: &str = "system";
+
+/// The actor of an auto-approval: the policy's `autoApprove` rule, no person.
+pub const AUTO_APPROVAL_ACTOR: &str = "system:auto-approval";
+
+/// Who "approved" a break-glass activation in the history row: the policy's `breakGlass` rule.
+pub const BREAK_GLASS_ACTOR: &str = "system:break-glass";
+
+/// The condition type and reasons the controller writes for approval policies (issue 15). They are an
+/// API between the controller and the recorder, like the other condition names in
+/// `janus_api::rules::conditions`; kept here until that module carries them.
+mod policy_conditions {
+    /// `True` once the request's policy is satisfied; its reason says how.
+    pub const POLICY_SATISFIED: &str = "PolicySatisfied";
+    /// `True` while an approved request waits for its `startAt`.
+    pub const SCHEDULED: &str = "Scheduled";
+    /// Approved by the policy's auto-approval rule.
+    pub const AUTO_APPROVED: &str = "AutoApproved";
+    /// Activated under the policy's break-glass rule.
+    pub const BREAK_GLASS: &str = "BreakGlass";
+}
+
+/// How a request came to be approved, as the controller's status tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Its approvals (one approval without policies; the quorum under one).
+    Quorum,
+    /// The policy's auto-approval rule.
+    Auto,
+    /// The requester broke glass under the policy's rule.
+    BreakGlass,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Quorum => "quorum",
+            Via::Auto => "auto_approval",
+            Via::BreakGlass => "break_glass",
+        }
+    }
+}
+
+/// One approval written into the spec: `spec.approval` (index `None`, from older clients) or
+/// `spec.approvals[i]`. Listed in the order the policy tally reads them.
+struct Written<'a> {
+    index: Option<usize>,
+    by: &'a str,
+    at: &'a str,
+    ttl_seconds: Option<i64>,
+    comment: &'a str,
+    groups: &'a [String],
+}
+
+fn written_approvals(spec: &AccessRequestSpec) -> Vec<Written<'_>> {
+    let legacy = spec.approval.iter().map(|a| Written {
+        index: None,
+        by: &a.by,
+        at: &a.at,
+        ttl_seconds: a.ttl_seconds,
+        comment: "",
+        groups: &[],
+    });
+    let entries = spec.approvals.iter().enumerate().map(|(i, e)| Written {
+        index: Some(i),
+        by: &e.by,
+        at: &e.at,
+        ttl_seconds: e.ttl_seconds,
+        comment: &e.comment,
+        groups: &e.groups,
+    });
+    legacy.chain(entries).collect()
+}
+
+fn true_condition<'a>(status: &'a AccessRequestStatus, type_: &str) -> Option<&'a janus_api::Condition> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Whether the controller approved the request, how, and when it observed that. `None` while it has
+/// not (a decision written into the spec is not yet an approval under a policy).
+fn approval_observed(status: &AccessRequestStatus) -> Option<(Via, Option<DateTime<Utc>>)> {
+    let satisfied = true_condition(status, policy_conditions::POLICY_SATISFIED);
+    let approved = true_condition(status, types::APPROVED);
+    let approved_phase = matches!(status.phase, Phase::Approved | Phase::Scheduled | Phase::Active);
+    if status.approved_at.is_none() && satisfied.is_none() && approved.is_none() && !approved_phase {
+        return None;
+    }
+    let reason = satisfied.or(approved).map(|c| c.reason.as_str());
+    let policy = status.policy.as_ref();
+    let via = match reason {
+        Some(policy_conditions::AUTO_APPROVED) => Via::Auto,
+        Some(policy_conditions::BREAK_GLASS) => Via::BreakGlass,
+        _ if policy.is_some_and(|p| p.auto_approved) => Via::Auto,
+        _ if policy.is_some_and(|p| p.break_glass) => Via::BreakGlass,
+        _ => Via::Quorum,
+    };
+    let at = status
+        .approved_at
+        .as_deref()
+        .and_then(parse_time)
+        .or_else(|| approved.and_then(|c| parse_time(&c.last_transition_time)))
+        .or_else(|| satisfied.and_then(|c| parse_time(&c.last_transition_time)));
+    Some((via, at))
+}
+
+/// The approval that completed the quorum: of each counted approver's first approval, the latest.
+/// Without a count (no policy status), the latest approval written.
+fn completing<'w, 'a>(written: &'w [Written<'a>], counted: &[String]) -> Option<&'w Written<'a>> {
+    let candidates: Vec<&Written<'a>> = if counted.is_empty() {
+        written.iter().collect()
+    } else {
+        counted
+            .iter()
+            .filter_map(|who| written.iter().find(|w| w.by.trim().eq_ignore_ascii_case(who)))
+            .collect()
+    };
+    // Ties (and unparsable times) go to the later one in the tally's order.
+    candidates.into_iter().max_by_key(|w| parse_time(w.at))
+}
+
+/// Pairs each `status.policy.ignored` entry (`<email>: <why>`) with the approvals it stands for. The
+/// controller lists each person and reason once, so one entry may stand for several approvals: all of
+/// that email's, except the one counted (the first) when the person also counts. An entry that names
+/// no written approval (only a hand-edited status) comes with `None`.
+fn ignored_approvals<'w, 'a>(
+    written: &'w [Written<'a>],
+    ignored: &'w [String],
+    counted: &[String],
+) -> Vec<(&'w String, Option<&'w Written<'a>>)> {
+    let mut used: HashSet<Option<usize>> = HashSet::new();
+    let mut out = Vec::new();
+    for why in ignored {
+        let who = ignored_email(why);
+        let skip_first = counted.iter().any(|c| c.eq_ignore_ascii_case(who));
+        let entries: Vec<&Written<'a>> = written
+            .iter()
+            .filter(|w| w.by.trim().eq_ignore_ascii_case(who))
+            .skip(usize::from(skip_first))
+            .filter(|w| used.insert(w.index))
+            .collect();
+        if entries.is_empty() {
+            out.push((why, None));
+        }
+        out.extend(entries.into_iter().map(|w| (why, Some(w))));
+    }
+    out
+}
+
+/// The email an entry of `status.policy.ignored` names (the text before `: `).
+fn ignored_email(why: &str) -> &str {
+    why.split_once(": ").map_or(why, |(w, _)| w).trim()
+}
 
 /// Message prefix controllers before the `PendingTimeout` condition reason wrote when a pending request
 /// timed out. Read only for such objects (their `Denied` condition has the generic reason `Denied`),
@@ -158,23 +312,200 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         }
     };
 
+    let mut created_details = json!({"reason": spec.reason, "ttl_seconds": spec.ttl_seconds});
+    // Only what the request asked for beyond the original fields, so older objects give the same
+    // details as before.
+    if let Some(start) = &spec.start_at {
+        created_details["start_at"] = json!(start);
+    }
+    if spec.break_glass.is_some() {
+        created_details["break_glass"] = json!(true);
+    }
+    if !spec.requester_groups.is_empty() {
+        created_details["requester_groups"] = json!(spec.requester_groups);
+    }
     push(
         AuditKind::RequestCreated,
         None,
         created,
         &spec.requester,
-        json!({"reason": spec.reason, "ttl_seconds": spec.ttl_seconds}),
+        created_details,
     );
-    if let Some(a) = &spec.approval {
-        let at = parse_time(&a.at)
-            .or_else(|| status.approved_at.as_deref().and_then(parse_time))
-            .or_else(|| condition_time(&status, types::APPROVED));
+
+    let policy = status.policy.as_ref();
+    let policy_name = policy.map(|p| p.name.clone());
+    let counted: &[String] = policy.map_or(&[], |p| p.approved_by.as_slice());
+    let observed = approval_observed(&status);
+    let observed_at = observed.and_then(|(_, at)| at);
+    let written = written_approvals(spec);
+    let mut unmatched = Vec::new();
+
+    // Every approval written into `spec.approvals`, counted or not (the tally is the controller's and
+    // is recorded with `request.approved` and `request.approval_ignored`). A `spec.approval` from an
+    // older client is its own event only when it is not the approval `request.approved` names: under
+    // a policy needing more than one, next to `spec.approvals`, or when the request ended without it.
+    let legacy_alone = spec.approvals.is_empty() && policy.is_none_or(|p| p.approvals_required <= 1);
+    let legacy_named = match (policy, observed) {
+        (None, _) => true,
+        (Some(_), Some((Via::Quorum, _))) => legacy_alone,
+        (Some(_), Some(_)) => false,
+        (Some(_), None) => legacy_alone && !status.phase.is_terminal(),
+    };
+    for w in &written {
+        if w.index.is_none() && legacy_named {
+            continue;
+        }
         push(
-            AuditKind::RequestApproved,
+            AuditKind::ApprovalGiven,
+            w.index,
+            parse_time(w.at).or(observed_at),
+            w.by,
+            json!({
+                "index": w.index,
+                "comment": w.comment,
+                "ttl_seconds": w.ttl_seconds,
+                "groups": w.groups,
+                "policy": policy_name,
+            }),
+        );
+    }
+    for (why, w) in ignored_approvals(&written, policy.map_or(&[], |p| p.ignored.as_slice()), counted) {
+        let who = ignored_email(why);
+        let details = json!({
+            "reason": why,
+            "index": w.and_then(|w| w.index),
+            "groups": w.map_or(&[][..], |w| w.groups),
+            "policy": policy_name,
+        });
+        let at = w.and_then(|w| parse_time(w.at)).or(observed_at);
+        match w {
+            Some(w) => push(AuditKind::ApprovalIgnored, w.index, at, w.by, details),
+            None => {
+                // An ignored approval that names no written one (only a hand-edited status): keyed by
+                // the name it gives, so it is still recorded once.
+                if let Some(at) = at.or(created) {
+                    unmatched.push(NewAuditEvent {
+                        key: format!("{uid}/{}/{}", AuditKind::ApprovalIgnored.as_str(), who.to_lowercase()),
+                        kind: AuditKind::ApprovalIgnored,
+                        at,
+                        actor: who.to_string(),
+                        request: Some(name.clone()),
+                        cluster: Some(spec.cluster.clone()),
+                        namespaces: spec.namespaces.clone(),
+                        details,
+                    });
+                }
+            }
+        }
+    }
+
+    match (policy, &spec.approval) {
+        // Before policies (or an older controller): the approval written is the approval, as always.
+        (None, Some(a)) => {
+            let at = parse_time(&a.at)
+                .or_else(|| status.approved_at.as_deref().and_then(parse_time))
+                .or_else(|| condition_time(&status, types::APPROVED));
+            push(
+                AuditKind::RequestApproved,
+                None,
+                at,
+                &a.by,
+                json!({"ttl_seconds": effective_ttl(ar), "requested_ttl_seconds": spec.ttl_seconds}),
+            );
+        }
+        _ => {
+            if let Some((via, _)) = observed {
+                let (actor, at) = match via {
+                    Via::Quorum => match completing(&written, counted) {
+                        Some(w) => (w.by.to_string(), parse_time(w.at).or(observed_at)),
+                        None => (SYSTEM_ACTOR.to_string(), observed_at),
+                    },
+                    Via::Auto => (AUTO_APPROVAL_ACTOR.to_string(), observed_at),
+                    Via::BreakGlass => (
+                        spec.requester.clone(),
+                        spec.break_glass
+                            .as_ref()
+                            .and_then(|b| parse_time(&b.at))
+                            .or(observed_at),
+                    ),
+                };
+                let reason = true_condition(&status, policy_conditions::POLICY_SATISFIED)
+                    .or_else(|| true_condition(&status, types::APPROVED))
+                    .map(|c| c.reason.clone());
+                push(
+                    AuditKind::RequestApproved,
+                    None,
+                    at,
+                    &actor,
+                    json!({
+                        "ttl_seconds": effective_ttl(ar),
+                        "requested_ttl_seconds": spec.ttl_seconds,
+                        "via": via.as_str(),
+                        "policy": policy_name,
+                        "approvers": counted,
+                        "approvals_required": policy.map(|p| p.approvals_required),
+                        "condition_reason": reason,
+                        "start_at": spec.start_at,
+                    }),
+                );
+            }
+        }
+    }
+    if let Some((via, _)) = observed {
+        if via == Via::Auto {
+            push(
+                AuditKind::AutoApproved,
+                None,
+                observed_at,
+                AUTO_APPROVAL_ACTOR,
+                json!({
+                    "policy": policy_name,
+                    "ttl_seconds": effective_ttl(ar),
+                    "requester_groups": spec.requester_groups,
+                }),
+            );
+        }
+        if let Some(b) = spec.break_glass.as_ref().filter(|_| via == Via::BreakGlass) {
+            push(
+                AuditKind::BreakGlassActivated,
+                None,
+                parse_time(&b.at).or(observed_at),
+                &spec.requester,
+                json!({
+                    "reason": spec.reason,
+                    "ttl_seconds": effective_ttl(ar),
+                    "policy": policy_name,
+                    "requester_groups": spec.requester_groups,
+                }),
+            );
+        }
+        // Approved ahead of its start: the controller holds it Scheduled until `startAt`.
+        if let Some(start) = spec.start_at.as_deref() {
+            let scheduled_at = condition_time(&status, policy_conditions::SCHEDULED);
+            let ahead = observed_at.zip(parse_time(start)).is_some_and(|(at, s)| at < s);
+            if scheduled_at.is_some() || status.phase == Phase::Scheduled || ahead {
+                push(
+                    AuditKind::RequestScheduled,
+                    None,
+                    scheduled_at.or(observed_at),
+                    SYSTEM_ACTOR,
+                    json!({"start_at": start, "policy": policy_name, "via": via.as_str()}),
+                );
+            }
+        }
+    }
+    if let Some(r) = &spec.break_glass_review {
+        push(
+            AuditKind::BreakGlassReviewed,
             None,
-            at,
-            &a.by,
-            json!({"ttl_seconds": effective_ttl(ar), "requested_ttl_seconds": spec.ttl_seconds}),
+            parse_time(&r.at),
+            &r.by,
+            json!({
+                "comment": r.comment,
+                "groups": r.groups,
+                "policy": policy_name,
+                "break_glass_at": spec.break_glass.as_ref().map(|b| &b.at),
+            }),
         );
     }
     if let Some(d) = &spec.denial {
@@ -291,6 +622,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
             json!({"message": c.message}),
         );
     }
+    out.extend(unmatched);
     out.sort_by_key(|e| e.at);
     out
 }
@@ -345,6 +677,9 @@ pub fn record_from_request(ar: &AccessRequest) -> RequestRecord {
     ];
     times.extend(decision_times.into_iter().flatten().filter_map(parse_time));
     times.extend(spec.extensions.iter().filter_map(|e| parse_time(&e.at)));
+    times.extend(spec.approvals.iter().filter_map(|e| parse_time(&e.at)));
+    times.extend(spec.break_glass.iter().filter_map(|b| parse_time(&b.at)));
+    times.extend(spec.break_glass_review.iter().filter_map(|r| parse_time(&r.at)));
     times.extend(
         status
             .conditions
@@ -352,6 +687,16 @@ pub fn record_from_request(ar: &AccessRequest) -> RequestRecord {
             .filter_map(|c| parse_time(&c.last_transition_time)),
     );
     let updated = times.into_iter().max().unwrap_or(created);
+    let policy = status.policy.as_ref();
+    let via = approval_observed(&status).map(|(via, _)| via);
+    let approved_by = match (&spec.approval, policy, via) {
+        (Some(a), None, _) => Some(a.by.clone()),
+        (_, Some(p), Some(Via::Quorum)) if !p.approved_by.is_empty() => Some(p.approved_by.join(", ")),
+        (Some(a), _, Some(Via::Quorum)) => Some(a.by.clone()),
+        (_, _, Some(Via::Auto)) => Some(AUTO_APPROVAL_ACTOR.to_string()),
+        (_, _, Some(Via::BreakGlass)) => Some(BREAK_GLASS_ACTOR.to_string()),
+        _ => None,
+    };
     RequestRecord {
         name: ar.metadata.name.clone().unwrap_or_default(),
         requester: spec.requester.clone(),
@@ -366,12 +711,18 @@ pub fn record_from_request(ar: &AccessRequest) -> RequestRecord {
         },
         message: status.message.clone(),
         created_at: created,
-        approved_by: spec.approval.as_ref().map(|a| a.by.clone()),
+        approved_by,
         decided_by,
         expires_at: status.expires_at.as_deref().and_then(parse_time),
         ended_at: status.ended_at.as_deref().and_then(parse_time),
         updated_at: updated,
         deleted_at: None,
+        policy: policy.map(|p| p.name.clone()),
+        approvals: written_approvals(spec).iter().map(|w| w.by.to_string()).collect(),
+        auto_approved: via == Some(Via::Auto) || policy.is_some_and(|p| p.auto_approved),
+        break_glass: via == Some(Via::BreakGlass) || policy.is_some_and(|p| p.break_glass),
+        break_glass_reviewed_by: spec.break_glass_review.as_ref().map(|r| r.by.clone()),
+        start_at: spec.start_at.as_deref().and_then(parse_time),
     }
 }
 
@@ -803,6 +1154,399 @@ mod tests {
         let evs = events_from_request(&ar(v));
         assert_eq!(evs.last().unwrap().kind.as_str(), "request.failed");
         assert_eq!(evs.last().unwrap().details["condition_reason"], "ValidationFailed");
+    }
+
+    fn cond(type_: &str, reason: &str, at: &str) -> serde_json::Value {
+        json!({"type": type_, "status": "True", "reason": reason, "message": "", "lastTransitionTime": at})
+    }
+
+    fn keys(evs: &[NewAuditEvent]) -> Vec<&str> {
+        evs.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    fn find<'a>(evs: &'a [NewAuditEvent], key: &str) -> &'a NewAuditEvent {
+        evs.iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no event {key} in {:?}", keys(evs)))
+    }
+
+    /// Events are unique by key and the same object gives the same events.
+    fn assert_stable(v: &serde_json::Value, evs: &[NewAuditEvent]) {
+        let unique: HashSet<_> = evs.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(unique.len(), evs.len(), "keys are unique: {:?}", keys(evs));
+        assert_eq!(events_from_request(&ar(v.clone())), evs, "deterministic");
+    }
+
+    /// A 2-of-n policy: two approvals with comments, the quorum met by the second.
+    fn quorum_request() -> serde_json::Value {
+        let mut v = base();
+        v["spec"]["approvals"] = json!([
+            {"by": "b@x.io", "at": "2026-01-01T00:01:00.125Z", "ttlSeconds": 300, "comment": "ok, ticket OPS-1",
+             "groups": ["sre", "k8s-janus:admins"]},
+            {"by": "C@x.io", "at": "2026-01-01T00:02:00.5Z", "comment": "<b>fine</b>"}
+        ]);
+        v["status"] = json!({
+            "phase": "Active", "approvedAt": "2026-01-01T00:02:01Z", "activeAt": "2026-01-01T00:02:02Z",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 2, "approvedBy": ["b@x.io", "c@x.io"]},
+            "conditions": [
+                cond("Approved", "QuorumMet", "2026-01-01T00:02:01Z"),
+                cond("PolicySatisfied", "QuorumMet", "2026-01-01T00:02:01Z"),
+                cond("Granted", "Granted", "2026-01-01T00:02:02Z")
+            ]
+        });
+        v
+    }
+
+    #[test]
+    fn each_approval_is_an_event_and_the_quorum_names_its_approvers() {
+        let v = quorum_request();
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approval_given",
+                "request.approval_given",
+                "request.approved",
+                "request.activated"
+            ]
+        );
+        let first = find(&evs, "u-1/request.approval_given/0");
+        assert_eq!(first.actor, "b@x.io");
+        assert_eq!(first.at, parse_time("2026-01-01T00:01:00.125Z").unwrap());
+        assert_eq!(first.details["comment"], "ok, ticket OPS-1");
+        assert_eq!(first.details["ttl_seconds"], 300);
+        assert_eq!(first.details["groups"], json!(["sre", "k8s-janus:admins"]));
+        assert_eq!(first.details["index"], 0);
+        assert_eq!(first.details["policy"], "prod");
+        let second = find(&evs, "u-1/request.approval_given/1");
+        assert_eq!(second.details["comment"], "<b>fine</b>");
+        // The request became approved when the second counted approval arrived, by that approver.
+        let approved = find(&evs, "u-1/request.approved");
+        assert_eq!(approved.actor, "C@x.io");
+        assert_eq!(approved.at, parse_time("2026-01-01T00:02:00.5Z").unwrap());
+        assert_eq!(approved.details["via"], "quorum");
+        assert_eq!(approved.details["approvers"], json!(["b@x.io", "c@x.io"]));
+        assert_eq!(approved.details["approvals_required"], 2);
+        assert_eq!(approved.details["policy"], "prod");
+        assert_eq!(approved.details["condition_reason"], "QuorumMet");
+        assert_stable(&v, &evs);
+
+        // Halfway (1 of 2): the approval is recorded, the request is not approved.
+        let mut half = quorum_request();
+        half["spec"]["approvals"].as_array_mut().unwrap().truncate(1);
+        half["status"] = json!({"phase": "Pending",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 1, "approvedBy": ["b@x.io"]},
+            "conditions": [{"type": "PolicySatisfied", "status": "False", "reason": "AwaitingApprovals",
+                            "message": "1/2 approvals", "lastTransitionTime": "2026-01-01T00:01:01Z"}]});
+        let evs_half = events_from_request(&ar(half));
+        assert_eq!(kinds(&evs_half), ["request.created", "request.approval_given"]);
+        // What was recorded halfway is recorded again, with the same key, time and details.
+        assert_eq!(evs_half[1], *find(&evs, "u-1/request.approval_given/0"));
+    }
+
+    #[test]
+    fn an_approval_that_does_not_count_is_its_own_event() {
+        // A direct CRD patch by someone who is not an approver of the policy.
+        let mut v = base();
+        v["spec"]["approvals"] = json!([{"by": "mallory@x.io", "at": "2026-01-01T00:00:10Z", "groups": ["sre"]}]);
+        v["status"] = json!({"phase": "Pending",
+            "policy": {"name": "prod", "approvalsRequired": 1, "approvalsGiven": 0,
+                       "ignored": ["mallory@x.io: not an approver of policy prod"]}});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            keys(&evs),
+            [
+                "u-1/request.created",
+                "u-1/request.approval_given/0",
+                "u-1/request.approval_ignored/0"
+            ]
+        );
+        let ignored = &evs[2];
+        assert_eq!(ignored.kind.as_str(), "request.approval_ignored");
+        assert_eq!(ignored.actor, "mallory@x.io");
+        assert_eq!(ignored.at, parse_time("2026-01-01T00:00:10Z").unwrap());
+        assert_eq!(
+            ignored.details["reason"],
+            "mallory@x.io: not an approver of policy prod"
+        );
+        assert_eq!(ignored.details["policy"], "prod");
+        assert_stable(&v, &evs);
+        // The status lists a person and reason once; each of their approvals is an event.
+        v["spec"]["approvals"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"by": "Mallory@x.io", "at": "2026-01-01T00:00:40Z"}));
+        let evs = events_from_request(&ar(v.clone()));
+        let again = find(&evs, "u-1/request.approval_ignored/1");
+        assert_eq!(again.actor, "Mallory@x.io");
+        assert_eq!(again.at, parse_time("2026-01-01T00:00:40Z").unwrap());
+        assert_eq!(
+            kinds(&evs).iter().filter(|k| **k == "request.approval_ignored").count(),
+            2
+        );
+        assert_stable(&v, &evs);
+
+        // A second approval by a counted approver: the duplicate (not the first) is the ignored one.
+        let mut v = base();
+        v["spec"]["approvals"] = json!([
+            {"by": "b@x.io", "at": "2026-01-01T00:00:10Z"},
+            {"by": "B@x.io", "at": "2026-01-01T00:00:20Z"}
+        ]);
+        v["status"] = json!({"phase": "Pending",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 1, "approvedBy": ["b@x.io"],
+                       "ignored": ["b@x.io: approved more than once; counted once"]}});
+        let evs = events_from_request(&ar(v.clone()));
+        let ignored = find(&evs, "u-1/request.approval_ignored/1");
+        assert_eq!(ignored.at, parse_time("2026-01-01T00:00:20Z").unwrap());
+        assert!(evs.iter().all(|e| e.key != "u-1/request.approval_ignored/0"));
+        assert_eq!(
+            kinds(&evs).iter().filter(|k| **k == "request.approval_given").count(),
+            2
+        );
+        assert_stable(&v, &evs);
+    }
+
+    #[test]
+    fn auto_approval_is_recorded_as_such() {
+        let mut v = base();
+        v["spec"]["requesterGroups"] = json!(["oncall"]);
+        v["status"] = json!({
+            "phase": "Active", "approvedAt": "2026-01-01T00:00:01.5Z", "activeAt": "2026-01-01T00:00:02Z",
+            "policy": {"name": "oncall-read", "approvalsRequired": 1, "approvalsGiven": 0, "autoApproved": true},
+            "conditions": [
+                cond("Approved", "AutoApproved", "2026-01-01T00:00:01.5Z"),
+                cond("PolicySatisfied", "AutoApproved", "2026-01-01T00:00:01.5Z")
+            ]
+        });
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approved",
+                "request.auto_approved",
+                "request.activated"
+            ]
+        );
+        assert_eq!(evs[0].details["requester_groups"], json!(["oncall"]));
+        for e in &evs[1..3] {
+            assert_eq!(e.actor, AUTO_APPROVAL_ACTOR);
+            assert_eq!(e.at, parse_time("2026-01-01T00:00:01.5Z").unwrap());
+            assert_eq!(e.details["policy"], "oncall-read");
+        }
+        assert_eq!(evs[1].details["via"], "auto_approval");
+        assert_eq!(evs[2].key, "u-1/request.auto_approved");
+        let r = record_from_request(&ar(v.clone()));
+        assert!(r.auto_approved && !r.break_glass);
+        assert_eq!(r.approved_by.as_deref(), Some(AUTO_APPROVAL_ACTOR));
+        assert_eq!(r.policy.as_deref(), Some("oncall-read"));
+        assert_stable(&v, &evs);
+    }
+
+    #[test]
+    fn break_glass_activation_and_its_review() {
+        let mut v = base();
+        v["spec"]["reason"] = json!("INC-7 database down");
+        v["spec"]["breakGlass"] = json!({"at": "2026-01-01T00:00:00.250Z"});
+        v["status"] = json!({
+            "phase": "Active", "approvedAt": "2026-01-01T00:00:01Z", "activeAt": "2026-01-01T00:00:02Z",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 0, "breakGlass": true},
+            "conditions": [cond("PolicySatisfied", "BreakGlass", "2026-01-01T00:00:01Z")]
+        });
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approved",
+                "request.break_glass",
+                "request.activated"
+            ]
+        );
+        assert_eq!(evs[0].details["break_glass"], true);
+        let bg = find(&evs, "u-1/request.break_glass");
+        assert_eq!(bg.actor, "a@x.io");
+        assert_eq!(bg.at, parse_time("2026-01-01T00:00:00.250Z").unwrap());
+        assert_eq!(bg.details["reason"], "INC-7 database down");
+        assert_eq!(bg.details["ttl_seconds"], 600);
+        assert_eq!(bg.details["policy"], "prod");
+        assert_eq!(find(&evs, "u-1/request.approved").details["via"], "break_glass");
+        assert_eq!(find(&evs, "u-1/request.approved").actor, "a@x.io");
+        assert_stable(&v, &evs);
+        let r = record_from_request(&ar(v.clone()));
+        assert!(r.break_glass && r.break_glass_reviewed_by.is_none());
+        assert_eq!(r.approved_by.as_deref(), Some(BREAK_GLASS_ACTOR));
+
+        // The review, later: one more event, the earlier ones unchanged.
+        v["spec"]["breakGlassReview"] = json!({"by": "lead@x.io", "at": "2026-01-01T01:00:00Z",
+                                               "comment": "justified", "groups": ["sre-leads"]});
+        let reviewed = events_from_request(&ar(v.clone()));
+        assert_eq!(&reviewed[..4], &evs[..]);
+        let review = find(&reviewed, "u-1/request.break_glass_reviewed");
+        assert_eq!(review.actor, "lead@x.io");
+        assert_eq!(review.at, parse_time("2026-01-01T01:00:00Z").unwrap());
+        assert_eq!(review.details["comment"], "justified");
+        assert_eq!(review.details["groups"], json!(["sre-leads"]));
+        assert_stable(&v, &reviewed);
+        let r = record_from_request(&ar(v));
+        assert_eq!(r.break_glass_reviewed_by.as_deref(), Some("lead@x.io"));
+        assert_eq!(r.updated_at, parse_time("2026-01-01T01:00:00Z").unwrap());
+
+        // Asked for but refused by the policy: created says so, the denial is the controller's.
+        let mut refused = base();
+        refused["spec"]["breakGlass"] = json!({"at": "2026-01-01T00:00:00Z"});
+        refused["status"] = json!({"phase": "Denied", "message": "break-glass is not allowed", "endedAt": "2026-01-01T00:00:01Z",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 0},
+            "conditions": [cond("Denied", "ValidationFailed", "2026-01-01T00:00:01Z")]});
+        let evs = events_from_request(&ar(refused));
+        assert_eq!(kinds(&evs), ["request.created", "request.denied"]);
+        assert_eq!(evs[0].details["break_glass"], true);
+        assert_eq!(evs[1].details["condition_reason"], "ValidationFailed");
+    }
+
+    #[test]
+    fn a_request_approved_ahead_is_scheduled() {
+        let mut v = base();
+        v["spec"]["startAt"] = json!("2026-01-02T09:00:00Z");
+        v["spec"]["approvals"] = json!([{"by": "b@x.io", "at": "2026-01-01T00:05:00Z"}]);
+        v["status"] = json!({
+            "phase": "Scheduled", "approvedAt": "2026-01-01T00:05:01Z",
+            "policy": {"name": "default", "approvalsRequired": 1, "approvalsGiven": 1, "approvedBy": ["b@x.io"]},
+            "conditions": [
+                cond("Approved", "QuorumMet", "2026-01-01T00:05:01Z"),
+                cond("PolicySatisfied", "QuorumMet", "2026-01-01T00:05:01Z"),
+                cond("Scheduled", "StartsLater", "2026-01-01T00:05:01.750Z")
+            ]
+        });
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            [
+                "request.created",
+                "request.approval_given",
+                "request.approved",
+                "request.scheduled"
+            ]
+        );
+        assert_eq!(evs[0].details["start_at"], "2026-01-02T09:00:00Z");
+        let s = find(&evs, "u-1/request.scheduled");
+        assert_eq!(s.actor, SYSTEM_ACTOR);
+        assert_eq!(s.at, parse_time("2026-01-01T00:05:01.750Z").unwrap());
+        assert_eq!(s.details["start_at"], "2026-01-02T09:00:00Z");
+        assert_stable(&v, &evs);
+        assert_eq!(
+            record_from_request(&ar(v.clone())).start_at,
+            parse_time("2026-01-02T09:00:00Z")
+        );
+
+        // Started: the Scheduled condition is gone, the event is still derived (same key).
+        v["status"]["phase"] = json!("Active");
+        v["status"]["activeAt"] = json!("2026-01-02T09:00:00.2Z");
+        v["status"]["conditions"].as_array_mut().unwrap().pop();
+        let started = events_from_request(&ar(v));
+        assert_eq!(
+            kinds(&started),
+            [
+                "request.created",
+                "request.approval_given",
+                "request.approved",
+                "request.scheduled",
+                "request.activated"
+            ]
+        );
+        assert_eq!(find(&started, "u-1/request.scheduled").key, s.key);
+
+        // Approved after its start time: not scheduled.
+        let mut late = base();
+        late["spec"]["startAt"] = json!("2026-01-01T00:00:30Z");
+        late["spec"]["approvals"] = json!([{"by": "b@x.io", "at": "2026-01-01T00:05:00Z"}]);
+        late["status"] = json!({"phase": "Active", "approvedAt": "2026-01-01T00:05:01Z",
+            "policy": {"name": "default", "approvalsRequired": 1, "approvalsGiven": 1, "approvedBy": ["b@x.io"]}});
+        assert!(!kinds(&events_from_request(&ar(late))).contains(&"request.scheduled"));
+    }
+
+    #[test]
+    fn a_legacy_approval_under_policies() {
+        // The default policy (one approval): the legacy approval is the approval, once the controller
+        // approved; nothing more than before.
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00Z"});
+        v["status"] = json!({"phase": "Pending",
+            "policy": {"name": "default", "approvalsRequired": 1, "approvalsGiven": 0}});
+        assert_eq!(kinds(&events_from_request(&ar(v.clone()))), ["request.created"]);
+        v["status"] = json!({"phase": "Active", "approvedAt": "2026-01-01T00:01:01Z", "activeAt": "2026-01-01T00:01:02Z",
+            "policy": {"name": "default", "approvalsRequired": 1, "approvalsGiven": 1, "approvedBy": ["b@x.io"]},
+            "conditions": [cond("PolicySatisfied", "QuorumMet", "2026-01-01T00:01:01Z")]});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            kinds(&evs),
+            ["request.created", "request.approved", "request.activated"]
+        );
+        assert_eq!(evs[1].actor, "b@x.io");
+        assert_eq!(evs[1].at, parse_time("2026-01-01T00:01:00Z").unwrap());
+        assert_eq!(evs[1].details["via"], "quorum");
+        assert_eq!(record_from_request(&ar(v)).approved_by.as_deref(), Some("b@x.io"));
+
+        // Under a policy needing two, it is one approval among others.
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00Z", "ttlSeconds": 120});
+        v["spec"]["approvals"] = json!([{"by": "c@x.io", "at": "2026-01-01T00:03:00Z"}]);
+        v["status"] = json!({"phase": "Approved", "approvedAt": "2026-01-01T00:03:01Z",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 2, "approvedBy": ["b@x.io", "c@x.io"]}});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            keys(&evs),
+            [
+                "u-1/request.created",
+                "u-1/request.approval_given",
+                "u-1/request.approval_given/0",
+                "u-1/request.approved"
+            ]
+        );
+        assert_eq!(evs[1].details["ttl_seconds"], 120);
+        assert_eq!(evs[1].details["index"], serde_json::Value::Null);
+        assert_eq!(evs[3].actor, "c@x.io");
+        assert_stable(&v, &evs);
+        let r = record_from_request(&ar(v));
+        assert_eq!(r.approvals, ["b@x.io", "c@x.io"]);
+        assert_eq!(r.approved_by.as_deref(), Some("b@x.io, c@x.io"));
+
+        // A legacy approval the policy ignores (patched in by a non-approver), then the request timed
+        // out: both the approval and why it did not count are recorded.
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "mallory@x.io", "at": "2026-01-01T00:01:00Z"});
+        v["status"] = json!({"phase": "Denied", "endedAt": "2026-01-01T01:00:00Z",
+            "policy": {"name": "default", "approvalsRequired": 1, "approvalsGiven": 0,
+                       "ignored": ["mallory@x.io: not an approver of policy default"]},
+            "conditions": [cond("Denied", "PendingTimeout", "2026-01-01T01:00:00Z")]});
+        let evs = events_from_request(&ar(v.clone()));
+        assert_eq!(
+            keys(&evs),
+            [
+                "u-1/request.created",
+                "u-1/request.approval_given",
+                "u-1/request.approval_ignored",
+                "u-1/request.auto_denied"
+            ]
+        );
+        assert_eq!(evs[2].actor, "mallory@x.io");
+        assert_stable(&v, &evs);
+        let r = record_from_request(&ar(v));
+        assert_eq!(r.approved_by, None, "an ignored approval approved nothing");
+        assert_eq!(r.approvals, ["mallory@x.io"]);
+    }
+
+    #[test]
+    fn records_without_policy_fields_keep_their_defaults() {
+        let mut v = base();
+        v["spec"]["approval"] = json!({"by": "b@x.io", "at": "2026-01-01T00:01:00Z"});
+        let r = record_from_request(&ar(v));
+        assert_eq!(r.approved_by.as_deref(), Some("b@x.io"));
+        assert_eq!(r.policy, None);
+        assert_eq!(r.approvals, ["b@x.io"]);
+        assert!(!r.auto_approved && !r.break_glass);
+        assert_eq!((r.break_glass_reviewed_by, r.start_at), (None, None));
     }
 
     #[test]

@@ -8,8 +8,22 @@ use serde::{Deserialize, Serialize};
 pub enum AuditKind {
     /// An AccessRequest was created.
     RequestCreated,
-    /// An admin approved a request (details carry the TTL).
+    /// A request became approved: by its approvals (a quorum under a policy), by auto-approval or by
+    /// break-glass; details say how (`via`) and carry the TTL.
     RequestApproved,
+    /// One approval written into `spec.approvals` (details carry the comment, TTL and groups).
+    ApprovalGiven,
+    /// An approval the controller does not count (not an eligible approver, the requester, a
+    /// duplicate): details carry why. A direct CRD patch by a non-approver shows up here.
+    ApprovalIgnored,
+    /// The policy's auto-approval rule approved the request without a person.
+    AutoApproved,
+    /// The requester activated access at once under the policy's break-glass rule.
+    BreakGlassActivated,
+    /// An approver reviewed (acknowledged) a break-glass activation.
+    BreakGlassReviewed,
+    /// The request was approved ahead of its `startAt`; access begins then.
+    RequestScheduled,
     /// A request was denied, by an admin or by the controller's validation.
     RequestDenied,
     /// The requester withdrew the request.
@@ -64,6 +78,12 @@ impl AuditKind {
     pub const ALL: &'static [AuditKind] = &[
         AuditKind::RequestCreated,
         AuditKind::RequestApproved,
+        AuditKind::ApprovalGiven,
+        AuditKind::ApprovalIgnored,
+        AuditKind::AutoApproved,
+        AuditKind::BreakGlassActivated,
+        AuditKind::BreakGlassReviewed,
+        AuditKind::RequestScheduled,
         AuditKind::RequestDenied,
         AuditKind::RequestWithdrawn,
         AuditKind::RequestRevoked,
@@ -94,6 +114,12 @@ impl AuditKind {
         match self {
             AuditKind::RequestCreated => "request.created",
             AuditKind::RequestApproved => "request.approved",
+            AuditKind::ApprovalGiven => "request.approval_given",
+            AuditKind::ApprovalIgnored => "request.approval_ignored",
+            AuditKind::AutoApproved => "request.auto_approved",
+            AuditKind::BreakGlassActivated => "request.break_glass",
+            AuditKind::BreakGlassReviewed => "request.break_glass_reviewed",
+            AuditKind::RequestScheduled => "request.scheduled",
             AuditKind::RequestDenied => "request.denied",
             AuditKind::RequestWithdrawn => "request.withdrawn",
             AuditKind::RequestRevoked => "request.revoked",
@@ -241,7 +267,8 @@ pub struct RequestRecord {
     pub message: String,
     /// Creation time of the object.
     pub created_at: DateTime<Utc>,
-    /// Who approved.
+    /// Who approved: the approver of `spec.approval`; under a policy the counted approvers (comma
+    /// separated), `system:auto-approval` or `system:break-glass`.
     pub approved_by: Option<String>,
     /// Who made the decision that ended it (denial, revocation, withdrawal).
     pub decided_by: Option<String>,
@@ -253,6 +280,26 @@ pub struct RequestRecord {
     pub updated_at: DateTime<Utc>,
     /// When the object was deleted.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The approval policy that governed it (`default` when none matched); `None` until the controller
+    /// evaluated it, and for requests recorded before policies existed.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Everyone who wrote an approval, in order (`spec.approval` first, then `spec.approvals`), counted
+    /// or not.
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    /// Approved by the policy's auto-approval rule.
+    #[serde(default)]
+    pub auto_approved: bool,
+    /// Activated under the policy's break-glass rule.
+    #[serde(default)]
+    pub break_glass: bool,
+    /// Who reviewed the break-glass activation (`None`: not reviewed, or no break-glass).
+    #[serde(default)]
+    pub break_glass_reviewed_by: Option<String>,
+    /// When access was to begin (`spec.startAt`), for scheduled requests.
+    #[serde(default)]
+    pub start_at: Option<DateTime<Utc>>,
 }
 
 /// Filters for [`crate::Store::list_requests`] (newest created first). `limit` is clamped to 1..=1000
