@@ -16,7 +16,7 @@ async function login(page, user, password) {
 }
 
 /** Fills the request form like a person: cluster, namespaces through the filter box, duration, reason. */
-async function requestAccess(page, { cluster, namespaces, duration, reason, screenshot }) {
+async function requestAccess(page, { cluster, namespaces, duration, reason, screenshot, startAt, breakGlass, phase = "Pending" }) {
   await page.goto("/requests/new");
   const list = page.locator(".nslist");
   const clusterSelect = page.getByLabel("Cluster");
@@ -44,12 +44,17 @@ async function requestAccess(page, { cluster, namespaces, duration, reason, scre
   for (const ns of namespaces) check(await list.getByRole("checkbox", { name: ns, exact: true }).isChecked(), `${ns} stays checked`);
   await page.getByLabel("Duration").selectOption({ label: duration });
   await page.getByLabel("Reason").fill(reason);
+  if (startAt) await page.locator("#start-at").fill(startAt);
+  if (breakGlass) {
+    await page.locator("#break-glass-box").waitFor({ state: "visible" });
+    await page.getByLabel(/Break glass/).check();
+  }
   if (screenshot) await shot(page, screenshot);
   await page.getByRole("button", { name: "Submit request" }).click();
   await page.waitForURL(/\/requests\/[^/?]+\?done=created$/);
   const name = new URL(page.url()).pathname.split("/").pop();
   check(/^[a-z0-9.-]+$/.test(name), `request name ${name}`);
-  await until("the Pending badge on the request page", async () => (await text(page.locator("h1 .phase"))) === "Pending");
+  await until(`the ${phase} badge on the request page`, async () => (await text(page.locator("h1 .phase"))) === phase, 15000);
   check((await text(page.locator(".flash.ok"))).startsWith("Request submitted"), "the created flash message");
   return name;
 }
@@ -120,7 +125,9 @@ export const scenarios = [
       check(new URL(page.url()).pathname === "/requests", `engineer lands on My requests, not ${page.url()}`);
       await page.getByRole("heading", { name: "My requests" }).waitFor();
       check((await text(page.locator("header .who"))).length > 0, "who am I shown");
-      check((await page.getByRole("link", { name: "Approvals" }).count()) === 0, "no admin links for an engineer");
+      check((await page.getByRole("link", { name: "Audit log" }).count()) === 0, "no admin links for an engineer");
+      // The demo's search-team policy names the engineer as an approver: the approvals page is theirs too.
+      check((await page.getByRole("link", { name: "Approvals" }).count()) === 1, "the Approvals link for an approver named by a policy");
     },
   ],
   [
@@ -277,8 +284,26 @@ export const scenarios = [
       await until("the terminal told why it ended", async () => /session ended: .*revok/i.test(await text(term.locator("#term-notice"))), 5000);
       await until("Revoked on the engineer's request page (live)", async () => (await text(s.pages.eng.locator("h1 .phase"))) === "Revoked", 10000);
       check((await text(dd(s.pages.eng, "Revoked by"))).includes("browser test done"), "the revocation reason on the request page");
-      await until("the terminal page's countdown stopped", async () => (await text(term.locator("#terminal-app .countdown"))) === "0s (ended)", 3000);
+      // The terminal page says what ended the access and when, and offers only what still works.
+      const ended = term.locator("#access-ended");
+      await until("the terminal page says who revoked it and why", async () => /^Access was revoked by admin@example\.com at \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} CES?T: browser test done$/.test(await text(ended.locator(".ended"))), 10000);
+      check((await term.locator("#pod-list button:visible").count()) === 0, "no Shell or Logs buttons once access ended");
+      check(!(await term.locator(".term-side").isVisible()), "the pod list is gone");
+      check(!/0s \(ended\)/.test(await text(term.locator("#terminal-app"))), "no 'Access ends in 0s (ended)'");
+      check((await ended.getByRole("link", { name: "Request page" }).getAttribute("href")) === `/requests/${s.req1}`, "a link to the request page");
       await shot(term, "terminal-revoked");
+      // "Request again" opens the form with the same cluster, namespaces and reason.
+      await ended.getByRole("link", { name: "Request again" }).click();
+      await term.waitForURL(/\/requests\/new\?/);
+      check((await term.getByLabel("Cluster").inputValue()) === "remote", "the same cluster");
+      const again = await term.locator(".nslist input:checked").evaluateAll((l) => l.map((i) => i.value).sort());
+      check(JSON.stringify(again) === JSON.stringify(["checkout", "payments"]), `the same namespaces: ${again}`);
+      check((await term.getByLabel("Reason").inputValue()) === "Investigate failed payments (browser test)", "the same reason");
+      // Opened later, the terminal page of an ended request is the same ended page (no 409 error page).
+      const r2 = await term.goto(`/terminal/${s.req1}`);
+      check(r2.status() === 200, `the ended terminal page answers 200, not ${r2.status()}`);
+      check(/^Access was revoked by admin@example\.com at .*: browser test done$/.test(await text(term.locator("#access-ended .ended"))), "the server-rendered ended page");
+      check((await term.getByRole("button", { name: "Shell" }).count()) === 0, "no Shell button on the ended page");
       await term.close();
       // The terminal page's pod list may have asked once more and been told 409 (access ended).
       s.guard.problems = s.guard.problems.filter((p) => !/status of 409 .*\/(pods|events)\?/.test(p));
@@ -364,6 +389,116 @@ export const scenarios = [
     },
   ],
   [
+    "request form: policy hints, reason pattern, start time; a scheduled request shows its start",
+    async (s) => {
+      const page = s.pages.eng;
+      await page.goto("/requests/new");
+      await page.getByLabel("Cluster").selectOption("remote");
+      await page.locator('.nslist input[value="search"]').waitFor();
+      const hint = page.locator("#policy-hint");
+      check(!(await hint.isVisible()), "no policy hint before a namespace is chosen");
+      check(!(await page.locator("#break-glass-box").isVisible()), "no break-glass box before the policy says so");
+      await page.locator(".nslist").getByRole("checkbox", { name: "search", exact: true }).check();
+      await until("the search-team policy hint", async () => (await text(hint.locator(".policy-name"))) === "search-team");
+      const h = await text(hint);
+      check(h.includes("The search team's namespace on the remote cluster"), `the policy's description: ${h}`);
+      check(h.includes("2 approvals needed from: engineer@example.com, search-lead@example.com, admin@example.com"), `who approves and how many: ${h}`);
+      check(h.includes("The reason must contain a ticket id such as OPS-1234."), `the reason pattern's description: ${h}`);
+      await page.locator("#break-glass-box").waitFor({ state: "visible" });
+      check((await text(page.locator("#break-glass-box"))).includes("Access starts immediately"), "the break-glass warning");
+      // The reason pattern is checked as you type (a hint; the server decides).
+      await page.getByLabel("Reason").fill("reindex, no ticket");
+      await until("the reason hint warns", async () => (await page.locator("#reason-hint.warn").count()) === 1);
+      await page.getByLabel("Reason").fill("OPS-42 reindex");
+      await until("the reason hint is satisfied", async () => (await page.locator("#reason-hint.ok").count()) === 1);
+      // Without a ticket id the server refuses, with the pattern's description.
+      await page.getByLabel("Reason").fill("reindex, no ticket");
+      await page.getByRole("button", { name: "Submit request" }).click();
+      await page.locator("p.error").first().waitFor();
+      const err = (await page.locator("p.error").allTextContents()).join(" ");
+      check(/ticket id such as OPS-1234/.test(err), `the server's reason error: ${err}`);
+      check((await text(page.locator("#policy-hint .policy-name"))) === "search-team", "the hint rendered by the server with the error");
+      s.guard.problems = s.guard.problems.filter((p) => !/status of 422/.test(p));
+      // Another namespace: the default policy, no break-glass.
+      await page.locator(".nslist").getByRole("checkbox", { name: "search", exact: true }).uncheck();
+      await page.locator(".nslist").getByRole("checkbox", { name: "payments", exact: true }).check();
+      await until("the default policy hint", async () => (await text(hint.locator(".policy-name"))) === "default");
+      await until("no break-glass under the default policy", async () => !(await page.locator("#break-glass-box").isVisible()));
+      check((await text(page.locator("label[for=start-at]"))) === "Start at (Europe/Berlin, optional)", `the start field names the zone: ${await text(page.locator("label[for=start-at]"))}`);
+      await shot(page, "request-form-policy");
+      // A request that starts later: the request page shows the start in the display zone.
+      const day = new Date(Date.now() + 2 * 86400000).toISOString().slice(0, 10);
+      s.req4 = await requestAccess(page, { cluster: "central", namespaces: ["payments"], duration: "2m", reason: "scheduled maintenance", startAt: `${day}T10:00` });
+      const starts = await text(dd(page, "Starts"));
+      check(new RegExp(`^${day} 10:00:00 CES?T`).test(starts), `the start time in Europe/Berlin: ${starts}`);
+      const policy = await text(page.locator("#policy"));
+      check(policy.includes("default") && policy.includes("0 of 1 approval"), `the request page explains the policy: ${policy}`);
+      check(policy.includes("You cannot approve:"), `why the requester cannot approve: ${policy}`);
+    },
+  ],
+  [
+    "approvals page: only what I may decide, with quorum progress; an approval with a comment",
+    async (s) => {
+      const admin = s.pages.admin;
+      s.req5 = await requestAccess(admin, { cluster: "remote", namespaces: ["search"], duration: "2m", reason: "OPS-7 reindex search" });
+      check((await text(admin.locator("#policy .quorum"))) === "0 of 2 approvals", "0 of 2 on the request page");
+      check((await text(admin.locator("#policy"))).includes("You cannot approve:"), "the requester is told why they cannot approve");
+
+      const eng = s.pages.eng;
+      await eng.getByRole("link", { name: "Approvals" }).click();
+      await eng.waitForURL(/\/admin$/);
+      const r = row(eng, s.req5, "#pending");
+      await r.waitFor();
+      check((await text(r.locator(".quorum"))) === "0 of 2 approvals", `quorum progress in the list: ${await text(r.locator(".quorum"))}`);
+      const listed = await eng.locator("#pending tr[data-request]").evaluateAll((l) => l.map((e) => e.dataset.request));
+      check(!listed.includes(s.req4), `the engineer's own request (default policy, admins approve) is not in their list: ${listed}`);
+      check(listed.every((n) => n === s.req5), `only what the engineer may decide: ${listed}`);
+      await shot(eng, "approvals-approver");
+      await r.getByLabel("Approval comment").fill(`checked OPS-7 <b>ok</b>`);
+      await r.getByRole("button", { name: /^Approve \(/ }).click();
+      await eng.waitForURL(/done=approve/);
+      await until("the approved request gone from the engineer's list", async () => (await row(eng, s.req5, "#pending").count()) === 0);
+
+      await admin.reload();
+      await until("1 of 2 on the request page", async () => (await text(admin.locator("#policy .quorum"))) === "1 of 2 approvals", 10000);
+      check((await text(admin.locator("h1 .phase"))) === "Pending", "still Pending after one of two approvals");
+      const approvals = await text(admin.locator("ul.approvals"));
+      check(approvals.includes("engineer@example.com approved at") && approvals.includes("checked OPS-7 <b>ok</b>"), `the approval and its comment as text: ${approvals}`);
+      check((await admin.locator("ul.approvals b").count()) === 0, "no markup from the comment");
+      // The admin is the requester here: it is not on the admin's list either.
+      await admin.goto("/admin");
+      check((await row(admin, s.req5, "#pending").count()) === 0, "the requester's own request is not on their approvals list");
+      check((await row(admin, s.req4, "#pending").count()) === 1, "the engineer's default-policy request is on the admin's list");
+    },
+  ],
+  [
+    "break-glass: active at once, awaiting review for an approver, acknowledged, gone from the list",
+    async (s) => {
+      const eng = s.pages.eng;
+      s.req6 = await requestAccess(eng, { cluster: "remote", namespaces: ["search"], duration: "2m", reason: "OPS-9 search is down", breakGlass: true, phase: "Active" });
+      const badges = await eng.locator("h1 .badge").allTextContents();
+      check(badges.includes("break-glass") && badges.includes("awaiting review"), `break-glass badges: ${badges}`);
+      check((await text(dd(eng, "Break glass"))).startsWith("activated by the requester at "), "when break-glass was used");
+      check((await eng.getByRole("button", { name: "Acknowledge" }).count()) === 0, "the requester cannot acknowledge their own break-glass");
+
+      const admin = s.pages.admin;
+      await admin.goto("/admin");
+      const r = row(admin, s.req6, "#awaiting-review");
+      await r.waitFor();
+      check((await text(r.locator(".phase"))) === "Active", "Active in the review list");
+      check((await row(admin, s.req6, "#pending").count()) === 0, "not among the requests to approve");
+      await shot(admin, "approvals-break-glass");
+      await r.getByLabel("Review comment").fill("outage confirmed");
+      await r.getByRole("button", { name: "Acknowledge" }).click();
+      await admin.waitForURL(/done=acknowledge/);
+      await until("gone from the review list", async () => (await row(admin, s.req6, "#awaiting-review").count()) === 0);
+
+      await until("reviewed on the engineer's page (live)", async () => (await dd(eng, "Reviewed by").count()) === 1, 10000);
+      check((await text(dd(eng, "Reviewed by"))).startsWith("admin@example.com at ") && (await text(dd(eng, "Reviewed by"))).endsWith(": outage confirmed"), `who reviewed: ${await text(dd(eng, "Reviewed by"))}`);
+      await until("no awaiting-review badge", async () => !(await eng.locator("h1 .badge").allTextContents()).includes("awaiting review"));
+    },
+  ],
+  [
     "audit log and clusters pages",
     async (s) => {
       const page = s.pages.admin;
@@ -387,9 +522,12 @@ export const scenarios = [
         else if (!t.includes("present")) s.log(`note: central cluster shows janus-pod-exec as "${t.includes("unknown") ? "unknown" : t}"`);
       }
       await shot(eng, "clusters");
-      // Engineers are kept out of the admin pages.
-      const r = await eng.goto("/admin");
-      check(r.status() === 403, `an engineer on /admin gets 403, not ${r.status()}`);
+      // Engineers are kept out of the admin pages; as an approver the engineer sees only their own decisions.
+      const r = await eng.goto("/audit");
+      check(r.status() === 403, `an engineer on /audit gets 403, not ${r.status()}`);
+      const a = await eng.goto("/admin");
+      check(a.status() === 200, `an approver on /admin gets the approvals page, not ${a.status()}`);
+      check((await eng.locator("table#all").count()) === 0, "no list of all requests for a non-admin approver");
       s.guard.problems = s.guard.problems.filter((p) => !/status of 403/.test(p));
       await sleep(100);
     },

@@ -22,14 +22,72 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  // The grant is gone: stop polling the pod list and stop counting down to an expiry that no longer applies.
+  // The grant is gone: stop polling, take away everything that opens a shell or logs, and say what ended
+  // the access and when (the server renders that block; until it answers, a short placeholder stands).
+  var ended = false;
   function accessEnded() {
+    if (ended) return;
+    ended = true;
     clearInterval(poll);
-    app.querySelectorAll(".countdown[data-expires]").forEach(function (c) {
-      c.removeAttribute("data-expires");
-      c.textContent = "0s (ended)";
-    });
+    clearInterval(expiryWatch);
+    var intro = document.getElementById("term-intro");
+    if (intro) intro.classList.add("hidden");
+    app.querySelectorAll(".countdown[data-expires]").forEach(function (c) { c.removeAttribute("data-expires"); });
+    ["ns-tabs", "split-toggle"].forEach(function (id) { var e = document.getElementById(id); if (e) e.classList.add("hidden"); });
+    var side = app.querySelector(".term-side");
+    if (side) side.classList.add("hidden");
+    document.getElementById("pod-list").textContent = "";
+    var layout = app.querySelector(".term-layout");
+    layout.classList.add("ended");
+    var box = el("div", "panel");
+    box.id = "access-ended";
+    box.setAttribute("role", "status");
+    box.appendChild(el("p", "ended", "Access has ended."));
+    var link = el("a", "button", "Request page");
+    link.href = "/requests/" + encodeURIComponent(request);
+    box.appendChild(link);
+    app.insertBefore(box, layout);
+    fetchEndedBlock(0);
   }
+  // Fetches this page as a fragment: the server renders the ended block once it sees the end (the
+  // controller may take a moment); while it still sees the access running, its new expiry is taken over.
+  function fetchEndedBlock(attempt) {
+    fetch(location.href, { headers: { "X-Janus-Fragment": "1" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var doc = html === null ? null : new DOMParser().parseFromString(html, "text/html");
+        var block = doc && doc.getElementById("access-ended");
+        if (block) {
+          var old = document.getElementById("access-ended");
+          old.parentNode.replaceChild(document.importNode(block, true), old);
+        } else if (attempt < 30) {
+          setTimeout(function () { fetchEndedBlock(attempt + 1); }, 1000);
+        }
+      })
+      .catch(function () { if (attempt < 30) setTimeout(function () { fetchEndedBlock(attempt + 1); }, 1000); });
+  }
+  // The countdown reached zero: ask the server whether the access really ended (an extension moves the
+  // expiry; this page does not update itself live).
+  var checking = false;
+  var expiryWatch = setInterval(function () {
+    var t = Date.parse(app.getAttribute("data-expires") || "");
+    if (ended || checking || isNaN(t) || Date.now() < t) return;
+    checking = true;
+    fetch(location.href, { headers: { "X-Janus-Fragment": "1" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var doc = html === null ? null : new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc && doc.getElementById("terminal-app");
+        var next = fresh && fresh.getAttribute("data-expires");
+        if (doc && doc.getElementById("access-ended")) { accessEnded(); return; }
+        if (next && Date.parse(next) > t) {
+          app.setAttribute("data-expires", next);
+          app.querySelectorAll(".countdown").forEach(function (c) { c.setAttribute("data-expires", next); });
+        }
+        setTimeout(function () { checking = false; }, 2000);
+      })
+      .catch(function () { setTimeout(function () { checking = false; }, 2000); });
+  }, 1000);
   function showNotice(text, bad) {
     notice.textContent = text;
     notice.classList.remove("hidden");
@@ -141,9 +199,11 @@
   }
 
   function loadPods() {
+    if (ended) return;
     var list = document.getElementById("pod-list");
     api("/api/v1/requests/" + encodeURIComponent(request) + "/pods?namespace=" + encodeURIComponent(current))
       .then(function (j) {
+        if (ended) return;
         list.textContent = "";
         if (!j.pods.length) { list.textContent = "No pods in " + current + "."; return; }
         j.pods.forEach(function (p) {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::api::users as user_api;
 use crate::auth::{Authenticated, percent_encode};
 use crate::error::WebError;
-use crate::pages::requests::{action_forms, expires_cell, pager};
+use crate::pages::requests::{action_forms, expires_cell, pager, quorum_text};
 use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
 use crate::service::{ClusterService, ListFilter, RequestService};
 use crate::state::AppState;
@@ -27,8 +27,9 @@ pub struct DashQuery {
     done: Option<String>,
 }
 
-const PHASES: [&str; 8] = [
+const PHASES: [&str; 9] = [
     "Pending",
+    "Scheduled",
     "Approved",
     "Active",
     "Expired",
@@ -47,9 +48,10 @@ pub async fn dashboard(
     headers: HeaderMap,
     Query(q): Query<DashQuery>,
 ) -> Result<Response, PageError> {
-    if !id.is_admin {
+    let mine = svc.approvals(&id).await;
+    if !id.is_admin && !mine.approver {
         return Err(PageError(WebError::Forbidden(
-            "only admins see the approval dashboard".into(),
+            "only approvers see the approvals page: no approval policy names you".into(),
         )));
     }
     let since = q.since.as_deref().filter(|s| !s.is_empty()).map(|d| {
@@ -59,25 +61,20 @@ pub async fn dashboard(
             d.to_string()
         }
     });
-    let pending = svc.list(
-        &id,
-        &ListFilter {
+    let all = if id.is_admin {
+        let f = ListFilter {
             scope: Some("all".into()),
-            phase: Some("pending".into()),
-            limit: Some(200),
-            ..Default::default()
-        },
-    )?;
-    let f = ListFilter {
-        scope: Some("all".into()),
-        cluster: q.cluster.clone(),
-        requester: q.requester.clone(),
-        phase: q.phase.clone(),
-        since,
-        limit: Some(50),
-        offset: q.offset,
+            cluster: q.cluster.clone(),
+            requester: q.requester.clone(),
+            phase: q.phase.clone(),
+            since,
+            limit: Some(50),
+            offset: q.offset,
+        };
+        Some(svc.list(&id, &f)?)
+    } else {
+        None
     };
-    let all = svc.list(&id, &f)?;
     let clusters = clusters.list().await;
     let base = format!(
         "/admin?cluster={}&requester={}&phase={}&since={}&",
@@ -88,53 +85,77 @@ pub async fn dashboard(
     );
     let back = "/admin";
     let main = html! {
-        @if let Some(d) = q.done.as_deref() { @if ["approve","deny","revoke","extend","withdraw"].contains(&d) { div.flash.ok { "Done: " (d) } } }
+        @if let Some(d) = q.done.as_deref() { @if ["approve","deny","revoke","extend","withdraw","acknowledge"].contains(&d) { div.flash.ok { "Done: " (d) } } }
         h1 { "Approvals" }
-        h2 { "Pending (" (pending.total) ")" }
-        @if pending.items.is_empty() {
-            div.panel.muted { "Nothing waits for a decision." }
+        h2 { "Waiting for my decision (" (mine.pending.len()) ")" }
+        @if mine.pending.is_empty() {
+            div.panel.muted #pending-empty { "Nothing waits for your decision." }
         } @else {
             table #pending {
-                thead { tr { th { "Requester" } th { "Cluster / namespaces" } th { "Reason" } th { "Asked" } th { "Decide" } } }
+                thead { tr { th { "Requester" } th { "Cluster / namespaces" } th { "Reason" } th { "Asked" } th { "Policy" } th { "Decide" } } }
                 tbody {
-                    @for r in &pending.items {
+                    @for r in &mine.pending {
                         tr data-request=(r.name) {
                             td { a href=(format!("/requests/{}", r.name)) { (r.requester) } }
                             td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
                             td.reason { (r.reason) }
-                            td.small { (r.created_at.as_deref().map(|c| timefmt::format_str(state.tz, c)).unwrap_or_default()) br; (timefmt::duration(r.ttl_seconds)) }
+                            td.small { (r.created_at.as_deref().map(|c| timefmt::format_str(state.tz, c)).unwrap_or_default()) br; (timefmt::duration(r.ttl_seconds))
+                                @if let Some(t) = &r.start_at { br; "starts " (timefmt::format_str(state.tz, t)) } }
+                            td.small.policy { (r.policy.name) br; span.quorum { (quorum_text(&r.policy)) } }
                             td { (action_forms(&state.config, &id, r, back)) }
                         }
                     }
                 }
             }
         }
-        h2 { "All requests" }
-        form.filters method="get" action="/admin" {
-            div { label for="f-cluster" { "Cluster" } select #f-cluster name="cluster" { option value="" { "any" } @for c in &clusters { option value=(c.name) selected[q.cluster.as_deref() == Some(c.name.as_str())] { (c.display_name) } } } }
-            div { label for="f-req" { "Requester" } input #f-req type="text" name="requester" value=(q.requester.clone().unwrap_or_default()); }
-            div { label for="f-phase" { "Phase" } select #f-phase name="phase" { option value="" { "any" } @for p in PHASES { option value=(p) selected[q.phase.as_deref() == Some(p)] { (p) } } } }
-            div { label for="f-since" { "Created since" } input #f-since type="text" name="since" placeholder="YYYY-MM-DD" value=(q.since.clone().unwrap_or_default()); }
-            div { button.secondary type="submit" { "Filter" } }
-        }
-        table #all {
-            thead { tr { th { "Request" } th { "Requester" } th { "Cluster" } th { "Namespaces" } th { "Phase" } th { "Expires" } th { "" } } }
-            tbody {
-                @for r in &all.items {
-                    tr data-request=(r.name) {
-                        td { a href=(format!("/requests/{}", r.name)) { (r.name) } }
-                        td { (r.requester) }
-                        td { (r.cluster_display_name) }
-                        td { (r.namespaces.join(", ")) }
-                        td { (phase_badge(r.phase)) }
-                        td { (expires_cell(state.tz, r)) }
-                        td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state.config, &id, r, back)) } }
+        h2 { "Break-glass awaiting review (" (mine.awaiting_review.len()) ")" }
+        @if mine.awaiting_review.is_empty() {
+            div.panel.muted #review-empty { "No break-glass access waits for your review." }
+        } @else {
+            table #awaiting-review {
+                thead { tr { th { "Requester" } th { "Cluster / namespaces" } th { "Reason" } th { "Activated" } th { "Phase" } th { "Review" } } }
+                tbody {
+                    @for r in &mine.awaiting_review {
+                        tr data-request=(r.name) {
+                            td { a href=(format!("/requests/{}", r.name)) { (r.requester) } }
+                            td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
+                            td.reason { (r.reason) }
+                            td.small { (r.break_glass_at.as_deref().map(|t| timefmt::format_str(state.tz, t)).unwrap_or_default()) br; (timefmt::duration(r.effective_ttl_seconds)) }
+                            td { (phase_badge(r.phase)) }
+                            td { (action_forms(&state.config, &id, r, back)) }
+                        }
                     }
                 }
             }
         }
-        @if all.total == 0 { p.muted { "No request matches." } }
-        (pager(&base, all.offset, all.limit, all.total))
+        @if let Some(all) = &all {
+            h2 { "All requests" }
+            form.filters method="get" action="/admin" {
+                div { label for="f-cluster" { "Cluster" } select #f-cluster name="cluster" { option value="" { "any" } @for c in &clusters { option value=(c.name) selected[q.cluster.as_deref() == Some(c.name.as_str())] { (c.display_name) } } } }
+                div { label for="f-req" { "Requester" } input #f-req type="text" name="requester" value=(q.requester.clone().unwrap_or_default()); }
+                div { label for="f-phase" { "Phase" } select #f-phase name="phase" { option value="" { "any" } @for p in PHASES { option value=(p) selected[q.phase.as_deref() == Some(p)] { (p) } } } }
+                div { label for="f-since" { "Created since" } input #f-since type="text" name="since" placeholder="YYYY-MM-DD" value=(q.since.clone().unwrap_or_default()); }
+                div { button.secondary type="submit" { "Filter" } }
+            }
+            table #all {
+                thead { tr { th { "Request" } th { "Requester" } th { "Cluster" } th { "Namespaces" } th { "Phase" } th { "Expires" } th { "" } } }
+                tbody {
+                    @for r in &all.items {
+                        tr data-request=(r.name) {
+                            td { a href=(format!("/requests/{}", r.name)) { (r.name) } }
+                            td { (r.requester) }
+                            td { (r.cluster_display_name) }
+                            td { (r.namespaces.join(", ")) }
+                            td { (phase_badge(r.phase)) }
+                            td { (expires_cell(state.tz, r)) }
+                            td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state.config, &id, r, back)) } }
+                        }
+                    }
+                }
+            }
+            @if all.total == 0 { p.muted { "No request matches." } }
+            (pager(&base, all.offset, all.limit, all.total))
+        }
     };
     Ok(page(&state, Some(&id), "Approvals", Nav::Admin, true, &headers, main).into_response())
 }

@@ -70,6 +70,12 @@ pub fn page(
     main: Markup,
 ) -> Page {
     let local = state.config.web.auth_mode == janus_api::config::AuthMode::Local;
+    // The approvals page is for everyone who approves anything: admins, and whoever a policy or a
+    // namespace's owners annotation names.
+    let approver = id.is_some_and(|id| {
+        id.is_admin
+            || <crate::service::RequestService as axum::extract::FromRef<AppState>>::from_ref(state).named_approver(id)
+    });
     let full = html! {
         (DOCTYPE)
         html lang="en" {
@@ -88,8 +94,10 @@ pub fn page(
                     @if let Some(id) = id {
                         a.active[nav == Nav::New] href="/requests/new" { "Request access" }
                         a.active[nav == Nav::Mine] href="/requests" { "My requests" }
-                        @if id.is_admin {
+                        @if approver {
                             a.active[nav == Nav::Admin] href="/admin" { "Approvals" }
+                        }
+                        @if id.is_admin {
                             a.active[nav == Nav::Audit] href="/audit" { "Audit log" }
                             @if local { a.active[nav == Nav::Users] href="/admin/users" { "Users" } }
                         }
@@ -203,3 +211,23 @@ pub fn phase_badge(p: janus_api::access_request::Phase) -> Markup {
 pub fn csrf_field(id: &Identity) -> Markup {
     html! { input type="hidden" name="_csrf" value=(id.csrf); }
 }
+
+/// RFC 3339 timestamps as the controller writes them into messages (`2026-12-06T07:22:57Z`, with an
+/// optional fraction and offset).
+static RFC3339_IN_TEXT: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})").ok()
+});
+
+/// A controller message with every RFC 3339 timestamp in it shown in the display time zone, like every
+/// other time on the pages (the status line said `…until 2026-12-06T07:22:57Z`).
+pub fn local_times(tz: chrono_tz::Tz, text: &str) -> String {
+    match RFC3339_IN_TEXT.as_ref() {
+        Some(re) => re
+            .replace_all(text, |c: &regex::Captures<'_>| crate::timefmt::format_str(tz, &c[0]))
+            .into_owned(),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use crate::auth::{Authenticated, Identity};
 use crate::error::WebError;
-use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
-use crate::service::{ClusterService, CreateInput, DecisionInput, ListFilter, RequestService, RequestView};
+use crate::pages::{FormData, Nav, PageError, csrf_field, local_times, page, phase_badge};
+use crate::service::view::{ApproversSummary, PolicyPreview};
+use crate::service::{CreateInput, DecisionInput, ListFilter, PolicyView, RequestService, RequestView};
 use crate::state::AppState;
 use crate::timefmt;
 use janus_api::config::Config;
@@ -19,10 +20,15 @@ use janus_api::config::Config;
 /// Most audit events the detail page shows (the newest ones).
 const TIMELINE_LIMIT: i64 = 200;
 
-/// Query of the request form.
+/// Query of the request form: everything optional, so a link can prefill it ("Request again").
 #[derive(Deserialize, Default)]
 pub struct NewQuery {
     cluster: Option<String>,
+    /// Comma-separated namespace names.
+    namespaces: Option<String>,
+    reason: Option<String>,
+    #[serde(rename = "ttlSeconds")]
+    ttl_seconds: Option<String>,
 }
 
 struct FormState {
@@ -30,8 +36,14 @@ struct FormState {
     namespaces: Vec<String>,
     ttl: i64,
     reason: String,
+    /// The start time as typed (`YYYY-MM-DDTHH:MM` in the display time zone); empty: when approved.
+    start_at: String,
+    break_glass: bool,
     error: Option<(String, String)>,
 }
+
+/// The fields that show their error next to themselves; any other error is shown above the form.
+const FORM_FIELDS: [&str; 6] = ["cluster", "namespaces", "ttlSeconds", "reason", "startAt", "breakGlass"];
 
 /// The duration choices: the default, then doubling steps up to the maximum, and the maximum.
 pub fn ttl_choices(c: &Config) -> Vec<i64> {
@@ -53,13 +65,21 @@ pub fn ttl_choices(c: &Config) -> Vec<i64> {
 
 async fn render_form(
     state: &AppState,
-    clusters: &ClusterService,
+    svc: &RequestService,
     id: &Identity,
     headers: &HeaderMap,
     f: FormState,
 ) -> Response {
+    let clusters = svc.clusters();
     let ns = clusters.namespaces(&f.cluster).await;
-    let clusters = clusters.list().await;
+    let cluster_list = clusters.list().await;
+    // The policy for what is chosen already (a "Request again" link, a form sent back with an error):
+    // shown without JavaScript too; the script keeps it current as the choice changes.
+    let preview = if f.namespaces.is_empty() {
+        None
+    } else {
+        svc.preview(id, &f.cluster, &f.namespaces, Some(f.ttl)).await.ok()
+    };
     let field_error = |name: &str| -> Option<String> {
         f.error
             .as_ref()
@@ -69,8 +89,10 @@ async fn render_form(
     let other_error = f
         .error
         .as_ref()
-        .filter(|(field, _)| !["cluster", "namespaces", "ttlSeconds", "reason"].contains(&field.as_str()))
+        .filter(|(field, _)| !FORM_FIELDS.contains(&field.as_str()))
         .map(|(_, m)| m.clone());
+    let tz_name = &state.config.display_timezone;
+    let glass_shown = f.break_glass || preview.as_ref().is_some_and(|p| p.break_glass_allowed);
     let main = html! {
         h1 { "Request access" }
         div.panel {
@@ -79,7 +101,7 @@ async fn render_form(
                 (csrf_field(id))
                 label for="cluster" { "Cluster" }
                 select #cluster name="cluster" {
-                    @for c in &clusters {
+                    @for c in &cluster_list {
                         option value=(c.name) selected[c.name == f.cluster] { (c.display_name) }
                     }
                 }
@@ -98,6 +120,7 @@ async fn render_form(
                     }
                 }
                 @if let Some(e) = field_error("namespaces") { p.error { (e) } }
+                (policy_hint(preview.as_ref()))
                 label for="ttl" { "Duration" }
                 select #ttl name="ttlSeconds" {
                     @for t in ttl_choices(&state.config) {
@@ -106,9 +129,28 @@ async fn render_form(
                 }
                 @if let Some(e) = field_error("ttlSeconds") { p.error { (e) } }
                 label for="reason" { "Reason" }
-                textarea #reason name="reason" maxlength="1000" required placeholder="What do you need to do, and why?" { (f.reason) }
+                textarea #reason name="reason" maxlength="1000" required placeholder="What do you need to do, and why?" aria-describedby="reason-hint" { (f.reason) }
+                p #reason-hint.small.muted {
+                    @if let Some(h) = preview.as_ref().and_then(|p| p.reason.as_ref()) { (reason_hint_text(&h.description, &h.pattern)) }
+                }
                 @if let Some(e) = field_error("reason") { p.error { (e) } }
-                p.muted.small { "An admin approves the request; access ends by itself after the duration." }
+                label for="start-at" { "Start at (" (tz_name) ", optional)" }
+                input #start-at type="datetime-local" name="startAt" value=(f.start_at) aria-describedby="start-at-hint";
+                p #start-at-hint.small.muted { "Empty: access starts as soon as it is approved. A later start (up to 30 days ahead) can be approved in advance; the time is in " (tz_name) "." }
+                @if let Some(e) = field_error("startAt") { p.error { (e) } }
+                div #break-glass-box.break-glass.hidden[!glass_shown] {
+                    label.check {
+                        input #break-glass type="checkbox" name="breakGlass" value="true" checked[f.break_glass];
+                        " Break glass: activate at once, without waiting for approval"
+                    }
+                    p.warning.small {
+                        "Access starts immediately and is flagged as break-glass. Every approver of the policy can see it, and it stays "
+                        "on their review list until one of them acknowledges it. Use it only for an emergency; the reason is reviewed."
+                        " " span #glass-max { @if let Some(m) = preview.as_ref().and_then(|p| p.break_glass_max_ttl_seconds) { "Break-glass access lasts at most " (timefmt::duration(m)) "." } }
+                    }
+                }
+                @if let Some(e) = field_error("breakGlass") { p.error { (e) } }
+                p.muted.small { "Approvers decide on the request; access ends by itself after the duration." }
                 p { button type="submit" { "Submit request" } }
             }
         }
@@ -120,23 +162,82 @@ async fn render_form(
     p.into_response()
 }
 
+/// "The reason must contain a ticket id such as OPS-1234".
+fn reason_hint_text(description: &str, pattern: &str) -> String {
+    if description.is_empty() {
+        format!("The reason must contain a match of {pattern}.")
+    } else {
+        format!("The reason must contain {description}.")
+    }
+}
+
+/// The policy a request for the chosen namespaces falls under (`#policy-hint`, filled in by `app.js`
+/// from `GET /api/v1/policy` as the choice changes). Its data attributes carry what the script checks
+/// on the client: the reason pattern (the server decides) and whether break-glass is offered.
+pub fn policy_hint(p: Option<&PolicyPreview>) -> Markup {
+    html! {
+        div #policy-hint.policy-hint.hidden[p.is_none()] aria-live="polite" {
+            @if let Some(p) = p {
+                @if let Some(c) = &p.conflict {
+                    p.error { (c) }
+                } @else {
+                    p.policy-line { "Policy " strong.policy-name { (p.policy) } @if !p.description.is_empty() { " — " (p.description) } }
+                    ul.small {
+                        li.approvers { (approvals_needed(p.approvals_required)) " from: " (approvers_text(&p.approvers)) }
+                        li.ttl { "Longest duration: " (timefmt::duration(p.max_ttl_seconds))
+                            @if !p.approval_ttl_options.is_empty() { "; approvers may choose " (p.approval_ttl_options.iter().map(|t| timefmt::duration(*t)).collect::<Vec<_>>().join(", ")) } }
+                        @if let Some(h) = &p.reason { li.reason data-pattern=(h.pattern) { (reason_hint_text(&h.description, &h.pattern)) } }
+                        @if p.auto_approval.would_approve { li.auto { "This request would be approved automatically now." } }
+                        @else if let Some(w) = &p.auto_approval.why_not { li.auto.muted { "No automatic approval: " (w) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// "2 approvals needed".
+fn approvals_needed(n: u32) -> String {
+    if n == 1 {
+        "1 approval needed".into()
+    } else {
+        format!("{n} approvals needed")
+    }
+}
+
 /// `GET /requests/new`.
 pub async fn new_form(
     State(state): State<AppState>,
-    State(clusters): State<ClusterService>,
+    State(svc): State<RequestService>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
     Query(q): Query<NewQuery>,
 ) -> Response {
-    let cluster = q.cluster.unwrap_or_else(|| state.config.central().to_string());
+    let cluster = q
+        .cluster
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| state.config.central().to_string());
+    let namespaces = q
+        .namespaces
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
     let f = FormState {
         cluster,
-        namespaces: vec![],
-        ttl: state.config.default_ttl_seconds,
-        reason: String::new(),
+        namespaces,
+        ttl: q
+            .ttl_seconds
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(state.config.default_ttl_seconds),
+        reason: q.reason.unwrap_or_default(),
+        start_at: String::new(),
+        break_glass: false,
         error: None,
     };
-    render_form(&state, &clusters, &id, &headers, f).await
+    render_form(&state, &svc, &id, &headers, f).await
 }
 
 /// `POST /requests`.
@@ -152,11 +253,15 @@ pub async fn create(
     let reason = form.get("reason").unwrap_or_default().to_string();
     let ttl_raw = form.get("ttlSeconds").unwrap_or_default();
     let ttl = ttl_raw.parse::<i64>().ok();
+    let start_at = form.get("startAt").unwrap_or_default().trim().to_string();
+    let break_glass = form.get("breakGlass") == Some("true");
     let input = CreateInput {
         cluster: cluster.clone(),
         namespaces: namespaces.clone(),
         ttl_seconds: ttl,
         reason: reason.clone(),
+        start_at: Some(start_at.clone()).filter(|s| !s.is_empty()),
+        break_glass,
     };
     let result = if ttl.is_none() && !ttl_raw.is_empty() {
         Err(WebError::invalid("ttlSeconds", "choose a duration"))
@@ -178,9 +283,11 @@ pub async fn create(
                 namespaces,
                 ttl: ttl.unwrap_or(state.config.default_ttl_seconds),
                 reason,
+                start_at,
+                break_glass,
                 error: Some((field, e.to_string())),
             };
-            Ok(render_form(&state, svc.clusters(), &id, &headers, f).await)
+            Ok(render_form(&state, &svc, &id, &headers, f).await)
         }
         Err(e) => Err(PageError(e)),
     }
@@ -202,6 +309,16 @@ pub fn expires_cell(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
     }
 }
 
+/// The durations an approver may choose: the governing policy's options (they fall back to the global
+/// `approvalTtlOptions`), else the global ones.
+fn approval_options(config: &Config, r: &RequestView) -> Vec<i64> {
+    if r.policy.approval_ttl_options.is_empty() {
+        config.approval_ttl_options.clone()
+    } else {
+        r.policy.approval_ttl_options.clone()
+    }
+}
+
 /// The action buttons allowed on a request.
 pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str) -> Markup {
     let a = r.actions;
@@ -210,17 +327,18 @@ pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str)
         div.actions {
             @if a.terminal { a.button href=(format!("/terminal/{}", r.name)) { "Open terminal" } }
             @if a.approve {
-                form.inline method="post" action=(format!("{base}/approve")) {
+                // One form: the comment goes with either button; "use" tells the requested duration from the
+                // one chosen in the list (a person approving "as asked" never sends the list's value).
+                form.inline.approve method="post" action=(format!("{base}/approve")) {
                     (csrf_field(id)) input type="hidden" name="back" value=(back);
-                    button type="submit" title="Approve with the requested duration" { "Approve (" (timefmt::duration(r.ttl_seconds)) ")" }
-                }
-                @if !config.approval_ttl_options.is_empty() {
-                    form.inline method="post" action=(format!("{base}/approve")) {
-                        (csrf_field(id)) input type="hidden" name="back" value=(back);
+                    input type="text" name="comment" placeholder="Comment (optional)" maxlength="1000" aria-label="Approval comment";
+                    button type="submit" name="use" value="requested" title="Approve with the requested duration" { "Approve (" (timefmt::duration(r.ttl_seconds)) ")" }
+                    @let options = approval_options(config, r);
+                    @if !options.is_empty() {
                         select name="ttlSeconds" aria-label="Approve for" {
-                            @for o in &config.approval_ttl_options { option value=(o) { (timefmt::duration(*o)) } }
+                            @for o in &options { option value=(o) { (timefmt::duration(*o)) } }
                         }
-                        button.secondary type="submit" { "Approve for" }
+                        button.secondary type="submit" name="use" value="chosen" { "Approve for" }
                     }
                 }
             }
@@ -245,6 +363,13 @@ pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str)
                     (csrf_field(id)) input type="hidden" name="back" value=(back);
                     input type="text" name="reason" placeholder="Reason (optional)" maxlength="1000" aria-label="Reason for revocation";
                     button.danger type="submit" { "Revoke" }
+                }
+            }
+            @if r.acknowledge {
+                form.inline method="post" action=(format!("{base}/acknowledge")) {
+                    (csrf_field(id)) input type="hidden" name="back" value=(back);
+                    input type="text" name="comment" placeholder="Review comment (optional)" maxlength="1000" aria-label="Review comment";
+                    button type="submit" title="Record that this break-glass access was reviewed" { "Acknowledge" }
                 }
             }
             @if a.withdraw {
@@ -285,7 +410,7 @@ pub async fn mine(
                             td { a href=(format!("/requests/{}", r.name)) { (r.name) } br; span.muted.small { (r.reason.chars().take(80).collect::<String>()) } }
                             td { (r.cluster_display_name) }
                             td { (r.namespaces.join(", ")) }
-                            td { (phase_badge(r.phase)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (r.message) } } }
+                            td { (phase_badge(r.phase)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
                             td { (expires_cell(state.tz, r)) }
                             td { (action_forms(&state.config, &id, r, "/requests")) }
                         }
@@ -326,8 +451,136 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "revoke" => "Revoked. Credentials are being removed and open terminals close.",
         "withdraw" => "Withdrawn.",
         "extend" => "Extended.",
+        "acknowledge" => "Acknowledged: the break-glass access is recorded as reviewed.",
         _ => return None,
     })
+}
+
+/// Badges beside the phase: how the request got (or gets) its access.
+pub fn badges(r: &RequestView) -> Markup {
+    html! {
+        @if r.auto_approved { " " span.badge.auto title="Approved by the policy's auto-approval rule, without a person" { "auto-approved" } }
+        @if r.break_glass { " " span.badge.glass title="Activated at once by the requester under the policy's break-glass rule" { "break-glass" } }
+        @if r.awaiting_review { " " span.badge.review { "awaiting review" } }
+    }
+}
+
+/// "1 of 2 approvals".
+pub fn quorum_text(p: &PolicyView) -> String {
+    let noun = if p.approvals_required == 1 {
+        "approval"
+    } else {
+        "approvals"
+    };
+    format!("{} of {} {noun}", p.approvals_given, p.approvals_required)
+}
+
+/// Who may approve, in words.
+pub fn approvers_text(a: &ApproversSummary) -> String {
+    let mut parts = Vec::new();
+    if a.admins {
+        parts.push("admins".to_string());
+    }
+    parts.extend(a.emails.iter().cloned());
+    parts.extend(a.groups.iter().map(|g| format!("group {g}")));
+    for o in &a.owners {
+        let who: Vec<String> = o
+            .emails
+            .iter()
+            .cloned()
+            .chain(o.groups.iter().map(|g| format!("group {g}")))
+            .collect();
+        if who.is_empty() {
+            parts.push(format!("owners of {} (none named)", o.namespace));
+        } else {
+            parts.push(format!("owners of {}: {}", o.namespace, who.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        "nobody".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The policy explanation of a request: which policy, who may approve, how far the approval has come, the
+/// approvals with their comments, and why the viewer cannot approve.
+pub fn policy_block(r: &RequestView) -> Markup {
+    let p = &r.policy;
+    html! {
+        div.panel #policy {
+            @if let Some(e) = &p.error {
+                p.error { (e) }
+            } @else {
+                p {
+                    "Policy " strong.policy-name { (p.name) }
+                    @if !p.description.is_empty() { " — " (p.description) }
+                }
+                dl.kv {
+                    dt { "Who may approve" } dd.approvers { (approvers_text(&p.approvers)) }
+                    dt { "Approvals" }
+                    dd {
+                        span.quorum { (quorum_text(p)) }
+                        @if r.auto_approved { " (auto-approved)" }
+                        @else if r.break_glass { " (break-glass: active without approval, reviewed afterwards)" }
+                    }
+                    @if !p.missing_owners.is_empty() {
+                        dt { "Still needed" } dd { "an approval by the owners of " (p.missing_owners.join(", ")) }
+                    }
+                    @if let Some(h) = &p.reason {
+                        dt { "Reason must contain" } dd { @if h.description.is_empty() { code { (h.pattern) } } @else { (h.description) } }
+                    }
+                }
+                @if !r.approvals.is_empty() {
+                    ul.approvals {
+                        @for a in &r.approvals {
+                            li {
+                                strong { (a.by) } " approved at " (a.at_display)
+                                @if let Some(t) = a.ttl_seconds { " for " (timefmt::duration(t)) }
+                                @if !a.counted { " " span.muted.small { "(does not count)" } }
+                                @if !a.comment.is_empty() { br; span.comment { (a.comment) } }
+                            }
+                        }
+                    }
+                }
+                @if !p.ignored.is_empty() {
+                    p.muted.small { "Not counted: " (p.ignored.join("; ")) }
+                }
+                @if let Some(w) = &p.why_not {
+                    p.whynot { "You cannot approve: " (w) }
+                }
+            }
+        }
+    }
+}
+
+/// The facts of a request on its page; every time in the display time zone.
+pub fn summary(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
+    html! {
+        dl.kv {
+                dt { "Requester" } dd { (r.requester) }
+                dt { "Cluster" } dd { (r.cluster_display_name) " (" (r.cluster) ")" }
+                dt { "Namespaces" } dd { (r.namespaces.join(", ")) }
+                dt { "Duration" } dd { (timefmt::duration(r.ttl_seconds)) @if r.effective_ttl_seconds != r.ttl_seconds { " (approved for " (timefmt::duration(r.effective_ttl_seconds)) ")" } }
+                dt { "Reason" } dd { (r.reason) }
+                @if let Some(c) = &r.created_at { dt { "Created" } dd { (timefmt::format_str(tz, c)) } }
+                @if let Some(t) = &r.start_at { dt { "Starts" } dd { (timefmt::format_str(tz, t)) @if r.scheduled { " (approved; access starts then)" } } }
+                @if let Some(t) = &r.break_glass_at { dt { "Break glass" } dd { "activated by the requester at " (timefmt::format_str(tz, t)) } }
+                @if let Some(v) = &r.break_glass_review { dt { "Reviewed by" } dd { (v.by) " at " (timefmt::format_str(tz, &v.at)) @if !v.comment.is_empty() { ": " (v.comment) } } }
+                @if !r.approvals.is_empty() {
+                    dt { "Approved by" }
+                    dd { @for (i, a) in r.approvals.iter().enumerate() { @if i > 0 { "; " } (a.by) " at " (timefmt::format_str(tz, &a.at)) } }
+                }
+                @if let Some(d) = &r.denial { dt { "Denied by" } dd { (d.by) ": " (d.reason) } }
+                @if let Some(v) = &r.revocation { dt { "Revoked by" } dd { (v.by) ": " (v.reason) } }
+                @if let Some(w) = &r.withdrawal { dt { "Withdrawn" } dd { (timefmt::format_str(tz, &w.at)) } }
+                @if let Some(e) = &r.expires_at {
+                    dt { "Expires" } dd { (timefmt::format_str(tz, e)) @if r.phase == Phase::Active { " — " span.countdown data-expires=(e) { "…" } " left" } }
+                }
+                @if let Some(e) = &r.ended_at { dt { "Ended" } dd { (timefmt::format_str(tz, e)) } }
+                @if !r.message.is_empty() { dt { "Status" } dd { (local_times(tz, &r.message)) } }
+            }
+    }
 }
 
 /// `GET /requests/{name}`: detail and timeline.
@@ -345,27 +598,13 @@ pub async fn detail(
     let tz = state.tz;
     let main = html! {
         @if let Some(m) = done_message(q.done.as_deref()) { div.flash.ok { (m) } }
-        h1 { "Request " (r.name) " " (phase_badge(r.phase)) }
+        h1 { "Request " (r.name) " " (phase_badge(r.phase)) (badges(&r)) }
         div.panel {
-            dl.kv {
-                dt { "Requester" } dd { (r.requester) }
-                dt { "Cluster" } dd { (r.cluster_display_name) " (" (r.cluster) ")" }
-                dt { "Namespaces" } dd { (r.namespaces.join(", ")) }
-                dt { "Duration" } dd { (timefmt::duration(r.ttl_seconds)) @if r.approval.as_ref().is_some_and(|a| a.ttl_seconds.is_some()) { " (approved for " (timefmt::duration(r.effective_ttl_seconds)) ")" } }
-                dt { "Reason" } dd { (r.reason) }
-                @if let Some(c) = &r.created_at { dt { "Created" } dd { (timefmt::format_str(tz, c)) } }
-                @if let Some(a) = &r.approval { dt { "Approved by" } dd { (a.by) " at " (timefmt::format_str(tz, &a.at)) } }
-                @if let Some(d) = &r.denial { dt { "Denied by" } dd { (d.by) ": " (d.reason) } }
-                @if let Some(v) = &r.revocation { dt { "Revoked by" } dd { (v.by) ": " (v.reason) } }
-                @if let Some(w) = &r.withdrawal { dt { "Withdrawn" } dd { (timefmt::format_str(tz, &w.at)) } }
-                @if let Some(e) = &r.expires_at {
-                    dt { "Expires" } dd { (timefmt::format_str(tz, e)) @if r.phase == Phase::Active { " — " span.countdown data-expires=(e) { "…" } " left" } }
-                }
-                @if let Some(e) = &r.ended_at { dt { "Ended" } dd { (timefmt::format_str(tz, e)) } }
-                @if !r.message.is_empty() { dt { "Status" } dd { (r.message) } }
-            }
+            (summary(tz, &r))
             p { (action_forms(&state.config, &id, &r, &format!("/requests/{}", r.name))) }
         }
+        h2 { "Approval policy" }
+        (policy_block(&r))
         h2 { "Timeline" }
         div.panel {
             @match &events {
@@ -381,7 +620,7 @@ pub async fn detail(
                     @if events.is_err() { p.muted.small { "The audit log is unavailable; showing the controller's conditions." } }
                     ul.timeline {
                         @for c in &r.conditions {
-                            li { time { (timefmt::format_str(tz, &c.last_transition_time)) } strong { (c.type_) } " " (c.reason) ": " (c.message) }
+                            li { time { (timefmt::format_str(tz, &c.last_transition_time)) } strong { (c.type_) } " " (c.reason) ": " (local_times(tz, &c.message)) }
                         }
                     }
                 }
@@ -410,7 +649,11 @@ pub async fn decide(
     let reason = form.get("reason").unwrap_or_default().to_string();
     let decision = match action.as_str() {
         "approve" => DecisionInput::Approve {
-            ttl_seconds: match form.get("ttlSeconds").filter(|s| !s.is_empty()) {
+            comment: form.get("comment").unwrap_or_default().trim().to_string(),
+            ttl_seconds: match form
+                .get("ttlSeconds")
+                .filter(|s| !s.is_empty() && form.get("use") != Some("requested"))
+            {
                 Some(s) => Some(
                     s.parse()
                         .map_err(|_| WebError::invalid("ttlSeconds", "choose a duration"))?,
@@ -421,6 +664,9 @@ pub async fn decide(
         "deny" => DecisionInput::Deny { reason },
         "revoke" => DecisionInput::Revoke { reason },
         "withdraw" => DecisionInput::Withdraw,
+        "acknowledge" => DecisionInput::Acknowledge {
+            comment: form.get("comment").unwrap_or_default().trim().to_string(),
+        },
         "extend" => DecisionInput::Extend {
             seconds: form
                 .get("seconds")

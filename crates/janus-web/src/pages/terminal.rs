@@ -4,13 +4,81 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use maud::html;
+use janus_api::access_request::Phase;
+use maud::{Markup, html};
 
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, percent_encode};
 use crate::error::WebError;
-use crate::pages::{Nav, PageError, page};
-use crate::service::{RequestService, requests::is_requester};
+use crate::pages::{Nav, PageError, local_times, page};
+use crate::service::{RequestService, RequestView, requests::is_requester};
 use crate::state::AppState;
+use crate::timefmt;
+
+/// Whether the access of a request is over for good: it reached an end phase, or a revocation or
+/// withdrawal is recorded that the controller has not acted on yet.
+pub fn access_ended(r: &RequestView) -> bool {
+    r.phase.is_terminal() || r.revocation.is_some() || r.withdrawal.is_some()
+}
+
+/// One sentence saying what ended the access and when, every time in the display time zone.
+pub fn ended_summary(tz: chrono_tz::Tz, r: &RequestView) -> String {
+    let at = |t: &str| timefmt::format_str(tz, t);
+    let with_reason = |s: String, reason: &str| {
+        if reason.trim().is_empty() {
+            format!("{s}.")
+        } else {
+            format!("{s}: {reason}")
+        }
+    };
+    let ended = r.ended_at.as_deref().or(r.expires_at.as_deref()).map(at);
+    if let Some(v) = &r.revocation {
+        return with_reason(format!("Access was revoked by {} at {}", v.by, at(&v.at)), &v.reason);
+    }
+    if let Some(w) = &r.withdrawal {
+        return format!("The request was withdrawn at {}.", at(&w.at));
+    }
+    if let Some(d) = &r.denial {
+        return with_reason(
+            format!("The request was denied by {} at {}", d.by, at(&d.at)),
+            &d.reason,
+        );
+    }
+    let message = local_times(tz, &r.message);
+    match (r.phase, ended) {
+        (Phase::Expired, Some(t)) => format!("Access expired at {t}."),
+        (Phase::Expired, None) => "Access expired.".into(),
+        (Phase::Cancelled, Some(t)) => with_reason(format!("The request was cancelled at {t}"), &message),
+        (Phase::Failed, Some(t)) => with_reason(format!("The request failed at {t}"), &message),
+        (p, Some(t)) => with_reason(format!("Access ended ({p}) at {t}"), &message),
+        (p, None) => with_reason(format!("Access ended ({p})"), &message),
+    }
+}
+
+/// The form link that asks again for the same cluster, namespaces and reason.
+pub fn request_again_href(r: &RequestView) -> String {
+    format!(
+        "/requests/new?cluster={}&namespaces={}&reason={}",
+        percent_encode(&r.cluster),
+        percent_encode(&r.namespaces.join(",")),
+        percent_encode(&r.reason)
+    )
+}
+
+/// What the terminal page shows once access has ended: what ended it and when, and only what still works
+/// (the request page, the same request again). `terminal.js` fetches this block when the access ends while
+/// the page is open.
+pub fn ended_block(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
+    html! {
+        div #access-ended.panel role="status" {
+            p.ended { (ended_summary(tz, r)) }
+            p.muted.small { "Shells and log streams of this request are closed; its credentials are removed." }
+            div.actions {
+                a.button href=(format!("/requests/{}", r.name)) { "Request page" }
+                a.button.secondary href=(request_again_href(r)) { "Request again" }
+            }
+        }
+    }
+}
 
 /// `GET /terminal/{name}`.
 pub async fn show(
@@ -24,6 +92,24 @@ pub async fn show(
     let view = svc.view(&id, &ar);
     if !view.actions.terminal {
         let own = is_requester(&id, &ar);
+        if own && access_ended(&view) {
+            let main = html! {
+                div #terminal-app.ended data-request=(name) {
+                    h1 { "Terminal · " (view.cluster_display_name) " · " (name) }
+                    (ended_block(state.tz, &view))
+                }
+            };
+            return Ok(page(
+                &state,
+                Some(&id),
+                &format!("Terminal {name}"),
+                Nav::Mine,
+                false,
+                &headers,
+                main,
+            )
+            .into_response());
+        }
         return Err(PageError(if own {
             WebError::Conflict(format!("request {name} is not active ({:?})", view.phase))
         } else {
@@ -38,7 +124,7 @@ pub async fn show(
         script src="/assets/terminal.js" defer {}
         div #terminal-app data-request=(name) data-cluster=(view.cluster) data-namespaces=(view.granted_namespaces.join(",")) data-expires=[view.expires_at.clone()] {
             h1 { "Terminal · " (view.cluster_display_name) " · " (name) }
-            p.muted.small {
+            p.muted.small #term-intro {
                 "Access ends in " span.countdown data-expires=[view.expires_at.clone()] { "…" }
                 ". Sessions are recorded. Everything runs with this request's own credentials."
             }

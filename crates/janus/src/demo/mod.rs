@@ -86,6 +86,17 @@ async fn sa_token(sim: &RunningSim, ns: &str, sa: &str, seconds: i64) -> anyhow:
     Ok(out.status.context("token request without status")?.token)
 }
 
+/// One approval policy, so the demo (and the browser tests that run it) shows quorum approvals, a reason
+/// pattern and break-glass: the `search` namespace on the remote cluster needs 2 of 3 named approvers and
+/// a ticket id, and the engineer may break glass there. Every other namespace keeps the default policy
+/// (admins approve, one approval).
+const DEMO_POLICIES: &str = "policies:\n  - name: search-team\n    description: The search team's namespace on the remote cluster\n    \
+     match: {clusters: [remote], namespaces: [search]}\n    \
+     approvers: {emails: [engineer@example.com, search-lead@example.com, admin@example.com]}\n    \
+     approvalsRequired: 2\n    \
+     reason: {pattern: '[A-Z]+-[0-9]+', description: 'a ticket id such as OPS-1234'}\n    \
+     breakGlass: {emails: [engineer@example.com], maxTtlSeconds: 600}\n";
+
 fn demo_config(short: bool) -> anyhow::Result<Config> {
     let ttl = if short {
         "minTtlSeconds: 60\ndefaultTtlSeconds: 120\nmaxTtlSeconds: 3600\napprovalTtlOptions: [60, 120, 300]\nidleTimeoutSeconds: 300\npendingExpirySeconds: 3600\nretentionSeconds: 3600\n"
@@ -95,7 +106,7 @@ fn demo_config(short: bool) -> anyhow::Result<Config> {
     let yaml = format!(
         "namespace: {NS}\nadminEmails: [admin@example.com]\nexcludedNamespaces: [kube-system, kube-public, kube-node-lease, {ARGOCD_NS}]\n{ttl}\
          clusters:\n  - name: central\n    displayName: Central (demo)\n  - name: remote\n    displayName: Remote (demo)\n\
-         web:\n  baseUrl: \"\"\n  authMode: local\n"
+         web:\n  baseUrl: \"\"\n  authMode: local\n{DEMO_POLICIES}"
     );
     Ok(Config::from_yaml(&yaml, "demo")?)
 }
