@@ -397,6 +397,10 @@ pub struct Grant {
 /// spec must keep these values; a request whose spec differs ends `Failed`
 /// ([`reasons::SPEC_CHANGED_AFTER_APPROVAL`]). The values are kept beside the digest so the status
 /// and the audit log can say which field changed.
+///
+/// Two digest versions: `v1` for a request approved by one `spec.approval` and without `startAt` (the
+/// text every baseline had before approval policies, so those stay valid), `v2` when `startAt` or
+/// `approvers` are recorded ([`ApprovedSpec::record`]).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovedSpec {
@@ -411,12 +415,25 @@ pub struct ApprovedSpec {
     pub namespaces: Vec<String>,
     /// `spec.ttlSeconds` as approved.
     pub ttl_seconds: i64,
-    /// Who approved.
+    /// Who approved (the first counted approver, or the `system:` actor of auto-approval and break-glass).
     pub approved_by: String,
-    /// The approver's TTL override, if any.
+    /// The approvers' TTL override, if any (the shortest one set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_ttl_seconds: Option<i64>,
+    /// `spec.startAt` as approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// Every approver counted towards the policy's quorum, in order ([`AUTO_APPROVAL_ACTOR`] or
+    /// [`BREAK_GLASS_ACTOR`] when no person approved). Empty in a `v1` baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
+
+/// The approver recorded for a request the policy's `autoApprove` rule approved.
+pub const AUTO_APPROVAL_ACTOR: &str = "system:auto-approval";
+
+/// The approver recorded for a request activated under the policy's `breakGlass` rule.
+pub const BREAK_GLASS_ACTOR: &str = "system:break-glass";
 
 impl ApprovedSpec {
     /// The baseline of an approved spec; `None` while it has no approval.
@@ -430,23 +447,75 @@ impl ApprovedSpec {
             ttl_seconds: spec.ttl_seconds,
             approved_by: approval.by.clone(),
             approval_ttl_seconds: approval.ttl_seconds,
+            start_at: None,
+            approvers: vec![],
         };
         a.digest = a.compute_digest();
         Some(a)
     }
 
+    /// The baseline the controller records when the request's policy approved it: `approvers` are the
+    /// approvers it counted (or `[AUTO_APPROVAL_ACTOR]` / `[BREAK_GLASS_ACTOR]`), `approval_ttl` the
+    /// approvers' TTL override in effect ([`crate::rules::ttl::approval_ttl`]).
+    ///
+    /// A request approved exactly as before approval policies (one `spec.approval`, counted alone, no
+    /// `spec.approvals`, no `startAt`) gets the same `v1` baseline as [`ApprovedSpec::of`].
+    pub fn record(spec: &AccessRequestSpec, approvers: &[String], approval_ttl: Option<i64>) -> Self {
+        if let Some(approval) = &spec.approval
+            && spec.approvals.is_empty()
+            && spec.start_at.is_none()
+            && approval_ttl == approval.ttl_seconds
+            && matches!(approvers, [only] if only.trim().eq_ignore_ascii_case(approval.by.trim()))
+            && let Some(v1) = Self::of(spec)
+        {
+            return v1;
+        }
+        let mut a = Self {
+            digest: String::new(),
+            requester: spec.requester.clone(),
+            cluster: spec.cluster.clone(),
+            namespaces: spec.namespaces.clone(),
+            ttl_seconds: spec.ttl_seconds,
+            approved_by: approvers.first().cloned().unwrap_or_default(),
+            approval_ttl_seconds: approval_ttl,
+            start_at: spec.start_at.clone(),
+            approvers: approvers.to_vec(),
+        };
+        a.digest = a.compute_digest();
+        a
+    }
+
+    /// Whether this is a `v1` baseline (neither `startAt` nor `approvers` recorded).
+    fn is_v1(&self) -> bool {
+        self.start_at.is_none() && self.approvers.is_empty()
+    }
+
     /// The digest of the recorded values: SHA-256 of a JSON array in a fixed field order, so the
     /// same values always give the same digest whatever the serializer's map ordering.
     pub fn compute_digest(&self) -> String {
-        let canonical = serde_json::json!([
-            "v1",
-            self.requester,
-            self.cluster,
-            self.namespaces,
-            self.ttl_seconds,
-            self.approved_by,
-            self.approval_ttl_seconds,
-        ]);
+        let canonical = if self.is_v1() {
+            serde_json::json!([
+                "v1",
+                self.requester,
+                self.cluster,
+                self.namespaces,
+                self.ttl_seconds,
+                self.approved_by,
+                self.approval_ttl_seconds,
+            ])
+        } else {
+            serde_json::json!([
+                "v2",
+                self.requester,
+                self.cluster,
+                self.namespaces,
+                self.ttl_seconds,
+                self.approved_by,
+                self.approval_ttl_seconds,
+                self.start_at,
+                self.approvers,
+            ])
+        };
         let hash = Sha256::digest(canonical.to_string().as_bytes());
         // sha2 0.11's digest (a hybrid-array) has no LowerHex: hex by hand, same text as before.
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -455,6 +524,12 @@ impl ApprovedSpec {
 
     /// The spec fields (as API paths) that differ from what was approved; empty when nothing did.
     /// `status.approved` is listed when the baseline no longer matches its own digest.
+    ///
+    /// A `v2` baseline also reports `spec.approvals` when a counted approver no longer has an approval
+    /// (`spec.approval` or an entry of `spec.approvals`), and `spec.approvals.ttlSeconds` when the
+    /// shortest TTL any approval sets ([`crate::rules::ttl::approval_ttl`], what expiry is computed
+    /// from) is no longer the one recorded. Other approvals appended later change nothing else (the
+    /// quorum was met without them).
     pub fn changes(&self, spec: &AccessRequestSpec) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.compute_digest() != self.digest {
@@ -472,16 +547,41 @@ impl ApprovedSpec {
         if spec.ttl_seconds != self.ttl_seconds {
             out.push("spec.ttlSeconds");
         }
-        match &spec.approval {
-            None => out.push("spec.approval"),
-            Some(a) => {
-                if a.by != self.approved_by {
-                    out.push("spec.approval.by");
-                }
-                if a.ttl_seconds != self.approval_ttl_seconds {
-                    out.push("spec.approval.ttlSeconds");
+        if spec.start_at != self.start_at {
+            out.push("spec.startAt");
+        }
+        if self.approvers.is_empty() {
+            match &spec.approval {
+                None => out.push("spec.approval"),
+                Some(a) => {
+                    if a.by != self.approved_by {
+                        out.push("spec.approval.by");
+                    }
+                    if a.ttl_seconds != self.approval_ttl_seconds {
+                        out.push("spec.approval.ttlSeconds");
+                    }
                 }
             }
+            return out;
+        }
+        let approvals: Vec<String> = spec
+            .approval
+            .iter()
+            .map(|a| a.by.trim().to_lowercase())
+            .chain(spec.approvals.iter().map(|a| a.by.trim().to_lowercase()))
+            .collect();
+        let gone = self
+            .approvers
+            .iter()
+            .filter(|a| !a.starts_with("system:"))
+            .any(|a| !approvals.contains(&a.trim().to_lowercase()));
+        if gone {
+            out.push("spec.approvals");
+        }
+        // The TTL in effect is the shortest any approval set (rules::ttl::effective_ttl): what was
+        // approved must stay what expiry is computed from.
+        if crate::rules::ttl::approval_ttl(spec) != self.approval_ttl_seconds {
+            out.push("spec.approvals.ttlSeconds");
         }
         out
     }
@@ -649,6 +749,115 @@ mod tests {
         let mut forged = approved.clone();
         forged.namespaces.push("k8s-janus".into());
         assert_eq!(forged.changes(&spec())[0], "status.approved");
+    }
+
+    fn entry(by: &str, ttl: Option<i64>) -> ApprovalEntry {
+        ApprovalEntry {
+            by: by.into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            ttl_seconds: ttl,
+            comment: String::new(),
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn a_request_approved_as_before_policies_keeps_its_v1_baseline() {
+        let s = spec();
+        let recorded = ApprovedSpec::record(&s, &["Admin@example.com".to_string()], Some(1800));
+        assert_eq!(Some(recorded.clone()), ApprovedSpec::of(&s));
+        assert_eq!(
+            recorded.digest,
+            "sha256:fb8033ac28bdfa551d8174b3199252f056c20a7e30cab490d1460ffc3685a488"
+        );
+        // v1 baselines serialize as before: no startAt, no approvers.
+        let v = serde_json::to_value(&recorded).unwrap();
+        assert!(v.get("startAt").is_none() && v.get("approvers").is_none(), "{v}");
+    }
+
+    #[test]
+    fn the_v2_baseline_records_start_and_counted_approvers() {
+        let mut s = spec();
+        s.approval = None;
+        s.start_at = Some("2026-01-02T09:00:00Z".into());
+        s.approvals = vec![
+            entry("alice@example.com", Some(1800)),
+            entry("mallory@example.com", None),
+            entry("bob@example.com", None),
+        ];
+        let counted = ["alice@example.com".to_string(), "bob@example.com".to_string()];
+        let approved = ApprovedSpec::record(&s, &counted, Some(1800));
+        // Known answer: SHA-256 of
+        // `["v2","jane@example.com","central",["team-a"],3600,"alice@example.com",1800,"2026-01-02T09:00:00Z",["alice@example.com","bob@example.com"]]`.
+        assert_eq!(
+            approved.digest,
+            "sha256:ebfdec881647ee8e702638a92eb980d48b6a30af1d6ad767d1f4c7df4fdfd163"
+        );
+        assert_eq!(approved.approved_by, "alice@example.com");
+        assert!(approved.changes(&s).is_empty(), "{:?}", approved.changes(&s));
+        // A later approval by someone else changes nothing; one with a shorter TTL changes the expiry.
+        s.approvals.push(entry("carol@example.com", None));
+        assert!(approved.changes(&s).is_empty());
+        let mut shorter = s.clone();
+        shorter.approvals.push(entry("dave@example.com", Some(600)));
+        assert_eq!(approved.changes(&shorter), ["spec.approvals.ttlSeconds"]);
+        // A counted approver's entry gone (the CRD forbids it; a cluster without the rules does not).
+        let mut gone = s.clone();
+        gone.approvals.retain(|a| a.by != "bob@example.com");
+        assert_eq!(approved.changes(&gone), ["spec.approvals"]);
+        // A counted approver's TTL changed.
+        let mut changed = s.clone();
+        changed.approvals[0].ttl_seconds = Some(3600);
+        assert_eq!(approved.changes(&changed), ["spec.approvals.ttlSeconds"]);
+        // startAt moved or removed.
+        let mut moved = s.clone();
+        moved.start_at = Some("2026-01-01T09:00:00Z".into());
+        assert_eq!(approved.changes(&moved), ["spec.startAt"]);
+        moved.start_at = None;
+        assert_eq!(approved.changes(&moved), ["spec.startAt"]);
+        // The baseline's own fields are covered by its digest.
+        let mut forged = approved.clone();
+        forged.approvers.push("mallory@example.com".into());
+        assert_eq!(forged.changes(&s), ["status.approved"]);
+        let mut forged = approved.clone();
+        forged.start_at = None;
+        assert_eq!(forged.changes(&s)[0], "status.approved");
+    }
+
+    #[test]
+    fn auto_approval_and_break_glass_record_their_system_actor() {
+        let mut s = spec();
+        s.approval = None;
+        let auto = ApprovedSpec::record(&s, &[AUTO_APPROVAL_ACTOR.to_string()], None);
+        // Known answer: SHA-256 of
+        // `["v2","jane@example.com","central",["team-a"],3600,"system:auto-approval",null,null,["system:auto-approval"]]`.
+        assert_eq!(
+            auto.digest,
+            "sha256:04491a104d6d95ad173c020b79fbe3d10b0155ac1fe6e7a8bea123054de91699"
+        );
+        assert_eq!(auto.approved_by, AUTO_APPROVAL_ACTOR);
+        assert!(auto.changes(&s).is_empty(), "{:?}", auto.changes(&s));
+        let bg = ApprovedSpec::record(&s, &[BREAK_GLASS_ACTOR.to_string()], None);
+        assert_ne!(bg.digest, auto.digest);
+        assert!(bg.changes(&s).is_empty());
+        // A system actor never needs an approval entry; an approval TTL written afterwards does change it.
+        s.approvals.push(entry("x@example.com", Some(600)));
+        assert_eq!(bg.changes(&s), ["spec.approvals.ttlSeconds"]);
+    }
+
+    #[test]
+    fn a_legacy_approval_with_a_schedule_gets_a_v2_baseline() {
+        let mut s = spec();
+        s.start_at = Some("2026-01-02T09:00:00Z".into());
+        let approved = ApprovedSpec::record(&s, &["admin@example.com".to_string()], Some(1800));
+        assert_eq!(approved.start_at.as_deref(), Some("2026-01-02T09:00:00Z"));
+        assert!(approved.changes(&s).is_empty());
+        let mut ttl = s.clone();
+        ttl.approval.as_mut().unwrap().ttl_seconds = Some(900);
+        assert_eq!(approved.changes(&ttl), ["spec.approvals.ttlSeconds"]);
+        // A v1 baseline sees a startAt added after the approval.
+        let v1 = ApprovedSpec::of(&spec()).unwrap();
+        assert_eq!(v1.changes(&s), ["spec.startAt"]);
     }
 
     #[test]

@@ -633,6 +633,8 @@ impl Config {
             return bad("web.authMode is oidc but web.oidc is missing".into());
         }
         self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
+        // A policy nobody can satisfy is refused here, with the reason, not left as requests pending forever.
+        crate::policy::validate_policies(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -189,3 +189,366 @@ pub struct BreakGlassRule {
 fn default_break_glass_ttl() -> i64 {
     3600
 }
+
+impl PolicyConfig {
+    /// Checks one policy against the global settings: every problem that would make it unusable, or
+    /// impossible to satisfy, is refused at start-up with the reason instead of leaving requests
+    /// pending forever. `Err` is the reason, without the policy's name (see [`validate_policies`]).
+    pub fn validate(&self, config: &crate::config::Config) -> Result<(), String> {
+        use crate::rules::policy::{compile_glob, parse_day, parse_hhmm, reason_regex};
+        if self.approvals_required == 0 {
+            return Err(
+                "approvalsRequired is 0; at least one approval is needed (use autoApprove for \
+                        approval without a person)"
+                    .into(),
+            );
+        }
+        let a = &self.approvers;
+        if a.emails.is_empty() && a.groups.is_empty() && !a.namespace_owners {
+            return Err(
+                "names no approvers: set approvers.emails, approvers.groups or approvers.namespaceOwners".into(),
+            );
+        }
+        let mut distinct: Vec<String> = a.emails.iter().map(|e| e.trim().to_lowercase()).collect();
+        distinct.sort();
+        distinct.dedup();
+        if a.groups.is_empty() && !a.namespace_owners && distinct.len() < self.approvals_required as usize {
+            return Err(format!(
+                "approvalsRequired is {} but approvers.emails names only {} distinct approver(s); nobody could \
+                 satisfy it",
+                self.approvals_required,
+                distinct.len()
+            ));
+        }
+        if let Some(e) = a.emails.iter().find(|e| !e.contains('@')) {
+            return Err(format!("approvers.emails entry {e:?} is not an email"));
+        }
+        if let Some(rule) = &self.reason {
+            reason_regex(&rule.pattern).map_err(|e| format!("reason.pattern: {e}"))?;
+        }
+        let m = &self.matches;
+        for (field, globs, ci) in [
+            ("match.clusters", &m.clusters, false),
+            ("match.namespaces", &m.namespaces, false),
+            ("match.requesterEmails", &m.requester_emails, true),
+        ] {
+            for g in globs {
+                compile_glob(g, ci).map_err(|e| format!("{field}: {e}"))?;
+            }
+        }
+        if let Some(r) = m.roles.iter().find(|r| r.as_str() != DEFAULT_ROLE) {
+            return Err(format!(
+                "match.roles: unknown role {r:?}; the only role is {DEFAULT_ROLE:?}"
+            ));
+        }
+        if let Some(sel) = &m.namespace_selector {
+            for r in &sel.match_expressions {
+                if r.key.is_empty() {
+                    return Err("match.namespaceSelector.matchExpressions: a requirement has an empty key".into());
+                }
+                let needs_values = match r.operator.as_str() {
+                    "In" | "NotIn" => true,
+                    "Exists" | "DoesNotExist" => false,
+                    other => {
+                        return Err(format!(
+                            "match.namespaceSelector: unknown operator {other:?} for key {:?} (In, NotIn, Exists, \
+                             DoesNotExist)",
+                            r.key
+                        ));
+                    }
+                };
+                if needs_values == r.values.is_empty() {
+                    return Err(format!(
+                        "match.namespaceSelector: operator {} for key {:?} {}",
+                        r.operator,
+                        r.key,
+                        if needs_values {
+                            "needs values"
+                        } else {
+                            "takes no values"
+                        }
+                    ));
+                }
+            }
+        }
+        let (min, global_max) = (config.min_ttl_seconds, config.max_ttl_seconds);
+        if let Some(max) = self.max_ttl_seconds {
+            if max > global_max {
+                return Err(format!(
+                    "maxTtlSeconds ({max}) is above the global maxTtlSeconds ({global_max}); a policy can only \
+                     narrow it: raise the global maxTtlSeconds instead"
+                ));
+            }
+            if max < min {
+                return Err(format!(
+                    "maxTtlSeconds ({max}) is below the global minTtlSeconds ({min})"
+                ));
+            }
+        }
+        let max = self.max_ttl_seconds.unwrap_or(global_max);
+        for o in self.approval_ttl_options.iter().flatten() {
+            if !(min..=max).contains(o) {
+                return Err(format!(
+                    "approvalTtlOptions entry {o} is outside [minTtlSeconds, maxTtlSeconds] = [{min}, {max}]"
+                ));
+            }
+        }
+        if let Some(p) = self.pending_expiry_seconds
+            && p < 0
+        {
+            return Err(format!(
+                "pendingExpirySeconds ({p}) must not be negative (0 disables it)"
+            ));
+        }
+        if let Some(bg) = &self.break_glass {
+            if bg.groups.is_empty() && bg.emails.is_empty() {
+                return Err("breakGlass names nobody: set breakGlass.groups or breakGlass.emails".into());
+            }
+            if !(min..=max).contains(&bg.max_ttl_seconds) {
+                return Err(format!(
+                    "breakGlass.maxTtlSeconds ({}) is outside [minTtlSeconds, maxTtlSeconds] = [{min}, {max}]",
+                    bg.max_ttl_seconds
+                ));
+            }
+        }
+        if let Some(auto) = &self.auto_approve {
+            if let Some(t) = auto.max_ttl_seconds
+                && t < min
+            {
+                return Err(format!(
+                    "autoApprove.maxTtlSeconds ({t}) is below minTtlSeconds ({min}): no request could qualify"
+                ));
+            }
+            for (i, w) in auto.windows.iter().enumerate() {
+                let (Some(start), Some(end)) = (parse_hhmm(&w.start), parse_hhmm(&w.end)) else {
+                    return Err(format!(
+                        "autoApprove.windows[{i}]: start {:?} and end {:?} must be HH:MM (00:00 to 24:00)",
+                        w.start, w.end
+                    ));
+                };
+                if start == end {
+                    return Err(format!(
+                        "autoApprove.windows[{i}]: start and end are both {}; a window needs a length",
+                        w.start
+                    ));
+                }
+                if let Some(d) = w.days.iter().find(|d| parse_day(d).is_none()) {
+                    return Err(format!("autoApprove.windows[{i}]: {d:?} is not a day (Mon … Sun)"));
+                }
+            }
+            if !auto.windows.is_empty() && config.display_timezone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(format!(
+                    "autoApprove.windows are in displayTimezone, and {:?} is not a known IANA time zone",
+                    config.display_timezone
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks every configured policy ([`PolicyConfig::validate`]) and their names: each is non-empty,
+/// unique and not the reserved [`DEFAULT_POLICY`]. `Err` names the policy and the reason.
+pub fn validate_policies(config: &crate::config::Config) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in config.policies.iter().enumerate() {
+        if p.name.trim().is_empty() {
+            return Err(format!("policies[{i}] has no name"));
+        }
+        if p.name == DEFAULT_POLICY {
+            return Err(format!(
+                "policies[{i}]: the name {DEFAULT_POLICY:?} is reserved for the behaviour when no policy matches"
+            ));
+        }
+        if !seen.insert(p.name.as_str()) {
+            return Err(format!(
+                "policy {:?} is defined twice; policy names must be unique",
+                p.name
+            ));
+        }
+        p.validate(config).map_err(|e| format!("policy {:?}: {e}", p.name))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The start-up error for `policies:` holding `policy` (YAML flow mapping), with `globals` before it.
+    fn refused(globals: &str, policy: &str) -> String {
+        let yaml = format!("{globals}\npolicies:\n- {policy}\n");
+        match Config::from_yaml(&yaml, "t") {
+            Ok(_) => panic!("accepted: {yaml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_policy_problem_is_a_start_up_error_naming_the_policy() {
+        let ok = "{name: p, approvers: {emails: [a@x.io]}}";
+        assert!(Config::from_yaml(&format!("policies:\n- {ok}\n"), "t").is_ok());
+        for (globals, policy, want) in [
+            (
+                "",
+                "{name: '', approvers: {emails: [a@x.io]}}",
+                "policies[0] has no name",
+            ),
+            (
+                "",
+                "{name: default, approvers: {emails: [a@x.io]}}",
+                "the name \"default\" is reserved",
+            ),
+            (
+                "",
+                "{name: p, approvalsRequired: 0, approvers: {emails: [a@x.io]}}",
+                "policy \"p\": approvalsRequired is 0",
+            ),
+            ("", "{name: p}", "policy \"p\": names no approvers"),
+            (
+                "",
+                "{name: p, approvalsRequired: 3, approvers: {emails: [a@x.io, A@x.io, b@x.io]}}",
+                "approvalsRequired is 3 but approvers.emails names only 2 distinct approver(s)",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [alice]}}",
+                "approvers.emails entry \"alice\" is not an email",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, reason: {pattern: 'OPS-(\\d+'}}",
+                "policy \"p\": reason.pattern: the reason pattern \"OPS-(\\\\d+\" does not compile",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {clusters: ['prod-[']}}",
+                "match.clusters: \"prod-[\" is not a valid glob",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {namespaces: ['{a,b']}}",
+                "match.namespaces:",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {requesterEmails: ['[*@x.io']}}",
+                "match.requesterEmails:",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: Equals, values: [a]}]}}}",
+                "unknown operator \"Equals\" for key \"t\"",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: In}]}}}",
+                "operator In for key \"t\" needs values",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: Exists, values: [a]}]}}}",
+                "operator Exists for key \"t\" takes no values",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [admin]}}",
+                "match.roles: unknown role \"admin\"",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{start: '9:00', end: '17:00'}]}}",
+                "autoApprove.windows[0]: start \"9:00\" and end \"17:00\" must be HH:MM",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{start: '09:00', end: '09:00'}]}}",
+                "a window needs a length",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{days: [Mon, Funday], start: '09:00', end: '17:00'}]}}",
+                "\"Funday\" is not a day",
+            ),
+            (
+                "displayTimezone: Mars/Olympus",
+                "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{start: '09:00', end: '17:00'}]}}",
+                "\"Mars/Olympus\" is not a known IANA time zone",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {maxTtlSeconds: 60}}",
+                "autoApprove.maxTtlSeconds (60) is below minTtlSeconds (600)",
+            ),
+            (
+                "maxTtlSeconds: 28800",
+                "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 28801}",
+                "maxTtlSeconds (28801) is above the global maxTtlSeconds (28800); a policy can only narrow it: raise the global maxTtlSeconds instead",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 599}",
+                "maxTtlSeconds (599) is below the global minTtlSeconds (600)",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 3600, approvalTtlOptions: [600, 7200]}",
+                "approvalTtlOptions entry 7200 is outside [minTtlSeconds, maxTtlSeconds] = [600, 3600]",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, approvalTtlOptions: [60]}",
+                "approvalTtlOptions entry 60",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, breakGlass: {maxTtlSeconds: 900}}",
+                "breakGlass names nobody",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 3600, breakGlass: {groups: [oncall], maxTtlSeconds: 7200}}",
+                "breakGlass.maxTtlSeconds (7200) is outside [minTtlSeconds, maxTtlSeconds] = [600, 3600]",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, breakGlass: {groups: [oncall], maxTtlSeconds: 60}}",
+                "breakGlass.maxTtlSeconds (60) is outside",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, pendingExpirySeconds: -1}",
+                "pendingExpirySeconds (-1) must not be negative",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, approver: {emails: [a@x.io]}}",
+                "unknown field `approver`",
+            ),
+        ] {
+            let e = refused(globals, policy);
+            assert!(e.contains(want), "{policy}: {e}");
+        }
+        let e = refused("", &format!("{ok}\n- {ok}"));
+        assert!(e.contains("policy \"p\" is defined twice"), "{e}");
+    }
+
+    #[test]
+    fn satisfiable_policies_are_accepted() {
+        for policy in [
+            // A quorum over a group, or over namespace owners, is not counted at start-up.
+            "{name: p, approvalsRequired: 5, approvers: {groups: [sre]}}",
+            "{name: p, approvalsRequired: 2, approvers: {namespaceOwners: true}}",
+            "{name: p, approvalsRequired: 2, approvers: {emails: [a@x.io, b@x.io]}}",
+            "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{days: [sat, Sunday], start: '22:00', end: '24:00'}]}}",
+            "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: DoesNotExist}]}}}",
+            "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 3600, breakGlass: {emails: [o@x.io], maxTtlSeconds: 3600}}",
+            "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [exec], clusters: ['prod-{eu,us}-*']}}",
+        ] {
+            let yaml = format!("policies:\n- {policy}\n");
+            if let Err(e) = Config::from_yaml(&yaml, "t") {
+                panic!("{policy}: {e}");
+            }
+        }
+    }
+}

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::lifecycle::{phase_of, undecided};
+use super::policy::{Governing, Ineligible};
 use crate::config::Config;
+use crate::policy::JANUS_ADMINS_GROUP;
 use crate::{AccessRequest, Phase};
 
 /// The person acting.
@@ -52,6 +54,9 @@ pub struct Actions {
     pub withdraw: bool,
     /// Open a terminal (requester, or admins when configured; active).
     pub terminal: bool,
+    /// Acknowledge a break-glass activation (an eligible approver of the request's policy, while the
+    /// activation is unreviewed). Only [`allowed_under`] grants it.
+    pub acknowledge: bool,
 }
 
 /// Whether `actor` asked for `ar`.
@@ -66,12 +71,16 @@ pub fn may_view(actor: Actor<'_>, ar: &AccessRequest) -> bool {
 
 /// The actions `actor` may take on `ar`. A decision already written closes the actions it would race
 /// with, in the same precedence the controller applies ([`super::ending`]).
+///
+/// This is the rule without approval policies (admins approve, one approval); [`allowed_under`] judges
+/// approvals by the request's policy.
 pub fn allowed(actor: Actor<'_>, ar: &AccessRequest, policy: ActionPolicy) -> Actions {
     let p = phase_of(ar);
     let own = is_requester(actor, ar);
-    let pending = p == Phase::Pending && undecided(&ar.spec);
-    let live =
-        matches!(p, Phase::Approved | Phase::Active) && ar.spec.revocation.is_none() && ar.spec.withdrawal.is_none();
+    // A `spec.approval` is the one approval of the default policy: it closes approving and denying
+    // (the CRD refuses a denial beside it).
+    let pending = p == Phase::Pending && undecided(&ar.spec) && ar.spec.approval.is_none();
+    let live = is_live(ar, p);
     Actions {
         approve: actor.is_admin && pending && (!own || policy.allow_self_approval),
         deny: actor.is_admin && pending,
@@ -79,6 +88,111 @@ pub fn allowed(actor: Actor<'_>, ar: &AccessRequest, policy: ActionPolicy) -> Ac
         extend: actor.is_admin && live && p == Phase::Active,
         withdraw: own && !p.is_terminal() && ar.spec.withdrawal.is_none() && ar.spec.revocation.is_none(),
         terminal: p == Phase::Active && live && (own || (actor.is_admin && policy.admin_terminal_access)),
+        acknowledge: false,
+    }
+}
+
+/// Approved and not ended by a decision: access exists, is being issued or is scheduled.
+fn is_live(ar: &AccessRequest, p: Phase) -> bool {
+    matches!(p, Phase::Scheduled | Phase::Approved | Phase::Active)
+        && ar.spec.revocation.is_none()
+        && ar.spec.withdrawal.is_none()
+}
+
+/// The groups a person's approval is judged with: their identity-provider groups, plus
+/// [`JANUS_ADMINS_GROUP`] when the web judged them an admin (exactly what it records in their approval).
+fn judged_groups(actor: Actor<'_>, groups: &[String]) -> Vec<String> {
+    let mut g = groups.to_vec();
+    if actor.is_admin && !g.iter().any(|x| x == JANUS_ADMINS_GROUP) {
+        g.push(JANUS_ADMINS_GROUP.to_owned());
+    }
+    g
+}
+
+/// Whether `actor` already has an approval on `ar` (`spec.approval` or an entry of `spec.approvals`).
+fn approved_by(actor: Actor<'_>, ar: &AccessRequest) -> bool {
+    let me = actor.email.trim();
+    ar.spec.approval.iter().any(|a| a.by.trim().eq_ignore_ascii_case(me))
+        || ar.spec.approvals.iter().any(|a| a.by.trim().eq_ignore_ascii_case(me))
+}
+
+/// Why `actor` cannot approve `ar` under `governing` (`None`: the request's policy could not be
+/// determined, e.g. its namespaces fall under different policies); `Ok` when they can.
+fn approve_check(
+    actor: Actor<'_>,
+    groups: &[String],
+    ar: &AccessRequest,
+    governing: Option<&Governing<'_>>,
+) -> Result<(), String> {
+    if !(phase_of(ar) == Phase::Pending && undecided(&ar.spec)) {
+        return Err("the request is no longer pending".into());
+    }
+    let Some(g) = governing else {
+        return Err("the request's approval policy cannot be determined, so nobody can approve it".into());
+    };
+    match g.eligibility(&ar.spec.requester, actor.email, &judged_groups(actor, groups)) {
+        Err(Ineligible::Requester) => Err("you asked for it".into()),
+        Err(Ineligible::NotAnApprover { policy }) => Err(format!(
+            "only {} may approve under policy {policy}",
+            g.describe_approvers()
+        )),
+        Err(Ineligible::AlreadyApproved) => Err("you already approved".into()),
+        Ok(()) if approved_by(actor, ar) => Err("you already approved".into()),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Why `actor` (with identity-provider `groups`) cannot approve `ar` under its policy `governing`, in
+/// words for the request page (`you asked for it`, `you already approved`, `only members of
+/// payments-leads or alice@example.com may approve under policy prod`, `the request is no longer
+/// pending`); `None` when they can.
+pub fn approve_refusal(
+    actor: Actor<'_>,
+    groups: &[String],
+    ar: &AccessRequest,
+    governing: Option<&Governing<'_>>,
+) -> Option<String> {
+    approve_check(actor, groups, ar, governing).err()
+}
+
+/// The actions `actor` (with identity-provider `groups`) may take on `ar` under its approval policy
+/// `governing` (`None` when it could not be determined: nobody approves or acknowledges then).
+///
+/// - approve: an eligible approver of the policy ([`Governing::eligibility`]) who has not approved yet,
+///   while the request is pending (approvals so far do not close it: a quorum may need more);
+/// - deny: admins and eligible approvers, while pending and without a `spec.approval` (the CRD refuses a
+///   denial beside it);
+/// - acknowledge: an eligible approver, on a break-glass request not yet reviewed, once it left Pending;
+/// - revoke: admins and eligible approvers, while approved, scheduled or active (taking access back is
+///   always safe); extend and terminal as in [`allowed`].
+///
+/// An admin is judged with [`JANUS_ADMINS_GROUP`] added to `groups`, as the web records it.
+pub fn allowed_under(
+    actor: Actor<'_>,
+    groups: &[String],
+    ar: &AccessRequest,
+    governing: Option<&Governing<'_>>,
+    policy: ActionPolicy,
+) -> Actions {
+    let p = phase_of(ar);
+    let own = is_requester(actor, ar);
+    let live = is_live(ar, p);
+    let eligible = governing.is_some_and(|g| {
+        g.eligibility(&ar.spec.requester, actor.email, &judged_groups(actor, groups))
+            .is_ok()
+    });
+    let pending = p == Phase::Pending && undecided(&ar.spec);
+    Actions {
+        approve: approve_check(actor, groups, ar, governing).is_ok(),
+        deny: (actor.is_admin || eligible) && pending && ar.spec.approval.is_none(),
+        revoke: (actor.is_admin || eligible) && live,
+        extend: actor.is_admin && live && p == Phase::Active,
+        withdraw: own && !p.is_terminal() && ar.spec.withdrawal.is_none() && ar.spec.revocation.is_none(),
+        terminal: p == Phase::Active && live && (own || (actor.is_admin && policy.admin_terminal_access)),
+        acknowledge: eligible
+            && ar.spec.break_glass.is_some()
+            && ar.spec.break_glass_review.is_none()
+            && p != Phase::Pending,
     }
 }
 
@@ -192,6 +306,184 @@ mod tests {
         ] {
             assert_eq!(allowed(ADMIN, &request(ended), p), Actions::default(), "{ended:?}");
             assert_eq!(allowed(DEV, &request(ended), p), Actions::default(), "{ended:?}");
+        }
+    }
+
+    mod under_a_policy {
+        use super::*;
+        use crate::rules::policy::{NamespaceInfo, RequestFacts, govern};
+        use crate::{ApprovalEntry, BreakGlass, BreakGlassReview};
+
+        const CFG: &str = "adminEmails: [admin@example.com]\npolicies:\n- name: prod\n  match: {clusters: [prod]}\n  \
+                           approvers: {emails: [alice@example.com, bob@example.com], groups: [payments-leads]}\n  \
+                           approvalsRequired: 2\n  breakGlass: {groups: [oncall], maxTtlSeconds: 1800}\n";
+
+        fn prod(phase: Phase) -> AccessRequest {
+            let mut ar = request(phase);
+            ar.spec.cluster = "prod".into();
+            ar
+        }
+
+        fn entry(by: &str) -> ApprovalEntry {
+            ApprovalEntry {
+                by: by.into(),
+                at: "2026-01-01T00:00:00Z".into(),
+                ttl_seconds: None,
+                comment: String::new(),
+                groups: vec![],
+            }
+        }
+
+        fn check(ar: &AccessRequest, f: impl FnOnce(Option<&Governing<'_>>)) {
+            let cfg = Config::from_yaml(CFG, "t").unwrap();
+            let nss = [NamespaceInfo {
+                name: "default".into(),
+                ..Default::default()
+            }];
+            let facts = RequestFacts::of(&ar.spec, &nss, chrono::Utc::now());
+            let g = govern(&cfg, &facts).unwrap();
+            f(Some(&g));
+        }
+
+        const ALICE: Actor<'static> = Actor {
+            email: "Alice@example.com",
+            is_admin: false,
+        };
+
+        #[test]
+        fn approving_takes_eligibility_and_stays_open_until_the_quorum() {
+            let mut ar = prod(Phase::Pending);
+            let p = ActionPolicy::default();
+            check(&ar, |g| {
+                let a = allowed_under(ALICE, &[], &ar, g, p);
+                assert!(a.approve && a.deny && !a.acknowledge && !a.revoke, "{a:?}");
+                // An admin by the default policy is no approver of prod, but may still deny.
+                let admin = allowed_under(ADMIN, &[], &ar, g, p);
+                assert!(!admin.approve && admin.deny);
+                assert_eq!(
+                    approve_refusal(ADMIN, &[], &ar, g).unwrap(),
+                    "only members of payments-leads or alice@example.com or bob@example.com may approve under policy prod"
+                );
+                // Group membership makes an approver.
+                assert!(allowed_under(OTHER, &["payments-leads".into()], &ar, g, p).approve);
+                assert!(!allowed_under(OTHER, &["devs".into()], &ar, g, p).deny);
+                assert_eq!(approve_refusal(DEV, &[], &ar, g).unwrap(), "you asked for it");
+                assert!(!allowed_under(DEV, &["payments-leads".into()], &ar, g, p).approve);
+            });
+            // One of two approvals: still pending, Alice may not approve twice, Bob may.
+            ar.spec.approvals.push(entry("alice@example.com"));
+            check(&ar, |g| {
+                let a = allowed_under(ALICE, &[], &ar, g, p);
+                assert!(!a.approve && a.deny);
+                assert_eq!(approve_refusal(ALICE, &[], &ar, g).unwrap(), "you already approved");
+                let bob = Actor {
+                    email: "bob@example.com",
+                    is_admin: false,
+                };
+                assert!(allowed_under(bob, &[], &ar, g, p).approve);
+                assert_eq!(approve_refusal(bob, &[], &ar, g), None);
+            });
+            // The existing rule keeps an approval-less request open too (only spec.approval closes it).
+            assert!(allowed(ADMIN, &ar, p).approve);
+            ar.status.as_mut().unwrap().phase = Phase::Active;
+            check(&ar, |g| {
+                assert_eq!(
+                    approve_refusal(ALICE, &[], &ar, g).unwrap(),
+                    "the request is no longer pending"
+                );
+                let a = allowed_under(ALICE, &[], &ar, g, p);
+                assert!(!a.approve && !a.deny && a.revoke && !a.extend, "{a:?}");
+            });
+            // Nobody approves when the policy cannot be determined.
+            let pending = prod(Phase::Pending);
+            assert!(!allowed_under(ALICE, &[], &pending, None, p).approve);
+            assert!(allowed_under(ADMIN, &[], &pending, None, p).deny);
+        }
+
+        #[test]
+        fn a_denial_or_withdrawal_closes_approving() {
+            let mut ar = prod(Phase::Pending);
+            ar.spec.denial = Some(
+                serde_json::from_value(serde_json::json!({"by": "b@x", "at": "2026-01-01T00:00:00Z", "reason": ""}))
+                    .unwrap(),
+            );
+            check(&ar, |g| {
+                let a = allowed_under(ALICE, &[], &ar, g, ActionPolicy::default());
+                assert!(!a.approve && !a.deny);
+                assert_eq!(
+                    approve_refusal(ALICE, &[], &ar, g).unwrap(),
+                    "the request is no longer pending"
+                );
+            });
+        }
+
+        #[test]
+        fn break_glass_is_acknowledged_once_by_an_eligible_approver() {
+            let mut ar = prod(Phase::Active);
+            ar.spec.requester_groups = vec!["oncall".into()];
+            ar.spec.break_glass = Some(BreakGlass {
+                at: "2026-01-01T00:00:00Z".into(),
+            });
+            let p = ActionPolicy::default();
+            check(&ar, |g| {
+                assert!(allowed_under(ALICE, &[], &ar, g, p).acknowledge);
+                assert!(
+                    !allowed_under(ADMIN, &[], &ar, g, p).acknowledge,
+                    "not an approver of prod"
+                );
+                assert!(
+                    !allowed_under(DEV, &["payments-leads".into()], &ar, g, p).acknowledge,
+                    "the requester"
+                );
+                assert!(!allowed(ADMIN, &ar, p).acknowledge);
+            });
+            // Still pending (not activated): nothing to acknowledge yet. Expired: still to review.
+            for (phase, want) in [
+                (Phase::Pending, false),
+                (Phase::Expired, true),
+                (Phase::Scheduled, true),
+            ] {
+                ar.status.as_mut().unwrap().phase = phase;
+                check(&ar, |g| {
+                    assert_eq!(allowed_under(ALICE, &[], &ar, g, p).acknowledge, want, "{phase:?}")
+                });
+            }
+            ar.spec.break_glass_review = Some(BreakGlassReview {
+                by: "bob@example.com".into(),
+                at: "2026-01-01T01:00:00Z".into(),
+                comment: String::new(),
+                groups: vec![],
+            });
+            check(&ar, |g| {
+                assert!(!allowed_under(ALICE, &[], &ar, g, p).acknowledge, "reviewed")
+            });
+        }
+
+        #[test]
+        fn the_default_policy_takes_admins_as_the_web_records_them() {
+            let ar = request(Phase::Pending);
+            let p = ActionPolicy::default();
+            check(&ar, |g| {
+                // Admin by a local account (no adminEmails entry): judged with k8s-janus:admins.
+                let local = Actor {
+                    email: "root@local",
+                    is_admin: true,
+                };
+                assert!(allowed_under(local, &[], &ar, g, p).approve);
+                assert!(!allowed_under(SELF_ADMIN, &[], &ar, g, p).approve, "own request");
+                let a = allowed_under(OTHER, &[], &ar, g, p);
+                assert_eq!(a, Actions::default());
+            });
+        }
+
+        #[test]
+        fn scheduled_requests_can_be_revoked_and_withdrawn() {
+            let ar = request(Phase::Scheduled);
+            let p = ActionPolicy::default();
+            let a = allowed(ADMIN, &ar, p);
+            assert!(a.revoke && !a.extend && !a.terminal && !a.approve);
+            let d = allowed(DEV, &ar, p);
+            assert!(d.withdraw && !d.terminal);
         }
     }
 }

@@ -79,9 +79,18 @@ impl Ending {
     }
 }
 
-/// Whether no human decision has been written yet.
+/// Whether no decision that ends the request has been written: no denial, withdrawal or revocation.
+///
+/// Approvals do not end the deciding: under a quorum a request with one of two approvals is still
+/// pending and may still be approved or denied. Whether any approval exists is [`has_approvals`];
+/// whether they suffice is the policy's ([`crate::rules::policy::evaluate`]).
 pub fn undecided(spec: &AccessRequestSpec) -> bool {
-    spec.approval.is_none() && spec.denial.is_none() && spec.withdrawal.is_none() && spec.revocation.is_none()
+    spec.denial.is_none() && spec.withdrawal.is_none() && spec.revocation.is_none()
+}
+
+/// Whether any approval was written: `spec.approval` (older clients) or an entry of `spec.approvals`.
+pub fn has_approvals(spec: &AccessRequestSpec) -> bool {
+    spec.approval.is_some() || !spec.approvals.is_empty()
 }
 
 /// Checks what can be checked without a cluster against the configuration as it is now. `Err` is the
@@ -278,5 +287,36 @@ mod tests {
             last_transition_time: "2026-01-01T11:59:00Z".into(),
         });
         assert!(!overdue(&s, Some(&st), false, &cfg, now));
+    }
+
+    #[test]
+    fn approvals_do_not_end_the_deciding() {
+        let mut s = spec();
+        assert!(undecided(&s) && !has_approvals(&s));
+        s.approvals.push(crate::ApprovalEntry {
+            by: "b@x.io".into(),
+            at: "t".into(),
+            ttl_seconds: None,
+            comment: String::new(),
+            groups: vec![],
+        });
+        assert!(undecided(&s), "one of two approvals: still open to approval and denial");
+        assert!(has_approvals(&s));
+        let mut legacy = spec();
+        legacy.approval = Some(Approval {
+            by: "b".into(),
+            at: "t".into(),
+            ttl_seconds: None,
+        });
+        assert!(undecided(&legacy) && has_approvals(&legacy));
+        s.withdrawal = Some(decision());
+        assert!(!undecided(&s));
+        let mut d = spec();
+        d.denial = Some(Denial {
+            by: "c".into(),
+            at: "t".into(),
+            reason: String::new(),
+        });
+        assert!(!undecided(&d));
     }
 }

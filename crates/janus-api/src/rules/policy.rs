@@ -697,3 +697,665 @@ pub fn evaluate(config: &Config, spec: &AccessRequestSpec, facts: &RequestFacts<
         Verdict::Pending(tally)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Approval, ApprovalEntry, BreakGlass};
+
+    const CONFIG: &str = r#"
+displayTimezone: Europe/Berlin
+adminEmails: [Admin@example.com]
+adminGroups: [platform]
+minTtlSeconds: 600
+maxTtlSeconds: 28800
+pendingExpirySeconds: 86400
+approvalTtlOptions: [900, 3600]
+policies:
+- name: prod
+  match: {clusters: ["prod-*"]}
+  approvers: {emails: [alice@example.com, Bob@Example.com, carol@example.com], groups: [sre]}
+  approvalsRequired: 2
+  maxTtlSeconds: 7200
+  pendingExpirySeconds: 3600
+  approvalTtlOptions: [900]
+  reason: {pattern: '\bOPS-\d+\b', description: a ticket id such as OPS-1234}
+  breakGlass: {groups: [oncall], maxTtlSeconds: 1800}
+- name: payments
+  match: {namespaces: ["payments-*"], namespaceSelector: {matchLabels: {team: payments}, matchExpressions: [{key: tier, operator: NotIn, values: [sandbox]}]}}
+  approvers: {groups: [payments-leads]}
+- name: contractors
+  match: {requesterEmails: ["*@contractors.example.com"]}
+  approvers: {emails: [alice@example.com]}
+- name: oncall-readonly
+  match: {requesterGroups: [oncall], namespaces: [monitoring], roles: [exec]}
+  approvers: {emails: [alice@example.com]}
+  autoApprove:
+    groups: [oncall]
+    maxTtlSeconds: 3600
+    windows:
+    - {days: [Mon, Tue, Wed, Thu, Fri], start: "09:00", end: "17:00"}
+    - {days: [Sat], start: "22:00", end: "01:00"}
+    - {days: [Sun], start: "02:30", end: "04:00"}
+- name: owned
+  match: {namespaces: ["team-*"]}
+  approvers: {emails: [lead@example.com], namespaceOwners: true}
+"#;
+
+    fn config() -> Config {
+        Config::from_yaml(CONFIG, "test").unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        crate::rules::time::parse_time(s).unwrap()
+    }
+
+    fn ns(name: &str) -> NamespaceInfo {
+        NamespaceInfo {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn labelled(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
+        NamespaceInfo {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..ns(name)
+        }
+    }
+
+    fn owned(name: &str, owners: &str) -> NamespaceInfo {
+        NamespaceInfo {
+            annotations: [(APPROVERS_ANNOTATION.to_string(), owners.to_string())].into(),
+            ..ns(name)
+        }
+    }
+
+    fn entry(by: &str, groups: &[&str], ttl: Option<i64>) -> ApprovalEntry {
+        ApprovalEntry {
+            by: by.into(),
+            at: "2026-03-02T10:00:00Z".into(),
+            ttl_seconds: ttl,
+            comment: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    /// One request and what evaluating it must give.
+    struct Case {
+        what: &'static str,
+        cluster: &'static str,
+        requester: &'static str,
+        groups: &'static [&'static str],
+        namespaces: Vec<NamespaceInfo>,
+        ttl: i64,
+        reason: &'static str,
+        created: &'static str,
+        break_glass: bool,
+        legacy: Option<(&'static str, Option<i64>)>,
+        approvals: Vec<ApprovalEntry>,
+        expect: Expect,
+    }
+
+    #[derive(Debug)]
+    enum Expect {
+        /// Invalid, the message containing this.
+        Invalid(&'static str),
+        /// Pending under the policy, with these counted approvers and namespaces missing an owner.
+        Pending(&'static str, &'static [&'static str], &'static [&'static str]),
+        /// Approved under the policy, this way, with these counted approvers.
+        Approved(&'static str, ApprovedVia, &'static [&'static str]),
+    }
+
+    fn base() -> Case {
+        Case {
+            what: "",
+            cluster: "staging",
+            requester: "dev@example.com",
+            groups: &[],
+            namespaces: vec![ns("app")],
+            ttl: 3600,
+            reason: "debugging OPS-1",
+            // A Monday, 11:00 in Berlin.
+            created: "2026-03-02T10:00:00Z",
+            break_glass: false,
+            legacy: None,
+            approvals: vec![],
+            expect: Expect::Pending("default", &[], &[]),
+        }
+    }
+
+    fn run(config: &Config, c: &Case) {
+        let mut spec = AccessRequestSpec::new(
+            c.requester,
+            c.cluster,
+            c.namespaces.iter().map(|n| n.name.clone()).collect(),
+            c.reason,
+            c.ttl,
+        );
+        spec.requester_groups = c.groups.iter().map(|g| g.to_string()).collect();
+        spec.approval = c.legacy.map(|(by, ttl)| Approval {
+            by: by.into(),
+            at: "2026-03-02T10:00:00Z".into(),
+            ttl_seconds: ttl,
+        });
+        spec.approvals = c.approvals.clone();
+        spec.break_glass = c.break_glass.then(|| BreakGlass { at: c.created.into() });
+        let facts = RequestFacts::of(&spec, &c.namespaces, t(c.created));
+        let verdict = evaluate(config, &spec, &facts);
+        let governed = govern(config, &facts).map(|g| g.name);
+        let strs = |v: &[String]| v.to_vec();
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match (&c.expect, &verdict) {
+            (Expect::Invalid(want), Verdict::Invalid(msg)) => assert!(msg.contains(want), "{}: {msg}", c.what),
+            (Expect::Pending(policy, counted, missing), Verdict::Pending(tally)) => {
+                assert_eq!(governed.as_deref(), Ok(*policy), "{}", c.what);
+                assert_eq!(strs(&tally.counted), own(counted), "{}: {tally:?}", c.what);
+                assert_eq!(strs(&tally.missing_owners), own(missing), "{}: {tally:?}", c.what);
+            }
+            (Expect::Approved(policy, via, counted), Verdict::Approved { via: got, tally }) => {
+                assert_eq!(governed.as_deref(), Ok(*policy), "{}", c.what);
+                assert_eq!(got, via, "{}", c.what);
+                assert_eq!(strs(&tally.counted), own(counted), "{}", c.what);
+            }
+            (want, got) => panic!("{}: expected {want:?}, got {got:?}", c.what),
+        }
+    }
+
+    #[test]
+    fn the_policy_function_over_a_table_of_cases() {
+        let cfg = config();
+        let pay = || labelled("payments-api", &[("team", "payments")]);
+        let cases = vec![
+            // Matching order and globs.
+            Case {
+                what: "no policy matches: the default (admins by email or group, one approval)",
+                approvals: vec![entry("x@example.com", &["platform"], None)],
+                expect: Expect::Approved("default", ApprovedVia::Quorum, &["x@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "the default counts k8s-janus:admins and adminEmails in any case",
+                approvals: vec![entry("ADMIN@example.com", &[], None)],
+                expect: Expect::Approved("default", ApprovedVia::Quorum, &["admin@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "the default: someone who is no admin does not count",
+                approvals: vec![entry("mallory@example.com", &["devs"], None)],
+                expect: Expect::Pending("default", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "cluster glob prod-*: two of the named approvers are needed",
+                cluster: "prod-eu",
+                approvals: vec![entry("alice@example.com", &[], None)],
+                expect: Expect::Pending("prod", &["alice@example.com"], &[]),
+                ..base()
+            },
+            Case {
+                what: "cluster glob prod-*: a group approver completes the quorum",
+                cluster: "prod-eu",
+                approvals: vec![
+                    entry("alice@example.com", &[], None),
+                    entry("zed@example.com", &["sre"], None),
+                ],
+                expect: Expect::Approved("prod", ApprovedVia::Quorum, &["alice@example.com", "zed@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "quorum: a duplicate, an ineligible person and the requester do not count",
+                cluster: "prod-eu",
+                requester: "bob@example.com",
+                approvals: vec![
+                    entry("alice@example.com", &[], None),
+                    entry("Alice@Example.com", &["sre"], None),
+                    entry("mallory@example.com", &["devs"], None),
+                    entry("bob@example.com", &["sre"], None),
+                ],
+                expect: Expect::Pending("prod", &["alice@example.com"], &[]),
+                ..base()
+            },
+            Case {
+                what: "first match wins: prod is listed before payments",
+                cluster: "prod-eu",
+                namespaces: vec![pay()],
+                expect: Expect::Pending("prod", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "namespace glob and label selector",
+                namespaces: vec![pay()],
+                approvals: vec![entry("pl@example.com", &["payments-leads"], None)],
+                expect: Expect::Approved("payments", ApprovedVia::Quorum, &["pl@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "the selector does not hold without the label: default",
+                namespaces: vec![ns("payments-api")],
+                expect: Expect::Pending("default", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "matchExpressions NotIn excludes the sandbox tier",
+                namespaces: vec![labelled("payments-api", &[("team", "payments"), ("tier", "sandbox")])],
+                expect: Expect::Pending("default", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "namespaces under different policies are refused",
+                namespaces: vec![pay(), ns("app")],
+                expect: Expect::Invalid("payments-api: payments, app: default"),
+                ..base()
+            },
+            Case {
+                what: "requester email glob, case-insensitive",
+                requester: "Eve@Contractors.Example.com",
+                approvals: vec![entry("admin@example.com", &["k8s-janus:admins"], None)],
+                expect: Expect::Pending("contractors", &[], &[]),
+                ..base()
+            },
+            // Namespace owners from the annotation.
+            Case {
+                what: "owners: each annotated namespace needs one of its owners",
+                namespaces: vec![
+                    owned("team-a", "group:team-a-leads, Ann@Example.com"),
+                    owned("team-b", " bob@example.com ,, nonsense "),
+                    ns("team-c"),
+                ],
+                approvals: vec![
+                    entry("lead@example.com", &[], None),
+                    entry("ann@example.com", &[], None),
+                ],
+                expect: Expect::Pending("owned", &["lead@example.com", "ann@example.com"], &["team-b"]),
+                ..base()
+            },
+            Case {
+                what: "owners: approved once every annotated namespace's owners approved",
+                namespaces: vec![
+                    owned("team-a", "group:team-a-leads, Ann@Example.com"),
+                    owned("team-b", " bob@example.com ,, nonsense "),
+                ],
+                approvals: vec![
+                    entry("x@example.com", &["team-a-leads"], None),
+                    entry("bob@example.com", &[], None),
+                ],
+                expect: Expect::Approved("owned", ApprovedVia::Quorum, &["x@example.com", "bob@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "owners: the requester cannot satisfy their own namespace",
+                requester: "ann@example.com",
+                namespaces: vec![owned("team-a", "ann@example.com")],
+                approvals: vec![
+                    entry("ann@example.com", &[], None),
+                    entry("lead@example.com", &[], None),
+                ],
+                expect: Expect::Pending("owned", &["lead@example.com"], &["team-a"]),
+                ..base()
+            },
+            Case {
+                what: "owners: an annotation naming nobody adds no requirement",
+                namespaces: vec![owned("team-a", "nobody, group:")],
+                approvals: vec![entry("lead@example.com", &[], None)],
+                expect: Expect::Approved("owned", ApprovedVia::Quorum, &["lead@example.com"]),
+                ..base()
+            },
+            // Older clients' spec.approval.
+            Case {
+                what: "default: spec.approval counts as it always did",
+                legacy: Some(("someone@example.com", None)),
+                expect: Expect::Approved("default", ApprovedVia::Quorum, &["someone@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "default: the requester's own spec.approval without allowSelfApproval does not",
+                legacy: Some(("dev@example.com", None)),
+                expect: Expect::Pending("default", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "policy: spec.approval is one approval, judged by its email",
+                cluster: "prod-eu",
+                legacy: Some(("carol@example.com", None)),
+                approvals: vec![
+                    entry("mallory@example.com", &[], None),
+                    entry("bob@example.com", &[], None),
+                ],
+                expect: Expect::Approved("prod", ApprovedVia::Quorum, &["carol@example.com", "bob@example.com"]),
+                ..base()
+            },
+            // The request's own rules.
+            Case {
+                what: "reason pattern",
+                cluster: "prod-eu",
+                reason: "just looking",
+                expect: Expect::Invalid("the reason must contain a ticket id such as OPS-1234"),
+                ..base()
+            },
+            Case {
+                what: "TTL above the policy's maximum",
+                cluster: "prod-eu",
+                ttl: 7201,
+                expect: Expect::Invalid("longer than policy prod allows (7200s)"),
+                ..base()
+            },
+            Case {
+                what: "an approval TTL above the policy's maximum",
+                cluster: "prod-eu",
+                approvals: vec![
+                    entry("alice@example.com", &[], Some(9000)),
+                    entry("bob@example.com", &[], None),
+                ],
+                expect: Expect::Invalid("approved duration of 9000s"),
+                ..base()
+            },
+            // Break-glass.
+            Case {
+                what: "break-glass within its limits activates at once",
+                cluster: "prod-eu",
+                groups: &["oncall"],
+                ttl: 1800,
+                break_glass: true,
+                expect: Expect::Approved("prod", ApprovedVia::BreakGlass, &[]),
+                ..base()
+            },
+            Case {
+                what: "break-glass longer than allowed",
+                cluster: "prod-eu",
+                groups: &["oncall"],
+                ttl: 1801,
+                break_glass: true,
+                expect: Expect::Invalid("lasts at most 1800s (1801s asked)"),
+                ..base()
+            },
+            Case {
+                what: "break-glass by someone not allowed",
+                cluster: "prod-eu",
+                groups: &["devs"],
+                ttl: 600,
+                break_glass: true,
+                expect: Expect::Invalid("only members of oncall may break glass"),
+                ..base()
+            },
+            Case {
+                what: "break-glass under a policy without it",
+                groups: &["oncall"],
+                break_glass: true,
+                expect: Expect::Invalid("policy default does not allow break-glass"),
+                ..base()
+            },
+            // Auto-approval (windows: see the DST test).
+            Case {
+                what: "auto-approval in its window",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                expect: Expect::Approved("oncall-readonly", ApprovedVia::Auto, &[]),
+                ..base()
+            },
+            Case {
+                what: "auto-approval: TTL above its maximum waits for a person",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                ttl: 3601,
+                expect: Expect::Pending("oncall-readonly", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "auto-approval outside its windows (Monday 18:00 in Berlin)",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                created: "2026-03-02T17:00:00Z",
+                approvals: vec![entry("alice@example.com", &[], None)],
+                expect: Expect::Approved("oncall-readonly", ApprovedVia::Quorum, &["alice@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "a requester outside the requester groups is not governed by that policy",
+                groups: &["devs"],
+                namespaces: vec![ns("monitoring")],
+                expect: Expect::Pending("default", &[], &[]),
+                ..base()
+            },
+        ];
+        for c in &cases {
+            run(&cfg, c);
+        }
+    }
+
+    #[test]
+    fn self_approval_follows_allow_self_approval_only_under_the_default() {
+        let facts_for = |spec: &AccessRequestSpec| spec.clone();
+        let mut spec = AccessRequestSpec::new("admin@example.com", "staging", vec!["app".into()], "r", 3600);
+        spec.approvals = vec![entry("admin@example.com", &["k8s-janus:admins"], None)];
+        let nss = [ns("app")];
+        let mut cfg = config();
+        let s = facts_for(&spec);
+        let facts = RequestFacts::of(&s, &nss, t("2026-03-02T10:00:00Z"));
+        assert!(matches!(evaluate(&cfg, &spec, &facts), Verdict::Pending(_)));
+        let g = govern(&cfg, &facts).unwrap();
+        assert_eq!(
+            g.eligibility("admin@example.com", "ADMIN@example.com", &[]),
+            Err(Ineligible::Requester)
+        );
+        cfg.allow_self_approval = true;
+        assert!(matches!(
+            evaluate(&cfg, &spec, &facts),
+            Verdict::Approved {
+                via: ApprovedVia::Quorum,
+                ..
+            }
+        ));
+        // A configured policy never lets the requester count.
+        let mut spec = spec.clone();
+        spec.cluster = "prod-eu".into();
+        spec.requester = "alice@example.com".into();
+        spec.reason = "OPS-7".into();
+        spec.approvals = vec![
+            entry("alice@example.com", &[], None),
+            entry("bob@example.com", &[], None),
+        ];
+        let facts = RequestFacts::of(&spec, &nss, t("2026-03-02T10:00:00Z"));
+        let Verdict::Pending(tally) = evaluate(&cfg, &spec, &facts) else {
+            panic!("pending expected")
+        };
+        assert_eq!(tally.counted, ["bob@example.com"]);
+        assert_eq!(
+            tally.ignored,
+            [("alice@example.com".to_string(), Ineligible::Requester)]
+        );
+        assert_eq!(tally.progress(), "1/2");
+    }
+
+    #[test]
+    fn governing_settings_come_from_the_policy_or_the_globals() {
+        let cfg = config();
+        let spec = AccessRequestSpec::new("dev@example.com", "prod-eu", vec!["app".into()], "OPS-1", 3600);
+        let nss = [ns("app")];
+        let facts = RequestFacts::of(&spec, &nss, t("2026-03-02T10:00:00Z"));
+        let g = govern(&cfg, &facts).unwrap();
+        assert_eq!(
+            (
+                g.approvals_required,
+                g.max_ttl_seconds,
+                g.pending_expiry_seconds,
+                g.approval_ttl_options.clone()
+            ),
+            (2, 7200, 3600, vec![900])
+        );
+        assert_eq!(
+            g.describe_approvers(),
+            "members of sre or alice@example.com or bob@example.com or carol@example.com"
+        );
+        let spec = AccessRequestSpec::new("dev@example.com", "staging", vec!["app".into()], "r", 3600);
+        let facts = RequestFacts::of(&spec, &nss, t("2026-03-02T10:00:00Z"));
+        let d = govern(&cfg, &facts).unwrap();
+        assert_eq!(d.name, DEFAULT_POLICY);
+        assert!(d.policy.is_none());
+        assert_eq!(
+            (
+                d.approvals_required,
+                d.max_ttl_seconds,
+                d.pending_expiry_seconds,
+                d.approval_ttl_options.clone()
+            ),
+            (1, 28800, 86400, vec![900, 3600])
+        );
+        assert_eq!(d.approver_emails, ["admin@example.com"]);
+        assert_eq!(d.approver_groups, ["platform", JANUS_ADMINS_GROUP]);
+        assert!(!d.self_approval);
+    }
+
+    #[test]
+    fn owners_annotations_are_parsed_leniently() {
+        let o = parse_owners("ns", "group:payments-leads, alice@example.com");
+        assert_eq!(
+            (o.groups.as_slice(), o.emails.as_slice()),
+            (
+                &["payments-leads".to_string()][..],
+                &["alice@example.com".to_string()][..]
+            )
+        );
+        let o = parse_owners(
+            "ns",
+            " ,group: x y ,ALICE@Example.com,alice@example.com, bob, group:, a b@c ,\n",
+        );
+        assert_eq!(o.groups, ["x y"]);
+        assert_eq!(o.emails, ["alice@example.com"]);
+        assert_eq!(
+            parse_owners("ns", ""),
+            NamespaceOwners {
+                namespace: "ns".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn label_selectors_follow_kubernetes() {
+        // k8s.io/apimachinery/pkg/labels/selector.go, Requirement.Matches: NotIn and DoesNotExist hold for
+        // an absent label, In and Exists do not.
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "stage"]},
+                {"key": "tier", "operator": "NotIn", "values": ["sandbox"]},
+                {"key": "owner", "operator": "Exists"},
+                {"key": "legacy", "operator": "DoesNotExist"}
+            ]
+        }))
+        .unwrap();
+        let l = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(selector_matches(&sel, &l(&[("env", "prod"), ("owner", "x")])));
+        assert!(!selector_matches(&sel, &l(&[("env", "dev"), ("owner", "x")])));
+        assert!(!selector_matches(&sel, &l(&[("owner", "x")])));
+        assert!(!selector_matches(
+            &sel,
+            &l(&[("env", "prod"), ("owner", "x"), ("tier", "sandbox")])
+        ));
+        assert!(!selector_matches(&sel, &l(&[("env", "prod")])));
+        assert!(!selector_matches(
+            &sel,
+            &l(&[("env", "prod"), ("owner", "x"), ("legacy", "")])
+        ));
+    }
+
+    #[test]
+    fn windows_are_local_wall_time_across_dst_changes() {
+        let cfg = config();
+        let auto = cfg.policies[3].auto_approve.as_ref().unwrap();
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let inside = |at: &str| auto.windows.iter().any(|w| window_contains(w, tz, t(at)));
+        for (at, want, why) in [
+            // Friday 2026-03-27, CET (+01:00).
+            ("2026-03-27T08:00:00Z", true, "Fri 09:00 CET opens"),
+            ("2026-03-27T07:59:59Z", false, "Fri 08:59:59 CET"),
+            ("2026-03-27T15:59:59Z", true, "Fri 16:59:59 CET"),
+            ("2026-03-27T16:00:00Z", false, "Fri 17:00 CET closes"),
+            // Monday 2026-03-30, CEST (+02:00) since Sunday: the same wall times, other UTC instants.
+            ("2026-03-30T07:00:00Z", true, "Mon 09:00 CEST"),
+            ("2026-03-30T07:30:00Z", true, "Mon 09:30 CEST (08:30 under CET)"),
+            ("2026-03-30T15:30:00Z", false, "Mon 17:30 CEST (16:30 under CET)"),
+            ("2026-03-30T06:59:00Z", false, "Mon 08:59 CEST"),
+            // Sunday 2026-03-29: 02:00 CET jumps to 03:00 CEST; the Sunday window starts at 02:30,
+            // which does not exist that day: it opens at 03:00.
+            ("2026-03-29T00:59:59Z", false, "Sun 01:59:59 CET"),
+            (
+                "2026-03-29T01:00:00Z",
+                true,
+                "Sun 03:00 CEST, first wall time after 02:30",
+            ),
+            ("2026-03-29T01:59:59Z", true, "Sun 03:59:59 CEST"),
+            ("2026-03-29T02:00:00Z", false, "Sun 04:00 CEST closes"),
+            // Sunday 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:00–03:00 happens twice, and
+            // both times 02:30–03:00 are inside the window.
+            ("2026-10-25T00:29:00Z", false, "Sun 02:29 CEST"),
+            ("2026-10-25T00:30:00Z", true, "Sun 02:30 CEST"),
+            (
+                "2026-10-25T01:00:00Z",
+                false,
+                "Sun 02:00 CET, the repeated hour before 02:30",
+            ),
+            ("2026-10-25T01:30:00Z", true, "Sun 02:30 CET, the repeated 02:30"),
+            ("2026-10-25T02:59:59Z", true, "Sun 03:59:59 CET"),
+            ("2026-10-25T03:00:00Z", false, "Sun 04:00 CET closes"),
+            // Saturday 22:00 to Sunday 01:00 (past midnight): belongs to Saturday.
+            ("2026-10-24T19:59:59Z", false, "Sat 21:59:59 CEST"),
+            ("2026-10-24T20:00:00Z", true, "Sat 22:00 CEST"),
+            ("2026-10-24T22:59:59Z", true, "Sun 00:59:59 CEST, Saturday's window"),
+            ("2026-10-24T23:00:00Z", false, "Sun 01:00 CEST closes"),
+            ("2026-03-28T23:30:00Z", true, "Sun 00:30 CET, Saturday's window"),
+            ("2026-10-23T21:00:00Z", false, "Fri 23:00: only Saturday opens at 22:00"),
+        ] {
+            assert_eq!(inside(at), want, "{why} ({at})");
+        }
+        // The same through the policy function: auto-approval is judged at creation.
+        let spec = AccessRequestSpec::new("o@example.com", "staging", vec!["monitoring".into()], "r", 600);
+        let mut spec = spec;
+        spec.requester_groups = vec!["oncall".into()];
+        let nss = [ns("monitoring")];
+        for (at, want) in [("2026-03-30T07:30:00Z", true), ("2026-03-30T15:30:00Z", false)] {
+            let facts = RequestFacts::of(&spec, &nss, t(at));
+            let g = govern(&cfg, &facts).unwrap();
+            assert_eq!(g.auto_approval(&facts, &cfg).is_ok(), want, "{at}");
+        }
+        let facts = RequestFacts::of(&spec, &nss, t("2026-03-30T15:30:00Z"));
+        let why = govern(&cfg, &facts).unwrap().auto_approval(&facts, &cfg).unwrap_err();
+        assert!(
+            why.contains("within its time windows (Mon,Tue,Wed,Thu,Fri 09:00-17:00"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn hh_mm_and_days() {
+        assert_eq!(parse_hhmm("09:05"), NaiveTime::from_hms_opt(9, 5, 0));
+        assert_eq!(parse_hhmm("24:00"), NaiveTime::from_hms_opt(0, 0, 0));
+        for bad in ["9:00", "09:0", "24:01", "25:00", "09:60", "0900", "+9:00", "", "ab:cd"] {
+            assert_eq!(parse_hhmm(bad), None, "{bad}");
+        }
+        assert_eq!(parse_day("mon"), Some(Weekday::Mon));
+        assert_eq!(parse_day("Sunday"), Some(Weekday::Sun));
+        assert_eq!(parse_day("Mo"), None);
+    }
+
+    #[test]
+    fn reason_patterns_are_compiled_once_and_errors_are_kept() {
+        let a = reason_regex(r"^OPS-\d+").unwrap();
+        assert!(a.is_match("OPS-12") && !a.is_match("x OPS-12"));
+        assert!(reason_regex("(").unwrap_err().contains("does not compile"));
+        assert!(reason_regex("(").is_err(), "a cached failure stays a failure");
+    }
+
+    #[test]
+    fn the_conflict_message_names_each_namespace_and_its_policy() {
+        let e = PolicyError::Conflict(vec![("a".into(), "prod".into()), ("b".into(), "default".into())]);
+        assert_eq!(
+            e.to_string(),
+            "the namespaces fall under different approval policies (a: prod, b: default); request them separately"
+        );
+        assert_eq!(
+            Ineligible::NotAnApprover { policy: "prod".into() }.to_string(),
+            "not an approver of policy prod"
+        );
+    }
+}

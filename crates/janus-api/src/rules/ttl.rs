@@ -6,12 +6,25 @@ use chrono::{DateTime, Duration, Utc};
 use crate::config::Config;
 use crate::{AccessRequestSpec, AccessRequestStatus};
 
-/// The TTL in effect: the approver's override, else the requested one.
+/// The TTL in effect: the shortest `ttlSeconds` among the approvals that set one (`spec.approval` and
+/// every `spec.approvals` entry), else the requested one. With a quorum every approver agreed to at most
+/// their own choice, so the shortest holds.
 pub fn effective_ttl(spec: &AccessRequestSpec) -> i64 {
+    approval_ttl(spec).unwrap_or(spec.ttl_seconds)
+}
+
+/// The shortest `ttlSeconds` an approval set, if any did (see [`effective_ttl`]).
+pub fn approval_ttl(spec: &AccessRequestSpec) -> Option<i64> {
     spec.approval
-        .as_ref()
-        .and_then(|a| a.ttl_seconds)
-        .unwrap_or(spec.ttl_seconds)
+        .iter()
+        .filter_map(|a| a.ttl_seconds)
+        .chain(spec.approvals.iter().filter_map(|a| a.ttl_seconds))
+        .min()
+}
+
+/// When access is scheduled to begin (`spec.startAt`), if it is set and a valid RFC 3339 time.
+pub fn starts_at(spec: &AccessRequestSpec) -> Option<DateTime<Utc>> {
+    spec.start_at.as_deref().and_then(super::time::parse_time)
 }
 
 /// A TTL outside the configured bounds.
@@ -52,17 +65,20 @@ pub fn check_extension(seconds: i64, config: &Config) -> Result<(), OutOfBounds>
     }
 }
 
-/// When access ends: activation + (approval TTL or requested TTL) + extensions, capped at
-/// `maxTtlSeconds` after activation unless the configuration allows more. Two admins extending at once
-/// can both pass the web's check, so the cap is applied here rather than refused.
+/// When access ends: start + (approval TTL or requested TTL) + extensions, capped at `maxTtlSeconds`
+/// after the start unless the configuration allows more. The start is `spec.startAt` when set (a
+/// scheduled request ends at its start plus the TTL, however late it was activated), else `active_at`.
+/// Two admins extending at once can both pass the web's check, so the cap is applied here rather than
+/// refused.
 pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &Config) -> DateTime<Utc> {
+    let start = starts_at(spec).unwrap_or(active_at);
     let base = effective_ttl(spec).max(0);
     let extra: i64 = spec.extensions.iter().map(|e| e.seconds.max(0)).sum();
     let mut total = base.saturating_add(extra);
     if !config.allow_extension_beyond_max_ttl {
         total = total.min(config.max_ttl_seconds.max(base));
     }
-    active_at + Duration::seconds(total)
+    start + Duration::seconds(total)
 }
 
 /// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
@@ -117,9 +133,16 @@ pub fn token_clock_skewed(issued: DateTime<Utc>, token_expires: DateTime<Utc>) -
     token_expires - margin < issued + Duration::seconds(TOKEN_RENEW_MIN_INTERVAL_SECONDS)
 }
 
-/// When a Pending request is denied for lack of a decision, if that applies.
+/// When a Pending request is denied for lack of a decision, if that applies (global
+/// `pendingExpirySeconds`; see [`pending_deadline_after`] for a policy's own).
 pub fn pending_deadline(created: DateTime<Utc>, config: &Config) -> Option<DateTime<Utc>> {
-    (config.pending_expiry_seconds > 0).then(|| created + Duration::seconds(config.pending_expiry_seconds))
+    pending_deadline_after(created, config.pending_expiry_seconds)
+}
+
+/// When a Pending request is denied for lack of a decision after `seconds` (a policy's
+/// `pendingExpirySeconds`, [`crate::rules::policy::Governing::pending_expiry_seconds`]); 0 or less: never.
+pub fn pending_deadline_after(created: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+    (seconds > 0).then(|| created + Duration::seconds(seconds))
 }
 
 /// When a finished request is deleted, if retention applies.
@@ -301,5 +324,63 @@ mod tests {
             let at = token_renew_at(t0, exp);
             assert!(at >= floor && at < exp, "{secs}s token renewed at {at}");
         }
+    }
+
+    fn entry(ttl: Option<i64>) -> crate::ApprovalEntry {
+        crate::ApprovalEntry {
+            by: "x@example.com".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            ttl_seconds: ttl,
+            comment: String::new(),
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn the_shortest_approval_ttl_applies() {
+        let mut s = spec(3600);
+        s.approvals = vec![entry(None), entry(None)];
+        assert_eq!((effective_ttl(&s), approval_ttl(&s)), (3600, None));
+        s.approvals = vec![entry(Some(7200)), entry(None)];
+        assert_eq!(effective_ttl(&s), 7200, "one approver's choice overrides the request");
+        s.approvals.push(entry(Some(1800)));
+        assert_eq!(effective_ttl(&s), 1800);
+        s.approval = Some(approval(Some(900)));
+        assert_eq!((effective_ttl(&s), approval_ttl(&s)), (900, Some(900)));
+        s.approval = Some(approval(Some(5000)));
+        assert_eq!(effective_ttl(&s), 1800, "spec.approval is one of them");
+    }
+
+    #[test]
+    fn a_scheduled_request_expires_at_its_start_plus_the_ttl() {
+        let c = config();
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let mut s = spec(3600);
+        assert_eq!(starts_at(&s), None);
+        s.start_at = Some("2026-01-01T02:00:00+01:00".into());
+        let start = parse_time("2026-01-01T01:00:00Z").unwrap();
+        assert_eq!(starts_at(&s), Some(start));
+        // Activated late (the controller was down): the window still ends at startAt + TTL.
+        let late = start + Duration::seconds(600);
+        assert_eq!(expires_at(&s, late, &c), start + Duration::seconds(3600));
+        s.extensions = vec![extension(600)];
+        assert_eq!(expires_at(&s, late, &c), start + Duration::seconds(4200));
+        // An unparseable startAt (the CRD bounds only its length) falls back to the activation.
+        s.start_at = Some("tomorrow".into());
+        assert_eq!(starts_at(&s), None);
+        assert_eq!(expires_at(&s, t0, &c), t0 + Duration::seconds(4200));
+    }
+
+    #[test]
+    fn a_policy_pending_expiry() {
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(pending_deadline_after(t0, 3600), Some(t0 + Duration::seconds(3600)));
+        assert_eq!(pending_deadline_after(t0, 0), None);
+        assert_eq!(pending_deadline_after(t0, -5), None);
+        let c = config();
+        assert_eq!(
+            pending_deadline(t0, &c),
+            pending_deadline_after(t0, c.pending_expiry_seconds)
+        );
     }
 }
