@@ -320,8 +320,16 @@ def test_crd(case, renderer):
     cols = [c["name"] for c in version["additionalPrinterColumns"]]
     assert cols == ["Requester", "Cluster", "Namespaces", "Phase", "Expires", "Age"]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    assert status["phase"]["enum"] == ["Pending", "Approved", "Active", "Expired", "Denied",
+    assert status["phase"]["enum"] == ["Pending", "Scheduled", "Approved", "Active", "Expired", "Denied",
                                        "Revoked", "Cancelled", "Failed"]
+    # Issue 15: the approval-policy fields, each guarded by CEL rules (crates/janus-api/tests/cel_rules.rs).
+    spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for field in ("requesterGroups", "startAt", "approvals", "breakGlass", "breakGlassReview"):
+        assert field in spec_schema["properties"], field
+    assert spec_schema["properties"]["approvals"]["maxItems"] == 50
+    spec_rules = " ".join(r["rule"] for r in spec_schema["x-kubernetes-validations"])
+    for field in ("requesterGroups", "approvals", "startAt", "breakGlass", "breakGlassReview"):
+        assert f"oldSelf.{field}" in spec_rules, field
 
 
 def test_crd_template_is_files_crd_yaml(renderer):
@@ -605,7 +613,7 @@ CONFIG_KEYS = {
     "namespace", "adminEmails", "adminGroups", "defaultTtlSeconds", "minTtlSeconds", "maxTtlSeconds",
     "idleTimeoutSeconds", "excludedNamespaces", "displayTimezone", "pendingExpirySeconds",
     "retentionSeconds", "approvalTtlOptions", "allowSelfApproval", "auditRetentionDays", "clusters",
-    "web", "database",
+    "web", "database", "policies",
 }
 
 
