@@ -105,6 +105,24 @@ CASES = {
             {"name": "staging", "displayName": "Staging", "secretName": "staging-kc"},
         ],
     },
+    # approval policies (issue 15): every kind of policy field through lint, strict validation and config.yaml
+    "policies": {
+        "janus": {"policies": [
+            {"name": "team-owned",
+             "match": {"namespaceSelector": {"matchExpressions": [{"key": "example.com/team", "operator": "Exists"}]}},
+             "approvers": {"groups": ["platform-admins"], "namespaceOwners": True}},
+            {"name": "production", "match": {"clusters": ["prod-*"]},
+             "approvers": {"groups": ["sre-leads"], "emails": ["cto@example.com"]}, "approvalsRequired": 2,
+             "maxTtlSeconds": 3600, "approvalTtlOptions": [1800, 3600], "pendingExpirySeconds": 14400,
+             "reason": {"pattern": "\\b(INC|OPS)-[0-9]+\\b", "description": "a ticket id such as OPS-1234"},
+             "breakGlass": {"groups": ["oncall"], "maxTtlSeconds": 1800}},
+            {"name": "staging-oncall", "match": {"clusters": ["staging"], "roles": ["exec"]},
+             "approvers": {"groups": ["platform-admins"]},
+             "autoApprove": {"groups": ["oncall"], "maxTtlSeconds": 1800,
+                             "windows": [{"start": "18:00", "end": "08:00"},
+                                         {"days": ["Sat", "Sun"], "start": "08:00", "end": "18:00"}]}},
+        ]},
+    },
     "kitchen-sink": {
         "namespace": {"create": True},
         "service": {"type": "NodePort", "port": 8080, "annotations": {"a": "b"}},
