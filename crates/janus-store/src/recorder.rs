@@ -134,15 +134,15 @@ fn approval_observed(status: &AccessRequestStatus) -> Option<(Via, Option<DateTi
 }
 
 /// The approval that completed the quorum: of each counted approver's first approval, the latest.
-/// Without a count (no policy status), the latest approval written.
-fn completing<'w, 'a>(written: &'w [Written<'a>], counted: &[String]) -> Option<&'w Written<'a>> {
-    let candidates: Vec<&Written<'a>> = if counted.is_empty() {
-        written.iter().collect()
-    } else {
-        counted
+/// Without a policy status (an older controller), the latest approval written. Under a policy only
+/// counted approvals qualify: an approval the controller ignored never approved anything.
+fn completing<'w, 'a>(written: &'w [Written<'a>], counted: Option<&[String]>) -> Option<&'w Written<'a>> {
+    let candidates: Vec<&Written<'a>> = match counted {
+        None => written.iter().collect(),
+        Some(counted) => counted
             .iter()
             .filter_map(|who| written.iter().find(|w| w.by.trim().eq_ignore_ascii_case(who)))
-            .collect()
+            .collect(),
     };
     // Ties (and unparsable times) go to the later one in the tally's order.
     candidates.into_iter().max_by_key(|w| parse_time(w.at))
@@ -416,7 +416,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         _ => {
             if let Some((via, _)) = observed {
                 let (actor, at) = match via {
-                    Via::Quorum => match completing(&written, counted) {
+                    Via::Quorum => match completing(&written, policy.map(|p| p.approved_by.as_slice())) {
                         Some(w) => (w.by.to_string(), parse_time(w.at).or(observed_at)),
                         None => (SYSTEM_ACTOR.to_string(), observed_at),
                     },
@@ -1304,6 +1304,24 @@ mod tests {
             kinds(&evs).iter().filter(|k| **k == "request.approval_given").count(),
             2
         );
+        assert_stable(&v, &evs);
+    }
+
+    #[test]
+    fn an_approval_state_without_counted_approvers_names_no_approver() {
+        // A status claiming approval while the policy counted nobody (only mallory's ignored approval):
+        // the approval is recorded as the controller's, never as mallory's.
+        let mut v = base();
+        v["spec"]["approvals"] = json!([{"by": "mallory@x.io", "at": "2026-01-01T00:00:10Z"}]);
+        v["status"] = json!({"phase": "Approved", "approvedAt": "2026-01-01T00:00:11Z",
+            "policy": {"name": "prod", "approvalsRequired": 2, "approvalsGiven": 0,
+                       "ignored": ["mallory@x.io: not an approver of policy prod"]},
+            "conditions": [cond("Approved", "Approved", "2026-01-01T00:00:11Z")]});
+        let evs = events_from_request(&ar(v.clone()));
+        let approved = find(&evs, "u-1/request.approved");
+        assert_eq!(approved.actor, SYSTEM_ACTOR);
+        assert_eq!(approved.at, parse_time("2026-01-01T00:00:11Z").unwrap());
+        assert_eq!(approved.details["approvers"], json!([]));
         assert_stable(&v, &evs);
     }
 
