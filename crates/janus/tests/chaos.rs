@@ -167,7 +167,7 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
                     .unwrap();
                     return;
                 }
-                api.patch(&name, &pp, &patch(json!({"approval": {"by": "a@x.io", "at": now()}})))
+                api.patch(&name, &pp, &patch(json!({"approval": {"by": "admin@example.com", "at": now()}})))
                     .await
                     .unwrap();
                 tokio::time::sleep(pause(0, 1500)).await;

@@ -277,9 +277,11 @@ async fn install(central_sets: &[&str]) -> Installed {
 }
 
 /// `--set` values pointing `clusters[]` at the remote (a --set list replaces the default list, so
-/// clusters[0] too).
+/// clusters[0] too), and naming `admin@example.com`, who approves through the CRD in these tests, an
+/// admin: under the default approval policy the controller counts an approval only from an approver.
 fn clusters_sets() -> Vec<&'static str> {
     vec![
+        "janus.adminEmails[0]=admin@example.com",
         "clusters[0].name=central",
         "clusters[0].displayName=Central",
         "clusters[1].name=remote",

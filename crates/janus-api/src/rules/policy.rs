@@ -472,33 +472,21 @@ impl Governing<'_> {
 
     /// The approvals of `spec` (`spec.approval` first, then `spec.approvals`) counted against this policy.
     ///
-    /// Compatibility: under the default policy a `spec.approval` (written by clients before approval
-    /// policies, with no groups) counts as it always did, unless it is the requester's own without
-    /// `allowSelfApproval`: the controller never judged who wrote it, and writing the CRD is
-    /// approver-equivalent (threat model). Under a configured policy it is judged like any approval, by
-    /// its email alone.
+    /// Compatibility: a `spec.approval` (written by clients before approval policies) counts as one
+    /// approval, judged like any other but by its email alone, as it records no groups: under the
+    /// default policy it counts when its author is in `adminEmails`. An approval patched into the CRD
+    /// by anyone else never activates anything, whichever field it is written to.
     pub fn tally(&self, spec: &AccessRequestSpec) -> Tally {
-        let legacy = spec.approval.iter().map(|a| (a.by.as_str(), &[][..], true));
-        let entries = spec
-            .approvals
-            .iter()
-            .map(|a| (a.by.as_str(), a.groups.as_slice(), false));
+        let legacy = spec.approval.iter().map(|a| (a.by.as_str(), &[][..]));
+        let entries = spec.approvals.iter().map(|a| (a.by.as_str(), a.groups.as_slice()));
         let mut tally = Tally {
             required: self.approvals_required,
             ..Default::default()
         };
         let mut owners_met = vec![false; self.owners.len()];
-        for (by, groups, is_legacy) in legacy.chain(entries) {
+        for (by, groups) in legacy.chain(entries) {
             let email = by.trim().to_lowercase();
-            let verdict = if is_legacy && self.policy.is_none() {
-                if email.eq_ignore_ascii_case(spec.requester.trim()) && !self.self_approval {
-                    Err(Ineligible::Requester)
-                } else {
-                    Ok(())
-                }
-            } else {
-                self.eligibility(&spec.requester, &email, groups)
-            };
+            let verdict = self.eligibility(&spec.requester, &email, groups);
             match verdict {
                 Ok(()) => {
                     for (met, o) in owners_met.iter_mut().zip(&self.owners) {
@@ -1003,9 +991,15 @@ policies:
             },
             // Older clients' spec.approval.
             Case {
-                what: "default: spec.approval counts as it always did",
+                what: "default: spec.approval by an admin email counts as it always did",
+                legacy: Some(("ADMIN@example.com", None)),
+                expect: Expect::Approved("default", ApprovedVia::Quorum, &["admin@example.com"]),
+                ..base()
+            },
+            Case {
+                what: "default: spec.approval patched in by someone who is not an admin never counts",
                 legacy: Some(("someone@example.com", None)),
-                expect: Expect::Approved("default", ApprovedVia::Quorum, &["someone@example.com"]),
+                expect: Expect::Pending("default", &[], &[]),
                 ..base()
             },
             Case {
