@@ -27,11 +27,13 @@ use crate::{AuditKind, NewAuditEvent, RequestRecord, Store, StoreError};
 /// The actor of events observed from the controller, retention and other automatic processes.
 pub const SYSTEM_ACTOR: &str = "system";
 
-/// The actor of an auto-approval: the policy's `autoApprove` rule, no person.
-pub const AUTO_APPROVAL_ACTOR: &str = "system:auto-approval";
+/// The actor of an auto-approval: the policy's `autoApprove` rule, no person (as the approved
+/// baseline records it).
+pub use janus_api::access_request::AUTO_APPROVAL_ACTOR;
 
-/// Who "approved" a break-glass activation in the history row: the policy's `breakGlass` rule.
-pub const BREAK_GLASS_ACTOR: &str = "system:break-glass";
+/// Who "approved" a break-glass activation in the history row: the policy's `breakGlass` rule (as the
+/// approved baseline records it).
+pub use janus_api::access_request::BREAK_GLASS_ACTOR;
 
 /// The condition type and reasons the controller writes for approval policies (issue 15). They are an
 /// API between the controller and the recorder, like the other condition names in
@@ -216,6 +218,14 @@ fn spec_change_details(ar: &AccessRequest, status: &AccessRequestStatus) -> serd
         "spec.approval" => json!(spec.approval.as_ref().map(|a| &a.by)),
         "spec.approval.by" => json!(spec.approval.as_ref().map(|a| &a.by)),
         "spec.approval.ttlSeconds" => json!(spec.approval.as_ref().and_then(|a| a.ttl_seconds)),
+        "spec.startAt" => json!(spec.start_at),
+        "spec.approvals" => json!(
+            written_approvals(spec)
+                .iter()
+                .map(|w| w.by.trim().to_lowercase())
+                .collect::<Vec<_>>()
+        ),
+        "spec.approvals.ttlSeconds" => json!(rules::ttl::approval_ttl(spec)),
         _ => serde_json::Value::Null,
     };
     let approved = |a: &ApprovedSpec, field: &str| match field {
@@ -224,7 +234,9 @@ fn spec_change_details(ar: &AccessRequest, status: &AccessRequestStatus) -> serd
         "spec.namespaces" => json!(a.namespaces),
         "spec.ttlSeconds" => json!(a.ttl_seconds),
         "spec.approval" | "spec.approval.by" => json!(a.approved_by),
-        "spec.approval.ttlSeconds" => json!(a.approval_ttl_seconds),
+        "spec.approval.ttlSeconds" | "spec.approvals.ttlSeconds" => json!(a.approval_ttl_seconds),
+        "spec.startAt" => json!(a.start_at),
+        "spec.approvals" => json!(a.approvers),
         _ => serde_json::Value::Null,
     };
     let mut was = serde_json::Map::new();
@@ -1565,6 +1577,38 @@ mod tests {
         assert_eq!(r.approvals, ["b@x.io"]);
         assert!(!r.auto_approved && !r.break_glass);
         assert_eq!((r.break_glass_reviewed_by, r.start_at), (None, None));
+    }
+
+    #[test]
+    fn a_spec_change_of_the_policy_fields_names_their_values() {
+        let mut v = base();
+        v["spec"]["startAt"] = json!("2026-01-02T00:00:00Z");
+        v["spec"]["approvals"] = json!([{"by": "b@x.io", "at": "2026-01-01T00:01:00Z", "ttlSeconds": 300}]);
+        let spec = ar(v.clone()).spec;
+        let approved = ApprovedSpec::record(&spec, &["b@x.io".to_string()], Some(300));
+        // Someone rewrote the start and replaced the approval after approval.
+        v["spec"]["startAt"] = json!("2026-01-01T00:02:00Z");
+        v["spec"]["approvals"] = json!([{"by": "mallory@x.io", "at": "2026-01-01T00:01:00Z"}]);
+        v["status"] = json!({
+            "phase": "Failed", "message": "spec changed after approval", "endedAt": "2026-01-01T00:03:00Z",
+            "approvedAt": "2026-01-01T00:01:01Z", "approved": approved,
+            "conditions": [cond("Failed", "SpecChangedAfterApproval", "2026-01-01T00:03:00Z")]
+        });
+        let evs = events_from_request(&ar(v));
+        let e = find(&evs, "u-1/request.spec_changed");
+        assert_eq!(
+            e.details["changed"],
+            json!(["spec.startAt", "spec.approvals", "spec.approvals.ttlSeconds"])
+        );
+        assert_eq!(e.details["approved"]["spec.startAt"], "2026-01-02T00:00:00Z");
+        assert_eq!(e.details["observed"]["spec.startAt"], "2026-01-01T00:02:00Z");
+        assert_eq!(e.details["approved"]["spec.approvals"], json!(["b@x.io"]));
+        assert_eq!(e.details["observed"]["spec.approvals"], json!(["mallory@x.io"]));
+        assert_eq!(e.details["approved"]["spec.approvals.ttlSeconds"], 300);
+        assert_eq!(
+            e.details["observed"]["spec.approvals.ttlSeconds"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]
