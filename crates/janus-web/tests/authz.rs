@@ -46,6 +46,12 @@ async fn every_route_checks_who_may_and_who_may_not() {
         ("/api/v1/recordings/none".into(), [401, 403, 403, 404]),
         ("/api/v1/commands?q=ls".into(), [401, 403, 403, 200]),
         ("/api/v1/quick-commands?cluster=central".into(), [401, 200, 200, 200]),
+        // The request form's policy preview and one's own approvals list: any signed-in person.
+        (
+            "/api/v1/policy?cluster=central&namespaces=team-a".into(),
+            [401, 200, 200, 200],
+        ),
+        ("/api/v1/approvals".into(), [401, 200, 200, 200]),
         // Pages: anonymous gets a redirect to the login page.
         ("/requests".into(), [303, 200, 200, 200]),
         ("/requests/new".into(), [303, 200, 200, 200]),
@@ -123,6 +129,27 @@ async fn every_route_checks_who_may_and_who_may_not() {
         "denial needs a reason"
     );
     assert_eq!(status_post(&admin, &d("frobnicate"), json!({})).await, 404);
+    // Acknowledging a break-glass review: never the requester, nobody who cannot see the request, and
+    // nothing to acknowledge on a request that did not break glass.
+    assert_eq!(status_post(&anon, &d("acknowledge"), json!({})).await, 401);
+    assert_eq!(status_post(&alice, &d("acknowledge"), json!({})).await, 403);
+    assert_eq!(status_post(&bob, &d("acknowledge"), json!({})).await, 404);
+    assert_eq!(status_post(&admin, &d("acknowledge"), json!({})).await, 409);
+    // What each may decide: the admin has alice's request (not their own); engineers have nothing.
+    let decide_admin = admin.json("/api/v1/approvals").await;
+    let pending: Vec<&str> = decide_admin["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, [mine.as_str()], "{decide_admin}");
+    assert_eq!(decide_admin["approver"], true);
+    for who in [&alice, &bob] {
+        let v = who.json("/api/v1/approvals").await;
+        assert_eq!(v["pending"], json!([]), "{v}");
+        assert_eq!(v["approver"], false);
+    }
     // An admin cannot approve their own request.
     let own_path = format!("/api/v1/requests/{own}/approve");
     assert_eq!(status_post(&admin, &own_path, json!({})).await, 403);
@@ -147,6 +174,18 @@ async fn every_route_checks_who_may_and_who_may_not() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    // The new decision routes need the token too.
+    for action in ["approve", "acknowledge"] {
+        let resp = admin
+            .http
+            .post(format!("{}{}/{action}", stack.url, r))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{action} without the CSRF token");
+    }
+    assert_eq!(alice.json(&r).await["approvals"], json!([]), "nothing was written");
 
     // User management: engineers cannot, admins can.
     assert_eq!(

@@ -283,6 +283,33 @@ async fn every_real_answer_matches_the_generated_document() {
     assert_eq!(c.get(&alice, &format!("{r}/timeline")).await.0, 200);
     assert_eq!(c.get(&bob, &format!("{r}/timeline")).await.0, 404);
 
+    // The request form's policy preview and the approver's list.
+    assert_eq!(
+        c.get(&alice, "/api/v1/policy?cluster=central&namespaces=team-a,team-b")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        c.get(&alice, "/api/v1/policy?cluster=central&namespaces=Team_A")
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        c.get(&alice, "/api/v1/policy?cluster=nowhere&namespaces=team-a")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        c.get(&anon, "/api/v1/policy?cluster=central&namespaces=team-a").await.0,
+        401
+    );
+    let (s, pending) = c.get(&admin, "/api/v1/approvals").await;
+    assert_eq!((s, pending["pending"][0]["name"].as_str()), (200, Some(name.as_str())));
+    assert_eq!(c.get(&anon, "/api/v1/approvals").await.0, 401);
+
     // Decisions: 403 (not an admin), 404 (unknown action), 200, 422 (extend without seconds), 409.
     assert_eq!(c.post(&alice, &format!("{r}/approve"), json!({})).await.0, 403);
     assert_eq!(c.post(&admin, &format!("{r}/bless"), json!({})).await.0, 404);

@@ -378,6 +378,22 @@ mod tests {
         assert_eq!(p[6].1, "\u{fffd}");
     }
 
+    /// Groups in the web's own `k8s-janus:` namespace never come from an identity provider.
+    #[test]
+    fn provider_groups_cannot_claim_the_web_s_own() {
+        let g = |v: &[&str]| idp_groups(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            g(&["dev", "k8s-janus:admins", "k8s-janus:anything", "ops"]),
+            ["dev", "ops"]
+        );
+        assert_eq!(
+            g(&["K8s-Janus:admins"]),
+            ["K8s-Janus:admins"],
+            "groups are case-sensitive names"
+        );
+        assert!(g(&[]).is_empty());
+    }
+
     #[test]
     fn origins() {
         assert_eq!(origin_of("https://a.example/x/y"), Some("https://a.example"));

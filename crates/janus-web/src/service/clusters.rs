@@ -169,8 +169,10 @@ fn names_owner(annotation: &str, email: &str, groups: &[String]) -> bool {
     annotation
         .split(',')
         .map(str::trim)
-        .any(|entry| match entry.strip_prefix("group:") {
-            Some(g) => groups.iter().any(|mine| mine == g.trim()),
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| match entry.strip_prefix("group:").map(str::trim) {
+            Some("") => false,
+            Some(g) => groups.iter().any(|mine| mine == g),
             None => entry.eq_ignore_ascii_case(email),
         })
 }
@@ -447,6 +449,22 @@ mod tests {
         assert!(cache.note_success());
         assert!(!cache.note_success());
         assert!(cache.note_failure());
+    }
+
+    /// The owners annotation names emails (any case) and `group:` entries, whitespace-tolerant; other
+    /// entries name nobody.
+    #[test]
+    fn owners_annotations_are_read_leniently() {
+        let groups = vec!["payments-leads".to_string()];
+        let a = " group:payments-leads ,Alice@Example.com,, nonsense:x ";
+        assert!(names_owner(a, "bob@example.com", &groups));
+        assert!(names_owner(a, "alice@example.com", &[]));
+        assert!(!names_owner(a, "bob@example.com", &["payments".into()]));
+        assert!(!names_owner("", "bob@example.com", &groups));
+        assert!(
+            !names_owner("group: , ,", "", &[String::new()]),
+            "empty entries name nobody"
+        );
     }
 
     /// The configured display name, else the cluster's own name (also for clusters not configured,

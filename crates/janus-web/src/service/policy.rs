@@ -28,7 +28,7 @@ pub fn decision_groups(id: &Identity) -> Vec<String> {
 /// The groups recorded as `spec.requesterGroups` when `id` creates a request: the identity provider's,
 /// without the web's own.
 pub fn requester_groups(id: &Identity) -> Vec<String> {
-    crate::auth::idp_groups(id.groups.clone())
+    id_groups(id)
 }
 
 /// The facts of `ar` for policy evaluation, with its namespaces' metadata. A request not yet stored (no
@@ -70,48 +70,42 @@ pub fn open_for_approval(ar: &AccessRequest) -> bool {
     rules::phase_of(ar) == janus_api::Phase::Pending && lifecycle::ending(&ar.spec).is_none()
 }
 
-/// Why `id` may not approve `ar` now, as shown to them; `None` when they may. `gov` is the governing
-/// policy (`Err` when the namespaces fall under different policies).
-pub fn why_not_approve(gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest, id: &Identity) -> Option<Refusal> {
-    if rules::phase_of(ar).is_terminal() {
-        return Some(Refusal::State(format!(
-            "the request has already ended ({:?})",
-            rules::phase_of(ar)
-        )));
-    }
-    if !open_for_approval(ar) {
-        return Some(Refusal::State("the request is no longer pending".into()));
-    }
-    let gov = match gov {
-        Ok(g) => g,
-        Err(e) => return Some(Refusal::State(e.to_string())),
-    };
-    match gov.eligibility(&ar.spec.requester, &id.email, &decision_groups(id)) {
-        Err(Ineligible::Requester) => {
-            return Some(Refusal::NotEligible("you cannot approve your own request".into()));
-        }
-        Err(Ineligible::NotAnApprover { .. }) => {
-            return Some(Refusal::NotEligible(not_an_approver(gov)));
-        }
-        Err(Ineligible::AlreadyApproved) => {
-            return Some(Refusal::Already("you already approved this request".into()));
-        }
-        Ok(()) => {}
-    }
-    if approved_by(ar, &id.email) {
-        return Some(Refusal::Already("you already approved this request".into()));
-    }
-    None
+/// Why `id` may not approve `ar` now, as shown to them ([`rules::actions::approve_refusal`]); `None`
+/// when they may. `gov` is the governing policy (`Err` when the namespaces fall under different
+/// policies).
+pub fn approve_refusal(gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest, id: &Identity) -> Option<Refusal> {
+    let text = rules::actions::approve_refusal(super::requests::actor(id), &id_groups(id), ar, gov.as_ref().ok())?;
+    // Someone who is no approver of an open request is refused as such (403); everything else is about
+    // the request's state or an approval already given (409).
+    let ineligible = open_for_approval(ar)
+        && gov.as_ref().is_ok_and(|g| {
+            matches!(
+                g.eligibility(&ar.spec.requester, &id.email, &decision_groups(id)),
+                Err(Ineligible::Requester | Ineligible::NotAnApprover { .. })
+            )
+        });
+    Some(if ineligible {
+        Refusal::NotEligible(text)
+    } else if approved_by(ar, &id.email) {
+        Refusal::Already(text)
+    } else {
+        Refusal::State(text)
+    })
 }
 
-/// Why a person may not approve: the HTTP meaning of each.
+/// The identity provider's groups of `id` (the rules add [`JANUS_ADMINS_GROUP`] for admins themselves).
+pub fn id_groups(id: &Identity) -> Vec<String> {
+    crate::auth::idp_groups(id.groups.clone())
+}
+
+/// Why a person may not approve or acknowledge: the HTTP meaning of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Not an approver of the policy, or the requester (403).
     NotEligible(String),
-    /// Approved by them already (409).
+    /// Done by them (or someone) already (409).
     Already(String),
-    /// The request's state does not take approvals (409).
+    /// The request's state does not take it (409).
     State(String),
 }
 
@@ -124,71 +118,14 @@ impl Refusal {
     }
 }
 
-/// "only members of payments-leads or alice@example.com may approve under policy prod", naming every way
-/// to be an approver of `gov`.
-pub fn not_an_approver(gov: &Governing<'_>) -> String {
-    let mut who: Vec<String> = Vec::new();
-    let groups: Vec<&str> = gov
-        .approver_groups
-        .iter()
-        .filter(|g| g.as_str() != JANUS_ADMINS_GROUP)
-        .map(String::as_str)
-        .collect();
-    if gov.approver_groups.iter().any(|g| g == JANUS_ADMINS_GROUP) {
-        who.push("admins".into());
-    }
-    if !groups.is_empty() {
-        who.push(format!("members of {}", groups.join(", ")));
-    }
-    who.extend(gov.approver_emails.iter().cloned());
-    for o in &gov.owners {
-        let mut names: Vec<String> = o.groups.iter().map(|g| format!("members of {g}")).collect();
-        names.extend(o.emails.iter().cloned());
-        if !names.is_empty() {
-            who.push(format!("the owners of {} ({})", o.namespace, names.join(", ")));
-        }
-    }
-    if who.is_empty() {
-        return format!("nobody may approve under policy {}", gov.name);
-    }
-    format!("only {} may approve under policy {}", join_or(&who), gov.name)
-}
-
-/// `a`, `a or b`, `a, b or c`.
-fn join_or(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
-}
-
-/// Whether `id` may deny `ar` now: admins, and the policy's eligible approvers (not the requester, who
-/// withdraws instead).
-pub fn may_deny(gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest, id: &Identity) -> bool {
-    if !open_for_approval(ar) {
-        return false;
-    }
-    id.is_admin || gov.as_ref().is_ok_and(|g| is_policy_approver(g, ar, id))
-}
-
 /// Why `id` may not acknowledge `ar`'s break-glass activation now; `None` when they may. Only the
-/// policy's approvers review (not the requester), once, after the request was activated under
-/// break-glass.
+/// policy's approvers review (never the requester), once, after the request was activated under
+/// break-glass. Who may is judged first (403), then the request's state (409).
 pub fn why_not_acknowledge(
     gov: &Result<Governing<'_>, PolicyError>,
     ar: &AccessRequest,
     id: &Identity,
 ) -> Option<Refusal> {
-    if ar.spec.break_glass.is_none() {
-        return Some(Refusal::State("the request was not a break-glass activation".into()));
-    }
-    if let Some(r) = &ar.spec.break_glass_review {
-        return Some(Refusal::Already(format!("{} already acknowledged it", r.by)));
-    }
-    if !break_glass_activated(ar) {
-        return Some(Refusal::State("the break-glass request was never activated".into()));
-    }
     let gov = match gov {
         Ok(g) => g,
         Err(e) => return Some(Refusal::State(e.to_string())),
@@ -199,9 +136,20 @@ pub fn why_not_acknowledge(
         ));
     }
     if !is_policy_approver(gov, ar, id) {
-        return Some(Refusal::NotEligible(
-            not_an_approver(gov).replace("may approve under", "may acknowledge under"),
-        ));
+        return Some(Refusal::NotEligible(format!(
+            "only {} may acknowledge under policy {}",
+            gov.describe_approvers(),
+            gov.name
+        )));
+    }
+    if ar.spec.break_glass.is_none() {
+        return Some(Refusal::State("the request was not a break-glass activation".into()));
+    }
+    if let Some(r) = &ar.spec.break_glass_review {
+        return Some(Refusal::Already(format!("{} already acknowledged it", r.by)));
+    }
+    if !break_glass_activated(ar) {
+        return Some(Refusal::State("the break-glass request was never activated".into()));
     }
     None
 }
@@ -227,4 +175,145 @@ pub fn awaiting_review(ar: &AccessRequest) -> bool {
 /// When `ar` is to start (`spec.startAt`), when set and parseable.
 pub fn start_at(ar: &AccessRequest) -> Option<DateTime<Utc>> {
     ar.spec.start_at.as_deref().and_then(rules::time::parse_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use janus_api::AccessRequestSpec;
+    use janus_api::access_request::{ApprovalEntry, BreakGlass, BreakGlassReview};
+
+    use super::*;
+    use crate::auth::AuthSource;
+
+    const YAML: &str = "namespace: janus\nadminEmails: [admin@example.com]\npolicies:\n- name: prod\n  match: {namespaces: [prod]}\n  approvers: {emails: [p1@example.com, p2@example.com], groups: [sre]}\n  approvalsRequired: 2\n";
+
+    fn identity(email: &str, groups: &[&str], is_admin: bool) -> Identity {
+        Identity {
+            email: email.into(),
+            name: email.into(),
+            is_admin,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            auth: AuthSource::Proxy,
+            csrf: String::new(),
+            session: None,
+        }
+    }
+
+    fn request(ns: &str, phase: Option<&str>) -> AccessRequest {
+        let mut ar = AccessRequest::new(
+            "r",
+            AccessRequestSpec::new("dev@example.com", "central", vec![ns.into()], "r", 600),
+        );
+        if let Some(p) = phase {
+            ar.status = serde_json::from_value(serde_json::json!({"phase": p})).expect("status");
+        }
+        ar
+    }
+
+    fn infos(ar: &AccessRequest) -> Vec<NamespaceInfo> {
+        ar.spec
+            .namespaces
+            .iter()
+            .map(|n| NamespaceInfo {
+                name: n.clone(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// The groups recorded with a decision: the provider's (never one of the web's own) plus the admins
+    /// group exactly when the web judged the person an admin.
+    #[test]
+    fn decisions_record_the_provider_groups_and_the_web_s_admin_judgement() {
+        let forged = identity("m@example.com", &["dev", "k8s-janus:admins"], false);
+        assert_eq!(decision_groups(&forged), ["dev"]);
+        assert_eq!(requester_groups(&forged), ["dev"]);
+        let admin = identity("a@example.com", &["ops"], true);
+        assert_eq!(decision_groups(&admin), ["ops", JANUS_ADMINS_GROUP]);
+        assert_eq!(requester_groups(&admin), ["ops"]);
+    }
+
+    /// Refusals to approve carry their HTTP meaning: not an approver or the requester (403), already
+    /// approved or no longer open (409).
+    #[test]
+    fn approval_refusals_are_classified() {
+        let cfg = Config::from_yaml(YAML, "test").expect("config");
+        let mut ar = request("prod", None);
+        let gov = governing(&cfg, &ar, &infos(&ar));
+        let p1 = identity("p1@example.com", &[], false);
+        let sre = identity("s@example.com", &["sre"], false);
+        let admin = identity("admin@example.com", &[], true);
+        let dev = identity("dev@example.com", &["sre"], false);
+        assert_eq!(approve_refusal(&gov, &ar, &p1), None);
+        assert_eq!(approve_refusal(&gov, &ar, &sre), None, "by group");
+        assert!(
+            matches!(approve_refusal(&gov, &ar, &admin), Some(Refusal::NotEligible(m)) if m.contains("policy prod"))
+        );
+        assert!(
+            matches!(approve_refusal(&gov, &ar, &dev), Some(Refusal::NotEligible(_))),
+            "the requester"
+        );
+        ar.spec.approvals.push(ApprovalEntry {
+            by: "P1@example.com".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            ttl_seconds: None,
+            comment: String::new(),
+            groups: vec![],
+        });
+        let gov = governing(&cfg, &ar, &infos(&ar));
+        assert!(matches!(approve_refusal(&gov, &ar, &p1), Some(Refusal::Already(_))));
+        assert_eq!(approve_refusal(&gov, &ar, &sre), None, "one of two: still open");
+        let active = request("prod", Some("Active"));
+        let gov = governing(&cfg, &active, &infos(&active));
+        assert!(matches!(approve_refusal(&gov, &active, &p1), Some(Refusal::State(_))));
+        // Under the default policy the admin approves, by the web's judgement.
+        let plain = request("team-a", None);
+        let gov = governing(&cfg, &plain, &infos(&plain));
+        assert_eq!(approve_refusal(&gov, &plain, &admin), None);
+        assert!(matches!(
+            approve_refusal(&gov, &plain, &p1),
+            Some(Refusal::NotEligible(_))
+        ));
+    }
+
+    /// Only the policy's approvers acknowledge a break-glass activation, never the requester, once it
+    /// happened, and only once.
+    #[test]
+    fn break_glass_reviews_are_for_approvers_once() {
+        let cfg = Config::from_yaml(YAML, "test").expect("config");
+        let p1 = identity("p1@example.com", &[], false);
+        let dev = identity("dev@example.com", &["sre"], false);
+        let admin = identity("admin@example.com", &[], true);
+        let mut ar = request("prod", Some("Pending"));
+        let gov = governing(&cfg, &ar, &infos(&ar));
+        assert!(
+            matches!(why_not_acknowledge(&gov, &ar, &p1), Some(Refusal::State(_))),
+            "no break-glass"
+        );
+        ar.spec.break_glass = Some(BreakGlass {
+            at: "2026-01-01T00:00:00Z".into(),
+        });
+        assert!(!awaiting_review(&ar), "never activated");
+        assert!(matches!(why_not_acknowledge(&gov, &ar, &p1), Some(Refusal::State(_))));
+        ar.status = serde_json::from_value(serde_json::json!({"phase": "Active", "policy": {
+            "name": "prod", "approvalsRequired": 2, "approvalsGiven": 0, "breakGlass": true}}))
+        .expect("status");
+        assert!(awaiting_review(&ar));
+        assert_eq!(why_not_acknowledge(&gov, &ar, &p1), None);
+        assert!(matches!(
+            why_not_acknowledge(&gov, &ar, &dev),
+            Some(Refusal::NotEligible(_))
+        ));
+        assert!(
+            matches!(why_not_acknowledge(&gov, &ar, &admin), Some(Refusal::NotEligible(m)) if m.contains("may acknowledge under policy prod"))
+        );
+        ar.spec.break_glass_review = Some(BreakGlassReview {
+            by: "p2@example.com".into(),
+            at: "2026-01-01T00:01:00Z".into(),
+            comment: String::new(),
+            groups: vec![],
+        });
+        assert!(!awaiting_review(&ar));
+        assert!(matches!(why_not_acknowledge(&gov, &ar, &p1), Some(Refusal::Already(_))));
+    }
 }

@@ -758,7 +758,7 @@ impl RequestService {
         let by = id.email.clone();
         Ok(match decision {
             DecisionInput::Approve { ttl_seconds, comment } => {
-                if let Some(r) = web_policy::why_not_approve(&gov, ar, id) {
+                if let Some(r) = web_policy::approve_refusal(&gov, ar, id) {
                     return Err(refusal(r));
                 }
                 if let (Some(t), Ok(g)) = (ttl_seconds, &gov) {
@@ -806,8 +806,12 @@ impl RequestService {
                 json!({"denial": Denial { by, at, reason: reason.to_string() }})
             }
             DecisionInput::Revoke { reason } => {
-                if !id.is_admin {
-                    return Err(ServiceError::Forbidden("only admins revoke access".into()));
+                // The rules let the request's approvers take access back too (always the safe way).
+                let approver = gov.as_ref().is_ok_and(|g| web_policy::is_policy_approver(g, ar, id));
+                if !id.is_admin && !approver {
+                    return Err(ServiceError::Forbidden(
+                        "only admins and the request's approvers revoke access".into(),
+                    ));
                 }
                 let reason = reason.trim();
                 if reason.chars().count() > MAX_REASON {
@@ -821,8 +825,10 @@ impl RequestService {
                         "only approved or active access can be revoked".into(),
                     ));
                 }
-                let reason = if reason.is_empty() {
+                let reason = if reason.is_empty() && id.is_admin {
                     "revoked by an admin".to_string()
+                } else if reason.is_empty() {
+                    "revoked by an approver".to_string()
                 } else {
                     reason.to_string()
                 };
@@ -942,29 +948,27 @@ pub fn check_policy(
 ) -> Result<(), ServiceError> {
     let facts = RequestFacts::of(spec, namespaces, Utc::now());
     let gov = rules_policy::govern(config, &facts).map_err(|e| ServiceError::invalid("namespaces", e.to_string()))?;
-    if let Err(m) = gov.check_request(&facts, config) {
-        return Err(ServiceError::invalid(policy_field(&m, spec), m));
-    }
-    if spec.break_glass.is_some()
+    // Break-glass first, so its refusal is reported beside its checkbox.
+    if facts.break_glass
         && let Err(m) = gov.break_glass(&facts)
     {
         return Err(ServiceError::invalid("breakGlass", m));
     }
-    Ok(())
-}
-
-/// The form field a policy refusal is about, for showing it beside that field.
-fn policy_field(message: &str, spec: &AccessRequestSpec) -> &'static str {
-    let m = message.to_ascii_lowercase();
-    if spec.break_glass.is_some() && m.contains("break-glass") {
-        "breakGlass"
-    } else if m.contains("reason") {
-        "reason"
-    } else if m.contains("ttl") || m.contains("duration") || m.contains("seconds") {
-        "ttlSeconds"
-    } else {
-        "namespaces"
+    if let Err(m) = gov.check_request(&facts, config) {
+        // The field it is about: with the shortest TTL, only the reason can still fail.
+        let short = RequestFacts {
+            ttl_seconds: 1,
+            break_glass: false,
+            ..facts.clone()
+        };
+        let field = if gov.check_request(&short, config).is_err() {
+            "reason"
+        } else {
+            "ttlSeconds"
+        };
+        return Err(ServiceError::invalid(field, m));
     }
+    Ok(())
 }
 
 /// Parses a requested start time: RFC 3339, or the form's local `YYYY-MM-DDTHH:MM[:SS]` in `tz`. It
@@ -1370,13 +1374,15 @@ mod tests {
             Err(ServiceError::Forbidden(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         };
+        let refused = forbidden(svc.decision_patch(&alice, &admins, &infos(&admins), &approve));
+        assert!(refused.ends_with("may approve under policy default"), "{refused}");
         assert_eq!(
             forbidden(svc.decision_patch(&alice, &alices, &infos(&alices), &approve)),
-            "only admins may approve under policy default"
+            "you asked for it"
         );
         assert_eq!(
             forbidden(svc.decision_patch(&admin, &admins, &infos(&admins), &approve)),
-            "you cannot approve your own request"
+            "you asked for it"
         );
         forbidden(svc.decision_patch(
             &alice,
@@ -1441,6 +1447,113 @@ mod tests {
         selfish
             .decision_patch(&admin, &admins, &infos(&admins), &approve)
             .expect("self-approval when configured");
+    }
+
+    /// Start times: RFC 3339 or the form's local time in the display zone (a skipped local time is refused,
+    /// a repeated one is the first), not in the past, at most 30 days ahead.
+    #[test]
+    fn start_times_are_read_in_the_display_zone_and_bounded() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().expect("zone");
+        let now = rules::time::parse_time("2026-03-28T12:00:00Z").expect("now");
+        let at = |s: &str| parse_start_at(s, tz, now).map(rules::time::fmt_time);
+        assert_eq!(at("2026-03-28T15:00:00Z").expect("rfc3339"), "2026-03-28T15:00:00Z");
+        assert_eq!(at("2026-03-28T15:00").expect("local, CET"), "2026-03-28T14:00:00Z");
+        assert_eq!(at("2026-03-30T15:00:30").expect("local, CEST"), "2026-03-30T13:00:30Z");
+        // 02:30 on 2026-03-29 does not exist in Berlin (clocks jump from 02:00 to 03:00).
+        let gap = at("2026-03-29T02:30").expect_err("skipped");
+        assert!(gap.to_string().contains("does not exist in Europe/Berlin"), "{gap}");
+        // 02:30 on 2026-10-25 happens twice: the first (CEST, UTC+2) is taken.
+        let now_autumn = rules::time::parse_time("2026-10-20T00:00:00Z").expect("now");
+        let twice = parse_start_at("2026-10-25T02:30", tz, now_autumn).expect("ambiguous");
+        assert_eq!(rules::time::fmt_time(twice), "2026-10-25T00:30:00Z");
+        assert_eq!(
+            at("2026-03-28T11:59:30Z").expect("within the grace"),
+            "2026-03-28T11:59:30Z"
+        );
+        for (bad, says) in [
+            ("2026-03-28T11:58:00Z", "in the past"),
+            ("2026-04-28T12:00:01Z", "30 days"),
+            ("tomorrow", "not a time"),
+            ("2026-13-01T00:00", "not a time"),
+            ("", "not a time"),
+        ] {
+            match parse_start_at(bad, tz, now) {
+                Err(ServiceError::Invalid { field, message }) => {
+                    assert_eq!(field, "startAt");
+                    assert!(message.contains(says), "{bad}: {message}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(parse_start_at(&"9".repeat(65), tz, now).is_err());
+    }
+
+    /// What the policy refuses is refused at creation with the rule's message, on the field it concerns.
+    #[test]
+    fn policy_refusals_name_their_field() {
+        let cfg = config(
+            "policies:\n- name: prod\n  match: {namespaces: [prod-*]}\n  approvers: {emails: [p@example.com]}\n  maxTtlSeconds: 1800\n  reason: {pattern: 'OPS-[0-9]+', description: a ticket id}\n  breakGlass: {emails: [oncall@example.com], maxTtlSeconds: 900}\n",
+        );
+        let ns = |names: &[&str]| -> Vec<NamespaceInfo> {
+            names
+                .iter()
+                .map(|n| NamespaceInfo {
+                    name: (*n).into(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let spec = |who: &str, namespaces: &[&str], reason: &str, ttl: i64, glass: bool| {
+            let mut s = AccessRequestSpec::new(
+                who,
+                "central",
+                namespaces.iter().map(|n| n.to_string()).collect(),
+                reason,
+                ttl,
+            );
+            if glass {
+                s.break_glass = Some(BreakGlass {
+                    at: "2026-01-01T00:00:00Z".into(),
+                });
+            }
+            s
+        };
+        let field = |s: AccessRequestSpec| match check_policy(
+            &cfg,
+            &s,
+            &ns(&s.namespaces.iter().map(String::as_str).collect::<Vec<_>>()),
+        ) {
+            Ok(()) => "ok",
+            Err(e) => invalid_field(e),
+        };
+        assert_eq!(field(spec(ALICE, &["prod-a"], "fix OPS-1", 600, false)), "ok");
+        assert_eq!(
+            field(spec(ALICE, &["team-a"], "anything", 3600, false)),
+            "ok",
+            "the default policy"
+        );
+        assert_eq!(field(spec(ALICE, &["prod-a"], "no ticket", 600, false)), "reason");
+        assert_eq!(
+            field(spec(ALICE, &["prod-a"], "no ticket", 3600, false)),
+            "reason",
+            "the reason first"
+        );
+        assert_eq!(field(spec(ALICE, &["prod-a"], "OPS-2", 3600, false)), "ttlSeconds");
+        assert_eq!(
+            field(spec(ALICE, &["prod-a", "team-a"], "OPS-2", 600, false)),
+            "namespaces"
+        );
+        assert_eq!(field(spec(ALICE, &["prod-a"], "OPS-2", 600, true)), "breakGlass");
+        assert_eq!(field(spec("oncall@example.com", &["prod-a"], "OPS-2", 600, true)), "ok");
+        assert_eq!(
+            field(spec("oncall@example.com", &["prod-a"], "OPS-2", 1200, true)),
+            "breakGlass"
+        );
+        assert_eq!(
+            field(spec("oncall@example.com", &["team-a"], "x", 600, true)),
+            "breakGlass",
+            "no rule under default"
+        );
     }
 
     /// Extensions stay within maxTtlSeconds in total unless allowed beyond it.
@@ -1561,7 +1674,7 @@ mod tests {
             .expect("admin's own request");
         let own_name = own.metadata.name.expect("name");
         match svc.decide(&admin, &own_name, approve()).await {
-            Err(ServiceError::Forbidden(m)) => assert_eq!(m, "you cannot approve your own request"),
+            Err(ServiceError::Forbidden(m)) => assert_eq!(m, "you asked for it"),
             other => panic!("self-approval was not refused: {other:?}"),
         }
     }

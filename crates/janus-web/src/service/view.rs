@@ -211,10 +211,11 @@ pub struct PolicyView {
 impl PolicyView {
     /// The explanation of `gov` (or its error) for `ar` and the caller `id`.
     pub fn of(gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest, id: &Identity) -> Self {
-        let why_not = match web_policy::why_not_approve(gov, ar, id) {
-            // Once approving is over, there is nothing to explain to anyone.
-            Some(web_policy::Refusal::State(_)) | None => None,
-            Some(r) => Some(r.message().to_string()),
+        // Once approving is over, there is nothing to explain to anyone.
+        let why_not = if web_policy::open_for_approval(ar) {
+            web_policy::approve_refusal(gov, ar, id).map(|r| r.message().to_string())
+        } else {
+            None
         };
         let mut v = match gov {
             Ok(g) => {
@@ -336,9 +337,16 @@ impl RequestView {
             }
         }
         let created_at = created(ar).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        let mut actions = rules::actions::allowed(super::requests::actor(id), ar, rules::ActionPolicy::of(config));
-        actions.approve = web_policy::why_not_approve(gov, ar, id).is_none();
-        actions.deny = web_policy::may_deny(gov, ar, id);
+        let mut actions = rules::actions::allowed_under(
+            super::requests::actor(id),
+            &web_policy::id_groups(id),
+            ar,
+            gov.as_ref().ok(),
+            rules::ActionPolicy::of(config),
+        );
+        // Acknowledging also needs an activation that really happened, and never by the requester.
+        let acknowledge = actions.acknowledge && web_policy::why_not_acknowledge(gov, ar, id).is_none();
+        actions.acknowledge = acknowledge;
         let auto_approved = st.policy.as_ref().is_some_and(|p| p.auto_approved);
         RequestView {
             name: ar.metadata.name.clone().unwrap_or_default(),
@@ -369,7 +377,7 @@ impl RequestView {
             granted_namespaces: st.grants.iter().map(|g| g.namespace.clone()).collect(),
             conditions: st.conditions.clone(),
             actions,
-            acknowledge: web_policy::why_not_acknowledge(gov, ar, id).is_none(),
+            acknowledge,
             start_at_display: show(&ar.spec.start_at),
             start_at: ar.spec.start_at.clone(),
             scheduled: st.phase == Phase::Scheduled,
