@@ -52,7 +52,9 @@ async fn sim() -> RunningSim {
 }
 
 fn config(retention: i64, extra: &str) -> Config {
-    let yaml = format!("namespace: {NS}\nminTtlSeconds: 1\nretentionSeconds: {retention}\n{extra}");
+    // The approvals these tests write into the CRD count only from an approver of the default policy.
+    let yaml =
+        format!("namespace: {NS}\nminTtlSeconds: 1\nretentionSeconds: {retention}\nadminEmails: [{ADMIN}]\n{extra}");
     Config::from_yaml(&yaml, "test").expect("config")
 }
 
@@ -880,4 +882,191 @@ async fn postgres_outage_loses_nothing() {
     ctl.stop().await;
     probe.abort();
     store.close().await;
+}
+
+// ---- approval policies (issue 15) ----
+
+const POLICY: &str = "policies:
+- name: prod
+  match: {namespaces: [team-a]}
+  approvers: {emails: [a1@example.com, a2@example.com, a3@example.com]}
+  approvalsRequired: 2
+  breakGlass: {groups: [oncall], maxTtlSeconds: 600}
+";
+
+/// Creates a request by Jane for team-a with `extra` spec fields.
+async fn create_with(sim: &RunningSim, name: &str, ttl: i64, extra: Value) {
+    let mut spec = json!({"requester": JANE, "cluster": "central", "namespaces": ["team-a"],
+                          "reason": "INC-9: \"payments\" down", "ttlSeconds": ttl});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        spec[k] = v;
+    }
+    let ar: AccessRequest = serde_json::from_value(json!({
+        "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("request");
+    api(sim.client().await.expect("client"))
+        .create(&PostParams::default(), &ar)
+        .await
+        .expect("create");
+}
+
+/// Appends an approval to `spec.approvals` straight into the CRD (as the web, or anyone with write
+/// access, can) and returns its time.
+async fn approve(sim: &RunningSim, name: &str, by: &str, comment: &str) -> String {
+    let at = now();
+    let mut list = serde_json::to_value(&get(sim, name).await.spec.approvals).expect("approvals");
+    list.as_array_mut()
+        .expect("a list")
+        .push(json!({"by": by, "at": at, "comment": comment}));
+    decide(sim, name, "approvals", list).await;
+    at
+}
+
+/// Waits until the store holds events with exactly `want` keys for `name`; returns them by key.
+async fn events_by_key(store: &Store, name: &str, want: &[String], secs: u64) -> BTreeMap<String, AuditEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = events_of(store, name).await;
+        let mut keys: Vec<String> = got.iter().map(|e| e.key.clone()).collect();
+        keys.sort();
+        let mut expected = want.to_vec();
+        expected.sort();
+        if keys == expected {
+            return got.into_iter().map(|e| (e.key.clone(), e)).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: wanted {expected:?}, recorded {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_approvals_break_glass_and_review_are_recorded_once() {
+    let sim = sim().await;
+    let ctl = controller(&sim, config(0, POLICY)).await;
+    let (store, _dir) = common::sqlite_store().await;
+    let (rec, _healthy) = recorder(&sim, &store).await;
+
+    // 2-of-3 quorum, after an approval patched in by someone the policy does not name.
+    create_with(&sim, "quorum", 600, json!({})).await;
+    wait_phase(&sim, "quorum", "Pending", 10).await;
+    let mallory_at = approve(&sim, "quorum", "mallory@example.com", "trust me").await;
+    let a1_at = approve(&sim, "quorum", "a1@example.com", "ok, seen INC-9").await;
+    let a2_at = approve(&sim, "quorum", "a2@example.com", "").await;
+    let ar = wait_phase(&sim, "quorum", "Active", 20).await;
+    let uid = ar.metadata.uid.clone().expect("uid");
+    let keys: Vec<String> = [
+        "request.created",
+        "request.approval_given/0",
+        "request.approval_ignored/0",
+        "request.approval_given/1",
+        "request.approval_given/2",
+        "request.approved",
+        "request.activated",
+    ]
+    .iter()
+    .map(|k| format!("{uid}/{k}"))
+    .collect();
+    let evs = events_by_key(&store, "quorum", &keys, 20).await;
+    let ev = |k: &str| &evs[&format!("{uid}/{k}")];
+    let ignored = ev("request.approval_ignored/0");
+    assert_eq!(
+        (ignored.actor.as_str(), ignored.at),
+        ("mallory@example.com", t(&mallory_at))
+    );
+    assert_eq!(
+        ignored.details["reason"], "mallory@example.com: not an approver of policy prod",
+        "{ignored:?}"
+    );
+    let a1 = ev("request.approval_given/1");
+    assert_eq!((a1.actor.as_str(), a1.at), ("a1@example.com", t(&a1_at)));
+    assert_eq!(a1.details["comment"], "ok, seen INC-9");
+    assert_eq!(a1.details["policy"], "prod");
+    // Approved when the second counted approval arrived, by that approver.
+    let approved = ev("request.approved");
+    assert_eq!((approved.actor.as_str(), approved.at), ("a2@example.com", t(&a2_at)));
+    assert_eq!(approved.details["via"], "quorum");
+    assert_eq!(
+        approved.details["approvers"],
+        json!(["a1@example.com", "a2@example.com"])
+    );
+    assert_eq!(approved.details["policy"], "prod");
+    let h = store.get_request("quorum").await.unwrap().expect("history");
+    assert_eq!(h.policy.as_deref(), Some("prod"));
+    assert_eq!(h.approvals, ["mallory@example.com", "a1@example.com", "a2@example.com"]);
+    assert_eq!(h.approved_by.as_deref(), Some("a1@example.com, a2@example.com"));
+    assert!(!h.break_glass && !h.auto_approved);
+
+    // Break-glass: active at once, flagged, then reviewed by an approver of the policy.
+    let bg_at = now();
+    create_with(
+        &sim,
+        "glass",
+        300,
+        json!({"requesterGroups": ["oncall"], "breakGlass": {"at": bg_at}}),
+    )
+    .await;
+    let ar = wait_phase(&sim, "glass", "Active", 20).await;
+    let uid = ar.metadata.uid.clone().expect("uid");
+    let review_at = now();
+    decide(
+        &sim,
+        "glass",
+        "breakGlassReview",
+        json!({"by": "a3@example.com", "at": review_at, "comment": "justified; postmortem OPS-12"}),
+    )
+    .await;
+    let keys: Vec<String> = [
+        "request.created",
+        "request.approved",
+        "request.break_glass",
+        "request.activated",
+        "request.break_glass_reviewed",
+    ]
+    .iter()
+    .map(|k| format!("{uid}/{k}"))
+    .collect();
+    let evs = events_by_key(&store, "glass", &keys, 20).await;
+    let ev = |k: &str| &evs[&format!("{uid}/{k}")];
+    assert_eq!(ev("request.created").details["break_glass"], true);
+    let bg = ev("request.break_glass");
+    assert_eq!((bg.actor.as_str(), bg.at), (JANE, t(&bg_at)));
+    assert_eq!(bg.details["reason"], "INC-9: \"payments\" down");
+    assert_eq!(bg.details["policy"], "prod");
+    assert_eq!(ev("request.approved").details["via"], "break_glass");
+    let review = ev("request.break_glass_reviewed");
+    assert_eq!((review.actor.as_str(), review.at), ("a3@example.com", t(&review_at)));
+    assert_eq!(review.details["comment"], "justified; postmortem OPS-12");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let h = store.get_request("glass").await.unwrap().expect("history");
+        if h.break_glass_reviewed_by.is_some() {
+            break h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "review not in history: {h:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(h.break_glass);
+    assert_eq!(h.break_glass_reviewed_by.as_deref(), Some("a3@example.com"));
+    assert_eq!(h.approved_by.as_deref(), Some("system:break-glass"));
+
+    // Every later re-derivation (status updates, resyncs) inserted nothing twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = store
+        .audit_events(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut keys: Vec<_> = all.iter().map(|e| e.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!((keys.len(), all.len()), (12, 12));
+    rec.stop().await;
+    ctl.stop().await;
 }
