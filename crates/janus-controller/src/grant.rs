@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use janus_api::rules::policy::NamespaceInfo;
 use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, POD_EXEC_CLUSTER_ROLE, REQUEST_LABEL, names};
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
@@ -66,10 +67,21 @@ fn forbidden_to_permanent(cluster: &str, what: &str, e: kube::Error) -> Error {
 
 /// Checks that the namespaces exist on the target. `Err(Permanent)` names the first missing one.
 pub async fn check_namespaces(target: &ClusterHandle, namespaces: &[String]) -> Result<()> {
+    read_namespaces(target, namespaces).await.map(|_| ())
+}
+
+/// Reads the namespaces on the target (one GET each, in request order) for what approval policies match
+/// on: labels and annotations. `Err(Permanent)` names the first missing one or one being deleted.
+pub async fn read_namespaces(target: &ClusterHandle, namespaces: &[String]) -> Result<Vec<NamespaceInfo>> {
     let api: Api<Namespace> = Api::all(target.client.clone());
+    let mut out = Vec::with_capacity(namespaces.len());
     for ns in namespaces {
         match api.get_opt(ns).await {
-            Ok(Some(n)) if n.metadata.deletion_timestamp.is_none() => {}
+            Ok(Some(n)) if n.metadata.deletion_timestamp.is_none() => out.push(NamespaceInfo {
+                name: ns.clone(),
+                labels: n.metadata.labels.unwrap_or_default(),
+                annotations: n.metadata.annotations.unwrap_or_default(),
+            }),
             Ok(Some(_)) => {
                 return Err(Error::Permanent(format!(
                     "namespace {ns:?} is being deleted on cluster {}",
@@ -85,7 +97,7 @@ pub async fn check_namespaces(target: &ClusterHandle, namespaces: &[String]) -> 
             Err(e) => return Err(forbidden_to_permanent(&target.name, "read namespaces", e)),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Checks that the `janus-pod-exec` ClusterRole exists on the target.

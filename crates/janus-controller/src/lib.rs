@@ -6,6 +6,7 @@
 pub use janus_kube::clusters;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod grant;
 pub mod health;
 pub mod leader;

@@ -19,6 +19,11 @@ struct PhaseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViaLabel {
+    via: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabel {
     kind: String,
 }
@@ -57,6 +62,7 @@ pub struct Metrics {
     reconcile_seconds: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
     is_leader: Gauge,
     cleanup_pending: Gauge,
+    approvals: Family<ViaLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +123,12 @@ impl Metrics {
             "Requests whose credentials are not yet removed (condition CredentialsRemoved=False)",
             cleanup_pending.clone(),
         );
+        let approvals = Family::<ViaLabel, Counter>::default();
+        registry.register(
+            "requests_approved",
+            "Requests approved by this controller, by how: quorum, auto (auto-approval) or break_glass",
+            approvals.clone(),
+        );
         // The same `janus_build_info` series the web exports (one definition in janus-api).
         janus_api::build::register_build_info(&mut registry);
         Self {
@@ -130,6 +142,7 @@ impl Metrics {
             reconcile_seconds,
             is_leader,
             cleanup_pending,
+            approvals,
         }
     }
 
@@ -164,6 +177,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an approval by how it came about (`quorum`, `auto`, `break_glass`).
+    pub fn approved(&self, via: &'static str) {
+        self.approvals.get_or_create(&ViaLabel { via }).inc();
+    }
+
     /// Records a grant's latency.
     pub fn observe_grant(&self, d: Duration) {
         self.grant_seconds.observe(d.as_secs_f64());
@@ -189,6 +207,7 @@ impl Metrics {
         let mut counts = std::collections::BTreeMap::<String, i64>::new();
         for p in [
             Phase::Pending,
+            Phase::Scheduled,
             Phase::Approved,
             Phase::Active,
             Phase::Expired,
@@ -251,6 +270,7 @@ mod tests {
         m.transition(Phase::Active);
         m.observe_grant(Duration::from_millis(3));
         m.reconcile_error("kube");
+        m.approved("break_glass");
         m.observe_requests(&[]);
         let text = m.encode();
         for name in [
@@ -259,6 +279,8 @@ mod tests {
             "janus_reconcile_errors_total{kind=\"kube\"} 1",
             "janus_active_grants 0",
             "janus_requests{phase=\"Pending\"} 0",
+            "janus_requests{phase=\"Scheduled\"} 0",
+            "janus_requests_approved_total{via=\"break_glass\"} 1",
             "janus_controller_is_leader 0",
             "janus_controller_cleanup_pending 0",
         ] {

@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use janus_api::access_request::{ApprovedSpec, reasons};
 use janus_api::config::Config;
 use janus_api::rules::conditions::{reachability, removal, types};
+use janus_api::rules::policy::{self, ApprovedVia, RequestFacts, Verdict};
+use janus_api::rules::ttl::{self, pending_deadline_after};
 use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Phase};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -20,8 +22,9 @@ use serde_json::json;
 
 use crate::clusters::{ClusterHandle, Clusters};
 use crate::error::{Error, Result, is_not_found};
+use crate::gate;
 use crate::grant;
-use crate::lifecycle::{self, ending, expires_at, fmt_time, parse_time, pending_deadline, retention_deadline};
+use crate::lifecycle::{self, ending, expires_at, fmt_time, parse_time, retention_deadline};
 use crate::metrics::Metrics;
 
 /// Longest time between two looks at a live request, so drift is noticed even without events.
@@ -488,7 +491,9 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
     match &status.approved {
         Some(approved) => ctx.remember_baseline(ar, approved),
-        None if matches!(status.phase, Phase::Approved | Phase::Active) && !may_record_baseline(ctx, ar, &status) => {
+        None if matches!(status.phase, Phase::Scheduled | Phase::Approved | Phase::Active)
+            && !may_record_baseline(ctx, ar, &status) =>
+        {
             return fail_baseline_removed(ctx, ar, now).await;
         }
         None => {}
@@ -515,8 +520,11 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
 
     match status.phase {
-        Phase::Pending => pending(ctx, ar, status, now).await,
-        Phase::Approved | Phase::Active => grant_or_maintain(ctx, ar, status, now).await,
+        // Not granted yet: the approval policy decides, on every reconcile.
+        Phase::Pending | Phase::Scheduled | Phase::Approved => gate(ctx, ar, status, now).await,
+        // Once active, eligibility is not judged again (revocation is the tool); validate_static above
+        // still bounds it.
+        Phase::Active => grant_or_maintain(ctx, ar, status, now).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -527,7 +535,10 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
 fn spec_changes(status: &AccessRequestStatus, ar: &AccessRequest) -> Option<Vec<&'static str>> {
     let changed = match &status.approved {
         Some(approved) => approved.changes(&ar.spec),
-        None if matches!(status.phase, Phase::Approved | Phase::Active) && ar.spec.approval.is_none() => {
+        None if matches!(status.phase, Phase::Scheduled | Phase::Approved | Phase::Active)
+            && ar.spec.approval.is_none()
+            && ar.spec.approvals.is_empty() =>
+        {
             vec!["spec.approval"]
         }
         None => Vec::new(),
@@ -584,78 +595,292 @@ async fn fail_changed(ctx: &Context, ar: &AccessRequest, changed: &[&str], now: 
     finish_with(ctx, ar, Phase::Failed, reasons::SPEC_CHANGED_AFTER_APPROVAL, msg, now).await
 }
 
-async fn pending(
+/// When the request was created (auto-approval windows and the pending deadline count from it).
+fn created(ar: &AccessRequest, now: DateTime<Utc>) -> DateTime<Utc> {
+    ar.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| lifecycle::from_jiff(&t.0))
+        .unwrap_or(now)
+}
+
+/// The pending expiry of the policy the request was last evaluated under (the global one before any
+/// evaluation, or when that policy is gone from the configuration): used while the target cluster
+/// cannot be read, so an unreachable cluster does not keep a request pending forever.
+fn last_pending_expiry(config: &Config, status: &AccessRequestStatus) -> i64 {
+    status
+        .policy
+        .as_ref()
+        .and_then(|p| config.policies.iter().find(|c| c.name == p.name))
+        .and_then(|p| p.pending_expiry_seconds)
+        .unwrap_or(config.pending_expiry_seconds)
+}
+
+/// Writes `status` when it differs from what the request carries (or the spec moved on): reconciles of a
+/// waiting request must not write the same status again and again.
+async fn write_if_changed(
     ctx: &Context,
     ar: &AccessRequest,
-    mut status: AccessRequestStatus,
-    now: DateTime<Utc>,
-) -> Result<Action> {
-    let Some(approval) = ar.spec.approval.clone() else {
-        let created = ar
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| lifecycle::from_jiff(&t.0))
-            .unwrap_or(now);
-        let deadline = pending_deadline(created, &ctx.config);
-        if deadline.is_some_and(|d| d <= now) {
-            let msg = format!("no decision within {}s", ctx.config.pending_expiry_seconds);
-            return finish_with(ctx, ar, Phase::Denied, reasons::PENDING_TIMEOUT, msg, now).await;
-        }
-        // Tell the requester early when a namespace does not exist (if the cluster answers).
-        if let Ok(target) = ctx.clusters.get(&ar.spec.cluster).await
-            && let Err(Error::Permanent(msg)) = grant::check_namespaces(&target, &ar.spec.namespaces).await
-        {
+    old: &AccessRequestStatus,
+    status: &AccessRequestStatus,
+) -> Result<bool> {
+    if status == old && old.observed_generation == ar.metadata.generation {
+        return Ok(false);
+    }
+    write_status(ctx, ar, status).await?;
+    Ok(true)
+}
+
+/// Ends a request its policy refuses: denied while pending, failed once approved.
+async fn refuse(ctx: &Context, ar: &AccessRequest, phase: Phase, msg: String, now: DateTime<Utc>) -> Result<Action> {
+    if phase == Phase::Pending {
+        return finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await;
+    }
+    tracing::warn!(request = %ar.name_any(), %msg, "approved request no longer valid; ending it");
+    let msg = match phase {
+        Phase::Scheduled => format!("no longer valid: {msg}; access will not start"),
+        _ => format!("no longer valid: {msg}; credentials removed"),
+    };
+    finish_with(ctx, ar, Phase::Failed, reasons::VALIDATION_FAILED, msg, now).await
+}
+
+/// The approval-policy gate, for a request that is Pending, Scheduled, or Approved without credentials
+/// yet. It reads the requested namespaces on the target cluster (one GET each: labels and the owners
+/// annotation), evaluates the policy as configured now, writes `status.policy` and `PolicySatisfied`
+/// (only when they changed), and moves on only on [`Verdict::Approved`]: to Scheduled before
+/// `spec.startAt`, else to Approved and the grant.
+async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, now: DateTime<Utc>) -> Result<Action> {
+    let old = status.clone();
+    let mut status = status;
+    let phase = status.phase;
+    let created = created(ar, now);
+    let first = status.conditions.is_empty();
+    if phase == Phase::Pending {
+        set_condition(
+            &mut status,
+            types::SUBMITTED,
+            true,
+            types::SUBMITTED,
+            &format!("requested by {}", ar.spec.requester),
+            now,
+        );
+    }
+    let starts = match ar.spec.start_at.as_deref() {
+        None => None,
+        Some(s) => match parse_time(s) {
+            Some(t) => Some(t),
+            None => return refuse(ctx, ar, phase, format!("startAt {s:?} is not an RFC 3339 time"), now).await,
+        },
+    };
+
+    // The namespaces as the target cluster has them now: policies match on their labels and name
+    // owners in their annotations.
+    let read = match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {
+        Ok(target) => grant::read_namespaces(&target, &ar.spec.namespaces).await,
+        Err(e) => Err(e),
+    };
+    let namespaces = match read {
+        Ok(n) => n,
+        // A namespace that does not exist (or may not be read) is refused as before policies.
+        Err(Error::Permanent(msg)) if phase == Phase::Pending => {
             return finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await;
         }
-        let first = status.conditions.is_empty();
-        if first || status.observed_generation != ar.metadata.generation {
-            status.phase = Phase::Pending;
-            status.message = "waiting for an admin's decision".into();
-            set_condition(
-                &mut status,
-                types::SUBMITTED,
-                true,
-                types::SUBMITTED,
-                &format!("requested by {}", ar.spec.requester),
-                now,
-            );
-            write_status(ctx, ar, &status).await?;
-            ctx.metrics.transition(Phase::Pending);
-            if first {
-                publish(
-                    ctx,
-                    ar,
-                    false,
-                    types::SUBMITTED,
-                    format!("requested by {}", ar.spec.requester),
-                )
-                .await;
+        Err(Error::Permanent(msg)) => return finish(ctx, ar, Phase::Failed, msg, now).await,
+        Err(e) => {
+            // Without the namespaces no policy can be judged (a label selector would silently not
+            // match): nothing moves on, but a pending request still times out.
+            if phase == Phase::Pending
+                && pending_deadline_after(created, last_pending_expiry(&ctx.config, &status)).is_some_and(|d| d <= now)
+            {
+                let msg = format!("no decision within {}s", last_pending_expiry(&ctx.config, &status));
+                return finish_with(ctx, ar, Phase::Denied, reasons::PENDING_TIMEOUT, msg, now).await;
             }
+            let msg = format!("waiting for cluster {}: {e}", ar.spec.cluster);
+            let reason = match e {
+                Error::ClusterUnavailable { .. } => reachability::CLUSTER_UNAVAILABLE,
+                _ => reachability::CLUSTER_ERROR,
+            };
+            status.message = msg.clone();
+            set_condition(&mut status, types::CLUSTER_REACHABLE, false, reason, &msg, now);
+            write_if_changed(ctx, ar, &old, &status).await?;
+            announce_submitted(ctx, ar, first).await;
+            return Err(e);
         }
-        return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
     };
-    // Approved: record it before granting, so a crash in the middle resumes the grant.
-    status.phase = Phase::Approved;
-    status.approved_at = Some(fmt_time(now));
-    // What was approved is fixed from here on; every later reconcile compares the spec with it.
-    status.approved = ApprovedSpec::of(&ar.spec);
-    status.message = format!("approved by {}; issuing credentials", approval.by);
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::CLUSTER_REACHABLE && c.status != "True")
+    {
+        set_condition(
+            &mut status,
+            types::CLUSTER_REACHABLE,
+            true,
+            reachability::REACHABLE,
+            "",
+            now,
+        );
+    }
+
+    let facts = RequestFacts::of(&ar.spec, &namespaces, created);
+    let governing = match policy::govern(&ctx.config, &facts) {
+        Ok(g) => g,
+        Err(e) => return refuse(ctx, ar, phase, e.to_string(), now).await,
+    };
+    let verdict = policy::evaluate(&ctx.config, &ar.spec, &facts);
+    if let Verdict::Invalid(msg) = verdict {
+        return refuse(ctx, ar, phase, msg, now).await;
+    }
+    let policy = gate::policy_status(&governing, &verdict);
+    let (satisfied, reason, message) = gate::satisfied(&policy, &verdict);
     set_condition(
         &mut status,
-        types::APPROVED,
-        true,
-        types::APPROVED,
-        &format!("approved by {}", approval.by),
+        gate::types::POLICY_SATISFIED,
+        satisfied,
+        reason,
+        &message,
         now,
     );
-    write_status(ctx, ar, &status).await?;
+    status.policy = Some(policy.clone());
+
+    let (via, tally) = match verdict {
+        Verdict::Approved { via, tally } => (via, tally),
+        Verdict::Pending(_) if phase != Phase::Pending => {
+            // Approved earlier, but the policy as configured now is no longer satisfied (its approvers
+            // or quorum changed): access that has not started does not start.
+            return refuse(
+                ctx,
+                ar,
+                phase,
+                format!("the approval policy is no longer satisfied: {message}"),
+                now,
+            )
+            .await;
+        }
+        Verdict::Pending(_) | Verdict::Invalid(_) => {
+            let expiry = governing.pending_expiry_seconds;
+            let deadline = pending_deadline_after(created, expiry);
+            if deadline.is_some_and(|d| d <= now) {
+                let msg = format!("no decision within {expiry}s");
+                let mut timed_out = ar.clone();
+                timed_out.status = Some(status);
+                return finish_with(ctx, &timed_out, Phase::Denied, reasons::PENDING_TIMEOUT, msg, now).await;
+            }
+            status.phase = Phase::Pending;
+            status.message = format!("waiting for approvals: {message}");
+            write_if_changed(ctx, ar, &old, &status).await?;
+            announce_submitted(ctx, ar, first).await;
+            return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
+        }
+    };
+
+    if phase == Phase::Pending || status.approved.is_none() {
+        // What was approved is fixed from here on; every later reconcile compares the spec with it.
+        let approvers = gate::approvers(via, &tally);
+        status.approved = Some(ApprovedSpec::record(&ar.spec, &approvers, ttl::approval_ttl(&ar.spec)));
+    }
+    let (approved_reason, approved_message) = gate::approved_by(via, &policy, &ar.spec);
+    if phase == Phase::Pending {
+        // A start whose whole window passed before the approval: nothing to grant any more.
+        if let Some(start) = starts {
+            let end = expires_at(&ar.spec, start, &ctx.config);
+            if end <= now {
+                let msg = format!(
+                    "{approved_message}, but the access window from startAt {} to {} had already passed; nothing was granted",
+                    fmt_time(start),
+                    fmt_time(end)
+                );
+                let mut late = ar.clone();
+                late.status = Some(status);
+                return finish(ctx, &late, Phase::Expired, msg, now).await;
+            }
+        }
+        status.approved_at = Some(fmt_time(now));
+        set_condition(
+            &mut status,
+            types::APPROVED,
+            true,
+            approved_reason,
+            &approved_message,
+            now,
+        );
+    }
+    announce_submitted(ctx, ar, first).await;
+
+    if let Some(start) = starts.filter(|s| *s > now) {
+        // Approved ahead: no credentials until startAt. The requeue is recomputed from the object on
+        // every reconcile, so a restart loses nothing.
+        status.phase = Phase::Scheduled;
+        status.message = format!("{approved_message}; access starts at {}", fmt_time(start));
+        set_condition(
+            &mut status,
+            gate::types::SCHEDULED,
+            true,
+            gate::reasons::STARTS_LATER,
+            &format!("access starts at {}", fmt_time(start)),
+            now,
+        );
+        write_if_changed(ctx, ar, &old, &status).await?;
+        if let Some(a) = &status.approved {
+            ctx.remember_baseline(ar, a);
+        }
+        if phase == Phase::Pending {
+            announce_approval(ctx, ar, via, &approved_message).await;
+            ctx.metrics.transition(Phase::Scheduled);
+            tracing::info!(request = %ar.name_any(), starts = %fmt_time(start), "request approved ahead; scheduled");
+        }
+        return Ok(requeue_at(start, now));
+    }
+
+    // Approved: record it before granting, so a crash in the middle resumes the grant.
+    status.phase = Phase::Approved;
+    status.message = format!("{approved_message}; issuing credentials");
+    if phase == Phase::Scheduled {
+        let started = starts.map(fmt_time).unwrap_or_default();
+        set_condition(
+            &mut status,
+            gate::types::SCHEDULED,
+            false,
+            gate::reasons::STARTED,
+            &format!("access started at {started}"),
+            now,
+        );
+    }
+    write_if_changed(ctx, ar, &old, &status).await?;
     if let Some(a) = &status.approved {
         ctx.remember_baseline(ar, a);
     }
-    ctx.metrics.transition(Phase::Approved);
-    publish(ctx, ar, false, types::APPROVED, format!("approved by {}", approval.by)).await;
+    if phase != Phase::Approved {
+        ctx.metrics.transition(Phase::Approved);
+    }
+    if phase == Phase::Pending {
+        announce_approval(ctx, ar, via, &approved_message).await;
+    }
     grant_or_maintain(ctx, ar, status, now).await
+}
+
+/// The Event and metric of a request seen for the first time.
+async fn announce_submitted(ctx: &Context, ar: &AccessRequest, first: bool) {
+    if first {
+        ctx.metrics.transition(Phase::Pending);
+        publish(
+            ctx,
+            ar,
+            false,
+            types::SUBMITTED,
+            format!("requested by {}", ar.spec.requester),
+        )
+        .await;
+    }
+}
+
+/// The Events and metric of an approval: `Approved` always, `AutoApproved` for auto-approval.
+async fn announce_approval(ctx: &Context, ar: &AccessRequest, via: ApprovedVia, message: &str) {
+    ctx.metrics.approved(gate::via_label(via));
+    publish(ctx, ar, false, types::APPROVED, message.to_string()).await;
+    if via == ApprovedVia::Auto {
+        publish(ctx, ar, false, gate::reasons::AUTO_APPROVED, message.to_string()).await;
+    }
 }
 
 async fn target_or_wait(
@@ -836,10 +1061,30 @@ async fn grant_or_maintain(
     if first {
         ctx.metrics.transition(Phase::Active);
         if let Some(approved) = status.approved_at.as_deref().and_then(parse_time) {
+            // A request approved ahead waited for its startAt, not for the grant.
+            let from = ttl::starts_at(&ar.spec).map_or(approved, |s| s.max(approved));
             ctx.metrics
-                .observe_grant((Utc::now() - approved).to_std().unwrap_or_default());
+                .observe_grant((Utc::now() - from).to_std().unwrap_or_default());
         }
         publish(ctx, ar, false, types::GRANTED, status.message.clone()).await;
+        if let Some(p) = status.policy.as_ref().filter(|p| p.break_glass) {
+            // Access without any approval: a Warning for whoever watches Events, until reviewed.
+            publish(
+                ctx,
+                ar,
+                true,
+                gate::reasons::BREAK_GLASS,
+                format!(
+                    "break-glass access by {} to {} on {} under policy {}, awaiting review: {}",
+                    ar.spec.requester,
+                    ar.spec.namespaces.join(", "),
+                    ar.spec.cluster,
+                    p.name,
+                    ar.spec.reason
+                ),
+            )
+            .await;
+        }
         tracing::info!(request = %ar.name_any(), expires = %fmt_time(expires), "access granted");
     } else if extended {
         publish(

@@ -243,10 +243,11 @@ pub async fn sa_token(sim: &impl KubeAccess, ns: &str, sa: &str) -> String {
         .token
 }
 
-/// The test configuration: short minimum TTL, no retention; `extra` YAML keys override.
+/// The test configuration: short minimum TTL, no retention, `admin@example.com` (who [`approve`]s) an
+/// admin and so an approver under the default policy; `extra` YAML keys override.
 pub fn config(extra: &str) -> Config {
     let base = format!(
-        "namespace: {NS}\nminTtlSeconds: 1\ndefaultTtlSeconds: 60\nexcludedNamespaces: [kube-system]\nretentionSeconds: 0\n"
+        "namespace: {NS}\nadminEmails: [admin@example.com]\nminTtlSeconds: 1\ndefaultTtlSeconds: 60\nexcludedNamespaces: [kube-system]\nretentionSeconds: 0\n"
     );
     let mut doc: yaml_serde::Mapping = yaml_serde::from_str(&base).expect("base");
     let over: Option<yaml_serde::Mapping> = yaml_serde::from_str(extra).expect("extra");
