@@ -303,6 +303,8 @@ pub fn expires_cell(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
             }
         } @else if let Some(e) = &r.ended_at {
             span.muted.small { "ended " (timefmt::format_str(tz, e)) }
+        } @else if let Some(t) = r.start_at.as_deref().filter(|_| matches!(r.phase, Phase::Pending | Phase::Scheduled)) {
+            span.muted.small { "starts " (timefmt::format_str(tz, t)) br; "for " (timefmt::duration(r.effective_ttl_seconds)) }
         } @else {
             span.muted.small { (timefmt::duration(r.effective_ttl_seconds)) }
         }
@@ -410,7 +412,7 @@ pub async fn mine(
                             td { a href=(format!("/requests/{}", r.name)) { (r.name) } br; span.muted.small { (r.reason.chars().take(80).collect::<String>()) } }
                             td { (r.cluster_display_name) }
                             td { (r.namespaces.join(", ")) }
-                            td { (phase_badge(r.phase)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
+                            td { (phase_badge(r.phase)) (badges(r)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
                             td { (expires_cell(state.tz, r)) }
                             td { (action_forms(&state.config, &id, r, "/requests")) }
                         }
