@@ -562,7 +562,7 @@ fn secs(t: DateTime<Utc>) -> String {
 async fn a_scheduled_request_starts_at_its_time_across_a_controller_restart() {
     let sim = cluster().await;
     let ctl = Controller::start(&sim, config("")).await;
-    let start_at = DateTime::from_timestamp(Utc::now().timestamp() + 4, 0).unwrap();
+    let start_at = DateTime::from_timestamp(Utc::now().timestamp() + 6, 0).unwrap();
     create(&sim, &req("later", &["team-a"], 60, json!({"startAt": secs(start_at)}))).await;
     add_approval(&sim, "later", "admin@example.com", &[]).await;
     let scheduled = wait_phase(&sim, "later", "Scheduled", 10).await;
@@ -647,5 +647,40 @@ async fn a_scheduled_request_ends_without_credentials_and_a_passed_window_grants
     );
     assert!(expired.status.unwrap().active_at.is_none(), "never active");
     assert!(leftovers(&sim, &sim, "too-late").await.is_empty());
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_request_whose_policy_is_no_longer_satisfied_does_not_start() {
+    let sim = cluster().await;
+    let one = "
+policies:
+- name: prod
+  match: {namespaces: [team-a]}
+  approvers: {emails: [a1@example.com, a2@example.com]}
+";
+    let ctl = Controller::start(&sim, config(one)).await;
+    let in_a_minute = Utc::now() + chrono::Duration::minutes(1);
+    create(
+        &sim,
+        &req("stricter", &["team-a"], 60, json!({"startAt": secs(in_a_minute)})),
+    )
+    .await;
+    add_approval(&sim, "stricter", "a1@example.com", &[]).await;
+    wait_phase(&sim, "stricter", "Scheduled", 10).await;
+    ctl.stop().await;
+    // The operator now wants two approvers for prod: the scheduled request, approved by one, is judged
+    // again by the next controller and must not start.
+    let ctl = Controller::start(
+        &sim,
+        config(&one.replace("a2@example.com]}", "a2@example.com]}\n  approvalsRequired: 2")),
+    )
+    .await;
+    let failed = wait_phase(&sim, "stricter", "Failed", 10).await;
+    let (reason, message) = phase_condition(&failed);
+    assert_eq!(reason, reasons::VALIDATION_FAILED);
+    assert!(message.contains("1/2 approvals (policy prod)"), "{message}");
+    assert!(failed.status.as_ref().unwrap().active_at.is_none());
+    assert!(leftovers(&sim, &sim, "stricter").await.is_empty());
     ctl.stop().await;
 }
