@@ -892,6 +892,7 @@ const POLICY: &str = "policies:
   approvers: {emails: [a1@example.com, a2@example.com, a3@example.com]}
   approvalsRequired: 2
   breakGlass: {groups: [oncall], maxTtlSeconds: 600}
+  autoApprove: {groups: [auto-ok], maxTtlSeconds: 900}
 ";
 
 /// Creates a request by Jane for team-a with `extra` spec fields.
@@ -917,9 +918,13 @@ async fn create_with(sim: &RunningSim, name: &str, ttl: i64, extra: Value) {
 async fn approve(sim: &RunningSim, name: &str, by: &str, comment: &str) -> String {
     let at = now();
     let mut list = serde_json::to_value(&get(sim, name).await.spec.approvals).expect("approvals");
-    list.as_array_mut()
-        .expect("a list")
-        .push(json!({"by": by, "at": at, "comment": comment}));
+    // Empty fields are left out, as the typed entries serialize them: the earlier entries sent back
+    // must equal the stored ones (the CEL rule keeps entries immutable).
+    let mut entry = json!({"by": by, "at": at});
+    if !comment.is_empty() {
+        entry["comment"] = json!(comment);
+    }
+    list.as_array_mut().expect("a list").push(entry);
     decide(sim, name, "approvals", list).await;
     at
 }
@@ -945,7 +950,7 @@ async fn events_by_key(store: &Store, name: &str, want: &[String], secs: u64) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policy_approvals_break_glass_and_review_are_recorded_once() {
+async fn policy_approvals_auto_approval_break_glass_and_scheduling_are_recorded_once() {
     let sim = sim().await;
     let ctl = controller(&sim, config(0, POLICY)).await;
     let (store, _dir) = common::sqlite_store().await;
@@ -1054,6 +1059,66 @@ async fn policy_approvals_break_glass_and_review_are_recorded_once() {
     assert_eq!(h.break_glass_reviewed_by.as_deref(), Some("a3@example.com"));
     assert_eq!(h.approved_by.as_deref(), Some("system:break-glass"));
 
+    // Auto-approval: no person, marked as such.
+    create_with(&sim, "auto", 600, json!({"requesterGroups": ["auto-ok"]})).await;
+    let ar = wait_phase(&sim, "auto", "Active", 20).await;
+    let uid = ar.metadata.uid.clone().expect("uid");
+    let approved_at = status_time(&ar, |s| s.approved_at.as_ref());
+    let keys: Vec<String> = [
+        "request.created",
+        "request.approved",
+        "request.auto_approved",
+        "request.activated",
+    ]
+    .iter()
+    .map(|k| format!("{uid}/{k}"))
+    .collect();
+    let evs = events_by_key(&store, "auto", &keys, 20).await;
+    for k in ["request.approved", "request.auto_approved"] {
+        let e = &evs[&format!("{uid}/{k}")];
+        assert_eq!((e.actor.as_str(), e.at), ("system:auto-approval", approved_at), "{k}");
+        assert_eq!(e.details["policy"], "prod", "{k}");
+    }
+    let h = store.get_request("auto").await.unwrap().expect("history");
+    assert!(h.auto_approved);
+    assert_eq!(h.approved_by.as_deref(), Some("system:auto-approval"));
+
+    // Scheduled: approved ahead, Scheduled until startAt, then Active.
+    let start = (Utc::now() + chrono::Duration::seconds(6)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    create_with(&sim, "later", 600, json!({"startAt": start})).await;
+    wait_phase(&sim, "later", "Pending", 10).await;
+    approve(&sim, "later", "a1@example.com", "").await;
+    let a3_at = approve(&sim, "later", "a3@example.com", "for the maintenance window").await;
+    let scheduled = wait_phase(&sim, "later", "Scheduled", 10).await;
+    let scheduled_at = cond_time(&scheduled, "Scheduled").expect("Scheduled condition");
+    let ar = wait_phase(&sim, "later", "Active", 20).await;
+    let uid = ar.metadata.uid.clone().expect("uid");
+    let keys: Vec<String> = [
+        "request.created",
+        "request.approval_given/0",
+        "request.approval_given/1",
+        "request.approved",
+        "request.scheduled",
+        "request.activated",
+    ]
+    .iter()
+    .map(|k| format!("{uid}/{k}"))
+    .collect();
+    let evs = events_by_key(&store, "later", &keys, 20).await;
+    let ev = |k: &str| &evs[&format!("{uid}/{k}")];
+    assert_eq!(ev("request.approved").at, t(&a3_at));
+    let s = ev("request.scheduled");
+    assert_eq!((s.actor.as_str(), s.at), ("system", scheduled_at));
+    assert_eq!(s.details["start_at"], start.as_str());
+    assert!(
+        ev("request.activated").at >= t(&start),
+        "activated at its start, not before"
+    );
+    assert_eq!(
+        store.get_request("later").await.unwrap().expect("history").start_at,
+        Some(t(&start))
+    );
+
     // Every later re-derivation (status updates, resyncs) inserted nothing twice.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = store
@@ -1066,7 +1131,7 @@ async fn policy_approvals_break_glass_and_review_are_recorded_once() {
     let mut keys: Vec<_> = all.iter().map(|e| e.key.clone()).collect();
     keys.sort();
     keys.dedup();
-    assert_eq!((keys.len(), all.len()), (12, 12));
+    assert_eq!((keys.len(), all.len()), (22, 22));
     rec.stop().await;
     ctl.stop().await;
 }
