@@ -175,6 +175,7 @@
     var render = function (ok, p) {
       hint.textContent = "";
       hint.classList.remove("hidden");
+      if (ttl) Array.prototype.forEach.call(ttl.options, function (o) { o.disabled = false; });
       if (!ok) { add(hint, "p", "error", p.error || "the policy cannot be determined"); setRule(null); showGlass(false); return; }
       if (p.conflict) { add(hint, "p", "error", p.conflict); setRule(null); showGlass(false); return; }
       var line = add(hint, "p", "policy-line", "Policy ");
@@ -193,11 +194,24 @@
       else if (p.autoApproval && p.autoApproval.whyNot) add(ul, "li", "auto muted", "No automatic approval: " + p.autoApproval.whyNot);
       setRule(p.reason || null);
       showGlass(!!p.breakGlassAllowed, p.breakGlassMaxTtlSeconds);
+      // Durations above the policy's maximum cannot be asked for (the server refuses them too).
+      if (ttl && p.maxTtlSeconds) {
+        var best = null;
+        Array.prototype.forEach.call(ttl.options, function (o) {
+          o.disabled = Number(o.value) > p.maxTtlSeconds;
+          if (!o.disabled) best = o;
+        });
+        if (ttl.selectedOptions[0] && ttl.selectedOptions[0].disabled && best) { ttl.value = best.value; policySoon(); }
+      }
     };
     var loadPolicy = function () {
       var ns = Array.prototype.map.call(list.querySelectorAll("input[name=namespaces]:checked"), function (i) { return i.value; });
       var mine = ++seq;
-      if (!ns.length) { hint.textContent = ""; hint.classList.add("hidden"); setRule(null); showGlass(false); return; }
+      if (!ns.length) {
+        hint.textContent = ""; hint.classList.add("hidden"); setRule(null); showGlass(false);
+        if (ttl) Array.prototype.forEach.call(ttl.options, function (o) { o.disabled = false; });
+        return;
+      }
       var q = "cluster=" + encodeURIComponent(cluster.value) + "&namespaces=" + encodeURIComponent(ns.join(",")) +
         (ttl && ttl.value ? "&ttlSeconds=" + encodeURIComponent(ttl.value) : "");
       fetch("/api/v1/policy?" + q, { credentials: "same-origin" })

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::api::users as user_api;
 use crate::auth::{Authenticated, percent_encode};
 use crate::error::WebError;
-use crate::pages::requests::{action_forms, expires_cell, pager, quorum_text};
+use crate::pages::requests::{action_forms, badges, expires_cell, pager, quorum_text};
 use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
 use crate::service::{ClusterService, ListFilter, RequestService};
 use crate::state::AppState;
@@ -121,7 +121,7 @@ pub async fn dashboard(
                             td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
                             td.reason { (r.reason) }
                             td.small { (r.break_glass_at.as_deref().map(|t| timefmt::format_str(state.tz, t)).unwrap_or_default()) br; (timefmt::duration(r.effective_ttl_seconds)) }
-                            td { (phase_badge(r.phase)) }
+                            td { (phase_badge(r.phase)) (badges(r)) }
                             td { (action_forms(&state.config, &id, r, back)) }
                         }
                     }
@@ -146,7 +146,7 @@ pub async fn dashboard(
                             td { (r.requester) }
                             td { (r.cluster_display_name) }
                             td { (r.namespaces.join(", ")) }
-                            td { (phase_badge(r.phase)) }
+                            td { (phase_badge(r.phase)) (badges(r)) }
                             td { (expires_cell(state.tz, r)) }
                             td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state.config, &id, r, back)) } }
                         }

@@ -412,7 +412,7 @@ pub async fn mine(
                             td { a href=(format!("/requests/{}", r.name)) { (r.name) } br; span.muted.small { (r.reason.chars().take(80).collect::<String>()) } }
                             td { (r.cluster_display_name) }
                             td { (r.namespaces.join(", ")) }
-                            td { (phase_badge(r.phase)) (badges(r)) @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
+                            td { (phase_badge(r.phase)) (badges(r)) @if r.phase == Phase::Pending && r.policy.approvals_required > 1 { br; span.muted.small.quorum { (quorum_text(&r.policy)) } } @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
                             td { (expires_cell(state.tz, r)) }
                             td { (action_forms(&state.config, &id, r, "/requests")) }
                         }
