@@ -949,6 +949,14 @@ impl Ctx<'_> {
         if rt.kind == "Namespace" && sub.is_none() {
             new["status"] = current["status"].clone();
         }
+        let client_rv = expected_rv.filter(|rv| !rv.is_empty());
+        let read_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        // A client's resourceVersion that is no longer current is a conflict before anything about the
+        // update is validated (registry/store.go `Store.Update`: `NewConflict` ahead of
+        // `rest.BeforeUpdate` and the validating admission): a stale write is retried, not refused.
+        if client_rv.is_some_and(|rv| rv != read_rv) {
+            return Err(ApiError::conflict(&self.gr(), self.name()));
+        }
         // A deleting object only loses finalizers, it gains none.
         if current["metadata"]["deletionTimestamp"].is_string() {
             let old: Vec<Value> = current["metadata"]["finalizers"]
@@ -984,8 +992,6 @@ impl Ctx<'_> {
         if self.dry_run() {
             return Ok(Some(new));
         }
-        let client_rv = expected_rv.filter(|rv| !rv.is_empty());
-        let read_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         let stored = match self
             .cluster
             .store

@@ -383,6 +383,55 @@ async fn kube_rs_sees_422_invalid_with_the_cause_field() {
     api.create(&PostParams::default(), &t2).await.expect("valid create");
 }
 
+/// A write carrying a resourceVersion that is no longer current is a 409 Conflict, whatever the rules
+/// would say of it: kube-apiserver compares the versions before it validates the update
+/// (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go, `Store.Update`: `NewConflict`
+/// when `newResourceVersion != existingResourceVersion`, before `rest.BeforeUpdate` and the validating
+/// admission). A client that appends to a list under a precondition relies on it: it must see the
+/// conflict and retry on the new version, not a rule violation its stale list caused.
+#[tokio::test]
+async fn a_stale_resource_version_is_a_conflict_before_the_rules_are_checked() {
+    let env = with_crd().await;
+    env.ok_stdin(&["apply", "-f", "-"], TICKET).await;
+    let client = env.sim.client().await.expect("client");
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cel.example.io", "v1", "Ticket"), "tickets");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let read = api.get("t1").await.expect("read");
+    let stale = read.metadata.resource_version.clone().expect("resourceVersion");
+    api.patch(
+        "t1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"note": "moved on"}})),
+    )
+    .await
+    .expect("another write");
+    // Stale and breaking a rule: the conflict is reported.
+    let broken = json!({"metadata": {"resourceVersion": stale}, "spec": {"requester": "mallory"}});
+    let err = api
+        .patch("t1", &PatchParams::default(), &Patch::Merge(broken))
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{err:?}"
+    );
+    // Current and breaking a rule: the rule is reported.
+    let current = api
+        .get("t1")
+        .await
+        .expect("read")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let broken = json!({"metadata": {"resourceVersion": current}, "spec": {"requester": "mallory"}});
+    let err = api
+        .patch("t1", &PatchParams::default(), &Patch::Merge(broken))
+        .await
+        .expect_err("invalid");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    assert_eq!(get(&env).await["spec"]["requester"], "alice");
+}
+
 /// The AccessRequest CRD the chart ships (k8s-janus's own rules) is accepted by kubesim, and its rules
 /// hold through the real kubectl: what was asked is fixed, decisions are set once, extensions only grow.
 #[tokio::test]
