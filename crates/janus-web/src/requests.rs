@@ -35,6 +35,12 @@ pub fn view(state: &AppState, id: &Identity, ar: &AccessRequest) -> RequestView 
     RequestService::from_ref(state).view(id, ar)
 }
 
+/// Whether `id` may see `ar`, its policy's approvers included, without asking a cluster
+/// ([`RequestService::may_see`]): for live updates.
+pub fn may_see(state: &AppState, id: &Identity, ar: &AccessRequest) -> bool {
+    RequestService::from_ref(state).may_see(id, ar)
+}
+
 /// Fetches a request the caller may see ([`RequestService::get_visible`]).
 pub async fn get_visible(state: &AppState, id: &Identity, name: &str) -> Result<AccessRequest, WebError> {
     Ok(RequestService::from_ref(state).get_visible(id, name).await?)

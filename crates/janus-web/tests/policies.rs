@@ -39,14 +39,20 @@ policies:
   maxTtlSeconds: 1800
   breakGlass: {emails: [oncall@example.com], maxTtlSeconds: 600}
   autoApprove: {emails: [oncall@example.com], maxTtlSeconds: 300}
+- name: all-three
+  match: {namespaces: [team-e]}
+  approvers: {emails: [q1@example.com, q2@example.com, q3@example.com]}
+  approvalsRequired: 3
 "#;
 
 /// Starts the stack with [`POLICIES`]; team-a and a new team-d carry their owners' annotation.
 async fn stack() -> Stack {
     let stack = Stack::start(POLICIES).await;
     let ns: Api<Namespace> = Api::all(stack.admin_client().await);
-    let team_d: Namespace = serde_json::from_value(json!({"metadata": {"name": "team-d"}})).unwrap();
-    ns.create(&PostParams::default(), &team_d).await.expect("team-d");
+    for name in ["team-d", "team-e"] {
+        let created: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        ns.create(&PostParams::default(), &created).await.expect("namespace");
+    }
     for (name, owners) in [
         ("team-a", "owner-a@example.com"),
         ("team-d", "group:team-d-leads, owner-d@example.com"),
@@ -431,7 +437,7 @@ async fn the_policy_preview_explains_what_a_request_would_meet() {
     let d = alice.json(&path("team-a")).await;
     assert_eq!(d["policy"], "team-owned");
     assert_eq!(d["approvers"]["owners"][0]["emails"], json!(["owner-a@example.com"]));
-    let none = alice.json("/api/v1/policy?cluster=central&namespaces=team-e").await;
+    let none = alice.json("/api/v1/policy?cluster=central&namespaces=team-f").await;
     assert_eq!(
         (none["policy"].as_str(), none["approvers"]["admins"].as_bool()),
         (Some("default"), Some(true))
@@ -630,6 +636,49 @@ policies:
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(phase, "Active", "{name}");
+    }
+    stack.stop().await;
+}
+
+/// Approvals written at the same moment are all kept: each is appended under the resourceVersion it
+/// read, and a write that lost the race re-reads and appends again instead of replacing the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_approvals_are_all_kept() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let mut approvers = Vec::new();
+    for q in ["q1", "q2", "q3"] {
+        approvers.push(stack.user(&admin, q, &format!("{q}@example.com"), false).await);
+    }
+    for round in 0..3 {
+        let name = created(
+            &alice,
+            json!({"namespaces": ["team-e"], "reason": format!("round {round}")}),
+        )
+        .await;
+        let results = futures::future::join_all(
+            approvers
+                .iter()
+                .map(|q| decide(q, &name, "approve", json!({"comment": format!("by {}", q.email)}))),
+        )
+        .await;
+        for (q, (s, v)) in approvers.iter().zip(&results) {
+            assert_eq!(*s, 200, "{}: {v}", q.email);
+        }
+        let stored: janus_api::AccessRequest = Api::all(stack.admin_client().await).get(&name).await.unwrap();
+        let mut by: Vec<&str> = stored.spec.approvals.iter().map(|a| a.by.as_str()).collect();
+        by.sort_unstable();
+        assert_eq!(
+            by,
+            ["q1@example.com", "q2@example.com", "q3@example.com"],
+            "round {round}"
+        );
+        alice.wait_phase(&name, "Active").await;
+        let r = alice
+            .post(&format!("/api/v1/requests/{name}/withdraw"), json!({}))
+            .await;
+        assert_eq!(r.status(), 200);
     }
     stack.stop().await;
 }

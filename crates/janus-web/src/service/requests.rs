@@ -387,6 +387,19 @@ impl RequestService {
         Ok(ar)
     }
 
+    /// Whether `id` may see `ar` (admin, requester, or an approver of its policy), judged without asking
+    /// any cluster (the namespace metadata last listed): for live updates, which must not wait on a
+    /// cluster. Reads and decisions use [`Self::get_visible`].
+    pub fn may_see(&self, id: &Identity, ar: &AccessRequest) -> bool {
+        if visible_to(id, ar) {
+            return true;
+        }
+        let infos = self
+            .clusters
+            .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces);
+        web_policy::governing(&self.config, ar, &infos).is_ok_and(|g| web_policy::is_policy_approver(&g, ar, id))
+    }
+
     /// What `id` may decide: pending requests they may approve now and break-glass activations awaiting
     /// their review, oldest first, from the watch cache.
     pub async fn approvals(&self, id: &Identity) -> ApprovalsView {
@@ -1554,6 +1567,22 @@ mod tests {
             "breakGlass",
             "no rule under default"
         );
+    }
+
+    /// Live updates reach the approvers of a request's policy too, judged without a cluster.
+    #[tokio::test]
+    async fn policy_approvers_may_see_the_request() {
+        let (svc, _dir) = offline(
+            config(
+                "policies:\n- name: team\n  match: {namespaces: [team-a]}\n  approvers: {emails: [lead@example.com]}\n",
+            ),
+            vec![],
+        )
+        .await;
+        let ar = request("r1", ALICE, "central", None, 10);
+        assert!(svc.may_see(&identity(ALICE), &ar) && svc.may_see(&identity(ADMIN), &ar));
+        assert!(svc.may_see(&identity("lead@example.com"), &ar));
+        assert!(!svc.may_see(&identity(BOB), &ar));
     }
 
     /// Extensions stay within maxTtlSeconds in total unless allowed beyond it.
