@@ -344,6 +344,13 @@ pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str)
                     }
                 }
             }
+            @if r.acknowledge {
+                form.inline method="post" action=(format!("{base}/acknowledge")) {
+                    (csrf_field(id)) input type="hidden" name="back" value=(back);
+                    input type="text" name="comment" placeholder="Review comment (optional)" maxlength="1000" aria-label="Review comment";
+                    button type="submit" title="Record that this break-glass access was reviewed" { "Acknowledge" }
+                }
+            }
             @if a.deny {
                 form.inline method="post" action=(format!("{base}/deny")) {
                     (csrf_field(id)) input type="hidden" name="back" value=(back);
@@ -365,13 +372,6 @@ pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str)
                     (csrf_field(id)) input type="hidden" name="back" value=(back);
                     input type="text" name="reason" placeholder="Reason (optional)" maxlength="1000" aria-label="Reason for revocation";
                     button.danger type="submit" { "Revoke" }
-                }
-            }
-            @if r.acknowledge {
-                form.inline method="post" action=(format!("{base}/acknowledge")) {
-                    (csrf_field(id)) input type="hidden" name="back" value=(back);
-                    input type="text" name="comment" placeholder="Review comment (optional)" maxlength="1000" aria-label="Review comment";
-                    button type="submit" title="Record that this break-glass access was reviewed" { "Acknowledge" }
                 }
             }
             @if a.withdraw {
