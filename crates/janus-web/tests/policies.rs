@@ -305,6 +305,14 @@ async fn create_refuses_what_the_policy_refuses() {
     refused("breakGlass", "does not allow break-glass")(
         ask(&alice, json!({"namespaces": ["team-b"], "breakGlass": true})).await,
     );
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    refused("startAt", "break-glass access starts at once")(
+        ask(
+            &oncall,
+            json!({"namespaces": ["team-c"], "breakGlass": true, "startAt": later}),
+        )
+        .await,
+    );
     refused("breakGlass", "lasts at most 600s")(
         ask(
             &oncall,

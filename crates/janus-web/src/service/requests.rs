@@ -652,6 +652,12 @@ impl RequestService {
         );
         spec.requester_groups = web_policy::requester_groups(id);
         spec.start_at = start_at.map(rules::time::fmt_time);
+        if input.break_glass && spec.start_at.is_some() {
+            return Err(ServiceError::invalid(
+                "startAt",
+                "break-glass access starts at once: leave the start time empty",
+            ));
+        }
         if input.break_glass {
             spec.break_glass = Some(BreakGlass {
                 at: rules::time::fmt_time_millis(Utc::now()),
