@@ -747,10 +747,13 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
         Verdict::Approved { via, tally } => (via, tally),
         Verdict::Pending(_) if phase != Phase::Pending => {
             // Approved earlier, but the policy as configured now is no longer satisfied (its approvers
-            // or quorum changed): access that has not started does not start.
+            // or quorum changed): access that has not started does not start. The status it ends with
+            // shows the policy as judged now.
+            let mut judged = ar.clone();
+            judged.status = Some(status);
             return refuse(
                 ctx,
-                ar,
+                &judged,
                 phase,
                 format!("the approval policy is no longer satisfied: {message}"),
                 now,
@@ -781,7 +784,16 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
     }
     let (approved_reason, approved_message) = gate::approved_by(via, &policy, &ar.spec);
     if phase == Phase::Pending {
-        // A start whose whole window passed before the approval: nothing to grant any more.
+        status.approved_at = Some(fmt_time(now));
+        set_condition(
+            &mut status,
+            types::APPROVED,
+            true,
+            approved_reason,
+            &approved_message,
+            now,
+        );
+        // A start whose whole window passed before the approval: approved, but nothing to grant any more.
         if let Some(start) = starts {
             let end = expires_at(&ar.spec, start, &ctx.config);
             if end <= now {
@@ -792,18 +804,10 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
                 );
                 let mut late = ar.clone();
                 late.status = Some(status);
+                announce_submitted(ctx, ar, first).await;
                 return finish(ctx, &late, Phase::Expired, msg, now).await;
             }
         }
-        status.approved_at = Some(fmt_time(now));
-        set_condition(
-            &mut status,
-            types::APPROVED,
-            true,
-            approved_reason,
-            &approved_message,
-            now,
-        );
     }
     announce_submitted(ctx, ar, first).await;
 

@@ -645,6 +645,11 @@ async fn a_scheduled_request_ends_without_credentials_and_a_passed_window_grants
         "{:?}",
         expired.status
     );
+    assert_eq!(
+        condition(&expired, "Approved").unwrap().status,
+        "True",
+        "approved, too late"
+    );
     assert!(expired.status.unwrap().active_at.is_none(), "never active");
     assert!(leftovers(&sim, &sim, "too-late").await.is_empty());
     ctl.stop().await;
@@ -680,6 +685,13 @@ policies:
     let (reason, message) = phase_condition(&failed);
     assert_eq!(reason, reasons::VALIDATION_FAILED);
     assert!(message.contains("1/2 approvals (policy prod)"), "{message}");
+    let c = condition(&failed, "PolicySatisfied").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "AwaitingApprovals"),
+        "the status shows the policy as judged now"
+    );
+    assert_eq!(policy(&failed).approvals_required, 2);
     assert!(failed.status.as_ref().unwrap().active_at.is_none());
     assert!(leftovers(&sim, &sim, "stricter").await.is_empty());
     ctl.stop().await;
