@@ -490,6 +490,7 @@ async fn the_policy_preview_explains_what_a_request_would_meet() {
     for (q, status) in [
         ("cluster=central&namespaces=", 422),
         ("cluster=central&namespaces=Team_A", 422),
+        ("cluster=central&namespaces=team-a,kube-system", 422),
         ("cluster=nowhere&namespaces=team-a", 404),
         ("cluster=central", 422),
     ] {
@@ -688,5 +689,38 @@ async fn simultaneous_approvals_are_all_kept() {
             .await;
         assert_eq!(r.status(), 200);
     }
+    stack.stop().await;
+}
+
+/// An admin's denial does not wait for the target cluster: it needs no policy judgement, and must work
+/// while the cluster cannot be reached. An approval, which does, is refused with 503 until it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_denies_while_the_target_cluster_is_unreachable() {
+    // `remote` is configured but its kubeconfig Secret does not exist: nothing can reach it.
+    let stack = Stack::start("clusters: [{name: central, displayName: Central}, {name: remote}]\n").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let ar: janus_api::AccessRequest = serde_json::from_value(json!({
+        "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "far-away"},
+        "spec": {"requester": "alice@example.com", "cluster": "remote", "namespaces": ["team-a"],
+                 "reason": "debug", "ttlSeconds": 600},
+    }))
+    .unwrap();
+    Api::<janus_api::AccessRequest>::all(stack.admin_client().await)
+        .create(&PostParams::default(), &ar)
+        .await
+        .unwrap();
+    assert_eq!(admin.json("/api/v1/requests/far-away").await["cluster"], "remote");
+    let (s, e) = decide(&admin, "far-away", "approve", json!({})).await;
+    assert_eq!(s, 503, "{e}");
+    let (s, e) = decide(
+        &admin,
+        "far-away",
+        "deny",
+        json!({"reason": "cluster is being retired"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    admin.wait_phase("far-away", "Denied").await;
     stack.stop().await;
 }

@@ -473,6 +473,12 @@ impl RequestService {
                 format!("{bad:?} is not a namespace name"),
             ));
         }
+        if let Some(ex) = wanted.iter().find(|n| cfg.is_excluded(n)) {
+            return Err(ServiceError::invalid(
+                "namespaces",
+                format!("namespace {ex} cannot be requested"),
+            ));
+        }
         let asked = ttl;
         let ttl = asked.unwrap_or(cfg.default_ttl_seconds);
         let mut spec = AccessRequestSpec::new(
@@ -724,14 +730,19 @@ impl RequestService {
         // merge patch of a list (approvals, extensions) safe: it never replaces a list it did not see.
         for attempt in 0..DECISION_ATTEMPTS {
             let ar = self.get_visible(id, name).await?;
-            // Policy-dependent decisions are judged on namespace metadata at most a few seconds old.
-            let infos = match decision {
-                DecisionInput::Approve { .. } | DecisionInput::Deny { .. } | DecisionInput::Acknowledge { .. } => {
-                    self.namespace_info_fresh(&ar).await?
-                }
-                _ => self
-                    .clusters
-                    .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces),
+            // Decisions that only a policy's approvers may take are judged on namespace metadata at most a
+            // few seconds old. An admin's denial, and taking access back, never wait for the target
+            // cluster: they must work while it is unreachable.
+            let needs_policy = match decision {
+                DecisionInput::Approve { .. } | DecisionInput::Acknowledge { .. } => true,
+                DecisionInput::Deny { .. } | DecisionInput::Revoke { .. } => !id.is_admin,
+                DecisionInput::Withdraw | DecisionInput::Extend { .. } => false,
+            };
+            let infos = if needs_policy {
+                self.namespace_info_fresh(&ar).await?
+            } else {
+                self.clusters
+                    .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces)
             };
             let spec_patch = self.decision_patch(id, &ar, &infos, &decision)?;
             let patch = json!({
