@@ -673,6 +673,18 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
         },
     };
 
+    if starts.is_some() && ar.spec.break_glass.is_some() {
+        // As the web refuses it: break-glass is access now, not an approval-free way to schedule it.
+        return refuse(
+            ctx,
+            ar,
+            phase,
+            "break-glass access starts at once; it cannot have a startAt".into(),
+            now,
+        )
+        .await;
+    }
+
     // The namespaces as the target cluster has them now: policies match on their labels and name
     // owners in their annotations.
     let read = match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {

@@ -523,8 +523,26 @@ async fn break_glass_activates_at_once_when_the_policy_allows_it() {
     .await;
     let denied = wait_phase(&sim, "long-glass", "Denied", 10).await;
     assert_eq!(phase_condition(&denied).0, reasons::VALIDATION_FAILED);
-    assert!(leftovers(&sim, &sim, "no-glass").await.is_empty());
-    assert!(leftovers(&sim, &sim, "long-glass").await.is_empty());
+    // Break-glass is access now: written into the CRD with a start time, it is refused (as the web
+    // refuses it), not scheduled without any approval.
+    let in_a_minute = Utc::now() + chrono::Duration::minutes(1);
+    create(
+        &sim,
+        &req(
+            "later-glass",
+            &["team-a"],
+            300,
+            json!({"requesterGroups": ["sre"], "breakGlass": {"at": now()}, "startAt": secs(in_a_minute)}),
+        ),
+    )
+    .await;
+    let denied = wait_phase(&sim, "later-glass", "Denied", 10).await;
+    let (reason, message) = phase_condition(&denied);
+    assert_eq!(reason, reasons::VALIDATION_FAILED);
+    assert!(message.contains("startAt"), "{message}");
+    for name in ["no-glass", "long-glass", "later-glass"] {
+        assert!(leftovers(&sim, &sim, name).await.is_empty(), "{name}");
+    }
     ctl.stop().await;
 }
 
