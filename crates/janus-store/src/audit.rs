@@ -1,16 +1,77 @@
-//! The append-only audit log: idempotent recording, queries, export and retention.
+//! The append-only audit log: idempotent recording into the tamper-evident chain ([`crate::chain`]),
+//! queries, export, retention and the chain check.
 
 use chrono::{DateTime, Utc};
 
+use crate::chain::{self, ChainChecker, ChainReport};
 use crate::{
-    Arg, AuditEvent, AuditQuery, ExportFormat, Filter, NewAuditEvent, RowExt, Store, StoreError, bind_args, from_json,
-    from_us, on_pool, page, to_json, us,
+    Arg, AuditEvent, AuditQuery, Backend, ExportFormat, Filter, NewAuditEvent, RowExt, Store, StoreError, bind_args,
+    from_json, from_us, on_pool, page, to_json, us,
 };
 
-const INSERT: &str = "INSERT INTO audit_events (event_key, kind, at_us, actor, request, cluster, namespaces, details, recorded_us) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_key) DO NOTHING";
+const INSERT: &str = "INSERT INTO audit_events (event_key, kind, at_us, actor, request, cluster, namespaces, details, \
+     recorded_us, seq, hash, prev_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (event_key) DO NOTHING";
 
-const COLUMNS: &str = "id, event_key, kind, at_us, actor, request, cluster, namespaces, details";
+const COLUMNS: &str = "id, event_key, kind, at_us, actor, request, cluster, namespaces, details, seq, hash, prev_hash";
+
+/// Locks the chain head for the rest of the transaction and reads it. A write (not `SELECT … FOR
+/// UPDATE`) so the same statement serves both databases: PostgreSQL holds the row lock to the end of
+/// the transaction (a waiting replica then reads the head as the other one left it), and SQLite takes
+/// its write lock here, at the start, so two writers never both read a head and then both try to write.
+const LOCK_HEAD: &str =
+    "UPDATE audit_chain SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash, anchor_seq, anchor_hash";
+
+const SAVE_HEAD: &str = "UPDATE audit_chain SET last_seq = $1, last_hash = $2 WHERE id = 1";
+
+/// Gives an unchained row its place in the chain (the only update the append-only trigger allows).
+const LINK: &str = "UPDATE audit_events SET seq = $1, hash = $2, prev_hash = $3 WHERE id = $4 AND seq IS NULL";
+
+/// Rows chained per transaction when chaining older rows.
+const CHAIN_BATCH: i64 = 1000;
+
+/// Rows per statement when checking the chain.
+const VERIFY_BATCH: i64 = 1000;
+
+/// A place in the chain: (seq, hash).
+type Link = (i64, String);
+
+/// Reads the chain head locked by [`LOCK_HEAD`]: (the last event chained, the retention anchor).
+fn head_from_row(r: &impl RowExt) -> Result<(Link, Link), StoreError> {
+    Ok((
+        (r.i64("last_seq")?, r.string("last_hash")?),
+        (r.i64("anchor_seq")?, r.string("anchor_hash")?),
+    ))
+}
+
+/// Chains, inside the transaction `$tx` that holds the head lock, up to `$limit` rows that have no place
+/// in the chain yet, in id order, advancing `$head`. Evaluates to the number of rows chained.
+macro_rules! chain_pending {
+    ($tx:expr, $head:expr, $limit:expr) => {{
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1"
+        ))
+        .bind($limit)
+        .fetch_all(&mut *$tx)
+        .await
+        .map_err(StoreError::query)?;
+        for r in &rows {
+            let ev = event_from_row(r)?;
+            let seq = $head.0 + 1;
+            let hash = chain::stored_event_hash(&ev, seq, &$head.1);
+            sqlx::query(LINK)
+                .bind(seq)
+                .bind(&hash)
+                .bind(&$head.1)
+                .bind(ev.id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(StoreError::query)?;
+            $head = (seq, hash);
+        }
+        rows.len()
+    }};
+}
 
 /// Rows per statement when exporting.
 const EXPORT_BATCH: i64 = 1000;
@@ -26,6 +87,9 @@ fn event_from_row(r: &impl RowExt) -> Result<AuditEvent, StoreError> {
         cluster: r.opt_string("cluster")?,
         namespaces: from_json(&r.string("namespaces")?)?,
         details: from_json(&r.string("details")?)?,
+        seq: r.opt_i64("seq")?,
+        hash: r.opt_string("hash")?,
+        prev_hash: r.opt_string("prev_hash")?,
     })
 }
 
@@ -63,13 +127,34 @@ impl Store {
             if ev.key.is_empty() {
                 return Err(StoreError::Invalid("an audit event needs a key".into()));
             }
-            rows.push((to_json(&ev.namespaces)?, to_json(&ev.details)?));
+            let details = to_json(&ev.details)?;
+            // The hash covers the event as it will read back: the stored time (microseconds) and the
+            // details as parsed from their stored text.
+            let parsed: serde_json::Value = from_json(&details)?;
+            rows.push((to_json(&ev.namespaces)?, details, parsed, from_us(us(ev.at))?));
         }
         let now = us(Utc::now());
         let new: Vec<bool> = on_pool!(self, p => {
             let mut tx = p.begin().await.map_err(StoreError::query)?;
+            let row = sqlx::query(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(StoreError::query)?;
+            let (mut head, _) = head_from_row(&row)?;
+            // Rows a replica that is not upgraded yet wrote since go first (usually none).
+            chain_pending!(tx, head, CHAIN_BATCH);
             let mut new = Vec::with_capacity(events.len());
-            for (ev, (ns, details)) in events.iter().zip(&rows) {
+            for (ev, (ns, details, parsed, at)) in events.iter().zip(&rows) {
+                let seq = head.0 + 1;
+                let hash = chain::event_hash(&chain::ChainedContent {
+                    seq,
+                    key: &ev.key,
+                    kind: ev.kind.as_str(),
+                    at: *at,
+                    actor: &ev.actor,
+                    request: ev.request.as_deref(),
+                    cluster: ev.cluster.as_deref(),
+                    namespaces: &ev.namespaces,
+                    details: parsed,
+                    prev_hash: &head.1,
+                });
                 let done = sqlx::query(INSERT)
                     .bind(&ev.key)
                     .bind(ev.kind.as_str())
@@ -80,11 +165,24 @@ impl Store {
                     .bind(ns)
                     .bind(details)
                     .bind(now)
+                    .bind(seq)
+                    .bind(&hash)
+                    .bind(&head.1)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::query)?;
-                new.push(done.rows_affected() > 0);
+                let is_new = done.rows_affected() > 0;
+                if is_new {
+                    head = (seq, hash);
+                }
+                new.push(is_new);
             }
+            sqlx::query(SAVE_HEAD)
+                .bind(head.0)
+                .bind(&head.1)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query)?;
             tx.commit().await.map_err(StoreError::query)?;
             new
         });
@@ -151,18 +249,38 @@ impl Store {
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<u64, StoreError> {
         let io = |e: std::io::Error| StoreError::Invalid(format!("cannot write the export: {e}"));
-        let since = since.map(us).unwrap_or(i64::MIN);
         if format == ExportFormat::Csv {
             out.write_all(b"id,key,kind,at,actor,request,cluster,namespaces,details\r\n")
                 .map_err(io)?;
         }
-        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE at_us >= $1 AND id > $2 ORDER BY id LIMIT $3");
+        // Everything is chained first, so the export is one unbroken piece of the chain, in chain
+        // order. With `since` it starts at the first event (in chain order) at or after that time and
+        // has every event chained after it, even one whose own time is earlier (recorded late), so a
+        // SIEM copy can be checked link by link.
+        self.chain_pending_audit().await?;
+        let start: Option<i64> = match since {
+            None => Some(i64::MIN),
+            Some(t) => on_pool!(self, p => sqlx::query(
+                "SELECT MIN(seq) AS first FROM audit_events WHERE at_us >= $1 AND seq IS NOT NULL",
+            )
+            .bind(us(t))
+            .fetch_one(p)
+            .await
+            .map_err(StoreError::query)?
+            .opt_i64("first")?),
+        };
+        let Some(start) = start else {
+            out.flush().map_err(io)?;
+            progress(0);
+            return Ok(0);
+        };
+        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq >= $1 AND seq > $2 ORDER BY seq LIMIT $3");
         let mut last = i64::MIN;
         let mut count = 0u64;
         loop {
             let batch: Vec<AuditEvent> = on_pool!(self, p => {
                 let rows = sqlx::query(&sql)
-                    .bind(since)
+                    .bind(start)
                     .bind(last)
                     .bind(EXPORT_BATCH)
                     .fetch_all(p)
@@ -178,7 +296,7 @@ impl Store {
                     }
                     ExportFormat::Csv => out.write_all(csv_line(ev).as_bytes()).map_err(io)?,
                 }
-                last = ev.id;
+                last = ev.seq.unwrap_or(i64::MAX);
                 count += 1;
             }
             progress(count);
@@ -190,28 +308,161 @@ impl Store {
         Ok(count)
     }
 
-    /// Deletes events that happened before `older_than`, `batch` rows per statement (so locks stay
+    /// Deletes events that happened before `older_than`, `batch` rows per transaction (so locks stay
     /// short), until none is left. Returns how many were deleted.
+    ///
+    /// Retention deletes the oldest part of the chain: events in chain order up to (not including) the
+    /// first one at or after `older_than`, and records the last one deleted as the chain's anchor, to
+    /// which the first remaining event links. An event recorded late (its time older than that of an
+    /// event chained before it) is therefore kept until the events before it in the chain expire.
     pub async fn purge_audit(&self, older_than: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
         let batch = batch.max(1);
+        let cutoff = us(older_than);
+        self.chain_pending_audit().await?;
         let mut total = 0u64;
         loop {
-            let n = on_pool!(self, p => sqlx::query(
-                "DELETE FROM audit_events WHERE id IN \
-                 (SELECT id FROM audit_events WHERE at_us < $1 ORDER BY id LIMIT $2)",
-            )
-            .bind(us(older_than))
-            .bind(batch)
-            .execute(p)
-            .await
-            .map_err(StoreError::query)?
-            .rows_affected());
+            let n: u64 = on_pool!(self, p => {
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                let row = sqlx::query(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(StoreError::query)?;
+                let (_, (anchor_seq, _)) = head_from_row(&row)?;
+                let rows = sqlx::query(
+                    "SELECT seq, hash, at_us FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(anchor_seq)
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query)?;
+                let mut upto: Option<(i64, String)> = None;
+                for r in &rows {
+                    if r.i64("at_us")? >= cutoff {
+                        break;
+                    }
+                    upto = Some((r.i64("seq")?, r.opt_string("hash")?.unwrap_or_default()));
+                }
+                let n = match upto {
+                    None => 0,
+                    Some((seq, hash)) => {
+                        let n = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+                            .bind(seq)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::query)?
+                            .rows_affected();
+                        sqlx::query("UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1")
+                            .bind(seq)
+                            .bind(&hash)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::query)?;
+                        n
+                    }
+                };
+                tx.commit().await.map_err(StoreError::query)?;
+                n
+            });
             total += n;
             if n < batch as u64 {
                 return Ok(total);
             }
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Gives every event without a place in the chain one, in id order, in transactions of at most
+    /// 1000 events. Runs at start (events written before the chain existed); each insert also chains
+    /// such events first (written meanwhile by a replica that is not upgraded yet). Returns how many
+    /// were chained.
+    pub async fn chain_pending_audit(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let pending: i64 = on_pool!(self, p => sqlx::query(
+                "SELECT COUNT(*) AS n FROM (SELECT id FROM audit_events WHERE seq IS NULL LIMIT 1) x",
+            )
+            .fetch_one(p)
+            .await
+            .map_err(StoreError::query)?
+            .i64("n")?);
+            if pending == 0 {
+                return Ok(total);
+            }
+            let n = on_pool!(self, p => {
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                let row = sqlx::query(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(StoreError::query)?;
+                let (mut head, _) = head_from_row(&row)?;
+                let n = chain_pending!(tx, head, CHAIN_BATCH);
+                sqlx::query(SAVE_HEAD)
+                    .bind(head.0)
+                    .bind(&head.1)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                tx.commit().await.map_err(StoreError::query)?;
+                n
+            });
+            total += n as u64;
+        }
+    }
+
+    /// Checks the whole audit chain in one consistent snapshot of the database: every event's own
+    /// hash, every link, no gap in seq from the retention anchor to the recorded chain head, and
+    /// nothing beyond it. Stops at, and reports, the first bad place. Changes nothing.
+    pub async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        macro_rules! walk {
+            ($tx:expr) => {{
+                let row =
+                    sqlx::query("SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1")
+                        .fetch_one(&mut *$tx)
+                        .await
+                        .map_err(StoreError::query)?;
+                let ((last_seq, _), (anchor_seq, anchor_hash)) = head_from_row(&row)?;
+                let unchained = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE seq IS NULL")
+                    .fetch_one(&mut *$tx)
+                    .await
+                    .map_err(StoreError::query)?
+                    .i64("n")?;
+                let mut checker = ChainChecker::after(anchor_seq, &anchor_hash).with_head(last_seq);
+                let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+                // Events before the anchor are not expected; any left there is checked too (as a gap or
+                // a broken link), so start below it.
+                let mut after = i64::MIN;
+                'walk: loop {
+                    let rows = sqlx::query(&sql)
+                        .bind(after)
+                        .bind(VERIFY_BATCH)
+                        .fetch_all(&mut *$tx)
+                        .await
+                        .map_err(StoreError::query)?;
+                    for r in &rows {
+                        let ev = event_from_row(r)?;
+                        after = ev.seq.unwrap_or(i64::MAX);
+                        if !checker.check(&ev) {
+                            break 'walk;
+                        }
+                    }
+                    if (rows.len() as i64) < VERIFY_BATCH {
+                        break;
+                    }
+                }
+                $tx.rollback().await.map_err(StoreError::query)?;
+                checker.finish(u64::try_from(unchained).unwrap_or(0))
+            }};
+        }
+        Ok(match &self.pool {
+            Backend::Sqlite(p) => {
+                // A read transaction in WAL mode sees one snapshot across all its statements.
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                walk!(tx)
+            }
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                walk!(tx)
+            }
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! buffers the events the web process records itself while the database is unreachable.
 
 mod audit;
+pub mod chain;
 mod error;
 mod history;
 pub mod recorder;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor as _, Row as _};
 
+pub use chain::{ChainFault, ChainProblem, ChainReport};
 pub use error::StoreError;
 pub use history::LiveRequest;
 pub use terminal::{OwnerAccount, OwnerStates};
@@ -76,6 +78,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "request history: approval policies",
         include_str!("../migrations/sqlite/0003_request_policies.sql"),
     ),
+    (
+        4,
+        "tamper-evident audit chain",
+        include_str!("../migrations/sqlite/0004_audit_chain.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -88,6 +95,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         3,
         "request history: approval policies",
         include_str!("../migrations/postgres/0003_request_policies.sql"),
+    ),
+    (
+        4,
+        "tamper-evident audit chain",
+        include_str!("../migrations/postgres/0004_audit_chain.sql"),
     ),
 ];
 
@@ -188,6 +200,14 @@ impl Store {
             StoreError::Migrate(m) => StoreError::Migrate(error::redact(m, password)),
             other => other,
         })?;
+        // Events written before the chain existed (or by a replica not upgraded yet) join it now.
+        let chained = store.chain_pending_audit().await?;
+        if chained > 0 {
+            tracing::info!(
+                events = chained,
+                "audit events chained (written before the audit chain existed)"
+            );
+        }
         Ok(store)
     }
 

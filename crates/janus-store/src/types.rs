@@ -221,6 +221,16 @@ pub struct AuditEvent {
     pub namespaces: Vec<String>,
     /// Kind-specific details.
     pub details: serde_json::Value,
+    /// Its place in the tamper-evident chain (1, 2, 3, …); absent only for an event written by a
+    /// replica that is not upgraded yet, until the next insert chains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// SHA-256 (hex) of its canonical form (docs/security.md, "Tamper-evident audit log").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The hash of the event before it in the chain (64 zeros for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
 }
 
 /// Filters for [`crate::Store::audit_events`]. All filters are exact matches; `limit` is clamped to
