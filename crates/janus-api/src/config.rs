@@ -454,6 +454,9 @@ pub struct Config {
     /// one approval.
     #[serde(default)]
     pub policies: Vec<crate::policy::PolicyConfig>,
+    /// Notification and audit-streaming sinks (see [`crate::notifications`]).
+    #[serde(default)]
+    pub notifications: crate::notifications::NotificationsConfig,
 }
 
 fn default_namespace() -> String {
@@ -635,6 +638,7 @@ impl Config {
         self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
         // A policy nobody can satisfy is refused here, with the reason, not left as requests pending forever.
         crate::policy::validate_policies(self).map_err(ConfigError::Invalid)?;
+        self.notifications.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ pub mod access_request;
 pub mod build;
 pub mod config;
 pub mod names;
+pub mod notifications;
 pub mod policy;
 pub mod rules;
 
