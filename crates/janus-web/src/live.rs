@@ -83,8 +83,10 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.live.subscribe();
     let closing = state.live.closing.clone().cancelled_owned();
+    // Approvers of a request's policy see it as they see it on the pages, not only admins and the requester.
+    let seer = state.clone();
     let stream = futures::StreamExt::take_until(BroadcastStream::new(rx), closing).filter_map(move |item| match item {
-        Ok(c) if requests::visible_to(&id, &c.request) => Some(Ok(Event::default()
+        Ok(c) if requests::may_see(&seer, &id, &c.request) => Some(Ok(Event::default()
             .event("request")
             .data(serde_json::to_string(&c).unwrap_or_default()))),
         Ok(_) => None,

@@ -724,3 +724,63 @@ async fn an_admin_denies_while_the_target_cluster_is_unreachable() {
     admin.wait_phase("far-away", "Denied").await;
     stack.stop().await;
 }
+
+/// Reads server-sent events until a `request` event naming `name` arrives; the request names seen
+/// before it, in order.
+async fn live_until(
+    events: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    name: &str,
+) -> Vec<String> {
+    use futures::StreamExt as _;
+    let mut text = String::new();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no live update for {name}; saw {seen:?}"))
+            .expect("the stream stays open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            if !frame.contains("event: request") {
+                continue;
+            }
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("{}");
+            let v: Value = serde_json::from_str(data).unwrap();
+            let n = v["name"].as_str().unwrap_or_default().to_string();
+            if n == name {
+                return seen;
+            }
+            seen.push(n);
+        }
+    }
+}
+
+/// Live updates reach the approvers of a request's policy, as its pages do, and no one else: an owner
+/// who is not an admin sees changes of the requests they may decide, not those of another team.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_updates_reach_the_approvers_of_the_policy() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
+    let owner_a = stack.user(&admin, "owner-a", "owner-a@example.com", false).await;
+    let owner_d = stack.user(&admin, "owner-d", "owner-d@example.com", false).await;
+    // The namespace metadata the live filter judges by (the web lists it with the form's namespaces).
+    for s in [&owner_a, &owner_d] {
+        s.json("/api/v1/policy?cluster=central&namespaces=team-a,team-d").await;
+    }
+    let mut a_events = owner_a.get("/api/v1/events").await.bytes_stream();
+    let mut d_events = owner_d.get("/api/v1/events").await.bytes_stream();
+
+    let in_a = created(&bob, json!({"namespaces": ["team-a"]})).await;
+    live_until(&mut a_events, &in_a).await;
+    let in_d = created(&bob, json!({"namespaces": ["team-d"]})).await;
+    let before = live_until(&mut d_events, &in_d).await;
+    assert!(
+        !before.contains(&in_a),
+        "team-d's owner was sent updates of team-a's request: {before:?}"
+    );
+    stack.stop().await;
+}
