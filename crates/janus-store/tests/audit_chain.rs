@@ -121,7 +121,11 @@ fn event(i: usize) -> NewAuditEvent {
         at: t0() + Duration::seconds(i as i64) + Duration::nanoseconds(123_456_789),
         actor: "jane@example.com".into(),
         request: Some(format!("req-{i}")),
-        cluster: if i.is_multiple_of(2) { Some("central".into()) } else { None },
+        cluster: if i.is_multiple_of(2) {
+            Some("central".into())
+        } else {
+            None
+        },
         namespaces: vec!["apps".into(), "db".into()],
         details: json!({"reason": "because \"quoted\" ✓", "n": i, "nested": {"b": 1, "a": [1.5, null]}}),
     }
