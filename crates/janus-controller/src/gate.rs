@@ -8,32 +8,12 @@ use janus_api::PolicyStatus;
 use janus_api::access_request::{AUTO_APPROVAL_ACTOR, BREAK_GLASS_ACTOR};
 use janus_api::rules::policy::{ApprovedVia, Governing, Ineligible, Tally, Verdict};
 
-/// Condition types of the gate.
-pub mod types {
-    /// Whether the request's approval policy is satisfied (`True`) or still waits for approvals (`False`).
-    pub const POLICY_SATISFIED: &str = "PolicySatisfied";
-    /// `True` while an approved request waits for its `startAt`; `False` once access started.
-    pub const SCHEDULED: &str = "Scheduled";
-}
+/// Condition types of the gate (defined once, in the domain crate: the recorder and the web read them).
+pub use janus_api::rules::conditions::types;
 
 /// Condition reasons of the gate (and of the `Approved` condition, which says how the request was
 /// approved).
-pub mod reasons {
-    /// `PolicySatisfied=False`: fewer distinct eligible approvals than the policy requires, or a
-    /// namespace's owners have not approved yet.
-    pub const AWAITING_APPROVALS: &str = "AwaitingApprovals";
-    /// `PolicySatisfied=True`: the quorum of distinct eligible approvers is present.
-    pub const QUORUM_MET: &str = "QuorumMet";
-    /// `PolicySatisfied=True` and `Approved=True`: approved by the policy's `autoApprove` rule.
-    pub const AUTO_APPROVED: &str = "AutoApproved";
-    /// `PolicySatisfied=True` and `Approved=True`: activated under the policy's `breakGlass` rule. Also
-    /// the reason of the Warning Event published when such access becomes active.
-    pub const BREAK_GLASS: &str = "BreakGlass";
-    /// `Scheduled=True`: approved ahead; access starts at `spec.startAt`.
-    pub const STARTS_LATER: &str = "StartsLater";
-    /// `Scheduled=False`: `startAt` was reached and credentials are issued.
-    pub const STARTED: &str = "Started";
-}
+pub use janus_api::rules::conditions::policy as reasons;
 
 /// Why an approval does not count, in the words `status.policy.ignored` shows.
 pub fn ineligible_text(why: &Ineligible) -> String {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use janus_api::access_request::{AccessRequest, AccessRequestSpec, AccessRequestStatus, ApprovedSpec, Phase, reasons};
+use janus_api::rules::conditions::policy as policy_reasons;
 use janus_api::rules::{self, conditions::types, time::parse_time};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
@@ -34,20 +35,6 @@ pub use janus_api::access_request::AUTO_APPROVAL_ACTOR;
 /// Who "approved" a break-glass activation in the history row: the policy's `breakGlass` rule (as the
 /// approved baseline records it).
 pub use janus_api::access_request::BREAK_GLASS_ACTOR;
-
-/// The condition type and reasons the controller writes for approval policies (issue 15). They are an
-/// API between the controller and the recorder, like the other condition names in
-/// `janus_api::rules::conditions`; kept here until that module carries them.
-mod policy_conditions {
-    /// `True` once the request's policy is satisfied; its reason says how.
-    pub const POLICY_SATISFIED: &str = "PolicySatisfied";
-    /// `True` while an approved request waits for its `startAt`.
-    pub const SCHEDULED: &str = "Scheduled";
-    /// Approved by the policy's auto-approval rule.
-    pub const AUTO_APPROVED: &str = "AutoApproved";
-    /// Activated under the policy's break-glass rule.
-    pub const BREAK_GLASS: &str = "BreakGlass";
-}
 
 /// How a request came to be approved, as the controller's status tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +98,7 @@ fn true_condition<'a>(status: &'a AccessRequestStatus, type_: &str) -> Option<&'
 /// Whether the controller approved the request, how, and when it observed that. `None` while it has
 /// not (a decision written into the spec is not yet an approval under a policy).
 fn approval_observed(status: &AccessRequestStatus) -> Option<(Via, Option<DateTime<Utc>>)> {
-    let satisfied = true_condition(status, policy_conditions::POLICY_SATISFIED);
+    let satisfied = true_condition(status, types::POLICY_SATISFIED);
     let approved = true_condition(status, types::APPROVED);
     let approved_phase = matches!(status.phase, Phase::Approved | Phase::Scheduled | Phase::Active);
     if status.approved_at.is_none() && satisfied.is_none() && approved.is_none() && !approved_phase {
@@ -120,8 +107,8 @@ fn approval_observed(status: &AccessRequestStatus) -> Option<(Via, Option<DateTi
     let reason = satisfied.or(approved).map(|c| c.reason.as_str());
     let policy = status.policy.as_ref();
     let via = match reason {
-        Some(policy_conditions::AUTO_APPROVED) => Via::Auto,
-        Some(policy_conditions::BREAK_GLASS) => Via::BreakGlass,
+        Some(policy_reasons::AUTO_APPROVED) => Via::Auto,
+        Some(policy_reasons::BREAK_GLASS) => Via::BreakGlass,
         _ if policy.is_some_and(|p| p.auto_approved) => Via::Auto,
         _ if policy.is_some_and(|p| p.break_glass) => Via::BreakGlass,
         _ => Via::Quorum,
@@ -441,7 +428,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
                             .or(observed_at),
                     ),
                 };
-                let reason = true_condition(&status, policy_conditions::POLICY_SATISFIED)
+                let reason = true_condition(&status, types::POLICY_SATISFIED)
                     .or_else(|| true_condition(&status, types::APPROVED))
                     .map(|c| c.reason.clone());
                 push(
@@ -493,7 +480,7 @@ pub fn events_from_request(ar: &AccessRequest) -> Vec<NewAuditEvent> {
         }
         // Approved ahead of its start: the controller holds it Scheduled until `startAt`.
         if let Some(start) = spec.start_at.as_deref() {
-            let scheduled_at = condition_time(&status, policy_conditions::SCHEDULED);
+            let scheduled_at = condition_time(&status, types::SCHEDULED);
             let ahead = observed_at.zip(parse_time(start)).is_some_and(|(at, s)| at < s);
             if scheduled_at.is_some() || status.phase == Phase::Scheduled || ahead {
                 push(

@@ -19,6 +19,29 @@ pub mod types {
     pub const EXTENDED: &str = "Extended";
     /// Whether the target cluster answered the last grant attempt.
     pub const CLUSTER_REACHABLE: &str = "ClusterReachable";
+    /// Whether the request's approval policy is satisfied (`True`) or still waits for approvals (`False`).
+    pub const POLICY_SATISFIED: &str = "PolicySatisfied";
+    /// `True` while an approved request waits for its `startAt`; `False` once access started.
+    pub const SCHEDULED: &str = "Scheduled";
+}
+
+/// Reasons of the `PolicySatisfied` and `Scheduled` conditions, and of the `Approved` condition, which
+/// says how the request was approved.
+pub mod policy {
+    /// `PolicySatisfied=False`: fewer distinct eligible approvals than the policy requires, or a
+    /// namespace's owners have not approved yet.
+    pub const AWAITING_APPROVALS: &str = "AwaitingApprovals";
+    /// `PolicySatisfied=True`: the quorum of distinct eligible approvers is present.
+    pub const QUORUM_MET: &str = "QuorumMet";
+    /// `PolicySatisfied=True` and `Approved=True`: approved by the policy's `autoApprove` rule.
+    pub const AUTO_APPROVED: &str = "AutoApproved";
+    /// `PolicySatisfied=True` and `Approved=True`: activated under the policy's `breakGlass` rule. Also
+    /// the reason of the Warning Event published when such access becomes active.
+    pub const BREAK_GLASS: &str = "BreakGlass";
+    /// `Scheduled=True`: approved ahead; access starts at `spec.startAt`.
+    pub const STARTS_LATER: &str = "StartsLater";
+    /// `Scheduled=False`: `startAt` was reached and credentials are issued.
+    pub const STARTED: &str = "Started";
 }
 
 /// Reasons of the `ClusterReachable` condition.
