@@ -115,7 +115,7 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<ChainReport> {
         anyhow::bail!("give --database-url (or JANUS_DATABASE_URL), or --file");
     };
     let password = std::env::var("JANUS_DATABASE_PASSWORD").ok();
-    let store = Store::connect(url, password.as_deref()).await?;
+    let store = Store::connect_to_check(url, password.as_deref()).await?;
     let report = store.verify_audit_chain().await?;
     store.close().await;
     Ok(report)
