@@ -3,6 +3,8 @@
 #   .tools/bin/helm   a real, static helm v4 binary
 #   .tools/venv       a Python venv with kubernetes-validate, pytest and PyYAML
 #   chromium          Debian's chromium (apt-get, when missing and root) for the browser tests
+#   rsyslog           Debian's rsyslog + rsyslog-gnutls (apt-get, when missing and root): the TLS syslog
+#                     receiver of the notification tests (crates/janus-notify/tests/syslog.rs)
 #   .tools/node       npm playwright-core (pinned) for tests/browser/, and npm oidc-provider (pinned),
 #                     the real OpenID Provider of the web UI's OIDC test (tests/oidc/provider.mjs)
 #   .tools/bin/cargo-deny  cargo-deny (pinned, built by `cargo install --locked`: about 5.5 minutes on
@@ -32,6 +34,8 @@ PY_PACKAGES=(
   "kubernetes-validate==1.37.0"
   "pytest==9.2.0"
   "PyYAML==6.0.4"
+  # The real SMTP server of the email notification tests (crates/janus-notify/tests/email.rs).
+  "aiosmtpd==1.4.6"
 )
 
 log() { printf '[install-test-tools] %s\n' "$*"; }
@@ -110,6 +114,21 @@ fi
   die "kubernetes-validate is not runnable from $VENV"
 log "kubernetes-validate: $("$VENV/bin/kubernetes-validate" --version 2>&1 | head -n1)"
 log "pytest: $("$VENV/bin/pytest" --version 2>&1 | head -n1)"
+# ---------------------------------------------------------------- syslog receiver
+# Debian's rsyslog with its GnuTLS network driver: crates/janus-notify/tests/syslog.rs starts its own
+# rsyslogd (imtcp over TLS) with a generated configuration; the system service is not used.
+gtls_driver() { ls /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so 2>/dev/null | head -n1; }
+if command -v rsyslogd >/dev/null 2>&1 && [ -n "$(gtls_driver)" ]; then
+  log "rsyslog already installed: $(rsyslogd -v 2>/dev/null | head -n1)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing rsyslog: apt-get install -y rsyslog rsyslog-gnutls"
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null ||
+    die "apt-get install -y rsyslog rsyslog-gnutls failed"
+  log "rsyslog installed: $(rsyslogd -v 2>/dev/null | head -n1)"
+else
+  log "WARNING: rsyslog (with rsyslog-gnutls) is missing and cannot be installed here (needs root and apt-get); the syslog notification tests will not run"
+fi
 # ---------------------------------------------------------------- browser tests
 # Debian's chromium (apt) driven by npm playwright-core from .tools/node; playwright never downloads a
 # browser of its own here (tests/browser/ launches /usr/bin/chromium as executablePath).

@@ -280,6 +280,7 @@ struct EmailSink {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     reply_to: Option<Mailbox>,
+    timeout: Duration,
 }
 
 impl EmailSink {
@@ -326,6 +327,7 @@ impl EmailSink {
             transport: b.build(),
             from,
             reply_to,
+            timeout,
         })
     }
 }
@@ -385,7 +387,16 @@ impl Sink for EmailSink {
                         .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(body.html)),
                 )
                 .map_err(|e| permanent(format!("cannot build the message: {e}")))?;
-            match self.transport.send(email).await {
+            // lettre's own timeout bounds each socket operation, not the conversation: a server that
+            // keeps a refused login waiting holds it for minutes (seen with aiosmtpd). Bound the whole.
+            let sent = tokio::time::timeout(self.timeout, self.transport.send(email)).await;
+            let Ok(sent) = sent else {
+                return Err(SendError::Retryable {
+                    retry_after: None,
+                    reason: format!("timed out after {:?}", self.timeout),
+                });
+            };
+            match sent {
                 Ok(r) => Ok(Delivered {
                     status: r.code().to_string().parse().ok(),
                 }),
