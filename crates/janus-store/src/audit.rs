@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::chain::{self, ChainChecker, ChainReport};
+use crate::chain::{self, ChainChecker, ChainFault, ChainProblem, ChainReport};
 use crate::{
     Arg, AuditEvent, AuditQuery, Backend, ExportFormat, Filter, NewAuditEvent, RowExt, Store, StoreError, bind_args,
     from_json, from_us, on_pool, page, to_json, us,
@@ -402,6 +402,52 @@ impl Store {
             });
             total += n as u64;
         }
+    }
+
+    /// Compares events of a copy (an export kept elsewhere, read with [`chain::jsonl_links`]) with the
+    /// database: each must be in the database with the same hash, unless retention deleted it (its seq
+    /// is at or below the chain's anchor). Returns the first difference. This finds what the database's
+    /// own chain cannot show: a chain rewritten from some event on, or a tail deleted together with the
+    /// chain head.
+    pub async fn compare_audit_copy(&self, copy: &[chain::CopiedLink]) -> Result<Option<ChainProblem>, StoreError> {
+        let (Some(lo), Some(hi)) = (copy.iter().map(|c| c.seq).min(), copy.iter().map(|c| c.seq).max()) else {
+            return Ok(None);
+        };
+        let (anchor, stored): (i64, std::collections::HashMap<i64, String>) = on_pool!(self, p => {
+            let anchor = sqlx::query("SELECT anchor_seq FROM audit_chain WHERE id = 1")
+                .fetch_one(p)
+                .await
+                .map_err(StoreError::query)?
+                .i64("anchor_seq")?;
+            let rows = sqlx::query("SELECT seq, hash FROM audit_events WHERE seq >= $1 AND seq <= $2")
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(p)
+                .await
+                .map_err(StoreError::query)?;
+            let mut stored = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                stored.insert(r.i64("seq")?, r.opt_string("hash")?.unwrap_or_default());
+            }
+            (anchor, stored)
+        });
+        for c in copy {
+            let fault = match stored.get(&c.seq) {
+                None if c.seq <= anchor => continue,
+                None => ChainFault::NotInDatabase,
+                Some(h) if *h == c.hash => continue,
+                Some(h) => ChainFault::DiffersFromCopy {
+                    copy: c.hash.clone(),
+                    database: h.clone(),
+                },
+            };
+            return Ok(Some(ChainProblem {
+                seq: c.seq,
+                key: Some(c.key.clone()),
+                fault,
+            }));
+        }
+        Ok(None)
     }
 
     /// Checks the whole audit chain in one consistent snapshot of the database: every event's own

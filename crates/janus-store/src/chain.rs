@@ -180,6 +180,17 @@ pub enum ChainFault {
     },
     /// An exported event carries no seq or hash (exported before the chain existed).
     Unchained,
+    /// An event of a copy (an export kept elsewhere) is not in the database, and retention did not
+    /// delete it: it was deleted behind the application's back.
+    NotInDatabase,
+    /// An event of a copy has another hash in the database: the database's event was changed, or the
+    /// chain from there on was rewritten.
+    DiffersFromCopy {
+        /// The hash in the copy.
+        copy: String,
+        /// The hash in the database.
+        database: String,
+    },
 }
 
 /// The first bad place of a chain: which event, and what is wrong with it.
@@ -227,6 +238,15 @@ impl fmt::Display for ChainProblem {
             ChainFault::BeyondHead { head } => write!(
                 f,
                 "event seq {seq} (key {key}) lies beyond the recorded chain head (seq {head}): it was inserted"
+            ),
+            ChainFault::NotInDatabase => write!(
+                f,
+                "event seq {seq} (key {key}) of the copy is not in the database (deleted; retention did not delete it)"
+            ),
+            ChainFault::DiffersFromCopy { copy, database } => write!(
+                f,
+                "event seq {seq} (key {key}) differs between the copy and the database (hash {copy} in the copy, \
+                 {database} in the database): the database's was changed or its chain rewritten"
             ),
             ChainFault::Unchained => write!(
                 f,
@@ -439,6 +459,42 @@ impl ChainChecker {
             problem: self.problem,
         }
     }
+}
+
+/// One event of a copy, as the database is compared with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedLink {
+    /// Its seq.
+    pub seq: i64,
+    /// Its key.
+    pub key: String,
+    /// Its hash in the copy.
+    pub hash: String,
+}
+
+/// Reads an export in JSON lines and hands its events to `each` in pieces of at most `size` (the
+/// last piece may be shorter), for comparing with the database. Lines without seq or hash are skipped
+/// (the file check reports them). Errors as [`verify_jsonl`].
+pub fn jsonl_links(input: impl BufRead, size: usize, each: &mut dyn FnMut(Vec<CopiedLink>)) -> Result<(), StoreError> {
+    let mut piece = Vec::with_capacity(size.max(1));
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| StoreError::Invalid(format!("cannot read line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: AuditEvent = serde_json::from_str(&line)
+            .map_err(|e| StoreError::Invalid(format!("line {} is not an exported audit event: {e}", i + 1)))?;
+        if let (Some(seq), Some(hash)) = (ev.seq, ev.hash) {
+            piece.push(CopiedLink { seq, key: ev.key, hash });
+            if piece.len() >= size.max(1) {
+                each(std::mem::take(&mut piece));
+            }
+        }
+    }
+    if !piece.is_empty() {
+        each(piece);
+    }
+    Ok(())
 }
 
 /// Checks an export in JSON lines (`janus audit export --format jsonl`): every event's own hash, every

@@ -23,11 +23,11 @@ pub enum AuditCommand {
 #[derive(Args)]
 pub struct VerifyArgs {
     /// Database URL (`sqlite://…` or `postgres://user@host:port/db`); the password comes from
-    /// JANUS_DATABASE_PASSWORD, never from the URL. Not used with --file.
+    /// JANUS_DATABASE_PASSWORD, never from the URL. With --file too, both are checked and the file is
+    /// compared with the database.
     #[arg(long, env = "JANUS_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Check this export (`janus audit export --format jsonl`, or a SIEM copy of it) instead of the
-    /// database.
+    /// Check this export (`janus audit export --format jsonl`, or a SIEM copy of it).
     #[arg(long)]
     pub file: Option<PathBuf>,
 }
@@ -90,9 +90,9 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Export(args) => export(args).await,
         AuditCommand::Verify(args) => {
             let code = match verify(&args).await {
-                Ok(report) => {
-                    println!("{}", describe(&report));
-                    if report.ok() { 0 } else { 1 }
+                Ok((text, ok)) => {
+                    println!("{text}");
+                    if ok { 0 } else { 1 }
                 }
                 Err(e) => {
                     eprintln!("janus audit verify: cannot check: {e:#}");
@@ -104,21 +104,64 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Checks the file (when given) or the database.
-async fn verify(args: &VerifyArgs) -> anyhow::Result<ChainReport> {
-    if let Some(path) = &args.file {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return janus_store::chain::verify_jsonl(std::io::BufReader::new(file))
-            .with_context(|| format!("{}", path.display()));
-    }
+/// Events of a copy compared with the database per query.
+const COMPARE_PIECE: usize = 1000;
+
+/// Checks the file, the database, or both and then the file against the database. Returns what to
+/// print and whether everything checked is intact.
+async fn verify(args: &VerifyArgs) -> anyhow::Result<(String, bool)> {
+    let file_report = match &args.file {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                janus_store::chain::verify_jsonl(std::io::BufReader::new(file))
+                    .with_context(|| format!("{}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let Some(url) = args.database_url.as_deref() else {
-        anyhow::bail!("give --database-url (or JANUS_DATABASE_URL), or --file");
+        return match file_report {
+            Some(r) => Ok((describe(&r), r.ok())),
+            None => anyhow::bail!("give --database-url (or JANUS_DATABASE_URL), --file, or both"),
+        };
     };
     let password = std::env::var("JANUS_DATABASE_PASSWORD").ok();
     let store = Store::connect_to_check(url, password.as_deref()).await?;
-    let report = store.verify_audit_chain().await?;
+    let db_report = store.verify_audit_chain().await?;
+    let Some(file_report) = file_report else {
+        store.close().await;
+        return Ok((describe(&db_report), db_report.ok()));
+    };
+    // The copy against the database, a query per piece; the file is read again, keeping only seq,
+    // key and hash of each event.
+    let path = args.file.as_deref().unwrap_or(std::path::Path::new(""));
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut pieces = Vec::new();
+    janus_store::chain::jsonl_links(std::io::BufReader::new(file), COMPARE_PIECE, &mut |p| pieces.push(p))
+        .with_context(|| format!("{}", path.display()))?;
+    let mut difference = None;
+    let mut compared = 0usize;
+    for piece in &pieces {
+        if let Some(p) = store.compare_audit_copy(piece).await? {
+            difference = Some(p);
+            break;
+        }
+        compared += piece.len();
+    }
     store.close().await;
-    Ok(report)
+    let comparison = match &difference {
+        None => format!("copy against database: no difference ({compared} events of the copy compared)"),
+        Some(p) => format!("copy against database: BROKEN: {p}"),
+    };
+    let ok = file_report.ok() && db_report.ok() && difference.is_none();
+    let text = format!(
+        "{}\ncopy: {}\ndatabase: {}\n{comparison}",
+        if ok { "audit chain intact" } else { "audit chain BROKEN" },
+        describe(&file_report),
+        describe(&db_report)
+    );
+    Ok((text, ok))
 }
 
 /// The report as the command prints it: one line saying intact or broken, then what was checked.

@@ -98,6 +98,35 @@ async fn database_checks(url: &str, dir: &Path) {
         assert!(out.contains("\n1 events are not chained yet"), "{out}");
     }
 
+    // The copy against the database: no difference.
+    let (code, out, err) = run(&["audit", "verify", "--file", file, "--database-url", url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("copy against database: no difference (30 events of the copy compared)"),
+        "{out}"
+    );
+    // The tail cut off together with the chain head: the database's own chain verifies (the documented
+    // limit); the copy shows the loss.
+    let hash_25: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(file).unwrap().lines().nth(24).unwrap()).unwrap();
+    let hash_25 = hash_25["hash"].as_str().unwrap().to_string();
+    raw(
+        url,
+        &format!(
+            "DELETE FROM audit_events WHERE seq > 25; UPDATE audit_chain SET last_seq = 25, last_hash = '{hash_25}'"
+        ),
+    )
+    .await;
+    let (code, out, _) = run(&["audit", "verify", "--database-url", url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = run(&["audit", "verify", "--file", file, "--database-url", url]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.starts_with("audit chain BROKEN\ncopy: audit chain intact"), "{out}");
+    assert!(
+        out.contains("copy against database: BROKEN: event seq 26 (key k/25) of the copy is not in the database"),
+        "{out}"
+    );
+
     let drop_trigger = if url.starts_with("postgres") {
         "DROP TRIGGER audit_events_append_only ON audit_events"
     } else {
@@ -116,8 +145,15 @@ async fn database_checks(url: &str, dir: &Path) {
         "{out}"
     );
     assert!(out.contains("11 events before it were intact"), "{out}");
-    // The export taken before still verifies: it is the copy to compare with.
+    // The export taken before still verifies: it is the copy to compare with. Checked together, the
+    // database's own chain names the changed event.
     assert_eq!(run(&["audit", "verify", "--file", file]).0, 0);
+    let (code, out, _) = run(&["audit", "verify", "--file", file, "--database-url", url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("\ndatabase: audit chain BROKEN: event seq 12 (key k/11) was changed"),
+        "{out}"
+    );
     raw(url, "DELETE FROM audit_events WHERE seq = 5").await;
     let (code, out, _) = run(&["audit", "verify", "--database-url", url]);
     assert_eq!(code, 1, "{out}");
