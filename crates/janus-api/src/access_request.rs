@@ -637,17 +637,25 @@ pub struct PolicyStatus {
     pub approvals_required: u32,
     /// Distinct eligible approvals present.
     pub approvals_given: u32,
+    // Every field is written, empty or false included: the controller writes status with a JSON merge
+    // patch, where an omitted field keeps its old value, so a list that shrank to nothing (an approval
+    // no longer ignored) would never clear and every reconcile would write the status again. The
+    // `schemars` attributes keep the CRD's schema as it was (without a `default` for these fields).
     /// The approvers counted, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
+    #[schemars(skip_serializing_if = "Vec::is_empty")]
     pub approved_by: Vec<String>,
     /// Approvals present that do not count, each with why (`mallory@x: not an approver of policy prod`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
+    #[schemars(skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
     /// Approved by the policy's `autoApprove` rule, without a person.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
+    #[schemars(skip_serializing_if = "std::ops::Not::not")]
     pub auto_approved: bool,
     /// Activated under the policy's `breakGlass` rule; awaiting review until `spec.breakGlassReview`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
+    #[schemars(skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
 }
 

@@ -107,6 +107,27 @@ fn decision_inputs(ar: &AccessRequest) -> Option<u64> {
 /// How long the start-up pass over overdue requests may hold back everything else.
 const OVERDUE_SWEEP_LIMIT: Duration = Duration::from_secs(10);
 
+/// Whether a granted request ran past the maximum of the policy that approved it (extensions capped by
+/// it, [`janus_api::rules::ttl::lifetime_bound`]); [`lifecycle::overdue`] knows only the global one.
+fn past_policy_bound(
+    ar: &AccessRequest,
+    config: &janus_api::config::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    use janus_api::rules::ttl;
+    let Some(st) = ar.status.as_ref() else {
+        return false;
+    };
+    if !matches!(st.phase, janus_api::Phase::Approved | janus_api::Phase::Active) {
+        return false;
+    }
+    let bound = ttl::lifetime_bound(config, &ar.spec, st.policy.as_ref());
+    st.active_at
+        .as_deref()
+        .and_then(lifecycle::parse_time)
+        .is_some_and(|a| ttl::expires_at_bounded(&ar.spec, a, config, &bound) <= now)
+}
+
 /// Ends overdue requests first after a start (or a change of leader).
 ///
 /// The controller's first pass reconciles every request in list order; with thousands of live
@@ -131,7 +152,7 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
                 ar.metadata.deletion_timestamp.is_some(),
                 &ctx.config,
                 now,
-            )
+            ) || past_policy_bound(ar, &ctx.config, now)
         })
         .collect();
     if due.is_empty() {

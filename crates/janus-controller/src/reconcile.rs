@@ -24,7 +24,7 @@ use crate::clusters::{ClusterHandle, Clusters};
 use crate::error::{Error, Result, is_not_found};
 use crate::gate;
 use crate::grant;
-use crate::lifecycle::{self, ending, expires_at, fmt_time, parse_time, retention_deadline};
+use crate::lifecycle::{self, ending, fmt_time, parse_time, retention_deadline};
 use crate::metrics::Metrics;
 
 /// Longest time between two looks at a live request, so drift is noticed even without events.
@@ -511,7 +511,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
             .active_at
             .as_deref()
             .and_then(parse_time)
-            .is_some_and(|a| expires_at(&ar.spec, a, &ctx.config) <= now);
+            .is_some_and(|a| expiry(ctx, ar, &status, a) <= now);
         if !expired {
             tracing::warn!(request = %name, %msg, "live request no longer valid; ending it");
             let msg = format!("no longer valid: {msg}; credentials removed");
@@ -604,6 +604,14 @@ fn created(ar: &AccessRequest, now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(now)
 }
 
+/// When the request's access ends: [`ttl::expires_at`], with extensions also capped at the maximum of the
+/// policy that approved it ([`ttl::lifetime_bound`], read from `status.policy` and the configuration as
+/// it is now).
+fn expiry(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus, active_at: DateTime<Utc>) -> DateTime<Utc> {
+    let bound = ttl::lifetime_bound(&ctx.config, &ar.spec, status.policy.as_ref());
+    ttl::expires_at_bounded(&ar.spec, active_at, &ctx.config, &bound)
+}
+
 /// The pending expiry of the policy the request was last evaluated under (the global one before any
 /// evaluation, or when that policy is gone from the configuration): used while the target cluster
 /// cannot be read, so an unreachable cluster does not keep a request pending forever.
@@ -618,17 +626,43 @@ fn last_pending_expiry(config: &Config, status: &AccessRequestStatus) -> i64 {
 
 /// Writes `status` when it differs from what the request carries (or the spec moved on): reconciles of a
 /// waiting request must not write the same status again and again.
+///
+/// The write carries the resourceVersion the status was judged from, as a precondition: what the gate
+/// writes (the policy's tally, and `status.approved`, the baseline every later reconcile compares the
+/// spec with) must describe that very spec. An approval appended between the read and this write
+/// would otherwise leave a baseline of the older spec, and the next reconcile would fail a request
+/// that was legitimately approved. `Ok(Some(action))` when the request moved on meanwhile (409): judge
+/// it again at once.
 async fn write_if_changed(
     ctx: &Context,
     ar: &AccessRequest,
     old: &AccessRequestStatus,
     status: &AccessRequestStatus,
-) -> Result<bool> {
+) -> Result<Option<Action>> {
     if status == old && old.observed_generation == ar.metadata.generation {
-        return Ok(false);
+        return Ok(None);
     }
-    write_status(ctx, ar, status).await?;
-    Ok(true)
+    let mut status = status.clone();
+    status.observed_generation = ar.metadata.generation;
+    // A resourceVersion inside a patch is a precondition: kube-apiserver's Store.Update
+    // (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go) refuses an object whose
+    // resourceVersion is not the stored one with 409 Conflict.
+    let patch = json!({
+        "metadata": {"resourceVersion": ar.metadata.resource_version},
+        "status": status,
+    });
+    match ctx
+        .api()
+        .patch_status(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(e) if crate::error::is_conflict(&e) => {
+            tracing::debug!(request = %ar.name_any(), "request changed while it was judged; judging it again");
+            Ok(Some(Action::requeue(Duration::ZERO)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Ends a request its policy refuses: denied while pending, failed once approved.
@@ -714,7 +748,9 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             };
             status.message = msg.clone();
             set_condition(&mut status, types::CLUSTER_REACHABLE, false, reason, &msg, now);
-            write_if_changed(ctx, ar, &old, &status).await?;
+            if let Some(again) = write_if_changed(ctx, ar, &old, &status).await? {
+                return Ok(again);
+            }
             announce_submitted(ctx, ar, first).await;
             return Err(e);
         }
@@ -783,9 +819,14 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             }
             status.phase = Phase::Pending;
             status.message = format!("waiting for approvals: {message}");
-            write_if_changed(ctx, ar, &old, &status).await?;
+            if let Some(again) = write_if_changed(ctx, ar, &old, &status).await? {
+                return Ok(again);
+            }
             announce_submitted(ctx, ar, first).await;
-            return Ok(deadline.map_or(Action::await_change(), |t| requeue_at(t, now)));
+            // Judged again at its deadline, and at least every RESYNC without one: the namespaces'
+            // labels and owners annotation can change who governs and who may approve, and no event
+            // about the request says so.
+            return Ok(deadline.map_or(Action::requeue(RESYNC), |t| requeue_at(t, now)));
         }
     };
 
@@ -807,7 +848,7 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
         );
         // A start whose whole window passed before the approval: approved, but nothing to grant any more.
         if let Some(start) = starts {
-            let end = expires_at(&ar.spec, start, &ctx.config);
+            let end = expiry(ctx, ar, &status, start);
             if end <= now {
                 let msg = format!(
                     "{approved_message}, but the access window from startAt {} to {} had already passed; nothing was granted",
@@ -836,7 +877,9 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             &format!("access starts at {}", fmt_time(start)),
             now,
         );
-        write_if_changed(ctx, ar, &old, &status).await?;
+        if let Some(again) = write_if_changed(ctx, ar, &old, &status).await? {
+            return Ok(again);
+        }
         if let Some(a) = &status.approved {
             ctx.remember_baseline(ar, a);
         }
@@ -862,7 +905,9 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             now,
         );
     }
-    write_if_changed(ctx, ar, &old, &status).await?;
+    if let Some(again) = write_if_changed(ctx, ar, &old, &status).await? {
+        return Ok(again);
+    }
     if let Some(a) = &status.approved {
         ctx.remember_baseline(ar, a);
     }
@@ -943,13 +988,33 @@ async fn grant_or_maintain(
             ctx.remember_baseline(ar, a);
         }
     }
+    // The policy's maximum (break-glass: its own) bounds the access for as long as it lasts, not only
+    // at approval: a configuration that lowered it ends access that is now too long, as
+    // validate_static does for the global maxTtlSeconds (a request that ran out ends Expired below).
+    let bound = ttl::lifetime_bound(&ctx.config, &ar.spec, status.policy.as_ref());
+    let effective = ttl::effective_ttl(&ar.spec);
+    if effective > bound.max_ttl_seconds {
+        let expired = status
+            .active_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|a| expiry(ctx, ar, &status, a) <= now);
+        if !expired {
+            let msg = format!(
+                "no longer valid: a duration of {effective}s is longer than {} allows ({}s); credentials removed",
+                bound.source, bound.max_ttl_seconds
+            );
+            tracing::warn!(request = %ar.name_any(), %msg, "live request no longer valid; ending it");
+            return finish_with(ctx, ar, Phase::Failed, reasons::VALIDATION_FAILED, msg, now).await;
+        }
+    }
     let Some(target) = target_or_wait(ctx, ar, &mut status, now).await? else {
         return Ok(Action::await_change());
     };
     // Whole seconds, as status records it: the requeue time then equals the published expiresAt.
     let now_s = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     let active_at = status.active_at.as_deref().and_then(parse_time).unwrap_or(now_s);
-    let expires = expires_at(&ar.spec, active_at, &ctx.config);
+    let expires = ttl::expires_at_bounded(&ar.spec, active_at, &ctx.config, &bound);
     if expires <= now {
         return finish(ctx, ar, Phase::Expired, "access expired".into(), now).await;
     }

@@ -81,6 +81,81 @@ pub fn expires_at(spec: &AccessRequestSpec, active_at: DateTime<Utc>, config: &C
     start + Duration::seconds(total)
 }
 
+/// How long a live request may last under the policy that approved it (see [`lifetime_bound`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifetimeBound {
+    /// The longest effective TTL, and the cap on start-to-end with extensions (unless
+    /// `extensions_beyond`).
+    pub max_ttl_seconds: i64,
+    /// Whether extensions may take the lifetime past `max_ttl_seconds` (`allowExtensionBeyondMaxTtl`;
+    /// never for a break-glass activation).
+    pub extensions_beyond: bool,
+    /// What sets the bound, for messages: `policy prod`, `the break-glass rule of policy prod`, or
+    /// `maxTtlSeconds`.
+    pub source: String,
+}
+
+/// The bound on a live request's lifetime: the `maxTtlSeconds` of the policy named in `status.policy`
+/// (never above the global one), for a break-glass activation (`status.policy.breakGlass` or
+/// `spec.breakGlass`) its `breakGlass.maxTtlSeconds`, and the global `maxTtlSeconds` for the `default`
+/// policy, a request without `status.policy`, or a policy no longer configured. Read from the
+/// configuration as it is now, so lowering a maximum bounds requests already running.
+///
+/// Extensions of a break-glass activation never pass its maximum: break-glass is short access without
+/// approval, and more time is a new request.
+pub fn lifetime_bound(
+    config: &Config,
+    spec: &AccessRequestSpec,
+    policy: Option<&crate::PolicyStatus>,
+) -> LifetimeBound {
+    let global = LifetimeBound {
+        max_ttl_seconds: config.max_ttl_seconds,
+        extensions_beyond: config.allow_extension_beyond_max_ttl,
+        source: "maxTtlSeconds".into(),
+    };
+    let Some(status) = policy else {
+        return global;
+    };
+    let Some(p) = config.policies.iter().find(|p| p.name == status.name) else {
+        return global;
+    };
+    let policy_max = p
+        .max_ttl_seconds
+        .unwrap_or(config.max_ttl_seconds)
+        .min(config.max_ttl_seconds);
+    let break_glass = status.break_glass || spec.break_glass.is_some();
+    match p.break_glass.as_ref().filter(|_| break_glass) {
+        Some(rule) => LifetimeBound {
+            max_ttl_seconds: rule.max_ttl_seconds.min(policy_max),
+            extensions_beyond: false,
+            source: format!("the break-glass rule of policy {}", p.name),
+        },
+        None => LifetimeBound {
+            max_ttl_seconds: policy_max,
+            extensions_beyond: config.allow_extension_beyond_max_ttl && !break_glass,
+            source: format!("policy {}", p.name),
+        },
+    }
+}
+
+/// [`expires_at`], with extensions also capped at `bound` (see [`lifetime_bound`]): the end never
+/// passes start + `bound.max_ttl_seconds` (or the effective TTL, if that is longer: such a request is
+/// refused elsewhere), unless the bound lets extensions pass it.
+pub fn expires_at_bounded(
+    spec: &AccessRequestSpec,
+    active_at: DateTime<Utc>,
+    config: &Config,
+    bound: &LifetimeBound,
+) -> DateTime<Utc> {
+    let end = expires_at(spec, active_at, config);
+    if bound.extensions_beyond {
+        return end;
+    }
+    let start = starts_at(spec).unwrap_or(active_at);
+    let cap = bound.max_ttl_seconds.max(effective_ttl(spec).max(0));
+    end.min(start + Duration::seconds(cap))
+}
+
 /// Lifetime to ask of a TokenRequest: the remaining access, but at least the API server's minimum of
 /// 600 s. At expiry the RoleBinding and then the ServiceAccount are deleted: a longer-lived token is
 /// refused at once (nothing authorizes it) and stops authenticating once the server's cache forgets it.
@@ -382,5 +457,70 @@ mod tests {
             pending_deadline(t0, &c),
             pending_deadline_after(t0, c.pending_expiry_seconds)
         );
+    }
+}
+
+#[cfg(test)]
+mod lifetime_bound_tests {
+    use super::*;
+    use crate::PolicyStatus;
+    use crate::rules::time::parse_time;
+
+    const CONFIG: &str = "
+maxTtlSeconds: 7200
+policies:
+- name: prod
+  match: {namespaces: [prod]}
+  approvers: {emails: [a@example.com]}
+  maxTtlSeconds: 1800
+  breakGlass: {groups: [sre], maxTtlSeconds: 600}
+";
+
+    fn status(name: &str, break_glass: bool) -> PolicyStatus {
+        PolicyStatus {
+            name: name.into(),
+            break_glass,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_policy_that_approved_the_request_bounds_it_and_its_extensions() {
+        let mut c = Config::from_yaml(CONFIG, "t").unwrap();
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let mut s = AccessRequestSpec::new("a@example.com", "local", vec!["prod".into()], "r", 900);
+        s.extensions = vec![
+            serde_json::from_value(
+                serde_json::json!({"by": "a@example.com", "at": "2026-01-01T00:00:00Z", "seconds": 3600}),
+            )
+            .unwrap(),
+        ];
+        let prod = lifetime_bound(&c, &s, Some(&status("prod", false)));
+        assert_eq!((prod.max_ttl_seconds, prod.source.as_str()), (1800, "policy prod"));
+        assert_eq!(expires_at_bounded(&s, t0, &c, &prod), t0 + Duration::seconds(1800));
+        // The default policy, no status yet, a policy no longer configured: the global maximum.
+        for p in [None, Some(status("default", false)), Some(status("gone", false))] {
+            let b = lifetime_bound(&c, &s, p.as_ref());
+            assert_eq!(b.max_ttl_seconds, 7200);
+            assert_eq!(expires_at_bounded(&s, t0, &c, &b), expires_at(&s, t0, &c));
+        }
+        let glass = lifetime_bound(&c, &s, Some(&status("prod", true)));
+        assert_eq!(glass.max_ttl_seconds, 600);
+        assert_eq!(
+            expires_at_bounded(&s, t0, &c, &glass),
+            t0 + Duration::seconds(900),
+            "never shorter than the effective TTL (such a request is refused elsewhere)"
+        );
+        c.allow_extension_beyond_max_ttl = true;
+        let open = lifetime_bound(&c, &s, Some(&status("prod", false)));
+        assert!(
+            open.extensions_beyond,
+            "allowExtensionBeyondMaxTtl applies to the policy's maximum too"
+        );
+        assert_eq!(expires_at_bounded(&s, t0, &c, &open), t0 + Duration::seconds(4500));
+        let glass = lifetime_bound(&c, &s, Some(&status("prod", true)));
+        assert!(!glass.extensions_beyond, "but never to break-glass access");
+        s.ttl_seconds = 300;
+        assert_eq!(expires_at_bounded(&s, t0, &c, &glass), t0 + Duration::seconds(600));
     }
 }
