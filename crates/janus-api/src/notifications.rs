@@ -916,6 +916,44 @@ notifications:
     }
 
     #[test]
+    fn the_commented_example_in_janus_example_yaml_is_valid() {
+        let example = include_str!("../../../config/janus.example.yaml");
+        let block = example
+            .split("\n# notifications:\n")
+            .nth(1)
+            .expect("the example has a notifications block");
+        let yaml: String = std::iter::once("notifications:".to_string())
+            .chain(block.lines().map(|l| l.strip_prefix("# ").unwrap_or(l).to_string()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_yaml(&yaml, "example").unwrap();
+        let n = &c.notifications;
+        assert_eq!(
+            (
+                n.slack.len(),
+                n.teams.len(),
+                n.email.len(),
+                n.webhook.len(),
+                n.syslog.len()
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        let vars = [
+            "JANUS_SLACK_URL",
+            "JANUS_SLACK_PROD_URL",
+            "JANUS_TEAMS_URL",
+            "JANUS_WEBHOOK_URL",
+        ];
+        let mut pairs: Vec<(&str, &str)> = vars.iter().map(|v| (*v, "https://hooks.example.com/x")).collect();
+        pairs.extend([
+            ("JANUS_SMTP_PASSWORD", "pw"),
+            ("JANUS_WEBHOOK_KEY", "k"),
+            ("JANUS_WEBHOOK_AUTH", "Bearer t"),
+        ]);
+        assert_eq!(resolve(n, &env(&pairs)).unwrap().sinks.len(), 5);
+    }
+
+    #[test]
     fn a_ca_file_must_hold_a_certificate() {
         let dir = std::env::temp_dir().join(format!("janus-notif-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
