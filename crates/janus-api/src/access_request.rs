@@ -1,5 +1,6 @@
 //! The `AccessRequest` resource: what was asked, the human decisions about it, and what the controller observed.
 
+use crate::rules::policy::normalize_email;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -417,7 +418,7 @@ pub struct ApprovedSpec {
     pub ttl_seconds: i64,
     /// Who approved (the first counted approver, or the `system:` actor of auto-approval and break-glass).
     pub approved_by: String,
-    /// The approvers' TTL override, if any (the shortest one set).
+    /// The TTL the approvals chose ([`crate::rules::ttl::approval_ttl`]), if any approval sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_ttl_seconds: Option<i64>,
     /// `spec.startAt` as approved.
@@ -465,7 +466,7 @@ impl ApprovedSpec {
             && spec.approvals.is_empty()
             && spec.start_at.is_none()
             && approval_ttl == approval.ttl_seconds
-            && matches!(approvers, [only] if only.trim().eq_ignore_ascii_case(approval.by.trim()))
+            && matches!(approvers, [only] if crate::rules::policy::same_email(only, &approval.by))
             && let Some(v1) = Self::of(spec)
         {
             return v1;
@@ -527,8 +528,8 @@ impl ApprovedSpec {
     ///
     /// A `v2` baseline also reports `spec.approvals` when a counted approver no longer has an approval
     /// (`spec.approval` or an entry of `spec.approvals`), and `spec.approvals.ttlSeconds` when the
-    /// shortest TTL any approval sets ([`crate::rules::ttl::approval_ttl`], what expiry is computed
-    /// from) is no longer the one recorded. Other approvals appended later change nothing else (the
+    /// TTL the approvals chose ([`crate::rules::ttl::approval_ttl`], what expiry is computed from) is no
+    /// longer the one recorded. Other approvals appended later change nothing else (the
     /// quorum was met without them).
     pub fn changes(&self, spec: &AccessRequestSpec) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -567,18 +568,18 @@ impl ApprovedSpec {
         let approvals: Vec<String> = spec
             .approval
             .iter()
-            .map(|a| a.by.trim().to_lowercase())
-            .chain(spec.approvals.iter().map(|a| a.by.trim().to_lowercase()))
+            .map(|a| normalize_email(&a.by))
+            .chain(spec.approvals.iter().map(|a| normalize_email(&a.by)))
             .collect();
         let gone = self
             .approvers
             .iter()
             .filter(|a| !a.starts_with("system:"))
-            .any(|a| !approvals.contains(&a.trim().to_lowercase()));
+            .any(|a| !approvals.contains(&normalize_email(a)));
         if gone {
             out.push("spec.approvals");
         }
-        // The TTL in effect is the shortest any approval set (rules::ttl::effective_ttl): what was
+        // The TTL in effect is what the approvals chose (rules::ttl::effective_ttl): what was
         // approved must stay what expiry is computed from.
         if crate::rules::ttl::approval_ttl(spec) != self.approval_ttl_seconds {
             out.push("spec.approvals.ttlSeconds");

@@ -21,6 +21,26 @@ pub const DEFAULT_POLICY: &str = "default";
 /// The only access role until access scopes add more.
 pub const DEFAULT_ROLE: &str = "exec";
 
+/// The largest `approvalsRequired`: `spec.approvals` holds at most this many entries (the CRD's
+/// `maxItems`), so a larger quorum could never be met.
+pub const MAX_APPROVALS_REQUIRED: u32 = 50;
+
+/// The prefix of groups the web reserves for itself: it drops every identity-provider group starting
+/// with it and records only [`JANUS_ADMINS_GROUP`], and only with decisions (approvals, reviews), never
+/// as a requester's group.
+pub const RESERVED_GROUP_PREFIX: &str = "k8s-janus:";
+
+/// Whether `name` is a valid policy name: 1 to 63 characters, letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit (the pattern of the chart's values.schema.json).
+pub fn valid_policy_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let inner = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    (1..=63).contains(&b.len())
+        && b.iter().all(inner)
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
 /// One approval policy. Policies are evaluated in order per requested namespace; the first that matches
 /// governs that namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +83,8 @@ pub struct PolicyConfig {
 fn one() -> u32 {
     1
 }
+
+static EMPTY: Vec<String> = Vec::new();
 
 /// The criteria of a policy. Empty lists match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +217,7 @@ impl PolicyConfig {
     /// impossible to satisfy, is refused at start-up with the reason instead of leaving requests
     /// pending forever. `Err` is the reason, without the policy's name (see [`validate_policies`]).
     pub fn validate(&self, config: &crate::config::Config) -> Result<(), String> {
-        use crate::rules::policy::{compile_glob, parse_day, parse_hhmm, reason_regex};
+        use crate::rules::policy::{compile_glob, parse_day, reason_regex, window_minutes};
         if self.approvals_required == 0 {
             return Err(
                 "approvalsRequired is 0; at least one approval is needed (use autoApprove for \
@@ -203,13 +225,55 @@ impl PolicyConfig {
                     .into(),
             );
         }
+        if self.approvals_required > MAX_APPROVALS_REQUIRED {
+            return Err(format!(
+                "approvalsRequired is {}, but a request holds at most {MAX_APPROVALS_REQUIRED} approvals \
+                 (spec.approvals); nobody could satisfy it",
+                self.approvals_required
+            ));
+        }
+        // The web never records a `k8s-janus:` group from an identity provider, and records
+        // k8s-janus:admins only with an admin's decisions: any other such group can never match.
+        let group_lists = [
+            ("approvers.groups", &self.approvers.groups, true),
+            ("match.requesterGroups", &self.matches.requester_groups, false),
+            (
+                "autoApprove.groups",
+                self.auto_approve.as_ref().map_or(&EMPTY, |a| &a.groups),
+                false,
+            ),
+            (
+                "breakGlass.groups",
+                self.break_glass.as_ref().map_or(&EMPTY, |b| &b.groups),
+                false,
+            ),
+        ];
+        for (field, groups, admins_ok) in group_lists {
+            let never =
+                |g: &&String| g.starts_with(RESERVED_GROUP_PREFIX) && !(admins_ok && g.as_str() == JANUS_ADMINS_GROUP);
+            if let Some(g) = groups.iter().find(never) {
+                let recorded = if admins_ok {
+                    format!("only {JANUS_ADMINS_GROUP} is recorded, for people the web judged admins")
+                } else {
+                    format!("{JANUS_ADMINS_GROUP} is recorded only with an admin's decisions, never for a requester")
+                };
+                return Err(format!(
+                    "{field}: {g:?} can never match: the web drops identity-provider groups starting with \
+                     {RESERVED_GROUP_PREFIX:?} ({recorded})"
+                ));
+            }
+        }
         let a = &self.approvers;
         if a.emails.is_empty() && a.groups.is_empty() && !a.namespace_owners {
             return Err(
                 "names no approvers: set approvers.emails, approvers.groups or approvers.namespaceOwners".into(),
             );
         }
-        let mut distinct: Vec<String> = a.emails.iter().map(|e| e.trim().to_lowercase()).collect();
+        let mut distinct: Vec<String> = a
+            .emails
+            .iter()
+            .map(|e| crate::rules::policy::normalize_email(e))
+            .collect();
         distinct.sort();
         distinct.dedup();
         if a.groups.is_empty() && !a.namespace_owners && distinct.len() < self.approvals_required as usize {
@@ -286,6 +350,14 @@ impl PolicyConfig {
             }
         }
         let max = self.max_ttl_seconds.unwrap_or(global_max);
+        if let Some(options) = &self.approval_ttl_options {
+            if options.is_empty() {
+                return Err("approvalTtlOptions is empty: leave it out to use the global approvalTtlOptions".into());
+            }
+            if let Some((i, o)) = options.iter().enumerate().find(|(i, o)| options[..*i].contains(o)) {
+                return Err(format!("approvalTtlOptions lists {o} twice (entry {i})"));
+            }
+        }
         for o in self.approval_ttl_options.iter().flatten() {
             if !(min..=max).contains(o) {
                 return Err(format!(
@@ -320,7 +392,7 @@ impl PolicyConfig {
                 ));
             }
             for (i, w) in auto.windows.iter().enumerate() {
-                let (Some(start), Some(end)) = (parse_hhmm(&w.start), parse_hhmm(&w.end)) else {
+                let Some((start, end)) = window_minutes(w) else {
                     return Err(format!(
                         "autoApprove.windows[{i}]: start {:?} and end {:?} must be HH:MM (00:00 to 24:00)",
                         w.start, w.end
@@ -333,7 +405,9 @@ impl PolicyConfig {
                     ));
                 }
                 if let Some(d) = w.days.iter().find(|d| parse_day(d).is_none()) {
-                    return Err(format!("autoApprove.windows[{i}]: {d:?} is not a day (Mon … Sun)"));
+                    return Err(format!(
+                        "autoApprove.windows[{i}]: {d:?} is not a day (Mon, Tue, Wed, Thu, Fri, Sat or Sun)"
+                    ));
                 }
             }
             if !auto.windows.is_empty() && config.display_timezone.parse::<chrono_tz::Tz>().is_err() {
@@ -354,6 +428,13 @@ pub fn validate_policies(config: &crate::config::Config) -> Result<(), String> {
     for (i, p) in config.policies.iter().enumerate() {
         if p.name.trim().is_empty() {
             return Err(format!("policies[{i}] has no name"));
+        }
+        if !valid_policy_name(&p.name) {
+            return Err(format!(
+                "policies[{i}]: the name {:?} is not valid: 1 to 63 letters, digits, '-', '_' or '.', starting \
+                 and ending with a letter or digit",
+                p.name
+            ));
         }
         if p.name == DEFAULT_POLICY {
             return Err(format!(
@@ -534,13 +615,99 @@ mod tests {
     }
 
     #[test]
+    fn policies_that_can_never_be_satisfied_or_disagree_with_the_schema_are_refused() {
+        for policy in [
+            // A quorum above what spec.approvals can hold (maxItems 50).
+            "{name: p, approvalsRequired: 51, approvers: {groups: [sre]}}",
+            // k8s-janus: groups never reach the controller from an identity provider.
+            "{name: p, approvers: {groups: [sre, 'k8s-janus:sre']}}",
+            "{name: p, approvers: {groups: [sre]}, match: {requesterGroups: ['k8s-janus:admins']}}",
+            "{name: p, approvers: {groups: [sre]}, match: {requesterGroups: ['k8s-janus:devs']}}",
+            "{name: p, approvers: {groups: [sre]}, autoApprove: {groups: ['k8s-janus:oncall']}}",
+            "{name: p, approvers: {groups: [sre]}, breakGlass: {groups: ['k8s-janus:admins']}}",
+            // values.schema.json: days Mon … Sun exactly, approvalTtlOptions minItems 1 and unique,
+            // the name pattern and length.
+            "{name: p, approvers: {groups: [sre]}, autoApprove: {windows: [{days: [Monday], start: '09:00', end: '17:00'}]}}",
+            "{name: p, approvers: {groups: [sre]}, autoApprove: {windows: [{days: [mon], start: '09:00', end: '17:00'}]}}",
+            "{name: p, approvers: {groups: [sre]}, autoApprove: {windows: [{days: [' Mon'], start: '09:00', end: '17:00'}]}}",
+            "{name: p, approvers: {groups: [sre]}, approvalTtlOptions: []}",
+            "{name: p, approvers: {groups: [sre]}, approvalTtlOptions: [900, 900]}",
+            "{name: 'prod eu', approvers: {groups: [sre]}}",
+            "{name: -prod, approvers: {groups: [sre]}}",
+            "{name: prod., approvers: {groups: [sre]}}",
+            "{name: prod/eu, approvers: {groups: [sre]}}",
+            "{name: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl, approvers: {groups: [sre]}}",
+            "{name: 'prodé', approvers: {groups: [sre]}}",
+        ] {
+            let yaml = format!("policies:\n- {policy}\n");
+            assert!(Config::from_yaml(&yaml, "t").is_err(), "accepted: {policy}");
+        }
+        for (policy, want) in [
+            (
+                "{name: p, approvalsRequired: 51, approvers: {groups: [sre]}}",
+                "policy \"p\": approvalsRequired is 51, but a request holds at most 50 approvals",
+            ),
+            (
+                "{name: p, approvers: {groups: ['k8s-janus:sre']}}",
+                "approvers.groups: \"k8s-janus:sre\" can never match: the web drops identity-provider groups \
+                 starting with \"k8s-janus:\" (only k8s-janus:admins is recorded",
+            ),
+            (
+                "{name: p, approvers: {groups: [sre]}, breakGlass: {groups: ['k8s-janus:admins']}}",
+                "breakGlass.groups: \"k8s-janus:admins\" can never match",
+            ),
+            (
+                "{name: p, approvers: {groups: [sre]}, autoApprove: {windows: [{days: [Monday], start: '09:00', end: '17:00'}]}}",
+                "\"Monday\" is not a day (Mon, Tue, Wed, Thu, Fri, Sat or Sun)",
+            ),
+            (
+                "{name: p, approvers: {groups: [sre]}, approvalTtlOptions: []}",
+                "approvalTtlOptions is empty",
+            ),
+            (
+                "{name: p, approvers: {groups: [sre]}, approvalTtlOptions: [900, 900]}",
+                "approvalTtlOptions lists 900 twice",
+            ),
+            (
+                "{name: 'prod eu', approvers: {groups: [sre]}}",
+                "policies[0]: the name \"prod eu\" is not valid: 1 to 63 letters",
+            ),
+            (
+                "{name: p, approvers: {groups: [sre]}, autoApprove: {windows: [{start: '24:00', end: '24:00'}]}}",
+                "a window needs a length",
+            ),
+        ] {
+            let e = refused("", policy);
+            assert!(e.contains(want), "{policy}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_quorum_limit_is_the_crds() {
+        // spec.approvals' maxItems in the generated CRD is the limit validation applies.
+        use kube::CustomResourceExt as _;
+        let crd = serde_json::to_value(crate::AccessRequest::crd()).unwrap();
+        let max = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["approvals"]
+            ["maxItems"];
+        assert_eq!(max.as_u64(), Some(u64::from(super::MAX_APPROVALS_REQUIRED)), "{max}");
+    }
+
+    #[test]
     fn satisfiable_policies_are_accepted() {
         for policy in [
             // A quorum over a group, or over namespace owners, is not counted at start-up.
             "{name: p, approvalsRequired: 5, approvers: {groups: [sre]}}",
             "{name: p, approvalsRequired: 2, approvers: {namespaceOwners: true}}",
             "{name: p, approvalsRequired: 2, approvers: {emails: [a@x.io, b@x.io]}}",
-            "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{days: [sat, Sunday], start: '22:00', end: '24:00'}]}}",
+            "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{days: [Sat, Sun], start: '22:00', end: '24:00'}]}}",
+            // The whole day: 24:00 is its end, not 00:00 again.
+            "{name: p, approvers: {emails: [a@x.io]}, autoApprove: {windows: [{days: [Sun], start: '00:00', end: '24:00'}]}}",
+            // The quorum the CRD can hold; the web records k8s-janus:admins for admins' decisions.
+            "{name: p, approvalsRequired: 50, approvers: {groups: [sre, k8s-janus:admins]}}",
+            // Names as the chart's schema allows them.
+            "{name: a, approvers: {emails: [a@x.io]}}",
+            "{name: Prod_EU.2-x, approvers: {emails: [a@x.io]}}",
+            "{name: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk, approvers: {emails: [a@x.io]}}",
             "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: DoesNotExist}]}}}",
             "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 3600, breakGlass: {emails: [o@x.io], maxTtlSeconds: 3600}}",
             "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [exec], clusters: ['prod-{eu,us}-*']}}",

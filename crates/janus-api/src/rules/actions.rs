@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use super::lifecycle::{phase_of, undecided};
-use super::policy::{Governing, Ineligible};
+use super::policy::{Governing, Ineligible, same_email};
+use crate::access_request::BREAK_GLASS_ACTOR;
 use crate::config::Config;
 use crate::policy::JANUS_ADMINS_GROUP;
 use crate::{AccessRequest, Phase};
@@ -61,7 +62,7 @@ pub struct Actions {
 
 /// Whether `actor` asked for `ar`.
 pub fn is_requester(actor: Actor<'_>, ar: &AccessRequest) -> bool {
-    ar.spec.requester.eq_ignore_ascii_case(actor.email)
+    same_email(&ar.spec.requester, actor.email)
 }
 
 /// Whether `actor` may see `ar` at all: admins see everything, requesters their own.
@@ -111,9 +112,8 @@ fn judged_groups(actor: Actor<'_>, groups: &[String]) -> Vec<String> {
 
 /// Whether `actor` already has an approval on `ar` (`spec.approval` or an entry of `spec.approvals`).
 fn approved_by(actor: Actor<'_>, ar: &AccessRequest) -> bool {
-    let me = actor.email.trim();
-    ar.spec.approval.iter().any(|a| a.by.trim().eq_ignore_ascii_case(me))
-        || ar.spec.approvals.iter().any(|a| a.by.trim().eq_ignore_ascii_case(me))
+    ar.spec.approval.iter().any(|a| same_email(&a.by, actor.email))
+        || ar.spec.approvals.iter().any(|a| same_email(&a.by, actor.email))
 }
 
 /// Why `actor` cannot approve `ar` under `governing` (`None`: the request's policy could not be
@@ -162,7 +162,8 @@ pub fn approve_refusal(
 ///   while the request is pending (approvals so far do not close it: a quorum may need more);
 /// - deny: admins and eligible approvers, while pending and without a `spec.approval` (the CRD refuses a
 ///   denial beside it);
-/// - acknowledge: an eligible approver, on a break-glass request not yet reviewed, once it left Pending;
+/// - acknowledge: an eligible approver, on a break-glass request not yet reviewed, once the controller
+///   activated it ([`break_glass_activated`]);
 /// - revoke: admins and eligible approvers, while approved, scheduled or active (taking access back is
 ///   always safe); extend and terminal as in [`allowed`].
 ///
@@ -192,8 +193,24 @@ pub fn allowed_under(
         acknowledge: eligible
             && ar.spec.break_glass.is_some()
             && ar.spec.break_glass_review.is_none()
-            && p != Phase::Pending,
+            && break_glass_activated(ar, p),
     }
+}
+
+/// Whether the controller activated `ar` under its policy's break-glass rule (so there is an activation
+/// to review): `status.policy.breakGlass`, or, for a request that has had access (Active, Expired,
+/// Revoked), the break-glass approval baseline ([`BREAK_GLASS_ACTOR`]). A break-glass request denied as
+/// not allowed, or still pending, was never activated: there is nothing to acknowledge.
+pub fn break_glass_activated(ar: &AccessRequest, phase: Phase) -> bool {
+    let Some(status) = ar.status.as_ref() else {
+        return false;
+    };
+    status.policy.as_ref().is_some_and(|p| p.break_glass)
+        || (matches!(phase, Phase::Active | Phase::Expired | Phase::Revoked)
+            && status
+                .approved
+                .as_ref()
+                .is_some_and(|a| a.approvers.iter().any(|x| x == BREAK_GLASS_ACTOR)))
 }
 
 #[cfg(test)]
@@ -261,6 +278,28 @@ mod tests {
     }
 
     #[test]
+    fn emails_are_compared_in_one_normalised_form() {
+        // Unicode lower-casing on both sides, as everywhere else: `Å` and `å` are the same person.
+        let mut ar = request(Phase::Pending);
+        ar.spec.requester = " Åsa@Example.com".into();
+        let asa = Actor {
+            email: "åsa@example.com ",
+            is_admin: true,
+        };
+        assert!(is_requester(asa, &ar));
+        let a = allowed(asa, &ar, ActionPolicy::default());
+        assert!(a.withdraw && !a.approve, "{a:?}");
+        ar.spec.approvals = vec![crate::ApprovalEntry {
+            by: "ÅSA@example.com".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            ttl_seconds: None,
+            comment: String::new(),
+            groups: vec![],
+        }];
+        assert!(approved_by(asa, &ar));
+    }
+
+    #[test]
     fn a_written_decision_closes_racing_actions() {
         let mut ar = request(Phase::Pending);
         ar.spec.approval =
@@ -311,8 +350,9 @@ mod tests {
 
     mod under_a_policy {
         use super::*;
+        use crate::access_request::ApprovedSpec;
         use crate::rules::policy::{NamespaceInfo, RequestFacts, govern};
-        use crate::{ApprovalEntry, BreakGlass, BreakGlassReview};
+        use crate::{ApprovalEntry, BreakGlass, BreakGlassReview, PolicyStatus};
 
         const CFG: &str = "adminEmails: [admin@example.com]\npolicies:\n- name: prod\n  match: {clusters: [prod]}\n  \
                            approvers: {emails: [alice@example.com, bob@example.com], groups: [payments-leads]}\n  \
@@ -417,13 +457,72 @@ mod tests {
             });
         }
 
-        #[test]
-        fn break_glass_is_acknowledged_once_by_an_eligible_approver() {
-            let mut ar = prod(Phase::Active);
+        /// A break-glass request by an on-call requester, in `phase`, without any status but the phase.
+        fn glass(phase: Phase) -> AccessRequest {
+            let mut ar = prod(phase);
             ar.spec.requester_groups = vec!["oncall".into()];
             ar.spec.break_glass = Some(BreakGlass {
                 at: "2026-01-01T00:00:00Z".into(),
             });
+            ar
+        }
+
+        /// The same, as the controller leaves it once it activated the request under the break-glass rule:
+        /// `status.policy.breakGlass` and the break-glass approval baseline.
+        fn activated(phase: Phase) -> AccessRequest {
+            let mut ar = glass(phase);
+            let st = ar.status.as_mut().unwrap();
+            st.policy = Some(PolicyStatus {
+                name: "prod".into(),
+                break_glass: true,
+                ..Default::default()
+            });
+            st.approved = Some(ApprovedSpec::record(&ar.spec, &[BREAK_GLASS_ACTOR.to_string()], None));
+            ar
+        }
+
+        #[test]
+        fn only_an_activated_break_glass_request_awaits_acknowledgement() {
+            let p = ActionPolicy::default();
+            // Denied as not allowed (or failed before activating): nothing was activated, nothing to
+            // review, whatever phase it ended in.
+            for phase in [
+                Phase::Denied,
+                Phase::Failed,
+                Phase::Cancelled,
+                Phase::Pending,
+                Phase::Active,
+            ] {
+                let ar = glass(phase);
+                check(&ar, |g| {
+                    assert!(!allowed_under(ALICE, &[], &ar, g, p).acknowledge, "{phase:?}")
+                });
+            }
+            // Activated: status.policy.breakGlass, or (for a request that had access) the baseline alone.
+            for phase in [Phase::Active, Phase::Expired, Phase::Revoked, Phase::Failed] {
+                let ar = activated(phase);
+                check(&ar, |g| {
+                    assert!(allowed_under(ALICE, &[], &ar, g, p).acknowledge, "{phase:?}")
+                });
+            }
+            for (phase, want) in [
+                (Phase::Active, true),
+                (Phase::Expired, true),
+                (Phase::Revoked, true),
+                (Phase::Denied, false),
+                (Phase::Failed, false),
+            ] {
+                let mut ar = activated(phase);
+                ar.status.as_mut().unwrap().policy = None;
+                check(&ar, |g| {
+                    assert_eq!(allowed_under(ALICE, &[], &ar, g, p).acknowledge, want, "{phase:?}")
+                });
+            }
+        }
+
+        #[test]
+        fn break_glass_is_acknowledged_once_by_an_eligible_approver() {
+            let mut ar = activated(Phase::Active);
             let p = ActionPolicy::default();
             check(&ar, |g| {
                 assert!(allowed_under(ALICE, &[], &ar, g, p).acknowledge);
@@ -437,12 +536,8 @@ mod tests {
                 );
                 assert!(!allowed(ADMIN, &ar, p).acknowledge);
             });
-            // Still pending (not activated): nothing to acknowledge yet. Expired: still to review.
-            for (phase, want) in [
-                (Phase::Pending, false),
-                (Phase::Expired, true),
-                (Phase::Scheduled, true),
-            ] {
+            // Expired: still to review. (Not activated: see the test above.)
+            for (phase, want) in [(Phase::Expired, true), (Phase::Revoked, true)] {
                 ar.status.as_mut().unwrap().phase = phase;
                 check(&ar, |g| {
                     assert_eq!(allowed_under(ALICE, &[], &ar, g, p).acknowledge, want, "{phase:?}")

@@ -13,7 +13,7 @@
 //!   [`super::lifecycle::ending`] first and evaluates only requests it leaves open.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use chrono::{DateTime, Datelike as _, NaiveTime, Timelike as _, Utc, Weekday};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -53,8 +53,11 @@ pub struct RequestFacts<'a> {
     pub reason: &'a str,
     /// Requested namespaces with their metadata, in request order.
     pub namespaces: &'a [NamespaceInfo],
-    /// When the request was created: auto-approval windows are judged at this instant.
+    /// When the request was created.
     pub created: DateTime<Utc>,
+    /// When access is to start (`spec.startAt`), if set: auto-approval windows are judged at the start
+    /// of access ([`RequestFacts::access_starts`]).
+    pub start_at: Option<DateTime<Utc>>,
     /// Whether the requester asked for break-glass activation.
     pub break_glass: bool,
 }
@@ -172,8 +175,16 @@ impl<'a> RequestFacts<'a> {
             reason: &spec.reason,
             namespaces,
             created,
+            start_at: super::ttl::starts_at(spec),
             break_glass: spec.break_glass.is_some(),
         }
+    }
+
+    /// The instant access starts: `startAt` when set, else creation. A `startAt` already past at
+    /// creation (written straight into the CRD; the web refuses it) starts access at creation, so it
+    /// cannot date access into a window either.
+    pub fn access_starts(&self) -> DateTime<Utc> {
+        self.start_at.map_or(self.created, |s| s.max(self.created))
     }
 }
 
@@ -210,13 +221,34 @@ pub fn compile_glob(pattern: &str, case_insensitive: bool) -> Result<GlobMatcher
         .map_err(|e| format!("{pattern:?} is not a valid glob: {}", e.kind()))
 }
 
+/// A compiled policy glob from a process-wide cache (`None`: it does not compile). Globs come only from
+/// the configuration, so the cache holds a fixed, small set; evaluation runs on every reconcile and, in
+/// the web, for every live event and subscriber, and compiling a glob builds a regex each time.
+fn cached_glob(pattern: &str, case_insensitive: bool) -> Option<Arc<GlobMatcher>> {
+    type Cache = RwLock<HashMap<(String, bool), Option<Arc<GlobMatcher>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (pattern.to_owned(), case_insensitive);
+    // A panic elsewhere while holding the lock leaves the map intact (inserts are single calls).
+    if let Some(hit) = cache.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        return hit.clone();
+    }
+    let compiled = compile_glob(pattern, case_insensitive).ok().map(Arc::new);
+    cache
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key)
+        .or_insert(compiled)
+        .clone()
+}
+
 /// Whether any of `patterns` matches `value`. A pattern that does not compile (only possible when the
 /// configuration was not validated) matches only itself, literally.
 fn any_glob(patterns: &[String], value: &str, case_insensitive: bool) -> bool {
-    patterns.iter().any(|p| match compile_glob(p, case_insensitive) {
-        Ok(m) => m.is_match(value),
-        Err(_) if case_insensitive => p.eq_ignore_ascii_case(value),
-        Err(_) => p == value,
+    patterns.iter().any(|p| match cached_glob(p, case_insensitive) {
+        Some(m) => m.is_match(value),
+        None if case_insensitive => same_email(p, value),
+        None => p == value,
     })
 }
 
@@ -265,7 +297,7 @@ pub fn parse_owners(namespace: &str, value: &str) -> NamespaceOwners {
                 owners.groups.push(group.to_owned());
             }
         } else if entry.contains('@') && !entry.contains(char::is_whitespace) {
-            let email = entry.to_lowercase();
+            let email = normalize_email(entry);
             if !owners.emails.contains(&email) {
                 owners.emails.push(email);
             }
@@ -274,7 +306,8 @@ pub fn parse_owners(namespace: &str, value: &str) -> NamespaceOwners {
     owners
 }
 
-/// Parses a window's `HH:MM` (`24:00` is accepted as the end of the day, the same as `00:00`).
+/// Parses an `HH:MM` time of day (`24:00` gives `00:00`; windows read it as the end of the day, see
+/// [`window_minutes`]).
 pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
     let (h, m) = s.split_once(':')?;
     if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
@@ -287,9 +320,33 @@ pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_opt(h, m, 0)
 }
 
-/// Parses a window's day name (`Mon` … `Sun`, or the full English name, any case).
+/// A window's `HH:MM` as minutes since midnight, `00:00` to `24:00` (1440, the end of the day).
+fn minute_of_day(s: &str) -> Option<u32> {
+    if s == "24:00" {
+        return Some(24 * 60);
+    }
+    parse_hhmm(s).map(|t| t.hour() * 60 + t.minute())
+}
+
+/// A window's start and end in minutes since midnight (the end `24:00` is 1440, the end of the day);
+/// `None` when either is not `HH:MM`. A start after the end runs past midnight; equal ones make no
+/// window (refused at start-up).
+pub fn window_minutes(window: &TimeWindow) -> Option<(u32, u32)> {
+    Some((minute_of_day(&window.start)?, minute_of_day(&window.end)?))
+}
+
+/// Parses a window's day name: exactly `Mon` … `Sun`, as the chart's values.schema.json allows.
 pub fn parse_day(s: &str) -> Option<Weekday> {
-    s.trim().parse().ok()
+    Some(match s {
+        "Mon" => Weekday::Mon,
+        "Tue" => Weekday::Tue,
+        "Wed" => Weekday::Wed,
+        "Thu" => Weekday::Thu,
+        "Fri" => Weekday::Fri,
+        "Sat" => Weekday::Sat,
+        "Sun" => Weekday::Sun,
+        _ => return None,
+    })
 }
 
 /// Whether `at` falls in the weekly `window` of time zone `tz`.
@@ -300,24 +357,38 @@ pub fn parse_day(s: &str) -> Option<Weekday> {
 /// its last Sunday of March) opens the window at the first wall time that exists after it (`03:00`).
 /// A window whose end is not after its start runs past midnight and belongs to the day it opens on.
 pub fn window_contains(window: &TimeWindow, tz: chrono_tz::Tz, at: DateTime<Utc>) -> bool {
-    let (Some(start), Some(end)) = (parse_hhmm(&window.start), parse_hhmm(&window.end)) else {
+    let Some((start, end)) = window_minutes(window) else {
         return false;
     };
+    let (start, end) = (start * 60, end * 60);
     let local = at.with_timezone(&tz);
-    let time = local.time();
-    let time = NaiveTime::from_hms_opt(time.hour(), time.minute(), time.second()).unwrap_or(time);
+    // Whole seconds since local midnight (a leap second counts as the second it extends).
+    let time = local.time().num_seconds_from_midnight();
     let day = local.weekday();
     let opens_on = |d: Weekday| window.days.is_empty() || window.days.iter().any(|n| parse_day(n) == Some(d));
-    if start < end {
-        opens_on(day) && start <= time && time < end
-    } else {
-        (opens_on(day) && time >= start) || (opens_on(day.pred()) && time < end)
+    match start.cmp(&end) {
+        std::cmp::Ordering::Less => opens_on(day) && start <= time && time < end,
+        std::cmp::Ordering::Greater => (opens_on(day) && time >= start) || (opens_on(day.pred()) && time < end),
+        std::cmp::Ordering::Equal => false,
     }
+}
+
+/// The one form in which emails are compared everywhere (policies, owners annotations, approvals, the
+/// requester): without surrounding whitespace, lower-cased by Unicode rules. One normalisation on both
+/// sides, so `Åsa@x` and `åsa@x` are the same person for every check, not only for some.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Whether two emails name the same person ([`normalize_email`]).
+pub fn same_email(a: &str, b: &str) -> bool {
+    normalize_email(a) == normalize_email(b)
 }
 
 /// Whether `email` (any case) is listed in `emails`.
 fn has_email(emails: &[String], email: &str) -> bool {
-    emails.iter().any(|e| e.trim().eq_ignore_ascii_case(email))
+    let email = normalize_email(email);
+    emails.iter().any(|e| normalize_email(e) == email)
 }
 
 /// Whether any of `groups` is listed in `wanted`.
@@ -329,7 +400,7 @@ fn has_group(wanted: &[String], groups: &[String]) -> bool {
 fn policy_matches(policy: &PolicyConfig, facts: &RequestFacts<'_>, ns: Option<&NamespaceInfo>) -> bool {
     let m = &policy.matches;
     let request_level = (m.clusters.is_empty() || any_glob(&m.clusters, facts.cluster, false))
-        && (m.requester_emails.is_empty() || any_glob(&m.requester_emails, facts.requester.trim(), true))
+        && (m.requester_emails.is_empty() || any_glob(&m.requester_emails, &normalize_email(facts.requester), true))
         && (m.requester_groups.is_empty() || has_group(&m.requester_groups, facts.requester_groups))
         && (m.roles.is_empty() || m.roles.iter().any(|r| r == facts.role));
     if !request_level {
@@ -365,7 +436,7 @@ pub fn govern<'a>(config: &'a Config, facts: &RequestFacts<'_>) -> Result<Govern
         }
         per_ns[0].1
     };
-    let lower = |v: &[String]| v.iter().map(|e| e.trim().to_lowercase()).collect::<Vec<_>>();
+    let lower = |v: &[String]| v.iter().map(|e| normalize_email(e)).collect::<Vec<_>>();
     Ok(match chosen {
         None => Governing {
             name: DEFAULT_POLICY.to_owned(),
@@ -427,8 +498,7 @@ impl Governing<'_> {
     /// Whether a person with `email` and `groups` may approve a request by `requester` under this policy.
     /// (Whether they already approved is the caller's to judge: see [`Governing::tally`].)
     pub fn eligibility(&self, requester: &str, email: &str, groups: &[String]) -> Result<(), Ineligible> {
-        let email = email.trim();
-        if email.eq_ignore_ascii_case(requester.trim()) && !self.self_approval {
+        if same_email(email, requester) && !self.self_approval {
             return Err(Ineligible::Requester);
         }
         let named = has_email(&self.approver_emails, email)
@@ -485,7 +555,7 @@ impl Governing<'_> {
         };
         let mut owners_met = vec![false; self.owners.len()];
         for (by, groups) in legacy.chain(entries) {
-            let email = by.trim().to_lowercase();
+            let email = normalize_email(by);
             let verdict = self.eligibility(&spec.requester, &email, groups);
             match verdict {
                 Ok(()) => {
@@ -518,9 +588,10 @@ impl Governing<'_> {
     }
 
     /// The request's own rules: reason pattern, TTL within the policy's bounds, break-glass allowed when
-    /// asked for. `Err` is the message shown to the requester and written to the status.
+    /// asked for, and a quorum that someone can reach ([`Governing::quorum_reachable`]) unless
+    /// break-glass or auto-approval starts it without approvals. `Err` is the message shown to the
+    /// requester and written to the status.
     pub fn check_request(&self, facts: &RequestFacts<'_>, config: &Config) -> Result<(), String> {
-        let _ = config;
         if let Some(rule) = self.reason {
             let re = reason_regex(&rule.pattern).map_err(|e| format!("policy {}: {e}", self.name))?;
             if !re.is_match(facts.reason) {
@@ -540,21 +611,90 @@ impl Governing<'_> {
         }
         if facts.break_glass {
             self.break_glass(facts)?;
+        } else if self.auto_approval(facts, config).is_err() {
+            self.quorum_reachable(facts)?;
         }
         Ok(())
     }
 
-    /// Whether the policy's `autoApprove` conditions hold for the request (window judged at creation in
-    /// `displayTimezone`). `Err` says which condition failed.
+    /// Whether the quorum can be reached at all for this request. Groups can always gain members, so
+    /// only what is provably impossible is refused, with a message starting `nobody can approve this
+    /// request:`
+    /// - the approvers are named by email only (the policy's and the namespaces' owners annotations) and
+    ///   fewer of them than `approvalsRequired` are not the requester;
+    /// - a namespace's owners annotation names only the requester (its owners' approval, required for
+    ///   that namespace, can never come);
+    /// - the policy's only approvers are namespace owners and a requested namespace names none.
+    ///
+    /// Refusing at creation (the web answers 422, the controller denies) is better than a request that
+    /// stays pending until it expires.
+    pub fn quorum_reachable(&self, facts: &RequestFacts<'_>) -> Result<(), String> {
+        let nobody = |why: String| Err(format!("nobody can approve this request: {why}"));
+        let owners_only = self.policy.is_some_and(|p| p.approvers.namespace_owners)
+            && self.approver_emails.is_empty()
+            && self.approver_groups.is_empty();
+        if owners_only
+            && let Some(ns) = facts
+                .namespaces
+                .iter()
+                .find(|ns| !self.owners.iter().any(|o| o.namespace == ns.name))
+        {
+            return nobody(format!(
+                "namespace {} names no approvers ({APPROVERS_ANNOTATION})",
+                ns.name
+            ));
+        }
+        let other = |e: &&String| self.self_approval || !same_email(e, facts.requester);
+        if let Some(o) = self
+            .owners
+            .iter()
+            .find(|o| o.groups.is_empty() && !o.emails.iter().any(|e| other(&e)))
+        {
+            return nobody(format!(
+                "the owners of namespace {} ({APPROVERS_ANNOTATION}) are only the requester",
+                o.namespace
+            ));
+        }
+        let groups = !self.approver_groups.is_empty() || self.owners.iter().any(|o| !o.groups.is_empty());
+        if !groups {
+            let mut emails: Vec<&String> = self
+                .approver_emails
+                .iter()
+                .chain(self.owners.iter().flat_map(|o| &o.emails))
+                .filter(other)
+                .collect();
+            emails.sort();
+            emails.dedup();
+            if emails.len() < self.approvals_required as usize {
+                return nobody(format!(
+                    "policy {} needs {} distinct approvers and names only {} besides the requester{}",
+                    self.name,
+                    self.approvals_required,
+                    emails.len(),
+                    if emails.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({})",
+                            emails.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the policy's `autoApprove` conditions hold for the request. A window must contain the
+    /// start of access ([`RequestFacts::access_starts`]: `startAt` when set, else creation), on the wall
+    /// clock of `displayTimezone`: judged at creation alone, a request made inside the window could
+    /// schedule its access for any time outside it. `Err` says which condition failed.
     pub fn auto_approval(&self, facts: &RequestFacts<'_>, config: &Config) -> Result<(), String> {
         let Some(rule) = self.policy.and_then(|p| p.auto_approve.as_ref()) else {
             return Err(format!("policy {} has no auto-approval", self.name));
         };
         let restricted = !rule.groups.is_empty() || !rule.emails.is_empty();
-        if restricted
-            && !has_group(&rule.groups, facts.requester_groups)
-            && !has_email(&rule.emails, facts.requester.trim())
-        {
+        if restricted && !has_group(&rule.groups, facts.requester_groups) && !has_email(&rule.emails, facts.requester) {
             return Err(format!(
                 "policy {} auto-approves only requests by {}",
                 self.name,
@@ -574,9 +714,13 @@ impl Governing<'_> {
                 .display_timezone
                 .parse()
                 .map_err(|_| format!("displayTimezone {:?} is not a known time zone", config.display_timezone))?;
-            if !rule.windows.iter().any(|w| window_contains(w, tz, facts.created)) {
+            if !rule
+                .windows
+                .iter()
+                .any(|w| window_contains(w, tz, facts.access_starts()))
+            {
                 return Err(format!(
-                    "policy {} auto-approves only requests made within its time windows ({})",
+                    "policy {} auto-approves only access starting within its time windows ({})",
                     self.name,
                     rule.windows
                         .iter()
@@ -601,7 +745,7 @@ impl Governing<'_> {
         let Some(rule) = self.policy.and_then(|p| p.break_glass.as_ref()) else {
             return Err(format!("policy {} does not allow break-glass access", self.name));
         };
-        if !has_group(&rule.groups, facts.requester_groups) && !has_email(&rule.emails, facts.requester.trim()) {
+        if !has_group(&rule.groups, facts.requester_groups) && !has_email(&rule.emails, facts.requester) {
             return Err(format!(
                 "under policy {} only {} may break glass",
                 self.name,
@@ -728,6 +872,15 @@ policies:
 - name: owned
   match: {namespaces: ["team-*"]}
   approvers: {emails: [lead@example.com], namespaceOwners: true}
+- name: pair
+  match: {namespaces: ["pair-*"]}
+  approvers: {emails: [Ann@example.com, ben@example.com]}
+  approvalsRequired: 2
+- name: owners-only
+  match: {namespaces: ["own-*"]}
+  approvers: {namespaceOwners: true}
+  autoApprove: {groups: [bots], maxTtlSeconds: 600}
+  breakGlass: {groups: [oncall], maxTtlSeconds: 1800}
 "#;
 
     fn config() -> Config {
@@ -779,6 +932,7 @@ policies:
         ttl: i64,
         reason: &'static str,
         created: &'static str,
+        start_at: Option<&'static str>,
         break_glass: bool,
         legacy: Option<(&'static str, Option<i64>)>,
         approvals: Vec<ApprovalEntry>,
@@ -806,6 +960,7 @@ policies:
             reason: "debugging OPS-1",
             // A Monday, 11:00 in Berlin.
             created: "2026-03-02T10:00:00Z",
+            start_at: None,
             break_glass: false,
             legacy: None,
             approvals: vec![],
@@ -828,6 +983,7 @@ policies:
             ttl_seconds: ttl,
         });
         spec.approvals = c.approvals.clone();
+        spec.start_at = c.start_at.map(str::to_owned);
         spec.break_glass = c.break_glass.then(|| BreakGlass { at: c.created.into() });
         let facts = RequestFacts::of(&spec, &c.namespaces, t(c.created));
         let verdict = evaluate(config, &spec, &facts);
@@ -974,12 +1130,98 @@ policies:
             Case {
                 what: "owners: the requester cannot satisfy their own namespace",
                 requester: "ann@example.com",
-                namespaces: vec![owned("team-a", "ann@example.com")],
+                namespaces: vec![owned("team-a", "ann@example.com, zoe@example.com")],
                 approvals: vec![
                     entry("ann@example.com", &[], None),
                     entry("lead@example.com", &[], None),
                 ],
                 expect: Expect::Pending("owned", &["lead@example.com"], &["team-a"]),
+                ..base()
+            },
+            // A quorum nobody can reach is refused at once, not left pending until it expires.
+            Case {
+                what: "unreachable: the owners annotation names only the requester",
+                requester: "Ann@Example.com",
+                namespaces: vec![owned("team-a", "ann@example.com")],
+                expect: Expect::Invalid(
+                    "nobody can approve this request: the owners of namespace team-a \
+                     (k8s-janus.opsmode.io/approvers) are only the requester",
+                ),
+                ..base()
+            },
+            Case {
+                what: "reachable: the requester's namespace also names a group of owners",
+                requester: "ann@example.com",
+                namespaces: vec![owned("team-a", "ann@example.com, group:team-a-leads")],
+                expect: Expect::Pending("owned", &[], &["team-a"]),
+                ..base()
+            },
+            Case {
+                what: "unreachable: 2 of 2 named emails, one of them the requester",
+                requester: " ANN@example.com",
+                namespaces: vec![ns("pair-a")],
+                expect: Expect::Invalid(
+                    "nobody can approve this request: policy pair needs 2 distinct approvers and names only 1 \
+                     besides the requester (ben@example.com)",
+                ),
+                ..base()
+            },
+            Case {
+                what: "reachable: 2 of 2 named emails, neither the requester",
+                namespaces: vec![ns("pair-a")],
+                approvals: vec![entry("ben@example.com", &[], None)],
+                expect: Expect::Pending("pair", &["ben@example.com"], &[]),
+                ..base()
+            },
+            Case {
+                what: "unreachable: only namespace owners approve, and the namespace names none",
+                namespaces: vec![owned("own-a", "carl@example.com"), ns("own-b")],
+                expect: Expect::Invalid(
+                    "nobody can approve this request: namespace own-b names no approvers \
+                     (k8s-janus.opsmode.io/approvers)",
+                ),
+                ..base()
+            },
+            Case {
+                what: "unreachable: only namespace owners approve, and the annotation names nobody",
+                namespaces: vec![owned("own-a", "nonsense, group:")],
+                expect: Expect::Invalid("namespace own-a names no approvers"),
+                ..base()
+            },
+            Case {
+                what: "reachable: every namespace names its owners",
+                namespaces: vec![owned("own-a", "carl@example.com"), owned("own-b", "group:b-leads")],
+                approvals: vec![entry("carl@example.com", &[], None)],
+                expect: Expect::Pending("owners-only", &["carl@example.com"], &["own-b"]),
+                ..base()
+            },
+            Case {
+                what: "an unreachable quorum does not stop auto-approval",
+                groups: &["bots"],
+                ttl: 600,
+                namespaces: vec![ns("own-b")],
+                expect: Expect::Approved("owners-only", ApprovedVia::Auto, &[]),
+                ..base()
+            },
+            Case {
+                what: "an unreachable quorum does not stop break-glass",
+                groups: &["oncall"],
+                ttl: 1800,
+                break_glass: true,
+                namespaces: vec![ns("own-b")],
+                expect: Expect::Approved("owners-only", ApprovedVia::BreakGlass, &[]),
+                ..base()
+            },
+            // One email normalisation: a non-ASCII case difference is still the requester.
+            Case {
+                what: "the requester never counts, whatever the case of a non-ASCII letter",
+                cluster: "prod-eu",
+                requester: "Åsa@example.com",
+                approvals: vec![
+                    entry("åsa@example.com", &["sre"], None),
+                    entry("alice@example.com", &[], None),
+                ],
+                expect: Expect::Pending("prod", &["alice@example.com"], &[]),
                 ..base()
             },
             Case {
@@ -1039,9 +1281,19 @@ policies:
                 cluster: "prod-eu",
                 approvals: vec![
                     entry("alice@example.com", &[], Some(9000)),
+                    entry("bob@example.com", &[], Some(8000)),
+                ],
+                expect: Expect::Invalid("approved duration of 8000s"),
+                ..base()
+            },
+            Case {
+                what: "an approval without a TTL stands for the requested one: within the maximum",
+                cluster: "prod-eu",
+                approvals: vec![
+                    entry("alice@example.com", &[], Some(9000)),
                     entry("bob@example.com", &[], None),
                 ],
-                expect: Expect::Invalid("approved duration of 9000s"),
+                expect: Expect::Approved("prod", ApprovedVia::Quorum, &["alice@example.com", "bob@example.com"]),
                 ..base()
             },
             // Break-glass.
@@ -1102,6 +1354,33 @@ policies:
                 created: "2026-03-02T17:00:00Z",
                 approvals: vec![entry("alice@example.com", &[], None)],
                 expect: Expect::Approved("oncall-readonly", ApprovedVia::Quorum, &["alice@example.com"]),
+                ..base()
+            },
+            // The window must contain the start of access: startAt when set.
+            Case {
+                what: "auto-approval: made in its window, but access starts outside it (Mon 18:00)",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                start_at: Some("2026-03-02T17:00:00Z"),
+                expect: Expect::Pending("oncall-readonly", &[], &[]),
+                ..base()
+            },
+            Case {
+                what: "auto-approval: made outside its window (Sun 23:00), access starts in it (Mon 10:00)",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                created: "2026-03-01T22:00:00Z",
+                start_at: Some("2026-03-02T10:00:00+01:00"),
+                expect: Expect::Approved("oncall-readonly", ApprovedVia::Auto, &[]),
+                ..base()
+            },
+            Case {
+                what: "auto-approval: a startAt already past at creation starts access at creation",
+                groups: &["oncall"],
+                namespaces: vec![ns("monitoring")],
+                created: "2026-03-02T17:00:00Z",
+                start_at: Some("2026-03-02T09:00:00Z"),
+                expect: Expect::Pending("oncall-readonly", &[], &[]),
                 ..base()
             },
             Case {
@@ -1327,9 +1606,57 @@ policies:
         for bad in ["9:00", "09:0", "24:01", "25:00", "09:60", "0900", "+9:00", "", "ab:cd"] {
             assert_eq!(parse_hhmm(bad), None, "{bad}");
         }
-        assert_eq!(parse_day("mon"), Some(Weekday::Mon));
-        assert_eq!(parse_day("Sunday"), Some(Weekday::Sun));
-        assert_eq!(parse_day("Mo"), None);
+        assert_eq!(parse_day("Mon"), Some(Weekday::Mon));
+        assert_eq!(parse_day("Sun"), Some(Weekday::Sun));
+        // Exactly as the chart's schema allows (enum Mon … Sun).
+        for bad in ["mon", "MON", "Sunday", "Mo", " Mon", ""] {
+            assert_eq!(parse_day(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_to_24_00_runs_to_the_end_of_the_day() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let day = TimeWindow {
+            days: vec!["Sun".into()],
+            start: "00:00".into(),
+            end: "24:00".into(),
+        };
+        assert_eq!(window_minutes(&day), Some((0, 1440)));
+        for (at, want, why) in [
+            ("2026-03-07T22:59:59Z", false, "Sat 23:59:59 CET"),
+            ("2026-03-07T23:00:00Z", true, "Sun 00:00 CET"),
+            ("2026-03-08T22:59:59Z", true, "Sun 23:59:59 CET"),
+            ("2026-03-08T23:00:00Z", false, "Mon 00:00 CET"),
+        ] {
+            assert_eq!(window_contains(&day, tz, t(at)), want, "{why}");
+        }
+        let evening = TimeWindow {
+            start: "22:00".into(),
+            ..day.clone()
+        };
+        assert!(window_contains(&evening, tz, t("2026-03-08T22:59:59Z")), "Sun 23:59:59");
+        assert!(!window_contains(&evening, tz, t("2026-03-08T23:00:00Z")), "Mon 00:00");
+        // No length: never (refused at start-up).
+        let empty = TimeWindow {
+            start: "24:00".into(),
+            ..day
+        };
+        assert!(!window_contains(&empty, tz, t("2026-03-08T12:00:00Z")));
+    }
+
+    #[test]
+    fn globs_are_compiled_once() {
+        let a = cached_glob("prod-{eu,us}-*", false).unwrap();
+        let b = cached_glob("prod-{eu,us}-*", false).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second lookup compiled the glob again");
+        assert!(a.is_match("prod-eu-1") && !a.is_match("prod-ap-1"));
+        assert!(!Arc::ptr_eq(&a, &cached_glob("prod-{eu,us}-*", true).unwrap()));
+        assert!(cached_glob("prod-[", false).is_none());
+        assert!(
+            any_glob(&["prod-[".into()], "prod-[", false),
+            "an invalid glob matches itself"
+        );
     }
 
     #[test]

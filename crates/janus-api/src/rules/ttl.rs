@@ -6,20 +6,35 @@ use chrono::{DateTime, Duration, Utc};
 use crate::config::Config;
 use crate::{AccessRequestSpec, AccessRequestStatus};
 
-/// The TTL in effect: the shortest `ttlSeconds` among the approvals that set one (`spec.approval` and
-/// every `spec.approvals` entry), else the requested one. With a quorum every approver agreed to at most
-/// their own choice, so the shortest holds.
+/// The TTL in effect: the minimum over ALL approvals (`spec.approval` and every `spec.approvals`
+/// entry, counted or not) of the TTL each chose, where an approval without `ttlSeconds` stands for the
+/// requested `spec.ttlSeconds`; without approvals, the requested one.
+///
+/// So an approval can only shorten access relative to what the others chose, never lengthen it: every
+/// approver agreed to at most their own choice, and an entry that does not count (written by someone
+/// the policy does not name) cannot stretch the access the counted ones approved. A single approver may
+/// still choose a TTL longer than the one requested.
 pub fn effective_ttl(spec: &AccessRequestSpec) -> i64 {
     approval_ttl(spec).unwrap_or(spec.ttl_seconds)
 }
 
-/// The shortest `ttlSeconds` an approval set, if any did (see [`effective_ttl`]).
+/// The TTL the approvals chose ([`effective_ttl`]), when at least one approval sets `ttlSeconds`;
+/// `None` when none does (the requested TTL applies). A request approved as before approval policies
+/// (one `spec.approval`) gets exactly that approval's `ttlSeconds`.
 pub fn approval_ttl(spec: &AccessRequestSpec) -> Option<i64> {
-    spec.approval
+    let chosen: Vec<Option<i64>> = spec
+        .approval
         .iter()
-        .filter_map(|a| a.ttl_seconds)
-        .chain(spec.approvals.iter().filter_map(|a| a.ttl_seconds))
-        .min()
+        .map(|a| a.ttl_seconds)
+        .chain(spec.approvals.iter().map(|a| a.ttl_seconds))
+        .collect();
+    chosen.iter().any(Option::is_some).then(|| {
+        chosen
+            .iter()
+            .map(|t| t.unwrap_or(spec.ttl_seconds))
+            .min()
+            .unwrap_or(spec.ttl_seconds)
+    })
 }
 
 /// When access is scheduled to begin (`spec.startAt`), if it is set and a valid RFC 3339 time.
@@ -416,14 +431,45 @@ mod tests {
         let mut s = spec(3600);
         s.approvals = vec![entry(None), entry(None)];
         assert_eq!((effective_ttl(&s), approval_ttl(&s)), (3600, None));
-        s.approvals = vec![entry(Some(7200)), entry(None)];
-        assert_eq!(effective_ttl(&s), 7200, "one approver's choice overrides the request");
+        s.approvals = vec![entry(Some(7200))];
+        assert_eq!(
+            effective_ttl(&s),
+            7200,
+            "a single approver may choose longer than asked"
+        );
+        s.approvals.push(entry(None));
+        assert_eq!(
+            (effective_ttl(&s), approval_ttl(&s)),
+            (3600, Some(3600)),
+            "an approval without a TTL stands for the requested one"
+        );
         s.approvals.push(entry(Some(1800)));
         assert_eq!(effective_ttl(&s), 1800);
         s.approval = Some(approval(Some(900)));
         assert_eq!((effective_ttl(&s), approval_ttl(&s)), (900, Some(900)));
         s.approval = Some(approval(Some(5000)));
         assert_eq!(effective_ttl(&s), 1800, "spec.approval is one of them");
+        // As before policies: one spec.approval gives exactly its TTL (v1 baselines rely on it).
+        let mut legacy = spec(3600);
+        legacy.approval = Some(approval(Some(7200)));
+        assert_eq!(approval_ttl(&legacy), Some(7200));
+        legacy.approval = Some(approval(None));
+        assert_eq!(approval_ttl(&legacy), None);
+    }
+
+    #[test]
+    fn an_approval_that_does_not_count_cannot_lengthen_access() {
+        // The reviewer's case: 1800 s requested, the counted approval sets no TTL, an entry by someone
+        // the policy does not name sets 3600 s. The access lasts what was requested and approved.
+        let mut s = spec(1800);
+        s.approvals = vec![entry(None), entry(Some(3600))];
+        assert_eq!(effective_ttl(&s), 1800);
+        // Nor when the counted approval chose longer than asked: a later, longer entry never lengthens.
+        s.approvals = vec![entry(Some(3600)), entry(Some(28_800))];
+        assert_eq!(effective_ttl(&s), 3600);
+        let t0 = parse_time("2026-01-01T00:00:00Z").unwrap();
+        s.approvals = vec![entry(None), entry(Some(3600))];
+        assert_eq!(expires_at(&s, t0, &config()), t0 + Duration::seconds(1800));
     }
 
     #[test]
