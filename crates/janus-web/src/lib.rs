@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod live;
+pub mod live_refresh;
 pub mod metrics;
 pub mod pages;
 pub mod requests;

@@ -427,6 +427,9 @@ pub async fn build_state(
 /// Keeps the request cache current, publishes live updates and ends terminals of ended requests.
 async fn watch_requests(state: AppState, client: kube::Client, writer: reflector::store::Writer<AccessRequest>) {
     {
+        // Live updates are judged on namespace metadata listed in the background (stops with the watch).
+        let (refresher, _stop_refresh) = crate::live_refresh::start(state.clone());
+        let clusters = <crate::service::ClusterService as axum::extract::FromRef<AppState>>::from_ref(&state);
         let api: Api<AccessRequest> = Api::all(client);
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -444,11 +447,13 @@ async fn watch_requests(state: AppState, client: kube::Client, writer: reflector
                     if let Some(reason) = terminal::end_reason(&ar) {
                         state.terminals.close_request(&name, reason);
                     }
+                    let ar = Arc::new(ar);
                     state.live.publish(Change {
                         name,
-                        request: Arc::new(ar),
+                        request: ar.clone(),
                         phase: format!("{phase:?}"),
                     });
+                    refresher.after_change(&clusters, &ar);
                 }
                 Ok(watcher::Event::Delete(ar)) => {
                     let name = ar.metadata.name.clone().unwrap_or_default();

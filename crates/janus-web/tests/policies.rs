@@ -451,14 +451,36 @@ async fn the_policy_preview_explains_what_a_request_would_meet() {
         (Some("default"), Some(true))
     );
 
+    // Someone who is neither named by the rules nor an approver of the policy learns only that they are
+    // not allowed, not who is (the approvers are shown: people need to know whom to ask).
     let c = alice.json(&path("team-c")).await;
     assert_eq!(c["breakGlassAllowed"], false);
+    assert_eq!(
+        c["breakGlassWhyNot"], "your account is not allowed to break glass under policy oncall",
+        "{c}"
+    );
+    assert_eq!(
+        c["autoApproval"]["whyNot"], "policy oncall does not auto-approve requests by your account",
+        "{c}"
+    );
+    assert!(!c.to_string().contains("oncall@example.com"), "{c}");
+    assert_eq!(c["approvers"]["emails"], json!(["lead@example.com"]));
+    // The policy's approver is told who may (they review break-glass activations).
+    let lead = stack.user(&admin, "lead", "lead@example.com", false).await;
+    let l = lead.json(&path("team-c")).await;
     assert!(
-        c["breakGlassWhyNot"]
+        l["breakGlassWhyNot"]
             .as_str()
             .unwrap()
             .contains("only oncall@example.com"),
-        "{c}"
+        "{l}"
+    );
+    assert!(
+        l["autoApproval"]["whyNot"]
+            .as_str()
+            .unwrap()
+            .contains("oncall@example.com"),
+        "{l}"
     );
     let o = oncall.json(&path("team-c")).await;
     assert_eq!(
@@ -511,7 +533,7 @@ async fn identity_provider_groups_decide_but_cannot_claim_the_web_s_own() {
 web: {authMode: proxy, trustedProxies: [127.0.0.1/32]}
 policies:
 - name: sre
-  match: {namespaces: [team-c]}
+  match: {namespaces: [team-c], requesterGroups: [dev]}
   approvers: {groups: [sre-leads, "k8s-janus:admins"]}
 "#;
     const USERS: &[(&str, User)] = &[
@@ -610,6 +632,7 @@ policies:
     assert_eq!(s, 201, "{plain}");
     let plain = plain["name"].as_str().unwrap().to_string();
     let ars: Api<janus_api::AccessRequest> = Api::all(stack.admin_client().await);
+    // The groups a policy names (match.requesterGroups), never the web's own.
     assert_eq!(ars.get(&sre).await.unwrap().spec.requester_groups, ["dev"]);
 
     // Claiming k8s-janus:admins through the identity provider makes nobody an approver.
@@ -782,5 +805,298 @@ async fn live_updates_reach_the_approvers_of_the_policy() {
         !before.contains(&in_a),
         "team-d's owner was sent updates of team-a's request: {before:?}"
     );
+    stack.stop().await;
+}
+
+/// A proxy-mode identity with `n` groups: `named` plus filler, an empty name and a 300-character one.
+fn many_groups(named: &[&'static str], n: usize) -> &'static [&'static str] {
+    let mut groups: Vec<&'static str> = vec!["", Box::leak("x".repeat(300).into_boxed_str())];
+    groups.extend_from_slice(named);
+    let mut i = 0;
+    while groups.len() < n {
+        groups.push(Box::leak(format!("idp-group-{i:03}").into_boxed_str()));
+        i += 1;
+    }
+    Box::leak(groups.into_boxed_slice())
+}
+
+/// People in more groups than the CRD keeps (100 names of 1–256 characters, as AD and Entra users often
+/// are) create and approve: only the groups some rule names are recorded — for the requester those of
+/// match.requesterGroups / autoApprove / breakGlass, for an approver adminGroups, approvers.groups and
+/// the owners annotations, plus `k8s-janus:admins` for admins — and the controller activates on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn people_in_hundreds_of_groups_create_and_approve() {
+    use oauth2_proxy::{LOGIN, User};
+    const CONFIG: &str = r#"
+web: {authMode: proxy, trustedProxies: [127.0.0.1/32]}
+adminGroups: [ops-admins]
+policies:
+- name: big
+  match: {namespaces: [team-c], requesterGroups: [dev-team]}
+  approvers: {groups: [sre-leads]}
+  breakGlass: {groups: [firefighters], maxTtlSeconds: 600}
+"#;
+    let users: Vec<(&'static str, User)> = vec![
+        (
+            "dev",
+            User {
+                email: "dev@example.com",
+                user: "dev",
+                groups: many_groups(&["dev-team", "firefighters"], 150),
+                preferred_username: None,
+            },
+        ),
+        (
+            "lead",
+            User {
+                email: "lead@example.com",
+                user: "lead",
+                groups: many_groups(&["sre-leads"], 150),
+                preferred_username: None,
+            },
+        ),
+        (
+            "admin",
+            User {
+                email: "admin@example.com",
+                user: "admin",
+                groups: many_groups(&["ops-admins"], 150),
+                preferred_username: None,
+            },
+        ),
+    ];
+    let stack = Stack::start(CONFIG).await;
+    let proxy = oauth2_proxy::start(&stack.url, &users).await;
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let csrf = |login: &'static str| {
+        let http = http.clone();
+        let base = proxy.url.clone();
+        async move {
+            let me: Value = http
+                .get(format!("{base}/api/v1/session"))
+                .header(LOGIN, login)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(me["identity"]["groups"].as_array().unwrap().len() >= 148, "{me}");
+            me["csrfToken"].as_str().unwrap().to_string()
+        }
+    };
+    let post = |login: &'static str, token: String, path: String, body: Value| {
+        let b = http
+            .post(format!("{}{path}", proxy.url))
+            .header(LOGIN, login)
+            .header("x-csrf-token", token)
+            .json(&body);
+        async move {
+            let r = b.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let dev = csrf("dev").await;
+    let lead = csrf("lead").await;
+    let admin = csrf("admin").await;
+    let ask = |ns: &str| json!({"cluster": "central", "namespaces": [ns], "ttlSeconds": 600, "reason": "debug"});
+    let (s, v) = post("dev", dev.clone(), "/api/v1/requests".into(), ask("team-c")).await;
+    assert_eq!(s, 201, "{v}");
+    let big = v["name"].as_str().unwrap().to_string();
+    let (s, v) = post("dev", dev.clone(), "/api/v1/requests".into(), ask("team-a")).await;
+    assert_eq!(s, 201, "{v}");
+    let plain = v["name"].as_str().unwrap().to_string();
+    let ars: Api<janus_api::AccessRequest> = Api::all(stack.admin_client().await);
+    assert_eq!(
+        ars.get(&big).await.unwrap().spec.requester_groups,
+        ["dev-team", "firefighters"]
+    );
+
+    let (s, v) = post("lead", lead, format!("/api/v1/requests/{big}/approve"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post("admin", admin, format!("/api/v1/requests/{plain}/approve"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ars.get(&big).await.unwrap().spec.approvals[0].groups, ["sre-leads"]);
+    assert_eq!(
+        ars.get(&plain).await.unwrap().spec.approvals[0].groups,
+        [janus_api::policy::JANUS_ADMINS_GROUP, "ops-admins"]
+    );
+    for name in [&big, &plain] {
+        let mut phase = String::new();
+        for _ in 0..300 {
+            let ar = ars.get(name).await.unwrap();
+            phase = ar.status.map(|s| format!("{:?}", s.phase)).unwrap_or_default();
+            if phase == "Active" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(phase, "Active", "{name}");
+    }
+    stack.stop().await;
+}
+
+/// Extensions stay within the lifetime the controller allows: the governing policy's maxTtlSeconds (here
+/// 1800 under oncall, while the global maximum is 3600), and the break-glass rule's for a break-glass
+/// activation. The view says how much room is left, and an extension beyond it is refused with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extensions_stay_within_the_policy_s_maximum() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let lead = stack.user(&admin, "lead", "lead@example.com", false).await;
+    let oncall = stack.user(&admin, "oncall", "oncall@example.com", false).await;
+
+    let name = created(&alice, json!({"namespaces": ["team-c"], "ttlSeconds": 600})).await;
+    assert_eq!(decide(&lead, &name, "approve", json!({})).await.0, 200);
+    alice.wait_phase(&name, "Active").await;
+    let v = admin.json(&format!("/api/v1/requests/{name}")).await;
+    assert_eq!(v["extensionRoomSeconds"], 1200, "{v}");
+    let (s, e) = decide(&admin, &name, "extend", json!({"seconds": 1800})).await;
+    assert_eq!((s, e["field"].as_str()), (422, Some("seconds")), "{e}");
+    let m = e["error"].as_str().unwrap();
+    assert!(
+        m.contains("at most 1800 seconds in total under policy oncall") && m.contains("at most 1200 more"),
+        "{m}"
+    );
+    let (s, e) = decide(&admin, &name, "extend", json!({"seconds": 1200})).await;
+    assert_eq!(s, 200, "{e}");
+    let v = wait_view(&admin, &name, "room used up", |v| v["extensionRoomSeconds"] == 0).await;
+    assert_eq!(v["extensions"][0]["seconds"], 1200);
+
+    // Break-glass: at most the rule's 600 s in all, so a 600 s activation cannot be extended.
+    let glass = created(
+        &oncall,
+        json!({"namespaces": ["team-c"], "breakGlass": true, "ttlSeconds": 600}),
+    )
+    .await;
+    oncall.wait_phase(&glass, "Active").await;
+    let v = wait_view(&admin, &glass, "break-glass room", |v| {
+        !v["extensionRoomSeconds"].is_null()
+    })
+    .await;
+    assert_eq!(v["extensionRoomSeconds"], 0, "{v}");
+    let (s, e) = decide(&admin, &glass, "extend", json!({"seconds": 900})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("at most 600 seconds in total"),
+        "{e}"
+    );
+    stack.stop().await;
+}
+
+/// Who may not: someone who is no approver (and an owner once the annotation names them no more) does
+/// not find a request's timeline, nor deny or revoke it under a configured policy (404, as for reading
+/// it: the request's existence is not disclosed); a break-glass request that was denied cannot be
+/// acknowledged (409). (An approval TTL outside the policy's options is refused with 422 in
+/// `two_of_three_approvers_through_the_web`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn those_who_may_not_see_or_decide_are_refused() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let bob = stack.user(&admin, "bob", "bob@example.com", false).await;
+    let mallory = stack.user(&admin, "mallory", "mallory@example.com", false).await;
+    let owner_a = stack.user(&admin, "owner-a", "owner-a@example.com", false).await;
+    let p1 = stack.user(&admin, "p1", "p1@example.com", false).await;
+    let lead = stack.user(&admin, "lead", "lead@example.com", false).await;
+
+    // A prod request (configured policy): mallory neither reads its timeline nor denies nor revokes it.
+    let prod = created(&bob, json!({"namespaces": ["team-b"], "ttlSeconds": 600})).await;
+    assert_eq!(p1.get(&format!("/api/v1/requests/{prod}/timeline")).await.status(), 200);
+    assert_eq!(
+        mallory.get(&format!("/api/v1/requests/{prod}/timeline")).await.status(),
+        404
+    );
+    assert_eq!(decide(&mallory, &prod, "deny", json!({"reason": "no"})).await.0, 404);
+    assert_eq!(decide(&p1, &prod, "approve", json!({})).await.0, 200);
+    let p2 = stack.user(&admin, "p2", "p2@example.com", false).await;
+    assert_eq!(decide(&p2, &prod, "approve", json!({})).await.0, 200);
+    bob.wait_phase(&prod, "Active").await;
+    assert_eq!(
+        decide(&mallory, &prod, "revoke", json!({"reason": "mine now"})).await.0,
+        404
+    );
+    assert_eq!(
+        Api::<janus_api::AccessRequest>::all(stack.admin_client().await)
+            .get(&prod)
+            .await
+            .unwrap()
+            .spec
+            .revocation,
+        None
+    );
+
+    // An ex-owner: once team-a's annotation no longer names owner-a, the timeline is not found.
+    let in_a = created(&bob, json!({"namespaces": ["team-a"]})).await;
+    assert_eq!(
+        owner_a.get(&format!("/api/v1/requests/{in_a}/timeline")).await.status(),
+        200
+    );
+    let ns: Api<Namespace> = Api::all(stack.admin_client().await);
+    let patch =
+        json!({"metadata": {"annotations": {janus_api::policy::APPROVERS_ANNOTATION: "someone-else@example.com"}}});
+    ns.patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let mut status = 0;
+    // The web reads namespace metadata at most a few seconds old.
+    for _ in 0..200 {
+        status = owner_a
+            .get(&format!("/api/v1/requests/{in_a}/timeline"))
+            .await
+            .status()
+            .as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "the ex-owner still reads the timeline");
+    assert_eq!(decide(&owner_a, &in_a, "deny", json!({"reason": "no"})).await.0, 404);
+
+    // A break-glass request by someone the rule does not allow is denied by the controller (written
+    // straight into the CRD: the web refuses it at creation); there is nothing to acknowledge.
+    let denied: janus_api::AccessRequest = serde_json::from_value(json!({
+        "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "glass-denied"},
+        "spec": {"requester": "bob@example.com", "cluster": "central", "namespaces": ["team-c"],
+                 "reason": "fire", "ttlSeconds": 600, "breakGlass": {"at": chrono::Utc::now().to_rfc3339()}},
+    }))
+    .unwrap();
+    Api::<janus_api::AccessRequest>::all(stack.admin_client().await)
+        .create(&PostParams::default(), &denied)
+        .await
+        .unwrap();
+    bob.wait_phase("glass-denied", "Denied").await;
+    let (s, e) = decide(&lead, "glass-denied", "acknowledge", json!({})).await;
+    assert_eq!(s, 409, "{e}");
+    stack.stop().await;
+}
+
+/// Live updates reach a namespace owner even when the web never listed the cluster's namespaces (a
+/// request written straight into the CRD, or created through another replica): the web lists them in
+/// the background and publishes the change again, judged on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_updates_reach_owners_without_a_listing() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let owner_a = stack.user(&admin, "owner-a", "owner-a@example.com", false).await;
+    let mut events = owner_a.get("/api/v1/events").await.bytes_stream();
+    let ar: janus_api::AccessRequest = serde_json::from_value(json!({
+        "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "from-elsewhere"},
+        "spec": {"requester": "bob@example.com", "cluster": "central", "namespaces": ["team-a"],
+                 "reason": "debug", "ttlSeconds": 600},
+    }))
+    .unwrap();
+    Api::<janus_api::AccessRequest>::all(stack.admin_client().await)
+        .create(&PostParams::default(), &ar)
+        .await
+        .unwrap();
+    live_until(&mut events, "from-elsewhere").await;
     stack.stop().await;
 }

@@ -321,6 +321,20 @@ fn approval_options(config: &Config, r: &RequestView) -> Vec<i64> {
     }
 }
 
+/// The extensions offered: the usual steps that fit in the room the policy leaves (the room itself when
+/// none fits), so an admin is told the bound up front instead of being refused or silently capped.
+fn extension_options(room: Option<i64>) -> Vec<i64> {
+    const STEPS: [i64; 4] = [900, 1800, 3600, 7200];
+    match room {
+        None => STEPS.to_vec(),
+        Some(r) if r <= 0 => Vec::new(),
+        Some(r) => {
+            let fit: Vec<i64> = STEPS.into_iter().filter(|s| *s <= r).collect();
+            if fit.is_empty() { vec![r] } else { fit }
+        }
+    }
+}
+
 /// The action buttons allowed on a request.
 pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str) -> Markup {
     let a = r.actions;
@@ -359,12 +373,17 @@ pub fn action_forms(config: &Config, id: &Identity, r: &RequestView, back: &str)
                 }
             }
             @if a.extend {
-                form.inline method="post" action=(format!("{base}/extend")) {
-                    (csrf_field(id)) input type="hidden" name="back" value=(back);
-                    select name="seconds" aria-label="Extend by" {
-                        @for o in [900i64, 1800, 3600, 7200] { option value=(o) { "+" (timefmt::duration(o)) } }
+                @let options = extension_options(r.extension_room_seconds);
+                @if options.is_empty() {
+                    span.muted.no-extension { "Access cannot be extended: it already lasts as long as its policy allows." }
+                } @else {
+                    form.inline method="post" action=(format!("{base}/extend")) {
+                        (csrf_field(id)) input type="hidden" name="back" value=(back);
+                        select name="seconds" aria-label="Extend by" {
+                            @for o in &options { option value=(o) { "+" (timefmt::duration(*o)) } }
+                        }
+                        button.secondary type="submit" { "Extend" }
                     }
-                    button.secondary type="submit" { "Extend" }
                 }
             }
             @if a.revoke {

@@ -325,3 +325,31 @@ fn form_hint_shows_policy_approvers_reason_and_conflicts() {
         "no hint before namespaces are chosen"
     );
 }
+
+/// The extend form offers only what fits in the policy's maximum lifetime (here 4500 s, an hour
+/// granted), and says so instead of offering anything once nothing fits.
+#[test]
+fn extend_offers_only_what_the_policy_still_allows() {
+    let cfg = config_with(&format!(
+        "maxTtlSeconds: 28800\n{}",
+        POLICY.replace("approvalsRequired: 2", "approvalsRequired: 2\n    maxTtlSeconds: 4500")
+    ));
+    let active = |expires: &str| {
+        view_as(
+            &cfg,
+            "admin@example.com",
+            json!({}),
+            json!({"phase": "Active", "activeAt": "2026-12-06T07:00:00Z", "expiresAt": expires}),
+        )
+    };
+    let r = active("2026-12-06T08:00:00Z");
+    assert_eq!(r.extension_room_seconds, Some(900));
+    let forms = action_forms(&cfg, &identity("admin@example.com"), &r, "/").into_string();
+    assert!(forms.contains(r#"<option value="900">"#), "{forms}");
+    assert!(!forms.contains(r#"<option value="1800">"#), "{forms}");
+    let full = active("2026-12-06T08:15:00Z");
+    assert_eq!(full.extension_room_seconds, Some(0));
+    let forms = action_forms(&cfg, &identity("admin@example.com"), &full, "/").into_string();
+    assert!(!forms.contains("/extend"), "{forms}");
+    assert!(forms.contains("cannot be extended"), "{forms}");
+}

@@ -112,6 +112,12 @@ impl ClusterService {
         }
     }
 
+    /// Whether the namespaces of `cluster` were ever listed (else [`Self::namespace_info_cached`] knows
+    /// their names only).
+    pub fn has_listing(&self, cluster: &str) -> bool {
+        self.cache.namespaces_any(cluster).is_some()
+    }
+
     /// Whether a namespace on any cluster (as last listed) names `email` or one of `groups` in its
     /// approvers annotation ([`janus_api::policy::APPROVERS_ANNOTATION`]).
     pub fn owner_anywhere(&self, email: &str, groups: &[String]) -> bool {

@@ -3,6 +3,8 @@
 //! the explanation shown to a person. The rules themselves are [`janus_api::rules::policy`]; the
 //! controller evaluates the same functions and stays the authority.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use janus_api::AccessRequest;
 use janus_api::config::Config;
@@ -25,10 +27,82 @@ pub fn decision_groups(id: &Identity) -> Vec<String> {
     groups
 }
 
-/// The groups recorded as `spec.requesterGroups` when `id` creates a request: the identity provider's,
-/// without the web's own.
-pub fn requester_groups(id: &Identity) -> Vec<String> {
-    id_groups(id)
+/// Most groups the CRD keeps in one list (`spec.requesterGroups`, `approvals[].groups`,
+/// `breakGlassReview.groups`): a longer list is refused by the API server (422).
+pub const MAX_RECORDED_GROUPS: usize = 100;
+/// Longest group name the CRD keeps, counted here in bytes: never more characters than the API server
+/// counts, however it counts them.
+pub const MAX_GROUP_NAME: usize = 256;
+
+/// The groups recorded as `spec.requesterGroups` when `id` creates a request: those of the identity
+/// provider's groups (never the web's own) that some policy names for requesters — `match.requesterGroups`,
+/// `autoApprove.groups`, `breakGlass.groups` — which are all the controller judges a requester's groups
+/// by. Recording every group would fail for people in hundreds of groups (see [`MAX_RECORDED_GROUPS`]).
+pub fn requester_groups(config: &Config, id: &Identity) -> Vec<String> {
+    let named: BTreeSet<&str> = config
+        .policies
+        .iter()
+        .flat_map(|p| {
+            let auto = p.auto_approve.iter().flat_map(|a| a.groups.iter());
+            let glass = p.break_glass.iter().flat_map(|b| b.groups.iter());
+            p.matches.requester_groups.iter().chain(auto).chain(glass)
+        })
+        .map(String::as_str)
+        .collect();
+    recordable(&id.email, "requester", id_groups(id), &named)
+}
+
+/// The groups recorded with `id`'s approval or break-glass review of a request on `namespaces`: those of
+/// [`decision_groups`] that can make someone an approver — `adminGroups`, any policy's
+/// `approvers.groups`, the `group:` entries of the namespaces' owners annotations — plus
+/// [`JANUS_ADMINS_GROUP`] for admins. The controller judges the approval by exactly these.
+pub fn recorded_decision_groups(config: &Config, id: &Identity, namespaces: &[NamespaceInfo]) -> Vec<String> {
+    let owners: Vec<rules_policy::NamespaceOwners> = namespaces
+        .iter()
+        .filter_map(|n| {
+            n.annotations
+                .get(janus_api::policy::APPROVERS_ANNOTATION)
+                .map(|v| rules_policy::parse_owners(&n.name, v))
+        })
+        .collect();
+    let mut named: BTreeSet<&str> = config
+        .admin_groups
+        .iter()
+        .chain(config.policies.iter().flat_map(|p| p.approvers.groups.iter()))
+        .chain(owners.iter().flat_map(|o| o.groups.iter()))
+        .map(String::as_str)
+        .collect();
+    named.insert(JANUS_ADMINS_GROUP);
+    // The web's own admin judgement first: a cap must never cut it off.
+    let mut groups = Vec::new();
+    if id.is_admin {
+        groups.push(JANUS_ADMINS_GROUP.to_string());
+    }
+    groups.extend(id_groups(id));
+    recordable(&id.email, "approver", groups, &named)
+}
+
+/// `groups` kept in order when `named`, once each, within the CRD's limits (empty names and names longer
+/// than [`MAX_GROUP_NAME`] can match no policy and are dropped; beyond [`MAX_RECORDED_GROUPS`] the rest is
+/// dropped with a warning, so the request or decision is still written).
+fn recordable(email: &str, role: &str, groups: Vec<String>, named: &BTreeSet<&str>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut kept: Vec<String> = groups
+        .into_iter()
+        .filter(|g| !g.is_empty() && g.len() <= MAX_GROUP_NAME && named.contains(g.as_str()))
+        .filter(|g| seen.insert(g.clone()))
+        .collect();
+    if kept.len() > MAX_RECORDED_GROUPS {
+        tracing::warn!(
+            user = email,
+            role,
+            groups = kept.len(),
+            kept = MAX_RECORDED_GROUPS,
+            "more groups named by the policies than a request records; the rest are not recorded"
+        );
+        kept.truncate(MAX_RECORDED_GROUPS);
+    }
+    kept
 }
 
 /// The facts of `ar` for policy evaluation, with its namespaces' metadata. A request not yet stored (no
@@ -167,6 +241,33 @@ pub fn break_glass_activated(ar: &AccessRequest) -> bool {
     st.is_some_and(|s| s.active_at.is_some())
 }
 
+/// The longest total lifetime of `ar`'s access, as the controller caps it: the break-glass rule's
+/// `maxTtlSeconds` for a break-glass activation, else the governing policy's (`maxTtlSeconds` of the
+/// configuration under the default policy, or when the policy cannot be determined).
+pub fn lifetime_max(config: &Config, gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest) -> i64 {
+    let Ok(g) = gov else {
+        return config.max_ttl_seconds;
+    };
+    match g.policy.and_then(|p| p.break_glass.as_ref()) {
+        Some(rule) if break_glass_activated(ar) => rule.max_ttl_seconds.min(g.max_ttl_seconds),
+        _ => g.max_ttl_seconds,
+    }
+}
+
+/// How many seconds an extension may still add to `ar`'s active access within [`lifetime_max`] (its
+/// lifetime counted from `spec.startAt`, else from activation, to its expiry); `None` when no such bound
+/// applies (`allowExtensionBeyondMaxTtl`) or the request has no active lifetime yet.
+pub fn extension_room(config: &Config, gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest) -> Option<i64> {
+    if config.allow_extension_beyond_max_ttl {
+        return None;
+    }
+    let st = ar.status.as_ref()?;
+    let started = start_at(ar).or_else(|| st.active_at.as_deref().and_then(rules::time::parse_time))?;
+    let expires = st.expires_at.as_deref().and_then(rules::time::parse_time)?;
+    let granted = (expires - started).num_seconds();
+    Some((lifetime_max(config, gov, ar) - granted).max(0))
+}
+
 /// Whether `ar` is a break-glass activation nobody reviewed yet.
 pub fn awaiting_review(ar: &AccessRequest) -> bool {
     break_glass_activated(ar) && ar.spec.break_glass_review.is_none()
@@ -225,12 +326,60 @@ mod tests {
     /// group exactly when the web judged the person an admin.
     #[test]
     fn decisions_record_the_provider_groups_and_the_web_s_admin_judgement() {
+        let cfg = Config::from_yaml(
+            "namespace: janus\npolicies:\n- name: p\n  match: {requesterGroups: [dev, ops]}\n  approvers: {groups: [ops]}\n",
+            "test",
+        )
+        .expect("config");
         let forged = identity("m@example.com", &["dev", "k8s-janus:admins"], false);
         assert_eq!(decision_groups(&forged), ["dev"]);
-        assert_eq!(requester_groups(&forged), ["dev"]);
+        assert_eq!(requester_groups(&cfg, &forged), ["dev"]);
         let admin = identity("a@example.com", &["ops"], true);
         assert_eq!(decision_groups(&admin), ["ops", JANUS_ADMINS_GROUP]);
-        assert_eq!(requester_groups(&admin), ["ops"]);
+        assert_eq!(requester_groups(&cfg, &admin), ["ops"]);
+        assert_eq!(recorded_decision_groups(&cfg, &admin, &[]), [JANUS_ADMINS_GROUP, "ops"]);
+    }
+
+    /// Only the groups some rule names are recorded (the CRD keeps at most 100 names of 1–256
+    /// characters): for requesters those of match.requesterGroups, autoApprove and breakGlass; for
+    /// approvers adminGroups, approvers.groups and the owners annotations of the request's namespaces;
+    /// empty and over-long names never; beyond 100 the rest is dropped.
+    #[test]
+    fn only_the_groups_that_matter_are_recorded_within_the_crd_s_limits() {
+        let long = "l".repeat(300);
+        let many: Vec<String> = (0..120).map(|i| format!("g{i:03}")).collect();
+        let yaml = format!(
+            "namespace: janus\nadminGroups: [admins]\npolicies:\n- name: p\n  match: {{requesterGroups: [m, \"{long}\"]}}\n  approvers: {{groups: [a1]}}\n  autoApprove: {{groups: [auto]}}\n  breakGlass: {{groups: [glass], maxTtlSeconds: 600}}\n- name: wide\n  match: {{namespaces: [wide]}}\n  approvers: {{groups: [{}]}}\n",
+            many.join(", ")
+        );
+        let cfg = Config::from_yaml(&yaml, "test").expect("config");
+        let mut groups: Vec<&str> = vec!["", "x", "m", "auto", "glass", "a1", "admins", "own", "m"];
+        groups.push(&long);
+        let person = identity("p@example.com", &groups, false);
+        assert_eq!(requester_groups(&cfg, &person), ["m", "auto", "glass"]);
+        let owned = NamespaceInfo {
+            name: "team".into(),
+            annotations: [(
+                janus_api::policy::APPROVERS_ANNOTATION.to_string(),
+                "group:own, x@example.com".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(recorded_decision_groups(&cfg, &person, &[]), ["a1", "admins"]);
+        assert_eq!(
+            recorded_decision_groups(&cfg, &person, &[owned]),
+            ["a1", "admins", "own"]
+        );
+        let all: Vec<&str> = many.iter().map(String::as_str).collect();
+        let member = identity("w@example.com", &all, true);
+        let kept = recorded_decision_groups(&cfg, &member, &[]);
+        assert_eq!(kept.len(), MAX_RECORDED_GROUPS);
+        assert_eq!(
+            (kept[0].as_str(), kept[1].as_str()),
+            (JANUS_ADMINS_GROUP, "g000"),
+            "the admin judgement is kept first"
+        );
     }
 
     /// Refusals to approve carry their HTTP meaning: not an approver or the requester (403), already

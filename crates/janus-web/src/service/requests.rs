@@ -488,7 +488,7 @@ impl RequestService {
             String::new(),
             ttl,
         );
-        spec.requester_groups = web_policy::requester_groups(id);
+        spec.requester_groups = web_policy::requester_groups(&self.config, id);
         let infos = self.clusters.namespace_info(cluster, &spec.namespaces).await?;
         let now = Utc::now();
         let facts = RequestFacts::of(&spec, &infos, now);
@@ -514,7 +514,22 @@ impl RequestService {
             pattern: r.pattern.clone(),
             description: r.description.clone(),
         });
+        // The rules' refusals name who may break glass or is auto-approved. Those groups and people are
+        // told only to the policy's approvers (who need to know whom they review); anyone else who is not
+        // named learns only that they are not (docs/security.md, "What the policy preview discloses").
+        let approver = gov.eligibility("", &id.email, &web_policy::decision_groups(id)).is_ok();
+        let named = |emails: &[String], groups: &[String]| {
+            emails.iter().any(|e| e.trim().eq_ignore_ascii_case(id.email.trim()))
+                || groups.iter().any(|g| spec.requester_groups.contains(g))
+        };
         match gov.policy.and_then(|p| p.break_glass.as_ref()) {
+            Some(rule) if !approver && !named(&rule.emails, &rule.groups) => {
+                out.break_glass_max_ttl_seconds = Some(rule.max_ttl_seconds);
+                out.break_glass_why_not = Some(format!(
+                    "your account is not allowed to break glass under policy {}",
+                    gov.name
+                ));
+            }
             Some(rule) => {
                 out.break_glass_max_ttl_seconds = Some(rule.max_ttl_seconds);
                 let mut bg = spec.clone();
@@ -535,10 +550,18 @@ impl RequestService {
                 out.break_glass_why_not = Some(format!("policy {} has no break-glass rule", gov.name));
             }
         }
-        if gov.policy.is_some_and(|p| p.auto_approve.is_some()) {
-            match gov.auto_approval(&facts, cfg) {
-                Ok(()) => out.auto_approval.would_approve = true,
-                Err(m) => out.auto_approval.why_not = Some(m),
+        if let Some(rule) = gov.policy.and_then(|p| p.auto_approve.as_ref()) {
+            let restricted = !rule.groups.is_empty() || !rule.emails.is_empty();
+            if restricted && !approver && !named(&rule.emails, &rule.groups) {
+                out.auto_approval.why_not = Some(format!(
+                    "policy {} does not auto-approve requests by your account",
+                    gov.name
+                ));
+            } else {
+                match gov.auto_approval(&facts, cfg) {
+                    Ok(()) => out.auto_approval.would_approve = true,
+                    Err(m) => out.auto_approval.why_not = Some(m),
+                }
             }
         }
         Ok(out)
@@ -656,7 +679,7 @@ impl RequestService {
             reason,
             ttl,
         );
-        spec.requester_groups = web_policy::requester_groups(id);
+        spec.requester_groups = web_policy::requester_groups(&self.config, id);
         spec.start_at = start_at.map(rules::time::fmt_time);
         if input.break_glass && spec.start_at.is_some() {
             return Err(ServiceError::invalid(
@@ -740,6 +763,10 @@ impl RequestService {
             };
             let infos = if needs_policy {
                 self.namespace_info_fresh(&ar).await?
+            } else if matches!(decision, DecisionInput::Extend { .. }) {
+                // The policy bounds the lifetime: judged on fresh metadata when the cluster answers, but
+                // an extension does not wait for it.
+                self.namespace_info(&ar).await
             } else {
                 self.clusters
                     .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces)
@@ -803,7 +830,7 @@ impl RequestService {
                     at,
                     ttl_seconds: *ttl_seconds,
                     comment,
-                    groups: web_policy::decision_groups(id),
+                    groups: web_policy::recorded_decision_groups(cfg, id, namespaces),
                 });
                 json!({"approvals": approvals})
             }
@@ -812,7 +839,8 @@ impl RequestService {
                     return Err(refusal(r));
                 }
                 let comment = check_comment(comment)?;
-                json!({"breakGlassReview": BreakGlassReview { by, at, comment, groups: web_policy::decision_groups(id) }})
+                let groups = web_policy::recorded_decision_groups(cfg, id, namespaces);
+                json!({"breakGlassReview": BreakGlassReview { by, at, comment, groups }})
             }
             DecisionInput::Deny { reason } => {
                 if !id.is_admin && !gov.as_ref().is_ok_and(|g| web_policy::is_policy_approver(g, ar, id)) {
@@ -888,24 +916,22 @@ impl RequestService {
                 if !allowed.extend {
                     return Err(ServiceError::Conflict("only active access can be extended".into()));
                 }
-                if !cfg.allow_extension_beyond_max_ttl {
-                    let st = ar.status.clone().unwrap_or_default();
-                    if let (Some(active), Some(expires)) = (
-                        st.active_at.as_deref().and_then(rules::time::parse_time),
-                        st.expires_at.as_deref().and_then(rules::time::parse_time),
-                    ) {
-                        let granted = (expires - active).num_seconds();
-                        if granted + seconds > cfg.max_ttl_seconds {
-                            let room = (cfg.max_ttl_seconds - granted).max(0);
-                            return Err(ServiceError::invalid(
-                                "seconds",
-                                format!(
-                                    "access may last at most {} seconds in total; at most {room} more seconds can be added",
-                                    cfg.max_ttl_seconds
-                                ),
-                            ));
-                        }
-                    }
+                // The bound the controller caps the lifetime at (the policy's, or the break-glass rule's):
+                // refused here with the room left, rather than silently cut short.
+                if let Some(room) = web_policy::extension_room(cfg, &gov, ar)
+                    && *seconds > room
+                {
+                    let max = web_policy::lifetime_max(cfg, &gov, ar);
+                    let under = match &gov {
+                        Ok(g) if g.policy.is_some() => format!(" under policy {}", g.name),
+                        _ => String::new(),
+                    };
+                    return Err(ServiceError::invalid(
+                        "seconds",
+                        format!(
+                            "access may last at most {max} seconds in total{under}; at most {room} more seconds can be added"
+                        ),
+                    ));
                 }
                 let mut ext = ar.spec.extensions.clone();
                 ext.push(Extension {
@@ -1046,12 +1072,15 @@ pub fn parse_start_at(input: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Res
     Ok(t)
 }
 
+/// Lists show what still needs a decision first, then what holds or will hold access, then what ended.
 fn phase_rank(p: Phase) -> u8 {
     match p {
         Phase::Pending => 0,
         Phase::Approved => 1,
-        Phase::Active => 2,
-        _ => 3,
+        // Approved ahead of its start time: it will hold access, so it is listed with the open ones.
+        Phase::Scheduled => 2,
+        Phase::Active => 3,
+        _ => 4,
     }
 }
 
@@ -1210,6 +1239,32 @@ mod tests {
                 .iter()
                 .all(|r| r.actions.approve == (r.phase == Phase::Pending))
         );
+    }
+
+    /// Scheduled requests (approved ahead of their start) are listed before Active and ended ones, not
+    /// among the ended.
+    #[tokio::test]
+    async fn scheduled_requests_are_listed_with_the_open_ones() {
+        let (svc, _dir) = offline(
+            config(""),
+            vec![
+                request("expired", BOB, "central", Some("Expired"), 10),
+                request("scheduled", BOB, "central", Some("Scheduled"), 500),
+                request("active", BOB, "central", Some("Active"), 50),
+                request("pending", BOB, "central", Some("Pending"), 20),
+            ],
+        )
+        .await;
+        let page = svc
+            .list(
+                &identity(ADMIN),
+                &ListFilter {
+                    scope: Some("all".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("list");
+        assert_eq!(names(&page), ["pending", "scheduled", "active", "expired"]);
     }
 
     /// Pending first, then the other open phases, then ended ones; newest first within a phase; filters
