@@ -40,6 +40,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let cfg = Config::load(&args.config)?;
+    // Notification sinks: every secret they name must be in the environment, and their URLs valid, or
+    // the web does not start (the error names the key and the variable, never a value).
+    janus_api::notifications::resolve(&cfg.notifications, &|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if !cfg.notifications.is_empty() && cfg.web.base_url.trim().is_empty() {
+        tracing::warn!("web.baseUrl is empty: notifications say where to go in the web UI instead of linking");
+    }
     let replica = env("JANUS_POD_NAME")
         .or_else(|| env("HOSTNAME"))
         .unwrap_or_else(|| format!("janus-web-{}", std::process::id()));
