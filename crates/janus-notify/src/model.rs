@@ -10,12 +10,12 @@ use janus_api::config::Config;
 use janus_api::notifications::EXPIRING_SOON;
 use janus_api::rules::policy::Governing;
 use janus_store::{AuditEvent, RequestRecord};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::redact::{scrub_text, scrub_value};
 
 /// What a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Topic {
     /// A new request waits for a decision: to its approvers.
@@ -35,7 +35,7 @@ pub enum Topic {
 }
 
 /// A link in a message (absolute, built from `web.baseUrl`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// Button or link text.
     pub label: String,
@@ -45,7 +45,7 @@ pub struct Link {
 
 /// Who a message is for. Emails are what the email sink sends to; groups are shown by the chat sinks
 /// ("for the approvers in group ops").
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipients {
     /// Email addresses (lower-cased, no duplicates, no glob patterns).
     pub emails: Vec<String>,
@@ -54,7 +54,7 @@ pub struct Recipients {
 }
 
 /// The part of a notification written for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// What it is about.
     pub topic: Topic,
@@ -76,7 +76,7 @@ pub struct Message {
 
 /// An audit event as the notifications see it: what [`implied`] reads (from a stored
 /// [`AuditEvent`], or the synthetic [`expiring_soon_event`]) and, scrubbed, what sinks show.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The audit event's idempotency key (`<uid>/<kind>`); with the sink name the delivery's key.
     pub key: String,
@@ -112,8 +112,8 @@ impl From<&AuditEvent> for Event {
 }
 
 /// What one audit event tells the sinks: always the event (audit streaming), and a message for people
-/// when the kind carries one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// when the kind carries one. Serializes to JSON and back, so an outbox row can keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// The event.
     pub event: Event,

@@ -245,6 +245,10 @@ fn decisions_and_the_lifecycle_go_to_the_requester() {
     };
     let n = implied(&login, &ctx);
     assert!(n.message.is_none());
+    // An outbox row can keep a notification as JSON.
+    let pending = implied(&event("request.created", "alice@example.com", json!({})), &ctx);
+    let back: janus_notify::Notification = serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+    assert_eq!(back, pending);
     assert_eq!(n.idempotency_key("siem"), "uid-1/login.failed/siem");
 }
 
