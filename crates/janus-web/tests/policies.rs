@@ -960,7 +960,7 @@ async fn extensions_stay_within_the_policy_s_maximum() {
     assert_eq!((s, e["field"].as_str()), (422, Some("seconds")), "{e}");
     let m = e["error"].as_str().unwrap();
     assert!(
-        m.contains("at most 1800 seconds in total under policy oncall") && m.contains("at most 1200 more"),
+        m.contains("at most 1800 seconds in total (policy oncall)") && m.contains("at most 1200 more"),
         "{m}"
     );
     let (s, e) = decide(&admin, &name, "extend", json!({"seconds": 1200})).await;

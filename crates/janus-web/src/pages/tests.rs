@@ -326,8 +326,9 @@ fn form_hint_shows_policy_approvers_reason_and_conflicts() {
     );
 }
 
-/// The extend form offers only what fits in the policy's maximum lifetime (here 4500 s, an hour
-/// granted), and says so instead of offering anything once nothing fits.
+/// The extend form offers only what fits in the maximum lifetime of the request's policy (as the
+/// controller names it in `status.policy`: here 4500 s, an hour granted), and says so instead of
+/// offering anything once nothing fits.
 #[test]
 fn extend_offers_only_what_the_policy_still_allows() {
     let cfg = config_with(&format!(
@@ -339,7 +340,8 @@ fn extend_offers_only_what_the_policy_still_allows() {
             &cfg,
             "admin@example.com",
             json!({}),
-            json!({"phase": "Active", "activeAt": "2026-12-06T07:00:00Z", "expiresAt": expires}),
+            json!({"phase": "Active", "activeAt": "2026-12-06T07:00:00Z", "expiresAt": expires,
+                   "policy": {"name": "payments-team", "approvalsRequired": 2, "approvalsGiven": 2}}),
         )
     };
     let r = active("2026-12-06T08:00:00Z");

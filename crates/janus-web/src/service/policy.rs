@@ -241,31 +241,26 @@ pub fn break_glass_activated(ar: &AccessRequest) -> bool {
     st.is_some_and(|s| s.active_at.is_some())
 }
 
-/// The longest total lifetime of `ar`'s access, as the controller caps it: the break-glass rule's
-/// `maxTtlSeconds` for a break-glass activation, else the governing policy's (`maxTtlSeconds` of the
-/// configuration under the default policy, or when the policy cannot be determined).
-pub fn lifetime_max(config: &Config, gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest) -> i64 {
-    let Ok(g) = gov else {
-        return config.max_ttl_seconds;
-    };
-    match g.policy.and_then(|p| p.break_glass.as_ref()) {
-        Some(rule) if break_glass_activated(ar) => rule.max_ttl_seconds.min(g.max_ttl_seconds),
-        _ => g.max_ttl_seconds,
-    }
+/// The bound the controller caps `ar`'s total lifetime at ([`rules::ttl::lifetime_bound`]: the
+/// `maxTtlSeconds` of the policy in `status.policy`, the break-glass rule's for a break-glass request,
+/// else the global one).
+pub fn lifetime_bound(config: &Config, ar: &AccessRequest) -> rules::ttl::LifetimeBound {
+    rules::ttl::lifetime_bound(config, &ar.spec, ar.status.as_ref().and_then(|s| s.policy.as_ref()))
 }
 
-/// How many seconds an extension may still add to `ar`'s active access within [`lifetime_max`] (its
-/// lifetime counted from `spec.startAt`, else from activation, to its expiry); `None` when no such bound
-/// applies (`allowExtensionBeyondMaxTtl`) or the request has no active lifetime yet.
-pub fn extension_room(config: &Config, gov: &Result<Governing<'_>, PolicyError>, ar: &AccessRequest) -> Option<i64> {
-    if config.allow_extension_beyond_max_ttl {
+/// How many seconds an extension may still add to `ar`'s active access within [`lifetime_bound`] (its
+/// lifetime counted from `spec.startAt`, else from activation, to its expiry); `None` when extensions may
+/// pass the bound (`allowExtensionBeyondMaxTtl`, never for break-glass) or nothing is active yet.
+pub fn extension_room(config: &Config, ar: &AccessRequest) -> Option<i64> {
+    let bound = lifetime_bound(config, ar);
+    if bound.extensions_beyond {
         return None;
     }
     let st = ar.status.as_ref()?;
     let started = start_at(ar).or_else(|| st.active_at.as_deref().and_then(rules::time::parse_time))?;
     let expires = st.expires_at.as_deref().and_then(rules::time::parse_time)?;
     let granted = (expires - started).num_seconds();
-    Some((lifetime_max(config, gov, ar) - granted).max(0))
+    Some((bound.max_ttl_seconds - granted).max(0))
 }
 
 /// Whether `ar` is a break-glass activation nobody reviewed yet.

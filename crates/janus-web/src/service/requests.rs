@@ -763,10 +763,6 @@ impl RequestService {
             };
             let infos = if needs_policy {
                 self.namespace_info_fresh(&ar).await?
-            } else if matches!(decision, DecisionInput::Extend { .. }) {
-                // The policy bounds the lifetime: judged on fresh metadata when the cluster answers, but
-                // an extension does not wait for it.
-                self.namespace_info(&ar).await
             } else {
                 self.clusters
                     .namespace_info_cached(&ar.spec.cluster, &ar.spec.namespaces)
@@ -918,18 +914,15 @@ impl RequestService {
                 }
                 // The bound the controller caps the lifetime at (the policy's, or the break-glass rule's):
                 // refused here with the room left, rather than silently cut short.
-                if let Some(room) = web_policy::extension_room(cfg, &gov, ar)
+                if let Some(room) = web_policy::extension_room(cfg, ar)
                     && *seconds > room
                 {
-                    let max = web_policy::lifetime_max(cfg, &gov, ar);
-                    let under = match &gov {
-                        Ok(g) if g.policy.is_some() => format!(" under policy {}", g.name),
-                        _ => String::new(),
-                    };
+                    let bound = web_policy::lifetime_bound(cfg, ar);
                     return Err(ServiceError::invalid(
                         "seconds",
                         format!(
-                            "access may last at most {max} seconds in total{under}; at most {room} more seconds can be added"
+                            "access may last at most {} seconds in total ({}); at most {room} more seconds can be added",
+                            bound.max_ttl_seconds, bound.source
                         ),
                     ));
                 }

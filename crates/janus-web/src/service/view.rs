@@ -69,8 +69,8 @@ pub struct RequestView {
     pub actions: Actions,
     /// Whether the caller may acknowledge (review) this break-glass activation now.
     pub acknowledge: bool,
-    /// The most seconds an extension may still add (the policy's maximum lifetime, or the break-glass
-    /// rule's, minus what was granted); none: no bound applies or nothing is active.
+    /// The most seconds an extension may still add (the maximum lifetime under the request's policy, or
+    /// its break-glass rule, minus what was granted); none: no bound applies or nothing is active.
     pub extension_room_seconds: Option<i64>,
     /// `createdAt` in `displayTimezone`.
     pub created_at_display: Option<String>,
@@ -379,7 +379,7 @@ impl RequestView {
             ended_at: st.ended_at.clone(),
             granted_namespaces: st.grants.iter().map(|g| g.namespace.clone()).collect(),
             conditions: st.conditions.clone(),
-            extension_room_seconds: web_policy::extension_room(config, gov, ar),
+            extension_room_seconds: web_policy::extension_room(config, ar),
             actions,
             acknowledge,
             start_at_display: show(&ar.spec.start_at),
