@@ -105,3 +105,17 @@ def test_the_schema_refuses_bad_sinks(renderer, bad, why):
 def test_an_env_entry_without_its_secret_is_an_error(renderer):
     proc = renderer.run({"notifications": {"env": [{"name": "JANUS_X"}]}}, check=False)
     assert proc.returncode != 0 and "notifications.env JANUS_X: secretName is required" in proc.stderr, proc.stderr
+
+
+def test_a_ca_config_map_is_mounted_for_the_sinks(renderer):
+    docs = renderer.docs({"notifications": {
+        "caConfigMap": "corp-ca",
+        "syslog": [{"name": "siem", "host": "siem.corp", "caFile": "/etc/janus-notifications-ca/ca.crt"}]}})
+    web = one(docs, "Deployment", f"{RELEASE}-web")
+    spec = pod_spec(web)
+    assert {"name": "notifications-ca", "configMap": {"name": "corp-ca"}} in spec["volumes"]
+    container = next(c for c in spec["containers"] if c["name"] == "web")
+    assert {"name": "notifications-ca", "mountPath": "/etc/janus-notifications-ca", "readOnly": True} in container["volumeMounts"]
+    assert config_of(docs)["notifications"]["syslog"][0]["caFile"] == "/etc/janus-notifications-ca/ca.crt"
+    assert not [v for v in pod_spec(one(renderer.docs({}), "Deployment", f"{RELEASE}-web"))["volumes"]
+                if v["name"] == "notifications-ca"]
