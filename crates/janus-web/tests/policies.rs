@@ -298,6 +298,9 @@ async fn create_refuses_what_the_policy_refuses() {
     refused("namespaces", "different approval policies")(
         ask(&alice, json!({"namespaces": ["team-a", "team-b"]})).await,
     );
+    // team-a's owners annotation names only owner-a, who cannot approve their own request.
+    let owner_a = stack.user(&admin, "owner-a", "owner-a@example.com", false).await;
+    refused("namespaces", "nobody can approve this request")(ask(&owner_a, json!({"namespaces": ["team-a"]})).await);
     refused(
         "breakGlass",
         "under policy oncall only oncall@example.com may break glass",

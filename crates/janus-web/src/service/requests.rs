@@ -572,7 +572,10 @@ impl RequestService {
     pub fn named_approver(&self, id: &Identity) -> bool {
         let groups = web_policy::decision_groups(id);
         let by_policy = self.config.policies.iter().any(|p| {
-            p.approvers.emails.iter().any(|e| e.eq_ignore_ascii_case(&id.email))
+            p.approvers
+                .emails
+                .iter()
+                .any(|e| rules_policy::same_email(e, &id.email))
                 || p.approvers.groups.iter().any(|g| groups.contains(g))
         });
         by_policy
@@ -1010,7 +1013,10 @@ pub fn check_policy(
             break_glass: false,
             ..facts.clone()
         };
-        let field = if gov.check_request(&short, config).is_err() {
+        let field = if gov.quorum_reachable(&facts).err().as_ref() == Some(&m) {
+            // Nobody but the requester could approve these namespaces.
+            "namespaces"
+        } else if gov.check_request(&short, config).is_err() {
             "reason"
         } else {
             "ttlSeconds"
