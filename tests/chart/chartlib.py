@@ -123,6 +123,27 @@ CASES = {
                                          {"days": ["Sat", "Sun"], "start": "08:00", "end": "18:00"}]}},
         ]},
     },
+    # issue 17: every kind of sink, secrets from an ExternalSecret, a CA ConfigMap, narrowed egress.
+    "notifications": {
+        "webui": {"baseUrl": "https://janus.example.com"},
+        "externalSecrets": {"secretStoreRef": {"name": "vault", "kind": "ClusterSecretStore"}},
+        "networkPolicy": {"notificationCIDRs": ["203.0.113.0/24"]},
+        "notifications": {
+            "slack": [{"name": "access", "urlEnv": "JANUS_SLACK_URL",
+                       "routes": [{"clusters": ["prod"], "channel": "#prod-access"}]}],
+            "teams": [{"name": "teams", "urlEnv": "JANUS_TEAMS_URL", "events": ["request.created"]}],
+            "email": [{"name": "mail", "host": "smtp.example.com", "username": "janus",
+                       "passwordEnv": "JANUS_SMTP_PASSWORD", "from": "janus@example.com"}],
+            "webhook": [{"name": "hook", "urlEnv": "JANUS_HOOK_URL", "hmacKeyEnv": "JANUS_HOOK_KEY",
+                         "headers": [{"name": "X-Tenant", "value": "platform"}]}],
+            "syslog": [{"name": "siem", "host": "siem.example.com", "caFile": "/etc/janus-notifications-ca/ca.crt"}],
+            "caConfigMap": "corp-ca",
+            "env": [{"name": n, "remoteKey": "janus/notifications", "remoteProperty": n.lower()}
+                    for n in ("JANUS_SLACK_URL", "JANUS_TEAMS_URL", "JANUS_SMTP_PASSWORD", "JANUS_HOOK_URL",
+                              "JANUS_HOOK_KEY")],
+            "externalSecret": {"enabled": True},
+        },
+    },
     "kitchen-sink": {
         "namespace": {"create": True},
         "service": {"type": "NodePort", "port": 8080, "annotations": {"a": "b"}},
