@@ -418,14 +418,15 @@ pub struct ApprovedSpec {
     pub ttl_seconds: i64,
     /// Who approved (the first counted approver, or the `system:` actor of auto-approval and break-glass).
     pub approved_by: String,
-    /// The TTL the approvals chose ([`crate::rules::ttl::approval_ttl`]), if any approval sets one.
+    /// The TTL the approvals chose (the shortest, an approval without one standing for the requested TTL),
+    /// if any approval sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_ttl_seconds: Option<i64>,
     /// `spec.startAt` as approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
-    /// Every approver counted towards the policy's quorum, in order ([`AUTO_APPROVAL_ACTOR`] or
-    /// [`BREAK_GLASS_ACTOR`] when no person approved). Empty in a `v1` baseline.
+    /// Every approver counted towards the policy's quorum, in order (`system:auto-approval` or
+    /// `system:break-glass` when no person approved). Empty in a `v1` baseline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
 }
