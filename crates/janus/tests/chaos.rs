@@ -167,9 +167,13 @@ async fn controller_killed_at_random_points_leaves_no_credentials() {
                     .unwrap();
                     return;
                 }
-                api.patch(&name, &pp, &patch(json!({"approval": {"by": "admin@example.com", "at": now()}})))
-                    .await
-                    .unwrap();
+                api.patch(
+                    &name,
+                    &pp,
+                    &patch(json!({"approval": {"by": "admin@example.com", "at": now()}})),
+                )
+                .await
+                .unwrap();
                 tokio::time::sleep(pause(0, 1500)).await;
                 match fate {
                     Fate::Expire => {}
