@@ -183,25 +183,7 @@ fn detail_i64(details: &serde_json::Value, key: &str) -> Option<i64> {
     details.get(key)?.as_i64()
 }
 
-/// `3600` → `1h`, `5400` → `1h 30m`, `45` → `45s`.
-pub fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m, sec) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
-    let mut parts = Vec::new();
-    if d > 0 {
-        parts.push(format!("{d}d"));
-    }
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if sec > 0 || parts.is_empty() {
-        parts.push(format!("{sec}s"));
-    }
-    parts.join(" ")
-}
+pub use janus_api::rules::time::human_duration;
 
 fn is_pattern(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])

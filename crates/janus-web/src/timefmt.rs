@@ -22,24 +22,9 @@ pub fn format_str(tz: Tz, s: &str) -> String {
     }
 }
 
-/// `1h 30m` style durations.
+/// `1h 30m` style durations ([`janus_api::rules::time::human_duration`]).
 pub fn duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
-    let mut parts = Vec::new();
-    if d > 0 {
-        parts.push(format!("{d}d"));
-    }
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 || parts.is_empty() {
-        parts.push(format!("{s}s"));
-    }
-    parts.join(" ")
+    janus_api::rules::time::human_duration(secs)
 }
 
 #[cfg(test)]

@@ -17,6 +17,23 @@ pub fn fmt_time_millis(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A duration as people read it: `3600` → `1h`, `5400` → `1h 30m`, `45` → `45s` (negative as `0s`).
+/// The pages and the notifications say durations the same way.
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, sec) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
+    let mut parts = Vec::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m")] {
+        if n > 0 {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    if sec > 0 || parts.is_empty() {
+        parts.push(format!("{sec}s"));
+    }
+    parts.join(" ")
+}
+
 /// Converts the API's timestamps (`jiff`, inside `metav1.Time`) to chrono; out-of-range values become the epoch.
 pub fn from_jiff(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp(t.as_second(), u32::try_from(t.subsec_nanosecond()).unwrap_or(0)).unwrap_or_default()
@@ -30,6 +47,21 @@ pub fn from_k8s(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Dat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let cases = [
+            (0, "0s"),
+            (-5, "0s"),
+            (45, "45s"),
+            (3600, "1h"),
+            (5400, "1h 30m"),
+            (90061, "1d 1h 1m 1s"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+    }
 
     #[test]
     fn round_trips_and_refuses_garbage() {

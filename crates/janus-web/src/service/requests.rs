@@ -458,27 +458,7 @@ impl RequestService {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .collect();
-        if wanted.is_empty() {
-            return Err(ServiceError::invalid("namespaces", "choose at least one namespace"));
-        }
-        if wanted.len() > MAX_NAMESPACES {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("at most {MAX_NAMESPACES} namespaces per request"),
-            ));
-        }
-        if let Some(bad) = wanted.iter().find(|n| !names::is_dns_label(n)) {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("{bad:?} is not a namespace name"),
-            ));
-        }
-        if let Some(ex) = wanted.iter().find(|n| cfg.is_excluded(n)) {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("namespace {ex} cannot be requested"),
-            ));
-        }
+        check_namespaces(cfg, &wanted)?;
         let asked = ttl;
         let ttl = asked.unwrap_or(cfg.default_ttl_seconds);
         let mut spec = AccessRequestSpec::new(
@@ -626,27 +606,7 @@ impl RequestService {
             ));
         }
         let wanted: BTreeSet<String> = input.namespaces.iter().map(|n| n.trim().to_string()).collect();
-        if wanted.is_empty() {
-            return Err(ServiceError::invalid("namespaces", "choose at least one namespace"));
-        }
-        if wanted.len() > MAX_NAMESPACES {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("at most {MAX_NAMESPACES} namespaces per request"),
-            ));
-        }
-        if let Some(bad) = wanted.iter().find(|n| !names::is_dns_label(n)) {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("{bad:?} is not a namespace name"),
-            ));
-        }
-        if let Some(ex) = wanted.iter().find(|n| cfg.is_excluded(n)) {
-            return Err(ServiceError::invalid(
-                "namespaces",
-                format!("namespace {ex} cannot be requested"),
-            ));
-        }
+        check_namespaces(cfg, &wanted)?;
         if !names::is_dns_label(&input.cluster) {
             return Err(ServiceError::invalid("cluster", "choose a cluster"));
         }
@@ -985,6 +945,33 @@ fn check_approval_ttl(ttl: i64, gov: &Governing<'_>, cfg: &Config) -> Result<(),
         return Err(ServiceError::invalid(
             "ttlSeconds",
             format!("policy {} allows at most {} seconds", gov.name, gov.max_ttl_seconds),
+        ));
+    }
+    Ok(())
+}
+
+/// The requested namespaces (trimmed, de-duplicated) checked the same way for a request and for the
+/// form's policy preview: at least one, at most [`MAX_NAMESPACES`], namespace names, none excluded.
+fn check_namespaces(cfg: &Config, wanted: &BTreeSet<String>) -> Result<(), ServiceError> {
+    if wanted.is_empty() {
+        return Err(ServiceError::invalid("namespaces", "choose at least one namespace"));
+    }
+    if wanted.len() > MAX_NAMESPACES {
+        return Err(ServiceError::invalid(
+            "namespaces",
+            format!("at most {MAX_NAMESPACES} namespaces per request"),
+        ));
+    }
+    if let Some(bad) = wanted.iter().find(|n| !names::is_dns_label(n)) {
+        return Err(ServiceError::invalid(
+            "namespaces",
+            format!("{bad:?} is not a namespace name"),
+        ));
+    }
+    if let Some(ex) = wanted.iter().find(|n| cfg.is_excluded(n)) {
+        return Err(ServiceError::invalid(
+            "namespaces",
+            format!("namespace {ex} cannot be requested"),
         ));
     }
     Ok(())
