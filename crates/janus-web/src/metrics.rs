@@ -1,17 +1,83 @@
-//! Prometheus metrics of the web process: requests created, decisions, terminals, database health
-//! and the build.
+//! Prometheus metrics of the web process: requests created, decisions, terminals, database health,
+//! notification deliveries per sink and the build.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabel {
     decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+/// Delivery latency buckets: from 50 ms (a local webhook) to about 14 min (a delivery that waited
+/// through several backoffs before it went out).
+fn delivery_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.05, 2.0, 15,
+    ))
+}
+
+/// The per-sink notification delivery metrics (`janus_web_notification_*`, label `sink`).
+struct NotificationMetrics {
+    sent: Family<SinkLabel, Counter>,
+    failed: Family<SinkLabel, Counter>,
+    retrying: Family<SinkLabel, Counter>,
+    dead: Family<SinkLabel, Counter>,
+    latency: Family<SinkLabel, Histogram, fn() -> Histogram>,
+}
+
+impl NotificationMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            sent: Family::default(),
+            failed: Family::default(),
+            retrying: Family::default(),
+            dead: Family::default(),
+            latency: Family::new_with_constructor(delivery_histogram),
+        };
+        registry.register(
+            "notification_sent",
+            "Notification deliveries a sink accepted, by sink",
+            m.sent.clone(),
+        );
+        registry.register(
+            "notification_failed",
+            "Notification delivery attempts that failed (each attempt counts), by sink",
+            m.failed.clone(),
+        );
+        registry.register(
+            "notification_retrying",
+            "Failed notification deliveries scheduled for another attempt, by sink",
+            m.retrying.clone(),
+        );
+        registry.register(
+            "notification_dead_lettered",
+            "Notification deliveries given up and dead-lettered, by sink",
+            m.dead.clone(),
+        );
+        registry.register(
+            "notification_delivery_seconds",
+            "Time from the audit event to the sink accepting its notification, by sink",
+            m.latency.clone(),
+        );
+        m
+    }
+
+    fn label(sink: &str) -> SinkLabel {
+        SinkLabel { sink: sink.to_string() }
+    }
 }
 
 /// The web process's metrics.
@@ -24,6 +90,7 @@ pub struct WebMetrics {
     log_streams_open: Gauge,
     log_streams_total: Counter,
     database_up: Gauge,
+    notifications: NotificationMetrics,
 }
 
 impl Default for WebMetrics {
@@ -69,6 +136,7 @@ impl WebMetrics {
             "1 when the database answered the last check",
             database_up.clone(),
         );
+        let notifications = NotificationMetrics::register(registry);
         Self {
             registry: Mutex::new(root),
             created,
@@ -78,6 +146,7 @@ impl WebMetrics {
             log_streams_open,
             log_streams_total,
             database_up,
+            notifications,
         }
     }
 
@@ -120,6 +189,41 @@ impl WebMetrics {
         self.database_up.set(i64::from(up));
     }
 
+    /// A sink accepted a notification; `latency` runs from the audit event it tells of to the
+    /// acceptance, so that time spent waiting in the outbox (backoff, an outage) shows.
+    pub fn notification_sent(&self, sink: &str, latency: Duration) {
+        let l = NotificationMetrics::label(sink);
+        self.notifications.sent.get_or_create(&l).inc();
+        self.notifications
+            .latency
+            .get_or_create(&l)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// One delivery attempt to a sink failed (whatever happens to the delivery next).
+    pub fn notification_failed(&self, sink: &str) {
+        self.notifications
+            .failed
+            .get_or_create(&NotificationMetrics::label(sink))
+            .inc();
+    }
+
+    /// A failed delivery was scheduled for another attempt.
+    pub fn notification_retrying(&self, sink: &str) {
+        self.notifications
+            .retrying
+            .get_or_create(&NotificationMetrics::label(sink))
+            .inc();
+    }
+
+    /// A delivery was given up (a 4xx answer, or the retry time ran out) and dead-lettered.
+    pub fn notification_dead_lettered(&self, sink: &str) {
+        self.notifications
+            .dead
+            .get_or_create(&NotificationMetrics::label(sink))
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -146,6 +250,43 @@ mod tests {
         assert!(text.contains("janus_web_log_streams_open 1"), "{text}");
         assert!(text.contains("janus_web_log_streams_total 2"), "{text}");
         assert!(text.contains("janus_web_terminal_sessions_open 1"), "{text}");
+    }
+
+    #[test]
+    fn notification_deliveries_are_counted_per_sink() {
+        let m = WebMetrics::new();
+        m.notification_sent("slack-ops", Duration::from_millis(120));
+        m.notification_sent("slack-ops", Duration::from_secs(3));
+        m.notification_failed("hook");
+        m.notification_retrying("hook");
+        m.notification_failed("hook");
+        m.notification_dead_lettered("hook");
+        let text = m.encode();
+        assert!(
+            text.contains("janus_web_notification_sent_total{sink=\"slack-ops\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("janus_web_notification_failed_total{sink=\"hook\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("janus_web_notification_retrying_total{sink=\"hook\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("janus_web_notification_dead_lettered_total{sink=\"hook\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("janus_web_notification_delivery_seconds_count{sink=\"slack-ops\"} 2"),
+            "{text}"
+        );
+        // 0.12 s is in the 0.2 s bucket, 3 s is not.
+        assert!(
+            text.contains("janus_web_notification_delivery_seconds_bucket{le=\"0.2\",sink=\"slack-ops\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
