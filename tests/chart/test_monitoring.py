@@ -91,6 +91,7 @@ ALERTS = {
     "JanusCleanupPending": ("critical", {"janus_controller_cleanup_pending"}),
     "JanusControllerLeaderMissing": ("critical", {"janus_controller_is_leader"}),
     "JanusDatabaseDown": ("critical", {"janus_web_database_up"}),
+    "JanusNotificationsDeadLettered": ("warning", {"janus_web_notification_dead_lettered_total"}),
 }
 
 
