@@ -13,6 +13,7 @@ mod audit;
 pub mod chain;
 mod error;
 mod history;
+pub mod outbox;
 pub mod recorder;
 mod terminal;
 mod types;
@@ -34,6 +35,7 @@ use sqlx::{Executor as _, Row as _};
 pub use chain::{ChainFault, ChainProblem, ChainReport};
 pub use error::StoreError;
 pub use history::LiveRequest;
+pub use outbox::{NewOutboxRow, OutboxCount, OutboxRow, OutboxState, Produced};
 pub use terminal::{OwnerAccount, OwnerStates};
 pub use types::*;
 pub use users::{LocksStarted, LoginGate, LoginLimits, RequesterLock};
@@ -83,6 +85,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "tamper-evident audit chain",
         include_str!("../migrations/sqlite/0004_audit_chain.sql"),
     ),
+    (
+        5,
+        "notification outbox",
+        include_str!("../migrations/sqlite/0005_notification_outbox.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -100,6 +107,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         4,
         "tamper-evident audit chain",
         include_str!("../migrations/postgres/0004_audit_chain.sql"),
+    ),
+    (
+        5,
+        "notification outbox",
+        include_str!("../migrations/postgres/0005_notification_outbox.sql"),
     ),
 ];
 
