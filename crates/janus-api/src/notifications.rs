@@ -80,6 +80,10 @@ pub struct NotificationsConfig {
     /// How long one delivery (connect, send, answer) may take before it is cut and retried.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// How long a delivery is retried before it is dead-lettered (from when it was queued, or retried
+    /// by hand).
+    #[serde(default = "default_dead_letter_after")]
+    pub dead_letter_after_seconds: u64,
     /// Slack incoming webhooks (Block Kit messages).
     #[serde(default)]
     pub slack: Vec<SlackSink>,
@@ -103,12 +107,16 @@ fn default_expiring_soon() -> u64 {
 fn default_timeout() -> u64 {
     10
 }
+fn default_dead_letter_after() -> u64 {
+    86_400
+}
 
 impl Default for NotificationsConfig {
     fn default() -> Self {
         Self {
             expiring_soon_seconds: default_expiring_soon(),
             timeout_seconds: default_timeout(),
+            dead_letter_after_seconds: default_dead_letter_after(),
             slack: Vec::new(),
             teams: Vec::new(),
             email: Vec::new(),
@@ -386,6 +394,9 @@ impl NotificationsConfig {
         }
         if self.timeout_seconds == 0 {
             return Err("notifications.timeoutSeconds must be at least 1".into());
+        }
+        if self.dead_letter_after_seconds == 0 {
+            return Err("notifications.deadLetterAfterSeconds must be at least 1".into());
         }
         let mut names = HashSet::new();
         let mut name_ok = |key: &str, name: &str| -> Result<(), String> {

@@ -6,10 +6,12 @@
 //! event, asks each [`Sink`] whether it [`accepts`](Sink::accepts) the notification, and calls
 //! [`Sink::send`] with the idempotency key [`Notification::idempotency_key`]. See docs/notifications.md.
 
+pub mod delivery;
 pub mod model;
 pub mod redact;
 pub mod render;
 pub mod sink;
 
+pub use delivery::{Delivery, DeliveryOptions, SendStats};
 pub use model::{Context, Event, Link, Message, Notification, Recipients, Topic, expiring_soon_event, implied};
 pub use sink::{BuildError, Delivered, SendError, Sink, build};
