@@ -282,6 +282,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users", get(pages::admin::users).post(pages::admin::create_user))
         .route("/admin/users/{username}/update", post(pages::admin::update_user))
         .route("/admin/users/{username}/delete", post(pages::admin::delete_user))
+        .route("/admin/notifications", get(pages::notifications::show))
+        .route("/admin/notifications/{id}/retry", post(pages::notifications::retry))
         .route("/audit", get(pages::audit::show))
         .route("/clusters", get(pages::clusters::show))
         .route("/terminal/{name}", get(pages::terminal::show))

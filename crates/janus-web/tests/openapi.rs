@@ -252,6 +252,48 @@ async fn every_real_answer_matches_the_generated_document() {
     let alice = login(&c, &stack, "alice", PASSWORD).await;
     let bob = login(&c, &stack, "bob", PASSWORD).await;
     assert_eq!(c.get(&alice, "/api/v1/users").await.0, 403);
+
+    // Notification dead letters (admins): a delivery dead-lettered through the store's outbox API, listed
+    // and retried (204), then 409 (pending again), 404, 422; 403 for an engineer.
+    let db = janus_store::Store::connect(
+        &format!("sqlite://{}", stack.dir.path().join("janus.db").display()),
+        None,
+    )
+    .await
+    .expect("store");
+    db.insert_outbox(&[janus_store::NewOutboxRow {
+        key: "ev-openapi/hook".into(),
+        sink: "hook".into(),
+        event_key: "ev-openapi".into(),
+        kind: "request.created".into(),
+        payload: "{}".into(),
+        event_at: chrono::Utc::now(),
+    }])
+    .await
+    .expect("queue");
+    let dead_id = db.outbox_rows(10).await.expect("rows")[0].id;
+    assert!(
+        db.outbox_dead(dead_id, true, Some(400), "HTTP 400 Bad Request")
+            .await
+            .expect("dead")
+    );
+    let (s, v) = c.get(&admin, "/api/v1/notifications/dead").await;
+    assert_eq!((s, v["dead"][0]["id"].as_i64()), (200, Some(dead_id)));
+    assert_eq!(c.get(&alice, "/api/v1/notifications/dead").await.0, 403);
+    let retry = format!("/api/v1/notifications/dead/{dead_id}/retry");
+    assert_eq!(c.post(&alice, &retry, json!({})).await.0, 403);
+    assert_eq!(c.post(&admin, &retry, json!({})).await.0, 204);
+    assert_eq!(c.post(&admin, &retry, json!({})).await.0, 409);
+    assert_eq!(
+        c.post(&admin, "/api/v1/notifications/dead/999999/retry", json!({}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        c.post(&admin, "/api/v1/notifications/dead/x/retry", json!({})).await.0,
+        422
+    );
     // A state change without the CSRF token is refused.
     let mut no_csrf = alice.clone();
     no_csrf.csrf = String::new();

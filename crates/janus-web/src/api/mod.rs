@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clusters;
+pub mod notifications;
 pub mod openapi;
 pub mod policy;
 pub mod requests;
@@ -37,5 +38,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/users/{username}",
             patch(users::update_handler).delete(users::delete_handler),
+        )
+        .route("/api/v1/notifications/dead", get(notifications::list_dead))
+        .route(
+            "/api/v1/notifications/dead/{id}/retry",
+            post(notifications::retry_handler),
         )
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, clusters, policy, requests, session, users};
+use super::{audit, clusters, notifications, policy, requests, session, users};
 use crate::auth::session::COOKIE;
 use crate::error::WebError;
 
@@ -200,6 +200,8 @@ impl Modify for SecuritySchemes {
         users::create_handler,
         users::update_handler,
         users::delete_handler,
+        notifications::list_dead,
+        notifications::retry_handler,
         crate::terminal::pods::list,
         crate::terminal::pods::logs,
         crate::terminal::pods::events,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod clusters;
 pub mod login;
+pub mod notifications;
 pub mod requests;
 pub mod terminal;
 
@@ -31,6 +32,8 @@ pub enum Nav {
     Clusters,
     /// Users.
     Users,
+    /// Notification deliveries and dead letters.
+    Notifications,
     /// Nothing highlighted.
     None,
 }
@@ -100,6 +103,7 @@ pub fn page(
                         @if id.is_admin {
                             a.active[nav == Nav::Audit] href="/audit" { "Audit log" }
                             @if local { a.active[nav == Nav::Users] href="/admin/users" { "Users" } }
+                            a.active[nav == Nav::Notifications] href="/admin/notifications" { "Notifications" }
                         }
                         a.active[nav == Nav::Clusters] href="/clusters" { "Clusters" }
                         span.spacer {}
