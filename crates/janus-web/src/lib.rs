@@ -21,5 +21,5 @@ pub mod terminal;
 pub mod timefmt;
 
 pub use error::WebError;
-pub use server::{Options, run};
+pub use server::{Options, run, run_with};
 pub use state::AppState;

@@ -501,6 +501,34 @@ pub async fn run(
     serve(state, client, opts, listener, shutdown, watch).await
 }
 
+/// How long a background task of [`run_with`] may take to finish after the server stopped.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(15);
+
+/// [`run`], with `background` started on the web's store once it is connected (`janus web` runs the
+/// notification delivery so). The task is told to stop by its own means (it should watch the same
+/// shutdown); after the server stopped it gets [`BACKGROUND_GRACE`] to finish, then it is aborted.
+pub async fn run_with<B, F>(
+    config: Config,
+    client: kube::Client,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    background: B,
+) -> Result<(), StartError>
+where
+    B: FnOnce(Store) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (state, watch) = build_state(config, client.clone(), &opts).await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let mut task = tokio::spawn(background(state.store.clone()));
+    let served = serve(state, client, opts, listener, shutdown, watch).await;
+    if tokio::time::timeout(BACKGROUND_GRACE, &mut task).await.is_err() {
+        tracing::warn!("a background task did not stop in time; aborted");
+        task.abort();
+    }
+    served
+}
+
 /// Serves a prepared state (used by `run` and by `janus demo`).
 pub async fn serve(
     state: AppState,

@@ -42,7 +42,7 @@ pub async fn run(
     let cfg = Config::load(&args.config)?;
     // Notification sinks: every secret they name must be in the environment, and their URLs valid, or
     // the web does not start (the error names the key and the variable, never a value).
-    janus_api::notifications::resolve(&cfg.notifications, &|k| std::env::var(k).ok())
+    let resolved = janus_api::notifications::resolve(&cfg.notifications, &|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if !cfg.notifications.is_empty() && cfg.web.base_url.trim().is_empty() {
         tracing::warn!("web.baseUrl is empty: notifications say where to go in the web UI instead of linking");
@@ -50,6 +50,9 @@ pub async fn run(
     let replica = env("JANUS_POD_NAME")
         .or_else(|| env("HOSTNAME"))
         .unwrap_or_else(|| format!("janus-web-{}", std::process::id()));
+    let sinks = janus_notify::build(&resolved, &replica).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let delivery_opts = janus_notify::DeliveryOptions::from_config(&cfg, &replica);
+    let delivery_cfg = std::sync::Arc::new(cfg.clone());
     let bootstrap = env("JANUS_BOOTSTRAP_ADMIN_PASSWORD").map(|p| {
         (
             env("JANUS_BOOTSTRAP_ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
@@ -69,6 +72,16 @@ pub async fn run(
         central_ca_pem: ca,
         oidc_client_secret: env("JANUS_OIDC_CLIENT_SECRET"),
     };
-    janus_web::run(cfg, client, opts, shutdown).await?;
+    // Every replica runs the notification delivery on the web's store: claims make each delivery go
+    // out once. It stops with the web (a send in flight is finished and committed first).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    janus_web::run_with(cfg, client, opts, shutdown, move |store| {
+        janus_notify::Delivery::new(store, delivery_cfg, sinks, delivery_opts).run(stopped)
+    })
+    .await?;
     Ok(())
 }
