@@ -60,13 +60,14 @@ export function freePort() {
 }
 
 /** Starts `janus demo` on a free port with a temporary data dir; resolves once it printed its URL and logins. */
-export async function startDemo(binary) {
+/** Starts `janus demo`; `args` and `env` are added to its command line and environment. */
+export async function startDemo(binary, { args = [], env = {} } = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), "janus-browser-"));
   const log = createWriteStream(join(ARTIFACTS, "demo.log"));
-  const child = spawn(binary, ["demo", "--port", String(port), "--data-dir", dataDir, "--short-ttls"], {
+  const child = spawn(binary, ["demo", "--port", String(port), "--data-dir", dataDir, "--short-ttls", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn", ...env },
   });
   child.stderr.pipe(log);
   const exited = new Promise((r) => child.once("exit", (code, sig) => r({ code, sig })));

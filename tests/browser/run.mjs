@@ -9,8 +9,10 @@
 // exceptions and unexpected dialogs; any of them fails the step in which it happened.
 // Exit codes: 0 all passed, 1 a step failed, 2 usage, 3 chromium or playwright-core missing (a skip
 // outside CI; scripts/test.sh turns it into a failure under CI=true).
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 import { ARTIFACTS, Guard, VIEWPORT, chromiumPath, ensureArtifacts, launch, loadPlaywright, startDemo, stopDemo } from "./lib.mjs";
 import { scenarios } from "./scenarios.mjs";
@@ -36,8 +38,32 @@ ensureArtifacts();
 const started = Date.now();
 const log = (m) => console.log(`[browser ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
 
+// A webhook receiver that refuses every delivery with 400 (a permanent answer): the demo's
+// request.created notifications to it become dead letters for the Notifications page scenario.
+const receiver = { hits: 0 };
+const hook = createServer((req, res) => {
+  req.resume();
+  req.on("end", () => {
+    receiver.hits++;
+    res.writeHead(400, { "content-type": "application/json" });
+    res.end('{"error":"invalid_payload"}');
+  });
+});
+await new Promise((r) => hook.listen(0, "127.0.0.1", r));
+hook.unref();
+const notifications = join(mkdtempSync(join(tmpdir(), "janus-browser-hook-")), "notifications.yaml");
+writeFileSync(
+  notifications,
+  "notifications:\n  webhook:\n    - {name: browser-hook, urlEnv: JANUS_BROWSER_HOOK_URL, hmacKeyEnv: JANUS_BROWSER_HOOK_KEY, events: [request.created]}\n",
+);
 log(`starting ${binary} demo`);
-const demo = await startDemo(resolve(binary));
+const demo = await startDemo(resolve(binary), {
+  args: ["--notifications", notifications],
+  env: {
+    JANUS_BROWSER_HOOK_URL: `http://127.0.0.1:${hook.address().port}/hook`,
+    JANUS_BROWSER_HOOK_KEY: "browser-test-hmac-key-0123456789abcdef",
+  },
+});
 // A last resort against a hang anywhere: the whole run normally takes well under a minute.
 setTimeout(() => {
   console.error("browser tests: still running after 5 minutes; giving up");
@@ -58,7 +84,7 @@ try {
     await guard.watch(context, who);
     ctx[who] = context;
   }
-  const s = { demo, guard, ctx, log, pages: {} };
+  const s = { demo, guard, ctx, log, pages: {}, receiver };
   for (const [name, fn] of scenarios) {
     const t0 = Date.now();
     try {

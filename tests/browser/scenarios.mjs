@@ -532,4 +532,49 @@ export const scenarios = [
       await sleep(100);
     },
   ],
+  [
+    "admin sees a dead letter and retries it",
+    async (s) => {
+      // run.mjs points the demo's webhook sink (request.created) at a receiver answering 400: every
+      // request created above is a dead letter, which is not retried by itself.
+      const page = s.pages.admin;
+      await page.goto("/admin");
+      await page.getByRole("link", { name: "Notifications" }).click();
+      await page.getByRole("heading", { name: "Notifications" }).waitFor();
+      const rows = page.locator("#dead-letters tbody tr");
+      await until("dead letters on the page", async () => {
+        if ((await rows.count()) > 0) return true;
+        await page.reload();
+        return false;
+      }, 30000);
+      const first = rows.first();
+      const id = await first.getAttribute("data-dead-letter");
+      const t = await text(first);
+      check(t.includes("browser-hook") && t.includes("request.created") && t.includes("400"), `the dead letter shows sink, event and answer: ${t}`);
+      const dead = Number(await text(page.locator('#sink-counts tr[data-sink="browser-hook"] td.dead')));
+      check(dead === (await rows.count()), `the sink's dead count ${dead} matches the rows listed`);
+      const attempts = Number(await text(first.locator("td").nth(2)));
+      check(attempts >= 1, `attempts ${attempts}`);
+      await shot(page, "notifications-dead-letters");
+      const hits = s.receiver.hits;
+      await first.getByRole("button", { name: "Retry" }).click();
+      await page.waitForURL(/done=retried/);
+      check((await text(page.locator(".flash.ok"))).includes("pending again"), "the retried flash message");
+      // The delivery goes out again; the receiver refuses it again, so it is back with one more attempt.
+      await until("the retried delivery reached the receiver", () => s.receiver.hits > hits, 30000);
+      await until("dead again with one more attempt", async () => {
+        await page.goto("/admin/notifications");
+        const r = page.locator(`#dead-letters tr[data-dead-letter="${id}"]`);
+        return (await r.count()) === 1 && Number(await text(r.locator("td").nth(2))) === attempts + 1;
+      }, 30000);
+      // Engineers neither see the page nor its navigation entry.
+      const eng = s.pages.eng;
+      await eng.goto("/requests");
+      check((await eng.getByRole("link", { name: "Notifications" }).count()) === 0, "no Notifications link for an engineer");
+      const r = await eng.goto("/admin/notifications");
+      check(r.status() === 403, `an engineer on /admin/notifications gets 403, not ${r.status()}`);
+      s.guard.problems = s.guard.problems.filter((p) => !/status of 403/.test(p));
+      await sleep(100);
+    },
+  ],
 ];

@@ -31,6 +31,28 @@ pub struct DemoArgs {
     /// Short durations (1–5 minutes) to watch expiry happen.
     #[arg(long)]
     pub short_ttls: bool,
+    /// A YAML file holding only a `notifications:` section (sinks and their event filters, as in the
+    /// configuration file), added to the demo's configuration: the demo then delivers notifications as
+    /// `janus web` does. Sink secrets come from the environment variables the file names.
+    #[arg(long, value_name = "FILE")]
+    pub notifications: Option<PathBuf>,
+}
+
+/// The `notifications:` section of `--notifications FILE`, checked to hold nothing else (the rest of the
+/// demo's configuration is fixed).
+fn notifications_overlay(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for line in text.lines() {
+        let top_level = !line.starts_with([' ', '\t', '#', '-']) && !line.trim().is_empty();
+        if top_level && !line.starts_with("notifications:") {
+            anyhow::bail!(
+                "{}: only a `notifications:` section is allowed, found {:?}",
+                path.display(),
+                line.split(':').next().unwrap_or(line)
+            );
+        }
+    }
+    Ok(text)
 }
 
 fn step(n: u32, total: u32, what: &str) {
@@ -97,7 +119,7 @@ const DEMO_POLICIES: &str = "policies:\n  - name: search-team\n    description: 
      reason: {pattern: '[A-Z]+-[0-9]+', description: 'a ticket id such as OPS-1234'}\n    \
      breakGlass: {emails: [engineer@example.com], maxTtlSeconds: 600}\n";
 
-fn demo_config(short: bool) -> anyhow::Result<Config> {
+fn demo_config(short: bool, notifications: &str) -> anyhow::Result<Config> {
     let ttl = if short {
         "minTtlSeconds: 60\ndefaultTtlSeconds: 120\nmaxTtlSeconds: 3600\napprovalTtlOptions: [60, 120, 300]\nidleTimeoutSeconds: 300\npendingExpirySeconds: 3600\nretentionSeconds: 3600\n"
     } else {
@@ -106,7 +128,7 @@ fn demo_config(short: bool) -> anyhow::Result<Config> {
     let yaml = format!(
         "namespace: {NS}\nadminEmails: [admin@example.com]\nexcludedNamespaces: [kube-system, kube-public, kube-node-lease, {ARGOCD_NS}]\n{ttl}\
          clusters:\n  - name: central\n    displayName: Central (demo)\n  - name: remote\n    displayName: Remote (demo)\n\
-         web:\n  baseUrl: \"\"\n  authMode: local\n{DEMO_POLICIES}"
+         web:\n  baseUrl: \"\"\n  authMode: local\n{DEMO_POLICIES}\n{notifications}"
     );
     Ok(Config::from_yaml(&yaml, "demo")?)
 }
@@ -225,7 +247,15 @@ pub async fn run(
         }
     };
     let persistent = args.data_dir.is_some();
-    let config = demo_config(args.short_ttls)?;
+    let overlay = match &args.notifications {
+        Some(p) => notifications_overlay(p)?,
+        None => String::new(),
+    };
+    let config = demo_config(args.short_ttls, &overlay)?;
+    // Sinks are checked before anything starts, as `janus web` does (the error names the key).
+    let resolved = janus_api::notifications::resolve(&config.notifications, &|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid notifications: {e}"))?;
+    let sinks = janus_notify::build(&resolved, "demo").map_err(|e| anyhow::anyhow!("invalid notifications: {e}"))?;
     // Bind first: a busy port should fail before anything else starts.
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)
@@ -311,6 +341,16 @@ pub async fn run(
     .await
     .map_err(|e| anyhow::anyhow!("creating the engineer account: {e}"))?;
 
+    // The notification delivery, on the web's store (only with --notifications: nothing to send else).
+    let (stop_delivery, delivery_stopped) = tokio::sync::watch::channel(false);
+    let delivery = (!config.notifications.is_empty()).then(|| {
+        let opts = janus_notify::DeliveryOptions::from_config(&config, "demo");
+        tokio::spawn(
+            janus_notify::Delivery::new(state.store.clone(), std::sync::Arc::new(config.clone()), sinks, opts)
+                .run(delivery_stopped),
+        )
+    });
+
     step(6, total, "writing admin kubeconfigs");
     let kc_central = dir.join("central.kubeconfig");
     let kc_remote = dir.join("remote.kubeconfig");
@@ -363,7 +403,11 @@ pub async fn run(
     shutdown.await;
     println!("\nstopping…");
     let _ = stop_tx.send(());
+    let _ = stop_delivery.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), web).await;
+    if let Some(d) = delivery {
+        let _ = tokio::time::timeout(Duration::from_secs(10), d).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
     logs.abort();
     let _ = central.shutdown().await;
