@@ -82,9 +82,22 @@ pub struct SendStats {
     pub dead: usize,
 }
 
+/// Told of every delivery outcome, per sink (the web's `janus_web_notification_*` metrics).
+pub trait DeliveryObserver: Send + Sync {
+    /// The sink accepted a delivery; `latency` runs from the audit event to the acceptance.
+    fn sent(&self, sink: &str, latency: Duration);
+    /// An attempt failed (whatever happens next).
+    fn failed(&self, sink: &str);
+    /// A failed delivery was scheduled for another attempt.
+    fn retrying(&self, sink: &str);
+    /// A delivery was dead-lettered.
+    fn dead_lettered(&self, sink: &str);
+}
+
 /// The delivery engine of one replica.
 #[derive(Clone)]
 pub struct Delivery {
+    observer: Option<Arc<dyn DeliveryObserver>>,
     store: Store,
     config: Arc<Config>,
     sinks: Arc<HashMap<String, Arc<dyn Sink>>>,
@@ -128,6 +141,7 @@ impl Delivery {
             .map(|s| (s.name().to_string(), Arc::<dyn Sink>::from(s)))
             .collect();
         Self {
+            observer: None,
             store,
             config,
             sinks: Arc::new(sinks),
@@ -139,6 +153,12 @@ impl Delivery {
     /// The same engine with other tunables (the replica name included).
     pub fn with_options(mut self, opts: DeliveryOptions) -> Self {
         self.opts = opts;
+        self
+    }
+
+    /// The same engine, telling `observer` of every outcome.
+    pub fn with_observer(mut self, observer: Arc<dyn DeliveryObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -281,6 +301,9 @@ impl Delivery {
                 self.store
                     .outbox_dead(row.id, false, None, &format!("stored notification unreadable: {e}"))
                     .await?;
+                if let Some(o) = &self.observer {
+                    o.dead_lettered(&row.sink);
+                }
                 return Ok(Outcome::Dead);
             }
         };
@@ -289,6 +312,9 @@ impl Delivery {
                 let at = Utc::now();
                 self.store.outbox_sent(row.id, at).await?;
                 let latency = (at - row.event_at).to_std().unwrap_or(Duration::ZERO);
+                if let Some(o) = &self.observer {
+                    o.sent(&row.sink, latency);
+                }
                 tracing::debug!(sink = %row.sink, key = %row.key, latency_ms = latency.as_millis() as u64, "delivered");
                 Ok(Outcome::Sent)
             }
@@ -296,6 +322,10 @@ impl Delivery {
             Err(SendError::Permanent { status, body }) => {
                 let error = excerpt(&format!("refused: {body}"));
                 tracing::warn!(sink = %row.sink, key = %row.key, status = ?status, error = %error, "delivery dead-lettered");
+                if let Some(o) = &self.observer {
+                    o.failed(&row.sink);
+                    o.dead_lettered(&row.sink);
+                }
                 self.store
                     .outbox_dead(row.id, true, status.map(i64::from), &error)
                     .await?;
@@ -315,6 +345,9 @@ impl Delivery {
     ) -> Result<Outcome, StoreError> {
         let error = excerpt(&reason);
         let now = Utc::now();
+        if let Some(o) = &self.observer {
+            o.failed(&row.sink);
+        }
         let age = (now - row.since).to_std().unwrap_or(Duration::ZERO);
         if age >= self.opts.dead_letter_after {
             let error = excerpt(&format!(
@@ -322,6 +355,9 @@ impl Delivery {
                 self.opts.dead_letter_after.as_secs()
             ));
             tracing::warn!(sink = %row.sink, key = %row.key, error = %error, "delivery dead-lettered");
+            if let Some(o) = &self.observer {
+                o.dead_lettered(&row.sink);
+            }
             self.store
                 .outbox_dead(row.id, true, status.map(i64::from), &error)
                 .await?;
@@ -335,6 +371,9 @@ impl Delivery {
         );
         let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
         tracing::info!(sink = %row.sink, key = %row.key, attempts = row.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %error, "delivery failed; retrying");
+        if let Some(o) = &self.observer {
+            o.retrying(&row.sink);
+        }
         self.store
             .outbox_retry_later(row.id, next, status.map(i64::from), &error)
             .await?;

@@ -12,6 +12,6 @@ pub mod redact;
 pub mod render;
 pub mod sink;
 
-pub use delivery::{Delivery, DeliveryOptions, SendStats};
+pub use delivery::{Delivery, DeliveryObserver, DeliveryOptions, SendStats};
 pub use model::{Context, Event, Link, Message, Notification, Recipients, Topic, expiring_soon_event, implied};
 pub use sink::{BuildError, Delivered, SendError, Sink, build};

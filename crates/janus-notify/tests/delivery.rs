@@ -145,6 +145,35 @@ fn engine(store: &Store, addr: SocketAddr, names: &[&str], replica: &str) -> Del
     Delivery::new(store.clone(), Arc::new(config), sinks, opts)
 }
 
+/// Counts the outcomes the engine reports (the web turns them into metrics).
+#[derive(Default)]
+struct Counted(Mutex<BTreeMap<&'static str, usize>>);
+
+impl Counted {
+    fn get(&self, what: &str) -> usize {
+        self.0.lock().unwrap().get(what).copied().unwrap_or(0)
+    }
+    fn add(&self, what: &'static str) {
+        *self.0.lock().unwrap().entry(what).or_insert(0) += 1;
+    }
+}
+
+impl janus_notify::DeliveryObserver for Counted {
+    fn sent(&self, _: &str, latency: Duration) {
+        assert!(latency < Duration::from_secs(120));
+        self.add("sent");
+    }
+    fn failed(&self, _: &str) {
+        self.add("failed");
+    }
+    fn retrying(&self, _: &str) {
+        self.add("retrying");
+    }
+    fn dead_lettered(&self, _: &str) {
+        self.add("dead");
+    }
+}
+
 fn event(key: &str) -> NewAuditEvent {
     NewAuditEvent {
         key: key.into(),
@@ -285,7 +314,8 @@ async fn a_failing_receiver_gets_everything_once_it_recovers() {
             busy: 3,
         },
     );
-    let d = engine(&s, addr, &["flaky"], "web-0");
+    let counted = Arc::new(Counted::default());
+    let d = engine(&s, addr, &["flaky"], "web-0").with_observer(counted.clone());
     produce_all(&d).await;
     let keys = record(&s, "f", 5).await;
     produce_all(&d).await;
@@ -310,6 +340,15 @@ async fn a_failing_receiver_gets_everything_once_it_recovers() {
     let rows = s.outbox_rows(100).await.unwrap();
     assert!(rows.iter().all(|r| r.state == OutboxState::Sent));
     assert_eq!(rows.iter().map(|r| r.attempts).sum::<i64>(), 12 + 3 + 5);
+    assert_eq!(
+        (
+            counted.get("sent"),
+            counted.get("failed"),
+            counted.get("retrying"),
+            counted.get("dead")
+        ),
+        (5, 15, 15, 0)
+    );
 }
 
 // ---- refused: dead letter, manual retry ----
@@ -319,7 +358,8 @@ async fn a_refused_delivery_is_dead_lettered_and_retried_by_hand() {
     let (s, _d) = sqlite().await;
     let (addr, rx) = receiver().await;
     rx.set("strict", Mode::Refuse);
-    let d = engine(&s, addr, &["strict"], "web-0");
+    let counted = Arc::new(Counted::default());
+    let d = engine(&s, addr, &["strict"], "web-0").with_observer(counted.clone());
     produce_all(&d).await;
     let keys = record(&s, "r", 1).await;
     produce_all(&d).await;
@@ -345,6 +385,15 @@ async fn a_refused_delivery_is_dead_lettered_and_retried_by_hand() {
     assert_eq!(rx.accepted("strict"), expected(&keys, "strict"));
     let row = s.outbox_row(dead[0].id).await.unwrap().unwrap();
     assert_eq!((row.state, row.attempts), (OutboxState::Sent, 2));
+    assert_eq!(
+        (
+            counted.get("sent"),
+            counted.get("failed"),
+            counted.get("retrying"),
+            counted.get("dead")
+        ),
+        (1, 1, 0, 1)
+    );
 }
 
 /// A delivery that keeps failing past deadLetterAfterSeconds is dead-lettered with its last error.

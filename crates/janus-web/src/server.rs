@@ -504,9 +504,10 @@ pub async fn run(
 /// How long a background task of [`run_with`] may take to finish after the server stopped.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(15);
 
-/// [`run`], with `background` started on the web's store once it is connected (`janus web` runs the
-/// notification delivery so). The task is told to stop by its own means (it should watch the same
-/// shutdown); after the server stopped it gets [`BACKGROUND_GRACE`] to finish, then it is aborted.
+/// [`run`], with `background` started on the web's state (its store and metrics) once the store is
+/// connected (`janus web` runs the notification delivery so). The task is told to stop by its own means
+/// (it should watch the same shutdown); after the server stopped it gets [`BACKGROUND_GRACE`] to
+/// finish, then it is aborted.
 pub async fn run_with<B, F>(
     config: Config,
     client: kube::Client,
@@ -515,12 +516,12 @@ pub async fn run_with<B, F>(
     background: B,
 ) -> Result<(), StartError>
 where
-    B: FnOnce(Store) -> F,
+    B: FnOnce(AppState) -> F,
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (state, watch) = build_state(config, client.clone(), &opts).await?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-    let mut task = tokio::spawn(background(state.store.clone()));
+    let mut task = tokio::spawn(background(state.clone()));
     let served = serve(state, client, opts, listener, shutdown, watch).await;
     if tokio::time::timeout(BACKGROUND_GRACE, &mut task).await.is_err() {
         tracing::warn!("a background task did not stop in time; aborted");

@@ -31,6 +31,24 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The delivery outcomes, counted in the web's `janus_web_notification_*` metrics.
+struct DeliveryMetrics(janus_web::AppState);
+
+impl janus_notify::DeliveryObserver for DeliveryMetrics {
+    fn sent(&self, sink: &str, latency: std::time::Duration) {
+        self.0.metrics.notification_sent(sink, latency);
+    }
+    fn failed(&self, sink: &str) {
+        self.0.metrics.notification_failed(sink);
+    }
+    fn retrying(&self, sink: &str) {
+        self.0.metrics.notification_retrying(sink);
+    }
+    fn dead_lettered(&self, sink: &str) {
+        self.0.metrics.notification_dead_lettered(sink);
+    }
+}
+
 /// Runs the web process until `shutdown`.
 pub async fn run(
     args: WebArgs,
@@ -79,8 +97,10 @@ pub async fn run(
         shutdown.await;
         let _ = stop.send(true);
     };
-    janus_web::run_with(cfg, client, opts, shutdown, move |store| {
-        janus_notify::Delivery::new(store, delivery_cfg, sinks, delivery_opts).run(stopped)
+    janus_web::run_with(cfg, client, opts, shutdown, move |state| {
+        janus_notify::Delivery::new(state.store.clone(), delivery_cfg, sinks, delivery_opts)
+            .with_observer(std::sync::Arc::new(DeliveryMetrics(state)))
+            .run(stopped)
     })
     .await?;
     Ok(())
