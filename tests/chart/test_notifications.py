@@ -30,10 +30,10 @@ def web_egress_ports(docs):
 
 def test_defaults_send_nothing(renderer, values_yaml):
     n = values_yaml["notifications"]
-    assert (n["expiringSoonSeconds"], n["timeoutSeconds"]) == (600, 10)
+    assert (n["expiringSoonSeconds"], n["timeoutSeconds"], n["deadLetterAfterSeconds"]) == (600, 10, 86400)
     docs = renderer.docs({})
     assert config_of(docs)["notifications"] == {
-        "expiringSoonSeconds": 600, "timeoutSeconds": 10,
+        "expiringSoonSeconds": 600, "timeoutSeconds": 10, "deadLetterAfterSeconds": 86400,
         "slack": [], "teams": [], "email": [], "webhook": [], "syslog": [],
     }
     assert not [k for k in web_env(docs) if k.startswith("JANUS_SLACK")]
