@@ -13,7 +13,8 @@ const INSERT: &str = "INSERT INTO audit_events (event_key, kind, at_us, actor, r
      recorded_us, seq, hash, prev_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (event_key) DO NOTHING";
 
-pub(crate) const COLUMNS: &str = "id, event_key, kind, at_us, actor, request, cluster, namespaces, details, seq, hash, prev_hash";
+pub(crate) const COLUMNS: &str =
+    "id, event_key, kind, at_us, actor, request, cluster, namespaces, details, seq, hash, prev_hash";
 
 /// Locks the chain head for the rest of the transaction and reads it. A write (not `SELECT … FOR
 /// UPDATE`) so the same statement serves both databases: PostgreSQL holds the row lock to the end of
