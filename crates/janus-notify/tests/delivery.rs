@@ -640,3 +640,64 @@ async fn two_replicas_send_each_delivery_once() {
     assert_eq!(rows.len(), keys.len());
     assert!(rows.iter().all(|r| r.state == OutboxState::Sent && r.attempts == 1));
 }
+
+// ---- expiring soon ----
+
+fn active(name: &str, expires_in: chrono::Duration) -> janus_store::RequestRecord {
+    let now = Utc::now();
+    janus_store::RequestRecord {
+        name: name.into(),
+        requester: "alice@example.com".into(),
+        cluster: "prod".into(),
+        namespaces: vec!["payments".into()],
+        reason: "INC-2".into(),
+        ttl_seconds: 3600,
+        phase: "Active".into(),
+        message: String::new(),
+        created_at: now - chrono::Duration::minutes(50),
+        approved_by: Some("bob@example.com".into()),
+        decided_by: None,
+        expires_at: Some(now + expires_in),
+        ended_at: None,
+        updated_at: now,
+        deleted_at: None,
+        policy: None,
+        approvals: vec![],
+        auto_approved: false,
+        break_glass: false,
+        break_glass_reviewed_by: None,
+        start_at: None,
+    }
+}
+
+/// An Active request within `expiringSoonSeconds` (600 by default) of its end is told once; a request
+/// further out is not; an extension (a new end) is told again; each message is delivered.
+#[tokio::test]
+async fn expiring_soon_is_sent_once_per_end() {
+    let (s, _d) = sqlite().await;
+    let (addr, rx) = receiver().await;
+    let d = engine(&s, addr, &["hook"], "web-0");
+    s.upsert_request(&active("soon", chrono::Duration::minutes(5)))
+        .await
+        .unwrap();
+    s.upsert_request(&active("later", chrono::Duration::minutes(30)))
+        .await
+        .unwrap();
+    assert_eq!(d.expiring_once(Utc::now()).await.unwrap(), 1);
+    assert_eq!(d.expiring_once(Utc::now()).await.unwrap(), 0, "told once");
+    let mut extended = active("soon", chrono::Duration::minutes(8));
+    extended.updated_at += chrono::Duration::seconds(1);
+    s.upsert_request(&extended).await.unwrap();
+    assert_eq!(
+        d.expiring_once(Utc::now()).await.unwrap(),
+        1,
+        "a new end, a new message"
+    );
+    drain(&d, 10, || rx.accepted("hook").len() == 2).await;
+    let keys: Vec<String> = rx.accepted("hook").into_keys().collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("soon/request.expiring_soon/") && k.ends_with("/hook")),
+        "{keys:?}"
+    );
+}
