@@ -128,11 +128,12 @@ fn past_policy_bound(
         .is_some_and(|a| ttl::expires_at_bounded(&ar.spec, a, config, &bound) <= now)
 }
 
-/// Ends overdue requests first after a start (or a change of leader).
+/// Ends overdue requests first after a start (or a change of leader), then starts the Scheduled
+/// requests whose `startAt` came meanwhile.
 ///
 /// The controller's first pass reconciles every request in list order; with thousands of live
-/// requests, expiries that came due while no controller ran would wait behind all of them. Anything
-/// still unfinished when the bound is reached is left to the normal pass.
+/// requests, expiries and starts that came due while no controller ran would wait behind all of them.
+/// Anything still unfinished when the bound is reached is left to the normal pass.
 async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) {
     let list = match api.list(&ListParams::default()).await {
         Ok(l) => l,
@@ -142,19 +143,63 @@ async fn sweep_overdue(api: &Api<AccessRequest>, ctx: &Arc<reconcile::Context>) 
         }
     };
     let now = chrono::Utc::now();
-    let due: Vec<AccessRequest> = list
-        .items
-        .into_iter()
-        .filter(|ar| {
-            lifecycle::overdue(
-                &ar.spec,
-                ar.status.as_ref(),
-                ar.metadata.deletion_timestamp.is_some(),
-                &ctx.config,
-                now,
-            ) || past_policy_bound(ar, &ctx.config, now)
-        })
-        .collect();
+    let (due, rest): (Vec<AccessRequest>, Vec<AccessRequest>) = list.items.into_iter().partition(|ar| {
+        lifecycle::overdue(
+            &ar.spec,
+            ar.status.as_ref(),
+            ar.metadata.deletion_timestamp.is_some(),
+            &ctx.config,
+            now,
+        ) || past_policy_bound(ar, &ctx.config, now)
+    });
+    // Scheduled requests whose start came while no controller ran go right after the overdue ones:
+    // otherwise they too would wait behind every other request of the first pass.
+    let starting: Vec<AccessRequest> = rest.into_iter().filter(|ar| start_due(ar, now)).collect();
+    end_overdue(due, ctx).await;
+    start_due_schedules(starting, ctx).await;
+}
+
+/// Whether a Scheduled request's `startAt` has come.
+fn start_due(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
+    ar.metadata.deletion_timestamp.is_none()
+        && ar
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == janus_api::Phase::Scheduled)
+        && janus_api::rules::ttl::starts_at(&ar.spec).is_some_and(|t| t <= now)
+}
+
+/// Reconciles the Scheduled requests whose start has come, before the normal pass.
+async fn start_due_schedules(starting: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
+    if starting.is_empty() {
+        return;
+    }
+    let count = starting.len();
+    let started = std::time::Instant::now();
+    tracing::info!(
+        count,
+        "starting scheduled requests that came due while no controller ran"
+    );
+    let pass = futures::stream::iter(starting).for_each_concurrent(usize::from(CONCURRENCY), |ar| {
+        let ctx = ctx.clone();
+        async move {
+            if let Err(e) = reconcile::reconcile_read(&ar, &ctx).await {
+                tracing::debug!(error = %e, "scheduled request not started yet");
+            }
+        }
+    });
+    if tokio::time::timeout(OVERDUE_SWEEP_LIMIT, pass).await.is_err() {
+        tracing::warn!(
+            count,
+            "due scheduled requests not all started in time; the rest follows in the normal pass"
+        );
+    } else {
+        tracing::info!(count, took = ?started.elapsed(), "due scheduled requests handled");
+    }
+}
+
+/// Ends the overdue requests: their tokens first, per cluster, then each request.
+async fn end_overdue(due: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
     if due.is_empty() {
         return;
     }
