@@ -1571,21 +1571,49 @@ async fn await_rules(c: &Cluster, kind: &str, rule: &PolicyRule, verb: &str, all
 /// that authorizes a WebSocket exec as `get` alone (before 1.35).
 /// On a real cluster (`JANUS_TEST_CLUSTER=kubeconfig`, scripts/test-real-cluster.sh) the central
 /// cluster is that one, at whatever version it runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_chart_rbac_rule_is_needed() {
-    every_rule_is_needed_on("v1.34.3").await;
+#[test]
+fn every_chart_rbac_rule_is_needed() {
+    on_a_large_stack(|| every_rule_is_needed_on("v1.34.3"));
 }
 
 /// The same on a cluster that also asks for `create` on a WebSocket exec (1.35 and later).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_chart_rbac_rule_is_needed_from_1_35() {
+#[test]
+fn every_chart_rbac_rule_is_needed_from_1_35() {
     if janus_testkit::kubesim_only(
         "every_chart_rbac_rule_is_needed_from_1_35",
         "a real API server has the one version it runs, which every_chart_rbac_rule_is_needed probes",
     ) {
         return;
     }
-    every_rule_is_needed_on("v1.35.0").await;
+    on_a_large_stack(|| every_rule_is_needed_on("v1.35.0"));
+}
+
+/// Runs the probes on a thread (and runtime workers) with a 32 MiB stack. The probe future nests the
+/// controller's reconcile, the web's handlers and the terminal inline; unoptimised, its poll frames
+/// came within reach of libtest's 2 MiB thread stack, and one CI run aborted with a stack overflow in
+/// `every_chart_rbac_rule_is_needed_from_1_35`. Release builds (the product) are far from that.
+fn on_a_large_stack<F, Fut>(make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    const STACK: usize = 32 << 20;
+    let probes = std::thread::Builder::new()
+        .name("rbac-probes".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .thread_stack_size(STACK)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(make())
+        })
+        .expect("the probe thread starts");
+    if let Err(panic) = probes.join() {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// The probes with the central cluster at `requested` (kubesim), or at the real cluster's own
