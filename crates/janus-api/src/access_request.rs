@@ -65,6 +65,12 @@ pub mod reasons {
 #[x_kube(validation = Rule::new(
     "!(has(oldSelf.approval) || (has(oldSelf.approvals) && size(oldSelf.approvals) > 0)) || (has(self.startAt) == has(oldSelf.startAt) && (!has(self.startAt) || self.startAt == oldSelf.startAt))"
 ).message("startAt cannot be set, changed or removed once the request has an approval"))]
+// Issue 16: role and podScope are fixed at creation (the field rules above compare values; these
+// refuse adding or removing them later).
+#[x_kube(validation = Rule::new("has(self.role) == has(oldSelf.role)")
+    .message("role is set only at creation: never added or removed later"))]
+#[x_kube(validation = Rule::new("has(self.podScope) == has(oldSelf.podScope)")
+    .message("podScope is set only at creation: never added or removed later"))]
 #[x_kube(validation = Rule::new("has(self.breakGlass) == has(oldSelf.breakGlass)")
     .message("breakGlass is set only at creation: never added or removed later"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.breakGlassReview) || has(self.breakGlassReview)")
@@ -150,6 +156,101 @@ pub struct AccessRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("breakGlassReview can be set once and is never changed or removed"))]
     pub break_glass_review: Option<BreakGlassReview>,
+    /// The access role (an entry of the `roles` configuration). Absent: `exec` (every request before
+    /// access roles was an `exec` grant). Immutable: approvers decided on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("role is immutable: approvers decided on it"))]
+    pub role: Option<String>,
+    /// Limits the grant to some pods of each namespace. Absent: every pod of the namespaces.
+    /// Immutable: approvers decided on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("podScope is immutable: approvers decided on it"))]
+    pub pod_scope: Option<PodScope>,
+}
+
+/// Which pods of the requested namespaces a grant reaches: those a label selector matches, or those
+/// of one workload (resolved by the controller to the workload's own pod selector). Exactly one is set.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.selector) != has(self.workload)")
+    .message("podScope needs exactly one of selector and workload"))]
+pub struct PodScope {
+    /// The pods whose labels match, in each requested namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<PodSelector>,
+    /// The pods of one workload (the request then names exactly one namespace, the workload's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+}
+
+/// A pod label selector, as Kubernetes writes one: `matchLabels` and `matchExpressions`, ANDed. It must
+/// say something (an empty selector would be every pod: ask without a scope instead).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PodSelector {
+    /// Labels that must have exactly these values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(length(max = 20))]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    /// Set-based requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub match_expressions: Vec<PodSelectorRequirement>,
+}
+
+/// One set-based requirement of a [`PodSelector`].
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PodSelectorRequirement {
+    /// The label key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    #[schemars(regex(pattern = r"^(In|NotIn|Exists|DoesNotExist)$"))]
+    pub operator: String,
+    /// Values for `In` and `NotIn` (at least one); none for `Exists` and `DoesNotExist`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(max = 63)))]
+    pub values: Vec<String>,
+}
+
+/// A workload whose pods a grant reaches.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// `Deployment`, `StatefulSet` or `DaemonSet` (apps/v1).
+    pub kind: WorkloadKind,
+    /// The workload's name, in the request's one namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
+/// The kinds of workload a pod scope can name (apps/v1).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
 }
 
 impl AccessRequestSpec {
@@ -177,7 +278,14 @@ impl AccessRequestSpec {
             approvals: vec![],
             break_glass: None,
             break_glass_review: None,
+            role: None,
+            pod_scope: None,
         }
+    }
+
+    /// The access role asked for: `spec.role`, or [`crate::policy::DEFAULT_ROLE`] when absent.
+    pub fn role_name(&self) -> &str {
+        self.role.as_deref().unwrap_or(crate::policy::DEFAULT_ROLE)
     }
 }
 
@@ -392,6 +500,15 @@ pub struct Grant {
     pub role_binding: String,
     /// Token Secret in the Janus namespace of the central cluster.
     pub token_secret: String,
+    /// The namespaced Role of a pod-scoped grant (the RoleBinding then binds it rather than the access
+    /// role's ClusterRole); its `resourceNames` list the pods in scope, kept current by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoped_role: Option<String>,
+    /// The label selector (Kubernetes syntax) the scoped Role follows in this namespace: the request's
+    /// selector, or the workload's pod selector as the controller resolved it. The web lists only the
+    /// pods it matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<String>,
 }
 
 /// What was approved, as the controller recorded it when it first saw the approval. From then on the

@@ -454,6 +454,10 @@ pub struct Config {
     /// one approval.
     #[serde(default)]
     pub policies: Vec<crate::policy::PolicyConfig>,
+    /// Access roles a request can name (see [`crate::roles`]); none given: the shipped `exec`, `logs`
+    /// and `debug` ([`crate::roles::builtin_roles`]).
+    #[serde(default = "crate::roles::builtin_roles")]
+    pub roles: Vec<crate::roles::RoleConfig>,
     /// Notification and audit-streaming sinks (see [`crate::notifications`]).
     #[serde(default)]
     pub notifications: crate::notifications::NotificationsConfig,
@@ -637,6 +641,7 @@ impl Config {
         }
         self.web.proxy_headers.validate().map_err(ConfigError::Invalid)?;
         // A policy nobody can satisfy is refused here, with the reason, not left as requests pending forever.
+        crate::rules::scope::validate_roles(&self.roles).map_err(ConfigError::Invalid)?;
         crate::policy::validate_policies(self).map_err(ConfigError::Invalid)?;
         self.notifications.validate().map_err(ConfigError::Invalid)?;
         Ok(())

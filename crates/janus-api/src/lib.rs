@@ -8,6 +8,7 @@ pub mod config;
 pub mod names;
 pub mod notifications;
 pub mod policy;
+pub mod roles;
 pub mod rules;
 
 pub use access_request::{

@@ -330,6 +330,8 @@ pub async fn ensure_grant(
             service_account: sa.clone(),
             role_binding: sa,
             token_secret: secret,
+            scoped_role: None,
+            pod_selector: None,
         },
         resource_version: rv,
         renew_at,

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod conditions;
 pub mod lifecycle;
 pub mod policy;
+pub mod scope;
 pub mod time;
 pub mod ttl;
 

@@ -1,0 +1,543 @@
+//! Access roles and pod scopes: which role a request names and whether the configuration allows it, what a
+//! pod scope selects, how it reads ("pods of deployment payments-api"), and the rules of the namespaced
+//! Role a pod-scoped grant binds (the role's ClusterRole rules with `resourceNames` set to the pods in
+//! scope). The web checks requests with these before creating them; the controller checks them again on
+//! every reconcile and builds grants with them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as K8sLabelSelector;
+
+use crate::access_request::{AccessRequestSpec, PodScope, PodSelector, PodSelectorRequirement, WorkloadKind};
+use crate::roles::{RoleConfig, TerminalMode};
+
+/// Why a request's role or pod scope is refused, or a pod-scoped Role cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// The request names a role the configuration does not list.
+    #[error("role {0:?} is not configured; the roles are: {1}")]
+    UnknownRole(String, String),
+    /// The pod scope is malformed.
+    #[error("podScope: {0}")]
+    InvalidScope(String),
+    /// The role's ClusterRole cannot be narrowed to named pods.
+    #[error("role {role:?} cannot be limited to selected pods: {why}")]
+    Unscopable {
+        /// The role.
+        role: String,
+        /// What in its ClusterRole prevents it.
+        why: String,
+    },
+}
+
+/// Checks the `roles:` configuration: at least one role; names are unique DNS labels; every role names a
+/// ClusterRole; `debugImages` only on `terminal: debug` roles, each a reference without whitespace whose
+/// only `*` is a final wildcard. The message names the key, never a secret (there are none here).
+pub fn validate_roles(roles: &[RoleConfig]) -> Result<(), String> {
+    if roles.is_empty() {
+        return Err("roles: at least one role is needed (the chart ships exec, logs and debug)".into());
+    }
+    for (i, r) in roles.iter().enumerate() {
+        if !is_dns_label(&r.name) {
+            return Err(format!(
+                "roles[{i}].name: {:?} is not a DNS label (lowercase letters, digits, '-', at most 63)",
+                r.name
+            ));
+        }
+        if roles[..i].iter().any(|o| o.name == r.name) {
+            return Err(format!("roles[{i}].name: {:?} is listed twice", r.name));
+        }
+        if !is_dns_subdomain(&r.cluster_role) {
+            return Err(format!(
+                "roles[{i}].clusterRole: {:?} is not a valid ClusterRole name",
+                r.cluster_role
+            ));
+        }
+        if r.terminal != TerminalMode::Debug && !r.debug_images.is_empty() {
+            return Err(format!(
+                "roles[{i}].debugImages: only a role with terminal: debug starts debug containers"
+            ));
+        }
+        for (j, image) in r.debug_images.iter().enumerate() {
+            let star = image.find('*');
+            if image.is_empty()
+                || image.chars().any(char::is_whitespace)
+                || star.is_some_and(|at| at + 1 != image.len())
+                || image == "*"
+            {
+                return Err(format!(
+                    "roles[{i}].debugImages[{j}]: {image:?} must be an image reference, or a prefix ending in '*' (not '*' alone)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The configured role a request names (`spec.role`, default `exec`).
+pub fn role_of<'a>(roles: &'a [RoleConfig], spec: &AccessRequestSpec) -> Result<&'a RoleConfig, ScopeError> {
+    find_role(roles, spec.role_name())
+}
+
+/// The configured role called `name`.
+pub fn find_role<'a>(roles: &'a [RoleConfig], name: &str) -> Result<&'a RoleConfig, ScopeError> {
+    roles.iter().find(|r| r.name == name).ok_or_else(|| {
+        ScopeError::UnknownRole(
+            name.to_owned(),
+            roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+        )
+    })
+}
+
+/// Checks a request's role and pod scope against the configuration: the role is configured, and the
+/// scope is well-formed (a selector that says something, with valid keys, operators and values; a
+/// workload only with exactly one namespace). Returns the role.
+pub fn check_request<'a>(roles: &'a [RoleConfig], spec: &AccessRequestSpec) -> Result<&'a RoleConfig, ScopeError> {
+    let role = role_of(roles, spec)?;
+    if let Some(scope) = &spec.pod_scope {
+        check_scope(scope, spec.namespaces.len())?;
+    }
+    Ok(role)
+}
+
+/// Checks a pod scope on its own (`namespaces`: how many the request names).
+pub fn check_scope(scope: &PodScope, namespaces: usize) -> Result<(), ScopeError> {
+    let bad = |m: String| Err(ScopeError::InvalidScope(m));
+    match (&scope.selector, &scope.workload) {
+        (Some(s), None) => check_selector(s),
+        (None, Some(w)) => {
+            if namespaces != 1 {
+                return bad(format!(
+                    "a workload scope needs exactly one namespace, the {}'s; this request names {namespaces}",
+                    w.kind.as_str()
+                ));
+            }
+            if !is_dns_subdomain(&w.name) {
+                return bad(format!("workload name {:?} is not a valid object name", w.name));
+            }
+            Ok(())
+        }
+        _ => bad("exactly one of selector and workload".into()),
+    }
+}
+
+fn check_selector(s: &PodSelector) -> Result<(), ScopeError> {
+    let bad = |m: String| Err(ScopeError::InvalidScope(m));
+    if s.match_labels.is_empty() && s.match_expressions.is_empty() {
+        return bad("an empty selector matches every pod; ask without a pod scope instead".into());
+    }
+    for (k, v) in &s.match_labels {
+        if !is_label_key(k) {
+            return bad(format!("{k:?} is not a valid label key"));
+        }
+        if !is_label_value(v) {
+            return bad(format!("{v:?} (for {k}) is not a valid label value"));
+        }
+    }
+    for r in &s.match_expressions {
+        if !is_label_key(&r.key) {
+            return bad(format!("{:?} is not a valid label key", r.key));
+        }
+        match r.operator.as_str() {
+            "In" | "NotIn" if r.values.is_empty() => {
+                return bad(format!("{} {} needs at least one value", r.key, r.operator));
+            }
+            "In" | "NotIn" => {
+                if let Some(v) = r.values.iter().find(|v| !is_label_value(v)) {
+                    return bad(format!("{v:?} (for {}) is not a valid label value", r.key));
+                }
+            }
+            "Exists" | "DoesNotExist" if !r.values.is_empty() => {
+                return bad(format!("{} {} takes no values", r.key, r.operator));
+            }
+            "Exists" | "DoesNotExist" => {}
+            other => return bad(format!("unknown operator {other:?} (In, NotIn, Exists, DoesNotExist)")),
+        }
+    }
+    Ok(())
+}
+
+/// The selector in Kubernetes' string syntax (`app=checkout,tier in (a,b),!canary`), as a `labelSelector`
+/// query parameter and `kubectl -l` take it. Deterministic: labels in key order, then expressions in
+/// order, each expression's values sorted.
+pub fn selector_string(s: &PodSelector) -> String {
+    let mut parts: Vec<String> = s.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for r in &s.match_expressions {
+        let mut values = r.values.clone();
+        values.sort();
+        values.dedup();
+        parts.push(match r.operator.as_str() {
+            "In" => format!("{} in ({})", r.key, values.join(",")),
+            "NotIn" => format!("{} notin ({})", r.key, values.join(",")),
+            "Exists" => r.key.clone(),
+            _ => format!("!{}", r.key),
+        });
+    }
+    parts.join(",")
+}
+
+/// Whether `labels` match the selector (Kubernetes semantics: `NotIn` and `DoesNotExist` hold for a
+/// missing label; an unknown operator matches nothing).
+pub fn selector_matches(s: &PodSelector, labels: &BTreeMap<String, String>) -> bool {
+    s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && s.match_expressions.iter().all(|r| {
+            let value = labels.get(&r.key);
+            match r.operator.as_str() {
+                "In" => value.is_some_and(|v| r.values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// A workload's `spec.selector` as a [`PodSelector`]; refused when it selects every pod (empty) or uses
+/// an unknown operator.
+pub fn from_workload_selector(kind: WorkloadKind, name: &str, s: &K8sLabelSelector) -> Result<PodSelector, ScopeError> {
+    let selector = PodSelector {
+        match_labels: s.match_labels.clone().unwrap_or_default(),
+        match_expressions: s
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| PodSelectorRequirement {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                values: r.values.clone().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    check_selector(&selector).map_err(|e| {
+        ScopeError::InvalidScope(format!(
+            "the pod selector of {} {name} cannot scope a grant: {e}",
+            kind.as_str().to_lowercase()
+        ))
+    })?;
+    Ok(selector)
+}
+
+/// The scope as people read it: "pods of deployment payments-api", "pods with app=checkout".
+pub fn describe(scope: &PodScope) -> String {
+    match (&scope.workload, &scope.selector) {
+        (Some(w), _) => format!("pods of {} {}", w.kind.as_str().to_lowercase(), w.name),
+        (None, Some(s)) => format!("pods with {}", selector_string(s)),
+        (None, None) => "all pods".into(),
+    }
+}
+
+/// Whether a debug container may run `image` under `role`: an exact entry of `debugImages`, or a prefix
+/// entry ending in `*`. A role that is not `terminal: debug` allows none.
+pub fn image_allowed(role: &RoleConfig, image: &str) -> bool {
+    role.terminal == TerminalMode::Debug
+        && !image.is_empty()
+        && role.debug_images.iter().any(|allowed| match allowed.strip_suffix('*') {
+            Some(prefix) => image.starts_with(prefix),
+            None => image == allowed,
+        })
+}
+
+/// The rules of the namespaced Role of a pod-scoped grant: the role's ClusterRole `rules`, with every
+/// permission on pods (`pods` and its subresources) narrowed to `resourceNames` = `pods` (intersected
+/// with names the rule already lists). `list` and `watch` of `pods` itself stay as the ClusterRole has
+/// them: Kubernetes cannot narrow a list by name, and the terminal lists the namespace's pods to show
+/// those in scope; a list grants no exec, logs or debug on the others. Permissions on anything else
+/// (events) stay. Non-resource URLs are dropped (a Role cannot hold them).
+///
+/// With no pod in scope, the narrowed rules are left out entirely: an empty `resourceNames` would
+/// mean every pod. Wildcards on resources or API groups are refused: what they reach cannot be named.
+pub fn scoped_rules(role: &str, rules: &[PolicyRule], pods: &[String]) -> Result<Vec<PolicyRule>, ScopeError> {
+    let unscopable = |why: String| ScopeError::Unscopable {
+        role: role.to_owned(),
+        why,
+    };
+    let mut pods: Vec<String> = pods.to_vec();
+    pods.sort();
+    pods.dedup();
+    let mut out = Vec::new();
+    for rule in rules {
+        let resources = rule.resources.clone().unwrap_or_default();
+        if resources.is_empty() {
+            continue; // non-resource URLs only
+        }
+        let groups = rule.api_groups.clone().unwrap_or_default();
+        if groups.iter().any(|g| g == "*") || resources.iter().any(|r| r == "*" || r.starts_with("*/")) {
+            return Err(unscopable(
+                "its ClusterRole has a wildcard rule (apiGroups or resources \"*\")".into(),
+            ));
+        }
+        let (pod_resources, other): (Vec<String>, Vec<String>) = resources
+            .into_iter()
+            .partition(|r| r == "pods" || r.starts_with("pods/"));
+        if !other.is_empty() {
+            out.push(PolicyRule {
+                resources: Some(other),
+                non_resource_urls: None,
+                ..rule.clone()
+            });
+        }
+        if pod_resources.is_empty() {
+            continue;
+        }
+        let listed = rule.resource_names.clone().unwrap_or_default();
+        let (collection, named): (Vec<String>, Vec<String>) =
+            rule.verbs.iter().cloned().partition(|v| v == "list" || v == "watch");
+        let star = rule.verbs.iter().any(|v| v == "*");
+        // list/watch of `pods` itself, as the ClusterRole grants them (a `*` includes them).
+        let mut collection_verbs = collection;
+        if star {
+            collection_verbs.extend(["list".to_owned(), "watch".to_owned()]);
+        }
+        if !collection_verbs.is_empty() && pod_resources.iter().any(|r| r == "pods") {
+            out.push(PolicyRule {
+                api_groups: Some(groups.clone()),
+                resources: Some(vec!["pods".into()]),
+                resource_names: (!listed.is_empty()).then(|| listed.clone()),
+                verbs: collection_verbs,
+                non_resource_urls: None,
+            });
+        }
+        // Everything else, on the pods in scope only.
+        let names: Vec<String> = if listed.is_empty() {
+            pods.clone()
+        } else {
+            pods.iter().filter(|p| listed.contains(p)).cloned().collect()
+        };
+        let mut named_verbs = named;
+        if star {
+            named_verbs = vec!["*".into()];
+        }
+        if !named_verbs.is_empty() && !names.is_empty() {
+            out.push(PolicyRule {
+                api_groups: Some(groups),
+                resources: Some(pod_resources),
+                resource_names: Some(names),
+                verbs: named_verbs,
+                non_resource_urls: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && !s.is_empty() && s.split('.').all(is_dns_label)
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters of
+/// alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric.
+fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// A label value: empty, or at most 63 characters of alphanumerics, `-`, `_` and `.`, starting and
+/// ending alphanumeric.
+fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_request::WorkloadRef;
+    use crate::roles::builtin_roles;
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn sel(labels: &[(&str, &str)]) -> PodSelector {
+        PodSelector {
+            match_labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            match_expressions: vec![],
+        }
+    }
+
+    #[test]
+    fn scoped_rules_name_the_pods_and_keep_the_rest() {
+        let exec = [
+            rule(&[""], &["pods"], &["get", "list"]),
+            rule(&[""], &["pods/exec"], &["create", "get"]),
+            rule(&[""], &["pods/log"], &["get"]),
+            rule(&[""], &["events"], &["list"]),
+        ];
+        let out = scoped_rules("exec", &exec, &["b".into(), "a".into(), "a".into()]).expect("scopable");
+        assert_eq!(
+            out,
+            vec![
+                rule(&[""], &["pods"], &["list"]),
+                PolicyRule {
+                    resource_names: Some(vec!["a".into(), "b".into()]),
+                    ..rule(&[""], &["pods"], &["get"])
+                },
+                PolicyRule {
+                    resource_names: Some(vec!["a".into(), "b".into()]),
+                    ..rule(&[""], &["pods/exec"], &["create", "get"])
+                },
+                PolicyRule {
+                    resource_names: Some(vec!["a".into(), "b".into()]),
+                    ..rule(&[""], &["pods/log"], &["get"])
+                },
+                rule(&[""], &["events"], &["list"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_pod_in_scope_means_no_named_rule_never_an_empty_list() {
+        let exec = [
+            rule(&[""], &["pods", "pods/exec"], &["get", "create"]),
+            rule(&[""], &["events"], &["list"]),
+        ];
+        let out = scoped_rules("exec", &exec, &[]).expect("scopable");
+        assert_eq!(out, vec![rule(&[""], &["events"], &["list"])]);
+        assert!(
+            out.iter()
+                .all(|r| r.resource_names.as_ref().is_none_or(|n| !n.is_empty()))
+        );
+    }
+
+    #[test]
+    fn names_the_rule_already_lists_are_intersected_and_wildcards_refused() {
+        let narrow = [PolicyRule {
+            resource_names: Some(vec!["a".into(), "c".into()]),
+            ..rule(&[""], &["pods/exec"], &["create"])
+        }];
+        let out = scoped_rules("x", &narrow, &["a".into(), "b".into()]).expect("scopable");
+        assert_eq!(out[0].resource_names, Some(vec!["a".into()]));
+        let star = [rule(&["*"], &["pods"], &["get"])];
+        assert!(matches!(
+            scoped_rules("x", &star, &["a".into()]),
+            Err(ScopeError::Unscopable { .. })
+        ));
+        let star = [rule(&[""], &["*"], &["get"])];
+        assert!(scoped_rules("x", &star, &["a".into()]).is_err());
+        // A verb wildcard is kept for the named pods; list/watch stay collection-wide.
+        let any = [rule(&[""], &["pods"], &["*"])];
+        let out = scoped_rules("x", &any, &["a".into()]).expect("scopable");
+        assert_eq!(out[0].verbs, vec!["list".to_string(), "watch".to_string()]);
+        assert_eq!(out[1].verbs, vec!["*".to_string()]);
+        assert_eq!(out[1].resource_names, Some(vec!["a".into()]));
+    }
+
+    #[test]
+    fn selectors_read_and_match_as_kubernetes_does() {
+        let mut s = sel(&[("app", "checkout")]);
+        s.match_expressions = vec![
+            PodSelectorRequirement {
+                key: "tier".into(),
+                operator: "In".into(),
+                values: vec!["web".into(), "api".into()],
+            },
+            PodSelectorRequirement {
+                key: "canary".into(),
+                operator: "DoesNotExist".into(),
+                values: vec![],
+            },
+        ];
+        assert_eq!(selector_string(&s), "app=checkout,tier in (api,web),!canary");
+        let labels = |l: &[(&str, &str)]| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(selector_matches(&s, &labels(&[("app", "checkout"), ("tier", "web")])));
+        assert!(!selector_matches(&s, &labels(&[("app", "checkout"), ("tier", "db")])));
+        assert!(!selector_matches(
+            &s,
+            &labels(&[("app", "checkout"), ("tier", "web"), ("canary", "1")])
+        ));
+    }
+
+    #[test]
+    fn scopes_are_checked_and_described() {
+        let one = |scope: PodScope, n| check_scope(&scope, n);
+        let empty = PodScope {
+            selector: Some(PodSelector::default()),
+            workload: None,
+        };
+        assert!(one(empty, 1).unwrap_err().to_string().contains("every pod"));
+        let workload = PodScope {
+            selector: None,
+            workload: Some(WorkloadRef {
+                kind: WorkloadKind::Deployment,
+                name: "payments-api".into(),
+            }),
+        };
+        assert!(
+            one(workload.clone(), 2)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one namespace")
+        );
+        assert_eq!(one(workload.clone(), 1), Ok(()));
+        assert_eq!(describe(&workload), "pods of deployment payments-api");
+        let by_label = PodScope {
+            selector: Some(sel(&[("app", "checkout")])),
+            workload: None,
+        };
+        assert_eq!(describe(&by_label), "pods with app=checkout");
+        let bad_key = PodScope {
+            selector: Some(sel(&[("-app", "x")])),
+            workload: None,
+        };
+        assert!(one(bad_key, 1).is_err());
+        let both = PodScope {
+            selector: Some(sel(&[("app", "x")])),
+            workload: workload.workload,
+        };
+        assert!(one(both, 1).is_err());
+    }
+
+    #[test]
+    fn roles_are_looked_up_and_validated() {
+        let roles = builtin_roles();
+        assert_eq!(validate_roles(&roles), Ok(()));
+        let mut spec = AccessRequestSpec::new("a@x.io", "c", vec!["ns".into()], "r", 600);
+        assert_eq!(role_of(&roles, &spec).expect("exec").name, "exec");
+        spec.role = Some("admin".into());
+        assert!(
+            role_of(&roles, &spec)
+                .unwrap_err()
+                .to_string()
+                .contains("exec, logs, debug")
+        );
+        let mut twice = roles.clone();
+        twice.push(roles[0].clone());
+        assert!(validate_roles(&twice).unwrap_err().contains("twice"));
+        let mut images = roles.clone();
+        images[0].debug_images = vec!["busybox".into()];
+        assert!(validate_roles(&images).unwrap_err().contains("terminal: debug"));
+        let mut star = roles.clone();
+        star[2].debug_images = vec!["*".into()];
+        assert!(validate_roles(&star).is_err());
+        star[2].debug_images = vec!["registry.example.com/debug/*".into(), "busybox:1.36".into()];
+        assert_eq!(validate_roles(&star), Ok(()));
+        assert!(image_allowed(&star[2], "registry.example.com/debug/tools:1"));
+        assert!(image_allowed(&star[2], "busybox:1.36"));
+        assert!(!image_allowed(&star[2], "busybox:latest"));
+        assert!(!image_allowed(&star[0], "busybox:1.36"));
+        assert!(validate_roles(&[]).is_err());
+    }
+}
