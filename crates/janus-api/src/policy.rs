@@ -18,7 +18,8 @@ pub const JANUS_ADMINS_GROUP: &str = "k8s-janus:admins";
 /// Name under which the behaviour without a matching policy is shown: admins approve, one approval.
 pub const DEFAULT_POLICY: &str = "default";
 
-/// The only access role until access scopes add more.
+/// The access role of a request that names none (`spec.role` absent): every request before access
+/// roles was an `exec` grant.
 pub const DEFAULT_ROLE: &str = "exec";
 
 /// The largest `approvalsRequired`: `spec.approvals` holds at most this many entries (the CRD's
@@ -78,6 +79,11 @@ pub struct PolicyConfig {
     /// Immediate activation by given requesters, reviewed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassRule>,
+    /// The roles (`roles:` names) a request governed by this policy may ask for; empty: any configured
+    /// role. Unlike `match.roles` (which only decides whether the policy governs), a request this
+    /// policy governs with another role is refused, not passed on to a later policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_roles: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -105,7 +111,7 @@ pub struct PolicyMatch {
     /// Requester groups (any of them).
     #[serde(default)]
     pub requester_groups: Vec<String>,
-    /// Access roles (see [`DEFAULT_ROLE`]).
+    /// Access roles (`roles:` names; a request without `spec.role` has [`DEFAULT_ROLE`]).
     #[serde(default)]
     pub roles: Vec<String>,
 }
@@ -300,9 +306,33 @@ impl PolicyConfig {
                 compile_glob(g, ci).map_err(|e| format!("{field}: {e}"))?;
             }
         }
-        if let Some(r) = m.roles.iter().find(|r| r.as_str() != DEFAULT_ROLE) {
+        // A role the configuration does not list can never be requested (the web and the controller
+        // refuse it), so naming one is a typo that would silently never match or never allow.
+        for (field, names) in [("match.roles", &m.roles), ("allowedRoles", &self.allowed_roles)] {
+            if let Some(r) = names.iter().find(|r| !config.roles.iter().any(|c| &c.name == *r)) {
+                return Err(format!(
+                    "{field}: unknown role {r:?}; the configured roles are: {}",
+                    config
+                        .roles
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if let Some((i, r)) = names.iter().enumerate().find(|(i, r)| names[..*i].contains(r)) {
+                return Err(format!("{field} lists {r:?} twice (entry {i})"));
+            }
+        }
+        if !m.roles.is_empty()
+            && !self.allowed_roles.is_empty()
+            && !m.roles.iter().any(|r| self.allowed_roles.contains(r))
+        {
             return Err(format!(
-                "match.roles: unknown role {r:?}; the only role is {DEFAULT_ROLE:?}"
+                "allowedRoles ({}) allows none of the roles it matches (match.roles: {}); every request it \
+                 governs would be refused",
+                self.allowed_roles.join(", "),
+                m.roles.join(", ")
             ));
         }
         if let Some(sel) = &m.namespace_selector {
@@ -534,7 +564,34 @@ mod tests {
             (
                 "",
                 "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [admin]}}",
-                "match.roles: unknown role \"admin\"",
+                "policy \"p\": match.roles: unknown role \"admin\"; the configured roles are: exec, logs, debug",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, allowedRoles: [logs, shell]}",
+                "policy \"p\": allowedRoles: unknown role \"shell\"; the configured roles are: exec, logs, debug",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, allowedRoles: [logs, logs]}",
+                "allowedRoles lists \"logs\" twice (entry 1)",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [debug, debug]}}",
+                "match.roles lists \"debug\" twice",
+            ),
+            (
+                "",
+                "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [exec, debug]}, allowedRoles: [logs]}",
+                "allowedRoles (logs) allows none of the roles it matches (match.roles: exec, debug)",
+            ),
+            (
+                // Only the roles the configuration lists count: with roles: given, the built-in ones
+                // not listed are unknown.
+                "roles: [{name: ro, clusterRole: view, terminal: logs}]",
+                "{name: p, approvers: {emails: [a@x.io]}, allowedRoles: [logs]}",
+                "allowedRoles: unknown role \"logs\"; the configured roles are: ro",
             ),
             (
                 "",
@@ -711,6 +768,8 @@ mod tests {
             "{name: p, approvers: {emails: [a@x.io]}, match: {namespaceSelector: {matchExpressions: [{key: t, operator: DoesNotExist}]}}}",
             "{name: p, approvers: {emails: [a@x.io]}, maxTtlSeconds: 3600, breakGlass: {emails: [o@x.io], maxTtlSeconds: 3600}}",
             "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [exec], clusters: ['prod-{eu,us}-*']}}",
+            "{name: p, approvers: {emails: [a@x.io]}, match: {roles: [logs, debug]}, allowedRoles: [logs]}",
+            "{name: p, approvers: {emails: [a@x.io]}, allowedRoles: [exec, logs, debug]}",
         ] {
             let yaml = format!("policies:\n- {policy}\n");
             if let Err(e) = Config::from_yaml(&yaml, "t") {

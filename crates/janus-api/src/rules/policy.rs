@@ -45,7 +45,8 @@ pub struct RequestFacts<'a> {
     pub requester: &'a str,
     /// Requester groups recorded at creation.
     pub requester_groups: &'a [String],
-    /// Access role ([`crate::policy::DEFAULT_ROLE`] until access scopes land).
+    /// Access role ([`AccessRequestSpec::role_name`]: `spec.role`, else
+    /// [`crate::policy::DEFAULT_ROLE`]).
     pub role: &'a str,
     /// Requested TTL.
     pub ttl_seconds: i64,
@@ -68,6 +69,16 @@ pub enum PolicyError {
     /// The namespaces fall under different policies; the request must be split.
     #[error("the namespaces fall under different approval policies ({}); request them separately", .0.iter().map(|(ns, p)| format!("{ns}: {p}")).collect::<Vec<_>>().join(", "))]
     Conflict(Vec<(String, String)>),
+    /// The governing policy's `allowedRoles` does not list the request's role.
+    #[error("policy {policy} allows the roles {}; this request asks for {role}", .allowed.join(", "))]
+    RoleNotAllowed {
+        /// The governing policy.
+        policy: String,
+        /// Its `allowedRoles`.
+        allowed: Vec<String>,
+        /// The role asked for.
+        role: String,
+    },
 }
 
 /// The owners one namespace names in its approvers annotation.
@@ -170,7 +181,7 @@ impl<'a> RequestFacts<'a> {
             cluster: &spec.cluster,
             requester: &spec.requester,
             requester_groups: &spec.requester_groups,
-            role: crate::policy::DEFAULT_ROLE,
+            role: spec.role_name(),
             ttl_seconds: spec.ttl_seconds,
             reason: &spec.reason,
             namespaces,
@@ -587,11 +598,33 @@ impl Governing<'_> {
         tally
     }
 
-    /// The request's own rules: reason pattern, TTL within the policy's bounds, break-glass allowed when
-    /// asked for, and a quorum that someone can reach ([`Governing::quorum_reachable`]) unless
-    /// break-glass or auto-approval starts it without approvals. `Err` is the message shown to the
-    /// requester and written to the status.
+    /// Whether the policy lets a request ask for `role`: its `allowedRoles` lists it, or is empty (the
+    /// default policy allows every configured role). For the request form, which offers only these.
+    pub fn allows_role(&self, role: &str) -> bool {
+        self.policy
+            .is_none_or(|p| p.allowed_roles.is_empty() || p.allowed_roles.iter().any(|r| r == role))
+    }
+
+    /// The request's role against the policy's `allowedRoles` ([`PolicyError::RoleNotAllowed`]).
+    /// [`Governing::check_request`] checks it first; callers that report the field at fault call it on
+    /// its own.
+    pub fn check_role(&self, facts: &RequestFacts<'_>) -> Result<(), PolicyError> {
+        match self.policy {
+            Some(p) if !self.allows_role(facts.role) => Err(PolicyError::RoleNotAllowed {
+                policy: self.name.clone(),
+                allowed: p.allowed_roles.clone(),
+                role: facts.role.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The request's own rules: the role allowed ([`Governing::check_role`]), reason pattern, TTL within
+    /// the policy's bounds, break-glass allowed when asked for, and a quorum that someone can reach
+    /// ([`Governing::quorum_reachable`]) unless break-glass or auto-approval starts it without
+    /// approvals. `Err` is the message shown to the requester and written to the status.
     pub fn check_request(&self, facts: &RequestFacts<'_>, config: &Config) -> Result<(), String> {
+        self.check_role(facts).map_err(|e| e.to_string())?;
         if let Some(rule) = self.reason {
             let re = reason_regex(&rule.pattern).map_err(|e| format!("policy {}: {e}", self.name))?;
             if !re.is_match(facts.reason) {
@@ -1665,6 +1698,95 @@ policies:
         assert!(a.is_match("OPS-12") && !a.is_match("x OPS-12"));
         assert!(reason_regex("(").unwrap_err().contains("does not compile"));
         assert!(reason_regex("(").is_err(), "a cached failure stays a failure");
+    }
+
+    /// `match.roles` decides which policy governs; `allowedRoles` refuses a governed request whose role
+    /// it does not list (not passing it on to a later policy), with a message naming both.
+    #[test]
+    fn roles_select_policies_and_allowed_roles_refuse_others() {
+        let cfg = Config::from_yaml(
+            r#"
+adminEmails: [admin@example.com]
+policies:
+- name: logs-auto
+  match: {namespaces: [shop], roles: [logs]}
+  approvers: {emails: [alice@example.com]}
+  autoApprove: {}
+- name: contractors
+  match: {requesterEmails: ["*@contractors.example.com"]}
+  approvers: {emails: [alice@example.com]}
+  allowedRoles: [logs]
+- name: shop
+  match: {namespaces: [shop]}
+  approvers: {emails: [alice@example.com, bob@example.com]}
+  approvalsRequired: 2
+  allowedRoles: [exec, logs]
+"#,
+            "t",
+        )
+        .unwrap();
+        let verdict = |requester: &str, role: Option<&str>, namespace: &str| {
+            let mut spec = AccessRequestSpec::new(requester, "staging", vec![namespace.into()], "r", 3600);
+            spec.role = role.map(str::to_owned);
+            let nss = [ns(namespace)];
+            let facts = RequestFacts::of(&spec, &nss, t("2026-03-02T10:00:00Z"));
+            assert_eq!(facts.role, spec.role_name());
+            let governed = govern(&cfg, &facts).map(|g| g.name);
+            (governed.unwrap(), evaluate(&cfg, &spec, &facts))
+        };
+        // A logs request in shop is governed by logs-auto (match.roles) and auto-approved.
+        let (p, v) = verdict("dev@example.com", Some("logs"), "shop");
+        assert_eq!(p, "logs-auto");
+        assert!(
+            matches!(
+                v,
+                Verdict::Approved {
+                    via: ApprovedVia::Auto,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        // No role is exec: logs-auto does not match; shop governs and allows exec.
+        let (p, v) = verdict("dev@example.com", None, "shop");
+        assert_eq!(p, "shop");
+        assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+        // debug is configured (built-in roles) but shop does not allow it.
+        let (p, v) = verdict("dev@example.com", Some("debug"), "shop");
+        assert_eq!(p, "shop");
+        assert_eq!(
+            v,
+            Verdict::Invalid("policy shop allows the roles exec, logs; this request asks for debug".into())
+        );
+        // A contractor asking for a shell (no role: exec) is refused by the first matching policy; the
+        // request is not handed on to a later, laxer one.
+        let (p, v) = verdict("c@contractors.example.com", None, "app");
+        assert_eq!(p, "contractors");
+        assert_eq!(
+            v,
+            Verdict::Invalid("policy contractors allows the roles logs; this request asks for exec".into())
+        );
+        // A contractor asking for logs is governed as usual.
+        let (_, v) = verdict("c@contractors.example.com", Some("logs"), "app");
+        assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+        // The default policy allows every role.
+        let (p, v) = verdict("dev@example.com", Some("debug"), "app");
+        assert_eq!(p, DEFAULT_POLICY);
+        assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+        // check_role is the same refusal as a typed error, and allows_role answers the form.
+        let spec = AccessRequestSpec::new("c@contractors.example.com", "staging", vec!["app".into()], "r", 3600);
+        let nss = [ns("app")];
+        let facts = RequestFacts::of(&spec, &nss, t("2026-03-02T10:00:00Z"));
+        let g = govern(&cfg, &facts).unwrap();
+        assert_eq!(
+            g.check_role(&facts),
+            Err(PolicyError::RoleNotAllowed {
+                policy: "contractors".into(),
+                allowed: vec!["logs".into()],
+                role: "exec".into()
+            })
+        );
+        assert!(g.allows_role("logs") && !g.allows_role("exec") && !g.allows_role("debug"));
     }
 
     #[test]
