@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod policy;
 pub mod requests;
+pub mod scope;
 pub mod session;
 pub mod users;
 
@@ -33,6 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/approvals", get(policy::approvals))
         .route("/api/v1/clusters", get(clusters::list))
         .route("/api/v1/clusters/{name}/namespaces", get(clusters::namespaces))
+        .route("/api/v1/clusters/{name}/workloads", get(scope::workloads))
+        .route("/api/v1/clusters/{name}/pods", get(scope::pods))
+        .route("/api/v1/roles", get(scope::roles))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/users", get(users::list_handler).post(users::create_handler))
         .route(

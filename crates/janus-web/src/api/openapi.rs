@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, clusters, notifications, policy, requests, session, users};
+use super::{audit, clusters, notifications, policy, requests, scope, session, users};
 use crate::auth::session::COOKIE;
 use crate::error::WebError;
 
@@ -194,6 +194,9 @@ impl Modify for SecuritySchemes {
         policy::approvals,
         clusters::list,
         clusters::namespaces,
+        scope::roles,
+        scope::workloads,
+        scope::pods,
         audit::list,
         audit::export,
         users::list_handler,

@@ -169,6 +169,61 @@ impl ClusterService {
     }
 }
 
+impl ClusterService {
+    /// Refuses a workload scope naming a workload that does not exist (the controller would fail the
+    /// request once approved: better said at once). Read with the web's own identity; when the web may
+    /// not read workloads or the cluster does not answer, the controller's check stands alone.
+    pub async fn check_workload(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        w: &janus_api::access_request::WorkloadRef,
+    ) -> Result<(), ServiceError> {
+        use janus_api::access_request::WorkloadKind;
+        use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+        let Ok(handle) = self.clusters.get(cluster).await else {
+            return Ok(());
+        };
+        let c = handle.client;
+        let found = match w.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(c, namespace);
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                    .await
+                    .map(|r| r.map(|o| o.is_some()))
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(c, namespace);
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                    .await
+                    .map(|r| r.map(|o| o.is_some()))
+            }
+            WorkloadKind::DaemonSet => {
+                let api: Api<DaemonSet> = Api::namespaced(c, namespace);
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                    .await
+                    .map(|r| r.map(|o| o.is_some()))
+            }
+        };
+        match found {
+            Ok(Ok(false)) => Err(ServiceError::invalid(
+                "podScope",
+                format!(
+                    "{} {} does not exist in namespace {namespace}",
+                    w.kind.as_str().to_lowercase(),
+                    w.name
+                ),
+            )),
+            Ok(Ok(true)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(cluster, error = %e, "the workload of a pod scope could not be read; the controller checks it");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+}
+
 /// Whether an approvers annotation (`"group:payments-leads, alice@example.com"`) names `email` or one of
 /// `groups`. Entries that are neither are ignored, as the policy evaluation ignores them.
 fn names_owner(annotation: &str, email: &str, groups: &[String]) -> bool {

@@ -10,6 +10,7 @@
 pub mod clusters;
 pub mod policy;
 pub mod requests;
+pub mod scope;
 pub mod view;
 
 use crate::error::WebError;
@@ -17,6 +18,7 @@ use crate::state::{AppState, Inner};
 
 pub use clusters::{ClusterCache, ClusterService};
 pub use requests::{CreateInput, DecisionInput, ListFilter, RequestService};
+pub use scope::ScopeService;
 pub use view::{ApprovalsView, ListPage, PolicyPreview, PolicyView, RequestView};
 
 /// Why a service refused or failed. Messages are safe to show (they never carry a token).

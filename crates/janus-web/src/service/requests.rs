@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
 use janus_api::access_request::{
-    AccessRequestSpec, ApprovalEntry, BreakGlass, BreakGlassReview, Decision, Denial, Extension, Phase, Revocation,
+    AccessRequestSpec, ApprovalEntry, BreakGlass, BreakGlassReview, Decision, Denial, Extension, Phase, PodScope,
+    Revocation,
 };
 use janus_api::config::Config;
 use janus_api::rules::policy::{self as rules_policy, Governing, NamespaceInfo, RequestFacts};
@@ -89,6 +90,17 @@ pub struct CreateInput {
     /// Activate at once under the policy's break-glass rule (reviewed afterwards).
     #[serde(default)]
     pub break_glass: bool,
+    /// The access role (`GET /api/v1/roles` lists those the caller may ask for). Absent or empty: `exec`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Limits the grant to some pods: `{"selector": {"matchLabels": …, "matchExpressions": …}}` or
+    /// `{"workload": {"kind": "Deployment", "name": …}}` (a workload only with exactly one namespace).
+    #[serde(default)]
+    pub pod_scope: Option<PodScope>,
+    /// The request form's text field: a label selector in Kubernetes syntax (`app=checkout,tier in
+    /// (a,b)`), the same as `podScope.selector`. Not together with `podScope`; empty: no scope.
+    #[serde(default)]
+    pub pod_selector: Option<String>,
 }
 
 /// How far ahead a request may be scheduled (`startAt`).
@@ -610,7 +622,60 @@ impl RequestService {
         if !names::is_dns_label(&input.cluster) {
             return Err(ServiceError::invalid("cluster", "choose a cluster"));
         }
+        self.role_and_scope(input, wanted.len())?;
         Ok((reason, ttl, wanted))
+    }
+
+    /// The role (as given; `None` for `exec` asked implicitly) and pod scope of a new request, checked
+    /// against the configuration ([`rules::scope::check_request`]): a configured role (a `debug` role
+    /// only once it lists images), a well-formed scope (the form's `podSelector` text parsed into one).
+    pub fn role_and_scope(
+        &self,
+        input: &CreateInput,
+        namespaces: usize,
+    ) -> Result<(Option<String>, Option<PodScope>), ServiceError> {
+        let role = input
+            .role
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let text = input.pod_selector.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let pod_scope = match (&input.pod_scope, text) {
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "podScope",
+                    "give either podScope or podSelector, not both",
+                ));
+            }
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(t)) => Some(PodScope {
+                selector: Some(super::scope::parse_selector(t).map_err(|m| ServiceError::invalid("podSelector", m))?),
+                workload: None,
+            }),
+            (None, None) => None,
+        };
+        let mut spec = AccessRequestSpec::new(String::new(), String::new(), vec![], String::new(), 0);
+        spec.role = role.clone();
+        spec.pod_scope = pod_scope.clone();
+        // The namespaces' count matters for a workload scope (exactly one); the spec above only carries
+        // the role and scope, so the check is made with the real count.
+        let configured = rules::scope::role_of(&self.config.roles, &spec)
+            .map_err(|e| ServiceError::invalid("role", e.to_string()))?;
+        if let Some(scope) = &pod_scope {
+            rules::scope::check_scope(scope, namespaces)
+                .map_err(|e| ServiceError::invalid("podScope", e.to_string()))?;
+        }
+        if configured.terminal == janus_api::roles::TerminalMode::Debug && configured.debug_images.is_empty() {
+            return Err(ServiceError::invalid(
+                "role",
+                format!(
+                    "role {} lists no debug image yet (roles[].debugImages), so it could start nothing; ask an administrator",
+                    configured.name
+                ),
+            ));
+        }
+        Ok((role, pod_scope))
     }
 
     /// Validates and creates a request for `id`, within the per-user limits.
@@ -644,6 +709,13 @@ impl RequestService {
         );
         spec.requester_groups = web_policy::requester_groups(&self.config, id);
         spec.start_at = start_at.map(rules::time::fmt_time);
+        (spec.role, spec.pod_scope) = self.role_and_scope(&input, spec.namespaces.len())?;
+        if let (Some(w), Some(ns)) = (
+            spec.pod_scope.as_ref().and_then(|s| s.workload.as_ref()),
+            spec.namespaces.first(),
+        ) {
+            self.clusters.check_workload(&input.cluster, ns, w).await?;
+        }
         if input.break_glass && spec.start_at.is_some() {
             return Err(ServiceError::invalid(
                 "startAt",
@@ -987,6 +1059,9 @@ pub fn check_policy(
 ) -> Result<(), ServiceError> {
     let facts = RequestFacts::of(spec, namespaces, Utc::now());
     let gov = rules_policy::govern(config, &facts).map_err(|e| ServiceError::invalid("namespaces", e.to_string()))?;
+    // The role first: `allowedRoles` refuses it whatever the other fields say.
+    gov.check_role(&facts)
+        .map_err(|e| ServiceError::invalid("role", e.to_string()))?;
     // Break-glass first, so its refusal is reported beside its checkbox.
     if facts.break_glass
         && let Err(m) = gov.break_glass(&facts)

@@ -104,6 +104,18 @@ pub struct RequestView {
     pub awaiting_review: bool,
     /// The acknowledgement of a break-glass activation.
     pub break_glass_review: Option<ReviewView>,
+    /// The access role asked for (`spec.role`, default `exec`), with what its terminal offers.
+    pub role: super::scope::RoleView,
+    /// The pod scope as asked for; none: every pod of the namespaces.
+    pub pod_scope: Option<janus_api::access_request::PodScope>,
+    /// The scope as people read it: "pods of deployment payments-api", "pods with app=checkout"; none:
+    /// every pod.
+    pub scope: Option<String>,
+    /// Per granted namespace, the label selector (Kubernetes syntax) the grant follows, as the controller
+    /// resolved it (a workload's own selector).
+    pub pod_selectors: std::collections::BTreeMap<String, String>,
+    /// Role and scope in one line: "Shell · pods of deployment payments-api", "Logs (read-only) · all pods".
+    pub access: String,
 }
 
 /// One approval as shown.
@@ -398,8 +410,29 @@ impl RequestView {
                 at_display: timefmt::format_str(tz, &r.at),
                 comment: r.comment.clone(),
             }),
+            role: super::scope::RoleView::named(config, ar.spec.role_name()),
+            pod_scope: ar.spec.pod_scope.clone(),
+            scope: ar.spec.pod_scope.as_ref().map(janus_api::rules::scope::describe),
+            pod_selectors: st
+                .grants
+                .iter()
+                .filter_map(|g| g.pod_selector.clone().map(|s| (g.namespace.clone(), s)))
+                .collect(),
+            access: access_line(config, ar),
         }
     }
+}
+
+/// Role and scope in one line, as every list and page shows them: "Shell · pods of deployment
+/// payments-api", "Logs (read-only) · all pods".
+pub fn access_line(config: &Config, ar: &AccessRequest) -> String {
+    let role = super::scope::RoleView::named(config, ar.spec.role_name());
+    let scope = ar
+        .spec
+        .pod_scope
+        .as_ref()
+        .map_or_else(|| "all pods".to_string(), janus_api::rules::scope::describe);
+    format!("{} · {scope}", role.display_name)
 }
 
 /// A page of requests.
