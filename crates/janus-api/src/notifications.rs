@@ -42,6 +42,8 @@ pub const EVENT_KINDS: &[&str] = &[
     "session.closed",
     "session.recording_truncated",
     "logs.closed",
+    "debug.started",
+    "debug.refused",
     "login.succeeded",
     "login.failed",
     "login.locked",

@@ -55,6 +55,10 @@ pub enum AuditKind {
     RecordingTruncated,
     /// The server ended a container log stream (details carry the reason, e.g. the user signed out).
     LogStreamClosed,
+    /// A debug container was started in a pod with a request's access (`debug` roles).
+    DebugContainerStarted,
+    /// A debug container was refused: its image is not in the role's `debugImages`.
+    DebugImageRefused,
     /// A login succeeded.
     LoginSucceeded,
     /// A login failed.
@@ -99,6 +103,8 @@ impl AuditKind {
         AuditKind::SessionClosed,
         AuditKind::RecordingTruncated,
         AuditKind::LogStreamClosed,
+        AuditKind::DebugContainerStarted,
+        AuditKind::DebugImageRefused,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
         AuditKind::LoginLocked,
@@ -135,6 +141,8 @@ impl AuditKind {
             AuditKind::SessionClosed => "session.closed",
             AuditKind::RecordingTruncated => "session.recording_truncated",
             AuditKind::LogStreamClosed => "logs.closed",
+            AuditKind::DebugContainerStarted => "debug.started",
+            AuditKind::DebugImageRefused => "debug.refused",
             AuditKind::LoginSucceeded => "login.succeeded",
             AuditKind::LoginFailed => "login.failed",
             AuditKind::LoginLocked => "login.locked",

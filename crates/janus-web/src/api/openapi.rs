@@ -31,8 +31,14 @@ pub struct ErrorBody {
 pub struct PodList {
     /// The namespace asked about.
     pub namespace: String,
-    /// Its pods.
+    /// Its pods (a pod-scoped request: only those in scope).
     pub pods: Vec<crate::terminal::pods::PodView>,
+    /// The label selector of a pod-scoped grant (Kubernetes syntax); none: every pod.
+    pub selector: Option<String>,
+    /// The scope as people read it ("pods of deployment payments-api"); none: every pod.
+    pub scope: Option<String>,
+    /// What the terminal offers under the request's role: `shell`, `logs` or `debug`.
+    pub terminal: Option<String>,
 }
 
 /// One Kubernetes Event as the terminal page shows it.
@@ -206,6 +212,7 @@ impl Modify for SecuritySchemes {
         notifications::list_dead,
         notifications::retry_handler,
         crate::terminal::pods::list,
+        crate::terminal::debug::start,
         crate::terminal::pods::logs,
         crate::terminal::pods::events,
         crate::terminal::pods::sessions,

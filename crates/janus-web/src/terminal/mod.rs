@@ -2,6 +2,7 @@
 //! recordings, pod lists, logs and events, quick commands.
 
 pub mod access;
+pub mod debug;
 pub mod pods;
 pub mod protocol;
 pub mod recording;
@@ -12,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use janus_api::AccessRequest;
 use janus_api::access_request::Phase;
 use tokio::sync::{Notify, watch};
@@ -441,6 +442,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ws/terminal/{name}", get(session::upgrade))
         .route("/api/v1/requests/{name}/pods", get(pods::list))
+        .route("/api/v1/requests/{name}/debug", post(debug::start))
         .route("/api/v1/requests/{name}/logs", get(pods::logs))
         .route("/api/v1/requests/{name}/events", get(pods::events))
         .route("/api/v1/requests/{name}/sessions", get(pods::sessions))

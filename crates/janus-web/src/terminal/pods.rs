@@ -17,7 +17,7 @@ use crate::error::WebError;
 use crate::extract::{Json, Path, Query};
 use crate::requests;
 use crate::state::AppState;
-use crate::terminal::{EndReason, Owner, StreamKind, access};
+use crate::terminal::{EndReason, Owner, StreamKind, access, debug};
 use janus_store::AuditKind;
 
 /// `?namespace=` (and pod/container for logs).
@@ -41,6 +41,8 @@ pub struct PodView {
     ready: String,
     restarts: i32,
     containers: Vec<String>,
+    /// Debug containers the web started in the pod (`janus-debug-…`), to attach to again.
+    debug_containers: Vec<String>,
 }
 
 fn forbidden_or(e: kube::Error) -> WebError {
@@ -71,14 +73,26 @@ pub async fn list(
     Path(name): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Response, WebError> {
-    let (_, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
+    let (ar, client) = access::client_for(&state, &id, &name, &q.namespace).await?;
     let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
-    let list = access::bounded(pods.list(&ListParams::default()))
-        .await?
-        .map_err(forbidden_or)?;
+    // A pod-scoped grant: only the pods in scope (the Role lets the token list them all, but reach only
+    // these); the selector is the one the controller keeps the Role current with.
+    let selector = debug::grant_selector(&ar, &q.namespace);
+    let mut lp = ListParams::default();
+    if let Some(s) = &selector {
+        lp = lp.labels(s);
+    }
+    let list = access::bounded(pods.list(&lp)).await?.map_err(forbidden_or)?;
     let items: Vec<PodView> = list
         .items
         .into_iter()
+        .filter(|p| {
+            debug::in_scope(
+                &ar,
+                &q.namespace,
+                p.metadata.labels.as_ref().unwrap_or(&Default::default()),
+            )
+        })
         .map(|p| {
             let statuses = p
                 .status
@@ -100,10 +114,29 @@ pub async fn list(
                 ready: format!("{}/{}", statuses.iter().filter(|s| s.ready).count(), containers.len()),
                 restarts: statuses.iter().map(|s| s.restart_count).sum(),
                 containers,
+                debug_containers: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ephemeral_containers.as_ref())
+                    .map(|l| {
+                        l.iter()
+                            .map(|c| c.name.clone())
+                            .filter(|n| n.starts_with(debug::DEBUG_CONTAINER_PREFIX))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect();
-    Ok(Json(json!({"namespace": q.namespace, "pods": items})).into_response())
+    let role = crate::service::scope::RoleView::named(&state.config, ar.spec.role_name());
+    Ok(Json(json!({
+        "namespace": q.namespace,
+        "pods": items,
+        "selector": selector,
+        "scope": ar.spec.pod_scope.as_ref().map(janus_api::rules::scope::describe),
+        "terminal": role.terminal,
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/requests/{name}/logs?namespace=&pod=&container=`: follows the log as a text stream.

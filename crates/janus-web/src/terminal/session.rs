@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::{SinkExt as _, StreamExt as _};
+use janus_api::roles::TerminalMode;
 use janus_api::{AccessRequest, names};
 use janus_store::{AuditKind, TerminalSession};
 use k8s_openapi::api::core::v1::Pod;
@@ -25,7 +26,7 @@ use crate::extract::{Path, Query};
 use crate::state::AppState;
 use crate::terminal::protocol::{ClientControl, ServerControl};
 use crate::terminal::recording::{Recording, Truncation};
-use crate::terminal::{EndReason, Owner, StreamKind, access};
+use crate::terminal::{EndReason, Owner, StreamKind, access, debug};
 
 /// Where to open the shell.
 #[derive(Debug, Deserialize)]
@@ -87,14 +88,51 @@ pub async fn upgrade(
         return Err(WebError::invalid("pod", "invalid namespace, pod or container name"));
     }
     let (ar, client) = access::client_for(&state, &id, &name, &p.namespace).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
-    let pod = pods.get(&p.pod).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 404 => WebError::NotFound(format!("no pod {} in {}", p.pod, p.namespace)),
-        kube::Error::Api(s) if s.code == 403 => {
-            WebError::Forbidden("the request's access does not cover this pod".into())
+    // What the socket opens follows the request's role: a shell (exec) under `shell` roles, an attach to
+    // one of the web's debug containers under `debug` roles, nothing under `logs` roles.
+    let role = debug::role_of(&state, &ar)?;
+    let attach = match role.terminal {
+        TerminalMode::Shell => false,
+        TerminalMode::Debug => true,
+        TerminalMode::Logs => {
+            tracing::info!(request = %name, user = %id.email, role = %role.name, "terminal refused: the role offers no shell");
+            return Err(WebError::Forbidden(format!(
+                "role {} offers no shell: its terminal shows logs and events only",
+                role.name
+            )));
         }
-        other => WebError::from(other),
-    })?;
+    };
+    let pod = debug::scoped_pod(&client, &ar, &p.namespace, &p.pod).await?;
+    if attach {
+        // Only the web's own debug containers, which it started from an allowed image: attaching to a
+        // pod's regular containers is not what the role grants through the web.
+        let debug_containers: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .map(|l| l.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        let container = match &p.container {
+            Some(c) if c.starts_with(debug::DEBUG_CONTAINER_PREFIX) && debug_containers.contains(c) => c.clone(),
+            Some(c) if c.starts_with(debug::DEBUG_CONTAINER_PREFIX) => {
+                return Err(WebError::invalid(
+                    "container",
+                    format!("pod {} has no debug container {c}; start one first", p.pod),
+                ));
+            }
+            _ => {
+                return Err(WebError::invalid(
+                    "container",
+                    format!(
+                        "under role {} the terminal attaches to a debug container ({}…) started for this request",
+                        role.name,
+                        debug::DEBUG_CONTAINER_PREFIX
+                    ),
+                ));
+            }
+        };
+        return open(state, id, ar, client, p, container, true, ws);
+    }
     let containers: Vec<String> = pod
         .spec
         .as_ref()
@@ -120,6 +158,23 @@ pub async fn upgrade(
             ));
         }
     };
+    open(state, id, ar, client, p, container, false, ws)
+}
+
+/// Registers the session and upgrades: `attach` attaches to `container` (a debug container) instead of
+/// starting a shell in it.
+#[allow(clippy::too_many_arguments)]
+fn open(
+    state: AppState,
+    id: Identity,
+    ar: AccessRequest,
+    client: kube::Client,
+    p: Params,
+    container: String,
+    attach: bool,
+    ws: WebSocketUpgrade,
+) -> Result<Response, WebError> {
+    let name = ar.metadata.name.clone().unwrap_or_default();
     let session_id = uuid::Uuid::new_v4().to_string();
     let close_rx = state
         .terminals
@@ -141,6 +196,7 @@ pub async fn upgrade(
         container,
         cols,
         rows,
+        attach,
     };
     Ok(ws
         .max_message_size(1024 * 1024)
@@ -159,6 +215,8 @@ struct Target {
     container: String,
     cols: u16,
     rows: u16,
+    /// Attach to the container's own process (a debug container) rather than exec a shell.
+    attach: bool,
 }
 
 async fn send_control(tx: &mut futures::stream::SplitSink<WebSocket, Message>, c: ServerControl) -> bool {
@@ -228,10 +286,16 @@ async fn run(
         .container(t.container.clone())
         .max_stdout_buf_size(64 * 1024)
         .max_stdin_buf_size(64 * 1024);
-    let opened = match access::bounded(pods.exec(&t.pod, shell_command(&t.pod), &ap)).await {
+    let opening = if t.attach {
+        access::bounded(pods.attach(&t.pod, &ap)).await
+    } else {
+        access::bounded(pods.exec(&t.pod, shell_command(&t.pod), &ap)).await
+    };
+    let verb = if t.attach { "attach" } else { "exec" };
+    let opened = match opening {
         Ok(r) => r,
         Err(_) => {
-            tracing::warn!(request = %name, "exec did not open in time");
+            tracing::warn!(request = %name, verb, "the stream did not open in time");
             let message = "the target cluster did not answer in time; try again shortly".to_string();
             send_control(&mut tx, ServerControl::Error { message }).await;
             let _ = tx.send(Message::Close(None)).await;
@@ -243,12 +307,12 @@ async fn run(
         Err(e) => {
             let message = match &e {
                 kube::Error::Api(s) if s.code == 403 => {
-                    "the API server refused exec for this request's access".to_string()
+                    format!("the API server refused {verb} for this request's access")
                 }
-                kube::Error::Api(s) => format!("exec failed: {}", s.message),
+                kube::Error::Api(s) => format!("{verb} failed: {}", s.message),
                 _ => "cannot reach the target cluster".to_string(),
             };
-            tracing::warn!(request = %name, error = %e, "exec failed");
+            tracing::warn!(request = %name, verb, error = %e, "the stream could not be opened");
             send_control(&mut tx, ServerControl::Error { message }).await;
             let _ = tx.send(Message::Close(None)).await;
             return;
@@ -297,7 +361,7 @@ async fn run(
         Some(&name),
         Some(&ar.spec.cluster),
         &namespaces,
-        json!({"session": t.session_id, "pod": t.pod, "container": t.container}),
+        json!({"session": t.session_id, "pod": t.pod, "container": t.container, "mode": verb}),
     )
     .await;
     state.metrics.terminal_opened();
