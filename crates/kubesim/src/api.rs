@@ -17,7 +17,7 @@ use crate::errors::{ApiError, ApiResult};
 use crate::faults::Verdict;
 use crate::resources::{GroupResource, ResourceType};
 use crate::store::now_rfc3339;
-use crate::{crd, discovery, exec, gc, kubelet, logs, patch, watch};
+use crate::{crd, discovery, ephemeral, exec, gc, kubelet, logs, patch, watch, workloads};
 
 /// Largest request body accepted (the real server's limit is 3 MiB for most objects).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -207,6 +207,16 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 .map_err(|_| exec::reject_non_websocket(&pod, &query))?;
             return exec::exec(cluster.clone(), pod, query, ws);
         }
+        if gr.group.is_empty() && gr.resource == "pods" && sub == "attach" {
+            let pod = cluster
+                .store
+                .get(&gr, ns, name)
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+                .await
+                .map_err(|_| ephemeral::reject_non_websocket(&pod, &query))?;
+            return ephemeral::attach(cluster.clone(), pod, query, ws);
+        }
         if gr.group.is_empty() && gr.resource == "pods" && sub == "log" {
             let pod = cluster
                 .store
@@ -242,6 +252,10 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
         return Ok(json_response(StatusCode::CREATED, &out));
     }
 
+    if rr.sub.as_deref() == Some("scale") && workloads::is_workload(&rr.rt.group, &rr.rt.kind) {
+        return ctx.scale(&method, &parts.headers, &body);
+    }
+
     match (method.clone(), rr.name.is_some(), rr.sub.as_deref()) {
         (Method::GET, false, None) if watch => watch::serve(&ctx, table),
         (Method::GET, false, None) => {
@@ -260,7 +274,9 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
                 },
             ))
         }
-        (Method::GET, true, None) | (Method::GET, true, Some("status")) => {
+        (Method::GET, true, None)
+        | (Method::GET, true, Some("status"))
+        | (Method::GET, true, Some(ephemeral::SUBRESOURCE)) => {
             let obj = ctx.get_current()?;
             let out = if table {
                 discovery::to_table(&rr.rt, &json!({"items": [obj]}), &query)
@@ -904,6 +920,18 @@ impl Ctx<'_> {
                     new["status"] = status;
                 }
             }
+            // dropNonEphemeralContainerUpdates: everything but the ephemeral containers stays.
+            Some(ephemeral::SUBRESOURCE) if rt.kind == "Pod" && rt.group.is_empty() => {
+                let ecs = new["spec"]["ephemeralContainers"].clone();
+                new = current.clone();
+                if ecs.is_null() {
+                    if let Some(m) = new["spec"].as_object_mut() {
+                        m.remove("ephemeralContainers");
+                    }
+                } else {
+                    new["spec"]["ephemeralContainers"] = ecs;
+                }
+            }
             Some("finalize") if rt.kind == "Namespace" => {
                 let fins = new["spec"]["finalizers"].clone();
                 new = current.clone();
@@ -982,7 +1010,7 @@ impl Ctx<'_> {
         }
         let spec_changed = strip_meta_status(current) != strip_meta_status(&new);
         if spec_changed
-            && sub.is_none()
+            && (sub.is_none() || sub == Some(ephemeral::SUBRESOURCE))
             && let Some(g) = current["metadata"]["generation"].as_i64().filter(|g| *g > 0)
         {
             new["metadata"]["generation"] = json!(g + 1);
@@ -1008,6 +1036,61 @@ impl Ctx<'_> {
             gc::finish_deletion(self.cluster, &rt.group_resource(), &stored);
         }
         Ok(Some(stored))
+    }
+
+    /// The `scale` subresource of a workload (`pkg/registry/apps/deployment/storage/storage.go`
+    /// ScaleREST): GET, PUT and PATCH of an `autoscaling/v1` Scale whose `spec.replicas` is the
+    /// workload's.
+    fn scale(&self, method: &Method, headers: &HeaderMap, body: &[u8]) -> ApiResult<Response> {
+        let current = self.get_current()?;
+        if *method == Method::GET {
+            return Ok(json_response(StatusCode::OK, &workloads::scale_view(&current)));
+        }
+        let view = workloads::scale_view(&current);
+        let wanted = match *method {
+            Method::PUT => decode_body(headers, body)?,
+            Method::PATCH => {
+                let ct = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let doc: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                match ct.as_str() {
+                    "application/json-patch+json" => patch::json_patch(&view, &doc)?,
+                    "application/merge-patch+json" => patch::merge_patch(&view, &doc),
+                    "application/strategic-merge-patch+json" => patch::strategic_merge(&view, &doc)?,
+                    other => return Err(ApiError::unsupported_media(other)),
+                }
+            }
+            _ => return Err(ApiError::method_not_allowed()),
+        };
+        let replicas = wanted["spec"]["replicas"].as_i64().unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "Scale",
+                "autoscaling",
+                self.name(),
+                vec![(
+                    "spec.replicas".into(),
+                    format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                )],
+            ));
+        }
+        let expected = wanted["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        let manager = self.field_manager("unknown");
+        let stored = self.guaranteed_update(|| {
+            let current = self.get_current()?;
+            let mut new = current.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            self.apply_update(&current, new, None, expected.as_deref(), &manager, "Update")
+        })?;
+        Ok(json_response(StatusCode::OK, &workloads::scale_view(&stored)))
     }
 
     /// PATCH of every supported type. Returns the object and whether apply created it.
@@ -1321,6 +1404,10 @@ pub fn admit_create(
             if obj["spec"]["serviceAccountName"].as_str().is_none_or(str::is_empty) {
                 obj["spec"]["serviceAccountName"] = json!("default");
             }
+            // SetDefaults_PodSpec: clients rely on it being there (kubectl debug dereferences it).
+            if !obj["spec"]["securityContext"].is_object() {
+                obj["spec"]["securityContext"] = json!({});
+            }
             kubelet::admit_pod(cluster, obj);
         }
         ("", "Secret") => {
@@ -1358,6 +1445,17 @@ pub fn admit_create(
             }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, obj)?,
+        ("apps", kind) if workloads::is_workload("apps", kind) => {
+            workloads::validate(kind, obj)?;
+            if cluster.config.workload_pods {
+                // The controller writes the status once it has looked at the pods.
+                if let Some(m) = obj.as_object_mut() {
+                    m.remove("status");
+                }
+            } else {
+                simulate_workload_status(rt, obj);
+            }
+        }
         ("apps", _) | ("batch", _) => simulate_workload_status(rt, obj),
         ("", "Event") | ("events.k8s.io", "Event") => crate::events::validate_create(rt, obj)?,
         _ => {}
@@ -1395,6 +1493,15 @@ fn admit_update(
                 ));
             }
         }
+        ("", "Pod") if sub == Some(ephemeral::SUBRESOURCE) => ephemeral::admit_update(current, new)?,
+        ("", "Pod") if sub.is_none() && ephemeral::plain_update_changes_them(current, new) => {
+            return Err(ApiError::invalid(
+                "Pod",
+                "",
+                new["metadata"]["name"].as_str().unwrap_or_default(),
+                vec![("spec".into(), POD_UPDATE_FORBIDDEN.into())],
+            ));
+        }
         ("", "Pod") if sub.is_none() && new["spec"]["containers"] != current["spec"]["containers"] => {
             let strip = |v: &Value| -> Value {
                 v["spec"]["containers"]
@@ -1414,7 +1521,12 @@ fn admit_update(
                     .unwrap_or(Value::Null)
             };
             if strip(new) != strip(current) {
-                return Err(ApiError::invalid("Pod", "", new["metadata"]["name"].as_str().unwrap_or_default(), vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]));
+                return Err(ApiError::invalid(
+                    "Pod",
+                    "",
+                    new["metadata"]["name"].as_str().unwrap_or_default(),
+                    vec![("spec".into(), POD_UPDATE_FORBIDDEN.into())],
+                ));
             }
         }
         ("rbac.authorization.k8s.io", _) => {
@@ -1447,6 +1559,15 @@ fn admit_update(
             }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::admit_crd(cluster, new)?,
+        ("apps", kind) if sub.is_none() && workloads::is_workload("apps", kind) => {
+            workloads::validate(kind, new)?;
+            if cluster.config.workload_pods {
+                // Status belongs to the status subresource and the controller.
+                new["status"] = current["status"].clone();
+            } else {
+                simulate_workload_status(rt, new);
+            }
+        }
         ("apps", _) | ("batch", _) if sub.is_none() => simulate_workload_status(rt, new),
         ("", "Event") | ("events.k8s.io", "Event") => crate::events::validate_update(rt, current, new)?,
         _ => {}
@@ -1466,12 +1587,22 @@ fn after_create(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiRe
             let _ = cluster.store.create(&GroupResource::new("", "serviceaccounts"), sa);
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::established(cluster, obj)?,
+        ("apps", kind) if workloads::is_workload("apps", kind) => cluster.workloads.poke(),
         _ => {}
     }
     Ok(())
 }
 
+/// `ValidatePodUpdate`'s refusal of a spec change it does not allow.
+const POD_UPDATE_FORBIDDEN: &str = "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
 fn after_update(cluster: &Arc<Cluster>, rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    if rt.group.is_empty() && rt.kind == "Pod" {
+        ephemeral::sync(cluster, obj);
+    }
+    if workloads::is_workload(&rt.group, &rt.kind) {
+        cluster.workloads.poke();
+    }
     if rt.group == "apiextensions.k8s.io"
         && rt.kind == "CustomResourceDefinition"
         && !obj["metadata"]["deletionTimestamp"].is_string()
@@ -1498,6 +1629,16 @@ fn validate_pod(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
                 }
             }
         }
+    }
+    // Ephemeral containers come only through their subresource (validation.go ValidatePodCreate).
+    if obj["spec"]["ephemeralContainers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        causes.push((
+            "spec.ephemeralContainers".to_string(),
+            "Forbidden: cannot be set on create".to_string(),
+        ));
     }
     if causes.is_empty() {
         Ok(())

@@ -1200,6 +1200,21 @@ async fn reserve(tx: Option<mpsc::Sender<Bytes>>) -> Option<mpsc::OwnedPermit<By
     tx?.reserve_owned().await.ok()
 }
 
+/// The client side of an attach session: [`read_frames`] for a process another task owns.
+pub(crate) async fn read_client_frames<St, E>(
+    stream: St,
+    protocol: Protocol,
+    stdin_tx: Option<mpsc::Sender<Bytes>>,
+    resize_tx: watch::Sender<Option<TermSize>>,
+) where
+    St: Stream<Item = Result<Message, E>> + Unpin,
+    E: Display,
+{
+    if let ReaderEnd::ProtocolError(e) = read_frames(stream, protocol, stdin_tx, resize_tx).await {
+        tracing::debug!(error = e, "attach client broke the protocol");
+    }
+}
+
 /// Reads client messages: stdin to the process (buffered up to a bound, so a process that does not
 /// read stdin cannot make us stop noticing a disconnect until that bound), resizes, v5 close.
 async fn read_frames<St, E>(

@@ -349,6 +349,11 @@ fn running_status(spec: &Value, pod_ip: &str, now: &str) -> Value {
     status
 }
 
+/// The status of a container that started at `now` (also used for ephemeral containers).
+pub(crate) fn running_container_status(c: &Value, now: &str) -> Value {
+    running_container(c, now)
+}
+
 fn running_container(c: &Value, now: &str) -> Value {
     let image = c["image"].as_str().unwrap_or_default();
     json!({
@@ -452,6 +457,9 @@ fn qos_class(containers: &[Value], init: &[Value]) -> &'static str {
 /// Called after a Pod left the store.
 pub fn pod_deleted(cluster: &Cluster, namespace: &str, name: &str) {
     cluster.kubelet.kill_pod(namespace, name);
+    cluster.ephemeral.remove_pod(namespace, name);
+    // A workload replaces a pod it lost.
+    cluster.workloads.poke();
     // Dropping the log senders ends every `logs -f` of this pod.
     cluster.logs.remove_pod(namespace, name);
     if safe_component(namespace) && safe_component(name) {

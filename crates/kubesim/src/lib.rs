@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cel;
 pub mod crd;
 pub mod discovery;
+pub mod ephemeral;
 pub mod errors;
 pub mod events;
 pub mod exec;
@@ -37,6 +38,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod watch;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,9 @@ pub struct SimConfig {
     /// `--min-request-timeout`: a watch without `timeoutSeconds` is closed by the server after this
     /// times a random factor in [1, 2), and the client re-watches (the real server: 1800 s).
     pub min_request_timeout: std::time::Duration,
+    /// Run the workload controller: Deployments, StatefulSets and DaemonSets get pods (see
+    /// [`workloads`]). Off: they get none and report themselves ready, as before.
+    pub workload_pods: bool,
 }
 
 impl SimConfig {
@@ -90,6 +95,7 @@ impl SimConfig {
             auth_cache_ttl: std::time::Duration::from_secs(defaults::AUTH_CACHE_TTL_SECONDS),
             watch_window: std::time::Duration::from_secs(defaults::WATCH_WINDOW_SECONDS),
             min_request_timeout: std::time::Duration::from_secs(defaults::MIN_REQUEST_TIMEOUT_SECONDS),
+            workload_pods: false,
         }
     }
 }
@@ -128,8 +134,12 @@ pub struct Cluster {
     pub logs: logs::LogBook,
     /// Running exec processes, killed with their pod.
     pub kubelet: kubelet::Kubelet,
+    /// Running ephemeral containers (for `pods/attach`).
+    pub ephemeral: ephemeral::Containers,
     /// Wakes the garbage collector.
     pub gc: gc::Collector,
+    /// Wakes the workload controller (when [`SimConfig::workload_pods`]).
+    pub workloads: workloads::Controller,
     /// How many watches were answered 410 Gone (their resourceVersion had left the window), so tests
     /// can tell that clients really went through relists.
     pub expired_watches: std::sync::atomic::AtomicU64,
@@ -161,7 +171,9 @@ impl Cluster {
             faults: faults::Faults::default(),
             logs: logs::LogBook::default(),
             kubelet: kubelet::Kubelet::default(),
+            ephemeral: ephemeral::Containers::default(),
             gc: gc::Collector::default(),
+            workloads: workloads::Controller::default(),
             expired_watches: Default::default(),
             config,
         });
@@ -274,6 +286,13 @@ impl SimBuilder {
         self
     }
 
+    /// Runs the workload controller, so `kubectl scale deployment x --replicas=3` really makes three
+    /// pods (default: off; workloads then have no pods and report themselves ready).
+    pub fn workload_pods(mut self, on: bool) -> Self {
+        self.config.workload_pods = on;
+        self
+    }
+
     /// Creates the cluster and serves it.
     pub async fn start(self) -> anyhow::Result<RunningSim> {
         let workdir = match self.workdir {
@@ -301,6 +320,9 @@ impl SimBuilder {
             seed::load_seed_file(&cluster, seed)?;
         }
         gc::spawn(&cluster);
+        if cluster.config.workload_pods {
+            workloads::spawn(&cluster);
+        }
         let tls = tls::ServingCert::generate()?;
         let server = server::serve(cluster.clone(), &tls, self.port).await?;
         Ok(RunningSim {

@@ -143,6 +143,11 @@ impl LogBook {
         self.lock().retain(|(ns, p, _), _| !(ns == namespace && p == pod));
     }
 
+    /// A receiver for every line appended from now on (attach to a container without a process).
+    pub(crate) fn subscribe(&self, namespace: &str, pod: &str, container: &str) -> broadcast::Receiver<Arc<LogLine>> {
+        self.snapshot_and_subscribe(namespace, pod, container).1
+    }
+
     /// The current lines and, atomically with them, a receiver for every later line.
     fn snapshot_and_subscribe(
         &self,
