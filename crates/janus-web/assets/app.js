@@ -123,6 +123,17 @@
     var reasonHint = form.querySelector("#reason-hint");
     var ttl = form.querySelector("#ttl");
     var rule = null; // { re: RegExp or null, text: "..." }
+    var chosenNamespaces = function () {
+      return Array.prototype.map.call(list.querySelectorAll("input[name=namespaces]:checked"), function (i) { return i.value; });
+    };
+    var getJson = function (url) {
+      return fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.text().then(function (t) { var j = null; try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; } return { ok: r.ok, status: r.status, j: j || {} }; }); });
+    };
+    var chosenRole = function () {
+      var r = form.querySelector("input[name=role]:checked");
+      return r ? r.value : "";
+    };
     var seq = 0, timer = null;
     var add = function (parent, tag, cls, text) {
       var e = document.createElement(tag);
@@ -213,15 +224,44 @@
         return;
       }
       var q = "cluster=" + encodeURIComponent(cluster.value) + "&namespaces=" + encodeURIComponent(ns.join(",")) +
-        (ttl && ttl.value ? "&ttlSeconds=" + encodeURIComponent(ttl.value) : "");
+        (ttl && ttl.value ? "&ttlSeconds=" + encodeURIComponent(ttl.value) : "") +
+        (chosenRole() ? "&role=" + encodeURIComponent(chosenRole()) : "");
       fetch("/api/v1/policy?" + q, { credentials: "same-origin" })
         .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
         .then(function (res) { if (mine === seq) render(res.ok, res.j); })
         .catch(function () { if (mine === seq) render(false, { error: "Cannot reach the server." }); });
     };
-    var policySoon = function () { clearTimeout(timer); timer = setTimeout(loadPolicy, 150); };
+    // The roles the governing policy allows for what is chosen (GET /api/v1/roles): the others stay
+    // listed, disabled, so nobody wonders where a role went; a chosen role that became unavailable
+    // gives way to the first available one.
+    var roleSeq = 0;
+    var loadRoles = function () {
+      var cards = form.querySelectorAll("#role-choice label.role-card");
+      if (!cards.length) return;
+      var ns = chosenNamespaces();
+      var mine = ++roleSeq;
+      var q = "cluster=" + encodeURIComponent(cluster.value) + (ns.length ? "&namespace=" + encodeURIComponent(ns.join(",")) : "");
+      getJson("/api/v1/roles?" + q).then(function (res) {
+        if (mine !== roleSeq || !res.ok || !res.j.roles) return;
+        var allowed = res.j.roles.map(function (r) { return r.name; });
+        var firstFree = null, lost = false;
+        cards.forEach(function (c) {
+          var input = c.querySelector("input[name=role]");
+          var ok = allowed.indexOf(input.value) >= 0;
+          input.disabled = !ok;
+          c.classList.toggle("unavailable", !ok);
+          c.title = ok ? "" : "Not allowed by the policy for the chosen namespaces";
+          if (ok && !firstFree) firstFree = input;
+          if (!ok && input.checked) lost = true;
+        });
+        if (lost && firstFree) { firstFree.checked = true; policySoon(); }
+      }).catch(function () {});
+    };
+    var policySoon = function () { clearTimeout(timer); timer = setTimeout(function () { loadPolicy(); loadRoles(); }, 150); };
     if (hint) {
       list.addEventListener("change", policySoon);
+      var roleBox = form.querySelector("#role-choice");
+      if (roleBox) roleBox.addEventListener("change", policySoon);
       if (ttl) ttl.addEventListener("change", policySoon);
       if (reason) reason.addEventListener("input", checkReason);
       var shown = hint.querySelector("li.reason[data-pattern]");
@@ -229,6 +269,112 @@
       if (shown) rule.text = shown.textContent;
       checkReason();
     }
+    // Role and pod scope. The role cards are rendered by the server (GET /api/v1/roles lists the same);
+    // the scope picker shows the detail of the chosen kind only, fills the workloads of the one chosen
+    // namespace from GET /api/v1/clusters/{c}/workloads and previews what a selector matches from GET
+    // /api/v1/clusters/{c}/pods, per chosen namespace. The server decides; this only shows.
+    var scopeBox = form.querySelector("#scope-choice");
+    var refreshScope = function () {};
+    if (scopeBox) {
+      var wlOption = scopeBox.querySelector("#scope-workload-option input");
+      var wlBox = scopeBox.querySelector("#scope-workload");
+      var wlSelect = scopeBox.querySelector("#workload");
+      var wlHint = scopeBox.querySelector("#workload-hint");
+      var selBox = scopeBox.querySelector("#scope-selector");
+      var selInput = scopeBox.querySelector("#pod-selector");
+      var preview = scopeBox.querySelector("#selector-preview");
+      var wlSeq = 0, selSeq = 0, selTimer = null, wlKey = null;
+      var scopeKind = function () {
+        var c = scopeBox.querySelector("input[name=scope]:checked");
+        return c ? c.value : "all";
+      };
+      var showDetail = function () {
+        var k = scopeKind();
+        wlBox.classList.toggle("hidden", k !== "workload");
+        selBox.classList.toggle("hidden", k !== "selector");
+      };
+      var loadWorkloads = function () {
+        var ns = chosenNamespaces();
+        var one = ns.length === 1;
+        wlOption.disabled = !one;
+        if (!one) {
+          wlHint.textContent = "Choose exactly one namespace to pick one of its Deployments, StatefulSets or DaemonSets.";
+          if (wlOption.checked) { scopeBox.querySelector("input[name=scope][value=all]").checked = true; showDetail(); }
+          wlKey = null;
+          return;
+        }
+        var key = cluster.value + "/" + ns[0];
+        if (key === wlKey) return;
+        wlKey = key;
+        var mine = ++wlSeq;
+        var keep = wlSelect.value;
+        wlHint.textContent = "Loading the workloads of " + ns[0] + "…";
+        getJson("/api/v1/clusters/" + encodeURIComponent(cluster.value) + "/workloads?namespace=" + encodeURIComponent(ns[0]))
+          .then(function (res) {
+            if (mine !== wlSeq) return;
+            wlSelect.textContent = "";
+            add(wlSelect, "option", null, "Choose a workload").value = "";
+            if (!res.ok) { wlKey = null; wlHint.textContent = res.j.error || "Cannot list the workloads."; return; }
+            var items = res.j.workloads || [];
+            items.forEach(function (w) {
+              var o = add(wlSelect, "option", null, w.kind + " " + w.name + (w.replicas !== undefined && w.replicas !== null ? " (" + w.replicas + (w.replicas === 1 ? " replica" : " replicas") + ")" : ""));
+              o.value = w.kind + "/" + w.name;
+              if (w.selector) o.title = "pods with " + w.selector;
+            });
+            if (keep && Array.prototype.some.call(wlSelect.options, function (o) { return o.value === keep; })) wlSelect.value = keep;
+            wlHint.textContent = items.length
+              ? "The workload's own pod selector decides which pods are reachable, as it rolls out."
+              : "No Deployments, StatefulSets or DaemonSets in " + ns[0] + ".";
+          })
+          .catch(function () { if (mine === wlSeq) { wlKey = null; wlHint.textContent = "Cannot reach the server."; } });
+      };
+      var renderPreview = function (results) {
+        preview.textContent = "";
+        results.forEach(function (r) {
+          var p = add(preview, "p", "selector-ns");
+          p.setAttribute("data-namespace", r.ns);
+          if (!r.ok) { p.className = "selector-ns error"; p.textContent = r.j.error || ("HTTP " + r.status); return; }
+          var pods = r.j.pods || [];
+          var n = pods.length + (r.j.truncated ? "+" : "");
+          add(p, "strong", "count", n + (pods.length === 1 && !r.j.truncated ? " pod" : " pods"));
+          p.appendChild(document.createTextNode(" in " + r.ns + (pods.length ? ": " : " match.")));
+          if (pods.length) {
+            var names = add(p, "span", "pod-names", pods.map(function (x) { return x.name; }).join(", "));
+            names.title = names.textContent;
+          }
+        });
+      };
+      var loadPreview = function () {
+        var sel = selInput.value.trim();
+        var ns = chosenNamespaces();
+        var mine = ++selSeq;
+        if (!sel) { preview.textContent = ""; add(preview, "span", "muted", "Type a selector such as app=checkout."); return; }
+        if (!ns.length) { preview.textContent = ""; add(preview, "span", "muted", "Choose a namespace to see the pods this selector matches."); return; }
+        // A preview of a few namespaces is enough to see whether the selector says what is meant.
+        Promise.all(ns.slice(0, 5).map(function (n) {
+          return getJson("/api/v1/clusters/" + encodeURIComponent(cluster.value) + "/pods?namespace=" + encodeURIComponent(n) + "&selector=" + encodeURIComponent(sel))
+            .then(function (res) { res.ns = n; return res; });
+        }))
+          .then(function (results) { if (mine === selSeq) renderPreview(results); })
+          .catch(function () { if (mine === selSeq) { preview.textContent = ""; add(preview, "p", "error", "Cannot reach the server."); } });
+      };
+      var previewSoon = function () { clearTimeout(selTimer); selTimer = setTimeout(loadPreview, 300); };
+      scopeBox.addEventListener("change", function (e) {
+        if (e.target && e.target.name === "scope") {
+          showDetail();
+          if (scopeKind() === "selector") previewSoon();
+        }
+      });
+      selInput.addEventListener("input", previewSoon);
+      refreshScope = function () {
+        loadWorkloads();
+        if (scopeKind() === "selector") previewSoon();
+      };
+      list.addEventListener("change", refreshScope);
+      showDetail();
+      refreshScope();
+    }
+
     if (cluster) cluster.addEventListener("change", function () {
       list.textContent = "Loading…";
       fetch("/api/v1/clusters/" + encodeURIComponent(cluster.value) + "/namespaces", { credentials: "same-origin" })
@@ -246,6 +392,7 @@
           if (res.j.namespaces.length === 0) list.textContent = "No namespaces can be requested on this cluster.";
           applyFilter();
           if (hint) policySoon();
+          refreshScope();
         })
         .catch(function () { list.textContent = "Cannot reach the server."; });
     });

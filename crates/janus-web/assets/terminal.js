@@ -9,6 +9,10 @@
   var cluster = app.getAttribute("data-cluster");
   var namespaces = (app.getAttribute("data-namespaces") || "").split(",").filter(Boolean);
   var current = namespaces[0];
+  // What the request's role offers: "shell" (shells, logs, events), "logs" (logs and events only; the
+  // server refuses a shell) or "debug" (an ephemeral container from an allowed image, attached to).
+  var mode = app.getAttribute("data-mode") || "shell";
+  var debugForm = document.getElementById("debug-form");
   var csrf = window.janusCsrf ? window.janusCsrf() : "";
   var enc = new TextEncoder();
   var notice = document.getElementById("term-notice");
@@ -120,13 +124,16 @@
     if (pane.ws) { try { pane.ws.close(); } catch (e) {} pane.ws = null; }
     if (pane.logs) { pane.logs.abort(); pane.logs = null; }
     if (pane.term) { pane.term.dispose(); pane.term = null; }
+    if (pane.follow) { pane.follow.remove(); pane.follow = null; }
     pane.host.textContent = "";
     pane.status.textContent = message || "";
     pane.close.classList.add("hidden");
   }
 
-  function openShell(pane, ns, pod, container) {
-    reset(pane, "Connecting to " + pod + "…");
+  // Under a debug role the same socket attaches to the debug container named (the server decides by the
+  // request's role what the socket opens); `attach` only changes what the pane says meanwhile.
+  function openShell(pane, ns, pod, container, attach) {
+    reset(pane, (attach ? "Attaching to " + container + " in " : "Connecting to ") + pod + "…");
     activePane = pane.i;
     var term = new window.Terminal({ cursorBlink: true, convertEol: false, fontSize: 14, scrollback: 5000 });
     var fit = new window.FitAddon.FitAddon();
@@ -175,8 +182,16 @@
   function openLogs(pane, ns, pod, container) {
     reset(pane, "Following logs of " + pod + (container ? " (" + container + ")" : "") + "…");
     var pre = el("pre", "logs");
+    pre.setAttribute("tabindex", "0");
+    pre.setAttribute("aria-label", "Logs of " + pod);
     pane.host.appendChild(pre);
     pane.close.classList.remove("hidden");
+    // "Follow" keeps the newest line in view; unticked, the text stays where it was scrolled to.
+    var follow = el("label", "follow");
+    var box = el("input"); box.type = "checkbox"; box.checked = true;
+    follow.appendChild(box); follow.appendChild(document.createTextNode("Follow"));
+    pane.root.querySelector(".bar").insertBefore(follow, pane.close);
+    pane.follow = follow;
     var ctrl = new AbortController();
     pane.logs = ctrl;
     var url = "/api/v1/requests/" + encodeURIComponent(request) + "/logs?namespace=" + encodeURIComponent(ns) +
@@ -190,7 +205,7 @@
           if (res.done) { pane.status.textContent += " · ended"; return; }
           pre.textContent += dec.decode(res.value, { stream: true });
           if (pre.textContent.length > 400000) pre.textContent = pre.textContent.slice(-300000);
-          pre.scrollTop = pre.scrollHeight;
+          if (box.checked) pre.scrollTop = pre.scrollHeight;
           return pump();
         });
       }
@@ -205,7 +220,9 @@
       .then(function (j) {
         if (ended) return;
         list.textContent = "";
-        if (!j.pods.length) { list.textContent = "No pods in " + current + "."; return; }
+        podsShown = j.pods;
+        fillDebugPods();
+        if (!j.pods.length) { list.textContent = "No pods in " + current + (app.getAttribute("data-scope") ? " are in this request's scope." : "."); return; }
         j.pods.forEach(function (p) {
           var card = el("div", "pod");
           card.setAttribute("data-pod", p.name);
@@ -224,13 +241,22 @@
           var acts = el("div", "actions");
           var ns = current;
           var c = function () { return sel ? sel.value : p.containers[0]; };
-          var b1 = el("button", null, "Shell"); b1.type = "button";
-          b1.addEventListener("click", function () { openShell(panes[0], ns, p.name, c()); });
-          var b2 = el("button", "secondary", "Shell in pane 2"); b2.type = "button";
-          b2.addEventListener("click", function () { showSplit(true); openShell(panes[1], ns, p.name, c()); });
-          var b3 = el("button", "secondary", "Logs"); b3.type = "button";
+          if (mode === "shell") {
+            var b1 = el("button", null, "Shell"); b1.type = "button";
+            b1.addEventListener("click", function () { openShell(panes[0], ns, p.name, c()); });
+            var b2 = el("button", "secondary", "Shell in pane 2"); b2.type = "button";
+            b2.addEventListener("click", function () { showSplit(true); openShell(panes[1], ns, p.name, c()); });
+            acts.appendChild(b1); acts.appendChild(b2);
+          }
+          var b3 = el("button", mode === "logs" ? null : "secondary", "Logs"); b3.type = "button";
           b3.addEventListener("click", function () { var target = panes[1].root.classList.contains("hidden") ? panes[0] : panes[1]; openLogs(target, ns, p.name, c()); });
-          acts.appendChild(b1); acts.appendChild(b2); acts.appendChild(b3);
+          acts.appendChild(b3);
+          if (mode === "debug") {
+            var b4 = el("button", null, "Debug"); b4.type = "button";
+            b4.title = "Choose this pod in the debug form";
+            b4.addEventListener("click", function () { pickForDebug(p.name, c()); });
+            acts.appendChild(b4);
+          }
           card.appendChild(acts);
           list.appendChild(card);
         });
@@ -256,6 +282,65 @@
       }).catch(function () {});
   }
 
+  // The debug form: a pod of the list, the container to debug next to, and an image of the role's
+  // allow-list. The server checks the image again (422 for any other) and starts the container with the
+  // request's own token; the pane then attaches to it through the terminal socket.
+  var podsShown = [];
+  function fillDebugPods() {
+    if (!debugForm) return;
+    var podSel = debugForm.querySelector("#debug-pod");
+    var keep = podSel.value;
+    podSel.textContent = "";
+    podsShown.forEach(function (p) { var o = el("option", null, p.name); o.value = p.name; podSel.appendChild(o); });
+    if (keep && podsShown.some(function (p) { return p.name === keep; })) podSel.value = keep;
+    fillDebugContainers();
+  }
+  function fillDebugContainers(preferred) {
+    var podSel = debugForm.querySelector("#debug-pod");
+    var cSel = debugForm.querySelector("#debug-target");
+    var keep = preferred || cSel.value;
+    var pod = podsShown.filter(function (p) { return p.name === podSel.value; })[0];
+    cSel.textContent = "";
+    (pod ? pod.containers : []).forEach(function (c) { var o = el("option", null, c); o.value = c; cSel.appendChild(o); });
+    if (pod && pod.containers.indexOf(keep) >= 0) cSel.value = keep;
+    debugForm.querySelector("button[type=submit]").disabled = !pod;
+  }
+  function pickForDebug(pod, container) {
+    var podSel = debugForm.querySelector("#debug-pod");
+    podSel.value = pod;
+    fillDebugContainers(container);
+    debugForm.querySelector("#debug-image").focus();
+  }
+  if (debugForm) {
+    debugForm.querySelector("#debug-pod").addEventListener("change", function () { fillDebugContainers(); });
+    debugForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var status = debugForm.querySelector("#debug-status");
+      var button = debugForm.querySelector("button[type=submit]");
+      var ns = current;
+      var pod = debugForm.querySelector("#debug-pod").value;
+      var target = debugForm.querySelector("#debug-target").value;
+      var image = debugForm.querySelector("#debug-image").value.trim();
+      status.className = "small muted";
+      status.textContent = "Starting a debug container from " + image + " next to " + target + "…";
+      button.disabled = true;
+      api("/api/v1/requests/" + encodeURIComponent(request) + "/debug", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ namespace: ns, pod: pod, targetContainer: target, image: image }) })
+        .then(function (j) {
+          button.disabled = false;
+          status.textContent = "Debug container " + j.container + " runs in " + pod + ".";
+          var pane = panes[1].root.classList.contains("hidden") ? panes[0] : panes[activePane];
+          openShell(pane, ns, pod, j.container, true);
+        })
+        .catch(function (err) {
+          button.disabled = false;
+          status.className = "small error";
+          status.textContent = err.message;
+          showNotice(err.message, true);
+        });
+    });
+  }
+
   function loadQuick() {
     var box = document.getElementById("quick-list");
     api("/api/v1/quick-commands?cluster=" + encodeURIComponent(cluster)).then(function (j) {
@@ -275,7 +360,7 @@
     }).catch(function () {});
   }
 
-  document.getElementById("quick-form").addEventListener("submit", function (e) {
+  if (document.getElementById("quick-form")) document.getElementById("quick-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var f = e.target;
     api("/api/v1/quick-commands", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -306,6 +391,6 @@
   window.addEventListener("resize", function () { panes.forEach(function (p) { if (p.fit) try { p.fit.fit(); } catch (e) {} }); });
 
   loadPods();
-  loadQuick();
+  if (document.getElementById("quick-form")) loadQuick();
   var poll = setInterval(loadPods, 5000);
 })();

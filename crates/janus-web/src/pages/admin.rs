@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::api::users as user_api;
 use crate::auth::{Authenticated, percent_encode};
 use crate::error::WebError;
-use crate::pages::requests::{action_forms, badges, expires_cell, pager, quorum_text};
+use crate::pages::requests::{access_cell, action_forms, badges, expires_cell, pager, quorum_text};
 use crate::pages::{FormData, Nav, PageError, csrf_field, page, phase_badge};
 use crate::service::{ClusterService, ListFilter, RequestService};
 use crate::state::AppState;
@@ -97,7 +97,7 @@ pub async fn dashboard(
                     @for r in &mine.pending {
                         tr data-request=(r.name) {
                             td { a href=(format!("/requests/{}", r.name)) { (r.requester) } }
-                            td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
+                            td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } br; (access_cell(r)) }
                             td.reason { (r.reason) }
                             td.small { (r.created_at.as_deref().map(|c| timefmt::format_str(state.tz, c)).unwrap_or_default()) br; (timefmt::duration(r.ttl_seconds))
                                 @if let Some(t) = &r.start_at { br; "starts " (timefmt::format_str(state.tz, t)) } }
@@ -118,7 +118,7 @@ pub async fn dashboard(
                     @for r in &mine.awaiting_review {
                         tr data-request=(r.name) {
                             td { a href=(format!("/requests/{}", r.name)) { (r.requester) } }
-                            td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } }
+                            td { (r.cluster_display_name) br; span.small { (r.namespaces.join(", ")) } br; (access_cell(r)) }
                             td.reason { (r.reason) }
                             td.small { (r.break_glass_at.as_deref().map(|t| timefmt::format_str(state.tz, t)).unwrap_or_default()) br; (timefmt::duration(r.effective_ttl_seconds)) }
                             td { (phase_badge(r.phase)) (badges(r)) }
@@ -145,7 +145,7 @@ pub async fn dashboard(
                             td { a href=(format!("/requests/{}", r.name)) { (r.name) } }
                             td { (r.requester) }
                             td { (r.cluster_display_name) }
-                            td { (r.namespaces.join(", ")) }
+                            td { (r.namespaces.join(", ")) br; (access_cell(r)) }
                             td { (phase_badge(r.phase)) (badges(r)) }
                             td { (expires_cell(state.tz, r)) }
                             td { @if matches!(r.phase, Phase::Approved | Phase::Active) { (action_forms(&state.config, &id, r, back)) } }

@@ -1,7 +1,7 @@
 //! The engineer's pages: the request form, "my requests", a request's detail with its timeline, and the
 //! form endpoints for decisions (shared with the admin dashboard).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use janus_api::access_request::Phase;
@@ -11,11 +11,14 @@ use serde::Deserialize;
 use crate::auth::{Authenticated, Identity};
 use crate::error::WebError;
 use crate::pages::{FormData, Nav, PageError, csrf_field, local_times, page, phase_badge};
+use crate::service::scope::{RoleView, ScopeService, parse_selector};
 use crate::service::view::{ApproversSummary, PolicyPreview};
 use crate::service::{CreateInput, DecisionInput, ListFilter, PolicyView, RequestService, RequestView};
 use crate::state::AppState;
 use crate::timefmt;
+use janus_api::access_request::{PodScope, WorkloadKind, WorkloadRef};
 use janus_api::config::Config;
+use janus_api::policy::DEFAULT_ROLE;
 
 /// Most audit events the detail page shows (the newest ones).
 const TIMELINE_LIMIT: i64 = 200;
@@ -29,6 +32,25 @@ pub struct NewQuery {
     reason: Option<String>,
     #[serde(rename = "ttlSeconds")]
     ttl_seconds: Option<String>,
+    /// The access role (`roles:` name).
+    role: Option<String>,
+    /// A label selector in Kubernetes syntax: the scope "pods matching labels".
+    #[serde(rename = "podSelector")]
+    pod_selector: Option<String>,
+    /// `Kind/name` of a workload: the scope "pods of a workload".
+    workload: Option<String>,
+}
+
+/// The pod scope as the form holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ScopeChoice {
+    /// Every pod of the namespaces.
+    #[default]
+    All,
+    /// The pods of one workload, `Kind/name` (`Deployment/payments-api`).
+    Workload(String),
+    /// The pods matching a selector typed in Kubernetes syntax.
+    Selector(String),
 }
 
 struct FormState {
@@ -39,11 +61,24 @@ struct FormState {
     /// The start time as typed (`YYYY-MM-DDTHH:MM` in the display time zone); empty: when approved.
     start_at: String,
     break_glass: bool,
+    /// The role chosen (`roles:` name).
+    role: String,
+    /// The pod scope chosen.
+    scope: ScopeChoice,
     error: Option<(String, String)>,
 }
 
 /// The fields that show their error next to themselves; any other error is shown above the form.
-const FORM_FIELDS: [&str; 6] = ["cluster", "namespaces", "ttlSeconds", "reason", "startAt", "breakGlass"];
+const FORM_FIELDS: [&str; 8] = [
+    "cluster",
+    "namespaces",
+    "ttlSeconds",
+    "reason",
+    "startAt",
+    "breakGlass",
+    "role",
+    "podScope",
+];
 
 /// The duration choices: the default, then doubling steps up to the maximum, and the maximum.
 pub fn ttl_choices(c: &Config) -> Vec<i64> {
@@ -93,6 +128,7 @@ async fn render_form(
         .map(|(_, m)| m.clone());
     let tz_name = &state.config.display_timezone;
     let glass_shown = f.break_glass || preview.as_ref().is_some_and(|p| p.break_glass_allowed);
+    let roles = offered_roles(state, id, &f).await;
     let main = html! {
         h1 { "Request access" }
         div.panel {
@@ -120,6 +156,10 @@ async fn render_form(
                     }
                 }
                 @if let Some(e) = field_error("namespaces") { p.error { (e) } }
+                (role_choice(&roles, &f.role))
+                @if let Some(e) = field_error("role") { p.error { (e) } }
+                (scope_choice(&f.scope, &f.namespaces))
+                @if let Some(e) = field_error("podScope") { p.error { (e) } }
                 (policy_hint(preview.as_ref()))
                 label for="ttl" { "Duration" }
                 select #ttl name="ttlSeconds" {
@@ -160,6 +200,72 @@ async fn render_form(
         p.status = StatusCode::UNPROCESSABLE_ENTITY;
     }
     p.into_response()
+}
+
+/// The role cards of the request form: one radio per role, its display name and what it allows. The
+/// display name is the radio's name and the description its description (`aria-labelledby`,
+/// `aria-describedby`), so a screen reader says both, apart.
+pub fn role_choice(roles: &[RoleView], chosen: &str) -> Markup {
+    html! {
+        fieldset #role-choice.choice {
+            legend { "Access" }
+            @for r in roles {
+                @let desc = format!("role-desc-{}", r.name);
+                @let title = format!("role-title-{}", r.name);
+                label.role-card data-role=(r.name) data-terminal=(r.terminal.as_deref().unwrap_or_default()) {
+                    input type="radio" name="role" value=(r.name) checked[r.name == chosen] aria-labelledby=(title) aria-describedby=(desc);
+                    span.role-text {
+                        span.role-title id=(title) { (r.display_name) }
+                        span.role-desc.small.muted id=(desc) { (r.description) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pod-scope picker: every pod (the default), the pods of a workload (offered with exactly one
+/// namespace; `app.js` fills the workloads), or the pods matching a label selector (with a live preview of
+/// the matching pods). Without JavaScript every part shows and posts as typed; the server checks it.
+pub fn scope_choice(scope: &ScopeChoice, namespaces: &[String]) -> Markup {
+    let (all, workload, selector) = match scope {
+        ScopeChoice::All => (true, None, None),
+        ScopeChoice::Workload(w) => (false, Some(w.as_str()), None),
+        ScopeChoice::Selector(s) => (false, None, Some(s.as_str())),
+    };
+    let one_namespace = namespaces.len() == 1;
+    html! {
+        fieldset #scope-choice.choice {
+            legend { "Pods" }
+            label.check { input type="radio" name="scope" value="all" checked[all]; " All pods of the namespaces" }
+            label.check #scope-workload-option {
+                input type="radio" name="scope" value="workload" checked[workload.is_some()] aria-describedby="workload-hint";
+                " Pods of a workload"
+            }
+            div #scope-workload.scope-detail {
+                label for="workload" { "Workload" }
+                select #workload name="workload" {
+                    option value="" { "Choose a workload" }
+                    @if let Some(w) = workload.filter(|w| !w.is_empty()) { option value=(w) selected { (w.replacen('/', " ", 1)) } }
+                }
+                p #workload-hint.small.muted {
+                    @if one_namespace { "The workload's own pod selector decides which pods are reachable, as it rolls out." }
+                    @else { "Choose exactly one namespace to pick one of its Deployments, StatefulSets or DaemonSets." }
+                }
+            }
+            label.check {
+                input type="radio" name="scope" value="selector" checked[selector.is_some()];
+                " Pods matching labels"
+            }
+            div #scope-selector.scope-detail {
+                label for="pod-selector" { "Label selector" }
+                input #pod-selector type="text" name="podSelector" value=(selector.unwrap_or_default()) placeholder="app=checkout,tier in (web,api)" autocomplete="off" spellcheck="false" aria-describedby="selector-preview";
+                div #selector-preview.small aria-live="polite" {
+                    span.muted { "Kubernetes selector syntax; only the matching pods of each namespace are reachable, as they come and go." }
+                }
+            }
+        }
+    }
 }
 
 /// "The reason must contain a ticket id such as OPS-1234".
@@ -225,6 +331,14 @@ pub async fn new_form(
         .filter(|n| !n.is_empty())
         .map(String::from)
         .collect();
+    let scope = match (
+        q.workload.filter(|w| !w.is_empty()),
+        q.pod_selector.filter(|s| !s.trim().is_empty()),
+    ) {
+        (Some(w), _) => ScopeChoice::Workload(w),
+        (None, Some(s)) => ScopeChoice::Selector(s),
+        (None, None) => ScopeChoice::All,
+    };
     let f = FormState {
         cluster,
         namespaces,
@@ -235,6 +349,11 @@ pub async fn new_form(
         reason: q.reason.unwrap_or_default(),
         start_at: String::new(),
         break_glass: false,
+        role: q
+            .role
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| DEFAULT_ROLE.to_string()),
+        scope,
         error: None,
     };
     render_form(&state, &svc, &id, &headers, f).await
@@ -255,18 +374,33 @@ pub async fn create(
     let ttl = ttl_raw.parse::<i64>().ok();
     let start_at = form.get("startAt").unwrap_or_default().trim().to_string();
     let break_glass = form.get("breakGlass") == Some("true");
-    let input = CreateInput {
-        cluster: cluster.clone(),
-        namespaces: namespaces.clone(),
-        ttl_seconds: ttl,
-        reason: reason.clone(),
-        start_at: Some(start_at.clone()).filter(|s| !s.is_empty()),
-        break_glass,
-    };
+    let role = form
+        .get("role")
+        .filter(|r| !r.is_empty())
+        .unwrap_or(DEFAULT_ROLE)
+        .to_string();
+    let scope = scope_of_form(&form);
     let result = if ttl.is_none() && !ttl_raw.is_empty() {
         Err(WebError::invalid("ttlSeconds", "choose a duration"))
     } else {
-        svc.create(&id, input).await.map_err(WebError::from)
+        match pod_scope_of(&scope) {
+            Err(e) => Err(e),
+            Ok(pod_scope) => {
+                let input = CreateInput {
+                    cluster: cluster.clone(),
+                    namespaces: namespaces.clone(),
+                    ttl_seconds: ttl,
+                    reason: reason.clone(),
+                    start_at: Some(start_at.clone()).filter(|s| !s.is_empty()),
+                    break_glass,
+                    role: Some(role.clone()),
+                    pod_scope,
+                    // Parsed above, so its error shows next to the picker.
+                    pod_selector: None,
+                };
+                svc.create(&id, input).await.map_err(WebError::from)
+            }
+        }
     };
     match result {
         Ok(ar) => {
@@ -285,11 +419,83 @@ pub async fn create(
                 reason,
                 start_at,
                 break_glass,
+                role,
+                scope,
                 error: Some((field, e.to_string())),
             };
             Ok(render_form(&state, &svc, &id, &headers, f).await)
         }
         Err(e) => Err(PageError(e)),
+    }
+}
+
+/// The scope the form asks for: the `scope` radio (`all`, `workload`, `selector`); a form without it
+/// (a script, an older page) asks by filling `podSelector` or `workload` alone.
+fn scope_of_form(form: &FormData) -> ScopeChoice {
+    let workload = form.get("workload").unwrap_or_default().trim().to_string();
+    let selector = form.get("podSelector").unwrap_or_default().trim().to_string();
+    match form.get("scope") {
+        Some("workload") => ScopeChoice::Workload(workload),
+        Some("selector") => ScopeChoice::Selector(selector),
+        Some(_) => ScopeChoice::All,
+        None if !workload.is_empty() => ScopeChoice::Workload(workload),
+        None if !selector.is_empty() => ScopeChoice::Selector(selector),
+        None => ScopeChoice::All,
+    }
+}
+
+/// The `spec.podScope` of a form's choice; a workload not picked or a selector that does not parse is
+/// the form's error on `podScope` (the service checks the rest, as for the API).
+pub fn pod_scope_of(scope: &ScopeChoice) -> Result<Option<PodScope>, WebError> {
+    match scope {
+        ScopeChoice::All => Ok(None),
+        ScopeChoice::Workload(w) => {
+            let (kind, name) = w.split_once('/').unwrap_or(("", w.as_str()));
+            let kind = match kind {
+                "Deployment" => WorkloadKind::Deployment,
+                "StatefulSet" => WorkloadKind::StatefulSet,
+                "DaemonSet" => WorkloadKind::DaemonSet,
+                _ => {
+                    return Err(WebError::invalid(
+                        "podScope",
+                        "choose a workload (a Deployment, StatefulSet or DaemonSet of the one namespace)",
+                    ));
+                }
+            };
+            Ok(Some(PodScope {
+                selector: None,
+                workload: Some(WorkloadRef {
+                    kind,
+                    name: name.to_string(),
+                }),
+            }))
+        }
+        ScopeChoice::Selector(text) => {
+            if text.trim().is_empty() {
+                return Err(WebError::invalid(
+                    "podScope",
+                    "type a label selector such as app=checkout, or choose all pods",
+                ));
+            }
+            let selector = parse_selector(text).map_err(|e| WebError::invalid("podScope", e))?;
+            Ok(Some(PodScope {
+                selector: Some(selector),
+                workload: None,
+            }))
+        }
+    }
+}
+
+/// The roles the form offers `id` for what is chosen (the policy's `allowedRoles`); when the clusters
+/// cannot be asked, every configured role that could start something (the server decides on submit).
+async fn offered_roles(state: &AppState, id: &Identity, f: &FormState) -> Vec<RoleView> {
+    let scopes = ScopeService::from_ref(state);
+    match scopes.roles_for(id, Some(&f.cluster), &f.namespaces).await {
+        Ok(list) => list.roles,
+        Err(e) => {
+            tracing::debug!(error = %e, "roles for the request form");
+            state.config.roles.iter().map(RoleView::of).collect()
+        }
     }
 }
 
@@ -430,7 +636,7 @@ pub async fn mine(
                         tr data-request=(r.name) {
                             td { a href=(format!("/requests/{}", r.name)) { (r.name) } br; span.muted.small { (r.reason.chars().take(80).collect::<String>()) } }
                             td { (r.cluster_display_name) }
-                            td { (r.namespaces.join(", ")) }
+                            td { (r.namespaces.join(", ")) br; (access_cell(r)) }
                             td { (phase_badge(r.phase)) (badges(r)) @if r.phase == Phase::Pending && r.policy.approvals_required > 1 { br; span.muted.small.quorum { (quorum_text(&r.policy)) } } @if !r.message.is_empty() && r.phase.is_terminal() { br; span.muted.small { (local_times(state.tz, &r.message)) } } }
                             td { (expires_cell(state.tz, r)) }
                             td { (action_forms(&state.config, &id, r, "/requests")) }
@@ -475,6 +681,12 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "acknowledge" => "Acknowledged: the break-glass access is recorded as reviewed.",
         _ => return None,
     })
+}
+
+/// The role and scope of a request in a table row; a role that is not the plain shell, or a pod scope,
+/// is what an approver must not miss, so it is never left out of a row.
+pub fn access_cell(r: &RequestView) -> Markup {
+    html! { span.small.access-line data-role=(r.role.name) { (r.access) } }
 }
 
 /// Badges beside the phase: how the request got (or gets) its access.
@@ -582,6 +794,11 @@ pub fn summary(tz: chrono_tz::Tz, r: &RequestView) -> Markup {
                 dt { "Requester" } dd { (r.requester) }
                 dt { "Cluster" } dd { (r.cluster_display_name) " (" (r.cluster) ")" }
                 dt { "Namespaces" } dd { (r.namespaces.join(", ")) }
+                dt { "Access" } dd.access { (r.access) }
+                @if !r.role.description.is_empty() { dt { "Role" } dd.role-description.small { (r.role.description) } }
+                @if !r.pod_selectors.is_empty() && r.pod_scope.as_ref().is_some_and(|s| s.workload.is_some()) {
+                    dt { "Pod selector" } dd.small { @for (i, (ns, sel)) in r.pod_selectors.iter().enumerate() { @if i > 0 { "; " } (ns) ": " code { (sel) } } }
+                }
                 dt { "Duration" } dd { (timefmt::duration(r.ttl_seconds)) @if r.effective_ttl_seconds != r.ttl_seconds { " (approved for " (timefmt::duration(r.effective_ttl_seconds)) ")" } }
                 dt { "Reason" } dd { (r.reason) }
                 @if let Some(c) = &r.created_at { dt { "Created" } dd { (timefmt::format_str(tz, c)) } }

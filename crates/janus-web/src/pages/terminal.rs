@@ -13,6 +13,7 @@ use crate::pages::{Nav, PageError, local_times, page};
 use crate::service::{RequestService, RequestView, requests::is_requester};
 use crate::state::AppState;
 use crate::timefmt;
+use janus_api::rules::scope::selector_string;
 
 /// Whether the access of a request is over for good: it reached an end phase, or a revocation or
 /// withdrawal is recorded that the controller has not acted on yet.
@@ -54,14 +55,26 @@ pub fn ended_summary(tz: chrono_tz::Tz, r: &RequestView) -> String {
     }
 }
 
-/// The form link that asks again for the same cluster, namespaces and reason.
+/// The form link that asks again for the same cluster, namespaces, reason, role and pod scope.
 pub fn request_again_href(r: &RequestView) -> String {
-    format!(
-        "/requests/new?cluster={}&namespaces={}&reason={}",
+    let mut href = format!(
+        "/requests/new?cluster={}&namespaces={}&reason={}&role={}",
         percent_encode(&r.cluster),
         percent_encode(&r.namespaces.join(",")),
-        percent_encode(&r.reason)
-    )
+        percent_encode(&r.reason),
+        percent_encode(&r.role.name)
+    );
+    if let Some(scope) = &r.pod_scope {
+        if let Some(w) = &scope.workload {
+            href.push_str(&format!(
+                "&workload={}",
+                percent_encode(&format!("{}/{}", w.kind.as_str(), w.name))
+            ));
+        } else if let Some(sel) = &scope.selector {
+            href.push_str(&format!("&podSelector={}", percent_encode(&selector_string(sel))));
+        }
+    }
+    href
 }
 
 /// What the terminal page shows once access has ended: what ended it and when, and only what still works
@@ -116,14 +129,23 @@ pub async fn show(
             WebError::Forbidden("only the requester can open terminals on this request".into())
         }));
     }
+    let mode = view.role.terminal.as_deref().unwrap_or("shell");
+    let shell = mode == "shell";
+    let debug = mode == "debug";
+    let first_pane = match mode {
+        "logs" => "Choose a pod to follow its logs. This role has no shell.",
+        "debug" => "Start a debug container to attach to it here, or choose a pod to follow its logs.",
+        _ => "Choose a pod to open a shell or follow its logs.",
+    };
     let main = html! {
         link rel="stylesheet" href="/assets/vendor/xterm.css";
         script src="/assets/vendor/xterm.js" defer {}
         script src="/assets/vendor/addon-fit.js" defer {}
         script src="/assets/xterm-csp.js" defer {}
         script src="/assets/terminal.js" defer {}
-        div #terminal-app data-request=(name) data-cluster=(view.cluster) data-namespaces=(view.granted_namespaces.join(",")) data-expires=[view.expires_at.clone()] {
+        div #terminal-app data-request=(name) data-cluster=(view.cluster) data-namespaces=(view.granted_namespaces.join(",")) data-expires=[view.expires_at.clone()] data-mode=(mode) data-scope=[view.scope.clone()] {
             h1 { "Terminal · " (view.cluster_display_name) " · " (name) }
+            p.access-line #term-access { (view.access) }
             p.muted.small #term-intro {
                 "Access ends in " span.countdown data-expires=[view.expires_at.clone()] { "…" }
                 ". Sessions are recorded. Everything runs with this request's own credentials."
@@ -137,13 +159,17 @@ pub async fn show(
             div.term-layout {
                 div.term-side {
                     h2 { "Pods" }
+                    (scope_note(&view))
                     div #pod-list { "Loading…" }
-                    h2 { "Quick commands" }
-                    div #quick-list {}
-                    form #quick-form {
-                        input type="text" name="label" placeholder="Label" maxlength="60" required aria-label="Label";
-                        input type="text" name="command" placeholder="Command" required aria-label="Command";
-                        button.secondary type="submit" { "Save" }
+                    @if debug { (debug_form(&view)) }
+                    @if !matches!(mode, "logs") {
+                        h2 { "Quick commands" }
+                        div #quick-list {}
+                        form #quick-form {
+                            input type="text" name="label" placeholder="Label" maxlength="60" required aria-label="Label";
+                            input type="text" name="command" placeholder="Command" required aria-label="Command";
+                            button.secondary type="submit" { "Save" }
+                        }
                     }
                     h2 { "Events" }
                     div #event-list.small {}
@@ -154,11 +180,11 @@ pub async fn show(
                     }
                     div.panes #panes {
                         div.pane #pane-0 data-pane="0" {
-                            div.bar { span.status { "Choose a pod to open a shell or follow its logs." } button.secondary.hidden type="button" data-close { "Close" } }
+                            div.bar { span.status { (first_pane) } button.secondary.hidden type="button" data-close { "Close" } }
                             div.xterm-host {}
                         }
                         div.pane.hidden #pane-1 data-pane="1" {
-                            div.bar { span.status { "Second pane: choose a pod." } button.secondary.hidden type="button" data-close { "Close" } }
+                            div.bar { span.status { @if shell { "Second pane: choose a pod." } @else { "Second pane: choose a pod's logs." } } button.secondary.hidden type="button" data-close { "Close" } }
                             div.xterm-host {}
                         }
                     }
@@ -176,6 +202,46 @@ pub async fn show(
         main,
     )
     .into_response())
+}
+
+/// What the pod list holds: every pod of the namespace, or only those in the request's scope (the
+/// server lists with the grant's label selector; the API server refuses the others anyway).
+pub fn scope_note(view: &RequestView) -> Markup {
+    html! {
+        @if let Some(scope) = &view.scope {
+            p.small.scope-note #scope-note {
+                "Only " strong { (scope) } " are in this request's scope."
+                @if !view.pod_selectors.is_empty() && view.pod_scope.as_ref().is_some_and(|s| s.workload.is_some()) {
+                    " " span.muted { "(" @for (i, (ns, sel)) in view.pod_selectors.iter().enumerate() { @if i > 0 { "; " } (ns) ": " code { (sel) } } ")" }
+                }
+            }
+        }
+    }
+}
+
+/// The debug form of a `debug` role: a pod of the list, the container to debug next to, and an image of
+/// the role's allow-list (entries ending in `*` allow any tag or path after them: typed in full). The
+/// server checks the image again.
+pub fn debug_form(view: &RequestView) -> Markup {
+    let images = &view.role.debug_images;
+    let first = images.iter().find(|i| !i.ends_with('*')).cloned().unwrap_or_default();
+    html! {
+        h2 { "Debug container" }
+        form #debug-form.debug-form {
+            label for="debug-pod" { "Pod" }
+            select #debug-pod name="pod" {}
+            label for="debug-target" { "Next to container" }
+            select #debug-target name="targetContainer" {}
+            label for="debug-image" { "Image" }
+            input #debug-image type="text" name="image" list="debug-images" value=(first) required autocomplete="off" spellcheck="false" aria-describedby="debug-images-hint";
+            datalist #debug-images {
+                @for i in images { option value=(i.trim_end_matches('*')) {} }
+            }
+            p #debug-images-hint.small.muted { "Allowed: " (images.join(", ")) }
+            p { button type="submit" disabled { "Start debug container" } }
+            p #debug-status.small.muted role="status" {}
+        }
+    }
 }
 
 /// `GET /recordings/{id}`: replay a recorded session (admins).

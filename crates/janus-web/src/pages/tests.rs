@@ -7,8 +7,10 @@ use janus_api::rules::policy::NamespaceInfo;
 use serde_json::json;
 
 use super::local_times;
-use super::requests::{action_forms, policy_block, policy_hint, summary};
-use super::terminal::{access_ended, ended_block, ended_summary, request_again_href};
+use super::requests::{
+    ScopeChoice, access_cell, action_forms, pod_scope_of, policy_block, policy_hint, role_choice, scope_choice, summary,
+};
+use super::terminal::{access_ended, debug_form, ended_block, ended_summary, request_again_href, scope_note};
 use crate::auth::{AuthSource, Identity};
 use crate::service::RequestView;
 
@@ -142,7 +144,7 @@ fn terminal_after_expiry_says_when_and_offers_only_what_works() {
     let again = request_again_href(&r);
     assert_eq!(
         again,
-        "/requests/new?cluster=remote&namespaces=payments%2Ccheckout&reason=OPS-1%20%3Cscript%3Ealert%281%29%3C/script%3E%20%26%20more"
+        "/requests/new?cluster=remote&namespaces=payments%2Ccheckout&reason=OPS-1%20%3Cscript%3Ealert%281%29%3C/script%3E%20%26%20more&role=exec"
     );
     assert!(html.contains("Request again"), "{html}");
 }
@@ -354,4 +356,178 @@ fn extend_offers_only_what_the_policy_still_allows() {
     let forms = action_forms(&cfg, &identity("admin@example.com"), &full, "/").into_string();
     assert!(!forms.contains("/extend"), "{forms}");
     assert!(forms.contains("cannot be extended"), "{forms}");
+}
+
+/// Roles with a debug image allow-list (exact and prefix entries).
+const ROLES: &str = "roles:\n  - {name: exec, displayName: Shell, description: 'A shell <b>here</b>', clusterRole: janus-pod-exec, terminal: shell}\n  \
+    - {name: logs, displayName: Logs (read-only), description: Read pod logs and events. No shell., clusterRole: janus-pod-logs, terminal: logs}\n  \
+    - {name: debug, displayName: Debug container, description: Ephemeral containers., clusterRole: janus-pod-debug, terminal: debug, \
+    debugImages: ['busybox:1.36', 'nicolaka/netshoot:*']}\n";
+
+#[test]
+fn form_offers_each_role_with_its_description_tied_to_its_radio() {
+    let c = config_with(ROLES);
+    let roles: Vec<_> = c.roles.iter().map(crate::service::scope::RoleView::of).collect();
+    let html = role_choice(&roles, "logs").into_string();
+    for (name, title) in [
+        ("exec", "Shell"),
+        ("logs", "Logs (read-only)"),
+        ("debug", "Debug container"),
+    ] {
+        assert!(
+            html.contains(&format!(r#"value="{name}""#)) && html.contains(title),
+            "role {name} offered as {title}: {html}"
+        );
+        assert!(
+            html.contains(&format!(r#"aria-describedby="role-desc-{name}""#))
+                && html.contains(&format!(r#"id="role-desc-{name}""#))
+                && html.contains(&format!(
+                    r#"<span class="role-title" id="role-title-{name}">{title}</span>"#
+                )),
+            "the description of {name} is tied to its radio: {html}"
+        );
+    }
+    assert!(
+        html.contains(r#"<input type="radio" name="role" value="logs" checked aria-labelledby="role-title-logs""#),
+        "the chosen role is checked: {html}"
+    );
+    assert!(!html.contains(r#"value="exec" checked"#), "one role checked: {html}");
+    assert!(
+        html.contains("A shell &lt;b&gt;here&lt;/b&gt;"),
+        "descriptions are text: {html}"
+    );
+    assert!(
+        html.contains("<legend>Access</legend>"),
+        "the group is labelled: {html}"
+    );
+}
+
+#[test]
+fn scope_picker_keeps_the_choice_and_says_when_a_workload_can_be_picked() {
+    let one = vec!["payments".to_string()];
+    let two = vec!["payments".to_string(), "checkout".to_string()];
+    let html = scope_choice(&ScopeChoice::All, &two).into_string();
+    assert!(
+        html.contains(r#"name="scope" value="all" checked"#),
+        "all pods by default: {html}"
+    );
+    assert!(
+        html.contains("Choose exactly one namespace"),
+        "a workload needs one namespace: {html}"
+    );
+    let html = scope_choice(&ScopeChoice::Workload("Deployment/payments-api".into()), &one).into_string();
+    assert!(html.contains(r#"value="workload" checked"#), "{html}");
+    assert!(
+        html.contains(r#"<option value="Deployment/payments-api" selected>Deployment payments-api</option>"#),
+        "the workload chosen stays chosen (a form sent back with an error): {html}"
+    );
+    let html = scope_choice(&ScopeChoice::Selector("app=\"x\"<".into()), &one).into_string();
+    assert!(html.contains(r#"value="selector" checked"#), "{html}");
+    assert!(
+        html.contains(r#"value="app=&quot;x&quot;&lt;""#),
+        "the selector typed stays, escaped: {html}"
+    );
+    assert!(
+        html.contains(r#"for="pod-selector""#) && html.contains(r#"id="pod-selector""#),
+        "labelled: {html}"
+    );
+}
+
+#[test]
+fn form_scope_becomes_the_request_pod_scope_or_a_clear_error() {
+    use janus_api::access_request::WorkloadKind;
+    assert_eq!(pod_scope_of(&ScopeChoice::All).expect("all"), None);
+    let w = pod_scope_of(&ScopeChoice::Workload("StatefulSet/db".into()))
+        .expect("workload")
+        .and_then(|s| s.workload)
+        .expect("a workload scope");
+    assert_eq!((w.kind, w.name.as_str()), (WorkloadKind::StatefulSet, "db"));
+    let s = pod_scope_of(&ScopeChoice::Selector("app=checkout, tier in (b,a)".into()))
+        .expect("selector")
+        .and_then(|s| s.selector)
+        .expect("a selector scope");
+    assert_eq!(
+        janus_api::rules::scope::selector_string(&s),
+        "app=checkout,tier in (a,b)"
+    );
+    for (bad, says) in [
+        (ScopeChoice::Workload(String::new()), "choose a workload"),
+        (ScopeChoice::Workload("Job/x".into()), "choose a workload"),
+        (ScopeChoice::Selector("  ".into()), "type a label selector"),
+        (ScopeChoice::Selector("app in (a".into()), "without its ')'"),
+    ] {
+        match pod_scope_of(&bad) {
+            Err(crate::error::WebError::Invalid { field, message }) => {
+                assert_eq!(field, "podScope", "{bad:?}");
+                assert!(message.contains(says), "{bad:?}: {message}");
+            }
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn role_and_scope_show_on_the_request_page_and_in_rows() {
+    let c = config_with(ROLES);
+    let r = view_as(
+        &c,
+        ENGINEER,
+        json!({"role": "logs", "podScope": {"selector": {"matchLabels": {"app": "checkout"}}}}),
+        json!({"phase": "Pending"}),
+    );
+    let html = summary(TZ, &r).into_string();
+    assert!(
+        html.contains("Logs (read-only) · pods with app=checkout"),
+        "role and scope on the request page: {html}"
+    );
+    assert!(html.contains("Read pod logs and events. No shell."), "{html}");
+    let row = access_cell(&r).into_string();
+    assert!(
+        row.contains("Logs (read-only) · pods with app=checkout") && row.contains(r#"data-role="logs""#),
+        "{row}"
+    );
+    let r = view_as(
+        &c,
+        ENGINEER,
+        json!({"namespaces": ["payments"], "podScope": {"workload": {"kind": "Deployment", "name": "payments-api"}}}),
+        json!({"phase": "Active", "grants": [{"namespace": "payments", "serviceAccount": "sa", "roleBinding": "rb", "tokenSecret": "",
+               "scopedRole": "rb", "podSelector": "app=payments-api"}]}),
+    );
+    assert!(
+        summary(TZ, &r)
+            .into_string()
+            .contains("Shell · pods of deployment payments-api"),
+        "the default role is the shell"
+    );
+    let note = scope_note(&r).into_string();
+    assert!(
+        note.contains("pods of deployment payments-api") && note.contains("app=payments-api"),
+        "the terminal says which pods it lists, and the workload's selector: {note}"
+    );
+    assert_eq!(
+        request_again_href(&r),
+        "/requests/new?cluster=remote&namespaces=payments&reason=OPS-1%20%3Cscript%3Ealert%281%29%3C/script%3E%20%26%20more&role=exec&workload=Deployment/payments-api",
+        "asking again keeps the role and the scope"
+    );
+    let unscoped = view(json!({}), json!({"phase": "Active"}));
+    assert_eq!(scope_note(&unscoped).into_string(), "", "no note without a scope");
+}
+
+#[test]
+fn debug_form_offers_the_roles_images_only() {
+    let c = config_with(ROLES);
+    let r = view_as(&c, ENGINEER, json!({"role": "debug"}), json!({"phase": "Active"}));
+    let html = debug_form(&r).into_string();
+    assert!(
+        html.contains(r#"id="debug-image" type="text" name="image" list="debug-images" value="busybox:1.36""#),
+        "the first exact image is preset: {html}"
+    );
+    assert!(
+        html.contains(r#"<option value="nicolaka/netshoot:">"#),
+        "a prefix entry is offered as its prefix: {html}"
+    );
+    assert!(html.contains("Allowed: busybox:1.36, nicolaka/netshoot:*"), "{html}");
+    for id in ["debug-pod", "debug-target", "debug-image"] {
+        assert!(html.contains(&format!(r#"for="{id}""#)), "{id} labelled: {html}");
+    }
 }
