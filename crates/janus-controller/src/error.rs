@@ -20,6 +20,9 @@ pub enum Error {
     /// Credentials could not be removed yet; retried until they are gone.
     #[error("cleanup pending: {0}")]
     CleanupPending(String),
+    /// An object kept changing under every attempt to update it; retried later.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -28,7 +31,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(s)) => matches!(s.code, 408 | 409 | 429 | 500..=599) || s.code == 0,
             Error::Kube(_) => true,
-            Error::ClusterUnavailable { .. } | Error::CleanupPending(_) => true,
+            Error::ClusterUnavailable { .. } | Error::CleanupPending(_) | Error::Conflict(_) => true,
             Error::Permanent(_) => false,
         }
     }
@@ -40,6 +43,7 @@ impl Error {
             Error::ClusterUnavailable { .. } => "cluster_unavailable",
             Error::Permanent(_) => "permanent",
             Error::CleanupPending(_) => "cleanup_pending",
+            Error::Conflict(_) => "conflict",
         }
     }
 }

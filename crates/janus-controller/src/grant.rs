@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use janus_api::roles::RoleConfig;
 use janus_api::rules::policy::NamespaceInfo;
-use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, POD_EXEC_CLUSTER_ROLE, REQUEST_LABEL, names};
+use janus_api::{AccessRequest, Grant, MANAGED_BY, MANAGED_BY_LABEL, REQUEST_LABEL, names};
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -38,7 +39,8 @@ fn labels(request: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn meta(name: &str, ns: &str, ar: &AccessRequest) -> ObjectMeta {
+/// Name, namespace, labels and annotations of every object of a grant.
+pub(crate) fn meta(name: &str, ns: &str, ar: &AccessRequest) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(ns.to_string()),
@@ -51,11 +53,13 @@ fn meta(name: &str, ns: &str, ar: &AccessRequest) -> ObjectMeta {
     }
 }
 
-fn owned_by_request(labels: Option<&BTreeMap<String, String>>, request: &str) -> bool {
+/// Whether an object carries the request's label.
+pub(crate) fn owned_by_request(labels: Option<&BTreeMap<String, String>>, request: &str) -> bool {
     labels.and_then(|l| l.get(REQUEST_LABEL)).is_some_and(|v| v == request)
 }
 
-fn forbidden_to_permanent(cluster: &str, what: &str, e: kube::Error) -> Error {
+/// A 403 as a permanent error naming what k8s-janus may not do; anything else as is.
+pub(crate) fn forbidden_to_permanent(cluster: &str, what: &str, e: kube::Error) -> Error {
     if is_forbidden(&e) {
         Error::Permanent(format!(
             "k8s-janus is not allowed to {what} on cluster {cluster}: {e}; check the chart's RBAC (or the remote agent) there"
@@ -100,18 +104,20 @@ pub async fn read_namespaces(target: &ClusterHandle, namespaces: &[String]) -> R
     Ok(out)
 }
 
-/// Checks that the `janus-pod-exec` ClusterRole exists on the target.
-pub async fn check_pod_exec_role(target: &ClusterHandle) -> Result<()> {
+/// Reads the ClusterRole an access role binds on the target and returns its rules (a pod-scoped
+/// grant narrows them into a Role). `Err(Permanent)` names the role, the ClusterRole and the cluster
+/// when it does not exist there: the chart or the remote agent on that cluster lacks it.
+pub async fn role_rules(target: &ClusterHandle, role: &RoleConfig) -> Result<Vec<PolicyRule>> {
     let api: Api<ClusterRole> = Api::all(target.client.clone());
-    match api.get_opt(POD_EXEC_CLUSTER_ROLE).await {
-        Ok(Some(_)) => Ok(()),
+    match api.get_opt(&role.cluster_role).await {
+        Ok(Some(cr)) => Ok(cr.rules.unwrap_or_default()),
         Ok(None) => Err(Error::Permanent(format!(
-            "ClusterRole {POD_EXEC_CLUSTER_ROLE} does not exist on cluster {}: install the k8s-janus chart there (remote.enabled=true for remote clusters)",
-            target.name
+            "ClusterRole {} (role {}) does not exist on cluster {}: install or upgrade the k8s-janus chart/agent there",
+            role.cluster_role, role.name, target.name
         ))),
         Err(e) => Err(forbidden_to_permanent(
             &target.name,
-            &format!("read ClusterRole {POD_EXEC_CLUSTER_ROLE}"),
+            &format!("read ClusterRole {} (role {})", role.cluster_role, role.name),
             e,
         )),
     }
@@ -150,15 +156,18 @@ async fn ensure_service_account(target: &ClusterHandle, ar: &AccessRequest, ns: 
     }
 }
 
-async fn ensure_role_binding(target: &ClusterHandle, ar: &AccessRequest, ns: &str, name: &str) -> Result<()> {
+async fn ensure_role_binding(
+    target: &ClusterHandle,
+    ar: &AccessRequest,
+    ns: &str,
+    name: &str,
+    role_ref: RoleRef,
+) -> Result<()> {
     let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), ns);
+    let what = format!("bind {} {}", role_ref.kind, role_ref.name);
     let rb = RoleBinding {
         metadata: meta(name, ns, ar),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: POD_EXEC_CLUSTER_ROLE.into(),
-        },
+        role_ref,
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: name.into(),
@@ -179,11 +188,7 @@ async fn ensure_role_binding(target: &ClusterHandle, ar: &AccessRequest, ns: &st
                 )))
             }
         }
-        Err(e) => Err(forbidden_to_permanent(
-            &target.name,
-            &format!("bind ClusterRole {POD_EXEC_CLUSTER_ROLE}"),
-            e,
-        )),
+        Err(e) => Err(forbidden_to_permanent(&target.name, &what, e)),
     }
 }
 
@@ -283,6 +288,21 @@ pub struct Issued {
     pub renew_at: Option<DateTime<Utc>>,
 }
 
+/// What a grant's RoleBinding binds in one namespace.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// The access role's ClusterRole, on every pod of the namespace.
+    ClusterRole(String),
+    /// A namespaced Role (named like the grant) with these rules: the role's ClusterRole rules
+    /// narrowed to the pods `selector` (Kubernetes syntax) matches now.
+    Scoped {
+        /// The Role's rules ([`janus_api::rules::scope::scoped_rules`]).
+        rules: Vec<PolicyRule>,
+        /// The label selector the Role follows.
+        selector: String,
+    },
+}
+
 /// Creates (or adopts) everything for one namespace and (re)issues its token, valid until `expires`
 /// or as long as the cluster allows, whichever is sooner. The token Secret is updated in place.
 pub async fn ensure_grant(
@@ -291,13 +311,31 @@ pub async fn ensure_grant(
     target: &ClusterHandle,
     ar: &AccessRequest,
     ns: &str,
+    access: &Access,
     expires: DateTime<Utc>,
 ) -> Result<Issued> {
     let request = ar.name_any();
     let sa = names::grant_name(&request, ns);
     let secret = names::token_secret_name(&request, ns);
     ensure_service_account(target, ar, ns, &sa).await?;
-    ensure_role_binding(target, ar, ns, &sa).await?;
+    let role_ref = match access {
+        Access::ClusterRole(cluster_role) => RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role.clone(),
+        },
+        Access::Scoped { rules, .. } => {
+            // Before the binding: RBAC checks a binding against the rules of the Role it names,
+            // which must therefore exist.
+            crate::scope::write_role(target, ar, ns, &sa, rules).await?;
+            RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: sa.clone(),
+            }
+        }
+    };
+    ensure_role_binding(target, ar, ns, &sa, role_ref).await?;
     let issued = Utc::now();
     let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, issued)).await?;
     let renew_at = (token_expires < expires).then(|| token_renew_at(issued, token_expires));
@@ -328,10 +366,13 @@ pub async fn ensure_grant(
         grant: Grant {
             namespace: ns.to_string(),
             service_account: sa.clone(),
-            role_binding: sa,
+            role_binding: sa.clone(),
             token_secret: secret,
-            scoped_role: None,
-            pod_selector: None,
+            scoped_role: matches!(access, Access::Scoped { .. }).then_some(sa),
+            pod_selector: match access {
+                Access::Scoped { selector, .. } => Some(selector.clone()),
+                Access::ClusterRole(_) => None,
+            },
         },
         resource_version: rv,
         renew_at,
@@ -389,11 +430,14 @@ pub async fn revoke_tokens_of(target: &ClusterHandle, requests: &std::collection
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let bindings =
         delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |labels| owned_by_any(labels, requests)).await;
+    // The scoped Roles of pod-scoped grants next: without them a RoleBinding left over grants nothing.
+    let roles = delete_all_of::<Role>(target, &lp, "Role", |labels| owned_by_any(labels, requests)).await;
     // ServiceAccounts go even when a RoleBinding could not: without one, the token stops
     // authenticating once the cache has forgotten it.
     let accounts =
         delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |labels| owned_by_any(labels, requests)).await;
     bindings?;
+    roles?;
     let (deleted, _) = accounts?;
     Ok(deleted)
 }
@@ -516,10 +560,13 @@ pub async fn cleanup(
         // up to 10 s (its authentication cache) and 60 s past `exp` (clock leeway); authorization is
         // looked up on every request, so without the RoleBinding the token is refused (403) at once.
         let bindings = delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |_| true).await;
+        // The scoped Roles of pod-scoped grants next: they grant only through a binding.
+        let roles = delete_all_of::<Role>(target, &lp, "Role", |_| true).await;
         // ServiceAccounts next, even when a RoleBinding could not go: the token then stops
         // authenticating at least once the cache has forgotten it.
         let accounts = delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |_| true).await;
         left.extend(bindings?.1);
+        left.extend(roles?.1);
         left.extend(accounts?.1);
         // One look again at both: an object created after the lists above (by a grant of an old
         // leader still finishing) is not gone. A RoleBinding left over is what could still grant (to
@@ -527,6 +574,7 @@ pub async fn cleanup(
         // authenticates its token.
         if left.is_empty() {
             left.extend(still_listed::<RoleBinding>(target, &lp, "RoleBinding").await?);
+            left.extend(still_listed::<Role>(target, &lp, "Role").await?);
             left.extend(still_listed::<ServiceAccount>(target, &lp, "ServiceAccount").await?);
         }
     }

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod reconcile;
+pub mod scope;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,14 +78,22 @@ pub fn owning_requests(secret: &Secret) -> Vec<ObjectRef<AccessRequest>> {
         .collect()
 }
 
-/// Checks `janus-pod-exec` on every configured cluster and logs what is missing.
+/// Checks every configured role's ClusterRole on every configured cluster and logs what is missing.
 async fn check_clusters(ctx: &reconcile::Context) {
     for c in &ctx.config.clusters {
         match ctx.clusters.get(&c.name).await {
-            Ok(h) => match grant::check_pod_exec_role(&h).await {
-                Ok(()) => tracing::info!(cluster = %c.name, "cluster ready"),
-                Err(e) => tracing::error!(cluster = %c.name, error = %e, "cluster cannot be used for grants"),
-            },
+            Ok(h) => {
+                let mut ready = true;
+                for role in &ctx.config.roles {
+                    if let Err(e) = grant::role_rules(&h, role).await {
+                        ready = false;
+                        tracing::error!(cluster = %c.name, role = %role.name, error = %e, "role cannot be granted on this cluster");
+                    }
+                }
+                if ready {
+                    tracing::info!(cluster = %c.name, "cluster ready");
+                }
+            }
             Err(e) => tracing::warn!(cluster = %c.name, error = %e, "cluster not reachable yet"),
         }
     }

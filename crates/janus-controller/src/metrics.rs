@@ -1,5 +1,5 @@
 //! Prometheus metrics of the controller: transitions by phase, grant latency, active grants, errors,
-//! reconcile durations, leadership, pending cleanups and the build.
+//! reconcile durations, leadership, pending cleanups, pod scope watches and the build.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,6 +63,8 @@ pub struct Metrics {
     is_leader: Gauge,
     cleanup_pending: Gauge,
     approvals: Family<ViaLabel, Counter>,
+    scope_watches: Gauge,
+    scope_role_updates: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +131,18 @@ impl Metrics {
             "Requests approved by this controller, by how: quorum, auto (auto-approval) or break_glass",
             approvals.clone(),
         );
+        let scope_watches = Gauge::default();
+        registry.register(
+            "controller_scope_watches",
+            "Pod watches running for active pod-scoped grants (one per request and namespace)",
+            scope_watches.clone(),
+        );
+        let scope_role_updates = Counter::default();
+        registry.register(
+            "controller_scope_role_updates",
+            "Replaces of a pod-scoped grant's Role by its pod watch (a pod started or stopped matching)",
+            scope_role_updates.clone(),
+        );
         // The same `janus_build_info` series the web exports (one definition in janus-api).
         janus_api::build::register_build_info(&mut registry);
         Self {
@@ -143,7 +157,19 @@ impl Metrics {
             is_leader,
             cleanup_pending,
             approvals,
+            scope_watches,
+            scope_role_updates,
         }
+    }
+
+    /// Sets how many pod scope watches run.
+    pub fn set_scope_watches(&self, n: usize) {
+        self.scope_watches.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a Role update made by a pod scope watch.
+    pub fn scope_role_updated(&self) {
+        self.scope_role_updates.inc();
     }
 
     /// Records how long one reconcile took.

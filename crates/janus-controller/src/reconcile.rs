@@ -10,10 +10,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use janus_api::access_request::{ApprovedSpec, reasons};
 use janus_api::config::Config;
+use janus_api::roles::RoleConfig;
 use janus_api::rules::conditions::{reachability, removal, types};
 use janus_api::rules::policy::{self, ApprovedVia, RequestFacts, Verdict};
 use janus_api::rules::ttl::{self, pending_deadline_after};
-use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Phase};
+use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Grant, Phase};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -26,15 +28,20 @@ use crate::gate;
 use crate::grant;
 use crate::lifecycle::{self, ending, fmt_time, parse_time, retention_deadline};
 use crate::metrics::Metrics;
+use crate::scope::{self, ScopeWatches, WatchSpec};
 
 /// Longest time between two looks at a live request, so drift is noticed even without events.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How long a successful check that `janus-pod-exec` exists on a cluster is trusted. A burst of
-/// approvals then costs one lookup per cluster, not one per grant; a role deleted meanwhile is noticed
-/// this much later (and the RoleBindings created in between stay useless, not dangerous).
-const POD_EXEC_CHECK_TTL: Duration = Duration::from_secs(10);
+/// How long a role's ClusterRole, as read from a cluster, is trusted. A burst of approvals then costs
+/// one lookup per cluster and role, not one per grant; a ClusterRole deleted or changed meanwhile is
+/// noticed this much later (RoleBindings created in between to a deleted one stay useless, not
+/// dangerous; scoped Roles are brought in line with a changed one at the next reconcile after that).
+const ROLE_CHECK_TTL: Duration = Duration::from_secs(10);
 /// Kubernetes Events being published at once; more wait, so a slow API server holds them back.
 const EVENTS_IN_FLIGHT: usize = 64;
+
+/// A ClusterRole as read from a cluster: when, and its rules.
+type SeenRole = (std::time::Instant, Vec<PolicyRule>);
 
 /// Everything reconcile needs.
 pub struct Context {
@@ -48,8 +55,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per request, for backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// When `janus-pod-exec` was last found on each cluster.
-    pod_exec_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// Each (cluster, ClusterRole) as last read: when, and its rules.
+    roles_seen: Mutex<HashMap<(String, String), SeenRole>>,
+    /// The pod watches of active pod-scoped grants.
+    pub scopes: ScopeWatches,
     /// Bounds the Events published in the background.
     events: Arc<tokio::sync::Semaphore>,
     /// resourceVersion of each token Secret as this controller last wrote it, until its watch event
@@ -70,9 +79,10 @@ impl Context {
             config,
             clusters,
             recorder,
+            scopes: ScopeWatches::new(metrics.clone()),
             metrics,
             failures: Mutex::new(HashMap::new()),
-            pod_exec_seen: Mutex::new(HashMap::new()),
+            roles_seen: Mutex::new(HashMap::new()),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
             own_secret_writes: Mutex::new(HashMap::new()),
             // Whole seconds, as `activeAt` is recorded: a request activated in this very second counts
@@ -119,28 +129,31 @@ impl Context {
         matches!((written, resource_version), (Some(rv), Some(seen)) if rv == seen)
     }
 
-    /// Checks `janus-pod-exec` on the target, at most once per [`POD_EXEC_CHECK_TTL`] while it exists.
-    async fn check_pod_exec_role(&self, target: &ClusterHandle) -> Result<()> {
+    /// The rules of `role`'s ClusterRole on the target, read at most once per [`ROLE_CHECK_TTL`] while
+    /// it exists. `Err(Permanent)` names the role, the ClusterRole and the cluster when it is missing.
+    async fn role_rules(&self, target: &ClusterHandle, role: &RoleConfig) -> Result<Vec<PolicyRule>> {
+        let key = (target.name.clone(), role.cluster_role.clone());
         let fresh = self
-            .pod_exec_seen
+            .roles_seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&target.name)
-            .is_some_and(|t| t.elapsed() < POD_EXEC_CHECK_TTL);
-        if fresh {
-            return Ok(());
+            .get(&key)
+            .filter(|(t, _)| t.elapsed() < ROLE_CHECK_TTL)
+            .map(|(_, rules)| rules.clone());
+        if let Some(rules) = fresh {
+            return Ok(rules);
         }
-        let checked = grant::check_pod_exec_role(target).await;
-        let mut seen = self.pod_exec_seen.lock().unwrap_or_else(|e| e.into_inner());
-        match checked {
-            Ok(()) => {
-                seen.insert(target.name.clone(), std::time::Instant::now());
+        let read = grant::role_rules(target, role).await;
+        let mut seen = self.roles_seen.lock().unwrap_or_else(|e| e.into_inner());
+        match &read {
+            Ok(rules) => {
+                seen.insert(key, (std::time::Instant::now(), rules.clone()));
             }
             Err(_) => {
-                seen.remove(&target.name);
+                seen.remove(&key);
             }
         }
-        checked
+        read
     }
 
     fn api(&self) -> Api<AccessRequest> {
@@ -300,6 +313,8 @@ async fn finish_with(
     now: DateTime<Utc>,
 ) -> Result<Action> {
     let mut status = ar.status.clone().unwrap_or_default();
+    // The pod watches first: a watch must not write a Role the cleanup is removing.
+    ctx.scopes.stop_request(&ar.name_any());
     let removal = remove_credentials(ctx, ar).await;
     status.phase = phase;
     status.message = message.clone();
@@ -439,6 +454,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     let status = ar.status.clone().unwrap_or_default();
 
     if ar.metadata.deletion_timestamp.is_some() {
+        ctx.scopes.stop_request(&name);
         let left = remove_credentials(ctx, ar).await?;
         if !left.is_empty() {
             return Err(Error::CleanupPending(format!("still present: {}", left.join(", "))));
@@ -453,6 +469,8 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     }
 
     if status.phase.is_terminal() {
+        // Ended by another replica's term, or while this one was not looking: no watch outlives it.
+        ctx.scopes.stop_request(&name);
         if !condition_true(&status, types::CREDENTIALS_REMOVED) {
             // Keep the reason the request ended with: retrying the cleanup does not change why.
             let reason = status
@@ -502,7 +520,14 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
         return finish(ctx, ar, end.phase(), end.message(), now).await;
     }
     let known = ctx.clusters.is_known(&ar.spec.cluster).await?;
-    if let Err(msg) = lifecycle::validate_static(&ar.spec, &ctx.config, known) {
+    // The role must be configured and the pod scope well-formed on every reconcile: a role removed
+    // from the configuration ends the grants that use it.
+    let valid = lifecycle::validate_static(&ar.spec, &ctx.config, known).and_then(|()| {
+        janus_api::rules::scope::check_request(&ctx.config.roles, &ar.spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(msg) = valid {
         if status.phase == Phase::Pending {
             return finish_with(ctx, ar, Phase::Denied, reasons::VALIDATION_FAILED, msg, now).await;
         }
@@ -755,6 +780,24 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             return Err(e);
         }
     };
+    // A workload scope names an object on the target: one that does not exist is refused before
+    // anyone is asked to approve it.
+    if let Some(scope) = ar
+        .spec
+        .pod_scope
+        .as_ref()
+        .filter(|s| s.workload.is_some() && phase == Phase::Pending)
+        && let Some(ns) = ar.spec.namespaces.first()
+    {
+        match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {
+            Ok(target) => match scope::resolve_selector(&target, scope, ns, None).await {
+                Ok(_) => {}
+                Err(Error::Permanent(msg)) => return refuse(ctx, ar, phase, msg, now).await,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
     if status
         .conditions
         .iter()
@@ -1037,17 +1080,43 @@ async fn grant_or_maintain(
         .await?
     };
     if let Some(until) = valid_until.filter(|t| *t > now) {
+        if ar.spec.pod_scope.is_some() {
+            match maintain_scopes(ctx, ar, &target, &status.grants).await {
+                Ok(()) => {}
+                Err(Error::Permanent(msg)) => {
+                    tracing::warn!(request = %ar.name_any(), %msg, "pod-scoped grant cannot be kept; ending it");
+                    return finish(ctx, ar, Phase::Failed, msg, now).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         return Ok(requeue_at(until, now));
     }
     let granted = async {
         // Namespaces were checked while Pending; one deleted since makes the ServiceAccount creation fail
         // with a precise message, so no second round of lookups here.
-        ctx.check_pod_exec_role(&target).await?;
+        let role = janus_api::rules::scope::role_of(&ctx.config.roles, &ar.spec)
+            .map_err(|e| Error::Permanent(e.to_string()))?;
+        let role_rules = ctx.role_rules(&target, role).await?;
         let mut grants = Vec::new();
         let mut renew_at: Option<DateTime<Utc>> = None;
         for ns in &ar.spec.namespaces {
-            let issued =
-                grant::ensure_grant(ctx.clusters.central(), &ctx.config.namespace, &target, ar, ns, expires).await?;
+            let recorded = status
+                .grants
+                .iter()
+                .find(|g| &g.namespace == ns)
+                .and_then(|g| g.pod_selector.as_deref());
+            let access = access_in(&target, ar, role, &role_rules, ns, recorded).await?;
+            let issued = grant::ensure_grant(
+                ctx.clusters.central(),
+                &ctx.config.namespace,
+                &target,
+                ar,
+                ns,
+                &access,
+                expires,
+            )
+            .await?;
             ctx.own_secret_writes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1058,10 +1127,10 @@ async fn grant_or_maintain(
             };
             grants.push(issued.grant);
         }
-        Ok::<_, Error>((grants, renew_at))
+        Ok::<_, Error>((grants, renew_at, role, role_rules))
     }
     .await;
-    let (grants, renew_at) = match granted {
+    let (grants, renew_at, role, role_rules) = match granted {
         Ok(g) => g,
         Err(Error::Permanent(msg)) => {
             tracing::warn!(request = %ar.name_any(), %msg, "grant failed");
@@ -1139,6 +1208,7 @@ async fn grant_or_maintain(
         );
     }
     write_status(ctx, ar, &status).await?;
+    ensure_watches(ctx, &target, ar, role, &role_rules, &status.grants);
     if first {
         ctx.metrics.transition(Phase::Active);
         if let Some(approved) = status.approved_at.as_deref().and_then(parse_time) {
@@ -1178,6 +1248,80 @@ async fn grant_or_maintain(
         .await;
     }
     Ok(requeue_at(renew_at.map_or(expires, |r| r.min(expires)), now))
+}
+
+/// What the grant in `ns` binds: the role's ClusterRole, or for a pod-scoped request a Role with the
+/// ClusterRole's rules narrowed to the pods in scope now. `recorded`: the selector an earlier grant
+/// recorded for `ns`.
+async fn access_in(
+    target: &ClusterHandle,
+    ar: &AccessRequest,
+    role: &RoleConfig,
+    role_rules: &[PolicyRule],
+    ns: &str,
+    recorded: Option<&str>,
+) -> Result<grant::Access> {
+    let Some(pod_scope) = &ar.spec.pod_scope else {
+        return Ok(grant::Access::ClusterRole(role.cluster_role.clone()));
+    };
+    let selector = scope::resolve_selector(target, pod_scope, ns, recorded).await?;
+    let pods = scope::pods_in_scope(target, ns, &selector).await?;
+    let rules = janus_api::rules::scope::scoped_rules(&role.name, role_rules, &pods)
+        .map_err(|e| Error::Permanent(e.to_string()))?;
+    Ok(grant::Access::Scoped { rules, selector })
+}
+
+/// Re-asserts the scoped Roles of an active pod-scoped grant (drift repair: an edited or deleted Role is
+/// written again from the pods in scope now) and makes sure each namespace's pod watch runs (after a
+/// restart or a change of leader, this is where watches resume).
+async fn maintain_scopes(ctx: &Context, ar: &AccessRequest, target: &ClusterHandle, grants: &[Grant]) -> Result<()> {
+    let role =
+        janus_api::rules::scope::role_of(&ctx.config.roles, &ar.spec).map_err(|e| Error::Permanent(e.to_string()))?;
+    let role_rules = ctx.role_rules(target, role).await?;
+    let mut current = Vec::with_capacity(grants.len());
+    for g in grants {
+        let mut g = g.clone();
+        if let grant::Access::Scoped { rules, selector } =
+            access_in(target, ar, role, &role_rules, &g.namespace, g.pod_selector.as_deref()).await?
+        {
+            let name = g
+                .scoped_role
+                .clone()
+                .unwrap_or_else(|| janus_api::names::grant_name(&ar.name_any(), &g.namespace));
+            scope::write_role(target, ar, &g.namespace, &name, &rules).await?;
+            g.scoped_role = Some(name);
+            g.pod_selector = Some(selector);
+        }
+        current.push(g);
+    }
+    ensure_watches(ctx, target, ar, role, &role_rules, &current);
+    Ok(())
+}
+
+/// Starts (or resyncs) the pod watch of every scoped grant in `grants`.
+fn ensure_watches(
+    ctx: &Context,
+    target: &ClusterHandle,
+    ar: &AccessRequest,
+    role: &RoleConfig,
+    role_rules: &[PolicyRule],
+    grants: &[Grant],
+) {
+    let request = ar.name_any();
+    let uid = ar.uid().unwrap_or_default();
+    for g in grants {
+        if let (Some(role_name), Some(selector)) = (&g.scoped_role, &g.pod_selector) {
+            let spec = WatchSpec {
+                cluster: target.name.clone(),
+                uid: uid.clone(),
+                role: role.name.clone(),
+                cluster_role_rules: role_rules.to_vec(),
+                selector: selector.clone(),
+                role_name: role_name.clone(),
+            };
+            ctx.scopes.ensure(target, &request, &g.namespace, spec);
+        }
+    }
 }
 
 /// What to do after a failed reconcile: exponential backoff per request, capped at a minute.

@@ -14,7 +14,7 @@ use janus_api::AccessRequest;
 use janus_api::config::Config;
 use janus_testkit::TestCluster;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kubesim::{RunningSim, SimBuilder};
 use serde_json::{Value, json};
@@ -390,8 +390,12 @@ pub async fn leftovers(central: &impl KubeAccess, target: &impl KubeAccess, requ
     {
         out.push(format!("sa/{:?}", sa.metadata.name));
     }
-    for rb in Api::<RoleBinding>::all(tc).list(&lp).await.expect("list").items {
+    for rb in Api::<RoleBinding>::all(tc.clone()).list(&lp).await.expect("list").items {
         out.push(format!("rb/{:?}", rb.metadata.name));
+    }
+    // The namespaced Roles of pod-scoped grants.
+    for r in Api::<Role>::all(tc).list(&lp).await.expect("list").items {
+        out.push(format!("role/{:?}", r.metadata.name));
     }
     for s in Api::<Secret>::all(central.admin().await)
         .list(&lp)
