@@ -16,7 +16,7 @@ async function login(page, user, password) {
 }
 
 /** Fills the request form like a person: cluster, namespaces through the filter box, duration, reason. */
-async function requestAccess(page, { cluster, namespaces, duration, reason, screenshot, startAt, breakGlass, phase = "Pending" }) {
+async function requestAccess(page, { cluster, namespaces, duration, reason, screenshot, startAt, breakGlass, role, workload, selector, phase = "Pending" }) {
   await page.goto("/requests/new");
   const list = page.locator(".nslist");
   const clusterSelect = page.getByLabel("Cluster");
@@ -42,6 +42,16 @@ async function requestAccess(page, { cluster, namespaces, duration, reason, scre
   await filter.fill("");
   check((await list.locator("label.hidden").count()) === 0, "clearing the filter shows every namespace again");
   for (const ns of namespaces) check(await list.getByRole("checkbox", { name: ns, exact: true }).isChecked(), `${ns} stays checked`);
+  if (role) await page.locator("#role-choice").getByRole("radio", { name: role, exact: true }).check();
+  if (workload) {
+    await page.getByRole("radio", { name: "Pods of a workload" }).check();
+    await until(`workload ${workload} offered`, async () => (await page.locator(`#workload option[value="${workload}"]`).count()) === 1);
+    await page.getByLabel("Workload", { exact: true }).selectOption(workload);
+  }
+  if (selector) {
+    await page.getByRole("radio", { name: "Pods matching labels" }).check();
+    await page.getByLabel("Label selector").fill(selector);
+  }
   await page.getByLabel("Duration").selectOption({ label: duration });
   await page.getByLabel("Reason").fill(reason);
   if (startAt) await page.locator("#start-at").fill(startAt);
@@ -575,6 +585,159 @@ export const scenarios = [
       check(r.status() === 403, `an engineer on /admin/notifications gets 403, not ${r.status()}`);
       s.guard.problems = s.guard.problems.filter((p) => !/status of 403/.test(p));
       await sleep(100);
+    },
+  ],
+  [
+    "request form: roles with descriptions, workloads of the one namespace, a live selector preview",
+    async (s) => {
+      const page = s.pages.eng;
+      await page.goto("/requests/new");
+      const roles = page.locator("#role-choice");
+      for (const [title, desc] of [["Shell", "A shell (kubectl exec)"], ["Logs (read-only)", "No shell."], ["Debug container", "ephemeral debug container"]]) {
+        const radio = roles.getByRole("radio", { name: title, exact: true });
+        await radio.waitFor();
+        // The description is the radio's accessible description (aria-describedby), not only nearby text.
+        const described = await radio.evaluate((r) => document.getElementById(r.getAttribute("aria-describedby")).textContent);
+        check(described.includes(desc), `role ${title} described: ${described}`);
+      }
+      check(await roles.getByRole("radio", { name: "Shell", exact: true }).isChecked(), "the shell is the default role");
+      check(await page.getByRole("radio", { name: "All pods of the namespaces" }).isChecked(), "all pods by default");
+      // Keyboard: the roles are one radio group reached with Tab and moved through with the arrow keys.
+      await roles.getByRole("radio", { name: "Shell", exact: true }).focus();
+      await page.keyboard.press("ArrowDown");
+      check(await roles.getByRole("radio", { name: "Logs (read-only)", exact: true }).isChecked(), "arrow keys move through the roles");
+      await roles.getByRole("radio", { name: "Shell", exact: true }).check();
+
+      await page.getByLabel("Cluster").selectOption("remote");
+      await page.locator('.nslist input[value="payments"]').waitFor();
+      const list = page.locator(".nslist");
+      const byWorkload = page.getByRole("radio", { name: "Pods of a workload" });
+      await list.getByRole("checkbox", { name: "payments", exact: true }).check();
+      await list.getByRole("checkbox", { name: "checkout", exact: true }).check();
+      await until("no workload scope with two namespaces", () => byWorkload.isDisabled());
+      await list.getByRole("checkbox", { name: "checkout", exact: true }).uncheck();
+      await until("the workload scope with one namespace", async () => !(await byWorkload.isDisabled()));
+      await byWorkload.check();
+      await until("the Deployment of payments listed", async () => (await page.locator('#workload option[value="Deployment/payments-api"]').count()) === 1);
+      check((await text(page.locator('#workload option[value="Deployment/payments-api"]'))) === "Deployment payments-api (2 replicas)", "kind, name and replicas");
+      check(!(await page.locator("#scope-selector").isVisible()), "only the chosen kind's detail shows");
+
+      await page.getByRole("radio", { name: "Pods matching labels" }).check();
+      check(!(await page.locator("#scope-workload").isVisible()), "the workload picker hides for a selector");
+      const preview = page.locator("#selector-preview");
+      await page.getByLabel("Label selector").fill("tier=api");
+      await until("the preview of tier=api", async () => (await text(preview)) === "2 pods in payments: payments-api, payments-api-7f9c4", 10000);
+      await page.getByLabel("Label selector").fill("tier in (api");
+      await until("the bad selector's error", async () => /without its '\)'/.test(await text(preview.locator(".error"))), 10000);
+      s.guard.problems = s.guard.problems.filter((p) => !/status of 422/.test(p));
+      await page.getByLabel("Label selector").fill("tier notin (api,cache)");
+      await until("the preview of tier notin (api,cache)", async () => (await text(preview)) === "1 pod in payments: payments-worker", 10000);
+      await shot(page, "request-form-scope");
+    },
+  ],
+  [
+    "a workload-scoped shell: the approver sees the scope, the terminal lists only the workload's pods",
+    async (s) => {
+      const eng = s.pages.eng;
+      s.req7 = await requestAccess(eng, { cluster: "remote", namespaces: ["payments"], duration: "2m", reason: "rollout check (scoped)", workload: "Deployment/payments-api" });
+      check((await text(dd(eng, "Access"))) === "Shell · pods of deployment payments-api", `role and scope on the request page: ${await text(dd(eng, "Access"))}`);
+      await eng.goto("/requests");
+      check((await text(row(eng, s.req7).locator(".access-line"))) === "Shell · pods of deployment payments-api", "the scope in My requests");
+
+      const admin = s.pages.admin;
+      await admin.goto("/admin");
+      const r = row(admin, s.req7, "#pending");
+      await r.waitFor();
+      check((await text(r.locator(".access-line"))) === "Shell · pods of deployment payments-api", "the approver sees the scope");
+      await shot(admin, "approvals-scoped");
+      await r.getByRole("button", { name: /^Approve \(/ }).click();
+      await admin.waitForURL(/done=approve/);
+
+      await until("Active on My requests", async () => (await phaseOf(eng, s.req7)) === "Active", 20000);
+      const page = (s.pages.term = await s.ctx.engineer.newPage());
+      await page.goto(`/terminal/${s.req7}`);
+      check((await text(page.locator("#term-access"))) === "Shell · pods of deployment payments-api", "role and scope on the terminal");
+      const note = await text(page.locator("#scope-note"));
+      check(note.includes("Only pods of deployment payments-api are in this request's scope"), `the scope above the pod list: ${note}`);
+      const names = async () => (await page.locator("#pod-list [data-pod]").evaluateAll((l) => l.map((e) => e.dataset.pod))).sort().join(",");
+      await until("only the workload's pods listed", async () => (await names()) === "payments-api,payments-api-7f9c4", 15000);
+      await until("the workload's selector shown", async () => (await text(page.locator("#scope-note"))).includes("payments: app=payments-api"), 10000);
+      await page.locator('#pod-list [data-pod="payments-api-7f9c4"]').getByRole("button", { name: "Shell", exact: true }).click();
+      await until("the shell connected", async () => (await text(page.locator("#pane-0 .status"))).includes("payments/payments-api-7f9c4 (api)"));
+      await typeInTerminal(page, 0, "echo scoped-$((40+2))");
+      await waitForLine(page, "#pane-0 .xterm-rows", "scoped-42", "the scoped shell's output");
+      await shot(page, "terminal-scoped");
+      await page.close();
+    },
+  ],
+  [
+    "a logs request: approved by its policy, the terminal shows logs and events and no shell",
+    async (s) => {
+      const eng = s.pages.eng;
+      s.req8 = await requestAccess(eng, { cluster: "remote", namespaces: ["checkout"], duration: "2m", reason: "read the envoy logs", role: "Logs (read-only)", phase: "Active" });
+      check((await text(dd(eng, "Access"))) === "Logs (read-only) · all pods", `the logs role on the request page: ${await text(dd(eng, "Access"))}`);
+      check((await eng.locator("h1 .badge").allTextContents()).includes("auto-approved"), "auto-approved by the logs-auto policy");
+      const page = (s.pages.term = await s.ctx.engineer.newPage());
+      await page.goto(`/terminal/${s.req8}`);
+      const card = page.locator('#pod-list [data-pod="checkout-web"]');
+      await card.waitFor();
+      check((await page.locator("#pod-list").getByRole("button", { name: /Shell/ }).count()) === 0, "no shell button for a logs role");
+      check((await page.locator("#quick-form").count()) === 0, "no quick commands without a shell");
+      check((await text(page.locator("#pane-0 .status"))).includes("This role has no shell."), "the pane says there is no shell");
+      await card.getByLabel("Container").selectOption("envoy");
+      await card.getByRole("button", { name: "Logs" }).click();
+      const logs = page.locator("#pane-0 pre.logs");
+      await until("envoy log lines", async () => (await logs.textContent()).includes('"GET /cart HTTP/1.1"'));
+      check((await text(page.locator("#pane-0 .status"))).includes("checkout/checkout-web (envoy) · live"), "log pane status");
+      check(await page.locator("#pane-0").getByLabel("Follow").isChecked(), "following the newest lines");
+      await until("events listed", async () => (await text(page.locator("#event-list"))).length > 0);
+      await shot(page, "terminal-logs-role");
+      await page.close();
+    },
+  ],
+  [
+    "a debug request: an image off the list is refused, an allowed one starts and runs a command",
+    async (s) => {
+      const eng = s.pages.eng;
+      s.req9 = await requestAccess(eng, { cluster: "central", namespaces: ["payments"], duration: "2m", reason: "debug the api (browser test)", role: "Debug container" });
+      check((await text(dd(eng, "Access"))) === "Debug container · all pods", `the debug role on the request page: ${await text(dd(eng, "Access"))}`);
+      const admin = s.pages.admin;
+      await admin.goto("/admin");
+      const r = row(admin, s.req9, "#pending");
+      await r.waitFor();
+      check((await text(r.locator(".access-line"))) === "Debug container · all pods", "the approver sees the debug role");
+      await r.getByRole("button", { name: /^Approve \(/ }).click();
+      await admin.waitForURL(/done=approve/);
+      await until("Active on the request page", async () => (await text(eng.locator("h1 .phase"))) === "Active", 20000);
+
+      const page = (s.pages.term = await s.ctx.engineer.newPage());
+      await page.goto(`/terminal/${s.req9}`);
+      await page.locator('#pod-list [data-pod="payments-api"]').waitFor();
+      check((await page.locator("#pod-list").getByRole("button", { name: /Shell/ }).count()) === 0, "no plain shell for a debug role");
+      const form = page.locator("#debug-form");
+      await page.locator('#pod-list [data-pod="payments-api"]').getByRole("button", { name: "Debug" }).click();
+      check((await form.getByLabel("Pod", { exact: true }).inputValue()) === "payments-api", "the pod chosen from the list");
+      check((await form.getByLabel("Next to container").inputValue()) === "api", "its container");
+      check((await text(form.locator("#debug-images-hint"))) === "Allowed: busybox:1.36, nicolaka/netshoot:*", "the allowed images");
+      // An image the role does not list is refused by the server, and said so.
+      await form.getByLabel("Image").fill("alpine:3.20");
+      await form.getByRole("button", { name: "Start debug container" }).click();
+      await until("the refusal naming the image", async () => /alpine:3\.20/.test(await text(form.locator("#debug-status.error"))), 10000);
+      check((await page.locator("#pane-0 .xterm-rows").count()) === 0, "nothing attached after a refusal");
+      s.guard.problems = s.guard.problems.filter((p) => !/status of 422/.test(p));
+      await form.getByLabel("Image").fill("busybox:1.36");
+      await form.getByRole("button", { name: "Start debug container" }).click();
+      try {
+        await until("attached to the debug container", async () => /payments\/payments-api \(janus-debug-[a-z0-9]+\)/.test(await text(page.locator("#pane-0 .status"))), 40000);
+      } catch (e) {
+        throw new Error(`${e.message}; the pane says "${await text(page.locator("#pane-0 .status"))}", the form "${await text(form.locator("#debug-status"))}"`);
+      }
+      // An attached shell prints its prompt only after input (kubectl attach says as much): type at once.
+      await typeInTerminal(page, 0, "echo debug-$((6*7))");
+      await waitForLine(page, "#pane-0 .xterm-rows", "debug-42", "the debug container's output");
+      check(/janus-debug-/.test(await text(form.locator("#debug-status"))), "the form names the container started");
+      await shot(page, "terminal-debug");
+      await page.close();
     },
   ],
 ];
