@@ -33,6 +33,8 @@ Options (add):
   --token-duration DUR    lifetime of the agent token, e.g. 720h, 90m (default: 720h = 30 days)
   --rotate                issue a new token even if the current one is valid for long enough
   --release NAME          helm release name of the agent (default: k8s-janus)
+  --config-map NAME       the central chart's ConfigMap, whose `roles:` the agent is given (default:
+                          k8s-janus-config; unreadable: the shipped roles exec, logs, debug)
   --chart PATH            chart directory (default: ../charts/k8s-janus next to this script)
   --no-helm               apply `janus agent-manifests` with kubectl instead of using helm
   --skip-agent            do not deploy the agent (it is already installed some other way)
@@ -82,6 +84,7 @@ REMOVE_AGENT=0
 TIMEOUT=120
 SERVICE_ACCOUNT="k8s-janus-agent"
 REQUEST_TIMEOUT="10s"
+CONFIG_MAP="k8s-janus-config"
 
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 
@@ -108,6 +111,7 @@ parse_args() {
       --token-duration) need_value "$@"; TOKEN_DURATION="$2"; shift 2 ;;
       --rotate) ROTATE=1; shift ;;
       --release) need_value "$@"; RELEASE="$2"; shift 2 ;;
+      --config-map) need_value "$@"; CONFIG_MAP="$2"; shift 2 ;;
       --chart) need_value "$@"; CHART="$2"; shift 2 ;;
       --no-helm) NO_HELM=1; shift ;;
       --skip-agent) SKIP_AGENT=1; shift ;;
@@ -337,6 +341,79 @@ existing_token() {
   printf '%s\n' "$EXISTING_KUBECONFIG" | sed -n 's/^ *token: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' | head -n 1
 }
 
+# ------------------------------------------------------------------------------------------ access roles
+
+# The central configuration's access roles, which the agent must be able to bind:
+# ROLES_JSON (the `roles:` line of the chart's config.yaml, JSON), ROLE_NAMES and ROLE_CLUSTER_ROLES
+# (parallel arrays), ROLES_FLAG (`name=clusterRole,…` for `janus agent-manifests --roles`).
+ROLES_JSON=""
+ROLE_NAMES=(exec logs debug)
+ROLE_CLUSTER_ROLES=(janus-pod-exec janus-pod-logs janus-pod-debug)
+ROLES_FLAG=""
+HELM_ROLE_ARGS=()
+load_roles() {
+  local config line pairs i
+  if ! config="$(kc get configmap "$CONFIG_MAP" -n "$NAMESPACE" -o 'jsonpath={.data.config\.yaml}' 2>/dev/null)" || [[ -z "$config" ]]; then
+    warn "cannot read ConfigMap $NAMESPACE/$CONFIG_MAP on the central cluster: assuming the shipped roles (exec, logs, debug); pass --config-map if the chart's release has another name"
+  else
+    line="$(printf '%s\n' "$config" | sed -n 's/^roles: *//p' | head -n 1)"
+    # The chart writes the roles as one line of JSON. Every role has exactly one "name" and one
+    # "clusterRole", neither of which can contain a quote (both are Kubernetes names), and a quote
+    # inside another string is escaped: so the matches come two per role, in the roles' order.
+    mapfile -t pairs < <(printf '%s' "$line" | grep -oE '"(clusterRole|name)":"[^"]*"' | sed -E 's/^"([a-zA-Z]+)":"(.*)"$/\1 \2/')
+    local ok=1 a b
+    [[ "$line" == \[* && ${#pairs[@]} -gt 0 && $((${#pairs[@]} % 2)) -eq 0 ]] || ok=0
+    if ((ok)); then
+      ROLES_JSON="$line" ROLE_NAMES=() ROLE_CLUSTER_ROLES=()
+      for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+        a="${pairs[$i]}" b="${pairs[$((i + 1))]}"
+        case "${a%% *}/${b%% *}" in
+          name/clusterRole) ROLE_NAMES+=("${a#* }") ROLE_CLUSTER_ROLES+=("${b#* }") ;;
+          clusterRole/name) ROLE_NAMES+=("${b#* }") ROLE_CLUSTER_ROLES+=("${a#* }") ;;
+          *) ok=0 ;;
+        esac
+      done
+    fi
+    if ((!ok)); then
+      warn "ConfigMap $NAMESPACE/$CONFIG_MAP has no roles line the chart writes: assuming the shipped roles (exec, logs, debug)"
+      ROLES_JSON="" ROLE_NAMES=(exec logs debug) ROLE_CLUSTER_ROLES=(janus-pod-exec janus-pod-logs janus-pod-debug)
+    fi
+  fi
+  ROLES_FLAG=""
+  for i in "${!ROLE_NAMES[@]}"; do
+    valid_name "${ROLE_NAMES[$i]}" || die "ConfigMap $NAMESPACE/$CONFIG_MAP: role name '${ROLE_NAMES[$i]}' is not valid"
+    [[ "${ROLE_CLUSTER_ROLES[$i]}" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] || die "ConfigMap $NAMESPACE/$CONFIG_MAP: ClusterRole '${ROLE_CLUSTER_ROLES[$i]}' of role ${ROLE_NAMES[$i]} is not valid"
+    ROLES_FLAG="${ROLES_FLAG:+$ROLES_FLAG,}${ROLE_NAMES[$i]}=${ROLE_CLUSTER_ROLES[$i]}"
+  done
+}
+
+# helm arguments giving the agent chart the central roles (none: the chart's default, the shipped roles).
+helm_role_args() {
+  [[ -n "$ROLES_JSON" ]] && printf '%s\n' --set-json "janus.roles=$ROLES_JSON"
+  return 0
+}
+
+# After registering: every role's ClusterRole must exist on the remote cluster, seen with the agent's
+# credential (what the controller will see). Missing ones are reported, and do not undo the registration:
+# the other roles work.
+check_role_cluster_roles() {
+  local file="$1" i role cr out missing=0
+  for i in "${!ROLE_NAMES[@]}"; do
+    role="${ROLE_NAMES[$i]}" cr="${ROLE_CLUSTER_ROLES[$i]}"
+    if out="$("$KUBECTL" --kubeconfig "$file" --request-timeout="$REQUEST_TIMEOUT" get clusterrole "$cr" -o name 2>&1)"; then
+      continue
+    fi
+    missing=1
+    if [[ "$out" == *NotFound* || "$out" == *"not found"* ]]; then
+      warn "cluster $NAME lacks ClusterRole $cr (role $role): install the chart there with remote.enabled=true or apply \`janus agent-manifests\`"
+    else
+      warn "cluster $NAME: the agent cannot read ClusterRole $cr (role $role): $(printf '%s' "$out" | head -n 1); upgrade the agent with the central roles (re-run without --skip-agent)"
+    fi
+  done
+  ((missing)) && warn "requests for cluster $NAME with the roles above fail until their ClusterRoles are there; the other roles work"
+  return 0
+}
+
 # ------------------------------------------------------------------------------------------ permission checks
 
 # The agent credential must allow exactly what the controller does on a remote cluster…
@@ -352,15 +429,33 @@ REQUIRED_CHECKS=(
   "list rolebindings.rbac.authorization.k8s.io -A"
   "create rolebindings.rbac.authorization.k8s.io -A"
   "delete rolebindings.rbac.authorization.k8s.io -A"
-  "get clusterroles.rbac.authorization.k8s.io/janus-pod-exec"
-  "bind clusterroles.rbac.authorization.k8s.io/janus-pod-exec"
+  "get roles.rbac.authorization.k8s.io -A"
+  "list roles.rbac.authorization.k8s.io -A"
+  "watch roles.rbac.authorization.k8s.io -A"
+  "create roles.rbac.authorization.k8s.io -A"
+  "update roles.rbac.authorization.k8s.io -A"
+  "delete roles.rbac.authorization.k8s.io -A"
+  "list pods -A"
+  "watch pods -A"
+  "get deployments.apps -A"
+  "list deployments.apps -A"
+  "get statefulsets.apps -A"
+  "get daemonsets.apps -A"
 )
+# (plus get and bind on every role's ClusterRole: add_role_checks, once the roles are known)
+add_role_checks() {
+  local cr
+  for cr in "${ROLE_CLUSTER_ROLES[@]}"; do
+    REQUIRED_CHECKS+=("get clusterroles.rbac.authorization.k8s.io/$cr" "bind clusterroles.rbac.authorization.k8s.io/$cr")
+  done
+}
 # …and must not allow these (a leaked kubeconfig Secret must not open the cluster).
 FORBIDDEN_CHECKS=(
   "get secrets -A"
   "list secrets -A"
   "delete namespaces"
-  "create pods --subresource=exec -A"
+  "create pods -A"
+  "delete pods -A"
   "create clusterrolebindings.rbac.authorization.k8s.io"
   "create clusterroles.rbac.authorization.k8s.io"
   "bind clusterroles.rbac.authorization.k8s.io/cluster-admin"
@@ -401,7 +496,9 @@ verify_credential() {
   done
   for check in "${FORBIDDEN_CHECKS[@]}"; do
     out="$(cat "$dir/$i")"
-    if [[ "$out" != no ]]; then
+    # "no - <reason>" is a denial too: the API server adds why, e.g. a binding to a ClusterRole that
+    # does not exist yet (an operator's own role, reported after registering)
+    if [[ "$out" != no && "$out" != "no - "* ]]; then
       printf '  unexpected permission: %s (%s)\n' "$check" "$out" >&2
       bad=1
     fi
@@ -448,7 +545,7 @@ plan_agent() {
     AGENT_HOW=helm
     if "$HELM_BIN" status "$RELEASE" -n "$AGENT_NAMESPACE" --kube-context "$REMOTE_CONTEXT" >/dev/null 2>&1; then
       local want have
-      want="$("$HELM_BIN" template "$RELEASE" "$CHART" -n "$AGENT_NAMESPACE" --set remote.enabled=true 2>&1)" \
+      want="$("$HELM_BIN" template "$RELEASE" "$CHART" -n "$AGENT_NAMESPACE" --set remote.enabled=true "${HELM_ROLE_ARGS[@]}" 2>&1)" \
         || die "helm template failed: $want"
       have="$("$HELM_BIN" get manifest "$RELEASE" -n "$AGENT_NAMESPACE" --kube-context "$REMOTE_CONTEXT" 2>/dev/null || true)"
       if [[ "$(printf '%s' "$want" | sed '/^[[:space:]]*$/d')" == "$(printf '%s' "$have" | sed '/^[[:space:]]*$/d')" ]]; then
@@ -467,7 +564,13 @@ plan_agent() {
   fi
 }
 
-agent_manifests() { "$JANUS_BIN" agent-manifests --namespace "$AGENT_NAMESPACE"; }
+agent_manifests() {
+  if [[ -n "$ROLES_FLAG" ]]; then
+    "$JANUS_BIN" agent-manifests --namespace "$AGENT_NAMESPACE" --roles "$ROLES_FLAG"
+  else
+    "$JANUS_BIN" agent-manifests --namespace "$AGENT_NAMESPACE"
+  fi
+}
 
 deploy_agent() {
   case "$AGENT_HOW/$AGENT_ACTION" in
@@ -482,7 +585,7 @@ deploy_agent() {
       fi
       local out
       out="$("$HELM_BIN" upgrade --install "$RELEASE" "$CHART" -n "$AGENT_NAMESPACE" --create-namespace \
-        --kube-context "$REMOTE_CONTEXT" --set remote.enabled=true 2>&1)" || die "helm could not deploy the agent: $out"
+        --kube-context "$REMOTE_CONTEXT" --set remote.enabled=true "${HELM_ROLE_ARGS[@]}" 2>&1)" || die "helm could not deploy the agent: $out"
       ;;
     kubectl/apply)
       step "deploying the agent with kubectl (janus agent-manifests) in $AGENT_NAMESPACE on '$REMOTE_CONTEXT'"
@@ -601,6 +704,9 @@ cmd_add() {
     can remote create serviceaccounts --subresource=token -n "$AGENT_NAMESPACE" \
       || die "insufficient rights on the remote cluster ('$REMOTE_CONTEXT'): you cannot create tokens for serviceaccounts in $AGENT_NAMESPACE"
   fi
+  load_roles
+  mapfile -t HELM_ROLE_ARGS < <(helm_role_args)
+  add_role_checks
   plan_agent
 
   local kubeconfig="$TMPDIR_SETUP/kubeconfig" check="$TMPDIR_SETUP/check-kubeconfig"
@@ -636,8 +742,9 @@ cmd_add() {
     */skip) info "  agent           : not deployed (--skip-agent)" ;;
     helm/none) info "  agent           : helm release $RELEASE in $AGENT_NAMESPACE is up to date (no change)" ;;
     helm/*) info "  agent           : helm upgrade --install $RELEASE $CHART -n $AGENT_NAMESPACE --create-namespace --set remote.enabled=true ($AGENT_ACTION)" ;;
-    kubectl/*) info "  agent           : janus agent-manifests --namespace $AGENT_NAMESPACE | kubectl apply -f - (unchanged objects are not written)" ;;
+    kubectl/*) info "  agent           : janus agent-manifests --namespace $AGENT_NAMESPACE --roles ... | kubectl apply -f - (unchanged objects are not written)" ;;
   esac
+  info "  roles           : ${ROLE_NAMES[*]} (ClusterRoles: ${ROLE_CLUSTER_ROLES[*]}; the agent may bind exactly these)"
   case "$token_action" in
     keep) info "  credential      : keep the current token of $AGENT_NAMESPACE/$SERVICE_ACCOUNT (valid until $expires_at; permissions re-checked just now)" ;;
     *) info "  credential      : kubectl create token $SERVICE_ACCOUNT -n $AGENT_NAMESPACE --duration $TOKEN_DURATION ($token_action)" ;;
@@ -712,6 +819,7 @@ EOF
     fi
   fi
   ROLLBACK=()
+  check_role_cluster_roles "$check"
   info ""
   info "Cluster '$NAME' is registered. Requests for cluster '$NAME' can be made now (no restart needed)."
   info "The agent token expires at $expires_at: re-run this script before then (it renews the token"
@@ -767,6 +875,8 @@ cmd_remove() {
   SECRET_NAME="${SECRET_NAME:-$NAME-kubeconfig}"
   reachable central "$CENTRAL_CONTEXT"
   ((REMOVE_AGENT)) && reachable remote "$REMOTE_CONTEXT"
+  # the agent's role bindings are named by role: remove those the central configuration lists
+  ((REMOVE_AGENT)) && load_roles
   can central delete secrets -n "$NAMESPACE" \
     || die "insufficient rights on the central cluster ('$CENTRAL_CONTEXT'): you cannot delete secrets in namespace $NAMESPACE"
   can central patch accessrequests.k8s-janus.opsmode.io \

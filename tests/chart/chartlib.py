@@ -123,6 +123,16 @@ CASES = {
                                          {"days": ["Sat", "Sun"], "start": "08:00", "end": "18:00"}]}},
         ]},
     },
+    # issue 16: access roles with a debug image allow-list (custom ClusterRoles: test_policy.test_custom_roles)
+    "roles": {
+        "janus": {"roles": [
+            {"name": "exec", "displayName": "Shell", "clusterRole": "janus-pod-exec", "terminal": "shell"},
+            {"name": "logs", "clusterRole": "janus-pod-logs", "terminal": "logs"},
+            {"name": "debug", "displayName": "Debug", "description": "netshoot or busybox",
+             "clusterRole": "janus-pod-debug", "terminal": "debug",
+             "debugImages": ["busybox:1.36", "nicolaka/netshoot:*"]},
+        ]},
+    },
     # issue 17: every kind of sink, secrets from an ExternalSecret, a CA ConfigMap, narrowed egress.
     "notifications": {
         "webui": {"baseUrl": "https://janus.example.com"},

@@ -10,6 +10,10 @@ from chartlib import (CASES, CHART, NAMESPACE, PG, POD_KINDS, RELEASE, REPO, con
                       pod_labels, pod_spec, replicas, values_file)
 
 PODEXEC = "janus-pod-exec"
+PODLOGS = "janus-pod-logs"
+PODDEBUG = "janus-pod-debug"
+# The ClusterRoles of the default janus.roles (exec, logs, debug), in that order.
+ROLE_CLUSTER_ROLES = [PODEXEC, PODLOGS, PODDEBUG]
 RBAC_KINDS = {"Role", "ClusterRole"}
 CENTRAL_CASES = sorted(c for c in CASES if not CASES[c].get("remote", {}).get("enabled"))
 REMOTE_CASES = sorted(c for c in CASES if CASES[c].get("remote", {}).get("enabled"))
@@ -129,7 +133,7 @@ def test_no_rbac_wildcards(case_docs):
                     assert "*" not in item, f"{case}: {doc['metadata']['name']} {field} {item!r}"
 
 
-def test_bind_only_janus_pod_exec_and_no_escalation(case_docs):
+def test_bind_only_the_roles_cluster_roles_and_no_escalation(case_docs):
     case, docs = case_docs
     for doc in docs:
         if doc["kind"] not in RBAC_KINDS:
@@ -138,7 +142,7 @@ def test_bind_only_janus_pod_exec_and_no_escalation(case_docs):
             verbs = set(rule.get("verbs", []))
             assert not verbs & {"escalate", "impersonate"}, f"{case}: {doc['metadata']['name']}"
             if "bind" in verbs:
-                assert rule.get("resourceNames") == [PODEXEC], f"{case}: {doc['metadata']['name']}"
+                assert rule.get("resourceNames") == ROLE_CLUSTER_ROLES, f"{case}: {doc['metadata']['name']}"
                 assert rule["resources"] == ["clusterroles"]
                 assert rule["apiGroups"] == ["rbac.authorization.k8s.io"]
 
@@ -181,6 +185,23 @@ def test_pod_exec_role_is_exactly_the_design(case_docs):
     })
 
 
+def test_pod_logs_and_debug_roles_are_exactly_the_design(case_docs):
+    """logs: read-only, no exec; debug: ephemeral containers and attach, never pods/exec."""
+    case, docs = case_docs
+    assert rules_of(one(docs, "ClusterRole", PODLOGS)) == expand({
+        ("", "pods"): "get list",
+        ("", "pods/log"): "get",
+        ("", "events"): "list",
+    })
+    assert rules_of(one(docs, "ClusterRole", PODDEBUG)) == expand({
+        ("", "pods"): "get list",
+        ("", "pods/ephemeralcontainers"): "get patch update",
+        ("", "pods/attach"): "create get",
+        ("", "pods/log"): "get",
+        ("", "events"): "list",
+    })
+
+
 CONTROLLER_CLUSTER = expand({
     ("k8s-janus.opsmode.io", "accessrequests"): "get list watch patch delete",
     ("k8s-janus.opsmode.io", "accessrequests/status"): "patch",
@@ -188,6 +209,13 @@ CONTROLLER_CLUSTER = expand({
     ("", "serviceaccounts/token"): "create",
     ("rbac.authorization.k8s.io", "rolebindings"): "get list create delete",
     ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
+    ("rbac.authorization.k8s.io", "clusterroles", PODLOGS): "get bind",
+    ("rbac.authorization.k8s.io", "clusterroles", PODDEBUG): "get bind",
+    ("rbac.authorization.k8s.io", "roles"): "get list watch create update patch delete",
+    ("", "pods"): "list watch",
+    ("apps", "deployments"): "get",
+    ("apps", "statefulsets"): "get",
+    ("apps", "daemonsets"): "get",
     ("", "namespaces"): "get",
     ("events.k8s.io", "events"): "create patch",
 })
@@ -198,6 +226,10 @@ CONTROLLER_NS = expand({
 WEB_CLUSTER = expand({
     ("k8s-janus.opsmode.io", "accessrequests"): "get list watch create patch",
     ("", "namespaces"): "list",
+    ("", "pods"): "list",
+    ("apps", "deployments"): "list",
+    ("apps", "statefulsets"): "list",
+    ("apps", "daemonsets"): "list",
     ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get",
 })
 WEB_NS = expand({("", "secrets"): "get list"})
@@ -205,7 +237,14 @@ AGENT = expand({
     ("", "serviceaccounts"): "get list create delete",
     ("", "serviceaccounts/token"): "create",
     ("rbac.authorization.k8s.io", "rolebindings"): "get list create delete",
+    ("rbac.authorization.k8s.io", "roles"): "get list watch create update patch delete",
+    ("", "pods"): "list watch",
+    ("apps", "deployments"): "get list",
+    ("apps", "statefulsets"): "get list",
+    ("apps", "daemonsets"): "get list",
     ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
+    ("rbac.authorization.k8s.io", "clusterroles", PODLOGS): "get bind",
+    ("rbac.authorization.k8s.io", "clusterroles", PODDEBUG): "get bind",
     ("", "namespaces"): "get list",
 })
 
@@ -224,6 +263,82 @@ def test_central_rbac_is_exact(case, renderer):
             assert b["roleRef"]["name"] == f"{RELEASE}-{component}"
             assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-{component}",
                                       "namespace": NAMESPACE}]
+    # …and the controller to every role's ClusterRole (no `escalate`: it holds what it writes)
+    assert controller_role_bindings(docs) == {"exec": PODEXEC, "logs": PODLOGS, "debug": PODDEBUG}
+    web_bindings = [b for b in find(docs, "ClusterRoleBinding")
+                    if any(s["name"] == f"{RELEASE}-web" for s in b["subjects"])]
+    assert [b["metadata"]["name"] for b in web_bindings] == [f"{RELEASE}-web"]
+
+
+def controller_role_bindings(docs):
+    """{role name: ClusterRole} of the controller's `<release>-controller-role-<name>` bindings."""
+    prefix = f"{RELEASE}-controller-role-"
+    out = {}
+    for b in find(docs, "ClusterRoleBinding"):
+        name = b["metadata"]["name"]
+        if name.startswith(prefix):
+            assert b["roleRef"]["kind"] == "ClusterRole"
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-controller",
+                                      "namespace": NAMESPACE}]
+            out[name.removeprefix(prefix)] = b["roleRef"]["name"]
+    return out
+
+
+CUSTOM_ROLES = [
+    {"name": "exec", "clusterRole": PODEXEC, "terminal": "shell"},
+    {"name": "audit", "displayName": "Audit", "description": "Read configmaps.",
+     "clusterRole": "acme-audit", "terminal": "logs"},
+    {"name": "netshoot", "clusterRole": PODDEBUG, "terminal": "debug",
+     "debugImages": ["nicolaka/netshoot:*"]},
+    {"name": "busybox", "clusterRole": PODDEBUG, "terminal": "debug", "debugImages": ["busybox:1.36"]},
+]
+
+
+def test_custom_roles(renderer):
+    """An operator's own role: only the binding is rendered (the ClusterRole is theirs); a
+    shipped ClusterRole no role names is not rendered; two roles sharing one ClusterRole bind it
+    once in `bind` and get a binding each; the ConfigMap carries the roles as written."""
+    for remote in (False, True):
+        docs = renderer.docs({"janus": {"roles": CUSTOM_ROLES}, "remote": {"enabled": remote}})
+        shipped = sorted(d["metadata"]["name"] for d in find(docs, "ClusterRole")
+                         if d["metadata"]["name"].startswith("janus-pod-"))
+        assert shipped == [PODDEBUG, PODEXEC], remote
+        assert not find(docs, "ClusterRole", "acme-audit")
+        owner = "k8s-janus-agent" if remote else f"{RELEASE}-controller"
+        want = expand({
+            ("rbac.authorization.k8s.io", "clusterroles", PODEXEC): "get bind",
+            ("rbac.authorization.k8s.io", "clusterroles", "acme-audit"): "get bind",
+            ("rbac.authorization.k8s.io", "clusterroles", PODDEBUG): "get bind",
+        })
+        rules = rules_of(one(docs, "ClusterRole", owner))
+        assert {r for r in rules if r[1] == "clusterroles"} == want, remote
+        [bind] = [r for r in one(docs, "ClusterRole", owner)["rules"] if "bind" in r["verbs"]]
+        assert bind["resourceNames"] == [PODEXEC, "acme-audit", PODDEBUG]
+        prefix = f"{owner}-role-"
+        bindings = {b["metadata"]["name"].removeprefix(prefix): b["roleRef"]["name"]
+                    for b in find(docs, "ClusterRoleBinding") if b["metadata"]["name"].startswith(prefix)}
+        assert bindings == {"exec": PODEXEC, "audit": "acme-audit", "netshoot": PODDEBUG,
+                            "busybox": PODDEBUG}, remote
+        if not remote:
+            assert config_of(docs)["roles"] == CUSTOM_ROLES
+
+
+def test_roles_are_validated(renderer):
+    def fails(roles):
+        proc = renderer.run({"janus": {"roles": roles}}, None, check=False)
+        assert proc.returncode != 0, roles
+        return proc.stderr
+
+    assert "appears twice" in fails([{"name": "exec", "clusterRole": PODEXEC, "terminal": "shell"}] * 2)
+    assert "only a role with terminal: debug" in fails(
+        [{"name": "exec", "clusterRole": PODEXEC, "terminal": "shell", "debugImages": ["busybox"]}])
+    # the schema: name pattern, terminal enum, a ClusterRole name, no role at all, a bare '*'
+    assert "/janus/roles" in fails([{"name": "Exec", "clusterRole": PODEXEC, "terminal": "shell"}])
+    assert "/janus/roles" in fails([{"name": "exec", "clusterRole": PODEXEC, "terminal": "bash"}])
+    assert "/janus/roles" in fails([{"name": "exec", "clusterRole": "cluster admin", "terminal": "shell"}])
+    assert "/janus/roles" in fails([])
+    assert "/janus/roles" in fails([{"name": "d", "clusterRole": PODDEBUG, "terminal": "debug",
+                                    "debugImages": ["*"]}])
 
 
 # ---------------------------------------------------------------- remote agent
@@ -233,8 +348,10 @@ def test_central_rbac_is_exact(case, renderer):
 def test_remote_renders_only_the_agent(case, renderer):
     docs = renderer.case(case)
     got = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
-    want = [("ClusterRole", "janus-pod-exec"), ("ClusterRole", "k8s-janus-agent"),
-            ("ClusterRoleBinding", "k8s-janus-agent"), ("ServiceAccount", "k8s-janus-agent")]
+    want = [("ClusterRole", "janus-pod-exec"), ("ClusterRole", "janus-pod-logs"), ("ClusterRole", "janus-pod-debug"),
+            ("ClusterRole", "k8s-janus-agent"), ("ClusterRoleBinding", "k8s-janus-agent"),
+            ("ServiceAccount", "k8s-janus-agent")]
+    want += [("ClusterRoleBinding", f"k8s-janus-agent-role-{r}") for r in ("exec", "logs", "debug")]
     if CASES[case]["remote"].get("legacyTokenSecret"):
         want.append(("Secret", "k8s-janus-agent-token"))
     assert got == sorted(want)
@@ -613,7 +730,7 @@ CONFIG_KEYS = {
     "namespace", "adminEmails", "adminGroups", "defaultTtlSeconds", "minTtlSeconds", "maxTtlSeconds",
     "idleTimeoutSeconds", "excludedNamespaces", "displayTimezone", "pendingExpirySeconds",
     "retentionSeconds", "approvalTtlOptions", "allowSelfApproval", "auditRetentionDays", "clusters",
-    "web", "database", "policies", "notifications",
+    "web", "database", "policies", "notifications", "roles",
 }
 
 

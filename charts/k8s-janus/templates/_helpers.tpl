@@ -22,6 +22,23 @@
      binds it by name and RBAC `bind` is limited to it by resourceName. */}}
 {{- define "janus.podExecRole" -}}janus-pod-exec{{- end -}}
 
+{{/* The ClusterRoles the chart ships, by name -> their rules file (files/rbac/). Each is
+     rendered only when a role of `janus.roles` names it; an operator's own ClusterRoles are
+     theirs to install. */}}
+{{- define "janus.shippedClusterRoles" -}}
+{"janus-pod-exec": "pod-exec", "janus-pod-logs": "pod-logs", "janus-pod-debug": "pod-debug"}
+{{- end -}}
+
+{{/* Every configured role's ClusterRole, once each, in the order of `janus.roles`, as a JSON
+     list: the controller's (and the agent's) `bind` resourceNames. */}}
+{{- define "janus.roleClusterRoles" -}}
+{{- $out := list -}}
+{{- range .Values.janus.roles -}}
+{{- if not (has .clusterRole $out) -}}{{- $out = append $out .clusterRole -}}{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{- define "janus.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -156,6 +173,16 @@ affinity:
      ServiceAccount (remote mode). */}}
 {{- define "janus.validate" -}}
 {{- $v := .Values -}}
+{{- $roleNames := dict -}}
+{{- range $v.janus.roles -}}
+{{- if hasKey $roleNames .name -}}
+{{- fail (printf "janus.roles: the name %q appears twice" .name) -}}
+{{- end -}}
+{{- $_ := set $roleNames .name true -}}
+{{- if and .debugImages (ne .terminal "debug") -}}
+{{- fail (printf "janus.roles: %q has debugImages but terminal %q; only a role with terminal: debug starts debug containers" .name .terminal) -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.remote.enabled -}}
 {{- if $v.kubeconfigSync.enabled -}}
 {{- fail "kubeconfigSync.enabled runs on the central cluster; it cannot be combined with remote.enabled=true" -}}

@@ -4,12 +4,20 @@
 //! ArgoCD cluster name gets its kubeconfig Secret created or updated; an identical Secret is left
 //! alone, so re-running changes nothing. Each cluster gets an [`Outcome`]; credentials never appear
 //! in logs, outcomes or errors.
+//!
+//! Then, with the cluster's kubeconfig, every configured role's ClusterRole is looked up on that
+//! cluster: one the cluster lacks (or the credential may not read) is reported by name, without
+//! failing the cluster's registration; the other roles work there.
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use janus_api::config::ClusterConfig;
+use janus_api::roles::RoleConfig;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 
 use crate::argocd::{self, ArgoCluster};
@@ -52,6 +60,8 @@ pub struct ClusterOutcome {
     pub secret: String,
     /// What happened.
     pub outcome: Outcome,
+    /// Roles the cluster cannot serve (a ClusterRole it lacks, or cannot be checked), one line each.
+    pub role_warnings: Vec<String>,
 }
 
 impl std::fmt::Display for ClusterOutcome {
@@ -64,7 +74,11 @@ impl std::fmt::Display for ClusterOutcome {
             ),
             Outcome::Failed(reason) => write!(f, "{}: failed: {reason}", self.cluster),
             o => write!(f, "{}: {} Secret {}", self.cluster, o.label(), self.secret),
+        }?;
+        for w in &self.role_warnings {
+            write!(f, "\n{}: warning: {w}", self.cluster)?;
         }
+        Ok(())
     }
 }
 
@@ -87,14 +101,20 @@ impl Summary {
 
     /// The summary line printed at the end.
     pub fn line(&self) -> String {
+        let lacking = self.clusters.iter().filter(|c| !c.role_warnings.is_empty()).count();
         format!(
-            "kubeconfig-sync: {} clusters: {} created, {} updated, {} unchanged, {} failed, {} missing in ArgoCD",
+            "kubeconfig-sync: {} clusters: {} created, {} updated, {} unchanged, {} failed, {} missing in ArgoCD{}",
             self.clusters.len(),
             self.count("created"),
             self.count("updated"),
             self.count("unchanged"),
             self.count("failed"),
             self.count("missing"),
+            if lacking == 0 {
+                String::new()
+            } else {
+                format!("; {lacking} with role warnings (a role's ClusterRole missing or not checked; see above)")
+            }
         )
     }
 }
@@ -190,13 +210,66 @@ async fn write(api: &Api<Secret>, ns: &str, cluster: &ClusterConfig, kubeconfig:
     Ok(Outcome::Updated)
 }
 
+/// How long the role check of one cluster may take (an unreachable server must not hold the Job).
+const ROLE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One line per role whose ClusterRole the cluster behind `kubeconfig` lacks, or that cannot be
+/// checked. Uses the registered credential: what it cannot see, the controller cannot bind.
+pub async fn check_role_cluster_roles(cluster: &str, kubeconfig: &str, roles: &[RoleConfig]) -> Vec<String> {
+    let client = match client_for(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot check the roles' ClusterRoles: {e}")],
+    };
+    let api: Api<ClusterRole> = Api::all(client);
+    let mut out = Vec::new();
+    for r in roles {
+        let cr = &r.cluster_role;
+        let lookup = tokio::time::timeout(ROLE_CHECK_TIMEOUT, api.get_opt(cr)).await;
+        let line = match lookup {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => format!(
+                "cluster {cluster} lacks ClusterRole {cr} (role {}): install the chart there with remote.enabled=true or apply `janus agent-manifests`",
+                r.name
+            ),
+            Ok(Err(kube::Error::Api(e))) if e.code == 403 => format!(
+                "the credential of cluster {cluster} may not read ClusterRole {cr} (role {}): upgrade the agent there with the central roles (the chart with the same janus.roles, or `janus agent-manifests --roles ...`)",
+                r.name
+            ),
+            Ok(Err(e)) => format!("cannot check ClusterRole {cr} (role {}): {e}", r.name),
+            Err(_) => {
+                out.push(format!(
+                    "cannot check the roles' ClusterRoles: no answer within {} s",
+                    ROLE_CHECK_TIMEOUT.as_secs()
+                ));
+                break;
+            }
+        };
+        out.push(line);
+    }
+    out
+}
+
+/// A client for a kubeconfig document, with short timeouts. Errors name the problem, never the
+/// credential.
+async fn client_for(kubeconfig: &str) -> Result<kube::Client, String> {
+    let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
+    let mut config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| format!("kubeconfig: {e}"))?;
+    config.connect_timeout = Some(ROLE_CHECK_TIMEOUT);
+    config.read_timeout = Some(ROLE_CHECK_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| format!("client: {e}"))
+}
+
 /// Syncs every remote cluster of `clusters` (all but the first) from the ArgoCD cluster Secrets in
-/// `argocd_namespace` into kubeconfig Secrets in `janus_namespace`.
+/// `argocd_namespace` into kubeconfig Secrets in `janus_namespace`, then checks on each synced cluster
+/// that every role of `roles` has its ClusterRole there.
 pub async fn sync(
     client: &kube::Client,
     janus_namespace: &str,
     argocd_namespace: &str,
     clusters: &[ClusterConfig],
+    roles: &[RoleConfig],
 ) -> Summary {
     let remotes = clusters.iter().skip(1);
     let argo_api: Api<Secret> = Api::namespaced(client.clone(), argocd_namespace);
@@ -223,7 +296,9 @@ pub async fn sync(
     };
     let janus_api: Api<Secret> = Api::namespaced(client.clone(), janus_namespace);
     let mut summary = Summary::default();
+    let mut checks = Vec::new();
     for cluster in remotes {
+        let mut written = None;
         let outcome = match &argo {
             Err(e) => Outcome::Failed(e.clone()),
             Ok(argo) => {
@@ -234,9 +309,15 @@ pub async fn sync(
                         Err(e) => Outcome::Failed(e.to_string()),
                         Ok(input) => match crate::kubeconfig::build(input) {
                             Err(e) => Outcome::Failed(e.to_string()),
-                            Ok(kc) => write(&janus_api, janus_namespace, cluster, kc)
-                                .await
-                                .unwrap_or_else(Outcome::Failed),
+                            Ok(kc) => {
+                                let outcome = write(&janus_api, janus_namespace, cluster, kc.clone())
+                                    .await
+                                    .unwrap_or_else(Outcome::Failed);
+                                if !matches!(outcome, Outcome::Failed(_)) {
+                                    written = Some(kc);
+                                }
+                                outcome
+                            }
                         },
                     },
                     many => Outcome::Failed(format!(
@@ -254,10 +335,24 @@ pub async fn sync(
             cluster: cluster.name.clone(),
             secret: cluster.kubeconfig_secret(),
             outcome,
+            role_warnings: Vec::new(),
         };
         // The caller prints the outcomes; this is for debugging only.
         tracing::debug!(cluster = %result.cluster, outcome = result.outcome.label(), "synced");
+        if let Some(kc) = written {
+            checks.push((summary.clusters.len(), result.cluster.clone(), kc));
+        }
         summary.clusters.push(result);
+    }
+    // The clusters are checked at once: each may take up to the timeout when unreachable.
+    let warnings = futures::future::join_all(
+        checks
+            .iter()
+            .map(|(_, name, kc)| check_role_cluster_roles(name, kc, roles)),
+    )
+    .await;
+    for ((i, _, _), w) in checks.iter().zip(warnings) {
+        summary.clusters[*i].role_warnings = w;
     }
     summary
 }
@@ -271,6 +366,7 @@ mod tests {
             cluster: cluster.into(),
             secret: format!("{cluster}-kubeconfig"),
             outcome,
+            role_warnings: Vec::new(),
         }
     }
 
@@ -297,6 +393,24 @@ mod tests {
         );
         assert!(!s.success());
         assert!(Summary::default().success());
+    }
+
+    #[test]
+    fn role_warnings_follow_their_cluster_and_do_not_fail_the_sync() {
+        let mut lacking = outcome("a", Outcome::Created);
+        lacking.role_warnings = vec!["cluster a lacks ClusterRole x (role y): install".into()];
+        let s = Summary {
+            clusters: vec![lacking, outcome("b", Outcome::Unchanged)],
+        };
+        assert_eq!(
+            s.clusters[0].to_string(),
+            "a: created Secret a-kubeconfig\na: warning: cluster a lacks ClusterRole x (role y): install"
+        );
+        assert!(s.success());
+        assert!(
+            s.line()
+                .ends_with("; 1 with role warnings (a role's ClusterRole missing or not checked; see above)")
+        );
     }
 
     #[test]

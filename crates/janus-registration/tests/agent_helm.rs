@@ -61,16 +61,37 @@ fn agent_manifests_match_the_chart_in_remote_mode() {
         eprintln!("SKIPPED: helm not found (run scripts/install-test-tools.sh)");
         return;
     };
-    for ns in ["k8s-janus", "janus-agent"] {
-        let out = std::process::Command::new(&helm)
-            .args(["template", "k8s-janus"])
+    // The shipped roles (the default), and an operator's own role beside two shipped ones: only the
+    // shipped ClusterRoles are installed, every role's is bound and bindable.
+    let custom = janus_registration::agent::roles_from_flag("logs,audit=acme-audit,debug").unwrap();
+    let custom_json = serde_json::to_string(&custom).unwrap();
+    for (ns, roles) in [
+        ("k8s-janus", None),
+        ("janus-agent", None),
+        ("janus-agent", Some(&custom)),
+    ] {
+        let mut cmd = std::process::Command::new(&helm);
+        cmd.args(["template", "k8s-janus"])
             .arg(repo_root().join("charts/k8s-janus"))
-            .args(["--namespace", ns, "--set", "remote.enabled=true"])
-            .output()
-            .expect("helm runs");
+            .args(["--namespace", ns, "--set", "remote.enabled=true"]);
+        if roles.is_some() {
+            cmd.arg("--set-json").arg(format!("janus.roles={custom_json}"));
+        }
+        let out = cmd.output().expect("helm runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let chart = normalise(&String::from_utf8_lossy(&out.stdout));
-        let ours = normalise(&janus_registration::agent::agent_manifests(ns));
+        let ours = normalise(&match roles {
+            None => janus_registration::agent::agent_manifests(ns),
+            Some(r) => janus_registration::agent::agent_manifests_for(ns, r),
+        });
+        if roles.is_some() {
+            assert!(chart.contains_key("ClusterRoleBinding//k8s-janus-agent-role-audit"));
+            assert!(
+                !chart.contains_key("ClusterRole//acme-audit"),
+                "not the chart's to install"
+            );
+            assert!(!chart.contains_key("ClusterRole//janus-pod-exec"), "no role names it");
+        }
         assert_eq!(
             chart.keys().collect::<Vec<_>>(),
             ours.keys().collect::<Vec<_>>(),

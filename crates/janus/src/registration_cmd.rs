@@ -24,6 +24,14 @@ pub struct AgentManifestsArgs {
     /// Namespace of the agent ServiceAccount on the remote cluster.
     #[arg(long, default_value = "k8s-janus")]
     pub namespace: String,
+    /// The access roles whose ClusterRoles the agent may bind (and the shipped ones it installs):
+    /// comma-separated shipped role names (exec, logs, debug) or NAME=CLUSTERROLE for your own.
+    /// Default: the `roles:` of --config, else the shipped three.
+    #[arg(long, conflicts_with = "config")]
+    pub roles: Option<String>,
+    /// A janus configuration file (the central chart's config.yaml) to take `roles:` from.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Writes `<cluster>-kubeconfig` Secrets from ArgoCD; one line per listed remote cluster, then a
@@ -31,7 +39,14 @@ pub struct AgentManifestsArgs {
 pub async fn kubeconfig_sync(args: KubeconfigSyncArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&args.config)?;
     let (client, _, _) = crate::central_client(args.kubeconfig.as_ref()).await?;
-    let summary = janus_registration::sync::sync(&client, &cfg.namespace, &args.argocd_namespace, &cfg.clusters).await;
+    let summary = janus_registration::sync::sync(
+        &client,
+        &cfg.namespace,
+        &args.argocd_namespace,
+        &cfg.clusters,
+        &cfg.roles,
+    )
+    .await;
     if summary.clusters.is_empty() {
         println!("no remote clusters listed in `clusters:` (the first entry is the central cluster)");
     }
@@ -60,6 +75,16 @@ pub async fn kubeconfig_sync(args: KubeconfigSyncArgs) -> anyhow::Result<()> {
 pub fn agent_manifests(args: AgentManifestsArgs) -> anyhow::Result<()> {
     let ns = args.namespace.trim();
     anyhow::ensure!(janus_api::names::is_dns_label(ns), "invalid namespace {ns:?}");
-    print!("{}", janus_registration::agent::agent_manifests(ns));
+    use janus_registration::agent;
+    let roles = match (&args.roles, &args.config) {
+        (Some(flag), _) => agent::roles_from_flag(flag)?,
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            agent::roles_from_config(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        (None, None) => janus_api::roles::builtin_roles(),
+    };
+    print!("{}", agent::agent_manifests_for(ns, &roles));
     Ok(())
 }

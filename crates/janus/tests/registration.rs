@@ -421,11 +421,40 @@ subjects: [{kind: ServiceAccount, name: k8s-janus-agent, namespace: k8s-janus}]
     let crb: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(remote.client().await.unwrap());
     crb.delete("too-much", &DeleteParams::default()).await.unwrap();
 
+    // The central chart's ConfigMap names an operator's own role beside the shipped ones (keys in
+    // another order than helm's toJson writes them): the agent is installed for all four roles, and
+    // the remote cluster, which lacks the operator's ClusterRole, is registered with a clear warning.
+    let roles = janus_registration::agent::roles_from_flag("exec,logs,debug,audit=acme-audit").unwrap();
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "k8s-janus-config", "namespace": NS},
+        "data": {"config.yaml": format!("namespace: k8s-janus\nroles: {}\n", serde_json::to_string(&roles).unwrap())},
+    });
+    central.load_seed(&serde_json::to_string(&config_map).unwrap()).unwrap();
+
     // Register with flags.
     let out = ok(&env
         .setup(&[&base[..], &["--name", "prod", "--display-name", "Prod EU", "--yes"]].concat())
         .await);
     assert!(out.contains("creating Secret k8s-janus/prod-kubeconfig"), "{out}");
+    assert!(
+        out.contains("roles           : exec logs debug audit (ClusterRoles: janus-pod-exec janus-pod-logs janus-pod-debug acme-audit"),
+        "{out}"
+    );
+    assert!(
+        out.contains("setup.sh: warning: cluster prod lacks ClusterRole acme-audit (role audit): install the chart there with remote.enabled=true or apply `janus agent-manifests`"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("lacks ClusterRole janus-pod"),
+        "the chart installed the shipped ones:\n{out}"
+    );
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(remote.client().await.unwrap());
+    assert_eq!(
+        bindings.get("k8s-janus-agent-role-audit").await.unwrap().role_ref.name,
+        "acme-audit",
+        "the agent holds (and may bind) the operator's role too"
+    );
     let s = secret(&central, "prod-kubeconfig").await.expect("Secret");
     let labels = s.metadata.labels.clone().unwrap();
     assert_eq!(labels["k8s-janus.opsmode.io/cluster"], "prod");
@@ -800,4 +829,80 @@ async fn kubeconfig_sync_writes_secrets_from_argocd() {
     assert!(!t.contains("prod-token-rotated"), "{t}");
     let kc = kubeconfig_of(&secret(&sim, "prod-kubeconfig").await.unwrap());
     assert_eq!(kc["users"][0]["user"]["token"], "prod-token-rotated");
+}
+
+/// After writing the kubeconfig Secrets, kubeconfig-sync looks up every configured role's ClusterRole
+/// on each cluster with the registered credential: a cluster that lacks one (or whose agent may not
+/// read it) is named with the role and what to do, and the Job still succeeds (the other roles work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_sync_names_the_roles_a_cluster_lacks() {
+    let central = central().await;
+    central
+        .load_seed("apiVersion: v1\nkind: Namespace\nmetadata: {name: argocd}\n")
+        .unwrap();
+    let chart = render_chart(
+        &["kubeconfigSync.enabled=true", "kubeconfigSync.argocdNamespace=argocd"],
+        &["templates/kubeconfig-sync.yaml"],
+    );
+    central.load_seed(&chart).unwrap();
+    let roles_flag = "exec,logs,debug,audit=acme-audit";
+    let roles = janus_registration::agent::roles_from_flag(roles_flag).unwrap();
+    // "full": the agent for all four roles, but janus-pod-debug and acme-audit are not on the cluster;
+    // "old": an agent installed for the shipped roles only, which may not even look at acme-audit.
+    let full = bare_remote().await;
+    full.load_seed(&janus_registration::agent::agent_manifests_for(NS, &roles))
+        .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(full.client().await.unwrap())
+        .delete("janus-pod-debug", &DeleteParams::default())
+        .await
+        .unwrap();
+    let old = bare_remote().await;
+    old.load_seed(&janus_registration::agent::agent_manifests(NS)).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for (name, sim) in [("full", &full), ("old", &old)] {
+        let token = sa_token(sim, NS, "k8s-janus-agent").await;
+        let s = argo_secret(
+            &format!("cluster-{name}"),
+            name,
+            &sim.url(),
+            json!({"bearerToken": token, "tlsClientConfig": {"caData": b64(sim.ca_pem())}}),
+        );
+        central.load_seed(&serde_json::to_string(&s).unwrap()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let roles_yaml = serde_json::to_string(&roles).unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        yaml_serde::to_string(&config(&format!(
+            "clusters: [{{name: central}}, {{name: full}}, {{name: old}}]\nroles: {roles_yaml}"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let token = sa_token(&central, NS, "k8s-janus-kubeconfig-sync").await;
+    kubesim::kubeconfig::write_private(
+        &dir.path().join("sync.kubeconfig"),
+        &central.kubeconfig_for_token(&token),
+    )
+    .unwrap();
+    let out = kubeconfig_sync(dir.path(), &job_args(&chart, dir.path())).await;
+    let t = ok(&out);
+    for want in [
+        "full: created Secret full-kubeconfig",
+        "full: warning: cluster full lacks ClusterRole janus-pod-debug (role debug): install the chart there with remote.enabled=true or apply `janus agent-manifests`",
+        "full: warning: cluster full lacks ClusterRole acme-audit (role audit): install the chart there with remote.enabled=true or apply `janus agent-manifests`",
+        "old: created Secret old-kubeconfig",
+        "old: warning: the credential of cluster old may not read ClusterRole acme-audit (role audit): upgrade the agent there",
+        "kubeconfig-sync: 2 clusters: 2 created, 0 updated, 0 unchanged, 0 failed, 0 missing in ArgoCD; 2 with role warnings",
+    ] {
+        assert!(t.contains(want), "{want:?} not in:\n{t}");
+    }
+    for present in [
+        "janus-pod-exec (role exec)",
+        "janus-pod-logs (role logs)",
+        "old: warning: cluster old lacks",
+    ] {
+        assert!(!t.contains(present), "{present:?} in:\n{t}");
+    }
+    assert!(secret(&central, "full-kubeconfig").await.is_some());
 }

@@ -12,7 +12,8 @@ use kube::api::{Api, PostParams};
 use kubesim::{RunningSim, SimBuilder};
 use serde_json::json;
 
-/// The chart's RBAC (ServiceAccounts, controller/web roles, `janus-pod-exec`), rendered by helm.
+/// The chart's RBAC (ServiceAccounts, controller/web roles and their role bindings, the shipped access
+/// ClusterRoles), rendered by helm.
 pub const CHART_RBAC: &str = include_str!("chart-rbac.yaml");
 const WORKLOADS: &str = include_str!("workloads.yaml");
 const NS: &str = "k8s-janus";
@@ -117,7 +118,22 @@ const DEMO_POLICIES: &str = "policies:\n  - name: search-team\n    description: 
      approvers: {emails: [engineer@example.com, search-lead@example.com, admin@example.com]}\n    \
      approvalsRequired: 2\n    \
      reason: {pattern: '[A-Z]+-[0-9]+', description: 'a ticket id such as OPS-1234'}\n    \
-     breakGlass: {emails: [engineer@example.com], maxTtlSeconds: 600}\n";
+     breakGlass: {emails: [engineer@example.com], maxTtlSeconds: 600}\n  \
+     - name: logs-auto\n    description: Reading logs needs no approval for the engineer (up to an hour)\n    \
+     match: {roles: [logs]}\n    \
+     approvers: {emails: [admin@example.com]}\n    \
+     autoApprove: {emails: [engineer@example.com], maxTtlSeconds: 3600}\n";
+
+/// The shipped roles, with two images a debug container may run (an exact one and a prefix), so the
+/// demo's debug role is usable.
+const DEMO_ROLES: &str = "roles:\n  \
+     - {name: exec, displayName: Shell, clusterRole: janus-pod-exec, terminal: shell, \
+        description: 'A shell (kubectl exec) in the pods of the namespaces, with their logs and events.'}\n  \
+     - {name: logs, displayName: Logs (read-only), clusterRole: janus-pod-logs, terminal: logs, \
+        description: 'Read pod logs and events. No shell.'}\n  \
+     - {name: debug, displayName: Debug container, clusterRole: janus-pod-debug, terminal: debug, \
+        description: 'Start an ephemeral debug container from an allowed image next to a container, and attach to it.', \
+        debugImages: ['busybox:1.36', 'nicolaka/netshoot:*']}\n";
 
 fn demo_config(short: bool, notifications: &str) -> anyhow::Result<Config> {
     let ttl = if short {
@@ -128,7 +144,7 @@ fn demo_config(short: bool, notifications: &str) -> anyhow::Result<Config> {
     let yaml = format!(
         "namespace: {NS}\nadminEmails: [admin@example.com]\nexcludedNamespaces: [kube-system, kube-public, kube-node-lease, {ARGOCD_NS}]\n{ttl}\
          clusters:\n  - name: central\n    displayName: Central (demo)\n  - name: remote\n    displayName: Remote (demo)\n\
-         web:\n  baseUrl: \"\"\n  authMode: local\n{DEMO_POLICIES}\n{notifications}"
+         web:\n  baseUrl: \"\"\n  authMode: local\n{DEMO_POLICIES}{DEMO_ROLES}\n{notifications}"
     );
     Ok(Config::from_yaml(&yaml, "demo")?)
 }
@@ -164,12 +180,18 @@ async fn register_remote(central: &RunningSim, remote: &RunningSim, config: &Con
         }
         Err(e) => return Err(e.into()),
     }
-    let summary = janus_registration::sync::sync(&client, NS, ARGOCD_NS, &config.clusters).await;
+    let summary = janus_registration::sync::sync(&client, NS, ARGOCD_NS, &config.clusters, &config.roles).await;
     anyhow::ensure!(
         summary.success(),
         "registering the remote cluster failed: {}",
         summary.line()
     );
+    for c in &summary.clusters {
+        // The demo's agent has every role; a warning here means the embedded manifests drifted.
+        for w in &c.role_warnings {
+            println!("      warning: {w}");
+        }
+    }
     Ok(())
 }
 
@@ -276,7 +298,7 @@ pub async fn run(
     step(2, total, "starting the remote cluster (kubesim) with the janus agent");
     let remote = start_sim("remote", &dir, persistent).await?;
     remote.load_seed(WORKLOADS)?;
-    remote.load_seed(&janus_registration::agent::agent_manifests(NS))?;
+    remote.load_seed(&janus_registration::agent::agent_manifests_for(NS, &config.roles))?;
     println!("      {}", remote.url());
 
     step(
