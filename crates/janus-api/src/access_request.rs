@@ -16,7 +16,8 @@ pub mod reasons {
     /// The request no longer passes the configuration's rules (excluded or Janus namespace, unknown
     /// cluster, TTL bounds): denied while pending, failed once approved.
     pub const VALIDATION_FAILED: &str = "ValidationFailed";
-    /// Requester, cluster, namespaces, TTL or the approval itself changed after the approval.
+    /// Requester, cluster, namespaces, TTL, role, pod scope or the approval itself changed after the
+    /// approval.
     pub const SPEC_CHANGED_AFTER_APPROVAL: &str = "SpecChangedAfterApproval";
 }
 
@@ -193,7 +194,11 @@ pub struct PodScope {
 pub struct PodSelector {
     /// Labels that must have exactly these values.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    #[schemars(length(max = 20))]
+    // Bounded (maxProperties, value maxLength) so an API server can estimate the cost of the CEL rules
+    // over podScope (`self == oldSelf`); keys cannot carry a maxLength in a structural schema, the
+    // domain rules check them (rules::scope). schemars' `length` and `inner` do not reach a map's
+    // size or values, hence the schema by hand.
+    #[schemars(schema_with = "match_labels_schema")]
     pub match_labels: std::collections::BTreeMap<String, String>,
     /// Set-based requirements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -201,16 +206,32 @@ pub struct PodSelector {
     pub match_expressions: Vec<PodSelectorRequirement>,
 }
 
-/// One set-based requirement of a [`PodSelector`].
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// The schema of [`PodSelector::match_labels`]: at most 20 labels, values at most 63 characters (a
+/// label value's limit).
+fn match_labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": 63},
+        "maxProperties": 20,
+    })
+}
+
+/// One set-based requirement of a pod selector.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+// As Kubernetes validates a LabelSelectorRequirement (apimachinery
+// pkg/apis/meta/v1/validation/validation.go, ValidateLabelSelectorRequirement): In and NotIn need
+// values, Exists and DoesNotExist take none.
+#[x_kube(validation = Rule::new(
+    "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)"
+).message("operators In and NotIn need values; Exists and DoesNotExist take none"))]
 pub struct PodSelectorRequirement {
     /// The label key.
     #[schemars(length(min = 1, max = 317))]
     pub key: String,
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    #[schemars(regex(pattern = r"^(In|NotIn|Exists|DoesNotExist)$"))]
+    #[schemars(length(max = 12), regex(pattern = r"^(In|NotIn|Exists|DoesNotExist)$"))]
     pub operator: String,
     /// Values for `In` and `NotIn` (at least one); none for `Exists` and `DoesNotExist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -516,9 +537,10 @@ pub struct Grant {
 /// ([`reasons::SPEC_CHANGED_AFTER_APPROVAL`]). The values are kept beside the digest so the status
 /// and the audit log can say which field changed.
 ///
-/// Two digest versions: `v1` for a request approved by one `spec.approval` and without `startAt` (the
+/// Three digest versions: `v1` for a request approved by one `spec.approval` and without `startAt` (the
 /// text every baseline had before approval policies, so those stay valid), `v2` when `startAt` or
-/// `approvers` are recorded ([`ApprovedSpec::record`]).
+/// `approvers` are recorded ([`ApprovedSpec::record`]), `v3` when the request names a `role` or a
+/// `podScope` (access roles; a request without either keeps its `v1`/`v2` text).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovedSpec {
@@ -546,6 +568,13 @@ pub struct ApprovedSpec {
     /// `system:break-glass` when no person approved). Empty in a `v1` baseline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// `spec.role` as approved, as written (absent and `exec` are recorded apart: the CRD keeps either
+    /// from turning into the other). Only in a `v3` baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `spec.podScope` as approved. Only in a `v3` baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_scope: Option<PodScope>,
 }
 
 /// The approver recorded for a request the policy's `autoApprove` rule approved.
@@ -568,6 +597,8 @@ impl ApprovedSpec {
             approval_ttl_seconds: approval.ttl_seconds,
             start_at: None,
             approvers: vec![],
+            role: spec.role.clone(),
+            pod_scope: spec.pod_scope.clone(),
         };
         a.digest = a.compute_digest();
         Some(a)
@@ -599,20 +630,61 @@ impl ApprovedSpec {
             approval_ttl_seconds: approval_ttl,
             start_at: spec.start_at.clone(),
             approvers: approvers.to_vec(),
+            role: spec.role.clone(),
+            pod_scope: spec.pod_scope.clone(),
         };
         a.digest = a.compute_digest();
         a
     }
 
-    /// Whether this is a `v1` baseline (neither `startAt` nor `approvers` recorded).
+    /// Whether this is a `v1` baseline (neither `startAt`, `approvers`, `role` nor `podScope` recorded).
     fn is_v1(&self) -> bool {
-        self.start_at.is_none() && self.approvers.is_empty()
+        self.start_at.is_none() && self.approvers.is_empty() && !self.is_v3()
+    }
+
+    /// Whether this is a `v3` baseline (a `role` or a `podScope` recorded).
+    fn is_v3(&self) -> bool {
+        self.role.is_some() || self.pod_scope.is_some()
+    }
+
+    /// The pod scope as a JSON value whose text depends only on its values: `[selector, workload]`,
+    /// each `null` when absent, as arrays in a fixed order and no objects (whose key order would depend
+    /// on serde_json's `preserve_order` feature, which feature unification can switch on in one binary
+    /// and not another).
+    fn canonical_scope(scope: &PodScope) -> serde_json::Value {
+        let selector = scope.selector.as_ref().map(|sel| {
+            let expressions: Vec<_> = sel
+                .match_expressions
+                .iter()
+                .map(|r| serde_json::json!([r.key, r.operator, r.values]))
+                .collect();
+            serde_json::json!([sel.match_labels.iter().collect::<Vec<_>>(), expressions])
+        });
+        let workload = scope
+            .workload
+            .as_ref()
+            .map(|w| serde_json::json!([w.kind.as_str(), w.name]));
+        serde_json::json!([selector, workload])
     }
 
     /// The digest of the recorded values: SHA-256 of a JSON array in a fixed field order, so the
     /// same values always give the same digest whatever the serializer's map ordering.
     pub fn compute_digest(&self) -> String {
-        let canonical = if self.is_v1() {
+        let canonical = if self.is_v3() {
+            serde_json::json!([
+                "v3",
+                self.requester,
+                self.cluster,
+                self.namespaces,
+                self.ttl_seconds,
+                self.approved_by,
+                self.approval_ttl_seconds,
+                self.start_at,
+                self.approvers,
+                self.role,
+                self.pod_scope.as_ref().map(Self::canonical_scope),
+            ])
+        } else if self.is_v1() {
             serde_json::json!([
                 "v1",
                 self.requester,
@@ -644,6 +716,9 @@ impl ApprovedSpec {
     /// The spec fields (as API paths) that differ from what was approved; empty when nothing did.
     /// `status.approved` is listed when the baseline no longer matches its own digest.
     ///
+    /// `spec.role` and `spec.podScope` are compared with what a `v3` baseline recorded (an older
+    /// baseline recorded neither, so either set on the spec afterwards is a change).
+    ///
     /// A `v2` baseline also reports `spec.approvals` when a counted approver no longer has an approval
     /// (`spec.approval` or an entry of `spec.approvals`), and `spec.approvals.ttlSeconds` when the
     /// TTL the approvals chose ([`crate::rules::ttl::approval_ttl`], what expiry is computed from) is no
@@ -668,6 +743,12 @@ impl ApprovedSpec {
         }
         if spec.start_at != self.start_at {
             out.push("spec.startAt");
+        }
+        if spec.role != self.role {
+            out.push("spec.role");
+        }
+        if spec.pod_scope != self.pod_scope {
+            out.push("spec.podScope");
         }
         if self.approvers.is_empty() {
             match &spec.approval {
@@ -985,6 +1066,118 @@ mod tests {
         // A v1 baseline sees a startAt added after the approval.
         let v1 = ApprovedSpec::of(&spec()).unwrap();
         assert_eq!(v1.changes(&s), ["spec.startAt"]);
+    }
+
+    fn workload_scope() -> PodScope {
+        PodScope {
+            selector: None,
+            workload: Some(WorkloadRef {
+                kind: WorkloadKind::Deployment,
+                name: "payments-api".into(),
+            }),
+        }
+    }
+
+    fn selector_scope() -> PodScope {
+        PodScope {
+            selector: Some(PodSelector {
+                match_labels: [("app".to_string(), "checkout".to_string())].into(),
+                match_expressions: vec![PodSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "NotIn".into(),
+                    values: vec!["canary".into()],
+                }],
+            }),
+            workload: None,
+        }
+    }
+
+    #[test]
+    fn a_role_or_pod_scope_gets_a_v3_baseline_that_names_them_when_changed() {
+        let mut s = spec();
+        s.approval = None;
+        s.role = Some("logs".into());
+        s.pod_scope = Some(workload_scope());
+        s.approvals = vec![entry("alice@example.com", None)];
+        let approved = ApprovedSpec::record(&s, &["alice@example.com".to_string()], None);
+        // Known answer: SHA-256 of `["v3","jane@example.com","central",["team-a"],3600,"alice@example.com",
+        // null,null,["alice@example.com"],"logs",[null,["Deployment","payments-api"]]]`.
+        assert_eq!(
+            approved.digest,
+            "sha256:31242807100843c8ecc6030a88e85006f54cb7e4611207abb2615922846a1b30"
+        );
+        assert!(approved.changes(&s).is_empty(), "{:?}", approved.changes(&s));
+        // The role changed, removed, or spelled out as the default: each is a change.
+        for role in [Some("exec"), Some("debug"), None] {
+            let mut changed = s.clone();
+            changed.role = role.map(str::to_owned);
+            assert_eq!(approved.changes(&changed), ["spec.role"], "{role:?}");
+        }
+        // The scope widened to a selector, to another workload, or removed.
+        let mut other = workload_scope();
+        other.workload.as_mut().unwrap().name = "payments-db".into();
+        for scope in [Some(selector_scope()), Some(other), None] {
+            let mut changed = s.clone();
+            changed.pod_scope = scope.clone();
+            assert_eq!(approved.changes(&changed), ["spec.podScope"], "{scope:?}");
+        }
+        // The baseline's role and scope are covered by its digest.
+        let mut forged = approved.clone();
+        forged.role = Some("exec".into());
+        assert_eq!(forged.changes(&s)[0], "status.approved");
+        let mut forged = approved.clone();
+        forged.pod_scope = Some(selector_scope());
+        assert_eq!(forged.changes(&s)[0], "status.approved");
+        // A role alone, or a scope alone, is enough for v3; the legacy single approval too.
+        let mut legacy = spec();
+        legacy.pod_scope = Some(selector_scope());
+        let v3 = ApprovedSpec::record(&legacy, &["admin@example.com".to_string()], Some(1800));
+        assert_eq!(Some(v3.clone()), ApprovedSpec::of(&legacy));
+        // `["v3","jane@example.com","central",["team-a"],3600,"admin@example.com",1800,null,[],null,
+        // [[[["app","checkout"]],[["tier","NotIn",["canary"]]]],null]]`.
+        assert_eq!(
+            v3.digest,
+            "sha256:d434fb6e687930cf7ed0c5ae47c0de8a4020898b6357c486809ee4df0f74ff91"
+        );
+        assert!(v3.changes(&legacy).is_empty());
+        // Stored and read back (the status round trip), it still verifies.
+        let back: ApprovedSpec = serde_json::from_value(serde_json::to_value(&approved).unwrap()).unwrap();
+        assert_eq!(back, approved);
+        assert!(back.changes(&s).is_empty());
+    }
+
+    #[test]
+    fn baselines_recorded_before_roles_still_verify() {
+        // A v1 and a v2 baseline as an earlier controller wrote them into the status: no role, no
+        // podScope. Their digests must verify unchanged, and a request without role or scope shows no
+        // change.
+        let v1: ApprovedSpec = serde_json::from_value(serde_json::json!({
+            "digest": "sha256:fb8033ac28bdfa551d8174b3199252f056c20a7e30cab490d1460ffc3685a488",
+            "requester": "jane@example.com", "cluster": "central", "namespaces": ["team-a"],
+            "ttlSeconds": 3600, "approvedBy": "admin@example.com", "approvalTtlSeconds": 1800
+        }))
+        .unwrap();
+        assert!(v1.changes(&spec()).is_empty(), "{:?}", v1.changes(&spec()));
+        let mut s = spec();
+        s.approval = None;
+        let v2: ApprovedSpec = serde_json::from_value(serde_json::json!({
+            "digest": "sha256:04491a104d6d95ad173c020b79fbe3d10b0155ac1fe6e7a8bea123054de91699",
+            "requester": "jane@example.com", "cluster": "central", "namespaces": ["team-a"],
+            "ttlSeconds": 3600, "approvedBy": "system:auto-approval", "approvers": ["system:auto-approval"]
+        }))
+        .unwrap();
+        assert!(v2.changes(&s).is_empty(), "{:?}", v2.changes(&s));
+        // Serialized again, neither gains a role or podScope key.
+        for b in [&v1, &v2] {
+            let v = serde_json::to_value(b).unwrap();
+            assert!(v.get("role").is_none() && v.get("podScope").is_none(), "{v}");
+        }
+        // A role or scope appearing on such a request afterwards is a change.
+        s.role = Some("exec".into());
+        assert_eq!(v2.changes(&s), ["spec.role"]);
+        s.role = None;
+        s.pod_scope = Some(selector_scope());
+        assert_eq!(v2.changes(&s), ["spec.podScope"]);
     }
 
     #[test]

@@ -729,3 +729,253 @@ fn the_lists_rules_compare_are_bounded() {
         }
     }
 }
+
+// Issue 16: access roles and pod scopes.
+
+fn workload_scope(name: &str) -> Value {
+    json!({"workload": {"kind": "Deployment", "name": name}})
+}
+
+fn selector_scope() -> Value {
+    json!({"selector": {"matchLabels": {"app": "checkout"},
+                        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["canary"]}]}})
+}
+
+/// The whole of what an API server does with a write: the structural schema (types, patterns,
+/// lengths, `maxProperties`) after pruning, then the CEL rules, as kubesim's CRD handling does it
+/// (crates/kubesim/src/crd.rs, modelled on `apiextensions-apiserver`'s `customresource_handler.go`
+/// validation). `Err` is the API server's message.
+fn admitted(old: Option<&Value>, new: &Value) -> Result<(), String> {
+    let yaml = janus_api::crd_yaml().expect("the CRD serializes");
+    let crd: Value = yaml_serde::from_str(&yaml).expect("the CRD parses");
+    let rt = kubesim::crd::with_rules(&crd).expect("the CRD registers");
+    let mut obj = new.clone();
+    kubesim::crd::validate_custom(&rt, &mut obj, true, old).map_err(|e| format!("{} {:?}", e.message, e.details))
+}
+
+#[test]
+fn role_and_pod_scope_are_fixed_at_creation() {
+    let scoped = with(base(), |s| {
+        s["role"] = json!("logs");
+        s["podScope"] = workload_scope("payments-api");
+    });
+    allowed(None, &scoped);
+    // The web's own changes to such a request pass.
+    let scoped_approved = with(scoped.clone(), |s| s["approval"] = approval());
+    allowed(Some(&scoped), &scoped_approved);
+    let with_approvals = with(scoped.clone(), |s| {
+        s["approvals"] = json!([entry("a@example.com", "2026-01-01T00:00:00.000Z")])
+    });
+    allowed(Some(&scoped), &with_approvals);
+    // role: changed, removed, added.
+    refused(
+        Some(&scoped),
+        &with(scoped.clone(), |s| s["role"] = json!("exec")),
+        "role is immutable",
+    );
+    refused(
+        Some(&scoped),
+        &remove(&scoped, "role"),
+        "role is set only at creation: never added or removed later",
+    );
+    refused(
+        Some(&base()),
+        &with(base(), |s| s["role"] = json!("exec")),
+        "role is set only at creation",
+    );
+    // podScope: changed (another workload, a selector instead), removed, added.
+    refused(
+        Some(&scoped),
+        &with(scoped.clone(), |s| s["podScope"] = workload_scope("payments-db")),
+        "podScope is immutable",
+    );
+    refused(
+        Some(&scoped),
+        &with(scoped.clone(), |s| s["podScope"] = selector_scope()),
+        "podScope is immutable",
+    );
+    refused(
+        Some(&scoped),
+        &remove(&scoped, "podScope"),
+        "podScope is set only at creation: never added or removed later",
+    );
+    refused(
+        Some(&approved()),
+        &with(approved(), |s| s["podScope"] = selector_scope()),
+        "podScope is set only at creation",
+    );
+    // A selector's labels or expressions changed.
+    let by_labels = with(base(), |s| s["podScope"] = selector_scope());
+    refused(
+        Some(&by_labels),
+        &with(by_labels.clone(), |s| {
+            s["podScope"]["selector"]["matchLabels"]["app"] = json!("other")
+        }),
+        "podScope is immutable",
+    );
+    refused(
+        Some(&by_labels),
+        &with(by_labels.clone(), |s| {
+            s["podScope"]["selector"]["matchExpressions"][0]["values"] = json!(["canary", "stable"])
+        }),
+        "podScope is immutable",
+    );
+    // The same through the whole write path (schema and rules).
+    assert!(admitted(Some(&scoped), &scoped_approved).is_ok());
+    let e = admitted(Some(&scoped), &with(scoped.clone(), |s| s["role"] = json!("debug"))).unwrap_err();
+    assert!(e.contains("role is immutable"), "{e}");
+}
+
+#[test]
+fn a_pod_scope_names_exactly_one_of_selector_and_workload() {
+    allowed(None, &with(base(), |s| s["podScope"] = selector_scope()));
+    allowed(None, &with(base(), |s| s["podScope"] = workload_scope("payments-api")));
+    refused(
+        None,
+        &with(base(), |s| {
+            s["podScope"] = json!({"selector": {"matchLabels": {"app": "x"}},
+                                   "workload": {"kind": "Deployment", "name": "x"}})
+        }),
+        "podScope needs exactly one of selector and workload",
+    );
+    refused(
+        None,
+        &with(base(), |s| s["podScope"] = json!({})),
+        "podScope needs exactly one of selector and workload",
+    );
+}
+
+#[test]
+fn selector_requirements_are_refused_as_kubernetes_refuses_them() {
+    let req = |r: Value| {
+        with(base(), |s| {
+            s["podScope"] = json!({"selector": {"matchExpressions": [r]}})
+        })
+    };
+    for ok in [
+        json!({"key": "tier", "operator": "In", "values": ["a"]}),
+        json!({"key": "tier", "operator": "NotIn", "values": ["a", "b"]}),
+        json!({"key": "tier", "operator": "Exists"}),
+        json!({"key": "tier", "operator": "DoesNotExist"}),
+    ] {
+        allowed(None, &req(ok.clone()));
+        assert_eq!(admitted(None, &req(ok.clone())), Ok(()), "{ok}");
+    }
+    // Values with In/NotIn, none with Exists/DoesNotExist (CEL).
+    for bad in [
+        json!({"key": "tier", "operator": "In"}),
+        json!({"key": "tier", "operator": "NotIn", "values": []}),
+        json!({"key": "tier", "operator": "Exists", "values": ["a"]}),
+        json!({"key": "tier", "operator": "DoesNotExist", "values": ["a"]}),
+    ] {
+        refused(
+            None,
+            &req(bad.clone()),
+            "operators In and NotIn need values; Exists and DoesNotExist take none",
+        );
+    }
+    // An unknown operator (the schema's pattern): refused by the API server before any rule.
+    for op in ["Equals", "in", "Gt", ""] {
+        let e = admitted(None, &req(json!({"key": "tier", "operator": op, "values": ["a"]}))).unwrap_err();
+        assert!(e.contains("operator"), "{op}: {e}");
+    }
+    // More than 20 labels (maxProperties), a label value over 63 characters, an unknown kind.
+    let many: serde_json::Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let e = admitted(
+        None,
+        &with(base(), |s| s["podScope"] = json!({"selector": {"matchLabels": many}})),
+    )
+    .unwrap_err();
+    assert!(e.contains("matchLabels"), "{e}");
+    let twenty: serde_json::Map<String, Value> = (0..20).map(|i| (format!("k{i}"), json!("v"))).collect();
+    assert_eq!(
+        admitted(
+            None,
+            &with(base(), |s| s["podScope"] = json!({"selector": {"matchLabels": twenty}}))
+        ),
+        Ok(())
+    );
+    let e = admitted(
+        None,
+        &with(base(), |s| {
+            s["podScope"] = json!({"selector": {"matchLabels": {"app": "x".repeat(64)}}})
+        }),
+    )
+    .unwrap_err();
+    assert!(e.contains("matchLabels"), "{e}");
+    let e = admitted(
+        None,
+        &with(base(), |s| {
+            s["podScope"] = json!({"workload": {"kind": "ReplicaSet", "name": "x"}})
+        }),
+    )
+    .unwrap_err();
+    assert!(e.contains("kind"), "{e}");
+    let e = admitted(None, &with(base(), |s| s["role"] = json!("Exec"))).unwrap_err();
+    assert!(e.contains("role"), "{e}");
+}
+
+/// Objects stored before roles and scopes (no role, no podScope) keep working: every change the web
+/// makes to them passes the new rules, and the rules only hold fields that are set.
+#[test]
+fn requests_from_before_roles_still_update() {
+    let old = base();
+    allowed(Some(&old), &approved());
+    assert_eq!(admitted(Some(&old), &approved()), Ok(()));
+    allowed(Some(&approved()), &extended());
+    assert_eq!(admitted(Some(&approved()), &extended()), Ok(()));
+    let denied =
+        with(
+            base(),
+            |s| s["denial"] = json!({"by": "admin@example.com", "at": "2026-01-01T00:00:00.000Z", "reason": "no"}),
+        );
+    allowed(Some(&old), &denied);
+}
+
+/// The rules over podScope compare it whole (`self == oldSelf`); cel-go's estimate of an equality is
+/// the smaller argument's size (checker/cost.go, `overloads.Equals`), and kube-apiserver sizes objects,
+/// maps, lists and strings from `maxProperties`, `maxItems` and `maxLength` (apiserver
+/// pkg/cel/common/schemas.go), falling back to what a 3 MiB request could hold. Everything under
+/// podScope is bounded, so the estimate is small on every supported server.
+#[test]
+fn everything_under_pod_scope_is_bounded() {
+    fn walk(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v["type"].as_str() {
+            Some("string") if v.get("maxLength").is_none() && v.get("enum").is_none() => out.push(at.into()),
+            Some("array") => {
+                if v.get("maxItems").is_none() {
+                    out.push(at.into());
+                }
+                walk(&v["items"], &format!("{at}[*]"), out);
+            }
+            Some("object") => {
+                if let Some(ap) = v.get("additionalProperties") {
+                    if v.get("maxProperties").is_none() {
+                        out.push(at.into());
+                    }
+                    walk(ap, &format!("{at}{{*}}"), out);
+                }
+                for (k, p) in v["properties"].as_object().into_iter().flatten() {
+                    walk(p, &format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let s = schema();
+    let mut unbounded = Vec::new();
+    walk(
+        &s["properties"]["spec"]["properties"]["podScope"],
+        "spec.podScope",
+        &mut unbounded,
+    );
+    walk(
+        &s["properties"]["spec"]["properties"]["role"],
+        "spec.role",
+        &mut unbounded,
+    );
+    assert!(unbounded.is_empty(), "unbounded: {unbounded:?}");
+    let labels =
+        &s["properties"]["spec"]["properties"]["podScope"]["properties"]["selector"]["properties"]["matchLabels"];
+    assert_eq!(labels["maxProperties"].as_f64(), Some(20.0), "{labels}");
+}
