@@ -291,10 +291,9 @@ async fn a_selector_scope_reaches_matching_pods_only_and_follows_labels() {
     assert_exec_forbidden(kc.path(), "team-a", "db-1").await;
 }
 
-/// Scales the Deployment `name` to `n` pods labelled `labels`. With a workload controller in the
-/// simulator the replicas follow `spec.replicas`; without one the test plays it (creates or deletes
-/// pods with the Deployment's labels), which is all the grant looks at.
-async fn scale(sim: &RunningSim, ns: &str, name: &str, labels: &Value, n: usize) -> Vec<String> {
+/// Scales the Deployment `name` to `n` replicas and waits (up to 10 s) until kubesim's workload
+/// controller runs exactly that many pods with the Deployment's labels (`selector`); returns their names.
+async fn scale(sim: &RunningSim, ns: &str, name: &str, selector: &str, n: usize) -> Vec<String> {
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(sim.admin().await, ns);
     deploys
         .patch(
@@ -305,63 +304,34 @@ async fn scale(sim: &RunningSim, ns: &str, name: &str, labels: &Value, n: usize)
         .await
         .expect("scale");
     let pods: Api<Pod> = Api::namespaced(sim.admin().await, ns);
-    let selector = labels
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let live = |list: Vec<Pod>| -> Vec<String> {
-        list.into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.metadata.name)
-            .collect()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = live(
-            pods.list(&kube::api::ListParams::default().labels(&selector))
-                .await
-                .unwrap()
-                .items,
-        );
-        if now.len() == n {
-            return now;
-        }
-        if tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut now = live(
-        pods.list(&kube::api::ListParams::default().labels(&selector))
+        let mut live: Vec<String> = pods
+            .list(&kube::api::ListParams::default().labels(selector))
             .await
             .unwrap()
-            .items,
-    );
-    now.sort();
-    while now.len() > n {
-        let gone = now.pop().unwrap();
-        delete_pod(sim, ns, &gone).await;
-    }
-    let mut i = 0;
-    while now.len() < n {
-        let pod = format!("{name}-manual-{i}");
-        i += 1;
-        if now.contains(&pod) {
-            continue;
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        if live.len() == n {
+            live.sort();
+            return live;
         }
-        create_pod(sim, ns, &pod, labels.clone()).await;
-        now.push(pod);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deployment {ns}/{name}: {n} pods wanted, {live:?} running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    now
 }
 
 #[tokio::test]
 async fn a_workload_scope_follows_the_deployment_and_a_missing_one_is_denied() {
-    let sim = central().await;
-    let labels = json!({"app": "payments"});
+    // kubesim's workload controller runs the Deployment's pods, as kube-controller-manager would.
+    let sim = central_from(kubesim::SimBuilder::new().workload_pods(true)).await;
+    let labels = "app=payments";
     sim.load_seed(
         r#"
 apiVersion: apps/v1
@@ -387,7 +357,7 @@ spec:
         "deployment payments-apx does not exist in namespace team-a on cluster central"
     );
 
-    let first = scale(&sim, "team-a", "payments-api", &labels, 1).await;
+    let first = scale(&sim, "team-a", "payments-api", labels, 1).await;
     let scope = json!({"workload": {"kind": "Deployment", "name": "payments-api"}});
     create(&sim, &scoped_request("payments", &["team-a"], 600, None, Some(scope))).await;
     approve(&sim, "payments").await;
@@ -400,12 +370,12 @@ spec:
     assert_exec_works(kc.path(), "team-a", &first[0]).await;
     assert_exec_forbidden(kc.path(), "team-a", "app").await;
 
-    let up = scale(&sim, "team-a", "payments-api", &labels, 3).await;
+    let up = scale(&sim, "team-a", "payments-api", labels, 3).await;
     wait_role_pods(&sim, "team-a", &role, &names(&up)).await;
     for pod in &up {
         assert_exec_works(kc.path(), "team-a", pod).await;
     }
-    let down = scale(&sim, "team-a", "payments-api", &labels, 1).await;
+    let down = scale(&sim, "team-a", "payments-api", labels, 1).await;
     wait_role_pods(&sim, "team-a", &role, &names(&down)).await;
     for gone in up.iter().filter(|p| !down.contains(p)) {
         assert!(!role_pods(&sim, "team-a", &role).await.unwrap().contains(gone));
@@ -492,4 +462,42 @@ async fn after_a_controller_restart_the_watch_resumes_and_an_edited_role_is_rese
     wait_role_pods(&sim, "team-a", &role, &["web-1", "web-2", "web-3"]).await;
     delete_pod(&sim, "team-a", "web-1").await;
     wait_role_pods(&sim, "team-a", &role, &["web-2", "web-3"]).await;
+}
+
+/// On a cluster whose CRD lacks the CEL rules, an admin can change `spec.role` or `spec.podScope`
+/// after approval; the controller's baseline (`status.approved`, role and scope recorded) ends the
+/// request and removes the scoped Role with the rest.
+#[tokio::test]
+async fn role_or_scope_changed_after_approval_fails_the_request() {
+    let sim = central_without_cel().await;
+    create_pod(&sim, "team-a", "web-1", json!({"app": "web"})).await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    let api: Api<janus_api::AccessRequest> = Api::all(sim.admin().await);
+    let cases = [
+        (
+            "widen-role",
+            Some("logs"),
+            json!({"spec": {"role": "exec"}}),
+            "spec.role",
+        ),
+        (
+            "widen-scope",
+            None,
+            json!({"spec": {"podScope": {"selector": {"matchLabels": {"app": "db"}}}}}),
+            "spec.podScope",
+        ),
+    ];
+    for (name, role, patch, field) in cases {
+        let scope = Some(json!({"selector": {"matchLabels": {"app": "web"}}}));
+        create(&sim, &scoped_request(name, &["team-a"], 600, role, scope)).await;
+        approve(&sim, name).await;
+        wait_phase(&sim, name, "Active", 10).await;
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("no CEL rule stops the change");
+        let failed = wait_phase(&sim, name, "Failed", 10).await;
+        assert_eq!(condition_reason(&failed, "Failed"), "SpecChangedAfterApproval");
+        assert!(message(&failed).contains(field), "{name}: {}", message(&failed));
+        assert!(leftovers(&sim, &sim, name).await.is_empty(), "{name}");
+    }
 }
