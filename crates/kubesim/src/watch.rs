@@ -141,7 +141,13 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
                 (ChangeKind::Deleted, _, true) => Some(line("DELETED", &wrap(&c.object))),
                 (ChangeKind::Modified, Some(true), true) => Some(line("MODIFIED", &wrap(&c.object))),
                 (ChangeKind::Modified, Some(false), true) => Some(line("ADDED", &wrap(&c.object))),
-                (ChangeKind::Modified, Some(true), false) => Some(line("DELETED", &wrap(&c.object))),
+                // cache_watcher.go convertToWatchEvent: an object that stops matching is DELETED
+                // with its previous content (what the watcher last matched) at the new resourceVersion.
+                (ChangeKind::Modified, Some(true), false) => {
+                    let mut prev = c.previous.clone().unwrap_or_else(|| c.object.clone());
+                    prev["metadata"]["resourceVersion"] = c.object["metadata"]["resourceVersion"].clone();
+                    Some(line("DELETED", &wrap(&prev)))
+                }
                 (ChangeKind::Modified, None, true) => Some(line("MODIFIED", &wrap(&c.object))),
                 _ => None,
             }
