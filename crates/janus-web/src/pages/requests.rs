@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::auth::{Authenticated, Identity};
 use crate::error::WebError;
 use crate::pages::{FormData, Nav, PageError, csrf_field, local_times, page, phase_badge};
-use crate::service::scope::{RoleView, ScopeService, parse_selector};
+use crate::service::scope::{RoleView, ScopeService, WorkloadView, parse_selector};
 use crate::service::view::{ApproversSummary, PolicyPreview};
 use crate::service::{CreateInput, DecisionInput, ListFilter, PolicyView, RequestService, RequestView};
 use crate::state::AppState;
@@ -129,6 +129,16 @@ async fn render_form(
     let tz_name = &state.config.display_timezone;
     let glass_shown = f.break_glass || preview.as_ref().is_some_and(|p| p.break_glass_allowed);
     let roles = offered_roles(state, id, &f).await;
+    // With one namespace chosen already (a form sent back, "Request again"), its workloads are listed
+    // by the server too, so the picker works without JavaScript.
+    let workloads = match f.namespaces.as_slice() {
+        [ns] => ScopeService::from_ref(state)
+            .workloads(&f.cluster, ns)
+            .await
+            .map(|l| l.workloads)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let main = html! {
         h1 { "Request access" }
         div.panel {
@@ -158,7 +168,7 @@ async fn render_form(
                 @if let Some(e) = field_error("namespaces") { p.error { (e) } }
                 (role_choice(&roles, &f.role))
                 @if let Some(e) = field_error("role") { p.error { (e) } }
-                (scope_choice(&f.scope, &f.namespaces))
+                (scope_choice(&f.scope, &f.namespaces, &workloads))
                 @if let Some(e) = field_error("podScope") { p.error { (e) } }
                 (policy_hint(preview.as_ref()))
                 label for="ttl" { "Duration" }
@@ -227,7 +237,7 @@ pub fn role_choice(roles: &[RoleView], chosen: &str) -> Markup {
 /// The pod-scope picker: every pod (the default), the pods of a workload (offered with exactly one
 /// namespace; `app.js` fills the workloads), or the pods matching a label selector (with a live preview of
 /// the matching pods). Without JavaScript every part shows and posts as typed; the server checks it.
-pub fn scope_choice(scope: &ScopeChoice, namespaces: &[String]) -> Markup {
+pub fn scope_choice(scope: &ScopeChoice, namespaces: &[String], workloads: &[WorkloadView]) -> Markup {
     let (all, workload, selector) = match scope {
         ScopeChoice::All => (true, None, None),
         ScopeChoice::Workload(w) => (false, Some(w.as_str()), None),
@@ -246,7 +256,15 @@ pub fn scope_choice(scope: &ScopeChoice, namespaces: &[String]) -> Markup {
                 label for="workload" { "Workload" }
                 select #workload name="workload" {
                     option value="" { "Choose a workload" }
-                    @if let Some(w) = workload.filter(|w| !w.is_empty()) { option value=(w) selected { (w.replacen('/', " ", 1)) } }
+                    @for w in workloads {
+                        @let value = format!("{}/{}", w.kind, w.name);
+                        option value=(value) selected[workload == Some(value.as_str())] title=[w.selector.as_ref().map(|s| format!("pods with {s}"))] {
+                            (w.kind) " " (w.name) " (" (w.replicas) @if w.replicas == 1 { " replica)" } @else { " replicas)" }
+                        }
+                    }
+                    @if let Some(w) = workload.filter(|w| !w.is_empty() && !workloads.iter().any(|x| format!("{}/{}", x.kind, x.name) == *w)) {
+                        option value=(w) selected { (w.replacen('/', " ", 1)) }
+                    }
                 }
                 p #workload-hint.small.muted {
                     @if one_namespace { "The workload's own pod selector decides which pods are reachable, as it rolls out." }

@@ -13,6 +13,7 @@ use super::requests::{
 use super::terminal::{access_ended, debug_form, ended_block, ended_summary, request_again_href, scope_note};
 use crate::auth::{AuthSource, Identity};
 use crate::service::RequestView;
+use crate::service::scope::WorkloadView;
 
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 const ENGINEER: &str = "engineer@example.com";
@@ -406,7 +407,7 @@ fn form_offers_each_role_with_its_description_tied_to_its_radio() {
 fn scope_picker_keeps_the_choice_and_says_when_a_workload_can_be_picked() {
     let one = vec!["payments".to_string()];
     let two = vec!["payments".to_string(), "checkout".to_string()];
-    let html = scope_choice(&ScopeChoice::All, &two).into_string();
+    let html = scope_choice(&ScopeChoice::All, &two, &[]).into_string();
     assert!(
         html.contains(r#"name="scope" value="all" checked"#),
         "all pods by default: {html}"
@@ -415,13 +416,39 @@ fn scope_picker_keeps_the_choice_and_says_when_a_workload_can_be_picked() {
         html.contains("Choose exactly one namespace"),
         "a workload needs one namespace: {html}"
     );
-    let html = scope_choice(&ScopeChoice::Workload("Deployment/payments-api".into()), &one).into_string();
+    let html = scope_choice(&ScopeChoice::Workload("Deployment/payments-api".into()), &one, &[]).into_string();
     assert!(html.contains(r#"value="workload" checked"#), "{html}");
     assert!(
         html.contains(r#"<option value="Deployment/payments-api" selected>Deployment payments-api</option>"#),
         "the workload chosen stays chosen (a form sent back with an error): {html}"
     );
-    let html = scope_choice(&ScopeChoice::Selector("app=\"x\"<".into()), &one).into_string();
+    // Listed by the server (one namespace chosen): every workload offered, the chosen one selected.
+    let listed = [
+        WorkloadView {
+            kind: "Deployment".into(),
+            name: "payments-api".into(),
+            replicas: 2,
+            ready_replicas: 2,
+            selector: Some("app=payments-api".into()),
+            selector_error: None,
+        },
+        WorkloadView {
+            kind: "StatefulSet".into(),
+            name: "db".into(),
+            replicas: 1,
+            ready_replicas: 1,
+            selector: Some("app=db".into()),
+            selector_error: None,
+        },
+    ];
+    let html = scope_choice(&ScopeChoice::Workload("StatefulSet/db".into()), &one, &listed).into_string();
+    assert!(
+        html.contains(r#"<option value="Deployment/payments-api" title="pods with app=payments-api">Deployment payments-api (2 replicas)</option>"#)
+            && html.contains(r#"<option value="StatefulSet/db" selected title="pods with app=db">StatefulSet db (1 replica)</option>"#),
+        "the workloads listed without JavaScript, the chosen one selected once: {html}"
+    );
+    assert_eq!(html.matches("StatefulSet/db").count(), 1, "{html}");
+    let html = scope_choice(&ScopeChoice::Selector("app=\"x\"<".into()), &one, &[]).into_string();
     assert!(html.contains(r#"value="selector" checked"#), "{html}");
     assert!(
         html.contains(r#"value="app=&quot;x&quot;&lt;""#),
