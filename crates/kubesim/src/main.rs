@@ -57,6 +57,10 @@ enum Command {
         /// in [1, 2), as kube-apiserver's `--min-request-timeout` (default 1800).
         #[arg(long, default_value_t = kubesim::defaults::MIN_REQUEST_TIMEOUT_SECONDS)]
         min_request_timeout_seconds: u64,
+        /// Run the workload controller: Deployments, StatefulSets and DaemonSets get pods and
+        /// `kubectl scale` adds and removes them (`--workload-pods=false`: no pods, all ready).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        workload_pods: bool,
     },
 }
 
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             auth_cache_ttl_seconds,
             watch_window_seconds,
             min_request_timeout_seconds,
+            workload_pods,
         } => {
             let mut b = kubesim::SimBuilder::new()
                 .name(&name)
@@ -90,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
                 .token_leeway_seconds(token_leeway_seconds)
                 .auth_cache_ttl(std::time::Duration::from_secs(auth_cache_ttl_seconds))
                 .watch_window(std::time::Duration::from_secs(watch_window_seconds))
-                .min_request_timeout(std::time::Duration::from_secs(min_request_timeout_seconds));
+                .min_request_timeout(std::time::Duration::from_secs(min_request_timeout_seconds))
+                .workload_pods(workload_pods);
             if let Some(max) = service_account_max_token_expiration_seconds {
                 b = b.max_token_expiration_seconds(max);
             }
