@@ -171,8 +171,8 @@ impl ClusterService {
 
 impl ClusterService {
     /// Refuses a workload scope naming a workload that does not exist (the controller would fail the
-    /// request once approved: better said at once). Read with the web's own identity; when the web may
-    /// not read workloads or the cluster does not answer, the controller's check stands alone.
+    /// request once approved: better said at once). Listed with the web's own identity (it may list
+    /// workloads for the picker, not get them); when the web may not list workloads or the cluster does not answer, the controller's check stands alone.
     pub async fn check_workload(
         &self,
         cluster: &str,
@@ -185,24 +185,44 @@ impl ClusterService {
             return Ok(());
         };
         let c = handle.client;
+        // A list (what the web may do on workloads, as for the picker), narrowed to the one name.
+        let lp = ListParams::default().fields(&format!("metadata.name={}", w.name));
         let found = match w.kind {
             WorkloadKind::Deployment => {
                 let api: Api<Deployment> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
                     .await
-                    .map(|r| r.map(|o| o.is_some()))
+                    .map(|r| {
+                        r.map(|l| {
+                            l.items
+                                .iter()
+                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
+                        })
+                    })
             }
             WorkloadKind::StatefulSet => {
                 let api: Api<StatefulSet> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
                     .await
-                    .map(|r| r.map(|o| o.is_some()))
+                    .map(|r| {
+                        r.map(|l| {
+                            l.items
+                                .iter()
+                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
+                        })
+                    })
             }
             WorkloadKind::DaemonSet => {
                 let api: Api<DaemonSet> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.get_metadata_opt(&w.name))
+                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
                     .await
-                    .map(|r| r.map(|o| o.is_some()))
+                    .map(|r| {
+                        r.map(|l| {
+                            l.items
+                                .iter()
+                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
+                        })
+                    })
             }
         };
         match found {

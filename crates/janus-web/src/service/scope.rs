@@ -631,7 +631,7 @@ mod tests {
         // Not a contractor: the policy does not govern them; the default allows everything.
         assert!(offered_anywhere(&all, "e@x.io", &[], "exec"));
         // A policy for one cluster refuses exec there only: exec stays offered (other clusters).
-        assert!(offered_anywhere(&[prod.clone()], "e@x.io", &[], "exec"));
+        assert!(offered_anywhere(std::slice::from_ref(&prod), "e@x.io", &[], "exec"));
         // ...unless an unconditional refusal follows it.
         assert!(!offered_anywhere(&[prod, contractors], "c@x.io", &groups, "exec"));
     }

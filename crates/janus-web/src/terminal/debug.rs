@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn scope_of_a_grant() {
         use janus_api::access_request::{AccessRequestSpec, AccessRequestStatus, Grant};
-        let spec = AccessRequestSpec::new("a@x.io".into(), "c".into(), vec!["ns".into()], "r".into(), 600);
+        let spec = AccessRequestSpec::new("a@x.io", "c", vec!["ns".to_string()], "r", 600);
         let mut ar = AccessRequest::new("r", spec);
         let labels = |v: &str| -> BTreeMap<String, String> { [("app".to_string(), v.to_string())].into() };
         assert!(in_scope(&ar, "ns", &labels("x")));
