@@ -46,7 +46,17 @@ fn the_policies_page_examples_are_valid_configurations() {
         assert_eq!(config.policies.len(), policies.as_array().unwrap().len());
         seen.extend(names(policies).into_iter().map(String::from));
     }
-    assert_eq!(seen, ["production", "team-owned", "production", "staging-oncall"]);
+    assert_eq!(
+        seen,
+        [
+            "production",
+            "team-owned",
+            "production",
+            "staging-oncall",
+            "logs-auto",
+            "contractors"
+        ]
+    );
 }
 
 #[test]
@@ -68,7 +78,10 @@ fn the_chart_readme_examples_are_valid_configurations() {
     // Together, in the README's order, they are one valid configuration too.
     let all = Value::Array(all);
     accepted(&all, "the chart README examples together");
-    assert_eq!(names(&all), ["team-owned", "production", "staging-oncall"]);
+    assert_eq!(
+        names(&all),
+        ["team-owned", "production", "staging-oncall", "logs-auto", "contractors"]
+    );
     // The chart README and the docs page show the same three examples.
     let docs: Vec<Value> = yaml_blocks(DOCS)
         .into_iter()
@@ -101,8 +114,78 @@ fn the_example_configuration_has_no_policy_and_a_valid_commented_one() {
         .map(|l| format!("{}\n", &l[2..]))
         .collect();
     let v: Value = yaml_serde::from_str(&commented).expect("the commented policy parses");
-    assert_eq!(names(&v["policies"]), ["production"]);
-    accepted(&v["policies"], "the commented policy of config/janus.example.yaml");
+    assert_eq!(names(&v["policies"]), ["production", "logs-auto"]);
+    let config = accepted(&v["policies"], "the commented policy of config/janus.example.yaml");
+    assert_eq!(config.policies[0].allowed_roles, ["exec", "logs"]);
+}
+
+/// The `roles:` of the example configuration are the defaults (the example lists every key with its
+/// default), and its commented `debugImages` line, uncommented, is accepted.
+#[test]
+fn the_example_roles_are_the_defaults_and_its_debug_images_are_valid() {
+    let config = Config::from_yaml(EXAMPLE, "config/janus.example.yaml").unwrap();
+    assert_eq!(config.roles, janus_api::roles::builtin_roles());
+    let commented = EXAMPLE
+        .lines()
+        .find(|l| l.trim_start().starts_with("# debugImages:"))
+        .expect("config/janus.example.yaml shows debugImages");
+    let line = commented.replacen("# debugImages:", "debugImages:", 1);
+    let with_images = EXAMPLE.replacen(commented, &line, 1);
+    let config = Config::from_yaml(&with_images, "the example with debugImages").unwrap();
+    let debug = config.roles.iter().find(|r| r.name == "debug").unwrap();
+    assert_eq!(debug.debug_images.len(), 3, "{:?}", debug.debug_images);
+}
+
+/// The roles example of docs/policies.md behaves as the page says.
+#[test]
+fn the_logs_only_example_behaves_as_documented() {
+    use janus_api::AccessRequestSpec;
+    use janus_api::rules::policy::{ApprovedVia, NamespaceInfo, RequestFacts, Verdict, evaluate, govern};
+    let block = yaml_blocks(DOCS)
+        .into_iter()
+        .find(|b| b.contains("name: logs-auto"))
+        .expect("docs/policies.md has the logs-only example");
+    let v: Value = yaml_serde::from_str(block).unwrap();
+    let config = accepted(&v["policies"], "the logs-only example");
+    let nss = [NamespaceInfo {
+        name: "shop".into(),
+        ..Default::default()
+    }];
+    let judge = |requester: &str, groups: &[&str], role: Option<&str>, ttl: i64| {
+        let mut spec = AccessRequestSpec::new(requester, "staging", vec!["shop".into()], "r", ttl);
+        spec.requester_groups = groups.iter().map(|g| g.to_string()).collect();
+        spec.role = role.map(str::to_owned);
+        let facts = RequestFacts::of(&spec, &nss, chrono::Utc::now());
+        let name = govern(&config, &facts).unwrap().name;
+        (name, evaluate(&config, &spec, &facts))
+    };
+    let (p, v) = judge("dev@example.com", &["developers"], Some("logs"), 3600);
+    assert_eq!(p, "logs-auto");
+    assert!(
+        matches!(
+            v,
+            Verdict::Approved {
+                via: ApprovedVia::Auto,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let (p, v) = judge("dev@example.com", &["developers"], Some("logs"), 7200);
+    assert_eq!(p, "logs-auto");
+    assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+    let (p, v) = judge("dev@example.com", &["developers"], None, 3600);
+    assert_eq!(p, "default");
+    assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+    let (p, v) = judge("c@contractors.example.com", &[], Some("logs"), 3600);
+    assert_eq!(p, "logs-auto");
+    assert!(matches!(v, Verdict::Pending(_)), "{v:?}");
+    let (p, v) = judge("c@contractors.example.com", &[], None, 3600);
+    assert_eq!(p, "contractors");
+    assert_eq!(
+        v,
+        Verdict::Invalid("policy contractors allows the roles logs; this request asks for exec".into())
+    );
 }
 
 /// The checks above would pass vacuously if the validation accepted anything.
