@@ -470,6 +470,169 @@ mod tests {
         ));
     }
 
+    /// Label keys and values as apimachinery's `IsQualifiedName` and `IsValidLabelValue` judge them
+    /// (k8s.io/apimachinery/pkg/util/validation/validation.go): an optional DNS-1123 subdomain prefix
+    /// (lowercase, at most 253) and `/`, then a name of at most 63 characters of alphanumerics, `-`, `_`
+    /// and `.`, starting and ending alphanumeric (either case); a value is empty or such a name.
+    #[test]
+    fn label_keys_and_values_follow_kubernetes() {
+        let long_prefix = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
+        assert_eq!(long_prefix.len(), 253);
+        for ok in [
+            "app",
+            "App_Name.v2",
+            "example.com/team",
+            "k8s-janus.opsmode.io/request",
+            "a/b",
+            "x/Y",
+            &format!("{long_prefix}/app"),
+            &"n".repeat(63),
+        ] {
+            assert!(is_label_key(ok), "{ok} refused");
+        }
+        for bad in [
+            "",
+            "/app",
+            "example.com/",
+            "Example.com/app",
+            "example_com/app",
+            "exa..mple.com/app",
+            "-example.com/app",
+            "a/b/c",
+            "-app",
+            "app-",
+            "app.",
+            "a b",
+            "app!",
+            &format!("{long_prefix}x/app"),
+            &format!("{}/app", "a".repeat(64)),
+            &"n".repeat(64),
+            &format!("example.com/{}", "n".repeat(64)),
+        ] {
+            assert!(!is_label_key(bad), "{bad:?} accepted");
+        }
+        for ok in ["", "x", "v1.2_3-rc", &"v".repeat(63)] {
+            assert!(is_label_value(ok), "{ok:?} refused");
+        }
+        for bad in ["-x", "x-", "a b", "a/b", "é", &"v".repeat(64)] {
+            assert!(!is_label_value(bad), "{bad:?} accepted");
+        }
+        // Through check_scope: a bad key in matchExpressions, a bad value in In/NotIn values.
+        let expr = |key: &str, op: &str, values: &[&str]| PodScope {
+            selector: Some(PodSelector {
+                match_labels: BTreeMap::new(),
+                match_expressions: vec![PodSelectorRequirement {
+                    key: key.into(),
+                    operator: op.into(),
+                    values: values.iter().map(|v| v.to_string()).collect(),
+                }],
+            }),
+            workload: None,
+        };
+        assert_eq!(check_scope(&expr("example.com/team", "NotIn", &["a", ""]), 2), Ok(()));
+        for (scope, want) in [
+            (expr("Example.com/team", "Exists", &[]), "not a valid label key"),
+            (expr("team", "In", &["a b"]), "not a valid label value"),
+            (expr("team", "NotIn", &[]), "needs at least one value"),
+            (expr("team", "DoesNotExist", &["a"]), "takes no values"),
+            (expr("team", "Gt", &["1"]), "unknown operator"),
+        ] {
+            let e = check_scope(&scope, 1).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    /// `selector_string` is read back by a labelSelector parser as the structured selector reads:
+    /// kubesim's parser and its reading of a `metav1.LabelSelector` object (crates/kubesim/src/selectors.rs,
+    /// modelled on apimachinery's labels/selector.go) agree with `selector_matches` on every label set
+    /// tried, for every operator, NotIn included (which holds for a missing label).
+    #[test]
+    fn the_selector_string_means_what_the_selector_means() {
+        let req = |key: &str, op: &str, values: &[&str]| PodSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let not_in = PodSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![req("tier", "NotIn", &["web", "canary", "web"])],
+        };
+        // Values sorted and deduplicated; NotIn spelled as Kubernetes' parser reads it.
+        assert_eq!(selector_string(&not_in), "tier notin (canary,web)");
+        let mixed = PodSelector {
+            match_labels: [("zone", "eu"), ("app", "checkout")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            match_expressions: vec![
+                req("example.com/team", "Exists", &[]),
+                req("tier", "NotIn", &["canary"]),
+                req("track", "In", &["stable", "beta"]),
+                req("legacy", "DoesNotExist", &[]),
+            ],
+        };
+        assert_eq!(
+            selector_string(&mixed),
+            "app=checkout,zone=eu,example.com/team,tier notin (canary),track in (beta,stable),!legacy"
+        );
+        let selectors = [
+            not_in,
+            mixed,
+            sel(&[("app", "checkout")]),
+            PodSelector {
+                match_labels: BTreeMap::new(),
+                match_expressions: vec![req("tier", "In", &["web"]), req("tier", "NotIn", &["canary"])],
+            },
+        ];
+        // Every combination of absent or one of a few values for each key the selectors use.
+        let keys = ["app", "zone", "example.com/team", "tier", "track", "legacy"];
+        let values = [
+            None,
+            Some("checkout"),
+            Some("eu"),
+            Some("web"),
+            Some("canary"),
+            Some("beta"),
+        ];
+        let mut label_sets: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
+        for k in keys {
+            label_sets = label_sets
+                .into_iter()
+                .flat_map(|l| {
+                    values.iter().map(move |v| {
+                        let mut l = l.clone();
+                        if let Some(v) = v {
+                            l.insert(k.to_string(), v.to_string());
+                        }
+                        l
+                    })
+                })
+                .collect();
+        }
+        assert_eq!(label_sets.len(), 6usize.pow(6));
+        for s in &selectors {
+            let text = selector_string(s);
+            let parsed = kubesim::selectors::LabelSelector::parse(&text).expect("the selector string parses");
+            let object = kubesim::selectors::LabelSelector::from_object(&serde_json::to_value(s).expect("json"))
+                .expect("the selector object reads");
+            let mut matched = 0;
+            for labels in &label_sets {
+                let pod = serde_json::json!({"metadata": {"labels": labels}});
+                let want = selector_matches(s, labels);
+                assert_eq!(parsed.matches(&pod), want, "{text} on {labels:?}");
+                assert_eq!(object.matches(&pod), want, "{text} (object) on {labels:?}");
+                matched += usize::from(want);
+            }
+            assert!(matched > 0 && matched < label_sets.len(), "{text} matched {matched}");
+        }
+    }
+
     #[test]
     fn scopes_are_checked_and_described() {
         let one = |scope: PodScope, n| check_scope(&scope, n);
