@@ -215,15 +215,24 @@ async fn render_form(
 /// The role cards of the request form: one radio per role, its display name and what it allows. The
 /// display name is the radio's name and the description its description (`aria-labelledby`,
 /// `aria-describedby`), so a screen reader says both, apart.
-pub fn role_choice(roles: &[RoleView], chosen: &str) -> Markup {
+pub fn role_choice(roles: &[(RoleView, bool)], chosen: &str) -> Markup {
+    // A role asked for ("Request again") that the policy no longer allows gives way to the first allowed.
+    let chosen = if roles.iter().any(|(r, ok)| *ok && r.name == chosen) {
+        chosen
+    } else {
+        roles
+            .iter()
+            .find(|(_, ok)| *ok)
+            .map_or(chosen, |(r, _)| r.name.as_str())
+    };
     html! {
         fieldset #role-choice.choice {
             legend { "Access" }
-            @for r in roles {
+            @for (r, allowed) in roles {
                 @let desc = format!("role-desc-{}", r.name);
                 @let title = format!("role-title-{}", r.name);
-                label.role-card data-role=(r.name) data-terminal=(r.terminal.as_deref().unwrap_or_default()) {
-                    input type="radio" name="role" value=(r.name) checked[r.name == chosen] aria-labelledby=(title) aria-describedby=(desc);
+                label.role-card.unavailable[!allowed] data-role=(r.name) data-terminal=(r.terminal.as_deref().unwrap_or_default()) title=[(!allowed).then_some("Not allowed by the policy for the chosen namespaces")] {
+                    input type="radio" name="role" value=(r.name) checked[r.name == chosen] disabled[!allowed] aria-labelledby=(title) aria-describedby=(desc);
                     span.role-text {
                         span.role-title id=(title) { (r.display_name) }
                         span.role-desc.small.muted id=(desc) { (r.description) }
@@ -504,17 +513,35 @@ pub fn pod_scope_of(scope: &ScopeChoice) -> Result<Option<PodScope>, WebError> {
     }
 }
 
-/// The roles the form offers `id` for what is chosen (the policy's `allowedRoles`); when the clusters
-/// cannot be asked, every configured role that could start something (the server decides on submit).
-async fn offered_roles(state: &AppState, id: &Identity, f: &FormState) -> Vec<RoleView> {
+/// The roles the form lists for `id`: every role some policy could let them have, each with whether the
+/// policy governing what is chosen allows it (listed but disabled otherwise, so choosing other
+/// namespaces can offer it again; `app.js` keeps this current). When a cluster cannot be asked, every
+/// role counts as allowed: the server decides on submit.
+async fn offered_roles(state: &AppState, id: &Identity, f: &FormState) -> Vec<(RoleView, bool)> {
     let scopes = ScopeService::from_ref(state);
-    match scopes.roles_for(id, Some(&f.cluster), &f.namespaces).await {
+    let listed = match scopes.roles_for(id, None, &[]).await {
         Ok(list) => list.roles,
         Err(e) => {
             tracing::debug!(error = %e, "roles for the request form");
             state.config.roles.iter().map(RoleView::of).collect()
         }
-    }
+    };
+    let allowed: Option<Vec<String>> = if f.namespaces.is_empty() {
+        None
+    } else {
+        scopes
+            .roles_for(id, Some(&f.cluster), &f.namespaces)
+            .await
+            .ok()
+            .map(|l| l.roles.into_iter().map(|r| r.name).collect())
+    };
+    listed
+        .into_iter()
+        .map(|r| {
+            let ok = allowed.as_ref().is_none_or(|a| a.contains(&r.name));
+            (r, ok)
+        })
+        .collect()
 }
 
 /// Row cells shared by the request tables.

@@ -368,8 +368,17 @@ const ROLES: &str = "roles:\n  - {name: exec, displayName: Shell, description: '
 #[test]
 fn form_offers_each_role_with_its_description_tied_to_its_radio() {
     let c = config_with(ROLES);
-    let roles: Vec<_> = c.roles.iter().map(crate::service::scope::RoleView::of).collect();
+    let roles: Vec<_> = c
+        .roles
+        .iter()
+        .map(|r| (crate::service::scope::RoleView::of(r), r.name != "debug"))
+        .collect();
     let html = role_choice(&roles, "logs").into_string();
+    assert!(
+        html.contains(r#"<label class="role-card unavailable" data-role="debug" data-terminal="debug" title="Not allowed by the policy for the chosen namespaces"><input type="radio" name="role" value="debug" disabled"#),
+        "a role the governing policy refuses stays listed, disabled, saying why: {html}"
+    );
+    assert_eq!(html.matches(" disabled ").count(), 1, "only that one: {html}");
     for (name, title) in [
         ("exec", "Shell"),
         ("logs", "Logs (read-only)"),
@@ -400,6 +409,11 @@ fn form_offers_each_role_with_its_description_tied_to_its_radio() {
     assert!(
         html.contains("<legend>Access</legend>"),
         "the group is labelled: {html}"
+    );
+    let refused = role_choice(&roles, "debug").into_string();
+    assert!(
+        refused.contains(r#"value="exec" checked"#) && !refused.contains(r#"value="debug" checked"#),
+        "a refused role asked for gives way to the first allowed one: {refused}"
     );
 }
 
