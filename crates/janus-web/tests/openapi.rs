@@ -171,7 +171,13 @@ async fn login(c: &Checker, stack: &Stack, user: &str, password: &str) -> Sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_real_answer_matches_the_generated_document() {
     // A small failed-login budget per address, so that the login's 429 is reachable.
-    let stack = Stack::start("web: {loginMaxFailuresPerAddress: 4}\n").await;
+    // The shipped roles, with an image for debug (issue 16: the debug endpoint answers too).
+    let stack = Stack::start(
+        "web: {loginMaxFailuresPerAddress: 4}\nroles:\n- {name: exec, clusterRole: janus-pod-exec, terminal: shell}\n\
+         - {name: logs, clusterRole: janus-pod-logs, terminal: logs}\n\
+         - {name: debug, clusterRole: janus-pod-debug, terminal: debug, debugImages: [\"busybox:1.36\"]}\n",
+    )
+    .await;
     let anon = stack.anon();
 
     // The document as the server serves it, YAML and JSON alike, to anyone.
@@ -303,6 +309,22 @@ async fn every_real_answer_matches_the_generated_document() {
     assert_eq!(c.get(&alice, "/api/v1/clusters").await.0, 200);
     assert_eq!(c.get(&alice, "/api/v1/clusters/central/namespaces").await.0, 200);
     assert_eq!(c.get(&alice, "/api/v1/clusters/nowhere/namespaces").await.0, 404);
+    // Roles and the pod-scope picker (issue 16).
+    assert_eq!(c.get(&alice, "/api/v1/roles").await.0, 200);
+    assert_eq!(
+        c.get(&alice, "/api/v1/roles?cluster=central&namespace=team-a").await.0,
+        200
+    );
+    let workloads = "/api/v1/clusters/central/workloads";
+    assert_eq!(c.get(&alice, &format!("{workloads}?namespace=team-a")).await.0, 200);
+    assert_eq!(
+        c.get(&alice, &format!("{workloads}?namespace=kube-system")).await.0,
+        422
+    );
+    assert_eq!(c.get(&anon, &format!("{workloads}?namespace=team-a")).await.0, 401);
+    let pods = "/api/v1/clusters/central/pods?namespace=team-a";
+    assert_eq!(c.get(&alice, &format!("{pods}&selector=app%3Dx")).await.0, 200);
+    assert_eq!(c.get(&alice, &format!("{pods}&selector=app%20in%20(")).await.0, 422);
 
     // Requests: 201, 422 (also for an unknown cluster), 200, 403 (scope), 404 (not one's own).
     let ask =
@@ -506,6 +528,28 @@ async fn every_real_answer_matches_the_generated_document() {
         assert_eq!(status, 422);
     }
     assert_eq!(status, 429);
+
+    // A debug container (issue 16): 422 for an image the role does not allow, 201 for one it does.
+    let (s, created) = c
+        .post(
+            &bob,
+            "/api/v1/requests",
+            json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 600, "reason": "debug", "role": "debug"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let debug_name = created["name"].as_str().expect("name").to_string();
+    let dr = format!("/api/v1/requests/{debug_name}");
+    assert_eq!(c.post(&admin, &format!("{dr}/approve"), json!({})).await.0, 200);
+    bob.wait_phase(&debug_name, "Active").await;
+    let debug = |image: &str| json!({"namespace": "team-a", "pod": "web", "targetContainer": "main", "image": image});
+    assert_eq!(c.post(&bob, &format!("{dr}/debug"), debug("alpine:3")).await.0, 422);
+    assert_eq!(
+        c.post(&alice, &format!("{dr}/debug"), debug("busybox:1.36")).await.0,
+        404
+    );
+    let (s, started) = c.post(&bob, &format!("{dr}/debug"), debug("busybox:1.36")).await;
+    assert_eq!(s, 201, "{started}");
 
     // Logging out.
     assert_eq!(c.post(&bob, "/api/v1/logout", json!({})).await.0, 200);
