@@ -449,3 +449,93 @@ async fn ephemeral_containers_rbac_honours_resource_names_and_attach_needs_its_o
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn kube_rs_attach_without_a_terminal_and_to_a_regular_container() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    let env = Env::new().await;
+    env.seed(PODS);
+    let client = env.sim.client().await.unwrap();
+    let (code, out) = raw(
+        &client,
+        "PATCH",
+        EC_PATH,
+        SMP,
+        Some(json!({"spec": {"ephemeralContainers": [{"name": "piped", "image": "busybox", "command": ["sh"], "stdin": true}]}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{out}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            ec_status(&pod_of(&env, "web"), "piped")["state"]["running"].is_object()
+        })
+        .await
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // A pipe, not a terminal: what goes to stdin is the shell's script.
+    let mut attached = pods
+        .attach(
+            "web",
+            &AttachParams::default().container("piped").stdin(true).stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut stdin = attached.stdin().unwrap();
+    let mut stdout = attached.stdout().unwrap();
+    let status = attached.take_status().unwrap();
+    stdin.write_all(b"echo via-$((40+2))\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("via-42") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "output ended early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The session ends with the process: `exit 0` ends the container, and the attach with it.
+    stdin.write_all(b"exit 0\n").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+    tokio::time::timeout(Duration::from_secs(10), attached.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            || ec_status(&pod_of(&env, "web"), "piped")["state"]["terminated"]["exitCode"] == 0
+        )
+        .await
+    );
+    // Attaching to an ended container is refused; a regular container streams its new output.
+    let err = pods
+        .attach("web", &AttachParams::default().container("piped").stdin(false))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(!err.is_empty(), "attach to a terminated container must fail");
+    let mut app = pods
+        .attach(
+            "web",
+            &AttachParams::default().container("app").stdin(false).stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut out = app.stdout().unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("GET /healthz") {
+        env.sim.cluster.logs.append("default", "web", "app", "GET /healthz 200");
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), out.read(&mut buf)).await {
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    app.abort();
+}
