@@ -1,5 +1,6 @@
-//! Creating and removing a request's credentials: ServiceAccount, RoleBinding and TokenRequest on the
-//! target cluster, and the token Secret in the Janus namespace of the central cluster.
+//! Creating and removing a request's credentials: ServiceAccount, RoleBinding (to the access role's
+//! ClusterRole, or to the namespaced Role of a pod-scoped grant, see [`crate::scope`]) and TokenRequest
+//! on the target cluster, and the token Secret in the Janus namespace of the central cluster.
 //!
 //! Every step is idempotent and adopts what a crashed earlier attempt created (by label). Cleanup finds
 //! objects by label across all namespaces, never by recomputing names.

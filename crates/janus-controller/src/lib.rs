@@ -1,6 +1,6 @@
 //! The k8s-janus controller: turns approved AccessRequests into per-namespace ServiceAccount +
-//! RoleBinding + TokenRequest credentials, and removes them exactly at expiry, on revocation,
-//! withdrawal, denial or deletion — whatever crashed in between.
+//! RoleBinding (+ a pod-scoped Role) + TokenRequest credentials, and removes them exactly at expiry,
+//! on revocation, withdrawal, denial or deletion — whatever crashed in between.
 
 /// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
 pub use janus_kube::clusters;
