@@ -668,6 +668,13 @@ export const scenarios = [
       await waitForLine(page, "#pane-0 .xterm-rows", "scoped-42", "the scoped shell's output");
       await shot(page, "terminal-scoped");
       await page.close();
+      // Done with it: revoked, so the engineer stays under the demo's five open requests.
+      await admin.goto("/admin");
+      const all = row(admin, s.req7, "#all");
+      await all.getByLabel("Reason for revocation").fill("scoped check done");
+      await all.getByRole("button", { name: "Revoke" }).click();
+      await admin.waitForURL(/done=revoke/);
+      await until("Revoked", async () => (await phaseOf(admin, s.req7, "#all")) === "Revoked", 10000);
     },
   ],
   [
@@ -737,6 +744,20 @@ export const scenarios = [
       await waitForLine(page, "#pane-0 .xterm-rows", "debug-42", "the debug container's output");
       check(/janus-debug-/.test(await text(form.locator("#debug-status"))), "the form names the container started");
       await shot(page, "terminal-debug");
+      await page.close();
+    },
+  ],
+  [
+    "a selector-scoped logs request: the terminal lists only the pods the selector matches",
+    async (s) => {
+      const eng = s.pages.eng;
+      s.req10 = await requestAccess(eng, { cluster: "remote", namespaces: ["payments"], duration: "2m", reason: "batch and cache logs", role: "Logs (read-only)", selector: "tier in (cache, batch)", phase: "Active" });
+      check((await text(dd(eng, "Access"))) === "Logs (read-only) · pods with tier in (batch,cache)", `the selector, normalised, on the request page: ${await text(dd(eng, "Access"))}`);
+      const page = (s.pages.term = await s.ctx.engineer.newPage());
+      await page.goto(`/terminal/${s.req10}`);
+      check((await text(page.locator("#scope-note"))).includes("Only pods with tier in (batch,cache) are in this request's scope"), "the scope above the pod list");
+      const names = async () => (await page.locator("#pod-list [data-pod]").evaluateAll((l) => l.map((e) => e.dataset.pod))).sort().join(",");
+      await until("only the matching pods listed", async () => (await names()) === "payments-redis,payments-worker", 15000);
       await page.close();
     },
   ],
