@@ -40,6 +40,25 @@ async fn every_route_checks_who_may_and_who_may_not() {
         (format!("{r}/sessions"), [401, 200, 404, 200]),
         ("/api/v1/clusters".into(), [401, 200, 200, 200]),
         ("/api/v1/clusters/central/namespaces".into(), [401, 200, 200, 200]),
+        // The request form's roles and pod-scope picker (issue 16): any signed-in person; a namespace
+        // that cannot be requested is refused to everyone.
+        ("/api/v1/roles".into(), [401, 200, 200, 200]),
+        (
+            "/api/v1/clusters/central/workloads?namespace=team-a".into(),
+            [401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/clusters/central/workloads?namespace=kube-system".into(),
+            [401, 422, 422, 422],
+        ),
+        (
+            "/api/v1/clusters/central/pods?namespace=team-a&selector=app%3Dweb".into(),
+            [401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/clusters/central/pods?namespace=k8s-janus&selector=a".into(),
+            [401, 422, 422, 422],
+        ),
         ("/api/v1/audit".into(), [401, 403, 403, 200]),
         ("/api/v1/audit/export?format=csv".into(), [401, 403, 403, 200]),
         ("/api/v1/users".into(), [401, 403, 403, 200]),
