@@ -27,7 +27,9 @@ policies:
 - {name: team-b-read-only, match: {namespaces: [team-b]}, approvers: {emails: [admin@example.com]}, allowedRoles: [logs]}
 "#;
 
-/// Pods with labels in team-a (beside the harness's `app` and `web`), and a Deployment selecting two.
+/// Pods with labels in team-a (beside the harness's `app` and `web`), and a Deployment whose own pods
+/// (kubesim's workload controller creates them) carry other labels, so it never adopts or scales away
+/// the hand-made ones.
 const SHOP: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -49,9 +51,9 @@ kind: Deployment
 metadata: {name: shop, namespace: team-a}
 spec:
   replicas: 2
-  selector: {matchLabels: {app: shop}}
+  selector: {matchLabels: {app: shop-web}}
   template:
-    metadata: {labels: {app: shop}}
+    metadata: {labels: {app: shop-web}}
     spec: {containers: [{name: main, image: debian}]}
 "#;
 
@@ -217,7 +219,7 @@ async fn the_scope_picker_reads_workloads_pods_and_roles_for_signed_in_users() {
         .find(|w| w["name"] == "shop")
         .unwrap_or_else(|| panic!("no shop in {w}"));
     assert_eq!(shop["kind"], "Deployment");
-    assert_eq!(shop["selector"], "app=shop");
+    assert_eq!(shop["selector"], "app=shop-web");
     assert_eq!(shop["replicas"], 2);
 
     let p = alice.json(pods).await;
