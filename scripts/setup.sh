@@ -431,7 +431,6 @@ REQUIRED_CHECKS=(
   "delete rolebindings.rbac.authorization.k8s.io -A"
   "get roles.rbac.authorization.k8s.io -A"
   "list roles.rbac.authorization.k8s.io -A"
-  "watch roles.rbac.authorization.k8s.io -A"
   "create roles.rbac.authorization.k8s.io -A"
   "update roles.rbac.authorization.k8s.io -A"
   "delete roles.rbac.authorization.k8s.io -A"

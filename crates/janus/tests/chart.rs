@@ -8,7 +8,7 @@
 //!   and environment of the chart's Deployments, the chart's ConfigMap and the tokens of the
 //!   ServiceAccounts the chart created; request → approve → exec → expire passes on both clusters.
 //! - `every_chart_rbac_rule_is_needed`: each verb of each rule of the controller, web and agent roles
-//!   and of `janus-pod-exec`, as the chart installed them, is removed in turn, and a probe of the role
+//!   and of the access ClusterRoles (`janus-pod-exec`, `-logs`, `-debug`), as the chart installed them, is removed in turn, and a probe of the role
 //!   must fail while all pass with the full roles (`Probe`, `ROLES` and `UNPROBED` below;
 //!   docs/security.md, "Every rule is needed"). Portable: the central cluster is janus-testkit's
 //!   `TestCluster` (kubesim, or a real cluster with `JANUS_TEST_CLUSTER=kubeconfig`, as
@@ -289,6 +289,25 @@ fn clusters_sets() -> Vec<&'static str> {
     ]
 }
 
+/// [`clusters_sets`], and the shipped roles with an image the debug role may start (a `--set` list
+/// replaces the whole default list, so every role is spelled out).
+fn probe_sets() -> Vec<&'static str> {
+    let mut sets = clusters_sets();
+    sets.extend([
+        "janus.roles[0].name=exec",
+        "janus.roles[0].clusterRole=janus-pod-exec",
+        "janus.roles[0].terminal=shell",
+        "janus.roles[1].name=logs",
+        "janus.roles[1].clusterRole=janus-pod-logs",
+        "janus.roles[1].terminal=logs",
+        "janus.roles[2].name=debug",
+        "janus.roles[2].clusterRole=janus-pod-debug",
+        "janus.roles[2].terminal=debug",
+        "janus.roles[2].debugImages[0]=busybox:1.36",
+    ]);
+    sets
+}
+
 /// Registers the remote, reads the chart's config back from the central cluster and checks it.
 async fn finish_install(
     dir: tempfile::TempDir,
@@ -365,7 +384,7 @@ async fn install_for_probes(version: &str) -> Installed {
     });
     prepared.expect("CRD, workloads and the chart's RBAC on the central cluster");
 
-    let rendered = janus_testkit::render_chart(&clusters_sets(), &[]).expect("helm template");
+    let rendered = janus_testkit::render_chart(&probe_sets(), &[]).expect("helm template");
     let mut apply = Vec::new();
     let mut deployments = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(&rendered) {
@@ -870,20 +889,37 @@ enum Probe {
     /// own token): the pod list, a shell (`echo` through the terminal WebSocket), the log stream and
     /// the events of the namespace.
     Terminal,
+    /// Pod-scoped grants on the central and the remote cluster, through the controller's reconcile
+    /// (controller token; agent token on the remote), with one reconcile context kept for the whole
+    /// probe so its pod watches run: a `logs` request limited to a label selector becomes Active with a
+    /// namespaced Role naming the matching pod (the role's ClusterRole read and narrowed), a pod that
+    /// starts matching is added to the Role and a deleted one removed (the pod watch); an `exec`
+    /// request limited to a Deployment resolves the workload's selector (apps get); both are revoked
+    /// and their Roles found by label and deleted.
+    Scoped,
+    /// An engineer with an Active `logs` request (role janus-pod-logs): the pod list, the log stream
+    /// and the events, through the web UI with the request's own token.
+    Logs,
+    /// An engineer with an Active `debug` request (role janus-pod-debug): the pod list, the events, the
+    /// log stream, a debug container started next to a container (`POST …/debug`, an allowed image) and
+    /// attached to through the terminal WebSocket (`echo`).
+    Debug,
 }
 
 /// The roles the chart installs and the probes that need their rules, in the order they are tried
 /// (docs/security.md, "Every rule is needed").
-const ROLES: [(&str, &str, &str, &[Probe]); 6] = [
+const ROLES: [(&str, &str, &str, &[Probe]); 8] = [
     // (cluster, kind, name, probes)
     // What requesters get (the remote cluster's copy is the same template). First, while the web
     // process of this probe has never lost its own rights.
     ("central", "ClusterRole", "janus-pod-exec", &[Probe::Terminal]),
+    ("central", "ClusterRole", "janus-pod-logs", &[Probe::Logs]),
+    ("central", "ClusterRole", "janus-pod-debug", &[Probe::Debug]),
     (
         "central",
         "ClusterRole",
         "k8s-janus-controller",
-        &[Probe::Controller, Probe::Watch],
+        &[Probe::Controller, Probe::Scoped, Probe::Watch],
     ),
     (
         "central",
@@ -897,14 +933,14 @@ const ROLES: [(&str, &str, &str, &[Probe]); 6] = [
         "remote",
         "ClusterRole",
         "k8s-janus-agent",
-        &[Probe::Controller, Probe::Web],
+        &[Probe::Controller, Probe::Scoped, Probe::Web],
     ),
 ];
 
 /// Verbs no probe here can need on the Kubernetes versions `on` accepts, and why they stay: (role,
 /// resource, verb, on, reason).
 type Unprobed = (&'static str, &'static str, &'static str, fn(&str) -> bool, &'static str);
-const UNPROBED: [Unprobed; 3] = [
+const UNPROBED: [Unprobed; 11] = [
     (
         "k8s-janus-controller",
         "events",
@@ -925,6 +961,62 @@ const UNPROBED: [Unprobed; 3] = [
         "create",
         before_1_35,
         "before 1.35 a WebSocket exec (kube-rs, the terminal) is authorized as get alone; from 1.35 it needs create too (AuthorizePodWebsocketUpgradeCreatePermission), which the 1.35 run proves; SPDY clients (kubectl's fallback) always need it",
+    ),
+    (
+        "janus-pod-debug",
+        "pods/attach",
+        "create",
+        before_1_35,
+        "as pods/exec: before 1.35 a WebSocket attach is authorized as get alone, from 1.35 as get and create (the 1.35 run proves it); SPDY clients always need create",
+    ),
+    (
+        "janus-pod-debug",
+        "pods/ephemeralcontainers",
+        "update",
+        any_version,
+        "the web adds a debug container with a patch; update is a PUT of the subresource, what kubectl debug before 1.23 (and client-go's UpdateEphemeralContainers) send with the request's token",
+    ),
+    (
+        "janus-pod-debug",
+        "pods/ephemeralcontainers",
+        "get",
+        any_version,
+        "the web reads the pod, not the subresource; clients that read pods/ephemeralcontainers before writing it (a GET of the subresource, then the PUT) need it",
+    ),
+    (
+        "k8s-janus-controller",
+        "clusterroles",
+        "bind",
+        any_version,
+        "bind by name is the declared limit of what the controller may bind (issue 16: the chart renders bind with the roles' ClusterRoles); with its bindings to those same ClusterRoles it also holds their permissions, which RBAC accepts for binding them too, so no probe can fail without it",
+    ),
+    (
+        "k8s-janus-agent",
+        "clusterroles",
+        "bind",
+        any_version,
+        "as for the controller: bind by name is the declared limit, implied by the agent's bindings to the same ClusterRoles",
+    ),
+    (
+        "janus-pod-logs",
+        "pods",
+        "get",
+        any_version,
+        "the logs role of issue 16 is pods get/list, pods/log, events; the web follows logs without reading the pod first (its pod list says the containers), while a client that resolves a pod's containers as kubectl logs does (GET the pod) needs it",
+    ),
+    (
+        "k8s-janus-controller",
+        "pods",
+        "list",
+        any_version,
+        "the controller also holds pods get/list through its binding to janus-pod-exec (the roles' permissions, for writing scoped Roles), which hides the removal; kept so that the pod watch does not depend on which roles are configured",
+    ),
+    (
+        "k8s-janus-agent",
+        "pods",
+        "list",
+        any_version,
+        "as for the controller: the agent's binding to janus-pod-exec grants pods list too; kept so that the pod watch and the scope preview do not depend on which roles are configured",
     ),
 ];
 
@@ -961,6 +1053,9 @@ struct Probes {
     n: std::sync::atomic::AtomicU32,
     /// For `Probe::Terminal`: a web process, an engineer's session and their Active request.
     terminal: Option<(Proc, Session, String)>,
+    /// For `Probe::Logs` and `Probe::Debug`: sessions of two more engineers and their Active `logs` and
+    /// `debug` requests (served by the web process of `terminal`).
+    by_role: Option<((Session, String), (Session, String))>,
 }
 
 impl Probes {
@@ -978,6 +1073,12 @@ impl Probes {
             Probe::LeaderElection => self.lease().await,
             Probe::Web => self.web().await,
             Probe::Terminal => self.terminal().await,
+            Probe::Scoped => {
+                self.scoped("central").await?;
+                self.scoped("remote").await
+            }
+            Probe::Logs => self.logs().await,
+            Probe::Debug => self.debug().await,
         }
     }
 
@@ -1060,7 +1161,17 @@ impl Probes {
         what: &str,
         done: impl Fn(Option<&AccessRequest>) -> bool,
     ) -> Result<(), String> {
-        let ctx = self.context();
+        self.settle_in(&self.context(), name, what, done).await
+    }
+
+    /// [`Probes::settle`] with a given reconcile context (its pod watches live as long as it does).
+    async fn settle_in(
+        &self,
+        ctx: &Arc<janus_controller::reconcile::Context>,
+        name: &str,
+        what: &str,
+        done: impl Fn(Option<&AccessRequest>) -> bool,
+    ) -> Result<(), String> {
         let ars = self.ars();
         let mut last_error = String::new();
         let mut current = ars.get_opt(name).await.expect("get");
@@ -1372,6 +1483,24 @@ impl Probes {
         if status != 200 || checked.len() != 3 || checked.iter().any(|(_, known)| *known != json!(true)) {
             return Err(format!("clusters page: {status} janus-pod-exec found: {checked:?}"));
         }
+        // The pod-scope picker, read with the web's identity on the central cluster and with the
+        // agent's on the remote one: the workloads of a namespace and the pods a selector matches.
+        for cluster in ["central", "remote"] {
+            let (status, body) = engineer
+                .get(&format!("/api/v1/clusters/{cluster}/workloads?namespace=team-a"))
+                .await;
+            if status != 200 {
+                return Err(format!("workloads of {cluster}/team-a: {status} {body}"));
+            }
+            let (status, body) = engineer
+                .get(&format!(
+                    "/api/v1/clusters/{cluster}/pods?namespace=team-a&selector=probe%21%3Dnone"
+                ))
+                .await;
+            if status != 200 || !body.to_string().contains("\"app\"") {
+                return Err(format!("scope preview on {cluster}/team-a: {status} {body}"));
+            }
+        }
         Ok(())
     }
 
@@ -1394,11 +1523,35 @@ impl Probes {
         let (status, body) = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
         assert_eq!(status, 200, "approve: {body}");
         self.settle_phase(&name, "Active").await.expect("active");
+        // An engineer each with a logs and a debug request (open requests per requester are limited).
+        let mut by_role = Vec::new();
+        for role in ["logs", "debug"] {
+            let (admin, engineer) = accounts(&self.inst, &url, &format!("{role}-user"))
+                .await
+                .expect("accounts");
+            let (status, created) = engineer
+                .post(
+                    "/api/v1/requests",
+                    json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 3600, "reason": "rbac probe", "role": role}),
+                )
+                .await;
+            assert_eq!(status, 201, "{role}: {created}");
+            let name = created["name"].as_str().expect("name").to_string();
+            self.settle_phase(&name, "Pending").await.expect("pending");
+            let (status, body) = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+            assert_eq!(status, 200, "approve {role}: {body}");
+            self.settle_phase(&name, "Active").await.expect("active");
+            by_role.push((engineer, name));
+        }
+        let debug = by_role.pop().expect("debug");
+        let logs = by_role.pop().expect("logs");
+        self.by_role = Some((logs, debug));
         self.terminal = Some((web, engineer, name));
     }
 
-    async fn terminal(&self) -> Result<(), String> {
-        let (_, s, name) = self.terminal.as_ref().expect("start_terminal first");
+    /// The pod list, the events and the log stream of `team-a/app` for a request (the terminal page's
+    /// reads, with the request's token).
+    async fn reads(s: &Session, name: &str) -> Result<(), String> {
         let (status, pods) = s.get(&format!("/api/v1/requests/{name}/pods?namespace=team-a")).await;
         if status != 200 || !pods.to_string().contains("\"app\"") {
             return Err(format!("pods: {status} {pods}"));
@@ -1407,7 +1560,6 @@ impl Probes {
         if status != 200 {
             return Err(format!("events: {status} {events}"));
         }
-        // The log stream follows: its status line is the answer.
         let logs = s
             .http
             .get(format!(
@@ -1417,10 +1569,231 @@ impl Probes {
             .header("cookie", &s.cookie)
             .send();
         match tokio::time::timeout(Duration::from_secs(10), logs).await {
-            Ok(Ok(r)) if r.status() == 200 => {}
-            Ok(Ok(r)) => return Err(format!("logs: {}", r.status())),
-            other => return Err(format!("logs: {other:?}")),
+            Ok(Ok(r)) if r.status() == 200 => Ok(()),
+            Ok(Ok(r)) => Err(format!("logs: {}", r.status())),
+            other => Err(format!("logs: {other:?}")),
         }
+    }
+
+    async fn logs(&self) -> Result<(), String> {
+        let ((s, name), _) = self.by_role.as_ref().expect("start_terminal first");
+        Self::reads(s, name).await
+    }
+
+    async fn debug(&self) -> Result<(), String> {
+        let (_, (s, name)) = self.by_role.as_ref().expect("start_terminal first");
+        Self::reads(s, name).await?;
+        let (status, started) = s
+            .post(
+                &format!("/api/v1/requests/{name}/debug"),
+                json!({"namespace": "team-a", "pod": "app", "targetContainer": "main", "image": "busybox:1.36"}),
+            )
+            .await;
+        if !(200..300).contains(&status) {
+            return Err(format!("debug container: {status} {started}"));
+        }
+        let container = started["container"].as_str().unwrap_or_default();
+        let url = format!(
+            "{}/ws/terminal/{name}?namespace=team-a&pod=app&container={container}&cols=80&rows=24&csrf={}",
+            s.base.replace("http://", "ws://"),
+            s.csrf
+        );
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert("cookie", s.cookie.parse().unwrap());
+        req.headers_mut().insert("origin", s.base.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| format!("{name}: attach refused: {e}"))?;
+        let marker = format!("probe{}", self.next());
+        ws.send(Message::Binary(
+            format!("echo {marker}-$((40+2))\r").into_bytes().into(),
+        ))
+        .await
+        .map_err(|e| format!("{name}: send: {e}"))?;
+        let want = format!("{marker}-42");
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.contains(&want) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&format!("[control {t}]")),
+                Ok(Some(Ok(_))) => {}
+                Err(_) => return Err(format!("{name}: no echo from the debug container; saw {seen:?}")),
+                other => return Err(format!("{name}: attach ended: {other:?}; saw {seen:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// `Probe::Scoped` on one cluster.
+    async fn scoped(&self, cluster: &str) -> Result<(), String> {
+        let target = self.target(cluster);
+        let admin = target.admin().await;
+        let n = self.next();
+        let (label, workload) = (format!("scoped-{n}"), format!("web-{n}"));
+        let pod = |name: &str, labels: Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "team-a", "labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "debian"}]},
+            }))
+            .expect("pod")
+        };
+        let pods: Api<Pod> = Api::namespaced(admin.clone(), "team-a");
+        let (a, b, w) = (format!("{label}-a"), format!("{label}-b"), format!("{workload}-0"));
+        for (name, labels) in [(&a, json!({"probe": label})), (&w, json!({"wl": workload}))] {
+            pods.create(&PostParams::default(), &pod(name, labels))
+                .await
+                .expect("pod");
+        }
+        let dep: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": workload, "namespace": "team-a"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"wl": workload}},
+                     "template": {"metadata": {"labels": {"wl": workload}},
+                                  "spec": {"containers": [{"name": "main", "image": "debian"}]}}},
+        }))
+        .expect("deployment");
+        Api::<Deployment>::namespaced(admin.clone(), "team-a")
+            .create(&PostParams::default(), &dep)
+            .await
+            .expect("deployment");
+        // One context for the whole probe: the pod watches it starts live as long as it does.
+        let ctx = self.context();
+        let result = self.scoped_with(&ctx, cluster, &label, &workload, [&a, &b, &w]).await;
+        drop(ctx);
+        for name in [&a, &b, &w] {
+            let _ = pods.delete(name, &Default::default()).await;
+        }
+        let _ = Api::<Deployment>::namespaced(admin, "team-a")
+            .delete(&workload, &Default::default())
+            .await;
+        result
+    }
+
+    async fn scoped_with(
+        &self,
+        ctx: &Arc<janus_controller::reconcile::Context>,
+        cluster: &str,
+        label: &str,
+        workload: &str,
+        [a, b, w]: [&String; 3],
+    ) -> Result<(), String> {
+        let target = self.target(cluster);
+        let phase = |p: &'static str| {
+            move |ar: Option<&AccessRequest>| {
+                ar.and_then(|a| a.status.as_ref())
+                    .is_some_and(|s| s.phase.to_string() == p)
+            }
+        };
+        let activate = |name: String| async move {
+            self.settle_in(ctx, &name, "Pending", phase("Pending")).await?;
+            self.decide(&name, json!({"approval": {"by": "admin@example.com", "at": now()}}))
+                .await;
+            self.settle_in(ctx, &name, "Active", phase("Active")).await?;
+            let grant = self.ars().get(&name).await.expect("get").status.expect("status").grants;
+            match grant
+                .first()
+                .and_then(|g| g.scoped_role.clone().zip(g.pod_selector.clone()))
+            {
+                Some(found) => Ok::<_, String>((name, found)),
+                None => Err(format!("{name}: Active without a scoped Role: {grant:?}")),
+            }
+        };
+        let roles: Api<Role> = Api::namespaced(target.admin().await, "team-a");
+        let named = |role: Option<Role>| -> Vec<String> {
+            let mut out: Vec<String> = role
+                .and_then(|r| r.rules)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|r| r.resource_names.unwrap_or_default())
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
+        // Until the Role names exactly `want` (the pod watch updates it; generous for a busy machine).
+        let until = |role: String, want: Vec<String>| {
+            let roles = roles.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let got = named(roles.get_opt(&role).await.expect("role"));
+                    if got == want {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("Role {role}: names {got:?}, wanted {want:?}"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+
+        // A logs grant limited to a selector: the Role follows the pods the selector matches.
+        let name = self
+            .create(
+                cluster,
+                json!({"role": "logs", "podScope": {"selector": {"matchLabels": {"probe": label}}}}),
+            )
+            .await;
+        let (logs, (role, selector)) = activate(name).await?;
+        if selector != format!("probe={label}") {
+            return Err(format!("{logs}: podSelector {selector:?}"));
+        }
+        until(role.clone(), vec![a.clone()]).await?;
+        let pods: Api<Pod> = Api::namespaced(target.admin().await, "team-a");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": b, "namespace": "team-a", "labels": {"probe": label}},
+            "spec": {"containers": [{"name": "main", "image": "debian"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod).await.expect("pod");
+        until(role.clone(), vec![a.clone(), b.clone()]).await?;
+        pods.delete(a, &Default::default()).await.expect("delete");
+        until(role.clone(), vec![b.clone()]).await?;
+
+        // An exec grant limited to a Deployment: its selector is read from the workload.
+        let name = self
+            .create(
+                cluster,
+                json!({"podScope": {"workload": {"kind": "Deployment", "name": workload}}}),
+            )
+            .await;
+        let (exec, (role_w, selector)) = activate(name).await?;
+        if selector != format!("wl={workload}") {
+            return Err(format!("{exec}: podSelector {selector:?}"));
+        }
+        until(role_w, vec![w.clone()]).await?;
+
+        // Revoked: every credential, the Roles included, found by label and deleted.
+        for name in [&logs, &exec] {
+            self.decide(
+                name,
+                json!({"revocation": {"by": "admin@example.com", "at": now(), "reason": "probe"}}),
+            )
+            .await;
+            self.settle_in(ctx, name, "revoked with its credentials removed", |ar| {
+                ar.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                    s.phase.to_string() == "Revoked"
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "CredentialsRemoved" && c.status == "True")
+                })
+            })
+            .await?;
+            let lp = ListParams::default().labels(&format!("{}={name}", janus_api::REQUEST_LABEL));
+            let left = roles.list(&lp).await.expect("roles").items.len();
+            if left != 0 || !credentials(&self.inst.central, target, name).await.is_empty() {
+                return Err(format!("{name}: credentials left after revocation ({left} Roles)"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn terminal(&self) -> Result<(), String> {
+        let (_, s, name) = self.terminal.as_ref().expect("start_terminal first");
+        // The log stream follows: its status line is the answer.
+        Self::reads(s, name).await?;
         let marker = format!("probe{}", self.next());
         shell_echo(s, name, &marker).await.map(|_| ())
     }
@@ -1646,6 +2019,7 @@ async fn every_rule_is_needed_on(requested: &str) {
         controller,
         n: Default::default(),
         terminal: None,
+        by_role: None,
     };
 
     // Every Role and ClusterRole of the release is covered.
@@ -1659,7 +2033,8 @@ async fn every_rule_is_needed_on(requested: &str) {
             installed.push((cluster, "Role", r.metadata.name.expect("name")));
         }
     }
-    installed.retain(|(c, _, n)| !(*c == "remote" && n == janus_api::POD_EXEC_CLUSTER_ROLE));
+    // The remote's access ClusterRoles are the same template as the central's, probed there.
+    installed.retain(|(c, _, n)| !(*c == "remote" && n.starts_with("janus-pod-")));
     installed.sort();
     let mut covered: Vec<(&str, &str, String)> = ROLES.iter().map(|(c, k, n, _)| (*c, *k, n.to_string())).collect();
     covered.sort();
@@ -1669,10 +2044,13 @@ async fn every_rule_is_needed_on(requested: &str) {
     probes.start_terminal().await;
     for p in [
         Probe::Controller,
+        Probe::Scoped,
         Probe::Watch,
         Probe::LeaderElection,
         Probe::Web,
         Probe::Terminal,
+        Probe::Logs,
+        Probe::Debug,
     ] {
         if let Err(e) = probes.run(p).await {
             panic!("{p:?} fails with the chart's own RBAC on {version}: {e}");
