@@ -29,7 +29,21 @@ pub enum ScopeError {
         /// What in its ClusterRole prevents it.
         why: String,
     },
+    /// The role's ClusterRole holds rights a grant must never carry (they would let the person escalate
+    /// beyond the role), so no grant binds it.
+    #[error("role {role:?} cannot be granted: its ClusterRole {why}")]
+    UnsafeClusterRole {
+        /// The role.
+        role: String,
+        /// The offending rule, in words.
+        why: String,
+    },
 }
+
+/// ClusterRoles no role may name: Kubernetes' own aggregated user-facing roles, which hold (or can be
+/// aggregated to hold) rights on secrets, RBAC or everything. The chart binds the controller and the agent
+/// to every role's ClusterRole cluster-wide, so naming one would hand them that power everywhere.
+const FORBIDDEN_CLUSTER_ROLES: [&str; 3] = ["cluster-admin", "admin", "edit"];
 
 /// Checks the `roles:` configuration: at least one role; names are unique DNS labels; every role names a
 /// ClusterRole; `debugImages` only on `terminal: debug` roles, each a reference without whitespace whose
@@ -47,6 +61,14 @@ pub fn validate_roles(roles: &[RoleConfig]) -> Result<(), String> {
         }
         if roles[..i].iter().any(|o| o.name == r.name) {
             return Err(format!("roles[{i}].name: {:?} is listed twice", r.name));
+        }
+        if FORBIDDEN_CLUSTER_ROLES.contains(&r.cluster_role.as_str()) || r.cluster_role.starts_with("system:") {
+            return Err(format!(
+                "roles[{i}].clusterRole: {:?} is refused: k8s-janus binds the controller (and every agent) to each \
+                 role's ClusterRole cluster-wide, so a role may not name cluster-admin, admin, edit or a system: \
+                 ClusterRole; give the role a ClusterRole of its own with only the pod rights it needs",
+                r.cluster_role
+            ));
         }
         if !is_dns_subdomain(&r.cluster_role) {
             return Err(format!(
@@ -237,6 +259,56 @@ pub fn image_allowed(role: &RoleConfig, image: &str) -> bool {
             None => image == allowed,
         })
 }
+
+/// Refuses a role's ClusterRole (its `rules`, as read from the target cluster) when a grant binding it, or
+/// a pod-scoped Role built from it, could reach beyond pods: a wildcard API group or resource (`*`, or
+/// `*/sub` which matches that subresource of every resource), any rule on `rbac.authorization.k8s.io`
+/// (writing Roles or bindings is the way to grant oneself more), `serviceaccounts/token` (minting tokens
+/// for other identities) and impersonation (the `impersonate` verb, or `*` on the identities it applies
+/// to). Checked for scoped and unscoped grants alike, on every reconcile. Non-resource URLs are ignored:
+/// a RoleBinding cannot grant them.
+pub fn check_cluster_role_rules(role: &str, rules: &[PolicyRule]) -> Result<(), ScopeError> {
+    let unsafe_role = |why: String| ScopeError::UnsafeClusterRole {
+        role: role.to_owned(),
+        why,
+    };
+    for rule in rules {
+        let groups = rule.api_groups.as_deref().unwrap_or_default();
+        let resources = rule.resources.as_deref().unwrap_or_default();
+        if groups.iter().any(|g| g == "*") {
+            return Err(unsafe_role("has a rule on every API group (apiGroups \"*\")".into()));
+        }
+        if let Some(r) = resources.iter().find(|r| *r == "*" || r.starts_with("*/")) {
+            return Err(unsafe_role(format!("has a wildcard resource rule ({r:?})")));
+        }
+        if groups.iter().any(|g| g == RBAC_GROUP) {
+            return Err(unsafe_role(format!(
+                "has a rule on {RBAC_GROUP} (Roles and bindings let a grant give itself more)"
+            )));
+        }
+        if resources.iter().any(|r| r == "serviceaccounts/token") {
+            return Err(unsafe_role(
+                "allows serviceaccounts/token (tokens for other ServiceAccounts)".into(),
+            ));
+        }
+        // Impersonation: the authorizer checks verb `impersonate` on users, groups, serviceaccounts (core)
+        // and uids, userextras/<key> (authentication.k8s.io); see staging/src/k8s.io/apiserver/pkg/endpoints/
+        // filters/impersonation.go. A `*` verb on those resources includes it.
+        let identity = |r: &String| {
+            matches!(r.as_str(), "users" | "groups" | "serviceaccounts" | "uids") || r.starts_with("userextras")
+        };
+        let verbs = &rule.verbs;
+        if verbs.iter().any(|v| v == "impersonate")
+            || (verbs.iter().any(|v| v == "*") && resources.iter().any(identity))
+        {
+            return Err(unsafe_role("allows impersonation (verb impersonate)".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The RBAC API group: rights on it are rights to grant rights.
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// The rules of the namespaced Role of a pod-scoped grant: the role's ClusterRole `rules`, with every
 /// permission on pods (`pods` and its subresources) narrowed to `resourceNames` = `pods` (intersected
@@ -671,6 +743,89 @@ mod tests {
             workload: workload.workload,
         };
         assert!(one(both, 1).is_err());
+    }
+
+    /// The shipped ClusterRoles' rules (charts/k8s-janus/files/rbac) pass; every escalation path the check
+    /// names is refused with its reason, whichever rule of the ClusterRole carries it.
+    #[test]
+    fn cluster_roles_that_could_escalate_are_refused() {
+        let shipped = [
+            rule(&[""], &["pods"], &["get", "list"]),
+            rule(&[""], &["pods/exec", "pods/attach"], &["create", "get"]),
+            rule(&[""], &["pods/ephemeralcontainers"], &["get", "patch", "update"]),
+            rule(&[""], &["pods/log"], &["get"]),
+            rule(&[""], &["events"], &["list"]),
+            rule(&["events.k8s.io"], &["events"], &["*"]),
+            PolicyRule {
+                non_resource_urls: Some(vec!["*".into()]),
+                verbs: vec!["get".into()],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(check_cluster_role_rules("exec", &shipped), Ok(()));
+        for (bad, want) in [
+            (rule(&["*"], &["pods"], &["get"]), "every API group"),
+            (rule(&[""], &["*"], &["get"]), "wildcard resource"),
+            (rule(&[""], &["*/exec"], &["create"]), "wildcard resource"),
+            (rule(&["apps"], &["*/scale"], &["update"]), "wildcard resource"),
+            (
+                rule(&["rbac.authorization.k8s.io"], &["roles"], &["get"]),
+                "rbac.authorization.k8s.io",
+            ),
+            (
+                rule(&["", "rbac.authorization.k8s.io"], &["rolebindings"], &["create"]),
+                "rbac.authorization.k8s.io",
+            ),
+            (
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                "serviceaccounts/token",
+            ),
+            (rule(&[""], &["serviceaccounts"], &["impersonate"]), "impersonation"),
+            (rule(&[""], &["users", "groups"], &["*"]), "impersonation"),
+            (
+                rule(&["authentication.k8s.io"], &["userextras/scopes"], &["*"]),
+                "impersonation",
+            ),
+        ] {
+            let mut rules = shipped.to_vec();
+            rules.insert(2, bad.clone());
+            let e = check_cluster_role_rules("ops", &rules).unwrap_err();
+            assert!(
+                matches!(&e, ScopeError::UnsafeClusterRole { role, .. } if role == "ops"),
+                "{e:?}"
+            );
+            let e = e.to_string();
+            assert!(e.starts_with("role \"ops\" cannot be granted: its ClusterRole "), "{e}");
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        // `pods/*` is no wildcard in RBAC (only `*` and `*/sub` are), and `*` verbs on pods stay allowed.
+        assert_eq!(
+            check_cluster_role_rules("x", &[rule(&[""], &["pods/*", "pods"], &["*"])]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn roles_may_not_name_kubernetes_powerful_cluster_roles() {
+        for name in [
+            "cluster-admin",
+            "admin",
+            "edit",
+            "system:aggregate-to-edit",
+            "system:node",
+        ] {
+            let mut roles = builtin_roles();
+            roles[1].cluster_role = name.into();
+            let e = validate_roles(&roles).unwrap_err();
+            assert!(e.starts_with("roles[1].clusterRole: "), "{e}");
+            assert!(e.contains(&format!("{name:?} is refused")), "{e}");
+            assert!(e.contains("binds the controller"), "{e}");
+        }
+        // Similar names are the operator's own ClusterRoles.
+        let mut roles = builtin_roles();
+        roles[1].cluster_role = "edit-pods".into();
+        roles[2].cluster_role = "team-admin".into();
+        assert_eq!(validate_roles(&roles), Ok(()));
     }
 
     #[test]
