@@ -23,12 +23,17 @@ def test_default_is_no_policy(renderer, values_yaml):
     assert config_of(renderer.docs({}))["policies"] == []
 
 
-def test_readme_has_the_three_worked_examples():
+EXAMPLE_POLICIES = ["team-owned", "production", "staging-oncall", "logs-auto", "contractors"]
+
+
+def test_readme_has_the_four_worked_examples():
+    """Three approval examples, and the roles example (issue 16: logs-only auto-approval, contractors)."""
+    assert len(readme_examples()) == 4
     names = [p["name"] for ex in readme_examples() for p in ex["janus"]["policies"]]
-    assert names == ["team-owned", "production", "staging-oncall"]
+    assert names == EXAMPLE_POLICIES
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_readme_examples_render_as_written(index, renderer):
     """Each example passes values.schema.json and reaches config.yaml unchanged, numbers as numbers."""
     values = readme_examples()[index]
@@ -39,7 +44,7 @@ def test_readme_examples_render_as_written(index, renderer):
 def test_all_examples_together_keep_their_order(renderer):
     policies = [p for ex in readme_examples() for p in ex["janus"]["policies"]]
     cfg = config_of(renderer.docs({"janus": {"policies": policies}}))
-    assert [p["name"] for p in cfg["policies"]] == ["team-owned", "production", "staging-oncall"]
+    assert [p["name"] for p in cfg["policies"]] == EXAMPLE_POLICIES
     # strings that look like other YAML types stay strings
     oncall = cfg["policies"][2]["autoApprove"]["windows"]
     assert oncall[0] == {"start": "18:00", "end": "08:00"}
