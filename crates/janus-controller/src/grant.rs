@@ -107,11 +107,23 @@ pub async fn read_namespaces(target: &ClusterHandle, namespaces: &[String]) -> R
 
 /// Reads the ClusterRole an access role binds on the target and returns its rules (a pod-scoped
 /// grant narrows them into a Role). `Err(Permanent)` names the role, the ClusterRole and the cluster
-/// when it does not exist there: the chart or the remote agent on that cluster lacks it.
+/// when it does not exist there (the chart or the remote agent on that cluster lacks it), or when its
+/// rules reach beyond pods ([`janus_api::rules::scope::check_cluster_role_rules`]).
 pub async fn role_rules(target: &ClusterHandle, role: &RoleConfig) -> Result<Vec<PolicyRule>> {
     let api: Api<ClusterRole> = Api::all(target.client.clone());
     match api.get_opt(&role.cluster_role).await {
-        Ok(Some(cr)) => Ok(cr.rules.unwrap_or_default()),
+        Ok(Some(cr)) => {
+            let rules = cr.rules.unwrap_or_default();
+            // A ClusterRole edited on the target to reach beyond pods (RBAC, tokens, impersonation,
+            // wildcards) is refused, whatever the configuration says.
+            janus_api::rules::scope::check_cluster_role_rules(&role.name, &rules).map_err(|e| {
+                Error::Permanent(format!(
+                    "ClusterRole {} on cluster {}: {e}",
+                    role.cluster_role, target.name
+                ))
+            })?;
+            Ok(rules)
+        }
         Ok(None) => Err(Error::Permanent(format!(
             "ClusterRole {} (role {}) does not exist on cluster {}: install or upgrade the k8s-janus chart/agent there",
             role.cluster_role, role.name, target.name

@@ -1080,6 +1080,20 @@ async fn grant_or_maintain(
         .await?
     };
     if let Some(until) = valid_until.filter(|t| *t > now) {
+        // The role's ClusterRole is checked on every reconcile (cached for ROLE_CHECK_TTL), for
+        // unscoped grants too: one edited on the target to reach beyond pods ends the grant.
+        let checked = match janus_api::rules::scope::role_of(&ctx.config.roles, &ar.spec) {
+            Ok(role) => ctx.role_rules(&target, role).await.map(|_| ()),
+            Err(e) => Err(Error::Permanent(e.to_string())),
+        };
+        match checked {
+            Ok(()) => {}
+            Err(Error::Permanent(msg)) => {
+                tracing::warn!(request = %ar.name_any(), %msg, "grant's role can no longer be granted; ending it");
+                return finish(ctx, ar, Phase::Failed, msg, now).await;
+            }
+            Err(e) => return Err(e),
+        }
         if ar.spec.pod_scope.is_some() {
             match maintain_scopes(ctx, ar, &target, &status.grants).await {
                 Ok(()) => {}

@@ -501,3 +501,28 @@ async fn role_or_scope_changed_after_approval_fails_the_request() {
         assert!(leftovers(&sim, &sim, name).await.is_empty(), "{name}");
     }
 }
+
+/// A role's ClusterRole edited on the target to reach beyond pods (here: reading every Secret through a
+/// wildcard) is refused: the grant fails, naming the ClusterRole and why, and nothing is left.
+#[tokio::test]
+async fn a_cluster_role_widened_beyond_pods_is_refused() {
+    let sim = central().await;
+    let crs: Api<ClusterRole> = Api::all(sim.admin().await);
+    let mut logs = crs.get("janus-pod-logs").await.unwrap();
+    logs.rules
+        .get_or_insert_with(Vec::new)
+        .push(serde_json::from_value(json!({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]})).unwrap());
+    crs.replace("janus-pod-logs", &PostParams::default(), &logs)
+        .await
+        .unwrap();
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &scoped_request("widened", &["team-a"], 600, Some("logs"), None)).await;
+    approve(&sim, "widened").await;
+    let failed = wait_phase(&sim, "widened", "Failed", 10).await;
+    assert!(
+        message(&failed).starts_with("ClusterRole janus-pod-logs on cluster central: "),
+        "{}",
+        message(&failed)
+    );
+    assert!(leftovers(&sim, &sim, "widened").await.is_empty());
+}
