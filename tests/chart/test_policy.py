@@ -195,7 +195,7 @@ def test_pod_logs_and_debug_roles_are_exactly_the_design(case_docs):
     })
     assert rules_of(one(docs, "ClusterRole", PODDEBUG)) == expand({
         ("", "pods"): "get list",
-        ("", "pods/ephemeralcontainers"): "get patch update",
+        ("", "pods/ephemeralcontainers"): "patch",
         ("", "pods/attach"): "create get",
         ("", "pods/log"): "get",
         ("", "events"): "list",
@@ -339,6 +339,30 @@ def test_roles_are_validated(renderer):
     assert "/janus/roles" in fails([])
     assert "/janus/roles" in fails([{"name": "d", "clusterRole": PODDEBUG, "terminal": "debug",
                                     "debugImages": ["*"]}])
+
+
+@pytest.mark.parametrize("cluster_role", ["cluster-admin", "admin", "edit", "system:aggregate-to-edit"])
+def test_roles_may_not_name_kubernetes_aggregated_roles(renderer, cluster_role):
+    """As validate_roles (issue 16 security review): the chart binds the controller and the agent to
+    every role's ClusterRole, so cluster-admin, admin, edit and system:* are refused, in both modes and
+    by the chart's own check with validate_roles's message (the schema's name pattern refuses `system:`
+    first), also with the schema skipped."""
+    roles = [{"name": "exec", "clusterRole": PODEXEC, "terminal": "shell"},
+             {"name": "ops", "clusterRole": cluster_role, "terminal": "shell"}]
+    want = (f'janus.roles[1].clusterRole: "{cluster_role}" is refused: k8s-janus binds the controller '
+            "(and every agent) to each role's ClusterRole cluster-wide")
+    for remote in (False, True):
+        values = {"janus": {"roles": roles}, "remote": {"enabled": remote}}
+        for extra in ([], ["--skip-schema-validation"]):
+            proc = renderer.run(values, None, *extra, check=False)
+            assert proc.returncode != 0, (remote, extra)
+            if not extra and cluster_role.startswith("system:"):
+                assert "/janus/roles/1/clusterRole" in proc.stderr, proc.stderr
+            else:
+                assert want in proc.stderr, proc.stderr
+    # a ClusterRole that merely contains those words is the operator's own
+    roles[1]["clusterRole"] = f"acme-{cluster_role.replace(':', '-')}"
+    renderer.docs({"janus": {"roles": roles}})
 
 
 # ---------------------------------------------------------------- remote agent

@@ -183,6 +183,15 @@ affinity:
 {{- fail (printf "janus.roles: %q has debugImages but terminal %q; only a role with terminal: debug starts debug containers" .name .terminal) -}}
 {{- end -}}
 {{- end -}}
+{{- /* As janus_api::rules::scope::validate_roles (same message): the chart binds the controller and
+     every agent to each role's ClusterRole, so one of Kubernetes' aggregated user-facing roles would
+     hand them secrets, RBAC or everything cluster-wide. The schema's name pattern already refuses
+     system:*; this also holds with --skip-schema-validation. */ -}}
+{{- range $i, $r := $v.janus.roles -}}
+{{- if or (has $r.clusterRole (list "cluster-admin" "admin" "edit")) (hasPrefix "system:" (toString $r.clusterRole)) -}}
+{{- fail (printf "janus.roles[%d].clusterRole: %q is refused: k8s-janus binds the controller (and every agent) to each role's ClusterRole cluster-wide, so a role may not name cluster-admin, admin, edit or a system: ClusterRole; give the role a ClusterRole of its own with only the pod rights it needs" $i $r.clusterRole) -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.remote.enabled -}}
 {{- if $v.kubeconfigSync.enabled -}}
 {{- fail "kubeconfigSync.enabled runs on the central cluster; it cannot be combined with remote.enabled=true" -}}

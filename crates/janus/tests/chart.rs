@@ -940,7 +940,7 @@ const ROLES: [(&str, &str, &str, &[Probe]); 8] = [
 /// Verbs no probe here can need on the Kubernetes versions `on` accepts, and why they stay: (role,
 /// resource, verb, on, reason).
 type Unprobed = (&'static str, &'static str, &'static str, fn(&str) -> bool, &'static str);
-const UNPROBED: [Unprobed; 11] = [
+const UNPROBED: [Unprobed; 9] = [
     (
         "k8s-janus-controller",
         "events",
@@ -968,20 +968,6 @@ const UNPROBED: [Unprobed; 11] = [
         "create",
         before_1_35,
         "as pods/exec: before 1.35 a WebSocket attach is authorized as get alone, from 1.35 as get and create (the 1.35 run proves it); SPDY clients always need create",
-    ),
-    (
-        "janus-pod-debug",
-        "pods/ephemeralcontainers",
-        "update",
-        any_version,
-        "the web adds a debug container with a patch; update is a PUT of the subresource, what kubectl debug before 1.23 (and client-go's UpdateEphemeralContainers) send with the request's token",
-    ),
-    (
-        "janus-pod-debug",
-        "pods/ephemeralcontainers",
-        "get",
-        any_version,
-        "the web reads the pod, not the subresource; clients that read pods/ephemeralcontainers before writing it (a GET of the subresource, then the PUT) need it",
     ),
     (
         "k8s-janus-controller",
