@@ -50,8 +50,8 @@ pub struct RoleConfig {
     pub cluster_role: String,
     /// What the terminal page offers.
     pub terminal: TerminalMode,
-    /// Images a debug container may run (exact references, or a prefix ending in `*`); required and
-    /// only allowed with `terminal: debug`.
+    /// Images a debug container may run (exact references, or a prefix ending in `/*` or `:*`); required
+    /// and only allowed with `terminal: debug`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub debug_images: Vec<String>,
 }

@@ -46,8 +46,10 @@ pub enum ScopeError {
 const FORBIDDEN_CLUSTER_ROLES: [&str; 3] = ["cluster-admin", "admin", "edit"];
 
 /// Checks the `roles:` configuration: at least one role; names are unique DNS labels; every role names a
-/// ClusterRole; `debugImages` only on `terminal: debug` roles, each a reference without whitespace whose
-/// only `*` is a final wildcard. The message names the key, never a secret (there are none here).
+/// ClusterRole other than cluster-admin, admin, edit or a `system:` one (the chart binds the controller
+/// and agents to each role's ClusterRole); `debugImages` only on `terminal: debug` roles, each a reference
+/// without whitespace whose only `*` is a final wildcard right after `/` or `:`. The message names the
+/// key, never a secret (there are none here).
 pub fn validate_roles(roles: &[RoleConfig]) -> Result<(), String> {
     if roles.is_empty() {
         return Err("roles: at least one role is needed (the chart ships exec, logs and debug)".into());
@@ -92,6 +94,13 @@ pub fn validate_roles(roles: &[RoleConfig]) -> Result<(), String> {
                     "roles[{i}].debugImages[{j}]: {image:?} must be an image reference, or a prefix ending in '*' (not '*' alone)"
                 ));
             }
+            if star.is_some() && prefix_entry(image).is_none() {
+                return Err(format!(
+                    "roles[{i}].debugImages[{j}]: {image:?}: a prefix must end in '/*' (a repository path, \
+                     registry.example.com/debug/*) or ':*' (any tag, busybox:*); a bare '*' after a name would \
+                     also match other registries (busybox* matches busybox.evil.io/x)"
+                ));
+            }
         }
     }
     Ok(())
@@ -123,11 +132,22 @@ pub fn check_request<'a>(roles: &'a [RoleConfig], spec: &AccessRequestSpec) -> R
     Ok(role)
 }
 
-/// Checks a pod scope on its own (`namespaces`: how many the request names).
+/// At most this many `matchLabels` in a request's selector (the CRD's `maxProperties`).
+pub const MAX_MATCH_LABELS: usize = 20;
+/// At most this many `matchExpressions` in a request's selector (the CRD's `maxItems`).
+pub const MAX_MATCH_EXPRESSIONS: usize = 20;
+/// At most this many values in one requirement (the CRD's `maxItems`).
+pub const MAX_REQUIREMENT_VALUES: usize = 50;
+
+/// Checks a pod scope on its own (`namespaces`: how many the request names). A selector is also held to
+/// the CRD's size limits, so a caller gets this field error rather than the API server's 422.
 pub fn check_scope(scope: &PodScope, namespaces: usize) -> Result<(), ScopeError> {
     let bad = |m: String| Err(ScopeError::InvalidScope(m));
     match (&scope.selector, &scope.workload) {
-        (Some(s), None) => check_selector(s),
+        (Some(s), None) => {
+            check_selector_size(s)?;
+            check_selector(s)
+        }
         (None, Some(w)) => {
             if namespaces != 1 {
                 return bad(format!(
@@ -142,6 +162,37 @@ pub fn check_scope(scope: &PodScope, namespaces: usize) -> Result<(), ScopeError
         }
         _ => bad("exactly one of selector and workload".into()),
     }
+}
+
+/// The CRD's bounds on a request's selector. Not applied to a workload's own `spec.selector`
+/// ([`from_workload_selector`]): that one is never stored in the AccessRequest's spec.
+fn check_selector_size(s: &PodSelector) -> Result<(), ScopeError> {
+    let bad = |m: String| Err(ScopeError::InvalidScope(m));
+    if s.match_labels.len() > MAX_MATCH_LABELS {
+        return bad(format!(
+            "{} matchLabels; at most {MAX_MATCH_LABELS}",
+            s.match_labels.len()
+        ));
+    }
+    if s.match_expressions.len() > MAX_MATCH_EXPRESSIONS {
+        return bad(format!(
+            "{} matchExpressions; at most {MAX_MATCH_EXPRESSIONS}",
+            s.match_expressions.len()
+        ));
+    }
+    if let Some(r) = s
+        .match_expressions
+        .iter()
+        .find(|r| r.values.len() > MAX_REQUIREMENT_VALUES)
+    {
+        return bad(format!(
+            "{} {} has {} values; at most {MAX_REQUIREMENT_VALUES}",
+            r.key,
+            r.operator,
+            r.values.len()
+        ));
+    }
+    Ok(())
 }
 
 fn check_selector(s: &PodSelector) -> Result<(), ScopeError> {
@@ -250,14 +301,39 @@ pub fn describe(scope: &PodScope) -> String {
 }
 
 /// Whether a debug container may run `image` under `role`: an exact entry of `debugImages`, or a prefix
-/// entry ending in `*`. A role that is not `terminal: debug` allows none.
+/// entry ending in `/*` (anything under that repository path) or `:*` (any tag or digest of that
+/// repository: the rest may not contain `/`, else `busybox:*` would match `busybox:5000/x`, an image of
+/// the registry host `busybox`). Any other entry with a `*` allows nothing, even if validation was
+/// skipped. A role that is not `terminal: debug` allows none.
 pub fn image_allowed(role: &RoleConfig, image: &str) -> bool {
     role.terminal == TerminalMode::Debug
         && !image.is_empty()
-        && role.debug_images.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => image.starts_with(prefix),
-            None => image == allowed,
+        && role.debug_images.iter().any(|allowed| {
+            if !allowed.contains('*') {
+                return image == allowed;
+            }
+            let Some((prefix, any_tag)) = prefix_entry(allowed) else {
+                return false;
+            };
+            image
+                .strip_prefix(prefix)
+                // After `:*` only a tag or digest may follow, never a path.
+                .is_some_and(|rest| !rest.is_empty() && (!any_tag || !rest.contains('/')))
         })
+}
+
+/// A `debugImages` prefix entry: the part before its final `*` (which must follow `/` or `:`, and be the
+/// only `*`), and whether it is a `:*` (any-tag) entry.
+fn prefix_entry(entry: &str) -> Option<(&str, bool)> {
+    let prefix = entry.strip_suffix('*')?;
+    if prefix.contains('*') {
+        return None;
+    }
+    match prefix.chars().last()? {
+        '/' => Some((prefix, false)),
+        ':' => Some((prefix, true)),
+        _ => None,
+    }
 }
 
 /// Refuses a role's ClusterRole (its `rules`, as read from the target cluster) when a grant binding it, or
@@ -803,6 +879,98 @@ mod tests {
             check_cluster_role_rules("x", &[rule(&[""], &["pods/*", "pods"], &["*"])]),
             Ok(())
         );
+    }
+
+    /// A request's selector is held to the CRD's bounds (20 labels, 20 expressions, 50 values each), with
+    /// a field error naming the count; the limits are the generated CRD's own. A workload's selector is not
+    /// (it is never stored in the spec).
+    #[test]
+    fn selectors_are_bounded_as_the_crd_bounds_them() {
+        let crd = serde_json::to_value(crate::crd()).expect("crd json");
+        let selector = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["podScope"]
+            ["properties"]["selector"]["properties"];
+        assert_eq!(selector["matchLabels"]["maxProperties"], MAX_MATCH_LABELS);
+        assert_eq!(selector["matchExpressions"]["maxItems"], MAX_MATCH_EXPRESSIONS);
+        assert_eq!(
+            selector["matchExpressions"]["items"]["properties"]["values"]["maxItems"],
+            MAX_REQUIREMENT_VALUES
+        );
+        let labels = |n: usize| (0..n).map(|i| (format!("l{i}"), "v".to_string())).collect();
+        let expressions = |n: usize, values: usize| -> Vec<PodSelectorRequirement> {
+            (0..n)
+                .map(|i| PodSelectorRequirement {
+                    key: format!("e{i}"),
+                    operator: "In".into(),
+                    values: (0..values).map(|v| format!("v{v}")).collect(),
+                })
+                .collect()
+        };
+        let scope = |match_labels, match_expressions| PodScope {
+            selector: Some(PodSelector {
+                match_labels,
+                match_expressions,
+            }),
+            workload: None,
+        };
+        assert_eq!(check_scope(&scope(labels(20), expressions(20, 50)), 1), Ok(()));
+        for (s, want) in [
+            (scope(labels(21), vec![]), "21 matchLabels; at most 20"),
+            (scope(labels(1), expressions(21, 1)), "21 matchExpressions; at most 20"),
+            (
+                scope(BTreeMap::new(), expressions(2, 51)),
+                "e0 In has 51 values; at most 50",
+            ),
+        ] {
+            assert_eq!(check_scope(&s, 1), Err(ScopeError::InvalidScope(want.into())));
+        }
+        let wide = K8sLabelSelector {
+            match_labels: Some(labels(25)),
+            match_expressions: None,
+        };
+        assert!(from_workload_selector(WorkloadKind::Deployment, "big", &wide).is_ok());
+    }
+
+    /// A prefix entry must end in `/*` or `:*`: `busybox*` would match another registry's image
+    /// (`busybox.evil.io/x`), and `busybox:*` must not match a registry host `busybox:5000`.
+    #[test]
+    fn debug_image_prefixes_end_at_a_path_or_tag_boundary() {
+        let mut roles = builtin_roles();
+        for bad in [
+            "busybox*",
+            "nicolaka/netshoot*",
+            "registry.example.com/debug*",
+            "busybox:1.*",
+        ] {
+            roles[2].debug_images = vec!["busybox:1.36".into(), bad.into()];
+            let e = validate_roles(&roles).unwrap_err();
+            assert!(e.starts_with("roles[2].debugImages[1]: "), "{e}");
+            assert!(e.contains("must end in '/*'"), "{e}");
+        }
+        roles[2].debug_images = vec!["registry.example.com/debug/*".into(), "nicolaka/netshoot:*".into()];
+        assert_eq!(validate_roles(&roles), Ok(()));
+        let debug = &roles[2];
+        for ok in [
+            "registry.example.com/debug/tools:1",
+            "registry.example.com/debug/team/tools@sha256:abc",
+            "nicolaka/netshoot:v0.13",
+            "nicolaka/netshoot:v0.13@sha256:abc",
+        ] {
+            assert!(image_allowed(debug, ok), "{ok} refused");
+        }
+        for bad in [
+            "registry.example.com/debug/",
+            "registry.example.com/debugger/x",
+            "nicolaka/netshoot:",
+            "nicolaka/netshootx:1",
+            "nicolaka/netshoot:5000/evil",
+        ] {
+            assert!(!image_allowed(debug, bad), "{bad} allowed");
+        }
+        // Even unvalidated (a role built in code), a bare name prefix allows nothing.
+        let mut loose = debug.clone();
+        loose.debug_images = vec!["busybox*".into()];
+        assert!(!image_allowed(&loose, "busybox.evil.io/x"));
+        assert!(!image_allowed(&loose, "busybox:1.36"));
     }
 
     #[test]
