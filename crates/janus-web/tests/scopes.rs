@@ -221,6 +221,7 @@ async fn the_scope_picker_reads_workloads_pods_and_roles_for_signed_in_users() {
     assert_eq!(shop["kind"], "Deployment");
     assert_eq!(shop["selector"], "app=shop-web");
     assert_eq!(shop["replicas"], 2);
+    assert_eq!(w["truncated"], false, "{w}");
 
     let p = alice.json(pods).await;
     let matched = names(&p, "pods");
@@ -495,5 +496,148 @@ async fn a_debug_request_starts_an_allowed_image_attaches_and_refuses_others() {
     assert_eq!(r.status(), 200);
     alice.wait_phase(&name, "Revoked").await;
     assert_eq!(alice.post(&path, body("busybox:1.36")).await.status(), 409);
+    stack.stop().await;
+}
+
+/// The tag the web puts in the names of a request's debug containers: the first 6 hex digits of the
+/// SHA-256 of the request's name (computed here independently of the web's code).
+fn tag(request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(request.as_bytes())
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_debug_container_is_attached_only_by_its_own_request_and_only_from_an_allowed_image() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let first = active(&admin, &alice, ask(&["team-a"], json!({"role": "debug"}))).await;
+    let second = active(&admin, &alice, ask(&["team-a"], json!({"role": "debug"}))).await;
+    let body = |image: &str| json!({"namespace": "team-a", "pod": "shop-1", "targetContainer": "main", "image": image});
+    let r = alice
+        .post(&format!("/api/v1/requests/{first}/debug"), body("busybox:1.36"))
+        .await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    let container = v["container"].as_str().unwrap().to_string();
+    assert!(container.starts_with(&format!("janus-debug-{}-", tag(&first))), "{v}");
+
+    // The second request, on the same pod, neither lists nor attaches to the first one's container.
+    let listed = |v: &Value| -> Vec<String> {
+        v["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "shop-1")
+            .map(|p| serde_json::from_value(p["debugContainers"].clone()).unwrap())
+            .unwrap_or_default()
+    };
+    let mine = alice
+        .json(&format!("/api/v1/requests/{first}/pods?namespace=team-a"))
+        .await;
+    assert_eq!(listed(&mine), std::slice::from_ref(&container), "{mine}");
+    let theirs = alice
+        .json(&format!("/api/v1/requests/{second}/pods?namespace=team-a"))
+        .await;
+    assert!(listed(&theirs).is_empty(), "{theirs}");
+    let attach = |c: &str| format!("namespace=team-a&pod=shop-1&container={c}");
+    assert_eq!(refused(&stack, &alice, &second, &attach(&container)).await, 422);
+    // The first request still attaches to its own.
+    let mut ws = connect(&stack, &alice, &first, &attach(&container)).await;
+    ws.send(Message::Binary(b"echo mine-$((6*7))\r".to_vec().into()))
+        .await
+        .unwrap();
+    expect_output(&mut ws, "mine-42").await;
+    drop(ws);
+
+    // Containers named like the second request's, added by a cluster admin behind the web's back: one
+    // from an image off the allow-list is refused; four more make five, and the web starts no sixth.
+    let pods: Api<Pod> = Api::namespaced(stack.admin_client().await, "team-a");
+    let prefix = format!("janus-debug-{}-", tag(&second));
+    let planted: Vec<Value> = ["alpine:3.20", "busybox:1.36", "busybox:1.36", "busybox:1.36", "busybox:1.36"]
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("{prefix}x{i}"), "image": image, "targetContainerName": "main", "stdin": true, "tty": true}))
+        .collect();
+    pods.patch_ephemeral_containers(
+        "shop-1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(json!({"spec": {"ephemeralContainers": planted}})),
+    )
+    .await
+    .expect("admin adds ephemeral containers");
+    let theirs = alice
+        .json(&format!("/api/v1/requests/{second}/pods?namespace=team-a"))
+        .await;
+    assert!(!listed(&theirs).contains(&format!("{prefix}x0")), "{theirs}");
+    assert_eq!(
+        refused(&stack, &alice, &second, &attach(&format!("{prefix}x0"))).await,
+        422
+    );
+    let r = alice
+        .post(&format!("/api/v1/requests/{second}/debug"), body("busybox:1.36"))
+        .await;
+    assert_eq!(r.status(), 409, "{:?}", r.text().await);
+    // An image reference longer than 512 characters: 422 on the image, whatever it starts with.
+    let long = format!("registry.example.com/debug/{}", "a".repeat(600));
+    let r = alice
+        .post(&format!("/api/v1/requests/{first}/debug"), body(&long))
+        .await;
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["field"], "image", "{v}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scope_picker_lists_one_bounded_page_and_says_when_there_is_more() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    // 501 Deployments (no replicas: no pods) in team-b and 201 pods with one label in team-b.
+    let mut seed = String::new();
+    for i in 0..501 {
+        seed.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d{i:03}, namespace: team-b}}\nspec: {{replicas: 0, selector: {{matchLabels: {{d: d{i:03}}}}}, template: {{metadata: {{labels: {{d: d{i:03}}}}}, spec: {{containers: [{{name: main, image: debian}}]}}}}}}\n"
+        ));
+    }
+    for i in 0..201 {
+        seed.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: bulk-{i:03}, namespace: team-b, labels: {{bulk: \"yes\"}}}}\nspec: {{containers: [{{name: main, image: debian}}]}}\n"
+        ));
+    }
+    stack.sim.load_seed(&seed).expect("bulk objects");
+
+    let w = alice.json("/api/v1/clusters/central/workloads?namespace=team-b").await;
+    let listed = w["workloads"].as_array().unwrap();
+    assert_eq!(listed.len(), 500, "{}", listed.len());
+    assert_eq!(w["truncated"], true);
+    assert_eq!(listed[0]["name"], "d000");
+    let p = alice
+        .json("/api/v1/clusters/central/pods?namespace=team-b&selector=bulk%3Dyes")
+        .await;
+    let matched = names(&p, "pods");
+    assert_eq!(matched.len(), 200);
+    assert_eq!(matched[0], "bulk-000");
+    assert_eq!(p["truncated"], true);
+    // Exactly the limit: all of them, nothing more to say.
+    let pods: Api<Pod> = Api::namespaced(stack.admin_client().await, "team-b");
+    pods.patch(
+        "bulk-200",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"bulk": "no"}}})),
+    )
+    .await
+    .expect("relabel");
+    let p = alice
+        .json("/api/v1/clusters/central/pods?namespace=team-b&selector=bulk%3Dyes")
+        .await;
+    assert_eq!(names(&p, "pods").len(), 200);
+    assert_eq!(p["truncated"], false, "{}", p["truncated"]);
     stack.stop().await;
 }

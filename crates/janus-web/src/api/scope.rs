@@ -81,7 +81,7 @@ pub async fn roles(
 /// `GET /api/v1/clusters/{name}/workloads?namespace=`.
 #[utoipa::path(get, path = "/api/v1/clusters/{name}/workloads", tag = "clusters", summary = "Workloads a pod scope can name",
     description = "Deployments, StatefulSets and DaemonSets of a namespace that may be requested, with their pod \
-        selectors, read with the web's own identity.",
+        selectors, at most 500 of each kind (`truncated` says there are more), read with the web's own identity.",
     params(("name" = String, Path, description = "Cluster name"), WorkloadsQuery),
     responses(
         (status = 200, description = "The namespace's workloads", body = WorkloadList),

@@ -7,7 +7,8 @@
 //!   "terminal": "shell"|"logs"|"debug", "debugImages": [..]}]}`: the roles the caller may request.
 //! - `GET /api/v1/clusters/{cluster}/workloads?namespace=NS` → `{"cluster", "namespace", "workloads":
 //!   [{"kind": "Deployment"|"StatefulSet"|"DaemonSet", "name", "replicas", "readyReplicas", "selector":
-//!   "app=x" | null, "selectorError": null | "why it cannot scope a grant"}]}`.
+//!   "app=x" | null, "selectorError": null | "why it cannot scope a grant"}], "truncated": bool}` (at most
+//!   [`WORKLOAD_LIST_LIMIT`] of each kind).
 //! - `GET /api/v1/clusters/{cluster}/pods?namespace=NS&selector=SEL` → `{"cluster", "namespace",
 //!   "selector" (normalised), "pods": [{"name", "labels": {..}, "phase"}], "truncated": bool}` (at most
 //!   [`POD_PREVIEW_LIMIT`] pods; a bad selector is 422 with `field: "selector"`).
@@ -40,6 +41,11 @@ use crate::state::AppState;
 
 /// Most pods the selector preview lists (`truncated` says there are more).
 pub const POD_PREVIEW_LIMIT: usize = 200;
+
+/// Most workloads of each kind the picker lists (`truncated` says there are more). The list calls
+/// ask the API server for no more than this (plus one), so a namespace with thousands of objects costs
+/// neither the cluster nor the web more than a page.
+pub const WORKLOAD_LIST_LIMIT: usize = 500;
 
 /// How long a cluster may take to list workloads or pods for the picker (as the namespace list).
 const PREVIEW_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,8 +129,11 @@ pub struct WorkloadList {
     pub cluster: String,
     /// The namespace asked about.
     pub namespace: String,
-    /// Deployments, then StatefulSets, then DaemonSets, each by name.
+    /// Deployments, then StatefulSets, then DaemonSets, each by name; at most [`WORKLOAD_LIST_LIMIT`]
+    /// of each kind.
     pub workloads: Vec<WorkloadView>,
+    /// More workloads of some kind exist than listed.
+    pub truncated: bool,
 }
 
 /// A pod the selector preview matched.
@@ -260,7 +269,7 @@ impl ScopeService {
     /// The Deployments, StatefulSets and DaemonSets of a requestable namespace.
     pub async fn workloads(&self, cluster: &str, namespace: &str) -> Result<WorkloadList, ServiceError> {
         let client = self.requestable(cluster, namespace).await?;
-        let lp = ListParams::default();
+        let lp = ListParams::default().limit(page_limit(WORKLOAD_LIST_LIMIT));
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
         let daemonsets: Api<DaemonSet> = Api::namespaced(client, namespace);
@@ -269,8 +278,11 @@ impl ScopeService {
             bounded(cluster, statefulsets.list(&lp)),
             bounded(cluster, daemonsets.list(&lp)),
         )?;
+        let truncated = more(d.items.len(), d.metadata.continue_.as_deref(), WORKLOAD_LIST_LIMIT)
+            || more(s.items.len(), s.metadata.continue_.as_deref(), WORKLOAD_LIST_LIMIT)
+            || more(ds.items.len(), ds.metadata.continue_.as_deref(), WORKLOAD_LIST_LIMIT);
         let mut out = Vec::new();
-        for w in d.items {
+        for w in d.items.into_iter().take(WORKLOAD_LIST_LIMIT) {
             let spec = w.spec.unwrap_or_default();
             let status = w.status.unwrap_or_default();
             out.push(workload_view(
@@ -281,7 +293,7 @@ impl ScopeService {
                 &spec.selector,
             ));
         }
-        for w in s.items {
+        for w in s.items.into_iter().take(WORKLOAD_LIST_LIMIT) {
             let spec = w.spec.unwrap_or_default();
             let status = w.status.unwrap_or_default();
             out.push(workload_view(
@@ -292,7 +304,7 @@ impl ScopeService {
                 &spec.selector,
             ));
         }
-        for w in ds.items {
+        for w in ds.items.into_iter().take(WORKLOAD_LIST_LIMIT) {
             let spec = w.spec.unwrap_or_default();
             let status = w.status.unwrap_or_default();
             out.push(workload_view(
@@ -307,6 +319,7 @@ impl ScopeService {
             cluster: cluster.to_string(),
             namespace: namespace.to_string(),
             workloads: out,
+            truncated,
         })
     }
 
@@ -318,7 +331,13 @@ impl ScopeService {
         let normalised = scope::selector_string(&parsed);
         let client = self.requestable(cluster, namespace).await?;
         let api: Api<Pod> = Api::namespaced(client, namespace);
-        let list = bounded(cluster, api.list(&ListParams::default().labels(&normalised))).await?;
+        // One more than shown: the extra item (or a continue token) says there are more. Pods being
+        // deleted in the page make the preview shorter, never the call bigger.
+        let lp = ListParams::default()
+            .labels(&normalised)
+            .limit(page_limit(POD_PREVIEW_LIMIT));
+        let list = bounded(cluster, api.list(&lp)).await?;
+        let listed_more = more(list.items.len(), list.metadata.continue_.as_deref(), POD_PREVIEW_LIMIT);
         let mut pods: Vec<PodPreview> = list
             .items
             .into_iter()
@@ -333,7 +352,7 @@ impl ScopeService {
             })
             .collect();
         pods.sort_by(|a, b| a.name.cmp(&b.name));
-        let truncated = pods.len() > POD_PREVIEW_LIMIT;
+        let truncated = listed_more || pods.len() > POD_PREVIEW_LIMIT;
         pods.truncate(POD_PREVIEW_LIMIT);
         Ok(PodPreviewList {
             cluster: cluster.to_string(),
@@ -343,6 +362,16 @@ impl ScopeService {
             truncated,
         })
     }
+}
+
+/// The `limit` of a list call that shows at most `shown` items: one more, to learn that there are more.
+fn page_limit(shown: usize) -> u32 {
+    u32::try_from(shown.saturating_add(1)).unwrap_or(u32::MAX)
+}
+
+/// Whether a page with `items` items (and this continue token) holds more than `shown`.
+fn more(items: usize, continue_token: Option<&str>, shown: usize) -> bool {
+    items > shown || continue_token.is_some_and(|c| !c.is_empty())
 }
 
 /// A list call bounded by [`PREVIEW_TIMEOUT`]; any failure is the cluster being unavailable to the web.

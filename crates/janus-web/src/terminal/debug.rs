@@ -3,11 +3,12 @@
 //!
 //! `POST /api/v1/requests/{name}/debug` with `{"namespace", "pod", "targetContainer", "image"}` (the
 //! requester only, while the request is Active, CSRF as every write) starts an ephemeral container
-//! `janus-debug-xxxxxx` from `image` next to `targetContainer` and answers `{"namespace", "pod",
-//! "container"}` once it runs. The terminal socket then attaches to it:
-//! `/ws/terminal/{name}?namespace=&pod=&container=janus-debug-xxxxxx&csrf=` (under a `debug` role the
-//! socket attaches to such a container and to nothing else; under `exec` it opens a shell; under `logs`
-//! it is refused).
+//! `janus-debug-<tag>-xxxxxx` from `image` next to `targetContainer` and answers `{"namespace", "pod",
+//! "container"}` once it runs; `<tag>` is [`request_tag`] of the request's name. The terminal socket
+//! then attaches to it: `/ws/terminal/{name}?namespace=&pod=&container=janus-debug-<tag>-xxxxxx&csrf=`
+//! (under a `debug` role the socket attaches only to a debug container carrying this request's tag whose
+//! image the role still allows, and to nothing else; under `exec` it opens a shell; under `logs` it is
+//! refused).
 //!
 //! The image check is the web's: the request's token never leaves the server, so nobody can add an
 //! ephemeral container with it except through this endpoint, which adds one only for an image that
@@ -38,6 +39,44 @@ use crate::terminal::access;
 
 /// The prefix of every debug container the web starts; the terminal attaches only to these.
 pub const DEBUG_CONTAINER_PREFIX: &str = "janus-debug-";
+
+/// Most debug containers one request may add to one pod: ephemeral containers can never be removed
+/// from a pod, so each one is permanent clutter in its spec.
+pub const MAX_DEBUG_CONTAINERS_PER_POD: usize = 5;
+
+/// Longest image reference accepted (container image references in practice stay far below this).
+pub const MAX_IMAGE_LEN: usize = 512;
+
+/// A short stable tag of a request name: the first 6 hex digits of its SHA-256. It ties a debug
+/// container to the request that started it, so another request's socket cannot attach to it.
+pub fn request_tag(request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(request.as_bytes())
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The name prefix of the debug containers the web starts for `request`: `janus-debug-<tag>-`.
+pub fn request_prefix(request: &str) -> String {
+    format!("{DEBUG_CONTAINER_PREFIX}{}-", request_tag(request))
+}
+
+/// The debug containers of `pod` that belong to `request` (its tag), with their images.
+pub fn request_containers<'a>(pod: &'a Pod, request: &str) -> Vec<(&'a str, Option<&'a str>)> {
+    let prefix = request_prefix(request);
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .map(|l| {
+            l.iter()
+                .filter(|c| c.name.starts_with(&prefix))
+                .map(|c| (c.name.as_str(), c.image.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// How long a new debug container may take to run before the web gives up waiting.
 const DEBUG_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,7 +171,7 @@ pub struct DebugStarted {
     pub namespace: String,
     /// The pod.
     pub pod: String,
-    /// The ephemeral container's name (`janus-debug-…`): attach to it through the terminal socket.
+    /// The ephemeral container's name (`janus-debug-<tag>-…`): attach to it through the terminal socket.
     pub container: String,
 }
 
@@ -151,8 +190,8 @@ pub struct DebugStarted {
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "Not the requester, CSRF, or the pod is outside the request's access or scope", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "Unknown request (or not the caller's), or no such pod", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The request is not active, its role starts no debug containers, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "Image not allowed (`field`: image), namespace not granted, or bad pod or container", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The request is not active, its role starts no debug containers, the pod already has 5 of this request's debug containers, or its credentials no longer work", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "Image not allowed or longer than 512 characters (`field`: image), namespace not granted, or bad pod or container", body = crate::api::openapi::ErrorBody),
         (status = 503, description = "The cluster's API is unavailable, or the container did not start in time", body = crate::api::openapi::ErrorBody),
     ))]
 pub async fn start(
@@ -181,6 +220,13 @@ pub async fn start(
         && janus_api::names::is_dns_label(&input.target_container);
     if !valid {
         return Err(WebError::invalid("pod", "invalid namespace, pod or container name"));
+    }
+    // Capped before anything else sees it: a megabyte "image" would otherwise land in the audit log.
+    if input.image.len() > MAX_IMAGE_LEN {
+        return Err(WebError::invalid(
+            "image",
+            format!("the image reference is longer than {MAX_IMAGE_LEN} characters"),
+        ));
     }
     let image = input.image.trim().to_string();
     if !scope::image_allowed(role, &image) {
@@ -212,7 +258,13 @@ pub async fn start(
             ),
         ));
     }
-    let container = format!("{DEBUG_CONTAINER_PREFIX}{}", suffix());
+    if request_containers(&pod, &name).len() >= MAX_DEBUG_CONTAINERS_PER_POD {
+        return Err(WebError::Conflict(format!(
+            "pod {} already has {MAX_DEBUG_CONTAINERS_PER_POD} debug containers of this request; attach to one of them",
+            input.pod
+        )));
+    }
+    let container = format!("{}{}", request_prefix(&name), suffix());
     // What `kubectl debug` sends (staging/src/k8s.io/kubectl/pkg/cmd/debug/debug.go): a strategic-merge
     // patch of the ephemeralcontainers subresource adding one container; no securityContext of its own,
     // so the pod's and the namespace's Pod Security level apply unchanged.
@@ -332,14 +384,20 @@ async fn wait_running(pods: &Api<Pod>, pod: &str, container: &str) -> Result<(),
 mod tests {
     use super::*;
 
-    /// Debug container names are valid container names with the prefix the socket requires.
+    /// Debug container names are valid container names with the prefix of their request, which differs
+    /// between requests and stays the same for one.
     #[test]
     fn debug_container_names() {
-        for _ in 0..100 {
-            let name = format!("{DEBUG_CONTAINER_PREFIX}{}", suffix());
-            assert!(janus_api::names::is_dns_label(&name), "{name}");
-            assert_eq!(name.len(), DEBUG_CONTAINER_PREFIX.len() + 6);
+        let long = "a".repeat(253);
+        for request in ["alice-1a2b3", "bob-9z8y7", long.as_str()] {
+            assert_eq!(request_tag(request), request_tag(request));
+            for _ in 0..100 {
+                let name = format!("{}{}", request_prefix(request), suffix());
+                assert!(janus_api::names::is_dns_label(&name), "{name}");
+                assert_eq!(name.len(), DEBUG_CONTAINER_PREFIX.len() + 6 + 1 + 6);
+            }
         }
+        assert_ne!(request_prefix("alice-1a2b3"), request_prefix("bob-9z8y7"));
     }
 
     /// A pod is in scope when the grant's selector matches its labels; an unreadable selector matches

@@ -41,7 +41,8 @@ pub struct PodView {
     ready: String,
     restarts: i32,
     containers: Vec<String>,
-    /// Debug containers the web started in the pod (`janus-debug-…`), to attach to again.
+    /// Debug containers the web started in the pod for this request (`janus-debug-<tag>-…`, from an
+    /// image the role allows), to attach to again.
     debug_containers: Vec<String>,
 }
 
@@ -83,6 +84,8 @@ pub async fn list(
         lp = lp.labels(s);
     }
     let list = access::bounded(pods.list(&lp)).await?.map_err(forbidden_or)?;
+    // A role the configuration no longer lists attaches to nothing.
+    let debug_role = debug::role_of(&state, &ar).ok();
     let items: Vec<PodView> = list
         .items
         .into_iter()
@@ -114,17 +117,17 @@ pub async fn list(
                 ready: format!("{}/{}", statuses.iter().filter(|s| s.ready).count(), containers.len()),
                 restarts: statuses.iter().map(|s| s.restart_count).sum(),
                 containers,
-                debug_containers: p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.ephemeral_containers.as_ref())
-                    .map(|l| {
-                        l.iter()
-                            .map(|c| c.name.clone())
-                            .filter(|n| n.starts_with(debug::DEBUG_CONTAINER_PREFIX))
-                            .collect()
+                // This request's own (its tag) and only those the socket would attach to: an image
+                // the role allows.
+                debug_containers: debug::request_containers(&p, &name)
+                    .into_iter()
+                    .filter(|(_, image)| {
+                        debug_role
+                            .zip(*image)
+                            .is_some_and(|(r, i)| janus_api::rules::scope::image_allowed(r, i))
                     })
-                    .unwrap_or_default(),
+                    .map(|(n, _)| n.to_string())
+                    .collect(),
             }
         })
         .collect();

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::{SinkExt as _, StreamExt as _};
 use janus_api::roles::TerminalMode;
+use janus_api::rules::scope;
 use janus_api::{AccessRequest, names};
 use janus_store::{AuditKind, TerminalSession};
 use k8s_openapi::api::core::v1::Pod;
@@ -104,21 +105,34 @@ pub async fn upgrade(
     };
     let pod = debug::scoped_pod(&client, &ar, &p.namespace, &p.pod).await?;
     if attach {
-        // Only the web's own debug containers, which it started from an allowed image: attaching to a
-        // pod's regular containers is not what the role grants through the web.
-        let debug_containers: Vec<String> = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.ephemeral_containers.as_ref())
-            .map(|l| l.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
+        // Only the debug containers the web started for THIS request (their name carries its tag):
+        // attaching to a pod's regular containers, or to another request's debug container, is not
+        // what the role grants through the web.
+        let own = debug::request_containers(&pod, &name);
         let container = match &p.container {
-            Some(c) if c.starts_with(debug::DEBUG_CONTAINER_PREFIX) && debug_containers.contains(c) => c.clone(),
             Some(c) if c.starts_with(debug::DEBUG_CONTAINER_PREFIX) => {
-                return Err(WebError::invalid(
-                    "container",
-                    format!("pod {} has no debug container {c}; start one first", p.pod),
-                ));
+                let Some((found, image)) = own.iter().find(|(n, _)| *n == c.as_str()) else {
+                    return Err(WebError::invalid(
+                        "container",
+                        format!(
+                            "pod {} has no debug container {c} of this request; start one first",
+                            p.pod
+                        ),
+                    ));
+                };
+                // The name alone proves nothing: anyone who may patch pods/ephemeralcontainers can
+                // choose it. The image as the pod spec has it must still be one the role allows.
+                if !image.is_some_and(|i| scope::image_allowed(role, i)) {
+                    tracing::info!(request = %name, user = %id.email, container = %found, "attach refused: image not allowed");
+                    return Err(WebError::invalid(
+                        "container",
+                        format!(
+                            "debug container {found} does not run an image role {} allows",
+                            role.name
+                        ),
+                    ));
+                }
+                found.to_string()
             }
             _ => {
                 return Err(WebError::invalid(
