@@ -526,3 +526,65 @@ async fn a_cluster_role_widened_beyond_pods_is_refused() {
     );
     assert!(leftovers(&sim, &sim, "widened").await.is_empty());
 }
+
+/// A role removed from the configuration while a request under it is Active (the controller restarted
+/// with the new configuration) ends the grant: Failed with reason ValidationFailed, its scoped Role,
+/// RoleBinding, ServiceAccount and token Secret gone, and the token refused.
+#[tokio::test]
+async fn an_active_grant_whose_role_is_removed_from_the_configuration_fails() {
+    let sim = central().await;
+    create_pod(&sim, "team-a", "web-1", json!({"app": "web"})).await;
+    let ctl = Controller::start(&sim, config("")).await;
+    let scope = json!({"selector": {"matchLabels": {"app": "web"}}});
+    create(
+        &sim,
+        &scoped_request("orphaned", &["team-a"], 600, Some("logs"), Some(scope)),
+    )
+    .await;
+    approve(&sim, "orphaned").await;
+    let active = wait_phase(&sim, "orphaned", "Active", 10).await;
+    assert!(active.status.as_ref().unwrap().grants[0].scoped_role.is_some());
+    let token = token_for(&sim, "orphaned", "team-a").await;
+    let kc = kubeconfig(&sim, &token);
+    // The Role follows the pod within 1 s; asserted with 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, _, err) = kubectl(kc.path(), &["-n", "team-a", "logs", "web-1"]).await;
+        if code == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl logs while active: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ctl.stop().await;
+
+    let _ctl = Controller::start(
+        &sim,
+        config("roles: [{name: exec, clusterRole: janus-pod-exec, terminal: shell}]"),
+    )
+    .await;
+    let failed = wait_phase(&sim, "orphaned", "Failed", 10).await;
+    assert_eq!(
+        condition_reason(&failed, "Failed"),
+        "ValidationFailed",
+        "{}",
+        message(&failed)
+    );
+    assert!(
+        message(&failed).contains("role \"logs\" is not configured"),
+        "{}",
+        message(&failed)
+    );
+    assert!(
+        leftovers(&sim, &sim, "orphaned").await.is_empty(),
+        "{:?}",
+        leftovers(&sim, &sim, "orphaned").await
+    );
+    assert_token_dead(&sim, "team-a", &token).await;
+    let (code, _, err) = kubectl(kc.path(), &["-n", "team-a", "logs", "web-1"]).await;
+    assert_ne!(code, 0, "kubectl logs after the role was removed");
+    assert!(!err.is_empty());
+}
