@@ -782,6 +782,7 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
     };
     // A workload scope names an object on the target: one that does not exist is refused before
     // anyone is asked to approve it.
+    let mut lookup_failed = None;
     if let Some(scope) = ar
         .spec
         .pod_scope
@@ -789,19 +790,35 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
         .filter(|s| s.workload.is_some() && phase == Phase::Pending)
         && let Some(ns) = ar.spec.namespaces.first()
     {
-        match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {
-            Ok(target) => match scope::resolve_selector(&target, scope, ns, None).await {
-                Ok(_) => {}
-                Err(Error::Permanent(msg)) => return refuse(ctx, ar, phase, msg, now).await,
-                Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
+        let looked_up = match ctx.clusters.get(&ar.spec.cluster).await.map_err(Error::from) {
+            Ok(target) => scope::resolve_selector(&target, scope, ns, None).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match looked_up {
+            Ok(()) => {}
+            Err(Error::Permanent(msg)) => return refuse(ctx, ar, phase, msg, now).await,
+            // A lookup that failed for now must not keep the request from timing out: the failure is
+            // recorded and the request goes through the gate as usual (an approval still resolves the
+            // workload again before granting); the error is returned after the gate for a retry.
+            Err(e) => {
+                let msg = format!(
+                    "looking up the workload of the pod scope on cluster {}: {e}",
+                    ar.spec.cluster
+                );
+                let reason = match e {
+                    Error::ClusterUnavailable { .. } => reachability::CLUSTER_UNAVAILABLE,
+                    _ => reachability::CLUSTER_ERROR,
+                };
+                set_condition(&mut status, types::CLUSTER_REACHABLE, false, reason, &msg, now);
+                lookup_failed = Some(e);
+            }
         }
     }
-    if status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == types::CLUSTER_REACHABLE && c.status != "True")
+    if lookup_failed.is_none()
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::CLUSTER_REACHABLE && c.status != "True")
     {
         set_condition(
             &mut status,
@@ -866,6 +883,9 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
                 return Ok(again);
             }
             announce_submitted(ctx, ar, first).await;
+            if let Some(e) = lookup_failed {
+                return Err(e);
+            }
             // Judged again at its deadline, and at least every RESYNC without one: the namespaces'
             // labels and owners annotation can change who governs and who may approve, and no event
             // about the request says so.

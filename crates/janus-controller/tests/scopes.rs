@@ -588,3 +588,45 @@ async fn an_active_grant_whose_role_is_removed_from_the_configuration_fails() {
     assert_ne!(code, 0, "kubectl logs after the role was removed");
     assert!(!err.is_empty());
 }
+
+/// A pending workload-scoped request whose workload cannot be looked up for now (the target answers
+/// 500 on the Deployment) still times out: the failure is recorded in ClusterReachable and the
+/// pending timeout applies as for any request.
+#[tokio::test]
+async fn a_pending_request_whose_workload_lookup_keeps_failing_still_times_out() {
+    let sim = central().await;
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        error_rate: 1.0,
+        path_contains: "/deployments/payments-api".into(),
+        ..Default::default()
+    });
+    let _ctl = Controller::start(&sim, config("pendingExpirySeconds: 2\n")).await;
+    let scope = json!({"workload": {"kind": "Deployment", "name": "payments-api"}});
+    create(&sim, &scoped_request("stuck", &["team-a"], 600, None, Some(scope))).await;
+    let denied = wait_phase(&sim, "stuck", "Denied", 10).await;
+    sim.cluster.faults.clear();
+    assert_eq!(
+        condition_reason(&denied, "Denied"),
+        "PendingTimeout",
+        "{}",
+        message(&denied)
+    );
+    let reachable = denied
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ClusterReachable")
+        .cloned()
+        .expect("ClusterReachable recorded");
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("False", "ClusterError")
+    );
+    assert!(
+        reachable.message.contains("looking up the workload"),
+        "{}",
+        reachable.message
+    );
+}
