@@ -365,6 +365,19 @@ def test_roles_may_not_name_kubernetes_aggregated_roles(renderer, cluster_role):
     renderer.docs({"janus": {"roles": roles}})
 
 
+def test_debug_image_prefixes_end_in_slash_or_colon(renderer):
+    """As validate_roles: a prefix entry's `*` follows `/` or `:`, so `busybox*` (which would match
+    busybox.evil.io/x) is refused and `busybox:*`, `registry.example.com/debug/*` are accepted."""
+    def roles(*images):
+        return {"janus": {"roles": [{"name": "debug", "clusterRole": PODDEBUG, "terminal": "debug",
+                                     "debugImages": list(images)}]}}
+
+    renderer.docs(roles("busybox:*", "registry.example.com/debug/*", "busybox:1.36"))
+    for bad in ("busybox*", "registry.example.com/debug*", "*", "busybox:*x"):
+        proc = renderer.run(roles(bad), None, check=False)
+        assert proc.returncode != 0 and "/janus/roles/0/debugImages/0" in proc.stderr, (bad, proc.stderr)
+
+
 # ---------------------------------------------------------------- remote agent
 
 
