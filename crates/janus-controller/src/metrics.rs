@@ -162,9 +162,12 @@ impl Metrics {
         }
     }
 
-    /// Sets how many pod scope watches run.
-    pub fn set_scope_watches(&self, n: usize) {
-        self.scope_watches.set(i64::try_from(n).unwrap_or(i64::MAX));
+    /// Counts one running pod scope watch until the returned guard is dropped. The guard lives in the
+    /// watch task's future, so the count falls when the task returns, panics or is aborted, not only
+    /// when the controller next looks at it.
+    pub fn scope_watch_running(self: &Arc<Self>) -> ScopeWatchRunning {
+        self.scope_watches.inc();
+        ScopeWatchRunning(self.clone())
     }
 
     /// Counts a Role update made by a pod scope watch.
@@ -283,6 +286,16 @@ pub struct LeaderTerm(Arc<Metrics>);
 impl Drop for LeaderTerm {
     fn drop(&mut self) {
         self.0.set_leader(false);
+    }
+}
+
+/// One running pod scope watch, counted in `janus_controller_scope_watches` while it exists.
+#[derive(Debug)]
+pub struct ScopeWatchRunning(Arc<Metrics>);
+
+impl Drop for ScopeWatchRunning {
+    fn drop(&mut self) {
+        self.0.scope_watches.dec();
     }
 }
 

@@ -243,7 +243,6 @@ impl std::fmt::Debug for ScopeWatches {
 impl ScopeWatches {
     /// No watches yet.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        metrics.set_scope_watches(0);
         Self {
             metrics,
             running: Mutex::new(HashMap::new()),
@@ -254,9 +253,9 @@ impl ScopeWatches {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many watches run.
+    /// How many watches run (a task that returned or panicked is not counted; `ensure` restarts it).
     pub fn active(&self) -> usize {
-        self.lock().len()
+        self.lock().values().filter(|r| !r.task.is_finished()).count()
     }
 
     /// Makes sure the watch of `request` in `ns` runs as `spec` says (started, or restarted when the
@@ -266,23 +265,32 @@ impl ScopeWatches {
     pub fn ensure(&self, target: &ClusterHandle, request: &str, ns: &str, spec: WatchSpec) {
         let key = (request.to_string(), ns.to_string());
         let mut running = self.lock();
-        if let Some(r) = running.get(&key).filter(|r| r.spec == spec && !r.task.is_finished()) {
-            r.resync.notify_one();
-            return;
+        match running.get(&key) {
+            Some(r) if r.spec == spec && !r.task.is_finished() => {
+                r.resync.notify_one();
+                return;
+            }
+            // Until this reconcile the Role kept its last pod list; the new watch lists pods first.
+            Some(r) if r.task.is_finished() => {
+                tracing::warn!(request, namespace = ns, "pod scope watch had ended; restarting it");
+            }
+            _ => {}
         }
         let resync = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(watch_pods(
-            target.client.clone(),
-            request.to_string(),
-            ns.to_string(),
-            spec.clone(),
-            resync.clone(),
-            self.metrics.clone(),
-        ));
+        let task = spawn_counted(
+            &self.metrics,
+            watch_pods(
+                target.client.clone(),
+                request.to_string(),
+                ns.to_string(),
+                spec.clone(),
+                resync.clone(),
+                self.metrics.clone(),
+            ),
+        );
         tracing::info!(request, namespace = ns, cluster = %spec.cluster, selector = %spec.selector, "pod scope watch started");
         // The replaced watch (if any) is aborted as it is dropped.
         running.insert(key, Running { spec, resync, task });
-        self.metrics.set_scope_watches(running.len());
     }
 
     /// Stops every watch of `request` (it ended, or is being cleaned up).
@@ -292,16 +300,22 @@ impl ScopeWatches {
         running.retain(|(r, _), _| r != request);
         if running.len() != before {
             tracing::info!(request, stopped = before - running.len(), "pod scope watches stopped");
-            self.metrics.set_scope_watches(running.len());
         }
     }
 }
 
-impl Drop for ScopeWatches {
-    fn drop(&mut self) {
-        // The watches stop with this (their tasks are aborted as the map drops).
-        self.metrics.set_scope_watches(0);
-    }
+/// Spawns a watch task counted in `janus_controller_scope_watches` for exactly as long as its future
+/// exists: the count is taken before the spawn and released when the future is dropped, whether it
+/// returned, panicked (unwinding drops it) or was aborted (also before its first poll).
+fn spawn_counted(
+    metrics: &Arc<Metrics>,
+    watch: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let counted = metrics.scope_watch_running();
+    tokio::spawn(async move {
+        let _counted = counted;
+        watch.await;
+    })
 }
 
 /// Follows the pods `spec.selector` matches in `ns` and keeps the Role's rules naming exactly those
@@ -434,4 +448,69 @@ async fn update_role(roles: &Api<Role>, ns: &str, spec: &WatchSpec, names: &BTre
         }
     }
     Err(conflict_exhausted(ns, &spec.role_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(m: &Metrics) -> String {
+        m.encode()
+            .lines()
+            .find(|l| l.starts_with("janus_controller_scope_watches "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn running(task: tokio::task::JoinHandle<()>) -> Running {
+        Running {
+            spec: WatchSpec {
+                cluster: "c".into(),
+                uid: "u".into(),
+                role: "exec".into(),
+                cluster_role_rules: vec![],
+                selector: "app=web".into(),
+                role_name: "r".into(),
+            },
+            resync: Arc::new(tokio::sync::Notify::new()),
+            task,
+        }
+    }
+
+    async fn settle(task: &tokio::task::JoinHandle<()>) {
+        while !task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn only_running_watch_tasks_are_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let watches = ScopeWatches::new(metrics.clone());
+        let live = spawn_counted(&metrics, std::future::pending());
+        let panics = spawn_counted(&metrics, async { panic!("a watch task that panics") });
+        let returns = spawn_counted(&metrics, async {});
+        settle(&panics).await;
+        settle(&returns).await;
+        {
+            let mut map = watches.lock();
+            map.insert(("a".into(), "ns".into()), running(live));
+            map.insert(("b".into(), "ns".into()), running(panics));
+            map.insert(("c".into(), "ns".into()), running(returns));
+        }
+        assert_eq!(watches.active(), 1);
+        assert_eq!(gauge(&metrics), "janus_controller_scope_watches 1");
+        // Stopping the live one (its task is aborted) brings the gauge to zero once the runtime drops it.
+        watches.stop_request("a");
+        for _ in 0..100 {
+            if gauge(&metrics).ends_with(" 0") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gauge(&metrics), "janus_controller_scope_watches 0");
+        assert_eq!(watches.active(), 0);
+        drop(watches);
+        assert_eq!(gauge(&metrics), "janus_controller_scope_watches 0");
+    }
 }
