@@ -641,3 +641,88 @@ async fn the_scope_picker_lists_one_bounded_page_and_says_when_there_is_more() {
     assert_eq!(p["truncated"], false, "{}", p["truncated"]);
     stack.stop().await;
 }
+
+/// A logs-only policy in team-c that approves on its own, before a team-c policy that needs a person.
+const ROLE_POLICIES: &str = r#"
+roles:
+- {name: exec, displayName: Shell, clusterRole: janus-pod-exec, terminal: shell}
+- {name: logs, displayName: Logs, clusterRole: janus-pod-logs, terminal: logs}
+policies:
+- {name: logs-auto, match: {namespaces: [team-c], roles: [logs]}, approvers: {emails: [admin@example.com]}, autoApprove: {maxTtlSeconds: 3600}}
+- {name: team-c, match: {namespaces: [team-c]}, approvers: {emails: [admin@example.com]}}
+- {name: team-b-read-only, match: {namespaces: [team-b]}, approvers: {emails: [admin@example.com]}, allowedRoles: [logs]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_policy_preview_is_evaluated_for_the_role_asked() {
+    let stack = Stack::start(ROLE_POLICIES).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let preview = |q: &str| format!("/api/v1/policy?cluster=central&ttlSeconds=600&{q}");
+    assert_eq!(
+        stack.anon().get(&preview("namespaces=team-c&role=logs")).await.status(),
+        401
+    );
+
+    // team-c: exec (asked or not) needs a person; logs falls under logs-auto and would be approved now.
+    for q in ["namespaces=team-c", "namespaces=team-c&role=exec"] {
+        let v = alice.json(&preview(q)).await;
+        assert_eq!(v["policy"], "team-c", "{q}: {v}");
+        assert_eq!(v["role"], "exec", "{v}");
+        assert_eq!(v["autoApproval"]["wouldApprove"], false, "{v}");
+    }
+    let v = alice.json(&preview("namespaces=team-c&role=logs")).await;
+    assert_eq!(v["policy"], "logs-auto", "{v}");
+    assert_eq!(v["role"], "logs", "{v}");
+    assert_eq!(v["autoApproval"]["wouldApprove"], true, "{v}");
+    assert!(v["roleWhyNot"].is_null(), "{v}");
+    // The hint agrees with what creating the request does.
+    let (st, created) = create(&alice, ask(&["team-c"], json!({"role": "logs"}))).await;
+    assert_eq!(st, 201, "{created}");
+    alice.wait_phase(created["name"].as_str().unwrap(), "Active").await;
+
+    // allowedRoles: team-b takes logs only; the preview says so for exec.
+    let v = alice.json(&preview("namespaces=team-b&role=exec")).await;
+    assert_eq!(v["policy"], "team-b-read-only", "{v}");
+    assert!(v["roleWhyNot"].as_str().is_some_and(|m| m.contains("exec")), "{v}");
+    let v = alice.json(&preview("namespaces=team-b&role=logs")).await;
+    assert!(v["roleWhyNot"].is_null(), "{v}");
+
+    // A role the configuration does not list: 422 on role.
+    let r = alice.get(&preview("namespaces=team-c&role=root")).await;
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["field"], "role", "{v}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_request_form_refuses_an_unknown_scope_instead_of_all_pods() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let fields = |scope: &'static str| {
+        [
+            ("cluster", "central"),
+            ("namespaces", "team-a"),
+            ("ttlSeconds", "600"),
+            ("reason", "form scope test"),
+            ("role", "logs"),
+            ("scope", scope),
+            ("podSelector", "app=shop"),
+        ]
+    };
+    let r = alice.form("/requests", &fields("everything")).await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("unknown pod scope"), "{html}");
+    let mine = alice.json("/api/v1/requests").await;
+    assert_eq!(mine["items"].as_array().map(Vec::len), Some(0), "{mine}");
+    // The known values still work: the selector one creates a request scoped to it.
+    let r = alice.form("/requests", &fields("selector")).await;
+    assert_eq!(r.status(), 303);
+    let mine = alice.json("/api/v1/requests").await;
+    let made = &mine["items"][0];
+    assert_eq!(made["podScope"]["selector"]["matchLabels"]["app"], "shop", "{mine}");
+    stack.stop().await;
+}

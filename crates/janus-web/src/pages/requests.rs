@@ -113,7 +113,9 @@ async fn render_form(
     let preview = if f.namespaces.is_empty() {
         None
     } else {
-        svc.preview(id, &f.cluster, &f.namespaces, Some(f.ttl)).await.ok()
+        svc.preview(id, &f.cluster, &f.namespaces, Some(f.ttl), Some(f.role.as_str()))
+            .await
+            .ok()
     };
     let field_error = |name: &str| -> Option<String> {
         f.error
@@ -406,9 +408,16 @@ pub async fn create(
         .filter(|r| !r.is_empty())
         .unwrap_or(DEFAULT_ROLE)
         .to_string();
-    let scope = scope_of_form(&form);
+    // An unknown scope is the form's error, shown with "all pods" not checked-in silently: the form
+    // comes back with the choice to make again.
+    let (scope, scope_error) = match scope_of_form(&form) {
+        Ok(s) => (s, None),
+        Err(e) => (ScopeChoice::All, Some(e)),
+    };
     let result = if ttl.is_none() && !ttl_raw.is_empty() {
         Err(WebError::invalid("ttlSeconds", "choose a duration"))
+    } else if let Some(e) = scope_error {
+        Err(e)
     } else {
         match pod_scope_of(&scope) {
             Err(e) => Err(e),
@@ -457,18 +466,26 @@ pub async fn create(
 }
 
 /// The scope the form asks for: the `scope` radio (`all`, `workload`, `selector`); a form without it
-/// (a script, an older page) asks by filling `podSelector` or `workload` alone.
-fn scope_of_form(form: &FormData) -> ScopeChoice {
+/// (a script, an older page) asks by filling `podSelector` or `workload` alone. Any other `scope` value
+/// is an error on `podScope`: reading it as "all pods" would widen what was asked for.
+fn scope_of_form(form: &FormData) -> Result<ScopeChoice, WebError> {
     let workload = form.get("workload").unwrap_or_default().trim().to_string();
     let selector = form.get("podSelector").unwrap_or_default().trim().to_string();
-    match form.get("scope") {
+    Ok(match form.get("scope") {
+        Some("all") => ScopeChoice::All,
         Some("workload") => ScopeChoice::Workload(workload),
         Some("selector") => ScopeChoice::Selector(selector),
-        Some(_) => ScopeChoice::All,
+        Some(other) => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(WebError::invalid(
+                "podScope",
+                format!("unknown pod scope {shown:?}: choose all pods, the pods of a workload, or a label selector"),
+            ));
+        }
         None if !workload.is_empty() => ScopeChoice::Workload(workload),
         None if !selector.is_empty() => ScopeChoice::Selector(selector),
         None => ScopeChoice::All,
-    }
+    })
 }
 
 /// The `spec.podScope` of a form's choice; a workload not picked or a selector that does not parse is

@@ -452,14 +452,17 @@ impl RequestService {
         }
     }
 
-    /// The policy a request by `id` for `namespaces` on `cluster` would fall under, and what it means for
-    /// them (break-glass, auto-approval now for `ttl`, default `defaultTtlSeconds`).
+    /// The policy a request by `id` for `namespaces` on `cluster` with `role` (default `exec`) would fall
+    /// under, and what it means for them (break-glass, auto-approval now for `ttl`, default
+    /// `defaultTtlSeconds`). The role matters: `match.roles` picks the policy and `allowedRoles` may
+    /// refuse it. An unknown role is 422 on `role`.
     pub async fn preview(
         &self,
         id: &Identity,
         cluster: &str,
         namespaces: &[String],
         ttl: Option<i64>,
+        role: Option<&str>,
     ) -> Result<PolicyPreview, ServiceError> {
         let cfg = &self.config;
         if !names::is_dns_label(cluster) {
@@ -471,6 +474,10 @@ impl RequestService {
             .filter(|n| !n.is_empty())
             .collect();
         check_namespaces(cfg, &wanted)?;
+        let role = role.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = role {
+            rules::scope::find_role(&cfg.roles, r).map_err(|e| ServiceError::invalid("role", e.to_string()))?;
+        }
         let asked = ttl;
         let ttl = asked.unwrap_or(cfg.default_ttl_seconds);
         let mut spec = AccessRequestSpec::new(
@@ -481,12 +488,14 @@ impl RequestService {
             ttl,
         );
         spec.requester_groups = web_policy::requester_groups(&self.config, id);
+        spec.role = role.map(str::to_string);
         let infos = self.clusters.namespace_info(cluster, &spec.namespaces).await?;
         let now = Utc::now();
         let facts = RequestFacts::of(&spec, &infos, now);
         let mut out = PolicyPreview {
             cluster: cluster.to_string(),
             namespaces: spec.namespaces.clone(),
+            role: spec.role_name().to_string(),
             ..Default::default()
         };
         let gov = match rules_policy::govern(cfg, &facts) {
@@ -497,6 +506,7 @@ impl RequestService {
             }
         };
         out.policy = gov.name.clone();
+        out.role_why_not = gov.check_role(&facts).err().map(|e| e.to_string());
         out.description = gov.policy.map(|p| p.description.clone()).unwrap_or_default();
         out.approvals_required = gov.approvals_required;
         out.approvers = super::view::ApproversSummary::of(&gov);

@@ -497,6 +497,11 @@ pub struct PolicyPreview {
     pub auto_approval: AutoApprovalPreview,
     /// The namespaces fall under different policies: the message a request would be refused with.
     pub conflict: Option<String>,
+    /// The role the preview was evaluated for (`exec` when none was asked).
+    pub role: String,
+    /// The governing policy's `allowedRoles` refuses that role: the message a request would be refused
+    /// with.
+    pub role_why_not: Option<String>,
 }
 
 /// Whether a request would be auto-approved now.
