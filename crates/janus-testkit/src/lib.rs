@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -583,9 +583,12 @@ impl TestCluster {
                 .and_then(|l| l.get(janus_api::REQUEST_LABEL))
                 .is_some_and(|request| names.contains(request))
         };
-        self.delete_ours::<ServiceAccount>(&lp, &dp, "list ServiceAccounts", &ours)
-            .await?;
+        // In the controller's cleanup order: bindings first, then the pod-scoped grants' Roles, then the
+        // ServiceAccounts, then the token Secrets.
         self.delete_ours::<RoleBinding>(&lp, &dp, "list RoleBindings", &ours)
+            .await?;
+        self.delete_ours::<Role>(&lp, &dp, "list Roles", &ours).await?;
+        self.delete_ours::<ServiceAccount>(&lp, &dp, "list ServiceAccounts", &ours)
             .await?;
         self.delete_ours::<Secret>(&lp, &dp, "list Secrets", &ours).await?;
         // Deletion is asynchronous; the next test must not find an old request under its name.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use janus_testkit::{Backend, NS, TestCluster, TestkitError};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
@@ -111,7 +111,8 @@ fn test_requesters_are_exactly_the_example_com_domain() {
 }
 
 /// A request of `requester` held by the controller's finalizer, and its credentials in team-a (a
-/// ServiceAccount, a RoleBinding and a token Secret, labelled as the controller labels them).
+/// ServiceAccount, a pod-scoped grant's Role, a RoleBinding and a token Secret, labelled as the
+/// controller labels them).
 async fn seed_request(client: &kube::Client, name: &str, requester: &str) {
     let ar: janus_api::AccessRequest = serde_json::from_value(json!({
         "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
@@ -131,6 +132,15 @@ async fn seed_request(client: &kube::Client, name: &str, requester: &str) {
         .create(&pp, &sa)
         .await
         .unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": meta,
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"], "resourceNames": ["app"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), "team-a")
+        .create(&pp, &role)
+        .await
+        .unwrap();
     let rb: RoleBinding = serde_json::from_value(json!({
         "metadata": meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
@@ -148,7 +158,7 @@ async fn seed_request(client: &kube::Client, name: &str, requester: &str) {
         .unwrap();
 }
 
-/// Which of the request's credentials exist, as `sa`, `rb`, `secret`.
+/// Which of the request's credentials exist, as `sa`, `role`, `rb`, `secret`.
 async fn credentials(client: &kube::Client, name: &str) -> Vec<&'static str> {
     let n = format!("janus-{name}");
     let mut found = Vec::new();
@@ -159,6 +169,14 @@ async fn credentials(client: &kube::Client, name: &str) -> Vec<&'static str> {
         .is_some()
     {
         found.push("sa");
+    }
+    if Api::<Role>::namespaced(client.clone(), "team-a")
+        .get_opt(&n)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        found.push("role");
     }
     if Api::<RoleBinding>::namespaced(client.clone(), "team-a")
         .get_opt(&n)
@@ -208,7 +226,11 @@ async fn a_reused_cluster_loses_only_test_requests_and_their_credentials() {
             [janus_api::FINALIZER],
             "{theirs}"
         );
-        assert_eq!(credentials(&admin, theirs).await, ["sa", "rb", "secret"], "{theirs}");
+        assert_eq!(
+            credentials(&admin, theirs).await,
+            ["sa", "role", "rb", "secret"],
+            "{theirs}"
+        );
     }
 }
 
