@@ -282,16 +282,10 @@ pub fn reason_regex(pattern: &str) -> Result<Regex, String> {
 /// for a missing label. An unknown operator matches nothing (refused at start-up anyway).
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     selector.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-        && selector.match_expressions.iter().all(|r| {
-            let value = labels.get(&r.key);
-            match r.operator.as_str() {
-                "In" => value.is_some_and(|v| r.values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+        && selector
+            .match_expressions
+            .iter()
+            .all(|r| super::scope::requirement_holds(labels.get(&r.key), &r.operator, &r.values))
 }
 
 /// Parses an [`APPROVERS_ANNOTATION`] value: comma-separated `group:<name>` entries and emails, with any

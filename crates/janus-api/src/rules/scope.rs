@@ -254,16 +254,23 @@ pub fn selector_string(s: &PodSelector) -> String {
 /// missing label; an unknown operator matches nothing).
 pub fn selector_matches(s: &PodSelector, labels: &BTreeMap<String, String>) -> bool {
     s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-        && s.match_expressions.iter().all(|r| {
-            let value = labels.get(&r.key);
-            match r.operator.as_str() {
-                "In" => value.is_some_and(|v| r.values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+        && s.match_expressions
+            .iter()
+            .all(|r| requirement_holds(labels.get(&r.key), &r.operator, &r.values))
+}
+
+/// Whether one set-based requirement holds for a label's value (`None`: the label is missing), as
+/// k8s.io/apimachinery/pkg/labels/selector.go's `Requirement.Matches`: `NotIn` and `DoesNotExist` hold
+/// for a missing label; an unknown operator matches nothing. Pod scopes and policies' namespace
+/// selectors both match with it.
+pub(crate) fn requirement_holds(value: Option<&String>, operator: &str, values: &[String]) -> bool {
+    match operator {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        _ => false,
+    }
 }
 
 /// A workload's `spec.selector` as a [`PodSelector`]; refused when it selects every pod (empty) or uses

@@ -185,45 +185,10 @@ impl ClusterService {
             return Ok(());
         };
         let c = handle.client;
-        // A list (what the web may do on workloads, as for the picker), narrowed to the one name.
-        let lp = ListParams::default().fields(&format!("metadata.name={}", w.name));
         let found = match w.kind {
-            WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
-                    .await
-                    .map(|r| {
-                        r.map(|l| {
-                            l.items
-                                .iter()
-                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
-                        })
-                    })
-            }
-            WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
-                    .await
-                    .map(|r| {
-                        r.map(|l| {
-                            l.items
-                                .iter()
-                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
-                        })
-                    })
-            }
-            WorkloadKind::DaemonSet => {
-                let api: Api<DaemonSet> = Api::namespaced(c, namespace);
-                tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
-                    .await
-                    .map(|r| {
-                        r.map(|l| {
-                            l.items
-                                .iter()
-                                .any(|o| o.metadata.name.as_deref() == Some(w.name.as_str()))
-                        })
-                    })
-            }
+            WorkloadKind::Deployment => listed_by_name::<Deployment>(c, namespace, &w.name).await,
+            WorkloadKind::StatefulSet => listed_by_name::<StatefulSet>(c, namespace, &w.name).await,
+            WorkloadKind::DaemonSet => listed_by_name::<DaemonSet>(c, namespace, &w.name).await,
         };
         match found {
             Ok(Ok(false)) => Err(ServiceError::invalid(
@@ -242,6 +207,26 @@ impl ClusterService {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Whether a namespaced object of kind `K` called `name` is listed in `namespace`: a list (what the web
+/// may do on workloads, as for the picker) narrowed to the one name. The outer `Err` is the timeout.
+async fn listed_by_name<K>(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<bool, kube::Error>, tokio::time::error::Elapsed>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client, namespace);
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    tokio::time::timeout(NAMESPACE_LIST_TIMEOUT, api.list_metadata(&lp))
+        .await
+        .map(|r| r.map(|l| l.items.iter().any(|o| o.metadata.name.as_deref() == Some(name))))
 }
 
 /// Whether an approvers annotation (`"group:payments-leads, alice@example.com"`) names `email` or one of
