@@ -10,12 +10,13 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 /// A grant refused by the RBAC escalation check (the controller's `bind` on janus-pod-exec was
-/// trimmed away): the 403 text lists every permission the controller lacks and kube's error repeats
+/// trimmed away, and so was its ClusterRoleBinding to janus-pod-exec, through which it holds the
+/// permissions it grants and could bind without `bind`): the 403 text lists every permission the controller lacks and kube's error repeats
 /// it, far past 1,024 bytes. The request still ends Failed with a Warning Event whose note is valid.
 #[tokio::test]
 async fn a_long_escalation_refusal_becomes_a_valid_event() {
@@ -34,6 +35,15 @@ async fn a_long_escalation_refusal_becomes_a_valid_event() {
         )
         .await
         .unwrap();
+    // Holding every permission of a role lets RBAC allow binding it without `bind` (issue 16's
+    // ClusterRoleBindings, which let the controller write pod-scoped Roles without `escalate`).
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    for role in ["exec", "logs", "debug"] {
+        bindings
+            .delete(&format!("k8s-janus-controller-role-{role}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
     let ctl = Controller::start(&sim, config("")).await;
     create(&sim, &request("long-403", "central", &["team-a"], 600)).await;
     approve(&sim, "long-403").await;
