@@ -1749,7 +1749,31 @@ impl Probes {
         if selector != format!("wl={workload}") {
             return Err(format!("{exec}: podSelector {selector:?}"));
         }
-        until(role_w, vec![w.clone()]).await?;
+        // The pods the selector matches: the probe's own, and whatever a workload controller made of
+        // the Deployment (a real cluster's, or kubesim's with `serve --workload-pods`, as the portable
+        // run starts it).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lp = ListParams::default().labels(&selector);
+            let mut want: Vec<String> = pods
+                .list(&lp)
+                .await
+                .expect("pods")
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            want.sort();
+            let got = named(roles.get_opt(&role_w).await.expect("role"));
+            if want.contains(w) && got == want {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("Role {role_w}: names {got:?}, wanted {want:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         // Revoked: every credential, the Roles included, found by label and deleted.
         for name in [&logs, &exec] {
