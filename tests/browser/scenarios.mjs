@@ -735,7 +735,7 @@ export const scenarios = [
       await form.getByLabel("Image").fill("busybox:1.36");
       await form.getByRole("button", { name: "Start debug container" }).click();
       try {
-        await until("attached to the debug container", async () => /payments\/payments-api \(janus-debug-[a-z0-9]+\)/.test(await text(page.locator("#pane-0 .status"))), 40000);
+        await until("attached to the debug container", async () => /payments\/payments-api \(janus-debug-[a-z0-9-]+\)/.test(await text(page.locator("#pane-0 .status"))), 40000);
       } catch (e) {
         throw new Error(`${e.message}; the pane says "${await text(page.locator("#pane-0 .status"))}", the form "${await text(form.locator("#debug-status"))}"`);
       }
