@@ -694,24 +694,7 @@ async fn shell_echo(s: &Session, request: &str, marker: &str) -> Result<Ws, Stri
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .map_err(|e| format!("{request}: terminal refused: {e}"))?;
-    ws.send(Message::Binary(
-        format!("echo {marker}-$((40+2))\r").into_bytes().into(),
-    ))
-    .await
-    .map_err(|e| format!("{request}: send: {e}"))?;
-    let want = format!("{marker}-42");
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seen.contains(&want) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
-            Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&format!("[control {t}]")),
-            Ok(Some(Ok(_))) => {}
-            Err(_) => return Err(format!("{request}: no echo; saw {seen:?}")),
-            other => return Err(format!("{request}: terminal ended: {other:?}; saw {seen:?}")),
-        }
-    }
+    echo_through(&mut ws, request, marker, "", "terminal").await?;
     Ok(ws)
 }
 
@@ -1591,25 +1574,7 @@ impl Probes {
             .await
             .map_err(|e| format!("{name}: attach refused: {e}"))?;
         let marker = format!("probe{}", self.next());
-        ws.send(Message::Binary(
-            format!("echo {marker}-$((40+2))\r").into_bytes().into(),
-        ))
-        .await
-        .map_err(|e| format!("{name}: send: {e}"))?;
-        let want = format!("{marker}-42");
-        let mut seen = String::new();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !seen.contains(&want) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, ws.next()).await {
-                Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
-                Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&format!("[control {t}]")),
-                Ok(Some(Ok(_))) => {}
-                Err(_) => return Err(format!("{name}: no echo from the debug container; saw {seen:?}")),
-                other => return Err(format!("{name}: attach ended: {other:?}; saw {seen:?}")),
-            }
-        }
-        Ok(())
+        echo_through(&mut ws, name, &marker, "from the debug container", "attach").await
     }
 
     /// `Probe::Scoped` on one cluster.
@@ -2289,4 +2254,39 @@ fn the_image_runs_what_the_chart_invokes() {
     }
     // controller, web (x3 modes), kubeconfig-sync
     assert!(checked >= 6, "janus containers checked: {checked}");
+}
+
+/// Types `echo <marker>-$((40+2))` into a terminal WebSocket and waits (15 s) until `<marker>-42` comes
+/// back: the shell ran it. `from` and `what` only word the errors.
+async fn echo_through<S>(ws: &mut S, who: &str, marker: &str, from: &str, what: &str) -> Result<(), String>
+where
+    S: futures::Sink<Message> + futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    <S as futures::Sink<Message>>::Error: std::fmt::Display,
+{
+    ws.send(Message::Binary(
+        format!("echo {marker}-$((40+2))\r").into_bytes().into(),
+    ))
+    .await
+    .map_err(|e| format!("{who}: send: {e}"))?;
+    let want = format!("{marker}-42");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(&want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&format!("[control {t}]")),
+            Ok(Some(Ok(_))) => {}
+            Err(_) => {
+                let from = if from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {from}")
+                };
+                return Err(format!("{who}: no echo{from}; saw {seen:?}"));
+            }
+            other => return Err(format!("{who}: {what} ended: {other:?}; saw {seen:?}")),
+        }
+    }
+    Ok(())
 }
