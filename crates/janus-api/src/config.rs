@@ -276,6 +276,57 @@ pub struct WebConfig {
     /// Container log streams one web replica serves at once (apart from terminal sessions).
     #[serde(default = "default_log_streams_per_replica")]
     pub max_log_streams_per_replica: usize,
+    /// Personal API tokens for tools and CI jobs ([`crate::tokens`]).
+    #[serde(default)]
+    pub api_tokens: ApiTokensConfig,
+    /// Lifetime of a CLI session (`janus login`, by password or the OIDC device flow), in seconds.
+    #[serde(default = "default_cli_session_ttl")]
+    pub cli_session_ttl_seconds: i64,
+}
+
+/// Personal API tokens (`web.apiTokens`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiTokensConfig {
+    /// Whether users may create personal API tokens (existing tokens stop working when false).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The longest expiry a token may be given, in days (1..=3650).
+    #[serde(default = "default_token_max_days")]
+    pub max_lifetime_days: u32,
+    /// The expiry a new token gets when none is chosen, in days (at most `maxLifetimeDays`).
+    #[serde(default = "default_token_days")]
+    pub default_lifetime_days: u32,
+    /// Tokens one user may hold at once (unrevoked and unexpired).
+    #[serde(default = "default_tokens_per_user")]
+    pub max_per_user: u32,
+}
+
+impl Default for ApiTokensConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_lifetime_days: default_token_max_days(),
+            default_lifetime_days: default_token_days(),
+            max_per_user: default_tokens_per_user(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_token_max_days() -> u32 {
+    90
+}
+fn default_token_days() -> u32 {
+    30
+}
+fn default_tokens_per_user() -> u32 {
+    20
+}
+fn default_cli_session_ttl() -> i64 {
+    43200
 }
 
 fn default_session_ttl() -> i64 {
@@ -372,6 +423,8 @@ impl Default for WebConfig {
             recording_max_input_bytes: default_recording_max_input(),
             max_log_streams_per_user: default_log_streams_per_user(),
             max_log_streams_per_replica: default_log_streams_per_replica(),
+            api_tokens: ApiTokensConfig::default(),
+            cli_session_ttl_seconds: default_cli_session_ttl(),
         }
     }
 }
@@ -567,6 +620,28 @@ impl Config {
                 "maxTtlSeconds ({}) is above {} (7 days), the most an AccessRequest's ttlSeconds may hold",
                 self.max_ttl_seconds,
                 crate::access_request::MAX_TTL_SECONDS
+            ));
+        }
+        let t = &self.web.api_tokens;
+        if !(1..=3650).contains(&t.max_lifetime_days) {
+            return bad(format!(
+                "web.apiTokens.maxLifetimeDays must be within 1..=3650, got {}",
+                t.max_lifetime_days
+            ));
+        }
+        if t.default_lifetime_days < 1 || t.default_lifetime_days > t.max_lifetime_days {
+            return bad(format!(
+                "web.apiTokens.defaultLifetimeDays ({}) is outside 1..=maxLifetimeDays ({})",
+                t.default_lifetime_days, t.max_lifetime_days
+            ));
+        }
+        if t.max_per_user < 1 {
+            return bad("web.apiTokens.maxPerUser must be at least 1".into());
+        }
+        if !(60..=30 * 86400).contains(&self.web.cli_session_ttl_seconds) {
+            return bad(format!(
+                "web.cliSessionTtlSeconds must be within 60..=2592000 (30 days), got {}",
+                self.web.cli_session_ttl_seconds
             ));
         }
         if self.max_ttl_seconds < self.min_ttl_seconds {

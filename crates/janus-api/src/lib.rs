@@ -10,6 +10,7 @@ pub mod notifications;
 pub mod policy;
 pub mod roles;
 pub mod rules;
+pub mod tokens;
 
 pub use access_request::{
     AccessRequest, AccessRequestSpec, AccessRequestStatus, Approval, ApprovalEntry, BreakGlass, BreakGlassReview,

@@ -52,6 +52,10 @@ pub const EVENT_KINDS: &[&str] = &[
     "user.deleted",
     "cluster.registered",
     "cluster.removed",
+    "token.created",
+    "token.new_address",
+    "token.revoked",
+    "login.cli",
     EXPIRING_SOON,
 ];
 

@@ -75,6 +75,14 @@ pub enum AuditKind {
     ClusterRegistered,
     /// A cluster was removed.
     ClusterRemoved,
+    /// A personal API token was created (details: its display id, name, scopes, expiry; never the token).
+    ApiTokenCreated,
+    /// A personal API token was used from an address it had not been used from before.
+    ApiTokenNewAddress,
+    /// A personal API token was revoked (by its owner or an admin).
+    ApiTokenRevoked,
+    /// A CLI session was started (`janus login`, by password or the OIDC device flow).
+    CliLogin,
 }
 
 impl AuditKind {
@@ -113,6 +121,10 @@ impl AuditKind {
         AuditKind::UserDeleted,
         AuditKind::ClusterRegistered,
         AuditKind::ClusterRemoved,
+        AuditKind::ApiTokenCreated,
+        AuditKind::ApiTokenNewAddress,
+        AuditKind::ApiTokenRevoked,
+        AuditKind::CliLogin,
     ];
 
     /// The stored form, e.g. `request.approved`.
@@ -151,6 +163,10 @@ impl AuditKind {
             AuditKind::UserDeleted => "user.deleted",
             AuditKind::ClusterRegistered => "cluster.registered",
             AuditKind::ClusterRemoved => "cluster.removed",
+            AuditKind::ApiTokenCreated => "token.created",
+            AuditKind::ApiTokenNewAddress => "token.new_address",
+            AuditKind::ApiTokenRevoked => "token.revoked",
+            AuditKind::CliLogin => "login.cli",
         }
     }
 }
