@@ -62,9 +62,26 @@ pub struct Identity {
     /// The CSRF token every state change must carry.
     #[serde(skip)]
     pub csrf: String,
-    /// SHA-256 of the session id, when there is a session.
+    /// SHA-256 of the session id, when there is a session; for a bearer credential (a CLI session or a
+    /// personal API token) the hash of that credential, so that terminal streams opened with it end
+    /// when it is revoked or expires.
     #[serde(skip)]
     pub session: Option<String>,
+    /// The bearer credential this request was made with, if any (`None` for cookies and proxy headers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenInfo>,
+}
+
+/// A bearer credential as far as authorization needs it (never the credential itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// `janus_pat_` or `janus_cli_` and the first 8 secret characters ([`janus_api::tokens::display_id`]).
+    pub display_id: String,
+    /// What the credential may do: every scope for a CLI session.
+    pub scopes: Vec<janus_api::tokens::TokenScope>,
+    /// Whether it is a personal API token (`false`: a CLI session).
+    pub personal: bool,
 }
 
 /// The groups of an identity as an identity provider (OIDC claim, proxy header) asserts them, minus every
@@ -149,6 +166,7 @@ pub async fn resolve(
         auth,
         csrf: s.csrf_token,
         session: Some(hash),
+        token: None,
     }))
 }
 

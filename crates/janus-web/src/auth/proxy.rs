@@ -331,6 +331,7 @@ pub fn identity(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> 
         groups,
         auth: AuthSource::Proxy,
         session: None,
+        token: None,
     }))
 }
 

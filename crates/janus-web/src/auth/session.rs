@@ -188,6 +188,7 @@ pub async fn start(
         auth,
         csrf,
         session: Some(s.id_hash),
+        token: None,
     };
     Ok((identity, set_cookie(state, COOKIE, &id, ttl)))
 }

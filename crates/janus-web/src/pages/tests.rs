@@ -57,6 +57,7 @@ fn identity(email: &str) -> Identity {
         auth: AuthSource::Local,
         csrf: "csrf".into(),
         session: None,
+        token: None,
     }
 }
 

@@ -292,6 +292,7 @@ mod tests {
             auth: AuthSource::Proxy,
             csrf: String::new(),
             session: None,
+            token: None,
         }
     }
 

@@ -1186,6 +1186,7 @@ mod tests {
             auth: AuthSource::Local,
             csrf: String::new(),
             session: None,
+            token: None,
         }
     }
 
