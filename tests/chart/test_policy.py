@@ -785,7 +785,8 @@ def test_config_yaml_format(case, renderer, values_yaml):
     assert cfg["clusters"] == clusters
     mode = ("oidc" if values.get("oidc", {}).get("enabled")
             else "proxy" if values.get("webui", {}).get("authEnabled") else "local")
-    web_keys = {"baseUrl", "authMode", "trustedProxies"} | ({"oidc"} if mode == "oidc" else set())
+    web_keys = {"baseUrl", "authMode", "trustedProxies", "apiTokens", "cliSessionTtlSeconds"} | (
+        {"oidc"} if mode == "oidc" else set())
     assert set(cfg["web"]) == web_keys
     assert cfg["web"]["authMode"] == mode
     assert cfg["web"]["trustedProxies"] == ["127.0.0.1/32"]

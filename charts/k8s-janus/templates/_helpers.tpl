@@ -253,6 +253,12 @@ affinity:
 {{- fail (printf "janus.approvalTtlOptions entry %d must lie between janus.minTtlSeconds=%d and janus.maxTtlSeconds=%d" (int .) (int $j.minTtlSeconds) (int $j.maxTtlSeconds)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* As janus_api::config (web.apiTokens): the schema bounds each value, this their relation. */ -}}
+{{- with $j.web.apiTokens -}}
+{{- if gt (int .defaultLifetimeDays) (int .maxLifetimeDays) -}}
+{{- fail (printf "janus.web.apiTokens.defaultLifetimeDays=%d must not exceed janus.web.apiTokens.maxLifetimeDays=%d" (int .defaultLifetimeDays) (int .maxLifetimeDays)) -}}
+{{- end -}}
+{{- end -}}
 {{- $names := dict -}}
 {{- range $v.clusters -}}
 {{- if hasKey $names .name -}}
