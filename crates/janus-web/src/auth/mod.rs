@@ -1,5 +1,6 @@
 //! Who is calling: identity from a server-side session or trusted proxy headers, CSRF and Origin checks.
 
+pub mod cli_session;
 pub mod client_ip;
 pub mod local;
 pub mod oidc;
