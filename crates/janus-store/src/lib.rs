@@ -16,6 +16,7 @@ mod history;
 pub mod outbox;
 pub mod recorder;
 mod terminal;
+mod tokens;
 mod types;
 mod users;
 pub mod writer;
@@ -37,6 +38,7 @@ pub use error::StoreError;
 pub use history::LiveRequest;
 pub use outbox::{NewOutboxRow, OutboxCount, OutboxRow, OutboxState, Produced};
 pub use terminal::{OwnerAccount, OwnerStates};
+pub use tokens::{ApiToken, NewApiToken, TouchResult};
 pub use types::*;
 pub use users::{LocksStarted, LoginGate, LoginLimits, RequesterLock};
 
@@ -90,6 +92,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "notification outbox",
         include_str!("../migrations/sqlite/0005_notification_outbox.sql"),
     ),
+    (
+        6,
+        "personal API tokens",
+        include_str!("../migrations/sqlite/0006_api_tokens.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -112,6 +119,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         5,
         "notification outbox",
         include_str!("../migrations/postgres/0005_notification_outbox.sql"),
+    ),
+    (
+        6,
+        "personal API tokens",
+        include_str!("../migrations/postgres/0006_api_tokens.sql"),
     ),
 ];
 

@@ -78,7 +78,7 @@ const OWNER_CHUNK: usize = 1000;
 
 impl Store {
     /// Looks up, in one query per thousand keys (one query in practice), which of the given login
-    /// sessions still exist and the state of the given local accounts (emails compared lowercased).
+    /// sessions (web and CLI sessions, and unrevoked personal API tokens, all by id hash) still exist and the state of the given local accounts (emails compared lowercased).
     /// Keys not in the answer no longer exist.
     ///
     /// Several accounts may share an email (migration 2 leaves disabled duplicates next to the enabled
@@ -117,6 +117,14 @@ impl Store {
                      id_hash AS name FROM web_sessions WHERE id_hash IN ({})",
                     placeholders(hashes.len())
                 ));
+                // A personal API token behind a stream counts as its login session while unrevoked;
+                // its expiry is the session's expiry.
+                parts.push(format!(
+                    "SELECT 's' AS kind, id_hash AS k, CAST(0 AS BIGINT) AS admin_flag, \
+                     CAST(0 AS BIGINT) AS disabled_flag, expires_us, CAST(0 AS BIGINT) AS created_flag, \
+                     id_hash AS name FROM api_tokens WHERE revoked_us IS NULL AND id_hash IN ({})",
+                    placeholders(hashes.len())
+                ));
             }
             if !mails.is_empty() {
                 parts.push(format!(
@@ -134,7 +142,8 @@ impl Store {
             let sql = parts.join(" UNION ALL ");
             on_pool!(self, p => {
                 let mut q = sqlx::query(&sql);
-                for h in hashes {
+                // Twice: once for web_sessions, once for api_tokens.
+                for h in hashes.iter().chain(hashes) {
                     q = q.bind(h);
                 }
                 for m in &mails {
