@@ -761,4 +761,60 @@ export const scenarios = [
       await page.close();
     },
   ],
+  [
+    "API tokens: the engineer creates one, sees it once with a working copy button, and revokes it; the admin sees it in All tokens",
+    async (s) => {
+      const page = (s.pages.tokens = await s.ctx.engineer.newPage());
+      await page.goto("/requests");
+      await page.getByRole("link", { name: "API tokens" }).click();
+      await page.getByRole("heading", { name: "API tokens", exact: true }).waitFor();
+      const form = page.locator("#create-token");
+      await form.getByLabel("Name").fill("browser-ci");
+      check(await form.getByLabel("read").isChecked(), "read is preselected");
+      await form.getByLabel("request").check();
+      check((await form.getByLabel(/^Expires in/).inputValue()) === "30", "the default expiry is preselected");
+      await form.getByRole("button", { name: "Create token" }).click();
+
+      // Shown once, with the warning and a copy button that really copies.
+      const field = page.locator("#new-token");
+      await field.waitFor();
+      const token = await field.inputValue();
+      check(/^janus_pat_[A-Za-z0-9]{40}$/.test(token), `a well-formed token in the copy area: ${token.slice(0, 18)}…`);
+      check((await text(page.locator("#new-token-box"))).includes("shown only this once"), "the warning next to it");
+      await s.ctx.engineer.grantPermissions(["clipboard-read", "clipboard-write"], { origin: s.demo.url });
+      const copy = page.locator("#new-token-box").getByRole("button", { name: "Copy" });
+      await copy.click();
+      await until("the button says Copied", async () => (await text(page.locator("#new-token-box button"))) === "Copied");
+      check((await page.evaluate(() => navigator.clipboard.readText())) === token, "the clipboard holds the token");
+      await shot(page, "api-token-created");
+
+      // Listed by display id, never shown again.
+      const displayId = token.slice(0, 18);
+      const r = page.locator(`#my-tokens tr[data-token="${displayId}"]`);
+      check((await text(r.locator("td.state"))) === "Active", "the new token is Active");
+      check((await text(r.locator("td").nth(2))) === "read, request", "with its scopes");
+      await page.goto("/tokens");
+      check((await page.locator("#new-token").count()) === 0, "no copy area after reloading");
+      check(!(await page.content()).includes(token.slice(10)), "the token is not on the page again");
+
+      // Revoke (the confirm dialog is accepted and recorded by the guard).
+      const dialogs = s.guard.dialogs.length;
+      await page.locator(`#my-tokens tr[data-token="${displayId}"]`).getByRole("button", { name: "Revoke" }).click();
+      await page.waitForURL(/done=revoked/);
+      check(s.guard.dialogs.slice(dialogs).some((d) => d.type === "confirm" && d.message.includes("browser-ci")), "asked before revoking");
+      await until("the row says Revoked", async () => (await text(page.locator(`#my-tokens tr[data-token="${displayId}"] td.state`))).startsWith("Revoked"));
+      check((await page.locator(`#my-tokens tr[data-token="${displayId}"]`).getByRole("button", { name: "Revoke" }).count()) === 0, "no Revoke button on a revoked token");
+
+      // The admin sees everyone's tokens, this one with its owner.
+      const admin = s.pages.admin;
+      await admin.goto("/tokens");
+      const a = admin.locator(`#all-tokens tr[data-token="${displayId}"]`);
+      await a.waitFor();
+      check((await text(a.locator("td").first())).startsWith("engineer"), `the owner in All tokens: ${await text(a.locator("td").first())}`);
+      check((await text(a.locator("td.state"))).startsWith("Revoked"), "revoked for the admin too");
+      await shot(admin, "api-tokens-admin");
+      await page.close();
+      delete s.pages.tokens;
+    },
+  ],
 ];

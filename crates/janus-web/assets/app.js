@@ -22,6 +22,23 @@
   setInterval(tick, 1000);
   tick();
 
+  // Copy buttons: <button data-copy="ID"> copies the value of the element with that id (the API tokens
+  // page's new token). The field is readonly and selected as well, so copying by hand works without it.
+  document.addEventListener("click", function (e) {
+    var b = e.target && e.target.closest ? e.target.closest("button[data-copy]") : null;
+    if (!b) return;
+    var field = document.getElementById(b.getAttribute("data-copy"));
+    if (!field) return;
+    field.focus();
+    field.select();
+    var done = function () { b.textContent = "Copied"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () { if (document.execCommand("copy")) done(); });
+    } else if (document.execCommand("copy")) {
+      done();
+    }
+  });
+
   // Confirmation for destructive buttons: <form data-confirm="text">.
   document.addEventListener("submit", function (e) {
     var f = e.target;

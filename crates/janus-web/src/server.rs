@@ -286,6 +286,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/notifications/{id}/retry", post(pages::notifications::retry))
         .route("/audit", get(pages::audit::show))
         .route("/clusters", get(pages::clusters::show))
+        .route("/tokens", get(pages::tokens::show).post(pages::tokens::create))
+        .route("/tokens/{display_id}/revoke", post(pages::tokens::revoke))
         .route("/terminal/{name}", get(pages::terminal::show))
         .route("/recordings/{id}", get(pages::terminal::replay));
     let timeout = Duration::from_secs(state.config.web.request_timeout_seconds.max(1));

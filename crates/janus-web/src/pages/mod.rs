@@ -7,6 +7,7 @@ pub mod login;
 pub mod notifications;
 pub mod requests;
 pub mod terminal;
+pub mod tokens;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,6 +35,8 @@ pub enum Nav {
     Users,
     /// Notification deliveries and dead letters.
     Notifications,
+    /// Personal API tokens.
+    Tokens,
     /// Nothing highlighted.
     None,
 }
@@ -106,6 +109,7 @@ pub fn page(
                             a.active[nav == Nav::Notifications] href="/admin/notifications" { "Notifications" }
                         }
                         a.active[nav == Nav::Clusters] href="/clusters" { "Clusters" }
+                        a.active[nav == Nav::Tokens] href="/tokens" { "API tokens" }
                         span.spacer {}
                         span.who { (id.email) @if id.is_admin { " (admin)" } }
                         @if id.session.is_some() {
