@@ -1,7 +1,17 @@
 //! The terminal WebSocket protocol. Data and control never mix: keystrokes and output travel as binary
 //! frames only; control messages are JSON text frames. So JSON typed into the shell stays data.
+//!
+//! A shell's output frames are the raw bytes of its terminal. A command run without a terminal (exec
+//! mode, `command=` query parameters) keeps stdout and stderr apart: each output frame starts with a
+//! stream byte ([`STDOUT`] or [`STDERR`]), the way the Kubernetes channel protocol does, and the
+//! command's exit code arrives as [`ServerControl::Exit`] before the socket closes.
 
 use serde::{Deserialize, Serialize};
+
+/// Exec mode: the first byte of an output frame carrying the command's standard output.
+pub const STDOUT: u8 = 1;
+/// Exec mode: the first byte of an output frame carrying the command's standard error.
+pub const STDERR: u8 = 2;
 
 /// Control messages from the browser (text frames).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -16,6 +26,9 @@ pub enum ClientControl {
     },
     /// Keep-alive (a struct variant so that unknown fields are refused like everywhere else).
     Ping {},
+    /// Exec mode: the client has no more input; the command's stdin is closed (a shell has no use for
+    /// it: Ctrl-D ends a shell).
+    Eof {},
 }
 
 /// Control messages to the browser (text frames).
@@ -33,6 +46,11 @@ pub enum ServerControl {
     IdleWarning {
         /// Seconds left.
         seconds: i64,
+    },
+    /// Exec mode: the command ended with this exit code (0 on success); sent before [`Self::Closed`].
+    Exit {
+        /// The exit code the exec's final `Status` reported.
+        code: i32,
     },
     /// The session ended.
     Closed {
@@ -83,11 +101,17 @@ mod tests {
             ClientControl::parse(r#"{"type":"ping"}"#).unwrap(),
             ClientControl::Ping {}
         );
+        assert_eq!(
+            ClientControl::parse(r#"{"type":"eof"}"#).unwrap(),
+            ClientControl::Eof {}
+        );
+        assert_eq!(ServerControl::Exit { code: 3 }.to_text(), r#"{"type":"exit","code":3}"#);
         for bad in [
             r#"{"type":"resize","cols":0,"rows":40}"#,
             r#"{"type":"resize","cols":70000,"rows":40}"#,
             r#"{"type":"exec","cmd":"rm"}"#,
             r#"{"type":"ping","x":1}"#,
+            r#"{"type":"eof","channel":0}"#,
             "not json",
             "",
         ] {

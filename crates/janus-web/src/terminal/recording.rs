@@ -9,6 +9,9 @@
 //! The typed lines are reconstructed from keystrokes (backspace, Ctrl-C and Ctrl-U are applied); tab
 //! completion, history recall and cursor-based line editing happen in the shell and are not resolved,
 //! so a typed line may differ from the command the shell ran. The recording is the record.
+//!
+//! A command run without a terminal (exec mode) is recorded the same way: its stdout and stderr as
+//! output, its stdin as input (data, not typed lines), and the command itself as its command line.
 
 use std::time::Instant;
 
@@ -42,6 +45,9 @@ pub struct Recording {
     /// The start of a UTF-8 character cut off at the end of the last output or input chunk.
     out_carry: Vec<u8>,
     in_carry: Vec<u8>,
+    /// Output comes from pipes, not a terminal: line feeds get the carriage return a terminal's
+    /// `onlcr` would add, so that the replay shows lines, not a staircase.
+    crlf: bool,
 }
 
 /// Decodes a chunk of a byte stream as UTF-8: a character cut off at the end of the chunk is kept in
@@ -101,7 +107,15 @@ impl Recording {
             lines: Vec::new(),
             out_carry: Vec::new(),
             in_carry: Vec::new(),
+            crlf: false,
         }
+    }
+
+    /// For a command run without a terminal: its output is translated for the replay as a terminal
+    /// would show it (`\n` → `\r\n`).
+    pub fn without_terminal(mut self) -> Self {
+        self.crlf = true;
+        self
     }
 
     fn push_line(&mut self, line: &str) {
@@ -146,10 +160,28 @@ impl Recording {
         if self.out_full || self.in_full {
             return;
         }
-        let text = decode_stream(&mut self.out_carry, data);
+        let mut text = decode_stream(&mut self.out_carry, data);
+        if self.crlf {
+            text = text.replace('\n', "\r\n");
+        }
         if !text.is_empty() {
             self.event("o", &text);
         }
+    }
+
+    /// Input to a command run without a terminal: recorded, but it is data for the command, not
+    /// typed command lines (the command itself is the line, see [`Recording::command`]).
+    pub fn stdin(&mut self, data: &[u8]) {
+        let text = decode_stream(&mut self.in_carry, data);
+        if !text.is_empty() {
+            self.event("i", &text);
+        }
+    }
+
+    /// A command run as such (exec mode): it goes to the command log as one line.
+    pub fn command(&mut self, line: &str) {
+        let line: String = line.chars().take(4096).collect();
+        self.lines.push((Utc::now(), line));
     }
 
     /// Input typed; complete lines also go to the command log (as typed, see the module docs).
@@ -228,6 +260,20 @@ mod tests {
         let ev: serde_json::Value = serde_json::from_str(it.next().unwrap()).unwrap();
         assert_eq!(ev[1], "o");
         assert!(doc.contains(r#""r","100x30""#));
+    }
+
+    #[test]
+    fn a_command_without_terminal_records_output_stdin_and_its_command_line() {
+        let mut r = Recording::new(80, 24, "t", 10_000, 10_000).without_terminal();
+        r.command("sh -c 'cat'");
+        r.stdin(b"rm -rf /\n");
+        r.output(b"out\nerr\n");
+        // Stdin is data for the command: it is recorded but is no command line.
+        let lines: Vec<String> = r.take_lines().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lines, ["sh -c 'cat'"]);
+        let doc = r.finish();
+        assert_eq!(events(&doc, "i"), "rm -rf /\n");
+        assert_eq!(events(&doc, "o"), "out\r\nerr\r\n");
     }
 
     #[test]

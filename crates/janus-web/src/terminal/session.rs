@@ -1,11 +1,16 @@
 //! One terminal session: authorization before the upgrade, then the pump between the browser's WebSocket
 //! and `pods/exec` on the target cluster with the request's token, with recording, idle timeout and
 //! closing on revoke/expiry/withdrawal.
+//!
+//! With `command` query parameters the socket runs that command without a terminal instead of a shell
+//! (`janus exec`): stdout and stderr apart, stdin until `eof`, and the exit code at the end. It is the
+//! same session in every other respect: the same checks before, the same loop with the same cut-offs
+//! (revocation, expiry, owner, idle timeout), recorded and audited alike.
 
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -15,23 +20,24 @@ use janus_api::rules::scope;
 use janus_api::{AccessRequest, names};
 use janus_store::{AuditKind, TerminalSession};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, Patch, PatchParams, TerminalSize};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, SimplexStream, WriteHalf};
 
 use crate::audit;
 use crate::auth::{Authenticated, Identity, constant_time_eq, origin_ok};
 use crate::error::WebError;
 use crate::extract::{Path, Query};
 use crate::state::AppState;
-use crate::terminal::protocol::{ClientControl, ServerControl};
+use crate::terminal::protocol::{ClientControl, STDERR, STDOUT, ServerControl};
 use crate::terminal::recording::{Recording, Truncation};
 use crate::terminal::{EndReason, Owner, StreamKind, access, debug};
 
-/// Where to open the shell.
+/// Where to open the shell. Unknown parameters are refused by [`exec_command`], which also reads the
+/// repeated `command` ones (this struct cannot hold a repeated parameter).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Granted namespace.
     pub namespace: String,
@@ -73,6 +79,7 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Authenticated(id): Authenticated,
     headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
     Path(name): Path<String>,
     q: Result<Query<Params>, WebError>,
     ws: WebSocketUpgrade,
@@ -88,12 +95,22 @@ pub async fn upgrade(
     if !valid_target(&p.namespace, &p.pod, p.container.as_deref()) {
         return Err(WebError::invalid("pod", "invalid namespace, pod or container name"));
     }
+    let command = exec_command(raw_query.as_deref().unwrap_or_default())?;
     let (ar, client) = access::client_for(&state, &id, &name, &p.namespace).await?;
     // What the socket opens follows the request's role: a shell (exec) under `shell` roles, an attach to
     // one of the web's debug containers under `debug` roles, nothing under `logs` roles.
     let role = debug::role_of(&state, &ar)?;
     let attach = match role.terminal {
         TerminalMode::Shell => false,
+        // A debug role grants an attach to the web's debug container, not running commands in the
+        // pod's containers: a command given here would be exec, which the role does not grant.
+        TerminalMode::Debug if command.is_some() => {
+            tracing::info!(request = %name, user = %id.email, role = %role.name, "exec refused: not a shell role");
+            return Err(WebError::Forbidden(format!(
+                "exec runs commands only under shell roles; role {} attaches to debug containers",
+                role.name
+            )));
+        }
         TerminalMode::Debug => true,
         TerminalMode::Logs => {
             tracing::info!(request = %name, user = %id.email, role = %role.name, "terminal refused: the role offers no shell");
@@ -145,7 +162,7 @@ pub async fn upgrade(
                 ));
             }
         };
-        return open(state, id, ar, client, p, container, true, ws);
+        return open(state, id, ar, client, p, container, Mode::Attach, ws);
     }
     let containers: Vec<String> = pod
         .spec
@@ -172,11 +189,99 @@ pub async fn upgrade(
             ));
         }
     };
-    open(state, id, ar, client, p, container, false, ws)
+    let mode = match command {
+        Some(argv) => Mode::Exec(argv),
+        None => Mode::Shell,
+    };
+    open(state, id, ar, client, p, container, mode, ws)
 }
 
-/// Registers the session and upgrades: `attach` attaches to `container` (a debug container) instead of
-/// starting a shell in it.
+/// Most arguments of one command, and the largest argument and total (bytes): a command line is
+/// small, and these bound what one socket makes the web hold and send to the API server.
+const MAX_ARGS: usize = 64;
+const MAX_ARG_BYTES: usize = 4096;
+const MAX_COMMAND_BYTES: usize = 16 * 1024;
+/// The query parameters the socket knows; any other is refused, as a typo must not be ignored.
+const KNOWN_PARAMS: [&str; 7] = ["namespace", "pod", "container", "cols", "rows", "csrf", "command"];
+
+/// The command of exec mode from the repeated `command` query parameters (`None`: a shell), after
+/// refusing unknown parameters and commands out of bounds.
+fn exec_command(raw_query: &str) -> Result<Option<Vec<String>>, WebError> {
+    let mut argv = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw_query.as_bytes()) {
+        if key == "command" {
+            argv.push(value.into_owned());
+        } else if !KNOWN_PARAMS.contains(&key.as_ref()) {
+            return Err(WebError::invalid(
+                "query",
+                format!("unknown query parameter {:?}", truncated(&key, 64)),
+            ));
+        }
+    }
+    if argv.is_empty() {
+        return Ok(None);
+    }
+    let bad = |m: String| Err(WebError::invalid("command", m));
+    if argv.len() > MAX_ARGS {
+        return bad(format!(
+            "a command has at most {MAX_ARGS} arguments, not {}",
+            argv.len()
+        ));
+    }
+    if argv[0].is_empty() {
+        return bad("the command's first argument (the program) is empty".into());
+    }
+    if let Some(i) = argv.iter().position(|a| a.len() > MAX_ARG_BYTES) {
+        return bad(format!(
+            "argument {} of the command is longer than {MAX_ARG_BYTES} bytes",
+            i + 1
+        ));
+    }
+    // The kubelet passes arguments to execve, where a NUL would silently cut the argument short.
+    if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
+        return bad(format!("argument {} of the command contains a NUL character", i + 1));
+    }
+    let total: usize = argv.iter().map(String::len).sum();
+    if total > MAX_COMMAND_BYTES {
+        return bad(format!(
+            "the command's arguments total {total} bytes, more than {MAX_COMMAND_BYTES}"
+        ));
+    }
+    Ok(Some(argv))
+}
+
+/// At most `max` characters of `s`, for quoting input back in an error.
+fn truncated(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// A command as a shell would read it back, for the command log and the recording's title.
+fn command_line(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| format!("{argv:?}"))
+}
+
+/// What the socket runs in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    /// An interactive shell in a terminal.
+    Shell,
+    /// An attach to the container's own process (a debug container), in its terminal.
+    Attach,
+    /// A command without a terminal: stdin, stdout and stderr apart, and its exit code (`janus exec`).
+    Exec(Vec<String>),
+}
+
+impl Mode {
+    /// The `pods/…` subresource used.
+    fn verb(&self) -> &'static str {
+        match self {
+            Mode::Attach => "attach",
+            Mode::Shell | Mode::Exec(_) => "exec",
+        }
+    }
+}
+
+/// Registers the session and upgrades.
 #[allow(clippy::too_many_arguments)]
 fn open(
     state: AppState,
@@ -185,7 +290,7 @@ fn open(
     client: kube::Client,
     p: Params,
     container: String,
-    attach: bool,
+    mode: Mode,
     ws: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
     let name = ar.metadata.name.clone().unwrap_or_default();
@@ -210,7 +315,7 @@ fn open(
         container,
         cols,
         rows,
-        attach,
+        mode,
     };
     Ok(ws
         .max_message_size(1024 * 1024)
@@ -229,8 +334,68 @@ struct Target {
     container: String,
     cols: u16,
     rows: u16,
-    /// Attach to the container's own process (a debug container) rather than exec a shell.
-    attach: bool,
+    mode: Mode,
+}
+
+/// The remote process's streams as the pump uses them: a terminal (shell, attach) or a command's pipes.
+struct Remote {
+    /// `None` once the client sent `eof` (exec mode).
+    stdin: Option<WriteHalf<SimplexStream>>,
+    stdout: Option<ReadHalf<SimplexStream>>,
+    /// Exec mode only (a terminal merges its error output into stdout).
+    stderr: Option<ReadHalf<SimplexStream>>,
+    /// Terminal modes only.
+    size: Option<futures::channel::mpsc::Sender<TerminalSize>>,
+}
+
+impl Remote {
+    /// The next chunk of output: its stream ([`STDOUT`] or [`STDERR`]) and how many bytes were read
+    /// to the start of `out` (stdout) or `err` (stderr); `None` once every stream has ended.
+    /// Cancel-safe, as the pump's other branches may win: a read either completed or took nothing.
+    async fn next(&mut self, out: &mut [u8], err: &mut [u8]) -> Option<(u8, usize)> {
+        loop {
+            if self.stdout.is_none() && self.stderr.is_none() {
+                return None;
+            }
+            let (stream, read) = tokio::select! {
+                r = read_some(self.stdout.as_mut(), out) => (STDOUT, r),
+                r = read_some(self.stderr.as_mut(), err) => (STDERR, r),
+            };
+            match read {
+                Ok(n) if n > 0 => return Some((stream, n)),
+                // The end of one stream is not the end of the other's output.
+                _ if stream == STDOUT => self.stdout = None,
+                _ => self.stderr = None,
+            }
+        }
+    }
+}
+
+/// Reads from `r`, or never completes when there is no such stream.
+async fn read_some(r: Option<&mut ReadHalf<SimplexStream>>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match r {
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The exit code in an exec's final `Status`, read as kubectl does (client-go
+/// tools/remotecommand/v4.go, `errorDecoderV4`): `Success` is 0; a `NonZeroExitCode` failure carries
+/// the code as the message of its `ExitCode` cause, as the kubelet's ServeExec
+/// (pkg/kubelet/cri/streaming/remotecommand/exec.go) writes it. `None`: the command did not run, or
+/// the status does not say how it ended.
+fn exit_code(status: &Status) -> Option<i32> {
+    if status.status.as_deref() == Some("Success") {
+        return Some(0);
+    }
+    status
+        .details
+        .as_ref()?
+        .causes
+        .as_ref()?
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        .and_then(|c| c.message.as_deref()?.trim().parse().ok())
 }
 
 async fn send_control(tx: &mut futures::stream::SplitSink<WebSocket, Message>, c: ServerControl) -> bool {
@@ -296,16 +461,23 @@ async fn run(
     let name = ar.metadata.name.clone().unwrap_or_default();
     let (mut tx, mut rx) = socket.split();
     let pods: Api<Pod> = Api::namespaced(client, &t.namespace);
-    let ap = AttachParams::interactive_tty()
-        .container(t.container.clone())
-        .max_stdout_buf_size(64 * 1024)
-        .max_stdin_buf_size(64 * 1024);
-    let opening = if t.attach {
-        access::bounded(pods.attach(&t.pod, &ap)).await
+    let piped = matches!(t.mode, Mode::Exec(_));
+    // Bounded buffers: a large output streams through with the browser's pace, it is never held whole.
+    let ap = if piped {
+        AttachParams::default().stdin(true).stdout(true).stderr(true).tty(false)
     } else {
-        access::bounded(pods.exec(&t.pod, shell_command(&t.pod), &ap)).await
+        AttachParams::interactive_tty()
+    }
+    .container(t.container.clone())
+    .max_stdout_buf_size(64 * 1024)
+    .max_stderr_buf_size(64 * 1024)
+    .max_stdin_buf_size(64 * 1024);
+    let opening = match &t.mode {
+        Mode::Attach => access::bounded(pods.attach(&t.pod, &ap)).await,
+        Mode::Shell => access::bounded(pods.exec(&t.pod, shell_command(&t.pod), &ap)).await,
+        Mode::Exec(argv) => access::bounded(pods.exec(&t.pod, argv.clone(), &ap)).await,
     };
-    let verb = if t.attach { "attach" } else { "exec" };
+    let verb = t.mode.verb();
     let opened = match opening {
         Ok(r) => r,
         Err(_) => {
@@ -332,8 +504,22 @@ async fn run(
             return;
         }
     };
-    let (Some(mut stdin), Some(mut stdout), Some(mut size)) = (proc.stdin(), proc.stdout(), proc.terminal_size())
-    else {
+    let mut remote = Remote {
+        stdin: proc.stdin(),
+        stdout: proc.stdout(),
+        stderr: if piped { proc.stderr() } else { None },
+        size: proc.terminal_size(),
+    };
+    let status = proc.take_status();
+    let complete = remote.stdin.is_some()
+        && remote.stdout.is_some()
+        && status.is_some()
+        && if piped {
+            remote.stderr.is_some()
+        } else {
+            remote.size.is_some()
+        };
+    if !complete {
         send_control(
             &mut tx,
             ServerControl::Error {
@@ -341,14 +527,17 @@ async fn run(
             },
         )
         .await;
+        let _ = tx.send(Message::Close(None)).await;
         return;
-    };
-    let _ = size
-        .send(TerminalSize {
-            width: t.cols,
-            height: t.rows,
-        })
-        .await;
+    }
+    if let Some(size) = remote.size.as_mut() {
+        let _ = size
+            .send(TerminalSize {
+                width: t.cols,
+                height: t.rows,
+            })
+            .await;
+    }
     let started = Utc::now();
     let record = TerminalSession {
         id: t.session_id.clone(),
@@ -368,6 +557,11 @@ async fn run(
         tracing::error!(error = %e, "terminal session could not be stored");
     }
     let namespaces = vec![t.namespace.clone()];
+    let mut opened_details = json!({"session": t.session_id, "pod": t.pod, "container": t.container, "mode": verb});
+    if let Mode::Exec(argv) = &t.mode {
+        // The command exactly as run (an array: no quoting to misread); its presence marks exec mode.
+        opened_details["command"] = json!(argv);
+    }
     audit::record(
         &state,
         AuditKind::SessionOpened,
@@ -375,7 +569,7 @@ async fn run(
         Some(&name),
         Some(&ar.spec.cluster),
         &namespaces,
-        json!({"session": t.session_id, "pod": t.pod, "container": t.container, "mode": verb}),
+        opened_details,
     )
     .await;
     state.metrics.terminal_opened();
@@ -388,25 +582,45 @@ async fn run(
     )
     .await;
 
-    let mut rec = Recording::new(
-        t.cols,
-        t.rows,
-        &format!("{name} {}/{}/{}", t.namespace, t.pod, t.container),
-        state.config.web.recording_max_bytes,
-        state.config.web.recording_max_input_bytes,
-    );
+    let title = format!("{name} {}/{}/{}", t.namespace, t.pod, t.container);
+    let mut rec = match &t.mode {
+        Mode::Exec(argv) => {
+            let line = command_line(argv);
+            let mut rec = Recording::new(
+                t.cols,
+                t.rows,
+                &format!("{title}: {line}"),
+                state.config.web.recording_max_bytes,
+                state.config.web.recording_max_input_bytes,
+            )
+            .without_terminal();
+            rec.command(&line);
+            rec
+        }
+        Mode::Shell | Mode::Attach => Recording::new(
+            t.cols,
+            t.rows,
+            &title,
+            state.config.web.recording_max_bytes,
+            state.config.web.recording_max_input_bytes,
+        ),
+    };
     let idle_timeout = state.config.idle_timeout_seconds;
     let warn_before = (idle_timeout / 2).min(60);
     let mut last_input = Instant::now();
     let mut warned = false;
     let mut bytes_out: i64 = 0;
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut out_buf = vec![0u8; 32 * 1024];
+    // Only exec mode has a separate error stream to read into.
+    let mut err_buf = vec![0u8; if piped { 32 * 1024 } else { 0 }];
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut idle_revoke = false;
     let mut pending_lines: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
     // The reason may already be set if access ended while we connected.
     let lost = || EndReason::from_message("the connection was lost");
-    let exited = || EndReason::from_message("the shell exited");
+    let exited = || EndReason::from_message(if piped { "the command ended" } else { "the shell exited" });
+    // Set when the remote side ended by itself (its output is complete): only then is there an exit code.
+    let mut finished = false;
     let idle_end = || EndReason::from_message(&format!("idle for {idle_timeout} seconds; access was revoked"));
     let reason: EndReason = loop {
         if let Some(r) = close_rx.borrow_and_update().clone() {
@@ -427,24 +641,31 @@ async fn run(
                 Some(Ok(Message::Binary(data))) => {
                     last_input = Instant::now();
                     warned = false;
-                    rec.input(&data);
-                    match unless_ended(stdin.write_all(&data), &mut close_rx, None).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break exited(),
-                        Err(i) => {
-                            idle_revoke = matches!(i, Interrupted::Idle);
-                            break i.reason(idle_end);
+                    let complaint = match remote.stdin.as_mut() {
+                        Some(stdin) => {
+                            if piped {
+                                rec.stdin(&data);
+                            } else {
+                                rec.input(&data);
+                            }
+                            match unless_ended(stdin.write_all(&data), &mut close_rx, None).await {
+                                Ok(Ok(())) => None,
+                                // The process no longer reads: its output and exit are still to come.
+                                Ok(Err(_)) if piped => {
+                                    remote.stdin = None;
+                                    None
+                                }
+                                Ok(Err(_)) => break exited(),
+                                Err(i) => {
+                                    idle_revoke = matches!(i, Interrupted::Idle);
+                                    break i.reason(idle_end);
+                                }
+                            }
                         }
-                    }
-                }
-                Some(Ok(Message::Text(text))) => match ClientControl::parse(&text) {
-                    Ok(ClientControl::Resize { cols, rows }) => {
-                        rec.resize(cols, rows);
-                        let _ = size.send(TerminalSize { width: cols, height: rows }).await;
-                    }
-                    Ok(ClientControl::Ping {}) => {}
-                    Err(e) => {
-                        let sent = send_control(&mut tx, ServerControl::Error { message: e });
+                        None => Some("the command's stdin is closed (eof was sent); input is dropped".to_string()),
+                    };
+                    if let Some(message) = complaint {
+                        let sent = send_control(&mut tx, ServerControl::Error { message });
                         match unless_ended(sent, &mut close_rx, idle_at).await {
                             Ok(true) => {}
                             Ok(false) => break lost(),
@@ -454,19 +675,69 @@ async fn run(
                             }
                         }
                     }
-                },
+                }
+                Some(Ok(Message::Text(text))) => {
+                    let complaint = match ClientControl::parse(&text) {
+                        Ok(ClientControl::Resize { cols, rows }) => {
+                            // A command without a terminal has no size: nothing to resize.
+                            if let Some(size) = remote.size.as_mut() {
+                                rec.resize(cols, rows);
+                                let _ = size.send(TerminalSize { width: cols, height: rows }).await;
+                            }
+                            None
+                        }
+                        Ok(ClientControl::Ping {}) => None,
+                        Ok(ClientControl::Eof {}) if piped => {
+                            // Dropping the pipe alone would not close it; shutting it down makes kube-rs
+                            // send the v5 close signal for stdin, so the command reads its end.
+                            if let Some(mut stdin) = remote.stdin.take() {
+                                let _ = stdin.shutdown().await;
+                            }
+                            None
+                        }
+                        Ok(ClientControl::Eof {}) => {
+                            Some("eof is for commands run without a terminal; a shell ends with exit or Ctrl-D".to_string())
+                        }
+                        Err(e) => Some(e),
+                    };
+                    if let Some(message) = complaint {
+                        let sent = send_control(&mut tx, ServerControl::Error { message });
+                        match unless_ended(sent, &mut close_rx, idle_at).await {
+                            Ok(true) => {}
+                            Ok(false) => break lost(),
+                            Err(i) => {
+                                idle_revoke = matches!(i, Interrupted::Idle);
+                                break i.reason(idle_end);
+                            }
+                        }
+                    }
+                }
                 Some(Ok(Message::Close(_))) | None => break EndReason::from_message("closed by the user"),
                 Some(Ok(_)) => {}
                 Some(Err(_)) => break lost(),
             },
-            n = stdout.read(&mut buf) => match n {
-                Ok(0) | Err(_) => break exited(),
-                Ok(n) => {
-                    rec.output(&buf[..n]);
+            chunk = remote.next(&mut out_buf, &mut err_buf) => match chunk {
+                None => {
+                    finished = true;
+                    break exited();
+                }
+                Some((stream, n)) => {
+                    let data = if stream == STDOUT { &out_buf[..n] } else { &err_buf[..n] };
+                    rec.output(data);
                     bytes_out += n as i64;
+                    // Exec mode tells stdout from stderr by the frame's first byte; a terminal's frames
+                    // are its raw bytes.
+                    let frame = if piped {
+                        let mut framed = Vec::with_capacity(n + 1);
+                        framed.push(stream);
+                        framed.extend_from_slice(data);
+                        bytes::Bytes::from(framed)
+                    } else {
+                        bytes::Bytes::copy_from_slice(data)
+                    };
                     // Awaiting the browser here is the backpressure: a slow reader slows the shell down. But
                     // a reader that stopped must not keep the stream open: closing and idleness win.
-                    let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
+                    let frame = Message::Binary(frame);
                     match unless_ended(tx.send(frame), &mut close_rx, idle_at).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break lost(),
@@ -498,11 +769,40 @@ async fn run(
             }
         }
     };
+    // How the command ended, when it ended by itself: its output is complete, so the status has come
+    // (kube-rs ends the output streams after reading it) or the connection broke without one.
+    let outcome = match (finished && piped, status) {
+        (true, Some(status)) => Some(match tokio::time::timeout(FAREWELL, status).await {
+            Ok(Some(s)) => match exit_code(&s) {
+                Some(code) => ServerControl::Exit { code },
+                None => {
+                    tracing::info!(request = %name, session = %t.session_id, message = %s.message.as_deref().unwrap_or_default(), "the command did not run");
+                    ServerControl::Error {
+                        message: format!(
+                            "the command did not run: {}",
+                            s.message.as_deref().unwrap_or("the API server gave no reason")
+                        ),
+                    }
+                }
+            },
+            _ => ServerControl::Error {
+                message: "the connection to the command ended before it reported its exit code".into(),
+            },
+        }),
+        _ => None,
+    };
+    let exit = match &outcome {
+        Some(ServerControl::Exit { code }) => Some(*code),
+        _ => None,
+    };
     // Ending the exec stream ends the shell in the pod (the API server closes its PTY).
-    drop(stdin);
+    drop(remote);
     proc.abort();
     // Bounded: a browser that stopped reading gets no last words, and the end is still recorded.
     let farewell = async {
+        if let Some(outcome) = outcome {
+            send_control(&mut tx, outcome).await;
+        }
         send_control(
             &mut tx,
             ServerControl::Closed {
@@ -542,6 +842,10 @@ async fn run(
     {
         tracing::error!(error = %e, "terminal session end could not be stored");
     }
+    let mut closed_details = json!({"session": t.session_id, "reason": reason.category, "message": reason.message, "bytesOut": bytes_out, "recordingTruncated": truncated});
+    if let Some(code) = exit {
+        closed_details["exitCode"] = json!(code);
+    }
     audit::record(
         &state,
         AuditKind::SessionClosed,
@@ -549,7 +853,7 @@ async fn run(
         Some(&name),
         Some(&ar.spec.cluster),
         &namespaces,
-        json!({"session": t.session_id, "reason": reason.category, "message": reason.message, "bytesOut": bytes_out, "recordingTruncated": truncated}),
+        closed_details,
     )
     .await;
 }
@@ -652,5 +956,52 @@ mod tests {
         let cmd = shell_command("app");
         assert_eq!(cmd[0], "/bin/sh");
         assert!(cmd[2].contains("exec bash -i") && cmd[2].contains("exec sh -i"));
+    }
+
+    #[test]
+    fn exec_commands_are_read_from_the_query_and_bounded() {
+        let ok = |q: &str| exec_command(q).unwrap();
+        assert_eq!(ok("namespace=a&pod=b&csrf=c&cols=1&rows=2&container=d"), None);
+        assert_eq!(
+            ok("namespace=a&command=sh&pod=b&command=-c&command=echo+%27a+b%27%3B%26"),
+            Some(vec!["sh".to_string(), "-c".into(), "echo 'a b';&".into()])
+        );
+        let refused = |q: &str| match exec_command(q) {
+            Err(WebError::Invalid { message, .. }) => message,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert!(refused("namespace=a&nope=1").contains("unknown query parameter \"nope\""));
+        assert!(refused("command=a%00b").contains("NUL"));
+        assert!(refused("command=&command=x").contains("program"));
+        assert!(refused(&"command=x&".repeat(65)).contains("at most 64"));
+        assert!(refused(&format!("command={}", "y".repeat(4097))).contains("4096"));
+        assert!(
+            refused(
+                &format!("command={}", "y".repeat(4096))
+                    .repeat(5)
+                    .replace("ycommand", "y&command")
+            )
+            .contains("16384")
+        );
+        assert_eq!(ok(&"command=x&".repeat(64)).map(|a| a.len()), Some(64));
+        assert_eq!(
+            command_line(&["sh".into(), "-c".into(), "echo 'a'".into()]),
+            r#"sh -c "echo 'a'""#
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_read_as_kubectl_reads_them() {
+        let status = |v: serde_json::Value| serde_json::from_value::<Status>(v).unwrap();
+        assert_eq!(exit_code(&status(json!({"status": "Success"}))), Some(0));
+        let nonzero = json!({"status": "Failure", "reason": "NonZeroExitCode",
+            "message": "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
+            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}});
+        assert_eq!(exit_code(&status(nonzero)), Some(3));
+        // A command that could not start has no exit code: the client is told why instead.
+        let internal = json!({"status": "Failure", "reason": "InternalError", "message": "executable file not found"});
+        assert_eq!(exit_code(&status(internal)), None);
+        let garbled = json!({"status": "Failure", "details": {"causes": [{"reason": "ExitCode", "message": "x"}]}});
+        assert_eq!(exit_code(&status(garbled)), None);
     }
 }
