@@ -1,2 +1,151 @@
 //! Streams through the web's terminal socket and log endpoint: an interactive shell, a command run without a
 //! TTY (`janus exec`), and container logs.
+//!
+//! Each command is a plain async function the command line calls with its [`Target`] and an argument
+//! struct; it returns the process exit code (docs/cli.md, "Exit codes") or a [`CliError`].
+
+mod exec;
+mod http;
+mod logs;
+mod shell;
+mod tty;
+mod ws;
+
+pub use exec::{ExecArgs, exec};
+pub use logs::{LogsArgs, logs};
+pub use shell::{ShellArgs, shell};
+
+use serde::Deserialize;
+
+use crate::{CliError, ExitCode, Target};
+
+/// Where a stream goes once namespace and pod are known.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    /// A namespace the request grants.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+}
+
+#[derive(Deserialize)]
+struct RequestView {
+    #[serde(default)]
+    namespaces: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PodList {
+    #[serde(default)]
+    pods: Vec<PodItem>,
+}
+
+#[derive(Deserialize)]
+struct PodItem {
+    name: String,
+}
+
+/// Fills in what the person left out: the request's only namespace, and (when `pod` is `None`) the only pod
+/// the grant reaches there. Several candidates are an error that lists them, never a guess.
+pub(crate) async fn resolve(
+    t: &Target,
+    request: &str,
+    namespace: Option<&str>,
+    pod: Option<&str>,
+) -> Result<Place, CliError> {
+    let namespace = match namespace {
+        Some(ns) => ns.to_string(),
+        None => {
+            let view: RequestView = http::get_json(t, &["api", "v1", "requests", request], &[]).await?;
+            match view.namespaces.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(CliError::new(
+                        ExitCode::NotFound,
+                        format!("request {request} grants no namespace"),
+                    ));
+                }
+                many => {
+                    return Err(CliError::new(
+                        ExitCode::Usage,
+                        format!(
+                            "request {request} grants several namespaces; choose one with -n: {}",
+                            many.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let pod = match pod {
+        Some(p) => p.to_string(),
+        None => {
+            let list: PodList = http::get_json(
+                t,
+                &["api", "v1", "requests", request, "pods"],
+                &[("namespace", namespace.as_str())],
+            )
+            .await?;
+            let mut names: Vec<String> = list.pods.into_iter().map(|p| p.name).collect();
+            match names.len() {
+                1 => names.remove(0),
+                0 => {
+                    return Err(CliError::new(
+                        ExitCode::NotFound,
+                        format!("request {request} reaches no pod in namespace {namespace}"),
+                    ));
+                }
+                _ => {
+                    return Err(CliError::new(
+                        ExitCode::Usage,
+                        format!(
+                            "request {request} reaches several pods in namespace {namespace}; choose one: {}",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Place { namespace, pod })
+}
+
+/// Reads stdin on a thread of its own and hands the bytes over; the channel closes at end of input.
+///
+/// Not `tokio::io::stdin`: its read runs on the runtime's blocking pool and cannot be cancelled, so the
+/// runtime's shutdown would wait for one more key press after the session ended. A plain thread ends with
+/// the process.
+pub(crate) fn stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use std::io::Read as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let spawned = std::thread::Builder::new().name("janus-stdin".into()).spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "stdin read failed; treated as end of input");
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the thread the sender is gone and the receiver reports end of input at once.
+        tracing::warn!(error = %e, "cannot start the stdin reader");
+    }
+    rx
+}
+
+/// Writes to stdout or stderr at once (a shell's screen and a command's output must not wait in a buffer).
+pub(crate) fn write_now(to: &mut impl std::io::Write, data: &[u8]) -> std::io::Result<()> {
+    to.write_all(data)?;
+    to.flush()
+}

@@ -1,0 +1,533 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `janus shell`, `janus exec` and `janus logs` as an engineer runs them, against the real `janus demo`:
+//! the shell under tmux (a real terminal: raw mode, resize, the prompt, a revoke that ends it, the local
+//! terminal restored, the recording replayed by an admin), exec in pipes with stdout, stderr and the exit
+//! code kept apart, and the documented exit codes of what goes wrong.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+const TMUX: &str = "/usr/bin/tmux";
+
+struct Demo {
+    child: Child,
+    url: String,
+    admin: String,
+    engineer: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// Starts `janus demo` on a free port and reads the URL and passwords it prints (as tests/demo.rs does).
+fn start_demo(data_dir: &Path) -> Demo {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(JANUS)
+        .args(["demo", "--port", &port.to_string(), "--short-ttls", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("janus demo starts");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let (mut url, mut admin, mut engineer) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(u) = line.strip_prefix("k8s-janus demo is running: ") {
+            url = Some(u.trim().to_string());
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"admin") => admin = words.last().map(|s| s.to_string()),
+            Some(&"engineer") => engineer = words.last().map(|s| s.to_string()),
+            _ => {}
+        }
+        if line.contains("Ctrl-C stops the demo") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Demo {
+        child,
+        url: url.expect("URL printed"),
+        admin: admin.expect("admin password printed"),
+        engineer: engineer.expect("engineer password printed"),
+    }
+}
+
+/// The public API with a CLI session (`POST /api/v1/cli/login`), as the CLI itself holds it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn login(base: &str, user: &str, password: &str) -> Api {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/api/v1/cli/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("cli login");
+        assert_eq!(r.status(), 200, "cli login as {user}");
+        let body: Value = r.json().await.expect("json");
+        let token = body["token"].as_str().expect("token").to_string();
+        assert!(token.starts_with("janus_cli_"), "a CLI session token");
+        Api {
+            http,
+            base: base.to_string(),
+            token,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request for `payments` on the remote cluster, approved by `admin` and Active.
+    async fn active_request(&self, admin: &Api) -> String {
+        let (status, created) = self
+            .post(
+                "/api/v1/requests",
+                json!({"cluster": "remote", "namespaces": ["payments"], "ttlSeconds": 300, "reason": "cli test"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let name = created["name"].as_str().unwrap().to_string();
+        let (status, body) = admin.post(&format!("/api/v1/requests/{name}/approve"), json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        for _ in 0..400 {
+            let (_, v) = self.get(&format!("/api/v1/requests/{name}")).await;
+            let v: Value = serde_json::from_str(&v).unwrap_or(Value::Null);
+            if v["phase"] == "Active" {
+                return name;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} never became Active");
+    }
+}
+
+/// The client with only `JANUS_URL`/`JANUS_TOKEN` (and an empty config directory).
+fn janus(home: &Path, url: &str, token: &str) -> Command {
+    let mut c = Command::new(JANUS);
+    c.env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .env("JANUS_URL", url)
+        .env("JANUS_TOKEN", token)
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// Runs the client with `input` on stdin (closed afterwards, as in a pipe).
+async fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let input = input.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("janus runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .expect("join")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A private tmux server (its own socket) with one fixed-size pane running a script.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(dir: &Path, cols: u16, rows: u16, script: &Path, env: &[(&str, &str)]) -> Tmux {
+        let socket = format!("janus-cli-test-{}", std::process::id());
+        let conf = dir.join("tmux.conf");
+        // No status line: the pane is the whole window, so its size is the size asked for. The pane stays
+        // after the script ends, to be read.
+        std::fs::write(
+            &conf,
+            "set -g status off\nset -g remain-on-exit on\nset -g history-limit 5000\n",
+        )
+        .unwrap();
+        let mut c = Command::new(TMUX);
+        c.args(["-L", &socket, "-f"]).arg(&conf).args([
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+        for (k, v) in env {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
+        let status = c
+            .arg(format!("bash --norc --noprofile {}", script.display()))
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux started");
+        Tmux { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new(TMUX)
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux");
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// The pane's text, scrollback included.
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-t", "t", "-S", "-"])
+    }
+
+    fn type_line(&self, line: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", line]);
+        self.tmux(&["send-keys", "-t", "t", "Enter"]);
+    }
+
+    /// Waits until `ready` holds for the pane's text.
+    fn wait_until(&self, within: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.screen();
+            if ready(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the pane never got ready; it shows:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the pane shows `needle` (a count of occurrences, so a repeated command is told apart).
+    fn wait_for(&self, needle: &str, times: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.screen();
+            if s.matches(needle).count() >= times {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pane never showed {needle:?} ({times}x); it shows:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new(TMUX).args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+/// `stty -a` without the window size (the test resizes the window on purpose).
+fn settings(stty: &str) -> Vec<String> {
+    stty.split([';', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.starts_with("rows") && !s.starts_with("columns") && !s.starts_with("speed"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_file(path: &Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{} was never written", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_and_replays() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let demo = start_demo(&dir.path().join("demo"));
+    let engineer = Api::login(&demo.url, "engineer", &demo.engineer).await;
+    let admin = Api::login(&demo.url, "admin", &demo.admin).await;
+    let name = engineer.active_request(&admin).await;
+
+    let work = dir.path().join("pane");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = work.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {work}\nstty -a > before.tmp && mv before.tmp before\n{JANUS} shell {name} payments-api\n\
+             echo \"janus-exit=$?\" > code\nstty -a > after.tmp && mv after.tmp after\necho pane-script-done\n",
+            work = work.display()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home_s = home.display().to_string();
+    let tmux = Tmux::start(
+        &work,
+        100,
+        30,
+        &script,
+        &[
+            ("JANUS_URL", demo.url.as_str()),
+            ("JANUS_TOKEN", engineer.token.as_str()),
+            ("XDG_CONFIG_HOME", home_s.as_str()),
+            ("HOME", home_s.as_str()),
+        ],
+    );
+
+    // The remote shell's prompt (the web sets PS1 to janus@<pod>, but the account's ~/.bashrc may replace
+    // it, as root's does on Debian), then the shell the web started: JANUS_POD names the pod.
+    tmux.wait_until(Duration::from_secs(30), |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line("echo pod=$JANUS_POD");
+    tmux.wait_for("pod=payments-api", 1, Duration::from_secs(10));
+    let pane_tty = tmux.tmux(&["display-message", "-p", "-t", "t", "#{pane_tty}"]);
+    let during = Command::new("stty")
+        .args(["-a", "-F", pane_tty.trim()])
+        .output()
+        .expect("stty");
+    let during = text(&during.stdout);
+    assert!(
+        during.contains("-icanon") && during.contains("-echo ") && during.contains("-isig"),
+        "the local terminal is in raw mode during the session: {during}"
+    );
+    tmux.type_line("echo hi-$((40+2))");
+    tmux.wait_for("hi-42", 1, Duration::from_secs(10));
+
+    // The remote terminal has the pane's size, and follows a resize of the window (SIGWINCH → resize).
+    tmux.type_line("stty size");
+    tmux.wait_for("30 100", 1, Duration::from_secs(10));
+    tmux.tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tmux.type_line("stty size");
+    tmux.wait_for("40 120", 1, Duration::from_secs(10));
+
+    // A revoke ends the shell within 1 s (5 s allowed here) with the reason, and the exit code is 8.
+    let revoked_at = Instant::now();
+    let (status, body) = admin
+        .post(
+            &format!("/api/v1/requests/{name}/revoke"),
+            json!({"reason": "cli test over"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let screen = tmux.wait_for("janus: session ended:", 1, Duration::from_secs(5));
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(5),
+        "cut off in {:?}",
+        revoked_at.elapsed()
+    );
+    let ended = screen.lines().find(|l| l.contains("janus: session ended:")).unwrap();
+    assert!(ended.contains("revoked"), "the reason is shown: {ended}");
+    assert_eq!(wait_file(&work.join("code"), Duration::from_secs(10)), "janus-exit=8\n");
+
+    // The local terminal is as it was before (raw mode undone: echo, canonical mode, signals).
+    let before = wait_file(&work.join("before"), Duration::from_secs(1));
+    let after = wait_file(&work.join("after"), Duration::from_secs(10));
+    assert_eq!(
+        settings(&before),
+        settings(&after),
+        "before:\n{before}\nafter:\n{after}"
+    );
+    assert!(after.contains("icanon") && !after.contains("-icanon"), "{after}");
+
+    // The CLI session is recorded and an admin replays it like a browser one.
+    let (status, sessions) = admin.get(&format!("/api/v1/requests/{name}/sessions")).await;
+    assert_eq!(status, 200, "{sessions}");
+    let sessions: Value = serde_json::from_str(&sessions).unwrap();
+    let id = sessions["sessions"][0]["id"]
+        .as_str()
+        .expect("a recorded session")
+        .to_string();
+    let (status, cast) = admin.get(&format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(status, 200, "{cast}");
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "asciicast v2: {header}");
+    assert!(cast.contains("hi-42"), "the output is in the recording");
+    let (status, _) = engineer.get(&format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(status, 403, "only admins replay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_exec_and_logs_pass_streams_and_exit_codes_and_say_what_went_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let demo = start_demo(&dir.path().join("demo"));
+    let engineer = Api::login(&demo.url, "engineer", &demo.engineer).await;
+    let admin = Api::login(&demo.url, "admin", &demo.admin).await;
+    let name = engineer.active_request(&admin).await;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = janus(&home, &demo.url, &engineer.token);
+        c.args(args);
+        c
+    };
+
+    // stdout and stderr apart, the remote exit code as ours.
+    let out = run_with_input(
+        cli(&[
+            "exec",
+            &name,
+            "payments-api",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ]),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(3), "out\n".to_string(), "err\n".to_string())
+    );
+    // stdin through a pipe, to its end (echo hi | janus exec … -- cat).
+    let out = run_with_input(cli(&["exec", &name, "payments-api", "--", "cat"]), b"hi\nthere\n").await;
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "hi\nthere\n".to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Failures of janus itself are 255 with a message, never the command's code.
+    let out = run_with_input(
+        cli(&["exec", &name, "payments-api", "-n", "checkout", "--", "true"]),
+        b"",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("not granted"), "{}", text(&out.stderr));
+    let out = run_with_input(cli(&["exec", &name, "no-such-pod", "--", "true"]), b"").await;
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("no pod no-such-pod"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Logs: a pod or namespace outside the grant has its documented code (5 not found, 4 forbidden).
+    let out = run_with_input(cli(&["logs", &name, "no-such-pod"]), b"").await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let out = run_with_input(cli(&["logs", &name, "checkout-web", "-n", "checkout"]), b"").await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not granted"), "{}", text(&out.stderr));
+    // Without -f the lines there are, then exit 0.
+    let out = run_with_input(cli(&["logs", &name, "payments-api", "--tail", "5"]), b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("GET /v1/payments/"), "{}", text(&out.stdout));
+
+    // A shell needs a terminal; the message points to exec.
+    let out = run_with_input(cli(&["shell", &name, "payments-api"]), b"").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("janus exec"), "{}", text(&out.stderr));
+    // A token the server does not know: 3 (255 for exec); a server that is down: 7.
+    let fake = format!("janus_pat_{}", "x".repeat(40));
+    let mut c = janus(&home, &demo.url, &fake);
+    c.args(["logs", &name, "payments-api"]);
+    let out = run_with_input(c, b"").await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains(&fake), "the token is never printed");
+    let mut c = janus(&home, &demo.url, &fake);
+    c.args(["exec", &name, "payments-api", "--", "true"]);
+    assert_eq!(run_with_input(c, b"").await.status.code(), Some(255));
+    let mut c = janus(&home, "http://127.0.0.1:1", &engineer.token);
+    c.args(["logs", &name, "payments-api"]);
+    let out = run_with_input(c, b"").await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+
+    // -f follows until the access ends: exit 8 with the reason, within 5 s of the revoke.
+    let follow = cli(&["logs", &name, "payments-api", "-f", "--tail", "1"]);
+    let follower = tokio::task::spawn_blocking(move || {
+        let mut follow = follow;
+        follow.stdin(Stdio::null()).output().expect("logs -f")
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let revoked_at = Instant::now();
+    let (status, _) = admin
+        .post(&format!("/api/v1/requests/{name}/revoke"), json!({"reason": "done"}))
+        .await;
+    assert_eq!(status, 200);
+    let out = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("logs -f ended")
+        .expect("join");
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        revoked_at.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("janus: log stream ended:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("GET /v1/payments/"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("[log stream ended"),
+        "the server's last line is not log"
+    );
+}
