@@ -2,13 +2,20 @@
 //
 //   node tests/oidc/provider.mjs PORT REDIRECT_URI [CLIENT_ID] [CLIENT_SECRET]
 //   (or OIDC_PORT, OIDC_REDIRECT_URI, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET; OIDC_CONFORM=1 keeps the
-//   provider's default of putting End-User claims only into userinfo for the code flow)
+//   provider's default of putting End-User claims only into userinfo for the code flow;
+//   OIDC_DEVICE_FLOW=0 turns the device flow off (no device_authorization_endpoint in discovery);
+//   OIDC_DEVICE_TTL=N makes device codes expire after N seconds instead of 600)
 //
 // Issuer http://127.0.0.1:PORT. One confidential client (client_secret_basic, authorization code,
 // PKCE S256 required). Interactions are scriptable with plain HTTP: the provider redirects the
 // browser to /interaction/UID; GET /interaction/UID?login=ACCOUNT logs that account in, and the same
 // URL answers a consent prompt by granting what was asked. Without ?login= it answers 200 with the
 // prompt's name. Prints "ready" on stdout when listening.
+//
+// Device flow (RFC 8628, on unless OIDC_DEVICE_FLOW=0): the same client may use the device_code
+// grant. The person's side is the provider's own pages: GET /device (a form with a hidden xsrf
+// field), POST /device xsrf+user_code (the confirmation page), POST /device xsrf+user_code+confirm=yes
+// (or abort=yes to deny), then the usual /interaction/UID?login=ACCOUNT steps.
 //
 // Module resolution: run with NODE_PATH unset; the import below is resolved from .tools/node.
 import { createRequire } from 'node:module';
@@ -37,13 +44,18 @@ const accounts = {
   eve: { email: 'eve@elsewhere.test', email_verified: true, name: 'Eve Outsider', groups: ['platform-admins'] },
 };
 
+const deviceFlow = process.env.OIDC_DEVICE_FLOW !== '0';
+const deviceTtl = Number(process.env.OIDC_DEVICE_TTL || 600);
+
 const issuer = `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
     redirect_uris: [redirectUri],
-    grant_types: ['authorization_code'],
+    grant_types: deviceFlow
+      ? ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code']
+      : ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
   }],
@@ -57,7 +69,9 @@ const provider = new Provider(issuer, {
   },
   conformIdTokenClaims: process.env.OIDC_CONFORM === '1',
   cookies: { keys: ['janus-oidc-test-cookie-key'] },
-  features: { devInteractions: { enabled: false } },
+  features: { devInteractions: { enabled: false }, deviceFlow: { enabled: deviceFlow } },
+  // Merged into the library's defaults: only the device code's lifetime is changed.
+  ttl: { DeviceCode: deviceTtl },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, id) {
     const account = accounts[id];

@@ -2,7 +2,8 @@
 //! Native OIDC login end to end against a real OpenID Provider (npm `oidc-provider`, started by
 //! `tests/oidc/provider.mjs` and installed into `.tools/node` by `scripts/install-test-tools.sh`): the
 //! browser-like flow with PKCE, admin by group, a refused unverified email, a refused domain, a tampered
-//! state, a missing state cookie, and logout.
+//! state, a missing state cookie, and logout; and the CLI's sign-in through the device flow
+//! (`/api/v1/cli/device`), with the person's side played over plain HTTP at the provider's own pages.
 
 mod common;
 
@@ -69,6 +70,11 @@ fn free_port() -> u16 {
 
 /// Starts the provider for a web UI at `web` and waits for its "ready".
 fn start_provider(web: &str, conform: bool) -> Provider {
+    start_provider_env(web, conform, &[])
+}
+
+/// [`start_provider`] with extra environment (`OIDC_DEVICE_FLOW`, `OIDC_DEVICE_TTL`).
+fn start_provider_env(web: &str, conform: bool, env: &[(&str, &str)]) -> Provider {
     let port = free_port();
     let mut child = Command::new("node")
         .arg(repo().join("tests/oidc/provider.mjs"))
@@ -77,6 +83,7 @@ fn start_provider(web: &str, conform: bool) -> Provider {
         .arg(CLIENT_ID)
         .arg(CLIENT_SECRET)
         .env("OIDC_CONFORM", if conform { "1" } else { "0" })
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -431,4 +438,292 @@ async fn unreachable_issuer_fails_start() {
         "{err}"
     );
     assert!(!err.contains("secret-value"));
+}
+
+/// `POST` JSON without a cookie, as the CLI does.
+async fn cli_post(web: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{web}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /api/v1/cli/device`: the codes.
+async fn device_start(web: &str) -> Value {
+    let (status, d) = cli_post(web, "/api/v1/cli/device", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    d
+}
+
+/// One poll of `POST /api/v1/cli/device/token`.
+async fn device_poll(web: &str, d: &Value) -> (StatusCode, Value) {
+    cli_post(
+        web,
+        "/api/v1/cli/device/token",
+        serde_json::json!({"deviceCode": d["deviceCode"]}),
+    )
+    .await
+}
+
+/// The hidden `xsrf` field of one of the provider's device pages.
+fn xsrf(page: &str) -> String {
+    let at = page.find(r#"name="xsrf" value=""#).expect("xsrf field") + r#"name="xsrf" value=""#.len();
+    page[at..].split('"').next().expect("xsrf value").to_string()
+}
+
+/// The person's side of the device flow at the provider's own pages: enter the user code, confirm it
+/// (or abort), then log `account` in and grant consent through the scripted interactions.
+async fn approve_device(d: &Value, account: &str, abort: bool) {
+    let http = browser();
+    let uri = d["verificationUri"].as_str().expect("verificationUri");
+    let code = d["userCode"].as_str().expect("userCode");
+    let page = http
+        .get(uri)
+        .send()
+        .await
+        .expect("device page")
+        .text()
+        .await
+        .expect("body");
+    let secret = xsrf(&page);
+    let r = http
+        .post(uri)
+        .form(&[("xsrf", secret.as_str()), ("user_code", code)])
+        .send()
+        .await
+        .expect("enter code");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.expect("confirm page");
+    assert!(page.contains("Confirm Device"), "{page}");
+    let answer = if abort { ("abort", "yes") } else { ("confirm", "yes") };
+    let mut r = http
+        .post(uri)
+        .form(&[("xsrf", secret.as_str()), ("user_code", code), answer])
+        .send()
+        .await
+        .expect("confirm");
+    if abort {
+        return;
+    }
+    for _ in 0..20 {
+        if !r.status().is_redirection() {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.contains("Sign-in Success"), "{body}");
+            return;
+        }
+        let mut next = location(&r);
+        if next.path().starts_with("/interaction/") {
+            next.query_pairs_mut().append_pair("login", account);
+        }
+        r = http.get(next).send().await.expect("follow");
+    }
+    panic!("the device flow did not finish within 20 redirects");
+}
+
+/// `janus login --oidc` against the real provider: pending until the person approves, then a CLI
+/// session whose identity passed the browser login's checks (admin by group, unverified email and
+/// foreign domains refused); a used, unknown or denied code ends the flow; bad input is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_login_end_to_end() {
+    if !prerequisites() {
+        return;
+    }
+    let mut provider = None;
+    let stack = Stack::start_with(
+        |web| {
+            let p = start_provider(web, false);
+            let cfg = config(web, &p.issuer);
+            provider = Some(p);
+            cfg
+        },
+        Some(CLIENT_SECRET.to_string()),
+    )
+    .await;
+    let provider = provider.expect("provider");
+    let web = stack.url.clone();
+
+    // Only the device flow signs the CLI in here.
+    let (status, _) = cli_post(
+        &web,
+        "/api/v1/cli/login",
+        serde_json::json!({"username": "bob", "password": "whatever password"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let d = device_start(&web).await;
+    assert!(
+        d["verificationUri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&provider.issuer))
+    );
+    assert!(d["userCode"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(d["expiresIn"].as_u64().is_some_and(|s| s > 0 && s <= 600), "{d}");
+    assert!(d["interval"].as_u64().is_some(), "{d}");
+    let (status, body) = device_poll(&web, &d).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "authorization_pending");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    approve_device(&d, "bob", false).await;
+    let (status, body) = device_poll(&web, &d).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().expect("token").to_string();
+    assert_eq!(
+        janus_api::tokens::bearer_kind(&token),
+        Some(janus_api::tokens::BearerKind::CliSession)
+    );
+    assert!(body["expiresAt"].as_str().is_some());
+    assert_eq!(body["identity"]["email"], "bob@example.com");
+    assert_eq!(body["identity"]["auth"], "oidc");
+    assert_eq!(body["identity"]["isAdmin"], false);
+    assert!(!body.to_string().contains(CLIENT_SECRET));
+    // The code was used: the flow is over.
+    let (status, body) = device_poll(&web, &d).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_token"))
+    );
+
+    // Admin by the configured group, exactly as in the browser.
+    let d = device_start(&web).await;
+    approve_device(&d, "alice", false).await;
+    let (status, body) = device_poll(&web, &d).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["identity"]["isAdmin"], true);
+
+    // Refused like the browser callback refuses them: an unverified email, a foreign domain.
+    for (account, why) in [("mallory", "is not verified"), ("eve", "domain elsewhere.test")] {
+        let d = device_start(&web).await;
+        approve_device(&d, account, false).await;
+        let (status, body) = device_poll(&web, &d).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{account}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains(why)), "{body}");
+        assert!(body.get("token").is_none());
+    }
+
+    // The person aborts at the provider: access_denied.
+    let d = device_start(&web).await;
+    approve_device(&d, "bob", true).await;
+    let (status, body) = device_poll(&web, &d).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("access_denied")),
+        "{body}"
+    );
+
+    // An unknown code ends the flow; missing, empty, oversized codes and garbage are 422.
+    let (status, body) = device_poll(&web, &serde_json::json!({"deviceCode": "not-a-device-code"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_token"))
+    );
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({"deviceCode": ""}),
+        serde_json::json!({"deviceCode": "x".repeat(2000)}),
+        serde_json::json!({"deviceCode": 5}),
+        serde_json::json!({"deviceCode": "x", "other": 1}),
+    ] {
+        let (status, body) = cli_post(&web, "/api/v1/cli/device/token", bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{web}/api/v1/cli/device/token"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{garbage")
+        .send()
+        .await
+        .expect("garbage");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Audited: login.cli with method device for the two sign-ins, login.failed for the refusals.
+    let admin = browser();
+    let cb = to_callback(&admin, &web, &provider.issuer, "alice").await;
+    assert_eq!(
+        admin.get(cb).send().await.expect("callback").status(),
+        StatusCode::SEE_OTHER
+    );
+    let audit = admin
+        .get(format!("{web}/api/v1/audit?limit=200"))
+        .send()
+        .await
+        .expect("audit")
+        .text()
+        .await
+        .expect("audit body");
+    let audit: Value = serde_json::from_str(&audit).expect("audit json");
+    let events = audit["events"].as_array().expect("events");
+    let cli: Vec<&Value> = events.iter().filter(|e| e["kind"] == "login.cli").collect();
+    assert_eq!(cli.len(), 2, "{cli:?}");
+    assert!(cli.iter().all(|e| e["details"]["method"] == "device"));
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "login.failed" && e["details"]["method"] == "device")
+        .collect();
+    assert!(
+        refused.iter().any(|e| e["details"]["reason"] == "email not verified"),
+        "{refused:?}"
+    );
+    assert!(!audit.to_string().contains(&token[10..]) && !audit.to_string().contains(CLIENT_SECRET));
+    stack.stop().await;
+}
+
+/// A device code the person never approved expires (`expired_token`), and a provider without the
+/// device flow gets a clear 501 instead of a failure at the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_codes_expire_and_a_provider_without_the_device_flow_is_named() {
+    if !prerequisites() {
+        return;
+    }
+    let mut provider = None;
+    let stack = Stack::start_with(
+        |web| {
+            let p = start_provider_env(web, false, &[("OIDC_DEVICE_TTL", "2")]);
+            let cfg = config(web, &p.issuer);
+            provider = Some(p);
+            cfg
+        },
+        Some(CLIENT_SECRET.to_string()),
+    )
+    .await;
+    let d = device_start(&stack.url).await;
+    assert_eq!(device_poll(&stack.url, &d).await.1["error"], "authorization_pending");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = device_poll(&stack.url, &d).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_token")),
+        "{body}"
+    );
+    stack.stop().await;
+    drop(provider);
+
+    let mut provider = None;
+    let stack = Stack::start_with(
+        |web| {
+            let p = start_provider_env(web, false, &[("OIDC_DEVICE_FLOW", "0")]);
+            let cfg = config(web, &p.issuer);
+            provider = Some(p);
+            cfg
+        },
+        Some(CLIENT_SECRET.to_string()),
+    )
+    .await;
+    let (status, body) = cli_post(&stack.url, "/api/v1/cli/device", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not offer the device flow")),
+        "{body}"
+    );
+    stack.stop().await;
+    drop(provider);
 }

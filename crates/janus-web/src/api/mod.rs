@@ -2,6 +2,7 @@
 //! `/api/v1/openapi.yaml` and `/api/v1/openapi.json`).
 
 pub mod audit;
+pub mod cli;
 pub mod clusters;
 pub mod notifications;
 pub mod openapi;
@@ -27,6 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/logout", post(session::logout))
         .route("/api/v1/session", get(session::whoami))
         .route("/api/v1/requests", get(requests::list).post(requests::create))
+        .route("/api/v1/cli/login", post(cli::login))
+        .route("/api/v1/cli/device", post(cli::device))
+        .route("/api/v1/cli/device/token", post(cli::device_token))
         .route("/api/v1/requests/{name}", get(requests::get))
         .route("/api/v1/requests/{name}/timeline", get(requests::timeline))
         .route("/api/v1/requests/{name}/{action}", post(requests::decide))

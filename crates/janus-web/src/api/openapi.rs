@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, clusters, notifications, policy, requests, scope, session, users};
+use super::{audit, cli, clusters, notifications, policy, requests, scope, session, users};
 use crate::auth::session::COOKIE;
 use crate::error::WebError;
 
@@ -205,6 +205,9 @@ impl Modify for SecuritySchemes {
         scope::pods,
         audit::list,
         audit::export,
+        cli::login,
+        cli::device,
+        cli::device_token,
         users::list_handler,
         users::create_handler,
         users::update_handler,

@@ -192,6 +192,38 @@ pub async fn login(
     password: &str,
     client: client_ip::Client,
 ) -> Result<(Identity, String), WebError> {
+    let (user, source) = verify(state, username, password, client).await?;
+    let (id, cookie) = session::start(
+        state,
+        &user.email,
+        &user.username,
+        user.is_admin,
+        vec![],
+        AuthSource::Local,
+    )
+    .await?;
+    audit::record(
+        state,
+        AuditKind::LoginSucceeded,
+        &id.email,
+        None,
+        None,
+        &[],
+        json!({"username": user.username, "auth": "local", "method": "local", "source": source}),
+    )
+    .await;
+    Ok((id, cookie))
+}
+
+/// The checks of [`login`] without starting a session: the password, the rate limits and lockouts, the
+/// audit of refusals. Returns the account and the client address as recorded; shared by the browser
+/// login and the CLI login (`POST /api/v1/cli/login`), so both count against the same limits.
+pub async fn verify(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    client: client_ip::Client,
+) -> Result<(janus_store::User, String), WebError> {
     let key = client_ip::limit_key(&client);
     if !state.login_limiter.reserve(&key) {
         return Err(WebError::TooMany(
@@ -240,26 +272,7 @@ pub async fn login(
         (Some(true), Some(user)) => {
             state.login_limiter.refund(&key);
             state.store.login_attempt_succeeded(username, &client_key).await?;
-            let (id, cookie) = session::start(
-                state,
-                &user.email,
-                &user.username,
-                user.is_admin,
-                vec![],
-                AuthSource::Local,
-            )
-            .await?;
-            audit::record(
-                state,
-                AuditKind::LoginSucceeded,
-                &id.email,
-                None,
-                None,
-                &[],
-                json!({"username": user.username, "auth": "local", "method": "local", "source": source}),
-            )
-            .await;
-            Ok((id, cookie))
+            Ok((user, source))
         }
         (checked, _) => {
             if checked.is_none() {

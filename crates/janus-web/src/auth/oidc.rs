@@ -2,6 +2,9 @@
 //! short-lived cookie, ID token verification, `email_verified`, allowed domains and groups from a
 //! configurable claim.
 //!
+//! The OAuth 2.0 device authorization grant (RFC 8628) for `janus login --oidc` uses the same client
+//! and the same ID token checks ([`validate`]): [`Oidc::device_start`] and [`Oidc::device_poll`].
+//!
 //! Discovery happens once at start (three attempts, a second or two apart, then the process refuses to
 //! start with the reason). When an ID token's signature does not verify, the provider's keys are fetched
 //! again (at most once a minute) so that key rotation needs no restart.
@@ -17,11 +20,16 @@ use base64::Engine as _;
 use janus_api::config::OidcConfig;
 use janus_store::AuditKind;
 use maud::html;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
+    CoreDeviceAuthorizationResponse, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
+};
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier,
-    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, TokenResponse as _, reqwest,
+    AccessTokenHash, AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutProviderMetadata, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError,
+    Scope, TokenResponse as _, reqwest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -43,12 +51,39 @@ const KEY_REFRESH_MIN: Duration = Duration::from_secs(60);
 type Client =
     CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
+/// The discovery fields beyond OpenID Connect Discovery that are used here: RFC 8628's device
+/// authorization endpoint (beside RP-initiated logout's end session endpoint).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct DeviceMetadata {
+    device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
+}
+
+impl AdditionalProviderMetadata for DeviceMetadata {}
+
+/// The provider's discovery document as read here.
+type Metadata = ProviderMetadata<
+    LogoutProviderMetadata<DeviceMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// What discovery found, turned into a client.
 struct Discovered {
     client: Client,
     end_session: Option<String>,
     userinfo: Option<String>,
     scopes: Vec<String>,
+    /// RFC 8628 device authorization endpoint, when the provider offers the device flow.
+    device: Option<DeviceAuthorizationUrl>,
 }
 
 /// A discovered OpenID Provider and this relying party's client there.
@@ -223,6 +258,21 @@ impl Oidc {
     pub fn issuer(&self) -> &str {
         self.issuer.as_str()
     }
+
+    /// The scopes a login asks for besides `openid` (which the client adds itself).
+    fn scopes(&self, d: &Discovered) -> Vec<Scope> {
+        let mut v = vec![Scope::new("email".into()), Scope::new("profile".into())];
+        // Only ask for a groups scope the provider announces: some providers refuse unknown scopes.
+        for extra in ["groups", self.cfg.groups_claim.as_str()] {
+            if !matches!(extra, "email" | "profile" | "openid")
+                && d.scopes.iter().any(|s| s == extra)
+                && !v.iter().any(|s| s.as_str() == extra)
+            {
+                v.push(Scope::new(extra.to_string()));
+            }
+        }
+        v
+    }
 }
 
 /// Fetches the discovery document and the keys, and makes the client.
@@ -233,9 +283,14 @@ async fn fetch(
     client_secret: Option<&str>,
     redirect: &RedirectUrl,
 ) -> Result<Discovered, String> {
-    let meta = ProviderMetadataWithLogout::discover_async(issuer.clone(), http)
+    let meta = Metadata::discover_async(issuer.clone(), http)
         .await
         .map_err(|e| chain(&e))?;
+    let device = meta
+        .additional_metadata()
+        .additional_metadata
+        .device_authorization_endpoint
+        .clone();
     let end_session = meta
         .additional_metadata()
         .end_session_endpoint
@@ -257,6 +312,7 @@ async fn fetch(
         end_session,
         userinfo,
         scopes,
+        device,
     })
 }
 
@@ -364,23 +420,16 @@ pub async fn start(
     }
     let d = oidc.current();
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut req = d
+    let (url, csrf, nonce) = d
         .client
         .authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
             CsrfToken::new_random,
             Nonce::new_random,
         )
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("profile".into()))
-        .set_pkce_challenge(challenge);
-    // Only ask for a groups scope the provider announces: some providers refuse unknown scopes.
-    for extra in ["groups", oidc.cfg.groups_claim.as_str()] {
-        if !matches!(extra, "email" | "profile" | "openid") && d.scopes.iter().any(|s| s == extra) {
-            req = req.add_scope(Scope::new(extra.to_string()));
-        }
-    }
-    let (url, csrf, nonce) = req.url();
+        .add_scopes(oidc.scopes(&d))
+        .set_pkce_challenge(challenge)
+        .url();
     let st = LoginState {
         s: csrf.secret().clone(),
         n: nonce.secret().clone(),
@@ -482,12 +531,188 @@ fn refused(state: &AppState, headers: &HeaderMap, refusal: &Refusal) -> Response
 }
 
 /// A person the provider vouched for.
-struct Login {
-    email: String,
-    name: String,
-    groups: Vec<String>,
-    subject: String,
+pub struct Login {
+    /// Lowercased, verified email.
+    pub email: String,
+    /// Name to show.
+    pub name: String,
+    /// Groups from the configured claim.
+    pub groups: Vec<String>,
+    /// The provider's `sub`.
+    pub subject: String,
+    /// Where the browser goes afterwards (browser flow only).
     next: String,
+}
+
+/// The grant type of RFC 8628 §3.4.
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// What the CLI shows the person and how it polls (RFC 8628 §3.2), from the provider's answer.
+#[derive(Debug)]
+pub struct DeviceStart {
+    /// The code the CLI polls with (opaque; only the CLI and this server see it).
+    pub device_code: String,
+    /// The code the person enters at the provider.
+    pub user_code: String,
+    /// Where the person enters it.
+    pub verification_uri: String,
+    /// The same with the code filled in, when the provider offers it.
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until the codes expire.
+    pub expires_in: u64,
+    /// Seconds the CLI waits between polls.
+    pub interval: u64,
+}
+
+/// Why a device-flow step did not sign the person in.
+#[derive(Debug)]
+pub enum DeviceError {
+    /// The provider's discovery document has no `device_authorization_endpoint`.
+    NotOffered,
+    /// RFC 8628 §3.5: `authorization_pending`, `slow_down`, `expired_token` or `access_denied`
+    /// (the provider's `invalid_grant`, an unknown or used device code, counts as `expired_token`:
+    /// either way the CLI must start again). The message is safe to show.
+    Pending(&'static str, &'static str),
+    /// The person was vouched for but is refused here, exactly as the browser callback would refuse
+    /// them (`email_verified`, `allowedDomains`, an invalid ID token).
+    Refused {
+        /// Shown to the person.
+        public: String,
+        /// For the audit log.
+        detail: String,
+        /// The email, when the ID token had a usable one.
+        email: Option<String>,
+    },
+    /// The provider could not be asked or answered something unusable; the detail is for the log.
+    Provider(String),
+}
+
+impl From<Refusal> for DeviceError {
+    fn from(r: Refusal) -> Self {
+        if r.status == StatusCode::BAD_GATEWAY {
+            return Self::Provider(r.detail);
+        }
+        Self::Refused {
+            public: r.public,
+            detail: r.detail,
+            email: r.email,
+        }
+    }
+}
+
+/// The RFC 8628 §3.5 answer for a token endpoint error code, if it is one the CLI acts on.
+fn device_pending(error: &str) -> Option<DeviceError> {
+    let (code, message) = match error {
+        "authorization_pending" => (
+            "authorization_pending",
+            "waiting for the sign-in to be approved at the identity provider",
+        ),
+        "slow_down" => ("slow_down", "polling too fast; wait longer between attempts"),
+        "expired_token" | "invalid_grant" => (
+            "expired_token",
+            "the sign-in code expired or was already used; start again: janus login --oidc",
+        ),
+        "access_denied" => ("access_denied", "the sign-in was denied at the identity provider"),
+        _ => return None,
+    };
+    Some(DeviceError::Pending(code, message))
+}
+
+impl Oidc {
+    /// Whether the provider offers the device flow (its discovery document names a device
+    /// authorization endpoint).
+    pub fn offers_device_flow(&self) -> bool {
+        self.current().device.is_some()
+    }
+
+    /// RFC 8628 §3.1: asks the provider's device authorization endpoint for a device and a user code,
+    /// authenticating as the web's own client (the secret never leaves this server).
+    pub async fn device_start(&self) -> Result<DeviceStart, DeviceError> {
+        let d = self.current();
+        let url = d.device.clone().ok_or(DeviceError::NotOffered)?;
+        let r: CoreDeviceAuthorizationResponse = d
+            .client
+            .clone()
+            .set_device_authorization_url(url)
+            .exchange_device_code()
+            .add_scopes(self.scopes(&d))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| {
+                DeviceError::Provider(match &e {
+                    RequestTokenError::ServerResponse(r) => {
+                        let desc = r.error_description().map(|d| format!(": {d}")).unwrap_or_default();
+                        format!("device authorization endpoint refused: {}{desc}", r.error())
+                    }
+                    RequestTokenError::Request(e) => format!("device authorization endpoint unreachable: {}", chain(e)),
+                    RequestTokenError::Parse(e, _) => format!("device authorization response unreadable: {e}"),
+                    RequestTokenError::Other(s) => format!("device authorization request failed: {s}"),
+                })
+            })?;
+        Ok(DeviceStart {
+            device_code: r.device_code().secret().clone(),
+            user_code: r.user_code().secret().clone(),
+            verification_uri: r.verification_uri().to_string(),
+            verification_uri_complete: r.verification_uri_complete().map(|u| u.secret().clone()),
+            expires_in: r.expires_in().as_secs(),
+            interval: r.interval().as_secs(),
+        })
+    }
+
+    /// RFC 8628 §3.4: asks the token endpoint ONCE whether `device_code` was approved (the CLI owns
+    /// the polling interval), and validates the ID token like the browser callback does ([`validate`]).
+    ///
+    /// One request by hand rather than the oauth2 crate's `exchange_device_access_token`, whose
+    /// future keeps polling until the code is approved or expires.
+    pub async fn device_poll(&self, device_code: &str) -> Result<Login, DeviceError> {
+        let d = self.current();
+        let token_url = d
+            .client
+            .token_uri()
+            .ok_or_else(|| DeviceError::Provider("the provider has no token endpoint".into()))?
+            .url()
+            .clone();
+        let mut form = vec![("grant_type", DEVICE_GRANT), ("device_code", device_code)];
+        let mut req = self.http.post(token_url).header(header::ACCEPT, "application/json");
+        match &self.client_secret {
+            // RFC 6749 §2.3.1: client_secret_basic, both parts form-urlencoded first (as the code
+            // exchange does through the oauth2 crate).
+            Some(secret) => {
+                let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                req = req.basic_auth(enc(&self.cfg.client_id), Some(enc(secret)));
+            }
+            None => form.push(("client_id", self.cfg.client_id.as_str())),
+        }
+        let r = req
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| DeviceError::Provider(format!("token endpoint unreachable: {}", chain(&e))))?;
+        let status = r.status();
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| DeviceError::Provider(format!("token response: {}", chain(&e))))?;
+        if !status.is_success() {
+            #[derive(Deserialize)]
+            struct TokenError {
+                error: String,
+                error_description: Option<String>,
+            }
+            return Err(match serde_json::from_slice::<TokenError>(&body) {
+                Ok(e) => device_pending(&e.error).unwrap_or_else(|| {
+                    let desc = e.error_description.map(|d| format!(": {d}")).unwrap_or_default();
+                    let shown: String = format!("{}{desc}", e.error).chars().take(300).collect();
+                    DeviceError::Provider(format!("token endpoint refused the device code ({status}): {shown}"))
+                }),
+                Err(_) => DeviceError::Provider(format!("token endpoint answered {status} without an error code")),
+            });
+        }
+        // The body holds tokens: never log or show it, nor serde's error (which may quote it).
+        let token: CoreTokenResponse =
+            serde_json::from_slice(&body).map_err(|_| DeviceError::Provider("token response unreadable".into()))?;
+        Ok(validate(self, d, &token, None).await?)
+    }
 }
 
 async fn complete(state: &AppState, oidc: &Oidc, headers: &HeaderMap, q: &CallbackQuery) -> Result<Login, Refusal> {
@@ -529,7 +754,7 @@ async fn complete(state: &AppState, oidc: &Oidc, headers: &HeaderMap, q: &Callba
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Refusal::forbidden("The identity provider sent no authorization code.", "no code"))?;
 
-    let mut d = oidc.current();
+    let d = oidc.current();
     let token = d
         .client
         .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -550,16 +775,45 @@ async fn complete(state: &AppState, oidc: &Oidc, headers: &HeaderMap, q: &Callba
             };
             Refusal::provider("The identity provider did not complete the login; start again.", detail)
         })?;
+    let login = validate(oidc, d, &token, Some(&Nonce::new(st.n.clone()))).await?;
+    Ok(Login {
+        next: auth::safe_next(Some(&st.x)),
+        ..login
+    })
+}
+
+/// Verifies the ID token of a token response and turns it into a person: signature (fetching the
+/// provider's keys again once when it does not verify), issuer, audience, expiry, the nonce when the
+/// flow has one (the device flow has none), `at_hash`, then the claims (from userinfo when the ID token
+/// lacks them) through [`identity`]: `email_verified`, `allowedDomains` and groups. The browser
+/// callback and the device flow both come through here, so a CLI login is refused exactly when a
+/// browser login would be.
+async fn validate(
+    oidc: &Oidc,
+    mut d: Arc<Discovered>,
+    token: &CoreTokenResponse,
+    nonce: Option<&Nonce>,
+) -> Result<Login, Refusal> {
     let id_token = token
         .id_token()
         .ok_or_else(|| Refusal::provider("The identity provider returned no ID token.", "no id_token"))?;
-    let nonce = Nonce::new(st.n.clone());
-    let first = id_token.claims(&d.client.id_token_verifier(), &nonce).cloned();
+    let claims_of = |d: &Discovered| {
+        let verifier = d.client.id_token_verifier();
+        match nonce {
+            Some(n) => id_token.claims(&verifier, n).cloned(),
+            // RFC 8628 has no authorization request to carry a nonce; the token came straight from
+            // the token endpoint over TLS, as in the code flow.
+            None => id_token
+                .claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(()))
+                .cloned(),
+        }
+    };
+    let first = claims_of(&d);
     let verified = match first {
         Ok(c) => Ok(c),
         Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) if oidc.refresh().await => {
             d = oidc.current();
-            id_token.claims(&d.client.id_token_verifier(), &nonce).cloned()
+            claims_of(&d)
         }
         Err(e) => Err(e),
     }
@@ -611,11 +865,7 @@ async fn complete(state: &AppState, oidc: &Oidc, headers: &HeaderMap, q: &Callba
         }
     }
     let login = identity(&oidc.cfg, &claims)?;
-    Ok(Login {
-        subject,
-        next: auth::safe_next(Some(&st.x)),
-        ..login
-    })
+    Ok(Login { subject, ..login })
 }
 
 /// Email, name and groups from verified claims, with the checks `email_verified` and `allowedDomains`.
