@@ -174,6 +174,15 @@ impl Store {
         })
     }
 
+    /// The token with this display id, whatever its state.
+    pub async fn api_token_by_display_id(&self, display_id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE display_id = $1");
+        on_pool!(self, p => {
+            let row = sqlx::query(&sql).bind(display_id).fetch_optional(p).await.map_err(StoreError::query)?;
+            row.as_ref().map(token_from_row).transpose()
+        })
+    }
+
     /// Tokens of one owner (email, compared lowercased), or everyone's with `None`; newest first,
     /// revoked and expired ones included.
     pub async fn list_api_tokens(&self, owner: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {

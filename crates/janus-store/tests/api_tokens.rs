@@ -47,6 +47,11 @@ async fn api_tokens(s: Store) {
     assert!(t1.is_live(now) && t1.last_used_at.is_none() && t1.revoked_at.is_none());
     assert_eq!(s.api_token("h1").await.unwrap(), Some(t1.clone()));
     assert_eq!(s.api_token("nope").await.unwrap(), None);
+    assert_eq!(
+        s.api_token_by_display_id("janus_pat_AAAAAAA1").await.unwrap(),
+        Some(t1.clone())
+    );
+    assert_eq!(s.api_token_by_display_id("janus_pat_nothing").await.unwrap(), None);
     // The serialized form never carries the hash.
     assert!(!serde_json::to_string(&t1).unwrap().contains("\"h1\""));
 

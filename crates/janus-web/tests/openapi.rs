@@ -573,6 +573,20 @@ async fn every_real_answer_matches_the_generated_document() {
     let (s, started) = c.post(&bob, &format!("{dr}/debug"), debug("busybox:1.36")).await;
     assert_eq!(s, 201, "{started}");
 
+    // Personal API tokens (issue 18): create, list (own; admins: everyone's), revoke.
+    let (s, tok) = c
+        .post(&alice, "/api/v1/tokens", json!({"name": "ci", "scopes": ["read"]}))
+        .await;
+    assert_eq!(s, 201, "{tok}");
+    let bad_name = json!({"name": "", "scopes": ["read"]});
+    assert_eq!(c.post(&alice, "/api/v1/tokens", bad_name).await.0, 422);
+    assert_eq!(c.get(&alice, "/api/v1/tokens").await.0, 200);
+    assert_eq!(c.get(&alice, "/api/v1/tokens?all=true").await.0, 403);
+    assert_eq!(c.get(&admin, "/api/v1/tokens?all=true").await.0, 200);
+    let tid = tok["displayId"].as_str().expect("displayId").to_string();
+    assert_eq!(c.delete(&bob, &format!("/api/v1/tokens/{tid}")).await.0, 404);
+    assert_eq!(c.delete(&alice, &format!("/api/v1/tokens/{tid}")).await.0, 204);
+
     // Logging out.
     assert_eq!(c.post(&bob, "/api/v1/logout", json!({})).await.0, 200);
     assert_eq!(c.get(&bob, "/api/v1/session").await.0, 401);

@@ -10,10 +10,11 @@ pub mod policy;
 pub mod requests;
 pub mod scope;
 pub mod session;
+pub mod tokens;
 pub mod users;
 
 use axum::Router;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 
 use crate::state::AppState;
 
@@ -47,6 +48,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/users/{username}",
             patch(users::update_handler).delete(users::delete_handler),
         )
+        .route("/api/v1/tokens", get(tokens::list_handler).post(tokens::create_handler))
+        .route("/api/v1/tokens/{displayId}", delete(tokens::delete_handler))
         .route("/api/v1/notifications/dead", get(notifications::list_dead))
         .route(
             "/api/v1/notifications/dead/{id}/retry",

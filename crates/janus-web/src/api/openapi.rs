@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, cli, clusters, notifications, policy, requests, scope, session, users};
+use super::{audit, cli, clusters, notifications, policy, requests, scope, session, tokens, users};
 use crate::auth::session::COOKIE;
 use crate::error::WebError;
 
@@ -168,6 +168,21 @@ impl Modify for SecuritySchemes {
                  with 403 csrf.",
             ))),
         );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A personal API token (janus_pat_…, scoped: read, request, approve) or a CLI session \
+                         (janus_cli_…, from janus login). Only on /api/v1 and /ws; never with the session \
+                         cookie (400 ambiguous_credentials); no CSRF token needed. A token lacking the \
+                         route's scope gets 403; token management and account changes refuse personal \
+                         tokens.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -214,6 +229,9 @@ impl Modify for SecuritySchemes {
         users::delete_handler,
         notifications::list_dead,
         notifications::retry_handler,
+        tokens::list_handler,
+        tokens::create_handler,
+        tokens::delete_handler,
         crate::terminal::pods::list,
         crate::terminal::debug::start,
         crate::terminal::pods::logs,

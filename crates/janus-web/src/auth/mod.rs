@@ -1,5 +1,6 @@
 //! Who is calling: identity from a server-side session or trusted proxy headers, CSRF and Origin checks.
 
+pub mod bearer;
 pub mod cli_session;
 pub mod client_ip;
 pub mod local;
@@ -127,7 +128,13 @@ pub async fn resolve(
     let Some(sid) = session::cookie_value(headers, session::COOKIE) else {
         return Ok(None);
     };
-    let hash = session::hash_id(&sid);
+    session_identity(state, session::hash_id(&sid)).await
+}
+
+/// The identity of a login session (`web_sessions` row) by id hash: a browser's (the hash of its
+/// cookie id) or a CLI session's (the hash of its `janus_cli_` credential). Expired sessions are
+/// deleted and yield `None`; the last-seen time is written at most once a minute.
+pub(crate) async fn session_identity(state: &AppState, hash: String) -> Result<Option<Identity>, WebError> {
     let s = match state.store.get_session(&hash).await {
         Ok(Some(s)) => {
             state.recent_sessions.remember(&hash, &s);
@@ -231,6 +238,17 @@ const FORM_LIMIT: usize = 256 * 1024;
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let peer = peer_ip(&parts.extensions);
+    if let Some(credential) = bearer::credential(&parts.headers) {
+        // A bearer request is not a browser's: no ambient credential rides along, so neither CSRF
+        // token nor Origin is asked for. It never falls back to the cookie or the proxy's identity.
+        let path = parts.uri.path();
+        let id = match bearer::authenticate(&state, &parts.method, path, &parts.headers, peer, &credential).await {
+            Ok(id) => id,
+            Err(e) => return e.into_response(),
+        };
+        parts.extensions.insert(MaybeIdentity(Some(id)));
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let identity = match resolve(&state, &parts.headers, peer).await {
         Ok(i) => i,
         Err(e @ WebError::IdentityConflict) if !is_api_path(parts.uri.path()) => {

@@ -43,6 +43,9 @@ pub struct Owner {
     pub local: bool,
     /// Opened on someone else's request, allowed only because the user is an admin.
     pub admin_only: bool,
+    /// Opened with a personal API token (`login` is its hash): its end is the token's revocation or
+    /// expiry, not a sign-out.
+    pub personal_token: bool,
 }
 
 impl Owner {
@@ -53,6 +56,7 @@ impl Owner {
             login: id.session.clone(),
             local: id.auth == AuthSource::Local,
             admin_only: !crate::requests::is_requester(id, ar),
+            personal_token: id.token.as_ref().is_some_and(|t| t.personal),
         }
     }
 }
@@ -84,6 +88,11 @@ impl EndReason {
     /// The user signed out (or an admin's change to the account signed them out everywhere).
     pub fn logout() -> Self {
         Self::new("logout", "you were signed out")
+    }
+
+    /// The personal API token the stream was opened with was revoked (or deleted).
+    pub fn token_revoked() -> Self {
+        Self::new("token-revoked", "the API token was revoked")
     }
 }
 
@@ -310,6 +319,10 @@ pub fn owner_end_reason(
     }
     let login = owner.login.as_deref()?;
     match states.sessions.get(login) {
+        None if owner.personal_token => Some(EndReason::token_revoked()),
+        Some(expires) if owner.personal_token && *expires <= now => {
+            Some(EndReason::new("token-expired", "the API token expired"))
+        }
         None => Some(EndReason::logout()),
         Some(expires) if *expires <= now => Some(EndReason::new("session-expired", "your login session expired")),
         Some(_) => None,
@@ -462,6 +475,7 @@ mod tests {
             login: Some(login.into()),
             local: true,
             admin_only,
+            personal_token: false,
         }
     }
 
@@ -591,5 +605,16 @@ mod tests {
             },
         );
         assert_eq!(cat(&owner("u@x", "s1", false), &demoted, false), Some("user-disabled"));
+        // A personal API token: gone means revoked, not signed out; the account still comes first.
+        let pat = |login: &str| Owner {
+            personal_token: true,
+            ..owner("u@x", login, false)
+        };
+        assert_eq!(cat(&pat("s1"), &st, false), None);
+        let r = owner_end_reason(&pat("gone"), &st, now, false);
+        assert_eq!(r, Some(EndReason::token_revoked()));
+        assert_eq!(r.map(|r| r.message), Some("the API token was revoked".to_string()));
+        assert_eq!(cat(&pat("old"), &st, false), Some("token-expired"));
+        assert_eq!(cat(&pat("gone"), &demoted, false), Some("user-disabled"));
     }
 }

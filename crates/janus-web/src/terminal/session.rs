@@ -52,8 +52,11 @@ pub struct Params {
     /// Initial rows.
     #[serde(default)]
     pub rows: Option<u16>,
-    /// The session's CSRF token (WebSockets carry no custom headers from browsers).
-    pub csrf: String,
+    /// The session's CSRF token (WebSockets carry no custom headers from browsers). Required with a
+    /// session cookie; a bearer credential (`Authorization` header, which browsers cannot set on a
+    /// WebSocket) needs none.
+    #[serde(default)]
+    pub csrf: Option<String>,
 }
 
 /// Pod names are DNS-1123 subdomains, namespaces and containers DNS-1123 labels.
@@ -84,12 +87,15 @@ pub async fn upgrade(
     q: Result<Query<Params>, WebError>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
-    // Browsers always send Origin on WebSockets; a missing or foreign one is a cross-site attempt.
-    if !headers.contains_key(axum::http::header::ORIGIN) || !origin_ok(&state, &headers) {
+    // Browsers always send Origin on WebSockets; a missing or foreign one is a cross-site attempt. A
+    // bearer credential is no ambient browser credential: neither Origin nor csrf is asked for.
+    let bearer = id.token.is_some();
+    if !bearer && (!headers.contains_key(axum::http::header::ORIGIN) || !origin_ok(&state, &headers)) {
         return Err(WebError::Csrf);
     }
     let Query(p) = q?;
-    if !constant_time_eq(p.csrf.as_bytes(), id.csrf.as_bytes()) {
+    let csrf_ok = |c: &str| constant_time_eq(c.as_bytes(), id.csrf.as_bytes());
+    if !bearer && !p.csrf.as_deref().is_some_and(csrf_ok) {
         return Err(WebError::Csrf);
     }
     if !valid_target(&p.namespace, &p.pod, p.container.as_deref()) {
