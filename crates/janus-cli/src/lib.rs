@@ -2,9 +2,15 @@
 //! decides requests, and opens shells, commands and log streams through the web's terminal socket, so the
 //! engineer never holds a Kubernetes credential. It speaks only the public `/api/v1` and `/ws/terminal`.
 
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod error;
+pub mod http;
+pub mod output;
 pub mod stream;
 
+pub use cli::{ClientCommand, Plugin, run};
 pub use error::{CliError, ExitCode};
 
 /// Where the client talks to and with which credential (resolved from flags, `JANUS_URL`/`JANUS_TOKEN` and the

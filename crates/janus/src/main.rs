@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use janus_api::config::Config;
 use logging::LogFormat;
 
@@ -21,7 +21,8 @@ mod web_cmd;
 #[command(
     name = "janus",
     version,
-    about = "k8s-janus: just-in-time kubectl exec access for Kubernetes"
+    about = "k8s-janus: just-in-time kubectl exec access for Kubernetes",
+    after_long_help = janus_cli::cli::EXIT_CODES_HELP
 )]
 struct Cli {
     /// Log format: `json` for production log shippers, `text` for people.
@@ -33,6 +34,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The client commands (`janus login`, `janus request`, `janus shell`, …): see [`janus_cli::ClientCommand`].
+    #[command(flatten)]
+    Client(janus_cli::ClientCommand),
     /// Print the AccessRequest CustomResourceDefinition generated from the Rust types.
     Crd,
     /// Read the audit log from the configured database.
@@ -121,10 +125,52 @@ async fn futures_pending() {
     std::future::pending::<()>().await
 }
 
+/// The whole command line, its help listing the client commands apart from the server's (clap has no
+/// per-subcommand heading, hence the template).
+fn root_command() -> clap::Command {
+    let cmd = Cli::command();
+    let client: Vec<String> = janus_cli::ClientCommand::augment_subcommands(clap::Command::new("client"))
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let width = cmd.get_subcommands().map(|c| c.get_name().len()).max().unwrap_or(0);
+    let (mut client_lines, mut server_lines) = (String::new(), String::new());
+    for sc in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let about = sc.get_about().map(|a| a.to_string()).unwrap_or_default();
+        // Braces would be read as template tags.
+        let about = about.replace(['{', '}'], "");
+        let line = format!("  {:<width$}  {about}\n", sc.get_name());
+        if client.iter().any(|c| c == sc.get_name()) {
+            client_lines.push_str(&line);
+        } else {
+            server_lines.push_str(&line);
+        }
+    }
+    cmd.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n\
+         Client commands (start with: janus login --url https://janus.example.com):\n{client_lines}\n\
+         Server commands (run k8s-janus itself):\n{server_lines}  {:<width$}  Print this message or the help of \
+         the given subcommand(s)\n\nOptions:\n{{options}}{{after-help}}",
+        "help"
+    ))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // Installed as `kubectl-janus`, kubectl runs this binary for `kubectl janus …`: the client alone.
+    if janus_cli::cli::started_as_plugin(std::env::args_os().next().as_deref()) {
+        let plugin = janus_cli::Plugin::parse();
+        let root = janus_cli::Plugin::command()
+            .name("kubectl-janus")
+            .bin_name("kubectl-janus");
+        std::process::exit(janus_cli::run(plugin.command, root).await);
+    }
+    let cli = Cli::from_arg_matches(&root_command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
+        Command::Client(cmd) => {
+            // Client failures are printed by run(); the exit code is the documented one (docs/cli.md).
+            std::process::exit(janus_cli::run(cmd, root_command()).await);
+        }
         Command::Crd => print!("{}", janus_api::crd_yaml()?),
         Command::Audit { command } => audit_cmd::run(command).await?,
         #[cfg(feature = "demo")]
