@@ -599,3 +599,70 @@ async fn revoking_a_token_ends_its_terminal() {
     assert_eq!(reason.as_deref(), Some("the API token was revoked"));
     stack.stop().await;
 }
+
+/// Proxy mode: a personal token is accepted (the CLI's way there), created by a proxy identity; proxy
+/// headers naming someone else on the same request are an identity conflict; CLI sessions do not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_mode_accepts_personal_tokens_and_refuses_a_second_identity() {
+    let stack = Stack::portable("web: {authMode: proxy, trustedProxies: [127.0.0.1/32]}\n").await;
+    let http = reqwest::Client::new();
+    let as_alice = |rb: reqwest::RequestBuilder| rb.header("x-forwarded-email", "alice@example.com");
+    let session: Value = as_alice(http.get(format!("{}/api/v1/session", stack.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = session["csrfToken"].as_str().expect("csrf").to_string();
+    let r = as_alice(http.post(format!("{}/api/v1/tokens", stack.url)))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "ci", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+
+    let (st, body) = Bearer::new(&stack, &token).get("/api/v1/session").await;
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["identity"]["email"].as_str(), v["identity"]["auth"].as_str()),
+        (Some("alice@example.com"), Some("proxy"))
+    );
+    let with_header = |email: &'static str| {
+        http.get(format!("{}/api/v1/session", stack.url))
+            .bearer_auth(&token)
+            .header("x-forwarded-email", email)
+    };
+    assert_eq!(
+        with_header("alice@example.com").send().await.unwrap().status(),
+        200,
+        "the same person"
+    );
+    let r = with_header("bob@example.com").send().await.unwrap();
+    assert_eq!(r.status(), 400, "another person");
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "identity_conflict");
+    // No CLI sessions in proxy mode, even a row that looks like one.
+    let cli = format!("janus_cli_{}", "P".repeat(40));
+    let now = Utc::now();
+    store(&stack)
+        .await
+        .create_session(&WebSession {
+            id_hash: tokens::hash(&cli),
+            subject: "alice@example.com".into(),
+            display_name: "alice".into(),
+            is_admin: false,
+            groups: vec![],
+            auth: "local".into(),
+            csrf_token: "unused".into(),
+            created_at: now,
+            last_seen: now,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(Bearer::new(&stack, &cli).get("/api/v1/session").await.0, 401);
+    stack.stop().await;
+}
