@@ -383,3 +383,56 @@ async fn exec_is_refused_without_a_shell_role_out_of_bounds_out_of_scope_and_to_
     assert_eq!(collect(&mut ws).await.exit, Some(0));
     stack.stop().await;
 }
+
+/// What `janus logs` needs from the log endpoint: without `-f` (`follow=false`) the tail and then the
+/// end of the body; with it, lines as they come and, when the access ends, a last line saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_log_endpoint_serves_a_tail_that_ends_and_a_follow_that_says_why_it_ended() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active(&admin, &alice, json!({"role": "exec"})).await;
+    for line in ["one", "two", "three"] {
+        stack.sim.cluster.logs.append("team-a", "app", "main", line);
+    }
+    let url = |q: &str| format!("{}/api/v1/requests/{name}/logs?namespace=team-a&pod=app&{q}", stack.url);
+    let r = alice.http.get(url("tail=2&follow=false")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(10), r.text())
+        .await
+        .expect("follow=false answers the tail and ends")
+        .unwrap();
+    assert_eq!(body, "two\nthree\n");
+    assert_eq!(
+        alice
+            .get(&format!(
+                "/api/v1/requests/{name}/logs?namespace=team-a&pod=app&follow=maybe"
+            ))
+            .await
+            .status(),
+        422
+    );
+
+    let mut r = alice.http.get(url("tail=1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("three\n") {
+        let c = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&c));
+    }
+    let revoke = admin
+        .post(&format!("/api/v1/requests/{name}/revoke"), json!({"reason": "done"}))
+        .await;
+    assert_eq!(revoke.status(), 200);
+    let rest = tokio::time::timeout(Duration::from_secs(10), r.text())
+        .await
+        .expect("the follow ends with the access")
+        .unwrap();
+    seen.push_str(&rest);
+    assert!(seen.ends_with("\n[log stream ended: access was revoked]\n"), "{seen:?}");
+    stack.stop().await;
+}

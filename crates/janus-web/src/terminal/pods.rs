@@ -30,6 +30,9 @@ pub struct NsQuery {
     container: Option<String>,
     #[serde(default)]
     tail: Option<i64>,
+    /// Logs only: keep following (the default), or answer the tail and end (`janus logs` without `-f`).
+    #[serde(default)]
+    follow: Option<bool>,
 }
 
 /// A pod as the terminal page lists it.
@@ -142,16 +145,18 @@ pub async fn list(
     .into_response())
 }
 
-/// `GET /api/v1/requests/{name}/logs?namespace=&pod=&container=`: follows the log as a text stream.
+/// `GET /api/v1/requests/{name}/logs?namespace=&pod=&container=&tail=&follow=`: the log as a text stream,
+/// followed unless `follow=false`.
 ///
 /// Log streams have their own limits (`maxLogStreamsPerUser`, `maxLogStreamsPerReplica`), apart from
 /// terminal sessions, and end like terminals: with the access, and with the login or rights of the
 /// person who opened them.
 #[utoipa::path(get, path = "/api/v1/requests/{name}/logs", tag = "terminal", summary = "Follow a container's log, read with the request's own token",
     params(("name" = String, Path), ("namespace" = String, Query), ("pod" = String, Query),
-        ("container" = Option<String>, Query), ("tail" = Option<i64>, Query, description = "Lines before following (default 200, at most 5000)")),
+        ("container" = Option<String>, Query), ("tail" = Option<i64>, Query, description = "Lines before following (default 200, at most 5000)"),
+        ("follow" = Option<bool>, Query, description = "Keep following new lines (default true); false answers the tail lines and ends")),
     responses(
-        (status = 200, description = "Log lines as they come; ends with the access or the opener's login or rights", content_type = "text/plain", body = String),
+        (status = 200, description = "Log lines as they come; ends when the container's log ends, or with the access or the opener's login or rights: then a last line `[log stream ended: <reason>]` says why", content_type = "text/plain", body = String),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
@@ -186,7 +191,7 @@ pub async fn logs(
     let pods: Api<Pod> = Api::namespaced(client, &q.namespace);
     let lp = LogParams {
         container: q.container.clone(),
-        follow: true,
+        follow: q.follow.unwrap_or(true),
         tail_lines: Some(q.tail.unwrap_or(200).clamp(0, 5000)),
         ..Default::default()
     };
