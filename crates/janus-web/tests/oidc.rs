@@ -6,140 +6,18 @@
 //! (`/api/v1/cli/device`), with the person's side played over plain HTTP at the provider's own pages.
 
 mod common;
+#[path = "support/oidc_provider.rs"]
+mod oidc_provider;
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Stack;
+use oidc_provider::{
+    CLIENT_ID, CLIENT_SECRET, approve_device, browser, config, free_port, location, prerequisites, start_provider,
+    start_provider_env,
+};
 use reqwest::{StatusCode, Url, header};
 use serde_json::Value;
-
-const CLIENT_ID: &str = "janus-web";
-const CLIENT_SECRET: &str = "oidc-test-client-secret-0123456789";
-
-/// The provider process; killed when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the test can run here; `false` (with a printed reason) only outside CI.
-fn prerequisites() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !node {
-        assert!(!ci, "node is required for the OIDC test under CI");
-        println!("SKIPPED oidc test: `node` is not on the PATH (set CI=true to make this a failure)");
-        return false;
-    }
-    let module = repo().join(".tools/node/node_modules/oidc-provider/package.json");
-    if !module.exists() {
-        assert!(
-            !ci,
-            "{} is missing: scripts/install-test-tools.sh installs it",
-            module.display()
-        );
-        println!("SKIPPED oidc test: oidc-provider is not installed; run scripts/install-test-tools.sh");
-        return false;
-    }
-    true
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Starts the provider for a web UI at `web` and waits for its "ready".
-fn start_provider(web: &str, conform: bool) -> Provider {
-    start_provider_env(web, conform, &[])
-}
-
-/// [`start_provider`] with extra environment (`OIDC_DEVICE_FLOW`, `OIDC_DEVICE_TTL`).
-fn start_provider_env(web: &str, conform: bool, env: &[(&str, &str)]) -> Provider {
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg(repo().join("tests/oidc/provider.mjs"))
-        .arg(port.to_string())
-        .arg(format!("{web}/oidc/callback"))
-        .arg(CLIENT_ID)
-        .arg(CLIENT_SECRET)
-        .env("OIDC_CONFORM", if conform { "1" } else { "0" })
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    // The provider's development-mode warnings (in-memory adapter, dev keys) are expected here.
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if !line.starts_with("oidc-provider WARNING") {
-                eprintln!("oidc-provider: {line}");
-            }
-        }
-    });
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.trim() == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let provider = Provider {
-        child,
-        issuer: format!("http://127.0.0.1:{port}"),
-    };
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("the OIDC provider did not print ready");
-    provider
-}
-
-fn config(web: &str, issuer: &str) -> String {
-    format!(
-        "web:\n  authMode: oidc\n  baseUrl: {web}\n  oidc:\n    issuerUrl: {issuer}\n    clientId: {CLIENT_ID}\n    \
-         allowedDomains: [Example.com]\n    adminGroups: [platform-admins]\n"
-    )
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-fn location(r: &reqwest::Response) -> Url {
-    let loc = r
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .expect("Location");
-    r.url().join(loc).expect("Location URL")
-}
 
 /// Drives a browser from `GET /login?next=` through the provider (logging in `account`, granting
 /// consent) up to the redirect back to the web UI's callback, whose URL is returned unvisited.
@@ -467,63 +345,6 @@ async fn device_poll(web: &str, d: &Value) -> (StatusCode, Value) {
         serde_json::json!({"deviceCode": d["deviceCode"]}),
     )
     .await
-}
-
-/// The hidden `xsrf` field of one of the provider's device pages.
-fn xsrf(page: &str) -> String {
-    let at = page.find(r#"name="xsrf" value=""#).expect("xsrf field") + r#"name="xsrf" value=""#.len();
-    page[at..].split('"').next().expect("xsrf value").to_string()
-}
-
-/// The person's side of the device flow at the provider's own pages: enter the user code, confirm it
-/// (or abort), then log `account` in and grant consent through the scripted interactions.
-async fn approve_device(d: &Value, account: &str, abort: bool) {
-    let http = browser();
-    let uri = d["verificationUri"].as_str().expect("verificationUri");
-    let code = d["userCode"].as_str().expect("userCode");
-    let page = http
-        .get(uri)
-        .send()
-        .await
-        .expect("device page")
-        .text()
-        .await
-        .expect("body");
-    let secret = xsrf(&page);
-    let r = http
-        .post(uri)
-        .form(&[("xsrf", secret.as_str()), ("user_code", code)])
-        .send()
-        .await
-        .expect("enter code");
-    assert_eq!(r.status(), StatusCode::OK);
-    let page = r.text().await.expect("confirm page");
-    assert!(page.contains("Confirm Device"), "{page}");
-    let answer = if abort { ("abort", "yes") } else { ("confirm", "yes") };
-    let mut r = http
-        .post(uri)
-        .form(&[("xsrf", secret.as_str()), ("user_code", code), answer])
-        .send()
-        .await
-        .expect("confirm");
-    if abort {
-        return;
-    }
-    for _ in 0..20 {
-        if !r.status().is_redirection() {
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            assert_eq!(status, StatusCode::OK, "{body}");
-            assert!(body.contains("Sign-in Success"), "{body}");
-            return;
-        }
-        let mut next = location(&r);
-        if next.path().starts_with("/interaction/") {
-            next.query_pairs_mut().append_pair("login", account);
-        }
-        r = http.get(next).send().await.expect("follow");
-    }
-    panic!("the device flow did not finish within 20 redirects");
 }
 
 /// `janus login --oidc` against the real provider: pending until the person approves, then a CLI
