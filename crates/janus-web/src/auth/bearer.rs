@@ -240,7 +240,16 @@ async fn personal_token(
         Some(p) => client_ip::of_request(state, p, headers).to_string(),
         None => "unknown".to_string(),
     };
-    match state.store.touch_api_token(&hash, now, &address).await {
+    // The row just read says whether a write is due: most requests then cost no write at all.
+    let due = t.last_used_ip.as_deref() != Some(address.as_str())
+        || t.last_used_at
+            .is_none_or(|at| now - at >= chrono::Duration::seconds(60));
+    let touched = if due {
+        state.store.touch_api_token(&hash, now, &address).await
+    } else {
+        Ok(janus_store::TouchResult::default())
+    };
+    match touched {
         Ok(r) if r.new_address => {
             audit::record(
                 state,
