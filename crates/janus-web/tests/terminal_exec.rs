@@ -436,3 +436,75 @@ async fn the_log_endpoint_serves_a_tail_that_ends_and_a_follow_that_says_why_it_
     assert!(seen.ends_with("\n[log stream ended: access was revoked]\n"), "{seen:?}");
     stack.stop().await;
 }
+
+/// Opens exec with `Authorization: Bearer` as `janus exec` does: no csrf parameter, no Origin.
+async fn bearer_ws(stack: &Stack, token: &str, name: &str, query: &str) -> Result<Ws, u16> {
+    let url = format!("ws://{}/ws/terminal/{name}?{query}", stack.host);
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"connected\"") => Ok(ws),
+            other => panic!("no connected message: {other:?}"),
+        },
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// `janus exec`'s way in: a personal API token with the `request` scope runs a command and gets its
+/// exit code; a `read` token may not; revoking the token ends a running command with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_with_an_api_token_runs_and_ends_when_the_token_is_revoked() {
+    let stack = stack().await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let name = active(&admin, &alice, json!({"role": "exec"})).await;
+    let token = |scopes: &'static [&'static str]| {
+        let alice = alice.clone();
+        async move {
+            let r = alice
+                .post(
+                    "/api/v1/tokens",
+                    json!({"name": format!("exec-{}", scopes.join("-")), "scopes": scopes, "expiresInDays": 1}),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+            let v: Value = r.json().await.unwrap();
+            (
+                v["token"].as_str().unwrap().to_string(),
+                v["displayId"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (reader, _) = token(&["read"]).await;
+    let (runner, runner_id) = token(&["request"]).await;
+
+    let q = exec_query("app", &["sh", "-c", "echo $((6*7)); exit 5"]);
+    assert_eq!(bearer_ws(&stack, &reader, &name, &q).await.err(), Some(403));
+    let mut ws = bearer_ws(&stack, &runner, &name, &q)
+        .await
+        .expect("a request token runs exec");
+    let o = collect(&mut ws).await;
+    assert_eq!(
+        (String::from_utf8_lossy(&o.stdout).as_ref(), o.exit),
+        ("42\n", Some(5)),
+        "{o:?}"
+    );
+
+    let q = exec_query("app", &["sh", "-c", "echo started; sleep 60"]);
+    let mut ws = bearer_ws(&stack, &runner, &name, &q).await.expect("exec");
+    read_stdout_until(&mut ws, "started").await;
+    assert_eq!(alice.delete(&format!("/api/v1/tokens/{runner_id}")).await.status(), 204);
+    let started = Instant::now();
+    let o = collect(&mut ws).await;
+    assert_eq!(o.closed.as_deref(), Some("the API token was revoked"), "{o:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(o.exit, None, "{o:?}");
+    stack.stop().await;
+}
