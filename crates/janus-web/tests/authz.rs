@@ -264,3 +264,72 @@ async fn every_route_checks_who_may_and_who_may_not() {
     }
     stack.stop().await;
 }
+
+/// Bearer credentials (issue 18) in the matrix: an admin's personal token with every scope reaches the
+/// JSON API as the admin, but no page (401, never a redirect to the login page), and none of the routes
+/// that manage tokens or accounts (403). The full per-scope matrix is tests/bearer.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_personal_token_reaches_the_api_but_no_page() {
+    let stack = Stack::portable("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let r = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "all", "scopes": ["read", "request", "approve"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let call = |m: reqwest::Method, p: &str| {
+        http.request(m, format!("{}{p}", stack.url))
+            .bearer_auth(&token)
+            .json(&json!({}))
+    };
+    for p in [
+        "/api/v1/session",
+        "/api/v1/requests?scope=all",
+        "/api/v1/audit",
+        "/api/v1/users",
+    ] {
+        assert_eq!(
+            call(reqwest::Method::GET, p).send().await.unwrap().status(),
+            200,
+            "GET {p}"
+        );
+    }
+    for p in [
+        "/",
+        "/requests",
+        "/requests/new",
+        "/admin",
+        "/audit",
+        "/admin/users",
+        "/clusters",
+        "/tokens",
+        "/recordings/x",
+    ] {
+        assert_eq!(
+            call(reqwest::Method::GET, p).send().await.unwrap().status(),
+            401,
+            "page {p}"
+        );
+    }
+    for (m, p) in [
+        (reqwest::Method::GET, "/api/v1/tokens"),
+        (reqwest::Method::POST, "/api/v1/tokens"),
+        (reqwest::Method::DELETE, "/api/v1/tokens/janus_pat_00000000"),
+        (reqwest::Method::POST, "/api/v1/users"),
+        (reqwest::Method::PATCH, "/api/v1/users/admin"),
+        (reqwest::Method::DELETE, "/api/v1/users/admin"),
+    ] {
+        assert_eq!(call(m.clone(), p).send().await.unwrap().status(), 403, "{m} {p}");
+    }
+    stack.stop().await;
+}
