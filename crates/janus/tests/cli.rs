@@ -281,6 +281,10 @@ fn the_client_commands_work_end_to_end_against_the_demo() {
     // Unknown request: 5.
     let r = engineer.run(&["show", "no-such-request-4711"]);
     assert_eq!(r.code, 5, "{}", r.stderr);
+    // A name Kubernetes could never hold is no request either (the server answered 503 for it).
+    let r = engineer.run(&["approve", "Not A Name"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("janus requests"), "{}", r.stderr);
 
     // --wait follows a request until an approval from the second identity makes it Active.
     let mut waiting = engineer

@@ -230,8 +230,34 @@ pub async fn list(t: &Target, a: &ListArgs) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// A request name must be a Kubernetes object name (RFC 1123 subdomain); anything else names no request,
+/// and is refused here so that the person reads "no such request" rather than whatever the server makes of
+/// a name Kubernetes could never hold.
+pub fn check_name(name: &str) -> Result<(), CliError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .split('.')
+            .all(|p| !p.is_empty() && !p.starts_with('-') && !p.ends_with('-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            ExitCode::NotFound,
+            format!(
+                "no request is named {name:?}: names are lowercase letters, digits, '-' and '.'; list yours with: \
+                 janus requests"
+            ),
+        ))
+    }
+}
+
 /// `janus show`.
 pub async fn show(t: &Target, name: &str, format: Format) -> Result<i32, CliError> {
+    check_name(name)?;
     let view = Api::new(t)?.get(&["api", "v1", "requests", name], &[]).await?;
     if !output::machine(format, &view)? {
         output::out(&describe(&view));
@@ -247,6 +273,7 @@ pub async fn decide(
     body: Map<String, Value>,
     format: Format,
 ) -> Result<i32, CliError> {
+    check_name(name)?;
     let view = Api::new(t)?
         .post(&["api", "v1", "requests", name, action], &Value::Object(body))
         .await?;
@@ -342,6 +369,16 @@ mod tests {
         );
         for bad in ["tomorrow", "+soon", "2030-01-02"] {
             assert_eq!(start_time(bad, now).unwrap_err().code, ExitCode::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_names_are_kubernetes_names() {
+        for good in ["req-1", "a", "x.y-z", "0abc"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Req", "a b", "../x", "-a", "a-", "a..b", "a/b", &"x".repeat(254)] {
+            assert_eq!(check_name(bad).unwrap_err().code, ExitCode::NotFound, "{bad}");
         }
     }
 
