@@ -126,12 +126,15 @@ impl Elector {
 
     /// Whether the last observed record names another live holder at `now`.
     pub fn held_by_other(&self, now: Instant) -> bool {
-        let Some((spec, seen_at)) = &self.observed else {
-            return false;
-        };
+        self.other_holder_expiry().is_some_and(|at| now < at)
+    }
+
+    /// When the lease of another holder, as last observed, expires (`None`: no other holder).
+    fn other_holder_expiry(&self) -> Option<Instant> {
+        let (spec, seen_at) = self.observed.as_ref()?;
         let holder = spec.holder_identity.as_deref().unwrap_or_default();
         if holder.is_empty() || holder == self.identity {
-            return false;
+            return None;
         }
         // The holder's own duration, as client-go reads it; a missing or odd value counts as ours.
         let secs = spec
@@ -139,7 +142,20 @@ impl Elector {
             .and_then(|s| u64::try_from(s).ok())
             .filter(|s| *s > 0)
             .unwrap_or(self.timings.lease_duration.as_secs());
-        now < *seen_at + Duration::from_secs(secs)
+        Some(*seen_at + Duration::from_secs(secs))
+    }
+
+    /// How long a candidate waits (for a change of the Lease) before its next attempt: a retry period,
+    /// or less when the lease it last saw expires sooner. A dead holder's lease is then taken when it
+    /// expires instead of up to a retry period later (with the chart's 15 s lease and 2 s retry period,
+    /// attempts timed by renewals fall at 14 s and 16 s after the last one). Once the expiry has passed
+    /// without success (a conflict, an API error), the candidate waits a full period again.
+    pub fn wait_before_retry(&self, now: Instant) -> Duration {
+        let retry = self.timings.retry_period;
+        match self.other_holder_expiry() {
+            Some(at) if at > now => retry.min(at - now),
+            _ => retry,
+        }
     }
 
     /// The spec to write to take or keep the lease, or `None` while another holder's lease is live.
@@ -280,16 +296,21 @@ impl Campaign {
     }
 
     /// Waits up to one retry period for the Lease to change (a release, a renewal), so a standby acts
-    /// on a release at once instead of at its next poll.
+    /// on a release at once instead of at its next poll; no longer than until the lease it saw expires.
     async fn wait_for_change(&self) {
-        let period = self.cfg.timings.retry_period;
+        let period = self.elector.wait_before_retry(Instant::now());
         let Some(rv) = self.last_seen_version.clone() else {
             tokio::time::sleep(period).await;
             return;
         };
+        // Whole seconds for the server; the local timeout below ends the wait on time.
         let wp = WatchParams::default()
             .fields(&format!("metadata.name={}", self.cfg.name))
-            .timeout(u32::try_from(period.as_secs()).unwrap_or(1).max(1));
+            .timeout(
+                u32::try_from(self.cfg.timings.retry_period.as_secs())
+                    .unwrap_or(1)
+                    .max(1),
+            );
         let wait = async {
             match self.api.watch(&wp, &rv).await {
                 Ok(stream) => {
@@ -548,6 +569,27 @@ mod tests {
         // No Lease at all: created with zero transitions.
         let fresh = Elector::new("c", t()).claim(None, t0, wall_now()).unwrap();
         assert_eq!(fresh.lease_transitions, Some(0));
+    }
+
+    #[test]
+    fn a_candidate_wakes_when_the_lease_it_saw_expires() {
+        let mut e = Elector::new("b", t());
+        let t0 = Instant::now();
+        // Nothing seen, or a released lease: a normal retry period.
+        assert_eq!(e.wait_before_retry(t0), t().retry_period);
+        e.observe(&spec("a", wall(0), 0), t0);
+        assert_eq!(e.wait_before_retry(t0), t().retry_period);
+        // 14 s after the last change seen, the 15 s lease expires in 1 s: wake then, not 2 s later.
+        assert_eq!(
+            e.wait_before_retry(t0 + Duration::from_secs(14)),
+            Duration::from_secs(1)
+        );
+        // Expired and still not taken (a conflict, an error): back to the retry period.
+        assert_eq!(e.wait_before_retry(t0 + Duration::from_secs(15)), t().retry_period);
+        // Our own lease never shortens the wait.
+        let mut own = Elector::new("a", t());
+        own.observe(&spec("a", wall(0), 0), t0);
+        assert_eq!(own.wait_before_retry(t0 + Duration::from_secs(14)), t().retry_period);
     }
 
     #[test]

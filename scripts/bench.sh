@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The benchmark tool (issue 19): builds the release binaries, waits for a quiet machine, runs the named
+# parts (default: all) as separate processes, each bounded in time and cleaned up after, and writes
+# target/bench/summary.json: [{part, figure, unit, value, target, pass, command, machine, at}].
+#
+# Usage:
+#   scripts/bench.sh [PART...]      run parts (failover, idle-rss); prints the summary table
+#   scripts/bench.sh --list         the parts
+#   scripts/bench.sh --check-docs   does docs/benchmarks.md's generated block show the last run?
+#                                   (target/bench/summary.json, else the recorded docs/benchmarks.json)
+#   scripts/bench.sh --record       copy the last run to docs/benchmarks.json and regenerate the block
+#
+# Settings (environment): BENCH_MAX_LOAD (1-minute load average counted as quiet, default 1.0),
+# BENCH_QUIET_WAIT (seconds to wait for it, default 300; then the part runs anyway and its machine
+# string says "busy"), BENCH_PART_TIMEOUT (seconds per part, default 600), BENCH_FAILOVER_REQUESTS
+# (requests per batch in the failover part, default 20), BENCH_REQUESTS (idle-rss load, default 1000).
+#
+# Adding a part: write a function part_<name> (hyphens in the name as underscores) that writes its figures as a JSON list of
+# {part, figure, unit, value, target, pass} to "$1", and add <name> to PARTS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PARTS=(failover idle-rss)
+out=target/bench
+summary="$out/summary.json"
+recorded=docs/benchmarks.json
+py=scripts/bench/summary.py
+
+case "${1:-}" in
+  --list)
+    printf '%s\n' "${PARTS[@]}"
+    exit 0
+    ;;
+  --check-docs)
+    src="$recorded"
+    [ -f "$summary" ] && src="$summary"
+    exec python3 "$py" check "$src" docs/benchmarks.md
+    ;;
+  --record)
+    [ -f "$summary" ] || { echo "no $summary: run scripts/bench.sh first" >&2; exit 1; }
+    cp "$summary" "$recorded"
+    python3 "$py" record "$recorded" docs/benchmarks.md
+    echo "recorded $summary in $recorded and docs/benchmarks.md"
+    exit 0
+    ;;
+esac
+
+want=("$@")
+[ ${#want[@]} -eq 0 ] && want=("${PARTS[@]}")
+for p in "${want[@]}"; do
+  [[ " ${PARTS[*]} " == *" $p "* ]] || { echo "unknown part: $p (parts: ${PARTS[*]})" >&2; exit 2; }
+done
+
+# --- parts -------------------------------------------------------------------------------------------
+
+# Two `janus controller` processes with the chart's leader election against kubesim `serve`: the leader
+# SIGKILLed, then SIGTERMed (crates/janus-bench/src/failover.rs).
+part_failover() {
+  target/release/janus-bench failover --bin-dir target/release --out "$1" \
+    --requests "${BENCH_FAILOVER_REQUESTS:-20}"
+}
+
+# Idle memory of kubesim, `janus controller` and `janus web` (scripts/bench-idle-rss.sh), read from its
+# report lines ("<state>: kubesim X MiB, janus controller Y MiB, janus web Z MiB").
+part_idle_rss() {
+  scripts/bench-idle-rss.sh | tee "$1.log"
+  python3 - "$1.log" "$1" <<'PY'
+import json, re, sys
+figs = []
+for line in open(sys.argv[1]):
+    m = re.match(r"(idle[^:]*): kubesim ([\d.]+) MiB, janus controller ([\d.]+) MiB, janus web ([\d.]+) MiB", line)
+    if not m:
+        continue
+    for name, v in (("janus controller", m.group(3)), ("janus web", m.group(4))):
+        figs.append({"part": "idle-rss", "figure": f"{name} RSS, {m.group(1)}", "unit": "MiB",
+                     "value": float(v), "target": "< 30", "pass": float(v) < 30})
+if not figs:
+    sys.exit("bench-idle-rss.sh reported nothing")
+json.dump(figs, open(sys.argv[2], "w"), indent=2)
+PY
+}
+
+# --- runner ------------------------------------------------------------------------------------------
+
+mkdir -p "$out"
+echo "building the release binaries" >&2
+cargo build --release -q -p janus -p kubesim -p janus-bench
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+quiet() { awk -v l="$(load1)" -v m="${BENCH_MAX_LOAD:-1.0}" 'BEGIN { exit !(l < m) }'; }
+
+# Waits (bounded) for the 1-minute load average to drop below BENCH_MAX_LOAD; prints the machine string.
+wait_quiet() {
+  local waited=0 limit="${BENCH_QUIET_WAIT:-300}" state=quiet
+  until quiet; do
+    if [ "$waited" -ge "$limit" ]; then
+      state=busy
+      echo "the machine is still busy after ${limit}s (load $(load1)); running anyway" >&2
+      break
+    fi
+    [ "$waited" -eq 0 ] && echo "waiting for a quiet machine (load $(load1), want < ${BENCH_MAX_LOAD:-1.0})" >&2
+    sleep 5
+    waited=$((waited + 5))
+  done
+  local mem
+  mem="$(awk '/^MemTotal:/ {printf "%.0f", $2/1048576}' /proc/meminfo)"
+  echo "$(nproc) cores, ${mem} GiB, $(uname -m); $state: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+}
+
+group=""
+cleanup() {
+  # The part runs in its own session: kill its whole process group (kubesim, controllers, web).
+  if [ -n "$group" ]; then kill -- "-$group" 2>/dev/null || true; fi
+}
+trap cleanup EXIT INT TERM
+
+failed=()
+for p in "${want[@]}"; do
+  machine="$(wait_quiet)"
+  echo "== $p ($machine)" >&2
+  part_out="$out/$p.json"
+  rm -f "$part_out"
+  fn="part_${p//-/_}"
+  export -f "$fn"
+  setsid bash -c "set -euo pipefail; $fn \"\$1\"" _ "$part_out" &
+  group=$!
+  limit="${BENCH_PART_TIMEOUT:-600}"
+  started=$SECONDS
+  while kill -0 "$group" 2>/dev/null; do
+    if [ $((SECONDS - started)) -ge "$limit" ]; then
+      echo "part $p exceeded ${limit}s; stopping it" >&2
+      kill -- "-$group" 2>/dev/null || true
+      break
+    fi
+    sleep 1
+  done
+  status=0
+  wait "$group" || status=$?
+  cleanup
+  group=""
+  if [ "$status" -ne 0 ] || [ ! -s "$part_out" ]; then
+    echo "part $p failed (status $status)" >&2
+    failed+=("$p")
+    continue
+  fi
+  python3 "$py" merge "$summary" "$part_out" "$p" "scripts/bench.sh $p" "$machine"
+done
+
+python3 "$py" table "$summary"
+echo "summary: $summary (scripts/bench.sh --record puts it in docs/benchmarks.md)" >&2
+[ ${#failed[@]} -eq 0 ] || { echo "failed parts: ${failed[*]}" >&2; exit 1; }
