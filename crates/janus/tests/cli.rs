@@ -301,6 +301,8 @@ fn the_client_commands_work_end_to_end_against_the_demo() {
                 "--reason",
                 "cli wait",
                 "--wait",
+                "--wait-timeout",
+                "2m",
             ],
         )
         .stdin(Stdio::null())
@@ -343,6 +345,8 @@ fn the_client_commands_work_end_to_end_against_the_demo() {
                 "--reason",
                 "cli deny",
                 "--wait",
+                "--wait-timeout",
+                "2m",
             ],
         )
         .stdin(Stdio::null())
@@ -361,6 +365,26 @@ fn the_client_commands_work_end_to_end_against_the_demo() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let o = denied.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(9), "--wait on a denied request");
+
+    // --wait gives up after --wait-timeout: 9, and says how to follow the request.
+    let r = engineer.run(&[
+        "request",
+        "--cluster",
+        "remote",
+        "-n",
+        "payments",
+        "--reason",
+        "cli give up",
+        "--wait",
+        "--wait-timeout",
+        "2s",
+    ]);
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("gave up waiting") && r.stderr.contains("janus show"),
+        "{}",
+        r.stderr
+    );
 
     // Withdraw one's own request; revoke an active one.
     let gone = create_request(&engineer, "cli withdraw");
