@@ -192,8 +192,8 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(dir: &Path, cols: u16, rows: u16, script: &Path, env: &[(&str, &str)]) -> Tmux {
-        let socket = format!("janus-cli-test-{}", std::process::id());
+    fn start(tag: &str, dir: &Path, cols: u16, rows: u16, script: &Path, env: &[(&str, &str)]) -> Tmux {
+        let socket = format!("janus-cli-test-{}-{tag}", std::process::id());
         let conf = dir.join("tmux.conf");
         // No status line: the pane is the whole window, so its size is the size asked for. The pane stays
         // after the script ends, to be read.
@@ -280,6 +280,29 @@ impl Drop for Tmux {
     }
 }
 
+/// The first process named `name` below `pid` (the pane's shell → bash → janus).
+fn descendant_named(pid: i32, name: &str) -> Option<i32> {
+    let mut frontier = vec![pid];
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for p in frontier {
+            let out = Command::new("pgrep").args(["-P", &p.to_string()]).output().ok()?;
+            for child in text(&out.stdout)
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+                if comm.trim() == name {
+                    return Some(child);
+                }
+                next.push(child);
+            }
+        }
+        frontier = next;
+    }
+    None
+}
+
 /// `stty -a` without the window size (the test resizes the window on purpose).
 fn settings(stty: &str) -> Vec<String> {
     stty.split([';', '\n'])
@@ -326,6 +349,7 @@ async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_
     std::fs::create_dir_all(&home).unwrap();
     let home_s = home.display().to_string();
     let tmux = Tmux::start(
+        "revoke",
         &work,
         100,
         30,
@@ -401,13 +425,67 @@ async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_
         .as_str()
         .expect("a recorded session")
         .to_string();
-    let (status, cast) = admin.get(&format!("/api/v1/recordings/{id}")).await;
+    // The web stores the recording after it told the client the session ended: wait for it.
+    let mut recording = admin.get(&format!("/api/v1/recordings/{id}")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recording.0 == 404 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        recording = admin.get(&format!("/api/v1/recordings/{id}")).await;
+    }
+    let (status, cast) = recording;
     assert_eq!(status, 200, "{cast}");
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2, "asciicast v2: {header}");
     assert!(cast.contains("hi-42"), "the output is in the recording");
     let (status, _) = engineer.get(&format!("/api/v1/recordings/{id}")).await;
     assert_eq!(status, 403, "only admins replay");
+
+    // SIGTERM to the client (a closing terminal emulator, a killed job): the terminal is restored too, the
+    // socket closed, and the exit code is 128 + 15.
+    let name = engineer.active_request(&admin).await;
+    let work = dir.path().join("pane-term");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = work.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {work}\nstty -a > before.tmp && mv before.tmp before\n{JANUS} shell {name} payments-api\n\
+             echo \"janus-exit=$?\" > code\nstty -a > after.tmp && mv after.tmp after\n",
+            work = work.display()
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::start(
+        "term",
+        &work,
+        100,
+        30,
+        &script,
+        &[
+            ("JANUS_URL", demo.url.as_str()),
+            ("JANUS_TOKEN", engineer.token.as_str()),
+            ("XDG_CONFIG_HOME", home_s.as_str()),
+            ("HOME", home_s.as_str()),
+        ],
+    );
+    tmux.wait_until(Duration::from_secs(30), |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line("echo pod=$JANUS_POD");
+    tmux.wait_for("pod=payments-api", 1, Duration::from_secs(10));
+    let bash = tmux.tmux(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+    let client = descendant_named(bash.trim().parse().unwrap(), "janus").expect("the janus client runs in the pane");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(client), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(
+        wait_file(&work.join("code"), Duration::from_secs(10)),
+        "janus-exit=143\n"
+    );
+    let before = wait_file(&work.join("before"), Duration::from_secs(1));
+    let after = wait_file(&work.join("after"), Duration::from_secs(10));
+    assert_eq!(
+        settings(&before),
+        settings(&after),
+        "before:\n{before}\nafter:\n{after}"
+    );
+    tmux.wait_for("janus: terminated by signal 15", 1, Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,18 +1,12 @@
 //! `janus logs REQUEST POD [-f]`: a container's log through `GET /api/v1/requests/{name}/logs`
 //! (crates/janus-web/src/terminal/pods.rs), read with the request's own token on the server.
 //!
-//! The endpoint always follows. When the server ends the stream (revoke, expiry, logout, token revoked) it
+//! When the server ends the stream (revoke, expiry, logout, token revoked) it
 //! sends a last line `[log stream ended: <reason>]`; that line goes to stderr as "janus: log stream ended:
-//! …" and the exit code is 8. Without `-f` the client stops once the log has been quiet for
-//! [`QUIET`] after the last lines arrived.
-
-use std::time::Duration;
+//! …" and the exit code is 8. Without `-f` the client asks for `follow=false`: the tail, then the end.
 
 use super::{http, resolve, write_now};
 use crate::{CliError, ExitCode, Target};
-
-/// Without `-f`: how long the log must be quiet before the lines already written count as all of them.
-const QUIET: Duration = Duration::from_millis(1500);
 
 /// What `janus logs` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -42,19 +36,14 @@ pub async fn logs(t: &Target, a: &LogsArgs) -> Result<i32, CliError> {
     if let Some(n) = &tail {
         query.push(("tail", n.as_str()));
     }
+    if !a.follow {
+        query.push(("follow", "false"));
+    }
     let mut resp = http::get(t, &["api", "v1", "requests", &a.request, "logs"], &query, None).await?;
     let mut out = std::io::stdout();
     let mut lines = Lines::default();
     loop {
-        let chunk = if a.follow {
-            resp.chunk().await
-        } else {
-            match tokio::time::timeout(QUIET, resp.chunk()).await {
-                Ok(c) => c,
-                Err(_) => break,
-            }
-        };
-        match chunk {
+        match resp.chunk().await {
             Ok(Some(bytes)) => {
                 let ready = lines.push(&bytes);
                 if let Err(e) = write_now(&mut out, &ready) {
