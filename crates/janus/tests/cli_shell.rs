@@ -339,7 +339,8 @@ async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_
     std::fs::write(
         &script,
         format!(
-            "cd {work}\nstty -a > before.tmp && mv before.tmp before\n{JANUS} shell {name} payments-api\n\
+            "cd {work}\n{JANUS} shell {name} 2> choose.err; echo $? > choose.code\n\
+             stty -a > before.tmp && mv before.tmp before\n{JANUS} shell {name} payments-api\n\
              echo \"janus-exit=$?\" > code\nstty -a > after.tmp && mv after.tmp after\necho pane-script-done\n",
             work = work.display()
         ),
@@ -360,6 +361,14 @@ async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_
             ("XDG_CONFIG_HOME", home_s.as_str()),
             ("HOME", home_s.as_str()),
         ],
+    );
+
+    // Without POD and with several pods in the grant, the client lists them instead of guessing.
+    assert_eq!(wait_file(&work.join("choose.code"), Duration::from_secs(30)), "2\n");
+    let choose = std::fs::read_to_string(work.join("choose.err")).unwrap();
+    assert!(
+        choose.contains("choose one: ") && choose.contains("payments-api-7f9c4") && choose.contains("payments-worker"),
+        "{choose}"
     );
 
     // The remote shell's prompt (the web sets PS1 to janus@<pod>, but the account's ~/.bashrc may replace
@@ -576,11 +585,60 @@ async fn cli_exec_and_logs_pass_streams_and_exit_codes_and_say_what_went_wrong()
     let out = run_with_input(c, b"").await;
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
 
-    // -f follows until the access ends: exit 8 with the reason, within 5 s of the revoke.
+    // A personal API token revoked while its command runs: the command's session ends within a second
+    // (5 s allowed) and exec says why, with 255.
+    let (status, created) = engineer
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "ci", "scopes": ["read", "request"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let pat = created["token"].as_str().unwrap().to_string();
+    let display_id = created["displayId"].as_str().unwrap().to_string();
+    let mut sleeper = janus(&home, &demo.url, &pat);
+    sleeper.args(["exec", &name, "payments-api", "--", "sleep", "60"]);
+    let sleeper = tokio::task::spawn_blocking(move || {
+        let mut sleeper = sleeper;
+        sleeper.stdin(Stdio::null()).output().expect("exec sleep")
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let revoked_at = Instant::now();
+    let r = engineer
+        .http
+        .delete(format!("{}/api/v1/tokens/{display_id}", demo.url))
+        .bearer_auth(&engineer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let out = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("exec ended")
+        .expect("join");
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        revoked_at.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("session ended: the API token was revoked"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // -f follows until the access ends: exit 8 with the reason, within 5 s of the revoke; a command that
+    // runs then ends with 255 and the reason.
     let follow = cli(&["logs", &name, "payments-api", "-f", "--tail", "1"]);
     let follower = tokio::task::spawn_blocking(move || {
         let mut follow = follow;
         follow.stdin(Stdio::null()).output().expect("logs -f")
+    });
+    let sleeper = cli(&["exec", &name, "payments-api", "--", "sleep", "60"]);
+    let sleeper = tokio::task::spawn_blocking(move || {
+        let mut sleeper = sleeper;
+        sleeper.stdin(Stdio::null()).output().expect("exec sleep")
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     let revoked_at = Instant::now();
@@ -608,4 +666,11 @@ async fn cli_exec_and_logs_pass_streams_and_exit_codes_and_say_what_went_wrong()
         !text(&out.stdout).contains("[log stream ended"),
         "the server's last line is not log"
     );
+    let out = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("exec ended")
+        .expect("join");
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("session ended:"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("revoked"), "{}", text(&out.stderr));
 }
