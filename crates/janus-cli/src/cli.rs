@@ -14,6 +14,9 @@ pub struct Conn {
     /// Base URL of the janus web (default: JANUS_URL, then the URL saved by `janus login`).
     #[arg(long, env = "JANUS_URL", value_name = "URL")]
     pub url: Option<String>,
+    /// Allow a plain http:// URL to a host other than localhost: the token would cross the network unencrypted.
+    #[arg(long, env = "JANUS_INSECURE_HTTP")]
+    pub insecure_http: bool,
 }
 
 /// `-o`.
@@ -215,7 +218,7 @@ pub struct RequestArgs {
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this long (exit 9).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait_timeout, default_value = "30m")]
     pub wait_timeout: u64,
     /// The server.
     #[command(flatten)]
@@ -389,13 +392,25 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     Ok(d.as_secs())
 }
 
+/// Longest `--wait-timeout`: a year; anything longer is a typo (and would overflow the clock's arithmetic).
+pub const MAX_WAIT_SECS: u64 = 366 * 24 * 3600;
+
+/// `--wait-timeout`: a duration of at most [`MAX_WAIT_SECS`].
+pub fn parse_wait_timeout(s: &str) -> Result<u64, String> {
+    let secs = parse_duration(s)?;
+    if secs > MAX_WAIT_SECS {
+        return Err(format!("{s:?} is longer than a year; give at most 366d"));
+    }
+    Ok(secs)
+}
+
 /// Runs a client command; `root` is the whole command line (for completions). Returns the exit code; the
 /// message of a failure is already printed.
 pub async fn run(cmd: ClientCommand, root: clap::Command) -> i32 {
     match dispatch(cmd, root).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("janus: {}", e.message);
+            eprintln!("janus: {}", crate::output::clean_text(&e.message));
             e.code as i32
         }
     }
@@ -406,19 +421,17 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
     match cmd {
         ClientCommand::Login(a) => commands::login::login(a).await,
         ClientCommand::Logout(a) => commands::login::logout(a).await,
-        ClientCommand::Whoami { conn, out } => {
-            commands::login::whoami(&resolve_target(conn.url.as_deref())?, out.format).await
-        }
+        ClientCommand::Whoami { conn, out } => commands::login::whoami(&resolve_target(&conn)?, out.format).await,
         ClientCommand::Request(a) => {
-            let t = resolve_target(a.conn.url.as_deref())?;
+            let t = resolve_target(&a.conn)?;
             commands::requests::create(&t, a).await
         }
         ClientCommand::Requests(a) => {
-            let t = resolve_target(a.conn.url.as_deref())?;
+            let t = resolve_target(&a.conn)?;
             commands::requests::list(&t, &a).await
         }
         ClientCommand::Show { request, conn, out } => {
-            commands::requests::show(&resolve_target(conn.url.as_deref())?, &request, out.format).await
+            commands::requests::show(&resolve_target(&conn)?, &request, out.format).await
         }
         ClientCommand::Approve {
             request,
@@ -434,7 +447,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             if let Some(c) = comment {
                 body.insert("comment".into(), c.into());
             }
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "approve", body, out.format).await
         }
         ClientCommand::Deny {
@@ -445,7 +458,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
         } => {
             let mut body = serde_json::Map::new();
             body.insert("reason".into(), reason.into());
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "deny", body, out.format).await
         }
         ClientCommand::Revoke {
@@ -458,7 +471,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             if let Some(r) = reason {
                 body.insert("reason".into(), r.into());
             }
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "revoke", body, out.format).await
         }
         ClientCommand::Extend {
@@ -474,15 +487,15 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             if reason.is_some() {
                 eprintln!("janus: note: the server records who extended and by how much, not a reason");
             }
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "extend", body, out.format).await
         }
         ClientCommand::Withdraw { request, conn, out } => {
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "withdraw", serde_json::Map::new(), out.format).await
         }
         ClientCommand::Shell(a) => {
-            let t = resolve_target(a.conn.url.as_deref())?;
+            let t = resolve_target(&a.conn)?;
             stream::shell(
                 &t,
                 &stream::ShellArgs {
@@ -496,7 +509,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
         }
         ClientCommand::Exec(a) => {
             // janus exec's own failures are 255 (ssh's convention), so scripts tell them from the command's.
-            let t = resolve_target(a.conn.url.as_deref()).map_err(exec_failure)?;
+            let t = resolve_target(&a.conn).map_err(exec_failure)?;
             stream::exec(
                 &t,
                 &stream::ExecArgs {
@@ -510,7 +523,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             .await
         }
         ClientCommand::Logs(a) => {
-            let t = resolve_target(a.conn.url.as_deref())?;
+            let t = resolve_target(&a.conn)?;
             stream::logs(
                 &t,
                 &stream::LogsArgs {
@@ -560,6 +573,8 @@ mod tests {
         assert!(parse_duration("2 fortnights").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_wait_timeout("366d"), Ok(MAX_WAIT_SECS));
+        assert!(parse_wait_timeout("300000000y").is_err());
     }
 
     #[test]

@@ -9,12 +9,30 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::Conn;
 use crate::{CliError, ExitCode, Target};
 
 /// Environment variable naming the server, overriding `config.toml`.
 pub const ENV_URL: &str = "JANUS_URL";
 /// Environment variable carrying the credential, overriding the `token` file.
 pub const ENV_TOKEN: &str = "JANUS_TOKEN";
+
+/// What the token file holds.
+pub struct SavedLogin {
+    /// The credential.
+    pub token: String,
+    /// The server it was issued for (`None` in files from before this was recorded).
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for SavedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credential.
+        f.debug_struct("SavedLogin")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The contents of `config.toml`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -95,9 +113,15 @@ impl ConfigDir {
         })
     }
 
-    /// Reads the token file. Refuses one that others may read (as ssh refuses such a key): a shared machine's
-    /// other users could have copied it.
+    /// Reads the token file's credential (see [`ConfigDir::read_login`]).
     pub fn read_token(&self) -> Result<Option<String>, CliError> {
+        Ok(self.read_login()?.map(|l| l.token))
+    }
+
+    /// Reads the token file: the credential, and the server URL it was issued for (the second line; files
+    /// written before that line existed have none). Refuses a file that others may read (as ssh refuses such a
+    /// key): a shared machine's other users could have copied it.
+    pub fn read_login(&self) -> Result<Option<SavedLogin>, CliError> {
         let path = self.token_file();
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
@@ -117,8 +141,14 @@ impl ConfigDir {
             ));
         }
         let text = fs::read_to_string(&path).map_err(|e| file_error("read", &path, &e))?;
-        let token = text.trim().to_string();
-        Ok((!token.is_empty()).then_some(token))
+        let mut lines = text.lines().map(str::trim);
+        let token = lines.next().unwrap_or_default().to_string();
+        let url = lines
+            .next()
+            .and_then(|l| l.strip_prefix("url="))
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        Ok((!token.is_empty()).then_some(SavedLogin { token, url }))
     }
 
     /// Creates the directory (mode 0700, also when it existed with another mode).
@@ -139,8 +169,9 @@ impl ConfigDir {
         fs::write(&path, text).map_err(|e| file_error("write", &path, &e))
     }
 
-    /// Saves the credential in the token file, mode 0600 from its creation on (never briefly readable).
-    pub fn write_token(&self, token: &str) -> Result<(), CliError> {
+    /// Saves the credential in the token file with the URL it was issued for (so it is never sent to another
+    /// server), mode 0600 from its creation on (never briefly readable).
+    pub fn write_token(&self, token: &str, url: &str) -> Result<(), CliError> {
         self.ensure_dir()?;
         let path = self.token_file();
         // A new file: the old one may have been created with a wider mode, which O_CREAT would keep.
@@ -155,7 +186,7 @@ impl ConfigDir {
         // The umask cannot widen 0600, but set it explicitly all the same.
         f.set_permissions(fs::Permissions::from_mode(0o600))
             .map_err(|e| file_error("restrict", &tmp, &e))?;
-        f.write_all(format!("{token}\n").as_bytes())
+        f.write_all(format!("{token}\nurl={url}\n").as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| file_error("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| file_error("write", &path, &e))
@@ -216,20 +247,69 @@ pub fn resolve_url(flag: Option<&str>, dir: Option<&ConfigDir>) -> Result<String
     ))
 }
 
+/// Refuses plain `http://` to anything but this machine unless `insecure` (`--insecure-http`): the bearer token
+/// would cross the network readable by anyone on the path.
+pub fn check_transport(url: &str, insecure: bool) -> Result<(), CliError> {
+    let Ok(u) = url::Url::parse(url) else {
+        return Err(CliError::new(ExitCode::Usage, format!("{url:?} is not a URL")));
+    };
+    if u.scheme() != "http" || insecure {
+        return Ok(());
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        return Ok(());
+    }
+    Err(CliError::new(
+        ExitCode::Usage,
+        format!(
+            "{url} is plain http, so the token would cross the network unencrypted; use https, or accept the risk \
+             with --insecure-http (JANUS_INSECURE_HTTP=true)"
+        ),
+    ))
+}
+
 /// Where to talk to and with which credential, for every command but `login`: `JANUS_TOKEN` wins over the
-/// token file; the config directory is optional when both variables are set.
-pub fn resolve_target(url_flag: Option<&str>) -> Result<Target, CliError> {
+/// token file; the config directory is optional when both variables are set. A saved token is only sent to
+/// the server it was issued for.
+pub fn resolve_target(conn: &Conn) -> Result<Target, CliError> {
     let env_token = std::env::var(ENV_TOKEN).ok().filter(|t| !t.trim().is_empty());
     let dir = ConfigDir::locate();
-    let base_url = resolve_url(url_flag, dir.as_ref().ok())?;
+    let base_url = resolve_url(conn.url.as_deref(), dir.as_ref().ok())?;
+    check_transport(&base_url, conn.insecure_http)?;
     let token = match env_token {
         Some(t) => t.trim().to_string(),
-        None => dir?.read_token()?.ok_or_else(|| {
-            CliError::new(
-                ExitCode::NotAuthenticated,
-                format!("not logged in to {base_url}; run: janus login (or set JANUS_TOKEN)"),
-            )
-        })?,
+        None => {
+            let dir = dir?;
+            let saved = dir.read_login()?.ok_or_else(|| {
+                CliError::new(
+                    ExitCode::NotAuthenticated,
+                    format!("not logged in to {base_url}; run: janus login (or set JANUS_TOKEN)"),
+                )
+            })?;
+            // A file from before the URL was recorded belongs to the URL saved beside it by the same login.
+            let issued_for = match saved.url {
+                Some(u) => Some(u),
+                None => dir.read_config()?.url,
+            };
+            let issued_for = issued_for.map(|u| normalise_url(&u)).transpose()?;
+            if issued_for.as_deref() != Some(base_url.as_str()) {
+                let saved_for = issued_for.unwrap_or_else(|| "an unknown server".to_string());
+                return Err(CliError::new(
+                    ExitCode::NotAuthenticated,
+                    format!(
+                        "the saved login is for {saved_for}, not {base_url}, and is not sent there; run: janus login \
+                         --url {base_url} (or set JANUS_TOKEN)"
+                    ),
+                ));
+            }
+            saved.token
+        }
     };
     Ok(Target { base_url, token })
 }
@@ -256,10 +336,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_is_refused_off_this_machine() {
+        for ok in [
+            "https://j.example.com",
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(check_transport(ok, false).is_ok(), "{ok}");
+        }
+        let e = check_transport("http://j.example.com", false).unwrap_err();
+        assert_eq!(e.code, ExitCode::Usage);
+        assert!(e.message.contains("--insecure-http"), "{}", e.message);
+        assert!(check_transport("http://j.example.com", true).is_ok());
+    }
+
+    #[test]
     fn the_token_file_is_private_and_a_readable_one_is_refused() {
         let tmp = std::env::temp_dir().join(format!("janus-cli-test-{}", std::process::id()));
         let dir = ConfigDir::at(tmp.join("janus"));
-        dir.write_token("janus_cli_x").unwrap();
+        dir.write_token("janus_cli_x", "https://a.example").unwrap();
         let mode = fs::metadata(dir.token_file()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
@@ -270,8 +366,12 @@ mod tests {
         assert_eq!(e.code, ExitCode::NotAuthenticated);
         assert!(e.message.contains("chmod 600"), "{}", e.message);
         // A rewrite makes it private again.
-        dir.write_token("janus_cli_y").unwrap();
+        dir.write_token("janus_cli_y", "https://a.example").unwrap();
         assert_eq!(dir.read_token().unwrap().as_deref(), Some("janus_cli_y"));
+        assert_eq!(
+            dir.read_login().unwrap().unwrap().url.as_deref(),
+            Some("https://a.example")
+        );
         assert!(dir.delete_token().unwrap());
         assert!(!dir.delete_token().unwrap());
         let _ = fs::remove_dir_all(&tmp);

@@ -25,6 +25,7 @@ pub async fn login(a: LoginArgs) -> Result<i32, CliError> {
             "say which janus server to log in to: janus login --url https://janus.example.com",
         )
     })?;
+    config::check_transport(&url, a.conn.insecure_http)?;
     let (token, identity, expires) = if let Some(t) = a.token {
         with_token(&url, t).await?
     } else if a.oidc {
@@ -33,7 +34,7 @@ pub async fn login(a: LoginArgs) -> Result<i32, CliError> {
         password(&url, a.username, a.password_stdin).await?
     };
     dir.write_url(&url)?;
-    dir.write_token(&token)?;
+    dir.write_token(&token, &url)?;
     let mut line = format!("Logged in to {url} as {}", s(&identity, "email"));
     if let Some(e) = expires {
         line.push_str(&format!(" until {e}"));
@@ -50,6 +51,10 @@ async fn with_token(url: &str, raw: String) -> Result<(String, Value, Option<Str
     let token = if raw == "-" {
         read_line_stdin("the token")?
     } else {
+        eprintln!(
+            "janus: warning: a token on the command line can be read by other users of this machine (ps) and stays \
+             in your shell history; pipe it in instead: janus login --token -"
+        );
         raw.trim().to_string()
     };
     if tokens::bearer_kind(&token).is_none() {
@@ -150,20 +155,16 @@ async fn device_flow(url: &str) -> Result<(String, Value, Option<String>), CliEr
             format!("{url} answered the device login without a device code"),
         ));
     }
-    let verify = s(&start, "verificationUri");
+    let verify = output::clean(s(&start, "verificationUri"));
     eprintln!(
         "To log in, open {verify} in a browser and enter the code {}",
-        s(&start, "userCode")
+        output::clean(s(&start, "userCode"))
     );
     if let Some(c) = start.get("verificationUriComplete").and_then(Value::as_str) {
-        eprintln!("(or open {c})");
+        eprintln!("(or open {})", output::clean(c));
     }
     eprintln!("Waiting for the sign-in to be confirmed…");
-    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1);
-    let expires = start
-        .get("expiresIn")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEVICE_FALLBACK_SECS);
+    let (mut interval, expires) = device_timing(&start);
     let deadline = Instant::now() + Duration::from_secs(expires);
     let body = json!({"deviceCode": device_code});
     loop {
@@ -184,7 +185,7 @@ async fn device_flow(url: &str) -> Result<(String, Value, Option<String>), CliEr
             Err(f) if f.status == StatusCode::BAD_REQUEST => match f.code.as_str() {
                 "authorization_pending" => {}
                 // RFC 8628 §3.5: slow_down adds 5 seconds to the interval, for this and later polls.
-                "slow_down" => interval += 5,
+                "slow_down" => interval = (interval + 5).min(MAX_DEVICE_INTERVAL_SECS),
                 "expired_token" => return Err(expired()),
                 "access_denied" => {
                     return Err(CliError::new(
@@ -197,6 +198,26 @@ async fn device_flow(url: &str) -> Result<(String, Value, Option<String>), CliEr
             Err(f) => return Err(api.failure(f)),
         }
     }
+}
+
+/// Longest poll interval and code lifetime believed from the server: RFC 8628 codes live minutes and polls are
+/// seconds apart; a value near u64::MAX would overflow the clock (or wait for ever).
+const MAX_DEVICE_INTERVAL_SECS: u64 = 60;
+const MAX_DEVICE_EXPIRY_SECS: u64 = 3600;
+
+/// The poll interval (1..=60 s) and how long the code lives (at most an hour), from the server's answer.
+fn device_timing(start: &Value) -> (u64, u64) {
+    let interval = start
+        .get("interval")
+        .and_then(Value::as_u64)
+        .unwrap_or(5)
+        .clamp(1, MAX_DEVICE_INTERVAL_SECS);
+    let expires = start
+        .get("expiresIn")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEVICE_FALLBACK_SECS)
+        .min(MAX_DEVICE_EXPIRY_SECS);
+    (interval, expires)
 }
 
 fn expired() -> CliError {
@@ -237,14 +258,19 @@ fn read_line_stdin(what: &str) -> Result<String, CliError> {
 pub async fn logout(a: LogoutArgs) -> Result<i32, CliError> {
     let dir = ConfigDir::locate()?;
     // A token file others could read is still deleted.
-    let token = match dir.read_token() {
-        Ok(t) => t,
+    let (token, issued_for) = match dir.read_login() {
+        Ok(Some(l)) => (Some(l.token), l.url),
+        Ok(None) => (None, None),
         Err(e) => {
             eprintln!("janus: {}", e.message);
-            None
+            (None, None)
         }
     };
-    let url = config::resolve_url(a.conn.url.as_deref(), Some(&dir)).ok();
+    // The session is ended where it was issued, never by sending the token to another --url.
+    let url = match issued_for {
+        Some(u) => config::normalise_url(&u).ok(),
+        None => config::resolve_url(a.conn.url.as_deref(), Some(&dir)).ok(),
+    };
     match (&token, &url) {
         (Some(t), Some(url)) => match tokens::bearer_kind(t) {
             Some(BearerKind::CliSession) => {
@@ -255,7 +281,7 @@ pub async fn logout(a: LogoutArgs) -> Result<i32, CliError> {
                 if let Err(e) = Api::new(&target)?.post(&["api", "v1", "logout"], &json!({})).await {
                     eprintln!(
                         "janus: could not end the session on the server ({}); it expires by itself",
-                        e.message
+                        output::clean(&e.message)
                     );
                 }
             }
@@ -329,4 +355,21 @@ pub async fn whoami(t: &Target, format: Format) -> Result<i32, CliError> {
         ("Credential", credential),
     ]));
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_device_timing_is_bounded() {
+        let huge = json!({"interval": u64::MAX, "expiresIn": u64::MAX});
+        let (interval, expires) = device_timing(&huge);
+        assert_eq!((interval, expires), (60, 3600));
+        // Neither the deadline nor the slowed-down interval can overflow.
+        let _ = Instant::now() + Duration::from_secs(expires);
+        assert_eq!((interval + 5).min(MAX_DEVICE_INTERVAL_SECS), 60);
+        assert_eq!(device_timing(&json!({"interval": 0})), (1, DEVICE_FALLBACK_SECS));
+        assert_eq!(device_timing(&json!({"interval": 7, "expiresIn": 600})), (7, 600));
+    }
 }

@@ -76,7 +76,7 @@ pub async fn create(t: &Target, a: RequestArgs) -> Result<i32, CliError> {
     if code != 0 && a.out.format != Format::Table {
         eprintln!(
             "janus: request {name} is {} and will not become Active",
-            s(&view, "phase")
+            output::clean(s(&view, "phase"))
         );
     }
     Ok(code)
@@ -86,7 +86,13 @@ pub async fn create(t: &Target, a: RequestArgs) -> Result<i32, CliError> {
 /// `timeout`. Polling rather than the event stream: one GET is the whole contract and survives proxies that
 /// cut long-lived responses.
 async fn wait_active(api: &Api, name: &str, timeout: Duration, format: Format) -> Result<(Value, i32), CliError> {
-    let deadline = Instant::now() + timeout;
+    // The flag parser bounds --wait-timeout; checked all the same, an overflowing Instant panics.
+    let deadline = Instant::now().checked_add(timeout).ok_or_else(|| {
+        CliError::new(
+            ExitCode::Usage,
+            format!("--wait-timeout {}s is too long", timeout.as_secs()),
+        )
+    })?;
     let mut delay = Duration::from_secs(1);
     let mut last_phase = String::new();
     loop {
@@ -99,7 +105,11 @@ async fn wait_active(api: &Api, name: &str, timeout: Duration, format: Format) -
             return Ok((view, ExitCode::WaitFailed as i32));
         }
         if phase != last_phase && format == Format::Table {
-            eprintln!("{name}: {phase}{}", message_suffix(&view));
+            eprintln!(
+                "{name}: {}{}",
+                output::clean(&phase),
+                output::clean(&message_suffix(&view))
+            );
         }
         last_phase = phase;
         if Instant::now() + delay > deadline {
@@ -136,8 +146,9 @@ fn start_time(raw: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, C
     if let Some(rel) = raw.strip_prefix('+') {
         let secs = crate::cli::parse_duration(rel).map_err(bad)?;
         let secs = i64::try_from(secs).map_err(|_| bad("too far ahead".into()))?;
-        let at = now
-            .checked_add_signed(chrono::TimeDelta::seconds(secs))
+        // try_seconds: TimeDelta::seconds panics beyond ±i64::MAX milliseconds (+300000000y).
+        let at = chrono::TimeDelta::try_seconds(secs)
+            .and_then(|d| now.checked_add_signed(d))
             .ok_or_else(|| bad("too far ahead".into()))?;
         return Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
@@ -367,7 +378,13 @@ mod tests {
             start_time("2030-01-02T09:00:00+01:00", now).unwrap(),
             "2030-01-02T08:00:00Z"
         );
-        for bad in ["tomorrow", "+soon", "2030-01-02"] {
+        for bad in [
+            "tomorrow",
+            "+soon",
+            "2030-01-02",
+            "+300000000y",
+            "+18446744073709551615s",
+        ] {
             assert_eq!(start_time(bad, now).unwrap_err().code, ExitCode::Usage, "{bad}");
         }
     }

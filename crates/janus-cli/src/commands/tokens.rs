@@ -13,7 +13,7 @@ use crate::{CliError, ExitCode};
 pub async fn run(cmd: TokensCommand) -> Result<i32, CliError> {
     match cmd {
         TokensCommand::List { all, conn, out } => {
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             let q: &[(&str, &str)] = if all { &[("all", "true")] } else { &[] };
             let answer = Api::new(&t)?.get(&["api", "v1", "tokens"], q).await?;
             // The contract's answer is an array; accept a `{tokens: […]}` wrapper as well.
@@ -71,7 +71,7 @@ pub async fn run(cmd: TokensCommand) -> Result<i32, CliError> {
             conn,
             out,
         } => {
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             let mut body = json!({"name": name, "scopes": scopes});
             if let (Some(d), Some(m)) = (expires_in_days, body.as_object_mut()) {
                 m.insert("expiresInDays".into(), d.into());
@@ -90,15 +90,15 @@ pub async fn run(cmd: TokensCommand) -> Result<i32, CliError> {
             // The token alone on stdout (for `$(janus tokens create …)`), the rest for the person on stderr.
             eprintln!(
                 "Created {} ({}), expires {}. It is shown only now; keep it secret:",
-                s(&created, "displayId"),
-                s(&created, "name"),
+                output::clean(s(&created, "displayId")),
+                output::clean(s(&created, "name")),
                 s(&created, "expiresAt")
             );
             output::out(&format!("{token}\n"));
             Ok(0)
         }
         TokensCommand::Revoke { display_id, conn } => {
-            let t = resolve_target(conn.url.as_deref())?;
+            let t = resolve_target(&conn)?;
             Api::new(&t)?.delete(&["api", "v1", "tokens", &display_id]).await?;
             output::out(&format!("Revoked {display_id}.\n"));
             Ok(0)

@@ -71,7 +71,7 @@ pub async fn logs(t: &Target, a: &LogsArgs) -> Result<i32, CliError> {
     let _ = write_now(&mut out, &rest);
     Ok(match ended {
         Some(reason) => {
-            eprintln!("janus: log stream ended: {reason}");
+            eprintln!("janus: log stream ended: {}", crate::output::clean(&reason));
             ExitCode::SessionEnded as i32
         }
         None => 0,

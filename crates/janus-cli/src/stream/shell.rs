@@ -77,11 +77,11 @@ fn report(end: &End) -> i32 {
     match end {
         End::ByUser => 0,
         End::ByServer(reason) => {
-            eprintln!("\njanus: session ended: {reason}");
+            eprintln!("\njanus: session ended: {}", crate::output::clean(reason));
             ExitCode::SessionEnded as i32
         }
         End::Failed(message) => {
-            eprintln!("\njanus: {message}");
+            eprintln!("\njanus: {}", crate::output::clean_text(message));
             ExitCode::Unreachable as i32
         }
         End::Lost => {
