@@ -488,6 +488,27 @@ impl Run {
             .map(|s| s.at)
     }
 
+    /// Waits for the next renewal of the Lease by `who`, as the Lease watch sees it.
+    async fn wait_renewal(&self, who: &str) -> anyhow::Result<()> {
+        let from = Utc::now();
+        let deadline = tokio::time::Instant::now() + self.setup.lease_duration;
+        loop {
+            let renewed = self
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|s| s.kind == "Lease" && s.owner == who && s.change == Change::Modified && s.at > from);
+            if renewed {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{who} did not renew the Lease within {:?}", self.setup.lease_duration);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Stops `leader` while requests are being granted and others are about to expire; `standby`
     /// must take over without losing or doubling anything.
     async fn scenario(&mut self, stop: Stop, leader: Replica, standby: &Replica) -> anyhow::Result<Outcome> {
@@ -500,7 +521,8 @@ impl Run {
         // Active before the signal, expiring around the handover: with SIGKILL while nobody leads, with
         // SIGTERM right after the new leader starts.
         let expiring = names(&format!("fo-{tag}-expiring"), s.batch);
-        // Approved just before the signal: the old leader is granting them when it stops.
+        // Approved just before the signal: the old leader is granting them when it stops. A SIGKILL
+        // comes right after a renewal of the Lease, so the standby waits as long as it ever can.
         let in_flight = names(&format!("fo-{tag}-inflight"), s.batch);
         // Approved right after the signal: only the new leader can grant them.
         let after = names(&format!("fo-{tag}-after"), s.batch);
@@ -545,6 +567,10 @@ impl Run {
         // The Secrets' tokens as the old leader wrote them: a new leader must not issue them again.
         let tokens_before = self.tokens_per_secret();
 
+        if stop == Stop::Kill {
+            // Right after a renewal: the standby then waits the longest (the worst case of the promise).
+            self.wait_renewal(&leader.identity).await?;
+        }
         approve(&s, &in_flight).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut leader = leader;
