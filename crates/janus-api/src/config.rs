@@ -202,6 +202,12 @@ pub struct WebConfig {
     /// recorded together at its end.
     #[serde(default = "default_identity_conflict_audit_interval")]
     pub identity_conflict_audit_interval_seconds: u64,
+    /// A second address that serves only the JSON API and the terminal socket (`/api/v1/…`, `/ws/…`)
+    /// and accepts only `Authorization: Bearer janus_…` credentials: no cookies, no proxy headers,
+    /// whoever the peer. For the CLI in proxy mode, where the authenticating proxy in front of `listen`
+    /// would refuse a request without its own login. Off when absent (`janus web --bearer-listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_listen: Option<std::net::SocketAddr>,
     /// OIDC settings when `authMode: oidc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
@@ -402,6 +408,7 @@ impl Default for WebConfig {
             trusted_proxies: default_trusted_proxies(),
             proxy_headers: ProxyHeaders::default(),
             identity_conflict_audit_interval_seconds: default_identity_conflict_audit_interval(),
+            bearer_listen: None,
             oidc: None,
             session_ttl_seconds: default_session_ttl(),
             max_connections: default_max_connections(),

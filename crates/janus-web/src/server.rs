@@ -1,6 +1,7 @@
 //! Starting the web process: the request watch, the router with its tower-http layers (request ids,
 //! tracing, security headers, the request timeout), health and metrics.
 
+mod bearer_only;
 mod conn;
 
 pub use conn::Limits;
@@ -301,11 +302,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .layer(authenticate.clone())
         .layer(middleware::from_fn_with_state(timeout, request_timeout));
-    let long_lived = Router::new()
-        .route("/api/v1/events", get(crate::live::events))
-        .route("/api/v1/audit/export", get(api::audit::export))
-        .merge(terminal::router())
-        .layer(authenticate);
+    let long_lived = long_lived_routes().layer(authenticate);
     let app = Router::new()
         .merge(ordinary)
         .merge(long_lived)
@@ -313,6 +310,51 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(assets::serve))
         .merge(health_router())
         .layer(DefaultBodyLimit::max(256 * 1024));
+    finish(app, state, hsts)
+}
+
+/// The routes that live as long as they are needed (no request timeout): the live-update stream, the
+/// audit export, the terminal socket and followed logs.
+fn long_lived_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events", get(crate::live::events))
+        .route("/api/v1/audit/export", get(api::audit::export))
+        .merge(terminal::router())
+}
+
+/// The routes of the bearer-only listener (`web.bearerListen`, [`bearer_only`]): the main address's
+/// JSON API and terminal socket with the same timeouts, body limit, security headers and request ids,
+/// authenticated by a `janus_…` bearer credential only; every other path is 404.
+pub fn bearer_router(state: AppState) -> Router {
+    let hsts = session::hsts(&state.config.web.base_url);
+    let timeout = Duration::from_secs(state.config.web.request_timeout_seconds.max(1));
+    let authenticate = middleware::from_fn_with_state(state.clone(), bearer_only::authenticate);
+    let ordinary = api::router()
+        .layer(authenticate.clone())
+        .layer(middleware::from_fn_with_state(timeout, request_timeout));
+    let long_lived = long_lived_routes().layer(authenticate);
+    let app = Router::new()
+        .merge(ordinary)
+        .merge(long_lived)
+        .fallback(bearer_only::not_found)
+        // A route of the API that is not under /api/v1 or /ws (none today) stays off this address.
+        .layer(middleware::from_fn(only_bearer_paths))
+        .layer(DefaultBodyLimit::max(256 * 1024));
+    finish(app, state, hsts)
+}
+
+/// 404 for any path the bearer-only listener does not serve, before any route or credential check.
+async fn only_bearer_paths(req: axum::extract::Request, next: middleware::Next) -> Response {
+    if bearer_only::served(req.uri().path()) {
+        next.run(req).await
+    } else {
+        bearer_only::not_found().await
+    }
+}
+
+/// The layers every address's router ends with: security headers, HSTS where the public URL is
+/// https, request ids and the request span.
+fn finish(app: Router<AppState>, state: AppState, hsts: bool) -> Router {
     let app = security_headers(app);
     // Only an https public URL may pin browsers to https; on plain http the header would be ignored or,
     // worse, lock out a demo on localhost.
@@ -422,6 +464,7 @@ pub async fn build_state(
         cache_ready: AtomicBool::new(false),
         registered_clusters: Default::default(),
         identity_refusals: Default::default(),
+        device_limits: Default::default(),
     };
     let state = AppState(Arc::new(inner));
     let watch = watch_requests(state.clone(), client, writer);
@@ -564,6 +607,8 @@ pub async fn serve(
         tokio::spawn(terminal::housekeeping(state.clone())),
     ];
     let limits = Limits::from_config(&state.config.web);
+    let (bearer_stop, _) = tokio::sync::watch::channel(false);
+    let mut bearer_task = None;
     if let Some(addr) = opts.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
@@ -583,15 +628,40 @@ pub async fn serve(
         request_body_timeout_seconds = limits.request_body_timeout.as_secs(),
         "web UI listening"
     );
+    if let Some(addr) = state.config.web.bearer_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            "serving /api/v1 and /ws to bearer API tokens only (web.bearerListen)"
+        );
+        let app = bearer_router(state.clone());
+        // It stops accepting with the main address; its streams are ended with the others below.
+        let mut stopping = bearer_stop.subscribe();
+        bearer_task = Some(tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = conn::serve(listener, app, limits, stop).await {
+                tracing::error!(error = %e, "bearer-only listener failed");
+            }
+        }));
+    }
     let app = router(state.clone());
     let closing = state.clone();
     let shutdown = async move {
         shutdown.await;
+        let _ = bearer_stop.send(true);
         // Long-lived streams would hold the graceful shutdown open forever: end them first.
         closing.terminals.close_all("the web server is shutting down");
         closing.live.close();
     };
     conn::serve(listener, app, limits, shutdown).await?;
+    if let Some(mut t) = bearer_task
+        && tokio::time::timeout(BACKGROUND_GRACE, &mut t).await.is_err()
+    {
+        tracing::warn!("the bearer-only listener did not stop in time; aborted");
+        t.abort();
+    }
     for t in tasks {
         t.abort();
     }

@@ -21,6 +21,11 @@ pub struct WebArgs {
     /// /readyz, which the UI address serves too.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve /api/v1 and /ws here to `Authorization: Bearer janus_…` API tokens only (no cookies,
+    /// no proxy headers): the CLI's address in proxy mode, where the proxy in front of --listen wants
+    /// its own login. Overrides `web.bearerListen` of the configuration. Off by default.
+    #[arg(long, env = "JANUS_BEARER_LISTEN")]
+    pub bearer_listen: Option<SocketAddr>,
     /// Database URL, overriding `database.url` of the configuration (the password always comes from
     /// JANUS_DATABASE_PASSWORD).
     #[arg(long, env = "JANUS_DATABASE_URL")]
@@ -57,7 +62,10 @@ pub async fn run(
     ca: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(&args.config)?;
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(addr) = args.bearer_listen {
+        cfg.web.bearer_listen = Some(addr);
+    }
     // Notification sinks: every secret they name must be in the environment, and their URLs valid, or
     // the web does not start (the error names the key and the variable, never a value).
     let resolved = janus_api::notifications::resolve(&cfg.notifications, &|k| std::env::var(k).ok())
