@@ -557,6 +557,10 @@ def test_networkpolicy_rules(case_docs):
     prom_ns = values.get("networkPolicy", {}).get("prometheusNamespace")
     svc = find(docs, "Service", f"{RELEASE}-web")
     exposed = bool(svc) and svc[0]["spec"]["type"] in ("LoadBalancer", "NodePort")
+    # The UI port, and in proxy mode the bearer-only API port beside the sidecar (webui.bearerListener).
+    webui = values.get("webui", {})
+    proxy_mode = webui.get("authEnabled") and not values.get("oidc", {}).get("enabled")
+    public = ["http", "api"] if proxy_mode and webui.get("bearerListener", {}).get("enabled", True) else ["http"]
     for component, spec in pols.items():
         where = f"{case}: {component}"
         for rule in spec.get("ingress", []):
@@ -568,10 +572,10 @@ def test_networkpolicy_rules(case_docs):
                     ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                     assert ns in (ingress_ns, prom_ns), f"{where}: ingress from namespace {ns}"
                     if ns == ingress_ns and ns != prom_ns:
-                        assert [p["port"] for p in rule["ports"]] == ["http"]
+                        assert [p["port"] for p in rule["ports"]] == public, where
                 else:
                     assert "ipBlock" in peer and component == "web" and exposed, where
-                    assert [p["port"] for p in rule["ports"]] == ["http"], where
+                    assert [p["port"] for p in rule["ports"]] == public, where
         for rule in spec.get("egress", []):
             assert rule.get("ports"), f"{where}: egress rule without ports"
             ports = {p["port"] for p in rule["ports"]}
