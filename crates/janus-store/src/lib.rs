@@ -38,7 +38,7 @@ pub use error::StoreError;
 pub use history::LiveRequest;
 pub use outbox::{NewOutboxRow, OutboxCount, OutboxRow, OutboxState, Produced};
 pub use terminal::{OwnerAccount, OwnerStates};
-pub use tokens::{ApiToken, NewApiToken, TouchResult};
+pub use tokens::{ApiToken, NewApiToken, SEEN_ADDRESSES, TouchResult};
 pub use types::*;
 pub use users::{LocksStarted, LoginGate, LoginLimits, RequesterLock};
 
@@ -97,6 +97,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "personal API tokens",
         include_str!("../migrations/sqlite/0006_api_tokens.sql"),
     ),
+    (
+        7,
+        "API token addresses",
+        include_str!("../migrations/sqlite/0007_api_token_addresses.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -124,6 +129,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         6,
         "personal API tokens",
         include_str!("../migrations/postgres/0006_api_tokens.sql"),
+    ),
+    (
+        7,
+        "API token addresses",
+        include_str!("../migrations/postgres/0007_api_token_addresses.sql"),
     ),
 ];
 

@@ -15,6 +15,9 @@ const COLUMNS: &str = "id_hash, display_id, owner, auth, display_name, is_admin,
 /// busy CI job does not turn every read into a write.
 const TOUCH_INTERVAL_US: i64 = 60 * 1_000_000;
 
+/// How many distinct client addresses are remembered per token for `token.new_address`.
+pub const SEEN_ADDRESSES: i64 = 32;
+
 /// A token to store (the token itself is never given to the store, only its hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiToken {
@@ -89,8 +92,9 @@ impl ApiToken {
 /// What [`Store::touch_api_token`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TouchResult {
-    /// The use came from another address than the last recorded one (or it is the first use): the
-    /// caller audits `token.new_address`. Exactly one of several concurrent uses sees this.
+    /// The use came from an address the token has not used before (among the last
+    /// [`SEEN_ADDRESSES`] distinct ones; or it is the first use): the caller audits
+    /// `token.new_address`. Exactly one of several concurrent uses sees this.
     pub new_address: bool,
 }
 
@@ -221,9 +225,11 @@ impl Store {
         .map_err(StoreError::query))
     }
 
-    /// Records a use of the token from `ip`: written when the address differs from the last recorded
-    /// one (then [`TouchResult::new_address`]) or the last write is a minute old or more; otherwise
-    /// nothing is written.
+    /// Records a use of the token from `ip`. [`TouchResult::new_address`] is set on the first use from
+    /// an address the token has not used before (of the last [`SEEN_ADDRESSES`] distinct ones), not
+    /// on every change: a client behind a NAT pool alternating addresses is reported once per address.
+    /// The last-use columns are written when the address differs from the last recorded one or the
+    /// last write is a minute old or more; otherwise nothing is written.
     pub async fn touch_api_token(
         &self,
         id_hash: &str,
@@ -231,8 +237,34 @@ impl Store {
         ip: &str,
     ) -> Result<TouchResult, StoreError> {
         let now_us = us(now);
-        // The address change is decided by the UPDATE's own condition, so of several concurrent first
-        // uses from a new address exactly one reports it.
+        // The insert decides novelty, so of several concurrent first uses from an address exactly one
+        // reports it; the SELECT makes an unknown token insert nothing (no foreign-key error).
+        let new_address = on_pool!(self, p => sqlx::query(
+            "INSERT INTO api_token_addresses (id_hash, address, first_us, last_us) \
+             SELECT id_hash, $2, $3, $3 FROM api_tokens WHERE id_hash = $1 \
+             ON CONFLICT (id_hash, address) DO NOTHING",
+        )
+        .bind(id_hash)
+        .bind(ip)
+        .bind(now_us)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(StoreError::query))?;
+        if new_address {
+            // Bounded: only the most recently seen addresses are remembered.
+            on_pool!(self, p => sqlx::query(
+                "DELETE FROM api_token_addresses WHERE id_hash = $1 AND address NOT IN \
+                 (SELECT address FROM api_token_addresses WHERE id_hash = $1 \
+                  ORDER BY last_us DESC, address LIMIT $2)",
+            )
+            .bind(id_hash)
+            .bind(SEEN_ADDRESSES)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::query))?;
+        }
         let moved = on_pool!(self, p => sqlx::query(
             "UPDATE api_tokens SET last_used_us = $2, last_used_ip = $3 \
              WHERE id_hash = $1 AND (last_used_ip IS NULL OR last_used_ip <> $3)",
@@ -244,10 +276,12 @@ impl Store {
         .await
         .map(|r| r.rows_affected() > 0)
         .map_err(StoreError::query))?;
+        let result = TouchResult { new_address };
         if moved {
-            return Ok(TouchResult { new_address: true });
+            self.touch_address(id_hash, ip, now_us).await?;
+            return Ok(result);
         }
-        on_pool!(self, p => sqlx::query(
+        let written = on_pool!(self, p => sqlx::query(
             "UPDATE api_tokens SET last_used_us = $2 \
              WHERE id_hash = $1 AND (last_used_us IS NULL OR last_used_us <= $3)",
         )
@@ -256,8 +290,122 @@ impl Store {
         .bind(now_us - TOUCH_INTERVAL_US)
         .execute(p)
         .await
-        .map(|_| TouchResult::default())
+        .map(|r| r.rows_affected() > 0)
+        .map_err(StoreError::query))?;
+        if written {
+            self.touch_address(id_hash, ip, now_us).await?;
+        }
+        Ok(result)
+    }
+
+    /// Marks the address as seen now (written only when the token's last use is, so at most once a
+    /// minute per token plus once per change of address), which keeps it among the remembered ones.
+    async fn touch_address(&self, id_hash: &str, ip: &str, now_us: i64) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE api_token_addresses SET last_us = $3 WHERE id_hash = $1 AND address = $2 AND last_us < $3",
+        )
+        .bind(id_hash)
+        .bind(ip)
+        .bind(now_us)
+        .execute(p)
+        .await
+        .map(|_| ())
         .map_err(StoreError::query))
+    }
+
+    /// [`Store::create_api_token`] unless the owner has `max` or more live tokens at `now` (then
+    /// `Ok(None)`). The count and the insert are one atomic step: of concurrent creates at the limit
+    /// exactly as many succeed as there is room for. (SQLite: one INSERT … SELECT holds the write lock
+    /// from its start; PostgreSQL: a transaction-scoped advisory lock on the owner serialises them,
+    /// since READ COMMITTED would let two counts see the same room.)
+    pub async fn create_api_token_within(
+        &self,
+        t: &NewApiToken,
+        max: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ApiToken>, StoreError> {
+        if t.scopes.is_empty() {
+            return Err(StoreError::Invalid("a token needs at least one scope".into()));
+        }
+        if !matches!(t.auth.as_str(), "local" | "oidc" | "proxy") {
+            return Err(StoreError::Invalid(format!("unknown sign-in kind {:?}", t.auth)));
+        }
+        let groups = to_json(&t.groups)?;
+        let scopes = scopes_to_text(&t.scopes);
+        let owner = t.owner.to_lowercase();
+        let sql = format!(
+            "INSERT INTO api_tokens ({COLUMNS}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, NULL \
+             WHERE (SELECT COUNT(*) FROM api_tokens WHERE owner = $3 AND revoked_us IS NULL AND expires_us > $12) \
+             < $13 RETURNING {COLUMNS}"
+        );
+        let conflict = |e| match StoreError::query(e) {
+            // Never echo the driver's text here: it may name the key (a hash, but still).
+            StoreError::Conflict(_) => StoreError::Conflict("a token with this id exists already".into()),
+            other => other,
+        };
+        macro_rules! insert {
+            ($q:expr) => {
+                sqlx::query(&sql)
+                    .bind(&t.id_hash)
+                    .bind(&t.display_id)
+                    .bind(&owner)
+                    .bind(&t.auth)
+                    .bind(&t.display_name)
+                    .bind(t.is_admin)
+                    .bind(&groups)
+                    .bind(&t.name)
+                    .bind(&scopes)
+                    .bind(us(t.created_at))
+                    .bind(us(t.expires_at))
+                    .bind(us(now))
+                    .bind(max)
+                    .fetch_optional($q)
+                    .await
+                    .map_err(conflict)?
+            };
+        }
+        match &self.pool {
+            crate::Backend::Sqlite(p) => insert!(p).as_ref().map(token_from_row).transpose(),
+            crate::Backend::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(StoreError::query)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('janus.api_tokens:' || $1, 0))")
+                    .bind(&owner)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                let row = insert!(&mut *tx);
+                tx.commit().await.map_err(StoreError::query)?;
+                row.as_ref().map(token_from_row).transpose()
+            }
+        }
+    }
+
+    /// Revokes every unrevoked token of `owner` (email, compared lowercased), recording `by` (e.g.
+    /// `system: user deleted`) as the revoker; returns the revoked tokens as they were before (hash
+    /// and display id, for ending their streams and the audit). Used when a local account is
+    /// deleted, disabled or gets a new password, so that a re-created or re-enabled account with the
+    /// same email does not inherit them.
+    pub async fn revoke_owner_api_tokens(
+        &self,
+        owner: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiToken>, StoreError> {
+        let sql = format!(
+            "UPDATE api_tokens SET revoked_us = $2, revoked_by = $3 \
+             WHERE owner = $1 AND revoked_us IS NULL RETURNING {COLUMNS}"
+        );
+        on_pool!(self, p => {
+            let rows = sqlx::query(&sql)
+                .bind(owner.to_lowercase())
+                .bind(us(now))
+                .bind(by)
+                .fetch_all(p)
+                .await
+                .map_err(StoreError::query)?;
+            rows.iter().map(token_from_row).collect()
+        })
     }
 
     /// How many of the owner's tokens are usable at `now` (unrevoked, unexpired): what

@@ -542,7 +542,7 @@ const V3_ROWS: &str = "INSERT INTO audit_events (id, event_key, kind, at_us, act
 
 async fn check_chained_old_rows(s: &Store) {
     let b = s.backend();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6], "{b}");
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7], "{b}");
     let r = s.verify_audit_chain().await.unwrap();
     assert!(r.ok(), "{b}: {r:?}");
     assert_eq!((r.events, r.unchained), (3, 0), "{b}");

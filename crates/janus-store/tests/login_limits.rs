@@ -318,7 +318,7 @@ const V1_ROWS: &str = "INSERT INTO users (username, email, is_admin, disabled, p
 
 async fn check_upgraded(s: &Store) {
     let b = s.backend();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6], "{b}");
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7], "{b}");
     let users = s.list_users().await.unwrap();
     let state: Vec<(&str, bool)> = users.iter().map(|u| (u.username.as_str(), u.disabled)).collect();
     assert_eq!(

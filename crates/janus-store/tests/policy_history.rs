@@ -213,7 +213,7 @@ const V2_ROWS: &str = "INSERT INTO requests (name, uid, requester, cluster, name
 
 async fn check_upgraded(s: &Store) {
     let b = s.backend();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6], "{b}");
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7], "{b}");
     let old = s.get_request("old-1").await.unwrap().unwrap();
     assert_eq!(old.approved_by.as_deref(), Some("admin@example.com"), "{b}");
     assert_eq!(old.phase, "Expired", "{b}");

@@ -119,7 +119,7 @@ fn terminal(id: &str, request: &str, user: &str, started: DateTime<Utc>) -> Term
 async fn basics(s: Store) {
     s.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&s.backend()));
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     // Store is Clone + Send + Sync and usable from other tasks.
     let c = s.clone();
     tokio::spawn(async move { c.ping().await.unwrap() }).await.unwrap();
@@ -869,7 +869,7 @@ async fn sqlite_migrations_rerun_as_noop_and_file_created() {
     s.upsert_request(&record("kept", Utc::now())).await.unwrap();
     s.close().await;
     let again = Store::connect(&url, None).await.unwrap();
-    assert_eq!(again.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(again.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     assert!(again.get_request("kept").await.unwrap().is_some());
     // WAL mode is on.
     assert!(
@@ -911,11 +911,11 @@ async fn postgres_migrations_rerun_and_concurrent_connects() {
     let stores: Vec<Store> = results.into_iter().map(|r| r.expect("concurrent connect")).collect();
     for s in &stores {
         assert_eq!(s.backend(), "postgres");
-        assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     }
     stores[0].upsert_request(&record("kept", Utc::now())).await.unwrap();
     let again = Store::connect(&url, None).await.unwrap();
-    assert_eq!(again.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(again.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     assert!(again.get_request("kept").await.unwrap().is_some());
 }
 

@@ -14,9 +14,14 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use janus_api::AccessRequest;
 
-use crate::auth::Authenticated;
+use crate::auth::{AuthSource, Authenticated, Identity};
 use crate::requests;
 use crate::state::AppState;
+use crate::terminal::{Owner, owner_end_reason};
+
+/// How often an open event stream re-checks that its owner's right to it still holds. Unlike terminals
+/// (one batched check for all), each stream asks for itself: a stream is cheap, the query is one row.
+const OWNER_CHECK: Duration = Duration::from_secs(2);
 
 /// One change of one request.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +87,11 @@ pub async fn events(
     Authenticated(id): Authenticated,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.live.subscribe();
-    let closing = state.live.closing.clone().cancelled_owned();
+    let shutdown = Box::pin(state.live.closing.clone().cancelled_owned());
+    // The stream tells request names and phases: it ends when what it was opened under ends (token
+    // revoked or expired, signed out, account disabled or deleted), like terminals and log streams.
+    let owner_gone = Box::pin(owner_gone(state.clone(), owner_of(&id)));
+    let closing = futures::future::select(shutdown, owner_gone);
     // Approvers of a request's policy see it as they see it on the pages, not only admins and the requester.
     let seer = state.clone();
     let stream = futures::StreamExt::take_until(BroadcastStream::new(rx), closing).filter_map(move |item| match item {
@@ -93,4 +102,41 @@ pub async fn events(
         Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The owner of an event stream: no request, so never admin-only.
+fn owner_of(id: &Identity) -> Owner {
+    Owner {
+        user: id.email.to_lowercase(),
+        login: id.session.clone(),
+        local: id.auth == AuthSource::Local,
+        admin_only: false,
+        personal_token: id.token.as_ref().is_some_and(|t| t.personal),
+    }
+}
+
+/// Resolves when the owner's right to the stream has ended (checked every [`OWNER_CHECK`]); never
+/// when there is nothing to check (proxy mode without a token). A database that cannot answer ends
+/// nothing, as for terminals.
+async fn owner_gone(state: AppState, owner: Owner) {
+    if owner.login.is_none() && !owner.local {
+        return std::future::pending().await;
+    }
+    let logins: Vec<String> = owner.login.iter().cloned().collect();
+    let emails: Vec<String> = if owner.local { vec![owner.user.clone()] } else { vec![] };
+    loop {
+        tokio::time::sleep(OWNER_CHECK).await;
+        let states = match state.store.owner_states(&logins, &emails).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "event stream owner check failed; retrying");
+                continue;
+            }
+        };
+        let by_config = state.admin_by_config(&owner.user, &[]);
+        if let Some(reason) = owner_end_reason(&owner, &states, chrono::Utc::now(), by_config) {
+            tracing::debug!(user = %owner.user, reason = reason.category, "event stream ended");
+            return;
+        }
+    }
 }

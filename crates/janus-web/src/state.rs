@@ -72,6 +72,8 @@ pub struct Inner {
     pub registered_clusters: Arc<crate::service::ClusterCache>,
     /// Proxy-mode refusals audited in the current interval, and those counted since.
     pub identity_refusals: std::sync::Mutex<crate::auth::proxy::RefusalLog>,
+    /// Per-address and per-code bounds on the anonymous OIDC device-flow endpoints of the CLI.
+    pub device_limits: crate::api::cli::DeviceLimits,
 }
 
 impl AppState {

@@ -28,6 +28,67 @@ use crate::state::AppState;
 /// only keeps oversized input from reaching the provider).
 const MAX_DEVICE_CODE: usize = 1024;
 
+/// Device-flow starts per client address per [`DEVICE_WINDOW`].
+pub const DEVICE_STARTS_PER_ADDRESS: u32 = 10;
+/// Device-flow polls per client address per [`DEVICE_WINDOW`] (a CLI polling every 5 s for the 10
+/// minutes a code typically lives needs 120).
+pub const DEVICE_POLLS_PER_ADDRESS: u32 = 300;
+/// The window of the per-address device-flow budgets.
+pub const DEVICE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// At most one poll per device code this often.
+pub const DEVICE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Keys beyond which the device limiters forget the ones whose budget is full again.
+const DEVICE_RETAIN_ABOVE: usize = 10_000;
+
+type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
+
+/// Per-replica bounds on the anonymous device-flow endpoints: every call costs a request to the
+/// identity provider with the web's own client credentials, so one address must not make the web
+/// hammer the provider (starts and polls per address; polls per device code).
+pub struct DeviceLimits {
+    starts: Keyed<client_ip::LimitKey>,
+    polls: Keyed<client_ip::LimitKey>,
+    per_code: Keyed<String>,
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        let per_window = |n: u32| {
+            let n = std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+            governor::Quota::with_period(DEVICE_WINDOW / n.get())
+                .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+                .allow_burst(n)
+        };
+        let per_code = governor::Quota::with_period(DEVICE_POLL_INTERVAL)
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN));
+        Self {
+            starts: governor::RateLimiter::keyed(per_window(DEVICE_STARTS_PER_ADDRESS)),
+            polls: governor::RateLimiter::keyed(per_window(DEVICE_POLLS_PER_ADDRESS)),
+            per_code: governor::RateLimiter::keyed(per_code),
+        }
+    }
+}
+
+/// Takes one cell of `key`'s budget; `Some` answer (429 with Retry-After) when none is left.
+fn refused<K>(limiter: &Keyed<K>, key: &K, what: &str) -> Option<Response>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    use governor::clock::Clock as _;
+    if limiter.len() > DEVICE_RETAIN_ABOVE {
+        limiter.retain_recent();
+    }
+    limiter.check_key(key).err().map(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut r = WebError::TooMany(format!("{what}; try again in {secs} s")).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
+    })
+}
+
 /// `POST /api/v1/cli/login` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -162,13 +223,26 @@ pub async fn login(
     responses(
         (status = 200, description = "The codes", body = DeviceAuthorization),
         (status = 404, description = "OIDC is not configured (authMode is not oidc)", body = ErrorBody),
+        (status = 429, description = "Too many device sign-ins started from this address (10 per 10 minutes); Retry-After says when to retry", body = ErrorBody),
         (status = 501, description = "The identity provider does not offer the device flow", body = ErrorBody),
         (status = 502, description = "The identity provider refused or could not be reached", body = ErrorBody),
     ))]
-pub async fn device(State(state): State<AppState>) -> Result<Response, WebError> {
+pub async fn device(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let Some(oidc) = state.oidc.as_ref() else {
         return Err(WebError::NotFound("OIDC login is not configured".into()));
     };
+    let key = client_ip::limit_key(&client_ip::of_request(&state, peer.ip(), &headers));
+    if let Some(r) = refused(
+        &state.device_limits.starts,
+        &key,
+        "too many device sign-ins started from this address",
+    ) {
+        return Ok(r);
+    }
     match oidc.device_start().await {
         Ok(d) => Ok(Json(DeviceAuthorization {
             device_code: d.device_code,
@@ -195,6 +269,7 @@ pub async fn device(State(state): State<AppState>) -> Result<Response, WebError>
         (status = 404, description = "OIDC is not configured (authMode is not oidc)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Malformed body, or a missing or oversized deviceCode", body = ErrorBody),
+        (status = 429, description = "Polled again within 2 s for the same device code, or too many polls from this address; Retry-After says when to retry", body = ErrorBody),
         (status = 502, description = "The identity provider could not be reached or answered something unusable", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
@@ -215,7 +290,25 @@ pub async fn device_token(
             "deviceCode must be the deviceCode of POST /api/v1/cli/device",
         ));
     }
-    let source = client_ip::of_request(&state, peer.ip(), &headers).to_string();
+    let client = client_ip::of_request(&state, peer.ip(), &headers);
+    let limits = &state.device_limits;
+    // The per-code bound first: a CLI polling too fast for one code must not use up its address's
+    // budget for the others.
+    if let Some(r) = refused(
+        &limits.per_code,
+        &janus_api::tokens::hash(code),
+        "this device code was polled less than 2 s ago; poll at the interval POST /api/v1/cli/device gave",
+    ) {
+        return Ok(r);
+    }
+    if let Some(r) = refused(
+        &limits.polls,
+        &client_ip::limit_key(&client),
+        "too many device sign-in polls from this address",
+    ) {
+        return Ok(r);
+    }
+    let source = client.to_string();
     let login = match oidc.device_poll(code).await {
         Ok(l) => l,
         Err(e) => return Ok(device_error(&state, e, &source, Some(oidc.issuer())).await),

@@ -199,13 +199,6 @@ pub async fn create(state: &AppState, id: &Identity, input: NewTokenInput) -> Re
         ));
     }
     let now = Utc::now();
-    let live = state.store.count_live_api_tokens(&id.email, now).await?;
-    if live >= i64::from(cfg.max_per_user) {
-        return Err(WebError::Conflict(format!(
-            "you have {live} active API tokens, the most allowed ({}); revoke one first",
-            cfg.max_per_user
-        )));
-    }
     let expires_at = now + chrono::Duration::days(days);
     // Admin rights the configuration grants (adminEmails, adminGroups) are re-evaluated at every use;
     // the snapshot keeps only what the configuration does not explain.
@@ -227,8 +220,19 @@ pub async fn create(state: &AppState, id: &Identity, input: NewTokenInput) -> Re
             created_at: now,
             expires_at,
         };
-        match state.store.create_api_token(&row).await {
-            Ok(t) => break (token, t),
+        // Count and insert are one atomic step in the store: parallel creates cannot pass the limit.
+        match state
+            .store
+            .create_api_token_within(&row, i64::from(cfg.max_per_user), now)
+            .await
+        {
+            Ok(Some(t)) => break (token, t),
+            Ok(None) => {
+                return Err(WebError::Conflict(format!(
+                    "you have {} active API tokens, the most allowed; revoke one first",
+                    cfg.max_per_user
+                )));
+            }
             Err(StoreError::Conflict(_)) if attempt < 2 => attempt += 1,
             Err(e) => return Err(e.into()),
         }

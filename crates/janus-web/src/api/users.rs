@@ -140,6 +140,11 @@ pub async fn update(
     let holder = state.store.get_user_by_email(&user.email).await?;
     let held_by_another = holder.is_some_and(|h| !h.disabled && h.username != user.username);
     if !existing.disabled || !user.disabled || !held_by_another {
+        if input.disabled == Some(true) {
+            revoke_tokens(state, &id.email, &user.email, "system: user disabled").await?;
+        } else if changed_password {
+            revoke_tokens(state, &id.email, &user.email, "system: password changed").await?;
+        }
         state.store.delete_user_sessions(&user.email).await?;
         state.recent_sessions.forget_subject(&user.email);
         end_streams_after_change(state, &user.email, input.disabled, input.is_admin);
@@ -155,6 +160,35 @@ pub async fn update(
     )
     .await;
     Ok(user)
+}
+
+/// Revokes every personal API token of the email (a local account's): a re-created or re-enabled
+/// account with the same email, or one whose password was reset because it leaked, must not get the
+/// old tokens back. Their streams end here at once; the owner check ends those on other replicas.
+async fn revoke_tokens(state: &AppState, actor: &str, email: &str, why: &str) -> Result<(), WebError> {
+    let revoked = state
+        .store
+        .revoke_owner_api_tokens(email, why, chrono::Utc::now())
+        .await?;
+    for t in &revoked {
+        state.terminals.close_login(&t.id_hash, &EndReason::token_revoked());
+        audit::record(
+            state,
+            AuditKind::ApiTokenRevoked,
+            actor,
+            None,
+            None,
+            &[],
+            json!({"displayId": t.display_id, "name": t.name, "scopes": t.scopes, "expiresAt": t.expires_at,
+                   "owner": t.owner, "by": actor, "revokedBy": why}),
+        )
+        .await;
+    }
+    if !revoked.is_empty() {
+        tracing::info!(owner = %email, tokens = revoked.len(), reason = %why, "API tokens revoked with the account");
+        state.terminals.recheck_owners();
+    }
+    Ok(())
 }
 
 /// Whether the account is the caller's own: the enabled account with the caller's email.
@@ -197,6 +231,7 @@ pub async fn delete(state: &AppState, id: &Identity, username: &str) -> Result<(
     // enabled meanwhile is not missed).
     let kept = state.store.get_user_by_email(&existing.email).await?;
     if !existing.disabled || kept.is_none_or(|u| u.disabled) {
+        revoke_tokens(state, &id.email, &existing.email, "system: user deleted").await?;
         state.store.delete_user_sessions(&existing.email).await?;
         state.recent_sessions.forget_subject(&existing.email);
         state.terminals.close_user(

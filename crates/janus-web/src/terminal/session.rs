@@ -745,6 +745,13 @@ async fn run(
                     // a reader that stopped must not keep the stream open: closing and idleness win.
                     let frame = Message::Binary(frame);
                     match unless_ended(tx.send(frame), &mut close_rx, idle_at).await {
+                        // Exec mode: a command that works without reading input (a long build, a
+                        // tail) is not idle while its output reaches the client. A shell's output is
+                        // no activity: a prompt left open under `top` or `watch` would never end.
+                        Ok(Ok(())) if piped => {
+                            last_input = Instant::now();
+                            warned = false;
+                        }
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break lost(),
                         Err(i) => {
