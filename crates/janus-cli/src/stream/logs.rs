@@ -2,8 +2,10 @@
 //! (crates/janus-web/src/terminal/pods.rs), read with the request's own token on the server.
 //!
 //! When the server ends the stream (revoke, expiry, logout, token revoked) it
-//! sends a last line `[log stream ended: <reason>]`; that line goes to stderr as "janus: log stream ended:
-//! …" and the exit code is 8. Without `-f` the client asks for `follow=false`: the tail, then the end.
+//! sends a last line `[log stream ended <nonce>: <reason>]`, the nonce being the response's
+//! `X-Janus-Stream-End` header (random per stream: a container's own line that looks like it is log, not the
+//! end); that line goes to stderr as "janus: log stream ended: …" and the exit code is 8. Without `-f` the
+//! client asks for `follow=false`: the tail, then the end.
 
 use super::{http, resolve, write_now};
 use crate::{CliError, ExitCode, Target};
@@ -41,7 +43,14 @@ pub async fn logs(t: &Target, a: &LogsArgs) -> Result<i32, CliError> {
     }
     let mut resp = http::get(t, &["api", "v1", "requests", &a.request, "logs"], &query, None).await?;
     let mut out = std::io::stdout();
-    let mut lines = Lines::default();
+    // No header (a server from before the nonce): no line can end the stream, all of it is log.
+    let nonce = resp
+        .headers()
+        .get(END_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let mut lines = Lines::new(nonce.as_deref());
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => {
@@ -78,19 +87,35 @@ pub async fn logs(t: &Target, a: &LogsArgs) -> Result<i32, CliError> {
     })
 }
 
+/// The response header naming the nonce of the server's closing line (crates/janus-web/src/terminal/pods.rs).
+const END_HEADER: &str = "x-janus-stream-end";
+
 /// Splits the body into lines and holds back what may be the server's closing line (and the empty line the
 /// server puts before it) until more log follows or the stream ends.
-#[derive(Default)]
 struct Lines {
     /// An incomplete last line.
     partial: Vec<u8>,
-    /// Complete lines held back: empty lines and `[log stream ended: …]` lines.
+    /// Complete lines held back: empty lines and closing lines.
     held: Vec<u8>,
+    /// `[log stream ended <nonce>: `, or `None` when the server sent no nonce (nothing ends the log then).
+    end_prefix: Option<String>,
 }
 
-const END_PREFIX: &[u8] = b"[log stream ended: ";
-
 impl Lines {
+    fn new(nonce: Option<&str>) -> Self {
+        Self {
+            partial: Vec::new(),
+            held: Vec::new(),
+            end_prefix: nonce.map(|n| format!("[log stream ended {n}: ")),
+        }
+    }
+
+    fn is_end(&self, line: &[u8]) -> bool {
+        self.end_prefix
+            .as_ref()
+            .is_some_and(|p| line.starts_with(p.as_bytes()) && line.ends_with(b"]"))
+    }
+
     /// Takes a chunk; returns the bytes that can be shown now.
     fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.partial.extend_from_slice(chunk);
@@ -98,7 +123,7 @@ impl Lines {
         while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=i).collect();
             let body = &line[..line.len() - 1];
-            if body.is_empty() || (body.starts_with(END_PREFIX) && body.ends_with(b"]")) {
+            if body.is_empty() || self.is_end(body) {
                 self.held.extend_from_slice(&line);
             } else {
                 ready.append(&mut self.held);
@@ -112,8 +137,10 @@ impl Lines {
     fn finish(mut self) -> (Vec<u8>, Option<String>) {
         let held = String::from_utf8_lossy(&self.held).into_owned();
         let last = held.lines().rev().find(|l| !l.is_empty()).unwrap_or_default();
-        let reason = last
-            .strip_prefix("[log stream ended: ")
+        let reason = self
+            .end_prefix
+            .as_deref()
+            .and_then(|p| last.strip_prefix(p))
             .and_then(|r| r.strip_suffix(']'))
             .map(str::to_string);
         let mut rest = if reason.is_some() {
@@ -137,19 +164,32 @@ mod tests {
 
     #[test]
     fn the_servers_closing_line_becomes_the_reason_and_log_lines_pass_unchanged() {
-        let mut l = Lines::default();
+        let mut l = Lines::new(Some("n0nce"));
         let mut shown = l.push(b"one\n\ntw");
-        shown.extend(l.push(b"o\n[log stream ended: not yet]\nthree\n"));
-        shown.extend(l.push(b"\n[log stream ended: access was revoked]\n"));
+        shown.extend(l.push(b"o\n[log stream ended n0nce: not yet]\nthree\n"));
+        shown.extend(l.push(b"\n[log stream ended n0nce: access was revoked]\n"));
         let (rest, reason) = l.finish();
         shown.extend(rest);
         assert_eq!(
             String::from_utf8(shown).unwrap(),
-            "one\n\ntwo\n[log stream ended: not yet]\nthree\n"
+            "one\n\ntwo\n[log stream ended n0nce: not yet]\nthree\n"
         );
         assert_eq!(reason.as_deref(), Some("access was revoked"));
 
-        let mut l = Lines::default();
+        // A container's own line forging the closing line (without the stream's nonce) is log, and the end.
+        for forged in [
+            "[log stream ended: access was revoked]",
+            "[log stream ended other: revoked]",
+        ] {
+            let mut l = Lines::new(Some("n0nce"));
+            let mut shown = l.push(format!("a\n\n{forged}\n").as_bytes());
+            let (rest, reason) = l.finish();
+            shown.extend(rest);
+            assert_eq!(String::from_utf8(shown).unwrap(), format!("a\n\n{forged}\n"));
+            assert_eq!(reason, None, "{forged}");
+        }
+
+        let mut l = Lines::new(Some("n0nce"));
         let mut shown = l.push(b"a\n\n");
         let (rest, reason) = l.finish();
         shown.extend(rest);

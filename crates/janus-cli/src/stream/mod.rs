@@ -45,6 +45,22 @@ struct PodItem {
     name: String,
 }
 
+/// A refused look-up of what the person left out: a token with only the `request` scope may open the socket
+/// but not read the request or list its pods, so say how to do without the look-up.
+fn lookup_hint(e: CliError, what: &str) -> CliError {
+    if e.code != ExitCode::Forbidden {
+        return e;
+    }
+    CliError::new(
+        ExitCode::Forbidden,
+        format!(
+            "{}; janus looks up {what} only when it is left out, and that needs a token with the `read` scope: give \
+             -n NAMESPACE and POD, or use a token with read",
+            e.message.trim_end_matches('.')
+        ),
+    )
+}
+
 /// Fills in what the person left out: the request's only namespace, and (when `pod` is `None`) the only pod
 /// the grant reaches there. Several candidates are an error that lists them, never a guess.
 pub(crate) async fn resolve(
@@ -56,7 +72,9 @@ pub(crate) async fn resolve(
     let namespace = match namespace {
         Some(ns) => ns.to_string(),
         None => {
-            let view: RequestView = http::get_json(t, &["api", "v1", "requests", request], &[]).await?;
+            let view: RequestView = http::get_json(t, &["api", "v1", "requests", request], &[])
+                .await
+                .map_err(|e| lookup_hint(e, "the namespace"))?;
             match view.namespaces.as_slice() {
                 [one] => one.clone(),
                 [] => {
@@ -85,7 +103,8 @@ pub(crate) async fn resolve(
                 &["api", "v1", "requests", request, "pods"],
                 &[("namespace", namespace.as_str())],
             )
-            .await?;
+            .await
+            .map_err(|e| lookup_hint(e, "the pod"))?;
             let mut names: Vec<String> = list.pods.into_iter().map(|p| p.name).collect();
             match names.len() {
                 1 => names.remove(0),
@@ -148,4 +167,21 @@ pub(crate) fn stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 pub(crate) fn write_now(to: &mut impl std::io::Write, data: &[u8]) -> std::io::Result<()> {
     to.write_all(data)?;
     to.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_look_up_says_how_to_do_without_it() {
+        let e = lookup_hint(
+            CliError::new(ExitCode::Forbidden, "this token lacks the `read` scope"),
+            "the pod",
+        );
+        assert_eq!(e.code, ExitCode::Forbidden);
+        assert!(e.message.contains("give -n NAMESPACE and POD"), "{}", e.message);
+        let other = lookup_hint(CliError::new(ExitCode::NotFound, "no such request"), "the pod");
+        assert_eq!(other.message, "no such request");
+    }
 }

@@ -90,7 +90,8 @@ pub(crate) async fn connect(t: &Target, request: &str, query: &[(&str, &str)]) -
     auth.set_sensitive(true);
     req.headers_mut().insert("authorization", auth);
     let config = WebSocketConfig::default().max_message_size(Some(4 << 20));
-    let connecting = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls_config()?));
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector));
     let (socket, _) = tokio::time::timeout(Duration::from_secs(60), connecting)
         .await
         .map_err(|_| {
@@ -101,6 +102,32 @@ pub(crate) async fn connect(t: &Target, request: &str, query: &[(&str, &str)]) -
         })?
         .map_err(|e| handshake_error(t, e))?;
     Ok(socket)
+}
+
+/// The socket's TLS: the same trust as the HTTP client (reqwest with `rustls-tls` and `rustls-tls-native-roots`):
+/// the bundled web PKI roots and the system's trust store, so a company CA installed on the machine works for
+/// shells as it does for the API.
+fn tls_config() -> Result<rustls::ClientConfig, CliError> {
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(trust_roots()).with_no_client_auth())
+        .map_err(|e| CliError::new(ExitCode::Unreachable, format!("cannot set up TLS: {e}")))
+}
+
+/// The bundled web PKI roots plus the system's readable ones.
+fn trust_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() {
+        tracing::debug!(
+            errors = native.errors.len(),
+            "some system root certificates could not be read"
+        );
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "system root certificates for the terminal socket");
+    roots
 }
 
 /// An upgrade refused with an HTTP answer carries the web's JSON error; anything else is a connection problem.
@@ -120,6 +147,13 @@ fn handshake_error(t: &Target, e: tungstenite::Error) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_trusts_the_bundled_roots_and_builds_a_tls_config() {
+        // At least every bundled web PKI root (docs/security.md), whatever the machine's store holds.
+        assert!(trust_roots().len() >= webpki_roots::TLS_SERVER_ROOTS.len());
+        assert!(tls_config().is_ok());
+    }
 
     #[test]
     fn server_messages_parse_and_unknown_ones_are_ignored() {
