@@ -44,7 +44,8 @@ async fn lease(api: &Api<Lease>) -> Option<k8s_openapi::api::coordination::v1::L
 // duration plus 1 s. client-go's standby retries every retryPeriod (with jitter), so it can be up to a
 // retry period late; ours wakes at the expiry it computed. (kubesim sends a watch bookmark every 2 s,
 // which also wakes the standby, so here the late take-over comes at the next even second after
-// expiry: 6 s.) The bound leaves 600 ms for scheduling; the take-over itself is one GET and one PUT.
+// expiry, up to 2 s late.) The bound is the promise itself, lease + 1 s: the take-over is one GET and
+// one PUT, and the rest is left for a loaded CI machine's scheduling.
 #[tokio::test]
 async fn a_standby_takes_a_dead_holders_lease_when_it_expires_not_at_its_next_retry() {
     let sim = central().await;
@@ -90,7 +91,7 @@ async fn a_standby_takes_a_dead_holders_lease_when_it_expires_not_at_its_next_re
     );
     // ...and not a retry period after it either.
     assert!(
-        after <= SPARSE.lease_duration + Duration::from_millis(600),
+        after <= SPARSE.lease_duration + Duration::from_secs(1),
         "b took the lease only {after:?} after the holder's last renewal (lease {:?})",
         SPARSE.lease_duration
     );
