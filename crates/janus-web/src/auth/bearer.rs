@@ -76,24 +76,42 @@ impl From<WebError> for BearerError {
     }
 }
 
-/// The bearer credential of a request, if it has an `Authorization` header with the `Bearer` scheme
-/// (case-insensitive, RFC 9110 §11.1). Several such headers, or one that is not text, yield an empty
-/// credential, which no lookup accepts. Other schemes are not ours and are ignored.
+/// Where every janus bearer credential starts ([`tokens::PAT_PREFIX`], [`tokens::CLI_SESSION_PREFIX`]).
+pub const JANUS_PREFIX: &str = "janus_";
+
+/// The janus bearer credential of a request: an `Authorization` header with the `Bearer` scheme
+/// (case-insensitive, RFC 9110 §11.1) whose value starts with `janus_`. Any other bearer value is not
+/// ours (an authenticating proxy may pass its own ID token along) and is ignored, so the request is
+/// handled as if it had no `Authorization` header. A `janus_` value in several headers, or in one that
+/// is not text, yields an empty credential, which no lookup accepts.
 pub fn credential(headers: &HeaderMap) -> Option<String> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let first = values.next()?;
-    let Ok(text) = first.to_str() else {
-        return Some(String::new());
+    let values: Vec<&[u8]> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .filter(|v| is_janus_bearer(v))
+        .collect();
+    match values.as_slice() {
+        [] => None,
+        [one] => Some(
+            std::str::from_utf8(one)
+                .ok()
+                .and_then(|t| t.trim().split_once(' '))
+                .map(|(_, rest)| rest.trim().to_string())
+                .unwrap_or_default(),
+        ),
+        _ => Some(String::new()),
+    }
+}
+
+/// Whether a raw `Authorization` value is `Bearer janus_…` (bytes, so a value that is not text is
+/// still recognised as an attempt at a janus credential and refused rather than ignored).
+fn is_janus_bearer(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return false;
     };
-    let text = text.trim();
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    if values.next().is_some() {
-        return Some(String::new());
-    }
-    Some(rest.trim().to_string())
+    value[..space].eq_ignore_ascii_case(b"bearer") && value[space..].trim_ascii().starts_with(JANUS_PREFIX.as_bytes())
 }
 
 /// Whether bearer credentials are accepted on this path.
@@ -163,6 +181,8 @@ fn forbidden_action(path: &str) -> &'static str {
         "manage notifications"
     } else if path.starts_with("/api/v1/login") {
         "sign in"
+    } else if path.starts_with("/api/v1/quick-commands") {
+        "change quick commands"
     } else {
         "make this call"
     }
@@ -302,14 +322,30 @@ mod tests {
     fn credentials_are_read_from_the_bearer_scheme_only() {
         assert_eq!(credential(&headers(&[])), None);
         assert_eq!(credential(&headers(&["Basic YTpi"])), None);
-        assert_eq!(credential(&headers(&["Bearer abc"])).as_deref(), Some("abc"));
-        assert_eq!(credential(&headers(&["bearer   abc "])).as_deref(), Some("abc"));
-        assert_eq!(credential(&headers(&["Bearer"])).as_deref(), Some(""));
-        assert_eq!(credential(&headers(&["Bearer a", "Bearer b"])).as_deref(), Some(""));
+        assert_eq!(
+            credential(&headers(&["Bearer janus_abc"])).as_deref(),
+            Some("janus_abc")
+        );
+        assert_eq!(
+            credential(&headers(&["bearer   janus_abc "])).as_deref(),
+            Some("janus_abc")
+        );
+        // Not ours: an authenticating proxy's ID token, an empty bearer.
+        assert_eq!(credential(&headers(&["Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"])), None);
+        assert_eq!(credential(&headers(&["Bearer abc"])), None);
+        assert_eq!(credential(&headers(&["Bearer"])), None);
+        assert_eq!(
+            credential(&headers(&["Bearer eyJ", "Bearer janus_b"])).as_deref(),
+            Some("janus_b")
+        );
+        assert_eq!(
+            credential(&headers(&["Bearer janus_a", "Bearer janus_b"])).as_deref(),
+            Some("")
+        );
         let mut h = HeaderMap::new();
         h.insert(
             header::AUTHORIZATION,
-            HeaderValue::from_bytes(b"Bearer \xff").unwrap_or(HeaderValue::from_static("")),
+            HeaderValue::from_bytes(b"Bearer janus_\xff").unwrap_or(HeaderValue::from_static("")),
         );
         assert_eq!(credential(&h).as_deref(), Some(""));
     }

@@ -128,6 +128,11 @@ pub async fn resolve(
     let Some(sid) = session::cookie_value(headers, session::COOKIE) else {
         return Ok(None);
     };
+    // A bearer credential is no cookie: a CLI session (or a token) pasted into the cookie would skip
+    // the bearer rules (paths, scopes) and pass the CSRF check with a token its holder can read.
+    if janus_api::tokens::bearer_kind(&sid).is_some() || sid.starts_with(bearer::JANUS_PREFIX) {
+        return Ok(None);
+    }
     session_identity(state, session::hash_id(&sid)).await
 }
 

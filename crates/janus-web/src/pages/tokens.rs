@@ -165,7 +165,10 @@ async fn render(
                             autocomplete="off" spellcheck="false";
                         button.secondary type="button" data-copy="new-token" { "Copy" }
                     }
-                    p.small { "Use it with " code { "janus login --token" } " or as " code { "JANUS_TOKEN" }
+                    // `--token -` reads stdin: a token on the command line lands in the shell history and
+                    // in every process listing.
+                    p.small #token-use { "Sign the CLI in with " code { "janus login --token -" } " and paste it "
+                        "(read from stdin, so it stays out of the shell history), or set " code { "JANUS_TOKEN" }
                         " in a CI job; keep it in a secret store, never in a repository." }
                 }
             }

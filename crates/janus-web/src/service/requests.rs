@@ -382,8 +382,13 @@ impl RequestService {
     /// leak). Read from the API server, not the cache: a decision must see the latest version.
     pub async fn get_visible(&self, id: &Identity, name: &str) -> Result<AccessRequest, ServiceError> {
         let not_found = || ServiceError::NotFound("no such request".into());
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(not_found());
+        // Every `{name}` route (API, pages, terminal) comes through here: a name no Kubernetes object
+        // can have is answered without asking the API server (which would refuse the URL, and that
+        // refusal read as "the Kubernetes API is unavailable").
+        if name.len() > MAX_NAME || !names::is_dns_subdomain(name) {
+            return Err(ServiceError::NotFound(
+                "no such request: request names are lowercase letters, digits, '-' and '.'".into(),
+            ));
         }
         let ar = self.api().get_opt(name).await?.ok_or_else(not_found)?;
         if visible_to(id, &ar) {
@@ -610,7 +615,7 @@ impl RequestService {
     /// (trimmed reason, TTL with the default applied, distinct namespaces).
     pub fn validate(&self, input: &CreateInput) -> Result<(String, i64, BTreeSet<String>), ServiceError> {
         let cfg = &self.config;
-        let reason = input.reason.trim().to_string();
+        let reason = printable("reason", input.reason.trim(), true)?;
         if reason.is_empty() {
             return Err(ServiceError::invalid("reason", "say why you need access"));
         }
@@ -889,7 +894,8 @@ impl RequestService {
                         "only admins and the request's approvers deny requests".into(),
                     ));
                 }
-                let reason = reason.trim();
+                let reason = printable("reason", reason.trim(), false)?;
+                let reason = reason.as_str();
                 if reason.is_empty() {
                     return Err(ServiceError::invalid("reason", "say why the request is denied"));
                 }
@@ -912,7 +918,8 @@ impl RequestService {
                         "only admins and the request's approvers revoke access".into(),
                     ));
                 }
-                let reason = reason.trim();
+                let reason = printable("reason", reason.trim(), false)?;
+                let reason = reason.as_str();
                 if reason.chars().count() > MAX_REASON {
                     return Err(ServiceError::invalid(
                         "reason",
@@ -991,9 +998,30 @@ fn refusal(r: web_policy::Refusal) -> ServiceError {
     }
 }
 
-/// An approval or review comment, trimmed, within [`MAX_COMMENT`].
+/// Text one person types for others to read (in pages, the CLI's tables, notifications, audit
+/// exports): no control characters (C0, DEL, C1), which could rewrite a terminal's screen or forge
+/// lines. A multi-line field (the request form's reason is a textarea) keeps its line breaks; a
+/// browser sends them as CRLF, stored as LF.
+fn printable(field: &'static str, text: &str, multiline: bool) -> Result<String, ServiceError> {
+    let text = if multiline {
+        text.replace("\r\n", "\n")
+    } else {
+        text.to_string()
+    };
+    if text.chars().any(|c| c.is_control() && !(multiline && c == '\n')) {
+        let allowed = if multiline { " other than line breaks" } else { "" };
+        return Err(ServiceError::invalid(
+            field,
+            format!("the {field} must not contain control characters{allowed}"),
+        ));
+    }
+    Ok(text)
+}
+
+/// An approval or review comment, trimmed, printable, within [`MAX_COMMENT`].
 fn check_comment(comment: &str) -> Result<String, ServiceError> {
-    let comment = comment.trim();
+    let comment = printable("comment", comment.trim(), false)?;
+    let comment = comment.as_str();
     if comment.chars().count() > MAX_COMMENT {
         return Err(ServiceError::invalid(
             "comment",
