@@ -156,11 +156,15 @@ impl User {
         assert!(r.stdout.contains("Logged in to"), "{}", r.stdout);
     }
 
+    /// The saved credential: the token file's first line (the second names the server it belongs to).
     fn token(&self) -> String {
-        std::fs::read_to_string(self.config_dir().join("token"))
-            .unwrap()
-            .trim()
-            .to_string()
+        let text = std::fs::read_to_string(self.config_dir().join("token")).unwrap();
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.starts_with("url=")),
+            "the token file names its server: {}",
+            text.lines().nth(1).unwrap_or_default()
+        );
+        text.lines().next().unwrap_or_default().trim().to_string()
     }
 }
 
@@ -267,6 +271,54 @@ fn the_client_commands_work_end_to_end_against_the_demo() {
         r.stdout.contains("Phase:") && r.stdout.contains("Pending"),
         "{}",
         r.stdout
+    );
+
+    // A requester's reason cannot forge lines of what the approver reads: the server refuses escape sequences
+    // in a reason, but takes line breaks, and `show` printed them raw, adding a fake "Cluster: dev" line
+    // under the real one. Now the break is shown as \x0a; -o json keeps the reason exact.
+    let spoof = "fix\nCluster:  dev";
+    let spoofed = create_request(&engineer, spoof);
+    let r = admin.run(&["show", &spoofed]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("Cluster:") && l.contains("dev")),
+        "show printed a forged line: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("fix\\x0aCluster:  dev"), "{}", r.stdout);
+    let r = admin.run(&["requests", "--all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.lines().any(|l| l.starts_with("Cluster:")), "{}", r.stdout);
+    let r = admin.run(&["show", &spoofed, "-o", "json"]);
+    assert_eq!(r.json()["reason"], spoof);
+    assert_eq!(engineer.run(&["withdraw", &spoofed]).code, 0);
+
+    // The saved login is only sent to the server it was issued for: another --url or JANUS_URL is refused
+    // before anything is sent (a plain listener stands for the other server).
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere_url = format!("http://{}", elsewhere.local_addr().unwrap());
+    elsewhere.set_nonblocking(true).unwrap();
+    let r = engineer.run(&["whoami", "--url", &elsewhere_url]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("the saved login is for {}", demo.url))
+            && r.stderr.contains(&format!("janus login --url {elsewhere_url}")),
+        "{}",
+        r.stderr
+    );
+    let mut redirected = User::new();
+    let saved = engineer.config_dir();
+    let copy = redirected.config_dir();
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["token", "config.toml"] {
+        std::fs::copy(saved.join(f), copy.join(f)).unwrap();
+    }
+    redirected.env = vec![("JANUS_URL".into(), elsewhere_url.clone())];
+    let r = redirected.run(&["requests"]);
+    assert_eq!(r.code, 3, "JANUS_URL elsewhere: {}", r.stderr);
+    assert!(
+        elsewhere.accept().is_err(),
+        "the saved token must not be sent to another server"
     );
 
     // The requester cannot approve their own request (403 → 4); the admin can (0); twice is a conflict (6).
@@ -629,6 +681,34 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
     // A malformed URL: 2.
     ci.env[0].1 = "janus.example.com".into();
     assert_eq!(ci.run(&["whoami"]).code, 2);
+
+    // Plain http to another machine: refused (2) unless --insecure-http; then it is tried (7: no such host).
+    ci.env[0].1 = "http://janus.invalid".into();
+    let r = ci.run(&["whoami"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--insecure-http"), "{}", r.stderr);
+    assert_eq!(ci.run(&["whoami", "--insecure-http"]).code, 7);
+    let r = u.run_with_stdin(
+        &["login", "--url", "http://janus.invalid", "--username", "x", "--password-stdin"],
+        "pw\n",
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // Flags that would overflow the clock: a clear error and 2, never a panic (finish() checks stderr).
+    ci.env[0].1 = url.clone();
+    let request = ["request", "--cluster", "c", "-n", "ns", "--for", "1h", "--reason", "r"];
+    let r = ci.run(&[&request[..], &["--start", "+300000000y"]].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("too far ahead"), "{}", r.stderr);
+    let r = ci.run(&[&request[..], &["--wait", "--wait-timeout", "300000000y"]].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("longer than a year"), "{}", r.stderr);
+
+    // A literal token on argv works but warns (ps, shell history).
+    let r = u.run(&["login", "--url", &url, "--token", &pat]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("janus login --token -"), "{}", r.stderr);
+    assert!(!r.stderr.contains(&pat), "{}", r.stderr);
 
     // A token file other users may read is not used (3) and the message says how to fix it.
     let dir = u.config_dir();
