@@ -35,8 +35,11 @@ pub const DEVICE_STARTS_PER_ADDRESS: u32 = 10;
 pub const DEVICE_POLLS_PER_ADDRESS: u32 = 300;
 /// The window of the per-address device-flow budgets.
 pub const DEVICE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
-/// At most one poll per device code this often.
+/// On average at most one poll per device code this often ...
 pub const DEVICE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// ... with bursts of this many (a poll right after the person approved, then one that learns the
+/// code is used, must not be refused).
+pub const DEVICE_POLL_BURST: u32 = 3;
 /// Keys beyond which the device limiters forget the ones whose budget is full again.
 const DEVICE_RETAIN_ABOVE: usize = 10_000;
 
@@ -60,7 +63,8 @@ impl Default for DeviceLimits {
                 .allow_burst(n)
         };
         let per_code = governor::Quota::with_period(DEVICE_POLL_INTERVAL)
-            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN));
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+            .allow_burst(std::num::NonZeroU32::new(DEVICE_POLL_BURST).unwrap_or(std::num::NonZeroU32::MIN));
         Self {
             starts: governor::RateLimiter::keyed(per_window(DEVICE_STARTS_PER_ADDRESS)),
             polls: governor::RateLimiter::keyed(per_window(DEVICE_POLLS_PER_ADDRESS)),
@@ -269,7 +273,7 @@ pub async fn device(
         (status = 404, description = "OIDC is not configured (authMode is not oidc)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Malformed body, or a missing or oversized deviceCode", body = ErrorBody),
-        (status = 429, description = "Polled again within 2 s for the same device code, or too many polls from this address; Retry-After says when to retry", body = ErrorBody),
+        (status = 429, description = "The same device code polled more often than once per 2 s (bursts of 3), or too many polls from this address; Retry-After says when to retry", body = ErrorBody),
         (status = 502, description = "The identity provider could not be reached or answered something unusable", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
@@ -297,7 +301,7 @@ pub async fn device_token(
     if let Some(r) = refused(
         &limits.per_code,
         &janus_api::tokens::hash(code),
-        "this device code was polled less than 2 s ago; poll at the interval POST /api/v1/cli/device gave",
+        "this device code is polled too often; poll at the interval POST /api/v1/cli/device gave",
     ) {
         return Ok(r);
     }
