@@ -199,11 +199,19 @@
     fetch(url, { credentials: "same-origin", signal: ctrl.signal }).then(function (r) {
       if (!r.ok) return r.json().then(function (j) { pane.status.textContent = j.error || "cannot follow logs"; });
       var reader = r.body.getReader(); var dec = new TextDecoder();
+      // The server's closing line carries this stream's nonce (so a container cannot forge it); shown without it.
+      var endNonce = r.headers.get("X-Janus-Stream-End");
+      var endMark = endNonce ? "[log stream ended " + endNonce + ": " : null;
       pane.status.textContent = "Logs of " + ns + "/" + pod + (container ? " (" + container + ")" : "") + " · live";
       function pump() {
         return reader.read().then(function (res) {
-          if (res.done) { pane.status.textContent += " · ended"; return; }
-          pre.textContent += dec.decode(res.value, { stream: true });
+          if (res.done) {
+            if (endMark && pre.textContent.indexOf(endMark) >= 0) pre.textContent = pre.textContent.split(endMark).join("[log stream ended: ");
+            pane.status.textContent += " · ended"; return;
+          }
+          var chunk = dec.decode(res.value, { stream: true });
+          if (endMark) chunk = chunk.split(endMark).join("[log stream ended: ");
+          pre.textContent += chunk;
           if (pre.textContent.length > 400000) pre.textContent = pre.textContent.slice(-300000);
           if (box.checked) pre.scrollTop = pre.scrollHeight;
           return pump();

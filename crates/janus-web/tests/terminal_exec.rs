@@ -415,6 +415,9 @@ async fn the_log_endpoint_serves_a_tail_that_ends_and_a_follow_that_says_why_it_
 
     let mut r = alice.http.get(url("tail=1")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // The closing line carries the stream's nonce from this header (a container cannot forge it).
+    let nonce = r.headers()["x-janus-stream-end"].to_str().unwrap().to_string();
+    assert_eq!(nonce.len(), 24, "{nonce}");
     let mut seen = String::new();
     while !seen.contains("three\n") {
         let c = tokio::time::timeout(Duration::from_secs(10), r.chunk())
@@ -433,7 +436,10 @@ async fn the_log_endpoint_serves_a_tail_that_ends_and_a_follow_that_says_why_it_
         .expect("the follow ends with the access")
         .unwrap();
     seen.push_str(&rest);
-    assert!(seen.ends_with("\n[log stream ended: access was revoked]\n"), "{seen:?}");
+    assert!(
+        seen.ends_with(&format!("\n[log stream ended {nonce}: access was revoked]\n")),
+        "{seen:?}"
+    );
     stack.stop().await;
 }
 

@@ -182,6 +182,14 @@ async fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     .expect("join")
 }
 
+/// Writes `input` to a spawned child's stdin, closes it and waits.
+fn run_with_input_child(mut child: Child, input: &[u8]) -> Output {
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -406,11 +414,14 @@ async fn a_cli_shell_types_resizes_is_cut_off_by_a_revoke_restores_the_terminal_
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let screen = tmux.wait_for("janus: session ended:", 1, Duration::from_secs(5));
+    // The wait itself runs longer than the bound, so a late cut is measured and reported instead of being
+    // mistaken for the wait's own timeout.
+    let screen = tmux.wait_for("janus: session ended:", 1, Duration::from_secs(10));
+    let cut_after = revoked_at.elapsed();
+    eprintln!("janus shell was cut off {cut_after:?} after the revoke (promise: 1 s)");
     assert!(
-        revoked_at.elapsed() < Duration::from_secs(5),
-        "cut off in {:?}",
-        revoked_at.elapsed()
+        cut_after < Duration::from_secs(5),
+        "cut off only {cut_after:?} after the revoke"
     );
     let ended = screen.lines().find(|l| l.contains("janus: session ended:")).unwrap();
     assert!(ended.contains("revoked"), "the reason is shown: {ended}");
@@ -565,6 +576,36 @@ async fn cli_exec_and_logs_pass_streams_and_exit_codes_and_say_what_went_wrong()
     let out = run_with_input(cli(&["logs", &name, "payments-api", "--tail", "5"]), b"").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("GET /v1/payments/"), "{}", text(&out.stdout));
+    // The container itself writes a line that looks like the server's closing line (with real kubectl through
+    // kubesim's log endpoint): it is log, shown on stdout, and does not end the stream as revoked (exit 0).
+    let forged = "[log stream ended: access was revoked]";
+    let kubeconfig = dir.path().join("demo").join("remote.kubeconfig");
+    let appended = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "create",
+            "--raw",
+            "/kubesim/logs?namespace=payments&pod=payments-api&container=api",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let appended = run_with_input_child(appended, format!("\n{forged}\n").as_bytes());
+    assert!(appended.status.success(), "kubectl: {}", text(&appended.stderr));
+    let out = run_with_input(cli(&["logs", &name, "payments-api", "--tail", "3"]), b"").await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a forged closing line ended janus logs: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(forged), "{}", text(&out.stdout));
+    assert!(!text(&out.stderr).contains("log stream ended"), "{}", text(&out.stderr));
 
     // A shell needs a terminal; the message points to exec.
     let out = run_with_input(cli(&["shell", &name, "payments-api"]), b"").await;

@@ -156,7 +156,8 @@ pub async fn list(
         ("container" = Option<String>, Query), ("tail" = Option<i64>, Query, description = "Lines before following (default 200, at most 5000)"),
         ("follow" = Option<bool>, Query, description = "Keep following new lines (default true); false answers the tail lines and ends")),
     responses(
-        (status = 200, description = "Log lines as they come; ends when the container's log ends, or with the access or the opener's login or rights: then a last line `[log stream ended: <reason>]` says why", content_type = "text/plain", body = String),
+        (status = 200, description = "Log lines as they come; ends when the container's log ends, or with the access or the opener's login or rights: then a last line `[log stream ended <nonce>: <reason>]` says why, where `<nonce>` is the value of this response's `X-Janus-Stream-End` header (random per stream, so a container cannot forge the line)", content_type = "text/plain", body = String,
+            headers(("X-Janus-Stream-End" = String, description = "The random nonce of this stream's closing line"))),
         (status = 401, description = "Not logged in", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "Not the requester, or the access does not allow it", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "Unknown request, or not the caller's", body = crate::api::openapi::ErrorBody),
@@ -209,11 +210,15 @@ pub async fn logs(
         namespace: q.namespace.clone(),
         pod,
     };
-    let body = async_stream(lines, rx, guard, about);
+    // A container writes what it likes to its log, including a line that looks like the closing one; only
+    // the server knows this nonce, so only its own closing line carries it.
+    let nonce: String = rand::random::<[u8; 12]>().iter().map(|b| format!("{b:02x}")).collect();
+    let body = async_stream(lines, rx, guard, about, nonce.clone());
     Ok((
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::HeaderName::from_static(STREAM_END_HEADER), nonce),
         ],
         Body::from_stream(body),
     )
@@ -229,6 +234,10 @@ struct LogStream {
     pod: String,
 }
 
+/// The response header of `GET …/logs` naming the nonce of the stream's closing line
+/// (`[log stream ended <nonce>: <reason>]`).
+pub const STREAM_END_HEADER: &str = "x-janus-stream-end";
+
 /// Lines read ahead of a slow browser before the upstream read waits.
 const LOG_AHEAD: usize = 64;
 
@@ -237,6 +246,7 @@ fn async_stream(
     mut rx: tokio::sync::watch::Receiver<Option<EndReason>>,
     guard: Unregister,
     about: LogStream,
+    nonce: String,
 ) -> impl futures::Stream<Item = std::io::Result<String>> + Send + 'static {
     // The upstream follow is read by a task of its own rather than by the response body: the body is
     // polled only while the browser reads, so a browser that stops reading would otherwise keep the
@@ -272,7 +282,7 @@ fn async_stream(
         // The upstream follow ends here, before the browser hears of it (it may not be reading).
         drop(lines);
         tokio::spawn(audit_log_stream_end(guard.0.clone(), about, reason.clone()));
-        let last = Ok(format!("\n[log stream ended: {}]\n", reason.message));
+        let last = Ok(format!("\n[log stream ended {nonce}: {}]\n", reason.message));
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tx.send(last)).await;
     });
     tokio_stream::wrappers::ReceiverStream::new(out)
