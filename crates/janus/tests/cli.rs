@@ -689,7 +689,14 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
     assert!(r.stderr.contains("--insecure-http"), "{}", r.stderr);
     assert_eq!(ci.run(&["whoami", "--insecure-http"]).code, 7);
     let r = u.run_with_stdin(
-        &["login", "--url", "http://janus.invalid", "--username", "x", "--password-stdin"],
+        &[
+            "login",
+            "--url",
+            "http://janus.invalid",
+            "--username",
+            "x",
+            "--password-stdin",
+        ],
         "pw\n",
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
