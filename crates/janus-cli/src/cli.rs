@@ -440,13 +440,10 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             conn,
             out,
         } => {
-            let mut body = serde_json::Map::new();
-            if let Some(d) = duration {
-                body.insert("ttlSeconds".into(), d.into());
-            }
-            if let Some(c) = comment {
-                body.insert("comment".into(), c.into());
-            }
+            let body = decision_body([
+                ("ttlSeconds", duration.map(serde_json::Value::from)),
+                ("comment", comment.map(serde_json::Value::from)),
+            ]);
             let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "approve", body, out.format).await
         }
@@ -456,8 +453,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             conn,
             out,
         } => {
-            let mut body = serde_json::Map::new();
-            body.insert("reason".into(), reason.into());
+            let body = decision_body([("reason", Some(reason.into()))]);
             let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "deny", body, out.format).await
         }
@@ -467,10 +463,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             conn,
             out,
         } => {
-            let mut body = serde_json::Map::new();
-            if let Some(r) = reason {
-                body.insert("reason".into(), r.into());
-            }
+            let body = decision_body([("reason", reason.map(serde_json::Value::from))]);
             let t = resolve_target(&conn)?;
             commands::requests::decide(&t, &request, "revoke", body, out.format).await
         }
@@ -481,8 +474,7 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             conn,
             out,
         } => {
-            let mut body = serde_json::Map::new();
-            body.insert("seconds".into(), duration.into());
+            let body = decision_body([("seconds", Some(duration.into()))]);
             // The API's extend takes no reason; say it here so the person sees it was not recorded.
             if reason.is_some() {
                 eprintln!("janus: note: the server records who extended and by how much, not a reason");
@@ -547,6 +539,17 @@ async fn dispatch(cmd: ClientCommand, root: clap::Command) -> Result<i32, CliErr
             Ok(0)
         }
     }
+}
+
+/// The JSON body of a decision: only the fields that were given (the API reads a missing field as "not
+/// said", e.g. approve without a duration keeps the requested TTL).
+fn decision_body<const N: usize>(
+    fields: [(&str, Option<serde_json::Value>); N],
+) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect()
 }
 
 fn exec_failure(e: CliError) -> CliError {

@@ -18,6 +18,66 @@ pub struct ApiFailure {
     pub code: String,
     /// The sentence to show: the body's `message`, else its `error`.
     pub message: String,
+    /// The body's `field`: which input the server refused (`namespace` for a namespace the request does not
+    /// grant).
+    pub field: Option<String>,
+}
+
+impl ApiFailure {
+    /// The failure an error answer's body describes; `None` when the body is not JSON (not a janus answer).
+    pub fn from_body(status: StatusCode, body: &[u8]) -> Option<Self> {
+        let body = serde_json::from_slice::<Value>(body).ok()?;
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Self {
+            status,
+            code: text("code").or_else(|| text("error")).unwrap_or_default(),
+            message: text("message").or_else(|| text("error")).unwrap_or_default(),
+            field: text("field"),
+        })
+    }
+}
+
+/// The error a failed call means for the person at the terminal, with the documented exit code (docs/cli.md,
+/// "Exit codes"; the web's answers are built in crates/janus-web/src/error.rs and the auth layer). `base_url`
+/// names the server in the message of an unexpected answer; `authenticated` says whether a credential was
+/// sent, so that a 401 without one (a wrong password at login) does not suggest `janus login`.
+pub fn failure_error(base_url: &str, f: &ApiFailure, authenticated: bool) -> CliError {
+    let status = f.status.as_u16();
+    let msg = if f.message.is_empty() {
+        format!("the server answered HTTP {status}")
+    } else {
+        f.message.clone()
+    };
+    match f.status {
+        StatusCode::UNAUTHORIZED => {
+            let m = if msg.contains("janus login") || !authenticated {
+                msg
+            } else {
+                format!("{msg}; run: janus login")
+            };
+            CliError::new(ExitCode::NotAuthenticated, m)
+        }
+        StatusCode::FORBIDDEN => CliError::new(ExitCode::Forbidden, msg),
+        StatusCode::NOT_FOUND => CliError::new(ExitCode::NotFound, msg),
+        StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS => CliError::new(ExitCode::Conflict, msg),
+        // A namespace the request does not grant (terminal, logs, pods) is outside the grant, like a pod
+        // outside its scope (403); docs/cli.md lists it as exit 4.
+        StatusCode::UNPROCESSABLE_ENTITY if f.field.as_deref() == Some("namespace") => {
+            CliError::new(ExitCode::Forbidden, msg)
+        }
+        // Any other value the server refuses (unknown cluster, a container the pod lacks): the arguments are
+        // wrong, as with a usage error.
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::PAYLOAD_TOO_LARGE => {
+            CliError::new(ExitCode::Usage, msg)
+        }
+        _ => CliError::new(
+            ExitCode::Unreachable,
+            format!(
+                "the janus server at {} answered HTTP {status}: {msg}",
+                base_url.trim_end_matches('/')
+            ),
+        ),
+    }
 }
 
 /// A client of one janus server.
@@ -115,13 +175,9 @@ impl Api {
             }
             return serde_json::from_str(&text).map(Ok).map_err(|_| self.not_janus(status));
         }
-        let Ok(body) = serde_json::from_str::<Value>(&text) else {
-            return Err(self.not_janus(status));
-        };
-        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-        let message = field("message").or_else(|| field("error")).unwrap_or_default();
-        let code = field("code").or_else(|| field("error")).unwrap_or_default();
-        Ok(Err(ApiFailure { status, code, message }))
+        ApiFailure::from_body(status, text.as_bytes())
+            .map(Err)
+            .ok_or_else(|| self.not_janus(status))
     }
 
     /// Sends a request; a failure becomes the [`CliError`] with its documented exit code.
@@ -152,33 +208,9 @@ impl Api {
         self.call(Method::DELETE, segments, &[], None).await
     }
 
-    /// The error a failed call means for the person at the terminal.
+    /// The error a failed call means for the person at the terminal ([`failure_error`]).
     pub fn failure(&self, f: ApiFailure) -> CliError {
-        let msg = if f.message.is_empty() {
-            f.status.to_string()
-        } else {
-            f.message.clone()
-        };
-        match f.status {
-            StatusCode::UNAUTHORIZED => {
-                let m = if msg.contains("janus login") || self.token.is_none() {
-                    msg
-                } else {
-                    format!("{msg}; run: janus login")
-                };
-                CliError::new(ExitCode::NotAuthenticated, m)
-            }
-            StatusCode::FORBIDDEN => CliError::new(ExitCode::Forbidden, msg),
-            StatusCode::NOT_FOUND => CliError::new(ExitCode::NotFound, msg),
-            StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS => CliError::new(ExitCode::Conflict, msg),
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::PAYLOAD_TOO_LARGE => {
-                CliError::new(ExitCode::Usage, msg)
-            }
-            s => CliError::new(
-                ExitCode::Unreachable,
-                format!("the janus server at {} answered {s}: {msg}", self.base_str),
-            ),
-        }
+        failure_error(&self.base_str, &f, self.token.is_some())
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> CliError {

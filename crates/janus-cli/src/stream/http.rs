@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use reqwest::StatusCode;
+
+use crate::http::{ApiFailure, failure_error};
 use crate::{CliError, ExitCode, Target};
 
 /// `base_url` with `segments` appended (each percent-encoded) and the query pairs; `scheme` replaces the
@@ -89,7 +92,7 @@ pub(crate) async fn get(
         return Ok(resp);
     }
     let body = resp.bytes().await.unwrap_or_default();
-    Err(status_error(status, &body))
+    Err(status_error(t, status, &body))
 }
 
 /// `GET` of a JSON document.
@@ -108,38 +111,18 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
     })
 }
 
-/// The exit code and message for an error answer of the web (`{"error": …, "message"?: …}`, see
-/// crates/janus-web/src/error.rs and the bearer errors of the auth layer).
-pub(crate) fn status_error(status: u16, body: &[u8]) -> CliError {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-    let text = |k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_string);
-    let message = text("message")
-        .or_else(|| text("error"))
-        .unwrap_or_else(|| format!("the server answered HTTP {status}"));
-    let (code, message) = match status {
-        401 => (
-            ExitCode::NotAuthenticated,
-            if message.contains("janus login") {
-                message
-            } else {
-                format!("{message}; run: janus login")
-            },
-        ),
-        403 => (ExitCode::Forbidden, message),
-        404 => (ExitCode::NotFound, message),
-        409 => (ExitCode::Conflict, message),
-        // A namespace the request does not grant is outside the grant, like a pod outside its scope (403).
-        422 if text("field").as_deref() == Some("namespace") => (ExitCode::Forbidden, message),
-        // Another name the server refuses (a container the pod lacks, an invalid pod name): the arguments
-        // are wrong, as with a usage error.
-        400 | 422 => (ExitCode::Usage, message),
-        429 => (ExitCode::Conflict, message),
-        _ => (
-            ExitCode::Unreachable,
-            format!("the server failed (HTTP {status}): {message}"),
-        ),
-    };
-    CliError::new(code, message)
+/// The exit code and message for an error answer of the web: the CLI's one mapping,
+/// [`crate::http::failure_error`]. A body that is not JSON (a proxy's page, a plain-text upgrade refusal)
+/// still maps by its status here, since the status alone says what went wrong with the stream.
+pub(crate) fn status_error(t: &Target, status: u16, body: &[u8]) -> CliError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let failure = ApiFailure::from_body(status, body).unwrap_or(ApiFailure {
+        status,
+        code: String::new(),
+        message: String::new(),
+        field: None,
+    });
+    failure_error(&t.base_url, &failure, true)
 }
 
 #[cfg(test)]
@@ -173,16 +156,20 @@ mod tests {
     #[test]
     fn error_answers_map_to_documented_codes() {
         let e = status_error(
+            &target("https://h.example"),
             403,
             br#"{"error":"pod x is not in this request's scope","code":"forbidden"}"#,
         );
         assert_eq!(e.code, ExitCode::Forbidden);
         assert_eq!(e.message, "pod x is not in this request's scope");
-        let e = status_error(401, br#"{"error":"unauthenticated","message":"the API token is invalid, expired or revoked; create a new one or run: janus login"}"#);
+        let e = status_error(&target("https://h.example"), 401, br#"{"error":"unauthenticated","message":"the API token is invalid, expired or revoked; create a new one or run: janus login"}"#);
         assert_eq!(e.code, ExitCode::NotAuthenticated);
         assert!(e.message.starts_with("the API token is invalid"));
-        assert_eq!(status_error(409, b"{}").code, ExitCode::Conflict);
-        let e = status_error(422, br#"{"error":"namespace \"checkout\" is not granted by this request","code":"invalid","field":"namespace"}"#);
+        assert_eq!(
+            status_error(&target("https://h.example"), 409, b"{}").code,
+            ExitCode::Conflict
+        );
+        let e = status_error(&target("https://h.example"), 422, br#"{"error":"namespace \"checkout\" is not granted by this request","code":"invalid","field":"namespace"}"#);
         assert_eq!(
             (e.code, e.message.as_str()),
             (
@@ -191,9 +178,48 @@ mod tests {
             )
         );
         assert_eq!(
-            status_error(422, br#"{"error":"pod p has no container x","field":"container"}"#).code,
+            status_error(
+                &target("https://h.example"),
+                422,
+                br#"{"error":"pod p has no container x","field":"container"}"#
+            )
+            .code,
             ExitCode::Usage
         );
-        assert_eq!(status_error(502, b"<html>").code, ExitCode::Unreachable);
+        assert_eq!(
+            status_error(&target("https://h.example"), 502, b"<html>").code,
+            ExitCode::Unreachable
+        );
+        // The same mapping as the API calls (docs/cli.md, "Exit codes").
+        assert_eq!(
+            status_error(&target("https://h.example"), 413, b"{}").code,
+            ExitCode::Usage
+        );
+        assert_eq!(
+            status_error(&target("https://h.example"), 429, b"{}").code,
+            ExitCode::Conflict
+        );
+        let e = status_error(
+            &target("https://h.example/"),
+            503,
+            br#"{"error":"database unavailable"}"#,
+        );
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                ExitCode::Unreachable,
+                "the janus server at https://h.example answered HTTP 503: database unavailable"
+            )
+        );
+        // Without a credential (a wrong password at login) a 401 does not suggest logging in.
+        let f = ApiFailure::from_body(StatusCode::UNAUTHORIZED, br#"{"error":"wrong username or password"}"#).unwrap();
+        assert_eq!(
+            failure_error("https://h.example", &f, false).message,
+            "wrong username or password"
+        );
+        assert_eq!(
+            failure_error("https://h.example", &f, true).message,
+            "wrong username or password; run: janus login"
+        );
     }
 }

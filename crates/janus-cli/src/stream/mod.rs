@@ -75,24 +75,12 @@ pub(crate) async fn resolve(
             let view: RequestView = http::get_json(t, &["api", "v1", "requests", request], &[])
                 .await
                 .map_err(|e| lookup_hint(e, "the namespace"))?;
-            match view.namespaces.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(CliError::new(
-                        ExitCode::NotFound,
-                        format!("request {request} grants no namespace"),
-                    ));
-                }
-                many => {
-                    return Err(CliError::new(
-                        ExitCode::Usage,
-                        format!(
-                            "request {request} grants several namespaces; choose one with -n: {}",
-                            many.join(", ")
-                        ),
-                    ));
-                }
-            }
+            only_one(view.namespaces, || {
+                (
+                    format!("request {request} grants no namespace"),
+                    format!("request {request} grants several namespaces; choose one with -n"),
+                )
+            })?
         }
     };
     let pod = match pod {
@@ -105,28 +93,28 @@ pub(crate) async fn resolve(
             )
             .await
             .map_err(|e| lookup_hint(e, "the pod"))?;
-            let mut names: Vec<String> = list.pods.into_iter().map(|p| p.name).collect();
-            match names.len() {
-                1 => names.remove(0),
-                0 => {
-                    return Err(CliError::new(
-                        ExitCode::NotFound,
-                        format!("request {request} reaches no pod in namespace {namespace}"),
-                    ));
-                }
-                _ => {
-                    return Err(CliError::new(
-                        ExitCode::Usage,
-                        format!(
-                            "request {request} reaches several pods in namespace {namespace}; choose one: {}",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            }
+            only_one(list.pods.into_iter().map(|p| p.name).collect(), || {
+                (
+                    format!("request {request} reaches no pod in namespace {namespace}"),
+                    format!("request {request} reaches several pods in namespace {namespace}; choose one"),
+                )
+            })?
         }
     };
     Ok(Place { namespace, pod })
+}
+
+/// The only candidate; none is "not found", several are a usage error that lists them (never a guess).
+/// `what` gives the two messages (the list is appended to the second after `: `).
+fn only_one(mut candidates: Vec<String>, what: impl FnOnce() -> (String, String)) -> Result<String, CliError> {
+    match candidates.len() {
+        1 => Ok(candidates.remove(0)),
+        0 => Err(CliError::new(ExitCode::NotFound, what().0)),
+        _ => Err(CliError::new(
+            ExitCode::Usage,
+            format!("{}: {}", what().1, candidates.join(", ")),
+        )),
+    }
 }
 
 /// Reads stdin on a thread of its own and hands the bytes over; the channel closes at end of input.

@@ -135,7 +135,7 @@ fn handshake_error(t: &Target, e: tungstenite::Error) -> CliError {
     match e {
         tungstenite::Error::Http(resp) => {
             let body = resp.body().as_deref().unwrap_or_default();
-            http::status_error(resp.status().as_u16(), body)
+            http::status_error(t, resp.status().as_u16(), body)
         }
         other => CliError::new(
             ExitCode::Unreachable,
