@@ -643,85 +643,77 @@ async fn run(
                     break EndReason::from_message("the web server is shutting down");
                 }
             }
-            msg = rx.next() => match msg {
-                Some(Ok(Message::Binary(data))) => {
-                    last_input = Instant::now();
-                    warned = false;
-                    let complaint = match remote.stdin.as_mut() {
-                        Some(stdin) => {
-                            if piped {
-                                rec.stdin(&data);
-                            } else {
-                                rec.input(&data);
-                            }
-                            match unless_ended(stdin.write_all(&data), &mut close_rx, None).await {
-                                Ok(Ok(())) => None,
-                                // The process no longer reads: its output and exit are still to come.
-                                Ok(Err(_)) if piped => {
-                                    remote.stdin = None;
-                                    None
+            msg = rx.next() => {
+                // Input the session cannot take is answered with an error message, and the session goes on.
+                let complaint = match msg {
+                    Some(Ok(Message::Binary(data))) => {
+                        last_input = Instant::now();
+                        warned = false;
+                        match remote.stdin.as_mut() {
+                            Some(stdin) => {
+                                if piped {
+                                    rec.stdin(&data);
+                                } else {
+                                    rec.input(&data);
                                 }
-                                Ok(Err(_)) => break exited(),
-                                Err(i) => {
-                                    idle_revoke = matches!(i, Interrupted::Idle);
-                                    break i.reason(idle_end);
+                                match unless_ended(stdin.write_all(&data), &mut close_rx, None).await {
+                                    Ok(Ok(())) => None,
+                                    // The process no longer reads: its output and exit are still to come.
+                                    Ok(Err(_)) if piped => {
+                                        remote.stdin = None;
+                                        None
+                                    }
+                                    Ok(Err(_)) => break exited(),
+                                    Err(i) => {
+                                        idle_revoke = matches!(i, Interrupted::Idle);
+                                        break i.reason(idle_end);
+                                    }
                                 }
                             }
+                            None => Some("the command's stdin is closed (eof was sent); input is dropped".to_string()),
                         }
-                        None => Some("the command's stdin is closed (eof was sent); input is dropped".to_string()),
-                    };
-                    if let Some(message) = complaint {
-                        let sent = send_control(&mut tx, ServerControl::Error { message });
-                        match unless_ended(sent, &mut close_rx, idle_at).await {
-                            Ok(true) => {}
-                            Ok(false) => break lost(),
-                            Err(i) => {
-                                idle_revoke = matches!(i, Interrupted::Idle);
-                                break i.reason(idle_end);
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        match ClientControl::parse(&text) {
+                            Ok(ClientControl::Resize { cols, rows }) => {
+                                // A command without a terminal has no size: nothing to resize.
+                                if let Some(size) = remote.size.as_mut() {
+                                    rec.resize(cols, rows);
+                                    let _ = size.send(TerminalSize { width: cols, height: rows }).await;
+                                }
+                                None
                             }
+                            Ok(ClientControl::Ping {}) => None,
+                            Ok(ClientControl::Eof {}) if piped => {
+                                // Dropping the pipe alone would not close it; shutting it down makes kube-rs
+                                // send the v5 close signal for stdin, so the command reads its end.
+                                if let Some(mut stdin) = remote.stdin.take() {
+                                    let _ = stdin.shutdown().await;
+                                }
+                                None
+                            }
+                            Ok(ClientControl::Eof {}) => {
+                                Some("eof is for commands run without a terminal; a shell ends with exit or Ctrl-D".to_string())
+                            }
+                            Err(e) => Some(e),
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break EndReason::from_message("closed by the user"),
+                    Some(Ok(_)) => None,
+                    Some(Err(_)) => break lost(),
+                };
+                if let Some(message) = complaint {
+                    let sent = send_control(&mut tx, ServerControl::Error { message });
+                    match unless_ended(sent, &mut close_rx, idle_at).await {
+                        Ok(true) => {}
+                        Ok(false) => break lost(),
+                        Err(i) => {
+                            idle_revoke = matches!(i, Interrupted::Idle);
+                            break i.reason(idle_end);
                         }
                     }
                 }
-                Some(Ok(Message::Text(text))) => {
-                    let complaint = match ClientControl::parse(&text) {
-                        Ok(ClientControl::Resize { cols, rows }) => {
-                            // A command without a terminal has no size: nothing to resize.
-                            if let Some(size) = remote.size.as_mut() {
-                                rec.resize(cols, rows);
-                                let _ = size.send(TerminalSize { width: cols, height: rows }).await;
-                            }
-                            None
-                        }
-                        Ok(ClientControl::Ping {}) => None,
-                        Ok(ClientControl::Eof {}) if piped => {
-                            // Dropping the pipe alone would not close it; shutting it down makes kube-rs
-                            // send the v5 close signal for stdin, so the command reads its end.
-                            if let Some(mut stdin) = remote.stdin.take() {
-                                let _ = stdin.shutdown().await;
-                            }
-                            None
-                        }
-                        Ok(ClientControl::Eof {}) => {
-                            Some("eof is for commands run without a terminal; a shell ends with exit or Ctrl-D".to_string())
-                        }
-                        Err(e) => Some(e),
-                    };
-                    if let Some(message) = complaint {
-                        let sent = send_control(&mut tx, ServerControl::Error { message });
-                        match unless_ended(sent, &mut close_rx, idle_at).await {
-                            Ok(true) => {}
-                            Ok(false) => break lost(),
-                            Err(i) => {
-                                idle_revoke = matches!(i, Interrupted::Idle);
-                                break i.reason(idle_end);
-                            }
-                        }
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => break EndReason::from_message("closed by the user"),
-                Some(Ok(_)) => {}
-                Some(Err(_)) => break lost(),
-            },
+            }
             chunk = remote.next(&mut out_buf, &mut err_buf) => match chunk {
                 None => {
                     finished = true;
