@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use janus_api::config::AuthMode;
 use janus_store::AuditKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -200,11 +199,8 @@ pub async fn login(
     headers: HeaderMap,
     body: Result<Json<CliLoginInput>, WebError>,
 ) -> Result<Json<CliSession>, WebError> {
-    if state.config.web.auth_mode != AuthMode::Local {
-        return Err(WebError::NotFound("local login is disabled".into()));
-    }
+    let client = local::login_client(&state, peer.ip(), &headers)?;
     let Json(input) = body?;
-    let client = client_ip::of_request(&state, peer.ip(), &headers);
     let (user, source) = local::verify(&state, &input.username, &input.password, client).await?;
     let who = Person {
         email: &user.email,

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use janus_api::config::AuthMode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::openapi::ErrorBody;
-use crate::auth::{Authenticated, Identity, Optional, client_ip, local, session};
+use crate::auth::{Authenticated, Identity, Optional, local, session};
 use crate::error::WebError;
 use crate::extract::Json;
 use crate::state::AppState;
@@ -73,11 +72,8 @@ pub async fn login(
     headers: HeaderMap,
     body: Result<Json<LoginInput>, WebError>,
 ) -> Result<Response, WebError> {
-    if state.config.web.auth_mode != AuthMode::Local {
-        return Err(WebError::NotFound("local login is disabled".into()));
-    }
+    let client = local::login_client(&state, peer.ip(), &headers)?;
     let Json(input) = body?;
-    let client = client_ip::of_request(&state, peer.ip(), &headers);
     let (id, cookie) = local::login(&state, &input.username, &input.password, client).await?;
     let mut r = Json(SessionInfo::of(id)).into_response();
     if let Ok(v) = cookie.parse() {

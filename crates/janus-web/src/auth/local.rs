@@ -1,8 +1,12 @@
 //! Local accounts: argon2 password hashes, the bootstrap admin, login with rate limiting and lockout
 //! (per account and client address, per account, and per address; see [`login`]).
 
+use std::net::IpAddr;
+
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use axum::http::HeaderMap;
 use chrono::Utc;
+use janus_api::config::AuthMode;
 use janus_store::{AuditKind, LoginGate, LoginLimits, NewUser};
 use serde_json::json;
 
@@ -13,6 +17,16 @@ use crate::state::AppState;
 
 /// Shortest password accepted for local accounts.
 pub const MIN_PASSWORD: usize = 12;
+
+/// The start of both password logins (`POST /api/v1/login` and `POST /api/v1/cli/login`, whose failures
+/// count together): 404 unless `authMode` is local, else the client address the failed-login budget of
+/// [`login`] and [`verify`] counts against.
+pub fn login_client(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> Result<client_ip::Client, WebError> {
+    if state.config.web.auth_mode != AuthMode::Local {
+        return Err(WebError::NotFound("local login is disabled".into()));
+    }
+    Ok(client_ip::of_request(state, peer, headers))
+}
 
 /// Hashes a password with argon2id (off the async threads: it is deliberately slow).
 pub async fn hash_password(password: String) -> Result<String, WebError> {
