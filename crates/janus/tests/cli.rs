@@ -7,79 +7,17 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_janus");
 
-struct Demo {
-    child: Child,
-    url: String,
-    admin: String,
-    engineer: String,
-}
+mod common;
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Starts `janus demo` and reads its URL and logins (as crates/janus/tests/demo.rs does).
-fn start_demo(data_dir: &Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--port", &free_port().to_string(), "--short-ttls", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("janus demo starts");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    let (mut url, mut admin, mut engineer) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(u) = line.strip_prefix("k8s-janus demo is running: ") {
-            url = Some(u.trim().to_string());
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"admin") {
-            admin = words.last().map(|s| s.to_string());
-        }
-        if words.first() == Some(&"engineer") {
-            engineer = words.last().map(|s| s.to_string());
-        }
-        if line.contains("Ctrl-C stops the demo") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Demo {
-        child,
-        url: url.expect("URL printed"),
-        admin: admin.expect("admin password printed"),
-        engineer: engineer.expect("engineer password printed"),
-    }
-}
+use common::{free_port, start_demo};
 
 /// One person at a terminal: a HOME and config directory of their own, no JANUS_* from the test's
 /// environment.

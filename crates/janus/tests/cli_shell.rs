@@ -4,7 +4,7 @@
 //! terminal restored, the recording replayed by an admin), exec in pipes with stdout, stderr and the exit
 //! code kept apart, and the documented exit codes of what goes wrong.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,69 +14,9 @@ use serde_json::{Value, json};
 const JANUS: &str = env!("CARGO_BIN_EXE_janus");
 const TMUX: &str = "/usr/bin/tmux";
 
-struct Demo {
-    child: Child,
-    url: String,
-    admin: String,
-    engineer: String,
-}
+mod common;
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-/// Starts `janus demo` on a free port and reads the URL and passwords it prints (as tests/demo.rs does).
-fn start_demo(data_dir: &Path) -> Demo {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new(JANUS)
-        .args(["demo", "--port", &port.to_string(), "--short-ttls", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("janus demo starts");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    let (mut url, mut admin, mut engineer) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(u) = line.strip_prefix("k8s-janus demo is running: ") {
-            url = Some(u.trim().to_string());
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.first() {
-            Some(&"admin") => admin = words.last().map(|s| s.to_string()),
-            Some(&"engineer") => engineer = words.last().map(|s| s.to_string()),
-            _ => {}
-        }
-        if line.contains("Ctrl-C stops the demo") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Demo {
-        child,
-        url: url.expect("URL printed"),
-        admin: admin.expect("admin password printed"),
-        engineer: engineer.expect("engineer password printed"),
-    }
-}
+use common::start_demo;
 
 /// The public API with a CLI session (`POST /api/v1/cli/login`), as the CLI itself holds it.
 struct Api {

@@ -2,84 +2,15 @@
 //! `janus demo` as a newcomer runs it: start the binary, read the URL and logins it prints, then drive
 //! request → approve → shell (`echo` through the terminal WebSocket) → revoke through the real HTTP API.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
-struct Demo {
-    child: Child,
-    url: String,
-    admin: String,
-    engineer: String,
-    kubeconfig: String,
-}
+mod common;
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn start_demo(port: u16, data_dir: &std::path::Path) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_janus"))
-        .args(["demo", "--port", &port.to_string(), "--short-ttls", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("janus demo starts");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    let (mut url, mut admin, mut engineer, mut kubeconfig) = (None, None, None, None);
-    let mut steps = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.starts_with('[') {
-            steps.push(line.clone());
-        }
-        if let Some(u) = line.strip_prefix("k8s-janus demo is running: ") {
-            url = Some(u.trim().to_string());
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"admin") {
-            admin = words.last().map(|s| s.to_string());
-        }
-        if words.first() == Some(&"engineer") {
-            engineer = words.last().map(|s| s.to_string());
-        }
-        if line.trim_start().starts_with("kubectl --kubeconfig") && kubeconfig.is_none() {
-            kubeconfig = words.get(2).map(|s| s.to_string());
-        }
-        if line.contains("Ctrl-C stops the demo") {
-            break;
-        }
-    }
-    // Keep draining stdout so the demo never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    assert_eq!(steps.len(), 7, "the demo reports each step: {steps:?}");
-    Demo {
-        child,
-        url: url.expect("URL printed"),
-        admin: admin.expect("admin password printed"),
-        engineer: engineer.expect("engineer password printed"),
-        kubeconfig: kubeconfig.expect("kubectl line printed"),
-    }
-}
+use common::start_demo;
 
 struct Api {
     http: reqwest::Client,
@@ -154,11 +85,8 @@ impl Api {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_the_whole_product() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let demo = start_demo(port, dir.path());
+    let demo = start_demo(dir.path());
+    assert_eq!(demo.steps.len(), 7, "the demo reports each step: {:?}", demo.steps);
     assert!(
         demo.url.starts_with("http://127.0.0.1:"),
         "the demo listens on loopback only: {}",
