@@ -8,8 +8,7 @@ mod common;
 #[path = "support/oidc_provider.rs"]
 mod oidc_provider;
 
-use common::Stack;
-use oidc_provider::{CLIENT_SECRET, config, prerequisites, start_provider};
+use oidc_provider::{prerequisites, stack_with_provider, start_provider};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -34,17 +33,7 @@ async fn device_starts_and_polls_are_rate_limited_per_address_and_code() {
     if !prerequisites() {
         return;
     }
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider(web, false);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
+    let (stack, provider) = stack_with_provider(|web| start_provider(web, false)).await;
     let web = stack.url.clone();
     let mut first = None;
     for i in 0..10 {

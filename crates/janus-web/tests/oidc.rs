@@ -11,10 +11,9 @@ mod oidc_provider;
 
 use std::time::{Duration, Instant};
 
-use common::Stack;
 use oidc_provider::{
-    CLIENT_ID, CLIENT_SECRET, approve_device, browser, config, free_port, location, prerequisites, start_provider,
-    start_provider_env,
+    CLIENT_ID, CLIENT_SECRET, approve_device, browser, free_port, location, prerequisites, stack_with_provider,
+    start_provider, start_provider_env,
 };
 use reqwest::{StatusCode, Url, header};
 use serde_json::Value;
@@ -98,18 +97,7 @@ async fn oidc_login_end_to_end() {
         return;
     }
     let started = Instant::now();
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider(web, false);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
-    let provider = provider.expect("provider");
+    let (stack, provider) = stack_with_provider(|web| start_provider(web, false)).await;
     let (web, issuer) = (stack.url.clone(), provider.issuer.clone());
 
     // The verified admin: a session, admin by the platform-admins group, back where they wanted to go.
@@ -267,18 +255,7 @@ async fn oidc_claims_from_userinfo() {
     if !prerequisites() {
         return;
     }
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider(web, true);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
-    let provider = provider.expect("provider");
+    let (stack, provider) = stack_with_provider(|web| start_provider(web, true)).await;
     let (web, issuer) = (stack.url.clone(), provider.issuer.clone());
     let alice = browser();
     let cb = to_callback(&alice, &web, &issuer, "alice").await;
@@ -355,18 +332,7 @@ async fn device_login_end_to_end() {
     if !prerequisites() {
         return;
     }
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider(web, false);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
-    let provider = provider.expect("provider");
+    let (stack, provider) = stack_with_provider(|web| start_provider(web, false)).await;
     let web = stack.url.clone();
 
     // Only the device flow signs the CLI in here.
@@ -503,17 +469,8 @@ async fn device_codes_expire_and_a_provider_without_the_device_flow_is_named() {
     if !prerequisites() {
         return;
     }
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider_env(web, false, &[("OIDC_DEVICE_TTL", "2")]);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
+    let (stack, provider) =
+        stack_with_provider(|web| start_provider_env(web, false, &[("OIDC_DEVICE_TTL", "2")])).await;
     let d = device_start(&stack.url).await;
     assert_eq!(device_poll(&stack.url, &d).await.1["error"], "authorization_pending");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -526,17 +483,8 @@ async fn device_codes_expire_and_a_provider_without_the_device_flow_is_named() {
     stack.stop().await;
     drop(provider);
 
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider_env(web, false, &[("OIDC_DEVICE_FLOW", "0")]);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
+    let (stack, provider) =
+        stack_with_provider(|web| start_provider_env(web, false, &[("OIDC_DEVICE_FLOW", "0")])).await;
     let (status, body) = cli_post(&stack.url, "/api/v1/cli/device", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
     assert!(

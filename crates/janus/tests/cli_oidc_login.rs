@@ -13,8 +13,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Stack;
-use oidc_provider::{CLIENT_SECRET, approve_device, config, prerequisites, start_provider};
+use oidc_provider::{CLIENT_SECRET, approve_device, prerequisites, stack_with_provider, start_provider};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_janus");
@@ -24,17 +23,7 @@ async fn janus_login_oidc_signs_in_through_the_device_flow() {
     if !prerequisites() {
         return;
     }
-    let mut provider = None;
-    let stack = Stack::start_with(
-        |web| {
-            let p = start_provider(web, false);
-            let cfg = config(web, &p.issuer);
-            provider = Some(p);
-            cfg
-        },
-        Some(CLIENT_SECRET.to_string()),
-    )
-    .await;
+    let (stack, provider) = stack_with_provider(|web| start_provider(web, false)).await;
     let home = tempfile::tempdir().expect("config dir");
     let janus = |args: &[&str]| {
         let mut c = Command::new(BIN);

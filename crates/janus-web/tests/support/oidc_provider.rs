@@ -1,6 +1,7 @@
 //! The npm `oidc-provider` harness (`tests/oidc/provider.mjs`, installed into `.tools/node` by
 //! `scripts/install-test-tools.sh`) and the person's side of its login and device pages, over plain
-//! HTTP: shared by tests/oidc.rs and the `janus login --oidc` end-to-end test in crates/janus/tests.
+//! HTTP: shared by tests/oidc.rs, tests/device_limits.rs and the `janus login --oidc` end-to-end test in
+//! crates/janus/tests. An includer also includes this crate's tests/common as `mod common` (the web stack).
 #![allow(dead_code, reason = "each test file that includes this uses a part of it")]
 
 use std::io::{BufRead as _, BufReader};
@@ -62,6 +63,23 @@ pub fn prerequisites() -> bool {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// The web stack (tests/common) in OIDC mode against a provider that `start` starts for the web's URL
+/// (its redirect URI names the web, so it can only start once that URL is known).
+pub async fn stack_with_provider(start: impl FnOnce(&str) -> Provider) -> (crate::common::Stack, Provider) {
+    let mut provider = None;
+    let stack = crate::common::Stack::start_with(
+        |web| {
+            let p = start(web);
+            let cfg = config(web, &p.issuer);
+            provider = Some(p);
+            cfg
+        },
+        Some(CLIENT_SECRET.to_string()),
+    )
+    .await;
+    (stack, provider.expect("the stack started the provider"))
 }
 
 /// Starts the provider for a web UI at `web` and waits for its "ready".
