@@ -17,7 +17,8 @@ for tool in cargo python3 kubectl; do
 done
 
 # CI builds a clean clone once: incremental caches (about 8 GiB here) and line tables (half of each of
-# the ~170 test binaries) buy nothing there and once filled the CI disk mid-build. About 10 GiB instead of 25.
+# the ~170 test binaries) buy nothing there and once filled the CI disk mid-build: the test build takes
+# 6.5 GiB instead of 25 (`cargo test --no-run` on a clean clone, 2026-12-07).
 if [[ "${CI:-}" == true ]]; then
   export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=0
 fi
