@@ -14,13 +14,19 @@
 # BENCH_QUIET_WAIT (seconds to wait for it, default 300; then the part runs anyway and its machine
 # string says "busy"), BENCH_PART_TIMEOUT (seconds per part, default 600), BENCH_FAILOVER_REQUESTS
 # (requests per batch in the failover part, default 20), BENCH_REQUESTS (idle-rss load, default 1000).
+# Web-replicas part: BENCH_OHA (the oha binary, default .tools/bin/oha; scripts/install-bench-tools.sh
+# installs it), BENCH_REPLICAS_USERS (local accounts, default 250), BENCH_REPLICAS_CONCURRENCY (concurrent
+# users, default 500), BENCH_REPLICAS_RATE (requests per second per user, default 1), BENCH_REPLICAS_SECONDS
+# (seconds of load, default 20), BENCH_REPLICAS_OHA_PER_MIX (oha processes per mix and replica, default 2),
+# BENCH_REPLICAS_SESSIONS (terminal sessions, default 2000), BENCH_REPLICAS_DECIDERS (decision workers
+# during the kill, default 40).
 #
 # Adding a part: write a function part_<name> (hyphens in the name as underscores) that writes its figures as a JSON list of
 # {part, figure, unit, value, target, pass} to "$1", and add <name> to PARTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PARTS=(failover idle-rss)
+PARTS=(failover idle-rss web-replicas)
 out=target/bench
 summary="$out/summary.json"
 recorded=docs/benchmarks.json
@@ -78,6 +84,14 @@ if not figs:
     sys.exit("bench-idle-rss.sh reported nothing")
 json.dump(figs, open(sys.argv[2], "w"), indent=2)
 PY
+}
+
+# Two `janus web` replicas with the chart's configuration on one throwaway PostgreSQL: 500 concurrent
+# users through oha (installed by scripts/install-bench-tools.sh), 2,000 terminal sessions cut by revokes,
+# one replica SIGKILLed while decisions are made (crates/janus-bench/src/replicas.rs).
+part_web_replicas() {
+  scripts/install-bench-tools.sh
+  target/release/janus-bench web-replicas --bin-dir target/release --out "$1"
 }
 
 # --- runner ------------------------------------------------------------------------------------------

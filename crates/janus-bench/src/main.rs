@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 mod failover;
+mod replicas;
 
 /// The janus namespace, as the chart installs it in the tests and benchmarks.
 const NS: &str = "k8s-janus";
@@ -37,6 +38,9 @@ struct Cli {
 enum Part {
     /// Two controllers with leader election: the leader SIGKILLed, then SIGTERMed (a rolling update).
     Failover(FailoverArgs),
+    /// Two `janus web` replicas with the chart's configuration on one PostgreSQL: 500 concurrent users
+    /// through oha, 2,000 terminal sessions cut by revokes, one replica SIGKILLed mid-load.
+    WebReplicas(replicas::Args),
 }
 
 #[derive(clap::Args)]
@@ -318,5 +322,6 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().part {
         Part::Failover(args) => failover(args).await,
+        Part::WebReplicas(args) => replicas::run(args).await,
     }
 }
