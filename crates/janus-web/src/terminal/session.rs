@@ -325,6 +325,11 @@ fn open(
     };
     Ok(ws
         .max_message_size(1024 * 1024)
+        // The browser's side carries keystrokes, pastes and control messages; a larger message is still
+        // read whole, in more reads. tungstenite's default (128 KiB) is zero-filled on the first read
+        // (tungstenite src/protocol/frame/mod.rs, `FrameCodec::read_in`), so every idle session held
+        // 128 KiB of resident memory for it (docs/benchmarks.md, "Terminal cost").
+        .read_buffer_size(BROWSER_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let sid = target.session_id.clone();
             run(state.clone(), id, ar, client, target, socket, close_rx).await;
@@ -332,6 +337,12 @@ fn open(
         })
         .into_response())
 }
+
+/// Read buffer of the browser's WebSocket, bytes.
+const BROWSER_READ_BUFFER: usize = 4 * 1024;
+
+/// The most output one frame to the browser carries, bytes.
+const OUTPUT_CHUNK: usize = 32 * 1024;
 
 struct Target {
     session_id: String,
@@ -355,10 +366,10 @@ struct Remote {
 }
 
 impl Remote {
-    /// The next chunk of output: its stream ([`STDOUT`] or [`STDERR`]) and how many bytes were read
-    /// to the start of `out` (stdout) or `err` (stderr); `None` once every stream has ended.
+    /// The next chunk of output: its stream ([`STDOUT`] or [`STDERR`]) and how many bytes were
+    /// appended to `out` (stdout) or `err` (stderr); `None` once every stream has ended.
     /// Cancel-safe, as the pump's other branches may win: a read either completed or took nothing.
-    async fn next(&mut self, out: &mut [u8], err: &mut [u8]) -> Option<(u8, usize)> {
+    async fn next(&mut self, out: &mut bytes::BytesMut, err: &mut bytes::BytesMut) -> Option<(u8, usize)> {
         loop {
             if self.stdout.is_none() && self.stderr.is_none() {
                 return None;
@@ -377,10 +388,17 @@ impl Remote {
     }
 }
 
-/// Reads from `r`, or never completes when there is no such stream.
-async fn read_some(r: Option<&mut ReadHalf<SimplexStream>>, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads from `r` into `buf`'s spare capacity (made [`OUTPUT_CHUNK`] first), or never completes when
+/// there is no such stream. The capacity is only reserved, never zeroed: an idle session's buffer
+/// costs no resident memory until output arrives, and the bytes read become the frame without a copy.
+async fn read_some(r: Option<&mut ReadHalf<SimplexStream>>, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
     match r {
-        Some(r) => r.read(buf).await,
+        Some(r) => {
+            buf.reserve(OUTPUT_CHUNK);
+            // `read_buf` fills the spare capacity, which `reserve` may have made larger than a frame.
+            let mut chunk = bytes::BufMut::limit(&mut *buf, OUTPUT_CHUNK);
+            r.read_buf(&mut chunk).await
+        }
         None => std::future::pending().await,
     }
 }
@@ -616,9 +634,9 @@ async fn run(
     let mut last_input = Instant::now();
     let mut warned = false;
     let mut bytes_out: i64 = 0;
-    let mut out_buf = vec![0u8; 32 * 1024];
-    // Only exec mode has a separate error stream to read into.
-    let mut err_buf = vec![0u8; if piped { 32 * 1024 } else { 0 }];
+    // Allocated when output first arrives (see `read_some`); only exec mode reads an error stream.
+    let mut out_buf = bytes::BytesMut::new();
+    let mut err_buf = bytes::BytesMut::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut idle_revoke = false;
     let mut pending_lines: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
@@ -720,18 +738,20 @@ async fn run(
                     break exited();
                 }
                 Some((stream, n)) => {
-                    let data = if stream == STDOUT { &out_buf[..n] } else { &err_buf[..n] };
-                    rec.output(data);
+                    // The bytes read, taken out of the buffer (which keeps its allocation for the next
+                    // read once the frame is written).
+                    let data = if stream == STDOUT { out_buf.split() } else { err_buf.split() };
+                    rec.output(&data);
                     bytes_out += n as i64;
                     // Exec mode tells stdout from stderr by the frame's first byte; a terminal's frames
-                    // are its raw bytes.
+                    // are its raw bytes, sent without a copy.
                     let frame = if piped {
                         let mut framed = Vec::with_capacity(n + 1);
                         framed.push(stream);
-                        framed.extend_from_slice(data);
+                        framed.extend_from_slice(&data);
                         bytes::Bytes::from(framed)
                     } else {
-                        bytes::Bytes::copy_from_slice(data)
+                        data.freeze()
                     };
                     // Awaiting the browser here is the backpressure: a slow reader slows the shell down. But
                     // a reader that stopped must not keep the stream open: closing and idleness win.
