@@ -4,12 +4,21 @@
 # started and idle, then again after 1,000 AccessRequests were created and handled and things are idle.
 #
 # Usage: scripts/bench-idle-rss.sh   (builds the release binaries first; results go to stdout)
+#        BENCH_NO_BUILD=1 scripts/bench-idle-rss.sh   uses the binaries already in BENCH_BIN_DIR (default
+#        target/release), as scripts/bench.sh does: it has built them, and a build of only `-p janus -p
+#        kubesim` resolves features differently from its build, so cargo would rebuild both (and could
+#        take longer than the part's time bound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${BENCH_REQUESTS:-1000}"
-cargo build --release -q -p janus -p kubesim
-bin=target/release
+bin="${BENCH_BIN_DIR:-target/release}"
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  cargo build --release -q -p janus -p kubesim
+fi
+for b in janus kubesim; do
+  [ -x "$bin/$b" ] || { echo "no $bin/$b (build it, or unset BENCH_NO_BUILD)" >&2; exit 1; }
+done
 work="$(mktemp -d)"
 pids=()
 cleanup() {

@@ -20,13 +20,17 @@
 # (seconds of load, default 20), BENCH_REPLICAS_OHA_PER_MIX (oha processes per mix and replica, default 2),
 # BENCH_REPLICAS_SESSIONS (terminal sessions, default 2000), BENCH_REPLICAS_DECIDERS (decision workers
 # during the kill, default 40).
+# Terminal-cost part: BENCH_TERMINAL_MIB (MiB of shell output per path, default 1024), BENCH_TERMINAL_ROUNDS
+# (alternating rounds they are split into, default 4), BENCH_TERMINAL_SESSIONS (idle sessions for the memory
+# figure, default 500). Scopes part: BENCH_SCOPE_CHANGES (pod changes, default 200), BENCH_SCOPE_GRANTS
+# (scoped grants in the second run, default 100).
 #
 # Adding a part: write a function part_<name> (hyphens in the name as underscores) that writes its figures as a JSON list of
 # {part, figure, unit, value, target, pass} to "$1", and add <name> to PARTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PARTS=(failover idle-rss web-replicas)
+PARTS=(failover idle-rss web-replicas terminal-cost scopes)
 out=target/bench
 summary="$out/summary.json"
 recorded=docs/benchmarks.json
@@ -69,7 +73,8 @@ part_failover() {
 # Idle memory of kubesim, `janus controller` and `janus web` (scripts/bench-idle-rss.sh), read from its
 # report lines ("<state>: kubesim X MiB, janus controller Y MiB, janus web Z MiB").
 part_idle_rss() {
-  scripts/bench-idle-rss.sh | tee "$1.log"
+  # The binaries the runner built: a build of only janus and kubesim would rebuild them.
+  BENCH_NO_BUILD=1 BENCH_BIN_DIR=target/release scripts/bench-idle-rss.sh | tee "$1.log"
   python3 - "$1.log" "$1" <<'PY'
 import json, re, sys
 figs = []
@@ -92,6 +97,18 @@ PY
 part_web_replicas() {
   scripts/install-bench-tools.sh
   target/release/janus-bench web-replicas --bin-dir target/release --out "$1"
+}
+
+# CPU per GiB of shell output through a `janus web` terminal against a straight exec to kubesim in the
+# same run, and the web's RSS per idle terminal session (crates/janus-bench/src/terminal.rs).
+part_terminal_cost() {
+  target/release/janus-bench terminal-cost --bin-dir target/release --out "$1"
+}
+
+# Pod-scope lag (issue 16): pod created → in the grant's Role, deleted → out, p50/p99 with 1 and 100
+# scoped grants (crates/janus-controller/benches/scopes.rs, which writes the figures to BENCH_JSON).
+part_scopes() {
+  BENCH_JSON="$(realpath "$1")" cargo bench -q -p janus-controller --bench scopes
 }
 
 # --- runner ------------------------------------------------------------------------------------------

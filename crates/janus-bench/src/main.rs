@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod failover;
 mod replicas;
+mod terminal;
 
 /// The janus namespace, as the chart installs it in the tests and benchmarks.
 const NS: &str = "k8s-janus";
@@ -41,6 +42,9 @@ enum Part {
     /// Two `janus web` replicas with the chart's configuration on one PostgreSQL: 500 concurrent users
     /// through oha, 2,000 terminal sessions cut by revokes, one replica SIGKILLed mid-load.
     WebReplicas(replicas::Args),
+    /// CPU per GiB of shell output through a janus terminal against a straight exec, and the web's
+    /// memory per idle terminal session.
+    TerminalCost(terminal::Args),
 }
 
 #[derive(clap::Args)]
@@ -323,5 +327,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().part {
         Part::Failover(args) => failover(args).await,
         Part::WebReplicas(args) => replicas::run(args).await,
+        Part::TerminalCost(args) => terminal::run(args).await,
     }
 }
