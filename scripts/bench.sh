@@ -24,13 +24,15 @@
 # (alternating rounds they are split into, default 4), BENCH_TERMINAL_SESSIONS (idle sessions for the memory
 # figure, default 500). Scopes part: BENCH_SCOPE_CHANGES (pod changes, default 200), BENCH_SCOPE_GRANTS
 # (scoped grants in the second run, default 100).
+# Lifecycle part: JANUS_BENCH_PARTS (the lifecycle bench's parts, default seq,revoke,bulk,expiry; also
+# scheduled), BENCH_BULK (approvals at once, default 1000).
 #
 # Adding a part: write a function part_<name> (hyphens in the name as underscores) that writes its figures as a JSON list of
 # {part, figure, unit, value, target, pass} to "$1", and add <name> to PARTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PARTS=(failover idle-rss web-replicas terminal-cost scopes)
+PARTS=(failover idle-rss web-replicas terminal-cost scopes lifecycle)
 out=target/bench
 summary="$out/summary.json"
 recorded=docs/benchmarks.json
@@ -109,6 +111,14 @@ part_terminal_cost() {
 # scoped grants (crates/janus-controller/benches/scopes.rs, which writes the figures to BENCH_JSON).
 part_scopes() {
   BENCH_JSON="$(realpath "$1")" cargo bench -q -p janus-controller --bench scopes
+}
+
+# One request at a time (approve → Active, revoke → token refused, API calls per grant), 1,000 approvals
+# at once and expiry lag on one cluster (crates/janus-controller/benches/lifecycle.rs, which writes the
+# figures to BENCH_JSON; kubesim and the controller share its process, as in the earlier runs).
+part_lifecycle() {
+  BENCH_JSON="$(realpath "$1")" JANUS_BENCH_PARTS="${JANUS_BENCH_PARTS:-seq,revoke,bulk,expiry}" \
+    cargo bench -q -p janus-controller --bench lifecycle
 }
 
 # --- runner ------------------------------------------------------------------------------------------

@@ -3,22 +3,54 @@
 //! 1,000 approved at once, expiry lag (expiresAt → credentials gone) and scheduled start lag (startAt →
 //! Active), the two lags also across a restart.
 //!
+//! Also revoke → token refused one request at a time (`revoke`), and the controller's API calls per
+//! approval and per revocation, counted by a layer on the controller's own client.
+//!
 //! Run: `cargo bench -p janus-controller --bench lifecycle` (needs .tools/bin/helm for the chart RBAC).
-//! `JANUS_BENCH_PARTS=bulk,scheduled` runs only the named parts (`seq`, `bulk`, `expiry`, `scheduled`;
-//! all by default, always in that order).
+//! `JANUS_BENCH_PARTS=bulk,scheduled` runs only the named parts (`seq`, `revoke`, `bulk`, `expiry`,
+//! `scheduled`; all by default, always in that order). With `BENCH_JSON=<path>` the figures are also
+//! written there as the benchmark tool's JSON list (`scripts/bench.sh lifecycle`).
 
+#[path = "../tests/calls/mod.rs"]
+mod calls;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use calls::{Calls, Ctl, per_run};
 use common::*;
 use futures::StreamExt;
 use janus_api::AccessRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
+
+/// The figures for `BENCH_JSON`, in the benchmark tool's shape (scripts/bench.sh).
+#[derive(Default)]
+struct Figures(Vec<serde_json::Value>);
+
+impl Figures {
+    fn add(&mut self, figure: &str, unit: &str, value: f64, target: &str, pass: bool) {
+        // Two decimals are all these figures carry.
+        let value = (value * 100.0).round() / 100.0;
+        self.0.push(json!({
+            "part": "lifecycle", "figure": figure, "unit": unit, "value": value, "target": target, "pass": pass,
+        }));
+    }
+
+    fn write(&self) {
+        if let Ok(path) = std::env::var("BENCH_JSON") {
+            std::fs::write(&path, serde_json::to_vec_pretty(&self.0).expect("json")).expect("write BENCH_JSON");
+            eprintln!("figures written to {path}");
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
@@ -78,7 +110,7 @@ struct Scheduled {
     /// Other requests Active while these came due.
     others_active: usize,
     /// The controller running at the end (the restarted one, if there was a restart).
-    ctl: Option<Controller>,
+    ctl: Option<Ctl>,
 }
 
 /// Scheduled start lag: `count` requests under the default policy with `spec.startAt` spread over 10 s
@@ -90,8 +122,9 @@ async fn run_scheduled(
     api: &Api<AccessRequest>,
     prefix: &str,
     count: usize,
-    ctl: Option<Controller>,
+    ctl: Option<Ctl>,
     restart: bool,
+    calls: &Calls,
 ) -> Scheduled {
     // startAt is wall-clock time, the watch stamps are Instants: one offset between the two, taken
     // once, converts every startAt.
@@ -188,7 +221,7 @@ async fn run_scheduled(
         tokio::time::sleep_until((first_due + Duration::from_secs(5)).into()).await;
         restarted_at = Some(Instant::now());
         eprintln!("[{prefix}] restarting the controller at {}", chrono::Utc::now());
-        ctl = Some(Controller::start(sim, config("maxTtlSeconds: 28800\n")).await);
+        ctl = Some(Ctl::start(sim, config("maxTtlSeconds: 28800\n"), None, calls).await);
     }
     eprintln!("[{prefix}] waiting for Active");
     let active = active_waiter.await.expect("waiter");
@@ -223,42 +256,174 @@ async fn main() {
     let admin = sim.client().await.expect("client");
     let api: Api<AccessRequest> = Api::all(admin.clone());
     let pp = PatchParams::default();
-    let mut ctl = Some(
-        Controller::start_with(
-            &sim,
-            config("maxTtlSeconds: 28800\n"),
-            Some("127.0.0.1:19191".parse().expect("addr")),
-        )
-        .await,
-    );
+    let calls = Calls::default();
+    let mut figs = Figures::default();
+    let mut ctl = Some(Ctl::start(&sim, config("maxTtlSeconds: 28800\n"), Some("127.0.0.1:19191"), &calls).await);
 
     if part("seq") {
-        // 1. One request at a time.
-        let mut one = Vec::new();
-        for i in 0..50 {
-            let name = format!("seq-{i}");
+        // 1. One request at a time: one namespace (n=50), then three namespaces (n=20).
+        for (namespaces, n) in [(&["team-a"][..], 50), (&["team-a", "team-b", "team-c"][..], 20)] {
+            let k = namespaces.len();
+            let (mut one, mut to_first_call) = (Vec::new(), Vec::new());
+            let (mut until_active, mut settled) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let name = format!("seq{k}-{i}");
+                create(&sim, &request(&name, "central", namespaces, 600)).await;
+                wait_phase(&sim, &name, "Pending", 10).await;
+                // The Pending reconcile's own Events settle before counting.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let before = calls.len();
+                let t = Instant::now();
+                approve(&sim, &name).await;
+                let mut w = Box::pin(
+                    api.watch(&WatchParams::default().fields(&format!("metadata.name={name}")), "0")
+                        .await
+                        .expect("watch"),
+                );
+                while let Some(Ok(ev)) = w.next().await {
+                    if let WatchEvent::Modified(ar) | WatchEvent::Added(ar) = ev
+                        && phase(&ar) == "Active"
+                    {
+                        break;
+                    }
+                }
+                one.push(t.elapsed());
+                // Where the time went: until the controller's first call, and each call's send time.
+                let sent: Vec<_> = calls
+                    .since(before)
+                    .into_iter()
+                    .filter(|c| !c.kind.ends_with(" events"))
+                    .collect();
+                if let Some(first) = sent.first() {
+                    to_first_call.push(first.at.saturating_duration_since(t));
+                }
+                if i == n / 2 {
+                    let steps: Vec<String> = sent
+                        .iter()
+                        .map(|c| format!("{:.1} {}", ms(c.at.saturating_duration_since(t)), c.kind))
+                        .collect();
+                    eprintln!("  one approval ({name}), ms after the approval: {}", steps.join(", "));
+                }
+                until_active.push(calls.counted_since(before));
+                // Background Events and the echo of the last status write.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                settled.push(calls.counted_since(before));
+            }
+            let (p50, p99) = (pct(&mut one, 0.5), pct(&mut one, 0.99));
+            println!("approve -> Active, one request, {k} namespace(s) (n={n}): p50 {p50:.2?} p99 {p99:.2?}");
+            println!(
+                "  approve -> the controller's first call: p50 {:.2?}",
+                pct(&mut to_first_call, 0.5)
+            );
+            let (calls_active, detail) = per_run(&until_active);
+            println!("  controller API calls per approval until Active: {calls_active:.2} ({detail})");
+            let (calls_all, detail) = per_run(&settled);
+            println!("  controller API calls per approval, with background Events: {calls_all:.2} ({detail})");
+            let what = if k == 1 {
+                "one namespace".to_string()
+            } else {
+                format!("{k} namespaces")
+            };
+            figs.add(
+                &format!(
+                    "approve → Active p50, one request at a time ({what}, n={n}, controller and kubesim in one process)"
+                ),
+                "ms",
+                ms(p50),
+                "≤ 5",
+                ms(p50) <= 5.0,
+            );
+            figs.add(
+                &format!("approve → Active p99, one request at a time ({what}, n={n})"),
+                "ms",
+                ms(p99),
+                "< 20",
+                ms(p99) < 20.0,
+            );
+            figs.add(
+                &format!("controller API calls per approval until Active ({what}; background Events not counted)"),
+                "count",
+                calls_active,
+                "< 9",
+                calls_active < 9.0,
+            );
+        }
+    }
+
+    if part("revoke") {
+        // 2. Revoke → token refused, one request at a time: an Active request is revoked as the web does
+        // it (a merge patch of spec.revocation) and its token is tried every millisecond until the API
+        // server refuses it (403 once the RoleBinding is gone, 401 once the ServiceAccount is).
+        let n = 50;
+        let (mut lat, mut to_first_delete) = (Vec::new(), Vec::new());
+        let (mut until_refused, mut settled) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let name = format!("rvk-{i}");
             create(&sim, &request(&name, "central", &["team-a"], 600)).await;
             wait_phase(&sim, &name, "Pending", 10).await;
-            let t = Instant::now();
             approve(&sim, &name).await;
-            let mut w = Box::pin(
-                api.watch(&WatchParams::default().fields(&format!("metadata.name={name}")), "0")
-                    .await
-                    .expect("watch"),
-            );
-            while let Some(Ok(ev)) = w.next().await {
-                if let WatchEvent::Modified(ar) | WatchEvent::Added(ar) = ev
-                    && phase(&ar) == "Active"
-                {
-                    break;
+            wait_phase(&sim, &name, "Active", 10).await;
+            let token = tokens(&sim, &name).await.pop().expect("token Secret").1;
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(sim.client_for_token(&token).await.expect("client"), "team-a");
+            let lp = ListParams::default().limit(1);
+            pods.list(&lp).await.expect("the token works before the revocation");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let before = calls.len();
+            let t = Instant::now();
+            let p = json!({"spec": {"revocation": {"by": "admin@example.com", "at": now(), "reason": "bench"}}});
+            api.patch(&name, &pp, &Patch::Merge(&p)).await.expect("revoke");
+            // Tried every millisecond on the bench's runtime, which it shares with the controller and
+            // kubesim: an attempt can wait behind their work, so this figure is an upper bound (the
+            // first RoleBinding DELETE is reported beside it).
+            let refused_at = loop {
+                match pods.list(&lp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => break Instant::now(),
+                    Err(e) => panic!("{name}: unexpected answer to the revoked token: {e}"),
                 }
-            }
-            one.push(t.elapsed());
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "{name}: token still accepted 10 s after the revocation"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            let first_cut = calls
+                .since(before)
+                .iter()
+                .find(|c| c.kind == "delete rolebindings")
+                .map(|c| c.at.saturating_duration_since(t));
+            to_first_delete.push(first_cut.unwrap_or_default());
+            lat.push(refused_at.saturating_duration_since(t));
+            until_refused.push(calls.counted_before(before, refused_at));
+            wait_phase(&sim, &name, "Revoked", 10).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            settled.push(calls.counted_since(before));
         }
+        let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+        println!("revoke -> token refused, one request (n={n}): p50 {p50:.2?} p99 {p99:.2?}");
         println!(
-            "approve -> Active, one request (n=50): p50 {:.2?} p99 {:.2?}",
-            pct(&mut one, 0.5),
-            pct(&mut one, 0.99)
+            "  revoke -> the controller sends its first RoleBinding DELETE: p50 {:.2?} p99 {:.2?}",
+            pct(&mut to_first_delete, 0.5),
+            pct(&mut to_first_delete, 0.99)
+        );
+        let (c, detail) = per_run(&until_refused);
+        println!("  controller API calls per revocation until refused: {c:.2} ({detail})");
+        let (c_all, detail) = per_run(&settled);
+        println!("  controller API calls per revocation until Revoked, with Events: {c_all:.2} ({detail})");
+        figs.add(
+            &format!("revoke → token refused p50, one request at a time (n={n}; the token is tried every 1 ms)"),
+            "ms",
+            ms(p50),
+            "≤ 5",
+            ms(p50) <= 5.0,
+        );
+        figs.add(
+            &format!("revoke → token refused p99, one request at a time (n={n})"),
+            "ms",
+            ms(p99),
+            "< 20",
+            ms(p99) < 20.0,
         );
     }
 
@@ -276,6 +441,7 @@ async fn main() {
             tokio::spawn(async move { wait_all(&api, "bulk-", n, "Active").await })
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = calls.len();
         let t0 = Instant::now();
         let mut approvals = Vec::new();
         for i in 0..n {
@@ -295,9 +461,21 @@ async fn main() {
         let seen = wait_all(&api, "bulk-", n, "Active").await;
         let waited = waiter.await.expect("waiter");
         let last = waited.values().chain(seen.values()).max().copied().unwrap_or(t0);
+        let all_active = last - t0;
+        let during = calls.counted_since(before);
         println!(
-            "{n} approvals written in {approved_in:.2?}; all {n} Active {:.2?} after the first approval",
-            last - t0
+            "{n} approvals written in {approved_in:.2?}; all {n} Active {all_active:.2?} after the first approval"
+        );
+        let (c, detail) = per_run(&[during]);
+        println!("  controller API calls until all Active: {c} ({detail})");
+        figs.add(
+            &format!(
+                "{n} approvals at once on ONE cluster → all Active (single-cluster run; the issue's < 1.5 s target is for the 50-cluster fleet, DESIGN §9's one-cluster target is < 3 s)"
+            ),
+            "s",
+            all_active.as_secs_f64(),
+            "< 3",
+            all_active < Duration::from_secs(3),
         );
         let reconciles = || async {
             let out = tokio::process::Command::new("curl")
@@ -328,6 +506,10 @@ async fn main() {
                 .collect();
             (pct(&mut v, 0.5), pct(&mut v, 0.99), v.len())
         };
+        #[allow(
+            clippy::too_many_arguments,
+            reason = "one bench scenario's knobs; a struct would only rename them"
+        )]
         async fn run_expiry(
             sim: &kubesim::RunningSim,
             api: &Api<AccessRequest>,
@@ -335,11 +517,12 @@ async fn main() {
             prefix: &str,
             count: usize,
             ttl: i64,
-            restart: Option<(Controller, Duration)>,
+            restart: Option<(Ctl, Duration)>,
+            calls: &Calls,
         ) -> (
             HashMap<String, chrono::DateTime<chrono::Utc>>,
             HashMap<String, chrono::DateTime<chrono::Utc>>,
-            Option<Controller>,
+            Option<Ctl>,
         ) {
             for i in 0..count {
                 create(sim, &request(&format!("{prefix}{i}"), "central", &["team-c"], ttl)).await;
@@ -393,7 +576,7 @@ async fn main() {
                 for e in expires.values_mut() {
                     *e = (*e).max(started);
                 }
-                restarted = Some(Controller::start(sim, config("maxTtlSeconds: 28800\n")).await);
+                restarted = Some(Ctl::start(sim, config("maxTtlSeconds: 28800\n"), None, calls).await);
             }
             let mut gone = HashMap::new();
             eprintln!("[{prefix}] waiting for credentials to go");
@@ -436,9 +619,18 @@ async fn main() {
             }
             (expires, gone, restarted)
         }
-        let (e, g, _) = run_expiry(&sim, &api, &sas, "exp-", 200, 8, None).await;
+        let (e, g, _) = run_expiry(&sim, &api, &sas, "exp-", 200, 8, None, &calls).await;
         let (p50, p99, k) = lag_of(&e, &g);
         println!("expiry lag (n={k}, TTL 8 s): p50 {p50:.2?} p99 {p99:.2?}");
+        figs.add(
+            &format!(
+                "expiry lag p99 (expiresAt → ServiceAccount deleted), {k} grants on one cluster expiring within about a second, other requests Active meanwhile"
+            ),
+            "ms",
+            ms(p99),
+            "< 250",
+            ms(p99) < 250.0,
+        );
         // Across a restart: the controller is down when the expiries come due and starts 10 s later; the
         // lag counted from the restart shows how fast a fresh controller catches up.
         let (e, g, restarted) = run_expiry(
@@ -449,11 +641,21 @@ async fn main() {
             200,
             8,
             Some((ctl.take().expect("controller"), Duration::from_secs(10))),
+            &calls,
         )
         .await;
         let (p50, p99, k) = lag_of(&e, &g);
         println!(
             "expiry lag across a restart (n={k}, TTL 8 s, controller down for 10 s, lag counted from max(expiresAt, restart)): p50 {p50:.2?} p99 {p99:.2?}"
+        );
+        figs.add(
+            &format!(
+                "expiry lag p99 across a controller restart ({k} grants overdue when it starts; counted from max(expiresAt, restart))"
+            ),
+            "ms",
+            ms(p99),
+            "< 1000",
+            ms(p99) < 1000.0,
         );
         ctl = restarted;
     }
@@ -474,11 +676,11 @@ async fn main() {
                 s.late_scheduled
             );
         };
-        let mut s = run_scheduled(&sim, &api, "sch-", 200, ctl.take(), false).await;
+        let mut s = run_scheduled(&sim, &api, "sch-", 200, ctl.take(), false, &calls).await;
         report("scheduled start lag, startAt -> Active", &mut s);
         // Across a restart: the controller stops 5 s before the first startAt and starts 5 s after it, so
         // about half are overdue when it starts; counted from max(startAt, restart) as for expiry.
-        let mut s = run_scheduled(&sim, &api, "srs-", 200, s.ctl.take(), true).await;
+        let mut s = run_scheduled(&sim, &api, "srs-", 200, s.ctl.take(), true, &calls).await;
         report(
             "scheduled start lag across a restart (controller down from 5 s before the first startAt to 5 s after; counted from max(startAt, restart))",
             &mut s,
@@ -488,4 +690,5 @@ async fn main() {
     if let Some(c) = ctl {
         c.stop().await;
     }
+    figs.write();
 }

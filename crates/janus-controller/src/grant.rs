@@ -33,6 +33,10 @@ pub const TOKEN_ISSUED_ANNOTATION: &str = "k8s-janus.opsmode.io/token-issued-at"
 /// Annotation on created objects naming the requester (for people reading `kubectl get sa`).
 pub const REQUESTER_ANNOTATION: &str = "k8s-janus.opsmode.io/requester";
 
+/// Namespaces of one request read or granted at the same time: a request names a handful; the bound
+/// keeps one with many from opening that many requests at once.
+pub const NAMESPACES_IN_FLIGHT: usize = 8;
+
 fn labels(request: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (REQUEST_LABEL.to_string(), request.to_string()),
@@ -75,13 +79,24 @@ pub async fn check_namespaces(target: &ClusterHandle, namespaces: &[String]) -> 
     read_namespaces(target, namespaces).await.map(|_| ())
 }
 
-/// Reads the namespaces on the target (one GET each, in request order) for what approval policies match
-/// on: labels and annotations. `Err(Permanent)` names the first missing one or one being deleted.
+/// Reads the namespaces on the target (one GET each, all at once, answered in request order) for what
+/// approval policies match on: labels and annotations. `Err(Permanent)` names the first missing one
+/// or one being deleted.
 pub async fn read_namespaces(target: &ClusterHandle, namespaces: &[String]) -> Result<Vec<NamespaceInfo>> {
     let api: Api<Namespace> = Api::all(target.client.clone());
+    // Owned names: a stream over borrowed ones is not `Send` for every lifetime the controller's
+    // runtime asks of a reconcile future.
+    let read = futures::stream::iter(namespaces.to_vec())
+        .map(|ns| {
+            let api = api.clone();
+            async move { api.get_opt(&ns).await }
+        })
+        .buffered(NAMESPACES_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
     let mut out = Vec::with_capacity(namespaces.len());
-    for ns in namespaces {
-        match api.get_opt(ns).await {
+    for (ns, got) in namespaces.iter().zip(read) {
+        match got {
             Ok(Some(n)) if n.metadata.deletion_timestamp.is_none() => out.push(NamespaceInfo {
                 name: ns.clone(),
                 labels: n.metadata.labels.unwrap_or_default(),
@@ -431,6 +446,54 @@ pub async fn tokens_valid_until(
         until = until.min(token_renew_at(issued, token_expires));
     }
     Ok(Some(until))
+}
+
+/// Takes away at once the access of the grants recorded in a request's status, on the cluster that
+/// holds them: every RoleBinding (and scoped Role) at the same time, then every ServiceAccount, each
+/// deleted by name without a list first. The label-based [`cleanup`] still follows and is what makes
+/// the removal complete; this only brings the moment the token stops working forward (a revocation's
+/// first call is the one that cuts access).
+///
+/// Only names this controller derives from the request are deleted ([`names::grant_name`]): a status
+/// entry naming anything else is skipped, so whoever can write status cannot steer the deletions to
+/// other objects.
+pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant]) -> Result<()> {
+    let ours: Vec<(&Grant, String)> = grants
+        .iter()
+        .filter_map(|g| {
+            let name = names::grant_name(request, &g.namespace);
+            (g.service_account == name && g.role_binding == name).then_some((g, name))
+        })
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    // Authorization first: a real API server refuses the token (403) as soon as the binding is gone,
+    // while it may accept a deleted ServiceAccount's token from its cache for about 10 s.
+    let authorization = ours.iter().flat_map(|(g, name)| {
+        let ns = g.namespace.as_str();
+        let binding = async move {
+            let api: Api<RoleBinding> = Api::namespaced(target.client.clone(), ns);
+            delete_one(&api, "RoleBinding", ns, name).await
+        };
+        let role = g.scoped_role.as_deref().filter(|r| *r == name).map(|r| async move {
+            let api: Api<Role> = Api::namespaced(target.client.clone(), ns);
+            delete_one(&api, "Role", ns, r).await
+        });
+        [futures::future::Either::Left(binding)]
+            .into_iter()
+            .chain(role.map(futures::future::Either::Right))
+    });
+    let cut = futures::future::join_all(authorization).await;
+    let accounts = futures::future::join_all(ours.iter().map(|(g, name)| async move {
+        let api: Api<ServiceAccount> = Api::namespaced(target.client.clone(), &g.namespace);
+        delete_one(&api, "ServiceAccount", &g.namespace, name).await
+    }))
+    .await;
+    for r in cut.into_iter().chain(accounts) {
+        r?;
+    }
+    Ok(())
 }
 
 /// Ends, on one cluster, the access of the given requests, done for many requests with one list per

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
 use janus_api::access_request::{ApprovedSpec, reasons};
 use janus_api::config::Config;
 use janus_api::roles::RoleConfig;
@@ -70,6 +71,8 @@ pub struct Context {
     /// The approved baseline of each live request as this controller last saw it, by uid: a baseline
     /// that disappears from status afterwards was removed, not never recorded.
     baselines: Mutex<HashMap<String, ApprovedSpec>>,
+    /// Requests whose access the reconcile running now has already cut ([`cut_access`]), by name.
+    cut_done: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -89,6 +92,7 @@ impl Context {
             // as activated by this controller.
             started: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now),
             baselines: Mutex::new(HashMap::new()),
+            cut_done: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -193,14 +197,16 @@ fn condition_true(status: &AccessRequestStatus, type_: &str) -> bool {
     janus_api::rules::conditions::is_true(status, type_)
 }
 
-async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus) -> Result<()> {
+/// Writes `status`; returns the request's resourceVersion after the write.
+async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestStatus) -> Result<Option<String>> {
     let mut status = status.clone();
     status.observed_generation = ar.metadata.generation;
     let patch = json!({ "status": status });
-    ctx.api()
+    let written = ctx
+        .api()
         .patch_status(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 /// Publishes a Kubernetes Event in the background: the transition it reports is already written, and
@@ -267,6 +273,10 @@ async fn credential_clusters(ctx: &Context, ar: &AccessRequest) -> Result<Vec<St
 async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
     let name = ar.name_any();
     let central = ctx.clusters.central();
+    // Not twice in one reconcile: `reconcile` may have cut it already, from the cached object.
+    if !ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name) {
+        cut_access(ctx, ar).await;
+    }
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
     for cluster in credential_clusters(ctx, ar).await? {
@@ -288,6 +298,28 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
         return Err(Error::CleanupPending(unreachable.join("; ")));
     }
     Ok(left.into_iter().collect())
+}
+
+/// Takes the access of the grants in the request's status away at once, on the cluster they were
+/// approved for ([`grant::cut_access`]), before the slower label-based cleanup lists anything. A
+/// failure here only means the cleanup that follows does the work (and reports what it cannot).
+async fn cut_access(ctx: &Context, ar: &AccessRequest) {
+    let Some(status) = ar.status.as_ref().filter(|s| !s.grants.is_empty()) else {
+        return;
+    };
+    let cluster = status
+        .approved
+        .as_ref()
+        .map(|a| a.cluster.clone())
+        .or_else(|| ctx.remembered_baseline(ar).map(|a| a.cluster))
+        .unwrap_or_else(|| ar.spec.cluster.clone());
+    let cut = match ctx.clusters.get(&cluster).await {
+        Ok(target) => grant::cut_access(&target, &ar.name_any(), &status.grants).await,
+        Err(e) => Err(Error::from(e)),
+    };
+    if let Err(e) = cut {
+        tracing::debug!(request = %ar.name_any(), cluster = %cluster, error = %e, "access not cut at once; the cleanup follows");
+    }
 }
 
 /// Moves a request to a terminal phase and removes its credentials; the phase's condition carries the
@@ -409,14 +441,37 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
     // The cache can lag behind this controller's own last status write (an event about a Secret may
     // trigger the reconcile first); acting on a stale phase would redo a grant and move activeAt. One
     // GET per reconcile buys decisions on the request as it is now.
-    bounded(&ar, &ctx, async {
+    //
+    // A decision that ends access (withdrawal, revocation, denial: never removed once made) or a
+    // deletion needs nothing fresher to be acted on: the access goes first, before that GET.
+    let cut = (ending(&ar.spec).is_some() || ar.metadata.deletion_timestamp.is_some())
+        && ar
+            .status
+            .as_ref()
+            .is_some_and(|s| !s.grants.is_empty() && !condition_true(s, types::CREDENTIALS_REMOVED));
+    let result = bounded(&ar, &ctx, async {
+        if cut {
+            cut_access(&ctx, &ar).await;
+            ctx.cut_done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ar.name_any());
+        }
         match ctx.api().get_opt(&ar.name_any()).await {
             Ok(Some(fresh)) => reconcile_inner(&fresh, &ctx).await,
             Ok(None) => Ok(Action::await_change()),
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await;
+    if cut {
+        // Also when the reconcile stopped early (an error, the time bound).
+        ctx.cut_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ar.name_any());
+    }
+    result
 }
 
 /// Reconciles a request just read from the API server (not from the cache), without reading it again.
@@ -549,7 +604,7 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
         Phase::Pending | Phase::Scheduled | Phase::Approved => gate(ctx, ar, status, now).await,
         // Once active, eligibility is not judged again (revocation is the tool); validate_static above
         // still bounds it.
-        Phase::Active => grant_or_maintain(ctx, ar, status, now).await,
+        Phase::Active => grant_or_maintain(ctx, ar, status, ar.metadata.resource_version.clone(), now).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -664,8 +719,32 @@ async fn write_if_changed(
     old: &AccessRequestStatus,
     status: &AccessRequestStatus,
 ) -> Result<Option<Action>> {
+    Ok(match write_if_changed_rv(ctx, ar, old, status).await? {
+        Wrote::Moved(again) => Some(again),
+        Wrote::Unchanged | Wrote::Written(_) => None,
+    })
+}
+
+/// What [`write_if_changed_rv`] did.
+enum Wrote {
+    /// Nothing to write.
+    Unchanged,
+    /// Written; the request's resourceVersion after the write.
+    Written(Option<String>),
+    /// The request moved on meanwhile: judge it again.
+    Moved(Action),
+}
+
+/// [`write_if_changed`], telling the resourceVersion the write left (the grant that follows declares
+/// the request Active only over that very version).
+async fn write_if_changed_rv(
+    ctx: &Context,
+    ar: &AccessRequest,
+    old: &AccessRequestStatus,
+    status: &AccessRequestStatus,
+) -> Result<Wrote> {
     if status == old && old.observed_generation == ar.metadata.generation {
-        return Ok(None);
+        return Ok(Wrote::Unchanged);
     }
     let mut status = status.clone();
     status.observed_generation = ar.metadata.generation;
@@ -681,10 +760,10 @@ async fn write_if_changed(
         .patch_status(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(None),
+        Ok(written) => Ok(Wrote::Written(written.metadata.resource_version)),
         Err(e) if crate::error::is_conflict(&e) => {
             tracing::debug!(request = %ar.name_any(), "request changed while it was judged; judging it again");
-            Ok(Some(Action::requeue(Duration::ZERO)))
+            Ok(Wrote::Moved(Action::requeue(Duration::ZERO)))
         }
         Err(e) => Err(e.into()),
     }
@@ -968,9 +1047,11 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
             now,
         );
     }
-    if let Some(again) = write_if_changed(ctx, ar, &old, &status).await? {
-        return Ok(again);
-    }
+    let rv = match write_if_changed_rv(ctx, ar, &old, &status).await? {
+        Wrote::Moved(again) => return Ok(again),
+        Wrote::Written(rv) => rv,
+        Wrote::Unchanged => ar.metadata.resource_version.clone(),
+    };
     if let Some(a) = &status.approved {
         ctx.remember_baseline(ar, a);
     }
@@ -980,7 +1061,7 @@ async fn gate(ctx: &Context, ar: &AccessRequest, status: AccessRequestStatus, no
     if phase == Phase::Pending {
         announce_approval(ctx, ar, via, &approved_message).await;
     }
-    grant_or_maintain(ctx, ar, status, now).await
+    grant_or_maintain(ctx, ar, status, rv, now).await
 }
 
 /// The Event and metric of a request seen for the first time.
@@ -1035,10 +1116,14 @@ async fn target_or_wait(
     }
 }
 
+/// Issues (or re-issues) the credentials of an approved request and declares it Active, or keeps an
+/// Active one as it is. `rv`: the request's resourceVersion that `status` and `ar` describe (after
+/// this reconcile's own status write, if any); the Active write is made only over that version.
 async fn grant_or_maintain(
     ctx: &Context,
     ar: &AccessRequest,
     mut status: AccessRequestStatus,
+    mut rv: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Action> {
     if status.approved.is_none() {
@@ -1046,7 +1131,7 @@ async fn grant_or_maintain(
         // the grant or for a request activated before this controller began acting; any other live
         // request without one was ended by `reconcile_inner` (`may_record_baseline`).
         status.approved = ApprovedSpec::of(&ar.spec);
-        write_status(ctx, ar, &status).await?;
+        rv = write_status(ctx, ar, &status).await?;
         if let Some(a) = &status.approved {
             ctx.remember_baseline(ar, a);
         }
@@ -1132,29 +1217,44 @@ async fn grant_or_maintain(
         let role = janus_api::rules::scope::role_of(&ctx.config.roles, &ar.spec)
             .map_err(|e| Error::Permanent(e.to_string()))?;
         let role_rules = ctx.role_rules(&target, role).await?;
+        // The namespaces at the same time (a few at once), answered in request order.
+        // (Owned names: a stream over borrowed ones is not `Send` for every lifetime the controller's
+        // runtime asks of a reconcile future.)
+        let issued: Vec<grant::Issued> = futures::stream::iter(ar.spec.namespaces.clone())
+            .map(|ns| {
+                let (target, role_rules, status) = (&target, &role_rules, &status);
+                async move {
+                    let ns = ns.as_str();
+                    let recorded = status
+                        .grants
+                        .iter()
+                        .find(|g| g.namespace == ns)
+                        .and_then(|g| g.pod_selector.as_deref());
+                    let access = access_in(target, ar, role, role_rules, ns, recorded).await?;
+                    let issued = grant::ensure_grant(
+                        ctx.clusters.central(),
+                        &ctx.config.namespace,
+                        target,
+                        ar,
+                        ns,
+                        &access,
+                        expires,
+                    )
+                    .await?;
+                    // As soon as it is written: its echo on the watch is then not taken for drift.
+                    ctx.own_secret_writes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(issued.grant.token_secret.clone(), issued.resource_version.clone());
+                    Ok::<_, Error>(issued)
+                }
+            })
+            .buffered(grant::NAMESPACES_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut grants = Vec::new();
         let mut renew_at: Option<DateTime<Utc>> = None;
-        for ns in &ar.spec.namespaces {
-            let recorded = status
-                .grants
-                .iter()
-                .find(|g| &g.namespace == ns)
-                .and_then(|g| g.pod_selector.as_deref());
-            let access = access_in(&target, ar, role, &role_rules, ns, recorded).await?;
-            let issued = grant::ensure_grant(
-                ctx.clusters.central(),
-                &ctx.config.namespace,
-                &target,
-                ar,
-                ns,
-                &access,
-                expires,
-            )
-            .await?;
-            ctx.own_secret_writes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(issued.grant.token_secret.clone(), issued.resource_version);
+        for issued in issued {
             renew_at = match (renew_at, issued.renew_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -1188,25 +1288,6 @@ async fn grant_or_maintain(
             return Err(e);
         }
     };
-    // A decision may have arrived while credentials were being issued: look again before declaring
-    // them active, and take them back at once if so.
-    let fresh = ctx.api().get_opt(&ar.name_any()).await?;
-    match &fresh {
-        None => return Ok(Action::await_change()),
-        Some(f) if f.metadata.deletion_timestamp.is_some() => return Ok(Action::requeue(Duration::ZERO)),
-        Some(f) => {
-            // The same checks as at the start: a change made during the grant must not be declared
-            // active (the next reconcile would end it, but only after a status write said Active).
-            if let Some(changed) = status.approved.as_ref().map(|a| a.changes(&f.spec))
-                && !changed.is_empty()
-            {
-                return fail_changed(ctx, f, &changed, Utc::now()).await;
-            }
-            if let Some(end) = ending(&f.spec) {
-                return finish(ctx, f, end.phase(), end.message(), Utc::now()).await;
-            }
-        }
-    }
     let first = status.phase == Phase::Approved;
     let extended = recorded.is_some_and(|r| r != expires) && !first;
     status.phase = Phase::Active;
@@ -1241,7 +1322,36 @@ async fn grant_or_maintain(
             now,
         );
     }
-    write_status(ctx, ar, &status).await?;
+    // A decision may have arrived while credentials were being issued. The write names the version the
+    // grant was judged on, so it is refused (409) if anything changed since; only then is the request
+    // read again and, if a decision or a change came, the credentials taken back at once.
+    let mut judged = std::borrow::Cow::Borrowed(ar);
+    let mut attempts = 0;
+    loop {
+        match write_status_at(ctx, &judged, &status, rv.as_deref()).await {
+            Ok(()) => break,
+            Err(e) if crate::error::is_conflict(&e) && attempts < 3 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+        let Some(f) = ctx.api().get_opt(&ar.name_any()).await? else {
+            return Ok(Action::await_change());
+        };
+        if f.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        // The same checks as at the start: a change made during the grant must not be declared
+        // active (the next reconcile would end it, but only after a status write said Active).
+        if let Some(changed) = status.approved.as_ref().map(|a| a.changes(&f.spec))
+            && !changed.is_empty()
+        {
+            return fail_changed(ctx, &f, &changed, Utc::now()).await;
+        }
+        if let Some(end) = ending(&f.spec) {
+            return finish(ctx, &f, end.phase(), end.message(), Utc::now()).await;
+        }
+        rv = f.metadata.resource_version.clone();
+        judged = std::borrow::Cow::Owned(f);
+    }
     ensure_watches(ctx, &target, ar, role, &role_rules, &status.grants);
     if first {
         ctx.metrics.transition(Phase::Active);
@@ -1356,6 +1466,27 @@ fn ensure_watches(
             ctx.scopes.ensure(target, &request, &g.namespace, spec);
         }
     }
+}
+
+/// Writes `status` only over the request at resourceVersion `rv` (kube-apiserver refuses a patch whose
+/// resourceVersion is not the stored one with 409 Conflict, as in [`write_if_changed`]); without
+/// one, unconditionally.
+async fn write_status_at(
+    ctx: &Context,
+    ar: &AccessRequest,
+    status: &AccessRequestStatus,
+    rv: Option<&str>,
+) -> std::result::Result<(), kube::Error> {
+    let mut status = status.clone();
+    status.observed_generation = ar.metadata.generation;
+    let patch = match rv {
+        Some(rv) => json!({ "metadata": {"resourceVersion": rv}, "status": status }),
+        None => json!({ "status": status }),
+    };
+    ctx.api()
+        .patch_status(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 /// What to do after a failed reconcile: exponential backoff per request, capped at a minute.

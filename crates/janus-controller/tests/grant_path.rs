@@ -1,0 +1,219 @@
+//! The calls a grant and a revocation make, in order (issue 19, "one request at a time"): the
+//! namespaces of a request are granted at the same time, the Active write needs no second read of the
+//! request, a revocation's first call deletes the RoleBindings (then the ServiceAccounts), and a
+//! decision that arrives while credentials are being issued is never declared Active.
+//!
+//! Kubesim-only: the controller's client is recorded in this process, and the last test slows the
+//! API server down (fault injection).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod calls;
+mod common;
+
+use std::time::Duration;
+
+use calls::{Call, Calls, Ctl};
+use common::*;
+use futures::StreamExt as _;
+use janus_api::{AccessRequest, names};
+use janus_testkit::kubesim_only;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+const NAMESPACES: [&str; 3] = ["team-a", "team-b", "team-c"];
+
+/// The calls that act on the request or its credentials: no Events (published in the background)
+/// and no watches.
+fn acting(calls: Vec<Call>) -> Vec<Call> {
+    calls
+        .into_iter()
+        .filter(|c| !c.kind.ends_with(" events") && !c.kind.starts_with("watch "))
+        .collect()
+}
+
+fn kinds(calls: &[Call]) -> Vec<&str> {
+    calls.iter().map(|c| c.kind.as_str()).collect()
+}
+
+async fn pods_answer(sim: &kubesim::RunningSim, ns: &str, token: &str) -> Result<(), u16> {
+    let pods: Api<Pod> = Api::namespaced(sim.client_for_token(token).await.expect("client"), ns);
+    match pods.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) => Err(s.code),
+        Err(e) => panic!("unexpected answer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_grant_runs_its_namespaces_together_and_a_revocation_cuts_access_first() {
+    if kubesim_only(
+        "a_grant_runs_its_namespaces_together_and_a_revocation_cuts_access_first",
+        "records the calls of a controller in this process",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    create(&sim, &request("paths", "central", &NAMESPACES, 600)).await;
+    wait_phase(&sim, "paths", "Pending", 10).await;
+    // The Pending reconcile's Events settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mark = calls.len();
+    approve(&sim, "paths").await;
+    wait_phase(&sim, "paths", "Active", 10).await;
+    let grant = acting(calls.since(mark));
+    let grant_kinds = kinds(&grant);
+    // Every namespace's ServiceAccount is asked for before any RoleBinding: the namespaces run
+    // together, not one after the other.
+    let first_binding = grant_kinds
+        .iter()
+        .position(|k| *k == "create rolebindings")
+        .expect("RoleBindings created");
+    let accounts_before = grant_kinds[..first_binding]
+        .iter()
+        .filter(|k| **k == "create serviceaccounts")
+        .count();
+    assert_eq!(
+        accounts_before,
+        NAMESPACES.len(),
+        "ServiceAccounts of all namespaces before the first RoleBinding: {grant_kinds:?}"
+    );
+    // One read of the request (the reconcile's fresh one): the Active write carries the
+    // resourceVersion as a precondition instead of a second read.
+    assert_eq!(
+        grant_kinds.iter().filter(|k| **k == "get accessrequests").count(),
+        1,
+        "{grant_kinds:?}"
+    );
+    assert_eq!(
+        grant_kinds
+            .iter()
+            .filter(|k| **k == "patch accessrequests/status")
+            .count(),
+        2,
+        "Approved, then Active: {grant_kinds:?}"
+    );
+
+    let tokens = tokens(&sim, "paths").await;
+    assert_eq!(tokens.len(), NAMESPACES.len());
+    for (ns, token) in &tokens {
+        assert_eq!(pods_answer(&sim, ns, token).await, Ok(()), "{ns}: the token works");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mark = calls.len();
+    decide(
+        &sim,
+        "paths",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    wait_phase(&sim, "paths", "Revoked", 10).await;
+    let revocation = acting(calls.since(mark));
+    // First the RoleBindings (the token is refused at once), then the ServiceAccounts, each by the
+    // name the controller derives, before anything is read or listed.
+    let n = NAMESPACES.len();
+    let first: Vec<&Call> = revocation.iter().take(2 * n).collect();
+    for (i, c) in first.iter().enumerate() {
+        let want = if i < n {
+            "delete rolebindings"
+        } else {
+            "delete serviceaccounts"
+        };
+        assert_eq!(c.kind, want, "call {i} of the revocation: {:?}", kinds(&revocation));
+    }
+    let mut deleted: Vec<&str> = first[..n].iter().map(|c| c.path.as_str()).collect();
+    deleted.sort();
+    let mut want: Vec<String> = NAMESPACES
+        .iter()
+        .map(|ns| {
+            format!(
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{}",
+                names::grant_name("paths", ns)
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(deleted, want);
+    // The label-based cleanup still follows, and leaves nothing.
+    assert!(kinds(&revocation).contains(&"list rolebindings"));
+    assert!(leftovers(&sim, &sim, "paths").await.is_empty());
+    for (ns, token) in &tokens {
+        assert_token_dead(&sim, ns, token).await;
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_during_the_grant_is_never_declared_active() {
+    if kubesim_only(
+        "a_revocation_during_the_grant_is_never_declared_active",
+        "needs fault injection (API latency)",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    create(&sim, &request("race", "central", &NAMESPACES, 600)).await;
+    wait_phase(&sim, "race", "Pending", 10).await;
+    // Every phase the request shows from here on.
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let seen = seen.clone();
+        let cfg = watcher::Config::default().fields("metadata.name=race");
+        tokio::spawn(async move {
+            let mut events = watcher::watcher(api, cfg).boxed();
+            while let Some(ev) = events.next().await {
+                if let Ok(watcher::Event::Apply(ar) | watcher::Event::InitApply(ar)) = ev {
+                    seen.lock().unwrap().push(phase(&ar));
+                }
+            }
+        })
+    };
+    // ServiceAccounts (and their tokens) answer only after 1.5 s: the grant is still issuing
+    // credentials when the revocation comes.
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 1500,
+        path_contains: "/serviceaccounts".into(),
+        ..Default::default()
+    });
+    approve(&sim, "race").await;
+    wait_phase(&sim, "race", "Approved", 10).await;
+    decide(
+        &sim,
+        "race",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "changed my mind"}),
+    )
+    .await;
+    wait_phase(&sim, "race", "Revoked", 30).await;
+    sim.cluster.faults.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&"Approved".to_string()), "{seen:?}");
+    assert!(
+        !seen.contains(&"Active".to_string()),
+        "a request revoked while its credentials were issued was declared Active: {seen:?}"
+    );
+    // The grant's Active write (over the version it was judged on) was refused, and only then was the
+    // request read again, which found the revocation.
+    let all = acting(calls.since(0));
+    let all_kinds = kinds(&all);
+    let last_secret = all_kinds
+        .iter()
+        .rposition(|k| *k == "create secrets")
+        .expect("the grant wrote its token Secrets");
+    assert_eq!(
+        all_kinds[last_secret + 1..].iter().take(2).copied().collect::<Vec<_>>(),
+        ["patch accessrequests/status", "get accessrequests"],
+        "{all_kinds:?}"
+    );
+    assert!(leftovers(&sim, &sim, "race").await.is_empty());
+}
