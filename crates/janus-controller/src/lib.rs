@@ -4,6 +4,7 @@
 
 /// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
 pub use janus_kube::clusters;
+pub mod bulkhead;
 pub mod error;
 pub mod events;
 pub mod gate;
@@ -267,6 +268,10 @@ async fn end_overdue(due: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
 /// Reconciles running at once. Bounded so a burst (start-up, mass approval) does not open hundreds of
 /// requests at once on the API server connection.
 const CONCURRENCY: u16 = 32;
+/// Requests reconciled at once over all clusters. More than a cluster may use ([`CONCURRENCY`] for the
+/// central one, [`bulkhead::PER_REMOTE`] for a remote one): a slow or hanging remote cluster holds only its
+/// own share while the others go on (issue 19).
+const RECONCILE_SLOTS: u16 = 128;
 
 /// Leadership was lost while acting: the caller should exit so the replica restarts as a candidate.
 #[derive(Debug, thiserror::Error)]
@@ -393,8 +398,10 @@ async fn act(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(decision_inputs, Default::default());
+    // Requests whose remote cluster came back are reconciled again at once (Clusters::wait_for).
+    let requests = futures::stream::select(requests, recovered_requests(&ctx, reader.clone()));
     let controller = Controller::for_stream(requests, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
+        .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_SLOTS))
         // A deleted or changed token Secret is drift the owner must repair; the echo of our own write
         // is not.
         .watches(
@@ -413,9 +420,17 @@ async fn act(
         );
     *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
 
+    let bulkhead = Arc::new(bulkhead::Bulkhead::new(
+        &ctx.clusters.central().name,
+        usize::from(CONCURRENCY),
+    ));
     controller
         .graceful_shutdown_on(shutdown)
-        .run(timed_reconcile, reconcile::error_policy, ctx)
+        .run(
+            move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone()),
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile");
@@ -425,13 +440,45 @@ async fn act(
     Ok(())
 }
 
-/// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`.
+/// The requests announced by [`clusters::Clusters::recovered`], as the reflector has them now.
+fn recovered_requests(
+    ctx: &reconcile::Context,
+    store: reflector::Store<AccessRequest>,
+) -> impl futures::Stream<Item = Result<AccessRequest, watcher::Error>> + Send + 'static {
+    let names = ctx.clusters.recovered();
+    futures::stream::unfold(names, |names| async move {
+        let mut names = names?;
+        let name = names.recv().await?;
+        Some((name, Some(names)))
+    })
+    .filter_map(move |name| {
+        let ar = store
+            .get(&ObjectRef::new(&name))
+            .map(|ar| Ok(AccessRequest::clone(&ar)));
+        futures::future::ready(ar)
+    })
+}
+
+/// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`, once the
+/// request's cluster admits it ([`bulkhead::Bulkhead`]).
 async fn timed_reconcile(
     ar: Arc<AccessRequest>,
     ctx: Arc<reconcile::Context>,
+    bulkhead: Arc<bulkhead::Bulkhead>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
+    let _admitted = match bulkhead.admit(&ar.spec.cluster).await {
+        Ok(a) => a,
+        // Its cluster has its share in flight: looked at again later, holding no slot meanwhile.
+        Err(again) => return Ok(kube::runtime::controller::Action::requeue(again)),
+    };
     let start = std::time::Instant::now();
-    let result = reconcile::reconcile(ar, ctx.clone()).await;
+    let result = reconcile::reconcile(ar.clone(), ctx.clone()).await;
+    if let Err(e) = &result
+        && e.is_transient()
+    {
+        // Retried when the cluster answers again, not only after the backoff.
+        ctx.clusters.wait_for(&ar.spec.cluster, &ar.name_any()).await;
+    }
     let outcome = if result.is_ok() {
         metrics::Outcome::Ok
     } else {

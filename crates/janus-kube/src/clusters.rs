@@ -1,7 +1,7 @@
 //! The clusters access is granted on: the central one (our own identity) and remote ones reached
 //! through kubeconfig Secrets, re-read on every use so registration and removal need no restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use janus_api::config::Config;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::error::{Error, Result, is_not_found};
 
@@ -150,9 +151,14 @@ pub async fn handle_from_kubeconfig(name: &str, yaml: &str) -> Result<ClusterHan
     };
     let kc: kube::config::Kubeconfig =
         yaml_serde::from_str(yaml).map_err(|e| unavailable(format!("kubeconfig is not valid YAML: {e}")))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| unavailable(format!("kubeconfig is not usable: {e}")))?;
+    // kube's default retry repeats a 503, 429 or 504 up to 15 times with a backoff growing towards
+    // minutes: a remote cluster answering 503 (down behind its load balancer) would hold each call,
+    // and the reconcile with it, until the reconcile's 30 s bound, and its requests would never say
+    // that they wait. The controller retries failed reconciles itself, with the cluster probed.
+    cfg.default_retry = false;
     let server = cfg.cluster_url.to_string().trim_end_matches('/').to_string();
     let ca_pem = cfg.root_cert.as_deref().map(der_to_pem).unwrap_or_default();
     let client =
@@ -195,12 +201,64 @@ pub fn configured(config: &Config) -> Vec<ClusterInfo> {
         .collect()
 }
 
+/// How often a remote cluster that requests wait for is probed until it answers again.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// A probe without an answer within this long failed (a hanging server is as good as down).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The requests waiting for each remote cluster to come back, and where to announce them when it does.
+struct Recovery {
+    /// Waiting request names by cluster; a cluster is in the map while its probe runs.
+    waiting: std::sync::Mutex<HashMap<String, HashSet<String>>>,
+    recovered: UnboundedSender<String>,
+}
+
+impl Recovery {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Probes `target` (`GET /api`, which every authenticated identity may read and which goes through
+    /// the same path as the grant's calls) until it answers. Its waiting requests are announced only if
+    /// it failed at least once meanwhile: answering at once means the cluster was reachable and the
+    /// request failed for another reason, which keeps its backoff.
+    async fn probe(self: Arc<Self>, target: ClusterHandle) {
+        let mut failed = false;
+        loop {
+            if self.recovered.is_closed() {
+                // The controller stopped acting: nobody retries anything any more.
+                self.waiting().remove(&target.name);
+                return;
+            }
+            let answered = matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, target.client.list_core_api_versions()).await,
+                Ok(Ok(_))
+            );
+            if answered {
+                let names = self.waiting().remove(&target.name).unwrap_or_default();
+                if failed {
+                    tracing::info!(cluster = %target.name, requests = names.len(), "cluster reachable again; retrying its waiting requests now");
+                    for n in names {
+                        let _ = self.recovered.send(n);
+                    }
+                }
+                return;
+            }
+            failed = true;
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+}
+
 /// Resolves cluster names to handles.
 pub struct Clusters {
     config: Arc<Config>,
     central: ClusterHandle,
     /// Remote handles by cluster name, valid while their Secret keeps its resourceVersion.
     cache: Mutex<HashMap<String, (String, ClusterHandle)>>,
+    recovery: Arc<Recovery>,
+    /// The receiving end of [`Recovery::recovered`], until [`Clusters::recovered`] takes it.
+    recovered: std::sync::Mutex<Option<UnboundedReceiver<String>>>,
 }
 
 impl std::fmt::Debug for Clusters {
@@ -220,11 +278,53 @@ impl Clusters {
             server,
             ca_pem,
         };
+        let (tx, rx) = unbounded_channel();
         Self {
             config,
             central,
             cache: Mutex::new(HashMap::new()),
+            recovery: Arc::new(Recovery {
+                waiting: std::sync::Mutex::new(HashMap::new()),
+                recovered: tx,
+            }),
+            recovered: std::sync::Mutex::new(Some(rx)),
         }
+    }
+
+    /// Notes that `request` failed for now on remote cluster `cluster` (the central cluster is ignored:
+    /// without it nothing works anyway). While requests wait for it, the cluster is probed every
+    /// [`PROBE_INTERVAL`]; when it answers again after failing, their names come out of
+    /// [`Clusters::recovered`], so they are retried within about a probe interval of its return
+    /// instead of after their backoff, which has grown to a minute after a long outage.
+    pub async fn wait_for(&self, cluster: &str, request: &str) {
+        if cluster == self.central.name {
+            return;
+        }
+        {
+            let mut waiting = self.recovery.waiting();
+            if let Some(names) = waiting.get_mut(cluster) {
+                // A probe runs already.
+                names.insert(request.to_string());
+                return;
+            }
+            waiting.insert(cluster.to_string(), HashSet::from([request.to_string()]));
+        }
+        match self.get(cluster).await {
+            Ok(target) => {
+                tokio::spawn(self.recovery.clone().probe(target));
+            }
+            // Without a usable kubeconfig there is nothing to probe; the Secret's return is noticed
+            // by the requests' own retries.
+            Err(_) => {
+                self.recovery.waiting().remove(cluster);
+            }
+        }
+    }
+
+    /// The names of requests whose cluster came back (see [`Clusters::wait_for`]); the first call takes
+    /// the receiver, later ones get `None`.
+    pub fn recovered(&self) -> Option<UnboundedReceiver<String>> {
+        self.recovered.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The central cluster.
