@@ -1290,6 +1290,8 @@ async fn grant_or_maintain(
     };
     let first = status.phase == Phase::Approved;
     let extended = recorded.is_some_and(|r| r != expires) && !first;
+    // What the grant was judged on; a read-again status that differs is someone else's decision.
+    let judged_phase = status.phase;
     status.phase = Phase::Active;
     status.active_at = Some(fmt_time(active_at));
     status.expires_at = Some(fmt_time(expires));
@@ -1349,6 +1351,13 @@ async fn grant_or_maintain(
         if let Some(end) = ending(&f.spec) {
             return finish(ctx, &f, end.phase(), end.message(), Utc::now()).await;
         }
+        // The status too: another controller (a leader during failover) or the overdue sweep may have
+        // ended the request or replaced its approval meanwhile. Status writes wake no reconcile, so an
+        // Active written over that would stay; the credentials just issued are taken back instead.
+        let fresh = f.status.clone().unwrap_or_default();
+        if fresh.phase != judged_phase || fresh.approved != status.approved {
+            return take_back(ctx, ar, &f, &status.grants).await;
+        }
         rv = f.metadata.resource_version.clone();
         judged = std::borrow::Cow::Owned(f);
     }
@@ -1392,6 +1401,37 @@ async fn grant_or_maintain(
         .await;
     }
     Ok(requeue_at(renew_at.map_or(expires, |r| r.min(expires)), now))
+}
+
+/// Takes back the credentials a grant issued after its request's status was changed by another writer
+/// during the grant (`fresh`: the request read again). The cut of access comes first, by the names
+/// just issued (`issued`, which `fresh` may not list). A request someone ended keeps its phase, reason
+/// and message, its cleanup recorded as [`finish_with`] records it (retried until nothing is left);
+/// any other change is judged again by an immediate reconcile.
+async fn take_back(ctx: &Context, judged: &AccessRequest, fresh: &AccessRequest, issued: &[Grant]) -> Result<Action> {
+    let name = judged.name_any();
+    let status = fresh.status.clone().unwrap_or_default();
+    tracing::info!(request = %name, phase = %status.phase, "status changed during the grant; taking the credentials back");
+    let mut granted = judged.clone();
+    let judged_status = granted.status.get_or_insert_with(Default::default);
+    judged_status.grants = issued.to_vec();
+    if judged_status.approved.is_none() {
+        judged_status.approved = ctx.remembered_baseline(judged);
+    }
+    ctx.scopes.stop_request(&name);
+    cut_access(ctx, &granted).await;
+    if status.phase.is_terminal() {
+        let reason = status
+            .phase_reason()
+            .map_or_else(|| status.phase.to_string(), str::to_string);
+        let ended = parse_time(status.ended_at.as_deref().unwrap_or("")).unwrap_or_else(Utc::now);
+        return finish_with(ctx, fresh, status.phase, &reason, status.message.clone(), ended).await;
+    }
+    let left = remove_credentials(ctx, fresh).await?;
+    if !left.is_empty() {
+        return Err(Error::CleanupPending(format!("still present: {}", left.join(", "))));
+    }
+    Ok(Action::requeue(Duration::ZERO))
 }
 
 /// What the grant in `ns` binds: the role's ClusterRole, or for a pod-scoped request a Role with the
