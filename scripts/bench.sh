@@ -14,6 +14,10 @@
 # BENCH_QUIET_WAIT (seconds to wait for it, default 300; then the part runs anyway and its machine
 # string says "busy"), BENCH_PART_TIMEOUT (seconds per part, default 600), BENCH_FAILOVER_REQUESTS
 # (requests per batch in the failover part, default 20), BENCH_REQUESTS (idle-rss load, default 1000).
+# Fleet part: BENCH_FLEET_CLUSTERS (remote kubesim processes, default 50), BENCH_FLEET_GRANTS (live grants,
+# default 10000), BENCH_FLEET_BURST (approvals at once, default 1000), BENCH_FLEET_UNREACHABLE and
+# BENCH_FLEET_SLOW (clusters made unreachable / slow in the degraded run, default 10 each), BENCH_FLEET_SLOW_MS
+# (the slow clusters' latency per call, default 5000).
 # Web-replicas part: BENCH_OHA (the oha binary, default .tools/bin/oha; scripts/install-bench-tools.sh
 # installs it), BENCH_REPLICAS_USERS (local accounts, default 250), BENCH_REPLICAS_CONCURRENCY (concurrent
 # users, default 500), BENCH_REPLICAS_RATE (requests per second per user, default 1), BENCH_REPLICAS_SECONDS
@@ -32,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PARTS=(failover idle-rss web-replicas terminal-cost scopes lifecycle)
+PARTS=(failover idle-rss fleet web-replicas terminal-cost scopes lifecycle)
 out=target/bench
 summary="$out/summary.json"
 recorded=docs/benchmarks.json
@@ -91,6 +95,13 @@ if not figs:
     sys.exit("bench-idle-rss.sh reported nothing")
 json.dump(figs, open(sys.argv[2], "w"), indent=2)
 PY
+}
+
+# One `janus controller` granting on BENCH_FLEET_CLUSTERS remote kubesim processes with BENCH_FLEET_GRANTS
+# live grants: approval bursts and expiries, all healthy, then with clusters unreachable and slow
+# (crates/janus-bench/src/fleet.rs).
+part_fleet() {
+  target/release/janus-bench fleet --bin-dir target/release --out "$1"
 }
 
 # Two `janus web` replicas with the chart's configuration on one throwaway PostgreSQL: 500 concurrent

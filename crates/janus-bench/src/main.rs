@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 mod failover;
+mod fleet;
 mod replicas;
 mod terminal;
 
@@ -42,6 +43,9 @@ enum Part {
     /// Two `janus web` replicas with the chart's configuration on one PostgreSQL: 500 concurrent users
     /// through oha, 2,000 terminal sessions cut by revokes, one replica SIGKILLed mid-load.
     WebReplicas(replicas::Args),
+    /// One controller granting on many remote clusters (kubesim each) with thousands of live grants:
+    /// approval bursts and expiries, all healthy and with clusters unreachable or slow.
+    Fleet(fleet::Args),
     /// CPU per GiB of shell output through a janus terminal against a straight exec, and the web's
     /// memory per idle terminal session.
     TerminalCost(terminal::Args),
@@ -327,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().part {
         Part::Failover(args) => failover(args).await,
         Part::WebReplicas(args) => replicas::run(args).await,
+        Part::Fleet(args) => fleet::run(args).await,
         Part::TerminalCost(args) => terminal::run(args).await,
     }
 }
