@@ -270,7 +270,8 @@ async fn end_overdue(due: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
 const CONCURRENCY: u16 = 32;
 /// Requests reconciled at once over all clusters. More than a cluster may use ([`CONCURRENCY`] for the
 /// central one, [`bulkhead::PER_REMOTE`] for a remote one): a slow or hanging remote cluster holds only its
-/// own share while the others go on (issue 19).
+/// own share while the others go on (issue 19). No slot is held waiting: what works on the central API
+/// server at once is bounded by the bulkhead ([`bulkhead::GRANT_SLOTS`] + [`bulkhead::ENDING_SLOTS`]).
 const RECONCILE_SLOTS: u16 = 128;
 
 /// Leadership was lost while acting: the caller should exit so the replica restarts as a candidate.
@@ -459,6 +460,22 @@ fn recovered_requests(
     })
 }
 
+/// The request still holds grants and its access is to end (a revocation, withdrawal or denial, its
+/// deletion, or its expiry is due): its reconcile takes the bulkhead's slots for cuts, never waiting
+/// behind grants.
+fn ends_access(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let Some(status) = ar.status.as_ref().filter(|s| !s.grants.is_empty()) else {
+        return false;
+    };
+    janus_api::rules::lifecycle::ending(&ar.spec).is_some()
+        || ar.metadata.deletion_timestamp.is_some()
+        || status
+            .expires_at
+            .as_deref()
+            .and_then(janus_api::rules::time::parse_time)
+            .is_some_and(|t| t <= now)
+}
+
 /// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`, once the
 /// request's cluster admits it ([`bulkhead::Bulkhead`]).
 async fn timed_reconcile(
@@ -466,9 +483,10 @@ async fn timed_reconcile(
     ctx: Arc<reconcile::Context>,
     bulkhead: Arc<bulkhead::Bulkhead>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
-    let _admitted = match bulkhead.admit(&ar.spec.cluster).await {
+    let _admitted = match bulkhead.admit(&ar.spec.cluster, ends_access(&ar, chrono::Utc::now())) {
         Ok(a) => a,
-        // Its cluster has its share in flight: looked at again later, holding no slot meanwhile.
+        // Its cluster (or the controller) has its share in flight: looked at again later, holding no
+        // slot meanwhile.
         Err(again) => return Ok(kube::runtime::controller::Action::requeue(again)),
     };
     let start = std::time::Instant::now();

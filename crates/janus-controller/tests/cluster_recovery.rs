@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use janus_testkit::kubesim_only;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams};
 use serde_json::json;
 
 #[tokio::test]
@@ -104,13 +105,15 @@ async fn a_slow_remote_cluster_does_not_hold_up_the_others() {
     approve(&sim, "warm").await;
     wait_phase(&sim, "warm", "Active", 20).await;
 
-    // Every API call on the remote takes 3 s: a grant there takes several of them.
+    // Every API call on the remote takes 8 s: a grant there holds its reconcile at least that long
+    // (with 3 s, the slow grants ended soon enough for "quick" to pass even without the bulkhead).
     remote.cluster.faults.set(kubesim::faults::FaultConfig {
-        latency_ms: 3000,
+        latency_ms: 8000,
         ..Default::default()
     });
-    // More requests on the slow cluster than the controller reconciles at once.
-    let slow: Vec<String> = (0..80).map(|i| format!("slow-{i}")).collect();
+    // More requests on the slow cluster than the controller reconciles at once (128): without a share
+    // per cluster they would take every slot.
+    let slow: Vec<String> = (0..140).map(|i| format!("slow-{i}")).collect();
     let reqs: Vec<_> = slow.iter().map(|n| request(n, "remote", &["team-b"], 600)).collect();
     futures::future::join_all(reqs.iter().map(|r| create(&sim, r))).await;
     futures::future::join_all(slow.iter().map(|n| approve(&sim, n))).await;
@@ -119,8 +122,8 @@ async fn a_slow_remote_cluster_does_not_hold_up_the_others() {
     create(&sim, &request("quick", "central", &["team-a"], 600)).await;
     approve(&sim, "quick").await;
     let approved = Instant::now();
-    // Without a bound per cluster, "quick" waits until the slow cluster's reconciles end (12 s and
-    // more); 5 s leaves room for a busy machine.
+    // Without a bound per cluster, "quick" waits until the slow cluster's reconciles end (8 s and
+    // more; measured: fails here); 5 s leaves room for a busy machine.
     let bound = Duration::from_secs(5);
     loop {
         let ar = get(&sim, "quick").await.unwrap();
@@ -136,5 +139,33 @@ async fn a_slow_remote_cluster_does_not_hold_up_the_others() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("central request Active {:?} after its approval", approved.elapsed());
+
+    // A revocation on the slow cluster, which has its share of grants in flight and 140 more waiting:
+    // the cut (the RoleBinding's deletion, the revocation's first call) does not queue behind them.
+    decide(
+        &sim,
+        "warm",
+        "revocation",
+        json!({"by": "admin@example.com", "at": now(), "reason": "done"}),
+    )
+    .await;
+    let revoked = Instant::now();
+    let lp = ListParams::default().labels(&format!("{}=warm", janus_api::REQUEST_LABEL));
+    let bindings: Api<RoleBinding> = Api::namespaced(remote.admin().await, "team-a");
+    // The cut is one 8 s call after at most a deferral of 1 s, and each look here takes 8 s too;
+    // behind the grants it would take minutes (2 at a time, 8 s calls each).
+    let bound = Duration::from_secs(33);
+    loop {
+        let left = bindings.list(&lp).await.unwrap().items.len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < bound,
+            "the revoked request's RoleBinding on the slow cluster is still there {:?} after the revocation",
+            revoked.elapsed()
+        );
+    }
+    println!("access cut {:?} after the revocation", revoked.elapsed());
     remote.cluster.faults.clear();
 }
