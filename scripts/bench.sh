@@ -4,7 +4,7 @@
 # target/bench/summary.json: [{part, figure, unit, value, target, pass, command, machine, at}].
 #
 # Usage:
-#   scripts/bench.sh [PART...]      run parts (failover, idle-rss); prints the summary table
+#   scripts/bench.sh [PART...]      run parts (default all; --list names them); prints the summary table
 #   scripts/bench.sh --list         the parts
 #   scripts/bench.sh --check-docs   does docs/benchmarks.md's generated block show the last run?
 #                                   (target/bench/summary.json, else the recorded docs/benchmarks.json)
@@ -137,6 +137,12 @@ part_lifecycle() {
 mkdir -p "$out"
 echo "building the release binaries" >&2
 cargo build --release -q -p janus -p kubesim -p janus-bench
+# The cargo-bench parts compile here too, so that no part spends its time bound compiling.
+for p in "${want[@]}"; do
+  case "$p" in
+    scopes | lifecycle) cargo bench -q --no-run -p janus-controller --bench "$p" ;;
+  esac
+done
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 quiet() { awk -v l="$(load1)" -v m="${BENCH_MAX_LOAD:-1.0}" 'BEGIN { exit !(l < m) }'; }
