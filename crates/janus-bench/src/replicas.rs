@@ -449,7 +449,11 @@ async fn terminals(
     let holders = args.sessions.div_ceil(per_user);
     let holders = &engineers[..holders];
     let created: Vec<anyhow::Result<String>> = futures::stream::iter(holders)
-        .map(|u| u.create_request("terminal sessions"))
+        .map(|u| {
+            // Through web-0: the users' own replica may be the web-1 that was killed and restarted.
+            let u = u.on(a);
+            async move { u.create_request("terminal sessions").await }
+        })
         .buffered(16)
         .collect()
         .await;

@@ -476,9 +476,16 @@ pub async fn decision_load(pairs: Vec<Pair>, fallback: &Web, stop: Instant) -> D
                 };
                 let Some(name) = created else { continue };
                 d.created.push(name.clone());
+                let mut retried = false;
                 loop {
                     match p.admin.decide(&name, "approve", &json!({})).await {
                         Ok(s) if s.is_success() => {
+                            d.approved.push(name.clone());
+                            break;
+                        }
+                        // The killed replica approved it but died before answering: the retry finds
+                        // it approved. The decision took effect; only its answer was lost.
+                        Ok(s) if retried && s.as_u16() == 409 => {
                             d.approved.push(name.clone());
                             break;
                         }
@@ -492,6 +499,7 @@ pub async fn decision_load(pairs: Vec<Pair>, fallback: &Web, stop: Instant) -> D
                                 break;
                             }
                             switch(&mut p.admin);
+                            retried = true;
                         }
                     }
                 }
