@@ -158,10 +158,13 @@ impl Pg {
                 .map(str::to_string)
                 .with_context(|| format!("pg-throwaway.sh said no {k}"))
         };
-        Ok(Pg {
+        // The guard exists as soon as the directory is known, so that a missing URL stops the server.
+        let mut pg = Pg {
             dir: get("PG_THROWAWAY_DIR")?,
-            url: get("JANUS_TEST_POSTGRES_URL")?,
-        })
+            url: String::new(),
+        };
+        pg.url = get("JANUS_TEST_POSTGRES_URL")?;
+        Ok(pg)
     }
 }
 
@@ -177,8 +180,22 @@ fn pg_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
 }
 
-/// Runs the part.
+/// Runs the part. SIGTERM (what scripts/bench.sh sends the part's process group on its timeout) or
+/// SIGINT ends it with an error instead of killing the process, so that the part's destructors run:
+/// above all the throwaway PostgreSQL's, which pg_ctl started in a session of its own where the
+/// group's signal does not reach it.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        r = run_part(args) => r,
+        _ = term.recv() => bail!("stopped by SIGTERM"),
+        _ = int.recv() => bail!("stopped by SIGINT"),
+    }
+}
+
+async fn run_part(args: Args) -> anyhow::Result<()> {
     if args.users < 8 || args.concurrency == 0 || args.sessions == 0 || args.oha_per_mix == 0 {
         bail!("--users must be at least 8; --concurrency, --sessions and --oha-per-mix at least 1");
     }
@@ -560,24 +577,46 @@ async fn terminals(
             .collect()
             .await;
     let mut revoked_at = vec![None; names.len()];
+    let mut revoke_failed = 0usize;
     for (h, at, r) in sent {
         match r {
             Ok(s) if s.is_success() => revoked_at[h] = Some(at),
-            Ok(s) => eprintln!("revoke {}: {s}", names[h]),
-            Err(e) => eprintln!("revoke {}: {e:#}", names[h]),
+            Ok(s) => {
+                revoke_failed += 1;
+                eprintln!("revoke {}: {s}", names[h]);
+            }
+            Err(e) => {
+                revoke_failed += 1;
+                eprintln!("revoke {}: {e:#}", names[h]);
+            }
         }
     }
     let mut lags = Vec::new();
     let mut still_open = 0usize;
+    // Closed for another reason (socket error, server gone...) or before the revoke was even sent:
+    // not a cut by the revoke, so neither counted as a lag nor as a success.
+    let mut not_cut = 0usize;
     let mut closed_per_replica = [0usize; 2];
     for w in waits {
         let (h, replica, at, r) = w.await?;
         match (r, revoked_at[h]) {
-            (Ok(_), Some(sent)) => {
-                lags.push(at.saturating_duration_since(sent));
+            (Ok(reason), Some(sent)) if reason.contains("revoked") && at >= sent => {
+                lags.push(at.duration_since(sent));
                 closed_per_replica[replica] += 1;
             }
-            (Ok(_), None) => {}
+            (Ok(reason), Some(sent)) => {
+                not_cut += 1;
+                if not_cut <= 5 {
+                    let when = if at < sent {
+                        "before its revoke was sent"
+                    } else {
+                        "after its revoke"
+                    };
+                    eprintln!("  session of {} closed {when}, not by it: {reason}", names[h]);
+                }
+            }
+            // Its revoke failed (counted above): whatever happened to the session, it was not cut.
+            (Ok(_), None) => not_cut += 1,
             (Err(e), _) => {
                 still_open += 1;
                 if still_open <= 5 {
@@ -589,7 +628,7 @@ async fn terminals(
     lags.sort();
     let max = lags.last().copied().unwrap_or_default();
     eprintln!(
-        "revoke of {} requests: {} + {} sessions closed on web-0 + web-1, {still_open} still open; lag p50 {:?} p99 {:?} max {max:?}",
+        "revoke of {} requests ({revoke_failed} revokes failed): {} + {} sessions cut on web-0 + web-1, {not_cut} closed but not by their revoke, {still_open} still open; lag p50 {:?} p99 {:?} max {max:?}",
         names.len(),
         closed_per_replica[0],
         closed_per_replica[1],
@@ -607,7 +646,19 @@ async fn terminals(
         unit: "ms",
         value: crate::ms(max),
         target: "< 1000".into(),
-        pass: still_open == 0 && !lags.is_empty() && max < Duration::from_secs(1),
+        pass: revoke_failed == 0
+            && still_open == 0
+            && not_cut == 0
+            && !lags.is_empty()
+            && max < Duration::from_secs(1),
+    });
+    figures.push(Figure {
+        part: PART,
+        figure: "terminal sessions not cut by their revoke (revoke failed, closed before it was sent or for another reason, or still open)".into(),
+        unit: "count",
+        value: (not_cut + still_open) as f64,
+        target: "= 0".into(),
+        pass: revoke_failed == 0 && not_cut == 0 && still_open == 0,
     });
     Ok(())
 }
