@@ -12,14 +12,12 @@ mod common;
 
 use std::time::Duration;
 
-use calls::{Call, Calls, Ctl};
+use calls::{Call, Calls, Ctl, approved_with_slow_grant};
 use common::*;
-use futures::StreamExt as _;
-use janus_api::{AccessRequest, names};
+use janus_api::names;
 use janus_testkit::kubesim_only;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
 const NAMESPACES: [&str; 3] = ["team-a", "team-b", "team-c"];
@@ -158,33 +156,8 @@ async fn a_revocation_during_the_grant_is_never_declared_active() {
     }
     let sim = central().await;
     let calls = Calls::default();
-    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
-    create(&sim, &request("race", "central", &NAMESPACES, 600)).await;
-    wait_phase(&sim, "race", "Pending", 10).await;
-    // Every phase the request shows from here on.
-    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let recorder = {
-        let seen = seen.clone();
-        let cfg = watcher::Config::default().fields("metadata.name=race");
-        tokio::spawn(async move {
-            let mut events = watcher::watcher(api, cfg).boxed();
-            while let Some(ev) = events.next().await {
-                if let Ok(watcher::Event::Apply(ar) | watcher::Event::InitApply(ar)) = ev {
-                    seen.lock().unwrap().push(phase(&ar));
-                }
-            }
-        })
-    };
-    // ServiceAccounts (and their tokens) answer only after 1.5 s: the grant is still issuing
-    // credentials when the revocation comes.
-    sim.cluster.faults.set(kubesim::faults::FaultConfig {
-        latency_ms: 1500,
-        path_contains: "/serviceaccounts".into(),
-        ..Default::default()
-    });
-    approve(&sim, "race").await;
-    wait_phase(&sim, "race", "Approved", 10).await;
+    // The revocation comes while the grant is still issuing credentials.
+    let (_ctl, (seen, recorder)) = approved_with_slow_grant(&sim, "race", &calls).await;
     decide(
         &sim,
         "race",

@@ -13,16 +13,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use calls::{Calls, Ctl};
+use calls::{Calls, approved_with_slow_grant};
 use common::*;
-use futures::StreamExt as _;
 use janus_api::AccessRequest;
 use janus_testkit::kubesim_only;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
-
-const NAMESPACES: [&str; 3] = ["team-a", "team-b", "team-c"];
 
 #[tokio::test]
 async fn a_status_ended_by_another_writer_during_the_grant_is_never_overwritten_with_active() {
@@ -34,34 +30,9 @@ async fn a_status_ended_by_another_writer_during_the_grant_is_never_overwritten_
     }
     let sim = central().await;
     let calls = Calls::default();
-    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
-    create(&sim, &request("overrun", "central", &NAMESPACES, 600)).await;
-    wait_phase(&sim, "overrun", "Pending", 10).await;
+    // The other writer ends the request while the grant is still issuing credentials.
+    let (_ctl, (seen, recorder)) = approved_with_slow_grant(&sim, "overrun", &calls).await;
     let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
-    // Every phase the request shows from here on.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let recorder = {
-        let seen = seen.clone();
-        let api = api.clone();
-        let cfg = watcher::Config::default().fields("metadata.name=overrun");
-        tokio::spawn(async move {
-            let mut events = watcher::watcher(api, cfg).boxed();
-            while let Some(ev) = events.next().await {
-                if let Ok(watcher::Event::Apply(ar) | watcher::Event::InitApply(ar)) = ev {
-                    seen.lock().unwrap().push(phase(&ar));
-                }
-            }
-        })
-    };
-    // ServiceAccounts (and their tokens) answer only after 1.5 s: the grant is still issuing
-    // credentials when the other writer ends the request.
-    sim.cluster.faults.set(kubesim::faults::FaultConfig {
-        latency_ms: 1500,
-        path_contains: "/serviceaccounts".into(),
-        ..Default::default()
-    });
-    approve(&sim, "overrun").await;
-    wait_phase(&sim, "overrun", "Approved", 10).await;
     // What an overdue sweep or another leader writes: a terminal phase, credentials (as it saw them,
     // none yet) removed. A status write does not wake this controller's reconcile.
     let ended = now();

@@ -5,9 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::common::{NS, sa_token};
+use futures::StreamExt as _;
+use janus_api::AccessRequest;
+use kube::api::Api;
+use kube::runtime::watcher;
+
+use crate::common::{Controller, NS, approve, config, create, phase, request, sa_token, wait_phase};
 
 /// One call: "verb resource[/subresource]" (the verb as RBAC names it), the request path, and when
 /// it was sent.
@@ -116,10 +121,7 @@ pub fn per_run(runs: &[BTreeMap<String, u64>]) -> (f64, String) {
 
 /// A controller running in this process with the chart's controller identity, on a client whose
 /// requests are recorded into `calls`.
-pub struct Ctl {
-    task: tokio::task::JoinHandle<()>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
+pub struct Ctl(Controller);
 
 impl Ctl {
     /// Starts it; `/metrics` on `metrics` when given.
@@ -144,36 +146,57 @@ impl Ctl {
                 },
             ))
             .build();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let opts = janus_controller::Options {
             metrics_listen: metrics.map(|m| m.parse().expect("addr")),
             identity: "recorded".into(),
             leader_election: false,
         };
-        let (url, ca) = (sim.url(), sim.ca_pem().to_string());
-        let task = tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.await;
-            };
-            if let Err(e) = janus_controller::run(cfg, client, url, ca, opts, stop).await {
-                panic!("controller failed: {e:#}");
-            }
-        });
-        Self { task, stop: Some(tx) }
+        Self(Controller::spawn(
+            cfg,
+            client,
+            sim.url(),
+            sim.ca_pem().to_string(),
+            opts,
+        ))
     }
 
     /// Stops it gracefully (in-flight reconciles finish), at most 10 s.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-        self.task.abort();
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
 }
 
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Phases of one request as a watch sees them, recorded until the task is aborted.
+pub type Phases = (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>);
+
+/// The race both tests/grant_path.rs and tests/status_race.rs set up: a recorded controller, the
+/// request `name` created and approved while ServiceAccount calls (and their tokens) answer only after
+/// 1.5 s, so the grant is still issuing credentials when the test acts; every phase the request shows
+/// from its approval on is recorded. Returns once it is Approved, the faults still set.
+pub async fn approved_with_slow_grant(sim: &kubesim::RunningSim, name: &str, calls: &Calls) -> (Ctl, Phases) {
+    let ctl = Ctl::start(sim, config(""), None, calls).await;
+    create(sim, &request(name, "central", &["team-a", "team-b", "team-c"], 600)).await;
+    wait_phase(sim, name, "Pending", 10).await;
+    let api: Api<AccessRequest> = Api::all(sim.client().await.expect("client"));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let seen = seen.clone();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        tokio::spawn(async move {
+            let mut events = watcher::watcher(api, cfg).boxed();
+            while let Some(ev) = events.next().await {
+                if let Ok(watcher::Event::Apply(ar) | watcher::Event::InitApply(ar)) = ev {
+                    seen.lock().unwrap().push(phase(&ar));
+                }
+            }
+        })
+    };
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: 1500,
+        path_contains: "/serviceaccounts".into(),
+        ..Default::default()
+    });
+    approve(sim, name).await;
+    wait_phase(sim, name, "Approved", 10).await;
+    (ctl, (seen, recorder))
 }

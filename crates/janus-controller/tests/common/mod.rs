@@ -282,14 +282,17 @@ impl Controller {
         token: &str,
     ) -> Self {
         let client = sim.for_token(token).await;
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = janus_controller::Options {
             metrics_listen: metrics,
             identity: "test".into(),
             leader_election: false,
         };
-        let url = sim.server();
-        let ca = sim.ca();
+        Self::spawn(cfg, client, sim.server(), sim.ca(), opts)
+    }
+
+    /// Runs it on a client the caller built (tests/calls/mod.rs records that client's requests).
+    pub fn spawn(cfg: Config, client: kube::Client, url: String, ca: String, opts: janus_controller::Options) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.await;
