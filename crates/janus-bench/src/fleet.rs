@@ -439,11 +439,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.clusters == 0 || args.unreachable + args.slow >= args.clusters {
         bail!("need more clusters than unreachable + slow ones");
     }
-    let dir = std::env::temp_dir().join(format!("janus-bench-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let work = Work { dir, keep: args.keep };
-    let bin_dir = std::fs::canonicalize(&args.bin_dir)
-        .with_context(|| format!("no binary directory {}", args.bin_dir.display()))?;
+    let (work, bin_dir) = Work::create("fleet", args.keep, &args.bin_dir)?;
     let setup_started = Instant::now();
     let (_central, admin, admin_yaml) = crate::start_kubesim(&bin_dir, &work.dir).await?;
     std::fs::write(work.dir.join("remote-seed.yaml"), remote_seed()?)?;
@@ -518,10 +514,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     );
     drop(controller);
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)?)?;
+    crate::write_figures(&args.out, &figures)?;
     Ok(())
 }
 

@@ -4,8 +4,6 @@
 //!
 //! Usage: `janus-bench <PART> --bin-dir target/release --out target/bench/<part>.json`.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,6 +20,9 @@ mod failover;
 mod fleet;
 mod replicas;
 mod terminal;
+
+// One writer of private files for the whole tool (farm.rs is also compiled into crates/janus/tests).
+use replicas::write_private;
 
 /// The janus namespace, as the chart installs it in the tests and benchmarks.
 const NS: &str = "k8s-janus";
@@ -99,17 +100,46 @@ impl Drop for Work {
     }
 }
 
-/// Writes a file only its owner may read (kubeconfigs carry tokens).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
+impl Work {
+    /// A fresh work directory for `part` (`janus-bench-<part>-<pid>` in the temp directory) and
+    /// `bin_dir` made absolute; the directory goes when the result is dropped unless `keep`.
+    fn create(part: &str, keep: bool, bin_dir: &Path) -> anyhow::Result<(Work, PathBuf)> {
+        let dir = std::env::temp_dir().join(format!("janus-bench-{part}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let work = Work { dir, keep };
+        let bin_dir =
+            std::fs::canonicalize(bin_dir).with_context(|| format!("no binary directory {}", bin_dir.display()))?;
+        Ok((work, bin_dir))
+    }
+}
+
+/// The resident memory of a process in KiB (/proc/PID/status VmRSS).
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+/// Writes a part's figures as JSON to `out`, making its directory first.
+fn write_figures(out: &Path, figures: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(figures)?)?;
     Ok(())
+}
+
+/// The cluster behind the admin kubeconfig `start_kubesim` wrote into `work`, for seeding it.
+async fn admin_cluster(work: &Path, admin_yaml: &str) -> anyhow::Result<janus_testkit::TestCluster> {
+    let context = yaml_serde::from_str::<serde_json::Value>(admin_yaml)?["current-context"]
+        .as_str()
+        .context("admin kubeconfig without current-context")?
+        .to_string();
+    Ok(janus_testkit::TestCluster::from_kubeconfig_file_in_context(&work.join("admin.kubeconfig"), &context).await?)
 }
 
 /// kubesim `serve` as its own process, seeded like a cluster with the chart installed.
@@ -282,11 +312,7 @@ fn failover_figures(r: &failover::Report) -> Vec<Figure> {
 }
 
 async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("janus-bench-failover-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let work = Work { dir, keep: args.keep };
-    let bin_dir = std::fs::canonicalize(&args.bin_dir)
-        .with_context(|| format!("no binary directory {}", args.bin_dir.display()))?;
+    let (work, bin_dir) = Work::create("failover", args.keep, &args.bin_dir)?;
     let (_kubesim, admin, admin_yaml) = start_kubesim(&bin_dir, &work.dir).await?;
     let kubeconfig = work.dir.join("controller.kubeconfig");
     write_private(&kubeconfig, &controller_kubeconfig(&admin, &admin_yaml).await?)?;
@@ -319,10 +345,7 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
         }
     }
     let figures = failover_figures(&report);
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)?)?;
+    write_figures(&args.out, &figures)?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 
 mod farm;
 
+pub(crate) use farm::write_private;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::{Figure, Work};
+use crate::{Figure, Work, rss_kib};
 use farm::{Decisions, Pair, Session, Terminal, Web, WebSpec};
 
 const PART: &str = "web-replicas";
@@ -117,17 +119,6 @@ struct OhaRun {
     rps: f64,
 }
 
-/// The RSS of a process in KiB (/proc/PID/status VmRSS).
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -201,20 +192,10 @@ async fn run_part(args: Args) -> anyhow::Result<()> {
     }
     let oha = std::fs::canonicalize(&args.oha)
         .with_context(|| format!("no oha at {} (run scripts/install-bench-tools.sh)", args.oha.display()))?;
-    let dir = std::env::temp_dir().join(format!("janus-bench-replicas-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let work = Work { dir, keep: args.keep };
-    let bin_dir = std::fs::canonicalize(&args.bin_dir)
-        .with_context(|| format!("no binary directory {}", args.bin_dir.display()))?;
+    let (work, bin_dir) = Work::create("replicas", args.keep, &args.bin_dir)?;
     let pg = Pg::start()?;
     let (_kubesim, admin_client, admin_yaml) = crate::start_kubesim(&bin_dir, &work.dir).await?;
-    let context = yaml_serde::from_str::<Value>(&admin_yaml)?["current-context"]
-        .as_str()
-        .context("admin kubeconfig without current-context")?
-        .to_string();
-    let cluster =
-        janus_testkit::TestCluster::from_kubeconfig_file_in_context(&work.dir.join("admin.kubeconfig"), &context)
-            .await?;
+    let cluster = crate::admin_cluster(&work.dir, &admin_yaml).await?;
     // The chart's RBAC for the web too, and the workloads the terminals open shells in.
     cluster.prepare_janus().await?;
     let controller_kc = work.dir.join("controller.kubeconfig");
@@ -303,10 +284,7 @@ async fn run_part(args: Args) -> anyhow::Result<()> {
     let b = Web::start(&spec, "web-1").await?;
     terminals(&args, &a, &b, &admin, engineers, &mut figures).await?;
 
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)?)?;
+    crate::write_figures(&args.out, &figures)?;
     Ok(())
 }
 

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use crate::{Figure, NS, Work, write_private};
+use crate::{Figure, NS, Work, rss_kib, write_private};
 
 /// Settings of the `terminal-cost` part.
 #[derive(clap::Args)]
@@ -91,17 +91,6 @@ fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
     let tick = |i: usize| -> anyhow::Result<f64> { Ok(f.get(i).context("short /proc stat")?.parse::<f64>()?) };
     Ok((tick(11)? + tick(12)?) / TICKS_PER_SECOND)
-}
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
 }
 
 /// A free port on the loopback (closed again: the web binds it next).
@@ -402,22 +391,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.mib == 0 || args.rounds == 0 || args.sessions == 0 {
         bail!("--mib, --rounds and --sessions must be at least 1");
     }
-    let dir = std::env::temp_dir().join(format!("janus-bench-terminal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let work = Work { dir, keep: args.keep };
-    let bin_dir = std::fs::canonicalize(&args.bin_dir)
-        .with_context(|| format!("no binary directory {}", args.bin_dir.display()))?;
+    let (work, bin_dir) = Work::create("terminal", args.keep, &args.bin_dir)?;
     let (kubesim, admin, admin_yaml) = crate::start_kubesim(&bin_dir, &work.dir).await?;
     let kubesim_pid = kubesim.id().context("kubesim has exited")?;
 
     // The web's RBAC and the pod (start_kubesim seeds the controller's side of the chart only).
-    let context = yaml_serde::from_str::<Value>(&admin_yaml)?["current-context"]
-        .as_str()
-        .context("admin kubeconfig without current-context")?
-        .to_string();
-    let cluster =
-        janus_testkit::TestCluster::from_kubeconfig_file_in_context(&work.dir.join("admin.kubeconfig"), &context)
-            .await?;
+    let cluster = crate::admin_cluster(&work.dir, &admin_yaml).await?;
     cluster
         .apply_yaml(&janus_testkit::render_chart(&[], &["templates/rbac-web.yaml"])?)
         .await?;
@@ -580,10 +559,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         direct.add(b);
     }
     let figures = figures(&via, &direct, args.sessions, per_session, args.mib, args.rounds);
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)?)?;
+    crate::write_figures(&args.out, &figures)?;
     drop(web);
     drop(kubesim);
     Ok(())
