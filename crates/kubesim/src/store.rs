@@ -1,6 +1,10 @@
 //! The object store: every object as JSON, one global resourceVersion, and a bounded change history for watches.
+//!
+//! It also keeps a write version per collection and per (collection, namespace)
+//! ([`Store::collection_version`]) so that derived data, such as the RBAC rules cache
+//! ([`crate::auth::rbac`]), can tell cheaply whether the objects it was built from may have changed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -66,6 +70,69 @@ struct Inner {
     /// The oldest resourceVersion a watch may still start from.
     #[serde(skip)]
     compacted_rv: u64,
+    /// Write versions for [`Store::collection_version`]; see [`WriteVersions`].
+    #[serde(skip)]
+    versions: WriteVersions,
+}
+
+/// Per-collection and per-(collection, namespace) write versions.
+///
+/// Invariant: a version never repeats and never goes back, and it moves whenever the objects it
+/// covers may have changed. Derived data stamped with a version is therefore still valid exactly
+/// while the version reads the same. `seq` is not the resourceVersion (which [`Store::restore`] may
+/// set back) and is never persisted or reset, so a value seen before a restore cannot come back.
+#[derive(Default)]
+struct WriteVersions {
+    /// The last version handed out.
+    seq: u64,
+    /// What an unwritten collection or namespace reads as: the `seq` of the last wholesale
+    /// replacement of the contents (0 for a new store), so a restore moves every version at once.
+    floor: u64,
+    /// Collection key ([`coll_key`]) to the version of its last write.
+    by_collection: HashMap<String, u64>,
+    /// Collection key, then namespace ("" for cluster-scoped objects), to the version of its last write.
+    by_namespace: HashMap<String, HashMap<String, u64>>,
+}
+
+impl WriteVersions {
+    /// Records a write to one object of collection `ck` in namespace `ns`.
+    fn bump(&mut self, ck: &str, ns: &str) {
+        self.seq += 1;
+        let v = self.seq;
+        // Lookups first: this runs on every write, and the keys almost always exist already.
+        match self.by_collection.get_mut(ck) {
+            Some(c) => *c = v,
+            None => {
+                self.by_collection.insert(ck.to_string(), v);
+            }
+        }
+        let per_ns = match self.by_namespace.get_mut(ck) {
+            Some(m) => m,
+            None => self.by_namespace.entry(ck.to_string()).or_default(),
+        };
+        match per_ns.get_mut(ns) {
+            Some(n) => *n = v,
+            None => {
+                per_ns.insert(ns.to_string(), v);
+            }
+        }
+    }
+
+    /// Every collection and namespace changed at once (the contents were replaced).
+    fn bump_all(&mut self) {
+        self.seq += 1;
+        self.floor = self.seq;
+        self.by_collection.clear();
+        self.by_namespace.clear();
+    }
+
+    fn get(&self, ck: &str, ns: Option<&str>) -> u64 {
+        let v = match ns {
+            None => self.by_collection.get(ck),
+            Some(ns) => self.by_namespace.get(ck).and_then(|m| m.get(ns)),
+        };
+        v.copied().unwrap_or(self.floor)
+    }
 }
 
 fn coll_key(gr: &GroupResource) -> String {
@@ -88,6 +155,9 @@ pub struct Store {
     history_limit: Mutex<usize>,
     /// How long a change stays in the history (the watch-cache window or etcd's compaction interval).
     window: Mutex<Duration>,
+    /// The RBAC authorizer's resolved rules, stamped with this store's write versions. It lives here
+    /// because authorization only gets the store, and a cache must not outlive or cross stores.
+    rbac_rules: crate::auth::rbac::RuleCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,7 +198,13 @@ impl Store {
             tx,
             history_limit: Mutex::new(20_000),
             window: Mutex::new(Duration::from_secs(300)),
+            rbac_rules: Default::default(),
         }
+    }
+
+    /// The RBAC rules cache of this store (see [`crate::auth::rbac`]).
+    pub(crate) fn rbac_rules(&self) -> &crate::auth::rbac::RuleCache {
+        &self.rbac_rules
     }
 
     /// Sets how long changes are kept for watches, `continue` tokens and exact lists in the past.
@@ -220,6 +296,22 @@ impl Store {
         (items, g.rv)
     }
 
+    /// The write version of a collection (`ns` `None`) or of one namespace of it (`Some("")` for the
+    /// cluster-scoped objects). It changes on every write to the objects it covers, including a
+    /// [`Store::restore`], and never returns to an earlier value, so data derived from the store can
+    /// be stamped with the versions read *before* deriving it and reused while they read the same.
+    /// A write that changes nothing (same content) moves no version, as it emits no event.
+    pub fn collection_version(&self, gr: &GroupResource, ns: Option<&str>) -> u64 {
+        self.lock().versions.get(&coll_key(gr), ns)
+    }
+
+    /// [`Store::collection_version`] of several collections read at one instant (one lock).
+    pub fn collection_versions<const N: usize>(&self, keys: [(&GroupResource, Option<&str>); N]) -> [u64; N] {
+        let keys = keys.map(|(gr, ns)| (coll_key(gr), ns));
+        let g = self.lock();
+        keys.map(|(ck, ns)| g.versions.get(&ck, ns))
+    }
+
     /// The names of all collections that hold objects.
     pub fn collections(&self) -> Vec<GroupResource> {
         self.lock()
@@ -233,6 +325,8 @@ impl Store {
     fn record(&self, g: &mut Inner, mut change: Change) {
         // A change is recorded once, under the collection that stores the object.
         change.gr = crate::events::storage_gr(&change.gr).into_owned();
+        // Every write of an object comes through here, so this is where the write versions move.
+        g.versions.bump(&coll_key(&change.gr), &change.namespace);
         let change = Arc::new(change);
         self.expire(g);
         g.history.push_back((Instant::now(), change.clone()));
@@ -492,6 +586,8 @@ impl Store {
         g.rv = rv;
         g.history.clear();
         g.compacted_rv = rv;
+        // The objects changed without going through `record`.
+        g.versions.bump_all();
         Ok(())
     }
 
@@ -612,6 +708,52 @@ mod tests {
         let rv = done["metadata"]["resourceVersion"].as_str().unwrap();
         assert!(s.remove_if(&gr, "a", "x", Some(rv)).unwrap().is_some());
         assert!(s.remove_if(&gr, "a", "x", Some(rv)).unwrap().is_none());
+    }
+
+    #[test]
+    fn collection_versions_move_on_every_write_and_never_repeat() {
+        let s = Store::new();
+        let gr = GroupResource::new("", "configmaps");
+        let other = GroupResource::new("", "secrets");
+        let v = |ns: Option<&str>| s.collection_version(&gr, ns);
+        let mut seen = vec![v(None)];
+        let snap = s.snapshot();
+        let o = s.create(&gr, cm("a", "x")).unwrap();
+        assert!(!seen.contains(&v(None)));
+        seen.push(v(None));
+        let a_after_create = v(Some("a"));
+        let b_before = v(Some("b"));
+        // A write in another namespace moves the collection, not namespace "a".
+        s.create(&gr, cm("b", "y")).unwrap();
+        assert!(!seen.contains(&v(None)));
+        seen.push(v(None));
+        assert_eq!(v(Some("a")), a_after_create);
+        assert_ne!(v(Some("b")), b_before);
+        // Another collection moves neither.
+        let before = s.collection_versions([(&gr, None), (&gr, Some("a"))]);
+        s.create(&other, cm("a", "z")).unwrap();
+        assert_eq!(s.collection_versions([(&gr, None), (&gr, Some("a"))]), before);
+        // A no-op write moves nothing; an update and a delete do.
+        s.update(&gr, o.clone(), None).unwrap();
+        assert_eq!(v(Some("a")), a_after_create);
+        let mut changed = o.clone();
+        changed["data"]["a"] = json!("2");
+        s.update(&gr, changed, None).unwrap();
+        assert_ne!(v(Some("a")), a_after_create);
+        seen.push(v(None));
+        s.remove(&gr, "a", "x").unwrap();
+        assert!(!seen.contains(&v(None)));
+        seen.push(v(None));
+        // Restoring an older snapshot (a lower resourceVersion) gives versions never seen before,
+        // even for collections and namespaces never written.
+        let unwritten = s.collection_version(&GroupResource::new("", "pods"), Some("q"));
+        s.restore(&snap).unwrap();
+        assert!(!seen.contains(&v(None)));
+        assert!(!seen.contains(&v(Some("a"))));
+        assert_ne!(
+            s.collection_version(&GroupResource::new("", "pods"), Some("q")),
+            unwritten
+        );
     }
 
     #[test]

@@ -20,9 +20,19 @@
 //!
 //! and, unbound as upstream, `admin`, `edit`, `view` (aggregated from `system:aggregate-to-admin`,
 //! `-edit`, `-view`, with upstream's rules for the kinds kubesim serves) and `system:auth-delegator`.
+//!
+//! # Rules cache
+//! Resolving a user's rules (walking every binding, reading and parsing roles, aggregating
+//! ClusterRoles) runs on every request, so its result is cached per (user name, groups, namespace)
+//! in the store's [`RuleCache`]. An entry is stamped with the store's write versions of
+//! ClusterRoles and ClusterRoleBindings and of the namespace's Roles and RoleBindings
+//! ([`Store::collection_version`]), read before resolving; it is used only while all four still
+//! read the same, so any write to those (a revoked binding, a changed role, a new aggregated role)
+//! takes effect on the very next request. The cached value is the walk itself, in order, so
+//! decisions, reasons and errors are those of the uncached walk.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -249,6 +259,7 @@ impl RoleRefError {
 }
 
 /// What granted a rule, worded as upstream's describers for the `RBAC: allowed by …` reason.
+#[derive(Debug)]
 struct RuleSource {
     text: String,
 }
@@ -520,16 +531,22 @@ fn role_ref_rules(store: &Store, r: &RoleRef, binding_ns: &str) -> Result<Vec<Po
     }
 }
 
-/// Upstream `VisitRulesFor`: every rule granted to the user by ClusterRoleBindings, then (for a
-/// namespace) by the RoleBindings of that namespace. The visitor returns false to stop. Returns the
-/// errors met (bindings to missing roles), which never stop the walk.
-fn visit_rules_for(
-    store: &Store,
-    user: &UserInfo,
-    namespace: &str,
-    visitor: &mut dyn FnMut(&RuleSource, &PolicyRule) -> bool,
-) -> Vec<String> {
-    let mut errors = Vec::new();
+/// One step of upstream `VisitRulesFor`'s walk, in walk order.
+#[derive(Debug)]
+enum Step {
+    /// A binding whose role could not be resolved: the authorizer's error message.
+    Error(String),
+    /// The rules of one applying binding's role, and what granted them.
+    Rules(RuleSource, Vec<PolicyRule>),
+}
+
+/// Upstream `VisitRulesFor`, with the visiting left to [`visit_steps`]: every rule granted to the user
+/// by ClusterRoleBindings, then (for a namespace) by the RoleBindings of that namespace, and the errors
+/// met (bindings to missing roles) where they were met. Reads only ClusterRoles, ClusterRoleBindings
+/// and the namespace's Roles and RoleBindings (plus the static bootstrap policy): [`RuleCache`]'s
+/// stamps rely on that. This is the one place rules are resolved; the cache only stores its result.
+fn resolve_rules(store: &Store, user: &UserInfo, namespace: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
     for crb in cluster_role_bindings_of(store, user) {
         let subs = subjects(&crb);
         let Some(i) = applies_to(user, &subs, "") else {
@@ -537,7 +554,7 @@ fn visit_rules_for(
         };
         let rr = role_ref(&crb);
         match role_ref_rules(store, &rr, "") {
-            Err(e) => errors.push(e.authorizer_message()),
+            Err(e) => steps.push(Step::Error(e.authorizer_message())),
             Ok(rules) => {
                 let src = RuleSource {
                     text: format!(
@@ -548,16 +565,12 @@ fn visit_rules_for(
                         describe_subject(&subs[i], "")
                     ),
                 };
-                for r in &rules {
-                    if !visitor(&src, r) {
-                        return errors;
-                    }
-                }
+                steps.push(Step::Rules(src, rules));
             }
         }
     }
     if namespace.is_empty() {
-        return errors;
+        return steps;
     }
     let (bindings, _) = store.list_matching(&GroupResource::new(RBAC_GROUP, "rolebindings"), Some(namespace), |rb| {
         applies_to(user, &subjects(rb), namespace).is_some()
@@ -569,7 +582,7 @@ fn visit_rules_for(
         };
         let rr = role_ref(&rb);
         match role_ref_rules(store, &rr, namespace) {
-            Err(e) => errors.push(e.authorizer_message()),
+            Err(e) => steps.push(Step::Error(e.authorizer_message())),
             Ok(rules) => {
                 let src = RuleSource {
                     text: format!(
@@ -580,8 +593,23 @@ fn visit_rules_for(
                         describe_subject(&subs[i], namespace)
                     ),
                 };
-                for r in &rules {
-                    if !visitor(&src, r) {
+                steps.push(Step::Rules(src, rules));
+            }
+        }
+    }
+    steps
+}
+
+/// Visits the rules of a walk in order; the visitor returns false to stop. Returns the errors met
+/// before the stop (as upstream, which stops walking there), which never stop the walk themselves.
+fn visit_steps(steps: &[Step], visitor: &mut dyn FnMut(&RuleSource, &PolicyRule) -> bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    for step in steps {
+        match step {
+            Step::Error(e) => errors.push(e.clone()),
+            Step::Rules(src, rules) => {
+                for r in rules {
+                    if !visitor(src, r) {
                         return errors;
                     }
                 }
@@ -589,6 +617,97 @@ fn visit_rules_for(
         }
     }
     errors
+}
+
+/// Upstream `VisitRulesFor` over the cached walk (see [`RuleCache`]).
+fn visit_rules_for(
+    store: &Store,
+    user: &UserInfo,
+    namespace: &str,
+    visitor: &mut dyn FnMut(&RuleSource, &PolicyRule) -> bool,
+) -> Vec<String> {
+    let steps = store.rbac_rules().steps(store, user, namespace);
+    visit_steps(&steps, visitor)
+}
+
+/// How many (user, namespace) walks a [`RuleCache`] keeps. User names and groups come from requests
+/// (tokens, impersonation, SubjectAccessReviews), so the cache must not grow with them; when full it
+/// is emptied, which costs one resolution per active user and namespace.
+const RULE_CACHE_LIMIT: usize = 4096;
+
+/// Whose rules, where. The user's uid and extra take no part in subject matching, and group order and
+/// duplicates do not either (`applies_to` asks only whether a group is among them), so groups are kept
+/// sorted and deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    username: String,
+    groups: Vec<String>,
+    namespace: String,
+}
+
+/// The store's write versions of ClusterRoles, ClusterRoleBindings, and the namespace's Roles and
+/// RoleBindings: everything [`resolve_rules`] reads besides the static bootstrap policy.
+type Stamp = [u64; 4];
+
+fn stamp(store: &Store, namespace: &str) -> Stamp {
+    static GRS: LazyLock<[GroupResource; 4]> = LazyLock::new(|| {
+        ["clusterroles", "clusterrolebindings", "roles", "rolebindings"].map(|r| GroupResource::new(RBAC_GROUP, r))
+    });
+    let [cr, crb, r, rb] = &*GRS;
+    // For namespace "" the walk reads no Roles or RoleBindings; their ("") versions only move on a
+    // restore, which moves the other two as well.
+    store.collection_versions([(cr, None), (crb, None), (r, Some(namespace)), (rb, Some(namespace))])
+}
+
+/// Resolved RBAC walks ([`resolve_rules`]) by user and namespace, each with the [`Stamp`] read before it
+/// was resolved. An entry is used only while the store's versions still equal its stamp: versions move
+/// on every write and never repeat, so an equal stamp means none of the objects the walk read has
+/// changed since it began (a write during resolution leaves a stamp that is already stale, and the
+/// next lookup resolves again). One per [`Store`].
+#[derive(Debug, Default)]
+pub struct RuleCache {
+    entries: Mutex<CacheEntries>,
+}
+
+/// Each walk with the stamp it was resolved at.
+type CacheEntries = HashMap<CacheKey, (Stamp, Arc<[Step]>)>;
+
+impl RuleCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheEntries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The walk for `user` in `namespace`: cached if still current, else resolved now and cached.
+    fn steps(&self, store: &Store, user: &UserInfo, namespace: &str) -> Arc<[Step]> {
+        let mut groups = user.groups.clone();
+        groups.sort_unstable();
+        groups.dedup();
+        let key = CacheKey {
+            username: user.username.clone(),
+            groups,
+            namespace: namespace.to_string(),
+        };
+        // Stamp first, then look up or resolve: never a stamp newer than what the walk read.
+        let now = stamp(store, namespace);
+        if let Some((at, steps)) = self.lock().get(&key)
+            && *at == now
+        {
+            return steps.clone();
+        }
+        // Resolved without holding the cache lock (it reads the store, which has its own lock).
+        let steps: Arc<[Step]> = resolve_rules(store, user, namespace).into();
+        let mut entries = self.lock();
+        if entries.len() >= RULE_CACHE_LIMIT && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (now, steps.clone()));
+        steps
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 /// Authorizes a request: `system:masters` first (reason empty, as the privileged-group authorizer),
@@ -1944,5 +2063,279 @@ mod tests {
             &json!({"matchExpressions": [{"key": "c", "operator": "DoesNotExist"}]}),
             &labels
         ));
+    }
+
+    // ----- the rules cache -----
+
+    fn get_pods(ns: &str) -> Attributes<'_> {
+        at("get", "", "pods", None, Some(ns), Some("p"))
+    }
+
+    /// The decision without the cache, for comparing.
+    fn uncached(store: &Store, u: &UserInfo, a: &Attributes<'_>) -> Decision {
+        let req = Request::new(a);
+        let mut reason = None;
+        let errors = visit_steps(&resolve_rules(store, u, req.namespace), &mut |src, r| {
+            if r.allows(&req) {
+                reason = Some(format!("RBAC: allowed by {}", src.text));
+                false
+            } else {
+                true
+            }
+        });
+        match reason {
+            Some(reason) => Decision { allowed: true, reason },
+            None if errors.is_empty() => Decision::default(),
+            None => Decision {
+                allowed: false,
+                reason: format!("RBAC: {}", aggregate_errors(&errors)),
+            },
+        }
+    }
+
+    fn replace(store: &Store, resource: &str, ns: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        store
+            .update_latest(&GroupResource::new(RBAC_GROUP, resource), ns, name, |cur| {
+                let mut o = cur.clone();
+                edit(&mut o);
+                Some(o)
+            })
+            .expect("update")
+            .expect("object to update");
+    }
+
+    #[test]
+    fn deleting_a_role_binding_denies_the_very_next_request() {
+        let store = Store::new();
+        role(
+            &store,
+            "ns",
+            "r",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        );
+        binding(
+            &store,
+            "ns",
+            "b",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "jane"}]),
+        );
+        let u = user("jane", &[]);
+        // Twice: the second answer comes from the cache.
+        assert!(can(&store, &u, get_pods("ns")));
+        assert!(can(&store, &u, get_pods("ns")));
+        assert_eq!(store.rbac_rules().len(), 1);
+        del(&store, RBAC_GROUP, "rolebindings", "ns", "b");
+        assert!(!can(&store, &u, get_pods("ns")));
+        // A RoleBinding elsewhere does not bring it back, and is not needed to expire the entry.
+        binding(
+            &store,
+            "other",
+            "b",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "jane"}]),
+        );
+        assert!(!can(&store, &u, get_pods("ns")));
+    }
+
+    #[test]
+    fn deleting_a_cluster_role_binding_denies_the_very_next_request() {
+        let store = Store::new();
+        cluster_role_obj(
+            &store,
+            "reader",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        );
+        cluster_binding(&store, "crb", "reader", json!([{"kind": "Group", "name": "readers"}]));
+        let u = user("jane", &["readers"]);
+        assert!(can(&store, &u, get_pods("ns")));
+        assert!(can(&store, &u, get_pods("ns")));
+        // Cluster-wide too (a cached entry for namespace "").
+        assert!(can(&store, &u, at("get", "", "pods", None, None, Some("p"))));
+        del(&store, RBAC_GROUP, "clusterrolebindings", "", "crb");
+        assert!(!can(&store, &u, get_pods("ns")));
+        assert!(!can(&store, &u, at("get", "", "pods", None, None, Some("p"))));
+    }
+
+    #[test]
+    fn a_role_whose_rules_change_applies_the_new_rules_on_the_very_next_request() {
+        let store = Store::new();
+        role(
+            &store,
+            "ns",
+            "r",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        );
+        binding(
+            &store,
+            "ns",
+            "b",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "jane"}]),
+        );
+        let u = user("jane", &[]);
+        assert!(can(&store, &u, get_pods("ns")));
+        assert!(!can(&store, &u, at("list", "", "pods", None, Some("ns"), None)));
+        replace(&store, "roles", "ns", "r", |o| {
+            o["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+        });
+        assert!(!can(&store, &u, get_pods("ns")));
+        assert!(can(&store, &u, at("list", "", "pods", None, Some("ns"), None)));
+        // And a ClusterRole's rules, through a RoleBinding.
+        cluster_role_obj(
+            &store,
+            "cr",
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]),
+        );
+        binding(
+            &store,
+            "ns",
+            "b2",
+            "ClusterRole",
+            "cr",
+            json!([{"kind": "User", "name": "jane"}]),
+        );
+        let secret = || at("get", "", "secrets", None, Some("ns"), Some("s"));
+        assert!(can(&store, &u, secret()));
+        replace(&store, "clusterroles", "", "cr", |o| o["rules"] = json!([]));
+        assert!(!can(&store, &u, secret()));
+    }
+
+    #[test]
+    fn an_aggregated_cluster_role_follows_its_aggregation_on_the_very_next_request() {
+        let store = Store::new();
+        let label = "rbac.example.com/aggregate-to-monitoring";
+        put(
+            &store,
+            RBAC_GROUP,
+            "clusterroles",
+            json!({"metadata": {"name": "monitoring"}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]}}),
+        );
+        put(
+            &store,
+            RBAC_GROUP,
+            "clusterroles",
+            json!({"metadata": {"name": "monitoring-pods", "labels": {label: "true"}},
+                   "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+        );
+        cluster_binding(&store, "crb", "monitoring", json!([{"kind": "User", "name": "jane"}]));
+        let u = user("jane", &[]);
+        assert!(can(&store, &u, get_pods("ns")));
+        assert!(can(&store, &u, get_pods("ns")));
+        // The aggregated-in role leaves the selector: its rules leave the aggregate.
+        replace(&store, "clusterroles", "", "monitoring-pods", |o| {
+            o["metadata"]["labels"] = json!({});
+        });
+        assert!(!can(&store, &u, get_pods("ns")));
+        // The aggregate's selector changes to pick it again.
+        replace(&store, "clusterroles", "", "monitoring-pods", |o| {
+            o["metadata"]["labels"] = json!({"other": "true"});
+        });
+        assert!(!can(&store, &u, get_pods("ns")));
+        replace(&store, "clusterroles", "", "monitoring", |o| {
+            o["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {"other": "true"}}]});
+        });
+        assert!(can(&store, &u, get_pods("ns")));
+    }
+
+    #[test]
+    fn a_restored_snapshot_is_authorized_as_restored() {
+        let store = Store::new();
+        let before = store.snapshot();
+        role(
+            &store,
+            "ns",
+            "r",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        );
+        binding(
+            &store,
+            "ns",
+            "b",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "jane"}]),
+        );
+        let u = user("jane", &[]);
+        assert!(can(&store, &u, get_pods("ns")));
+        store.restore(&before).unwrap();
+        assert!(!can(&store, &u, get_pods("ns")));
+    }
+
+    #[test]
+    fn cached_answers_are_the_uncached_ones_for_each_identity() {
+        let store = Store::new();
+        // A binding to a missing role before an allowing one: the reason is the allowing binding's;
+        // for a request nothing allows, the error.
+        binding(
+            &store,
+            "ns",
+            "a-ghost",
+            "Role",
+            "ghost",
+            json!([{"kind": "Group", "name": "g"}]),
+        );
+        role(
+            &store,
+            "ns",
+            "r",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        );
+        binding(
+            &store,
+            "ns",
+            "b-real",
+            "Role",
+            "r",
+            json!([{"kind": "Group", "name": "g"}, {"kind": "User", "name": "jane"}]),
+        );
+        let jane = user("jane", &[]);
+        let jane_in_g = user("jane", &["g"]);
+        let mut jane_in_g_reordered = jane_in_g.clone();
+        jane_in_g_reordered.groups.reverse();
+        let bob_in_g = user("bob", &["g"]);
+        let requests = [
+            get_pods("ns"),
+            at("list", "", "pods", None, Some("ns"), None),
+            get_pods("elsewhere"),
+            at("get", "", "pods", None, None, Some("p")),
+        ];
+        for _ in 0..2 {
+            for u in [&jane, &jane_in_g, &jane_in_g_reordered, &bob_in_g] {
+                for a in &requests {
+                    assert_eq!(decide(&store, u, a), uncached(&store, u, a), "{u:?} {a:?}");
+                }
+            }
+        }
+        let d = decide(&store, &bob_in_g, &get_pods("ns"));
+        assert_eq!(
+            d.reason,
+            r#"RBAC: allowed by RoleBinding "b-real/ns" of Role "r" to Group "g""#
+        );
+        let d = decide(&store, &jane_in_g, &at("list", "", "pods", None, Some("ns"), None));
+        assert_eq!(d.reason, r#"RBAC: role.rbac.authorization.k8s.io "ghost" not found"#);
+        // Group order is not part of the key: jane in g, either order, is one entry per namespace.
+        assert_eq!(store.rbac_rules().len(), 3 * 3);
+        let (rules, errors) = rules_for(&store, &jane_in_g, "ns");
+        let mut uncached_rules = Vec::new();
+        let uncached_errors = visit_steps(&resolve_rules(&store, &jane_in_g, "ns"), &mut |_, r| {
+            uncached_rules.push(r.clone());
+            true
+        });
+        assert_eq!((rules, errors), (uncached_rules, uncached_errors));
+    }
+
+    #[test]
+    fn the_rules_cache_is_bounded() {
+        let store = Store::new();
+        for i in 0..RULE_CACHE_LIMIT + 10 {
+            assert!(!can(&store, &user(&format!("u{i}"), &[]), get_pods("ns")));
+            assert!(store.rbac_rules().len() <= RULE_CACHE_LIMIT);
+        }
+        assert!(store.rbac_rules().len() <= RULE_CACHE_LIMIT);
+        assert!(store.rbac_rules().len() > 0);
     }
 }
