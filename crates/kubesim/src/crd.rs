@@ -134,7 +134,7 @@ pub fn to_type(crd: &Value) -> Option<ResourceType> {
         verbs: crate::resources::STANDARD_VERBS.iter().map(|s| s.to_string()).collect(),
         subresources,
         categories: strs(&names["categories"]),
-        schema: Some(v["schema"]["openAPIV3Schema"].clone()),
+        schema: Some(Arc::new(v["schema"]["openAPIV3Schema"].clone())),
         validator: None,
         printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
         virtual_only: false,
@@ -275,6 +275,24 @@ pub fn validate_custom(rt: &ResourceType, obj: &mut Value, strict: bool, old: Op
 /// default then gets its default): the field is then absent, also to the CEL rules.
 fn prune_nulls(props: &Map<String, Value>, m: &mut Map<String, Value>) {
     m.retain(|k, v| !(v.is_null() && props.get(k).is_some_and(|ps| ps["nullable"] != true)));
+}
+
+/// A schema's `pattern`, compiled once: validation runs on every write, and compiling a regex costs
+/// far more than matching it. `None` for a pattern that does not compile (not checked, as before).
+fn compiled_pattern(p: &str) -> Option<regex::Regex> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>;
+    static CACHE: std::sync::LazyLock<Cache> = std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = cache.get(p) {
+        return re.clone();
+    }
+    // Patterns come from CRDs that clients create: bounded so that made-up ones cannot grow it.
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    let re = regex::Regex::new(p).ok();
+    cache.insert(p.to_string(), re.clone());
+    re
 }
 
 fn prune(_schema: &Value, obj: &mut Value, _root: bool, unknown: &[String]) {
@@ -437,8 +455,8 @@ fn walk_node(
             ));
         }
         if let Some(p) = s["pattern"].as_str() {
-            match regex::Regex::new(p) {
-                Ok(re) if !re.is_match(st) => causes.push((
+            match compiled_pattern(p) {
+                Some(re) if !re.is_match(st) => causes.push((
                     path.into(),
                     format!("Invalid value: {}: {path} in body should match '{p}'", short(v)),
                 )),

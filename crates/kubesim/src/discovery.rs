@@ -126,7 +126,11 @@ pub fn serve(cluster: &Cluster, path: &str, _headers: &HeaderMap, _query: &Query
 fn openapi_v2(cluster: &Cluster) -> Value {
     let mut defs = serde_json::Map::new();
     for t in cluster.registry.all() {
-        let mut d = t.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+        let mut d = t
+            .schema
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}));
         d["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         let prefix = if t.group.is_empty() {
             "io.k8s.api.core".to_string()
@@ -186,7 +190,8 @@ fn openapi_v3_doc(cluster: &Cluster, gv: &str) -> Option<Value> {
         );
         let mut s = t
             .schema
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
         s["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         schemas.insert(name.clone(), s);

@@ -1,6 +1,6 @@
 //! Deletion semantics: finalizers, propagation policies, the garbage collector and namespace termination.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,13 +149,9 @@ fn raced<T>(r: &ApiResult<T>) -> bool {
 
 /// One pass of garbage collection and namespace termination. Returns whether anything changed.
 pub fn sweep(cluster: &Arc<Cluster>) -> bool {
-    // Only objects with owners or in deletion matter; cloning the whole store on every sweep made GC
-    // the bottleneck of large runs.
-    let all = cluster.store.objects_where(|o| {
-        !o["metadata"]["ownerReferences"].is_null() || !o["metadata"]["deletionTimestamp"].is_null()
-    });
-    let uids: HashSet<String> = cluster.store.uids();
-    let mut dependents: HashMap<String, usize> = HashMap::new();
+    // Only objects in deletion or with an owner that is gone matter; copying every owned object (or
+    // the whole store) on every sweep made GC the bottleneck of large runs.
+    let (all, missing) = cluster.store.gc_candidates();
     let mut changed = false;
     for (gr, obj) in &all {
         let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
@@ -164,14 +160,9 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
         if refs.is_empty() {
             continue;
         }
-        for r in refs {
-            if let Some(u) = r["uid"].as_str() {
-                *dependents.entry(u.to_string()).or_default() += 1;
-            }
-        }
         let live: Vec<&Value> = refs
             .iter()
-            .filter(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u)))
+            .filter(|r| r["uid"].as_str().is_some_and(|u| !missing.contains(u)))
             .collect();
         if live.is_empty() {
             if obj["metadata"]["deletionTimestamp"].is_null()
@@ -185,7 +176,7 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             let dead: HashSet<&str> = refs
                 .iter()
                 .filter_map(|r| r["uid"].as_str())
-                .filter(|u| !uids.contains(*u))
+                .filter(|u| missing.contains(*u))
                 .collect();
             let (ns, name) = crate::store::ns_name(obj);
             let r = cluster.store.update_latest(gr, &ns, &name, |cur| {
@@ -212,13 +203,16 @@ pub fn sweep(cluster: &Arc<Cluster>) -> bool {
             continue;
         }
         let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
-        if dependents.get(uid).copied().unwrap_or(0) > 0 {
-            for (dgr, d) in &all {
-                let owned = d["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["uid"] == uid));
-                if owned
-                    && d["metadata"]["deletionTimestamp"].is_null()
+        // Its dependents (their owner exists, so they are not among the candidates): rare enough to look
+        // them up here.
+        let dependents = cluster.store.objects_where(|d| {
+            d["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
+        });
+        if !dependents.is_empty() {
+            for (dgr, d) in &dependents {
+                if d["metadata"]["deletionTimestamp"].is_null()
                     && let Some(rt) = type_of(cluster, dgr)
                 {
                     let _ = delete(cluster, &rt, d, "Background");

@@ -57,8 +57,9 @@ pub struct ResourceType {
     pub subresources: Vec<String>,
     /// Categories (`all`) for kubectl.
     pub categories: Vec<String>,
-    /// For CRDs: the OpenAPI v3 schema of the served version.
-    pub schema: Option<Value>,
+    /// For CRDs: the OpenAPI v3 schema of the served version. Shared: a type is looked up (copied) on
+    /// every request, and a CRD's schema is tens of kilobytes of JSON.
+    pub schema: Option<std::sync::Arc<Value>>,
     /// For CRDs: the compiled `x-kubernetes-validations` rules of the served version, if any.
     pub validator: Option<std::sync::Arc<crate::cel::Validator>>,
     /// For CRDs: additional printer columns.

@@ -611,14 +611,45 @@ impl Store {
         out
     }
 
-    /// The uids of all objects.
-    pub fn uids(&self) -> std::collections::HashSet<String> {
+    /// What a garbage-collector sweep has to look at, found in one pass under the lock without copying
+    /// the store: the objects in deletion, and the objects with an owner reference to a uid that no
+    /// object has (with those uids). Objects whose owners all exist are left alone by the sweep, and
+    /// with thousands of owned objects copying them all on every sweep made the collector the largest
+    /// cost of a run (issue 19).
+    pub fn gc_candidates(&self) -> (Vec<(GroupResource, Value)>, std::collections::HashSet<String>) {
         let g = self.lock();
-        g.objects
+        let uids: std::collections::HashSet<&str> = g
+            .objects
             .values()
             .flat_map(|c| c.values())
-            .filter_map(|v| v["metadata"]["uid"].as_str().map(str::to_string))
-            .collect()
+            .filter_map(|v| v["metadata"]["uid"].as_str())
+            .collect();
+        let mut missing = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (k, c) in &g.objects {
+            let Some((grp, res)) = k.split_once('/') else { continue };
+            for v in c.values() {
+                let md = &v["metadata"];
+                let mut dangling = false;
+                if let Some(refs) = md["ownerReferences"].as_array() {
+                    for r in refs {
+                        match r["uid"].as_str() {
+                            Some(u) if uids.contains(u) => {}
+                            Some(u) => {
+                                dangling = true;
+                                missing.insert(u.to_string());
+                            }
+                            // No uid: an owner that cannot exist (the sweep counts it as gone).
+                            None => dangling = true,
+                        }
+                    }
+                }
+                if dangling || !md["deletionTimestamp"].is_null() {
+                    out.push((GroupResource::new(grp, res), v.clone()));
+                }
+            }
+        }
+        (out, missing)
     }
 }
 

@@ -340,6 +340,76 @@ metadata:
     assert!(env.sim.get("", "configmaps", "default", "owned").is_none());
 }
 
+/// pkg/controller/garbagecollector (attemptToDeleteItem): a dependent whose owners are all gone is
+/// deleted; one with an owner left keeps only the references to live owners; a foreground deletion
+/// of an owner finishes once its dependents are gone. The collector looks only at objects in deletion
+/// or with a missing owner (issue 19), so these pin what it must still do.
+#[tokio::test]
+async fn garbage_collector_deletes_orphans_drops_dead_references_and_finishes_foreground_deletions() {
+    let env = Env::new().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.sim.client().await.unwrap(), "default");
+    let make = |name: &str, owners: &[&ConfigMap]| -> ConfigMap {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|o| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "name": o.metadata.name,
+                       "uid": o.metadata.uid})
+            })
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": refs}})).unwrap()
+    };
+    let pp = kube::api::PostParams::default();
+    let a = cms.create(&pp, &make("owner-a", &[])).await.unwrap();
+    let b = cms.create(&pp, &make("owner-b", &[])).await.unwrap();
+    cms.create(&pp, &make("only-a", &[&a])).await.unwrap();
+    cms.create(&pp, &make("a-and-b", &[&a, &b])).await.unwrap();
+    cms.create(&pp, &make("only-b", &[&b])).await.unwrap();
+    // Many objects whose owner is alive: the collector must leave them alone.
+    for i in 0..50 {
+        cms.create(&pp, &make(&format!("kept-{i}"), &[&b])).await.unwrap();
+    }
+
+    cms.delete("owner-a", &DeleteParams::background()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let only_a = cms.get_opt("only-a").await.unwrap();
+        let both = cms.get("a-and-b").await.unwrap();
+        let refs = both.metadata.owner_references.clone().unwrap_or_default();
+        if only_a.is_none() && refs.len() == 1 {
+            assert_eq!(refs[0].name, "owner-b");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not collected: only-a {:?}, a-and-b owners {refs:?}",
+            only_a.map(|c| c.metadata.name)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    cms.delete("owner-b", &DeleteParams::foreground()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = cms
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .filter(|n| n.starts_with("owner-") || n.starts_with("kept-") || n.contains("-b"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "foreground deletion not finished: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go (markAsDeleting): starting
 /// the deletion of an object with finalizers bumps a managed generation (kinds whose strategy sets
 /// it: workloads, custom resources, Pods...); ConfigMaps carry no generation at all
