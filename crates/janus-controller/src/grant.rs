@@ -450,7 +450,7 @@ pub async fn tokens_valid_until(
 
 /// Takes away at once the access of the grants recorded in a request's status, on the cluster that
 /// holds them: every RoleBinding (and scoped Role) at the same time, then every ServiceAccount, each
-/// deleted by name without a list first. The label-based [`cleanup`] still follows and is what makes
+/// deleted by name without a list first. The label-based [`cleanup_cluster`] still follows and is what makes
 /// the removal complete; this only brings the moment the token stops working forward (a revocation's
 /// first call is the one that cuts access).
 ///
@@ -497,21 +497,21 @@ pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant])
 }
 
 /// Ends, on one cluster, the access of the given requests, done for many requests with one list per
-/// kind: their RoleBindings first (authorization, which a real API server stops granting as soon as its
-/// RBAC informer sees the deletion), then their ServiceAccounts (authentication, which a real API server
-/// may keep accepting from its token cache for about 10 s). Returns how many ServiceAccounts were
-/// deleted. The full [`cleanup`] of each request still follows; this only brings the moment the tokens
-/// stop working forward.
+/// kind, the three kinds at once: their RoleBindings (authorization, which a real API server stops
+/// granting as soon as its RBAC informer sees the deletion), the scoped Roles of pod-scoped grants
+/// (without them a RoleBinding left over grants nothing) and their ServiceAccounts (authentication,
+/// which a real API server may keep accepting from its token cache for about 10 s). Each kind goes even
+/// when another could not. Returns how many ServiceAccounts were deleted. The full [`cleanup_cluster`] of each
+/// request still follows; this only brings the moment the tokens stop working forward.
 pub async fn revoke_tokens_of(target: &ClusterHandle, requests: &std::collections::HashSet<String>) -> Result<usize> {
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let bindings =
-        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |labels| owned_by_any(labels, requests)).await;
-    // The scoped Roles of pod-scoped grants next: without them a RoleBinding left over grants nothing.
-    let roles = delete_all_of::<Role>(target, &lp, "Role", |labels| owned_by_any(labels, requests)).await;
-    // ServiceAccounts go even when a RoleBinding could not: without one, the token stops
-    // authenticating once the cache has forgotten it.
-    let accounts =
-        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |labels| owned_by_any(labels, requests)).await;
+    // At once rather than one kind after the other: after a restart with a thousand grants each list
+    // takes a while, and the ServiceAccounts waited for both others (issue 19, expiry across a restart).
+    let (bindings, roles, accounts) = tokio::join!(
+        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |labels| owned_by_any(labels, requests)),
+        delete_all_of::<Role>(target, &lp, "Role", |labels| owned_by_any(labels, requests)),
+        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |labels| owned_by_any(labels, requests)),
+    );
     bindings?;
     roles?;
     let (deleted, _) = accounts?;
@@ -620,41 +620,48 @@ pub async fn token_clusters(central: &ClusterHandle, janus_ns: &str, request: &s
     Ok(out)
 }
 
-/// Deletes every credential of a request (found by label) and reports what is still left.
-/// `target` is `None` when the target cluster cannot be reached; then only central Secrets go.
-pub async fn cleanup(
-    central: &ClusterHandle,
-    janus_ns: &str,
-    target: Option<&ClusterHandle>,
-    request: &str,
-) -> Result<Vec<String>> {
+/// Deletes every credential of a request (found by label) on one cluster and reports what is still
+/// left. The three kinds are listed and deleted at once: the access itself was cut by name first
+/// ([`cut_access`]), so this is the complete sweep, and one kind after the other made each ending
+/// reconcile hold its slot for six lists in a row (issue 19).
+pub async fn cleanup_cluster(target: &ClusterHandle, request: &str) -> Result<Vec<String>> {
     let selector = format!("{REQUEST_LABEL}={request}");
     let lp = ListParams::default().labels(&selector);
+    // RoleBindings (what grants), the scoped Roles of pod-scoped grants (they grant only through a
+    // binding) and ServiceAccounts (a real API server keeps accepting a deleted ServiceAccount's token
+    // for up to 10 s from its authentication cache; each kind goes even when another could not).
+    let (bindings, roles, accounts) = tokio::join!(
+        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |_| true),
+        delete_all_of::<Role>(target, &lp, "Role", |_| true),
+        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |_| true),
+    );
     let mut left = Vec::new();
-    if let Some(target) = target {
-        // RoleBindings first. A real API server keeps accepting a deleted ServiceAccount's token for
-        // up to 10 s (its authentication cache) and 60 s past `exp` (clock leeway); authorization is
-        // looked up on every request, so without the RoleBinding the token is refused (403) at once.
-        let bindings = delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |_| true).await;
-        // The scoped Roles of pod-scoped grants next: they grant only through a binding.
-        let roles = delete_all_of::<Role>(target, &lp, "Role", |_| true).await;
-        // ServiceAccounts next, even when a RoleBinding could not go: the token then stops
-        // authenticating at least once the cache has forgotten it.
-        let accounts = delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |_| true).await;
-        left.extend(bindings?.1);
-        left.extend(roles?.1);
-        left.extend(accounts?.1);
-        // One look again at both: an object created after the lists above (by a grant of an old
-        // leader still finishing) is not gone. A RoleBinding left over is what could still grant (to
-        // anyone who can later create a ServiceAccount of that name); a ServiceAccount left over
-        // authenticates its token.
-        if left.is_empty() {
-            left.extend(still_listed::<RoleBinding>(target, &lp, "RoleBinding").await?);
-            left.extend(still_listed::<Role>(target, &lp, "Role").await?);
-            left.extend(still_listed::<ServiceAccount>(target, &lp, "ServiceAccount").await?);
-        }
+    left.extend(bindings?.1);
+    left.extend(roles?.1);
+    left.extend(accounts?.1);
+    // One look again at all three: an object created after the lists above (by a grant of an old
+    // leader still finishing) is not gone. A RoleBinding left over is what could still grant (to
+    // anyone who can later create a ServiceAccount of that name); a ServiceAccount left over
+    // authenticates its token.
+    if left.is_empty() {
+        let (b, r, a) = tokio::join!(
+            still_listed::<RoleBinding>(target, &lp, "RoleBinding"),
+            still_listed::<Role>(target, &lp, "Role"),
+            still_listed::<ServiceAccount>(target, &lp, "ServiceAccount"),
+        );
+        left.extend(b?);
+        left.extend(r?);
+        left.extend(a?);
     }
+    Ok(left)
+}
+
+/// Deletes the request's token Secrets on the central cluster (found by label) and reports what is
+/// still left. Done once per cleanup, whichever clusters could be reached.
+pub async fn cleanup_secrets(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<String>> {
+    let lp = ListParams::default().labels(&format!("{REQUEST_LABEL}={request}"));
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    let mut left = Vec::new();
     for s in secrets.list(&lp).await?.items {
         left.extend(delete_one(&secrets, "Secret", janus_ns, &s.name_any()).await?);
     }

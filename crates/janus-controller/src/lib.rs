@@ -268,11 +268,12 @@ async fn end_overdue(due: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
 /// Reconciles running at once. Bounded so a burst (start-up, mass approval) does not open hundreds of
 /// requests at once on the API server connection.
 const CONCURRENCY: u16 = 32;
-/// Requests reconciled at once over all clusters. More than a cluster may use ([`CONCURRENCY`] for the
-/// central one, [`bulkhead::PER_REMOTE`] for a remote one): a slow or hanging remote cluster holds only its
-/// own share while the others go on (issue 19). No slot is held waiting: what works on the central API
-/// server at once is bounded by the bulkhead ([`bulkhead::GRANT_SLOTS`] + [`bulkhead::ENDING_SLOTS`]).
-const RECONCILE_SLOTS: u16 = 128;
+/// The controller's own bound on reconciles at once: none (kube-runtime's 0). What runs at once is
+/// bounded by the bulkhead ([`bulkhead::GRANT_SLOTS`] + [`bulkhead::ENDING_SLOTS`] over all clusters,
+/// [`CONCURRENCY`] on the central one, [`bulkhead::PER_REMOTE`] per remote one); the rest wait there, in
+/// their own cluster's queue, as small parked futures. A bound here would make a burst of grants queue in
+/// front of revocations and expiries before the bulkhead could put them in their own queue (issue 19).
+const RECONCILE_SLOTS: u16 = 0;
 
 /// Leadership was lost while acting: the caller should exit so the replica restarts as a candidate.
 #[derive(Debug, thiserror::Error)]
@@ -425,6 +426,15 @@ async fn act(
         &ctx.clusters.central().name,
         usize::from(CONCURRENCY),
     ));
+    // The graceful shutdown waits for the reconciles in flight, and those waiting for admission are in
+    // flight too: they are let go at once.
+    let shutdown = {
+        let bulkhead = bulkhead.clone();
+        async move {
+            shutdown.await;
+            bulkhead.close();
+        }
+    };
     controller
         .graceful_shutdown_on(shutdown)
         .run(
@@ -483,14 +493,17 @@ async fn timed_reconcile(
     ctx: Arc<reconcile::Context>,
     bulkhead: Arc<bulkhead::Bulkhead>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
-    let _admitted = match bulkhead.admit(&ar.spec.cluster, ends_access(&ar, chrono::Utc::now())) {
+    let _admitted = match bulkhead
+        .admit(&ar.spec.cluster, ends_access(&ar, chrono::Utc::now()))
+        .await
+    {
         Ok(a) => a,
-        // Its cluster (or the controller) has its share in flight: looked at again later, holding no
-        // slot meanwhile.
-        Err(again) => return Ok(kube::runtime::controller::Action::requeue(again)),
+        // The controller is stopping: the next leader reconciles everything at its start.
+        Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
     };
     let start = std::time::Instant::now();
-    let result = reconcile::reconcile(ar.clone(), ctx.clone()).await;
+    // Boxed: the reconcile's state is large, and thousands of reconciles may wait for admission.
+    let result = Box::pin(reconcile::reconcile(ar.clone(), ctx.clone())).await;
     if let Err(e) = &result
         && e.is_transient()
     {

@@ -281,7 +281,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     let mut unreachable = Vec::new();
     for cluster in credential_clusters(ctx, ar).await? {
         match ctx.clusters.get(&cluster).await.map_err(Error::from) {
-            Ok(target) => left.extend(grant::cleanup(central, &ctx.config.namespace, Some(&target), &name).await?),
+            Ok(target) => left.extend(grant::cleanup_cluster(&target, &name).await?),
             Err(Error::ClusterUnavailable { message, .. }) => {
                 // Retried until it is reachable; a cluster removed from the configuration can
                 // neither be reached nor used any more.
@@ -293,7 +293,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
         }
     }
     // Central Secrets go now in any case.
-    left.extend(grant::cleanup(central, &ctx.config.namespace, None, &name).await?);
+    left.extend(grant::cleanup_secrets(central, &ctx.config.namespace, &name).await?);
     if !unreachable.is_empty() {
         return Err(Error::CleanupPending(unreachable.join("; ")));
     }
