@@ -497,21 +497,13 @@ pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant])
 }
 
 /// Ends, on one cluster, the access of the given requests, done for many requests with one list per
-/// kind, the three kinds at once: their RoleBindings (authorization, which a real API server stops
-/// granting as soon as its RBAC informer sees the deletion), the scoped Roles of pod-scoped grants
-/// (without them a RoleBinding left over grants nothing) and their ServiceAccounts (authentication,
-/// which a real API server may keep accepting from its token cache for about 10 s). Each kind goes even
-/// when another could not. Returns how many ServiceAccounts were deleted. The full [`cleanup_cluster`] of each
-/// request still follows; this only brings the moment the tokens stop working forward.
+/// kind, the three lists at once: their RoleBindings and scoped Roles are deleted first, then their
+/// ServiceAccounts ([`delete_grant_objects`]). Returns how many ServiceAccounts were deleted. The full
+/// [`cleanup_cluster`] of each request still follows; this only brings the moment the tokens stop
+/// working forward.
 pub async fn revoke_tokens_of(target: &ClusterHandle, requests: &std::collections::HashSet<String>) -> Result<usize> {
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    // At once rather than one kind after the other: after a restart with a thousand grants each list
-    // takes a while, and the ServiceAccounts waited for both others (issue 19, expiry across a restart).
-    let (bindings, roles, accounts) = tokio::join!(
-        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |labels| owned_by_any(labels, requests)),
-        delete_all_of::<Role>(target, &lp, "Role", |labels| owned_by_any(labels, requests)),
-        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |labels| owned_by_any(labels, requests)),
-    );
+    let [bindings, roles, accounts] = delete_grant_objects(target, &lp, |labels| owned_by_any(labels, requests)).await;
     bindings?;
     roles?;
     let (deleted, _) = accounts?;
@@ -542,18 +534,26 @@ async fn list_all<K: Namespaced>(target: &ClusterHandle, lp: &ListParams) -> Res
     Ok(all.list(lp).await?.items)
 }
 
-/// Deletes every object of kind `K` in all namespaces of `target` that the selector in `lp` finds and
-/// `keep` accepts, 32 at a time. Returns how many are gone, and what still exists (held by a finalizer).
-async fn delete_all_of<K: Namespaced>(
+/// The objects of kind `K` on `target` that the selector in `lp` finds and `keep` accepts.
+async fn list_doomed<K: Namespaced>(
     target: &ClusterHandle,
     lp: &ListParams,
-    kind: &str,
     keep: impl Fn(&BTreeMap<String, String>) -> bool,
-) -> Result<(usize, Vec<String>)> {
-    let doomed = list_all::<K>(target, lp)
+) -> Result<Vec<K>> {
+    Ok(list_all::<K>(target, lp)
         .await?
         .into_iter()
-        .filter(|o| keep(o.labels()));
+        .filter(|o| keep(o.labels()))
+        .collect())
+}
+
+/// Deletes the listed objects, 32 at a time. Returns how many are gone, and what still exists (held
+/// by a finalizer).
+async fn delete_listed<K: Namespaced>(
+    target: &ClusterHandle,
+    kind: &str,
+    doomed: Vec<K>,
+) -> Result<(usize, Vec<String>)> {
     let deletions = futures::stream::iter(doomed).map(|o| async move {
         let ns = o.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(target.client.clone(), &ns);
@@ -569,6 +569,35 @@ async fn delete_all_of<K: Namespaced>(
         }
     }
     Ok((deleted, left))
+}
+
+/// Deletes what the selector in `lp` finds of the three kinds of a grant on `target` (and `keep`
+/// accepts): the three lists are made at once, then the RoleBindings and the scoped Roles (what
+/// grants: a real API server stops authorizing as soon as its RBAC informer sees the deletion) are
+/// deleted, then the ServiceAccounts (a real API server may keep accepting a deleted ServiceAccount's
+/// token from its authentication cache for about 10 s). Each kind goes even when another could not.
+/// Returns, per kind (RoleBindings, Roles, ServiceAccounts), how many are gone and what is held.
+async fn delete_grant_objects(
+    target: &ClusterHandle,
+    lp: &ListParams,
+    keep: impl Fn(&BTreeMap<String, String>) -> bool + Copy,
+) -> [Result<(usize, Vec<String>)>; 3] {
+    // Listed at once: one kind after the other made each ending reconcile wait for three lists in a
+    // row, and with thousands of grants a list is the slow part (issue 19).
+    let (bindings, roles, accounts) = tokio::join!(
+        list_doomed::<RoleBinding>(target, lp, keep),
+        list_doomed::<Role>(target, lp, keep),
+        list_doomed::<ServiceAccount>(target, lp, keep),
+    );
+    let (bindings, roles) = tokio::join!(
+        async move { delete_listed(target, "RoleBinding", bindings?).await },
+        async move { delete_listed(target, "Role", roles?).await },
+    );
+    let accounts = match accounts {
+        Ok(a) => delete_listed(target, "ServiceAccount", a).await,
+        Err(e) => Err(e),
+    };
+    [bindings, roles, accounts]
 }
 
 /// What of kind `K` the selector in `lp` still finds on `target`, described for the status.
@@ -621,20 +650,13 @@ pub async fn token_clusters(central: &ClusterHandle, janus_ns: &str, request: &s
 }
 
 /// Deletes every credential of a request (found by label) on one cluster and reports what is still
-/// left. The three kinds are listed and deleted at once: the access itself was cut by name first
-/// ([`cut_access`]), so this is the complete sweep, and one kind after the other made each ending
-/// reconcile hold its slot for six lists in a row (issue 19).
+/// left: [`delete_grant_objects`] (RoleBindings and scoped Roles before ServiceAccounts, the lists made
+/// at once), then one more look at all three at once. The access itself was cut by name first
+/// ([`cut_access`]) when the status names the grants.
 pub async fn cleanup_cluster(target: &ClusterHandle, request: &str) -> Result<Vec<String>> {
     let selector = format!("{REQUEST_LABEL}={request}");
     let lp = ListParams::default().labels(&selector);
-    // RoleBindings (what grants), the scoped Roles of pod-scoped grants (they grant only through a
-    // binding) and ServiceAccounts (a real API server keeps accepting a deleted ServiceAccount's token
-    // for up to 10 s from its authentication cache; each kind goes even when another could not).
-    let (bindings, roles, accounts) = tokio::join!(
-        delete_all_of::<RoleBinding>(target, &lp, "RoleBinding", |_| true),
-        delete_all_of::<Role>(target, &lp, "Role", |_| true),
-        delete_all_of::<ServiceAccount>(target, &lp, "ServiceAccount", |_| true),
-    );
+    let [bindings, roles, accounts] = delete_grant_objects(target, &lp, |_| true).await;
     let mut left = Vec::new();
     left.extend(bindings?.1);
     left.extend(roles?.1);

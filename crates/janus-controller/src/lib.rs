@@ -265,8 +265,9 @@ async fn end_overdue(due: Vec<AccessRequest>, ctx: &Arc<reconcile::Context>) {
     }
 }
 
-/// Reconciles running at once. Bounded so a burst (start-up, mass approval) does not open hundreds of
-/// requests at once on the API server connection.
+/// The central cluster's grants at once (the bulkhead's central permits), and the start-up passes'
+/// concurrency. Bounded so a burst (start-up, mass approval) does not open hundreds of requests at once
+/// on the API server connection.
 const CONCURRENCY: u16 = 32;
 /// The controller's own bound on reconciles at once: none (kube-runtime's 0). What runs at once is
 /// bounded by the bulkhead ([`bulkhead::GRANT_SLOTS`] + [`bulkhead::ENDING_SLOTS`] over all clusters,
@@ -395,13 +396,26 @@ async fn act(
     // The controller's own status writes would otherwise each bring the request back for nothing,
     // about three extra reconciles per grant.
     let (reader, writer) = reflector::store();
+    // Wakes the reconciles waiting for a grant admission when a request's access is to end (rare), so
+    // that such a request moves to the queue for cuts (see `timed_reconcile`).
+    let endings = Arc::new(tokio::sync::Notify::new());
+    use futures::TryStreamExt as _;
     let requests = watcher(ars.clone(), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
+        .inspect_ok({
+            let endings = endings.clone();
+            move |ar| {
+                if ends_access(ar, chrono::Utc::now()) {
+                    endings.notify_waiters();
+                }
+            }
+        })
         .predicate_filter(decision_inputs, Default::default());
     // Requests whose remote cluster came back are reconciled again at once (Clusters::wait_for).
     let requests = futures::stream::select(requests, recovered_requests(&ctx, reader.clone()));
+    let latest = reader.clone();
     let controller = Controller::for_stream(requests, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_SLOTS))
         // A deleted or changed token Secret is drift the owner must repair; the echo of our own write
@@ -438,7 +452,7 @@ async fn act(
     controller
         .graceful_shutdown_on(shutdown)
         .run(
-            move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone()),
+            move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone(), latest.clone(), endings.clone()),
             reconcile::error_policy,
             ctx,
         )
@@ -474,7 +488,11 @@ fn recovered_requests(
 /// deletion, or its expiry is due): its reconcile takes the bulkhead's slots for cuts, never waiting
 /// behind grants.
 fn ends_access(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(status) = ar.status.as_ref().filter(|s| !s.grants.is_empty()) else {
+    // Grants left in the status of a request whose credentials are gone (retention, resyncs) are
+    // nothing to cut.
+    let Some(status) = ar.status.as_ref().filter(|s| {
+        !s.grants.is_empty() && !reconcile::condition_true(s, janus_api::rules::conditions::types::CREDENTIALS_REMOVED)
+    }) else {
         return false;
     };
     janus_api::rules::lifecycle::ending(&ar.spec).is_some()
@@ -486,17 +504,74 @@ fn ends_access(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
             .is_some_and(|t| t <= now)
 }
 
+/// Resolves with the request as the watch has it now once its access is to end ([`ends_access`]):
+/// looked at when the watch brings a request whose access is to end (`endings`) and when the
+/// request's own expiry passes. No timer per waiting request otherwise: thousands may wait.
+async fn became_ending(
+    latest: &reflector::Store<AccessRequest>,
+    key: &ObjectRef<AccessRequest>,
+    endings: &tokio::sync::Notify,
+) -> Arc<AccessRequest> {
+    loop {
+        let notified = endings.notified();
+        tokio::pin!(notified);
+        // Registered before the look, so a notification between the look and the wait is not lost.
+        notified.as_mut().enable();
+        let now = chrono::Utc::now();
+        let current = latest.get(key);
+        if let Some(ar) = &current
+            && ends_access(ar, now)
+        {
+            return ar.clone();
+        }
+        let expires_in = current
+            .as_ref()
+            .and_then(|ar| {
+                ar.status
+                    .as_ref()?
+                    .expires_at
+                    .as_deref()
+                    .and_then(janus_api::rules::time::parse_time)
+            })
+            .and_then(|t| (t - now).to_std().ok())
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(expires_in + std::time::Duration::from_millis(5)) => {}
+        }
+    }
+}
+
 /// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`, once the
 /// request's cluster admits it ([`bulkhead::Bulkhead`]).
 async fn timed_reconcile(
-    ar: Arc<AccessRequest>,
+    mut ar: Arc<AccessRequest>,
     ctx: Arc<reconcile::Context>,
     bulkhead: Arc<bulkhead::Bulkhead>,
+    latest: reflector::Store<AccessRequest>,
+    endings: Arc<tokio::sync::Notify>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
-    let _admitted = match bulkhead
-        .admit(&ar.spec.cluster, ends_access(&ar, chrono::Utc::now()))
-        .await
-    {
+    let admitted = if ends_access(&ar, chrono::Utc::now()) {
+        bulkhead.admit(&ar.spec.cluster, true).await
+    } else {
+        // A grant may wait long in its cluster's queue (a slow cluster admits 2 at once), and while
+        // this reconcile waits, kube-runtime holds back the request's next one: a revocation (or the
+        // expiry) arriving meanwhile moves it to the queue for cuts instead of waiting behind grants.
+        let cluster = ar.spec.cluster.clone();
+        let key = ObjectRef::from_obj(&*ar);
+        let moved = tokio::select! {
+            a = bulkhead.admit(&cluster, false) => Ok(a),
+            now_ending = became_ending(&latest, &key, &endings) => Err(now_ending),
+        };
+        match moved {
+            Ok(a) => a,
+            Err(now_ending) => {
+                ar = now_ending;
+                bulkhead.admit(&ar.spec.cluster, true).await
+            }
+        }
+    };
+    let _admitted = match admitted {
         Ok(a) => a,
         // The controller is stopping: the next leader reconciles everything at its start.
         Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
@@ -523,6 +598,74 @@ async fn timed_reconcile(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn active(name: &str, expires_in: chrono::Duration, revoked: bool) -> AccessRequest {
+        let mut spec = json!({"requester": "a@x.io", "cluster": "slow", "namespaces": ["team-a"],
+                              "reason": "debugging", "ttlSeconds": 600});
+        if revoked {
+            spec["revocation"] = json!({"by": "admin@example.com", "at": "2026-12-07T06:00:00Z", "reason": "r"});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": name, "uid": "u1"},
+            "spec": spec,
+            "status": {"phase": "Active",
+                       "expiresAt": janus_api::rules::time::fmt_time_millis(chrono::Utc::now() + expires_in),
+                       "grants": [{"namespace": "team-a", "serviceAccount": "sa", "roleBinding": "sa",
+                                   "tokenSecret": "s"}]},
+        }))
+        .unwrap()
+    }
+
+    /// A grant reconcile waiting in a slow cluster's queue moves to the queue for cuts when the
+    /// revocation arrives (woken by the watch), and when its expiry passes (its own timer); not before.
+    #[tokio::test]
+    async fn a_waiting_grant_notices_that_its_access_is_to_end() {
+        let (reader, mut writer) = reflector::store::<AccessRequest>();
+        let endings = tokio::sync::Notify::new();
+        let ar = active("r1", chrono::Duration::hours(1), false);
+        let key = ObjectRef::from_obj(&ar);
+        writer.apply_watcher_event(&watcher::Event::Apply(ar.clone()));
+        let waiting = became_ending(&reader, &key, &endings);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), waiting.as_mut())
+                .await
+                .is_err(),
+            "an Active request with an hour left was taken as ending"
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(active("r1", chrono::Duration::hours(1), true)));
+        endings.notify_waiters();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
+            .await
+            .expect("the revocation did not move the waiting reconcile");
+        assert!(got.spec.revocation.is_some());
+
+        // The expiry passes while it waits: no notification needed.
+        let soon = active("r2", chrono::Duration::milliseconds(300), false);
+        let key = ObjectRef::from_obj(&soon);
+        writer.apply_watcher_event(&watcher::Event::Apply(soon));
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            became_ending(&reader, &key, &endings),
+        )
+        .await
+        .expect("the expiry did not move the waiting reconcile");
+    }
+
+    #[test]
+    fn requests_whose_credentials_are_removed_take_no_slot_for_cuts() {
+        let mut ar = active("r3", chrono::Duration::hours(1), true);
+        assert!(ends_access(&ar, chrono::Utc::now()));
+        ar.status.as_mut().unwrap().conditions.push(janus_api::Condition {
+            type_: "CredentialsRemoved".into(),
+            status: "True".into(),
+            reason: "Revoked".into(),
+            message: String::new(),
+            last_transition_time: "2026-12-07T06:00:00Z".into(),
+        });
+        assert!(!ends_access(&ar, chrono::Utc::now()));
+    }
 
     #[test]
     fn token_secrets_map_to_the_cluster_scoped_request() {

@@ -193,7 +193,7 @@ fn set_condition(
     }
 }
 
-fn condition_true(status: &AccessRequestStatus, type_: &str) -> bool {
+pub(crate) fn condition_true(status: &AccessRequestStatus, type_: &str) -> bool {
     janus_api::rules::conditions::is_true(status, type_)
 }
 
