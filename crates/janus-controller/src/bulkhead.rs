@@ -8,6 +8,11 @@
 //! wait in their own queue, never in front of anyone else's. An earlier version refused admission and
 //! requeued the request after 250 ms instead; under a burst the refused requests came back in waves and
 //! slots stood idle between them, which doubled the bulk approval time and put seconds on expiry lag.
+//!
+//! A slot for cuts is held only until the access is cut: the rest of an ending (the label-based sweep for
+//! anything the status does not name, the central token Secrets, the status) is bookkeeping, and waits
+//! for a grant's slot instead ([`access_cut`]). Holding the cut slot through about eight lists per ending
+//! let a hundred expiries due in the same second queue behind each other's bookkeeping for seconds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +35,10 @@ pub const GRANT_SLOTS: usize = 48;
 /// Reconciles that end access, over all clusters: reserved for them, so a burst of grants never
 /// delays a revocation.
 pub const ENDING_SLOTS: usize = 16;
+/// Reconciles that end access on slow remote clusters, over all of them: taken instead of a slot of
+/// [`ENDING_SLOTS`], so that a few hanging clusters' cuts (each waiting for its calls to time out)
+/// cannot hold every slot for cuts while healthy clusters' revocations and expiries wait.
+pub const SLOW_ENDING_SLOTS: usize = 4;
 /// A remote cluster is slow while one of its reconciles has run this long, and after one took this long
 /// (until one takes less). Grants take a few calls of milliseconds each.
 pub const SLOW: Duration = Duration::from_secs(1);
@@ -83,6 +92,7 @@ pub struct Bulkhead {
     central_permits: Arc<Semaphore>,
     grant_slots: Arc<Semaphore>,
     ending_slots: Arc<Semaphore>,
+    slow_ending_slots: Arc<Semaphore>,
     remotes: Mutex<HashMap<String, Arc<Remote>>>,
     next: AtomicU64,
     closed: AtomicBool,
@@ -93,17 +103,40 @@ pub struct Bulkhead {
 pub struct Closed;
 
 /// Admission to reconcile; dropping it frees its permits and records how long the reconcile took.
-pub struct Admission<'a> {
+pub struct Admission {
     permits: Vec<OwnedSemaphorePermit>,
-    /// A remote request's cluster and ticket, counted until dropped.
-    remote: Option<(&'a Bulkhead, String, Arc<Remote>, u64)>,
+    bulkhead: Arc<Bulkhead>,
+    cluster: String,
+    /// Admitted to the queues for cuts.
+    ending: bool,
+    /// A remote request's queue and ticket, counted until dropped.
+    remote: Option<(Arc<Remote>, u64)>,
 }
 
-impl Drop for Admission<'_> {
+impl Admission {
+    /// Admitted to the queues for cuts.
+    pub fn ending(&self) -> bool {
+        self.ending
+    }
+
+    /// Gives the slots for cuts back and waits for a grant's (see [`access_cut`]); an admission to the
+    /// grant queues is kept as it is.
+    pub async fn into_follow_up(self) -> Result<Admission, Closed> {
+        if !self.ending {
+            return Ok(self);
+        }
+        let (bulkhead, cluster) = (self.bulkhead.clone(), self.cluster.clone());
+        drop(self);
+        bulkhead.admit(&cluster, false).await
+    }
+}
+
+impl Drop for Admission {
     fn drop(&mut self) {
-        let Some((bulkhead, cluster, remote, ticket)) = self.remote.take() else {
+        let Some((remote, ticket)) = self.remote.take() else {
             return;
         };
+        let (bulkhead, cluster) = (&self.bulkhead, self.cluster.as_str());
         let idle = {
             let mut load = remote.load();
             if let Some(started) = load.running.remove(&ticket) {
@@ -115,7 +148,7 @@ impl Drop for Admission<'_> {
         self.permits.clear();
         drop(remote);
         if idle {
-            bulkhead.forget_if_idle(&cluster);
+            bulkhead.forget_if_idle(cluster);
         }
     }
 }
@@ -128,6 +161,7 @@ impl Bulkhead {
             central_permits: Arc::new(Semaphore::new(central_permits)),
             grant_slots: Arc::new(Semaphore::new(GRANT_SLOTS)),
             ending_slots: Arc::new(Semaphore::new(ENDING_SLOTS)),
+            slow_ending_slots: Arc::new(Semaphore::new(SLOW_ENDING_SLOTS)),
             remotes: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -140,7 +174,7 @@ impl Bulkhead {
 
     /// Waits for admission of a reconcile of a request on `cluster` (`ending`: it ends access that is
     /// still granted), or [`Closed`] once [`Bulkhead::close`] was called.
-    pub async fn admit(&self, cluster: &str, ending: bool) -> Result<Admission<'_>, Closed> {
+    pub async fn admit(self: &Arc<Self>, cluster: &str, ending: bool) -> Result<Admission, Closed> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Closed);
         }
@@ -151,7 +185,13 @@ impl Bulkhead {
                 permits.push(acquire(&self.central_permits).await?);
             }
             permits.push(acquire(global).await?);
-            return Ok(Admission { permits, remote: None });
+            return Ok(Admission {
+                permits,
+                bulkhead: self.clone(),
+                cluster: cluster.to_string(),
+                ending,
+                remote: None,
+            });
         }
         let remote = {
             let mut remotes = self.remotes();
@@ -167,13 +207,15 @@ impl Bulkhead {
         let admitted = async {
             if ending {
                 permits.push(acquire(&remote.ending).await?);
+                let slow = remote.load().slow(Instant::now());
+                permits.push(acquire(if slow { &self.slow_ending_slots } else { global }).await?);
             } else {
                 permits.push(acquire(&remote.grants).await?);
                 if remote.load().slow(Instant::now()) {
                     permits.push(acquire(&remote.slow).await?);
                 }
+                permits.push(acquire(global).await?);
             }
-            permits.push(acquire(global).await?);
             Ok(())
         }
         .await;
@@ -187,7 +229,10 @@ impl Bulkhead {
         remote.load().running.insert(ticket, Instant::now());
         Ok(Admission {
             permits,
-            remote: Some((self, cluster.to_string(), remote, ticket)),
+            bulkhead: self.clone(),
+            cluster: cluster.to_string(),
+            ending,
+            remote: Some((remote, ticket)),
         })
     }
 
@@ -199,6 +244,7 @@ impl Bulkhead {
         self.central_permits.close();
         self.grant_slots.close();
         self.ending_slots.close();
+        self.slow_ending_slots.close();
         for r in remotes.values() {
             r.close();
         }
@@ -232,6 +278,40 @@ async fn acquire(s: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Closed> {
     s.clone().acquire_owned().await.map_err(|_| Closed)
 }
 
+/// The admission of the reconcile running in this task, for [`access_cut`].
+pub struct Held(Mutex<Option<Admission>>);
+
+tokio::task_local! {
+    static HELD: Arc<Held>;
+}
+
+/// Runs a reconcile admitted by `admission`, which it holds until done or until [`access_cut`] trades
+/// it for a grant's.
+pub async fn holding<F: std::future::Future>(admission: Admission, reconcile: F) -> F::Output {
+    HELD.scope(Arc::new(Held(Mutex::new(Some(admission)))), reconcile).await
+}
+
+/// Called by an ending reconcile once the access is cut: the slots for cuts go back at once (to the
+/// next cut waiting) and the rest of the ending waits for a grant's slot. Nothing when the reconcile
+/// was admitted for a grant, or not through [`holding`]. If the controller is stopping meanwhile, the
+/// rest runs without a slot: it is bounded by the cut slots it came from, and the graceful shutdown
+/// waits for it.
+pub async fn access_cut() {
+    let Ok(held) = HELD.try_with(Arc::clone) else {
+        return;
+    };
+    let taken = held.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(admission) = taken else {
+        return;
+    };
+    if !admission.ending() {
+        *held.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(admission);
+        return;
+    }
+    let follow_up = admission.into_follow_up().await.ok();
+    *held.0.lock().unwrap_or_else(|e| e.into_inner()) = follow_up;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +327,7 @@ mod tests {
         }
     }
 
-    fn admitted<'a>(b: &'a Bulkhead, cluster: &str, ending: bool) -> Admission<'a> {
+    fn admitted(b: &Arc<Bulkhead>, cluster: &str, ending: bool) -> Admission {
         match now(b.admit(cluster, ending)) {
             Some(Ok(a)) => a,
             Some(Err(Closed)) => panic!("{cluster}: closed"),
@@ -255,13 +335,13 @@ mod tests {
         }
     }
 
-    fn waits(b: &Bulkhead, cluster: &str, ending: bool) -> bool {
+    fn waits(b: &Arc<Bulkhead>, cluster: &str, ending: bool) -> bool {
         now(b.admit(cluster, ending)).is_none()
     }
 
     #[test]
     fn a_remote_cluster_gets_at_most_its_share_and_a_slow_one_less() {
-        let b = Bulkhead::new("central", 32);
+        let b = Arc::new(Bulkhead::new("central", 32));
         let mut held = Vec::new();
         for _ in 0..PER_REMOTE {
             held.push(admitted(&b, "r1", false));
@@ -331,7 +411,7 @@ mod tests {
     /// A remote cluster at its share of grants (slow, even) still admits its cuts.
     #[test]
     fn cuts_do_not_queue_behind_a_remote_clusters_grants() {
-        let b = Bulkhead::new("central", 32);
+        let b = Arc::new(Bulkhead::new("central", 32));
         let held: Vec<_> = (0..PER_REMOTE).map(|_| admitted(&b, "r1", false)).collect();
         assert!(waits(&b, "r1", false));
         let cuts: Vec<_> = (0..PER_REMOTE_ENDING).map(|_| admitted(&b, "r1", true)).collect();
@@ -345,7 +425,7 @@ mod tests {
     /// central API server); cuts still have theirs.
     #[test]
     fn grants_over_all_clusters_are_bounded() {
-        let b = Bulkhead::new("central", 32);
+        let b = Arc::new(Bulkhead::new("central", 32));
         let held: Vec<_> = (0..GRANT_SLOTS)
             .map(|c| admitted(&b, &format!("r{c}"), false))
             .collect();
@@ -360,7 +440,7 @@ mod tests {
     /// dozens wait for it.
     #[test]
     fn a_slow_clusters_queue_holds_nothing_others_need() {
-        let b = Bulkhead::new("central", 32);
+        let b = Arc::new(Bulkhead::new("central", 32));
         let held: Vec<_> = (0..PER_REMOTE).map(|_| admitted(&b, "stuck", false)).collect();
         let mut queued = Vec::new();
         for _ in 0..100 {
@@ -374,10 +454,43 @@ mod tests {
         drop((held, others, queued));
     }
 
+    /// Hanging clusters' cuts share a few slots of their own: however many of them there are, the
+    /// slots for cuts stay free for the healthy clusters.
+    #[test]
+    fn slow_clusters_cuts_cannot_take_every_slot_for_cuts() {
+        let b = Arc::new(Bulkhead::new("central", 32));
+        let mut slow_cuts = Vec::new();
+        for c in 0..4 {
+            let cluster = format!("hanging{c}");
+            let first = admitted(&b, &cluster, false);
+            {
+                let remotes = b.remotes();
+                let mut load = remotes.get(&cluster).unwrap().load();
+                for t in load.running.values_mut() {
+                    *t -= SLOW;
+                }
+            }
+            for _ in 0..PER_REMOTE_ENDING {
+                let mut f = Box::pin(b.admit(&cluster, true));
+                match now(f.as_mut()) {
+                    Some(Ok(a)) => slow_cuts.push(a),
+                    Some(Err(Closed)) => panic!("closed"),
+                    None => drop(f),
+                }
+            }
+            drop(first);
+        }
+        assert_eq!(slow_cuts.len(), SLOW_ENDING_SLOTS, "slow clusters' cuts in flight");
+        let healthy: Vec<_> = (0..ENDING_SLOTS)
+            .map(|c| admitted(&b, &format!("ok{c}"), true))
+            .collect();
+        drop((slow_cuts, healthy));
+    }
+
     /// An entry per cluster name ever seen (the name is the user's) is dropped once idle.
     #[test]
     fn idle_clusters_are_forgotten() {
-        let b = Bulkhead::new("central", 32);
+        let b = Arc::new(Bulkhead::new("central", 32));
         for c in 0..100 {
             drop(admitted(&b, &format!("made-up-{c}"), false));
         }
@@ -386,6 +499,49 @@ mod tests {
         assert_eq!(b.tracked(), 1);
         drop(held);
         assert_eq!(b.tracked(), 0);
+    }
+
+    /// Once an ending reconcile has cut the access, its slot for cuts goes to the next cut at once and
+    /// the rest of it runs on a grant's slot; a grant's admission stays as it is.
+    #[tokio::test]
+    async fn a_cut_slot_is_held_only_until_the_access_is_cut() {
+        let b = Arc::new(Bulkhead::new("central", 32));
+        let (cut_made, mut cut_seen) = tokio::sync::mpsc::channel(1);
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let first = admitted(&b, "r1", true);
+        let others: Vec<_> = (1..PER_REMOTE_ENDING).map(|_| admitted(&b, "r1", true)).collect();
+        assert!(waits(&b, "r1", true));
+        let ending = tokio::spawn(holding(first, async move {
+            access_cut().await;
+            cut_made.send(()).await.unwrap();
+            finished.await.unwrap();
+        }));
+        cut_seen.recv().await.unwrap();
+        let next = admitted(&b, "r1", true);
+        // The follow-up is counted as running on the cluster, on a grant slot: one fewer grant fits.
+        assert_eq!(b.running("r1"), PER_REMOTE_ENDING + 1);
+        let grants: Vec<_> = (1..PER_REMOTE).map(|_| admitted(&b, "r1", false)).collect();
+        assert!(waits(&b, "r1", false), "the follow-up took no grant slot");
+        finish.send(()).unwrap();
+        ending.await.unwrap();
+        drop(admitted(&b, "r1", false));
+
+        // A grant keeps its admission through `access_cut`.
+        let (cut_made, mut cut_seen) = tokio::sync::mpsc::channel(1);
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let grant = admitted(&b, "r1", false);
+        let granting = tokio::spawn(holding(grant, async move {
+            access_cut().await;
+            cut_made.send(()).await.unwrap();
+            finished.await.unwrap();
+        }));
+        cut_seen.recv().await.unwrap();
+        assert!(waits(&b, "r1", false), "a grant gave its slot away");
+        finish.send(()).unwrap();
+        granting.await.unwrap();
+        // Outside a reconcile admitted through `holding`, nothing happens.
+        access_cut().await;
+        drop((others, next, grants));
     }
 
     #[tokio::test]

@@ -456,8 +456,9 @@ pub async fn tokens_valid_until(
 ///
 /// Only names this controller derives from the request are deleted ([`names::grant_name`]): a status
 /// entry naming anything else is skipped, so whoever can write status cannot steer the deletions to
-/// other objects.
-pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant]) -> Result<()> {
+/// other objects. Ok(true) when every grant listed was cut this way, Ok(false) when some named
+/// something else (the label-based cleanup is then what removes its credentials).
+pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant]) -> Result<bool> {
     let ours: Vec<(&Grant, String)> = grants
         .iter()
         .filter_map(|g| {
@@ -465,8 +466,9 @@ pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant])
             (g.service_account == name && g.role_binding == name).then_some((g, name))
         })
         .collect();
+    let every = ours.len() == grants.len();
     if ours.is_empty() {
-        return Ok(());
+        return Ok(every);
     }
     // Authorization first: a real API server refuses the token (403) as soon as the binding is gone,
     // while it may accept a deleted ServiceAccount's token from its cache for about 10 s.
@@ -493,7 +495,7 @@ pub async fn cut_access(target: &ClusterHandle, request: &str, grants: &[Grant])
     for r in cut.into_iter().chain(accounts) {
         r?;
     }
-    Ok(())
+    Ok(every)
 }
 
 /// Ends, on one cluster, the access of the given requests, done for many requests with one list per

@@ -404,6 +404,10 @@ async fn act(
         .default_backoff()
         .reflect(writer)
         .applied_objects()
+        .predicate_filter(decision_inputs, Default::default())
+        // After the filter: a revocation, withdrawal or deletion changes the spec or the deletion mark,
+        // while the echoes of status writes (many, during a wave of expiries) would wake every waiting
+        // grant for nothing. An expiry is met by each waiter's own timer.
         .inspect_ok({
             let endings = endings.clone();
             move |ar| {
@@ -411,8 +415,7 @@ async fn act(
                     endings.notify_waiters();
                 }
             }
-        })
-        .predicate_filter(decision_inputs, Default::default());
+        });
     // Requests whose remote cluster came back are reconciled again at once (Clusters::wait_for).
     let requests = futures::stream::select(requests, recovered_requests(&ctx, reader.clone()));
     let latest = reader.clone();
@@ -542,6 +545,16 @@ async fn became_ending(
     }
 }
 
+/// The cluster whose queue a request's reconcile waits in: the one it was approved for, where its
+/// grants are made and cut, else the one it asks for. Not the spec's once approved: a spec changed
+/// afterwards (which fails the request) must not move its cut into another cluster's queue.
+fn queue_of(ar: &AccessRequest) -> &str {
+    ar.status
+        .as_ref()
+        .and_then(|s| s.approved.as_ref())
+        .map_or(ar.spec.cluster.as_str(), |a| a.cluster.as_str())
+}
+
 /// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`, once the
 /// request's cluster admits it ([`bulkhead::Bulkhead`]).
 async fn timed_reconcile(
@@ -552,12 +565,12 @@ async fn timed_reconcile(
     endings: Arc<tokio::sync::Notify>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
     let admitted = if ends_access(&ar, chrono::Utc::now()) {
-        bulkhead.admit(&ar.spec.cluster, true).await
+        bulkhead.admit(queue_of(&ar), true).await
     } else {
         // A grant may wait long in its cluster's queue (a slow cluster admits 2 at once), and while
         // this reconcile waits, kube-runtime holds back the request's next one: a revocation (or the
         // expiry) arriving meanwhile moves it to the queue for cuts instead of waiting behind grants.
-        let cluster = ar.spec.cluster.clone();
+        let cluster = queue_of(&ar).to_string();
         let key = ObjectRef::from_obj(&*ar);
         let moved = tokio::select! {
             a = bulkhead.admit(&cluster, false) => Ok(a),
@@ -567,23 +580,23 @@ async fn timed_reconcile(
             Ok(a) => a,
             Err(now_ending) => {
                 ar = now_ending;
-                bulkhead.admit(&ar.spec.cluster, true).await
+                bulkhead.admit(queue_of(&ar), true).await
             }
         }
     };
-    let _admitted = match admitted {
+    let admitted = match admitted {
         Ok(a) => a,
         // The controller is stopping: the next leader reconciles everything at its start.
         Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
     };
     let start = std::time::Instant::now();
     // Boxed: the reconcile's state is large, and thousands of reconciles may wait for admission.
-    let result = Box::pin(reconcile::reconcile(ar.clone(), ctx.clone())).await;
+    let result = bulkhead::holding(admitted, Box::pin(reconcile::reconcile(ar.clone(), ctx.clone()))).await;
     if let Err(e) = &result
         && e.is_transient()
     {
         // Retried when the cluster answers again, not only after the backoff.
-        ctx.clusters.wait_for(&ar.spec.cluster, &ar.name_any()).await;
+        ctx.clusters.wait_for(queue_of(&ar), &ar.name_any()).await;
     }
     let outcome = if result.is_ok() {
         metrics::Outcome::Ok
@@ -651,6 +664,18 @@ mod tests {
         )
         .await
         .expect("the expiry did not move the waiting reconcile");
+    }
+
+    /// A spec changed after approval does not move the request into another cluster's queue.
+    #[test]
+    fn a_request_waits_in_the_queue_of_the_cluster_it_was_approved_for() {
+        let mut ar = active("r4", chrono::Duration::hours(1), true);
+        assert_eq!(queue_of(&ar), "slow");
+        ar.status.as_mut().unwrap().approved = Some(
+            serde_json::from_value(json!({"digest": "d", "requester": "a@x.io", "cluster": "prod", "namespaces": ["team-a"], "ttlSeconds": 600, "approvedBy": "admin@example.com"}))
+                .unwrap(),
+        );
+        assert_eq!(queue_of(&ar), "prod");
     }
 
     #[test]

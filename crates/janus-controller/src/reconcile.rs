@@ -274,8 +274,11 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     let name = ar.name_any();
     let central = ctx.clusters.central();
     // Not twice in one reconcile: `reconcile` may have cut it already, from the cached object.
-    if !ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name) {
-        cut_access(ctx, ar).await;
+    let cut = ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name) || cut_access(ctx, ar).await;
+    if cut {
+        // What follows is bookkeeping once the access is cut: the slot for cuts goes to the next one.
+        // Not when the cut failed: then the label-based cleanup below is what cuts.
+        crate::bulkhead::access_cut().await;
     }
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
@@ -303,9 +306,10 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
 /// Takes the access of the grants in the request's status away at once, on the cluster they were
 /// approved for ([`grant::cut_access`]), before the slower label-based cleanup lists anything. A
 /// failure here only means the cleanup that follows does the work (and reports what it cannot).
-async fn cut_access(ctx: &Context, ar: &AccessRequest) {
+/// True when the access of every grant in the status is cut.
+async fn cut_access(ctx: &Context, ar: &AccessRequest) -> bool {
     let Some(status) = ar.status.as_ref().filter(|s| !s.grants.is_empty()) else {
-        return;
+        return false;
     };
     let cluster = status
         .approved
@@ -317,8 +321,12 @@ async fn cut_access(ctx: &Context, ar: &AccessRequest) {
         Ok(target) => grant::cut_access(&target, &ar.name_any(), &status.grants).await,
         Err(e) => Err(Error::from(e)),
     };
-    if let Err(e) = cut {
-        tracing::debug!(request = %ar.name_any(), cluster = %cluster, error = %e, "access not cut at once; the cleanup follows");
+    match cut {
+        Ok(every) => every,
+        Err(e) => {
+            tracing::debug!(request = %ar.name_any(), cluster = %cluster, error = %e, "access not cut at once; the cleanup follows");
+            false
+        }
     }
 }
 
@@ -450,8 +458,8 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
             .as_ref()
             .is_some_and(|s| !s.grants.is_empty() && !condition_true(s, types::CREDENTIALS_REMOVED));
     let result = bounded(&ar, &ctx, async {
-        if cut {
-            cut_access(&ctx, &ar).await;
+        // Remembered only when done: a failed cut is tried again by the ending that follows.
+        if cut && cut_access(&ctx, &ar).await {
             ctx.cut_done
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
