@@ -629,13 +629,21 @@ where
     }
 }
 
-/// The clusters the request's token Secrets were issued for (their `cluster` key, written at each
-/// grant), so cleanup reaches them whatever the spec says now.
-pub async fn token_clusters(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<String>> {
+/// The request's token Secrets on the central cluster, found by label. Listed once per cleanup: they
+/// name the clusters their tokens were issued for ([`secret_clusters`]), and they are deleted after
+/// those clusters are cleaned up ([`delete_secrets`]). A list of the janus namespace's Secrets scans
+/// every token Secret there, so with thousands of grants it is among the costliest calls of an ending.
+pub async fn token_secrets(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<Secret>> {
     let lp = ListParams::default().labels(&format!("{REQUEST_LABEL}={request}"));
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
+    Ok(secrets.list(&lp).await?.items)
+}
+
+/// The clusters the token Secrets were issued for (their `cluster` key, written at each grant), so
+/// cleanup reaches them whatever the spec says now.
+pub fn secret_clusters(secrets: &[Secret]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for s in secrets.list(&lp).await?.items {
+    for s in secrets {
         let cluster = s
             .data
             .as_ref()
@@ -648,7 +656,7 @@ pub async fn token_clusters(central: &ClusterHandle, janus_ns: &str, request: &s
             out.push(c);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Deletes every credential of a request (found by label) on one cluster and reports what is still
@@ -680,13 +688,12 @@ pub async fn cleanup_cluster(target: &ClusterHandle, request: &str) -> Result<Ve
     Ok(left)
 }
 
-/// Deletes the request's token Secrets on the central cluster (found by label) and reports what is
-/// still left. Done once per cleanup, whichever clusters could be reached.
-pub async fn cleanup_secrets(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<String>> {
-    let lp = ListParams::default().labels(&format!("{REQUEST_LABEL}={request}"));
+/// Deletes the token Secrets [`token_secrets`] found and reports what is still left (held by a
+/// finalizer).
+pub async fn delete_secrets(central: &ClusterHandle, janus_ns: &str, found: &[Secret]) -> Result<Vec<String>> {
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     let mut left = Vec::new();
-    for s in secrets.list(&lp).await?.items {
+    for s in found {
         left.extend(delete_one(&secrets, "Secret", janus_ns, &s.name_any()).await?);
     }
     Ok(left)

@@ -564,6 +564,7 @@ async fn timed_reconcile(
     latest: reflector::Store<AccessRequest>,
     endings: Arc<tokio::sync::Notify>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
+    let queued = std::time::Instant::now();
     let admitted = if ends_access(&ar, chrono::Utc::now()) {
         bulkhead.admit(queue_of(&ar), true).await
     } else {
@@ -590,6 +591,13 @@ async fn timed_reconcile(
         Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
     };
     let start = std::time::Instant::now();
+    tracing::debug!(
+        request = %ar.name_any(),
+        cluster = queue_of(&ar),
+        ending = admitted.ending(),
+        waited = ?start.duration_since(queued),
+        "admitted"
+    );
     // Boxed: the reconcile's state is large, and thousands of reconciles may wait for admission.
     let result = bulkhead::holding(admitted, Box::pin(reconcile::reconcile(ar.clone(), ctx.clone()))).await;
     if let Err(e) = &result

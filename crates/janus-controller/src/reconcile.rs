@@ -245,7 +245,7 @@ fn requeue_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Action {
 /// spec was changed after approval, or approved before the baseline existed), and every cluster the
 /// request's token Secrets name (written at each grant). Never only the spec's: whoever changed
 /// `spec.cluster` must not steer the cleanup away from the cluster that holds the credentials.
-async fn credential_clusters(ctx: &Context, ar: &AccessRequest) -> Result<Vec<String>> {
+fn credential_clusters(ctx: &Context, ar: &AccessRequest, recorded: Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     let approved = ar
         .status
@@ -253,7 +253,6 @@ async fn credential_clusters(ctx: &Context, ar: &AccessRequest) -> Result<Vec<St
         .and_then(|s| s.approved.as_ref())
         .map(|a| a.cluster.clone());
     let remembered = ctx.remembered_baseline(ar).map(|a| a.cluster);
-    let recorded = grant::token_clusters(ctx.clusters.central(), &ctx.config.namespace, &ar.name_any()).await?;
     for c in approved
         .into_iter()
         .chain(remembered)
@@ -264,7 +263,7 @@ async fn credential_clusters(ctx: &Context, ar: &AccessRequest) -> Result<Vec<St
             out.push(c);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Removes every credential of the request, on every cluster that may hold some (see
@@ -276,13 +275,19 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     // Not twice in one reconcile: `reconcile` may have cut it already, from the cached object.
     let cut = ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name) || cut_access(ctx, ar).await;
     if cut {
+        tracing::debug!(request = %name, "access cut");
         // What follows is bookkeeping once the access is cut: the slot for cuts goes to the next one.
         // Not when the cut failed: then the label-based cleanup below is what cuts.
         crate::bulkhead::access_cut().await;
+        tracing::debug!(request = %name, "admitted for the rest of the ending");
     }
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
-    for cluster in credential_clusters(ctx, ar).await? {
+    // The token Secrets are listed once: they say which clusters got tokens, and go last. Only a
+    // deposed leader's grant still finishing could write one after this list; its token is dead with
+    // its ServiceAccount (the clusters' final look below), and the Secret goes with the request.
+    let secrets = grant::token_secrets(central, &ctx.config.namespace, &name).await?;
+    for cluster in credential_clusters(ctx, ar, grant::secret_clusters(&secrets)) {
         match ctx.clusters.get(&cluster).await.map_err(Error::from) {
             Ok(target) => left.extend(grant::cleanup_cluster(&target, &name).await?),
             Err(Error::ClusterUnavailable { message, .. }) => {
@@ -296,7 +301,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
         }
     }
     // Central Secrets go now in any case.
-    left.extend(grant::cleanup_secrets(central, &ctx.config.namespace, &name).await?);
+    left.extend(grant::delete_secrets(central, &ctx.config.namespace, &secrets).await?);
     if !unreachable.is_empty() {
         return Err(Error::CleanupPending(unreachable.join("; ")));
     }

@@ -29,6 +29,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 pub mod list;
 pub mod logs;
+mod owners;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

@@ -73,6 +73,9 @@ struct Inner {
     /// Write versions for [`Store::collection_version`]; see [`WriteVersions`].
     #[serde(skip)]
     versions: WriteVersions,
+    /// What the garbage collector looks at ([`Store::gc_candidates`]).
+    #[serde(skip)]
+    owners: crate::owners::OwnerIndex,
 }
 
 /// Per-collection and per-(collection, namespace) write versions.
@@ -327,6 +330,10 @@ impl Store {
         change.gr = crate::events::storage_gr(&change.gr).into_owned();
         // Every write of an object comes through here, so this is where the write versions move.
         g.versions.bump(&coll_key(&change.gr), &change.namespace);
+        // And the garbage collector's index.
+        let key = (coll_key(&change.gr), obj_key(&change.namespace, &change.name));
+        let after = (change.kind != ChangeKind::Deleted).then_some(&change.object);
+        g.owners.replace(&key, change.previous.as_ref(), after);
         let change = Arc::new(change);
         self.expire(g);
         g.history.push_back((Instant::now(), change.clone()));
@@ -588,6 +595,13 @@ impl Store {
         g.compacted_rv = rv;
         // The objects changed without going through `record`.
         g.versions.bump_all();
+        let Inner { objects, owners, .. } = &mut *g;
+        *owners = Default::default();
+        for (ck, c) in objects.iter() {
+            for (ok, v) in c {
+                owners.replace(&(ck.clone(), ok.clone()), None, Some(v));
+            }
+        }
         Ok(())
     }
 
@@ -611,45 +625,22 @@ impl Store {
         out
     }
 
-    /// What a garbage-collector sweep has to look at, found in one pass under the lock without copying
-    /// the store: the objects in deletion, and the objects with an owner reference to a uid that no
-    /// object has (with those uids). Objects whose owners all exist are left alone by the sweep, and
-    /// with thousands of owned objects copying them all on every sweep made the collector the largest
-    /// cost of a run (issue 19).
+    /// What a garbage-collector sweep has to look at: the objects in deletion, and the objects with an
+    /// owner reference to a uid that no object has (with those uids). Read from an index kept on every
+    /// write ([`crate::owners`]): walking the store under its lock on every sweep took half of a
+    /// fleet's central API server (issue 19).
     pub fn gc_candidates(&self) -> (Vec<(GroupResource, Value)>, std::collections::HashSet<String>) {
         let g = self.lock();
-        let uids: std::collections::HashSet<&str> = g
-            .objects
-            .values()
-            .flat_map(|c| c.values())
-            .filter_map(|v| v["metadata"]["uid"].as_str())
+        let (keys, missing) = g.owners.candidates();
+        let out = keys
+            .into_iter()
+            .filter_map(|(ck, ok)| {
+                let (grp, res) = ck.split_once('/')?;
+                let v = g.objects.get(ck)?.get(ok)?;
+                Some((GroupResource::new(grp, res), v.clone()))
+            })
             .collect();
-        let mut missing = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (k, c) in &g.objects {
-            let Some((grp, res)) = k.split_once('/') else { continue };
-            for v in c.values() {
-                let md = &v["metadata"];
-                let mut dangling = false;
-                if let Some(refs) = md["ownerReferences"].as_array() {
-                    for r in refs {
-                        match r["uid"].as_str() {
-                            Some(u) if uids.contains(u) => {}
-                            Some(u) => {
-                                dangling = true;
-                                missing.insert(u.to_string());
-                            }
-                            // No uid: an owner that cannot exist (the sweep counts it as gone).
-                            None => dangling = true,
-                        }
-                    }
-                }
-                if dangling || !md["deletionTimestamp"].is_null() {
-                    out.push((GroupResource::new(grp, res), v.clone()));
-                }
-            }
-        }
-        (out, missing)
+        (out, missing.clone())
     }
 }
 
