@@ -53,15 +53,23 @@ struct Remote {
 
 #[derive(Default)]
 struct Load {
-    /// Start of each reconcile in flight, by ticket.
-    running: HashMap<u64, Instant>,
+    /// Each reconcile in flight, by ticket.
+    running: HashMap<u64, Running>,
     /// How long the last finished reconcile took.
     last: Duration,
 }
 
+/// A reconcile of a remote cluster in flight.
+struct Running {
+    started: Instant,
+    /// Its slot of [`GRANT_SLOTS`] or [`ENDING_SLOTS`], until it has run [`SLOW`] (see
+    /// [`Bulkhead::release_slow_slots`]).
+    global: Option<OwnedSemaphorePermit>,
+}
+
 impl Load {
     fn slow(&self, now: Instant) -> bool {
-        self.last >= SLOW || self.running.values().any(|t| now.duration_since(*t) >= SLOW)
+        self.last >= SLOW || self.running.values().any(|r| now.duration_since(r.started) >= SLOW)
     }
 }
 
@@ -139,8 +147,8 @@ impl Drop for Admission {
         let (bulkhead, cluster) = (&self.bulkhead, self.cluster.as_str());
         let idle = {
             let mut load = remote.load();
-            if let Some(started) = load.running.remove(&ticket) {
-                load.last = started.elapsed();
+            if let Some(r) = load.running.remove(&ticket) {
+                load.last = r.started.elapsed();
             }
             load.running.is_empty() && !load.slow(Instant::now())
         };
@@ -207,26 +215,36 @@ impl Bulkhead {
         let admitted = async {
             if ending {
                 permits.push(acquire(&remote.ending).await?);
-                let slow = remote.load().slow(Instant::now());
-                permits.push(acquire(if slow { &self.slow_ending_slots } else { global }).await?);
+                if remote.load().slow(Instant::now()) {
+                    permits.push(acquire(&self.slow_ending_slots).await?);
+                    return Ok(None);
+                }
             } else {
                 permits.push(acquire(&remote.grants).await?);
                 if remote.load().slow(Instant::now()) {
                     permits.push(acquire(&remote.slow).await?);
                 }
-                permits.push(acquire(global).await?);
             }
-            Ok(())
+            acquire(global).await.map(Some)
         }
         .await;
-        if let Err(closed) = admitted {
-            drop(permits);
-            drop(remote);
-            self.forget_if_idle(cluster);
-            return Err(closed);
-        }
+        let global = match admitted {
+            Ok(g) => g,
+            Err(closed) => {
+                drop(permits);
+                drop(remote);
+                self.forget_if_idle(cluster);
+                return Err(closed);
+            }
+        };
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        remote.load().running.insert(ticket, Instant::now());
+        remote.load().running.insert(
+            ticket,
+            Running {
+                started: Instant::now(),
+                global,
+            },
+        );
         Ok(Admission {
             permits,
             bulkhead: self.clone(),
@@ -247,6 +265,22 @@ impl Bulkhead {
         self.slow_ending_slots.close();
         for r in remotes.values() {
             r.close();
+        }
+    }
+
+    /// Gives back the global slot of every remote reconcile that has run [`SLOW`]: it waits on its
+    /// cluster, not on the central API server, and still holds its cluster's share. Without this, the
+    /// first reconciles of clusters that turn slow all at once (admitted before anyone knew) held every
+    /// global slot for their whole run, calls of seconds each, and the healthy clusters' grants waited
+    /// (issue 19: 10 clusters turning slow took all 48).
+    pub fn release_slow_slots(&self) {
+        let now = Instant::now();
+        for remote in self.remotes().values() {
+            for r in remote.load().running.values_mut() {
+                if now.duration_since(r.started) >= SLOW {
+                    r.global = None;
+                }
+            }
         }
     }
 
@@ -359,8 +393,8 @@ mod tests {
         {
             let remotes = b.remotes();
             let mut load = remotes.get("r3").unwrap().load();
-            for t in load.running.values_mut() {
-                *t -= SLOW;
+            for r in load.running.values_mut() {
+                r.started -= SLOW;
             }
         }
         let a = admitted(&b, "r3", false);
@@ -466,8 +500,8 @@ mod tests {
             {
                 let remotes = b.remotes();
                 let mut load = remotes.get(&cluster).unwrap().load();
-                for t in load.running.values_mut() {
-                    *t -= SLOW;
+                for r in load.running.values_mut() {
+                    r.started -= SLOW;
                 }
             }
             for _ in 0..PER_REMOTE_ENDING {
@@ -485,6 +519,34 @@ mod tests {
             .map(|c| admitted(&b, &format!("ok{c}"), true))
             .collect();
         drop((slow_cuts, healthy));
+    }
+
+    /// Reconciles that turned slow while holding global slots give them back: other clusters' grants
+    /// are admitted while the slow ones run on.
+    #[test]
+    fn reconciles_that_turn_slow_give_their_global_slot_back() {
+        let b = Arc::new(Bulkhead::new("central", 32));
+        let held: Vec<_> = (0..GRANT_SLOTS)
+            .map(|c| admitted(&b, &format!("turning-slow{}", c % 6), false))
+            .collect();
+        assert!(waits(&b, "healthy", false));
+        b.release_slow_slots();
+        assert!(waits(&b, "healthy", false), "slots released before anything was slow");
+        for c in 0..6 {
+            let remotes = b.remotes();
+            let mut load = remotes.get(&format!("turning-slow{c}")).unwrap().load();
+            for r in load.running.values_mut() {
+                r.started -= SLOW;
+            }
+        }
+        b.release_slow_slots();
+        let healthy: Vec<_> = (0..GRANT_SLOTS)
+            .map(|c| admitted(&b, &format!("healthy{c}"), false))
+            .collect();
+        assert_eq!(healthy.len(), GRANT_SLOTS);
+        // Still counted on their own clusters: a slow one admits no more than its share.
+        assert!(waits(&b, "turning-slow0", false));
+        drop((held, healthy));
     }
 
     /// An entry per cluster name ever seen (the name is the user's) is dropped once idle.

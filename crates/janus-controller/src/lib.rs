@@ -452,7 +452,17 @@ async fn act(
             bulkhead.close();
         }
     };
-    controller
+    let release_slow_slots = {
+        let bulkhead = bulkhead.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                bulkhead.release_slow_slots();
+            }
+        }
+    };
+    let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(
             move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone(), latest.clone(), endings.clone()),
@@ -463,8 +473,11 @@ async fn act(
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = release_slow_slots => {}
+    }
     Ok(())
 }
 

@@ -376,15 +376,34 @@ async fn a_capped_token_is_renewed_before_it_expires_once_per_period() {
             break;
         };
         let token = String::from_utf8_lossy(&s.data.expect("data")["token"].0).into_owned();
-        let answer = pods_with(&sim, "team-a", &token).await;
+        let pods: Api<Pod> = Api::namespaced(sim.client_for_token(&token).await.expect("client"), "team-a");
+        let answer = pods.list(&ListParams::default()).await.map(|_| ());
         // The request may have ended between the two reads; only a refusal while still Active counts.
         if answer.is_err() && get(&sim, "capped").await.is_some_and(|a| phase(&a) == "Active") {
+            // Why the server refused it, and the token's claims (not the token: its signature is what
+            // would make it a credential).
+            let claims = token
+                .split('.')
+                .nth(1)
+                .and_then(|p| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let sa = Api::<ServiceAccount>::namespaced(sim.client().await.expect("client"), "team-a")
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|sa| (sa.metadata.name.clone(), sa.metadata.uid.clone()))
+                        .collect::<Vec<_>>()
+                });
             let w = writes.lock().unwrap();
             panic!(
-                "the Secret's token was refused ({answer:?}) while access is valid (now {}), after {} token writes: {:?}",
-                now(),
+                "the Secret's token was refused ({answer:?}) while access is valid (now {}), after {} token writes: {:?}; \
+                 its claims {claims:?}; the ServiceAccounts now {sa:?}; the Secret's resourceVersion {:?}",
+                chrono::Utc::now().to_rfc3339(),
                 w.len(),
-                w.iter().map(|(at, _, exp)| (at, exp)).collect::<Vec<_>>()
+                w.iter().map(|(at, _, exp)| (at, exp)).collect::<Vec<_>>(),
+                s.metadata.resource_version,
             );
         }
         uses += 1;
