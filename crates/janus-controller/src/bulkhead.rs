@@ -9,13 +9,14 @@
 //! requeued the request after 250 ms instead; under a burst the refused requests came back in waves and
 //! slots stood idle between them, which doubled the bulk approval time and put seconds on expiry lag.
 //!
-//! A slot for cuts is held only until the access is cut: the rest of an ending (the label-based sweep for
-//! anything the status does not name, the central token Secrets, the status) is bookkeeping, and waits
-//! for a grant's slot instead ([`access_cut`]). Holding the cut slot through about eight lists per ending
-//! let a hundred expiries due in the same second queue behind each other's bookkeeping for seconds.
+//! A slot for cuts is held only until the grants the status names are cut: the rest of an ending (the
+//! label sweep for anything the status does not name, the central token Secrets, the status) takes a
+//! slot of its own ([`FOLLOW_UP_SLOTS`], never behind grants) instead ([`access_cut`]). Holding the cut
+//! slot through about eight lists per ending let a hundred expiries due in the same second queue behind
+//! each other's remaining work for seconds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,16 @@ pub const ENDING_SLOTS: usize = 16;
 /// [`ENDING_SLOTS`], so that a few hanging clusters' cuts (each waiting for its calls to time out)
 /// cannot hold every slot for cuts while healthy clusters' revocations and expiries wait.
 pub const SLOW_ENDING_SLOTS: usize = 4;
+/// The rest of endings whose access is cut ([`access_cut`]), over all clusters. Their own queue: they
+/// never wait behind grants, so an ending is not held past its reconcile's time bound by a backlog of
+/// grants on a slow cluster.
+pub const FOLLOW_UP_SLOTS: usize = 32;
+/// How long the rest of an ending waits for a slot of [`FOLLOW_UP_SLOTS`] before it runs without one:
+/// the reconcile's own time bound (30 s) must go to the work, not to the queue.
+pub const FOLLOW_UP_WAIT: Duration = Duration::from_secs(5);
+/// Global slots given back by reconciles that have run [`SLOW`], at most this many at once (see
+/// [`Bulkhead::release_slow_slots`]): what works on the central API server stays bounded.
+pub const RELEASED_SLOTS: usize = 48;
 /// A remote cluster is slow while one of its reconciles has run this long, and after one took this long
 /// (until one takes less). Grants take a few calls of milliseconds each.
 pub const SLOW: Duration = Duration::from_secs(1);
@@ -65,6 +76,8 @@ struct Running {
     /// Its slot of [`GRANT_SLOTS`] or [`ENDING_SLOTS`], until it has run [`SLOW`] (see
     /// [`Bulkhead::release_slow_slots`]).
     global: Option<OwnedSemaphorePermit>,
+    /// It gave its global slot back, and counts in [`RELEASED_SLOTS`] until it ends.
+    released: bool,
 }
 
 impl Load {
@@ -101,6 +114,9 @@ pub struct Bulkhead {
     grant_slots: Arc<Semaphore>,
     ending_slots: Arc<Semaphore>,
     slow_ending_slots: Arc<Semaphore>,
+    follow_up_slots: Arc<Semaphore>,
+    /// Reconciles running without the global slot they gave back.
+    released: AtomicUsize,
     remotes: Mutex<HashMap<String, Arc<Remote>>>,
     next: AtomicU64,
     closed: AtomicBool,
@@ -127,15 +143,27 @@ impl Admission {
         self.ending
     }
 
-    /// Gives the slots for cuts back and waits for a grant's (see [`access_cut`]); an admission to the
-    /// grant queues is kept as it is.
+    /// Gives the slots for cuts back and waits for a slot of [`FOLLOW_UP_SLOTS`] (see [`access_cut`]);
+    /// an admission to the grant queues is kept as it is. The rest of an ending is not counted in its
+    /// cluster's load: it is mostly work on the central API server, and must not make the cluster look
+    /// slow.
     pub async fn into_follow_up(self) -> Result<Admission, Closed> {
         if !self.ending {
             return Ok(self);
         }
         let (bulkhead, cluster) = (self.bulkhead.clone(), self.cluster.clone());
         drop(self);
-        bulkhead.admit(&cluster, false).await
+        if bulkhead.closed.load(Ordering::Acquire) {
+            return Err(Closed);
+        }
+        let permit = acquire(&bulkhead.follow_up_slots).await?;
+        Ok(Admission {
+            permits: vec![permit],
+            bulkhead,
+            cluster,
+            ending: false,
+            remote: None,
+        })
     }
 }
 
@@ -149,6 +177,9 @@ impl Drop for Admission {
             let mut load = remote.load();
             if let Some(r) = load.running.remove(&ticket) {
                 load.last = r.started.elapsed();
+                if r.released {
+                    bulkhead.released.fetch_sub(1, Ordering::AcqRel);
+                }
             }
             load.running.is_empty() && !load.slow(Instant::now())
         };
@@ -170,6 +201,8 @@ impl Bulkhead {
             grant_slots: Arc::new(Semaphore::new(GRANT_SLOTS)),
             ending_slots: Arc::new(Semaphore::new(ENDING_SLOTS)),
             slow_ending_slots: Arc::new(Semaphore::new(SLOW_ENDING_SLOTS)),
+            follow_up_slots: Arc::new(Semaphore::new(FOLLOW_UP_SLOTS)),
+            released: AtomicUsize::new(0),
             remotes: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -243,6 +276,7 @@ impl Bulkhead {
             Running {
                 started: Instant::now(),
                 global,
+                released: false,
             },
         );
         Ok(Admission {
@@ -263,23 +297,35 @@ impl Bulkhead {
         self.grant_slots.close();
         self.ending_slots.close();
         self.slow_ending_slots.close();
+        self.follow_up_slots.close();
         for r in remotes.values() {
             r.close();
         }
     }
 
-    /// Gives back the global slot of every remote reconcile that has run [`SLOW`]: it waits on its
-    /// cluster, not on the central API server, and still holds its cluster's share. Without this, the
-    /// first reconciles of clusters that turn slow all at once (admitted before anyone knew) held every
-    /// global slot for their whole run, calls of seconds each, and the healthy clusters' grants waited
-    /// (issue 19: 10 clusters turning slow took all 48).
+    /// Gives back the global slot of remote reconciles that have run [`SLOW`], at most
+    /// [`RELEASED_SLOTS`] at once: such a reconcile mostly waits on its cluster, and it still holds its
+    /// cluster's share. Without this, the first reconciles of clusters that turn slow all at once
+    /// (admitted before anyone knew) held every global slot for their whole run, calls of seconds each,
+    /// and the healthy clusters' grants waited (issue 19: 10 clusters turning slow took all 48).
     pub fn release_slow_slots(&self) {
         let now = Instant::now();
         for remote in self.remotes().values() {
             for r in remote.load().running.values_mut() {
-                if now.duration_since(r.started) >= SLOW {
-                    r.global = None;
+                if r.global.is_none() || now.duration_since(r.started) < SLOW {
+                    continue;
                 }
+                let taken = self
+                    .released
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < RELEASED_SLOTS).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !taken {
+                    return;
+                }
+                r.global = None;
+                r.released = true;
             }
         }
     }
@@ -325,11 +371,12 @@ pub async fn holding<F: std::future::Future>(admission: Admission, reconcile: F)
     HELD.scope(Arc::new(Held(Mutex::new(Some(admission)))), reconcile).await
 }
 
-/// Called by an ending reconcile once the access is cut: the slots for cuts go back at once (to the
-/// next cut waiting) and the rest of the ending waits for a grant's slot. Nothing when the reconcile
-/// was admitted for a grant, or not through [`holding`]. If the controller is stopping meanwhile, the
-/// rest runs without a slot: it is bounded by the cut slots it came from, and the graceful shutdown
-/// waits for it.
+/// Called by an ending reconcile once the grants its status names are cut: the slots for cuts go back
+/// at once (to the next cut waiting) and the rest of the ending waits for a slot of
+/// [`FOLLOW_UP_SLOTS`]. Nothing when the reconcile was admitted for a grant, or not through
+/// [`holding`]. If none comes within [`FOLLOW_UP_WAIT`], or the controller is stopping meanwhile, the
+/// rest runs without a slot: the graceful shutdown waits for it, and the reconcile's time bound is
+/// not spent in a queue.
 pub async fn access_cut() {
     let Ok(held) = HELD.try_with(Arc::clone) else {
         return;
@@ -342,7 +389,10 @@ pub async fn access_cut() {
         *held.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(admission);
         return;
     }
-    let follow_up = admission.into_follow_up().await.ok();
+    let follow_up = tokio::time::timeout(FOLLOW_UP_WAIT, admission.into_follow_up())
+        .await
+        .ok()
+        .and_then(Result::ok);
     *held.0.lock().unwrap_or_else(|e| e.into_inner()) = follow_up;
 }
 
@@ -546,7 +596,27 @@ mod tests {
         assert_eq!(healthy.len(), GRANT_SLOTS);
         // Still counted on their own clusters: a slow one admits no more than its share.
         assert!(waits(&b, "turning-slow0", false));
-        drop((held, healthy));
+        // No more than RELEASED_SLOTS run without their slot: the healthy ones turning slow keep theirs.
+        for c in 0..GRANT_SLOTS {
+            let remotes = b.remotes();
+            let mut load = remotes.get(&format!("healthy{c}")).unwrap().load();
+            for r in load.running.values_mut() {
+                r.started -= SLOW;
+            }
+        }
+        b.release_slow_slots();
+        assert_eq!(b.released.load(Ordering::Acquire), RELEASED_SLOTS);
+        assert!(
+            waits(&b, "another", false),
+            "more slots were given back than RELEASED_SLOTS"
+        );
+        drop(held);
+        assert_eq!(
+            b.released.load(Ordering::Acquire),
+            0,
+            "ended reconciles still counted as released"
+        );
+        drop(healthy);
     }
 
     /// An entry per cluster name ever seen (the name is the user's) is dropped once idle.
@@ -580,17 +650,20 @@ mod tests {
         }));
         cut_seen.recv().await.unwrap();
         let next = admitted(&b, "r1", true);
-        // The follow-up is counted as running on the cluster, on a grant slot: one fewer grant fits.
-        assert_eq!(b.running("r1"), PER_REMOTE_ENDING + 1);
-        let grants: Vec<_> = (1..PER_REMOTE).map(|_| admitted(&b, "r1", false)).collect();
-        assert!(waits(&b, "r1", false), "the follow-up took no grant slot");
+        // The rest of the ending takes a follow-up slot: not one of the cluster's, nor a grant's.
+        assert_eq!(b.running("r1"), PER_REMOTE_ENDING);
+        assert_eq!(b.follow_up_slots.available_permits(), FOLLOW_UP_SLOTS - 1);
+        let grants: Vec<_> = (0..PER_REMOTE).map(|_| admitted(&b, "r1", false)).collect();
+        assert!(waits(&b, "r1", false));
         finish.send(()).unwrap();
         ending.await.unwrap();
-        drop(admitted(&b, "r1", false));
+        assert_eq!(b.follow_up_slots.available_permits(), FOLLOW_UP_SLOTS);
+        drop(grants);
 
         // A grant keeps its admission through `access_cut`.
         let (cut_made, mut cut_seen) = tokio::sync::mpsc::channel(1);
         let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let fill: Vec<_> = (1..PER_REMOTE).map(|_| admitted(&b, "r1", false)).collect();
         let grant = admitted(&b, "r1", false);
         let granting = tokio::spawn(holding(grant, async move {
             access_cut().await;
@@ -603,7 +676,7 @@ mod tests {
         granting.await.unwrap();
         // Outside a reconcile admitted through `holding`, nothing happens.
         access_cut().await;
-        drop((others, next, grants));
+        drop((others, next, fill));
     }
 
     #[tokio::test]

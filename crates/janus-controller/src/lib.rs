@@ -550,7 +550,9 @@ async fn became_ending(
                     .and_then(janus_api::rules::time::parse_time)
             })
             .and_then(|t| (t - now).to_std().ok())
-            .unwrap_or(std::time::Duration::from_secs(3600));
+            // Without an expiry seen (a stale object), looked at again now and then: status changes
+            // wake nobody.
+            .unwrap_or(std::time::Duration::from_secs(30));
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(expires_in + std::time::Duration::from_millis(5)) => {}

@@ -71,8 +71,9 @@ pub struct Context {
     /// The approved baseline of each live request as this controller last saw it, by uid: a baseline
     /// that disappears from status afterwards was removed, not never recorded.
     baselines: Mutex<HashMap<String, ApprovedSpec>>,
-    /// Requests whose access the reconcile running now has already cut ([`cut_access`]), by name.
-    cut_done: Mutex<std::collections::HashSet<String>>,
+    /// Requests whose access the reconcile running now has already cut ([`cut_access`]), by name, with
+    /// the grants it cut (from the cached object).
+    cut_done: Mutex<HashMap<String, Vec<janus_api::Grant>>>,
 }
 
 impl Context {
@@ -92,7 +93,7 @@ impl Context {
             // as activated by this controller.
             started: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now),
             baselines: Mutex::new(HashMap::new()),
-            cut_done: Mutex::new(std::collections::HashSet::new()),
+            cut_done: Mutex::new(HashMap::new()),
         }
     }
 
@@ -273,11 +274,16 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     let name = ar.name_any();
     let central = ctx.clusters.central();
     // Not twice in one reconcile: `reconcile` may have cut it already, from the cached object.
-    let cut = ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name) || cut_access(ctx, ar).await;
+    // Cut already only if the grants cut (from the cached object) are the ones this object names: a
+    // grant recorded since is cut here too (a deletion that finds nothing is cheap).
+    let done = ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+    let named = ar.status.as_ref().map(|s| s.grants.as_slice()).unwrap_or_default();
+    let cut = done.is_some_and(|g| g == named) || cut_access(ctx, ar).await;
     if cut {
         tracing::debug!(request = %name, "access cut");
-        // What follows is bookkeeping once the access is cut: the slot for cuts goes to the next one.
-        // Not when the cut failed: then the label-based cleanup below is what cuts.
+        // The grants the status names are cut; what follows (the label sweep for anything it does not
+        // name, the Secrets, the status) waits for a slot of its own, and the slot for cuts goes to
+        // the next cut. Not when the cut failed: then the label sweep below is what cuts.
         crate::bulkhead::access_cut().await;
         tracing::debug!(request = %name, "admitted for the rest of the ending");
     }
@@ -465,10 +471,11 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
     let result = bounded(&ar, &ctx, async {
         // Remembered only when done: a failed cut is tried again by the ending that follows.
         if cut && cut_access(&ctx, &ar).await {
+            let grants = ar.status.as_ref().map(|s| s.grants.clone()).unwrap_or_default();
             ctx.cut_done
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(ar.name_any());
+                .insert(ar.name_any(), grants);
         }
         match ctx.api().get_opt(&ar.name_any()).await {
             Ok(Some(fresh)) => reconcile_inner(&fresh, &ctx).await,

@@ -18,8 +18,9 @@ pub(crate) type Key = (String, String);
 /// [`OwnerIndex::replace`]; a wholesale replacement of the contents rebuilds it.
 #[derive(Default)]
 pub(crate) struct OwnerIndex {
-    /// Every uid an object in the store has.
-    uids: HashSet<String>,
+    /// Every uid an object in the store has, with how many have it (the API gives every object its
+    /// own, but the store keeps a uid its in-process callers supply).
+    uids: HashMap<String, usize>,
     /// Owner uid to the objects whose owner references name it.
     dependents: HashMap<String, HashSet<Key>>,
     /// Owner uids with dependents but no object: those dependents are what the sweep has to look at.
@@ -45,7 +46,7 @@ impl OwnerIndex {
         let md = &obj["metadata"];
         if let Some(uid) = md["uid"].as_str() {
             self.missing.remove(uid);
-            self.uids.insert(uid.to_string());
+            *self.uids.entry(uid.to_string()).or_default() += 1;
         }
         if !md["deletionTimestamp"].is_null() {
             self.deleting.insert(key.clone());
@@ -57,7 +58,7 @@ impl OwnerIndex {
                         .entry(owner.to_string())
                         .or_default()
                         .insert(key.clone());
-                    if !self.uids.contains(owner) {
+                    if !self.uids.contains_key(owner) {
                         self.missing.insert(owner.to_string());
                     }
                 }
@@ -82,10 +83,15 @@ impl OwnerIndex {
                 }
             }
         }
-        if let Some(uid) = md["uid"].as_str() {
-            self.uids.remove(uid);
-            if self.dependents.contains_key(uid) {
-                self.missing.insert(uid.to_string());
+        if let Some(uid) = md["uid"].as_str()
+            && let Some(n) = self.uids.get_mut(uid)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.uids.remove(uid);
+                if self.dependents.contains_key(uid) {
+                    self.missing.insert(uid.to_string());
+                }
             }
         }
     }
@@ -165,5 +171,18 @@ mod tests {
         assert_eq!(candidates(&ix).0, vec!["ns/dep3".to_string(), "ns/dep4".to_string()]);
         ix.replace(&key("dep3"), Some(&deleting), None);
         assert_eq!(candidates(&ix).0, vec!["ns/dep4".to_string()]);
+    }
+
+    /// Two objects with one uid (written in-process): the owner is gone only when both are.
+    #[test]
+    fn a_uid_two_objects_share_is_gone_with_the_last_of_them() {
+        let mut ix = OwnerIndex::default();
+        ix.replace(&key("a"), None, Some(&obj("same", &[])));
+        ix.replace(&key("b"), None, Some(&obj("same", &[])));
+        ix.replace(&key("dep"), None, Some(&obj("d", &["same"])));
+        ix.replace(&key("a"), Some(&obj("same", &[])), None);
+        assert_eq!(candidates(&ix), (vec![], vec![]));
+        ix.replace(&key("b"), Some(&obj("same", &[])), None);
+        assert_eq!(candidates(&ix), (vec!["ns/dep".into()], vec!["same".into()]));
     }
 }
