@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use crate::clusters::ClusterHandle;
 use crate::error::{Error, Result, is_conflict, is_forbidden, is_not_found};
 use crate::lifecycle::{fmt_time, token_clock_skewed, token_lifetime, token_renew_at};
+use crate::token_index::TokenSecret;
 
 /// Annotation on token Secrets: when the token in it stops working.
 pub const TOKEN_EXPIRES_ANNOTATION: &str = "k8s-janus.opsmode.io/token-expires-at";
@@ -262,6 +263,8 @@ async fn write_token_secret(
     let annotations = md.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(TOKEN_EXPIRES_ANNOTATION.into(), fmt_time(token_expires));
     annotations.insert(TOKEN_ISSUED_ANNOTATION.into(), fmt_time(token_issued));
+    // In metadata too, so the controller's metadata-only watch knows which cluster to clean up.
+    annotations.insert(crate::token_index::TOKEN_CLUSTER_ANNOTATION.into(), target.name.clone());
     md.owner_references = Some(vec![OwnerReference {
         api_version: AccessRequest::api_version(&()).into_owned(),
         kind: AccessRequest::kind(&()).into_owned(),
@@ -629,31 +632,47 @@ where
     }
 }
 
-/// The request's token Secrets on the central cluster, found by label. Listed once per cleanup: they
-/// name the clusters their tokens were issued for ([`secret_clusters`]), and they are deleted after
-/// those clusters are cleaned up ([`delete_secrets`]). A list of the janus namespace's Secrets scans
-/// every token Secret there, so with thousands of grants it is among the costliest calls of an ending.
-pub async fn token_secrets(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<Secret>> {
+/// The request's token Secrets on the central cluster, found by label on the API server: when the
+/// controller's index of them ([`crate::token_index::TokenIndex`]) cannot answer. A list of the janus
+/// namespace's Secrets scans every token Secret there, so with thousands of grants it is among the
+/// costliest calls of an ending.
+pub async fn token_secrets(central: &ClusterHandle, janus_ns: &str, request: &str) -> Result<Vec<TokenSecret>> {
     let lp = ListParams::default().labels(&format!("{REQUEST_LABEL}={request}"));
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
-    Ok(secrets.list(&lp).await?.items)
+    Ok(secrets
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .map(|s| {
+            let cluster = s
+                .annotations()
+                .get(crate::token_index::TOKEN_CLUSTER_ANNOTATION)
+                .cloned()
+                .or_else(|| {
+                    s.data
+                        .as_ref()
+                        .and_then(|d| d.get("cluster"))
+                        .and_then(|c| String::from_utf8(c.0.clone()).ok())
+                });
+            TokenSecret {
+                name: s.name_any(),
+                cluster,
+            }
+        })
+        .collect())
 }
 
-/// The clusters the token Secrets were issued for (their `cluster` key, written at each grant), so
-/// cleanup reaches them whatever the spec says now.
-pub fn secret_clusters(secrets: &[Secret]) -> Vec<String> {
+/// The clusters the token Secrets were issued for (written at each grant), so cleanup reaches them
+/// whatever the spec says now.
+pub fn secret_clusters(secrets: &[TokenSecret]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in secrets {
-        let cluster = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get("cluster"))
-            .and_then(|c| String::from_utf8(c.0.clone()).ok());
-        if let Some(c) = cluster
+        if let Some(c) = &s.cluster
             && !c.is_empty()
-            && !out.contains(&c)
+            && !out.contains(c)
         {
-            out.push(c);
+            out.push(c.clone());
         }
     }
     out
@@ -688,13 +707,13 @@ pub async fn cleanup_cluster(target: &ClusterHandle, request: &str) -> Result<Ve
     Ok(left)
 }
 
-/// Deletes the token Secrets [`token_secrets`] found and reports what is still left (held by a
+/// Deletes the token Secrets found (by the index or [`token_secrets`]) and reports what is still left (held by a
 /// finalizer).
-pub async fn delete_secrets(central: &ClusterHandle, janus_ns: &str, found: &[Secret]) -> Result<Vec<String>> {
+pub async fn delete_secrets(central: &ClusterHandle, janus_ns: &str, found: &[TokenSecret]) -> Result<Vec<String>> {
     let secrets: Api<Secret> = Api::namespaced(central.client.clone(), janus_ns);
     let mut left = Vec::new();
     for s in found {
-        left.extend(delete_one(&secrets, "Secret", janus_ns, &s.name_any()).await?);
+        left.extend(delete_one(&secrets, "Secret", janus_ns, &s.name).await?);
     }
     Ok(left)
 }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod reconcile;
 pub mod scope;
+pub mod token_index;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,7 +70,7 @@ async fn wait_for_crd(api: &Api<AccessRequest>) {
 /// object, a second key for the same request beside the one its own watch uses; the controller keeps one
 /// reconcile per key at a time, so a Secret event could then reconcile a request while another reconcile
 /// of it was still running. These references carry no namespace, like the request's own.
-pub fn owning_requests(secret: &Secret) -> Vec<ObjectRef<AccessRequest>> {
+pub fn owning_requests(secret: &impl Resource) -> Vec<ObjectRef<AccessRequest>> {
     let api_version = AccessRequest::api_version(&());
     secret
         .owner_references()
@@ -388,10 +389,12 @@ async fn act(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(reconcile::Context::new(config.clone(), clusters, recorder, metrics));
+    // Cluster lookups are answered from a watch of the kubeconfig Secrets instead of a GET per use.
+    let kubeconfigs = ctx.clusters.watch();
     check_clusters(&ctx).await;
     sweep_overdue(&ars, &ctx).await;
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let secrets: Api<kube::core::PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), &config.namespace);
     // Only changes to what a decision rests on start a reconcile: the spec (generation) and deletion.
     // The controller's own status writes would otherwise each bring the request back for nothing,
     // about three extra reconciles per grant.
@@ -402,6 +405,10 @@ async fn act(
     use futures::TryStreamExt as _;
     let requests = watcher(ars.clone(), watcher::Config::default())
         .default_backoff()
+        // The cache holds every request; their managedFields (one entry per writer: the web, the
+        // controller's status patches) are most of an object's size and nothing reads them here (the
+        // controller never writes a request back whole, only merge patches).
+        .modify(|ar| ar.metadata.managed_fields = None)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(decision_inputs, Default::default())
@@ -422,10 +429,19 @@ async fn act(
     let controller = Controller::for_stream(requests, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_SLOTS))
         // A deleted or changed token Secret is drift the owner must repair; the echo of our own write
-        // is not.
-        .watches(
-            secrets,
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        // is not. Metadata only: no token crosses the wire or sits in memory for this, and the same
+        // watch keeps the index an ending finds a request's Secrets in.
+        .watches_stream(
+            watcher(
+                secrets,
+                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            )
+            .default_backoff()
+            .inspect_ok({
+                let ctx = ctx.clone();
+                move |event| ctx.token_index.apply(event)
+            })
+            .touched_objects(),
             {
                 let ctx = ctx.clone();
                 move |s| {
@@ -477,6 +493,7 @@ async fn act(
     tokio::select! {
         () = controller => {}
         () = release_slow_slots => {}
+        () = kubeconfigs => {}
     }
     Ok(())
 }

@@ -71,6 +71,8 @@ pub struct Context {
     /// The approved baseline of each live request as this controller last saw it, by uid: a baseline
     /// that disappears from status afterwards was removed, not never recorded.
     baselines: Mutex<HashMap<String, ApprovedSpec>>,
+    /// The token Secrets by request, from a metadata watch the controller runs and our own writes.
+    pub token_index: crate::token_index::TokenIndex,
     /// Requests whose access the reconcile running now has already cut ([`cut_access`]), by name, with
     /// the grants it cut (from the cached object).
     cut_done: Mutex<HashMap<String, Vec<janus_api::Grant>>>,
@@ -93,6 +95,7 @@ impl Context {
             // as activated by this controller.
             started: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now),
             baselines: Mutex::new(HashMap::new()),
+            token_index: Default::default(),
             cut_done: Mutex::new(HashMap::new()),
         }
     }
@@ -289,10 +292,15 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     }
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
-    // The token Secrets are listed once: they say which clusters got tokens, and go last. Only a
-    // deposed leader's grant still finishing could write one after this list; its token is dead with
-    // its ServiceAccount (the clusters' final look below), and the Secret goes with the request.
-    let secrets = grant::token_secrets(central, &ctx.config.namespace, &name).await?;
+    // The token Secrets are looked up once: they say which clusters got tokens, and go last. The index
+    // (a metadata watch plus this controller's own writes) answers without a list of every token
+    // Secret on the API server. Only a deposed leader's grant still finishing could write one the
+    // index does not know yet; its token is dead with its ServiceAccount (the clusters' final look
+    // below), and the Secret goes with the request.
+    let secrets = match ctx.token_index.of_request(&name) {
+        Some(found) => found,
+        None => grant::token_secrets(central, &ctx.config.namespace, &name).await?,
+    };
     for cluster in credential_clusters(ctx, ar, grant::secret_clusters(&secrets)) {
         match ctx.clusters.get(&cluster).await.map_err(Error::from) {
             Ok(target) => left.extend(grant::cleanup_cluster(&target, &name).await?),
@@ -1266,6 +1274,8 @@ async fn grant_or_maintain(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(issued.grant.token_secret.clone(), issued.resource_version.clone());
+                    ctx.token_index
+                        .wrote(&issued.grant.token_secret, &ar.name_any(), &target.name);
                     Ok::<_, Error>(issued)
                 }
             })

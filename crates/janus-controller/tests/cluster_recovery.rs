@@ -169,3 +169,58 @@ async fn a_slow_remote_cluster_does_not_hold_up_the_others() {
     println!("access cut {:?} after the revocation", revoked.elapsed());
     remote.cluster.faults.clear();
 }
+
+#[tokio::test]
+async fn a_request_waiting_for_a_cluster_kubeconfig_is_granted_soon_after_it_is_registered() {
+    if kubesim_only(
+        "a_request_waiting_for_a_cluster_kubeconfig_is_granted_soon_after_it_is_registered",
+        "needs a second cluster",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let remote = remote().await;
+    // The cluster is configured, its kubeconfig Secret not written yet (a registration still to run).
+    let cfg = config("clusters: [{name: central}, {name: remote}]\n");
+    let _ctl = Controller::start(&sim, cfg).await;
+    create(&sim, &request("early", "remote", &["team-b"], 600)).await;
+    approve(&sim, "early").await;
+    // Several failed attempts: the backoff has grown to 16 s.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let waiting = get(&sim, "early").await.unwrap();
+    assert_ne!(phase(&waiting), "Active");
+    let st = waiting.status.clone().unwrap();
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "ClusterReachable" && c.status == "False" && c.message.contains("no kubeconfig")),
+        "the waiting request does not say that the cluster has no kubeconfig: {st:?}"
+    );
+
+    let agent_token = sa_token(&remote, NS, "k8s-janus-agent").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "remote-kubeconfig", "namespace": NS},
+        "stringData": {"kubeconfig": remote.kubeconfig_for_token(&agent_token)}
+    }))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sim.client().await.unwrap(), NS);
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    let registered = Instant::now();
+    // The controller watches the kubeconfig Secrets: the request is retried when the Secret appears,
+    // not when its backoff (16 s) runs out. 5 s leaves room for a busy machine.
+    let bound = Duration::from_secs(5);
+    loop {
+        let ar = get(&sim, "early").await.unwrap();
+        if phase(&ar) == "Active" {
+            break;
+        }
+        assert!(
+            registered.elapsed() < bound,
+            "not Active {:?} after its cluster was registered: {:?}",
+            registered.elapsed(),
+            ar.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("Active {:?} after its cluster was registered", registered.elapsed());
+}

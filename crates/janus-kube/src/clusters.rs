@@ -1,5 +1,6 @@
 //! The clusters access is granted on: the central one (our own identity) and remote ones reached
-//! through kubeconfig Secrets, re-read on every use so registration and removal need no restart.
+//! through kubeconfig Secrets, followed by a watch (or re-read on every use where none runs) so
+//! registration and removal need no restart.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::error::{Error, Result, is_not_found};
+use crate::kubeconfigs::{Kubeconfigs, Seen};
 
 use serde::Serialize;
 
@@ -210,12 +212,37 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Recovery {
     /// Waiting request names by cluster; a cluster is in the map while its probe runs.
     waiting: std::sync::Mutex<HashMap<String, HashSet<String>>>,
+    /// Request names waiting for a cluster without a usable kubeconfig Secret, announced when the
+    /// watch ([`Clusters::watch`]) sees its Secret created or changed. Kept only while the watch runs.
+    unconfigured: std::sync::Mutex<HashMap<String, HashSet<String>>>,
+    /// Whether [`Clusters::watch`] runs.
+    watching: std::sync::atomic::AtomicBool,
     recovered: UnboundedSender<String>,
 }
 
 impl Recovery {
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unconfigured(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.unconfigured.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `cluster`'s kubeconfig Secret was created or changed: the requests that failed for want of a
+    /// usable one are retried now.
+    fn kubeconfig_appeared(&self, cluster: &str) {
+        let names = self.unconfigured().remove(cluster).unwrap_or_default();
+        if !names.is_empty() {
+            tracing::info!(
+                cluster,
+                requests = names.len(),
+                "cluster kubeconfig Secret changed; retrying its waiting requests now"
+            );
+        }
+        for n in names {
+            let _ = self.recovered.send(n);
+        }
     }
 
     /// Probes `target` (`GET /api`, which every authenticated identity may read and which goes through
@@ -256,6 +283,8 @@ pub struct Clusters {
     central: ClusterHandle,
     /// Remote handles by cluster name, valid while their Secret keeps its resourceVersion.
     cache: Mutex<HashMap<String, (String, ClusterHandle)>>,
+    /// The kubeconfig Secrets as watched, once [`Clusters::watch`] runs and has listed.
+    kubeconfigs: Arc<Kubeconfigs>,
     recovery: Arc<Recovery>,
     /// The receiving end of [`Recovery::recovered`], until [`Clusters::recovered`] takes it.
     recovered: std::sync::Mutex<Option<UnboundedReceiver<String>>>,
@@ -279,12 +308,22 @@ impl Clusters {
             ca_pem,
         };
         let (tx, rx) = unbounded_channel();
+        let kubeconfigs = Arc::new(Kubeconfigs::new(
+            config
+                .clusters
+                .iter()
+                .filter(|c| c.name != central.name)
+                .map(|c| (c.name.clone(), c.kubeconfig_secret())),
+        ));
         Self {
             config,
             central,
             cache: Mutex::new(HashMap::new()),
+            kubeconfigs,
             recovery: Arc::new(Recovery {
                 waiting: std::sync::Mutex::new(HashMap::new()),
+                unconfigured: std::sync::Mutex::new(HashMap::new()),
+                watching: std::sync::atomic::AtomicBool::new(false),
                 recovered: tx,
             }),
             recovered: std::sync::Mutex::new(Some(rx)),
@@ -313,11 +352,35 @@ impl Clusters {
             Ok(target) => {
                 tokio::spawn(self.recovery.clone().probe(target));
             }
-            // Without a usable kubeconfig there is nothing to probe; the Secret's return is noticed
-            // by the requests' own retries.
+            // Without a usable kubeconfig there is nothing to probe. Where the Secrets are watched, the
+            // request is retried when the cluster's Secret is created or changed; elsewhere by its own
+            // backoff.
             Err(_) => {
-                self.recovery.waiting().remove(cluster);
+                let names = self.recovery.waiting().remove(cluster).unwrap_or_default();
+                if self.recovery.watching.load(std::sync::atomic::Ordering::Acquire) {
+                    self.recovery
+                        .unconfigured()
+                        .entry(cluster.to_string())
+                        .or_default()
+                        .extend(names);
+                }
             }
+        }
+    }
+
+    /// Follows the kubeconfig Secrets with watches until the future is dropped: once they have listed,
+    /// [`Clusters::get`], [`Clusters::is_known`] and [`Clusters::list`] make no API call, and requests
+    /// that failed for want of a cluster's kubeconfig are retried as soon as it appears (through
+    /// [`Clusters::recovered`]). Without it every lookup reads the Secret from the API server.
+    pub fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        let recovery = self.recovery.clone();
+        let kubeconfigs = self.kubeconfigs.clone();
+        let api: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
+        async move {
+            recovery.watching.store(true, std::sync::atomic::Ordering::Release);
+            let _stopped = StopWatching(recovery.clone());
+            let appeared = move |cluster: &str| recovery.kubeconfig_appeared(cluster);
+            kubeconfigs.run(api, Box::new(appeared)).await;
         }
     }
 
@@ -333,11 +396,17 @@ impl Clusters {
     }
 
     /// Finds the kubeconfig Secret of a remote cluster: the configured name, else one labelled with it.
-    async fn find_secret(&self, name: &str) -> Result<Option<Secret>> {
+    /// Answered from the watch once it has listed, else by the API server.
+    async fn find_secret(&self, name: &str) -> Result<Option<Arc<Secret>>> {
+        match self.kubeconfigs.seen(name) {
+            Seen::Present(s) => return Ok(Some(s)),
+            Seen::Absent => return Ok(None),
+            Seen::Unknown => {}
+        }
         let secrets: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
         if let Some(c) = self.config.clusters.iter().find(|c| c.name == name) {
             return match secrets.get(&c.kubeconfig_secret()).await {
-                Ok(s) => Ok(Some(s)),
+                Ok(s) => Ok(Some(Arc::new(s))),
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(e.into()),
             };
@@ -345,7 +414,7 @@ impl Clusters {
         let list = secrets
             .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
             .await?;
-        Ok(list.items.into_iter().next())
+        Ok(list.items.into_iter().next().map(Arc::new))
     }
 
     /// Every cluster one can request access on: the configured ones (the central first), then those
@@ -353,20 +422,25 @@ impl Clusters {
     /// [`DISPLAY_NAME_ANNOTATION`]). [`Clusters::is_known`] answers from the same two sources.
     pub async fn list(&self) -> Result<Vec<ClusterInfo>> {
         let mut out = configured(&self.config);
-        let secrets: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
-        let list = secrets
-            .list_metadata(&ListParams::default().labels(CLUSTER_LABEL))
-            .await?;
-        for s in list.items {
-            let labels = s.metadata.labels.unwrap_or_default();
+        let labelled = match self.kubeconfigs.labelled() {
+            Some(watched) => watched.iter().map(|s| s.metadata.clone()).collect(),
+            None => {
+                let secrets: Api<Secret> = Api::namespaced(self.central.client.clone(), &self.config.namespace);
+                let list = secrets
+                    .list_metadata(&ListParams::default().labels(CLUSTER_LABEL))
+                    .await?;
+                list.items.into_iter().map(|s| s.metadata).collect::<Vec<_>>()
+            }
+        };
+        for metadata in labelled {
+            let labels = metadata.labels.unwrap_or_default();
             let Some(name) = labels.get(CLUSTER_LABEL) else {
                 continue;
             };
             if out.iter().any(|c| &c.name == name) {
                 continue;
             }
-            let display = s
-                .metadata
+            let display = metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(DISPLAY_NAME_ANNOTATION))
@@ -428,6 +502,17 @@ impl Clusters {
         let handle = handle_from_kubeconfig(name, &yaml).await?;
         self.cache.lock().await.insert(name.to_string(), (rv, handle.clone()));
         Ok(handle)
+    }
+}
+
+/// Marks the watch stopped when [`Clusters::watch`]'s future ends or is dropped: requests no longer
+/// wait for a Secret event nobody would report.
+struct StopWatching(Arc<Recovery>);
+
+impl Drop for StopWatching {
+    fn drop(&mut self) {
+        self.0.watching.store(false, std::sync::atomic::Ordering::Release);
+        self.0.unconfigured().clear();
     }
 }
 

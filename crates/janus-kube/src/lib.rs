@@ -4,6 +4,7 @@
 
 pub mod clusters;
 pub mod error;
+mod kubeconfigs;
 
 pub use clusters::{ClusterHandle, ClusterInfo, Clusters, Timeouts};
 pub use error::{Error, Result};

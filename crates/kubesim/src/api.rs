@@ -257,7 +257,12 @@ async fn handle(cluster: Arc<Cluster>, req: Request) -> ApiResult<Response> {
     }
 
     match (method.clone(), rr.name.is_some(), rr.sub.as_deref()) {
-        (Method::GET, false, None) if watch => watch::serve(&ctx, table),
+        // A watch's events carry single objects: the metadata-only view of each is PartialObjectMetadata
+        // (kube-rs `metadata_watcher`); a list view of them is the wrong shape.
+        (Method::GET, false, None) if watch && metadata_view == Some(PARTIAL_LIST) => {
+            Err(wrong_metadata_shape(&rr.rt, false))
+        }
+        (Method::GET, false, None) if watch => watch::serve(&ctx, table, metadata_view == Some(PARTIAL)),
         (Method::GET, false, None) => {
             crate::list::wait_until_fresh(&ctx).await?;
             let list = ctx.list()?;

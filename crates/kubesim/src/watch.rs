@@ -30,8 +30,9 @@ fn line(kind: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-/// Serves `?watch=true` for a collection.
-pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
+/// Serves `?watch=true` for a collection: the objects themselves, as a Table (`table`), or only their
+/// metadata as PartialObjectMetadata (`metadata_only`).
+pub fn serve(ctx: &Ctx<'_>, table: bool, metadata_only: bool) -> ApiResult<Response> {
     let rt = ctx.rr.rt.clone();
     let gr = rt.group_resource();
     let ns = ctx.rr.namespace.clone();
@@ -78,6 +79,8 @@ pub fn serve(ctx: &Ctx<'_>, table: bool) -> ApiResult<Response> {
             }
             if table {
                 crate::discovery::to_table(&rt, &json!({"items": [o]}), &query)
+            } else if metadata_only {
+                crate::api::partial_metadata(&o)
             } else {
                 o
             }

@@ -1,0 +1,264 @@
+//! The kubeconfig Secrets of remote clusters as watches last saw them, so that resolving a cluster
+//! costs no API call once the watches have listed, and a Secret's (re)appearance is noticed at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt as _;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
+
+use crate::clusters::CLUSTER_LABEL;
+
+/// The Secrets one watch covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Every Secret labelled [`CLUSTER_LABEL`]: the registered clusters.
+    Labelled,
+    /// The Secret a configured cluster names.
+    Named { secret: String, cluster: String },
+}
+
+impl Scope {
+    fn watch_config(&self) -> watcher::Config {
+        match self {
+            Self::Labelled => watcher::Config::default().labels(CLUSTER_LABEL),
+            Self::Named { secret, .. } => watcher::Config::default().fields(&format!("metadata.name={secret}")),
+        }
+    }
+
+    /// The cluster a Secret in this scope is for.
+    fn cluster_of<'a>(&'a self, secret: &'a Secret) -> Option<&'a str> {
+        match self {
+            Self::Labelled => secret.labels().get(CLUSTER_LABEL).map(String::as_str),
+            Self::Named { cluster, .. } => Some(cluster),
+        }
+    }
+}
+
+/// What one watch has seen.
+#[derive(Default)]
+struct View {
+    /// Secrets by name, from the last complete list on; `None` until the first list is complete.
+    listed: Option<HashMap<String, Arc<Secret>>>,
+    /// A (re)list in progress: it replaces `listed` when complete, so a lookup never sees half a list.
+    listing: Option<HashMap<String, Arc<Secret>>>,
+}
+
+/// What the watches know of one cluster's kubeconfig Secret.
+#[derive(Debug)]
+pub(crate) enum Seen {
+    /// The watch for it has not completed a list yet (or is not running): ask the API server.
+    Unknown,
+    /// There is no such Secret.
+    Absent,
+    /// The Secret as last seen.
+    Present(Arc<Secret>),
+}
+
+/// The watched kubeconfig Secrets: one watch of the labelled ones and one per configured remote cluster
+/// (whose Secret need not carry the label).
+pub(crate) struct Kubeconfigs {
+    views: Vec<(Scope, RwLock<View>)>,
+}
+
+impl Kubeconfigs {
+    /// Watches for `configured`, the (cluster, Secret name) pairs of the configured remote clusters.
+    pub(crate) fn new(configured: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut views = vec![(Scope::Labelled, RwLock::default())];
+        for (cluster, secret) in configured {
+            views.push((Scope::Named { secret, cluster }, RwLock::default()));
+        }
+        Self { views }
+    }
+
+    fn read(view: &RwLock<View>) -> RwLockReadGuard<'_, View> {
+        view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(view: &RwLock<View>) -> RwLockWriteGuard<'_, View> {
+        view.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The kubeconfig Secret of `cluster`: the one a configured cluster names, else the labelled one
+    /// first by name (the order a list returns, as the API lookup it replaces).
+    pub(crate) fn seen(&self, cluster: &str) -> Seen {
+        let named = self
+            .views
+            .iter()
+            .find(|(s, _)| matches!(s, Scope::Named { cluster: c, .. } if c == cluster));
+        if let Some((Scope::Named { secret, .. }, view)) = named {
+            return match &Self::read(view).listed {
+                None => Seen::Unknown,
+                Some(m) => m.get(secret).map_or(Seen::Absent, |s| Seen::Present(s.clone())),
+            };
+        }
+        let Some((_, view)) = self.views.iter().find(|(s, _)| *s == Scope::Labelled) else {
+            return Seen::Unknown;
+        };
+        let view = Self::read(view);
+        let Some(listed) = &view.listed else {
+            return Seen::Unknown;
+        };
+        listed
+            .iter()
+            .filter(|(_, s)| s.labels().get(CLUSTER_LABEL).is_some_and(|c| c == cluster))
+            .min_by(|(a, _), (b, _)| a.cmp(b))
+            .map_or(Seen::Absent, |(_, s)| Seen::Present(s.clone()))
+    }
+
+    /// Every labelled Secret, or `None` before the labelled watch has listed.
+    pub(crate) fn labelled(&self) -> Option<Vec<Arc<Secret>>> {
+        let (_, view) = self.views.iter().find(|(s, _)| *s == Scope::Labelled)?;
+        let view = Self::read(view);
+        let listed = view.listed.as_ref()?;
+        let mut out: Vec<_> = listed.values().cloned().collect();
+        out.sort_by_key(|s| s.name_any());
+        Some(out)
+    }
+
+    /// Applies one watch event; `appeared` is told each cluster whose Secret was created or changed
+    /// (including by a relist after the watch broke).
+    fn apply(&self, index: usize, event: watcher::Event<Secret>, appeared: &(dyn Fn(&str) + Send + Sync)) {
+        let Some((scope, view)) = self.views.get(index) else {
+            return;
+        };
+        let mut changed = Vec::new();
+        {
+            let mut view = Self::write(view);
+            match event {
+                watcher::Event::Init => view.listing = Some(HashMap::new()),
+                watcher::Event::InitApply(s) => {
+                    view.listing
+                        .get_or_insert_with(HashMap::new)
+                        .insert(s.name_any(), Arc::new(s));
+                }
+                watcher::Event::InitDone => {
+                    let fresh = view.listing.take().unwrap_or_default();
+                    for (name, s) in &fresh {
+                        let before = view.listed.as_ref().and_then(|m| m.get(name));
+                        if before.is_none_or(|b| b.resource_version() != s.resource_version()) {
+                            changed.push(s.clone());
+                        }
+                    }
+                    view.listed = Some(fresh);
+                }
+                watcher::Event::Apply(s) => {
+                    let s = Arc::new(s);
+                    view.listed
+                        .get_or_insert_with(HashMap::new)
+                        .insert(s.name_any(), s.clone());
+                    changed.push(s);
+                }
+                watcher::Event::Delete(s) => {
+                    if let Some(m) = view.listed.as_mut() {
+                        m.remove(&s.name_any());
+                    }
+                }
+            }
+        }
+        for s in changed {
+            if let Some(cluster) = scope.cluster_of(&s) {
+                appeared(cluster);
+            }
+        }
+    }
+
+    /// Runs the watches (restarting them with backoff when they fail) until dropped.
+    pub(crate) async fn run(self: Arc<Self>, api: Api<Secret>, appeared: Box<dyn Fn(&str) + Send + Sync>) {
+        let streams = self.views.iter().enumerate().map(|(i, (scope, _))| {
+            watcher(api.clone(), scope.watch_config())
+                .default_backoff()
+                .map(move |e| (i, e))
+                .boxed()
+        });
+        let mut events = futures::stream::select_all(streams);
+        while let Some((i, event)) = events.next().await {
+            match event {
+                Ok(event) => self.apply(i, event, appeared.as_ref()),
+                Err(e) => tracing::warn!(error = %e, "watch of cluster kubeconfig Secrets failed; retrying"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    fn secret(name: &str, cluster: Option<&str>, rv: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(rv.into());
+        if let Some(c) = cluster {
+            s.metadata.labels = Some(BTreeMap::from([(CLUSTER_LABEL.to_string(), c.to_string())]));
+        }
+        s
+    }
+
+    fn rv(seen: Seen) -> Option<String> {
+        match seen {
+            Seen::Present(s) => s.resource_version(),
+            Seen::Absent => Some("absent".into()),
+            Seen::Unknown => None,
+        }
+    }
+
+    #[test]
+    fn answers_only_after_a_complete_list_and_follows_changes() {
+        let k = Kubeconfigs::new([("prod".to_string(), "prod-kubeconfig".to_string())]);
+        let appeared = Mutex::new(Vec::new());
+        let note = |c: &str| appeared.lock().unwrap().push(c.to_string());
+        assert!(matches!(k.seen("edge"), Seen::Unknown));
+        assert!(matches!(k.seen("prod"), Seen::Unknown));
+        assert!(k.labelled().is_none());
+
+        k.apply(0, watcher::Event::Init, &note);
+        k.apply(0, watcher::Event::InitApply(secret("b-edge", Some("edge"), "2")), &note);
+        k.apply(0, watcher::Event::InitApply(secret("a-edge", Some("edge"), "1")), &note);
+        // Half a list is not an answer.
+        assert!(matches!(k.seen("edge"), Seen::Unknown));
+        k.apply(0, watcher::Event::InitDone, &note);
+        // First by name, as a list would return it.
+        assert_eq!(rv(k.seen("edge")).as_deref(), Some("1"));
+        assert_eq!(rv(k.seen("other")).as_deref(), Some("absent"));
+        // The configured cluster's own watch has not listed yet.
+        assert!(matches!(k.seen("prod"), Seen::Unknown));
+        k.apply(1, watcher::Event::Init, &note);
+        k.apply(1, watcher::Event::InitDone, &note);
+        assert_eq!(rv(k.seen("prod")).as_deref(), Some("absent"));
+        k.apply(1, watcher::Event::Apply(secret("prod-kubeconfig", None, "5")), &note);
+        assert_eq!(rv(k.seen("prod")).as_deref(), Some("5"));
+
+        k.apply(0, watcher::Event::Delete(secret("a-edge", Some("edge"), "1")), &note);
+        assert_eq!(rv(k.seen("edge")).as_deref(), Some("2"));
+        assert_eq!(k.labelled().map(|l| l.len()), Some(1));
+        assert_eq!(*appeared.lock().unwrap(), ["edge", "edge", "prod"]);
+    }
+
+    #[test]
+    fn a_relist_reports_only_what_changed_and_drops_what_is_gone() {
+        let k = Kubeconfigs::new([]);
+        let appeared = Mutex::new(Vec::new());
+        let note = |c: &str| appeared.lock().unwrap().push(c.to_string());
+        k.apply(0, watcher::Event::Init, &note);
+        k.apply(0, watcher::Event::InitApply(secret("a", Some("a"), "1")), &note);
+        k.apply(0, watcher::Event::InitApply(secret("b", Some("b"), "1")), &note);
+        k.apply(0, watcher::Event::InitDone, &note);
+        appeared.lock().unwrap().clear();
+        // The watch broke and relists: `a` unchanged, `b` deleted meanwhile, `c` new.
+        k.apply(0, watcher::Event::Init, &note);
+        k.apply(0, watcher::Event::InitApply(secret("a", Some("a"), "1")), &note);
+        k.apply(0, watcher::Event::InitApply(secret("c", Some("c"), "3")), &note);
+        // Until the relist is complete, the last list still answers.
+        assert_eq!(rv(k.seen("b")).as_deref(), Some("1"));
+        k.apply(0, watcher::Event::InitDone, &note);
+        assert_eq!(rv(k.seen("b")).as_deref(), Some("absent"));
+        assert_eq!(rv(k.seen("c")).as_deref(), Some("3"));
+        assert_eq!(*appeared.lock().unwrap(), ["c"]);
+    }
+}
