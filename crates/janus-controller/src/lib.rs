@@ -24,8 +24,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
+use janus_api::AccessRequest;
 use janus_api::config::Config;
-use janus_api::{AccessRequest, MANAGED_BY, MANAGED_BY_LABEL};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
@@ -434,7 +434,9 @@ async fn act(
         .watches_stream(
             watcher(
                 secrets,
-                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+                // Every Secret carrying a request's label, as the label list the index replaces finds
+                // them (not only while it still says who manages it).
+                watcher::Config::default().labels(janus_api::REQUEST_LABEL),
             )
             .default_backoff()
             .inspect_ok({
@@ -490,6 +492,8 @@ async fn act(
                 tracing::debug!(error = %e, "reconcile");
             }
         });
+    // Only the controller ends (on shutdown, after its graceful drain); the other two loop forever and
+    // are dropped with it.
     tokio::select! {
         () = controller => {}
         () = release_slow_slots => {}
@@ -632,11 +636,11 @@ async fn timed_reconcile(
     );
     // Boxed: the reconcile's state is large, and thousands of reconciles may wait for admission.
     let result = bulkhead::holding(admitted, Box::pin(reconcile::reconcile(ar.clone(), ctx.clone()))).await;
-    if let Err(e) = &result
-        && e.is_transient()
-    {
+    match &result {
         // Retried when the cluster answers again, not only after the backoff.
-        ctx.clusters.wait_for(queue_of(&ar), &ar.name_any()).await;
+        Err(e) if e.is_transient() => ctx.clusters.wait_for(queue_of(&ar), &ar.name_any()).await,
+        Ok(_) => ctx.clusters.settled(queue_of(&ar), &ar.name_any()),
+        Err(_) => {}
     }
     let outcome = if result.is_ok() {
         metrics::Outcome::Ok

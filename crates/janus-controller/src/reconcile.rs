@@ -293,7 +293,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     let mut left = BTreeSet::new();
     let mut unreachable = Vec::new();
     // The token Secrets are looked up once: they say which clusters got tokens, and go last. The index
-    // (a metadata watch plus this controller's own writes) answers without a list of every token
+    // (a metadata watch plus every write this controller began) answers without a list of every token
     // Secret on the API server. Only a deposed leader's grant still finishing could write one the
     // index does not know yet; its token is dead with its ServiceAccount (the clusters' final look
     // below), and the Secret goes with the request.
@@ -1259,6 +1259,13 @@ async fn grant_or_maintain(
                         .find(|g| g.namespace == ns)
                         .and_then(|g| g.pod_selector.as_deref());
                     let access = access_in(target, ar, role, role_rules, ns, recorded).await?;
+                    // Before the write: an ending that follows finds the Secret even if this grant
+                    // fails (or is dropped with its siblings) after writing it, before its watch event.
+                    ctx.token_index.writing(
+                        &janus_api::names::token_secret_name(&ar.name_any(), ns),
+                        &ar.name_any(),
+                        &target.name,
+                    );
                     let issued = grant::ensure_grant(
                         ctx.clusters.central(),
                         &ctx.config.namespace,
@@ -1274,8 +1281,6 @@ async fn grant_or_maintain(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(issued.grant.token_secret.clone(), issued.resource_version.clone());
-                    ctx.token_index
-                        .wrote(&issued.grant.token_secret, &ar.name_any(), &target.name);
                     Ok::<_, Error>(issued)
                 }
             })

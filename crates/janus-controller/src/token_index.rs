@@ -2,8 +2,9 @@
 //! controller's own writes saw them: an ending finds a request's Secrets and the clusters their tokens
 //! were issued for without listing (and scanning) every token Secret on the API server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use janus_api::REQUEST_LABEL;
 use k8s_openapi::api::core::v1::Secret;
@@ -33,7 +34,15 @@ struct Inner {
     listed: Option<Entries>,
     /// A (re)list in progress: replaces `listed` when complete.
     listing: Option<Entries>,
+    /// Secrets this controller began to write, with when: part of every answer for [`PENDING_FOR`],
+    /// whether or not the write succeeded and its watch event arrived (a relist running meanwhile may
+    /// predate it). One that was never written costs a deletion that finds nothing.
+    pending: HashMap<String, (String, String, Instant)>,
 }
+
+/// How long a write this controller began is part of the answers regardless of the watch: longer than
+/// a reconcile may run (30 s), so the write is over and its watch event has long arrived.
+pub const PENDING_FOR: Duration = Duration::from_secs(120);
 
 /// The index. Deletions are learnt from the watch only: a Secret whose deletion a finalizer holds is
 /// still there, and a second ending still finds it.
@@ -59,22 +68,24 @@ impl TokenIndex {
         match event {
             watcher::Event::Init => inner.listing = Some(Entries::new()),
             watcher::Event::InitApply(m) => {
-                if let Some((name, e)) = entry(m) {
-                    inner.listing.get_or_insert_with(Entries::new).insert(name, e);
+                if let (Some((name, e)), Some(l)) = (entry(m), inner.listing.as_mut()) {
+                    l.insert(name, e);
                 }
             }
-            // Our own writes during the list went into it too ([`TokenIndex::wrote`]).
             watcher::Event::InitDone => inner.listed = Some(inner.listing.take().unwrap_or_default()),
-            watcher::Event::Apply(m) => match entry(m) {
-                Some((name, e)) => {
-                    inner.listed.get_or_insert_with(Entries::new).insert(name, e);
-                }
-                None => {
-                    if let Some(l) = inner.listed.as_mut() {
-                        l.remove(&m.name_any());
+            // Changes count only after a complete list (kube's watcher sends none before; a guard).
+            watcher::Event::Apply(m) => {
+                if let Some(l) = inner.listed.as_mut() {
+                    match entry(m) {
+                        Some((name, e)) => {
+                            l.insert(name, e);
+                        }
+                        None => {
+                            l.remove(&m.name_any());
+                        }
                     }
                 }
-            },
+            }
             watcher::Event::Delete(m) => {
                 if let Some(l) = inner.listed.as_mut() {
                     l.remove(&m.name_any());
@@ -83,17 +94,17 @@ impl TokenIndex {
         }
     }
 
-    /// Notes a token Secret this controller has just written, before its watch event arrives, so an
-    /// ending that follows at once finds it.
-    pub fn wrote(&self, name: &str, request: &str, cluster: &str) {
-        let e = (request.to_string(), Some(cluster.to_string()));
+    /// Notes a token Secret this controller is about to write (its name, request and cluster), so an
+    /// ending that follows finds it whatever becomes of the write and before its watch event arrives.
+    pub fn writing(&self, name: &str, request: &str, cluster: &str) {
+        let now = Instant::now();
         let mut inner = self.inner();
-        if let Some(l) = inner.listing.as_mut() {
-            l.insert(name.to_string(), e.clone());
-        }
-        if let Some(l) = inner.listed.as_mut() {
-            l.insert(name.to_string(), e);
-        }
+        inner
+            .pending
+            .retain(|_, (_, _, at)| now.duration_since(*at) < PENDING_FOR);
+        inner
+            .pending
+            .insert(name.to_string(), (request.to_string(), cluster.to_string(), now));
     }
 
     /// The request's token Secrets, or `None` when the index cannot answer: its watch has not listed
@@ -101,19 +112,29 @@ impl TokenIndex {
     pub fn of_request(&self, request: &str) -> Option<Vec<TokenSecret>> {
         let inner = self.inner();
         let listed = inner.listed.as_ref()?;
-        let mut out: Vec<TokenSecret> = listed
-            .iter()
-            .filter(|(_, (r, _))| r == request)
-            .map(|(name, (_, cluster))| TokenSecret {
-                name: name.clone(),
-                cluster: cluster.clone(),
-            })
-            .collect();
-        if out.iter().any(|s| s.cluster.is_none()) {
-            return None;
+        let now = Instant::now();
+        // A name may come twice, with the cluster the Secret names and the one a write begun since
+        // names: cleanup then reaches both (and the second deletion finds nothing).
+        let mut found: BTreeSet<(&str, Option<&str>)> = BTreeSet::new();
+        for (name, (r, cluster)) in listed {
+            if r == request {
+                found.insert((name, cluster.as_deref()));
+            }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Some(out)
+        for (name, (r, cluster, at)) in &inner.pending {
+            if r == request && now.duration_since(*at) < PENDING_FOR {
+                found.insert((name, Some(cluster)));
+            }
+        }
+        found
+            .into_iter()
+            .map(|(name, cluster)| {
+                Some(TokenSecret {
+                    name: name.to_string(),
+                    cluster: Some(cluster?.to_string()),
+                })
+            })
+            .collect()
     }
 }
 
@@ -146,29 +167,55 @@ mod tests {
         assert_eq!(index.of_request("r"), None);
         index.apply(&watcher::Event::Init);
         index.apply(&watcher::Event::InitApply(meta("r-a", "r", Some("c1"))));
+        index.apply(&watcher::Event::InitApply(meta("r-x", "r", Some("c1"))));
         index.apply(&watcher::Event::InitApply(meta("other-a", "other", Some("c1"))));
-        // Written while the list is on its way: the list may predate it.
-        index.wrote("r-b", "r", "c2");
+        // Begun while the list is on its way: the list may predate it.
+        index.writing("r-b", "r", "c2");
         assert_eq!(index.of_request("r"), None, "half a list is no answer");
         index.apply(&watcher::Event::InitDone);
         assert_eq!(
             names(index.of_request("r")),
-            Some(vec!["r-a@c1".into(), "r-b@c2".into()])
+            Some(vec!["r-a@c1".into(), "r-b@c2".into(), "r-x@c1".into()])
         );
         assert_eq!(names(index.of_request("nobody")), Some(vec![]));
 
-        index.wrote("r-c", "r", "c1");
-        assert_eq!(names(index.of_request("r")).map(|v| v.len()), Some(3));
         index.apply(&watcher::Event::Delete(meta("r-a", "r", Some("c1"))));
         // A Secret that lost the request label is no longer the request's.
         index.apply(&watcher::Event::Apply(PartialObjectMeta {
             metadata: kube::core::ObjectMeta {
-                name: Some("r-c".into()),
+                name: Some("r-x".into()),
                 ..Default::default()
             },
             ..Default::default()
         }));
         assert_eq!(names(index.of_request("r")), Some(vec!["r-b@c2".into()]));
+    }
+
+    /// A grant that writes its Secret and then fails (or is dropped with the other namespaces' grants)
+    /// does not report the write; an ending right after, before the watch event, must still find it.
+    #[test]
+    fn a_write_begun_is_found_before_its_watch_event_and_across_a_relist() {
+        let index = TokenIndex::default();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        index.writing("r-a", "r", "c1");
+        assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
+        // A relist whose snapshot predates the write.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
+        // The watch event of the write, then its deletion: the write begun is still named (a deletion
+        // that finds nothing costs little) until PENDING_FOR has passed.
+        index.apply(&watcher::Event::Apply(meta("r-a", "r", Some("c1"))));
+        index.apply(&watcher::Event::Delete(meta("r-a", "r", Some("c1"))));
+        assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
+        // Re-issued for another cluster since: both clusters are named.
+        index.apply(&watcher::Event::Apply(meta("r-a", "r", Some("c0"))));
+        index.writing("r-a", "r", "c2");
+        assert_eq!(
+            names(index.of_request("r")),
+            Some(vec!["r-a@c0".into(), "r-a@c2".into()])
+        );
     }
 
     #[test]

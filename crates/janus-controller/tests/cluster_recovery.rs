@@ -185,8 +185,10 @@ async fn a_request_waiting_for_a_cluster_kubeconfig_is_granted_soon_after_it_is_
     let _ctl = Controller::start(&sim, cfg).await;
     create(&sim, &request("early", "remote", &["team-b"], 600)).await;
     approve(&sim, "early").await;
-    // Several failed attempts: the backoff has grown to 16 s.
-    tokio::time::sleep(Duration::from_secs(17)).await;
+    // Several failed attempts (retries about 0.5, 1.5, 3.5, 7.5 and 15.5 s after the first): the next
+    // one by backoff is due about 31.5 s in. The Secret comes at 20 s, so a retry late by up to 4.5 s
+    // still comes before it, and the one after is more than 5 s away.
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let waiting = get(&sim, "early").await.unwrap();
     assert_ne!(phase(&waiting), "Active");
     let st = waiting.status.clone().unwrap();

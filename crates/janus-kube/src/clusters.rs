@@ -348,6 +348,9 @@ impl Clusters {
             }
             waiting.insert(cluster.to_string(), HashSet::from([request.to_string()]));
         }
+        // The kubeconfig's version before the lookup: if it changes before the names below are noted,
+        // its watch event has found nobody to announce, and they are announced here instead.
+        let before = self.kubeconfigs.version(cluster);
         match self.get(cluster).await {
             Ok(target) => {
                 tokio::spawn(self.recovery.clone().probe(target));
@@ -363,7 +366,22 @@ impl Clusters {
                         .entry(cluster.to_string())
                         .or_default()
                         .extend(names);
+                    if self.kubeconfigs.version(cluster) != before {
+                        self.recovery.kubeconfig_appeared(cluster);
+                    }
                 }
+            }
+        }
+    }
+
+    /// Notes that `request` no longer waits for `cluster` (its reconcile succeeded, or it is gone), so
+    /// it is not retried when the cluster's kubeconfig appears.
+    pub fn settled(&self, cluster: &str, request: &str) {
+        let mut unconfigured = self.recovery.unconfigured();
+        if let Some(names) = unconfigured.get_mut(cluster) {
+            names.remove(request);
+            if names.is_empty() {
+                unconfigured.remove(cluster);
             }
         }
     }
@@ -380,7 +398,7 @@ impl Clusters {
             recovery.watching.store(true, std::sync::atomic::Ordering::Release);
             let _stopped = StopWatching(recovery.clone());
             let appeared = move |cluster: &str| recovery.kubeconfig_appeared(cluster);
-            kubeconfigs.run(api, Box::new(appeared)).await;
+            kubeconfigs.run(api, Arc::new(appeared)).await;
         }
     }
 

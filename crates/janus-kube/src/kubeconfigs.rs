@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 
 use crate::clusters::CLUSTER_LABEL;
 
@@ -109,6 +109,14 @@ impl Kubeconfigs {
             .map_or(Seen::Absent, |(_, s)| Seen::Present(s.clone()))
     }
 
+    /// The resourceVersion of `cluster`'s kubeconfig Secret as seen, `None` when absent or unknown.
+    pub(crate) fn version(&self, cluster: &str) -> Option<String> {
+        match self.seen(cluster) {
+            Seen::Present(s) => s.resource_version(),
+            Seen::Absent | Seen::Unknown => None,
+        }
+    }
+
     /// Every labelled Secret, or `None` before the labelled watch has listed.
     pub(crate) fn labelled(&self) -> Option<Vec<Arc<Secret>>> {
         let (_, view) = self.views.iter().find(|(s, _)| *s == Scope::Labelled)?;
@@ -131,9 +139,9 @@ impl Kubeconfigs {
             match event {
                 watcher::Event::Init => view.listing = Some(HashMap::new()),
                 watcher::Event::InitApply(s) => {
-                    view.listing
-                        .get_or_insert_with(HashMap::new)
-                        .insert(s.name_any(), Arc::new(s));
+                    if let Some(m) = view.listing.as_mut() {
+                        m.insert(s.name_any(), Arc::new(s));
+                    }
                 }
                 watcher::Event::InitDone => {
                     let fresh = view.listing.take().unwrap_or_default();
@@ -145,12 +153,14 @@ impl Kubeconfigs {
                     }
                     view.listed = Some(fresh);
                 }
+                // Only after a complete list: a change alone is not the whole picture (kube's watcher
+                // never sends one before its list, so this is a guard).
                 watcher::Event::Apply(s) => {
-                    let s = Arc::new(s);
-                    view.listed
-                        .get_or_insert_with(HashMap::new)
-                        .insert(s.name_any(), s.clone());
-                    changed.push(s);
+                    if let Some(m) = view.listed.as_mut() {
+                        let s = Arc::new(s);
+                        m.insert(s.name_any(), s.clone());
+                        changed.push(s);
+                    }
                 }
                 watcher::Event::Delete(s) => {
                     if let Some(m) = view.listed.as_mut() {
@@ -166,23 +176,56 @@ impl Kubeconfigs {
         }
     }
 
-    /// Runs the watches (restarting them with backoff when they fail) until dropped.
-    pub(crate) async fn run(self: Arc<Self>, api: Api<Secret>, appeared: Box<dyn Fn(&str) + Send + Sync>) {
-        let streams = self.views.iter().enumerate().map(|(i, (scope, _))| {
-            watcher(api.clone(), scope.watch_config())
-                .default_backoff()
-                .map(move |e| (i, e))
-                .boxed()
-        });
-        let mut events = futures::stream::select_all(streams);
-        while let Some((i, event)) = events.next().await {
-            match event {
-                Ok(event) => self.apply(i, event, appeared.as_ref()),
-                Err(e) => tracing::warn!(error = %e, "watch of cluster kubeconfig Secrets failed; retrying"),
+    /// Forgets what `index`'s watch saw: until a fresh list is complete, lookups go to the API server.
+    fn distrust(&self, index: usize) {
+        if let Some((_, view)) = self.views.get(index) {
+            let mut view = Self::write(view);
+            view.listed = None;
+            view.listing = None;
+        }
+    }
+
+    /// Runs the watches until dropped. A watch that fails is not trusted any more: its Secrets may have
+    /// changed meanwhile (a cluster removed, a kubeconfig rotated), and kube's watcher resumes from its
+    /// last resourceVersion without telling when it is current again. So lookups go to the API server
+    /// until that watch is started afresh (after a backoff) and has listed. A connection that hangs
+    /// without failing is noticed when the watch request times out (at most about five minutes).
+    pub(crate) async fn run(self: Arc<Self>, api: Api<Secret>, appeared: Arc<dyn Fn(&str) + Send + Sync>) {
+        let watches = (0..self.views.len()).map(|i| self.clone().run_one(i, api.clone(), appeared.clone()));
+        futures::future::join_all(watches).await;
+    }
+
+    async fn run_one(self: Arc<Self>, index: usize, api: Api<Secret>, appeared: Arc<dyn Fn(&str) + Send + Sync>) {
+        let Some((scope, _)) = self.views.get(index) else {
+            return;
+        };
+        let mut delay = RETRY_FIRST;
+        loop {
+            let mut events = watcher(api.clone(), scope.watch_config()).boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        if matches!(event, watcher::Event::InitDone) {
+                            delay = RETRY_FIRST;
+                        }
+                        self.apply(index, event, appeared.as_ref());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?delay, "watch of cluster kubeconfig Secrets failed; lookups read the API server until it is back");
+                        self.distrust(index);
+                        break;
+                    }
+                }
             }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
         }
     }
 }
+
+/// The first wait before a failed watch is started again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -238,6 +281,28 @@ mod tests {
         assert_eq!(rv(k.seen("edge")).as_deref(), Some("2"));
         assert_eq!(k.labelled().map(|l| l.len()), Some(1));
         assert_eq!(*appeared.lock().unwrap(), ["edge", "edge", "prod"]);
+    }
+
+    #[test]
+    fn a_failed_watch_is_not_trusted_until_it_has_listed_again() {
+        let k = Kubeconfigs::new([]);
+        let note = |_: &str| {};
+        k.apply(0, watcher::Event::Init, &note);
+        k.apply(0, watcher::Event::InitApply(secret("a", Some("a"), "1")), &note);
+        k.apply(0, watcher::Event::InitDone, &note);
+        assert!(matches!(k.seen("a"), Seen::Present(_)));
+        k.distrust(0);
+        assert!(matches!(k.seen("a"), Seen::Unknown));
+        assert!(matches!(k.seen("b"), Seen::Unknown));
+        assert!(k.labelled().is_none());
+        // A change without a list before it is not the whole picture.
+        k.apply(0, watcher::Event::Apply(secret("b", Some("b"), "2")), &note);
+        assert!(matches!(k.seen("b"), Seen::Unknown));
+        k.apply(0, watcher::Event::Init, &note);
+        k.apply(0, watcher::Event::InitApply(secret("b", Some("b"), "2")), &note);
+        k.apply(0, watcher::Event::InitDone, &note);
+        assert!(matches!(k.seen("a"), Seen::Absent));
+        assert!(matches!(k.seen("b"), Seen::Present(_)));
     }
 
     #[test]

@@ -61,8 +61,13 @@ pub fn serve(ctx: &Ctx<'_>, table: bool, metadata_only: bool) -> ApiResult<Respo
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
         ),
     };
-    let api_version = rt.api_version();
-    let kind = rt.kind.clone();
+    // Bookmarks go through the same transformation as the objects: a metadata-only watch's are
+    // PartialObjectMetadata.
+    let (api_version, kind) = if metadata_only {
+        ("meta.k8s.io/v1".to_string(), "PartialObjectMetadata".to_string())
+    } else {
+        (rt.api_version(), rt.kind.clone())
+    };
     let cluster = ctx.cluster.clone();
     let matches = move |o: &Value| -> bool {
         let (ons, _) = crate::store::ns_name(o);
