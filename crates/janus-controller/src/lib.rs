@@ -483,7 +483,18 @@ async fn act(
     let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(
-            move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone(), latest.clone(), endings.clone()),
+            // Boxed: kube-runtime keeps the reconciles in flight in a map sized for the most there were
+            // at once (every request, at a leader's start); unboxed, each of its entries would be as
+            // large as the whole future.
+            move |ar, ctx| {
+                Box::pin(timed_reconcile(
+                    ar,
+                    ctx,
+                    bulkhead.clone(),
+                    latest.clone(),
+                    endings.clone(),
+                ))
+            },
             reconcile::error_policy,
             ctx,
         )
@@ -626,6 +637,19 @@ async fn timed_reconcile(
         // The controller is stopping: the next leader reconciles everything at its start.
         Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
     };
+    // Boxed, allocated only once admitted: a future is as large as its largest state, and thousands
+    // of reconciles may wait for admission at once (every request at a leader's start).
+    Box::pin(admitted_reconcile(ar, ctx, admitted, queued)).await
+}
+
+/// The rest of [`timed_reconcile`] once admitted: the reconcile itself, holding the admission, then
+/// the bookkeeping of its outcome.
+async fn admitted_reconcile(
+    ar: Arc<AccessRequest>,
+    ctx: Arc<reconcile::Context>,
+    admitted: bulkhead::Admission,
+    queued: std::time::Instant,
+) -> Result<kube::runtime::controller::Action, error::Error> {
     let start = std::time::Instant::now();
     tracing::debug!(
         request = %ar.name_any(),
@@ -634,7 +658,7 @@ async fn timed_reconcile(
         waited = ?start.duration_since(queued),
         "admitted"
     );
-    // Boxed: the reconcile's state is large, and thousands of reconciles may wait for admission.
+    // Boxed: the reconcile's state is large.
     let result = bulkhead::holding(admitted, Box::pin(reconcile::reconcile(ar.clone(), ctx.clone()))).await;
     match &result {
         // Retried when the cluster answers again, not only after the backoff.
