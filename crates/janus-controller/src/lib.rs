@@ -439,9 +439,13 @@ async fn act(
                 watcher::Config::default().labels(janus_api::REQUEST_LABEL),
             )
             .default_backoff()
-            .inspect_ok({
+            .inspect({
                 let ctx = ctx.clone();
-                move |event| ctx.token_index.apply(event)
+                move |event| match event {
+                    Ok(event) => ctx.token_index.apply(event),
+                    // Changes may be missed until the watch is back: endings list meanwhile.
+                    Err(_) => ctx.token_index.degraded(),
+                }
             })
             .touched_objects(),
             {
@@ -483,18 +487,7 @@ async fn act(
     let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(
-            // Boxed: kube-runtime keeps the reconciles in flight in a map sized for the most there were
-            // at once (every request, at a leader's start); unboxed, each of its entries would be as
-            // large as the whole future.
-            move |ar, ctx| {
-                Box::pin(timed_reconcile(
-                    ar,
-                    ctx,
-                    bulkhead.clone(),
-                    latest.clone(),
-                    endings.clone(),
-                ))
-            },
+            move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone(), latest.clone(), endings.clone()),
             reconcile::error_policy,
             ctx,
         )
@@ -638,7 +631,8 @@ async fn timed_reconcile(
         Err(bulkhead::Closed) => return Ok(kube::runtime::controller::Action::await_change()),
     };
     // Boxed, allocated only once admitted: a future is as large as its largest state, and thousands
-    // of reconciles may wait for admission at once (every request at a leader's start).
+    // of reconciles may wait for admission at once (every request at a leader's start), each a task
+    // of kube-runtime's holding only what waiting needs.
     Box::pin(admitted_reconcile(ar, ctx, admitted, queued)).await
 }
 

@@ -297,11 +297,18 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
     // Secret on the API server. Only a deposed leader's grant still finishing could write one the
     // index does not know yet; its token is dead with its ServiceAccount (the clusters' final look
     // below), and the Secret goes with the request.
-    let secrets = match ctx.token_index.of_request(&name) {
-        Some(found) => found,
-        None => grant::token_secrets(central, &ctx.config.namespace, &name).await?,
+    let (secrets, begun) = match ctx.token_index.of_request(&name) {
+        Some(found) => (found, Vec::new()),
+        // The list finds what is written; the clusters of writes begun lately are added (a write may
+        // have failed after its ServiceAccount was made).
+        None => (
+            grant::token_secrets(central, &ctx.config.namespace, &name).await?,
+            ctx.token_index.pending_clusters(&name),
+        ),
     };
-    for cluster in credential_clusters(ctx, ar, grant::secret_clusters(&secrets)) {
+    let mut recorded = grant::secret_clusters(&secrets);
+    recorded.extend(begun);
+    for cluster in credential_clusters(ctx, ar, recorded) {
         match ctx.clusters.get(&cluster).await.map_err(Error::from) {
             Ok(target) => left.extend(grant::cleanup_cluster(&target, &name).await?),
             Err(Error::ClusterUnavailable { message, .. }) => {

@@ -34,6 +34,9 @@ struct Inner {
     listed: Option<Entries>,
     /// A (re)list in progress: replaces `listed` when complete.
     listing: Option<Entries>,
+    /// The watch failed and has not delivered an event since: it may be missing changes (kube's
+    /// watcher resumes from its last resourceVersion and replays them once it is back).
+    degraded: bool,
     /// Secrets this controller began to write, with when: part of every answer for [`PENDING_FOR`],
     /// whether or not the write succeeded and its watch event arrived (a relist running meanwhile may
     /// predate it). One that was never written costs a deletion that finds nothing.
@@ -41,7 +44,8 @@ struct Inner {
 }
 
 /// How long a write this controller began is part of the answers regardless of the watch: longer than
-/// a reconcile may run (30 s), so the write is over and its watch event has long arrived.
+/// a reconcile may run (30 s), so the write is over and, while the watch works (see
+/// [`TokenIndex::degraded`]), its event has long arrived.
 pub const PENDING_FOR: Duration = Duration::from_secs(120);
 
 /// The index. Deletions are learnt from the watch only: a Secret whose deletion a finalizer holds is
@@ -65,6 +69,7 @@ impl TokenIndex {
     /// Applies one event of the metadata watch of the token Secrets.
     pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let mut inner = self.inner();
+        inner.degraded = false;
         match event {
             watcher::Event::Init => inner.listing = Some(Entries::new()),
             watcher::Event::InitApply(m) => {
@@ -94,6 +99,29 @@ impl TokenIndex {
         }
     }
 
+    /// Notes that the watch failed: until it delivers again, the index does not answer (endings list
+    /// the Secrets on the API server), since a write begun more than [`PENDING_FOR`] ago whose watch
+    /// event has not come would otherwise be missed.
+    pub fn degraded(&self) {
+        self.inner().degraded = true;
+    }
+
+    /// The clusters of the writes begun for `request` in the last [`PENDING_FOR`]: added to what a
+    /// list on the API server finds when the index cannot answer.
+    pub fn pending_clusters(&self, request: &str) -> Vec<String> {
+        let now = Instant::now();
+        let inner = self.inner();
+        let mut out: Vec<String> = inner
+            .pending
+            .values()
+            .filter(|(r, _, at)| r == request && now.duration_since(*at) < PENDING_FOR)
+            .map(|(_, c, _)| c.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Notes a token Secret this controller is about to write (its name, request and cluster), so an
     /// ending that follows finds it whatever becomes of the write and before its watch event arrives.
     pub fn writing(&self, name: &str, request: &str, cluster: &str) {
@@ -111,6 +139,9 @@ impl TokenIndex {
     /// yet, or a Secret does not name its cluster in metadata (then its data must be read).
     pub fn of_request(&self, request: &str) -> Option<Vec<TokenSecret>> {
         let inner = self.inner();
+        if inner.degraded {
+            return None;
+        }
         let listed = inner.listed.as_ref()?;
         let now = Instant::now();
         // A name may come twice, with the cluster the Secret names and the one a write begun since
@@ -226,6 +257,20 @@ mod tests {
         index.apply(&watcher::Event::InitDone);
         assert_eq!(index.of_request("r"), None);
         assert_eq!(names(index.of_request("s")), Some(vec![]));
+    }
+
+    #[test]
+    fn a_failed_watch_sends_endings_to_the_api_until_it_delivers_again() {
+        let index = TokenIndex::default();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        index.writing("r-a", "r", "c1");
+        index.degraded();
+        assert_eq!(index.of_request("r"), None);
+        assert_eq!(index.pending_clusters("r"), vec!["c1".to_string()]);
+        assert!(index.pending_clusters("s").is_empty());
+        index.apply(&watcher::Event::Apply(meta("r-a", "r", Some("c1"))));
+        assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
     }
 
     #[test]

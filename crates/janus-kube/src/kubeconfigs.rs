@@ -189,7 +189,7 @@ impl Kubeconfigs {
     /// changed meanwhile (a cluster removed, a kubeconfig rotated), and kube's watcher resumes from its
     /// last resourceVersion without telling when it is current again. So lookups go to the API server
     /// until that watch is started afresh (after a backoff) and has listed. A connection that hangs
-    /// without failing is noticed when the watch request times out (at most about five minutes).
+    /// without failing is noticed when the watch request times out (our clients cap watches at 25 s).
     pub(crate) async fn run(self: Arc<Self>, api: Api<Secret>, appeared: Arc<dyn Fn(&str) + Send + Sync>) {
         let watches = (0..self.views.len()).map(|i| self.clone().run_one(i, api.clone(), appeared.clone()));
         futures::future::join_all(watches).await;
@@ -201,21 +201,25 @@ impl Kubeconfigs {
         };
         let mut delay = RETRY_FIRST;
         loop {
+            let started = tokio::time::Instant::now();
             let mut events = watcher(api.clone(), scope.watch_config()).boxed();
             while let Some(event) = events.next().await {
                 match event {
-                    Ok(event) => {
-                        if matches!(event, watcher::Event::InitDone) {
-                            delay = RETRY_FIRST;
-                        }
-                        self.apply(index, event, appeared.as_ref());
-                    }
+                    Ok(event) => self.apply(index, event, appeared.as_ref()),
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?delay, "watch of cluster kubeconfig Secrets failed; lookups read the API server until it is back");
                         self.distrust(index);
                         break;
                     }
                 }
+            }
+            // The failed watch's connection goes now, not after the wait.
+            drop(events);
+            // Back to a short wait only after a watch that lasted: one that lists and then fails at
+            // once (the watch verb taken away, a proxy cutting long requests) is not restarted twice a
+            // second, each time announcing every cluster again.
+            if started.elapsed() >= RETRY_MAX {
+                delay = RETRY_FIRST;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(RETRY_MAX);
