@@ -20,7 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::json;
 
-use crate::{Figure, NS, Work, ms, write_private};
+use crate::{Figure, NS, Work, cpu_seconds, ms, write_private};
 
 /// Arguments of `janus-bench fleet`.
 #[derive(clap::Args)]
@@ -64,6 +64,51 @@ struct Remote {
     name: String,
     _child: tokio::process::Child,
     admin: kube::Client,
+}
+
+/// The processes whose CPU time a burst accounts for.
+struct Processes {
+    controller: u32,
+    central: u32,
+    remotes: Vec<u32>,
+}
+
+/// CPU seconds used so far, by role.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    controller: f64,
+    central: f64,
+    remotes: f64,
+    /// This process: the load generator and the measuring watches.
+    bench: f64,
+}
+
+impl Processes {
+    fn cpu(&self) -> Cpu {
+        // A process that cannot be read (gone) counts nothing; the figures then say less, not wrong.
+        let of = |pid: u32| cpu_seconds(pid).unwrap_or(0.0);
+        Cpu {
+            controller: of(self.controller),
+            central: of(self.central),
+            remotes: self.remotes.iter().map(|&p| of(p)).sum(),
+            bench: cpu_seconds("self").unwrap_or(0.0),
+        }
+    }
+}
+
+impl Cpu {
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            controller: self.controller - before.controller,
+            central: self.central - before.central,
+            remotes: self.remotes - before.remotes,
+            bench: self.bench - before.bench,
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.controller + self.central + self.remotes + self.bench
+    }
 }
 
 /// What the watches saw, stamped when seen.
@@ -357,12 +402,15 @@ struct Burst {
     expiry_lags: Vec<Duration>,
     not_active: usize,
     not_expired: usize,
+    /// CPU used from the first approval until all measured requests were Active.
+    cpu: Cpu,
 }
 
 /// Creates `n` requests spread over the clusters, approves them at once, waits for the measured ones
 /// (`measured(cluster index)`) to be Active and then to expire.
 async fn burst(
     api: &Api<AccessRequest>,
+    procs: &Processes,
     seen: &Shared,
     prefix: &str,
     n: usize,
@@ -390,9 +438,11 @@ async fn burst(
         .map(|(_, n)| n.clone())
         .collect();
     let t0 = Utc::now();
+    let cpu_before = procs.cpu();
     // All at once: every approval in flight together, as a bulk approval in the web does.
     let sent = approve_all(api, &names, n.max(1)).await?;
     let not_active = wait_active(seen, &mine, Duration::from_secs(60)).await;
+    let cpu = procs.cpu().since(cpu_before);
     let (all_active, approve_to_active) = {
         let s = lock(seen);
         let last = mine.iter().filter_map(|n| s.active.get(n)).max().copied().unwrap_or(t0);
@@ -429,6 +479,7 @@ async fn burst(
             expiry_lags,
             not_active,
             not_expired,
+            cpu,
         },
         others,
     ))
@@ -441,7 +492,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let (work, bin_dir) = Work::create("fleet", args.keep, &args.bin_dir)?;
     let setup_started = Instant::now();
-    let (_central, admin, admin_yaml) = crate::start_kubesim(&bin_dir, &work.dir).await?;
+    let (central, admin, admin_yaml) = crate::start_kubesim(&bin_dir, &work.dir).await?;
     std::fs::write(work.dir.join("remote-seed.yaml"), remote_seed()?)?;
     let remotes: Vec<Remote> = futures::stream::iter(0..args.clusters)
         .map(|i| start_remote(&bin_dir, &work.dir, format!("remote-{i}"), &admin))
@@ -491,7 +542,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for r in &remotes {
         tasks.push(watch_service_accounts(r.admin.clone(), seen.clone()));
     }
-    let result = measure(&args, &admin, &remotes, &seen).await;
+    let procs = Processes {
+        controller: pid,
+        central: central.id().context("the central kubesim exited")?,
+        remotes: remotes.iter().filter_map(|r| r._child.id()).collect(),
+    };
+    let result = measure(&args, &admin, &remotes, &procs, &seen).await;
     let peak = *peak_kib.lock().unwrap_or_else(|e| e.into_inner()) as f64 / 1024.0;
     for t in tasks {
         t.abort();
@@ -518,7 +574,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &Shared) -> anyhow::Result<Vec<Figure>> {
+async fn measure(
+    args: &Args,
+    admin: &kube::Client,
+    remotes: &[Remote],
+    procs: &Processes,
+    seen: &Shared,
+) -> anyhow::Result<Vec<Figure>> {
     let api: Api<AccessRequest> = Api::all(admin.clone());
     let n = args.clusters;
 
@@ -544,7 +606,7 @@ async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &S
     );
 
     // 1–2: all healthy.
-    let (healthy, _) = burst(&api, seen, "healthy", args.burst, n, |_| true).await?;
+    let (healthy, _) = burst(&api, procs, seen, "healthy", args.burst, n, |_| true).await?;
     let mut h_lat = healthy.approve_to_active.clone();
     let mut h_lag = healthy.expiry_lags.clone();
     let (h_p99, h_lag_p99) = (pct(&mut h_lat, 0.99), pct(&mut h_lag, 0.99));
@@ -557,6 +619,20 @@ async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &S
         pct(&mut h_lag, 0.5),
         healthy.not_expired
     );
+    let cpu = healthy.cpu;
+    let wall = healthy.all_active.as_secs_f64();
+    eprintln!(
+        "fleet healthy burst CPU: {:.2} s of {:.2} s available on {} cores ({:.0} %): controller {:.2} s, central API server {:.2} s, {} remote API servers {:.2} s, load generator and watches {:.2} s",
+        cpu.total(),
+        wall * cores(),
+        cores(),
+        100.0 * cpu.total() / (wall * cores()).max(1e-9),
+        cpu.controller,
+        cpu.central,
+        n,
+        cpu.remotes,
+        cpu.bench
+    );
 
     // 4–6: the first `unreachable` clusters answer 503, the next `slow` ones answer late.
     let unreachable = args.unreachable;
@@ -568,7 +644,7 @@ async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &S
         set_faults(r, Some(json!({"latencyMs": args.slow_ms}))).await?;
     }
     let healthy_cluster = |c: usize| c >= slow_end;
-    let (degraded, others) = burst(&api, seen, "degraded", args.burst, n, healthy_cluster).await?;
+    let (degraded, others) = burst(&api, procs, seen, "degraded", args.burst, n, healthy_cluster).await?;
     let mut d_lat = degraded.approve_to_active.clone();
     let mut d_lag = degraded.expiry_lags.clone();
     let (d_p99, d_lag_p99) = (pct(&mut d_lat, 0.99), pct(&mut d_lag, 0.99));
@@ -640,6 +716,15 @@ async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &S
     let lat_change = change(d_p99, h_p99);
     let lag_change = change(d_lag_p99, h_lag_p99);
     let healthy_n = n - slow_end;
+    let per_grant = |s: f64| ((s / args.burst.max(1) as f64) * 1e4).round() / 10.0;
+    let cpu_figure = |who: &str, s: f64| Figure {
+        part: "fleet",
+        figure: format!("CPU per grant during the burst of {} approvals ({who})", args.burst),
+        unit: "ms",
+        value: per_grant(s),
+        target: "—".into(),
+        pass: s.is_finite() && s > 0.0,
+    };
     Ok(vec![
         Figure {
             part: "fleet",
@@ -713,5 +798,15 @@ async fn measure(args: &Args, admin: &kube::Client, remotes: &[Remote], seen: &S
             target: "≤ 2000".into(),
             pass: still == 0 && !down.is_empty() && catch_up <= Duration::from_secs(2),
         },
+        cpu_figure("the controller", healthy.cpu.controller),
+        cpu_figure(
+            "the central and the remote API servers, kubesim",
+            healthy.cpu.central + healthy.cpu.remotes,
+        ),
     ])
+}
+
+/// The cores this machine offers, for the share of them a burst used.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }

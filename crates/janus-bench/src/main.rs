@@ -113,6 +113,23 @@ impl Work {
     }
 }
 
+/// Clock ticks per second of /proc/<pid>/stat: USER_HZ, which Linux fixes at 100 for user space.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time (user + system) of a process so far, in seconds.
+fn cpu_seconds(pid: impl std::fmt::Display) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("no process {pid}"))?;
+    // The fields after the command name (which may hold spaces) start after the last ") ".
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("unreadable /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
+    let tick = |i: usize| -> anyhow::Result<f64> { Ok(f.get(i).context("short /proc stat")?.parse::<f64>()?) };
+    Ok((tick(11)? + tick(12)?) / TICKS_PER_SECOND)
+}
+
 /// The resident memory of a process in KiB (/proc/PID/status VmRSS).
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use crate::{Figure, NS, Work, rss_kib, write_private};
+use crate::{Figure, NS, Work, cpu_seconds, rss_kib, write_private};
 
 /// Settings of the `terminal-cost` part.
 #[derive(clap::Args)]
@@ -75,23 +75,6 @@ spec:
 "#;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Clock ticks per second of /proc/<pid>/stat: USER_HZ, which Linux fixes at 100 for user space.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// CPU time (user + system) of a process so far, in seconds.
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("no process {pid}"))?;
-    // The fields after the command name (which may hold spaces) start after the last ") ".
-    let rest = stat
-        .rsplit_once(") ")
-        .map(|(_, r)| r)
-        .context("unreadable /proc stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
-    let tick = |i: usize| -> anyhow::Result<f64> { Ok(f.get(i).context("short /proc stat")?.parse::<f64>()?) };
-    Ok((tick(11)? + tick(12)?) / TICKS_PER_SECOND)
-}
 
 /// A free port on the loopback (closed again: the web binds it next).
 fn free_port() -> anyhow::Result<u16> {

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod reconcile;
+pub mod recorder;
 pub mod scope;
 pub mod token_index;
 
@@ -29,7 +30,6 @@ use janus_api::config::Config;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Resource, ResourceExt};
@@ -383,11 +383,7 @@ async fn act(
     let _term = metrics.leader_term();
     let ars: Api<AccessRequest> = Api::all(client.clone());
     let clusters = clusters::Clusters::new(config.clone(), client.clone(), server, ca_pem);
-    let reporter = Reporter {
-        controller: "k8s-janus-controller".into(),
-        instance: Some(opts.identity.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = recorder::Recorder::new(client.clone(), "k8s-janus-controller", &opts.identity);
     let ctx = Arc::new(reconcile::Context::new(config.clone(), clusters, recorder, metrics));
     // Cluster lookups are answered from a watch of the kubeconfig Secrets instead of a GET per use.
     let kubeconfigs = ctx.clusters.watch();

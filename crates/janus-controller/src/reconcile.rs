@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::recorder::{EventType, Recorder};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use janus_api::access_request::{ApprovedSpec, reasons};
@@ -19,7 +20,6 @@ use janus_api::{AccessRequest, AccessRequestStatus, Condition, FINALIZER, Grant,
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -51,7 +51,7 @@ pub struct Context {
     /// Cluster connections.
     pub clusters: Clusters,
     /// Publishes Kubernetes Events on requests.
-    pub recorder: Recorder,
+    pub recorder: Arc<Recorder>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per request, for backoff.
@@ -84,7 +84,7 @@ impl Context {
         Self {
             config,
             clusters,
-            recorder,
+            recorder: Arc::new(recorder),
             scopes: ScopeWatches::new(metrics.clone()),
             metrics,
             failures: Mutex::new(HashMap::new()),
@@ -216,14 +216,10 @@ async fn write_status(ctx: &Context, ar: &AccessRequest, status: &AccessRequestS
 /// Publishes a Kubernetes Event in the background: the transition it reports is already written, and
 /// the next request should not wait for a message about the last one.
 async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str, note: String) {
-    let ev = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.into(),
-        // The API server refuses (and so loses) a note over 1,024 bytes; error texts pass that.
-        note: Some(crate::events::note(&note)),
-        action: reason.into(),
-        secondary: None,
-    };
+    let type_ = if warning { EventType::Warning } else { EventType::Normal };
+    // The API server refuses (and so loses) a note over 1,024 bytes; error texts pass that.
+    let note = crate::events::note(&note);
+    let reason = reason.to_string();
     let Ok(permit) = ctx.events.clone().acquire_owned().await else {
         return;
     };
@@ -231,7 +227,7 @@ async fn publish(ctx: &Context, ar: &AccessRequest, warning: bool, reason: &str,
     let reference = ar.object_ref(&());
     let name = ar.name_any();
     tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&ev, &reference).await {
+        if let Err(e) = recorder.publish(&reference, type_, &reason, &note).await {
             tracing::warn!(request = %name, error = %e, "cannot publish event");
         }
         drop(permit);

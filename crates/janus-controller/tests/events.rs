@@ -96,3 +96,96 @@ async fn a_long_escalation_refusal_becomes_a_valid_event() {
     assert_eq!(as_core.message.as_deref(), Some(note.as_str()));
     ctl.stop().await;
 }
+
+/// The controller's recorder, with the chart's controller identity: an identical repeat becomes the
+/// first Event's series (the chart's `patch` on events is what that takes), another note is another
+/// Event, and a repeat of an Event deleted meanwhile is a new Event.
+#[tokio::test]
+async fn repeats_fold_into_a_series_and_other_notes_do_not() {
+    use janus_controller::recorder::{EventType, Recorder};
+    let sim = central().await;
+    let admin = sim.client().await.unwrap();
+    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
+    let recorder = Recorder::new(sim.for_token(&token).await, "k8s-janus-controller", "test");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("k8s-janus.opsmode.io/v1alpha1".into()),
+        kind: Some("AccessRequest".into()),
+        name: Some("repeats".into()),
+        uid: Some("5f0c9a52-0d8e-4a43-b8d2-2f4c1b8c0a11".into()),
+        ..Default::default()
+    };
+    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
+    let of_request = || async {
+        let mut found: Vec<Event> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("repeats"))
+            .collect();
+        found.sort_by_key(|e| e.metadata.name.clone());
+        found
+    };
+
+    for _ in 0..3 {
+        recorder
+            .publish(
+                &regarding,
+                EventType::Warning,
+                "CleanupPending",
+                "cluster b is unreachable",
+            )
+            .await
+            .unwrap();
+    }
+    let found = of_request().await;
+    assert_eq!(found.len(), 1, "one Event for three identical ones");
+    let first = &found[0];
+    assert_eq!(first.series.as_ref().map(|s| s.count), Some(3));
+    assert_eq!(first.type_.as_deref(), Some("Warning"));
+    assert_eq!(first.reporting_controller.as_deref(), Some("k8s-janus-controller"));
+    assert_eq!(first.reporting_instance.as_deref(), Some("test"));
+    assert_eq!(first.note.as_deref(), Some("cluster b is unreachable"));
+
+    recorder
+        .publish(
+            &regarding,
+            EventType::Warning,
+            "CleanupPending",
+            "cluster b refused: 403",
+        )
+        .await
+        .unwrap();
+    let found = of_request().await;
+    assert_eq!(found.len(), 2, "another note is another Event");
+    assert!(
+        found
+            .iter()
+            .any(|e| e.note.as_deref() == Some("cluster b refused: 403") && e.series.is_none())
+    );
+
+    // Deleted (the API server's Event TTL): the next repeat is a new Event, not an error.
+    events
+        .delete(first.metadata.name.as_deref().unwrap(), &DeleteParams::default())
+        .await
+        .unwrap();
+    recorder
+        .publish(
+            &regarding,
+            EventType::Warning,
+            "CleanupPending",
+            "cluster b is unreachable",
+        )
+        .await
+        .unwrap();
+    let found = of_request().await;
+    assert_eq!(found.len(), 2);
+    let again = found
+        .iter()
+        .find(|e| e.note.as_deref() == Some("cluster b is unreachable"))
+        .unwrap();
+    assert_ne!(again.metadata.name, first.metadata.name);
+    assert!(again.series.is_none());
+    assert!(recorder.remembered() <= janus_controller::recorder::CAPACITY);
+}

@@ -929,7 +929,7 @@ const UNPROBED: [Unprobed; 9] = [
         "events",
         "patch",
         any_version,
-        "kube-rs's event recorder patches an Event that repeats within its series window instead of creating another",
+        "the controller's event recorder patches an Event that repeats within its series window instead of creating another",
     ),
     (
         "k8s-janus-controller",
@@ -1097,7 +1097,6 @@ impl Probes {
 
     fn context(&self) -> Arc<janus_controller::reconcile::Context> {
         use janus_controller::{clusters::Clusters, metrics::Metrics, reconcile};
-        use kube::runtime::events::{Recorder, Reporter};
         let mut config = (*self.config).clone();
         config.retention_seconds = 1;
         let config = Arc::new(config);
@@ -1107,13 +1106,8 @@ impl Probes {
             self.inst.central.tc.server_url(),
             self.inst.central.tc.ca_pem(),
         );
-        let recorder = Recorder::new(
-            self.controller.clone(),
-            Reporter {
-                controller: "k8s-janus-controller".into(),
-                instance: Some("probe".into()),
-            },
-        );
+        let recorder =
+            janus_controller::recorder::Recorder::new(self.controller.clone(), "k8s-janus-controller", "probe");
         Arc::new(reconcile::Context::new(
             config,
             clusters,
