@@ -8,7 +8,8 @@
 //! repeat is recognised by a key (the object's uid, the type, the reason and the note) and only what a
 //! series patch needs is kept, for at most [`WINDOW`] and the [`CAPACITY`] most recent Events (the bound
 //! client-go's event correlator keeps). An Event that repeats after either is a new Event, which is
-//! still true, only less folded.
+//! still true, only less folded. Publications of one Event take turns (a lock per remembered Event
+//! held across the API call), so concurrent repeats neither create two Events nor count backwards.
 //!
 //! The note is part of the key: kube-runtime's keyed on the reason alone, so a second extension within
 //! six minutes bumped the first Event's count and kept its note, with the old expiry in it.
@@ -16,7 +17,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -24,13 +25,19 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
-/// How long an Event takes repeats into its series, from its first publication (kube-runtime's window).
+/// How long an Event takes repeats into its series, from its first publication (kube-runtime's six
+/// minutes, but counted from the first publication where kube-runtime counts from the last repeat: a
+/// failure repeating all day is a new Event every six minutes, not one Event the API server's Event
+/// TTL deletes under it).
 pub const WINDOW: Duration = Duration::from_secs(6 * 60);
 /// How many recent Events are remembered for folding repeats (client-go's `maxLruCacheEntries`).
 pub const CAPACITY: usize = 4096;
 
 /// Where Events about cluster-scoped objects go, as kube-runtime and client-go put them.
 const DEFAULT_NAMESPACE: &str = "default";
+
+/// The longest Event name the API server takes (a DNS subdomain).
+const NAME_LIMIT: usize = 253;
 
 /// An Event's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,34 +68,30 @@ pub struct Recorder {
 /// The Events published within [`WINDOW`], at most [`CAPACITY`] of them.
 struct Recent {
     keys: RandomState,
-    by_key: HashMap<u64, Published>,
+    by_key: HashMap<u64, Entry>,
     /// Keys in order of first publication, with that time (a key published again after its entry
     /// was dropped is queued again; the stale queue entry is recognised by its time).
     order: VecDeque<(Instant, u64)>,
 }
 
-/// What a series patch needs of an Event published earlier.
-struct Published {
+/// One remembered Event.
+struct Entry {
     /// The regarding object's uid (else its name) and the reason, compared on a hit: the key's hash
     /// alone could collide.
     uid: String,
     reason: String,
-    namespace: String,
-    name: String,
-    count: i32,
     first: Instant,
+    /// Held across the API call: publications of the same Event take turns, so a repeat never
+    /// races the create it repeats (two Events) or another repeat (a count going backwards).
+    slot: Arc<tokio::sync::Mutex<Slot>>,
 }
 
-/// An Event about to be published, as `Recent` knows it.
-enum Plan {
-    /// Create a new Event.
-    Create,
-    /// Patch the series of an Event published earlier.
-    Repeat {
-        namespace: String,
-        name: String,
-        count: i32,
-    },
+/// The Event as the API server has it, once created.
+#[derive(Default)]
+struct Slot {
+    /// Namespace and name of the created Event; `None` until a create succeeds.
+    created: Option<(String, String)>,
+    count: i32,
 }
 
 impl Recent {
@@ -112,37 +115,35 @@ impl Recent {
                 break;
             }
             self.order.pop_front();
-            if self.by_key.get(&key).is_some_and(|p| p.first == first) {
+            if self.by_key.get(&key).is_some_and(|e| e.first == first) {
                 self.by_key.remove(&key);
             }
         }
     }
 
-    /// Counts a publication of `key`: a repeat of an Event still remembered, or a new one.
-    fn plan(&mut self, key: u64, uid: &str, reason: &str, now: Instant) -> Plan {
+    /// The slot of the Event `key` names: the one remembered, or a new one (remembered from now).
+    fn slot(&mut self, key: u64, uid: &str, reason: &str, now: Instant) -> Arc<tokio::sync::Mutex<Slot>> {
         self.prune(now, 0);
-        match self.by_key.get_mut(&key) {
-            Some(p) if p.uid == uid && p.reason == reason => {
-                p.count = p.count.saturating_add(1);
-                Plan::Repeat {
-                    namespace: p.namespace.clone(),
-                    name: p.name.clone(),
-                    count: p.count,
-                }
-            }
-            _ => Plan::Create,
+        if let Some(e) = self.by_key.get(&key)
+            && e.uid == uid
+            && e.reason == reason
+        {
+            return e.slot.clone();
         }
-    }
-
-    /// Remembers an Event just created.
-    fn created(&mut self, key: u64, published: Published) {
-        self.prune(published.first, 1);
-        self.order.push_back((published.first, key));
-        self.by_key.insert(key, published);
-    }
-
-    fn forget(&mut self, key: u64) {
-        self.by_key.remove(&key);
+        // Either new, or a colliding key of another Event: the newer one is remembered.
+        self.prune(now, 1);
+        let slot = Arc::new(tokio::sync::Mutex::new(Slot::default()));
+        self.order.push_back((now, key));
+        self.by_key.insert(
+            key,
+            Entry {
+                uid: uid.to_string(),
+                reason: reason.to_string(),
+                first: now,
+                slot: slot.clone(),
+            },
+        );
+        slot
     }
 }
 
@@ -168,7 +169,7 @@ impl Recorder {
     }
 
     /// Publishes an Event about `regarding`: a new one, or the next count of the same Event (same
-    /// object, type, reason and note) published within [`WINDOW`].
+    /// object, type, reason and note) first published within [`WINDOW`].
     pub async fn publish(
         &self,
         regarding: &ObjectReference,
@@ -185,14 +186,14 @@ impl Recorder {
                 regarding.name.as_deref().unwrap_or_default()
             )
         });
-        let uid = uid.as_str();
-        let now = Instant::now();
-        let (key, plan) = {
+        let slot = {
             let mut recent = self.recent();
-            let key = recent.key(uid, type_, reason, note);
-            (key, recent.plan(key, uid, reason, now))
+            let key = recent.key(&uid, type_, reason, note);
+            recent.slot(key, &uid, reason, Instant::now())
         };
-        if let Plan::Repeat { namespace, name, count } = plan {
+        let mut slot = slot.lock().await;
+        if let Some((namespace, name)) = slot.created.clone() {
+            let count = slot.count.saturating_add(1);
             let series = serde_json::json!({
                 "series": {"count": count, "lastObservedTime": MicroTime(k8s_openapi::jiff::Timestamp::now())}
             });
@@ -201,9 +202,17 @@ impl Recorder {
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
                 .await
             {
-                Ok(_) => return Ok(()),
-                // Deleted meanwhile (the API server's Event TTL, or a person): a new Event instead.
-                Err(kube::Error::Api(s)) if s.code == 404 => self.recent().forget(key),
+                Ok(_) => {
+                    slot.count = count;
+                    return Ok(());
+                }
+                // Deleted meanwhile (the API server's Event TTL, or a person), or the patch is not
+                // allowed (an operator trimmed the verb) or not taken: a new Event instead, so the
+                // occurrence is not lost.
+                Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 422) => {
+                    tracing::debug!(event = %name, code = s.code, "cannot add to the Event's series; publishing a new one");
+                    *slot = Slot::default();
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -214,20 +223,12 @@ impl Recorder {
         let event = self.event(regarding, type_, reason, note, &namespace);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let created = events.create(&PostParams::default(), &event).await?;
-        let Some(name) = created.metadata.name else {
-            return Ok(());
-        };
-        self.recent().created(
-            key,
-            Published {
-                uid: uid.to_string(),
-                reason: reason.to_string(),
-                namespace,
-                name,
+        if let Some(name) = created.metadata.name {
+            *slot = Slot {
+                created: Some((namespace, name)),
                 count: 1,
-                first: now,
-            },
-        );
+            };
+        }
         Ok(())
     }
 
@@ -237,7 +238,7 @@ impl Recorder {
         let object = regarding.name.as_deref().unwrap_or(&self.controller);
         Event {
             metadata: ObjectMeta {
-                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+                name: Some(event_name(object, now.as_nanosecond())),
                 namespace: Some(namespace.to_string()),
                 ..Default::default()
             },
@@ -254,37 +255,37 @@ impl Recorder {
     }
 }
 
+/// `<object>.<nanoseconds in hex>`, the object's name cut so the whole stays a valid name (an
+/// AccessRequest's name may itself be 253 characters long).
+fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    let mut end = object.len().min(NAME_LIMIT.saturating_sub(suffix.len()));
+    while !object.is_char_boundary(end) {
+        end -= 1;
+    }
+    // A DNS subdomain's labels end in an alphanumeric character.
+    let head = object[..end].trim_end_matches(['.', '-']);
+    format!("{head}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn published(key_uid: &str, first: Instant) -> Published {
-        Published {
-            uid: key_uid.into(),
-            reason: "Granted".into(),
-            namespace: "default".into(),
-            name: format!("{key_uid}.1"),
-            count: 1,
-            first,
-        }
+    fn same(a: &Arc<tokio::sync::Mutex<Slot>>, b: &Arc<tokio::sync::Mutex<Slot>>) -> bool {
+        Arc::ptr_eq(a, b)
     }
 
     #[test]
-    fn a_repeat_within_the_window_counts_on_the_first_event() {
+    fn a_repeat_within_the_window_finds_the_first_event() {
         let mut r = Recent::new();
         let t0 = Instant::now();
         let key = r.key("u1", EventType::Normal, "Granted", "note");
-        assert!(matches!(r.plan(key, "u1", "Granted", t0), Plan::Create));
-        r.created(key, published("u1", t0));
-        for want in 2..=3 {
-            match r.plan(key, "u1", "Granted", t0 + Duration::from_secs(1)) {
-                Plan::Repeat { name, count, .. } => {
-                    assert_eq!(name, "u1.1");
-                    assert_eq!(count, want);
-                }
-                Plan::Create => panic!("a repeat within the window is folded"),
-            }
-        }
+        let first = r.slot(key, "u1", "Granted", t0);
+        let again = r.slot(key, "u1", "Granted", t0 + WINDOW - Duration::from_secs(1));
+        assert!(same(&first, &again));
+        assert_eq!(r.by_key.len(), 1);
+        assert_eq!(r.order.len(), 1);
     }
 
     #[test]
@@ -309,54 +310,68 @@ mod tests {
     fn a_colliding_key_of_another_object_is_not_folded() {
         let mut r = Recent::new();
         let t0 = Instant::now();
-        r.created(7, published("u1", t0));
-        assert!(matches!(r.plan(7, "u2", "Granted", t0), Plan::Create));
+        let first = r.slot(7, "u1", "Granted", t0);
+        let other = r.slot(7, "u2", "Granted", t0 + Duration::from_millis(1));
+        assert!(!same(&first, &other));
+        let other_reason = r.slot(7, "u2", "Expired", t0 + Duration::from_millis(2));
+        assert!(!same(&other, &other_reason));
     }
 
     #[test]
     fn events_are_forgotten_after_the_window() {
         let mut r = Recent::new();
         let t0 = Instant::now();
-        r.created(1, published("u1", t0));
-        assert!(matches!(
-            r.plan(1, "u1", "Granted", t0 + WINDOW - Duration::from_secs(1)),
-            Plan::Repeat { .. }
-        ));
-        assert!(matches!(r.plan(1, "u1", "Granted", t0 + WINDOW), Plan::Create));
-        assert!(r.by_key.is_empty() && r.order.is_empty());
+        let first = r.slot(1, "u1", "Granted", t0);
+        let later = r.slot(1, "u1", "Granted", t0 + WINDOW);
+        assert!(!same(&first, &later), "a repeat after the window is a new Event");
+        assert_eq!(r.by_key.len(), 1);
+        assert_eq!(r.order.len(), 1);
     }
 
     #[test]
     fn memory_is_bounded_by_the_capacity_dropping_the_oldest() {
         let mut r = Recent::new();
         let t0 = Instant::now();
+        let mut slots = Vec::new();
         for k in 0..(CAPACITY as u64 + 100) {
-            r.created(k, published(&format!("u{k}"), t0 + Duration::from_millis(k)));
+            slots.push(r.slot(k, &format!("u{k}"), "Granted", t0 + Duration::from_millis(k)));
         }
         assert_eq!(r.by_key.len(), CAPACITY);
         assert_eq!(r.order.len(), CAPACITY);
         assert!(!r.by_key.contains_key(&99) && r.by_key.contains_key(&100));
         let last = CAPACITY as u64 + 99;
-        assert!(matches!(
-            r.plan(last, &format!("u{last}"), "Granted", t0 + Duration::from_secs(10)),
-            Plan::Repeat { .. }
-        ));
+        let again = r.slot(last, &format!("u{last}"), "Granted", t0 + Duration::from_secs(10));
+        assert!(same(&again, &slots[last as usize]));
     }
 
     #[test]
-    fn a_key_created_again_is_not_dropped_by_its_stale_queue_entry() {
+    fn a_key_remembered_again_is_not_dropped_by_its_stale_queue_entry() {
         let mut r = Recent::new();
         let t0 = Instant::now();
-        r.created(1, published("u1", t0));
-        // The first Event was deleted: forgotten, and created again later.
-        r.forget(1);
-        let t1 = t0 + Duration::from_secs(300);
-        r.created(1, published("u1", t1));
-        // The first queue entry expires; the second Event is still remembered.
-        assert!(matches!(
-            r.plan(1, "u1", "Granted", t0 + WINDOW + Duration::from_secs(1)),
-            Plan::Repeat { .. }
-        ));
+        // Remembered for an object, then its key taken by another (a collision), then by the first
+        // again: three queue entries, one live.
+        r.slot(1, "u1", "Granted", t0);
+        r.slot(1, "u2", "Granted", t0 + Duration::from_secs(100));
+        let live = r.slot(1, "u1", "Granted", t0 + Duration::from_secs(300));
+        // The first two queue entries expire; the live Event is still remembered.
+        let again = r.slot(1, "u1", "Granted", t0 + WINDOW + Duration::from_secs(120));
+        assert!(same(&live, &again));
         assert_eq!(r.order.len(), 1);
+    }
+
+    #[test]
+    fn event_names_stay_valid_names() {
+        assert_eq!(event_name("req-1", 0xabc), "req-1.abc");
+        let long = format!("{}-{}", "a".repeat(200), "b".repeat(52));
+        assert_eq!(long.len(), 253);
+        let nanos = 0x1_8a2b_3c4d_5e6f_7081_i128;
+        let name = event_name(&long, nanos);
+        assert!(name.len() <= NAME_LIMIT, "{}", name.len());
+        assert!(name.ends_with(".18a2b3c4d5e6f7081"), "{name}");
+        // Cut right after a hyphen: the hyphen goes too.
+        let cut_at_hyphen = format!("{}-{}", "a".repeat(234), "b".repeat(18));
+        let name = event_name(&cut_at_hyphen, nanos);
+        assert!(!name.contains("-."), "{name}");
+        assert!(name.len() <= NAME_LIMIT);
     }
 }

@@ -187,5 +187,61 @@ async fn repeats_fold_into_a_series_and_other_notes_do_not() {
         .unwrap();
     assert_ne!(again.metadata.name, first.metadata.name);
     assert!(again.series.is_none());
-    assert!(recorder.remembered() <= janus_controller::recorder::CAPACITY);
+    assert_eq!(
+        recorder.remembered(),
+        2,
+        "the two notes' Events, the deleted one's entry reused"
+    );
+}
+
+/// Identical Events published at once (reconciles of one request publish in the background) are one
+/// Event whose series counts them all: none is created twice and no count goes backwards.
+#[tokio::test]
+async fn concurrent_repeats_are_one_event_counting_them_all() {
+    use janus_controller::recorder::{EventType, Recorder};
+    let sim = central().await;
+    let admin = sim.client().await.unwrap();
+    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
+    let recorder = std::sync::Arc::new(Recorder::new(
+        sim.for_token(&token).await,
+        "k8s-janus-controller",
+        "test",
+    ));
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("k8s-janus.opsmode.io/v1alpha1".into()),
+        kind: Some("AccessRequest".into()),
+        name: Some("at-once".into()),
+        uid: Some("9a4f3e1c-6b2d-4f7a-8c5e-1d2b3a4c5d6e".into()),
+        ..Default::default()
+    };
+    let publishing: Vec<_> = (0..8)
+        .map(|_| {
+            let recorder = recorder.clone();
+            let regarding = regarding.clone();
+            tokio::spawn(async move {
+                recorder
+                    .publish(
+                        &regarding,
+                        EventType::Warning,
+                        "CleanupPending",
+                        "cluster b is unreachable",
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for p in publishing {
+        p.await.unwrap().unwrap();
+    }
+    let events: Api<Event> = Api::namespaced(admin, "default");
+    let found: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("at-once"))
+        .collect();
+    assert_eq!(found.len(), 1, "one Event for eight identical ones");
+    assert_eq!(found[0].series.as_ref().map(|s| s.count), Some(8));
 }
