@@ -114,6 +114,9 @@ impl Cpu {
 /// What the watches saw, stamped when seen.
 #[derive(Default)]
 struct Seen {
+    /// Requests the controller has judged: a status with a condition (`Submitted`, or why it cannot
+    /// judge yet, such as `ClusterReachable=False` for a request on an unreachable cluster).
+    judged: std::collections::HashSet<String>,
     /// First time each request was seen Active.
     active: HashMap<String, DateTime<Utc>>,
     /// Each request's `status.expiresAt`.
@@ -273,6 +276,13 @@ fn watch_requests(central: kube::Client, seen: Shared) -> tokio::task::JoinHandl
             let mut s = lock(&seen);
             s.last_change = Some(Instant::now());
             if let Some(st) = &ar.status {
+                if st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == janus_api::rules::conditions::types::SUBMITTED)
+                {
+                    s.judged.insert(name.clone());
+                }
                 if st.phase == janus_api::Phase::Active {
                     s.active.entry(name.clone()).or_insert(now);
                 }
@@ -426,7 +436,6 @@ async fn burst(
         .map(|(i, name)| request(name, &cluster_of(i, clusters), BURST_TTL + (i % 10) as i64))
         .collect::<anyhow::Result<Vec<_>>>()?;
     create_all(api, reqs).await?;
-    wait_quiet(seen, Duration::from_secs(1), Duration::from_secs(20)).await;
     let mine: Vec<String> = names
         .iter()
         .enumerate()
@@ -439,6 +448,26 @@ async fn burst(
         .filter(|(i, _)| !measured(i % clusters))
         .map(|(_, n)| n.clone())
         .collect();
+    // Approved once the controller has judged every measured one Pending (a request on an unreachable
+    // cluster cannot be), as a person approves requests they see waiting; then once nothing has
+    // changed for a second.
+    let waiting_since = Instant::now();
+    while waiting_since.elapsed() < Duration::from_secs(60) {
+        let judged = {
+            let s = lock(seen);
+            mine.iter().filter(|n| s.judged.contains(*n)).count()
+        };
+        if judged == mine.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "fleet {prefix}: the {} measured requests judged Pending {:.1?} after they were created",
+        mine.len(),
+        waiting_since.elapsed()
+    );
+    wait_quiet(seen, Duration::from_secs(1), Duration::from_secs(20)).await;
     let t0 = Utc::now();
     let cpu_before = procs.cpu();
     let cpu_from = Instant::now();

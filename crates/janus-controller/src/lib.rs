@@ -427,34 +427,7 @@ async fn act(
         // A deleted or changed token Secret is drift the owner must repair; the echo of our own write
         // is not. Metadata only: no token crosses the wire or sits in memory for this, and the same
         // watch keeps the index an ending finds a request's Secrets in.
-        .watches_stream(
-            watcher(
-                secrets,
-                // Every Secret carrying a request's label, as the label list the index replaces finds
-                // them (not only while it still says who manages it).
-                watcher::Config::default().labels(janus_api::REQUEST_LABEL),
-            )
-            .default_backoff()
-            .inspect({
-                let ctx = ctx.clone();
-                move |event| match event {
-                    Ok(event) => ctx.token_index.apply(event),
-                    // Changes may be missed until the watch is back: endings list meanwhile.
-                    Err(_) => ctx.token_index.degraded(),
-                }
-            })
-            .touched_objects(),
-            {
-                let ctx = ctx.clone();
-                move |s| {
-                    if ctx.is_own_secret_write(&s.name_any(), s.metadata.resource_version.as_deref()) {
-                        Vec::new()
-                    } else {
-                        owning_requests(&s)
-                    }
-                }
-            },
-        );
+        .reconcile_on(token_secret_drift(secrets, ctx.clone()));
     *health.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(controller.store());
 
     let bulkhead = Arc::new(bulkhead::Bulkhead::new(
@@ -519,6 +492,60 @@ fn recovered_requests(
             .map(|ar| Ok(AccessRequest::clone(&ar)));
         futures::future::ready(ar)
     })
+}
+
+/// The requests whose token Secrets drifted (appeared, changed or went other than by this
+/// controller's own write), from a metadata-only watch of every Secret carrying a request's label (as
+/// the label list the index replaces finds them, not only while it still says who manages it). The
+/// same watch keeps [`token_index::TokenIndex`]; a relist reports only what changed while the watch
+/// was away ([`token_index::Touched`]).
+fn token_secret_drift(
+    secrets: Api<kube::core::PartialObjectMeta<Secret>>,
+    ctx: Arc<reconcile::Context>,
+) -> impl futures::Stream<Item = ObjectRef<AccessRequest>> + Send + 'static {
+    use token_index::Touched;
+    watcher(secrets, watcher::Config::default().labels(janus_api::REQUEST_LABEL))
+        .default_backoff()
+        .map(move |event| {
+            let owners = match event {
+                Ok(event) => {
+                    let touched = ctx.token_index.apply(&event);
+                    match (&event, touched) {
+                        (_, Touched::Vanished(requests)) => requests.iter().map(|r| ObjectRef::new(r)).collect(),
+                        (watcher::Event::Apply(s) | watcher::Event::InitApply(s) | watcher::Event::Delete(s), t) => {
+                            // Asked for every Secret event, also one a relist reports unchanged: that
+                            // settles (forgets) the write whose echo it is.
+                            let own = ctx.is_own_secret_write(&s.name_any(), s.metadata.resource_version.as_deref());
+                            if t == Touched::Secret && !own {
+                                let mut owners = owning_requests(s);
+                                // Also the request its label names: a Secret replaced while the watch was
+                                // away may have lost its owner reference, never its label (the watch
+                                // selects on it).
+                                if let Some(r) = s.labels().get(janus_api::REQUEST_LABEL) {
+                                    let r = ObjectRef::new(r);
+                                    if !owners.contains(&r) {
+                                        owners.push(r);
+                                    }
+                                }
+                                owners
+                            } else {
+                                Vec::new()
+                            }
+                        }
+                        _ => Vec::new(),
+                    }
+                }
+                Err(e) => {
+                    // Changes may be missed until the watch is back: endings list meanwhile, and the
+                    // relist that follows reports what changed.
+                    tracing::debug!(error = %e, "token Secret watch failed; retrying");
+                    ctx.token_index.degraded();
+                    Vec::new()
+                }
+            };
+            futures::stream::iter(owners)
+        })
+        .flatten()
 }
 
 /// The request still holds grants and its access is to end (a revocation, withdrawal or denial, its

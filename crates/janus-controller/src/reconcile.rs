@@ -427,17 +427,18 @@ async fn finish_with(
     Ok(retention_deadline(&status, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)))
 }
 
-async fn add_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
+/// Adds our finalizer; returns the request as the API server has it afterwards.
+async fn add_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<AccessRequest> {
     let patch = if ar.metadata.finalizers.is_some() {
         json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
     } else {
         json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
     };
     let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Permanent(e.to_string()))?;
-    ctx.api()
+    Ok(ctx
+        .api()
         .patch(&ar.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await?;
-    Ok(())
+        .await?)
 }
 
 async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
@@ -537,7 +538,6 @@ async fn bounded(
 async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     let now = Utc::now();
     let name = ar.name_any();
-    let status = ar.status.clone().unwrap_or_default();
 
     if ar.metadata.deletion_timestamp.is_some() {
         ctx.scopes.stop_request(&name);
@@ -549,10 +549,17 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
         ctx.forget_baseline(ar);
         return Ok(Action::await_change());
     }
-    let has_finalizer = ar.finalizers().iter().any(|f| f == FINALIZER);
-    if !has_finalizer {
-        add_finalizer(ctx, ar).await?;
-    }
+    // Judged as the finalizer patch left it: the status write that follows carries the object's
+    // resourceVersion as a precondition, and the one read before the patch made every new request's
+    // first write fail with a conflict, its whole judging (a read on the target cluster) redone.
+    let with_finalizer;
+    let ar = if ar.finalizers().iter().any(|f| f == FINALIZER) {
+        ar
+    } else {
+        with_finalizer = add_finalizer(ctx, ar).await?;
+        &with_finalizer
+    };
+    let status = ar.status.clone().unwrap_or_default();
 
     if status.phase.is_terminal() {
         // Ended by another replica's term, or while this one was not looking: no watch outlives it.

@@ -25,8 +25,28 @@ pub struct TokenSecret {
     pub cluster: Option<String>,
 }
 
-/// Secret name → (request, cluster).
-type Entries = HashMap<String, (String, Option<String>)>;
+/// What the index keeps of a token Secret.
+#[derive(Debug, Clone)]
+struct Known {
+    request: String,
+    cluster: Option<String>,
+    /// Tells a relist's Secret that changed while the watch was away from one that did not.
+    resource_version: Option<String>,
+}
+
+/// Secret name → what is known of it.
+type Entries = HashMap<String, Known>;
+
+/// What one event of the watch means for the requests the token Secrets belong to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// Nothing to reconcile: a relist found the Secret as the index knew it.
+    Nothing,
+    /// The event's Secret appeared, changed or went: the requests owning it are reconciled (drift).
+    Secret,
+    /// A relist ended without the Secrets of these requests (deleted while the watch was away).
+    Vanished(Vec<String>),
+}
 
 #[derive(Default)]
 struct Inner {
@@ -55,10 +75,17 @@ pub struct TokenIndex {
     inner: Mutex<Inner>,
 }
 
-fn entry(meta: &PartialObjectMeta<Secret>) -> Option<(String, (String, Option<String>))> {
+fn entry(meta: &PartialObjectMeta<Secret>) -> Option<(String, Known)> {
     let request = meta.labels().get(REQUEST_LABEL)?.clone();
     let cluster = meta.annotations().get(TOKEN_CLUSTER_ANNOTATION).cloned();
-    Some((meta.name_any(), (request, cluster)))
+    Some((
+        meta.name_any(),
+        Known {
+            request,
+            cluster,
+            resource_version: meta.metadata.resource_version.clone(),
+        },
+    ))
 }
 
 impl TokenIndex {
@@ -66,18 +93,57 @@ impl TokenIndex {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies one event of the metadata watch of the token Secrets.
-    pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+    /// Applies one event of the metadata watch of the token Secrets, and says which requests it
+    /// concerns. A relist (after a watch failed, or its resourceVersion expired) reports only what
+    /// changed while the watch was away: reporting every Secret again would reconcile every live request
+    /// at once (10,000 fresh reads of requests at fleet scale) for Secrets nobody touched.
+    pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) -> Touched {
         let mut inner = self.inner();
         inner.degraded = false;
         match event {
-            watcher::Event::Init => inner.listing = Some(Entries::new()),
+            watcher::Event::Init => {
+                inner.listing = Some(Entries::new());
+                Touched::Nothing
+            }
             watcher::Event::InitApply(m) => {
-                if let (Some((name, e)), Some(l)) = (entry(m), inner.listing.as_mut()) {
-                    l.insert(name, e);
+                let Some((name, known)) = entry(m) else {
+                    return Touched::Nothing;
+                };
+                // The first list reports every Secret, as a live watch would have: a change between a
+                // request's first reconcile and this list must not go unseen.
+                let touched = match inner.listed.as_ref() {
+                    None => Touched::Secret,
+                    Some(listed) => match listed.get(&name) {
+                        Some(k) if k.resource_version == known.resource_version && known.resource_version.is_some() => {
+                            Touched::Nothing
+                        }
+                        _ => Touched::Secret,
+                    },
+                };
+                if let Some(l) = inner.listing.as_mut() {
+                    l.insert(name, known);
+                }
+                touched
+            }
+            watcher::Event::InitDone => {
+                let listing = inner.listing.take().unwrap_or_default();
+                let vanished: BTreeSet<String> = inner
+                    .listed
+                    .as_ref()
+                    .map(|old| {
+                        old.iter()
+                            .filter(|(name, _)| !listing.contains_key(*name))
+                            .map(|(_, k)| k.request.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                inner.listed = Some(listing);
+                if vanished.is_empty() {
+                    Touched::Nothing
+                } else {
+                    Touched::Vanished(vanished.into_iter().collect())
                 }
             }
-            watcher::Event::InitDone => inner.listed = Some(inner.listing.take().unwrap_or_default()),
             // Changes count only after a complete list (kube's watcher sends none before; a guard).
             watcher::Event::Apply(m) => {
                 if let Some(l) = inner.listed.as_mut() {
@@ -90,11 +156,13 @@ impl TokenIndex {
                         }
                     }
                 }
+                Touched::Secret
             }
             watcher::Event::Delete(m) => {
                 if let Some(l) = inner.listed.as_mut() {
                     l.remove(&m.name_any());
                 }
+                Touched::Secret
             }
         }
     }
@@ -147,9 +215,9 @@ impl TokenIndex {
         // A name may come twice, with the cluster the Secret names and the one a write begun since
         // names: cleanup then reaches both (and the second deletion finds nothing).
         let mut found: BTreeSet<(&str, Option<&str>)> = BTreeSet::new();
-        for (name, (r, cluster)) in listed {
-            if r == request {
-                found.insert((name, cluster.as_deref()));
+        for (name, k) in listed {
+            if k.request == request {
+                found.insert((name, k.cluster.as_deref()));
             }
         }
         for (name, (r, cluster, at)) in &inner.pending {
@@ -284,5 +352,75 @@ mod tests {
         assert_eq!(names(index.of_request("r")), Some(vec!["gone@c".into()]));
         index.apply(&watcher::Event::InitDone);
         assert_eq!(names(index.of_request("r")), Some(vec!["new@c".into()]));
+    }
+
+    fn versioned(name: &str, request: &str, rv: &str) -> PartialObjectMeta<Secret> {
+        let mut m = meta(name, request, Some("c"));
+        m.metadata.resource_version = Some(rv.into());
+        m
+    }
+
+    /// A relist (the watch expired or failed) reports only what changed while the watch was away; the
+    /// first list and live changes report every Secret.
+    #[test]
+    fn a_relist_reports_only_what_changed_while_the_watch_was_away() {
+        let index = TokenIndex::default();
+        assert_eq!(index.apply(&watcher::Event::Init), Touched::Nothing);
+        for (name, request) in [("a-1", "a"), ("b-1", "b"), ("c-1", "c"), ("c-2", "c")] {
+            assert_eq!(
+                index.apply(&watcher::Event::InitApply(versioned(name, request, "10"))),
+                Touched::Secret,
+                "the first list reports every Secret"
+            );
+        }
+        assert_eq!(index.apply(&watcher::Event::InitDone), Touched::Nothing);
+        assert_eq!(
+            index.apply(&watcher::Event::Apply(versioned("a-1", "a", "11"))),
+            Touched::Secret,
+            "a live change"
+        );
+
+        index.apply(&watcher::Event::Init);
+        // Unchanged since the watch saw it last.
+        assert_eq!(
+            index.apply(&watcher::Event::InitApply(versioned("a-1", "a", "11"))),
+            Touched::Nothing
+        );
+        // Changed while the watch was away, and one that appeared meanwhile.
+        assert_eq!(
+            index.apply(&watcher::Event::InitApply(versioned("b-1", "b", "12"))),
+            Touched::Secret
+        );
+        assert_eq!(
+            index.apply(&watcher::Event::InitApply(versioned("d-1", "d", "13"))),
+            Touched::Secret
+        );
+        // c-1 went, c-2 stayed: c is reconciled once, for what went.
+        assert_eq!(
+            index.apply(&watcher::Event::InitApply(versioned("c-2", "c", "10"))),
+            Touched::Nothing
+        );
+        assert_eq!(
+            index.apply(&watcher::Event::InitDone),
+            Touched::Vanished(vec!["c".into()])
+        );
+        assert_eq!(names(index.of_request("c")), Some(vec!["c-2@c".into()]));
+        assert_eq!(
+            index.apply(&watcher::Event::Delete(versioned("c-2", "c", "14"))),
+            Touched::Secret
+        );
+    }
+
+    #[test]
+    fn a_secret_without_a_resource_version_counts_as_changed_in_a_relist() {
+        let index = TokenIndex::default();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(meta("a-1", "a", Some("c"))));
+        index.apply(&watcher::Event::InitDone);
+        index.apply(&watcher::Event::Init);
+        assert_eq!(
+            index.apply(&watcher::Event::InitApply(meta("a-1", "a", Some("c")))),
+            Touched::Secret
+        );
     }
 }

@@ -190,3 +190,33 @@ async fn a_revocation_during_the_grant_is_never_declared_active() {
     );
     assert!(leftovers(&sim, &sim, "race").await.is_empty());
 }
+
+/// A new request is judged once: its status write carries the resourceVersion the finalizer patch
+/// left, not the one read before it (which made every new request's first write fail with a conflict
+/// and its judging, a read on the target cluster included, run twice).
+#[tokio::test]
+async fn a_new_request_is_judged_once() {
+    if kubesim_only(
+        "a_new_request_is_judged_once",
+        "records the calls of a controller in this process",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    let mark = calls.len();
+    create(&sim, &request("once", "central", &["team-a"], 600)).await;
+    wait_phase(&sim, "once", "Pending", 10).await;
+    // The reconcile the finalizer's own watch event brings settles too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let judged = acting(calls.since(mark));
+    let judged_kinds = kinds(&judged);
+    let count = |kind: &str| judged_kinds.iter().filter(|k| **k == kind).count();
+    assert_eq!(count("patch accessrequests"), 1, "the finalizer: {judged_kinds:?}");
+    assert_eq!(
+        count("patch accessrequests/status"),
+        1,
+        "one status write, not a refused one and another: {judged_kinds:?}"
+    );
+}
