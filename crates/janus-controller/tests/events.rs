@@ -97,49 +97,67 @@ async fn a_long_escalation_refusal_becomes_a_valid_event() {
     ctl.stop().await;
 }
 
+/// The controller's recorder with the chart's controller identity, and a request to publish about.
+async fn controller_recorder(
+    sim: &kubesim::RunningSim,
+    request: &str,
+    uid: &str,
+) -> (
+    janus_controller::recorder::Recorder,
+    k8s_openapi::api::core::v1::ObjectReference,
+) {
+    let token = sa_token(sim, NS, "k8s-janus-controller").await;
+    let recorder =
+        janus_controller::recorder::Recorder::new(sim.for_token(&token).await, "k8s-janus-controller", "test");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("k8s-janus.opsmode.io/v1alpha1".into()),
+        kind: Some("AccessRequest".into()),
+        name: Some(request.into()),
+        uid: Some(uid.into()),
+        ..Default::default()
+    };
+    (recorder, regarding)
+}
+
+/// The events.k8s.io Events about `request` in `default` (where Events about cluster-scoped objects
+/// go), by name.
+async fn events_about(admin: &kube::Client, request: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
+    let mut found: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(request))
+        .collect();
+    found.sort_by_key(|e| e.metadata.name.clone());
+    found
+}
+
 /// The controller's recorder, with the chart's controller identity: an identical repeat becomes the
 /// first Event's series (the chart's `patch` on events is what that takes), another note is another
 /// Event, and a repeat of an Event deleted meanwhile is a new Event.
 #[tokio::test]
 async fn repeats_fold_into_a_series_and_other_notes_do_not() {
-    use janus_controller::recorder::{EventType, Recorder};
+    use janus_controller::recorder::EventType;
     let sim = central().await;
     let admin = sim.client().await.unwrap();
-    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
-    let recorder = Recorder::new(sim.for_token(&token).await, "k8s-janus-controller", "test");
-    let regarding = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("k8s-janus.opsmode.io/v1alpha1".into()),
-        kind: Some("AccessRequest".into()),
-        name: Some("repeats".into()),
-        uid: Some("5f0c9a52-0d8e-4a43-b8d2-2f4c1b8c0a11".into()),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
-    let of_request = || async {
-        let mut found: Vec<Event> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("repeats"))
-            .collect();
-        found.sort_by_key(|e| e.metadata.name.clone());
-        found
+    let (recorder, regarding) = controller_recorder(&sim, "repeats", "5f0c9a52-0d8e-4a43-b8d2-2f4c1b8c0a11").await;
+    let publish = |note: &'static str| {
+        let (recorder, regarding) = (&recorder, &regarding);
+        async move {
+            recorder
+                .publish(regarding, EventType::Warning, "CleanupPending", note)
+                .await
+                .unwrap()
+        }
     };
 
     for _ in 0..3 {
-        recorder
-            .publish(
-                &regarding,
-                EventType::Warning,
-                "CleanupPending",
-                "cluster b is unreachable",
-            )
-            .await
-            .unwrap();
+        publish("cluster b is unreachable").await;
     }
-    let found = of_request().await;
+    let found = events_about(&admin, "repeats").await;
     assert_eq!(found.len(), 1, "one Event for three identical ones");
     let first = &found[0];
     assert_eq!(first.series.as_ref().map(|s| s.count), Some(3));
@@ -148,16 +166,8 @@ async fn repeats_fold_into_a_series_and_other_notes_do_not() {
     assert_eq!(first.reporting_instance.as_deref(), Some("test"));
     assert_eq!(first.note.as_deref(), Some("cluster b is unreachable"));
 
-    recorder
-        .publish(
-            &regarding,
-            EventType::Warning,
-            "CleanupPending",
-            "cluster b refused: 403",
-        )
-        .await
-        .unwrap();
-    let found = of_request().await;
+    publish("cluster b refused: 403").await;
+    let found = events_about(&admin, "repeats").await;
     assert_eq!(found.len(), 2, "another note is another Event");
     assert!(
         found
@@ -166,20 +176,13 @@ async fn repeats_fold_into_a_series_and_other_notes_do_not() {
     );
 
     // Deleted (the API server's Event TTL): the next repeat is a new Event, not an error.
+    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
     events
         .delete(first.metadata.name.as_deref().unwrap(), &DeleteParams::default())
         .await
         .unwrap();
-    recorder
-        .publish(
-            &regarding,
-            EventType::Warning,
-            "CleanupPending",
-            "cluster b is unreachable",
-        )
-        .await
-        .unwrap();
-    let found = of_request().await;
+    publish("cluster b is unreachable").await;
+    let found = events_about(&admin, "repeats").await;
     assert_eq!(found.len(), 2);
     let again = found
         .iter()
@@ -198,22 +201,11 @@ async fn repeats_fold_into_a_series_and_other_notes_do_not() {
 /// Event whose series counts them all: none is created twice and no count goes backwards.
 #[tokio::test]
 async fn concurrent_repeats_are_one_event_counting_them_all() {
-    use janus_controller::recorder::{EventType, Recorder};
+    use janus_controller::recorder::EventType;
     let sim = central().await;
     let admin = sim.client().await.unwrap();
-    let token = sa_token(&sim, NS, "k8s-janus-controller").await;
-    let recorder = std::sync::Arc::new(Recorder::new(
-        sim.for_token(&token).await,
-        "k8s-janus-controller",
-        "test",
-    ));
-    let regarding = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("k8s-janus.opsmode.io/v1alpha1".into()),
-        kind: Some("AccessRequest".into()),
-        name: Some("at-once".into()),
-        uid: Some("9a4f3e1c-6b2d-4f7a-8c5e-1d2b3a4c5d6e".into()),
-        ..Default::default()
-    };
+    let (recorder, regarding) = controller_recorder(&sim, "at-once", "9a4f3e1c-6b2d-4f7a-8c5e-1d2b3a4c5d6e").await;
+    let recorder = std::sync::Arc::new(recorder);
     let publishing: Vec<_> = (0..8)
         .map(|_| {
             let recorder = recorder.clone();
@@ -233,15 +225,7 @@ async fn concurrent_repeats_are_one_event_counting_them_all() {
     for p in publishing {
         p.await.unwrap().unwrap();
     }
-    let events: Api<Event> = Api::namespaced(admin, "default");
-    let found: Vec<Event> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("at-once"))
-        .collect();
+    let found = events_about(&admin, "at-once").await;
     assert_eq!(found.len(), 1, "one Event for eight identical ones");
     assert_eq!(found[0].series.as_ref().map(|s| s.count), Some(8));
 }
