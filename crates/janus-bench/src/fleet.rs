@@ -62,7 +62,7 @@ const IN_FLIGHT: usize = 64;
 /// One remote cluster: its kubesim process and an admin client.
 struct Remote {
     name: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     admin: kube::Client,
 }
 
@@ -235,11 +235,7 @@ async fn start_remote(bin_dir: &Path, work: &Path, name: String, central: &kube:
     Api::<Secret>::namespaced(central.clone(), NS)
         .create(&PostParams::default(), &secret)
         .await?;
-    Ok(Remote {
-        name,
-        _child: child,
-        admin,
-    })
+    Ok(Remote { name, child, admin })
 }
 
 /// Sets (or with `None` clears) a remote's injected faults through kubesim's admin route. Only API
@@ -379,11 +375,16 @@ async fn approve_all(
 
 /// Waits until every name is Active (or `within` passes); returns how many are not.
 async fn wait_active(seen: &Shared, names: &[String], within: Duration) -> usize {
+    wait_for(seen, names, within, |s, n| s.active.contains_key(n)).await
+}
+
+/// Waits until `done` holds for every name (or `within` passes); returns for how many it does not.
+async fn wait_for(seen: &Shared, names: &[String], within: Duration, done: impl Fn(&Seen, &str) -> bool) -> usize {
     let started = Instant::now();
     loop {
         let missing = {
             let s = lock(seen);
-            names.iter().filter(|n| !s.active.contains_key(*n)).count()
+            names.iter().filter(|n| !done(&s, n)).count()
         };
         if missing == 0 || started.elapsed() > within {
             return missing;
@@ -452,20 +453,17 @@ async fn burst(
     // cluster cannot be), as a person approves requests they see waiting; then once nothing has
     // changed for a second.
     let waiting_since = Instant::now();
-    while waiting_since.elapsed() < Duration::from_secs(60) {
-        let judged = {
-            let s = lock(seen);
-            mine.iter().filter(|n| s.judged.contains(*n)).count()
-        };
-        if judged == mine.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let unjudged = wait_for(seen, &mine, Duration::from_secs(60), |s, n| s.judged.contains(n)).await;
     eprintln!(
-        "fleet {prefix}: the {} measured requests judged Pending {:.1?} after they were created",
+        "fleet {prefix}: {} of the {} measured requests judged Pending {:.1?} after they were created{}",
+        mine.len() - unjudged,
         mine.len(),
-        waiting_since.elapsed()
+        waiting_since.elapsed(),
+        if unjudged > 0 {
+            " (gave up waiting for the rest)"
+        } else {
+            ""
+        }
     );
     wait_quiet(seen, Duration::from_secs(1), Duration::from_secs(20)).await;
     let t0 = Utc::now();
@@ -579,7 +577,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let procs = Processes {
         controller: pid,
         central: central.id().context("the central kubesim exited")?,
-        remotes: remotes.iter().filter_map(|r| r._child.id()).collect(),
+        remotes: remotes.iter().filter_map(|r| r.child.id()).collect(),
     };
     let result = measure(&args, &admin, &remotes, &procs, &seen).await;
     let peak = *peak_kib.lock().unwrap_or_else(|e| e.into_inner()) as f64 / 1024.0;
