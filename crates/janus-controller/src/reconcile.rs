@@ -427,18 +427,26 @@ async fn finish_with(
     Ok(retention_deadline(&status, &ctx.config).map_or(Action::await_change(), |t| requeue_at(t, now)))
 }
 
-/// Adds our finalizer; returns the request as the API server has it afterwards.
-async fn add_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<AccessRequest> {
-    let patch = if ar.metadata.finalizers.is_some() {
-        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    } else {
-        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    };
-    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Permanent(e.to_string()))?;
-    Ok(ctx
+/// Adds our finalizer; returns the request as the API server has it afterwards, or `None` when the
+/// request changed since `ar` was read (judge it again).
+///
+/// The list is written whole, so the resourceVersion it was read with goes along as a precondition
+/// (409 when stale): a finalizer another controller added since would otherwise be dropped.
+async fn add_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<Option<AccessRequest>> {
+    let mut finalizers = ar.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = json!({
+        "metadata": {"resourceVersion": ar.metadata.resource_version, "finalizers": finalizers},
+    });
+    match ctx
         .api()
-        .patch(&ar.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await?)
+        .patch(&ar.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(written) => Ok(Some(written)),
+        Err(e) if crate::error::is_conflict(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
@@ -556,7 +564,11 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     let ar = if ar.finalizers().iter().any(|f| f == FINALIZER) {
         ar
     } else {
-        with_finalizer = add_finalizer(ctx, ar).await?;
+        let Some(written) = add_finalizer(ctx, ar).await? else {
+            tracing::debug!(request = %name, "request changed before its finalizer was added; judging it again");
+            return Ok(Action::requeue(Duration::ZERO));
+        };
+        with_finalizer = written;
         &with_finalizer
     };
     let status = ar.status.clone().unwrap_or_default();

@@ -220,3 +220,55 @@ async fn a_new_request_is_judged_once() {
         "one status write, not a refused one and another: {judged_kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn a_finalizer_added_while_the_controller_adds_its_own_is_kept() {
+    if kubesim_only(
+        "a_finalizer_added_while_the_controller_adds_its_own_is_kept",
+        "slows the API server down (fault injection)",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    // The reconcile's read of the request and its finalizer patch are each held back 1.5 s before the
+    // API server serves them; the other controller's finalizer lands between the two.
+    let faults = &sim.simulated().expect("kubesim").cluster.faults;
+    faults.set(kubesim::faults::FaultConfig {
+        path_contains: "accessrequests/keepfin".into(),
+        latency_ms: 1_500,
+        times: Some(2),
+        ..Default::default()
+    });
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    create(&sim, &request("keepfin", "central", &["team-a"], 600)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while faults.get().times != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the controller never read the request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both held-back calls are in: the read has answered (without this finalizer) and the patch
+    // waits.
+    let api: Api<janus_api::AccessRequest> = Api::all(sim.admin().await);
+    api.patch(
+        "keepfin",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": ["example.com/other"]}})),
+    )
+    .await
+    .expect("the other controller's finalizer");
+    wait_phase(&sim, "keepfin", "Pending", 15).await;
+    let stored = get(&sim, "keepfin").await.expect("stored");
+    let finalizers = stored.metadata.finalizers.unwrap_or_default();
+    assert!(
+        finalizers.iter().any(|f| f == "example.com/other"),
+        "the other controller's finalizer was dropped: {finalizers:?}"
+    );
+    assert!(
+        finalizers.iter().any(|f| f == janus_api::FINALIZER),
+        "ours is missing: {finalizers:?}"
+    );
+}
