@@ -5,6 +5,7 @@
 /// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
 pub use janus_kube::clusters;
 pub mod bulkhead;
+pub mod decision_inputs;
 pub mod error;
 pub mod events;
 pub mod gate;
@@ -99,20 +100,6 @@ async fn check_clusters(ctx: &reconcile::Context) {
             Err(e) => tracing::warn!(cluster = %c.name, error = %e, "cluster not reachable yet"),
         }
     }
-}
-
-/// What a decision about a request rests on, hashed: its spec (by generation), whether it is being
-/// deleted, and whether it carries our finalizer. Status and other metadata changes (mostly this
-/// controller's own writes) do not count.
-fn decision_inputs(ar: &AccessRequest) -> Option<u64> {
-    use std::hash::{Hash as _, Hasher as _};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ar.metadata.generation.hash(&mut h);
-    ar.metadata.deletion_timestamp.is_some().hash(&mut h);
-    // Someone removing our finalizer must bring the request back at once: without it a deletion
-    // would skip cleanup.
-    ar.finalizers().iter().any(|f| f == janus_api::FINALIZER).hash(&mut h);
-    Some(h.finish())
 }
 
 /// How long the start-up pass over overdue requests may hold back everything else.
@@ -395,6 +382,7 @@ async fn act(
     // The controller's own status writes would otherwise each bring the request back for nothing,
     // about three extra reconciles per grant.
     let (reader, writer) = reflector::store();
+    let latest_for_prune = reader.clone();
     // Wakes the reconciles waiting for a grant admission when a request's access is to end (rare), so
     // that such a request moves to the queue for cuts (see `timed_reconcile`).
     let endings = Arc::new(tokio::sync::Notify::new());
@@ -406,8 +394,24 @@ async fn act(
         // controller never writes a request back whole, only merge patches).
         .modify(|ar| ar.metadata.managed_fields = None)
         .reflect(writer)
+        .inspect_ok({
+            let ctx = ctx.clone();
+            move |event| match event {
+                watcher::Event::Delete(ar) => ctx.decision_inputs.forget(&ar.name_any()),
+                watcher::Event::InitDone => {
+                    // Deletions while the watch was away bring no event; the relisted cache is whole.
+                    let live = latest_for_prune.state();
+                    ctx.decision_inputs
+                        .retain(live.iter().map(|ar| ar.metadata.name.as_deref().unwrap_or("")));
+                }
+                _ => {}
+            }
+        })
         .applied_objects()
-        .predicate_filter(decision_inputs, Default::default())
+        .try_filter({
+            let ctx = ctx.clone();
+            move |ar| std::future::ready(ctx.decision_inputs.is_new(ar))
+        })
         // After the filter: a revocation, withdrawal or deletion changes the spec or the deletion mark,
         // while the echoes of status writes (many, during a wave of expiries) would wake every waiting
         // grant for nothing. An expiry is met by each waiter's own timer.

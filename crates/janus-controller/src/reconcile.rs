@@ -76,6 +76,9 @@ pub struct Context {
     /// Requests whose access the reconcile running now has already cut ([`cut_access`]), by name, with
     /// the grants it cut (from the cached object).
     cut_done: Mutex<HashMap<String, Vec<janus_api::Grant>>>,
+    /// What each request's decisions rest on as last seen: a watch event that brings nothing newer than
+    /// what a reconcile read and acted on starts no reconcile.
+    pub decision_inputs: crate::decision_inputs::DecisionInputs,
 }
 
 impl Context {
@@ -97,6 +100,7 @@ impl Context {
             baselines: Mutex::new(HashMap::new()),
             token_index: Default::default(),
             cut_done: Mutex::new(HashMap::new()),
+            decision_inputs: Default::default(),
         }
     }
 
@@ -498,7 +502,10 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
                 .insert(ar.name_any(), grants);
         }
         match ctx.api().get_opt(&ar.name_any()).await {
-            Ok(Some(fresh)) => reconcile_inner(&fresh, &ctx).await,
+            Ok(Some(fresh)) => {
+                ctx.decision_inputs.acting_on(&fresh);
+                reconcile_inner(&fresh, &ctx).await
+            }
             Ok(None) => Ok(Action::await_change()),
             Err(e) => Err(e.into()),
         }
@@ -568,6 +575,8 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
             tracing::debug!(request = %name, "request changed before its finalizer was added; judging it again");
             return Ok(Action::requeue(Duration::ZERO));
         };
+        // Its echo brings nothing this reconcile does not act on now.
+        ctx.decision_inputs.acting_on(&written);
         with_finalizer = written;
         &with_finalizer
     };

@@ -222,6 +222,34 @@ async fn a_new_request_is_judged_once() {
 }
 
 #[tokio::test]
+async fn a_request_is_read_once_per_change_it_brings() {
+    if kubesim_only(
+        "a_request_is_read_once_per_change_it_brings",
+        "records the calls of a controller in this process",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    let mark = calls.len();
+    create(&sim, &request("reads", "central", &["team-a"], 600)).await;
+    wait_phase(&sim, "reads", "Pending", 10).await;
+    // Whatever the finalizer's watch event would bring has time to come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    approve(&sim, "reads").await;
+    wait_phase(&sim, "reads", "Active", 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads = calls
+        .since(mark)
+        .iter()
+        .filter(|c| c.kind == "get accessrequests")
+        .count();
+    // The creation and the approval; the finalizer the first reconcile added is nothing new to it.
+    assert_eq!(reads, 2, "{:?}", kinds(&acting(calls.since(mark))));
+}
+
+#[tokio::test]
 async fn a_finalizer_added_while_the_controller_adds_its_own_is_kept() {
     if kubesim_only(
         "a_finalizer_added_while_the_controller_adds_its_own_is_kept",
