@@ -102,6 +102,32 @@ async fn check_clusters(ctx: &reconcile::Context) {
     }
 }
 
+/// Drops from a cached request what nothing reading the cache needs. The cache holds every request
+/// (10,000 live grants are 10,000 objects in memory), and what it drives is only which request to
+/// reconcile and when: the decision inputs, whether access is to end ([`ends_access`]), the queue
+/// ([`queue_of`]), the cut of an ending (`status.grants`, `status.approved.cluster`) and the phase
+/// counts of `/metrics`. Every decision and every status write works on the request read fresh from the
+/// API server, never on a cached one, and the controller never writes a request back whole (only
+/// merge patches), so nothing dropped here can be written back lost.
+///
+/// Dropped: managedFields (one entry per writer, most of an object's size), annotations and labels,
+/// the requester's reason, the status message, the conditions' messages and times, and the policy
+/// tally.
+fn slim_for_cache(ar: &mut AccessRequest) {
+    ar.metadata.managed_fields = None;
+    ar.metadata.annotations = None;
+    ar.metadata.labels = None;
+    ar.spec.reason = String::new();
+    if let Some(status) = ar.status.as_mut() {
+        status.message = String::new();
+        status.policy = None;
+        for c in &mut status.conditions {
+            c.message = String::new();
+            c.last_transition_time = String::new();
+        }
+    }
+}
+
 /// How long the start-up pass over overdue requests may hold back everything else.
 const OVERDUE_SWEEP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -389,10 +415,7 @@ async fn act(
     use futures::TryStreamExt as _;
     let requests = watcher(ars.clone(), watcher::Config::default())
         .default_backoff()
-        // The cache holds every request; their managedFields (one entry per writer: the web, the
-        // controller's status patches) are most of an object's size and nothing reads them here (the
-        // controller never writes a request back whole, only merge patches).
-        .modify(|ar| ar.metadata.managed_fields = None)
+        .modify(slim_for_cache)
         .reflect(writer)
         .inspect_ok({
             let ctx = ctx.clone();
@@ -542,7 +565,13 @@ fn token_secret_drift(
                 Err(e) => {
                     // Changes may be missed until the watch is back: endings list meanwhile, and the
                     // relist that follows reports what changed.
-                    tracing::debug!(error = %e, "token Secret watch failed; retrying");
+                    // An expired resourceVersion (410) is routine: kube relists. Anything else means
+                    // the index answers from lists until the watch is back, which operators should see.
+                    if matches!(&e, watcher::Error::WatchError(s) if s.code == 410) {
+                        tracing::debug!(error = %e, "token Secret watch expired; relisting");
+                    } else {
+                        tracing::warn!(error = %e, "token Secret watch failed; retrying");
+                    }
                     ctx.token_index.degraded();
                     Vec::new()
                 }
@@ -753,6 +782,60 @@ mod tests {
         )
         .await
         .expect("the expiry did not move the waiting reconcile");
+    }
+
+    /// The slim cached copy drives the same decisions about which request to reconcile and when as the
+    /// whole object: decision inputs, endings, the queue, the cut's grants, the phase counts.
+    #[test]
+    fn a_slim_cached_request_drives_what_the_whole_one_does() {
+        let mut whole = active("r5", chrono::Duration::hours(1), true);
+        whole.metadata.annotations = Some([("note".to_string(), "x".repeat(4096))].into());
+        whole.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+        whole.metadata.finalizers = Some(vec![janus_api::FINALIZER.into()]);
+        whole.metadata.generation = Some(3);
+        let status = whole.status.as_mut().unwrap();
+        status.message = "access granted in team-a".into();
+        status.approved = Some(
+            serde_json::from_value(json!({"digest": "d", "requester": "a@x.io", "cluster": "prod", "namespaces": ["team-a"], "ttlSeconds": 600, "approvedBy": "admin@example.com"}))
+                .unwrap(),
+        );
+        status.policy = Some(
+            serde_json::from_value(
+                json!({"name": "p", "approvalsRequired": 2, "approvalsGiven": 2, "approvedBy": ["b@x.io", "c@x.io"]}),
+            )
+            .unwrap(),
+        );
+        status.conditions.push(janus_api::Condition {
+            type_: "CredentialsRemoved".into(),
+            status: "False".into(),
+            reason: "Pending".into(),
+            message: "remote-7 unreachable".into(),
+            last_transition_time: "2026-12-07T06:00:00Z".into(),
+        });
+        let mut slim = whole.clone();
+        slim_for_cache(&mut slim);
+
+        let now = chrono::Utc::now();
+        assert_eq!(ends_access(&slim, now), ends_access(&whole, now));
+        assert_eq!(queue_of(&slim), queue_of(&whole));
+        let inputs = decision_inputs::DecisionInputs::default();
+        assert!(inputs.is_new(&whole));
+        assert!(!inputs.is_new(&slim), "the slim copy's decision inputs differ");
+        let (s, w) = (slim.status.as_ref().unwrap(), whole.status.as_ref().unwrap());
+        assert_eq!(s.grants, w.grants);
+        assert_eq!(s.phase, w.phase);
+        assert_eq!(s.expires_at, w.expires_at);
+        let kinds = |st: &janus_api::AccessRequestStatus| {
+            st.conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(s), kinds(w));
+        assert_eq!(slim.spec.revocation, whole.spec.revocation);
+        // And it is slimmer.
+        let size = |ar: &AccessRequest| serde_json::to_vec(ar).unwrap().len();
+        assert!(size(&slim) + 4096 < size(&whole), "{} vs {}", size(&slim), size(&whole));
     }
 
     /// A spec changed after approval does not move the request into another cluster's queue.
