@@ -17,36 +17,79 @@ use kube::ResourceExt as _;
 
 /// The decision inputs last seen of every request, by a hash of its name.
 ///
-/// Two hashes per request (16 bytes) instead of kube-runtime's `predicate_filter`, which keeps an
-/// `ObjectRef` (its strings) per request and was the filter here before. Names whose hashes collide
-/// share an entry; their inputs' hashes carry the uid, so one's inputs are never taken for the other's:
-/// at worst an event starts a reconcile that was not needed.
+/// A few words per request instead of kube-runtime's `predicate_filter`, which keeps an `ObjectRef`
+/// (its strings) per request and was the filter here before. Names whose hashes collide share an
+/// entry; the inputs' hashes carry the uid, so one request's inputs are never taken for the other's: at
+/// worst an event starts a reconcile that was not needed.
 #[derive(Debug, Default)]
 pub struct DecisionInputs {
-    seen: Mutex<HashMap<u64, u64>>,
+    seen: Mutex<HashMap<u64, Seen>>,
+}
+
+/// What is known of one request's decision inputs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    /// In the last watch event about it.
+    event: Option<u64>,
+    /// In the last fresh read (or write) a reconcile acted on.
+    acted: Option<u64>,
+}
+
+/// What a watch event about a request brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Decision inputs nothing has acted on yet: a reconcile.
+    New,
+    /// Inputs new to the watch that a reconcile has already read fresh and acted on: no reconcile, but
+    /// whatever waits on the watch's view of the request (an ending noticed by a waiting reconcile)
+    /// must still look.
+    Acted,
+    /// The inputs of the last event again (a status write's echo): nothing.
+    Known,
 }
 
 impl DecisionInputs {
-    /// Whether a watch event about `ar` brings decision inputs not seen yet (then it starts a
-    /// reconcile); remembers them either way.
-    pub fn is_new(&self, ar: &AccessRequest) -> bool {
-        let inputs = inputs(ar);
+    /// What a watch event about `ar` brings; remembers its inputs.
+    pub fn observe(&self, ar: &AccessRequest) -> Observed {
+        let inputs = inputs(ar, has_finalizer(ar));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(key(&ar.name_any()), inputs) != Some(inputs)
+        let entry = seen.entry(key(&ar.name_any())).or_default();
+        if entry.event == Some(inputs) {
+            return Observed::Known;
+        }
+        entry.event = Some(inputs);
+        if entry.acted == Some(inputs) {
+            Observed::Acted
+        } else {
+            Observed::New
+        }
     }
 
-    /// Records the inputs of a request a reconcile read from the API server (or wrote) and is acting on:
-    /// their watch event, when it arrives, has nothing new. The reconcile is retried by its own result
-    /// when it fails, so no event is needed for that either.
+    /// Records the inputs of a request a reconcile read from the API server and is acting on: their
+    /// watch event, when it arrives, has nothing new. A reconcile that fails is retried by its own
+    /// result (the error policy always requeues), so no event is needed for that either.
     pub fn acting_on(&self, ar: &AccessRequest) {
-        let inputs = inputs(ar);
+        self.record_acted(ar, has_finalizer(ar));
+    }
+
+    /// Records the inputs `ar` will have once our finalizer is added, before the patch is sent: its
+    /// echo may arrive before the patch's answer. A patch that fails is retried like any reconcile.
+    pub fn adding_finalizer(&self, ar: &AccessRequest) {
+        self.record_acted(ar, true);
+    }
+
+    fn record_acted(&self, ar: &AccessRequest, finalizer: bool) {
+        let inputs = inputs(ar, finalizer);
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key(&ar.name_any()), inputs);
+            .entry(key(&ar.name_any()))
+            .or_default()
+            .acted = Some(inputs);
     }
 
-    /// Forgets a request that is gone.
+    /// Forgets a request that is gone. (A reconcile whose read answered just before the deletion may
+    /// note the request again after this; the next relist's [`Self::retain`] drops that entry.)
     pub fn forget(&self, name: &str) {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(name));
     }
@@ -78,17 +121,20 @@ fn key(name: &str) -> u64 {
     h.finish()
 }
 
+fn has_finalizer(ar: &AccessRequest) -> bool {
+    ar.finalizers().iter().any(|f| f == janus_api::FINALIZER)
+}
+
 /// What a decision about a request rests on, hashed: which object it is (uid), its spec (by
-/// generation), whether it is being deleted, and whether it carries our finalizer. Status and other
+/// generation), whether it is being deleted, and whether it carries our finalizer (someone removing it
+/// must bring the request back at once: without it a deletion would skip cleanup). Status and other
 /// metadata changes (mostly this controller's own writes) do not count.
-fn inputs(ar: &AccessRequest) -> u64 {
+fn inputs(ar: &AccessRequest, finalizer: bool) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ar.metadata.uid.hash(&mut h);
     ar.metadata.generation.hash(&mut h);
     ar.metadata.deletion_timestamp.is_some().hash(&mut h);
-    // Someone removing our finalizer must bring the request back at once: without it a deletion
-    // would skip cleanup.
-    ar.finalizers().iter().any(|f| f == janus_api::FINALIZER).hash(&mut h);
+    finalizer.hash(&mut h);
     h.finish()
 }
 
@@ -115,43 +161,73 @@ mod tests {
     #[test]
     fn an_event_starts_a_reconcile_only_with_inputs_not_seen() {
         let d = DecisionInputs::default();
-        assert!(d.is_new(&request("a", "u1", 1, false)), "the first sight");
-        assert!(!d.is_new(&request("a", "u1", 1, false)), "a status write's echo");
-        assert!(d.is_new(&request("a", "u1", 1, true)), "our finalizer added");
-        assert!(
-            d.is_new(&request("a", "u1", 1, false)),
+        assert_eq!(
+            d.observe(&request("a", "u1", 1, false)),
+            Observed::New,
+            "the first sight"
+        );
+        assert_eq!(
+            d.observe(&request("a", "u1", 1, false)),
+            Observed::Known,
+            "a status write's echo"
+        );
+        assert_eq!(
+            d.observe(&request("a", "u1", 1, true)),
+            Observed::New,
+            "our finalizer added"
+        );
+        assert_eq!(
+            d.observe(&request("a", "u1", 1, false)),
+            Observed::New,
             "our finalizer removed by someone"
         );
-        assert!(d.is_new(&request("a", "u1", 2, false)), "a decision in the spec");
+        assert_eq!(
+            d.observe(&request("a", "u1", 2, false)),
+            Observed::New,
+            "a decision in the spec"
+        );
         let mut deleting = request("a", "u1", 2, false);
         deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             k8s_openapi::jiff::Timestamp::now(),
         ));
-        assert!(d.is_new(&deleting), "deleted");
-        assert!(d.is_new(&request("b", "u2", 1, false)), "another request");
+        assert_eq!(d.observe(&deleting), Observed::New, "deleted");
+        assert_eq!(
+            d.observe(&request("b", "u2", 1, false)),
+            Observed::New,
+            "another request"
+        );
     }
 
     #[test]
-    fn what_a_reconcile_acts_on_starts_nothing_more() {
+    fn what_a_reconcile_acts_on_starts_nothing_more_but_is_still_news_to_the_watch() {
         let d = DecisionInputs::default();
-        assert!(d.is_new(&request("a", "u1", 1, false)));
+        assert_eq!(d.observe(&request("a", "u1", 1, false)), Observed::New);
         // The reconcile adds the finalizer and, reading the request fresh, finds it approved already.
-        d.acting_on(&request("a", "u1", 1, true));
+        d.adding_finalizer(&request("a", "u1", 1, false));
+        assert_eq!(
+            d.observe(&request("a", "u1", 1, true)),
+            Observed::Acted,
+            "the finalizer's echo"
+        );
         d.acting_on(&request("a", "u1", 2, true));
-        assert!(
-            !d.is_new(&request("a", "u1", 2, true)),
+        assert_eq!(
+            d.observe(&request("a", "u1", 2, true)),
+            Observed::Acted,
             "the approval's own event, late"
         );
+        assert_eq!(d.observe(&request("a", "u1", 2, true)), Observed::Known, "and its echo");
         // A stale event still counts as new: at worst a reconcile that finds nothing to do.
-        assert!(d.is_new(&request("a", "u1", 1, true)));
+        assert_eq!(d.observe(&request("a", "u1", 1, true)), Observed::New);
     }
 
     #[test]
     fn a_request_recreated_under_its_name_is_new() {
         let d = DecisionInputs::default();
-        assert!(d.is_new(&request("a", "u1", 1, true)));
-        assert!(
-            d.is_new(&request("a", "u2", 1, true)),
+        assert_eq!(d.observe(&request("a", "u1", 1, true)), Observed::New);
+        d.acting_on(&request("a", "u1", 1, true));
+        assert_eq!(
+            d.observe(&request("a", "u2", 1, true)),
+            Observed::New,
             "same name, generation and finalizer, new uid"
         );
     }
@@ -160,13 +236,17 @@ mod tests {
     fn gone_requests_are_forgotten() {
         let d = DecisionInputs::default();
         for n in ["a", "b", "c"] {
-            d.is_new(&request(n, n, 1, true));
+            d.observe(&request(n, n, 1, true));
         }
         d.forget("a");
         assert_eq!(d.len(), 2);
         d.retain(["b"]);
         assert_eq!(d.len(), 1);
-        assert!(!d.is_new(&request("b", "b", 1, true)));
-        assert!(d.is_new(&request("c", "c", 1, true)), "forgotten, so new again");
+        assert_eq!(d.observe(&request("b", "b", 1, true)), Observed::Known);
+        assert_eq!(
+            d.observe(&request("c", "c", 1, true)),
+            Observed::New,
+            "forgotten, so new again"
+        );
     }
 }

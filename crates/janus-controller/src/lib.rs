@@ -102,6 +102,71 @@ async fn check_clusters(ctx: &reconcile::Context) {
     }
 }
 
+/// The requests a watch event of AccessRequests starts a reconcile of: only those whose decision
+/// inputs changed and that no reconcile has already read fresh and acted on
+/// ([`decision_inputs::DecisionInputs`]). The controller's own status writes would otherwise each bring
+/// the request back for nothing (about three extra reconciles per grant), and so would the events a
+/// lagging watch delivers after a reconcile already read what they carry.
+///
+/// A relist's new requests are started at its end, once the cache holds them: kube-runtime drops a
+/// reconcile whose object is not in the cache, and the reflector takes in a relist only whole, so a
+/// request created while the watch was away would otherwise never be judged.
+///
+/// Also wakes the reconciles waiting for a grant admission when the watch brings a request whose access
+/// is to end, even one a reconcile has acted on already (that one may have failed, and its retry may
+/// be the one waiting): such a request moves to the queue for cuts. Status echoes wake nobody; an
+/// expiry is met by each waiter's own timer.
+fn request_triggers(
+    events: impl futures::Stream<Item = Result<watcher::Event<AccessRequest>, watcher::Error>> + Send + 'static,
+    inputs: Arc<decision_inputs::DecisionInputs>,
+    cache: reflector::Store<AccessRequest>,
+    endings: Arc<tokio::sync::Notify>,
+) -> impl futures::Stream<Item = Result<AccessRequest, watcher::Error>> + Send + 'static {
+    use decision_inputs::Observed;
+    use futures::TryStreamExt as _;
+    // Names of the new requests of the relist under way; `None` outside a relist.
+    let mut relisted: Option<Vec<String>> = None;
+    events
+        .map_ok(move |event| {
+            let mut start = Vec::new();
+            let mut start_relisted = Vec::new();
+            match event {
+                watcher::Event::Apply(ar) => {
+                    let observed = inputs.observe(&ar);
+                    if observed != Observed::Known && ends_access(&ar, chrono::Utc::now()) {
+                        endings.notify_waiters();
+                    }
+                    if observed == Observed::New {
+                        start.push(ar);
+                    }
+                }
+                watcher::Event::Delete(ar) => inputs.forget(&ar.name_any()),
+                watcher::Event::Init => relisted = Some(Vec::new()),
+                watcher::Event::InitApply(ar) => {
+                    if inputs.observe(&ar) == Observed::New {
+                        relisted.get_or_insert_default().push(ar.name_any());
+                    }
+                }
+                watcher::Event::InitDone => {
+                    // Deletions while the watch was away brought no event; the relisted cache is whole.
+                    let live = cache.state();
+                    inputs.retain(live.iter().map(|ar| ar.metadata.name.as_deref().unwrap_or("")));
+                    start_relisted = relisted.take().unwrap_or_default();
+                    // Waiters look at the cache, which only now shows what changed meanwhile.
+                    endings.notify_waiters();
+                }
+            }
+            // The relisted ones copied out of the cache one at a time: at a leader's start that is
+            // every request.
+            let cache = cache.clone();
+            let relisted = futures::stream::iter(start_relisted).filter_map(move |name| {
+                std::future::ready(cache.get(&ObjectRef::new(&name)).map(|ar| AccessRequest::clone(&ar)))
+            });
+            futures::stream::iter(start).chain(relisted).map(Ok)
+        })
+        .try_flatten()
+}
+
 /// Drops from a cached request what nothing reading the cache needs. The cache holds every request
 /// (10,000 live grants are 10,000 objects in memory), and what it drives is only which request to
 /// reconcile and when: the decision inputs, whether access is to end ([`ends_access`]), the queue
@@ -404,48 +469,15 @@ async fn act(
     sweep_overdue(&ars, &ctx).await;
 
     let secrets: Api<kube::core::PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), &config.namespace);
-    // Only changes to what a decision rests on start a reconcile: the spec (generation) and deletion.
-    // The controller's own status writes would otherwise each bring the request back for nothing,
-    // about three extra reconciles per grant.
     let (reader, writer) = reflector::store();
-    let latest_for_prune = reader.clone();
     // Wakes the reconciles waiting for a grant admission when a request's access is to end (rare), so
     // that such a request moves to the queue for cuts (see `timed_reconcile`).
     let endings = Arc::new(tokio::sync::Notify::new());
-    use futures::TryStreamExt as _;
     let requests = watcher(ars.clone(), watcher::Config::default())
         .default_backoff()
         .modify(slim_for_cache)
-        .reflect(writer)
-        .inspect_ok({
-            let ctx = ctx.clone();
-            move |event| match event {
-                watcher::Event::Delete(ar) => ctx.decision_inputs.forget(&ar.name_any()),
-                watcher::Event::InitDone => {
-                    // Deletions while the watch was away bring no event; the relisted cache is whole.
-                    let live = latest_for_prune.state();
-                    ctx.decision_inputs
-                        .retain(live.iter().map(|ar| ar.metadata.name.as_deref().unwrap_or("")));
-                }
-                _ => {}
-            }
-        })
-        .applied_objects()
-        .try_filter({
-            let ctx = ctx.clone();
-            move |ar| std::future::ready(ctx.decision_inputs.is_new(ar))
-        })
-        // After the filter: a revocation, withdrawal or deletion changes the spec or the deletion mark,
-        // while the echoes of status writes (many, during a wave of expiries) would wake every waiting
-        // grant for nothing. An expiry is met by each waiter's own timer.
-        .inspect_ok({
-            let endings = endings.clone();
-            move |ar| {
-                if ends_access(ar, chrono::Utc::now()) {
-                    endings.notify_waiters();
-                }
-            }
-        });
+        .reflect(writer);
+    let requests = request_triggers(requests, ctx.decision_inputs.clone(), reader.clone(), endings.clone());
     // Requests whose remote cluster came back are reconciled again at once (Clusters::wait_for).
     let requests = futures::stream::select(requests, recovered_requests(&ctx, reader.clone()));
     let latest = reader.clone();
@@ -542,7 +574,11 @@ fn token_secret_drift(
                         (watcher::Event::Apply(s) | watcher::Event::InitApply(s) | watcher::Event::Delete(s), t) => {
                             // Asked for every Secret event, also one a relist reports unchanged: that
                             // settles (forgets) the write whose echo it is.
-                            let own = ctx.is_own_secret_write(&s.name_any(), s.metadata.resource_version.as_deref());
+                            let own = ctx.is_own_secret_write(
+                                &s.name_any(),
+                                s.metadata.resource_version.as_deref(),
+                                matches!(event, watcher::Event::Delete(_)),
+                            );
                             if t == Touched::Secret && !own {
                                 let mut owners = owning_requests(s);
                                 // Also the request its label names: a Secret replaced while the watch was
@@ -567,7 +603,7 @@ fn token_secret_drift(
                     // relist that follows reports what changed.
                     // An expired resourceVersion (410) is routine: kube relists. Anything else means
                     // the index answers from lists until the watch is back, which operators should see.
-                    if matches!(&e, watcher::Error::WatchError(s) if s.code == 410) {
+                    if resource_version_expired(&e) {
                         tracing::debug!(error = %e, "token Secret watch expired; relisting");
                     } else {
                         tracing::warn!(error = %e, "token Secret watch failed; retrying");
@@ -579,6 +615,18 @@ fn token_secret_drift(
             futures::stream::iter(owners)
         })
         .flatten()
+}
+
+/// Whether a watch failed only because its resourceVersion (or a list's continue token) left the API
+/// server's history: 410 Gone, wherever kube's watcher met it.
+fn resource_version_expired(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchError(s) => s.code == 410,
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 410,
+        _ => false,
+    }
 }
 
 /// The request still holds grants and its access is to end (a revocation, withdrawal or denial, its
@@ -784,6 +832,69 @@ mod tests {
         .expect("the expiry did not move the waiting reconcile");
     }
 
+    /// What the request watch starts: new decision inputs only, nothing a reconcile has already read,
+    /// waiters woken for endings the watch brings (also ones already acted on), and a relist's new
+    /// requests only once the cache holds them.
+    #[tokio::test]
+    async fn the_request_watch_starts_reconciles_of_what_is_new_only() {
+        use futures::StreamExt as _;
+        let (cache, writer) = reflector::store::<AccessRequest>();
+        let inputs = Arc::new(decision_inputs::DecisionInputs::default());
+        let endings = Arc::new(tokio::sync::Notify::new());
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<watcher::Event<AccessRequest>, watcher::Error>>();
+        let mut started = Box::pin(request_triggers(
+            rx.reflect(writer),
+            inputs.clone(),
+            cache.clone(),
+            endings.clone(),
+        ));
+        let mut next = async |event: watcher::Event<AccessRequest>| {
+            tx.unbounded_send(Ok(event)).unwrap();
+            let mut names = Vec::new();
+            while let Ok(Some(Ok(ar))) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), started.next()).await
+            {
+                names.push(ar.name_any());
+            }
+            names
+        };
+        let mut r1 = active("r1", chrono::Duration::hours(1), false);
+        r1.metadata.generation = Some(1);
+
+        assert_eq!(next(watcher::Event::Apply(r1.clone())).await, ["r1"]);
+        let mut echo = r1.clone();
+        echo.status.as_mut().unwrap().message = "written".into();
+        assert!(next(watcher::Event::Apply(echo)).await.is_empty(), "a status echo");
+
+        // A reconcile read the revocation before its event came; the event still wakes the waiters.
+        let mut revoked = active("r1", chrono::Duration::hours(1), true);
+        revoked.metadata.generation = Some(2);
+        inputs.acting_on(&revoked);
+        let woken = endings.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        assert!(
+            next(watcher::Event::Apply(revoked)).await.is_empty(),
+            "already acted on"
+        );
+        tokio::time::timeout(std::time::Duration::from_millis(100), woken)
+            .await
+            .expect("the waiters were not woken");
+
+        // A relist with a request created meanwhile: started at its end, and found in the cache.
+        let mut r2 = active("r2", chrono::Duration::hours(1), false);
+        r2.metadata.generation = Some(1);
+        assert!(next(watcher::Event::Init).await.is_empty());
+        assert!(
+            next(watcher::Event::InitApply(r2)).await.is_empty(),
+            "before the cache has it"
+        );
+        assert_eq!(next(watcher::Event::InitDone).await, ["r2"]);
+        assert!(cache.get(&ObjectRef::new("r2")).is_some());
+        assert!(cache.get(&ObjectRef::new("r1")).is_none(), "r1 was not in the relist");
+        assert_eq!(inputs.len(), 1, "r1 forgotten");
+    }
+
     /// The slim cached copy drives the same decisions about which request to reconcile and when as the
     /// whole object: decision inputs, endings, the queue, the cut's grants, the phase counts.
     #[test]
@@ -819,8 +930,12 @@ mod tests {
         assert_eq!(ends_access(&slim, now), ends_access(&whole, now));
         assert_eq!(queue_of(&slim), queue_of(&whole));
         let inputs = decision_inputs::DecisionInputs::default();
-        assert!(inputs.is_new(&whole));
-        assert!(!inputs.is_new(&slim), "the slim copy's decision inputs differ");
+        assert_eq!(inputs.observe(&whole), decision_inputs::Observed::New);
+        assert_eq!(
+            inputs.observe(&slim),
+            decision_inputs::Observed::Known,
+            "the slim copy's decision inputs differ"
+        );
         let (s, w) = (slim.status.as_ref().unwrap(), whole.status.as_ref().unwrap());
         assert_eq!(s.grants, w.grants);
         assert_eq!(s.phase, w.phase);

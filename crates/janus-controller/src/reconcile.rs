@@ -62,9 +62,9 @@ pub struct Context {
     pub scopes: ScopeWatches,
     /// Bounds the Events published in the background.
     events: Arc<tokio::sync::Semaphore>,
-    /// resourceVersion of each token Secret as this controller last wrote it, until its watch event
+    /// Each token Secret as this controller last wrote (or is deleting) it, until its watch event
     /// arrives: that event is our own echo, not drift, and needs no reconcile.
-    own_secret_writes: Mutex<HashMap<String, String>>,
+    own_secret_writes: Mutex<HashMap<String, OwnSecretWrite>>,
     /// When this controller began acting (took the lead): a request activated later was approved
     /// through this version, which records the baseline before any grant.
     started: DateTime<Utc>,
@@ -78,7 +78,16 @@ pub struct Context {
     cut_done: Mutex<HashMap<String, Vec<janus_api::Grant>>>,
     /// What each request's decisions rest on as last seen: a watch event that brings nothing newer than
     /// what a reconcile read and acted on starts no reconcile.
-    pub decision_inputs: crate::decision_inputs::DecisionInputs,
+    pub decision_inputs: Arc<crate::decision_inputs::DecisionInputs>,
+}
+
+/// What this controller did to a token Secret, until the watch event that echoes it.
+#[derive(Debug)]
+enum OwnSecretWrite {
+    /// Wrote it; the write left this resourceVersion.
+    Written(String),
+    /// Is deleting it.
+    Deleting,
 }
 
 impl Context {
@@ -129,16 +138,32 @@ impl Context {
         }
     }
 
-    /// Whether a watched token Secret is exactly as this controller wrote it. Any event for the Secret
-    /// settles the entry (an echo comes once; a change or deletion carries another resourceVersion), so
-    /// the map holds only writes whose echo is still on its way.
-    pub fn is_own_secret_write(&self, name: &str, resource_version: Option<&str>) -> bool {
+    /// Whether a watch event of a token Secret is the echo of this controller's own write: the Secret
+    /// exactly as written, or its deletion when this controller deleted it. Any event for the Secret
+    /// settles the entry (an echo comes once; someone else's change carries another resourceVersion),
+    /// so the map holds only writes whose echo is still on its way.
+    pub fn is_own_secret_write(&self, name: &str, resource_version: Option<&str>, deleted: bool) -> bool {
         let written = self
             .own_secret_writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        matches!((written, resource_version), (Some(rv), Some(seen)) if rv == seen)
+        match (written, deleted) {
+            (Some(OwnSecretWrite::Written(rv)), false) => resource_version == Some(rv.as_str()),
+            (Some(OwnSecretWrite::Deleting), true) => true,
+            _ => false,
+        }
+    }
+
+    /// Notes token Secrets this controller is about to delete (their deletion's echo may come before
+    /// the answer): their deletion events are then not taken for drift, which would reconcile the
+    /// ending request once more for nothing. A deletion that fails leaves the request's cleanup failing
+    /// and retried, so no drift can hide behind the note.
+    fn deleting_secrets<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut own = self.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            own.insert(name.to_string(), OwnSecretWrite::Deleting);
+        }
     }
 
     /// The rules of `role`'s ClusterRole on the target, read at most once per [`ROLE_CHECK_TTL`] while
@@ -322,6 +347,7 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
         }
     }
     // Central Secrets go now in any case.
+    ctx.deleting_secrets(secrets.iter().map(|s| s.name.as_str()));
     left.extend(grant::delete_secrets(central, &ctx.config.namespace, &secrets).await?);
     if !unreachable.is_empty() {
         return Err(Error::CleanupPending(unreachable.join("; ")));
@@ -571,12 +597,13 @@ async fn reconcile_inner(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     let ar = if ar.finalizers().iter().any(|f| f == FINALIZER) {
         ar
     } else {
+        // Its echo brings nothing this reconcile does not act on now; noted before the patch, as the
+        // echo may come before the patch's answer.
+        ctx.decision_inputs.adding_finalizer(ar);
         let Some(written) = add_finalizer(ctx, ar).await? else {
             tracing::debug!(request = %name, "request changed before its finalizer was added; judging it again");
             return Ok(Action::requeue(Duration::ZERO));
         };
-        // Its echo brings nothing this reconcile does not act on now.
-        ctx.decision_inputs.acting_on(&written);
         with_finalizer = written;
         &with_finalizer
     };
@@ -1308,10 +1335,10 @@ async fn grant_or_maintain(
                     )
                     .await?;
                     // As soon as it is written: its echo on the watch is then not taken for drift.
-                    ctx.own_secret_writes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(issued.grant.token_secret.clone(), issued.resource_version.clone());
+                    ctx.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                        issued.grant.token_secret.clone(),
+                        OwnSecretWrite::Written(issued.resource_version.clone()),
+                    );
                     Ok::<_, Error>(issued)
                 }
             })

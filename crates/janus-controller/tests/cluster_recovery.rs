@@ -216,3 +216,49 @@ async fn a_request_waiting_for_a_cluster_kubeconfig_is_granted_soon_after_it_is_
     // not at its next retry by backoff (about 11.5 s later). 5 s leaves room for a busy machine.
     active_within(&sim, "early", Duration::from_secs(5), "its cluster was registered").await;
 }
+
+/// Requests created while the controller's watch of requests was away, and whose creation has left
+/// the API server's history by the time the watch is back (410 Gone, a relist), are judged once the
+/// relist is in: kube-runtime drops a reconcile whose object is not in its cache yet, and the cache
+/// takes in a relist only at its end. A relist of more than one page (500 requests) has its first
+/// page's requests in hand well before its end.
+#[tokio::test]
+async fn requests_created_while_the_watch_was_away_are_judged_after_the_relist() {
+    if kubesim_only(
+        "requests_created_while_the_watch_was_away_are_judged_after_the_relist",
+        "restarts the API server, compacts its history and slows a list down (fault injection)",
+    ) {
+        return;
+    }
+    let mut sim = central().await;
+    let _ctl = Controller::start(&sim, config("")).await;
+    create(&sim, &request("before", "central", &["team-a"], 600)).await;
+    wait_phase(&sim, "before", "Pending", 10).await;
+
+    // The watch is cut and cannot come back until the requests exist and their creation is compacted.
+    let cluster = sim.cluster.clone();
+    cluster.faults.set(kubesim::faults::FaultConfig {
+        path_contains: "accessrequests".into(),
+        unavailable: true,
+        ..Default::default()
+    });
+    sim.restart().await.expect("restart");
+    let resource = kubesim::GroupResource::new("k8s-janus.opsmode.io", "accessrequests");
+    for i in 0..600 {
+        let mut created = serde_json::to_value(request(&format!("r-{i:03}"), "central", &["team-a"], 600)).unwrap();
+        created["metadata"]["generation"] = json!(1);
+        cluster.store.create(&resource, created).expect("stored");
+    }
+    cluster.store.compact();
+    // Back, with the relist's second page late: its first page's requests are known long before the
+    // relist ends.
+    cluster.faults.set(kubesim::faults::FaultConfig {
+        path_contains: "continue=".into(),
+        latency_ms: 2_000,
+        times: Some(1),
+        ..Default::default()
+    });
+
+    wait_phase(&sim, "r-000", "Pending", 60).await;
+    wait_phase(&sim, "r-599", "Pending", 60).await;
+}

@@ -144,6 +144,14 @@ async fn a_grant_runs_its_namespaces_together_and_a_revocation_cuts_access_first
     for (ns, token) in &tokens {
         assert_token_dead(&sim, ns, token).await;
     }
+    // The revocation's reconcile read the request once; the token Secrets' deletions (its own) and its
+    // status write's echo brought no other.
+    let reads = calls
+        .since(mark)
+        .iter()
+        .filter(|c| c.kind == "get accessrequests")
+        .count();
+    assert_eq!(reads, 1, "{:?}", kinds(&acting(calls.since(mark))));
 }
 
 #[tokio::test]
@@ -240,13 +248,19 @@ async fn a_request_is_read_once_per_change_it_brings() {
     approve(&sim, "reads").await;
     wait_phase(&sim, "reads", "Active", 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reads = calls
-        .since(mark)
+    let made = acting(calls.since(mark));
+    // Up to the Active write: the token Secret's own watch event may come before the controller has
+    // noted the write it echoes, and then brings one more reconcile (taken for drift, harmlessly).
+    let active_write = made
+        .iter()
+        .rposition(|c| c.kind == "patch accessrequests/status")
+        .expect("the Active write");
+    let reads = made[..active_write]
         .iter()
         .filter(|c| c.kind == "get accessrequests")
         .count();
     // The creation and the approval; the finalizer the first reconcile added is nothing new to it.
-    assert_eq!(reads, 2, "{:?}", kinds(&acting(calls.since(mark))));
+    assert_eq!(reads, 2, "{:?}", kinds(&made));
 }
 
 #[tokio::test]

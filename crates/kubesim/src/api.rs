@@ -112,7 +112,13 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response {
 
 async fn dispatch(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    match cluster.faults.before(&path).await {
+    // With the query, so a fault can hit one kind of call on a path (a list's later pages: `continue=`).
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(path.as_str(), |pq| pq.as_str())
+        .to_string();
+    match cluster.faults.before(&target).await {
         Verdict::Serve => {}
         Verdict::Fail(e) => return e.into_response(),
         Verdict::Close => {

@@ -26,7 +26,8 @@ pub struct FaultConfig {
     pub watch_timeout_ms: Option<u64>,
     /// Refuse every request with 503 (the API server is "down" but the port is open).
     pub unavailable: bool,
-    /// Only requests whose path contains this string are affected (all when empty).
+    /// Only requests whose path, with its query string, contains this string are affected (all when
+    /// empty).
     pub path_contains: String,
     /// Faults hit only the next N affected requests, then stop (unlimited when unset).
     pub times: Option<u64>,
