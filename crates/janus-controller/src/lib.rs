@@ -141,7 +141,11 @@ fn request_triggers(
                     }
                 }
                 watcher::Event::Delete(ar) => inputs.forget(&ar.name_any()),
-                watcher::Event::Init => relisted = Some(Vec::new()),
+                // A relist that failed halfway starts again with `Init`: the names its first pages
+                // brought stay (their inputs are remembered, so the second pass finds them known).
+                watcher::Event::Init => {
+                    relisted.get_or_insert_default();
+                }
                 watcher::Event::InitApply(ar) => {
                     if inputs.observe(&ar) == Observed::New {
                         relisted.get_or_insert_default().push(ar.name_any());
@@ -893,6 +897,18 @@ mod tests {
         assert!(cache.get(&ObjectRef::new("r2")).is_some());
         assert!(cache.get(&ObjectRef::new("r1")).is_none(), "r1 was not in the relist");
         assert_eq!(inputs.len(), 1, "r1 forgotten");
+
+        // A relist that fails after its first page and starts again still starts what that page brought.
+        let mut r3 = active("r3", chrono::Duration::hours(1), false);
+        r3.metadata.generation = Some(1);
+        assert!(next(watcher::Event::Init).await.is_empty());
+        assert!(next(watcher::Event::InitApply(r3.clone())).await.is_empty());
+        assert!(
+            next(watcher::Event::Init).await.is_empty(),
+            "the list failed and starts again"
+        );
+        assert!(next(watcher::Event::InitApply(r3)).await.is_empty());
+        assert_eq!(next(watcher::Event::InitDone).await, ["r3"]);
     }
 
     /// The slim cached copy drives the same decisions about which request to reconcile and when as the

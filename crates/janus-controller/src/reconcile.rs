@@ -86,9 +86,14 @@ pub struct Context {
 enum OwnSecretWrite {
     /// Wrote it; the write left this resourceVersion.
     Written(String),
-    /// Is deleting it.
-    Deleting,
+    /// Is deleting it, since then.
+    Deleting(std::time::Instant),
 }
+
+/// How long a note of a deletion is trusted: a deletion whose event never comes (the Secret was gone
+/// already, or went while the watch was away) must not pass a later deletion by someone else off as
+/// ours.
+const DELETION_NOTE_TTL: Duration = Duration::from_secs(60);
 
 impl Context {
     /// Builds a context.
@@ -150,19 +155,32 @@ impl Context {
             .remove(name);
         match (written, deleted) {
             (Some(OwnSecretWrite::Written(rv)), false) => resource_version == Some(rv.as_str()),
-            (Some(OwnSecretWrite::Deleting), true) => true,
+            (Some(OwnSecretWrite::Deleting(at)), true) => at.elapsed() < DELETION_NOTE_TTL,
             _ => false,
         }
     }
 
     /// Notes token Secrets this controller is about to delete (their deletion's echo may come before
     /// the answer): their deletion events are then not taken for drift, which would reconcile the
-    /// ending request once more for nothing. A deletion that fails leaves the request's cleanup failing
-    /// and retried, so no drift can hide behind the note.
-    fn deleting_secrets<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// ending request once more for nothing. A note is trusted for [`DELETION_NOTE_TTL`] only, and a
+    /// call that fails takes its notes back ([`Self::not_deleting_secrets`]).
+    fn deleting_secrets(&self, names: &[&str]) {
+        let mut own = self.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner());
+        // Notes whose event never came go here (the map holds only writes in flight otherwise).
+        own.retain(|_, w| !matches!(w, OwnSecretWrite::Deleting(at) if at.elapsed() >= DELETION_NOTE_TTL));
+        let now = std::time::Instant::now();
+        for name in names {
+            own.insert((*name).to_string(), OwnSecretWrite::Deleting(now));
+        }
+    }
+
+    /// Takes back the notes of [`Self::deleting_secrets`] after the deletion failed.
+    fn not_deleting_secrets(&self, names: &[&str]) {
         let mut own = self.own_secret_writes.lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
-            own.insert(name.to_string(), OwnSecretWrite::Deleting);
+            if matches!(own.get(*name), Some(OwnSecretWrite::Deleting(_))) {
+                own.remove(*name);
+            }
         }
     }
 
@@ -347,8 +365,15 @@ async fn remove_credentials(ctx: &Context, ar: &AccessRequest) -> Result<Vec<Str
         }
     }
     // Central Secrets go now in any case.
-    ctx.deleting_secrets(secrets.iter().map(|s| s.name.as_str()));
-    left.extend(grant::delete_secrets(central, &ctx.config.namespace, &secrets).await?);
+    let names: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
+    ctx.deleting_secrets(&names);
+    match grant::delete_secrets(central, &ctx.config.namespace, &secrets).await {
+        Ok(still) => left.extend(still),
+        Err(e) => {
+            ctx.not_deleting_secrets(&names);
+            return Err(e);
+        }
+    }
     if !unreachable.is_empty() {
         return Err(Error::CleanupPending(unreachable.join("; ")));
     }

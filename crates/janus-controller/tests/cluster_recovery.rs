@@ -230,6 +230,38 @@ async fn requests_created_while_the_watch_was_away_are_judged_after_the_relist()
     ) {
         return;
     }
+    // The relist's second page late: its first page's requests are known long before the relist ends.
+    every_request_judged_after_a_relist(kubesim::faults::FaultConfig {
+        path_contains: "continue=".into(),
+        latency_ms: 2_000,
+        times: Some(1),
+        ..Default::default()
+    })
+    .await;
+}
+
+/// As above, with the relist's second page failing once: the list starts again from the beginning,
+/// and its first page's requests (remembered from the failed pass) are still judged.
+#[tokio::test]
+async fn requests_created_while_the_watch_was_away_are_judged_after_a_relist_that_failed_halfway() {
+    if kubesim_only(
+        "requests_created_while_the_watch_was_away_are_judged_after_a_relist_that_failed_halfway",
+        "restarts the API server, compacts its history and fails a list page (fault injection)",
+    ) {
+        return;
+    }
+    every_request_judged_after_a_relist(kubesim::faults::FaultConfig {
+        path_contains: "continue=".into(),
+        error_rate: 1.0,
+        times: Some(1),
+        ..Default::default()
+    })
+    .await;
+}
+
+/// Cuts the controller's watch, creates 600 requests and compacts the history while it is away, lets
+/// it back with `page_fault` on the relist's later pages, and waits for every request to be judged.
+async fn every_request_judged_after_a_relist(page_fault: kubesim::faults::FaultConfig) {
     let mut sim = central().await;
     let _ctl = Controller::start(&sim, config("")).await;
     create(&sim, &request("before", "central", &["team-a"], 600)).await;
@@ -250,15 +282,29 @@ async fn requests_created_while_the_watch_was_away_are_judged_after_the_relist()
         cluster.store.create(&resource, created).expect("stored");
     }
     cluster.store.compact();
-    // Back, with the relist's second page late: its first page's requests are known long before the
-    // relist ends.
-    cluster.faults.set(kubesim::faults::FaultConfig {
-        path_contains: "continue=".into(),
-        latency_ms: 2_000,
-        times: Some(1),
-        ..Default::default()
-    });
+    cluster.faults.set(page_fault);
 
-    wait_phase(&sim, "r-000", "Pending", 60).await;
-    wait_phase(&sim, "r-599", "Pending", 60).await;
+    let api: Api<janus_api::AccessRequest> = Api::all(sim.admin().await);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let unjudged: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter(|ar| ar.status.is_none())
+            .map(|ar| ar.metadata.name.unwrap_or_default())
+            .collect();
+        if unjudged.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} requests never judged, among them {:?}",
+            unjudged.len(),
+            &unjudged[..unjudged.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
