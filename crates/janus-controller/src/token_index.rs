@@ -99,7 +99,11 @@ impl TokenIndex {
     /// at once (10,000 fresh reads of requests at fleet scale) for Secrets nobody touched.
     pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) -> Touched {
         let mut inner = self.inner();
-        inner.degraded = false;
+        // A watch that delivers again is trusted again; a list only once it is complete: until then
+        // the index still holds the last list, which may lack what the failed watch missed.
+        if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+            inner.degraded = false;
+        }
         match event {
             watcher::Event::Init => {
                 inner.listing = Some(Entries::new());
@@ -338,6 +342,20 @@ mod tests {
         assert_eq!(index.pending_clusters("r"), vec!["c1".to_string()]);
         assert!(index.pending_clusters("s").is_empty());
         index.apply(&watcher::Event::Apply(meta("r-a", "r", Some("c1"))));
+        assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
+    }
+
+    #[test]
+    fn a_failed_watch_is_trusted_again_only_once_its_relist_is_complete() {
+        let index = TokenIndex::default();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        index.degraded();
+        // The relist after the failure: until its end the index holds the old list, without r-a.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(meta("r-a", "r", Some("c1"))));
+        assert_eq!(index.of_request("r"), None, "answered from an incomplete relist");
+        index.apply(&watcher::Event::InitDone);
         assert_eq!(names(index.of_request("r")), Some(vec!["r-a@c1".into()]));
     }
 
