@@ -199,6 +199,20 @@ async fn a_revocation_during_the_grant_is_never_declared_active() {
     assert!(leftovers(&sim, &sim, "race").await.is_empty());
 }
 
+/// A controller in this process with its calls recorded, and a request `name` it has judged Pending; the
+/// mark is taken before the request was created, and whatever the finalizer's watch event would bring
+/// has had time to come.
+async fn judged_pending(name: &str) -> (kubesim::RunningSim, Calls, Ctl, usize) {
+    let sim = central().await;
+    let calls = Calls::default();
+    let ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    let mark = calls.len();
+    create(&sim, &request(name, "central", &["team-a"], 600)).await;
+    wait_phase(&sim, name, "Pending", 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (sim, calls, ctl, mark)
+}
+
 /// A new request is judged once: its status write carries the resourceVersion the finalizer patch
 /// left, not the one read before it (which made every new request's first write fail with a conflict
 /// and its judging, a read on the target cluster included, run twice).
@@ -210,14 +224,7 @@ async fn a_new_request_is_judged_once() {
     ) {
         return;
     }
-    let sim = central().await;
-    let calls = Calls::default();
-    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
-    let mark = calls.len();
-    create(&sim, &request("once", "central", &["team-a"], 600)).await;
-    wait_phase(&sim, "once", "Pending", 10).await;
-    // The reconcile the finalizer's own watch event brings settles too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_sim, calls, _ctl, mark) = judged_pending("once").await;
     let judged = acting(calls.since(mark));
     let judged_kinds = kinds(&judged);
     let count = |kind: &str| judged_kinds.iter().filter(|k| **k == kind).count();
@@ -229,6 +236,8 @@ async fn a_new_request_is_judged_once() {
     );
 }
 
+/// A request is read once per change it brings (its creation, its approval): the finalizer's echo, and
+/// an event whose change a reconcile already read fresh, start no reconcile of their own.
 #[tokio::test]
 async fn a_request_is_read_once_per_change_it_brings() {
     if kubesim_only(
@@ -237,14 +246,7 @@ async fn a_request_is_read_once_per_change_it_brings() {
     ) {
         return;
     }
-    let sim = central().await;
-    let calls = Calls::default();
-    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
-    let mark = calls.len();
-    create(&sim, &request("reads", "central", &["team-a"], 600)).await;
-    wait_phase(&sim, "reads", "Pending", 10).await;
-    // Whatever the finalizer's watch event would bring has time to come.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (sim, calls, _ctl, mark) = judged_pending("reads").await;
     approve(&sim, "reads").await;
     wait_phase(&sim, "reads", "Active", 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
