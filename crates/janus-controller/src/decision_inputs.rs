@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Mutex;
 
-use janus_api::AccessRequest;
-use kube::ResourceExt as _;
+use kube::{Resource, ResourceExt as _};
 
 /// The decision inputs last seen of every request, by a hash of its name.
 ///
@@ -50,7 +49,7 @@ pub enum Observed {
 
 impl DecisionInputs {
     /// What a watch event about `ar` brings; remembers its inputs.
-    pub fn observe(&self, ar: &AccessRequest) -> Observed {
+    pub fn observe(&self, ar: &impl Resource) -> Observed {
         let inputs = inputs(ar, has_finalizer(ar));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let entry = seen.entry(key(&ar.name_any())).or_default();
@@ -68,17 +67,17 @@ impl DecisionInputs {
     /// Records the inputs of a request a reconcile read from the API server and is acting on: their
     /// watch event, when it arrives, has nothing new. A reconcile that fails is retried by its own
     /// result (the error policy always requeues), so no event is needed for that either.
-    pub fn acting_on(&self, ar: &AccessRequest) {
+    pub fn acting_on(&self, ar: &impl Resource) {
         self.record_acted(ar, has_finalizer(ar));
     }
 
     /// Records the inputs `ar` will have once our finalizer is added, before the patch is sent: its
     /// echo may arrive before the patch's answer. A patch that fails is retried like any reconcile.
-    pub fn adding_finalizer(&self, ar: &AccessRequest) {
+    pub fn adding_finalizer(&self, ar: &impl Resource) {
         self.record_acted(ar, true);
     }
 
-    fn record_acted(&self, ar: &AccessRequest, finalizer: bool) {
+    fn record_acted(&self, ar: &impl Resource, finalizer: bool) {
         let inputs = inputs(ar, finalizer);
         self.seen
             .lock()
@@ -121,7 +120,7 @@ fn key(name: &str) -> u64 {
     h.finish()
 }
 
-fn has_finalizer(ar: &AccessRequest) -> bool {
+fn has_finalizer(ar: &impl Resource) -> bool {
     ar.finalizers().iter().any(|f| f == janus_api::FINALIZER)
 }
 
@@ -129,11 +128,12 @@ fn has_finalizer(ar: &AccessRequest) -> bool {
 /// generation), whether it is being deleted, and whether it carries our finalizer (someone removing it
 /// must bring the request back at once: without it a deletion would skip cleanup). Status and other
 /// metadata changes (mostly this controller's own writes) do not count.
-fn inputs(ar: &AccessRequest, finalizer: bool) -> u64 {
+fn inputs(ar: &impl Resource, finalizer: bool) -> u64 {
+    let meta = ar.meta();
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ar.metadata.uid.hash(&mut h);
-    ar.metadata.generation.hash(&mut h);
-    ar.metadata.deletion_timestamp.is_some().hash(&mut h);
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
     finalizer.hash(&mut h);
     h.finish()
 }
@@ -142,6 +142,7 @@ fn inputs(ar: &AccessRequest, finalizer: bool) -> u64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use janus_api::AccessRequest;
 
     fn request(name: &str, uid: &str, generation: i64, finalizer: bool) -> AccessRequest {
         let mut ar: AccessRequest = serde_json::from_value(serde_json::json!({

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::cached_request::CachedRequest;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use janus_api::AccessRequest;
 use kube::runtime::reflector::Store;
 
 use crate::metrics::Metrics;
@@ -21,7 +21,7 @@ pub struct Health {
     /// Metrics to expose.
     pub metrics: Arc<Metrics>,
     /// The controller's cache, for per-phase gauges; set once the controller runs.
-    pub store: std::sync::Mutex<Option<Store<AccessRequest>>>,
+    pub store: std::sync::Mutex<Option<Store<CachedRequest>>>,
 }
 
 impl Health {

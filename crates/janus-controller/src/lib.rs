@@ -5,6 +5,7 @@
 /// The cluster registry lives in `janus-kube`, shared with the web; re-exported under its old path.
 pub use janus_kube::clusters;
 pub mod bulkhead;
+pub mod cached_request;
 pub mod decision_inputs;
 pub mod error;
 pub mod events;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cached_request::CachedRequest;
 use futures::StreamExt;
 use janus_api::AccessRequest;
 use janus_api::config::Config;
@@ -71,7 +73,7 @@ async fn wait_for_crd(api: &Api<AccessRequest>) {
 /// object, a second key for the same request beside the one its own watch uses; the controller keeps one
 /// reconcile per key at a time, so a Secret event could then reconcile a request while another reconcile
 /// of it was still running. These references carry no namespace, like the request's own.
-pub fn owning_requests(secret: &impl Resource) -> Vec<ObjectRef<AccessRequest>> {
+pub fn owning_requests(secret: &impl Resource) -> Vec<ObjectRef<CachedRequest>> {
     let api_version = AccessRequest::api_version(&());
     secret
         .owner_references()
@@ -117,11 +119,11 @@ async fn check_clusters(ctx: &reconcile::Context) {
 /// be the one waiting): such a request moves to the queue for cuts. Status echoes wake nobody; an
 /// expiry is met by each waiter's own timer.
 fn request_triggers(
-    events: impl futures::Stream<Item = Result<watcher::Event<AccessRequest>, watcher::Error>> + Send + 'static,
+    events: impl futures::Stream<Item = Result<watcher::Event<CachedRequest>, watcher::Error>> + Send + 'static,
     inputs: Arc<decision_inputs::DecisionInputs>,
-    cache: reflector::Store<AccessRequest>,
+    cache: reflector::Store<CachedRequest>,
     endings: Arc<tokio::sync::Notify>,
-) -> impl futures::Stream<Item = Result<AccessRequest, watcher::Error>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<CachedRequest, watcher::Error>> + Send + 'static {
     use decision_inputs::Observed;
     use futures::TryStreamExt as _;
     // Names of the new requests of the relist under way (a set: a relist that fails and starts again
@@ -165,37 +167,11 @@ fn request_triggers(
             // every request.
             let cache = cache.clone();
             let relisted = futures::stream::iter(start_relisted).filter_map(move |name| {
-                std::future::ready(cache.get(&ObjectRef::new(&name)).map(|ar| AccessRequest::clone(&ar)))
+                std::future::ready(cache.get(&ObjectRef::new(&name)).map(|ar| CachedRequest::clone(&ar)))
             });
             futures::stream::iter(start).chain(relisted).map(Ok)
         })
         .try_flatten()
-}
-
-/// Drops from a cached request what nothing reading the cache needs. The cache holds every request
-/// (10,000 live grants are 10,000 objects in memory), and what it drives is only which request to
-/// reconcile and when: the decision inputs, whether access is to end ([`ends_access`]), the queue
-/// ([`queue_of`]), the cut of an ending (`status.grants`, `status.approved.cluster`) and the phase
-/// counts of `/metrics`. Every decision and every status write works on the request read fresh from the
-/// API server, never on a cached one, and the controller never writes a request back whole (only
-/// merge patches), so nothing dropped here can be written back lost.
-///
-/// Dropped: managedFields (one entry per writer, most of an object's size), annotations and labels,
-/// the requester's reason, the status message, the conditions' messages and times, and the policy
-/// tally.
-fn slim_for_cache(ar: &mut AccessRequest) {
-    ar.metadata.managed_fields = None;
-    ar.metadata.annotations = None;
-    ar.metadata.labels = None;
-    ar.spec.reason = String::new();
-    if let Some(status) = ar.status.as_mut() {
-        status.message = String::new();
-        status.policy = None;
-        for c in &mut status.conditions {
-            c.message = String::new();
-            c.last_transition_time = String::new();
-        }
-    }
 }
 
 /// How long the start-up pass over overdue requests may hold back everything else.
@@ -478,9 +454,12 @@ async fn act(
     // Wakes the reconciles waiting for a grant admission when a request's access is to end (rare), so
     // that such a request moves to the queue for cuts (see `timed_reconcile`).
     let endings = Arc::new(tokio::sync::Notify::new());
-    let requests = watcher(ars.clone(), watcher::Config::default())
+    // The cache reads the requests through a slimmer type (`CachedRequest`): every decision reads the
+    // request fresh, and the cache holds every request, twice over for those being reconciled.
+    let cached: Api<CachedRequest> = Api::all(client.clone());
+    let requests = watcher(cached, watcher::Config::default())
         .default_backoff()
-        .modify(slim_for_cache)
+        .modify(|ar| cached_request::slim_metadata(&mut ar.metadata))
         .reflect(writer);
     let requests = request_triggers(requests, ctx.decision_inputs.clone(), reader.clone(), endings.clone());
     // Requests whose remote cluster came back are reconciled again at once (Clusters::wait_for).
@@ -521,7 +500,7 @@ async fn act(
         .graceful_shutdown_on(shutdown)
         .run(
             move |ar, ctx| timed_reconcile(ar, ctx, bulkhead.clone(), latest.clone(), endings.clone()),
-            reconcile::error_policy,
+            |ar, err, ctx| reconcile::error_policy(&ar.name_any(), err, &ctx),
             ctx,
         )
         .for_each(|res| async move {
@@ -542,8 +521,8 @@ async fn act(
 /// The requests announced by [`clusters::Clusters::recovered`], as the reflector has them now.
 fn recovered_requests(
     ctx: &reconcile::Context,
-    store: reflector::Store<AccessRequest>,
-) -> impl futures::Stream<Item = Result<AccessRequest, watcher::Error>> + Send + 'static {
+    store: reflector::Store<CachedRequest>,
+) -> impl futures::Stream<Item = Result<CachedRequest, watcher::Error>> + Send + 'static {
     let names = ctx.clusters.recovered();
     futures::stream::unfold(names, |names| async move {
         let mut names = names?;
@@ -553,7 +532,7 @@ fn recovered_requests(
     .filter_map(move |name| {
         let ar = store
             .get(&ObjectRef::new(&name))
-            .map(|ar| Ok(AccessRequest::clone(&ar)));
+            .map(|ar| Ok(CachedRequest::clone(&ar)));
         futures::future::ready(ar)
     })
 }
@@ -566,7 +545,7 @@ fn recovered_requests(
 fn token_secret_drift(
     secrets: Api<kube::core::PartialObjectMeta<Secret>>,
     ctx: Arc<reconcile::Context>,
-) -> impl futures::Stream<Item = ObjectRef<AccessRequest>> + Send + 'static {
+) -> impl futures::Stream<Item = ObjectRef<CachedRequest>> + Send + 'static {
     use token_index::Touched;
     watcher(secrets, watcher::Config::default().labels(janus_api::REQUEST_LABEL))
         .default_backoff()
@@ -637,15 +616,13 @@ fn resource_version_expired(e: &watcher::Error) -> bool {
 /// The request still holds grants and its access is to end (a revocation, withdrawal or denial, its
 /// deletion, or its expiry is due): its reconcile takes the bulkhead's slots for cuts, never waiting
 /// behind grants.
-fn ends_access(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
+fn ends_access(ar: &CachedRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
     // Grants left in the status of a request whose credentials are gone (retention, resyncs) are
     // nothing to cut.
-    let Some(status) = ar.status.as_ref().filter(|s| {
-        !s.grants.is_empty() && !reconcile::condition_true(s, janus_api::rules::conditions::types::CREDENTIALS_REMOVED)
-    }) else {
+    let Some(status) = ar.live_grants() else {
         return false;
     };
-    janus_api::rules::lifecycle::ending(&ar.spec).is_some()
+    ar.spec.ends()
         || ar.metadata.deletion_timestamp.is_some()
         || status
             .expires_at
@@ -658,10 +635,10 @@ fn ends_access(ar: &AccessRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
 /// looked at when the watch brings a request whose access is to end (`endings`) and when the
 /// request's own expiry passes. No timer per waiting request otherwise: thousands may wait.
 async fn became_ending(
-    latest: &reflector::Store<AccessRequest>,
-    key: &ObjectRef<AccessRequest>,
+    latest: &reflector::Store<CachedRequest>,
+    key: &ObjectRef<CachedRequest>,
     endings: &tokio::sync::Notify,
-) -> Arc<AccessRequest> {
+) -> Arc<CachedRequest> {
     loop {
         let notified = endings.notified();
         tokio::pin!(notified);
@@ -697,20 +674,17 @@ async fn became_ending(
 /// The cluster whose queue a request's reconcile waits in: the one it was approved for, where its
 /// grants are made and cut, else the one it asks for. Not the spec's once approved: a spec changed
 /// afterwards (which fails the request) must not move its cut into another cluster's queue.
-fn queue_of(ar: &AccessRequest) -> &str {
-    ar.status
-        .as_ref()
-        .and_then(|s| s.approved.as_ref())
-        .map_or(ar.spec.cluster.as_str(), |a| a.cluster.as_str())
+fn queue_of(ar: &CachedRequest) -> &str {
+    ar.queue()
 }
 
 /// [`reconcile::reconcile`], timed into `janus_controller_reconcile_duration_seconds`, once the
 /// request's cluster admits it ([`bulkhead::Bulkhead`]).
 async fn timed_reconcile(
-    mut ar: Arc<AccessRequest>,
+    mut ar: Arc<CachedRequest>,
     ctx: Arc<reconcile::Context>,
     bulkhead: Arc<bulkhead::Bulkhead>,
-    latest: reflector::Store<AccessRequest>,
+    latest: reflector::Store<CachedRequest>,
     endings: Arc<tokio::sync::Notify>,
 ) -> Result<kube::runtime::controller::Action, error::Error> {
     let queued = std::time::Instant::now();
@@ -748,7 +722,7 @@ async fn timed_reconcile(
 /// The rest of [`timed_reconcile`] once admitted: the reconcile itself, holding the admission, then
 /// the bookkeeping of its outcome.
 async fn admitted_reconcile(
-    ar: Arc<AccessRequest>,
+    ar: Arc<CachedRequest>,
     ctx: Arc<reconcile::Context>,
     admitted: bulkhead::Admission,
     queued: std::time::Instant,
@@ -801,13 +775,17 @@ mod tests {
         .unwrap()
     }
 
+    fn cached(ar: &AccessRequest) -> CachedRequest {
+        CachedRequest::from(ar)
+    }
+
     /// A grant reconcile waiting in a slow cluster's queue moves to the queue for cuts when the
     /// revocation arrives (woken by the watch), and when its expiry passes (its own timer); not before.
     #[tokio::test]
     async fn a_waiting_grant_notices_that_its_access_is_to_end() {
-        let (reader, mut writer) = reflector::store::<AccessRequest>();
+        let (reader, mut writer) = reflector::store::<CachedRequest>();
         let endings = tokio::sync::Notify::new();
-        let ar = active("r1", chrono::Duration::hours(1), false);
+        let ar = cached(&active("r1", chrono::Duration::hours(1), false));
         let key = ObjectRef::from_obj(&ar);
         writer.apply_watcher_event(&watcher::Event::Apply(ar.clone()));
         let waiting = became_ending(&reader, &key, &endings);
@@ -818,15 +796,19 @@ mod tests {
                 .is_err(),
             "an Active request with an hour left was taken as ending"
         );
-        writer.apply_watcher_event(&watcher::Event::Apply(active("r1", chrono::Duration::hours(1), true)));
+        writer.apply_watcher_event(&watcher::Event::Apply(cached(&active(
+            "r1",
+            chrono::Duration::hours(1),
+            true,
+        ))));
         endings.notify_waiters();
         let got = tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
             .await
             .expect("the revocation did not move the waiting reconcile");
-        assert!(got.spec.revocation.is_some());
+        assert!(got.spec.ends());
 
         // The expiry passes while it waits: no notification needed.
-        let soon = active("r2", chrono::Duration::milliseconds(300), false);
+        let soon = cached(&active("r2", chrono::Duration::milliseconds(300), false));
         let key = ObjectRef::from_obj(&soon);
         writer.apply_watcher_event(&watcher::Event::Apply(soon));
         tokio::time::timeout(
@@ -843,10 +825,10 @@ mod tests {
     #[tokio::test]
     async fn the_request_watch_starts_reconciles_of_what_is_new_only() {
         use futures::StreamExt as _;
-        let (cache, writer) = reflector::store::<AccessRequest>();
+        let (cache, writer) = reflector::store::<CachedRequest>();
         let inputs = Arc::new(decision_inputs::DecisionInputs::default());
         let endings = Arc::new(tokio::sync::Notify::new());
-        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<watcher::Event<AccessRequest>, watcher::Error>>();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<watcher::Event<CachedRequest>, watcher::Error>>();
         let mut started = Box::pin(request_triggers(
             rx.reflect(writer),
             inputs.clone(),
@@ -854,7 +836,7 @@ mod tests {
             endings.clone(),
         ));
         let failing = tx.clone();
-        let mut next = async |event: watcher::Event<AccessRequest>| {
+        let mut next = async |event: watcher::Event<CachedRequest>| {
             tx.unbounded_send(Ok(event)).unwrap();
             let mut names = Vec::new();
             while let Ok(Some(Ok(ar))) =
@@ -864,12 +846,13 @@ mod tests {
             }
             names
         };
-        let mut r1 = active("r1", chrono::Duration::hours(1), false);
+        let mut r1 = cached(&active("r1", chrono::Duration::hours(1), false));
         r1.metadata.generation = Some(1);
 
         assert_eq!(next(watcher::Event::Apply(r1.clone())).await, ["r1"]);
         let mut echo = r1.clone();
-        echo.status.as_mut().unwrap().message = "written".into();
+        echo.metadata.resource_version = Some("written".into());
+        echo.status.as_mut().unwrap().phase = janus_api::Phase::Expired;
         assert!(next(watcher::Event::Apply(echo)).await.is_empty(), "a status echo");
 
         // A reconcile read the revocation before its event came; the event still wakes the waiters.
@@ -880,7 +863,7 @@ mod tests {
         tokio::pin!(woken);
         woken.as_mut().enable();
         assert!(
-            next(watcher::Event::Apply(revoked)).await.is_empty(),
+            next(watcher::Event::Apply(cached(&revoked))).await.is_empty(),
             "already acted on"
         );
         tokio::time::timeout(std::time::Duration::from_millis(100), woken)
@@ -888,7 +871,7 @@ mod tests {
             .expect("the waiters were not woken");
 
         // A relist with a request created meanwhile: started at its end, and found in the cache.
-        let mut r2 = active("r2", chrono::Duration::hours(1), false);
+        let mut r2 = cached(&active("r2", chrono::Duration::hours(1), false));
         r2.metadata.generation = Some(1);
         assert!(next(watcher::Event::Init).await.is_empty());
         assert!(
@@ -901,7 +884,7 @@ mod tests {
         assert_eq!(inputs.len(), 1, "r1 forgotten");
 
         // A relist that fails after its first page and starts again still starts what that page brought.
-        let mut r3 = active("r3", chrono::Duration::hours(1), false);
+        let mut r3 = cached(&active("r3", chrono::Duration::hours(1), false));
         r3.metadata.generation = Some(1);
         assert!(next(watcher::Event::Init).await.is_empty());
         assert!(next(watcher::Event::InitApply(r3.clone())).await.is_empty());
@@ -912,10 +895,10 @@ mod tests {
         assert_eq!(next(watcher::Event::InitDone).await, ["r3"]);
     }
 
-    /// The slim cached copy drives the same decisions about which request to reconcile and when as the
+    /// The cached request drives the same decisions about which request to reconcile and when as the
     /// whole object: decision inputs, endings, the queue, the cut's grants, the phase counts.
     #[test]
-    fn a_slim_cached_request_drives_what_the_whole_one_does() {
+    fn a_cached_request_drives_what_the_whole_one_does() {
         let mut whole = active("r5", chrono::Duration::hours(1), true);
         whole.metadata.annotations = Some([("note".to_string(), "x".repeat(4096))].into());
         whole.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
@@ -927,12 +910,6 @@ mod tests {
             serde_json::from_value(json!({"digest": "d", "requester": "a@x.io", "cluster": "prod", "namespaces": ["team-a"], "ttlSeconds": 600, "approvedBy": "admin@example.com"}))
                 .unwrap(),
         );
-        status.policy = Some(
-            serde_json::from_value(
-                json!({"name": "p", "approvalsRequired": 2, "approvalsGiven": 2, "approvedBy": ["b@x.io", "c@x.io"]}),
-            )
-            .unwrap(),
-        );
         status.conditions.push(janus_api::Condition {
             type_: "CredentialsRemoved".into(),
             status: "False".into(),
@@ -940,52 +917,44 @@ mod tests {
             message: "remote-7 unreachable".into(),
             last_transition_time: "2026-12-07T06:00:00Z".into(),
         });
-        let mut slim = whole.clone();
-        slim_for_cache(&mut slim);
+        // As the watch brings it: read from the wire through the slim type.
+        let mut slim: CachedRequest = serde_json::from_value(serde_json::to_value(&whole).unwrap()).unwrap();
+        cached_request::slim_metadata(&mut slim.metadata);
+        assert_eq!(slim, cached(&whole));
 
-        let now = chrono::Utc::now();
-        assert_eq!(ends_access(&slim, now), ends_access(&whole, now));
-        assert_eq!(queue_of(&slim), queue_of(&whole));
+        assert!(ends_access(&slim, chrono::Utc::now()), "revoked with live grants");
+        assert_eq!(queue_of(&slim), "prod");
         let inputs = decision_inputs::DecisionInputs::default();
         assert_eq!(inputs.observe(&whole), decision_inputs::Observed::New);
         assert_eq!(
             inputs.observe(&slim),
             decision_inputs::Observed::Known,
-            "the slim copy's decision inputs differ"
+            "the cached request's decision inputs differ"
         );
         let (s, w) = (slim.status.as_ref().unwrap(), whole.status.as_ref().unwrap());
         assert_eq!(s.grants, w.grants);
         assert_eq!(s.phase, w.phase);
         assert_eq!(s.expires_at, w.expires_at);
-        let kinds = |st: &janus_api::AccessRequestStatus| {
-            st.conditions
-                .iter()
-                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(kinds(s), kinds(w));
-        assert_eq!(slim.spec.revocation, whole.spec.revocation);
-        // And it is slimmer.
-        let size = |ar: &AccessRequest| serde_json::to_vec(ar).unwrap().len();
-        assert!(size(&slim) + 4096 < size(&whole), "{} vs {}", size(&slim), size(&whole));
+        assert!(s.credentials.pending && !s.credentials.removed);
+        assert!(slim.metadata.annotations.is_none() && slim.metadata.labels.is_none());
     }
 
     /// A spec changed after approval does not move the request into another cluster's queue.
     #[test]
     fn a_request_waits_in_the_queue_of_the_cluster_it_was_approved_for() {
         let mut ar = active("r4", chrono::Duration::hours(1), true);
-        assert_eq!(queue_of(&ar), "slow");
+        assert_eq!(queue_of(&cached(&ar)), "slow");
         ar.status.as_mut().unwrap().approved = Some(
             serde_json::from_value(json!({"digest": "d", "requester": "a@x.io", "cluster": "prod", "namespaces": ["team-a"], "ttlSeconds": 600, "approvedBy": "admin@example.com"}))
                 .unwrap(),
         );
-        assert_eq!(queue_of(&ar), "prod");
+        assert_eq!(queue_of(&cached(&ar)), "prod");
     }
 
     #[test]
     fn requests_whose_credentials_are_removed_take_no_slot_for_cuts() {
         let mut ar = active("r3", chrono::Duration::hours(1), true);
-        assert!(ends_access(&ar, chrono::Utc::now()));
+        assert!(ends_access(&cached(&ar), chrono::Utc::now()));
         ar.status.as_mut().unwrap().conditions.push(janus_api::Condition {
             type_: "CredentialsRemoved".into(),
             status: "True".into(),
@@ -993,7 +962,7 @@ mod tests {
             message: String::new(),
             last_transition_time: "2026-12-07T06:00:00Z".into(),
         });
-        assert!(!ends_access(&ar, chrono::Utc::now()));
+        assert!(!ends_access(&cached(&ar), chrono::Utc::now()));
     }
 
     #[test]
@@ -1018,7 +987,7 @@ mod tests {
         }))
         .unwrap();
         // The same key as the request's own watch event: no namespace.
-        assert_eq!(owning_requests(&secret), vec![ObjectRef::from_obj(&ar)]);
+        assert_eq!(owning_requests(&secret), vec![ObjectRef::from_obj(&cached(&ar))]);
         assert_eq!(owning_requests(&secret)[0].namespace, None);
     }
 }

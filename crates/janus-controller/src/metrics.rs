@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use janus_api::rules::conditions;
-use janus_api::{AccessRequest, Phase};
+use crate::cached_request::CachedRequest;
+use janus_api::Phase;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -232,7 +232,7 @@ impl Metrics {
     }
 
     /// Sets the per-phase gauges from the controller's cache of requests.
-    pub fn observe_requests(&self, requests: &[std::sync::Arc<AccessRequest>]) {
+    pub fn observe_requests(&self, requests: &[std::sync::Arc<CachedRequest>]) {
         let mut counts = std::collections::BTreeMap::<String, i64>::new();
         for p in [
             Phase::Pending,
@@ -251,11 +251,7 @@ impl Metrics {
         for r in requests {
             let p = r.status.as_ref().map(|s| s.phase).unwrap_or_default();
             *counts.entry(p.to_string()).or_default() += 1;
-            if r.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == conditions::types::CREDENTIALS_REMOVED && c.status == "False")
-            }) {
+            if r.status.as_ref().is_some_and(|s| s.credentials.pending) {
                 cleanup_pending += 1;
             }
         }
@@ -359,7 +355,7 @@ mod tests {
                     "lastTransitionTime": "2026-01-01T00:00:00Z"}]),
                 None => serde_json::json!([]),
             };
-            let ar: AccessRequest = serde_json::from_value(serde_json::json!({
+            let ar: CachedRequest = serde_json::from_value(serde_json::json!({
                 "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
                 "metadata": {"name": name},
                 "spec": {"requester": "a@x.io", "cluster": "central", "namespaces": ["a"], "reason": "r", "ttlSeconds": 600},

@@ -23,6 +23,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cached_request::CachedRequest;
 use crate::clusters::{ClusterHandle, Clusters};
 use crate::error::{Error, Result, is_not_found};
 use crate::gate;
@@ -120,11 +121,15 @@ impl Context {
 
     /// The baseline this controller saw on the request earlier, if any.
     fn remembered_baseline(&self, ar: &AccessRequest) -> Option<ApprovedSpec> {
-        let uid = ar.uid()?;
+        self.remembered_baseline_of(&ar.uid()?)
+    }
+
+    /// [`Self::remembered_baseline`] by the request's uid.
+    fn remembered_baseline_of(&self, uid: &str) -> Option<ApprovedSpec> {
         self.baselines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&uid)
+            .get(uid)
             .cloned()
     }
 
@@ -388,20 +393,44 @@ async fn cut_access(ctx: &Context, ar: &AccessRequest) -> bool {
     let Some(status) = ar.status.as_ref().filter(|s| !s.grants.is_empty()) else {
         return false;
     };
-    let cluster = status
-        .approved
-        .as_ref()
-        .map(|a| a.cluster.clone())
-        .or_else(|| ctx.remembered_baseline(ar).map(|a| a.cluster))
-        .unwrap_or_else(|| ar.spec.cluster.clone());
+    let approved = status.approved.as_ref().map(|a| a.cluster.as_str());
+    cut_grants(
+        ctx,
+        &ar.name_any(),
+        ar.uid().as_deref(),
+        approved,
+        &ar.spec.cluster,
+        &status.grants,
+    )
+    .await
+}
+
+/// [`cut_access`] from the parts of a request it needs (a cached request has no more): its name and
+/// uid, the cluster in `status.approved`, the one in its spec, and its grants. The cluster is the
+/// approved one, else the one this controller remembers as approved, else the spec's.
+async fn cut_grants(
+    ctx: &Context,
+    name: &str,
+    uid: Option<&str>,
+    approved_cluster: Option<&str>,
+    spec_cluster: &str,
+    grants: &[Grant],
+) -> bool {
+    if grants.is_empty() {
+        return false;
+    }
+    let cluster = approved_cluster
+        .map(str::to_string)
+        .or_else(|| uid.and_then(|u| ctx.remembered_baseline_of(u)).map(|a| a.cluster))
+        .unwrap_or_else(|| spec_cluster.to_string());
     let cut = match ctx.clusters.get(&cluster).await {
-        Ok(target) => grant::cut_access(&target, &ar.name_any(), &status.grants).await,
+        Ok(target) => grant::cut_access(&target, name, grants).await,
         Err(e) => Err(Error::from(e)),
     };
     match cut {
         Ok(every) => every,
         Err(e) => {
-            tracing::debug!(request = %ar.name_any(), cluster = %cluster, error = %e, "access not cut at once; the cleanup follows");
+            tracing::debug!(request = %name, cluster = %cluster, error = %e, "access not cut at once; the cleanup follows");
             false
         }
     }
@@ -529,30 +558,37 @@ async fn remove_finalizer(ctx: &Context, ar: &AccessRequest) -> Result<()> {
 }
 
 /// Reconciles one AccessRequest.
-pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(ar: Arc<CachedRequest>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciled();
-    tracing::debug!(request = %ar.name_any(), rv = ?ar.metadata.resource_version, "reconcile");
+    let name = ar.name_any();
+    tracing::debug!(request = %name, rv = ?ar.metadata.resource_version, "reconcile");
     // The cache can lag behind this controller's own last status write (an event about a Secret may
     // trigger the reconcile first); acting on a stale phase would redo a grant and move activeAt. One
     // GET per reconcile buys decisions on the request as it is now.
     //
     // A decision that ends access (withdrawal, revocation, denial: never removed once made) or a
     // deletion needs nothing fresher to be acted on: the access goes first, before that GET.
-    let cut = (ending(&ar.spec).is_some() || ar.metadata.deletion_timestamp.is_some())
-        && ar
-            .status
-            .as_ref()
-            .is_some_and(|s| !s.grants.is_empty() && !condition_true(s, types::CREDENTIALS_REMOVED));
-    let result = bounded(&ar, &ctx, async {
+    let live = ar.live_grants();
+    let cut = (ar.spec.ends() || ar.metadata.deletion_timestamp.is_some()) && live.is_some();
+    let result = bounded(&name, &ar.spec.cluster, &ctx, async {
         // Remembered only when done: a failed cut is tried again by the ending that follows.
-        if cut && cut_access(&ctx, &ar).await {
-            let grants = ar.status.as_ref().map(|s| s.grants.clone()).unwrap_or_default();
+        if let Some(status) = live.filter(|_| cut)
+            && cut_grants(
+                &ctx,
+                &name,
+                ar.uid().as_deref(),
+                status.approved_cluster.as_deref(),
+                &ar.spec.cluster,
+                &status.grants,
+            )
+            .await
+        {
             ctx.cut_done
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(ar.name_any(), grants);
+                .insert(name.clone(), status.grants.clone());
         }
-        match ctx.api().get_opt(&ar.name_any()).await {
+        match ctx.api().get_opt(&name).await {
             Ok(Some(fresh)) => {
                 ctx.decision_inputs.acting_on(&fresh);
                 reconcile_inner(&fresh, &ctx).await
@@ -564,10 +600,7 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
     .await;
     if cut {
         // Also when the reconcile stopped early (an error, the time bound).
-        ctx.cut_done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ar.name_any());
+        ctx.cut_done.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
     }
     result
 }
@@ -575,28 +608,26 @@ pub async fn reconcile(ar: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Acti
 /// Reconciles a request just read from the API server (not from the cache), without reading it again.
 pub async fn reconcile_read(ar: &AccessRequest, ctx: &Context) -> Result<Action> {
     ctx.metrics.reconciled();
-    bounded(ar, ctx, reconcile_inner(ar, ctx)).await
+    bounded(&ar.name_any(), &ar.spec.cluster, ctx, reconcile_inner(ar, ctx)).await
 }
 
 /// A bound on every reconcile (a request that never completes must not hold its object forever), and
 /// the failure count reset on success.
 async fn bounded(
-    ar: &AccessRequest,
+    name: &str,
+    cluster: &str,
     ctx: &Context,
     attempt: impl std::future::Future<Output = Result<Action>>,
 ) -> Result<Action> {
     let result = match tokio::time::timeout(Duration::from_secs(30), attempt).await {
         Ok(r) => r,
         Err(_) => Err(Error::ClusterUnavailable {
-            cluster: ar.spec.cluster.clone(),
+            cluster: cluster.to_string(),
             message: "reconcile timed out after 30s".into(),
         }),
     };
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ar.name_any());
+        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
     result
 }
@@ -1648,19 +1679,19 @@ async fn write_status_at(
 }
 
 /// What to do after a failed reconcile: exponential backoff per request, capped at a minute.
-pub fn error_policy(ar: Arc<AccessRequest>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(name: &str, err: &Error, ctx: &Context) -> Action {
     let n = {
         let mut f = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = f.entry(ar.name_any()).or_insert(0);
+        let n = f.entry(name.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
     ctx.metrics.reconcile_error(err.kind());
     let delay = Duration::from_millis(250u64.saturating_mul(1u64 << n.min(8))).min(Duration::from_secs(60));
     if err.is_transient() {
-        tracing::info!(request = %ar.name_any(), error = %err, retry_in = ?delay, "reconcile failed, retrying");
+        tracing::info!(request = %name, error = %err, retry_in = ?delay, "reconcile failed, retrying");
     } else {
-        tracing::warn!(request = %ar.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+        tracing::warn!(request = %name, error = %err, retry_in = ?delay, "reconcile failed");
     }
     Action::requeue(delay)
 }

@@ -1143,7 +1143,12 @@ impl Probes {
                 return Ok(());
             }
             let Some(ar) = current else { break };
-            if let Err(e) = janus_controller::reconcile::reconcile(Arc::new(ar), ctx.clone()).await {
+            if let Err(e) = janus_controller::reconcile::reconcile(
+                Arc::new(janus_controller::cached_request::CachedRequest::from(&ar)),
+                ctx.clone(),
+            )
+            .await
+            {
                 last_error = e.to_string();
             }
             current = ars.get_opt(name).await.expect("get");
