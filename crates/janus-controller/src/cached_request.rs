@@ -213,6 +213,7 @@ mod tests {
             "apiVersion": "k8s-janus.opsmode.io/v1alpha1", "kind": "AccessRequest",
             "metadata": {"name": "r1", "uid": "u1", "generation": 3, "resourceVersion": "42",
                          "finalizers": [janus_api::FINALIZER],
+                         "deletionTimestamp": "2026-12-07T09:30:00Z",
                          "labels": {"a": "b"}, "annotations": {"c": "d"},
                          "managedFields": [{"manager": "web", "operation": "Update"}]},
             "spec": spec,
@@ -266,6 +267,12 @@ mod tests {
             let mut wire = cached.clone();
             slim_metadata(&mut wire.metadata);
             assert_eq!(wire, CachedRequest::from(&whole), "{case}");
+            // What the decision inputs and the cut rest on survives the slimming.
+            assert_eq!(wire.metadata.deletion_timestamp, whole.metadata.deletion_timestamp);
+            assert_eq!(wire.metadata.finalizers, whole.metadata.finalizers);
+            assert_eq!(wire.metadata.generation, whole.metadata.generation);
+            assert_eq!(wire.metadata.uid, whole.metadata.uid);
+            assert!(wire.metadata.managed_fields.is_none() && wire.metadata.labels.is_none());
 
             assert_eq!(
                 cached.spec.ends(),
@@ -296,6 +303,45 @@ mod tests {
                 !st.grants.is_empty() && !janus_api::rules::conditions::credentials_removed(&st)
             );
         }
+    }
+
+    /// Fields that are null or missing read as absent, as they do in the whole request: `null` is no
+    /// decision, no conditions, no approval. A decision present in any form is an ending (the safe
+    /// side: it only brings the cut forward).
+    #[test]
+    fn null_and_missing_fields_read_as_absent() {
+        let case = request(
+            json!({"withdrawal": null, "revocation": null, "denial": null}),
+            json!({"phase": "Active", "conditions": null, "approved": null, "grants": [],
+                   "expiresAt": null}),
+        );
+        // The whole type refuses `conditions: null` (a list); the cached one takes it as none.
+        let mut for_whole = case.clone();
+        for_whole["status"].as_object_mut().unwrap().remove("conditions");
+        let whole: AccessRequest = serde_json::from_value(for_whole).unwrap();
+        let cached: CachedRequest = serde_json::from_value(case).unwrap();
+        assert!(!cached.spec.ends());
+        assert!(janus_api::rules::lifecycle::ending(&whole.spec).is_none());
+        let st = cached.status.as_ref().unwrap();
+        assert_eq!(st.credentials, CredentialsState::default());
+        assert_eq!(st.approved_cluster, None);
+        assert_eq!(cached.queue(), "asked");
+        assert!(cached.live_grants().is_none());
+
+        let bare: CachedRequest = serde_json::from_value(json!({"metadata": {"name": "r2"}, "spec": {}})).unwrap();
+        assert!(bare.status.is_none() && !bare.spec.ends() && bare.spec.cluster.is_empty());
+
+        let odd: CachedRequest = serde_json::from_value(json!({
+            "metadata": {"name": "r3"}, "spec": {"cluster": "c", "withdrawal": {}},
+            "status": {"conditions": [{"type": "CredentialsRemoved"}, {"status": "True"}]},
+        }))
+        .unwrap();
+        assert!(odd.spec.ends());
+        let st = odd.status.unwrap();
+        assert!(
+            !st.credentials.removed && !st.credentials.pending,
+            "a condition without a status says nothing"
+        );
     }
 
     /// The point of the type: less than half the whole request before any of its strings, and none of

@@ -923,6 +923,15 @@ mod tests {
         assert_eq!(slim, cached(&whole));
 
         assert!(ends_access(&slim, chrono::Utc::now()), "revoked with live grants");
+        let mut deleted = active("r6", chrono::Duration::hours(1), false);
+        assert!(!ends_access(&cached(&deleted), chrono::Utc::now()));
+        deleted.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        assert!(
+            ends_access(&cached(&deleted), chrono::Utc::now()),
+            "deleted with live grants"
+        );
         assert_eq!(queue_of(&slim), "prod");
         let inputs = decision_inputs::DecisionInputs::default();
         assert_eq!(inputs.observe(&whole), decision_inputs::Observed::New);
