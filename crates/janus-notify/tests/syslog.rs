@@ -81,15 +81,39 @@ template(name="fields" type="string"
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut rsyslog = Rsyslog(child);
+    // Ready means a TLS handshake with this test's CA completes: a bare TCP connect can be taken by
+    // the kernel's backlog before rsyslogd serves its listener, and CI saw the first send refused
+    // right after such a connect. A handshake proves the listener is served, and served by us.
+    let trusted = pki.client_config();
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while let Err(e) = handshake(&trusted, port) {
+        if let Some(status) = rsyslog.0.try_wait().unwrap() {
+            panic!("rsyslogd exited with {status} before it served {port}");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "rsyslogd did not listen on {port}"
+            "rsyslogd did not serve TLS on {port}: {e}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Rsyslog(child)
+    rsyslog
+}
+
+/// One TLS handshake with the receiver on 127.0.0.1:`port`, closed cleanly without a message.
+fn handshake(config: &std::sync::Arc<rustls::ClientConfig>, port: u16) -> std::io::Result<()> {
+    use std::io::Write;
+    let tcp = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    tls.conn.send_close_notify();
+    tls.flush()
 }
 
 fn sink(port: u16, ca_file: Option<&Path>) -> Box<dyn Sink> {
