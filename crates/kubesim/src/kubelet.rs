@@ -104,8 +104,12 @@ impl Kubelet {
         if snapshot.is_empty() {
             return Vec::new();
         }
-        let pgids: Vec<i32> = snapshot.iter().map(|t| t.pgid).collect();
-        let counts = group_member_counts(&pgids);
+        let pgids: Vec<i32> = snapshot.iter().map(|t| t.pgid).filter(|&g| !group_empty(g)).collect();
+        let counts = if pgids.is_empty() {
+            HashMap::new()
+        } else {
+            group_member_counts(&pgids)
+        };
         let gone: Vec<u64> = snapshot
             .iter()
             .filter(|t| t.ended && counts.get(&t.pgid).copied().unwrap_or(0) == 0)
@@ -191,7 +195,8 @@ impl Drop for ProcessGuard {
     fn drop(&mut self) {
         // Background children of a finished shell would otherwise outlive the session on the host.
         kill_group(self.pgid);
-        let alive = group_member_counts(&[self.pgid]).get(&self.pgid).copied().unwrap_or(0) > 0;
+        let alive =
+            !group_empty(self.pgid) && group_member_counts(&[self.pgid]).get(&self.pgid).copied().unwrap_or(0) > 0;
         let mut t = lock(&self.procs);
         if let Some(v) = t.get_mut(&self.key) {
             if alive {
@@ -223,7 +228,7 @@ pub fn kill_group(pgid: i32) {
 /// ends only once what it ran is really gone.
 pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
-    while group_member_counts(&[pgid]).get(&pgid).copied().unwrap_or(0) > 0 {
+    while !group_empty(pgid) && group_member_counts(&[pgid]).get(&pgid).copied().unwrap_or(0) > 0 {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(pgid, "processes of a killed exec group are still alive");
             return;
@@ -232,9 +237,26 @@ pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
     }
 }
 
+/// Whether no process at all is left in a group, zombies included (signal 0 finds none): then there is
+/// nothing to count. A count reads every process on the host from /proc, in blocking calls on the
+/// runtime's threads; a session's end counted its group at least twice, so 2,000 sessions ending at once
+/// (a revoke in the web-replicas benchmark, issue 19) were millions of reads that starved the API
+/// server's other work. Most ended groups are empty by then: the session reaped its leader.
+fn group_empty(pgid: i32) -> bool {
+    pgid > 1 && matches!(killpg(Pid::from_raw(pgid), None), Err(nix::errno::Errno::ESRCH))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The /proc scans [`group_member_counts`] made on this thread.
+    static PROC_SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Live (non-zombie) members per process group, for the given groups. Reads /proc; where there is
 /// none, a group that still accepts signal 0 counts as one process.
 fn group_member_counts(groups: &[i32]) -> HashMap<i32, usize> {
+    #[cfg(test)]
+    PROC_SCANS.with(|c| c.set(c.get() + 1));
     let mut counts = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         for &g in groups {
@@ -510,6 +532,39 @@ pub(crate) mod test_support {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// An ended group whose processes are all gone costs no /proc scan; one with a live member is
+    /// still counted.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_that_is_gone_is_not_looked_for_in_proc() {
+        use std::os::unix::process::CommandExt as _;
+        let mut done = std::process::Command::new("sh")
+            .args(["-c", "exit 0"])
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let pgid = i32::try_from(done.id()).expect("pid");
+        done.wait().expect("wait");
+        let scans = PROC_SCANS.with(|c| c.get());
+        wait_group_gone(pgid, Duration::from_secs(1)).await;
+        assert_eq!(
+            PROC_SCANS.with(|c| c.get()),
+            scans,
+            "an empty group was looked for in /proc"
+        );
+
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = i32::try_from(live.id()).expect("pid");
+        assert!(!group_empty(pgid));
+        assert_eq!(group_member_counts(&[pgid]).get(&pgid).copied(), Some(1));
+        kill_group(pgid);
+        live.wait().expect("wait");
+        assert!(group_empty(pgid));
+    }
 
     #[test]
     fn parse_stat_handles_odd_command_names() {
