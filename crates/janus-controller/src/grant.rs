@@ -349,50 +349,60 @@ pub async fn ensure_grant(
     let sa = names::grant_name(&request, ns);
     let secret = names::token_secret_name(&request, ns);
     ensure_service_account(target, ar, ns, &sa).await?;
-    let role_ref = match access {
-        Access::ClusterRole(cluster_role) => RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: cluster_role.clone(),
-        },
-        Access::Scoped { rules, .. } => {
-            // Before the binding: RBAC checks a binding against the rules of the Role it names,
-            // which must therefore exist.
-            crate::scope::write_role(target, ar, ns, &sa, rules).await?;
-            RoleRef {
+    // Once the ServiceAccount is ours, its binding and its token do not wait for each other: a token
+    // grants nothing until the binding exists, and a binding that fails (a foreign one by that name)
+    // fails the grant, whose cleanup takes the token back with the ServiceAccount. The
+    // ServiceAccount itself must come first (see `ensure_service_account`: the name may be taken).
+    let bind = async {
+        let role_ref = match access {
+            Access::ClusterRole(cluster_role) => RoleRef {
                 api_group: "rbac.authorization.k8s.io".into(),
-                kind: "Role".into(),
-                name: sa.clone(),
+                kind: "ClusterRole".into(),
+                name: cluster_role.clone(),
+            },
+            Access::Scoped { rules, .. } => {
+                // Before the binding: RBAC checks a binding against the rules of the Role it names,
+                // which must therefore exist.
+                crate::scope::write_role(target, ar, ns, &sa, rules).await?;
+                RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: sa.clone(),
+                }
             }
-        }
+        };
+        ensure_role_binding(target, ar, ns, &sa, role_ref).await
     };
-    ensure_role_binding(target, ar, ns, &sa, role_ref).await?;
-    let issued = Utc::now();
-    let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, issued)).await?;
-    let renew_at = (token_expires < expires).then(|| token_renew_at(issued, token_expires));
-    if let Some(at) = renew_at {
-        if token_clock_skewed(issued, token_expires) {
-            tracing::warn!(
+    let issue = async {
+        let issued = Utc::now();
+        let (token, token_expires) = request_token(target, ns, &sa, token_lifetime(expires, issued)).await?;
+        let renew_at = (token_expires < expires).then(|| token_renew_at(issued, token_expires));
+        if let Some(at) = renew_at {
+            if token_clock_skewed(issued, token_expires) {
+                tracing::warn!(
+                    request = %request,
+                    namespace = ns,
+                    cluster = %target.name,
+                    issued = %fmt_time(issued),
+                    token_expires = %fmt_time(token_expires),
+                    renew_at = %fmt_time(at),
+                    "the token seems to expire at or right after its issue: the controller's clock is probably \
+                     ahead of the API server's (clock skew); it is renewed no sooner than the minimum interval"
+                );
+            }
+            tracing::info!(
                 request = %request,
                 namespace = ns,
                 cluster = %target.name,
-                issued = %fmt_time(issued),
                 token_expires = %fmt_time(token_expires),
                 renew_at = %fmt_time(at),
-                "the token seems to expire at or right after its issue: the controller's clock is probably \
-                 ahead of the API server's (clock skew); it is renewed no sooner than the minimum interval"
+                "the cluster shortened the token below the access; it is renewed before it expires"
             );
         }
-        tracing::info!(
-            request = %request,
-            namespace = ns,
-            cluster = %target.name,
-            token_expires = %fmt_time(token_expires),
-            renew_at = %fmt_time(at),
-            "the cluster shortened the token below the access; it is renewed before it expires"
-        );
-    }
-    let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, issued, token_expires).await?;
+        let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, issued, token_expires).await?;
+        Ok::<_, Error>((rv, renew_at))
+    };
+    let ((), (rv, renew_at)) = tokio::try_join!(bind, issue)?;
     Ok(Issued {
         grant: Grant {
             namespace: ns.to_string(),

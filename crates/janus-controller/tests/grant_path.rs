@@ -316,3 +316,106 @@ async fn a_finalizer_added_while_the_controller_adds_its_own_is_kept() {
         "ours is missing: {finalizers:?}"
     );
 }
+
+/// Once a namespace's ServiceAccount is the grant's, its RoleBinding and its token are asked for
+/// together: the token request does not wait for the binding's answer (held 3 s here).
+#[tokio::test]
+async fn a_grants_binding_and_token_do_not_wait_for_each_other() {
+    if kubesim_only(
+        "a_grants_binding_and_token_do_not_wait_for_each_other",
+        "needs fault injection (API latency)",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    create(&sim, &request("together", "central", &["team-a"], 600)).await;
+    wait_phase(&sim, "together", "Pending", 10).await;
+    let held = Duration::from_secs(3);
+    sim.cluster.faults.set(kubesim::faults::FaultConfig {
+        latency_ms: held.as_millis() as u64,
+        path_contains: "/namespaces/team-a/rolebindings".into(),
+        ..Default::default()
+    });
+    let mark = calls.len();
+    approve(&sim, "together").await;
+    wait_phase(&sim, "together", "Active", 20).await;
+    sim.cluster.faults.clear();
+    let grant = acting(calls.since(mark));
+    let sent = |kind: &str| {
+        grant
+            .iter()
+            .find(|c| c.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {:?}", kinds(&grant)))
+            .at
+    };
+    let (binding, token) = (sent("create rolebindings"), sent("create serviceaccounts/token"));
+    let account = sent("create serviceaccounts");
+    assert!(
+        account <= binding && account <= token,
+        "the ServiceAccount first: {:?}",
+        kinds(&grant)
+    );
+    assert!(
+        token.saturating_duration_since(binding) < held / 2,
+        "the token was asked for {:?} after the binding, whose answer took {held:?}",
+        token.saturating_duration_since(binding)
+    );
+    let tokens = tokens(&sim, "together").await;
+    assert_eq!(
+        pods_answer(&sim, "team-a", &tokens[0].1).await,
+        Ok(()),
+        "the token works"
+    );
+}
+
+/// A RoleBinding by the grant's name that is not the grant's own fails the grant; the token issued
+/// beside it is taken back with its ServiceAccount and Secret, and the foreign binding is left alone.
+#[tokio::test]
+async fn a_foreign_binding_by_the_grants_name_fails_the_grant_and_takes_its_token_back() {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    if kubesim_only(
+        "a_foreign_binding_by_the_grants_name_fails_the_grant_and_takes_its_token_back",
+        "records the calls of a controller in this process",
+    ) {
+        return;
+    }
+    let sim = central().await;
+    let calls = Calls::default();
+    let _ctl = Ctl::start(&sim, config(""), None, &calls).await;
+    let name = names::grant_name("squat", "team-a");
+    let bindings: Api<RoleBinding> = Api::namespaced(sim.client().await.unwrap(), "team-a");
+    let foreign = RoleBinding {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "view".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "someone@example.com".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        }]),
+    };
+    bindings.create(&Default::default(), &foreign).await.unwrap();
+    create(&sim, &request("squat", "central", &["team-a"], 600)).await;
+    wait_phase(&sim, "squat", "Pending", 10).await;
+    approve(&sim, "squat").await;
+    let failed = wait_phase(&sim, "squat", "Failed", 20).await;
+    let message = failed.status.map(|s| s.message).unwrap_or_default();
+    assert!(message.contains("does not belong to this request"), "{message}");
+    assert!(
+        leftovers(&sim, &sim, "squat").await.is_empty(),
+        "the grant's credentials are gone"
+    );
+    assert!(tokens(&sim, "squat").await.is_empty());
+    let kept = bindings.get(&name).await.unwrap();
+    assert_eq!(kept.subjects, foreign.subjects, "the foreign binding is untouched");
+    assert_eq!(kept.role_ref, foreign.role_ref);
+}
