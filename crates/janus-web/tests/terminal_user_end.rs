@@ -27,12 +27,19 @@ const BOUND: Duration = Duration::from_secs(3);
 /// A second web replica on the stack's kubesim and the same database.
 struct Replica {
     url: String,
+    state: janus_web::state::AppState,
     task: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Replica {
     async fn start(stack: &Stack, database_url: &str, extra: &str) -> Replica {
+        Self::start_watching(stack, database_url, extra, true).await
+    }
+
+    /// `watching: false`: the replica's watch of AccessRequests never runs (its cache is declared
+    /// synced, empty), so nothing a watch would bring reaches it.
+    async fn start_watching(stack: &Stack, database_url: &str, extra: &str, watching: bool) -> Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut doc: yaml_serde::Mapping = yaml_serde::from_str(extra).unwrap_or_default();
@@ -62,12 +69,19 @@ impl Replica {
             oidc_client_secret: None,
         };
         let (state, watch) = server::build_state(cfg, client.clone(), &opts).await.expect("state");
+        let watch: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if watching {
+            Box::pin(watch)
+        } else {
+            state.cache_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(std::future::pending())
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let served = state.clone();
         let task = tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.await;
             };
-            if let Err(e) = server::serve(state, client, opts, listener, stop, watch).await {
+            if let Err(e) = server::serve(served, client, opts, listener, stop, watch).await {
                 panic!("replica b failed: {e}");
             }
         });
@@ -80,6 +94,7 @@ impl Replica {
             {
                 return Replica {
                     url,
+                    state,
                     task,
                     stop: Some(tx),
                 };
@@ -640,4 +655,63 @@ async fn a_log_reader_that_stops_reading_cannot_keep_the_follow_past_logout() {
     .await;
     drop(conn);
     stack.stop().await;
+}
+
+/// The replica that stores a revocation or a withdrawal ends its own sessions of the request as soon
+/// as the decision is written, not when its watch brings the change back (issue 19: a revoke closes
+/// the sessions within 1 s). Replica B's watch never runs here, so only the decision can end them;
+/// the other replicas still learn it from their watches (the tests above).
+#[tokio::test]
+async fn the_replica_that_stores_an_ending_decision_ends_its_own_sessions_at_once() {
+    use janus_web::terminal::{Owner, StreamKind};
+    let pg = Pg::start();
+    let stack = Stack::start_full(|_| String::new(), None, Some(pg.url.clone())).await;
+    let b = Replica::start_watching(&stack, &pg.url, "", false).await;
+    let admin = stack.login(ADMIN.0, ADMIN.1).await;
+    let alice = stack.user(&admin, "alice", "alice@example.com", false).await;
+    let revoked = active_request(&admin, &alice, &["team-a"]).await;
+    let withdrawn = active_request(&admin, &alice, &["team-a"]).await;
+    let kept = active_request(&admin, &alice, &["team-a"]).await;
+    // Sessions as B registers them when it serves a terminal (no login hash: no owner check ends them).
+    let open = |id: &str, request: &str| {
+        let owner = Owner {
+            user: "alice@example.com".into(),
+            login: None,
+            local: false,
+            admin_only: false,
+            personal_token: false,
+        };
+        b.state
+            .terminals
+            .register(id, StreamKind::Terminal, request, owner, 10, 10)
+            .expect("registered")
+    };
+    let mut on_revoked = open("t-revoked", &revoked);
+    let mut on_withdrawn = open("t-withdrawn", &withdrawn);
+    let mut on_kept = open("t-kept", &kept);
+
+    // An admin's revocation through B's API.
+    let r = b
+        .as_(&admin)
+        .post(&format!("/api/v1/requests/{revoked}/revoke"), json!({"reason": "done"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        on_revoked.borrow_and_update().as_ref().map(|r| r.category),
+        Some("revoked"),
+        "ended when the answer came"
+    );
+    // The requester's withdrawal through B's pages.
+    let r = b
+        .as_(&alice)
+        .form(&format!("/requests/{withdrawn}/withdraw"), &[])
+        .await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(
+        on_withdrawn.borrow_and_update().is_some(),
+        "a withdrawal through the pages ends the session too"
+    );
+    // A request no decision ended keeps its session.
+    assert!(on_kept.borrow_and_update().is_none());
+    b.stop().await;
 }

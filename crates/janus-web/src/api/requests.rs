@@ -12,6 +12,7 @@ use crate::auth::Authenticated;
 use crate::error::WebError;
 use crate::extract::{Json, JsonOrDefault, Path, Query};
 use crate::service::{CreateInput, DecisionInput, ListFilter, ListPage, RequestService, RequestView};
+use crate::state::AppState;
 
 /// `GET /api/v1/requests`.
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", summary = "List requests", params(ListFilter),
@@ -138,6 +139,7 @@ pub struct DecisionBody {
     ))]
 pub async fn decide(
     State(svc): State<RequestService>,
+    State(state): State<AppState>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
     // No body at all (e.g. approve with the requested TTL) means no fields.
@@ -166,5 +168,6 @@ pub async fn decide(
         _ => return Err(WebError::NotFound(format!("unknown action {action:?}"))),
     };
     let ar = svc.decide(&id, &name, decision).await?;
+    state.terminals.close_if_ended(&ar);
     Ok(Json(svc.view(&id, &ar)).into_response())
 }

@@ -942,6 +942,7 @@ pub async fn detail(
 /// `POST /requests/{name}/{action}` from the pages.
 pub async fn decide(
     State(svc): State<RequestService>,
+    State(state): State<AppState>,
     Authenticated(id): Authenticated,
     Path((name, action)): Path<(String, String)>,
     form: FormData,
@@ -976,7 +977,8 @@ pub async fn decide(
         _ => return Err(PageError(WebError::NotFound("no such action".into()))),
     };
     let verb = decision.verb();
-    svc.decide(&id, &name, decision).await?;
+    let ar = svc.decide(&id, &name, decision).await?;
+    state.terminals.close_if_ended(&ar);
     let back = crate::auth::safe_next(form.get("back"));
     let sep = if back.contains('?') { '&' } else { '?' };
     let target = if back == "/" {

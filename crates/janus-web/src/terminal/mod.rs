@@ -217,6 +217,16 @@ impl Terminals {
         }
     }
 
+    /// Ends this replica's sessions of a request that a decision just ended (a revocation, a
+    /// withdrawal), as soon as the decision is stored: the watch brings the same change to every
+    /// replica, this one included, but only after the API server's round trip and whatever queue is
+    /// ahead of it. Does nothing while the request still grants access.
+    pub fn close_if_ended(&self, ar: &AccessRequest) {
+        if let (Some(reason), Some(name)) = (end_reason(ar), ar.metadata.name.as_deref()) {
+            self.close_request(name, reason);
+        }
+    }
+
     /// Ends every session.
     pub fn close_all(&self, reason: &str) {
         let reason = EndReason::from_message(reason);
@@ -506,6 +516,33 @@ mod tests {
         assert_eq!(a.borrow_and_update().as_ref().map(|r| r.category), Some("revoked"));
         t.unregister("1");
         assert_eq!(t.count(), 2);
+    }
+
+    #[test]
+    fn only_a_request_that_grants_no_more_ends_its_sessions() {
+        let t = Terminals::default();
+        let mut live = t
+            .register("1", StreamKind::Terminal, "r1", owner("u@x", "s1", false), 5, 5)
+            .unwrap();
+        let mut ar: AccessRequest = serde_json::from_value(serde_json::json!({
+            "apiVersion": "janus.io/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": "r1"},
+            "spec": {"requester": "u@x", "cluster": "c", "namespaces": ["n"], "ttlSeconds": 600, "reason": "x"},
+            "status": {"phase": "Active"}
+        }))
+        .unwrap();
+        t.close_if_ended(&ar);
+        assert!(
+            live.borrow_and_update().is_none(),
+            "an Active request keeps its sessions"
+        );
+        ar.spec.revocation = Some(janus_api::access_request::Revocation {
+            by: "a@x".into(),
+            at: "2026-12-08T00:00:00Z".into(),
+            reason: String::new(),
+        });
+        t.close_if_ended(&ar);
+        assert_eq!(live.borrow_and_update().as_ref().map(|r| r.category), Some("revoked"));
     }
 
     #[test]
