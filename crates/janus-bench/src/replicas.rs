@@ -370,6 +370,8 @@ async fn load(
             };
             let out = work.dir.join(format!("oha-{}-{p}.json", mix.name));
             let db = work.dir.join(format!("oha-{}-{p}.sqlite", mix.name));
+            // oha appends to an existing database: a kept work directory's rows must not count again.
+            let _ = std::fs::remove_file(&db);
             let mut cmd = tokio::process::Command::new(oha);
             if writer {
                 cmd.args(["--worker-threads", "1"]);

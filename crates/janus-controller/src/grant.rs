@@ -349,9 +349,9 @@ pub async fn ensure_grant(
     let sa = names::grant_name(&request, ns);
     let secret = names::token_secret_name(&request, ns);
     ensure_service_account(target, ar, ns, &sa).await?;
-    // Once the ServiceAccount is ours, its binding and its token do not wait for each other: a token
-    // grants nothing until the binding exists, and a binding that fails (a foreign one by that name)
-    // fails the grant, whose cleanup takes the token back with the ServiceAccount. The
+    // Once the ServiceAccount is ours, its binding and its token do not wait for each other: the token
+    // is not handed out before the grant is Active, and a grant that fails (a foreign binding by that
+    // name, a refused token) is cleaned up, ServiceAccount (its tokens with it) and Secret. The
     // ServiceAccount itself must come first (see `ensure_service_account`: the name may be taken).
     let bind = async {
         let role_ref = match access {
@@ -402,7 +402,14 @@ pub async fn ensure_grant(
         let rv = write_token_secret(central, janus_ns, ar, &secret, target, ns, token, issued, token_expires).await?;
         Ok::<_, Error>((rv, renew_at))
     };
-    let ((), (rv, renew_at)) = tokio::try_join!(bind, issue)?;
+    // Both halves run to their end, even when one fails: a half dropped mid-call could have its create
+    // committed after the failed grant's cleanup listed what to delete (a RoleBinding left behind).
+    let (rv, renew_at) = match tokio::join!(bind, issue) {
+        (Ok(()), Ok(issued)) => issued,
+        // The permanent error first: it ends the request, where a transient one would only retry.
+        (Err(e @ Error::Permanent(_)), _) | (_, Err(e @ Error::Permanent(_))) => return Err(e),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
     Ok(Issued {
         grant: Grant {
             namespace: ns.to_string(),

@@ -410,6 +410,12 @@ async fn a_foreign_binding_by_the_grants_name_fails_the_grant_and_takes_its_toke
     let failed = wait_phase(&sim, "squat", "Failed", 20).await;
     let message = failed.status.map(|s| s.message).unwrap_or_default();
     assert!(message.contains("does not belong to this request"), "{message}");
+    let issued = acting(calls.since(0));
+    assert!(
+        kinds(&issued).contains(&"create secrets"),
+        "the token half ran to its end beside the refused binding: {:?}",
+        kinds(&issued)
+    );
     assert!(
         leftovers(&sim, &sim, "squat").await.is_empty(),
         "the grant's credentials are gone"
