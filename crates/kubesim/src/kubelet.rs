@@ -195,8 +195,7 @@ impl Drop for ProcessGuard {
     fn drop(&mut self) {
         // Background children of a finished shell would otherwise outlive the session on the host.
         kill_group(self.pgid);
-        let alive =
-            !group_empty(self.pgid) && group_member_counts(&[self.pgid]).get(&self.pgid).copied().unwrap_or(0) > 0;
+        let alive = group_alive(self.pgid);
         let mut t = lock(&self.procs);
         if let Some(v) = t.get_mut(&self.key) {
             if alive {
@@ -228,7 +227,7 @@ pub fn kill_group(pgid: i32) {
 /// ends only once what it ran is really gone.
 pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
-    while !group_empty(pgid) && group_member_counts(&[pgid]).get(&pgid).copied().unwrap_or(0) > 0 {
+    while group_alive(pgid) {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(pgid, "processes of a killed exec group are still alive");
             return;
@@ -244,6 +243,11 @@ pub async fn wait_group_gone(pgid: i32, timeout: std::time::Duration) {
 /// server's other work. Most ended groups are empty by then: the session reaped its leader.
 fn group_empty(pgid: i32) -> bool {
     pgid > 1 && matches!(killpg(Pid::from_raw(pgid), None), Err(nix::errno::Errno::ESRCH))
+}
+
+/// Whether a live (non-zombie) process is left in a group: no /proc scan when signal 0 finds none.
+fn group_alive(pgid: i32) -> bool {
+    !group_empty(pgid) && group_member_counts(&[pgid]).get(&pgid).copied().unwrap_or(0) > 0
 }
 
 #[cfg(test)]
